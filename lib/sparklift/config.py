@@ -1,0 +1,215 @@
+"""Typed configuration: packaged defaults, a user file merged over them, ``--set`` overrides.
+
+Every key is validated by pydantic with unknown keys forbidden, so a typo or a wrong type
+fails at start-up with the dotted key and what was expected. Local and production runs
+differ only in the file they pass (``tables.base_path`` and ``spark`` usually).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sparklift.errors import ConfigError
+
+TABLE_NAMES = (
+    "user_activity",
+    "zones",
+    "customers",
+    "voucher_campaigns",
+    "vouchers",
+    "zone_day_features",
+    "geo_experiments",
+    "geo_assignments",
+    "geo_design_checks",
+    "geo_results",
+    "uplift_models",
+    "uplift_scores",
+    "allocations",
+    "allocation_summary",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Strict):
+    master: str
+    app_name: str
+    driver_memory: str
+    shuffle_partitions: int = Field(gt=0)
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
+    ui_enabled: bool
+    conf: dict[str, str]
+
+
+class TablesConfig(_Strict):
+    backend: Literal["auto", "native", "deltars"]
+    base_path: str
+    model_path: str
+    target_file_rows: int = Field(gt=0)
+    names: dict[str, str]
+
+    @model_validator(mode="after")
+    def _known_tables(self) -> TablesConfig:
+        unknown = sorted(set(self.names) - set(TABLE_NAMES))
+        missing = sorted(set(TABLE_NAMES) - set(self.names))
+        if unknown or missing:
+            raise ValueError(f"unknown tables {unknown}, missing tables {missing}")
+        return self
+
+
+class GeoEffectConfig(_Strict):
+    zones: int = Field(ge=0)
+    start_offset_days: int = Field(ge=1)
+    lift: float = Field(ge=-0.9)
+
+
+class GenerateConfig(_Strict):
+    seed: int
+    users: int = Field(gt=0)
+    zones: int = Field(ge=2)
+    regions: int = Field(gt=0)
+    days: int = Field(gt=0)
+    end_date: dt.date | None
+    customers: int = Field(gt=0)
+    vouchers: int = Field(ge=1, le=20)
+    campaign_rows: int = Field(gt=0)
+    campaigns: int = Field(ge=1)
+    control_share: float = Field(gt=0, lt=1)
+    partitions: int = Field(gt=0)
+    geo_effect: GeoEffectConfig
+
+
+class FeatureDef(_Strict):
+    """One zone/day feature: an aggregate over a zone's user rows on a day.
+
+    agg: ``count`` (rows = active users), ``sum``/``mean`` of ``column``, ``count_if``/``share``
+    of rows matching the SQL condition ``where``, or ``ratio`` of two other features
+    (0 when the denominator is 0, so a zone with no activity has all-zero features).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    agg: Literal["count", "sum", "mean", "count_if", "share", "ratio"]
+    column: str | None = None
+    where: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_agg(self) -> FeatureDef:
+        need = {
+            "count": set(),
+            "sum": {"column"},
+            "mean": {"column"},
+            "count_if": {"where"},
+            "share": {"where"},
+            "ratio": {"numerator", "denominator"},
+        }[self.agg]
+        given = {k for k in ("column", "where", "numerator", "denominator") if getattr(self, k)}
+        if given != need:
+            raise ValueError(
+                f"feature {self.name!r} with agg {self.agg!r} takes exactly {sorted(need)}, "
+                f"got {sorted(given)}"
+            )
+        return self
+
+
+class FeaturesConfig(_Strict):
+    definitions: list[FeatureDef] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ratios_resolve(self) -> FeaturesConfig:
+        seen: set[str] = set()
+        for f in self.definitions:
+            if f.name in seen:
+                raise ValueError(f"feature {f.name!r} is defined twice")
+            if f.agg == "ratio":
+                for ref in (f.numerator, f.denominator):
+                    if ref not in seen:
+                        raise ValueError(
+                            f"ratio feature {f.name!r} refers to {ref!r}, which must be a "
+                            "feature defined above it"
+                        )
+            seen.add(f.name)
+        return self
+
+
+class Config(_Strict):
+    spark: SparkConfig
+    tables: TablesConfig
+    generate: GenerateConfig
+    features: FeaturesConfig
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _apply_set(raw: dict[str, Any], assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
+    key, _, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a config section")
+        node = child
+    if parts[-1] not in node:
+        raise ConfigError(f"--set {key}: unknown key {parts[-1]!r} (known: {sorted(node)})")
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def default_config_text() -> str:
+    return resources.files("sparklift").joinpath("defaults.yaml").read_text()
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load defaults, merge the file at ``path`` (if any) and ``--set`` overrides, validate."""
+    raw = yaml.safe_load(default_config_text())
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            user = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        if not isinstance(user, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        raw = _deep_merge(raw, user)
+        source = str(p)
+    for assignment in overrides:
+        _apply_set(raw, assignment)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None

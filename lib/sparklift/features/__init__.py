@@ -1,0 +1,1 @@
+"""Zone/day features from user activity."""

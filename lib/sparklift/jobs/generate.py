@@ -1,0 +1,64 @@
+"""``sparklift generate``: synthetic raw tables with a planted truth, written as Delta.
+
+The truth (treated zones and their true ATT, the voucher effect model) goes to
+``<base_path>/generator_truth.json`` next to the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pyarrow.fs as pafs
+
+from sparklift.jobs import JobContext, log, step
+from sparklift.synthetic import geo, vouchers
+from sparklift.tables import resolve_path
+
+HELP = "generate a synthetic data set (user_activity, zones, customers, vouchers, campaigns)"
+SCALE_FLAGS = ("seed", "users", "zones", "days", "customers", "vouchers", "campaign_rows")
+TRUTH_FILE = "generator_truth.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag in SCALE_FLAGS:
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=int, help=f"generate.{flag}")
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    updates = {f: getattr(args, f) for f in SCALE_FLAGS if getattr(args, f) is not None}
+    conf = ctx.config.generate.model_copy(update=updates)
+    conf = type(conf).model_validate(conf.model_dump())
+    end = conf.end_date or ctx.run_date
+    spark, catalog = ctx.spark, ctx.catalog
+    world = geo.draw_world(conf, end)
+    outputs = {
+        "zones": (geo.zones_frame(spark, world), []),
+        "user_activity": (geo.activity_frame(spark, world, conf), ["date"]),
+        "vouchers": (vouchers.vouchers_frame(spark, conf), []),
+        "customers": (vouchers.customers_frame(spark, conf, end), ["snapshot_date"]),
+        "voucher_campaigns": (vouchers.campaigns_frame(spark, conf, end), []),
+    }
+    summary: dict = {}
+    for name, (df, partition_by) in outputs.items():
+        with step(f"writing {name}"):
+            version = catalog.write(name, df, mode="overwrite", partition_by=partition_by)
+        rows = catalog.rows_added(name, version)
+        log.info("%s: %d rows (version %d)", name, rows, version)
+        summary[name] = rows
+    with step("computing the planted truth"):
+        truth = {
+            "seed": conf.seed,
+            "config": conf.model_dump(mode="json"),
+            "first_date": world.days["date"].iloc[0].isoformat(),
+            "last_date": end.isoformat(),
+            "geo": geo.geo_truth(spark, world, conf),
+            "vouchers": vouchers.voucher_truth(conf),
+        }
+    truth_path = resolve_path(catalog.conf.base_path, TRUTH_FILE)
+    fs, path = pafs.FileSystem.from_uri(truth_path)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(truth, indent=2).encode())
+    summary["truth"] = truth_path
+    summary["dates"] = f"{truth['first_date']}..{truth['last_date']}"
+    return summary

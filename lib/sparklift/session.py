@@ -1,0 +1,86 @@
+"""Spark session factory: a tuned local session by default, untouched under spark-submit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+from pyspark.sql import SparkSession
+
+from sparklift.config import SparkConfig
+from sparklift.errors import SparkliftError
+
+log = logging.getLogger(__name__)
+
+JAVA_HINT = (
+    "sparklift needs Java 17: install it (e.g. `apt-get install openjdk-17-jre-headless`) "
+    "and put it on PATH or set JAVA_HOME"
+)
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit (or pyspark shell) started this interpreter and owns the JVM."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def check_java() -> None:
+    """Fail with one clear line if no Java 17+ is found: Spark 4 needs it."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        raise SparkliftError(f"no Java found: {JAVA_HINT}")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    first = out.splitlines()[0] if out else ""
+    try:
+        version = first.split('"')[1]
+        major = int(
+            version.split(".")[0] if not version.startswith("1.") else version.split(".")[1]
+        )
+    except (IndexError, ValueError):
+        raise SparkliftError(f"cannot read Java version from {first!r}: {JAVA_HINT}") from None
+    if major < 17:
+        raise SparkliftError(f"found Java {version} at {java}, too old: {JAVA_HINT}")
+
+
+def build_session(conf: SparkConfig) -> SparkSession:
+    """Return the Spark session for a job.
+
+    Under spark-submit the master and conf come from the submit line and are not changed.
+    Otherwise a local session sized for a small machine: few shuffle partitions, no UI,
+    driver memory from config, Arrow on, quiet logs. Either way executors run the
+    interpreter running this code unless ``PYSPARK_PYTHON`` says otherwise.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if under_spark_submit():
+        return SparkSession.builder.getOrCreate()
+    check_java()
+    builder = (
+        SparkSession.builder.master(conf.master)
+        .appName(conf.app_name)
+        .config("spark.driver.memory", conf.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
+        .config("spark.default.parallelism", str(conf.shuffle_partitions))
+        .config("spark.ui.enabled", str(conf.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
+    )
+    for key, value in conf.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(conf.log_level)
+    return spark
+
+
+def delta_jvm_available(spark: SparkSession) -> bool:
+    """True when the Delta Lake JVM classes are on the driver's classpath."""
+    try:
+        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,1 @@
+"""Synthetic stand-ins for the raw tables, with a planted, recorded ground truth."""

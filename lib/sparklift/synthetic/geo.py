@@ -1,0 +1,279 @@
+"""Zones, users and their daily activity, with a planted geo treatment effect.
+
+The model, per user i in zone g on day t (all draws hashed from the seed):
+- zone sizes are log-normal (sigma 1.3): a long tail of small zones and a few big ones;
+- user i is active on day t with probability
+  min(0.95, p_i * weekday_t * trend_t * shock_t * shock_gt * newness_it),
+  with a zone-day shock shock_gt shared by the zone's users (clustering by zone x day);
+- visits = 1 + Geometric(intensity_i); orders = floor(visits * p_conv + U), with
+  p_conv = conv_i * conv_g * (1 + lift_g 1[g treated, t >= start]) so the treatment moves
+  the intensive margin only and E[orders | visits] is known exactly;
+- items = orders + Geometric(0.8 orders); gmv = items * price_i * noise (mean-one noise).
+The expected additive effect of treatment on a treated post-period user-day is therefore
+visits * conv_i * conv_g * lift_g for orders and 1.8 * price_i times that for gmv; the
+generator averages these over the treated rows and records them as the true ATT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from sparklift.config import GenerateConfig
+from sparklift.synthetic.rand import (
+    geometric,
+    lognormal_mean_one,
+    normal,
+    stochastic_round,
+    uniform,
+)
+
+WEEKDAY_FACTOR = (0.92, 0.88, 0.9, 0.95, 1.08, 1.22, 1.05)  # Monday .. Sunday
+TREND_PER_DAY = 0.0015
+
+ZONES_SCHEMA = StructType(
+    [
+        StructField("zone_id", IntegerType()),
+        StructField("region", StringType()),
+        StructField("eligible", BooleanType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class GeoWorld:
+    """The small dimension tables of the world, drawn on the driver with NumPy."""
+
+    zones: pd.DataFrame  # zone_id, region, eligible, users, user_offset, conv, lift, treated
+    days: pd.DataFrame  # date, day_index, day_factor
+    effect_start: dt.date | None
+
+
+def draw_world(conf: GenerateConfig, end_date: dt.date) -> GeoWorld:
+    rng = np.random.default_rng(conf.seed)
+    n = conf.zones
+    weight = rng.lognormal(0.0, 1.3, n)
+    users = np.maximum(1, np.round(conf.users * weight / weight.sum())).astype(np.int64)
+    zones = pd.DataFrame(
+        {
+            "zone_id": np.arange(1, n + 1, dtype=np.int32),
+            "region": [f"R{i % conf.regions + 1:02d}" for i in range(n)],
+            "eligible": rng.uniform(size=n) > 0.05,
+            "users": users,
+            "user_offset": np.concatenate([[0], np.cumsum(users)[:-1]]),
+            "conv": np.exp(rng.normal(0.0, 0.3, n) - 0.045),
+            "lift": 0.0,
+            "treated": False,
+        }
+    )
+    effect = conf.geo_effect
+    effect_start = None
+    if effect.zones > 0 and effect.lift != 0:
+        candidates = zones.index[zones["eligible"]].to_numpy()
+        if effect.zones > len(candidates):
+            raise ValueError(f"geo_effect.zones={effect.zones} exceeds {len(candidates)} eligible")
+        chosen = rng.choice(candidates, size=effect.zones, replace=False)
+        zones.loc[chosen, "treated"] = True
+        zones.loc[chosen, "lift"] = effect.lift * rng.uniform(0.4, 1.6, effect.zones)
+        effect_start = end_date - dt.timedelta(days=conf.days - 1 - effect.start_offset_days)
+    dates = [end_date - dt.timedelta(days=conf.days - 1 - i) for i in range(conf.days)]
+    shock = np.exp(rng.normal(0.0, 0.04, conf.days))
+    days = pd.DataFrame(
+        {
+            "date": dates,
+            "day_index": np.arange(conf.days, dtype=np.int32),
+            "day_factor": [
+                WEEKDAY_FACTOR[d.weekday()] * (1 + TREND_PER_DAY * i) * shock[i]
+                for i, d in enumerate(dates)
+            ],
+        }
+    )
+    return GeoWorld(zones, days, effect_start)
+
+
+def zones_frame(spark: SparkSession, world: GeoWorld) -> DataFrame:
+    z = world.zones
+    return spark.createDataFrame(
+        list(zip(z["zone_id"].tolist(), z["region"], z["eligible"].tolist(), strict=True)),
+        ZONES_SCHEMA,
+    )
+
+
+def _users(spark: SparkSession, world: GeoWorld, conf: GenerateConfig, zone_ids=None) -> DataFrame:
+    z = world.zones if zone_ids is None else world.zones[world.zones["zone_id"].isin(zone_ids)]
+    schema = StructType(
+        [
+            StructField("zone_id", IntegerType()),
+            StructField("users", LongType()),
+            StructField("user_offset", LongType()),
+            StructField("zone_conv", DoubleType()),
+            StructField("lift", DoubleType()),
+        ]
+    )
+    rows = list(
+        zip(
+            z["zone_id"].tolist(),
+            z["users"].tolist(),
+            z["user_offset"].tolist(),
+            z["conv"].tolist(),
+            z["lift"].tolist(),
+            strict=True,
+        )
+    )
+    seed, n_days = conf.seed, conf.days
+    uid = F.col("user_id")
+    return (
+        spark.createDataFrame(rows, schema)
+        .repartition(conf.partitions, "zone_id")
+        .select(
+            "zone_id",
+            "zone_conv",
+            "lift",
+            "user_offset",
+            F.explode(F.sequence(F.lit(1), F.col("users"))).alias("_i"),
+        )
+        .select(
+            "zone_id", "zone_conv", "lift", (F.col("user_offset") + F.col("_i")).alias("user_id")
+        )
+        .select(
+            "*",
+            (0.02 + 0.55 * F.pow(uniform(seed, "p_active", uid), 1.6)).alias("p_active"),
+            (0.3 + 1.2 * uniform(seed, "intensity", uid)).alias("intensity"),
+            F.least(F.lit(0.8), 0.1 * lognormal_mean_one(0.6, normal(seed, "conv", uid))).alias(
+                "user_conv"
+            ),
+            (12.0 * lognormal_mean_one(0.35, normal(seed, "price", uid))).alias("price"),
+            # 88% signed up before the window (tenure log-normal, median ~300 days),
+            # the rest during it: they bring new users into every zone.
+            F.when(
+                uniform(seed, "new", uid) < 0.12,
+                F.floor(uniform(seed, "signup", uid) * n_days),
+            )
+            .otherwise(
+                -F.least(
+                    F.lit(3650.0),
+                    F.floor(F.exp(F.log(F.lit(300.0)) + 1.1 * normal(seed, "tenure", uid))),
+                )
+            )
+            .cast("int")
+            .alias("signup_index"),
+        )
+    )
+
+
+def activity_frame(
+    spark: SparkSession,
+    world: GeoWorld,
+    conf: GenerateConfig,
+    zone_ids: list[int] | None = None,
+    with_truth: bool = False,
+) -> DataFrame:
+    """user_activity rows (users x days, kept where active); optionally with the expected
+    treatment effects ``effect_orders``/``effect_gmv`` of each row and a ``post`` flag."""
+    seed = conf.seed
+    days = spark.createDataFrame(world.days).select(
+        F.col("date").cast(DateType()), "day_index", "day_factor"
+    )
+    post = (
+        F.col("date") >= F.lit(world.effect_start) if world.effect_start else F.lit(False)
+    ).alias("post")
+    key = (F.col("user_id"), F.col("day_index"))
+    zone_day_shock = lognormal_mean_one(0.08, normal(seed, "zday", "zone_id", "day_index"))
+    tenure = F.col("day_index") - F.col("signup_index")
+    newness = F.when(tenure < 14, 1.5).otherwise(1.0)
+    p = F.least(F.lit(0.95), F.col("p_active") * F.col("day_factor") * zone_day_shock * newness)
+    rows = (
+        _users(spark, world, conf, zone_ids)
+        .crossJoin(F.broadcast(days))
+        .where(tenure >= 0)
+        .where(uniform(seed, "active", *key) < p)
+        .select("*", post)
+    )
+    conv = F.col("user_conv") * F.col("zone_conv")
+    lift = F.when(F.col("post"), F.col("lift")).otherwise(0.0)
+    visits = 1 + geometric(F.col("intensity"), uniform(seed, "visits", *key))
+    rows = rows.select(
+        "*",
+        visits.alias("visits"),
+        tenure.cast("int").alias("tenure_days"),
+    )
+    orders = stochastic_round(F.col("visits") * conv * (1 + lift), uniform(seed, "orders", *key))
+    rows = rows.select("*", orders.alias("orders"))
+    items = F.col("orders") + geometric(0.8 * F.col("orders"), uniform(seed, "items", *key))
+    rows = rows.select("*", items.alias("items"))
+    gmv = F.round(
+        F.col("items") * F.col("price") * lognormal_mean_one(0.25, normal(seed, "gmv", *key)), 2
+    )
+    prior_mean = 28 * F.col("p_active") * (1 + F.col("intensity")) * conv
+    prior_orders = geometric(prior_mean, uniform(seed, "prior", *key))
+    prior_gmv = F.round(
+        prior_orders * 1.8 * F.col("price") * lognormal_mean_one(0.3, normal(seed, "pgmv", *key)),
+        2,
+    )
+    cols = [
+        "date",
+        "user_id",
+        "zone_id",
+        "visits",
+        "orders",
+        "items",
+        gmv.alias("gmv"),
+        "tenure_days",
+        prior_orders.cast("int").alias("prior_orders_28d"),
+        prior_gmv.alias("prior_gmv_28d"),
+    ]
+    if with_truth:
+        effect_orders = F.col("visits") * conv * lift
+        cols += [
+            "post",
+            effect_orders.alias("effect_orders"),
+            (effect_orders * 1.8 * F.col("price")).alias("effect_gmv"),
+        ]
+    return rows.select(*cols)
+
+
+def geo_truth(spark: SparkSession, world: GeoWorld, conf: GenerateConfig) -> dict:
+    """The planted geo effect and its true ATT per treated post-period user-day."""
+    treated = world.zones[world.zones["treated"]]
+    if treated.empty:
+        return {"treated_zones": [], "effect_start": None}
+    rows = activity_frame(spark, world, conf, treated["zone_id"].tolist(), with_truth=True)
+    agg = (
+        rows.where("post")
+        .agg(
+            F.count("*").alias("n"),
+            F.avg("effect_orders").alias("att_orders"),
+            F.avg("effect_gmv").alias("att_gmv"),
+            F.avg(F.col("orders") - F.col("effect_orders")).alias("base_orders"),
+            F.avg(F.col("gmv") - F.col("effect_gmv")).alias("base_gmv"),
+        )
+        .first()
+    )
+    return {
+        "treated_zones": treated["zone_id"].tolist(),
+        "zone_lift": dict(zip(treated["zone_id"].tolist(), treated["lift"].tolist(), strict=True)),
+        "mean_lift": conf.geo_effect.lift,
+        "effect_start": world.effect_start.isoformat() if world.effect_start else None,
+        "metric_scope": "per treated user-day in the post period (intensive margin)",
+        "treated_post_rows": agg["n"],
+        "att": {"orders": agg["att_orders"], "gmv": agg["att_gmv"]},
+        "relative_att": {
+            "orders": agg["att_orders"] / agg["base_orders"] if agg["base_orders"] else None,
+            "gmv": agg["att_gmv"] / agg["base_gmv"] if agg["base_gmv"] else None,
+        },
+    }

@@ -1,0 +1,195 @@
+"""Customers, vouchers and a randomized voucher history with known per-customer uplift.
+
+For customer features x and voucher j with face value v_j (all closed form, see
+:func:`true_uplift`):
+- baseline transactions in 14 days: mu0(x) = 0.3 + 0.35 min(orders_28d, 10) + 0.2 app_user;
+- effect on that mean: tau_j(x) = s_j (0.9 a (1 - min(orders_28d, 8) / 8) - 0.3 d), with
+  a = discount_affinity (persuadables: keen on discounts, few recent orders), sure things
+  (many recent orders) near zero, and d = 1 for long-tenured web users, who are put off
+  (do-not-disturb); s_j = 0.25 sqrt(v_j / 5): bigger vouchers, diminishing returns;
+- objective ~ Geometric with mean m = max(mu0 + tau_j, 0.02) (control: mu0);
+- cost = v_j if the customer transacts and redeems (probability 0.3 + 0.4 a + 0.01 v_j),
+  so the expected cost is v_j * m / (1 + m) * redeem_j(x), and 0 in control.
+The true incremental objective is m - mu0 and the true incremental cost is the expected cost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from sparklift.config import GenerateConfig
+from sparklift.synthetic.rand import geometric, lognormal_mean_one, normal, uniform
+
+FACE_VALUES = (5.0, 2.0, 10.0, 3.0, 8.0, 15.0, 4.0, 6.0, 12.0, 20.0)
+BUDGET_GROUPS = (("NL", 0.4), ("DE", 0.3), ("BE", 0.2), ("FR", 0.1))
+FEATURES = (
+    "tenure_days",
+    "orders_28d",
+    "gmv_28d",
+    "days_since_last_order",
+    "sessions_28d",
+    "app_user",
+    "discount_affinity",
+)
+VOUCHERS_SCHEMA = StructType(
+    [
+        StructField("voucher_id", StringType()),
+        StructField("face_value", DoubleType()),
+        StructField("max_quantity", LongType()),
+        StructField("active", BooleanType()),
+    ]
+)
+
+
+def voucher_ids(n: int) -> list[str]:
+    return [f"V{j + 1:02d}" for j in range(n)]
+
+
+def vouchers_frame(spark: SparkSession, conf: GenerateConfig) -> DataFrame:
+    rows = []
+    for j, vid in enumerate(voucher_ids(conf.vouchers)):
+        cap = None if j == 0 else max(1, conf.customers // (5 * (j + 1)))
+        rows.append((vid, FACE_VALUES[j], cap, not (conf.vouchers >= 4 and j == 3)))
+    return spark.createDataFrame(rows, VOUCHERS_SCHEMA)
+
+
+def _features(seed: int, salt: str, key: Column) -> list[Column]:
+    """The customer feature columns, drawn from a latent activity level."""
+    u = lambda name: uniform(seed, f"{salt}.{name}", key)  # noqa: E731
+    z = lambda name: normal(seed, f"{salt}.{name}", key)  # noqa: E731
+    orders = geometric(1.5 * lognormal_mean_one(0.8, z("activity")), u("orders")).cast("double")
+    return [
+        F.floor(F.exp(F.log(F.lit(400.0)) + 1.0 * z("tenure"))).cast("double").alias(FEATURES[0]),
+        orders.alias(FEATURES[1]),
+        F.round(orders * 25.0 * lognormal_mean_one(0.3, z("aov")), 2).alias(FEATURES[2]),
+        F.when(orders > 0, F.floor(u("recency") * 28))
+        .otherwise(28 + geometric(F.lit(40.0), u("lapsed")))
+        .cast("double")
+        .alias(FEATURES[3]),
+        (3 * orders + geometric(F.lit(4.0), u("sessions"))).cast("double").alias(FEATURES[4]),
+        F.when(u("app") < 0.6, 1.0).otherwise(0.0).alias(FEATURES[5]),
+        F.round(F.pow(u("affinity"), 0.7), 4).alias(FEATURES[6]),
+    ]
+
+
+def _budget_group(seed: int, key: Column) -> Column:
+    u = uniform(seed, "budget_group", key)
+    expr, acc = None, 0.0
+    for name, share in BUDGET_GROUPS[:-1]:
+        acc += share
+        expr = F.when(u < acc, name) if expr is None else expr.when(u < acc, name)
+    return expr.otherwise(BUDGET_GROUPS[-1][0])  # type: ignore[union-attr]
+
+
+def customers_frame(spark: SparkSession, conf: GenerateConfig, snapshot: dt.date) -> DataFrame:
+    cid = F.col("customer_id")
+    return (
+        spark.range(1, conf.customers + 1, numPartitions=conf.partitions)
+        .withColumnRenamed("id", "customer_id")
+        .select(
+            F.lit(snapshot).alias("snapshot_date"),
+            cid,
+            _budget_group(conf.seed, cid).alias("budget_group"),
+            *_features(conf.seed, f"customer.{snapshot.isoformat()}", cid),
+        )
+    )
+
+
+def baseline() -> Column:
+    return 0.3 + 0.35 * F.least(F.col("orders_28d"), F.lit(10.0)) + 0.2 * F.col("app_user")
+
+
+def _scale(face_value: float) -> float:
+    return 0.25 * (face_value / 5.0) ** 0.5
+
+
+def _treated_mean(face_value: float) -> Column:
+    a = F.col("discount_affinity")
+    persuadable = 0.9 * a * (1 - F.least(F.col("orders_28d"), F.lit(8.0)) / 8.0)
+    put_off = ((F.col("tenure_days") > 1000) & (F.col("app_user") == 0)).cast("double")
+    tau = _scale(face_value) * (persuadable - 0.3 * put_off)
+    return F.greatest(baseline() + tau, F.lit(0.02))
+
+
+def _redeem(face_value: float) -> Column:
+    return 0.3 + 0.4 * F.col("discount_affinity") + 0.01 * face_value
+
+
+def true_uplift(df: DataFrame, vouchers: dict[str, float]) -> DataFrame:
+    """``df`` (with the feature columns) x vouchers, with the true ``tau_objective`` and
+    ``tau_cost`` of each voucher against no voucher."""
+    per_voucher = []
+    for vid, face in vouchers.items():
+        m1 = _treated_mean(face)
+        per_voucher.append(
+            F.struct(
+                F.lit(vid).alias("voucher_id"),
+                (m1 - baseline()).alias("tau_objective"),
+                (face * m1 / (1 + m1) * _redeem(face)).alias("tau_cost"),
+            )
+        )
+    return df.select("*", F.explode(F.array(*per_voucher)).alias("_t")).select(
+        *df.columns, "_t.voucher_id", "_t.tau_objective", "_t.tau_cost"
+    )
+
+
+def campaigns_frame(spark: SparkSession, conf: GenerateConfig, end_date: dt.date) -> DataFrame:
+    """Past randomized campaigns: arm drawn per row with the control share, the rest split
+    evenly over the vouchers; outcomes drawn from the model above."""
+    seed, ids = conf.seed, voucher_ids(conf.vouchers)
+    rid = F.col("id")
+    campaign = (rid % conf.campaigns).cast("int")
+    u_arm = uniform(seed, "arm", rid)
+    arm_index = F.floor((u_arm - conf.control_share) / (1 - conf.control_share) * len(ids))
+    treatment = F.when(u_arm < conf.control_share, F.lit("control"))
+    for j, vid in enumerate(ids):
+        treatment = treatment.when(arm_index == j, F.lit(vid))
+    base = spark.range(conf.campaign_rows, numPartitions=conf.partitions).select(
+        rid,
+        F.concat(F.lit("C"), F.lpad((campaign + 1).cast("string"), 3, "0")).alias("campaign_id"),
+        F.date_sub(F.lit(end_date), 14 * (campaign + 1)).alias("sent_date"),
+        (1 + F.floor(uniform(seed, "who", rid) * conf.customers)).cast("long").alias("customer_id"),
+        treatment.otherwise(F.lit(ids[-1])).alias("treatment"),
+        *_features(seed, "history", rid),
+    )
+    mean, redeem, face = baseline(), F.lit(0.0), F.lit(0.0)
+    for vid in ids:
+        fv = FACE_VALUES[ids.index(vid)]
+        hit = F.col("treatment") == vid
+        mean = F.when(hit, _treated_mean(fv)).otherwise(mean)
+        redeem = F.when(hit, _redeem(fv)).otherwise(redeem)
+        face = F.when(hit, F.lit(fv)).otherwise(face)
+    objective = geometric(mean, uniform(seed, "objective", rid))
+    redeemed = (objective >= 1) & (uniform(seed, "redeem", rid) < redeem)
+    return base.select(
+        "campaign_id",
+        "sent_date",
+        "customer_id",
+        "treatment",
+        *FEATURES,
+        objective.cast("double").alias("objective"),
+        F.when(redeemed, face).otherwise(0.0).alias("cost"),
+    )
+
+
+def voucher_truth(conf: GenerateConfig) -> dict:
+    ids = voucher_ids(conf.vouchers)
+    return {
+        "function": "sparklift.synthetic.vouchers.true_uplift",
+        "features": list(FEATURES),
+        "face_values": {v: FACE_VALUES[j] for j, v in enumerate(ids)},
+        "effect_scale": {v: _scale(FACE_VALUES[j]) for j, v in enumerate(ids)},
+        "control_share": conf.control_share,
+        "model": __doc__.split("For customer features", 1)[1].strip() if __doc__ else "",
+    }

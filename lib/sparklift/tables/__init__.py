@@ -1,0 +1,147 @@
+"""Delta tables by catalog name: one API over the native and the delta-rs backend.
+
+``Catalog.write`` enforces the table's schema before any file is written and commits each
+write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows) or ``replace``
+(the partitions matching ``replace_where``, atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from sparklift.config import TablesConfig
+from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
+from sparklift.session import delta_jvm_available
+from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend, PartitionFilter
+from sparklift.tables.schema import (
+    check_partition_columns,
+    check_schema,
+    normalize_replace_where,
+    table_schema,
+)
+
+__all__ = ["Catalog", "PartitionFilter", "choose_backend"]
+
+
+def choose_backend(spark: SparkSession, conf: TablesConfig) -> Backend:
+    if conf.backend == "native" or (conf.backend == "auto" and delta_jvm_available(spark)):
+        if not delta_jvm_available(spark):
+            raise InputError(
+                "tables.backend is 'native' but the Delta JVM classes are not on the classpath "
+                "(spark-submit --packages io.delta:delta-spark_2.13:4.0.0 or use 'deltars')"
+            )
+        return NativeBackend(spark)
+    return DeltaRsBackend(spark, conf.target_file_rows)
+
+
+def resolve_path(base_path: str, name: str) -> str:
+    """Table location: a URI or absolute path as is, else relative to the base path."""
+    if "://" in name or name.startswith("/"):
+        return name
+    if "://" in base_path:
+        return f"{base_path.rstrip('/')}/{name}"
+    return os.path.abspath(os.path.join(base_path, name))
+
+
+class Catalog:
+    """The configured tables: read, write, create and inspect them by logical name."""
+
+    def __init__(self, spark: SparkSession, conf: TablesConfig, backend: Backend | None = None):
+        self.spark = spark
+        self.conf = conf
+        self.backend = backend or choose_backend(spark, conf)
+
+    def path(self, name: str) -> str:
+        if name not in self.conf.names:
+            raise InputError(f"unknown table {name!r}; the catalog has {sorted(self.conf.names)}")
+        return resolve_path(self.conf.base_path, self.conf.names[name])
+
+    def exists(self, name: str) -> bool:
+        return self.version(name) is not None
+
+    def version(self, name: str) -> int | None:
+        return self.backend.version(self.path(name))
+
+    def schema(self, name: str) -> StructType:
+        return self.backend.schema(self._existing(name))
+
+    def partition_columns(self, name: str) -> list[str]:
+        return self.backend.partition_columns(self._existing(name))
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return self.backend.history(self.path(name))
+
+    def rows_added(self, name: str, version: int) -> int:
+        """Rows written by the commit that made ``version`` (from the log, no data read)."""
+        return self.backend.rows_added(self.path(name), version)
+
+    def _existing(self, name: str) -> str:
+        path = self.path(name)
+        if self.backend.version(path) is None:
+            raise InputNotReadyError(f"table {name} does not exist at {path}")
+        return path
+
+    def read(
+        self,
+        name: str,
+        version: int | None = None,
+        where: Sequence[PartitionFilter] = (),
+    ) -> DataFrame:
+        """The latest snapshot, or ``version`` (time travel), pruned to partitions ``where``."""
+        path = self._existing(name)
+        parts = self.backend.partition_columns(path)
+        for col, _, _ in where:
+            if col not in parts:
+                raise InputError(f"table {name}: {col!r} is not a partition column ({parts})")
+        return self.backend.read(path, version, where)
+
+    def create(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> int:
+        """Create an empty table; fails if it exists."""
+        if self.exists(name):
+            raise InputError(f"table {name} already exists at {self.path(name)}")
+        empty = self.spark.createDataFrame([], table_schema(schema))
+        return self.write(name, empty, mode="append", partition_by=partition_by)
+
+    def write(
+        self,
+        name: str,
+        df: DataFrame,
+        mode: Literal["append", "overwrite", "replace"] = "append",
+        partition_by: Sequence[str] = (),
+        replace_where: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Write ``df`` as one new version of table ``name`` and return that version.
+
+        A new table is created with ``partition_by``. For an existing table the frame must
+        have exactly the table's columns and types (any order); ``partition_by``, if given,
+        must equal the table's. ``replace`` swaps the partitions matching
+        ``replace_where`` (``{column: value or values}``) for the frame's rows, which must
+        all lie in them.
+        """
+        if mode not in ("append", "overwrite", "replace"):
+            raise InputError(f"write mode must be append, overwrite or replace, got {mode!r}")
+        if (mode == "replace") != (replace_where is not None):
+            raise InputError("replace_where is required with mode='replace' and only with it")
+        path = self.path(name)
+        read_version = self.backend.version(path)
+        if read_version is None:
+            check_partition_columns(name, df.schema, partition_by)
+        else:
+            existing = self.backend.partition_columns(path)
+            if partition_by and list(partition_by) != existing:
+                raise SchemaMismatchError(
+                    f"table {name} is partitioned by {existing}, not {list(partition_by)}"
+                )
+            partition_by = existing
+            expected = self.backend.schema(path)
+            check_schema(name, expected, df.schema)
+            df = df.select(*expected.fieldNames())
+        replace = (
+            normalize_replace_where(name, partition_by, replace_where) if replace_where else None
+        )
+        return self.backend.write(df, path, name, mode, partition_by, replace, read_version)

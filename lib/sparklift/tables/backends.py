@@ -1,0 +1,250 @@
+"""The two Delta backends behind one interface: native Delta Spark, and delta-rs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from sparklift import errors
+from sparklift.tables import commit as delta_commit
+from sparklift.tables.deltars_source import SOURCE_NAME, DeltaRsDataSource, WriteSpec
+from sparklift.tables.schema import arrow_to_spark, encode_partition_value
+
+# A partition filter in deltalake's form: (column, op, value), op in = != < <= > >= in.
+PartitionFilter = tuple[str, str, Any]
+_MARKER = re.compile(r"\[sparklift:(\w+)\] (.*?) \[/sparklift\]", re.S)
+
+
+class Backend(Protocol):
+    name: str
+
+    def version(self, path: str) -> int | None: ...
+    def schema(self, path: str) -> StructType: ...
+    def partition_columns(self, path: str) -> list[str]: ...
+    def read(
+        self, path: str, version: int | None, where: Sequence[PartitionFilter]
+    ) -> DataFrame: ...
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        table: str,
+        mode: str,
+        partition_by: Sequence[str],
+        replace: Mapping[str, list[str | None]] | None,
+        read_version: int | None,
+    ) -> int: ...
+    def history(self, path: str) -> list[dict[str, Any]]: ...
+    def rows_added(self, path: str, version: int) -> int: ...
+
+
+def _encode_filters(where: Sequence[PartitionFilter]) -> list[tuple[str, str, Any]]:
+    out = []
+    for col, op, value in where:
+        if op in ("in", "not in"):
+            out.append((col, op, [encode_partition_value(v) for v in value]))
+        else:
+            out.append((col, op, encode_partition_value(value)))
+    return out
+
+
+def reraise_marked(exc: BaseException) -> None:
+    """Turn a marked error that crossed Spark's Python workers back into its sparklift type."""
+    match = _MARKER.search(str(exc))
+    if match:
+        cls = getattr(errors, match.group(1), errors.SparkliftError)
+        raise cls(match.group(2)) from None
+
+
+class DeltaRsBackend:
+    """Reads through deltalake's snapshot + Spark's Parquet reader; writes through the
+    Python data source, committed by delta-rs in one transaction."""
+
+    name = "deltars"
+
+    def __init__(self, spark: SparkSession, target_file_rows: int) -> None:
+        self.spark = spark
+        self.target_file_rows = target_file_rows
+        spark.dataSource.register(DeltaRsDataSource)
+
+    def _table(self, path: str, version: int | None = None) -> DeltaTable:
+        table = DeltaTable(path, version=version)
+        protocol = table.protocol()
+        if protocol.min_reader_version > 1:
+            raise errors.InputError(
+                f"table {path} needs Delta reader version {protocol.min_reader_version} "
+                f"(features {protocol.reader_features}); use the native backend for it"
+            )
+        return table
+
+    def version(self, path: str) -> int | None:
+        return delta_commit.table_version(path)
+
+    def schema(self, path: str) -> StructType:
+        return arrow_to_spark(pa.schema(self._table(path).schema().to_arrow()))
+
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self._table(path).metadata().partition_columns)
+
+    def read(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> DataFrame:
+        table = self._table(path, version)
+        schema = arrow_to_spark(pa.schema(table.schema().to_arrow()))
+        parts = list(table.metadata().partition_columns)
+        filters = _encode_filters(where) if where else None
+        files = table.file_uris(partition_filters=filters)
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        # Hive-style directories carry the partition values; Spark parses them with the
+        # table's types because the full schema is given.
+        for uri in files:
+            for col in parts:
+                if f"/{col}=" not in uri:
+                    raise errors.InputError(
+                        f"table {path}: file {uri} is not in a hive-style {col}= directory, "
+                        "which the delta-rs backend needs; read it with the native backend"
+                    )
+        root = path.rstrip("/")
+        return (
+            self.spark.read.schema(schema)
+            .option("basePath", root)
+            .parquet(*files)
+            .select(*[F.col(f.name) for f in schema.fields])
+        )
+
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        table: str,
+        mode: str,
+        partition_by: Sequence[str],
+        replace: Mapping[str, list[str | None]] | None,
+        read_version: int | None,
+    ) -> int:
+        spec = WriteSpec(
+            root=path,
+            table=table,
+            mode=mode,
+            partition_by=list(partition_by),
+            replace=dict(replace) if replace else None,
+            read_version=read_version,
+            target_file_rows=self.target_file_rows,
+        )
+        try:
+            df.write.format(SOURCE_NAME).mode("append").option("spec", spec.to_json()).save()
+        except Exception as e:
+            reraise_marked(e)
+            raise
+        return self._committed_version(path, spec.write_id, read_version)
+
+    @staticmethod
+    def _committed_version(path: str, write_id: str, read_version: int | None) -> int:
+        latest = delta_commit.table_version(path)
+        assert latest is not None
+        for version in range(latest, (read_version if read_version is not None else -1), -1):
+            for action in delta_commit.read_commit(path, version):
+                info = action.get("commitInfo")
+                if info and info.get(delta_commit.WRITE_ID_KEY) == write_id:
+                    return version
+        raise errors.SparkliftError(f"table {path}: write {write_id} is not in the log")
+
+    def rows_added(self, path: str, version: int) -> int:
+        """Rows in the files a commit added, from their statistics: no data is read."""
+        stats = [
+            a["add"].get("stats") for a in delta_commit.read_commit(path, version) if "add" in a
+        ]
+        return sum(json.loads(s)["numRecords"] for s in stats if s)
+
+    def history(self, path: str) -> list[dict[str, Any]]:
+        try:
+            return DeltaTable(path).history()
+        except TableNotFoundError:
+            return []
+
+
+class NativeBackend:
+    """Delta Lake's own Spark data source, used when its JVM classes are on the classpath."""
+
+    name = "native"
+
+    def __init__(self, spark: SparkSession) -> None:
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        self.spark = spark
+        self._dt = SparkDeltaTable
+
+    def version(self, path: str) -> int | None:
+        if not self._dt.isDeltaTable(self.spark, path):
+            return None
+        return int(self._dt.forPath(self.spark, path).history(1).first()["version"])
+
+    def schema(self, path: str) -> StructType:
+        return self.spark.read.format("delta").load(path).schema
+
+    def partition_columns(self, path: str) -> list[str]:
+        detail = self._dt.forPath(self.spark, path).detail().first()
+        return list(detail["partitionColumns"])
+
+    def read(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(path)
+        for col, op, value in where:
+            c = F.col(col)
+            if op == "in":
+                df = df.filter(c.isin(list(value)))
+            elif op == "not in":
+                df = df.filter(~c.isin(list(value)))
+            else:
+                ops = {"=": c == value, "!=": c != value, "<": c < value, "<=": c <= value}
+                ops |= {">": c > value, ">=": c >= value}
+                df = df.filter(ops[op])
+        return df
+
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        table: str,
+        mode: str,
+        partition_by: Sequence[str],
+        replace: Mapping[str, list[str | None]] | None,
+        read_version: int | None,
+    ) -> int:
+        writer = df.write.format("delta").partitionBy(*partition_by)
+        writer = writer.mode("append") if mode == "append" else writer.mode("overwrite")
+        if replace:
+            predicate = " AND ".join(
+                f"{c} IN ({', '.join(repr(v) for v in vs)})" for c, vs in replace.items()
+            )
+            writer = writer.option("replaceWhere", predicate)
+        try:
+            writer.save(path)
+        except Exception as e:
+            if "Concurrent" in type(e).__name__ or "Concurrent" in str(e)[:300]:
+                raise errors.TableConflictError(f"table {table}: {e}") from e
+            raise
+        version = self.version(path)
+        assert version is not None
+        return version
+
+    def history(self, path: str) -> list[dict[str, Any]]:
+        if not self._dt.isDeltaTable(self.spark, path):
+            return []
+        rows = self._dt.forPath(self.spark, path).history().collect()
+        return [r.asDict(recursive=True) for r in rows]
+
+    def rows_added(self, path: str, version: int) -> int:
+        entry = self._dt.forPath(self.spark, path).history().where(f"version = {version}").first()
+        metrics = (entry["operationMetrics"] or {}) if entry else {}
+        return int(metrics.get("numOutputRows", 0))

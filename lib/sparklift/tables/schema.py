@@ -1,0 +1,135 @@
+"""Schema enforcement and Delta partition-value encoding shared by both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    ByteType,
+    DataType,
+    DateType,
+    IntegerType,
+    LongType,
+    MapType,
+    ShortType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from sparklift.errors import InputError, SchemaMismatchError
+
+PARTITION_TYPES = (DateType, StringType, IntegerType, LongType, ShortType, ByteType, BooleanType)
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _nullable(t: DataType) -> DataType:
+    """The same type with every nested field nullable: Delta tables here are all-nullable."""
+    if isinstance(t, StructType):
+        return StructType([StructField(f.name, _nullable(f.dataType), True) for f in t.fields])
+    if isinstance(t, ArrayType):
+        return ArrayType(_nullable(t.elementType), True)
+    if isinstance(t, MapType):
+        return MapType(_nullable(t.keyType), _nullable(t.valueType), True)
+    return t
+
+
+def table_schema(schema: StructType) -> StructType:
+    """The schema a new table gets from a frame: same names and types, all nullable."""
+    return _nullable(schema)  # type: ignore[return-value]
+
+
+def spark_to_arrow(schema: StructType) -> pa.Schema:
+    return to_arrow_schema(table_schema(schema))
+
+
+def arrow_to_spark(schema: pa.Schema) -> StructType:
+    return table_schema(from_arrow_schema(schema))
+
+
+def check_schema(table: str, expected: StructType, actual: StructType) -> None:
+    """Fail, naming missing, extra and mistyped columns, unless names and types match."""
+    want = {f.name: _nullable(f.dataType) for f in expected.fields}
+    got = {f.name: _nullable(f.dataType) for f in actual.fields}
+    missing = [n for n in want if n not in got]
+    extra = [n for n in got if n not in want]
+    mistyped = [
+        f"{n} is {got[n].simpleString()}, expected {want[n].simpleString()}"
+        for n in want
+        if n in got and got[n] != want[n]
+    ]
+    if missing or extra or mistyped:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if extra:
+            parts.append(f"extra columns {extra}")
+        if mistyped:
+            parts.append("mistyped columns [" + "; ".join(mistyped) + "]")
+        raise SchemaMismatchError(f"cannot write to table {table}: " + ", ".join(parts))
+
+
+def check_partition_columns(table: str, schema: StructType, partition_by: Sequence[str]) -> None:
+    fields = {f.name: f.dataType for f in schema.fields}
+    for col in partition_by:
+        if col not in fields:
+            raise InputError(f"table {table}: partition column {col!r} is not in the frame")
+        if not isinstance(fields[col], PARTITION_TYPES):
+            raise InputError(
+                f"table {table}: partition column {col!r} has type "
+                f"{fields[col].simpleString()}; supported: date, string, integers, boolean"
+            )
+
+
+def encode_partition_value(value: Any) -> str | None:
+    """A Python value as the string the Delta log stores in ``partitionValues``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        raise InputError(f"timestamp partition values are not supported: {value!r}")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value)
+    if not _SAFE_VALUE.match(text):
+        raise InputError(
+            f"partition value {text!r} has characters outside [A-Za-z0-9_.-], which the "
+            "delta-rs backend does not write"
+        )
+    return text
+
+
+def partition_dir(partition_by: Sequence[str], values: Mapping[str, str | None]) -> str:
+    """Hive-style relative directory, e.g. ``date=2026-01-01``."""
+    return "/".join(
+        f"{c}={values[c] if values[c] is not None else NULL_PARTITION}" for c in partition_by
+    )
+
+
+def normalize_replace_where(
+    table: str, partition_by: Sequence[str], replace_where: Mapping[str, Any]
+) -> dict[str, list[str | None]]:
+    """``{column: value or values}`` on partition columns -> ``{column: [log strings]}``."""
+    if not replace_where:
+        raise InputError(f"table {table}: replace_where is empty; use mode='overwrite' instead")
+    out: dict[str, list[str | None]] = {}
+    for col, value in replace_where.items():
+        if col not in partition_by:
+            raise InputError(
+                f"table {table}: replace_where column {col!r} is not a partition column "
+                f"(partitioned by {list(partition_by)})"
+            )
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        if not values:
+            raise InputError(f"table {table}: replace_where {col!r} has no values")
+        out[col] = sorted({encode_partition_value(v) for v in values}, key=lambda v: v or "")
+    return out
