@@ -84,12 +84,12 @@ def draw_world(conf: GenerateConfig, end_date: dt.date) -> GeoWorld:
     effect = conf.geo_effect
     effect_start = None
     if effect.zones > 0 and effect.lift != 0:
+        # At most half the eligible zones, so small worlds keep untreated zones to compare.
         candidates = zones.index[zones["eligible"]].to_numpy()
-        if effect.zones > len(candidates):
-            raise ValueError(f"geo_effect.zones={effect.zones} exceeds {len(candidates)} eligible")
-        chosen = rng.choice(candidates, size=effect.zones, replace=False)
+        k = min(effect.zones, len(candidates) // 2)
+        chosen = rng.choice(candidates, size=k, replace=False)
         zones.loc[chosen, "treated"] = True
-        zones.loc[chosen, "lift"] = effect.lift * rng.uniform(0.4, 1.6, effect.zones)
+        zones.loc[chosen, "lift"] = effect.lift * rng.uniform(0.4, 1.6, k)
         effect_start = end_date - dt.timedelta(days=conf.days - 1 - effect.start_offset_days)
     dates = [end_date - dt.timedelta(days=conf.days - 1 - i) for i in range(conf.days)]
     shock = np.exp(rng.normal(0.0, 0.04, conf.days))

@@ -142,20 +142,27 @@ class DeltaRsBackend:
         try:
             df.write.format(SOURCE_NAME).mode("append").option("spec", spec.to_json()).save()
         except Exception as e:
+            if self._find_version(path, spec.write_id, read_version) is None:
+                delta_commit.sweep_write(path, spec.write_id)
             reraise_marked(e)
             raise
-        return self._committed_version(path, spec.write_id, read_version)
+        version = self._find_version(path, spec.write_id, read_version)
+        if version is None:
+            raise errors.SparkliftError(f"table {path}: write {spec.write_id} is not in the log")
+        return version
 
     @staticmethod
-    def _committed_version(path: str, write_id: str, read_version: int | None) -> int:
+    def _find_version(path: str, write_id: str, read_version: int | None) -> int | None:
+        """The version whose commit carries ``write_id``, searching back to the read one."""
         latest = delta_commit.table_version(path)
-        assert latest is not None
-        for version in range(latest, (read_version if read_version is not None else -1), -1):
+        if latest is None:
+            return None
+        for version in range(latest, -1 if read_version is None else read_version, -1):
             for action in delta_commit.read_commit(path, version):
                 info = action.get("commitInfo")
                 if info and info.get(delta_commit.WRITE_ID_KEY) == write_id:
                     return version
-        raise errors.SparkliftError(f"table {path}: write {write_id} is not in the log")
+        return None
 
     def rows_added(self, path: str, version: int) -> int:
         """Rows in the files a commit added, from their statistics: no data is read."""

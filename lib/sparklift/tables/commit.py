@@ -68,6 +68,25 @@ def delete_files(root: str, rel_paths: Iterable[str]) -> None:
             fs.delete_file(f"{base}/{rel}")
 
 
+def sweep_write(root: str, write_id: str) -> int:
+    """Delete every file of write ``write_id`` under the table root; return how many.
+
+    File names carry the write id, so this finds the files of tasks that were killed
+    before they could clean up, and of successful tasks whose messages Spark does not
+    pass to ``abort``. Only call it for a write that is not in the log.
+    """
+    fs, base = filesystem(root)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except FileNotFoundError:
+        return 0
+    doomed = [i.path for i in infos if i.is_file and write_id in i.base_name]
+    for path in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            fs.delete_file(path)
+    return len(doomed)
+
+
 def table_version(root: str) -> int | None:
     try:
         return DeltaTable(root).version()

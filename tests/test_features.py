@@ -1,0 +1,115 @@
+"""zone_day_features on hand-made frames whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql.types import BooleanType, IntegerType, StringType, StructField, StructType
+
+from sparklift.config import load_config
+from sparklift.errors import ConfigError, InputError, InputNotReadyError
+from sparklift.features.zone_day import (
+    aggregate_activity,
+    check_activity_schema,
+    check_aggregates,
+    complete_grid,
+    date_range,
+)
+
+D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+COLS = (
+    "date date, user_id long, zone_id int, visits long, orders long, items long, gmv double, "
+    "tenure_days int, prior_orders_28d int, prior_gmv_28d double"
+)
+ZONES = StructType(
+    [
+        StructField("zone_id", IntegerType()),
+        StructField("region", StringType()),
+        StructField("eligible", BooleanType()),
+    ]
+)
+DEFS = load_config(None).features.definitions
+
+
+def features(spark, rows, zones=(1, 2), dates=(D1, D2)):
+    activity = spark.createDataFrame(rows, COLS)
+    zdf = spark.createDataFrame([(z, "R1", True) for z in zones], ZONES)
+    check_activity_schema(activity, DEFS)
+    agg = aggregate_activity(activity, DEFS)
+    check_aggregates(agg, zdf, list(dates))
+    out = complete_grid(spark, agg, zdf, list(dates), DEFS)
+    return {(r.date, r.zone_id): r.asDict() for r in out.collect()}
+
+
+ROWS = [
+    # date, user, zone, visits, orders, items, gmv, tenure, prior_orders, prior_gmv
+    (D1, 1, 1, 3, 1, 2, 20.0, 10, 0, 0.0),
+    (D1, 2, 1, 1, 0, 0, 0.0, 400, 5, 60.0),
+    (D1, 3, 1, 2, 2, 5, 30.0, 40, 1, 12.0),
+    (D2, 1, 1, 1, 1, 1, 8.0, 11, 1, 20.0),
+    (D1, 4, 2, 1, 0, 0, 0.0, 29, 0, 0.0),
+]
+
+
+def test_features_match_hand_computation(spark):
+    out = features(spark, ROWS)
+    z1 = out[(D1, 1)]
+    assert (z1["active_users"], z1["visits"], z1["orders"], z1["items"]) == (3, 6, 3, 7)
+    assert z1["gmv"] == pytest.approx(50.0)
+    assert z1["ordering_users"] == 2
+    assert z1["visits_per_user"] == pytest.approx(2.0)
+    assert z1["conversion_rate"] == pytest.approx(0.5)
+    assert z1["items_per_order"] == pytest.approx(7 / 3)
+    assert z1["gmv_per_order"] == pytest.approx(50 / 3)
+    assert z1["ordering_user_share"] == pytest.approx(2 / 3)
+    assert z1["mean_tenure_days"] == pytest.approx(150.0)
+    assert z1["new_user_share"] == pytest.approx(1 / 3)  # tenure 10 only (< 30)
+    assert z1["mean_prior_orders_28d"] == pytest.approx(2.0)
+    assert z1["repeat_user_share"] == pytest.approx(2 / 3)
+    assert z1["heavy_user_share"] == pytest.approx(1 / 3)
+    assert z1["multi_visit_share"] == pytest.approx(2 / 3)
+    z2 = out[(D1, 2)]
+    assert z2["new_user_share"] == 1.0 and z2["conversion_rate"] == 0.0
+    assert z2["items_per_order"] == 0.0  # no orders: 0, not null
+
+
+def test_every_zone_every_day_zero_activity_gives_zeros(spark):
+    out = features(spark, ROWS, zones=(1, 2, 3))
+    assert len(out) == 6  # 3 zones x 2 days
+    empty = out[(D2, 3)]
+    assert all(v == 0 for k, v in empty.items() if k not in ("date", "zone_id"))
+    assert out[(D2, 2)]["active_users"] == 0
+
+
+@pytest.mark.parametrize(
+    ("row", "error", "match"),
+    [
+        ((D1, 9, None, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, "null zone_id"),
+        ((D1, 9, 1, -1, 0, 0, 0.0, 1, 0, 0.0), InputError, "negative values .*'visits': -1"),
+        ((D1, 9, 7, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, "missing from table zones, e.g. \\[7\\]"),
+    ],
+)
+def test_bad_activity_is_reported(spark, row, error, match):
+    with pytest.raises(error, match=match):
+        features(spark, [*ROWS, row])
+
+
+def test_dates_without_activity_are_not_ready(spark):
+    with pytest.raises(InputNotReadyError, match="no rows for 1 of the requested dates"):
+        features(spark, ROWS, dates=(D1, D2, dt.date(2026, 3, 3)))
+
+
+def test_missing_column_and_bad_condition(spark):
+    activity = spark.createDataFrame(ROWS, COLS).drop("gmv")
+    with pytest.raises(InputError, match="lacks columns \\['gmv'\\]"):
+        check_activity_schema(activity, DEFS)
+    bad = load_config(None, ["features.definitions=[{name: x, agg: share, where: 'nope > 1'}]"])
+    with pytest.raises(ConfigError, match="feature 'x': condition 'nope > 1'"):
+        check_activity_schema(spark.createDataFrame(ROWS, COLS), bad.features.definitions)
+
+
+def test_date_range():
+    assert date_range(D1, D2) == [D1, D2]
+    with pytest.raises(InputError, match="before"):
+        date_range(D2, D1)

@@ -1,0 +1,95 @@
+"""The synthetic generator: determinism, realism, and a planted truth the data obeys."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from sparklift.config import load_config
+from sparklift.synthetic import geo, vouchers
+
+END = dt.date(2026, 6, 30)
+
+
+def conf(**overrides):
+    sets = [f"generate.{k}={v}" for k, v in overrides.items()]
+    return load_config(None, sets).generate
+
+
+def test_same_seed_same_rows_whatever_the_partitioning(spark):
+    rows = []
+    for partitions in (2, 5):
+        c = conf(users=1500, zones=12, days=10, partitions=partitions)
+        world = geo.draw_world(c, END)
+        rows.append(sorted(tuple(r) for r in geo.activity_frame(spark, world, c).collect()))
+    assert rows[0] == rows[1] and len(rows[0]) > 1000
+    other = conf(users=1500, zones=12, days=10, seed=8)
+    changed = geo.activity_frame(spark, geo.draw_world(other, END), other).collect()
+    assert sorted(tuple(r) for r in changed) != rows[0]
+
+
+def test_zone_sizes_are_long_tailed_and_days_seasonal(spark):
+    c = conf(users=20000, zones=200, days=28)
+    world = geo.draw_world(c, END)
+    sizes = np.sort(world.zones["users"].to_numpy())
+    assert sizes[-1] > 20 * np.median(sizes)  # a few big zones
+    assert sizes[: len(sizes) // 10].sum() < 0.01 * sizes.sum()  # many tiny ones
+    daily = geo.activity_frame(spark, world, c).groupBy(F.dayofweek("date").alias("dow")).count()
+    by_dow = {r.dow: r["count"] for r in daily.collect()}
+    assert by_dow[7] > 1.15 * by_dow[3]  # Saturday busier than Tuesday
+
+
+def test_geo_truth_is_the_effect_in_the_data(spark):
+    """Compare treated zones' post-period orders with the same world without the effect."""
+    c = conf(
+        users=30000,
+        zones=30,
+        days=28,
+        **{"geo_effect.zones": 10, "geo_effect.lift": 0.2, "geo_effect.start_offset_days": 14},
+    )
+    world = geo.draw_world(c, END)
+    truth = geo.geo_truth(spark, world, c)
+    treated = truth["treated_zones"]
+    assert len(treated) == 10 and truth["effect_start"] == "2026-06-17"
+    no_effect = world.zones.assign(lift=0.0, treated=False)
+    flat = geo.GeoWorld(no_effect, world.days, world.effect_start)
+    post = F.col("date") >= F.lit(world.effect_start)
+    with_fx = geo.activity_frame(spark, world, c, treated).where(post)
+    without = geo.activity_frame(spark, flat, c, treated).where(post)
+    diff = with_fx.agg(F.avg("orders")).first()[0] - without.agg(F.avg("orders")).first()[0]
+    # Same rows (the effect moves orders only), so the difference is the realized ATT.
+    assert with_fx.count() == without.count() == truth["treated_post_rows"]
+    assert diff == pytest.approx(truth["att"]["orders"], rel=0.1)
+    assert truth["relative_att"]["orders"] == pytest.approx(0.2, rel=0.25)
+
+
+def test_voucher_truth_matches_the_randomized_outcomes(spark):
+    c = conf(campaign_rows=300000, vouchers=3)
+    hist = vouchers.campaigns_frame(spark, c, END).cache()
+    observed = {
+        r.treatment: (r.o, r.c, r.n)
+        for r in hist.groupBy("treatment")
+        .agg(F.avg("objective").alias("o"), F.avg("cost").alias("c"), F.count("*").alias("n"))
+        .collect()
+    }
+    assert observed["control"][2] / 300000 == pytest.approx(0.25, abs=0.005)
+    assert observed["control"][1] == 0.0
+    faces = vouchers.voucher_truth(c)["face_values"]
+    truth = vouchers.true_uplift(hist.where("treatment = 'control'"), faces)
+    for r in (
+        truth.groupBy("voucher_id")
+        .agg(F.avg("tau_objective").alias("t"), F.avg("tau_cost").alias("k"))
+        .collect()
+    ):
+        o, cost, n = observed[r.voucher_id]
+        se = np.sqrt(2 * 2.5 / n)  # objective variance ~ m (1 + m) with m ~ 1.1, both arms
+        assert o - observed["control"][0] == pytest.approx(r.t, abs=4 * se)
+        assert cost == pytest.approx(r.k, rel=0.05)
+    hist.unpersist()
+    # Effects are heterogeneous: some customers are hurt by a voucher, most helped a little.
+    per_customer = truth.where("voucher_id = 'V01'").select("tau_objective").toPandas()
+    assert (per_customer["tau_objective"] < 0).mean() > 0.02
+    assert per_customer["tau_objective"].std() > per_customer["tau_objective"].mean() / 2
