@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 
 import pyarrow as pa
@@ -14,6 +13,7 @@ from pyspark.sql.types import DateType, DoubleType, LongType, StructField, Struc
 
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
+from sparklift.tables.commit import read_commit
 
 from .conftest import parquet_files
 
@@ -67,7 +67,7 @@ def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
     after = content(catalog)
     assert [r for r in after if r[0] == D1] == [r for r in before if r[0] == D1]
     assert sorted(r for r in after if r[0] != D1) == sorted(tuple(r) for r in new.collect())
-    log = [json.loads(x) for x in open(f"{catalog.path('user_activity')}/_delta_log/{1:020d}.json")]
+    log = read_commit(catalog.path("user_activity"), 1)
     removed = {a["remove"]["partitionValues"]["date"] for a in log if "remove" in a}
     assert removed == {"2026-01-02", "2026-01-03"}
     pruned = catalog.read("user_activity", where=[("date", ">=", D2)])

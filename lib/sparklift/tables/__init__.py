@@ -33,7 +33,7 @@ def choose_backend(spark: SparkSession, conf: TablesConfig) -> Backend:
         if not delta_jvm_available(spark):
             raise InputError(
                 "tables.backend is 'native' but the Delta JVM classes are not on the classpath "
-                "(spark-submit --packages io.delta:delta-spark_2.13:4.0.0 or use 'deltars')"
+                "(spark-submit --packages io.delta:delta-spark_2.13:4.4.1 or use 'deltars')"
             )
         return NativeBackend(spark)
     return DeltaRsBackend(spark, conf.target_file_rows)

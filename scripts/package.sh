@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Build what a cluster needs: a wheel (pip install on the nodes) and a zip of the package
+# for spark-submit --py-files, plus the job entry points. Output in dist/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+rm -rf dist && mkdir -p dist
+.venv/bin/python -m pip wheel --quiet --no-deps -w dist .
+.venv/bin/python - <<'PY'
+import pathlib, zipfile
+with zipfile.ZipFile("dist/sparklift.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for p in sorted(pathlib.Path("lib").rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            z.write(p, p.relative_to("lib"))
+PY
+cp jobs/*.py dist/
+echo "built: $(ls dist | tr '\n' ' ')"

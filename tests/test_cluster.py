@@ -1,0 +1,68 @@
+"""The jobs under local-cluster[2,1,1024]: executors in separate JVMs and Python workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+MASTER = "local-cluster[2,1,1024]"
+
+
+def sparklift(*args: str) -> dict:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    out = subprocess.run(
+        [sys.executable, "-m", "sparklift.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+@pytest.mark.cluster
+@pytest.mark.e2e
+def test_generate_and_features_on_local_cluster(tmp_path: Path):
+    sets = [
+        "--set",
+        f"tables.base_path={tmp_path}",
+        "--set",
+        f"spark.master={MASTER}",
+        "--set",
+        "spark.driver_memory=1g",
+        "--set",
+        "spark.conf={spark.executor.memory: 768m}",
+        "--run-date",
+        "2026-05-31",
+    ]
+    gen = sparklift(
+        "generate",
+        *sets,
+        "--users",
+        "4000",
+        "--zones",
+        "30",
+        "--days",
+        "14",
+        "--customers",
+        "300",
+        "--campaign-rows",
+        "300",
+    )
+    feats = sparklift("features", *sets, "--start", "2026-05-25", "--end", "2026-05-31")
+    assert feats["rows"] == 30 * 7
+    activity = DeltaTable(str(tmp_path / "user_activity")).to_pandas()
+    assert len(activity) == gen["user_activity"]
+    activity = activity[pd.to_datetime(activity["date"]) >= "2026-05-25"]
+    out = DeltaTable(str(tmp_path / "zone_day_features")).to_pandas()
+    assert out["active_users"].sum() == len(activity)
+    assert out["orders"].sum() == activity["orders"].sum()
+    assert out["gmv"].sum() == pytest.approx(activity["gmv"].sum())
