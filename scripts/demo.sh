@@ -11,16 +11,17 @@ START=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$
 SL=".venv/bin/sparklift"
 COMMON=(--config conf/sparklift.yaml --run-date "$RUN_DATE" --set "tables.base_path=$DIR")
 
+mkdir -p "$DIR"
 echo "== 1/2 generate: synthetic raw tables with a planted truth"
-$SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR.generate.json" 2> >(grep -E "sparklift|error" >&2)
+$SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR/generate.run.json"
 echo "== 2/2 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
-$SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR.features.json" 2> >(grep -E "sparklift|error" >&2)
+$SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR/features.run.json"
 
 .venv/bin/python - "$DIR" <<'PY'
 import json, sys
 from deltalake import DeltaTable
 d = sys.argv[1]
-gen, feat = json.load(open(f"{d}.generate.json")), json.load(open(f"{d}.features.json"))
+gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/features.run.json"))
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns", "zone_day_features"):
     t = DeltaTable(f"{d}/{name}")
@@ -31,7 +32,8 @@ print(f"\nPlanted geo effect: {len(truth['treated_zones'])} treated zones from {
       f"true ATT on orders {truth['att']['orders']:.4f}/user-day ({truth['relative_att']['orders']:.1%})")
 f = DeltaTable(f"{d}/zone_day_features").to_pandas()
 print(f"zone_day_features {feat['dates']}: {f.zone_id.nunique()} zones x {f.date.nunique()} days, "
-      f"{len(f.columns) - 2} features; daily means:")
-print(f.groupby("date")[["active_users", "orders", "gmv", "conversion_rate"]].sum().assign(
-    conversion_rate=lambda x: x.orders / f.groupby("date").visits.sum()).round(3).tail(7).to_string())
+      f"{len(f.columns) - 2} features; totals over all zones, last 7 days:")
+daily = f.groupby("date")[["active_users", "visits", "orders", "gmv"]].sum()
+daily["orders_per_visit"] = daily.orders / daily.visits
+print(daily.round(3).tail(7).to_string())
 PY

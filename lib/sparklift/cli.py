@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     log = logging.getLogger("sparklift")
     try:
         config = load_config(_config_path(args.config), args.set)
