@@ -12,10 +12,12 @@ SL=".venv/bin/sparklift"
 COMMON=(--config conf/sparklift.yaml --run-date "$RUN_DATE" --set "tables.base_path=$DIR")
 
 mkdir -p "$DIR"
-echo "== 1/2 generate: synthetic raw tables with a planted truth"
+echo "== 1/3 generate: synthetic raw tables with a planted truth"
 $SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR/generate.run.json"
-echo "== 2/2 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
+echo "== 2/3 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
 $SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR/features.run.json"
+echo "== 3/3 design: geo experiment conf/experiments/demo_banner.yaml"
+$SL design "${COMMON[@]}" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
 
 .venv/bin/python - "$DIR" <<'PY'
 import json, sys
@@ -23,7 +25,8 @@ from deltalake import DeltaTable
 d = sys.argv[1]
 gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/features.run.json"))
 print(f"\nTables (Delta, under {d}):")
-for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns", "zone_day_features"):
+for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
+             "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
     print(f"  {name:20s} version {t.version():2d}  {rows:>10,d} rows  {d}/{name}")
@@ -36,4 +39,12 @@ print(f"zone_day_features {feat['dates']}: {f.zone_id.nunique()} zones x {f.date
 daily = f.groupby("date")[["active_users", "visits", "orders", "gmv"]].sum()
 daily["orders_per_visit"] = daily.orders / daily.visits
 print(daily.round(3).tail(7).to_string())
+design = json.load(open(f"{d}/design.run.json"))
+print(f"\nGeo design {design['experiment_id']}: {design['status']}, {design['zones']} of "
+      f"{design['eligible']} eligible zones; matched/random within-group distance "
+      f"{design['match_distance_ratio']:.2f}, PCA explains {design['explained_variance']:.0%}")
+checks = DeltaTable(f"{d}/geo_design_checks").to_pandas()
+checks = checks[checks.experiment_id == design["experiment_id"]]
+print(checks[["metric", "variant", "aa_estimate", "aa_se", "tost_p", "equivalent", "mde_relative",
+              "power"]].round(4).to_string(index=False))
 PY

@@ -16,6 +16,7 @@ MASTER = "local-cluster[2,1,1024]"
 
 
 def sparklift(*args: str) -> dict:
+    """Run the CLI in a fresh process (its own driver, executors and Python workers)."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     out = subprocess.run(
         [sys.executable, "-m", "sparklift.cli", *args],
@@ -30,7 +31,7 @@ def sparklift(*args: str) -> dict:
 
 @pytest.mark.cluster
 @pytest.mark.e2e
-def test_generate_and_features_on_local_cluster(tmp_path: Path):
+def test_generate_features_and_design_on_local_cluster(tmp_path: Path):
     sets = [
         "--set",
         f"tables.base_path={tmp_path}",
@@ -66,3 +67,24 @@ def test_generate_and_features_on_local_cluster(tmp_path: Path):
     assert out["active_users"].sum() == len(activity)
     assert out["orders"].sum() == activity["orders"].sum()
     assert out["gmv"].sum() == pytest.approx(activity["gmv"].sum())
+
+    spec = {
+        "experiment_id": "cluster_exp",
+        "variants": ["control", "treat"],
+        "zones_per_variant": 5,
+        "start": "2026-06-01",
+        "end": "2026-06-07",
+        "pre_days": 7,
+        "lookback_days": 7,
+        "metrics": [{"name": "orders"}, {"name": "gmv"}],
+        "margin": 1.0,
+        "seed": 5,
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    out = sparklift("design", *sets, "--experiment", str(path))
+    assert out["status"] == "accepted" and out["zones"] == 10
+    assignments = DeltaTable(str(tmp_path / "geo_assignments")).to_pandas()
+    assert sorted(assignments["variant"].value_counts().tolist()) == [5, 5]
+    checks = DeltaTable(str(tmp_path / "geo_design_checks")).to_pandas()
+    assert len(checks) == 2 and checks["n_days"].eq(14).all()

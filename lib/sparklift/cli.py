@@ -19,12 +19,17 @@ from sparklift import __version__
 from sparklift.config import load_config
 from sparklift.errors import SparkliftError
 from sparklift.jobs import JobContext
+from sparklift.jobs import design as design_job
 from sparklift.jobs import features as features_job
 from sparklift.jobs import generate as generate_job
 from sparklift.session import build_session
 from sparklift.tables import Catalog
 
-JOBS: dict[str, ModuleType] = {"generate": generate_job, "features": features_job}
+JOBS: dict[str, ModuleType] = {
+    "generate": generate_job,
+    "features": features_job,
+    "design": design_job,
+}
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 
 

@@ -143,18 +143,39 @@ class FeaturesConfig(_Strict):
         return self
 
 
+class DesignConfig(_Strict):
+    """Defaults of every experiment's design; an experiment file may override each."""
+
+    lookback_days: int = Field(ge=2)
+    pca_components: int = Field(ge=1)
+    features: list[str] | None  # matching features; null = every zone_day_features feature
+    pre_days: int = Field(ge=2)
+    alpha: float = Field(gt=0, lt=0.5)
+    power: float = Field(gt=0, lt=1)
+    margin: float = Field(gt=0)  # AA equivalence margin, relative to the metric's mean
+    target_effect: float  # relative effect at which power is reported
+    convention: Literal["linearmodels", "fixest"]
+
+    @model_validator(mode="after")
+    def _nonzero_target(self) -> DesignConfig:
+        if self.target_effect == 0:
+            raise ValueError("target_effect must be non-zero (a relative effect, e.g. 0.03)")
+        return self
+
+
 class Config(_Strict):
     spark: SparkConfig
     tables: TablesConfig
     generate: GenerateConfig
     features: FeaturesConfig
+    design: DesignConfig
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -176,7 +197,7 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
@@ -191,25 +212,30 @@ def default_config_text() -> str:
     return resources.files("sparklift").joinpath("defaults.yaml").read_text()
 
 
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping in the YAML file at ``path``, or a ConfigError saying what is wrong."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {p} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {p} must hold a mapping at the top level")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Load defaults, merge the file at ``path`` (if any) and ``--set`` overrides, validate."""
     raw = yaml.safe_load(default_config_text())
     source = "defaults"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            user = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
-        if not isinstance(user, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top level")
-        raw = _deep_merge(raw, user)
-        source = str(p)
+        raw = deep_merge(raw, read_yaml_mapping(path))
+        source = str(path)
     for assignment in overrides:
         _apply_set(raw, assignment)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
+        raise ConfigError(format_errors(e, source)) from None

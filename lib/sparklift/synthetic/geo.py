@@ -1,16 +1,20 @@
 """Zones, users and their daily activity, with a planted geo treatment effect.
 
 The model, per user i in zone g on day t (all draws hashed from the seed):
-- zone sizes are log-normal (sigma 1.3): a long tail of small zones and a few big ones;
+- every zone is one of a few archetypes (dense centre, suburb, campus, ...) that set its
+  typical size, activity, conversion, prices and weekend pattern; a zone departs from its
+  archetype by its own noise, so similar zones exist (what geo matching looks for) but no
+  two are alike;
+- zone sizes are log-normal (sigma ~1.3 overall): a long tail of small zones, a few big ones;
 - user i is active on day t with probability
-  min(0.95, p_i * weekday_t * trend_t * shock_t * shock_gt * newness_it),
+  min(0.95, p_i * act_g * weekday_t * weekend_gt * trend_t * shock_t * shock_gt * newness_it),
   with a zone-day shock shock_gt shared by the zone's users (clustering by zone x day);
 - visits = 1 + Geometric(intensity_i); orders = floor(visits * p_conv + U), with
   p_conv = conv_i * conv_g * (1 + lift_g 1[g treated, t >= start]) so the treatment moves
   the intensive margin only and E[orders | visits] is known exactly;
-- items = orders + Geometric(0.8 orders); gmv = items * price_i * noise (mean-one noise).
+- items = orders + Geometric(0.8 orders); gmv = items * price_i * price_g * noise.
 The expected additive effect of treatment on a treated post-period user-day is therefore
-visits * conv_i * conv_g * lift_g for orders and 1.8 * price_i times that for gmv; the
+visits * conv_i * conv_g * lift_g for orders and 1.8 * price_i * price_g times that for gmv; the
 generator averages these over the treated rows and records them as the true ATT.
 """
 
@@ -45,6 +49,7 @@ from sparklift.synthetic.rand import (
 
 WEEKDAY_FACTOR = (0.92, 0.88, 0.9, 0.95, 1.08, 1.22, 1.05)  # Monday .. Sunday
 TREND_PER_DAY = 0.0015
+ARCHETYPES = 8
 
 ZONES_SCHEMA = StructType(
     [
@@ -59,7 +64,9 @@ ZONES_SCHEMA = StructType(
 class GeoWorld:
     """The small dimension tables of the world, drawn on the driver with NumPy."""
 
-    zones: pd.DataFrame  # zone_id, region, eligible, users, user_offset, conv, lift, treated
+    # zone_id, region, eligible, users, user_offset, archetype, activity, conv, price,
+    # weekend, lift, treated
+    zones: pd.DataFrame
     days: pd.DataFrame  # date, day_index, day_factor
     effect_start: dt.date | None
 
@@ -67,7 +74,13 @@ class GeoWorld:
 def draw_world(conf: GenerateConfig, end_date: dt.date) -> GeoWorld:
     rng = np.random.default_rng(conf.seed)
     n = conf.zones
-    weight = rng.lognormal(0.0, 1.3, n)
+    # Archetype parameters: log size, activity, conversion, price, weekend uplift.
+    arch = rng.integers(0, ARCHETYPES, n)
+    a_size, a_act, a_conv, a_price = (
+        rng.normal(0.0, s, ARCHETYPES) for s in (0.8, 0.25, 0.25, 0.2)
+    )
+    a_weekend = rng.uniform(-0.1, 0.25, ARCHETYPES)
+    weight = np.exp(a_size[arch] + rng.normal(0.0, 1.0, n))
     users = np.maximum(1, np.round(conf.users * weight / weight.sum())).astype(np.int64)
     zones = pd.DataFrame(
         {
@@ -76,7 +89,11 @@ def draw_world(conf: GenerateConfig, end_date: dt.date) -> GeoWorld:
             "eligible": rng.uniform(size=n) > 0.05,
             "users": users,
             "user_offset": np.concatenate([[0], np.cumsum(users)[:-1]]),
-            "conv": np.exp(rng.normal(0.0, 0.3, n) - 0.045),
+            "archetype": arch,
+            "activity": np.exp(a_act[arch] + rng.normal(0.0, 0.1, n)),
+            "conv": np.exp(a_conv[arch] + rng.normal(0.0, 0.12, n) - 0.04),
+            "price": np.exp(a_price[arch] + rng.normal(0.0, 0.08, n)),
+            "weekend": a_weekend[arch] + rng.normal(0.0, 0.03, n),
             "lift": 0.0,
             "treated": False,
         }
@@ -121,43 +138,39 @@ def _users(spark: SparkSession, world: GeoWorld, conf: GenerateConfig, zone_ids=
             StructField("zone_id", IntegerType()),
             StructField("users", LongType()),
             StructField("user_offset", LongType()),
+            StructField("zone_activity", DoubleType()),
             StructField("zone_conv", DoubleType()),
+            StructField("zone_price", DoubleType()),
+            StructField("zone_weekend", DoubleType()),
             StructField("lift", DoubleType()),
         ]
     )
-    rows = list(
-        zip(
-            z["zone_id"].tolist(),
-            z["users"].tolist(),
-            z["user_offset"].tolist(),
-            z["conv"].tolist(),
-            z["lift"].tolist(),
-            strict=True,
-        )
-    )
+    cols = ["zone_id", "users", "user_offset", "activity", "conv", "price", "weekend", "lift"]
+    rows = list(zip(*(z[c].tolist() for c in cols), strict=True))
     seed, n_days = conf.seed, conf.days
     uid = F.col("user_id")
+    zone_cols = ["zone_id", "zone_activity", "zone_conv", "zone_price", "zone_weekend", "lift"]
     return (
         spark.createDataFrame(rows, schema)
         .repartition(conf.partitions, "zone_id")
         .select(
-            "zone_id",
-            "zone_conv",
-            "lift",
+            *zone_cols,
             "user_offset",
             F.explode(F.sequence(F.lit(1), F.col("users"))).alias("_i"),
         )
-        .select(
-            "zone_id", "zone_conv", "lift", (F.col("user_offset") + F.col("_i")).alias("user_id")
-        )
+        .select(*zone_cols, (F.col("user_offset") + F.col("_i")).alias("user_id"))
         .select(
             "*",
-            (0.02 + 0.55 * F.pow(uniform(seed, "p_active", uid), 1.6)).alias("p_active"),
+            (
+                (0.02 + 0.55 * F.pow(uniform(seed, "p_active", uid), 1.6)) * F.col("zone_activity")
+            ).alias("p_active"),
             (0.3 + 1.2 * uniform(seed, "intensity", uid)).alias("intensity"),
             F.least(F.lit(0.8), 0.1 * lognormal_mean_one(0.6, normal(seed, "conv", uid))).alias(
                 "user_conv"
             ),
-            (12.0 * lognormal_mean_one(0.35, normal(seed, "price", uid))).alias("price"),
+            (
+                12.0 * F.col("zone_price") * lognormal_mean_one(0.35, normal(seed, "price", uid))
+            ).alias("price"),
             # 88% signed up before the window (tenure log-normal, median ~300 days),
             # the rest during it: they bring new users into every zone.
             F.when(
@@ -187,7 +200,10 @@ def activity_frame(
     treatment effects ``effect_orders``/``effect_gmv`` of each row and a ``post`` flag."""
     seed = conf.seed
     days = spark.createDataFrame(world.days).select(
-        F.col("date").cast(DateType()), "day_index", "day_factor"
+        F.col("date").cast(DateType()),
+        "day_index",
+        "day_factor",
+        (F.dayofweek("date").isin(1, 7)).alias("weekend_day"),
     )
     post = (
         F.col("date") >= F.lit(world.effect_start) if world.effect_start else F.lit(False)
@@ -196,7 +212,11 @@ def activity_frame(
     zone_day_shock = lognormal_mean_one(0.08, normal(seed, "zday", "zone_id", "day_index"))
     tenure = F.col("day_index") - F.col("signup_index")
     newness = F.when(tenure < 14, 1.5).otherwise(1.0)
-    p = F.least(F.lit(0.95), F.col("p_active") * F.col("day_factor") * zone_day_shock * newness)
+    weekend = F.when(F.col("weekend_day"), 1 + F.col("zone_weekend")).otherwise(1.0)
+    p = F.least(
+        F.lit(0.95),
+        F.col("p_active") * F.col("day_factor") * weekend * zone_day_shock * newness,
+    )
     rows = (
         _users(spark, world, conf, zone_ids)
         .crossJoin(F.broadcast(days))

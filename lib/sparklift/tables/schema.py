@@ -48,7 +48,7 @@ def table_schema(schema: StructType) -> StructType:
 
 
 def spark_to_arrow(schema: StructType) -> pa.Schema:
-    return to_arrow_schema(table_schema(schema))
+    return to_arrow_schema(table_schema(schema), timezone="UTC")
 
 
 def arrow_to_spark(schema: pa.Schema) -> StructType:

@@ -1,0 +1,1 @@
+"""Geo experiments: zone matching, randomization, cell statistics and DiD fits."""

@@ -1,0 +1,51 @@
+"""Per-(zone, day) sufficient statistics of user rows, in one Spark aggregation.
+
+For the listed numeric columns v: the row count n, the sums of every v and the sums of
+every product v_j * v_l (j <= l). The result has one row per zone-day (thousands to a few
+hundred thousand), so it is collected; the estimators in :mod:`sparklift.stats.twfe`
+then never touch user rows again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sparklift.errors import InputError
+from sparklift.stats.twfe import CellStats
+
+
+def cell_stats(rows: DataFrame, columns: list[str], table: str = "user_activity") -> CellStats:
+    """Aggregate ``rows`` (zone_id, date and ``columns``) into :class:`CellStats`."""
+    missing = [c for c in ("zone_id", "date", *columns) if c not in rows.columns]
+    if missing:
+        raise InputError(f"table {table}: missing columns {missing}")
+    pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i:]]
+    aggs = [F.count(F.lit(1)).alias("n")]
+    aggs += [F.count_if(F.col(c).isNull()).alias(f"null__{c}") for c in columns]
+    aggs += [F.sum(F.col(c).cast("double")).alias(f"s__{c}") for c in columns]
+    aggs += [
+        F.sum(F.col(a).cast("double") * F.col(b).cast("double")).alias(f"q__{a}__{b}")
+        for a, b in pairs
+    ]
+    pdf = rows.groupBy("zone_id", "date").agg(*aggs).toPandas()
+    nulls = {c: int(pdf[f"null__{c}"].sum()) for c in columns}
+    bad = {c: k for c, k in nulls.items() if k}
+    if bad:
+        raise InputError(f"table {table}: null values in {bad} (column: rows); expected none")
+    if pdf["zone_id"].isna().any():
+        raise InputError(f"table {table}: rows with a null zone_id")
+    m = len(columns)
+    cross = np.empty((len(pdf), m, m))
+    for a, b in pairs:
+        i, j = columns.index(a), columns.index(b)
+        cross[:, i, j] = cross[:, j, i] = pdf[f"q__{a}__{b}"].to_numpy(dtype=float)
+    return CellStats(
+        zone=pdf["zone_id"].to_numpy(),
+        day=pdf["date"].to_numpy(),
+        n=pdf["n"].to_numpy(dtype=float),
+        names=tuple(columns),
+        sums=pdf[[f"s__{c}" for c in columns]].to_numpy(dtype=float),
+        cross=cross,
+    )

@@ -1,0 +1,306 @@
+r"""Two-way fixed-effects least squares from per-(zone, day) cell statistics.
+
+The model, for row i (a user-day) in zone g on day t:
+
+    y_i = a_g + c_t + r_i' b + e_i,   r_i = [d_gt, x_i]
+
+where ``d_gt`` are regressors constant within a cell (treatment x post dummies, event-time
+dummies) and ``x_i`` are row-level covariates. Everything the estimator needs is a function
+of the cell sufficient statistics of z_i = [r_i, y_i]: the count n_c, the sums
+S_c = sum_i z_i and the cross-products Q_c = sum_i z_i z_i' (for d, S and Q follow from n
+and the cell sums of x and y). The algebra, exact and with no approximation:
+
+1. Fixed-effect projection (Frisch-Waugh-Lovell). For each column j of z the fitted
+   two-way effects f_j(g, t) = a_g + c_t solve the count-weighted normal equations
+       sum_t n_gt (a_g + c_t) = S_g,j    and    sum_g n_gt (a_g + c_t) = S_t,j.
+   Eliminating a (its block is diagonal, n_g) leaves a T x T system
+       (diag(n_t) - N' diag(1/n_g) N) c = S_t - N' (S_g / n_g),   c_0 = 0,
+   with N the G x T matrix of cell counts, then a_g = (S_g - N c)_g / n_g.
+2. Centred cell moments. With f_c = f(g, t) for cell c, the residualised rows
+   z~_i = z_i - f_c satisfy
+       M_c = sum_i z~_i z~_i' = Q_c - f_c S_c' - S_c f_c' + n_c f_c f_c'.
+   Summing M_c over cells gives X~'X~ (the r-block) and X~'y~ (the r-y column), so
+   b = (X~'X~)^{-1} X~'y~, and SSR = y~'y~ - b' X~'y~.
+3. Scores. Residuals are e_i = y~_i - r~_i' b, so a cell's score sum is
+       u_c = sum_i r~_i e_i = M_c[r, y] - M_c[r, r] b,
+   and the score of any cluster that is a union of cells (a zone, a day, a zone-day) is
+   the sum of its cells' u_c. With B = (X~'X~)^{-1}:
+       clustered by zone:  V = k_z B (sum_g u_g u_g') B
+       two-way (zone, day): V = B (k_z S_zone + k_t S_day - k_zt S_cell) B
+   with the small-sample factors k of the chosen convention (below). When the two-way
+   matrix is not positive semi-definite, its negative eigenvalues are set to zero
+   (Cameron, Gelbach and Miller 2011) and the result says so (``psd_fixed``).
+   Homoskedastic: V = SSR / df * B, which needs the cells' y'y.
+
+Small-sample conventions (N rows, K regressors, G zones, T days):
+- ``linearmodels``: PanelOLS with time effects and zone as the other effect,
+  ``debiased=True`` (its defaults): every covariance is scaled by N / (N - K - (G + T - 1)),
+  with no cluster-count factor, and inference uses t(N - K - (G + T - 1)).
+- ``fixest`` (pyfixest/fixest defaults, ``ssc(k_adj=True, k_fixef="nonnested", G_adj=True,
+  G_df="min")``): clustered V scaled by (N - 1) / (N - k) * G / (G - 1), where k counts the
+  fixed effects not nested in a cluster variable (K + T for zone clusters, K + G for day
+  clusters, K + 1 for two-way) and G is the smallest cluster count; inference uses
+  t(G - 1). Homoskedastic: SSR / (N - K - G - T + 1), t(N - K - G - T + 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+from sparklift.errors import InputError
+
+CovType = Literal["unadjusted", "clustered"]
+Convention = Literal["linearmodels", "fixest"]
+ClusterBy = tuple[str, ...]  # ("zone",), ("day",) or ("zone", "day")
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """Sufficient statistics of user rows per (zone, day) cell.
+
+    ``sums[:, j]`` is the cell sum of variable ``names[j]``; ``cross[:, j, l]`` the cell sum
+    of the product of variables j and l (NaN where it was not collected).
+    """
+
+    zone: np.ndarray
+    day: np.ndarray
+    n: np.ndarray
+    names: tuple[str, ...]
+    sums: np.ndarray
+    cross: np.ndarray
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise InputError(
+                f"no cell statistics for column {name!r} (have {self.names})"
+            ) from None
+
+    def select(self, mask: np.ndarray) -> CellStats:
+        """The cells where ``mask`` is true."""
+        return CellStats(
+            self.zone[mask],
+            self.day[mask],
+            self.n[mask],
+            self.names,
+            self.sums[mask],
+            self.cross[mask],
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One coefficient with its inference, in the shape of a linearmodels result row."""
+
+    name: str
+    estimate: float
+    se: float
+    t: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class TwfeResult:
+    """Coefficients, covariance and inference of a two-way fixed-effects fit."""
+
+    names: list[str]
+    params: np.ndarray
+    cov: np.ndarray
+    df: float
+    cov_type: str
+    convention: str
+    n_obs: int
+    n_zones: int
+    n_days: int
+    alpha: float
+    psd_fixed: bool = False
+    estimates: dict[str, Estimate] = field(init=False)
+
+    def __post_init__(self) -> None:
+        se = np.sqrt(np.diag(self.cov))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = self.params / se
+        dist = stats.t(self.df)
+        p = 2 * dist.sf(np.abs(t))
+        q = dist.ppf(1 - self.alpha / 2)
+        rows = {
+            n: Estimate(n, b, s, tt, pp, b - q * s, b + q * s)
+            for n, b, s, tt, pp in zip(self.names, self.params, se, t, p, strict=True)
+        }
+        object.__setattr__(self, "estimates", rows)
+
+    def __getitem__(self, name: str) -> Estimate:
+        return self.estimates[name]
+
+
+class TwfeFit:
+    """A two-way (zone, day) fixed-effects least-squares fit on cell statistics.
+
+    ``effects`` (cells x d) holds the cell-constant regressors named ``effect_names``;
+    ``covariates`` name row-level regressors in ``cells``. Covariances are asked of
+    :meth:`result`, so several can share one fit.
+    """
+
+    def __init__(
+        self,
+        cells: CellStats,
+        effects: np.ndarray,
+        effect_names: list[str],
+        outcome: str,
+        covariates: tuple[str, ...] = (),
+    ) -> None:
+        keep = cells.n > 0
+        cells = cells.select(keep)
+        effects = np.asarray(effects, dtype=float).reshape(len(keep), -1)[keep]
+        self.names = list(effect_names) + list(covariates)
+        self.zone_codes, self.n_zones = _codes(cells.zone)
+        self.day_codes, self.n_days = _codes(cells.day)
+        self.n = cells.n.astype(float)
+        self.n_obs = round(self.n.sum())
+        idx = [cells.index(c) for c in (*covariates, outcome)]
+        s_v, q_v = cells.sums[:, idx], cells.cross[:, idx][:, :, idx]
+        n = self.n
+        s_z = np.concatenate([effects * n[:, None], s_v], axis=1)
+        q_dd = np.einsum("c,ci,cj->cij", n, effects, effects)
+        q_dv = np.einsum("ci,cj->cij", effects, s_v)
+        q_z = np.block([[q_dd, q_dv], [q_dv.transpose(0, 2, 1), q_v]])
+        f = _fe_fitted(self.zone_codes, self.day_codes, n, s_z, self.n_zones, self.n_days)
+        fs = np.einsum("ci,cj->cij", f, s_z)
+        m = q_z - fs - fs.transpose(0, 2, 1) + np.einsum("c,ci,cj->cij", n, f, f)
+        k = len(self.names)
+        total = m.sum(axis=0)
+        xtx, xty = total[:k, :k], total[:k, k]
+        _check_identified(self.names, xtx, q_z.sum(axis=0)[:k, :k])
+        self.bread = np.linalg.inv(xtx)
+        self.params = self.bread @ xty
+        self.cell_scores = m[:, :k, k] - m[:, :k, :k] @ self.params
+        self.ssr = float(total[k, k] - self.params @ xty)
+        self.k = k
+
+    def result(
+        self,
+        cov_type: CovType = "clustered",
+        clusters: ClusterBy = ("zone",),
+        convention: Convention = "linearmodels",
+        alpha: float = 0.05,
+    ) -> TwfeResult:
+        """Coefficients with the named covariance and small-sample convention."""
+        n_fe = self.n_zones + self.n_days - 1
+        big_n, k = self.n_obs, self.k
+        psd_fixed = False
+        if cov_type == "unadjusted":
+            if not np.isfinite(self.ssr):
+                raise InputError("a homoskedastic covariance needs the cells' y'y, not collected")
+            df = big_n - k - n_fe
+            cov = self.ssr / df * self.bread
+        elif cov_type == "clustered":
+            meat, g = self._cluster_meat(clusters)
+            if convention == "linearmodels":
+                df = big_n - k - n_fe
+                meat = meat * (big_n / df)
+            else:
+                nested = {"zone": self.n_zones, "day": self.n_days}
+                df_k = k + n_fe - sum(nested[c] - 1 for c in clusters)
+                meat = meat * ((big_n - 1) / (big_n - df_k) * g / (g - 1))
+                df = g - 1
+            cov = self.bread @ meat @ self.bread
+            cov = (cov + cov.T) / 2
+            if len(clusters) == 2:
+                cov, psd_fixed = _psd(cov)
+        else:
+            raise InputError(f"cov_type {cov_type!r} is not one of unadjusted, clustered")
+        return TwfeResult(
+            self.names,
+            self.params,
+            cov,
+            float(df),
+            cov_type,
+            convention,
+            big_n,
+            self.n_zones,
+            self.n_days,
+            alpha,
+            psd_fixed,
+        )
+
+    def _cluster_meat(self, clusters: ClusterBy) -> tuple[np.ndarray, int]:
+        """The (two-way) sum of cluster score outer products, and the fewest clusters of
+        its one-way terms."""
+        by = {
+            "zone": (self.zone_codes, self.n_zones),
+            "day": (self.day_codes, self.n_days),
+        }
+        if len(clusters) == 1 and clusters[0] in by:
+            terms = [(1, *by[clusters[0]])]
+        elif sorted(clusters) == ["day", "zone"]:
+            cells = np.arange(len(self.n))
+            terms = [(1, *by["zone"]), (1, *by["day"]), (-1, cells, len(cells))]
+        else:
+            raise InputError(
+                f"clusters {clusters!r}: expected ('zone',), ('day',) or ('zone', 'day')"
+            )
+        meat = np.zeros((self.k, self.k))
+        for sign, codes, size in terms:
+            if size < 2:
+                raise InputError(f"clustering by {clusters} needs at least 2 clusters, got {size}")
+            s = np.zeros((size, self.k))
+            np.add.at(s, codes, self.cell_scores)
+            meat += sign * (s.T @ s)
+        return meat, min(size for _, _, size in terms)
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    uniq, codes = np.unique(values, return_inverse=True)
+    return codes.ravel(), len(uniq)
+
+
+def _fe_fitted(
+    zi: np.ndarray, ti: np.ndarray, n: np.ndarray, s: np.ndarray, g: int, t: int
+) -> np.ndarray:
+    """Fitted zone + day effects of every column of ``s`` (cell sums), per cell."""
+    counts = np.zeros((g, t))
+    np.add.at(counts, (zi, ti), n)
+    ng, nt = counts.sum(axis=1), counts.sum(axis=0)
+    sg = np.zeros((g, s.shape[1]))
+    st = np.zeros((t, s.shape[1]))
+    np.add.at(sg, zi, s)
+    np.add.at(st, ti, s)
+    scaled = counts / ng[:, None]
+    a_mat = np.diag(nt) - counts.T @ scaled
+    rhs = st - scaled.T @ sg
+    c = np.zeros((t, s.shape[1]))
+    if t > 1:
+        try:
+            c[1:] = np.linalg.solve(a_mat[1:, 1:], rhs[1:])
+        except np.linalg.LinAlgError:  # zones and days fall apart in disconnected groups
+            c = np.linalg.lstsq(a_mat, rhs, rcond=None)[0]
+    a = (sg - counts @ c) / ng[:, None]
+    return a[zi] + c[ti]
+
+
+def _check_identified(names: list[str], xtx: np.ndarray, raw: np.ndarray) -> None:
+    """Fail when a regressor is (nearly) absorbed by the fixed effects or collinear."""
+    scale = np.sqrt(np.maximum(np.diag(raw), 1e-300))
+    norm = xtx / np.outer(scale, scale)
+    for j, name in enumerate(names):
+        if norm[j, j] < 1e-10:
+            raise InputError(
+                f"regressor {name!r} is absorbed by the zone and day effects (it does not vary "
+                "within zones over time, e.g. every zone treated or no post-period day)"
+            )
+    if np.linalg.cond(norm) > 1e12:
+        raise InputError(f"the regressors {names} are collinear after the zone and day effects")
+
+
+def _psd(cov: np.ndarray) -> tuple[np.ndarray, bool]:
+    vals, vecs = np.linalg.eigh(cov)
+    if vals.min() >= 0:
+        return cov, False
+    return (vecs * np.maximum(vals, 0)) @ vecs.T, True

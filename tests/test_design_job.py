@@ -1,0 +1,142 @@
+"""`sparklift design` end to end on generated data: tables written, bad input refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from sparklift.cli import main
+
+RUN_DATE = "2026-04-30"
+GEO_TABLES = ("geo_experiments", "geo_assignments", "geo_design_checks")
+
+
+@pytest.fixture(scope="module")
+def warehouse(spark, tmp_path_factory) -> Path:
+    wh = tmp_path_factory.mktemp("design") / "wh"
+    common = ["--run-date", RUN_DATE, "--set", f"tables.base_path={wh}"]
+    scale = ["--users", "8000", "--zones", "60", "--days", "42", "--customers", "100"]
+    assert main(["generate", *common, *scale, "--campaign-rows", "100"]) == 0
+    assert main(["features", *common, "--start", "2026-04-10", "--end", RUN_DATE]) == 0
+    return wh
+
+
+def experiment(tmp_path: Path, **over) -> str:
+    spec = {
+        "experiment_id": "exp_a",
+        "variants": ["control", "treat"],
+        "zones_per_variant": 8,
+        "start": "2026-05-04",
+        "end": "2026-05-17",
+        "pre_days": 14,
+        "metrics": [{"name": "orders"}, {"name": "gmv"}, {"name": "visits", "primary": False}],
+        "covariates": ["tenure_days"],
+        "margin": 0.5,
+        "seed": 3,
+        "exclude_zones": [1, 2],
+    } | over
+    path = tmp_path / f"{spec['experiment_id']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def design(wh: Path, path: str, *extra: str) -> int:
+    return main(["design", "--experiment", path, "--run-date", RUN_DATE,
+                 "--set", f"tables.base_path={wh}", *extra])  # fmt: skip
+
+
+def table(wh: Path, name: str) -> pd.DataFrame:
+    return DeltaTable(str(wh / name)).to_pandas()
+
+
+def versions(wh: Path) -> dict[str, int | None]:
+    out = {}
+    for name in GEO_TABLES:
+        try:
+            out[name] = DeltaTable(str(wh / name)).version()
+        except Exception:
+            out[name] = None
+    return out
+
+
+@pytest.mark.e2e
+def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, capsys):
+    assert design(warehouse, experiment(tmp_path)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "accepted" and summary["zones"] == 16
+    exp = table(warehouse, "geo_experiments").set_index("experiment_id").loc["exp_a"]
+    assert exp["status"] == "accepted" and list(exp["variants"]) == ["control", "treat"]
+    assert exp["left_out"]  # reasons recorded
+    assert 0 < exp["explained_variance"] <= 1 and exp["match_distance_ratio"] < 0.8
+
+    a = table(warehouse, "geo_assignments")
+    a = a[a["experiment_id"] == "exp_a"]
+    zones = table(warehouse, "zones").set_index("zone_id")
+    assert len(a) == 16 and a["zone_id"].is_unique
+    assert zones.loc[a["zone_id"], "eligible"].all() and not a["zone_id"].isin([1, 2]).any()
+    assert a.groupby("group_id")["variant"].apply(sorted).tolist() == [["control", "treat"]] * 8
+
+    checks = table(warehouse, "geo_design_checks")
+    checks = checks[checks["experiment_id"] == "exp_a"].set_index("metric")
+    assert sorted(checks.index) == ["gmv", "orders", "visits"]
+    assert checks["equivalent"].all() and (checks["tost_p"] < 0.05).all()
+    assert (checks["mde"] > 0).all() and checks["power"].between(0, 1).all()
+    # The baseline is the mean per user-day of the chosen zones over the history window.
+    act = table(warehouse, "user_activity")
+    act = act[act["zone_id"].isin(a["zone_id"]) & (pd.to_datetime(act["date"]) > "2026-04-02")]
+    assert checks.loc["orders", "baseline_mean"] == pytest.approx(act["orders"].mean())
+    assert checks.loc["orders", "n_obs"] == len(act) and checks.loc["orders", "n_days"] == 28
+
+    # Same seed, same design; a second, overlapping experiment avoids these zones.
+    assert design(warehouse, experiment(tmp_path)) == 0
+    again = table(warehouse, "geo_assignments")
+    again = again[again["experiment_id"] == "exp_a"]
+    pd.testing.assert_frame_equal(
+        again.sort_values("zone_id").reset_index(drop=True),
+        a.sort_values("zone_id").reset_index(drop=True),
+    )
+    assert design(warehouse, experiment(tmp_path, experiment_id="exp_b", seed=9)) == 0
+    b = table(warehouse, "geo_assignments")
+    assert not set(b.loc[b["experiment_id"] == "exp_b", "zone_id"]) & set(a["zone_id"])
+
+
+@pytest.mark.e2e
+def test_failed_aa_check_rejects_unless_accepted_anyway(warehouse, tmp_path, capsys):
+    path = experiment(
+        tmp_path, experiment_id="exp_tight", margin=0.0001, start="2026-09-01", end="2026-09-10"
+    )
+    assert design(warehouse, path) == 5
+    assert "AA check not equivalent on primary metric(s): orders/treat" in capsys.readouterr().err
+    exp = table(warehouse, "geo_experiments").set_index("experiment_id")
+    assert exp.loc["exp_tight", "status"] == "rejected"
+    assert "TOST p" in exp.loc["exp_tight", "reason"]
+    assert design(warehouse, path, "--accept-anyway") == 0
+    exp = table(warehouse, "geo_experiments").set_index("experiment_id")
+    assert exp.loc["exp_tight", "status"] == "accepted_anyway"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "over,code,message",
+    [
+        ({"zones_per_variant": 40}, 2, "40 x 2 = 80 zones needed, only"),
+        ({"variants": ["control"]}, 2, "N >= 2"),
+        ({"margin": 0}, 2, "margin: Input should be greater than 0"),
+        ({"lookback_days": 30}, 3, "lack features on 9 day(s) of the lookback"),
+        ({"pre_days": 40}, 3, "no rows on"),
+        ({"metrics": [{"name": "basket"}]}, 2, "no columns ['basket']"),
+        ({"exclude_zones": [999]}, 2, "zones [999] are not in table zones"),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(
+    warehouse, tmp_path, capsys, over, code, message
+):
+    before = versions(warehouse)
+    assert design(warehouse, experiment(tmp_path, experiment_id="exp_bad", **over)) == code
+    assert message in capsys.readouterr().err
+    assert versions(warehouse) == before

@@ -1,0 +1,174 @@
+"""The cell-statistics TWFE estimator against linearmodels PanelOLS and pyfixest on user rows."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyfixest as pf
+import pytest
+from linearmodels import PanelOLS
+
+from sparklift.errors import InputError
+from sparklift.geo.cells import cell_stats
+from sparklift.stats.twfe import CellStats, TwfeFit
+
+RTOL = 1e-8
+
+
+def panel(seed: int, zones: int, days: int, arms: int, balanced: bool) -> pd.DataFrame:
+    """User-day rows: zone and day effects, zone-day shocks, heteroskedastic noise."""
+    rng = np.random.default_rng(seed)
+    users = []
+    for g in range(zones):
+        users += [(g * 1000 + u, g) for u in range(rng.integers(3, 30))]
+    uz = pd.DataFrame(users, columns=["user", "zone"])
+    df = uz.merge(pd.DataFrame({"day": np.arange(days)}), how="cross")
+    if not balanced:
+        df = df[rng.uniform(size=len(df)) < 0.6]
+    arm = rng.permutation(np.arange(zones) % arms)
+    post = df["day"] >= days * 2 // 3
+    for a in range(1, arms):
+        df[f"d{a}"] = ((arm[df["zone"]] == a) & post).astype(float)
+    df["x1"] = rng.normal(size=len(df)) + 0.1 * df["zone"]
+    df["x2"] = rng.exponential(size=len(df))
+    za, ta = rng.normal(size=zones), rng.normal(size=days)
+    shock = rng.normal(0, 0.3, (zones, days))
+    noise = rng.normal(size=len(df)) * (1 + df["x2"])
+    df["y"] = (
+        za[df["zone"]]
+        + ta[df["day"]]
+        + shock[df["zone"], df["day"]]
+        + 0.2 * df.get("d1", 0)
+        + 0.5 * df["x1"]
+        - 0.2 * df["x2"]
+        + noise
+    )
+    return df.reset_index(drop=True)
+
+
+def pandas_cells(df: pd.DataFrame, names: list[str]) -> CellStats:
+    """Cell statistics straight from the rows with pandas (independent of Spark)."""
+    keys = [df["zone"], df["day"]]
+    n = df.groupby(keys).size()
+    sums = df[names].groupby(keys).sum().loc[n.index].to_numpy()
+    cross = np.stack(
+        [
+            np.stack(
+                [(df[a] * df[b]).groupby(keys).sum().loc[n.index].to_numpy() for b in names], 1
+            )
+            for a in names
+        ],
+        1,
+    )
+    return CellStats(
+        n.index.get_level_values(0).to_numpy(),
+        n.index.get_level_values(1).to_numpy(),
+        n.to_numpy(),
+        tuple(names),
+        sums,
+        cross,
+    )
+
+
+def fit_cells(df: pd.DataFrame, effects: list[str], covariates: tuple[str, ...]) -> TwfeFit:
+    cells = pandas_cells(df, [*covariates, "y", *effects])
+    # The effect dummies are constant within a cell: their cell mean is the dummy.
+    d = np.column_stack([cells.sums[:, cells.index(e)] / cells.n for e in effects])
+    return TwfeFit(cells, d, effects, "y", covariates)
+
+
+def rel(a, b, floor: float = 1e-300) -> float:
+    """Largest relative difference; below ``floor`` differences count as absolute."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor)))
+
+
+CASES = [
+    # arms, balanced, covariates, clusters
+    (2, True, (), ("zone",)),
+    (2, False, ("x1", "x2"), ("zone",)),
+    (3, False, ("x1", "x2"), ("zone",)),
+    (3, True, ("x1",), ("zone", "day")),
+    (2, False, ("x1", "x2"), ("zone", "day")),
+    (3, False, (), ("day",)),
+]
+
+
+@pytest.mark.parametrize("arms,balanced,covariates,clusters", CASES)
+def test_equals_linearmodels_panelols(arms, balanced, covariates, clusters):
+    df = panel(arms * 10 + balanced, zones=36, days=40, arms=arms, balanced=balanced)
+    effects = [f"d{a}" for a in range(1, arms)]
+    res = fit_cells(df, effects, covariates).result("clustered", clusters, "linearmodels")
+    assert not res.psd_fixed
+    pdf = df.set_index(["user", "day"])
+    exog = pdf[[*effects, *covariates]]
+    model = PanelOLS(pdf["y"], exog, time_effects=True, other_effects=pdf[["zone"]])
+    cl = pd.DataFrame({"zone": pdf["zone"], "day": pdf.index.get_level_values(1)}, pdf.index)
+    ref = model.fit(cov_type="clustered", clusters=cl[list(clusters)], debiased=True)
+    names = res.names
+    assert rel(res.params, ref.params[names]) < RTOL
+    assert rel([res[n].se for n in names], ref.std_errors[names]) < RTOL
+    assert rel([res[n].t for n in names], ref.tstats[names]) < RTOL
+    assert rel([res[n].p_value for n in names], ref.pvalues[names]) < RTOL
+    ci = ref.conf_int()
+    assert rel([res[n].ci_low for n in names], ci.loc[names, "lower"]) < RTOL
+    assert rel([res[n].ci_high for n in names], ci.loc[names, "upper"]) < RTOL
+    assert res.n_obs == ref.nobs
+
+
+@pytest.mark.parametrize("arms,balanced,covariates,clusters", CASES)
+def test_equals_pyfixest(arms, balanced, covariates, clusters):
+    df = panel(arms * 10 + balanced, zones=36, days=40, arms=arms, balanced=balanced)
+    effects = [f"d{a}" for a in range(1, arms)]
+    res = fit_cells(df, effects, covariates).result("clustered", clusters, "fixest")
+    rhs = " + ".join([*effects, *covariates])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = pf.feols(
+            f"y ~ {rhs} | zone + day", data=df, vcov={"CRV1": "+".join(clusters)}, fixef_tol=1e-14
+        )
+    names = res.names
+    ci = ref.confint()
+    assert rel(res.params, ref.coef()[names]) < RTOL
+    assert rel([res[n].se for n in names], ref.se()[names]) < RTOL
+    assert rel([res[n].t for n in names], ref.tstat()[names]) < RTOL
+    # pyfixest computes p as 1 - cdf, exact only to ~1e-16 absolute
+    assert rel([res[n].p_value for n in names], ref.pvalue()[names], floor=1e-6) < RTOL
+    assert rel([res[n].ci_low for n in names], ci.loc[names].iloc[:, 0]) < RTOL
+    assert rel([res[n].ci_high for n in names], ci.loc[names].iloc[:, 1]) < RTOL
+
+
+def test_homoskedastic_equals_both_references():
+    df = panel(5, zones=30, days=30, arms=2, balanced=False)
+    fit = fit_cells(df, ["d1"], ("x1", "x2"))
+    pdf = df.set_index(["user", "day"])
+    exog = pdf[["d1", "x1", "x2"]]
+    lm = PanelOLS(pdf["y"], exog, time_effects=True, other_effects=pdf[["zone"]]).fit()
+    assert rel(fit.result("unadjusted").cov.diagonal() ** 0.5, lm.std_errors) < RTOL
+    fx = pf.feols("y ~ d1 + x1 + x2 | zone + day", data=df, vcov="iid", fixef_tol=1e-14)
+    res = fit.result("unadjusted", convention="fixest")
+    assert rel(res.cov.diagonal() ** 0.5, fx.se()) < RTOL
+    assert rel([res[n].p_value for n in res.names], fx.pvalue(), floor=1e-6) < RTOL
+
+
+def test_every_zone_treated_is_a_clear_error():
+    df = panel(3, zones=10, days=12, arms=2, balanced=True)
+    df["d1"] = (df["day"] >= 8).astype(float)  # a pure time effect: absorbed by the days
+    with pytest.raises(InputError, match="'d1' is absorbed by the zone and day effects"):
+        fit_cells(df, ["d1"], ())
+
+
+def test_spark_cell_statistics_equal_pandas(spark):
+    df = panel(9, zones=8, days=6, arms=2, balanced=False)
+    rows = spark.createDataFrame(
+        df.rename(columns={"zone": "zone_id", "day": "date"})[["zone_id", "date", "x1", "y"]]
+    )
+    got = cell_stats(rows, ["x1", "y"])
+    want = pandas_cells(df, ["x1", "y"])
+    order = np.lexsort((got.day, got.zone))
+    np.testing.assert_array_equal(got.zone[order], want.zone)
+    np.testing.assert_allclose(got.n[order], want.n)
+    np.testing.assert_allclose(got.sums[order], want.sums, rtol=1e-12)
+    np.testing.assert_allclose(got.cross[order], want.cross, rtol=1e-12)
