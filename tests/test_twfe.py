@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -48,10 +49,16 @@ def panel(seed: int, zones: int, days: int, arms: int, balanced: bool) -> pd.Dat
     return df.reset_index(drop=True)
 
 
-def pandas_cells(df: pd.DataFrame, names: list[str]) -> CellStats:
-    """Cell statistics straight from the rows with pandas (independent of Spark)."""
+def pandas_cells(df: pd.DataFrame, names: list[str], higher: tuple[str, ...] = ()) -> CellStats:
+    """Cell statistics straight from the rows with pandas (independent of Spark), with the
+    3rd and 4th order products of the ``higher`` columns."""
     keys = [df["zone"], df["day"]]
     n = df.groupby(keys).size()
+    products = {
+        combo: df[list(combo)].prod(axis=1).groupby(keys).sum().loc[n.index].to_numpy()
+        for degree in (3, 4)
+        for combo in itertools.combinations_with_replacement(sorted(higher), degree)
+    }
     sums = df[names].groupby(keys).sum().loc[n.index].to_numpy()
     cross = np.stack(
         [
@@ -69,11 +76,14 @@ def pandas_cells(df: pd.DataFrame, names: list[str]) -> CellStats:
         tuple(names),
         sums,
         cross,
+        products,
     )
 
 
-def fit_cells(df: pd.DataFrame, effects: list[str], covariates: tuple[str, ...]) -> TwfeFit:
-    cells = pandas_cells(df, [*covariates, "y", *effects])
+def fit_cells(
+    df: pd.DataFrame, effects: list[str], covariates: tuple[str, ...], higher: bool = False
+) -> TwfeFit:
+    cells = pandas_cells(df, [*covariates, "y", *effects], (*covariates, "y") if higher else ())
     # The effect dummies are constant within a cell: their cell mean is the dummy.
     d = np.column_stack([cells.sums[:, cells.index(e)] / cells.n for e in effects])
     return TwfeFit(cells, d, effects, "y", covariates)
@@ -153,6 +163,31 @@ def test_homoskedastic_equals_both_references():
     assert rel([res[n].p_value for n in res.names], fx.pvalue(), floor=1e-6) < RTOL
 
 
+@pytest.mark.parametrize("covariates", [(), ("x1", "x2")])
+def test_heteroskedastic_robust_equals_both_references(covariates):
+    df = panel(8, zones=25, days=30, arms=3, balanced=False)
+    effects = ["d1", "d2"]
+    fit = fit_cells(df, effects, covariates, higher=True)
+    pdf = df.set_index(["user", "day"])
+    exog = pdf[[*effects, *covariates]]
+    lm = PanelOLS(pdf["y"], exog, time_effects=True, other_effects=pdf[["zone"]])
+    ref = lm.fit(cov_type="robust")
+    res = fit.result("robust", convention="linearmodels")
+    assert rel([res[n].se for n in res.names], ref.std_errors[res.names]) < RTOL
+    assert rel([res[n].p_value for n in res.names], ref.pvalues[res.names], floor=1e-6) < RTOL
+    rhs = " + ".join([*effects, *covariates])
+    fx = pf.feols(f"y ~ {rhs} | zone + day", data=df, vcov="hetero", fixef_tol=1e-14)
+    res = fit.result("robust", convention="fixest")
+    assert rel([res[n].se for n in res.names], fx.se()[res.names]) < RTOL
+    assert rel([res[n].p_value for n in res.names], fx.pvalue()[res.names], floor=1e-6) < RTOL
+
+
+def test_robust_without_fourth_moments_says_what_to_collect():
+    fit = fit_cells(panel(1, zones=6, days=6, arms=2, balanced=True), ["d1"], ())
+    with pytest.raises(InputError, match="fourth moments"):
+        fit.result("robust")
+
+
 def test_every_zone_treated_is_a_clear_error():
     df = panel(3, zones=10, days=12, arms=2, balanced=True)
     df["d1"] = (df["day"] >= 8).astype(float)  # a pure time effect: absorbed by the days
@@ -165,10 +200,13 @@ def test_spark_cell_statistics_equal_pandas(spark):
     rows = spark.createDataFrame(
         df.rename(columns={"zone": "zone_id", "day": "date"})[["zone_id", "date", "x1", "y"]]
     )
-    got = cell_stats(rows, ["x1", "y"])
-    want = pandas_cells(df, ["x1", "y"])
+    got = cell_stats(rows, ["x1", "y"], higher=[["x1", "y"]])
+    want = pandas_cells(df, ["x1", "y"], ("x1", "y"))
     order = np.lexsort((got.day, got.zone))
     np.testing.assert_array_equal(got.zone[order], want.zone)
     np.testing.assert_allclose(got.n[order], want.n)
     np.testing.assert_allclose(got.sums[order], want.sums, rtol=1e-12)
     np.testing.assert_allclose(got.cross[order], want.cross, rtol=1e-12)
+    assert sorted(got.higher) == sorted(want.higher) and len(got.higher) == 4 + 5
+    for key, values in want.higher.items():
+        np.testing.assert_allclose(got.higher[key][order], values, rtol=1e-12)

@@ -1,12 +1,18 @@
 """Per-(zone, day) sufficient statistics of user rows, in one Spark aggregation.
 
 For the listed numeric columns v: the row count n, the sums of every v and the sums of
-every product v_j * v_l (j <= l). The result has one row per zone-day (thousands to a few
-hundred thousand), so it is collected; the estimators in :mod:`sparklift.stats.twfe`
-then never touch user rows again.
+every product v_j * v_l (j <= l); optionally, for groups of columns (the covariates and one
+metric), the sums of every product of three and four of them, which the heteroskedastic
+covariance needs (35 more sums per metric with three covariates). The result has one row
+per zone-day (thousands to a few hundred thousand), so it is collected; the estimators in
+:mod:`sparklift.stats.twfe` then never touch user rows again.
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
+import operator
 
 import numpy as np
 from pyspark.sql import DataFrame
@@ -16,8 +22,14 @@ from sparklift.errors import InputError
 from sparklift.stats.twfe import CellStats
 
 
-def cell_stats(rows: DataFrame, columns: list[str], table: str = "user_activity") -> CellStats:
-    """Aggregate ``rows`` (zone_id, date and ``columns``) into :class:`CellStats`."""
+def cell_stats(
+    rows: DataFrame,
+    columns: list[str],
+    table: str = "user_activity",
+    higher: list[list[str]] | None = None,
+) -> CellStats:
+    """Aggregate ``rows`` (zone_id, date and ``columns``) into :class:`CellStats`, with the
+    3rd and 4th order product sums within each group of ``higher``."""
     missing = [c for c in ("zone_id", "date", *columns) if c not in rows.columns]
     if missing:
         raise InputError(f"table {table}: missing columns {missing}")
@@ -28,6 +40,21 @@ def cell_stats(rows: DataFrame, columns: list[str], table: str = "user_activity"
     aggs += [
         F.sum(F.col(a).cast("double") * F.col(b).cast("double")).alias(f"q__{a}__{b}")
         for a, b in pairs
+    ]
+    combos = sorted(
+        {
+            c
+            for group in higher or []
+            for degree in (3, 4)
+            for c in itertools.combinations_with_replacement(sorted(group), degree)
+        }
+    )
+    dbl = {c: F.col(c).cast("double") for c in columns}
+    aggs += [
+        F.sum(functools.reduce(operator.mul, [dbl[c] for c in combo])).alias(
+            "h__" + "__".join(combo)
+        )
+        for combo in combos
     ]
     pdf = rows.groupBy("zone_id", "date").agg(*aggs).toPandas()
     nulls = {c: int(pdf[f"null__{c}"].sum()) for c in columns}
@@ -48,4 +75,5 @@ def cell_stats(rows: DataFrame, columns: list[str], table: str = "user_activity"
         names=tuple(columns),
         sums=pdf[[f"s__{c}" for c in columns]].to_numpy(dtype=float),
         cross=cross,
+        higher={c: pdf["h__" + "__".join(c)].to_numpy(dtype=float) for c in combos},
     )

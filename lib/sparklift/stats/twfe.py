@@ -63,7 +63,9 @@ class CellStats:
     """Sufficient statistics of user rows per (zone, day) cell.
 
     ``sums[:, j]`` is the cell sum of variable ``names[j]``; ``cross[:, j, l]`` the cell sum
-    of the product of variables j and l (NaN where it was not collected).
+    of the product of variables j and l (NaN where it was not collected); ``higher`` maps a
+    sorted tuple of 3 or 4 variable names to the cell sum of their product (only for the
+    heteroskedastic covariance).
     """
 
     zone: np.ndarray
@@ -72,6 +74,23 @@ class CellStats:
     names: tuple[str, ...]
     sums: np.ndarray
     cross: np.ndarray
+    higher: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+
+    def moment(self, names: tuple[str, ...]) -> np.ndarray:
+        """Cell sums of the product of ``names`` (any degree 0 to 4)."""
+        if len(names) == 0:
+            return self.n
+        if len(names) == 1:
+            return self.sums[:, self.index(names[0])]
+        if len(names) == 2:
+            return self.cross[:, self.index(names[0]), self.index(names[1])]
+        key = tuple(sorted(names))
+        if key not in self.higher:
+            raise InputError(
+                f"the heteroskedastic covariance needs cell sums of {'*'.join(key)}: collect "
+                "the fourth moments (analysis covariance 'robust')"
+            )
+        return self.higher[key]
 
     def index(self, name: str) -> int:
         try:
@@ -90,6 +109,7 @@ class CellStats:
             self.names,
             self.sums[mask],
             self.cross[mask],
+            {k: v[mask] for k, v in self.higher.items()},
         )
 
 
@@ -171,18 +191,36 @@ class TwfeFit:
         q_dd = np.einsum("c,ci,cj->cij", n, effects, effects)
         q_dv = np.einsum("ci,cj->cij", effects, s_v)
         q_z = np.block([[q_dd, q_dv], [q_dv.transpose(0, 2, 1), q_v]])
-        f = _fe_fitted(self.zone_codes, self.day_codes, n, s_z, self.n_zones, self.n_days)
+        f = self.project(s_z)
         fs = np.einsum("ci,cj->cij", f, s_z)
         m = q_z - fs - fs.transpose(0, 2, 1) + np.einsum("c,ci,cj->cij", n, f, f)
         k = len(self.names)
         total = m.sum(axis=0)
-        xtx, xty = total[:k, :k], total[:k, k]
-        _check_identified(self.names, xtx, q_z.sum(axis=0)[:k, :k])
-        self.bread = np.linalg.inv(xtx)
-        self.params = self.bread @ xty
-        self.cell_scores = m[:, :k, k] - m[:, :k, :k] @ self.params
-        self.ssr = float(total[k, k] - self.params @ xty)
+        self.xtx, self.xty = total[:k, :k], total[:k, k]
+        _check_identified(self.names, self.xtx, q_z.sum(axis=0)[:k, :k])
+        self._cells, self._row_vars = cells, (*covariates, outcome)
+        self._effects, self._fitted = effects, f
+        self.cell_moments = m  # centred [r, y] cross-products per cell (C x K+1 x K+1)
+        centred_sums = s_z - n[:, None] * f  # sum_i z~_i per cell
+        self.cell_sigma, self._cell_y = centred_sums[:, :k], centred_sums[:, k]
+        self.bread = np.linalg.inv(self.xtx)
+        self.params = self.bread @ self.xty
+        self.cell_scores = self.scores(self.params)
+        self.ssr = float(total[k, k] - self.params @ self.xty)
         self.k = k
+
+    def project(self, sums: np.ndarray) -> np.ndarray:
+        """The fitted zone + day effects, per cell, of variables with these cell sums."""
+        return _fe_fitted(self.zone_codes, self.day_codes, self.n, sums, self.n_zones, self.n_days)
+
+    def cell_resid_sum(self, params: np.ndarray) -> np.ndarray:
+        """Per-cell sums of the residuals y~ - r~' params."""
+        return self._cell_y - self.cell_sigma @ params
+
+    def scores(self, params: np.ndarray) -> np.ndarray:
+        """Per-cell score sums sum_i r~_i (y~_i - r~_i' params) at any coefficients."""
+        k = len(self.names)
+        return self.cell_moments[:, :k, k] - self.cell_moments[:, :k, :k] @ params
 
     def result(
         self,
@@ -200,6 +238,11 @@ class TwfeFit:
                 raise InputError("a homoskedastic covariance needs the cells' y'y, not collected")
             df = big_n - k - n_fe
             cov = self.ssr / df * self.bread
+        elif cov_type == "robust":
+            meat = self._hetero_meat()
+            df = big_n - k - n_fe  # the same N / (N - K - G - T + 1) in both conventions
+            cov = self.bread @ meat @ self.bread * (big_n / df)
+            cov = (cov + cov.T) / 2
         elif cov_type == "clustered":
             meat, g = self._cluster_meat(clusters)
             if convention == "linearmodels":
@@ -215,7 +258,7 @@ class TwfeFit:
             if len(clusters) == 2:
                 cov, psd_fixed = _psd(cov)
         else:
-            raise InputError(f"cov_type {cov_type!r} is not one of unadjusted, clustered")
+            raise InputError(f"cov_type {cov_type!r} is not one of unadjusted, robust, clustered")
         return TwfeResult(
             self.names,
             self.params,
@@ -229,6 +272,37 @@ class TwfeFit:
             alpha,
             psd_fixed,
         )
+
+    def _hetero_meat(self) -> np.ndarray:
+        """sum_i r~_i r~_i' e_i^2 from the cells' moments up to order four.
+
+        Per cell, z~_i = A_c u_i with u_i = [1, v_i] (v: the row-varying covariates and y) and
+        A_c = [[d_c - f_d, 0], [-f_v, I]], so r~_i r~_i' e_i^2 = R_c (u u')(g_c'u)^2 R_c' with
+        R_c the r-rows of A_c and g_c = A_c' [-b, 1]: it needs sum_i u u' u u' per cell.
+        """
+        cells, names = self._cells, self._row_vars
+        p, d = len(names), self._effects.shape[1]
+        c_count, k = len(self.n), self.k
+        a = np.zeros((c_count, k + 1, p + 1))
+        a[:, :d, 0] = self._effects - self._fitted[:, :d]
+        a[:, d:, 0] = -self._fitted[:, d:]
+        a[:, d:, 1:] = np.eye(p)
+        g = np.einsum("cab,a->cb", a, np.append(-self.params, 1.0))
+        # sum_i u_a u_b (g'u)^2 = sum_{c,e} M4[a,b,c,e] g_c g_e, built monomial by monomial.
+        t = np.zeros((c_count, p + 1, p + 1))
+        idx = range(p + 1)
+        for i in idx:
+            for j in idx:
+                if j < i:
+                    continue
+                acc = np.zeros(c_count)
+                for q in idx:
+                    for r in idx:
+                        key = tuple(names[x - 1] for x in (i, j, q, r) if x > 0)
+                        acc += cells.moment(key) * g[:, q] * g[:, r]
+                t[:, i, j] = t[:, j, i] = acc
+        rows = a[:, :k, :]
+        return np.einsum("cka,cab,clb->kl", rows, t, rows)
 
     def _cluster_meat(self, clusters: ClusterBy) -> tuple[np.ndarray, int]:
         """The (two-way) sum of cluster score outer products, and the fewest clusters of
