@@ -210,3 +210,18 @@ def test_spark_cell_statistics_equal_pandas(spark):
     assert sorted(got.higher) == sorted(want.higher) and len(got.higher) == 4 + 5
     for key, values in want.higher.items():
         np.testing.assert_allclose(got.higher[key][order], values, rtol=1e-12)
+
+
+def test_with_effects_equals_a_fresh_fit():
+    """Randomization inference swaps the effect columns of a fit; it must equal refitting."""
+    df = panel(12, zones=20, days=15, arms=2, balanced=False)
+    fit = fit_cells(df, ["d1"], ("x1", "x2"))
+    cells = pandas_cells(df, ["x1", "x2", "y"])
+    rng = np.random.default_rng(0)
+    other = (rng.permutation(20)[cells.zone] < 10) & (cells.day >= 10)
+    fresh = TwfeFit(cells, other[:, None].astype(float), ["d1"], "y", ("x1", "x2"))
+    swapped = fit.with_effects(other[:, None].astype(float))
+    for clusters in [("zone",), ("zone", "day")]:
+        a, b = swapped.result("clustered", clusters), fresh.result("clustered", clusters)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-10)
+        np.testing.assert_allclose(a.cov, b.cov, rtol=1e-9)

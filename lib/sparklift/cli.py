@@ -19,6 +19,7 @@ from sparklift import __version__
 from sparklift.config import load_config
 from sparklift.errors import SparkliftError
 from sparklift.jobs import JobContext
+from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs import design as design_job
 from sparklift.jobs import features as features_job
 from sparklift.jobs import generate as generate_job
@@ -29,6 +30,7 @@ JOBS: dict[str, ModuleType] = {
     "generate": generate_job,
     "features": features_job,
     "design": design_job,
+    "analyze": analyze_job,
 }
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 

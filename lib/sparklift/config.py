@@ -163,12 +163,23 @@ class DesignConfig(_Strict):
         return self
 
 
+class AnalysisConfig(_Strict):
+    """How ``sparklift analyze`` estimates: covariances, few-cluster inference, event study."""
+
+    covariances: list[Literal["zone", "zone+day", "robust", "unadjusted"]] = Field(min_length=1)
+    wild_bootstrap_draws: int = Field(ge=99)
+    ri_draws: int = Field(ge=0)  # 0 turns randomization inference off
+    seed: int
+    event_study: bool
+
+
 class Config(_Strict):
     spark: SparkConfig
     tables: TablesConfig
     generate: GenerateConfig
     features: FeaturesConfig
     design: DesignConfig
+    analysis: AnalysisConfig
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

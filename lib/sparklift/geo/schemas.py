@@ -80,3 +80,30 @@ GEO_DESIGN_CHECKS = _schema(
     ("n_days", IntegerType()),
     ("cov_type", StringType()),
 )
+
+GEO_RESULTS = _schema(
+    ("experiment_id", StringType()),
+    ("run_date", DateType()),
+    ("metric", StringType()),
+    ("variant", StringType()),
+    ("term", StringType()),  # att (the DiD effect) | lift (att / control mean) | week
+    ("event_week", IntegerType()),  # weeks since the start, for term = week
+    ("estimate", DoubleType()),
+    ("se", DoubleType()),
+    ("t", DoubleType()),
+    ("p_value", DoubleType()),
+    ("ci_low", DoubleType()),
+    ("ci_high", DoubleType()),
+    ("cov_type", StringType()),  # zone | zone+day | robust | unadjusted
+    ("psd_fixed", BooleanType()),  # two-way covariance had negative eigenvalues set to 0
+    ("wild_p", DoubleType()),
+    ("wild_ci_low", DoubleType()),
+    ("wild_ci_high", DoubleType()),
+    ("ri_p", DoubleType()),
+    ("pretrend_p", DoubleType()),
+    ("control_mean", DoubleType()),
+    ("n_obs", LongType()),
+    ("n_zones", IntegerType()),
+    ("n_days", IntegerType()),
+    ("computed_at", TimestampType()),
+)

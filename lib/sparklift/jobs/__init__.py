@@ -10,11 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from sparklift.config import Config
 from sparklift.tables import Catalog
@@ -37,3 +40,29 @@ def step(name: str) -> Iterator[None]:
     t0 = time.perf_counter()
     yield
     log.info("%s done in %.1fs", name, time.perf_counter() - t0)
+
+
+def write_records(
+    catalog: Catalog,
+    table: str,
+    records: Sequence[Mapping[str, Any]],
+    schema: StructType,
+    partition_by: list[str],
+    replace_where: Mapping[str, Any],
+) -> int:
+    """Replace ``replace_where``'s partitions of ``table`` with a few driver-side records
+    (result rows, never data), in one commit."""
+    rows = [tuple(_plain(r.get(f)) for f in schema.fieldNames()) for r in records]
+    df = catalog.spark.createDataFrame(rows, schema)
+    return catalog.write(
+        table, df, mode="replace", partition_by=partition_by, replace_where=replace_where
+    )
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python ones (createDataFrame takes only those); NaN as null."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

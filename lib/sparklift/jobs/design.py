@@ -23,10 +23,10 @@ from sparklift.errors import InputError, InputNotReadyError, SparkliftError
 from sparklift.features.zone_day import date_range
 from sparklift.geo import schemas
 from sparklift.geo.cells import cell_stats
-from sparklift.geo.design import Matching, design_checks, match_zones, randomize, verdict
+from sparklift.geo.design import design_checks, match_zones, randomize, verdict
 from sparklift.geo.experiment import ExperimentConfig, load_experiment
 from sparklift.geo.vectors import zone_vectors
-from sparklift.jobs import JobContext, log, step
+from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
 
@@ -102,7 +102,16 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     status, reason = verdict(checks, spec.alpha)
     if status == "rejected" and args.accept_anyway:
         status = "accepted_anyway"
-    experiment = experiment_row(spec, status, reason, eligible, left_out, matching, ratio, ctx)
+    experiment = experiment_row(
+        spec,
+        status,
+        reason,
+        ctx.run_date,
+        len(eligible),
+        left_out,
+        matching.explained_variance_ratio,
+        ratio,
+    )
     with step("writing the design"):
         versions = write_design(catalog, spec.experiment_id, assignment, checks, experiment)
     for r in checks.itertuples():
@@ -204,13 +213,14 @@ def experiment_row(
     spec: ExperimentConfig,
     status: str,
     reason: str | None,
-    eligible: list[int],
+    run_date: dt.date,
+    n_eligible: int,
     left_out: dict[str, int],
-    matching: Matching,
-    ratio: float,
-    ctx: JobContext,
+    explained: np.ndarray | None = None,
+    ratio: float | None = None,
 ) -> dict[str, Any]:
-    """The experiment's ``geo_experiments`` row."""
+    """The experiment's ``geo_experiments`` row (no matching figures for a design that
+    was not matched, such as the generator's planted experiment)."""
     return {
         "experiment_id": spec.experiment_id,
         "status": status,
@@ -230,41 +240,38 @@ def experiment_row(
         "target_effect": spec.target_effect,
         "seed": spec.seed,
         "convention": spec.convention,
-        "n_eligible": len(eligible),
+        "n_eligible": n_eligible,
         "left_out": left_out,
-        "pca_components": len(matching.explained_variance_ratio),
-        "explained_variance": float(matching.explained_variance_ratio.sum()),
+        "pca_components": None if explained is None else len(explained),
+        "explained_variance": None if explained is None else float(explained.sum()),
         "match_distance_ratio": ratio,
-        "design_run_date": ctx.run_date,
+        "design_run_date": run_date,
         "designed_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
         "spec": spec.model_dump_json(),
     }
 
 
 def write_design(
-    catalog: Catalog, experiment_id: str, assignment: pd.DataFrame, checks: pd.DataFrame, row: dict
+    catalog: Catalog,
+    experiment_id: str,
+    assignment: pd.DataFrame,
+    checks: pd.DataFrame,
+    row: dict[str, Any],
 ) -> dict[str, int]:
+    """The three design tables, each a replace of this experiment's partition."""
     tables = {
         "geo_assignments": (assignment.to_dict("records"), schemas.GEO_ASSIGNMENTS),
         "geo_design_checks": (checks.to_dict("records"), schemas.GEO_DESIGN_CHECKS),
         "geo_experiments": ([row], schemas.GEO_EXPERIMENTS),
     }
-    versions = {}
-    for table, (dicts, schema) in tables.items():
-        records = [
-            tuple(_plain({**d, "experiment_id": experiment_id}[f]) for f in schema.fieldNames())
-            for d in dicts
-        ]
-        versions[table] = catalog.write(
+    return {
+        table: write_records(
+            catalog,
             table,
-            catalog.spark.createDataFrame(records, schema),
-            mode="replace",
+            [{**r, "experiment_id": experiment_id} for r in records],
+            schema,
             partition_by=["experiment_id"],
             replace_where={"experiment_id": experiment_id},
         )
-    return versions
-
-
-def _plain(value: Any) -> Any:
-    """NumPy scalars as Python ones, for createDataFrame."""
-    return value.item() if isinstance(value, np.generic) else value
+        for table, (records, schema) in tables.items()
+    }

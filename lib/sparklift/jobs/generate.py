@@ -1,7 +1,9 @@
 """``sparklift generate``: synthetic raw tables with a planted truth, written as Delta.
 
 The truth (treated zones and their true ATT, the voucher effect model) goes to
-``<base_path>/generator_truth.json`` next to the tables.
+``<base_path>/generator_truth.json`` next to the tables, and the planted geo effect is
+registered as the accepted experiment ``synthetic_geo`` (geo_experiments, geo_assignments)
+so that ``sparklift analyze --experiment synthetic_geo`` measures it.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
 import pyarrow.fs as pafs
 
 from sparklift.jobs import JobContext, log, step
+from sparklift.jobs.design import experiment_row, write_design
 from sparklift.synthetic import geo, vouchers
 from sparklift.tables import resolve_path
 
@@ -60,5 +64,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     with fs.open_output_stream(path) as f:
         f.write(json.dumps(truth, indent=2).encode())
     summary["truth"] = truth_path
+    if world.effect_start is not None:
+        with step(f"registering the planted effect as experiment {geo.PLANTED_EXPERIMENT}"):
+            spec, assignment = geo.planted_experiment(world, conf, ctx.config.design)
+            row = experiment_row(
+                spec, "accepted", "planted by the generator", end, len(assignment), {}
+            )
+            write_design(catalog, spec.experiment_id, assignment, pd.DataFrame(), row)
+        summary["planted_experiment"] = spec.experiment_id
     summary["dates"] = f"{truth['first_date']}..{truth['last_date']}"
     return summary

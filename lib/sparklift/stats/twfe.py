@@ -45,15 +45,16 @@ Small-sample conventions (N rows, K regressors, G zones, T days):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import linalg, sparse, stats
 
 from sparklift.errors import InputError
 
-CovType = Literal["unadjusted", "clustered"]
+CovType = Literal["unadjusted", "robust", "clustered"]
 Convention = Literal["linearmodels", "fixest"]
 ClusterBy = tuple[str, ...]  # ("zone",), ("day",) or ("zone", "day")
 
@@ -178,40 +179,58 @@ class TwfeFit:
     ) -> None:
         keep = cells.n > 0
         cells = cells.select(keep)
-        effects = np.asarray(effects, dtype=float).reshape(len(keep), -1)[keep]
-        self.names = list(effect_names) + list(covariates)
+        self.effect_names = list(effect_names)
+        self.names = self.effect_names + list(covariates)
         self.zone_codes, self.n_zones = _codes(cells.zone)
         self.day_codes, self.n_days = _codes(cells.day)
         self.n = cells.n.astype(float)
         self.n_obs = round(self.n.sum())
-        idx = [cells.index(c) for c in (*covariates, outcome)]
+        self.k = len(self.names)
+        self._projector = _FeProjector(
+            self.zone_codes, self.day_codes, self.n, self.n_zones, self.n_days
+        )
+        self._cells, self._row_vars = cells, (*covariates, outcome)
+        idx = [cells.index(c) for c in self._row_vars]
         s_v, q_v = cells.sums[:, idx], cells.cross[:, idx][:, :, idx]
         n = self.n
-        s_z = np.concatenate([effects * n[:, None], s_v], axis=1)
-        q_dd = np.einsum("c,ci,cj->cij", n, effects, effects)
-        q_dv = np.einsum("ci,cj->cij", effects, s_v)
-        q_z = np.block([[q_dd, q_dv], [q_dv.transpose(0, 2, 1), q_v]])
-        f = self.project(s_z)
-        fs = np.einsum("ci,cj->cij", f, s_z)
-        m = q_z - fs - fs.transpose(0, 2, 1) + np.einsum("c,ci,cj->cij", n, f, f)
-        k = len(self.names)
+        f_v = self.project(s_v)
+        fs = np.einsum("ci,cj->cij", f_v, s_v)
+        self._m_vv = q_v - fs - fs.transpose(0, 2, 1) + np.einsum("c,ci,cj->cij", n, f_v, f_v)
+        self._sigma_v = s_v - n[:, None] * f_v  # sum_i v~_i per cell
+        self._f_v = f_v
+        self._raw_vv = np.diagonal(q_v.sum(axis=0))
+        self._set_effects(np.asarray(effects, dtype=float).reshape(len(keep), -1)[keep])
+
+    def with_effects(self, effects: np.ndarray) -> TwfeFit:
+        """The same fit with other cell-constant regressors (same names): only their
+        projections are recomputed, which makes randomization inference cheap."""
+        other = copy.copy(self)
+        other._set_effects(np.asarray(effects, dtype=float).reshape(len(self.n), -1))
+        return other
+
+    def _set_effects(self, effects: np.ndarray) -> None:
+        n, k = self.n, self.k
+        f_d = self.project(effects * n[:, None])
+        dd = effects - f_d  # d~ per cell (constant within the cell)
+        m_dd = np.einsum("c,ci,cj->cij", n, dd, dd)
+        m_dv = np.einsum("ci,cj->cij", dd, self._sigma_v)
+        m = np.block([[m_dd, m_dv], [m_dv.transpose(0, 2, 1), self._m_vv]])
         total = m.sum(axis=0)
         self.xtx, self.xty = total[:k, :k], total[:k, k]
-        _check_identified(self.names, self.xtx, q_z.sum(axis=0)[:k, :k])
-        self._cells, self._row_vars = cells, (*covariates, outcome)
-        self._effects, self._fitted = effects, f
+        raw = np.concatenate([np.einsum("c,ci->i", n, effects**2), self._raw_vv[:-1]])
+        _check_identified(self.names, self.xtx, raw)
+        self._effects, self._fitted = effects, np.concatenate([f_d, self._f_v], axis=1)
         self.cell_moments = m  # centred [r, y] cross-products per cell (C x K+1 x K+1)
-        centred_sums = s_z - n[:, None] * f  # sum_i z~_i per cell
-        self.cell_sigma, self._cell_y = centred_sums[:, :k], centred_sums[:, k]
+        self.cell_sigma = np.concatenate([n[:, None] * dd, self._sigma_v[:, :-1]], axis=1)
+        self._cell_y = self._sigma_v[:, -1]
         self.bread = np.linalg.inv(self.xtx)
         self.params = self.bread @ self.xty
         self.cell_scores = self.scores(self.params)
         self.ssr = float(total[k, k] - self.params @ self.xty)
-        self.k = k
 
     def project(self, sums: np.ndarray) -> np.ndarray:
         """The fitted zone + day effects, per cell, of variables with these cell sums."""
-        return _fe_fitted(self.zone_codes, self.day_codes, self.n, sums, self.n_zones, self.n_days)
+        return self._projector(sums)
 
     def cell_resid_sum(self, params: np.ndarray) -> np.ndarray:
         """Per-cell sums of the residuals y~ - r~' params."""
@@ -244,15 +263,9 @@ class TwfeFit:
             cov = self.bread @ meat @ self.bread * (big_n / df)
             cov = (cov + cov.T) / 2
         elif cov_type == "clustered":
-            meat, g = self._cluster_meat(clusters)
-            if convention == "linearmodels":
-                df = big_n - k - n_fe
-                meat = meat * (big_n / df)
-            else:
-                nested = {"zone": self.n_zones, "day": self.n_days}
-                df_k = k + n_fe - sum(nested[c] - 1 for c in clusters)
-                meat = meat * ((big_n - 1) / (big_n - df_k) * g / (g - 1))
-                df = g - 1
+            meat, g = self.cluster_meat(self.cell_scores, clusters)
+            factor, df = self.cluster_factor(clusters, g, convention)
+            meat = meat * factor
             cov = self.bread @ meat @ self.bread
             cov = (cov + cov.T) / 2
             if len(clusters) == 2:
@@ -304,9 +317,22 @@ class TwfeFit:
         rows = a[:, :k, :]
         return np.einsum("cka,cab,clb->kl", rows, t, rows)
 
-    def _cluster_meat(self, clusters: ClusterBy) -> tuple[np.ndarray, int]:
-        """The (two-way) sum of cluster score outer products, and the fewest clusters of
-        its one-way terms."""
+    def cluster_factor(
+        self, clusters: ClusterBy, g: int, convention: Convention
+    ) -> tuple[float, float]:
+        """The small-sample factor of a clustered covariance and its t degrees of freedom."""
+        n_fe = self.n_zones + self.n_days - 1
+        big_n, k = self.n_obs, self.k
+        if convention == "linearmodels":
+            df = big_n - k - n_fe
+            return big_n / df, df
+        nested = {"zone": self.n_zones, "day": self.n_days}
+        df_k = k + n_fe - sum(nested[c] - 1 for c in clusters)
+        return (big_n - 1) / (big_n - df_k) * g / (g - 1), g - 1
+
+    def cluster_meat(self, cell_scores: np.ndarray, clusters: ClusterBy) -> tuple[np.ndarray, int]:
+        """The (two-way) sum of cluster outer products of per-cell scores (cells x q), and
+        the fewest clusters of its one-way terms."""
         by = {
             "zone": (self.zone_codes, self.n_zones),
             "day": (self.day_codes, self.n_days),
@@ -320,12 +346,13 @@ class TwfeFit:
             raise InputError(
                 f"clusters {clusters!r}: expected ('zone',), ('day',) or ('zone', 'day')"
             )
-        meat = np.zeros((self.k, self.k))
+        q = cell_scores.shape[1]
+        meat = np.zeros((q, q))
         for sign, codes, size in terms:
             if size < 2:
                 raise InputError(f"clustering by {clusters} needs at least 2 clusters, got {size}")
-            s = np.zeros((size, self.k))
-            np.add.at(s, codes, self.cell_scores)
+            s = np.zeros((size, q))
+            np.add.at(s, codes, cell_scores)
             meat += sign * (s.T @ s)
         return meat, min(size for _, _, size in terms)
 
@@ -335,33 +362,50 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.ravel(), len(uniq)
 
 
-def _fe_fitted(
-    zi: np.ndarray, ti: np.ndarray, n: np.ndarray, s: np.ndarray, g: int, t: int
-) -> np.ndarray:
-    """Fitted zone + day effects of every column of ``s`` (cell sums), per cell."""
-    counts = np.zeros((g, t))
-    np.add.at(counts, (zi, ti), n)
-    ng, nt = counts.sum(axis=1), counts.sum(axis=0)
-    sg = np.zeros((g, s.shape[1]))
-    st = np.zeros((t, s.shape[1]))
-    np.add.at(sg, zi, s)
-    np.add.at(st, ti, s)
-    scaled = counts / ng[:, None]
-    a_mat = np.diag(nt) - counts.T @ scaled
-    rhs = st - scaled.T @ sg
-    c = np.zeros((t, s.shape[1]))
-    if t > 1:
-        try:
-            c[1:] = np.linalg.solve(a_mat[1:, 1:], rhs[1:])
-        except np.linalg.LinAlgError:  # zones and days fall apart in disconnected groups
-            c = np.linalg.lstsq(a_mat, rhs, rcond=None)[0]
-    a = (sg - counts @ c) / ng[:, None]
-    return a[zi] + c[ti]
+class _FeProjector:
+    """Fitted two-way (zone + day) effects of many variables at once, from cell sums.
+
+    The zone and day indicator matrices are sparse and the T x T system of step 1 of the
+    module docstring is factorized once, so a projection costs two sparse products and one
+    triangular solve (the wild bootstrap projects thousands of columns).
+    """
+
+    def __init__(self, zi: np.ndarray, ti: np.ndarray, n: np.ndarray, g: int, t: int) -> None:
+        cells = np.arange(len(n))
+        self.zi, self.ti = zi, ti
+        self.to_zone = sparse.csr_matrix((np.ones(len(n)), (zi, cells)), (g, len(n)))
+        self.to_day = sparse.csr_matrix((np.ones(len(n)), (ti, cells)), (t, len(n)))
+        counts = np.zeros((g, t))
+        counts[zi, ti] = n
+        self.counts, self.ng = counts, counts.sum(axis=1)
+        self.scaled = counts / self.ng[:, None]
+        a_mat = np.diag(counts.sum(axis=0)) - counts.T @ self.scaled
+        self.lu = None
+        self.a_mat = a_mat
+        if t > 1:
+            try:
+                self.lu = linalg.lu_factor(a_mat[1:, 1:], check_finite=False)
+                if not np.isfinite(self.lu[0]).all() or np.abs(np.diag(self.lu[0])).min() < 1e-9:
+                    self.lu = None
+            except (linalg.LinAlgError, ValueError):
+                self.lu = None
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        sg, st = self.to_zone @ s, self.to_day @ s
+        rhs = st - self.scaled.T @ sg
+        c = np.zeros_like(rhs)
+        if self.lu is not None:
+            c[1:] = linalg.lu_solve(self.lu, rhs[1:], check_finite=False)
+        elif len(rhs) > 1:  # zones and days fall apart in disconnected groups
+            c = np.linalg.lstsq(self.a_mat, rhs, rcond=None)[0]
+        a = (sg - self.counts @ c) / self.ng[:, None]
+        return a[self.zi] + c[self.ti]
 
 
 def _check_identified(names: list[str], xtx: np.ndarray, raw: np.ndarray) -> None:
-    """Fail when a regressor is (nearly) absorbed by the fixed effects or collinear."""
-    scale = np.sqrt(np.maximum(np.diag(raw), 1e-300))
+    """Fail when a regressor is (nearly) absorbed by the fixed effects or collinear;
+    ``raw`` holds the regressors' uncentred sums of squares."""
+    scale = np.sqrt(np.maximum(raw, 1e-300))
     norm = xtx / np.outer(scale, scale)
     for j, name in enumerate(names):
         if norm[j, j] < 1e-10:

@@ -29,6 +29,7 @@ from scipy import sparse
 from sparklift.stats.twfe import TwfeFit
 
 CHUNK = 128  # bootstrap draws per vectorized batch (bounds memory: cells x CHUNK)
+LINEAR_MAP_MAX = 4e7  # cells x zones up to which the zone-to-zone map is precomputed
 WEBB = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
 
 
@@ -66,20 +67,42 @@ def wild_cluster_bootstrap(
     b_hat = fit.params[j]
     se = np.sqrt(np.sum(((sy - h @ fit.params) @ bj) ** 2))
 
-    def p_value(b0: float) -> float:
-        restricted = np.zeros(k)
-        restricted[j] = b0
+    def restricted(b0: float) -> np.ndarray:
+        out = np.zeros(k)
+        out[j] = b0
         if others:
             rhs = fit.xty[others] - fit.xtx[others, j] * b0
-            restricted[others] = np.linalg.solve(fit.xtx[np.ix_(others, others)], rhs)
-        s_r = sy - h @ restricted  # (g, k)
-        resid_sum = fit.cell_resid_sum(restricted)  # E_c
+            out[others] = np.linalg.solve(fit.xtx[np.ix_(others, others)], rhs)
+        return out
+
+    # The restricted coefficients, and so the residual cell sums E_c, are affine in b0.
+    r0, r1 = restricted(0.0), restricted(1.0) - restricted(0.0)
+    e0, e1 = fit.cell_resid_sum(r0), -(fit.cell_sigma @ r1)
+    # sum_{c in g} phi_c sigma_c.B_j is linear in the zone weights v: v @ (L0 + b0 L1), with
+    # L[h, g] the effect of zone h's weight on zone g; precomputed when it is small.
+    linear = cells * g <= LINEAR_MAP_MAX
+
+    def zone_map(e: np.ndarray) -> np.ndarray:
+        per_zone = np.zeros((cells, g))
+        per_zone[np.arange(cells), fit.zone_codes] = e
+        return (to_zone @ (fit.project(per_zone) * sigma_b[:, None])).T
+
+    l0, l1 = (zone_map(e0), zone_map(e1)) if linear else (None, None)
+
+    def p_value(b0: float) -> float:
+        rest = r0 + b0 * r1
+        s_r = sy - h @ rest  # (g, k)
         exceed = 0
         for lo in range(0, draws, CHUNK):
             vv = v[lo : lo + CHUNK]
             delta = (vv @ s_r) @ fit.bread  # b* - b^r, (chunk, k)
-            phi = fit.project(resid_sum[:, None] * vv[:, fit.zone_codes].T)  # (cells, chunk)
-            a = vv * (s_r @ bj)[None, :] - (to_zone @ (phi * sigma_b[:, None])).T - delta @ hb.T
+            if linear:
+                fe_term = vv @ (l0 + b0 * l1)
+            else:
+                resid_sum = e0 + b0 * e1
+                phi = fit.project(resid_sum[:, None] * vv[:, fit.zone_codes].T)
+                fe_term = (to_zone @ (phi * sigma_b[:, None])).T
+            a = vv * (s_r @ bj)[None, :] - fe_term - delta @ hb.T
             t_star = delta[:, j] / np.sqrt((a**2).sum(axis=1))
             exceed += int(np.sum(np.abs(t_star) >= abs((b_hat - b0) / se) - 1e-12))
         return exceed / draws

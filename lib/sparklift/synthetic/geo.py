@@ -38,7 +38,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from sparklift.config import GenerateConfig
+from sparklift.config import DesignConfig, GenerateConfig
+from sparklift.geo.experiment import ExperimentConfig
 from sparklift.synthetic.rand import (
     geometric,
     lognormal_mean_one,
@@ -50,6 +51,7 @@ from sparklift.synthetic.rand import (
 WEEKDAY_FACTOR = (0.92, 0.88, 0.9, 0.95, 1.08, 1.22, 1.05)  # Monday .. Sunday
 TREND_PER_DAY = 0.0015
 ARCHETYPES = 8
+PLANTED_EXPERIMENT = "synthetic_geo"  # the planted effect, registered as an experiment
 
 ZONES_SCHEMA = StructType(
     [
@@ -297,3 +299,35 @@ def geo_truth(spark: SparkSession, world: GeoWorld, conf: GenerateConfig) -> dic
             "gmv": agg["att_gmv"] / agg["base_gmv"] if agg["base_gmv"] else None,
         },
     }
+
+
+def planted_experiment(
+    world: GeoWorld, conf: GenerateConfig, defaults: DesignConfig
+) -> tuple[ExperimentConfig, pd.DataFrame]:
+    """The planted geo effect as a designed experiment (spec and assignment), so that
+    ``sparklift analyze`` can measure it: the treated zones against every other eligible
+    zone, drawn by complete randomization (one group), from the first day to the last."""
+    z = world.zones[world.zones["eligible"]]
+    first, last = world.days["date"].iloc[0], world.days["date"].iloc[-1]
+    spec = ExperimentConfig.model_validate(
+        defaults.model_dump()
+        | {
+            "experiment_id": PLANTED_EXPERIMENT,
+            "variants": ["control", "treatment"],
+            "zones_per_variant": int(z["treated"].sum()),
+            "start": world.effect_start,
+            "end": last,
+            "pre_days": (world.effect_start - first).days,
+            "metrics": [{"name": "orders"}, {"name": "gmv"}, {"name": "visits", "primary": False}],
+            "covariates": ["tenure_days", "prior_orders_28d"],
+            "seed": conf.seed,
+        }
+    )
+    assignment = pd.DataFrame(
+        {
+            "zone_id": z["zone_id"].astype(int),
+            "variant": np.where(z["treated"], "treatment", "control"),
+            "group_id": 1,
+        }
+    )
+    return spec, assignment

@@ -1,0 +1,142 @@
+"""Few-cluster inference, relative lift and event study against independent computations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyfixest as pf
+import pytest
+from scipy import stats
+
+from sparklift.config import load_config
+from sparklift.geo.analysis import analyze
+from sparklift.geo.experiment import ExperimentConfig
+from sparklift.stats import wild_bootstrap
+from sparklift.stats.wild_bootstrap import wild_cluster_bootstrap
+from tests.test_twfe import fit_cells, pandas_cells, panel
+
+START = dt.date(2026, 1, 1)
+
+
+def brute_force_wcr_p(df: pd.DataFrame, covariates: str, draws: int, seed: int, g: int) -> float:
+    """WCR by refitting pyfixest (fixed effects as in the model) on every bootstrap sample."""
+    rng = np.random.default_rng(seed)
+    if g < 12:
+        v = rng.choice(wild_bootstrap.WEBB, size=(draws, g))
+    else:
+        v = rng.choice([-1.0, 1.0], size=(draws, g))
+    ssc = pf.ssc(k_adj=False, G_adj=False)
+    kw = {"vcov": {"CRV1": "zone"}, "fixef_tol": 1e-14, "ssc": ssc}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_obs = pf.feols(f"y ~ d1 + {covariates} | zone + day", data=df, **kw).tstat()["d1"]
+        restricted = pf.feols(f"y ~ {covariates} | zone + day", data=df, fixef_tol=1e-14)
+        fitted = restricted.predict()
+        resid = df["y"] - fitted
+        zone = pd.factorize(df["zone"], sort=True)[0]
+        t = [
+            pf.feols(
+                f"ys ~ d1 + {covariates} | zone + day",
+                data=df.assign(ys=fitted + v[d][zone] * resid),
+                **kw,
+            ).tstat()["d1"]
+            for d in range(draws)
+        ]
+    return float(np.mean(np.abs(t) >= abs(t_obs) - 1e-12))
+
+
+@pytest.mark.parametrize("zones,linear_map", [(30, True), (30, False), (9, True)])
+def test_wild_cluster_bootstrap_equals_refitting(zones, linear_map, monkeypatch):
+    if not linear_map:
+        monkeypatch.setattr(wild_bootstrap, "LINEAR_MAP_MAX", 0)
+    df = panel(zones, zones=zones, days=16, arms=2, balanced=False)
+    fit = fit_cells(df, ["d1"], ("x1",))
+    got = wild_cluster_bootstrap(fit, "d1", draws=99, seed=3)
+    assert got.weights == ("webb" if zones < 12 else "rademacher")
+    assert got.p_value == brute_force_wcr_p(df, "x1", 99, 3, zones)
+    assert got.ci_low < fit.params[0] < got.ci_high
+
+
+def spec(**over) -> ExperimentConfig:
+    base = load_config().design.model_dump() | {
+        "experiment_id": "x",
+        "variants": ["control", "t1", "t2"],
+        "zones_per_variant": 10,
+        "start": START,
+        "end": START + dt.timedelta(days=8),
+        "pre_days": 18,
+        "metrics": [{"name": "y"}],
+        "covariates": ["x1"],
+        "seed": 1,
+        "convention": "fixest",  # so that pyfixest's covariance is the reference
+    }
+    return ExperimentConfig.model_validate(base | over)
+
+
+def test_analysis_rows_equal_row_level_references():
+    # 27 days, post from day 18 = START: event weeks -3, -2, -1 (reference), 0, 1.
+    df = panel(21, zones=30, days=27, arms=3, balanced=False)
+    df["date"] = pd.Timestamp(START - dt.timedelta(days=18)) + pd.to_timedelta(df["day"], "D")
+    arm = df.groupby("zone")[["d1", "d2"]].max()
+    variant = np.where(arm["d1"] > 0, "t1", np.where(arm["d2"] > 0, "t2", "control"))
+    assignment = pd.DataFrame({"zone_id": arm.index, "variant": variant, "group_id": 1})
+    cells = pandas_cells(df.assign(day=df["date"]), ["x1", "y"])
+    settings = load_config().analysis.model_copy(
+        update={"ri_draws": 99, "wild_bootstrap_draws": 99, "covariances": ["zone"]}
+    )
+    rows = pd.DataFrame(analyze(cells, assignment, spec(), settings, "y"))
+    kw = {"vcov": {"CRV1": "zone"}, "fixef_tol": 1e-14}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = pf.feols("y ~ d1 + d2 + x1 | zone + day", data=df, **kw)
+    att = rows[rows.term == "att"].set_index("variant").loc[["t1", "t2"]]
+    np.testing.assert_allclose(att["estimate"], ref.coef()[["d1", "d2"]], rtol=1e-8)
+    np.testing.assert_allclose(att["se"], ref.se()[["d1", "d2"]], rtol=1e-8)
+    assert att["ri_p"].between(0.01, 1).all() and att["wild_p"].between(0, 1).all()
+
+    # Relative lift: a row-level delta method with explicit dummies.
+    zone_variant = assignment.set_index("zone_id")["variant"]
+    in_cp = ((zone_variant.loc[df["zone"]].to_numpy() == "control") & (df["day"] >= 18)).to_numpy()
+    m = df.loc[in_cp, "y"].mean()
+    dummies = pd.get_dummies(df[["zone", "day"]].astype(str), drop_first=True).astype(float)
+    design = np.column_stack([df[["d1", "d2", "x1"]], np.ones(len(df)), dummies])
+    beta, *_ = np.linalg.lstsq(design, df["y"], rcond=None)
+    e = (df["y"] - design @ beta).to_numpy()
+    psi_b = (design * e[:, None]) @ np.linalg.pinv(design.T @ design)[:3].T
+    psi_m = np.where(in_cp, (df["y"] - m) / in_cp.sum(), 0.0)
+    n, g, t = len(df), df["zone"].nunique(), df["day"].nunique()
+    factor = (n - 1) / (n - (3 + t)) * g / (g - 1)  # fixest CRV1, zone FE nested
+    lift = rows[rows.term == "lift"].set_index("variant")
+    for j, v in enumerate(["t1", "t2"]):
+        sums = pd.DataFrame({"b": psi_b[:, j], "m": psi_m}).groupby(df["zone"]).sum().to_numpy()
+        grad = np.array([1 / m, -beta[j] / m**2])
+        assert lift.loc[v, "estimate"] == pytest.approx(beta[j] / m, rel=1e-8)
+        assert lift.loc[v, "se"] == pytest.approx(
+            np.sqrt(grad @ (sums.T @ sums * factor) @ grad), rel=1e-8
+        )
+
+    # Event study and the joint pre-trend test against pyfixest with the same dummies.
+    week = (df["day"] - 18) // 7
+    cols = {}
+    for v in ("t1", "t2"):
+        treated = zone_variant.loc[df["zone"]].to_numpy() == v
+        for w in (-3, -2, 0, 1):
+            cols[f"e_{v}_{w + 10}"] = (treated & (week == w)).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        es = pf.feols(f"y ~ {' + '.join(cols)} + x1 | zone + day", data=df.assign(**cols), **kw)
+    weeks = rows[rows.term == "week"]
+    assert len(weeks) == 8
+    for r in weeks.itertuples():
+        name = f"e_{r.variant}_{int(r.event_week) + 10}"
+        assert r.estimate == pytest.approx(es.coef()[name], rel=1e-7)
+        assert r.se == pytest.approx(es.se()[name], rel=1e-7)
+    names = list(es.coef().index)
+    for v in ("t1", "t2"):
+        pre = [names.index(f"e_{v}_7"), names.index(f"e_{v}_8")]
+        b = es.coef().to_numpy()[pre]
+        f = b @ np.linalg.solve(es._vcov[np.ix_(pre, pre)], b) / 2
+        assert att.loc[v, "pretrend_p"] == pytest.approx(stats.f.sf(f, 2, g - 1), rel=1e-6)
