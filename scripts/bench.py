@@ -1,4 +1,5 @@
-"""Benchmarks. ``python scripts/bench.py features [--rows N]`` | ``design [--zones G]``.
+"""Benchmarks. ``python scripts/bench.py features [--rows N]`` | ``design [--zones G]`` |
+``did [--rows N] [--no-peer]``.
 
 features: generates N user_activity rows, then times the features job end to end (read
 the Delta table, aggregate, check, write zone_day_features) and reports rows/second, and
@@ -10,6 +11,14 @@ times the design job end to end, and its driver steps against their peers on the
 input (PCA: scikit-learn; distances are scipy's cdist; the greedy grouping has no peer). Then the
 acceptance figures: matched vs random within-group distance, and the AA rejection rate at
 alpha 0.05 over 200 randomization seeds.
+
+did: generates N user_activity rows (1,000 zones, 56 days; the planted experiment's ~950
+zones), then, each in its own process so that peak memory is measured for the process
+tree: the project's estimator (one Spark aggregation of the rows to cell statistics, then
+the two-way fixed-effects fit with 3 covariates and two-way clustering, fixest convention;
+best of 5, spark.driver.memory=4g) and pyfixest.feols on the same rows loaded into pandas
+(best of 2: its first call compiles). It prints both times, the ratio, both peak memories
+and the largest relative difference between the coefficients and standard errors.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import psutil
 
 from sparklift.config import load_config
@@ -144,7 +154,6 @@ def bench_features(rows: int, days: int, workdir: str) -> None:
 
 
 def bench_design(zones: int, users: int, workdir: str) -> None:
-    import numpy as np
     import yaml
     from sklearn.decomposition import PCA
 
@@ -239,6 +248,137 @@ def bench_design(zones: int, users: int, workdir: str) -> None:
     print(f"  driver peak RSS (py+JVM):  {rss.peak / 2**30:.2f} GiB")
 
 
+DID_COVARIATES = ["tenure_days", "prior_orders_28d", "prior_gmv_28d"]
+
+
+def bench_did(rows: int, workdir: str, peer: bool) -> None:
+    import json
+    import subprocess
+
+    days = 56
+    users = int(rows / (days * ACTIVE_SHARE))
+    conf = load_config(
+        None, [f"tables.base_path={workdir}", "spark.driver_memory=8g", "spark.log_level=ERROR"]
+    )
+    spark = build_session(conf.spark)
+    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date(2026, 10, 31))
+    print(f"generating ~{rows:,} activity rows ({users:,} users x {days} days) ...", flush=True)
+    gen = SimpleNamespace(
+        seed=None, users=users, zones=1000, days=days, customers=1000, vouchers=None,
+        campaign_rows=1000,
+    )  # fmt: skip
+    summary, t_gen = timed(lambda: generate_job.run(ctx, gen))
+    n = summary["user_activity"]
+    print(f"  generated {n:,} rows in {t_gen:.0f}s", flush=True)
+    spark.stop()
+
+    def child(kind: str) -> dict:
+        cmd = [sys.executable, __file__, f"_did-{kind}", "--workdir", workdir]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"{kind} failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    ours = child("estimator")
+    print(f"  sparklift runs: {ours['runs']}", flush=True)
+    theirs = child("pyfixest") if peer else None
+    best = min(ours["runs"])
+    print("\nRESULT did benchmark")
+    print(f"  user-day rows:             {n:,} ({ours['cells']:,} zone-day cells)")
+    print(f"  sparklift (best of 5):     {best:.2f}s  ({n / best / 1e6:.2f}M rows/s, "
+          f"{best / n * 1e9:.1f} ns/row)")  # fmt: skip
+    print(f"  sparklift peak RSS (all processes, driver 4g): {ours['peak'] / 2**30:.2f} GiB")
+    if theirs:
+        print(
+            f"  pyfixest.feols:            {theirs['fit']:.2f}s (+ {theirs['load']:.1f}s to load)"
+        )
+        print(f"  speed-up (pyfixest / sparklift): {theirs['fit'] / best:.1f}x (target >= 5x)")
+        print(f"  pyfixest peak RSS:         {theirs['peak'] / 2**30:.2f} GiB")
+        a = np.array(ours["params"] + ours["se"])
+        b = np.array(theirs["params"] + theirs["se"])
+        print(f"  largest relative difference (coef, se): {np.max(np.abs(a - b) / np.abs(b)):.2e}")
+
+
+def _did_estimator(workdir: str) -> None:
+    import json
+
+    from sparklift.geo.cells import cell_stats
+    from sparklift.geo.did import effect_columns
+    from sparklift.jobs.analyze import load_design
+    from sparklift.stats.twfe import TwfeFit
+
+    conf = load_config(
+        None, [f"tables.base_path={workdir}", "spark.driver_memory=4g", "spark.log_level=ERROR"]
+    )
+    with PeakRss() as rss:
+        spark = build_session(conf.spark)
+        ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date(2026, 10, 31))
+        spec, assignment = load_design(ctx, "synthetic_geo")
+        zones = spark.createDataFrame([(int(z),) for z in assignment["zone_id"]], "zone_id int")
+
+        def estimate():
+            rows = ctx.catalog.read("user_activity").join(zones, "zone_id", "left_semi")
+            cols = ["orders", *DID_COVARIATES]
+            cells = cell_stats(rows.select("zone_id", "date", *cols), cols)
+            variant = dict(zip(assignment["zone_id"], assignment["variant"], strict=True))
+            d, names = effect_columns(cells, variant, spec.treatments, spec.start)
+            fit = TwfeFit(cells, d, names, "orders", tuple(DID_COVARIATES))
+            return fit.result("clustered", ("zone", "day"), "fixest"), len(cells.n)
+
+        runs = []
+        for _ in range(5):
+            (res, n_cells), t = timed(estimate)
+            runs.append(round(t, 2))
+        spark.stop()
+    se = np.sqrt(np.diag(res.cov))
+    print(json.dumps({"runs": runs, "cells": n_cells, "peak": rss.peak,
+                      "params": res.params.tolist(), "se": se.tolist()}))  # fmt: skip
+
+
+def _did_pyfixest(workdir: str) -> None:
+    import json
+    import resource
+    import warnings
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import pyfixest as pf
+    from deltalake import DeltaTable
+
+    t0 = time.perf_counter()
+    cols = ["zone_id", "date", "orders", *DID_COVARIATES]
+    files = DeltaTable(os.path.join(workdir, "user_activity")).file_uris()
+    parts = []
+    for f in files:
+        t = pq.read_table(f, columns=[c for c in cols if c != "date"]).to_pandas()
+        t["date"] = f.split("date=")[1].split("/")[0]
+        parts.append(t)
+    df = pd.concat(parts, ignore_index=True)
+    del parts
+    asg = DeltaTable(os.path.join(workdir, "geo_assignments")).to_pandas()
+    exp = DeltaTable(os.path.join(workdir, "geo_experiments")).to_pandas().iloc[0]
+    treated = set(asg.loc[asg["variant"] == "treatment", "zone_id"])
+    df = df[df["zone_id"].isin(set(asg["zone_id"]))]
+    df["treatment"] = (df["zone_id"].isin(treated) & (df["date"] >= str(exp["start"]))).astype(
+        float
+    )
+    load = time.perf_counter() - t0
+    runs = []
+    for _ in range(2):  # the first call includes numba's compilation
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = pf.feols(
+                f"orders ~ treatment + {' + '.join(DID_COVARIATES)} | zone_id + date",
+                data=df,
+                vcov={"CRV1": "zone_id+date"},
+            )
+        runs.append(round(time.perf_counter() - t0, 2))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"load": load, "fit": min(runs), "runs": runs, "peak": peak,
+                      "params": fit.coef().tolist(), "se": fit.se().tolist()}))  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -250,14 +390,28 @@ def main() -> int:
     d.add_argument("--zones", type=int, default=5000)
     d.add_argument("--users", type=int, default=400_000)
     d.add_argument("--workdir", default=None)
+    did = sub.add_parser("did")
+    did.add_argument("--rows", type=int, default=10_000_000)
+    did.add_argument("--no-peer", action="store_true", help="skip pyfixest (e.g. at 100M rows)")
+    did.add_argument("--workdir", default=None)
+    for worker in ("_did-estimator", "_did-pyfixest"):
+        sub.add_parser(worker).add_argument("--workdir", required=True)
     args = parser.parse_args()
+    if args.bench == "_did-estimator":
+        _did_estimator(args.workdir)
+        return 0
+    if args.bench == "_did-pyfixest":
+        _did_pyfixest(args.workdir)
+        return 0
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     workdir = args.workdir or tempfile.mkdtemp(prefix="sparklift-bench-")
     try:
         if args.bench == "features":
             bench_features(args.rows, args.days, workdir)
-        else:
+        elif args.bench == "design":
             bench_design(args.zones, args.users, workdir)
+        else:
+            bench_did(args.rows, workdir, peer=not args.no_peer)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

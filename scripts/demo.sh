@@ -12,12 +12,14 @@ SL=".venv/bin/sparklift"
 COMMON=(--config conf/sparklift.yaml --run-date "$RUN_DATE" --set "tables.base_path=$DIR")
 
 mkdir -p "$DIR"
-echo "== 1/3 generate: synthetic raw tables with a planted truth"
+echo "== 1/4 generate: synthetic raw tables with a planted truth"
 $SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR/generate.run.json"
-echo "== 2/3 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
+echo "== 2/4 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
 $SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR/features.run.json"
-echo "== 3/3 design: geo experiment conf/experiments/demo_banner.yaml"
+echo "== 3/4 design: geo experiment conf/experiments/demo_banner.yaml"
 $SL design "${COMMON[@]}" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
+echo "== 4/4 analyze: the generator's planted experiment synthetic_geo"
+$SL analyze "${COMMON[@]}" --experiment synthetic_geo > "$DIR/analyze.run.json"
 
 .venv/bin/python - "$DIR" <<'PY'
 import json, sys
@@ -26,7 +28,8 @@ d = sys.argv[1]
 gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/features.run.json"))
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
-             "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks"):
+             "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
+             "geo_results"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
     print(f"  {name:20s} version {t.version():2d}  {rows:>10,d} rows  {d}/{name}")
@@ -47,4 +50,10 @@ checks = DeltaTable(f"{d}/geo_design_checks").to_pandas()
 checks = checks[checks.experiment_id == design["experiment_id"]]
 print(checks[["metric", "variant", "aa_estimate", "aa_se", "tost_p", "equivalent", "mde_relative",
               "power"]].round(4).to_string(index=False))
+res = DeltaTable(f"{d}/geo_results").to_pandas()
+res = res[(res.experiment_id == "synthetic_geo") & res.term.isin(["att", "lift"]) & (res.cov_type == "zone")]
+print(f"\nAnalysis of synthetic_geo (zone-clustered; true ATT: orders {truth['att']['orders']:.4f}, "
+      f"gmv {truth['att']['gmv']:.4f}; relative {truth['relative_att']['orders']:.1%}):")
+print(res[["metric", "term", "estimate", "ci_low", "ci_high", "p_value", "wild_p", "ri_p",
+           "pretrend_p"]].round(4).to_string(index=False))
 PY

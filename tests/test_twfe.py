@@ -225,3 +225,12 @@ def test_with_effects_equals_a_fresh_fit():
         a, b = swapped.result("clustered", clusters), fresh.result("clustered", clusters)
         np.testing.assert_allclose(a.params, b.params, rtol=1e-10)
         np.testing.assert_allclose(a.cov, b.cov, rtol=1e-9)
+
+
+def test_null_metric_values_are_named(spark):
+    rows = spark.createDataFrame(
+        [(1, "2026-01-01", 1.0), (1, "2026-01-01", None), (2, "2026-01-02", None)],
+        "zone_id int, date string, orders double",
+    )
+    with pytest.raises(InputError, match=r"null values in \{'orders': 2\}"):
+        cell_stats(rows, ["orders"])

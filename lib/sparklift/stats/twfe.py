@@ -31,6 +31,13 @@ and the cell sums of x and y). The algebra, exact and with no approximation:
    matrix is not positive semi-definite, its negative eigenvalues are set to zero
    (Cameron, Gelbach and Miller 2011) and the result says so (``psd_fixed``).
    Homoskedastic: V = SSR / df * B, which needs the cells' y'y.
+4. Heteroskedastic-robust: V = B (sum_i r~_i r~_i' e_i^2) B. This needs higher cell
+   moments, not a second pass: within a cell z~_i = A_c u_i with u_i = [1, v_i] (v: the
+   row-varying covariates and y) and A_c built from the cell-constant regressors and the
+   fitted effects, so r~_i r~_i' e_i^2 = R_c (u_i u_i')(g_c'u_i)^2 R_c' with g_c = A_c'[-b, 1],
+   and its cell sum is a contraction of the cell sums of all products of up to four of
+   u's entries (35 per metric with three covariates). Those are aggregated only when the
+   robust covariance is asked for.
 
 Small-sample conventions (N rows, K regressors, G zones, T days):
 - ``linearmodels``: PanelOLS with time effects and zone as the other effect,
@@ -41,6 +48,7 @@ Small-sample conventions (N rows, K regressors, G zones, T days):
   fixed effects not nested in a cluster variable (K + T for zone clusters, K + G for day
   clusters, K + 1 for two-way) and G is the smallest cluster count; inference uses
   t(G - 1). Homoskedastic: SSR / (N - K - G - T + 1), t(N - K - G - T + 1).
+- Robust, in both: N / (N - K - G - T + 1), t(N - K - G - T + 1).
 """
 
 from __future__ import annotations

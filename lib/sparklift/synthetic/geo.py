@@ -102,7 +102,7 @@ def draw_world(conf: GenerateConfig, end_date: dt.date) -> GeoWorld:
     )
     effect = conf.geo_effect
     effect_start = None
-    if effect.zones > 0 and effect.lift != 0:
+    if effect.zones > 0 and effect.lift != 0 and effect.start_offset_days < conf.days:
         # At most half the eligible zones, so small worlds keep untreated zones to compare.
         candidates = zones.index[zones["eligible"]].to_numpy()
         k = min(effect.zones, len(candidates) // 2)

@@ -1,0 +1,121 @@
+"""`sparklift analyze` end to end: the planted effect recovered, results replaced, bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from sparklift.cli import main
+from sparklift.config import load_config
+from sparklift.geo.experiment import ExperimentConfig
+from sparklift.jobs.design import experiment_row, write_design
+from sparklift.tables import Catalog
+
+RUN_DATE = "2026-03-31"
+
+
+@pytest.fixture(scope="module")
+def warehouse(spark, tmp_path_factory) -> Path:
+    wh = tmp_path_factory.mktemp("analyze") / "wh"
+    sets = ["--set", f"tables.base_path={wh}", "--set", "generate.geo_effect.lift=0.3"]
+    sets += ["--set", "generate.geo_effect.start_offset_days=28"]
+    scale = ["--users", "20000", "--zones", "60", "--days", "42", "--customers", "100"]
+    assert main(["generate", "--run-date", RUN_DATE, *sets, *scale, "--campaign-rows", "100"]) == 0
+    return wh
+
+
+def analyze(wh: Path, experiment: str, run_date: str = RUN_DATE) -> int:
+    sets = ["--set", f"tables.base_path={wh}", "--set", "analysis.ri_draws=199"]
+    return main(["analyze", "--experiment", experiment, "--run-date", run_date, *sets])
+
+
+def results(wh: Path) -> pd.DataFrame:
+    return DeltaTable(str(wh / "geo_results")).to_pandas()
+
+
+def version(wh: Path) -> int | None:
+    try:
+        return DeltaTable(str(wh / "geo_results")).version()
+    except Exception:
+        return None
+
+
+@pytest.mark.e2e
+def test_analyze_recovers_the_planted_effect(warehouse, capsys):
+    assert analyze(warehouse, "synthetic_geo") == 0
+    summary = json.loads(capsys.readouterr().out)
+    truth = json.loads((warehouse / "generator_truth.json").read_text())["geo"]
+    res = results(warehouse)
+    assert set(res["term"]) == {"att", "lift", "week"}
+    att = res[(res.term == "att") & (res.cov_type == "zone")].set_index("metric")
+    for metric in ("orders", "gmv"):
+        row = att.loc[metric]
+        assert row["ci_low"] < truth["att"][metric] < row["ci_high"], (metric, row, truth["att"])
+        assert row["estimate"] > 0 and row["p_value"] < 0.05
+        assert row["wild_p"] < 0.1 and 0 < row["ri_p"] < 0.1
+    lift = res[(res.term == "lift") & (res.cov_type == "zone")].set_index("metric")
+    rel = truth["relative_att"]["orders"]
+    assert lift.loc["orders", "ci_low"] < rel < lift.loc["orders", "ci_high"]
+    two_way = res[(res.term == "att") & (res.cov_type == "zone+day")].set_index("metric")
+    assert (two_way["estimate"] == att.loc[two_way.index, "estimate"]).all()
+    assert summary["rows"] == len(res) and att["n_zones"].eq(att["n_zones"].iloc[0]).all()
+
+    # Re-running the same run date replaces its rows in one commit.
+    before = version(warehouse)
+    assert analyze(warehouse, "synthetic_geo") == 0
+    assert version(warehouse) == before + 1 and len(results(warehouse)) == len(res)
+
+
+def register(wh: Path, experiment_id: str, assignment: pd.DataFrame, **over) -> None:
+    config = load_config(None, [f"tables.base_path={wh}"])
+    from pyspark.sql import SparkSession
+
+    catalog = Catalog(SparkSession.getActiveSession(), config.tables)
+    spec = ExperimentConfig.model_validate(
+        config.design.model_dump()
+        | {
+            "experiment_id": experiment_id,
+            "variants": ["control", "treatment"],
+            "zones_per_variant": 5,
+            "start": dt.date(2026, 3, 20),
+            "end": dt.date(2026, 3, 31),
+            "pre_days": 14,
+            "metrics": [{"name": "orders"}],
+            "seed": 1,
+        }
+        | over
+    )
+    row = experiment_row(spec, over.pop("status", "accepted"), None, dt.date(2026, 3, 1), 10, {})
+    write_design(catalog, experiment_id, assignment, pd.DataFrame(), row)
+
+
+def assignment(zones: list[int], variants: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"zone_id": zones, "variant": variants, "group_id": 1})
+
+
+@pytest.mark.e2e
+def test_bad_input_fails_clearly_and_writes_nothing(warehouse, capsys):
+    ten = list(range(1, 11))
+    ok = ["control", "treatment"] * 5
+    register(warehouse, "no_zone_data", assignment([*ten[:-1], 9999], ok))
+    register(warehouse, "empty_variant", assignment(ten, ["control"] * 10))
+    register(warehouse, "bad_metric", assignment(ten, ok), metrics=[{"name": "basket"}])
+    register(warehouse, "all_treated_post", assignment(ten, ok), start=dt.date(2026, 4, 20),
+             end=dt.date(2026, 4, 30))  # fmt: skip
+    cases = [
+        ("nope", RUN_DATE, 2, "unknown experiment 'nope'"),
+        ("no_zone_data", RUN_DATE, 2, "assigned zones [9999] have no rows in user_activity"),
+        ("empty_variant", RUN_DATE, 2, "variants ['treatment'] have no zones"),
+        ("bad_metric", RUN_DATE, 2, "user_activity has no columns ['basket']"),
+        ("all_treated_post", RUN_DATE, 3, "no post-period data for run date"),
+    ]
+    for experiment, run_date, code, message in cases:
+        before = version(warehouse)
+        assert analyze(warehouse, experiment, run_date) == code, experiment
+        assert message in capsys.readouterr().err, experiment
+        assert version(warehouse) == before
