@@ -55,8 +55,7 @@ def analyze(
         days >= spec.start
     )
     j_metric = cells.index(metric)
-    n_cp = cells.n[control_post].sum()
-    control_mean = cells.sums[control_post, j_metric].sum() / n_cp
+    control_mean = cells.sums[control_post, j_metric].sum() / cells.n[control_post].sum()
     ri = randomization_p(fit, cells, assignment, spec, settings)
     pretrend, weeks = event_study(cells, variant_of_zone, spec, settings, metric)
     rows = []
@@ -84,7 +83,7 @@ def analyze(
             if cov_type == "clustered":
                 rows.append(
                     common
-                    | _lift(fit, res, variant, cells, control_post, j_metric, n_cp, clusters, spec)
+                    | _lift(fit, variant, cells, control_post, j_metric, clusters, spec)
                     | {"cov_type": label, "psd_fixed": res.psd_fixed}
                 )
         rows += [common | r for r in weeks if r["variant"] == variant]
@@ -109,18 +108,17 @@ def _row(common: dict, term: str, week: int | None, res: TwfeResult, name: str, 
 
 def _lift(
     fit: TwfeFit,
-    res: TwfeResult,
     variant: str,
     cells: CellStats,
     control_post: np.ndarray,
     j_metric: int,
-    n_cp: float,
     clusters: tuple[str, ...],
     spec: ExperimentConfig,
 ) -> dict:
     """Relative lift b / m with its delta-method standard error and CI."""
     j = fit.names.index(variant)
     b = fit.params[j]
+    n_cp = cells.n[control_post].sum()
     m = cells.sums[control_post, j_metric].sum() / n_cp
     psi_b = fit.cell_scores @ fit.bread[j]
     psi_m = np.where(control_post, (cells.sums[:, j_metric] - m * cells.n) / n_cp, 0.0)

@@ -38,7 +38,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     world = geo.draw_world(conf, end)
     outputs = {
         "zones": (geo.zones_frame(spark, world), []),
-        "user_activity": (geo.activity_frame(spark, world, conf), ["date"]),
+        # Clustered by date, as a daily upstream load writes it: one file per date (up to
+        # tables.target_file_rows) instead of one per task and date.
+        "user_activity": (
+            geo.activity_frame(spark, world, conf).repartition(conf.partitions, "date"),
+            ["date"],
+        ),
         "vouchers": (vouchers.vouchers_frame(spark, conf), []),
         "customers": (vouchers.customers_frame(spark, conf, end), ["snapshot_date"]),
         "voucher_campaigns": (vouchers.campaigns_frame(spark, conf, end), []),
