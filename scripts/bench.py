@@ -350,6 +350,8 @@ def _did_pyfixest(workdir: str) -> None:
     import pyfixest as pf
     from deltalake import DeltaTable
 
+    from sparklift.tables.local import read_pandas
+
     t0 = time.perf_counter()
     cols = ["zone_id", "date", "orders", *DID_COVARIATES]
     files = DeltaTable(os.path.join(workdir, "user_activity")).file_uris()
@@ -360,8 +362,8 @@ def _did_pyfixest(workdir: str) -> None:
         parts.append(t)
     df = pd.concat(parts, ignore_index=True)
     del parts
-    asg = DeltaTable(os.path.join(workdir, "geo_assignments")).to_pandas()
-    exp = DeltaTable(os.path.join(workdir, "geo_experiments")).to_pandas().iloc[0]
+    asg = read_pandas(os.path.join(workdir, "geo_assignments"))
+    exp = read_pandas(os.path.join(workdir, "geo_experiments")).iloc[0]
     treated = set(asg.loc[asg["variant"] == "treatment", "zone_id"])
     df = df[df["zone_id"].isin(set(asg["zone_id"]))]
     df["treatment"] = (df["zone_id"].isin(treated) & (df["date"] >= str(exp["start"]))).astype(

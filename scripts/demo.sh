@@ -24,6 +24,7 @@ $SL analyze "${COMMON[@]}" --experiment synthetic_geo > "$DIR/analyze.run.json"
 .venv/bin/python - "$DIR" <<'PY'
 import json, sys
 from deltalake import DeltaTable
+from sparklift.tables.local import read_pandas
 d = sys.argv[1]
 gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/features.run.json"))
 print(f"\nTables (Delta, under {d}):")
@@ -36,7 +37,7 @@ for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaig
 truth = json.load(open(f"{d}/generator_truth.json"))["geo"]
 print(f"\nPlanted geo effect: {len(truth['treated_zones'])} treated zones from {truth['effect_start']}, "
       f"true ATT on orders {truth['att']['orders']:.4f}/user-day ({truth['relative_att']['orders']:.1%})")
-f = DeltaTable(f"{d}/zone_day_features").to_pandas()
+f = read_pandas(f"{d}/zone_day_features")
 print(f"zone_day_features {feat['dates']}: {f.zone_id.nunique()} zones x {f.date.nunique()} days, "
       f"{len(f.columns) - 2} features; totals over all zones, last 7 days:")
 daily = f.groupby("date")[["active_users", "visits", "orders", "gmv"]].sum()
@@ -46,11 +47,11 @@ design = json.load(open(f"{d}/design.run.json"))
 print(f"\nGeo design {design['experiment_id']}: {design['status']}, {design['zones']} of "
       f"{design['eligible']} eligible zones; matched/random within-group distance "
       f"{design['match_distance_ratio']:.2f}, PCA explains {design['explained_variance']:.0%}")
-checks = DeltaTable(f"{d}/geo_design_checks").to_pandas()
+checks = read_pandas(f"{d}/geo_design_checks")
 checks = checks[checks.experiment_id == design["experiment_id"]]
 print(checks[["metric", "variant", "aa_estimate", "aa_se", "tost_p", "equivalent", "mde_relative",
               "power"]].round(4).to_string(index=False))
-res = DeltaTable(f"{d}/geo_results").to_pandas()
+res = read_pandas(f"{d}/geo_results")
 res = res[(res.experiment_id == "synthetic_geo") & res.term.isin(["att", "lift"]) & (res.cov_type == "zone")]
 print(f"\nAnalysis of synthetic_geo (zone-clustered; true ATT: orders {truth['att']['orders']:.4f}, "
       f"gmv {truth['att']['gmv']:.4f}; relative {truth['relative_att']['orders']:.1%}):")

@@ -15,6 +15,7 @@ from sparklift.config import load_config
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.jobs.design import experiment_row, write_design
 from sparklift.tables import Catalog
+from sparklift.tables.local import read_pandas
 
 RUN_DATE = "2026-03-31"
 
@@ -35,7 +36,7 @@ def analyze(wh: Path, experiment: str, run_date: str = RUN_DATE) -> int:
 
 
 def results(wh: Path) -> pd.DataFrame:
-    return DeltaTable(str(wh / "geo_results")).to_pandas()
+    return read_pandas(str(wh / "geo_results"))
 
 
 def version(wh: Path) -> int | None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from deltalake import DeltaTable
+
+from sparklift.tables.local import read_pandas
 
 MASTER = "local-cluster[2,1,1024]"
 
@@ -60,10 +61,10 @@ def test_generate_features_and_design_on_local_cluster(tmp_path: Path):
     )
     feats = sparklift("features", *sets, "--start", "2026-05-25", "--end", "2026-05-31")
     assert feats["rows"] == 30 * 7
-    activity = DeltaTable(str(tmp_path / "user_activity")).to_pandas()
+    activity = read_pandas(str(tmp_path / "user_activity"))
     assert len(activity) == gen["user_activity"]
     activity = activity[pd.to_datetime(activity["date"]) >= "2026-05-25"]
-    out = DeltaTable(str(tmp_path / "zone_day_features")).to_pandas()
+    out = read_pandas(str(tmp_path / "zone_day_features"))
     assert out["active_users"].sum() == len(activity)
     assert out["orders"].sum() == activity["orders"].sum()
     assert out["gmv"].sum() == pytest.approx(activity["gmv"].sum())
@@ -84,7 +85,7 @@ def test_generate_features_and_design_on_local_cluster(tmp_path: Path):
     path.write_text(json.dumps(spec))  # JSON is YAML
     out = sparklift("design", *sets, "--experiment", str(path))
     assert out["status"] == "accepted" and out["zones"] == 10
-    assignments = DeltaTable(str(tmp_path / "geo_assignments")).to_pandas()
+    assignments = read_pandas(str(tmp_path / "geo_assignments"))
     assert sorted(assignments["variant"].value_counts().tolist()) == [5, 5]
-    checks = DeltaTable(str(tmp_path / "geo_design_checks")).to_pandas()
+    checks = read_pandas(str(tmp_path / "geo_design_checks"))
     assert len(checks) == 2 and checks["n_days"].eq(14).all()

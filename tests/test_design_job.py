@@ -11,6 +11,7 @@ import yaml
 from deltalake import DeltaTable
 
 from sparklift.cli import main
+from sparklift.tables.local import read_pandas
 
 RUN_DATE = "2026-04-30"
 GEO_TABLES = ("geo_experiments", "geo_assignments", "geo_design_checks")
@@ -51,7 +52,7 @@ def design(wh: Path, path: str, *extra: str) -> int:
 
 
 def table(wh: Path, name: str) -> pd.DataFrame:
-    return DeltaTable(str(wh / name)).to_pandas()
+    return read_pandas(str(wh / name))
 
 
 def versions(wh: Path) -> dict[str, int | None]:

@@ -10,13 +10,14 @@ import pytest
 from deltalake import DeltaTable
 
 from sparklift.cli import main
+from sparklift.tables.local import read_pandas
 
 RUN_DATE = "2026-06-30"
 
 
 def expected_features(warehouse: Path, start: str, end: str) -> pd.DataFrame:
     """Totals per zone and day straight from the Delta files, with pandas."""
-    activity = DeltaTable(str(warehouse / "user_activity")).to_pandas()
+    activity = read_pandas(str(warehouse / "user_activity"))
     activity["date"] = pd.to_datetime(activity["date"]).dt.date.astype(str)
     activity = activity[(activity["date"] >= start) & (activity["date"] <= end)]
     return activity.groupby(["date", "zone_id"]).agg(
@@ -53,8 +54,7 @@ def test_generate_then_features_matches_pandas(spark, tmp_path: Path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["rows"] == 25 * 11 and out["version"] == 0
 
-    table = DeltaTable(str(warehouse / "zone_day_features"))
-    got = table.to_pandas()
+    got = read_pandas(str(warehouse / "zone_day_features"))
     got["date"] = pd.to_datetime(got["date"]).dt.date.astype(str)
     assert len(got) == 25 * 11 and got.groupby("date").size().eq(25).all()
     want = expected_features(warehouse, "2026-06-20", RUN_DATE)
@@ -69,7 +69,7 @@ def test_generate_then_features_matches_pandas(spark, tmp_path: Path, capsys):
     again = DeltaTable(str(warehouse / "zone_day_features"))
     assert again.version() == 1
     cols = list(got.columns)
-    a = again.to_pandas()
+    a = read_pandas(str(warehouse / "zone_day_features"))
     a["date"] = pd.to_datetime(a["date"]).dt.date.astype(str)
     pd.testing.assert_frame_equal(
         a.sort_values(["date", "zone_id"])[cols].reset_index(drop=True),

@@ -14,6 +14,7 @@ from pyspark.sql.types import DateType, DoubleType, LongType, StructField, Struc
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
 from sparklift.tables.commit import read_commit
+from sparklift.tables.local import read_pandas
 
 from .conftest import parquet_files
 
@@ -84,7 +85,7 @@ def test_readable_by_deltalake_with_same_content(spark, catalog):
     )
     table = DeltaTable(catalog.path("user_activity"))
     assert table.version() == 1
-    pdf = table.to_pandas().sort_values(["date", "user_id"])
+    pdf = read_pandas(catalog.path("user_activity")).sort_values(["date", "user_id"])
     rows = sorted((r.date, r.user_id, r.gmv) for r in pdf.itertuples())
     assert rows == content(catalog)
     assert pa.schema(table.schema().to_arrow()).field("date").type == pa.date32()

@@ -305,9 +305,14 @@ def planted_experiment(
     world: GeoWorld, conf: GenerateConfig, defaults: DesignConfig
 ) -> tuple[ExperimentConfig, pd.DataFrame]:
     """The planted geo effect as a designed experiment (spec and assignment), so that
-    ``sparklift analyze`` can measure it: the treated zones against every other eligible
-    zone, drawn by complete randomization (one group), from the first day to the last."""
-    z = world.zones[world.zones["eligible"]]
+    ``sparklift analyze`` can measure it: the treated zones against up to twice as many
+    untreated eligible zones drawn at random (the other zones stay free for new designs),
+    one randomization group, from the first generated day to the last."""
+    eligible = world.zones[world.zones["eligible"]]
+    untreated = eligible.index[~eligible["treated"]].to_numpy()
+    n_control = min(len(untreated), 2 * int(eligible["treated"].sum()))
+    control = np.random.default_rng(conf.seed + 1).choice(untreated, n_control, replace=False)
+    z = eligible[eligible["treated"] | eligible.index.isin(control)]
     first, last = world.days["date"].iloc[0], world.days["date"].iloc[-1]
     spec = ExperimentConfig.model_validate(
         defaults.model_dump()
