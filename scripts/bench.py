@@ -1,5 +1,5 @@
 """Benchmarks. ``python scripts/bench.py features [--rows N]`` | ``design [--zones G]`` |
-``did [--rows N] [--no-peer]``.
+``did [--rows N] [--no-peer]`` | ``score [--sizes 1e6,3e6,1e7]`` | ``uplift``.
 
 features: generates N user_activity rows, then times the features job end to end (read
 the Delta table, aggregate, check, write zone_day_features) and reports rows/second, and
@@ -19,6 +19,19 @@ the two-way fixed-effects fit with 3 covariates and two-way clustering, fixest c
 best of 5, spark.driver.memory=4g) and pyfixest.feols on the same rows loaded into pandas
 (best of 2: its first call compiles). It prints both times, the ratio, both peak memories
 and the largest relative difference between the coefficients and standard errors.
+
+score: trains the default learner (dr_gbm) on a generated history with 5 vouchers and 30
+features (the generator's 7 and 23 noise columns), then for each size N writes a customers
+snapshot of N customers and times the score job end to end (read, predict in Arrow
+batches on 2 cores, write N x 5 rows to uplift_scores), sampling the peak memory of all
+processes (driver JVM, Python workers). The peer is the same model's predict in one
+pandas/scikit-learn process on the same 1M customers. It fits time = a + b N over the sizes
+and extrapolates to 100M customers (target: under 20 minutes).
+
+uplift: trains every built-in learner on the generator's history (200k training rows,
+3 vouchers) and reports, against the planted per-customer effects of 100k customers,
+correlation and RMSE of the objective and cost effects, and the true value captured by
+treating the top 20% by predicted uplift as a share of the oracle's.
 """
 
 from __future__ import annotations
@@ -386,6 +399,165 @@ def _did_pyfixest(workdir: str) -> None:
                       "params": fit.coef().tolist(), "se": fit.se().tolist()}))  # fmt: skip
 
 
+def _uplift_conf(workdir: str, *extra: str):
+    return load_config(
+        None,
+        [
+            f"tables.base_path={workdir}",
+            f"tables.model_path={workdir}/models",
+            "spark.driver_memory=4g",
+            "spark.log_level=ERROR",
+            *extra,
+        ],
+    )
+
+
+def _with_noise(df, n: int):
+    """``n`` standard normal columns keyed by customer_id: features the model must ignore."""
+    from pyspark.sql import functions as F
+
+    from sparklift.synthetic.rand import normal
+
+    key = F.col("customer_id")
+    return df.select("*", *[normal(11, f"noise{i}", key).alias(f"noise_{i:02d}") for i in range(n)])
+
+
+def bench_score(sizes: list[int], workdir: str) -> None:
+    from pyspark.sql import functions as F
+
+    from sparklift.jobs import score as score_job
+    from sparklift.jobs import train_uplift
+    from sparklift.synthetic import vouchers
+
+    run_date = dt.date(2026, 10, 31)
+    conf = _uplift_conf(workdir)
+    spark = build_session(conf.spark)
+    catalog = Catalog(spark, conf.tables)
+    gconf = conf.generate.model_copy(update={"vouchers": 5, "campaign_rows": 286_000})
+    n_noise = 30 - len(vouchers.FEATURES)
+    catalog.write(
+        "vouchers", vouchers.vouchers_frame(spark, gconf).withColumn("active", F.lit(True))
+    )
+    history = _with_noise(vouchers.campaigns_frame(spark, gconf, run_date), n_noise)
+    catalog.write("voucher_campaigns", history)
+    ctx = JobContext(spark, conf, catalog, run_date)
+    print("training dr_gbm on 200k rows, 5 vouchers, 30 features ...", flush=True)
+    model, t_train = timed(
+        lambda: train_uplift.run(ctx, SimpleNamespace(learner=None, override_checks=False))
+    )
+    print(f"  trained {model['model_id']} in {t_train:.0f}s", flush=True)
+    results = []
+    for i, n in enumerate(sizes):
+        snapshot = run_date - dt.timedelta(days=i)
+        frame = vouchers.customers_frame(spark, gconf.model_copy(update={"customers": n}), snapshot)
+        rows = _with_noise(frame, n_noise)
+        _, t_gen = timed(lambda: catalog.write("customers", rows, partition_by=["snapshot_date"]))  # noqa: B023
+        ctx_i = JobContext(spark, conf, catalog, snapshot)
+        with PeakRss() as rss:
+            out, t = timed(lambda: score_job.run(ctx_i, SimpleNamespace(model_id=None)))  # noqa: B023
+        assert out["customers_scored"] == n and out["rows"] == 5 * n
+        results.append((n, t, rss.peak))
+        print(
+            f"  {n:>11,} customers (x5 vouchers): {t:7.1f}s = {n / t:,.0f} customers/s "
+            f"({n / t / 2:,.0f}/s per core); peak RSS, all processes {rss.peak / 2**30:.2f} GiB "
+            f"(generated in {t_gen:.0f}s)",
+            flush=True,
+        )
+    spark.stop()
+    peer = _score_peer(workdir, model["artifact_path"], run_date, sizes[0])
+    ns, ts = np.array([r[0] for r in results], float), np.array([r[1] for r in results])
+    b, a = np.polyfit(ns, ts, 1)
+    t100 = a + b * 100e6
+    n_big, t_big, _ = results[-1]
+    print("\nRESULT score benchmark (5 vouchers, 30 features, dr_gbm, 2 cores)")
+    for n, t, peak in results:
+        print(f"  {n:>11,} customers: {t:7.1f}s  {n / t / 2:>9,.0f} customers/s/core  "
+              f"peak {peak / 2**30:.2f} GiB")  # fmt: skip
+    print(f"  scaling fit: {a:.1f}s + {b * 1e6:.2f}s per 1M customers")
+    print(f"  extrapolated 100M x 5: {t100 / 60:.1f} min (target < 20 min)")
+    print(f"  peer (one pandas/scikit-learn process, {peer['n']:,} customers): predict "
+          f"{peer['predict']:.1f}s + output {peer['output']:.1f}s = "
+          f"{peer['n'] / (peer['predict'] + peer['output']):,.0f} customers/s, peak "
+          f"{peer['peak'] / 2**30:.2f} GiB (load {peer['load']:.1f}s)")  # fmt: skip
+    print(f"  sparklift at {n_big:,} vs peer: "
+          f"{(n_big / t_big) / (peer['n'] / (peer['predict'] + peer['output'])):.2f}x the "
+          "customers/s, end to end including read and the Delta write")  # fmt: skip
+
+
+def _score_peer(workdir: str, artifact: str, snapshot: dt.date, n: int) -> dict:
+    """The same model in one process: load the snapshot, predict, build the output frame."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from sparklift.uplift import model as artefact
+
+    with PeakRss() as rss:
+        t0 = time.perf_counter()
+        files = [
+            f
+            for f in DeltaTable(os.path.join(workdir, "customers")).file_uris()
+            if f"snapshot_date={snapshot}" in f
+        ]
+        frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        fitted = artefact.load(artifact, list(frame.columns), [])
+        X = frame[fitted.features].to_numpy(dtype=np.float64)
+        t1 = time.perf_counter()
+        pred = fitted.predict(X)
+        t2 = time.perf_counter()
+        k = len(fitted.vouchers)
+        out = pd.DataFrame(
+            {
+                "customer_id": np.repeat(frame["customer_id"].to_numpy(), k),
+                "budget_group": np.repeat(frame["budget_group"].to_numpy(), k),
+                "voucher_id": np.tile(np.array(fitted.vouchers, dtype=object), len(frame)),
+                "uplift_objective": pred["objective"].ravel(),
+                "uplift_cost": pred["cost"].ravel(),
+            }
+        )
+        t3 = time.perf_counter()
+    assert len(out) == n * k
+    return {"n": n, "load": t1 - t0, "predict": t2 - t1, "output": t3 - t2, "peak": rss.peak}
+
+
+def bench_uplift(workdir: str) -> None:
+    from sparklift.jobs import score as score_job
+    from sparklift.jobs import train_uplift
+    from sparklift.synthetic import vouchers
+    from sparklift.uplift.learners import BUILT_IN
+
+    run_date = dt.date(2026, 10, 31)
+    conf = _uplift_conf(workdir)
+    spark = build_session(conf.spark)
+    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), run_date)
+    gen = SimpleNamespace(
+        seed=None, users=1000, zones=10, days=7, customers=100_000, vouchers=None,
+        campaign_rows=286_000,
+    )  # fmt: skip
+    generate_job.run(ctx, gen)
+    faces = {v: vouchers.FACE_VALUES[j] for j, v in enumerate(vouchers.voucher_ids(3))}
+    truth = vouchers.true_uplift(ctx.catalog.read("customers"), faces).select(
+        "customer_id", "voucher_id", "tau_objective", "tau_cost"
+    )
+    rows = []
+    for learner in BUILT_IN:
+        args = SimpleNamespace(learner=learner, override_checks=False)
+        model, t_train = timed(lambda: train_uplift.run(ctx, args))  # noqa: B023
+        score_job.run(ctx, SimpleNamespace(model_id=model["model_id"]))
+        scored = ctx.catalog.read("uplift_scores").join(truth, ["customer_id", "voucher_id"])
+        report = vouchers.truth_report(scored.toPandas())
+        for voucher, r in report.items():
+            rows.append((learner, voucher, t_train, r))
+            print(f"  {learner} {voucher}: {r}", flush=True)
+    spark.stop()
+    print("\nRESULT uplift learners vs the planted truth (200k training rows, 100k customers)")
+    print("  learner    voucher  train_s  corr_obj  rmse_obj  corr_cost  rmse_cost  captured@20%")
+    for learner, voucher, t, r in rows:
+        print(f"  {learner:10s} {voucher:7s} {t:7.1f}  {r['corr_objective']:8.3f}  "
+              f"{r['rmse_objective']:8.4f}  {r['corr_cost']:9.3f}  {r['rmse_cost']:9.4f}  "
+              f"{r['captured']:12.3f}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -401,6 +573,11 @@ def main() -> int:
     did.add_argument("--rows", type=int, default=10_000_000)
     did.add_argument("--no-peer", action="store_true", help="skip pyfixest (e.g. at 100M rows)")
     did.add_argument("--workdir", default=None)
+    sc = sub.add_parser("score")
+    sc.add_argument("--sizes", default="1e6,3e6,1e7", help="customers per run, comma-separated")
+    sc.add_argument("--workdir", default=None)
+    up = sub.add_parser("uplift")
+    up.add_argument("--workdir", default=None)
     for worker in ("_did-estimator", "_did-pyfixest"):
         sub.add_parser(worker).add_argument("--workdir", required=True)
     args = parser.parse_args()
@@ -417,8 +594,12 @@ def main() -> int:
             bench_features(args.rows, args.days, workdir)
         elif args.bench == "design":
             bench_design(args.zones, args.users, workdir)
-        else:
+        elif args.bench == "did":
             bench_did(args.rows, workdir, peer=not args.no_peer)
+        elif args.bench == "score":
+            bench_score([int(float(x)) for x in args.sizes.split(",")], workdir)
+        else:
+            bench_uplift(workdir)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

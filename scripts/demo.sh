@@ -12,14 +12,18 @@ SL=".venv/bin/sparklift"
 COMMON=(--config conf/sparklift.yaml --run-date "$RUN_DATE" --set "tables.base_path=$DIR")
 
 mkdir -p "$DIR"
-echo "== 1/4 generate: synthetic raw tables with a planted truth"
+echo "== 1/6 generate: synthetic raw tables with a planted truth"
 $SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR/generate.run.json"
-echo "== 2/4 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
+echo "== 2/6 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
 $SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR/features.run.json"
-echo "== 3/4 design: geo experiment conf/experiments/demo_banner.yaml"
+echo "== 3/6 design: geo experiment conf/experiments/demo_banner.yaml"
 $SL design "${COMMON[@]}" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
-echo "== 4/4 analyze: the generator's planted experiment synthetic_geo"
+echo "== 4/6 analyze: the generator's planted experiment synthetic_geo"
 $SL analyze "${COMMON[@]}" --experiment synthetic_geo > "$DIR/analyze.run.json"
+echo "== 5/6 train-uplift: multi-voucher uplift model on the randomized voucher history"
+$SL train-uplift "${COMMON[@]}" --set "tables.model_path=$DIR/models" > "$DIR/train_uplift.run.json"
+echo "== 6/6 score: every customer x every active voucher"
+$SL score "${COMMON[@]}" --set "tables.model_path=$DIR/models" > "$DIR/score.run.json"
 
 .venv/bin/python - "$DIR" <<'PY'
 import json, sys
@@ -30,7 +34,7 @@ gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/feat
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
              "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
-             "geo_results"):
+             "geo_results", "uplift_models", "uplift_scores"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
     print(f"  {name:20s} version {t.version():2d}  {rows:>10,d} rows  {d}/{name}")
@@ -57,4 +61,32 @@ print(f"\nAnalysis of synthetic_geo (zone-clustered; true ATT: orders {truth['at
       f"gmv {truth['att']['gmv']:.4f}; relative {truth['relative_att']['orders']:.1%}):")
 print(res[["metric", "term", "estimate", "ci_low", "ci_high", "p_value", "wild_p", "ri_p",
            "pretrend_p"]].round(4).to_string(index=False))
+model = read_pandas(f"{d}/uplift_models").sort_values("trained_at").iloc[-1]
+m = json.loads(model.metrics)
+print(f"\nUplift model {model.model_id} ({model.learner}, {model.train_rows:,} training rows, "
+      f"{len(model.features)} features); held-out metrics per voucher:")
+print("voucher  qini_obj  auuc_obj  avg_effect_obj  value_top20%_obj  avg_effect_cost")
+for v, r in m["vouchers"].items():
+    o, c = r["objective"], r["cost"]
+    print(f"{v:7s} {o['qini']:9.4f} {o['auuc']:9.4f} {o['average_effect']:15.4f} "
+          f"{o['policy_value']['0.2']:17.4f} {c['average_effect']:16.4f}")
+import os
+from pyspark.sql import SparkSession
+from sparklift.synthetic.vouchers import FACE_VALUES, true_uplift, truth_report
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
+         .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+customers = spark.createDataFrame(read_pandas(f"{d}/customers"))
+truth = true_uplift(customers, {v: FACE_VALUES[j] for j, v in enumerate(model.vouchers)})
+truth = truth.select("customer_id", "voucher_id", "tau_objective", "tau_cost").toPandas()
+scores = read_pandas(f"{d}/uplift_scores")
+report = truth_report(scores.merge(truth, on=["customer_id", "voucher_id"]))
+spark.stop()
+print(f"\nScores of {scores.customer_id.nunique():,} customers against the planted effects:")
+print("voucher  corr_obj  rmse_obj  corr_cost  rmse_cost  oracle_share_top20%")
+for v, r in report.items():
+    print(f"{v:7s} {r['corr_objective']:9.3f} {r['rmse_objective']:9.4f} {r['corr_cost']:10.3f} "
+          f"{r['rmse_cost']:10.4f} {r['captured']:20.3f}")
 PY

@@ -32,10 +32,12 @@ def sparklift(*args: str) -> dict:
 
 @pytest.mark.cluster
 @pytest.mark.e2e
-def test_generate_features_and_design_on_local_cluster(tmp_path: Path):
+def test_jobs_on_local_cluster(tmp_path: Path):
     sets = [
         "--set",
         f"tables.base_path={tmp_path}",
+        "--set",
+        f"tables.model_path={tmp_path / 'models'}",
         "--set",
         f"spark.master={MASTER}",
         "--set",
@@ -55,9 +57,9 @@ def test_generate_features_and_design_on_local_cluster(tmp_path: Path):
         "--days",
         "14",
         "--customers",
-        "300",
+        "3000",
         "--campaign-rows",
-        "300",
+        "20000",
     )
     feats = sparklift("features", *sets, "--start", "2026-05-25", "--end", "2026-05-31")
     assert feats["rows"] == 30 * 7
@@ -89,3 +91,12 @@ def test_generate_features_and_design_on_local_cluster(tmp_path: Path):
     assert sorted(assignments["variant"].value_counts().tolist()) == [5, 5]
     checks = read_pandas(str(tmp_path / "geo_design_checks"))
     assert len(checks) == 2 and checks["n_days"].eq(14).all()
+
+    # Training on the driver; scoring in executor processes from the broadcast model.
+    model = sparklift("train-uplift", *sets, "--set", "uplift.min_arm_rows=500")
+    scored = sparklift("score", *sets)
+    assert scored["model_id"] == model["model_id"] and scored["customers_scored"] == 3000
+    scores = read_pandas(str(tmp_path / "uplift_scores"))
+    assert len(scores) == 3000 * len(model["vouchers"])
+    assert scores[["uplift_objective", "uplift_cost"]].notna().all().all()
+    assert scores.groupby("customer_id")["voucher_id"].nunique().eq(3).all()

@@ -23,6 +23,8 @@ from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs import design as design_job
 from sparklift.jobs import features as features_job
 from sparklift.jobs import generate as generate_job
+from sparklift.jobs import score as score_job
+from sparklift.jobs import train_uplift as train_uplift_job
 from sparklift.session import build_session
 from sparklift.tables import Catalog
 
@@ -31,6 +33,8 @@ JOBS: dict[str, ModuleType] = {
     "features": features_job,
     "design": design_job,
     "analyze": analyze_job,
+    "train-uplift": train_uplift_job,
+    "score": score_job,
 }
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 

@@ -173,6 +173,43 @@ class AnalysisConfig(_Strict):
     event_study: bool
 
 
+class UpliftConfig(_Strict):
+    """How ``sparklift train-uplift`` checks the history, samples, fits and evaluates."""
+
+    learner: str  # t_gbm | dr_gbm | t_linear | dr_linear | module:Class
+    features: list[str] | None  # null = every numeric column but the keys and outcomes
+    campaigns: list[str] | None  # campaign_ids to learn from; null = all
+    max_train_rows: int = Field(gt=0)
+    holdout_share: float = Field(gt=0, lt=1)
+    cross_fit_folds: int = Field(ge=2)
+    seed: int
+    gbm: dict[str, Any]  # HistGradientBoostingRegressor keyword arguments (outcome models)
+    gbm_final: dict[str, Any]  # ... of the DR learner's final stage
+    pool_vouchers: bool  # DR: one final model over (features, voucher) for all vouchers
+    linear: dict[str, Any]  # Ridge keyword arguments
+    learner_params: dict[str, Any]  # keyword arguments of a module:Class learner
+    control_share: float = Field(gt=0, lt=1)
+    arm_shares: dict[str, float]  # explicit share per arm; empty = control_share + even split
+    min_arm_rows: int = Field(ge=2)
+    srm_alpha: float = Field(gt=0, lt=1)
+    max_smd: float = Field(gt=0)
+    override_checks: bool
+    policy_fractions: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> UpliftConfig:
+        bad = [q for q in self.policy_fractions if not 0 < q <= 1]
+        if bad:
+            raise ValueError(f"policy_fractions must be in (0, 1]; got {bad}")
+        return self
+
+
+class ScoreConfig(_Strict):
+    """Which model ``sparklift score`` uses."""
+
+    model_id: str | None  # null = the latest in uplift_models
+
+
 class Config(_Strict):
     spark: SparkConfig
     tables: TablesConfig
@@ -180,6 +217,8 @@ class Config(_Strict):
     features: FeaturesConfig
     design: DesignConfig
     analysis: AnalysisConfig
+    uplift: UpliftConfig
+    score: ScoreConfig
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -193,3 +195,24 @@ def voucher_truth(conf: GenerateConfig) -> dict:
         "control_share": conf.control_share,
         "model": __doc__.split("For customer features", 1)[1].strip() if __doc__ else "",
     }
+
+
+def truth_report(scored: pd.DataFrame, top: float = 0.2) -> dict[str, dict[str, float]]:
+    """Per voucher, predictions (``uplift_objective``, ``uplift_cost``) against the planted
+    truth (``tau_objective``, ``tau_cost``): correlation, RMSE, and the true objective
+    captured by treating the top ``top`` by predicted uplift as a share of the oracle's
+    (the top ``top`` by true uplift)."""
+    out = {}
+    for voucher, g in scored.groupby("voucher_id"):
+        k = max(1, int(top * len(g)))
+        best = g["tau_objective"].nlargest(k).sum()
+        out[str(voucher)] = {
+            "corr_objective": float(np.corrcoef(g["uplift_objective"], g["tau_objective"])[0, 1]),
+            "corr_cost": float(np.corrcoef(g["uplift_cost"], g["tau_cost"])[0, 1]),
+            "rmse_objective": float(
+                np.sqrt(((g["uplift_objective"] - g["tau_objective"]) ** 2).mean())
+            ),
+            "rmse_cost": float(np.sqrt(((g["uplift_cost"] - g["tau_cost"]) ** 2).mean())),
+            "captured": float(g.nlargest(k, "uplift_objective")["tau_objective"].sum() / best),
+        }
+    return out

@@ -1,0 +1,96 @@
+"""``sparklift score``: every customer of the run date's ``customers`` snapshot x every
+active voucher, scored with an uplift model into ``uplift_scores`` (the run date's
+partition replaced in one commit).
+
+The model is the one given (``--model-id`` or ``score.model_id``) or the latest in
+``uplift_models``; its artefact must know the snapshot's features and every active voucher.
+Customers with missing features are scored if the learner handles them, otherwise
+counted, reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+
+from pyspark.sql import functions as F
+
+from sparklift.errors import InputError, InputNotReadyError
+from sparklift.jobs import JobContext, log, step
+from sparklift.uplift import model as artefact
+from sparklift.uplift.scoring import any_missing, score
+
+HELP = "score every customer for every active voucher with an uplift model into uplift_scores"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-id", help="model_id in uplift_models (default: the latest)")
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    catalog, spark = ctx.catalog, ctx.spark
+    model_id, path = _model_row(ctx, args.model_id or ctx.config.score.model_id)
+    meta, blob = artefact.read(path)
+    customers = catalog.read("customers", where=[("snapshot_date", "=", ctx.run_date)])
+    if customers.limit(1).count() == 0:
+        raise InputNotReadyError(f"table customers has no snapshot_date={ctx.run_date} yet")
+    for col in ("customer_id", "budget_group"):
+        if col not in customers.columns:
+            raise InputError(f"table customers has no column {col}")
+    active = sorted(
+        r[0]
+        for r in catalog.read("vouchers").filter(F.col("active")).select("voucher_id").collect()
+    )
+    if not active:
+        raise InputError("table vouchers has no active voucher; nothing to score")
+    artefact.check_compatible(meta, customers.columns, active)
+    fitted = pickle.loads(blob)
+    features = meta["features"]
+    skipped = 0
+    if not fitted.handles_missing:
+        missing = any_missing(features)
+        skipped = customers.filter(missing).count()
+        if skipped:
+            log.warning(
+                "%d customers have missing features and learner %s cannot score them; skipped",
+                skipped,
+                meta["learner"],
+            )
+        customers = customers.filter(~missing)
+    broadcast = spark.sparkContext.broadcast(blob)
+    scores = score(customers, broadcast, model_id, features, active, meta["vouchers"], ctx.run_date)
+    with step(f"scoring customers of {ctx.run_date} for {len(active)} vouchers with {model_id}"):
+        version = catalog.write(
+            "uplift_scores",
+            scores,
+            mode="replace",
+            partition_by=["run_date"],
+            replace_where={"run_date": ctx.run_date},
+        )
+    broadcast.unpersist()
+    rows = catalog.rows_added("uplift_scores", version)
+    log.info("uplift_scores version %d: %d rows (%d customers)", version, rows, rows // len(active))
+    return {
+        "model_id": model_id,
+        "vouchers": active,
+        "customers_scored": rows // len(active),
+        "customers_skipped": skipped,
+        "rows": rows,
+        "version": version,
+    }
+
+
+def _model_row(ctx: JobContext, model_id: str | None) -> tuple[str, str]:
+    """(model_id, artifact_path) of the given or the latest model."""
+    if not ctx.catalog.exists("uplift_models"):
+        raise InputNotReadyError("no uplift_models table yet: run sparklift train-uplift first")
+    models = ctx.catalog.read("uplift_models")
+    if model_id:
+        found = models.filter(F.col("model_id") == model_id).select("artifact_path").collect()
+        if not found:
+            raise InputError(f"unknown model {model_id!r}: not in uplift_models")
+        return model_id, found[0][0]
+    latest = models.orderBy(F.desc("trained_at")).select("model_id", "artifact_path").first()
+    if latest is None:
+        raise InputNotReadyError("uplift_models is empty: run sparklift train-uplift first")
+    return latest[0], latest[1]

@@ -1,0 +1,185 @@
+"""``sparklift train-uplift``: a multi-voucher, two-response uplift model from the
+randomized history in ``voucher_campaigns``.
+
+One Spark aggregation checks the input and the randomization (:mod:`sparklift.uplift.checks`);
+then a sample bounded by ``uplift.max_train_rows``, stratified by arm, comes to the driver,
+where the learner is fitted and evaluated on a held-out split. The artefact goes under
+``tables.model_path`` and one row per model to ``uplift_models`` (partitioned by model_id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+from typing import Any
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    LongType,
+    NumericType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from sparklift.errors import InputError
+from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.uplift import checks, model
+from sparklift.uplift.learners import make_learner
+from sparklift.uplift.training import train
+
+HELP = "train an uplift model (incremental objective and cost per voucher) on voucher_campaigns"
+HISTORY = "voucher_campaigns"
+NOT_FEATURES = ("campaign_id", "sent_date", "customer_id", "treatment", "objective", "cost")
+UPLIFT_MODELS = StructType(
+    [
+        StructField("model_id", StringType()),
+        StructField("run_date", DateType()),
+        StructField("trained_at", TimestampType()),
+        StructField("learner", StringType()),
+        StructField("vouchers", ArrayType(StringType())),
+        StructField("features", ArrayType(StringType())),
+        StructField("train_rows", LongType()),
+        StructField("holdout_rows", LongType()),
+        StructField("metrics", StringType()),
+        StructField("artifact_path", StringType()),
+    ]
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--learner", help="override uplift.learner (e.g. t_gbm, dr_gbm)")
+    parser.add_argument(
+        "--override-checks",
+        action="store_true",
+        help="train even if the randomization checks fail (the failures are logged)",
+    )
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    conf = ctx.config.uplift
+    learner = args.learner or conf.learner
+    history = ctx.catalog.read(HISTORY)
+    if conf.campaigns:
+        history = history.filter(F.col("campaign_id").isin(conf.campaigns))
+    features = conf.features or [
+        f.name
+        for f in history.schema.fields
+        if f.name not in NOT_FEATURES and isinstance(f.dataType, NumericType)
+    ]
+    if not features:
+        raise InputError(f"table {HISTORY} has no numeric feature columns")
+    checks.check_columns(history, HISTORY, features)
+    known = {r[0] for r in ctx.catalog.read("vouchers").select("voucher_id").collect()}
+    make = lambda: make_learner(learner, conf)  # noqa: E731
+    make()  # a bad learner name fails before any Spark work
+    with step(f"checking {HISTORY}: input and randomization"):
+        aggregates = checks.arm_aggregates(history, features)
+        if not aggregates:
+            raise InputError(f"table {HISTORY} has no rows (campaigns {conf.campaigns or 'all'})")
+        report = checks.check_history(
+            aggregates,
+            HISTORY,
+            features,
+            known,
+            min_arm_rows=conf.min_arm_rows,
+            control_share=conf.control_share,
+            arm_shares=conf.arm_shares,
+            srm_alpha=conf.srm_alpha,
+            max_smd=conf.max_smd,
+        )
+    _randomization_verdict(report, conf.override_checks or args.override_checks)
+    vouchers = sorted(a for a in report.arms if a != checks.CONTROL)
+    total = sum(s.rows for s in report.arms.values())
+    fraction = min(1.0, conf.max_train_rows / total)
+    log.info(
+        "training on the driver over a sample of %s of %d rows (uplift.max_train_rows=%d), "
+        "stratified by arm: fraction %.4g of each of %d arms",
+        "all" if fraction == 1 else f"~{math.floor(total * fraction)}",
+        total,
+        conf.max_train_rows,
+        fraction,
+        len(report.arms),
+    )
+    with step("collecting the training sample"):
+        sample = history.select("treatment", *features, "objective", "cost")
+        if fraction < 1:
+            sample = sample.sampleBy("treatment", {a: fraction for a in report.arms}, conf.seed)
+        frame = sample.toPandas()
+    with step(f"training {learner} on {len(frame)} rows, {len(vouchers)} vouchers"):
+        fitted, metrics, rows = train(
+            frame,
+            features,
+            vouchers,
+            make,
+            learner,
+            conf.holdout_share,
+            conf.seed,
+            conf.policy_fractions,
+        )
+    for v, m in metrics.items():
+        log.info(
+            "%s: held-out qini objective %.4g, cost %.4g; average effect objective %.4g, cost %.4g",
+            v,
+            m["objective"]["qini"],
+            m["cost"]["qini"],
+            m["objective"]["average_effect"],
+            m["cost"]["average_effect"],
+        )
+    model_id, path, _ = model.save(fitted, ctx.config.tables.model_path, ctx.run_date)
+    log.info("model %s saved to %s", model_id, path)
+    record: dict[str, Any] = {
+        "model_id": model_id,
+        "run_date": ctx.run_date,
+        "trained_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+        "learner": learner,
+        "vouchers": vouchers,
+        "features": list(features),
+        "train_rows": rows["train"],
+        "holdout_rows": rows["holdout"],
+        "metrics": json.dumps(
+            {"randomization": report.as_dict(), "sample_fraction": fraction, "vouchers": metrics}
+        ),
+        "artifact_path": path,
+    }
+    with step("writing uplift_models"):
+        version = write_records(
+            ctx.catalog,
+            "uplift_models",
+            [record],
+            UPLIFT_MODELS,
+            partition_by=["model_id"],
+            replace_where={"model_id": model_id},
+        )
+    return {
+        "model_id": model_id,
+        "learner": learner,
+        "vouchers": vouchers,
+        "train_rows": rows["train"],
+        "holdout_rows": rows["holdout"],
+        "qini_objective": {v: round(m["objective"]["qini"], 6) for v, m in metrics.items()},
+        "artifact_path": path,
+        "version": version,
+    }
+
+
+def _randomization_verdict(report: checks.HistoryReport, override: bool) -> None:
+    for line in report.problems:
+        log.warning("randomization check failed: %s", line)
+    if report.problems and not override:
+        raise checks.RandomizationError(
+            f"table {HISTORY} fails the randomization checks: "
+            + "; ".join(report.problems)
+            + " (set uplift.override_checks=true or pass --override-checks to train anyway)"
+        )
+    log.info(
+        "randomization: arms %s, sample-ratio p %.3g, largest |SMD| %s",
+        {a: s.rows for a, s in report.arms.items()},
+        report.srm_p,
+        {a: round(v, 3) for a, v in report.as_dict()["max_abs_smd"].items()},
+    )

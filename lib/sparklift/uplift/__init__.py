@@ -1,0 +1,1 @@
+"""Uplift: randomization checks, multi-arm learners, evaluation, model artefacts, scoring."""

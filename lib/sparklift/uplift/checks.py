@@ -1,0 +1,204 @@
+"""Checks of a randomized voucher history before any training, from ONE Spark aggregation.
+
+Per arm (``treatment``: 'control' or a voucher_id) the aggregation yields the row count and,
+per feature, the non-null count, sum and sum of squares, plus NaN/null objectives, null and
+negative costs. From those:
+
+- bad input (always an error): no control arm, an arm with fewer than ``min_arm_rows``
+  rows, a voucher not in ``vouchers``, a non-numeric or constant feature, NaN or null
+  objectives, null or negative costs;
+- randomization (an error unless overridden): the sample-ratio test, a chi-square
+  goodness-of-fit test of the arm counts against the configured shares at ``srm_alpha``;
+  and covariate balance, the standardized mean difference of every feature between each
+  voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+from scipy import stats
+
+from sparklift.errors import InputError
+
+CONTROL = "control"
+
+
+class RandomizationError(InputError):
+    """The history does not look randomized as configured (override to train anyway)."""
+
+
+@dataclass
+class ArmStats:
+    rows: int
+    mean: dict[str, float]
+    var: dict[str, float]
+
+
+@dataclass
+class HistoryReport:
+    """What the checks found; ``problems`` are randomization failures (overridable)."""
+
+    arms: dict[str, ArmStats]
+    srm_p: float
+    expected_shares: dict[str, float]
+    smd: dict[str, dict[str, float]]
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "arm_rows": {a: s.rows for a, s in self.arms.items()},
+            "expected_shares": self.expected_shares,
+            "srm_p": self.srm_p,
+            "max_abs_smd": {a: max(abs(v) for v in d.values()) for a, d in self.smd.items()},
+            "problems": self.problems,
+        }
+
+
+def check_columns(df: DataFrame, table: str, features: Sequence[str]) -> None:
+    """The history has its key columns and numeric features."""
+    types = dict((f.name, f.dataType) for f in df.schema.fields)
+    missing = [c for c in ("treatment", "objective", "cost", *features) if c not in types]
+    if missing:
+        raise InputError(f"table {table} has no columns {missing}")
+    wrong = [
+        f"{c} ({types[c].simpleString()})"
+        for c in features
+        if not isinstance(types[c], NumericType)
+    ]
+    if wrong:
+        raise InputError(f"table {table}: features must be numeric; got {', '.join(wrong)}")
+    for c in ("objective", "cost"):
+        if not isinstance(types[c], NumericType):
+            raise InputError(
+                f"table {table}: column {c} must be numeric, got {types[c].simpleString()}"
+            )
+
+
+def arm_aggregates(df: DataFrame, features: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per arm with every count and moment the checks need (one Spark pass)."""
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    for i, c in enumerate(features):
+        x = F.col(c).cast("double")
+        ok = x.isNotNull() & ~F.isnan(x)
+        aggs += [
+            F.count(F.when(ok, 1)).alias(f"n{i}"),
+            F.sum(F.when(ok, x)).alias(f"s{i}"),
+            F.sum(F.when(ok, x * x)).alias(f"q{i}"),
+        ]
+    y, c = F.col("objective").cast("double"), F.col("cost").cast("double")
+    aggs += [
+        F.count(F.when(y.isNull() | F.isnan(y), 1)).alias("bad_objective"),
+        F.count(F.when(c.isNull() | F.isnan(c), 1)).alias("null_cost"),
+        F.count(F.when(c < 0, 1)).alias("negative_cost"),
+    ]
+    return [r.asDict() for r in df.groupBy("treatment").agg(*aggs).collect()]
+
+
+def expected_shares(
+    arms: Sequence[str], control_share: float, arm_shares: Mapping[str, float]
+) -> dict[str, float]:
+    """The configured share of each arm: explicit ``arm_shares``, else ``control_share``
+    for control and the rest split evenly over the vouchers."""
+    if arm_shares:
+        unknown = sorted(set(arms) - set(arm_shares))
+        if unknown:
+            raise InputError(f"uplift.arm_shares has no share for arms {unknown} of the history")
+        total = sum(arm_shares[a] for a in arms)
+        return {a: arm_shares[a] / total for a in arms}
+    vouchers = [a for a in arms if a != CONTROL]
+    return {a: control_share if a == CONTROL else (1 - control_share) / len(vouchers) for a in arms}
+
+
+def check_history(
+    rows: list[dict[str, Any]],
+    table: str,
+    features: Sequence[str],
+    known_vouchers: set[str],
+    *,
+    min_arm_rows: int,
+    control_share: float,
+    arm_shares: Mapping[str, float],
+    srm_alpha: float,
+    max_smd: float,
+) -> HistoryReport:
+    """Raise InputError on bad input; return the randomization report (with problems)."""
+    by_arm = {str(r["treatment"]): r for r in rows}
+    if None in {r["treatment"] for r in rows} or "None" in by_arm:
+        raise InputError(
+            f"table {table}: null treatment in {by_arm.get('None', {}).get('rows')} rows"
+        )
+    if CONTROL not in by_arm:
+        raise InputError(f"table {table} has no '{CONTROL}' arm (arms: {sorted(by_arm)})")
+    unknown = sorted(set(by_arm) - {CONTROL} - known_vouchers)
+    if unknown:
+        raise InputError(f"table {table}: treatments {unknown} are not voucher_ids in vouchers")
+    if len(by_arm) < 2:
+        raise InputError(f"table {table} has only the control arm; nothing to learn")
+    small = {a: r["rows"] for a, r in by_arm.items() if r["rows"] < min_arm_rows}
+    if small:
+        raise InputError(
+            f"table {table}: arms {small} have fewer than uplift.min_arm_rows={min_arm_rows} rows"
+        )
+    for col, what in (
+        ("bad_objective", "NaN or null objective"),
+        ("null_cost", "null cost"),
+        ("negative_cost", "negative cost"),
+    ):
+        n = sum(r[col] for r in rows)
+        if n:
+            raise InputError(f"table {table}: {n} rows with {what}")
+    arms: dict[str, ArmStats] = {}
+    for a, r in by_arm.items():
+        mean, var = {}, {}
+        for i, c in enumerate(features):
+            n = r[f"n{i}"]
+            m = r[f"s{i}"] / n if n else float("nan")
+            mean[c] = m
+            var[c] = (r[f"q{i}"] - n * m * m) / (n - 1) if n > 1 else float("nan")
+        arms[a] = ArmStats(int(r["rows"]), mean, var)
+    _check_features(rows, table, features)
+    shares = expected_shares(sorted(by_arm), control_share, arm_shares)
+    counts = np.array([arms[a].rows for a in sorted(by_arm)], dtype=float)
+    expected = counts.sum() * np.array([shares[a] for a in sorted(by_arm)])
+    srm_p = float(stats.chisquare(counts, expected).pvalue)
+    problems = []
+    if srm_p < srm_alpha:
+        observed = {a: round(arms[a].rows / counts.sum(), 4) for a in sorted(by_arm)}
+        problems.append(
+            f"sample ratio mismatch: arm shares {observed} vs configured "
+            f"{ {a: round(s, 4) for a, s in shares.items()} } (chi-square p = {srm_p:.2g} "
+            f"< {srm_alpha})"
+        )
+    smd = {}
+    c0 = arms[CONTROL]
+    for a, s in arms.items():
+        if a == CONTROL:
+            continue
+        smd[a] = {
+            c: (s.mean[c] - c0.mean[c]) / np.sqrt((s.var[c] + c0.var[c]) / 2) for c in features
+        }
+        bad = {c: round(float(v), 3) for c, v in smd[a].items() if abs(v) > max_smd}
+        if bad:
+            problems.append(
+                f"covariate imbalance in arm {a}: standardized mean differences {bad} "
+                f"exceed uplift.max_smd={max_smd}"
+            )
+    return HistoryReport(arms, srm_p, shares, smd, problems)
+
+
+def _check_features(rows: list[dict[str, Any]], table: str, features: Sequence[str]) -> None:
+    for i, c in enumerate(features):
+        n = sum(r[f"n{i}"] for r in rows)
+        if n < 2:
+            raise InputError(f"table {table}: feature {c} has fewer than 2 non-null values")
+        s, q = sum(r[f"s{i}"] or 0.0 for r in rows), sum(r[f"q{i}"] or 0.0 for r in rows)
+        var = (q - s * s / n) / (n - 1)
+        if var <= 1e-12 * max(1.0, q / n):
+            raise InputError(f"table {table}: feature {c} is constant ({s / n:g}); drop it")

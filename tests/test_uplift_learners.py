@@ -1,0 +1,89 @@
+"""Learners recover planted effects; plug-ins load by name; bad learners fail clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparklift.config import load_config
+from sparklift.errors import ConfigError
+from sparklift.uplift.learners import BUILT_IN, make_learner
+
+GBM = {"max_iter": 60, "max_leaf_nodes": 7, "min_samples_leaf": 200}
+CONF = load_config(None).uplift.model_copy(update={"gbm": GBM, "gbm_final": GBM})
+
+
+def world(n: int = 30_000, seed: int = 1):
+    """Two vouchers, effects tau_1 = 0.5 x0, tau_2 = -0.3 + 0.4 x1; unequal arm shares."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    arm = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    tau = np.column_stack([0.5 * X[:, 0], -0.3 + 0.4 * X[:, 1]])
+    y = X[:, 2] + 0.5 * X[:, 3] ** 2 + rng.normal(0, 0.5, n)
+    y += np.where(arm == 1, tau[:, 0], 0) + np.where(arm == 2, tau[:, 1], 0)
+    return X, y, arm, tau
+
+
+@pytest.mark.parametrize("name, pool", [(n, True) for n in BUILT_IN] + [("dr_gbm", False)])
+def test_learner_recovers_planted_effects(name, pool):
+    X, y, arm, _ = world()
+    conf = CONF.model_copy(update={"pool_vouchers": pool})
+    learner = make_learner(name, conf).fit(X, y, arm)
+    Xt, _, _, tt = world(5000, seed=2)
+    pred = learner.predict(Xt)
+    assert pred.shape == (5000, 2)
+    for j in range(2):
+        assert np.corrcoef(pred[:, j], tt[:, j])[0, 1] > 0.8, (name, j)
+        assert abs(pred[:, j].mean() - tt[:, j].mean()) < 0.05, (name, j)
+    assert learner.handles_missing == name.endswith("gbm")
+
+
+class MeanDifference:
+    """A plug-in learner: the constant difference in means, per voucher."""
+
+    handles_missing = True
+
+    def __init__(self, shrink: float = 1.0) -> None:
+        self.shrink = shrink
+
+    def fit(self, X, y, arm):
+        self.effect_ = [self.shrink * (y[arm == j].mean() - y[arm == 0].mean()) for j in (1, 2)]
+        return self
+
+    def predict(self, X):
+        return np.tile(self.effect_, (len(X), 1))
+
+
+def test_plug_in_learner_by_module_and_class():
+    X, y, arm, tau = world()
+    learner = make_learner(
+        f"{__name__}:MeanDifference", CONF.model_copy(update={"learner_params": {"shrink": 0.5}})
+    )
+    pred = learner.fit(X, y, arm).predict(X[:3])
+    assert pred[0] == pytest.approx(0.5 * tau.mean(axis=0), abs=0.03)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("x_gbm", "unknown learner"),
+        ("no.such.module:X", "cannot import"),
+        (f"{__name__}:world", "no method"),
+    ],
+)
+def test_bad_learner_names(name, message):
+    with pytest.raises(ConfigError, match=message):
+        make_learner(name, CONF)
+
+
+def test_arms_must_be_complete():
+    X, y, arm, _ = world(2000)
+    arm[arm == 1] = 2  # voucher 1 has no rows
+    with pytest.raises(ValueError, match="every voucher"):
+        make_learner("t_linear", CONF).fit(X, y, arm)
+
+
+def test_bad_hyper_parameters_name_the_section():
+    conf = CONF.model_copy(update={"gbm": {"max_iters": 10}})
+    with pytest.raises(ConfigError, match=r"uplift\.gbm / uplift\.gbm_final.*max_iters"):
+        make_learner("dr_gbm", conf)
