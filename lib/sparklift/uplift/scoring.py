@@ -21,6 +21,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, LongType, StringType, StructField, StructType
 
+from sparklift.tables.schema import spark_to_arrow
+
 UPLIFT_SCORES = StructType(
     [
         StructField("run_date", DateType()),
@@ -32,6 +34,7 @@ UPLIFT_SCORES = StructType(
         StructField("model_id", StringType()),
     ]
 )
+_ARROW_SCHEMA = spark_to_arrow(UPLIFT_SCORES)
 _MODELS: dict[str, Any] = {}
 
 
@@ -102,16 +105,3 @@ def score(
         *[F.col(c).cast("double") for c in features],
     )
     return selected.mapInArrow(predict, UPLIFT_SCORES)
-
-
-_ARROW_SCHEMA = pa.schema(
-    [
-        pa.field("run_date", pa.date32()),
-        pa.field("customer_id", pa.int64()),
-        pa.field("budget_group", pa.string()),
-        pa.field("voucher_id", pa.string()),
-        pa.field("uplift_objective", pa.float64()),
-        pa.field("uplift_cost", pa.float64()),
-        pa.field("model_id", pa.string()),
-    ]
-)
