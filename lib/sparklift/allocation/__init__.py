@@ -1,0 +1,1 @@
+"""Voucher allocation under budgets: envelopes, Lagrangian group solve, exact reference."""
