@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparklift.allocation.envelope import NONE, Envelope
+from sparklift.allocation.envelope import Envelope
+from sparklift.allocation.settle import settle
 
 
 @dataclass
@@ -35,42 +36,24 @@ class GroupResult:
 
 
 def solve_group(env: Envelope, budget: float, customer_ids: np.ndarray) -> GroupResult:
-    """Allocate one group's customers under ``budget`` (>= 0)."""
-    n = env.lam.shape[0]
+    """Allocate one group's customers under ``budget`` (>= 0), on one machine."""
     cust, step = np.nonzero(np.isfinite(env.lam))
     lam = env.lam[cust, step]
     order = np.lexsort((step, customer_ids[cust], -lam))
     cust, step, lam = cust[order], step[order], lam[order]
-    d_cost, d_value = env.d_cost[cust, step], env.d_value[cust, step]
-    spent0 = float(env.base_cost.sum())
-    cum = spent0 + np.cumsum(d_cost)
-    over = np.flatnonzero(cum > budget)
-    if len(over) == 0:
-        lam_star, taken = 0.0, np.ones(len(lam), dtype=bool)
-    else:
-        lam_star = float(lam[over[0]])
-        taken = lam > lam_star
-    spent = spent0 + float(d_cost[taken].sum())
-    relaxed = float(env.base_value.sum() + d_value[taken].sum())
-    dual = relaxed - lam_star * (spent - spent0) + lam_star * (budget - spent0)
-    # Greedy fill: steps in ratio order; a customer's step only after all its earlier ones.
-    count = np.zeros(n, dtype=np.int64)  # steps taken per customer
-    np.add.at(count, cust[taken], 1)
-    blocked = np.zeros(n, dtype=bool)
-    left = budget - spent
-    for k in np.flatnonzero(~taken):
-        i = cust[k]
-        if blocked[i] or step[k] != count[i]:
-            continue
-        if d_cost[k] <= left:
-            taken[k] = True
-            left -= d_cost[k]
-            count[i] += 1
-        else:
-            blocked[i] = True  # its later steps cannot follow
+    done = settle(
+        budget,
+        float(env.base_cost.sum()),
+        float(env.base_value.sum()),
+        lam,
+        env.d_value[cust, step],
+        env.d_cost[cust, step],
+        cust,
+        step,
+        np.zeros(len(lam), dtype=np.int64),
+    )
+    count = np.bincount(cust[done.taken], minlength=len(customer_ids))
     choice = env.base.copy()
     moved = count > 0
     choice[moved] = env.to[moved, count[moved] - 1]
-    spent = spent0 + float(d_cost[taken].sum())
-    objective = float(env.base_value.sum() + d_value[taken].sum())
-    return GroupResult(lam_star, np.where(choice >= 0, choice, NONE), objective, spent, dual)
+    return GroupResult(done.lam, choice, done.objective, done.spent, done.dual_bound)
