@@ -1,302 +1,638 @@
-"""The budget-constrained allocation over Spark, every budget group in the same passes.
+"""The budget-constrained allocation over Spark: every budget group in the same passes.
 
-1. Scan the scores once: one row per customer with its options as columns (a shuffle by
-   customer), cached; per Arrow batch, each customer's envelope; per (group, bucket of
-   lambda) the summed cost and objective change of the breakpoints in it. Buckets are
-   1/512 octave wide (0.14% in lambda), so the histogram is small whatever the data.
-2. On the driver, per group, the bucket where spend crosses the budget; then over the
-   cache, the breakpoints of those buckets only, to the driver, where
-   :func:`sparklift.allocation.settle.settle` finds the exact lambda and rounds and fills.
-3. Over the cache, each customer's choice: its steps above its group's crossing bucket,
-   plus the steps the driver took inside it.
+1. One scan of the scores: one row per customer with its options as columns (a shuffle by
+   customer), its envelope computed once per Arrow batch (:mod:`.envelope`) and cached,
+   and per (group, bucket of lambda) the summed cost and value change of the breakpoints
+   in it, plus per-group totals and input checks. Buckets are 1/512 octave wide (0.14%
+   in lambda), so the histogram is small whatever the data.
+2. On the driver, per group, the bucket where spend crosses the budget; then from the
+   cache the breakpoints of that bucket (and of the buckets below it that the greedy fill
+   may need) to the driver, where :func:`.settle.settle` finds the exact lambda, rounds
+   down and fills. Groups at most ``exact_max_customers`` large may instead be solved
+   exactly (:mod:`.exact`).
+3. From the cache, in Spark SQL, each customer's choice: its breakpoints above its
+   group's crossing bucket, or what the driver decided for it.
 
-The greedy fill uses the leftover budget on steps of the crossing bucket only (the
-leftover is less than one step there). Summaries come from the histogram and the settled
-steps, without another pass.
+With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by one pass
+that histograms, per capped voucher, the margin by which each customer prefers it; all mu
+are then moved at once (synchronous coordinate descent) towards where the counts meet the
+caps, each step halved whenever that voucher's direction reverses (grown back while it keeps
+it), until the relaxed solution respects the caps or ``max_cap_rounds`` is reached. The final
+choices then keep, per capped voucher, the ``cap`` customers with the largest margin (ties
+by customer id), so caps hold by construction whatever the rounds reached.
+
+The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
++ sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 from pyspark.storagelevel import StorageLevel
 
 from sparklift.allocation.envelope import NONE, envelope
+from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.settle import settle
 from sparklift.errors import InputError
+from sparklift.tables.schema import spark_to_arrow
+
+log = logging.getLogger("sparklift")
 
 PER_OCTAVE = 512
-FILL_STEPS = 1_000_000  # at most this many steps below the crossing bucket for the fill
+FILL_STEPS = 200_000  # at most this many breakpoints below the crossing bucket go to the fill
+TOTALS = -(2**62)  # the histogram's bucket key of the per-group totals row
+FLAGS = ("dup", "bad", "other", "multi", "nogroup")
 
 
-def bucket(lam: np.ndarray) -> np.ndarray:
-    return np.floor(np.log2(lam) * PER_OCTAVE).astype(np.int64)
+def bucket(x: np.ndarray) -> np.ndarray:
+    """Histogram bucket of positive multipliers: 1/512 octave (0.14%) wide."""
+    return np.floor(np.log2(x) * PER_OCTAVE).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What to solve: the vouchers (option order), a budget per group, optional caps."""
+
+    vouchers: Sequence[str]
+    budgets: Mapping[str, float]
+    caps: Mapping[str, int] = field(default_factory=dict)
+    exact_max_customers: int = 0  # groups this small are solved exactly (no caps allowed)
+    exact_time_limit_s: float = 60.0
+    max_cap_rounds: int = 10
+    cap_tolerance: float = 0.01  # a round may stop when bound caps are met within this share
 
 
 @dataclass
 class GroupSummary:
     budget_group: str
     budget: float
-    spent: float
-    objective: float
-    dual_bound: float
     lam: float
+    dual_bound: float  # with caps: this group's share of the campaign's bound (see summarize)
     n_customers: int
-    n_allocated: int
-    voucher_counts: dict[str, int]
+    solver: str
+    spent: float = 0.0
+    objective: float = 0.0
+    n_allocated: int = 0
+    voucher_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def gap(self) -> float:
         return self.dual_bound - self.objective
 
-
-def pivot(scores: DataFrame, vouchers: Sequence[str]) -> DataFrame:
-    """One row per (customer, group): u_j, c_j and the row count n_j of every voucher."""
-    aggs = []
-    for j, v in enumerate(vouchers):
-        hit = F.col("voucher_id") == v
-        aggs += [
-            F.max(F.when(hit, F.col("uplift_objective").cast("double"))).alias(f"u{j}"),
-            F.max(F.when(hit, F.col("uplift_cost").cast("double"))).alias(f"c{j}"),
-            F.count(F.when(hit, 1)).alias(f"n{j}"),
-        ]
-    aggs.append(F.count(F.when(~F.col("voucher_id").isin(list(vouchers)), 1)).alias("n_other"))
-    return scores.groupBy("customer_id", "budget_group").agg(*aggs)
+    @property
+    def gap_rel(self) -> float:
+        return self.gap / abs(self.dual_bound) if self.dual_bound else 0.0
 
 
-def _matrices(batch: pa.RecordBatch, n_opt: int) -> tuple[np.ndarray, np.ndarray]:
-    col = lambda name: batch.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
-    u = np.column_stack([col(f"u{j}") for j in range(n_opt)])
-    c = np.column_stack([col(f"c{j}") for j in range(n_opt)])
-    return u, c
+@dataclass
+class Solution:
+    """Allocations (a lazy frame over the cache: write it, then :func:`summarize`)."""
+
+    allocations: DataFrame
+    groups: dict[str, GroupSummary]
+    mu: dict[str, float]  # per capped voucher
+    caps: dict[str, int]
+    passes: int
+    cap_rounds: int
+    cached: list[DataFrame]
+
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
 
 
-HIST = "budget_group string, bucket long, d_cost double, d_value double, n long, " \
-       "customers long, base_value double, dup long, bad long, other long"  # fmt: skip
-STEPS = "budget_group string, customer_id long, step long, lam double, d_value double, " \
-        "d_cost double"  # fmt: skip
-
-
-def solve(
-    scores: DataFrame,
-    vouchers: Sequence[str],
-    budgets: Mapping[str, float],
-) -> tuple[DataFrame, list[GroupSummary], int]:
-    """(allocations: customer_id, budget_group, voucher_id, expected_uplift, expected_cost;
-    per-group summaries; passes over the scores)."""
-    n_opt = len(vouchers)
-    wide = pivot(scores, vouchers).persist(StorageLevel.MEMORY_AND_DISK)
-
-    def histogram(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in batches:
-            u, c = _matrices(b, n_opt)
-            env = envelope(u, c)
-            groups = b.column("budget_group").to_numpy(zero_copy_only=False).astype(object)
-            counts = np.column_stack(
-                [b.column(f"n{j}").to_numpy(zero_copy_only=False) for j in range(n_opt)]
-            )
-            present = counts > 0
-            bad = present & ~(np.isfinite(u) & np.isfinite(c))
-            rows, steps = np.nonzero(np.isfinite(env.lam))
-            keys = {}
-            for g in np.unique(groups):
-                keys[g] = groups == g
-            out = {k: [] for k in HIST_NAMES}
-            for g, in_g in keys.items():
-                sel = in_g[rows]
-                bk = bucket(env.lam[rows[sel], steps[sel]])
-                uniq, inv = np.unique(bk, return_inverse=True)
-                out["budget_group"] += [g] * (len(uniq) + 1)
-                out["bucket"] += [*uniq.tolist(), None]
-                out["d_cost"] += [*np.bincount(inv, env.d_cost[rows[sel], steps[sel]]), 0.0]
-                out["d_value"] += [*np.bincount(inv, env.d_value[rows[sel], steps[sel]]), 0.0]
-                out["n"] += [*np.bincount(inv).tolist(), 0]
-                out["customers"] += [0] * len(uniq) + [int(in_g.sum())]
-                out["base_value"] += [0.0] * len(uniq) + [float(env.base_value[in_g].sum())]
-                out["dup"] += [0] * len(uniq) + [int((counts[in_g] > 1).sum())]
-                out["bad"] += [0] * len(uniq) + [int(bad[in_g].sum())]
-                other = b.column("n_other").to_numpy(zero_copy_only=False)[in_g]
-                out["other"] += [0] * len(uniq) + [int(other.sum())]
-            yield pa.RecordBatch.from_pydict(out, schema=HIST_ARROW)
-
-    hist = (
-        wide.mapInArrow(histogram, HIST)
-        .groupBy("budget_group", "bucket")
-        .agg(*[F.sum(c).alias(c) for c in HIST_NAMES[2:]])
-        .toPandas()
-    )
-    totals = hist[hist["bucket"].isna()].set_index("budget_group")
-    _check(totals, budgets)
-    buckets = hist[hist["bucket"].notna()]
-    crossing: dict[str, tuple[int, int]] = {}
-    above: dict[str, tuple[float, float]] = {}
-    for g, budget in budgets.items():
-        h = buckets[buckets["budget_group"] == g].sort_values("bucket", ascending=False)
-        cum = h["d_cost"].cumsum().to_numpy()
-        over = np.flatnonzero(cum > budget)
-        if len(over):
-            q = over[0]
-            spent_above = float(cum[q - 1]) if q else 0.0
-            above[g] = (spent_above, float(h["d_value"].iloc[:q].sum()))
-            # The fill may use steps below the crossing bucket too: take buckets down until
-            # their cost is twice the budget left after the steps above (or FILL_STEPS).
-            below = h.iloc[q + 1 :]
-            need = np.cumsum(below["d_cost"].to_numpy()) < 2 * (budget - spent_above)
-            need &= np.cumsum(below["n"].to_numpy()) < FILL_STEPS
-            lo = (
-                int(below["bucket"].iloc[min(int(need.sum()), len(below) - 1)])
-                if len(below)
-                else int(h["bucket"].iloc[q])
-            )
-            crossing[g] = (lo, int(h["bucket"].iloc[q]))
-    passes = 1
-    settled_steps: dict[int, int] = {}
-    settled: dict[str, tuple[float, float, float, float]] = {}
-    if crossing:
-        passes += 1
-        steps = _crossing_steps(wide, crossing, n_opt).toPandas()
-        for g in crossing:
-            s = steps[steps["budget_group"] == g].sort_values(
-                ["lam", "customer_id", "step"], ascending=[False, True, True]
-            )
-            first = s.groupby("customer_id")["step"].transform("min").to_numpy()
-            done = settle(
-                budgets[g],
-                above[g][0],
-                above[g][1],
-                s["lam"].to_numpy(),
-                s["d_value"].to_numpy(),
-                s["d_cost"].to_numpy(),
-                s["customer_id"].to_numpy(),
-                s["step"].to_numpy(),
-                first,
-            )
-            taken = s[done.taken]
-            for cid, k in zip(taken["customer_id"], taken["step"], strict=True):
-                settled_steps[int(cid)] = max(settled_steps.get(int(cid), 0), int(k) + 1)
-            for cid, k in zip(s["customer_id"], first, strict=True):
-                settled_steps.setdefault(int(cid), int(k))
-            settled[g] = (done.lam, done.spent, done.objective, done.dual_bound)
-    passes += 1
-    allocations = _choices(wide, vouchers, crossing, settled_steps)
-    summaries = []
-    for g, budget in budgets.items():
-        base = float(totals.loc[g, "base_value"]) if g in totals.index else 0.0
-        n_customers = int(totals.loc[g, "customers"]) if g in totals.index else 0
-        h = buckets[buckets["budget_group"] == g]
-        if g in settled:
-            lam, spent, objective, dual = settled[g]
-            objective, dual = objective + base, dual + base
-        else:
-            lam, spent = 0.0, float(h["d_cost"].sum())
-            objective = dual = base + float(h["d_value"].sum())
-        summaries.append(GroupSummary(g, budget, spent, objective, dual, lam, n_customers, 0, {}))
-    return allocations, summaries, passes
-
-
-HIST_NAMES = [f.split()[0] for f in HIST.split(", ")]
-HIST_ARROW = pa.schema(
+ALLOCATION_COLUMNS = StructType(
     [
-        ("budget_group", pa.string()),
-        ("bucket", pa.int64()),
-        ("d_cost", pa.float64()),
-        ("d_value", pa.float64()),
-        ("n", pa.int64()),
-        ("customers", pa.int64()),
-        ("base_value", pa.float64()),
-        ("dup", pa.int64()),
-        ("bad", pa.int64()),
-        ("other", pa.int64()),
+        StructField("customer_id", LongType()),
+        StructField("budget_group", StringType()),
+        StructField("voucher_id", StringType()),
+        StructField("expected_uplift", DoubleType()),
+        StructField("expected_cost", DoubleType()),
     ]
 )
 
 
-def _check(totals, budgets: Mapping[str, float]) -> None:
-    unknown = sorted(set(totals.index) - set(budgets))
+def widen(scores: DataFrame, vouchers: Sequence[str]) -> DataFrame:
+    """One row per customer: budget_group, u{j} and c{j} per voucher (null when absent
+    or not finite), and counts of the input's defects (FLAGS)."""
+    uo, uc = F.col("uplift_objective").cast("double"), F.col("uplift_cost").cast("double")
+    aggs: list[Column] = [
+        F.min("budget_group").alias("budget_group"),
+        F.max("budget_group").alias("_gmax"),
+        F.count(F.when(F.col("budget_group").isNull(), 1)).alias("_gnull"),
+        F.count(F.when(~F.col("voucher_id").isin(list(vouchers)), 1)).alias("_other"),
+    ]
+    for j, v in enumerate(vouchers):
+        hit = F.col("voucher_id") == v
+        aggs += [
+            F.max(F.when(hit, uo)).alias(f"_u{j}"),
+            F.max(F.when(hit, uc)).alias(f"_c{j}"),
+            F.count(F.when(hit, 1)).alias(f"_n{j}"),
+        ]
+    wide = scores.groupBy(F.col("customer_id").cast("long").alias("customer_id")).agg(*aggs)
+
+    def finite(c: Column) -> Column:
+        return c.isNotNull() & ~F.isnan(c) & (F.abs(c) != float("inf"))
+
+    ok = [finite(F.col(f"_u{j}")) & finite(F.col(f"_c{j}")) for j in range(len(vouchers))]
+    dup = sum(F.when(F.col(f"_n{j}") > 1, 1).otherwise(0) for j in range(len(vouchers)))
+    bad = sum(
+        F.when((F.col(f"_n{j}") > 0) & ~ok[j], 1).otherwise(0) for j in range(len(vouchers))
+    )
+    return wide.select(
+        "customer_id",
+        "budget_group",
+        *[F.when(ok[j], F.col(f"_u{j}")).alias(f"u{j}") for j in range(len(vouchers))],
+        *[F.when(ok[j], F.col(f"_c{j}")).alias(f"c{j}") for j in range(len(vouchers))],
+        dup.cast("long").alias("dup"),  # type: ignore[union-attr]
+        bad.cast("long").alias("bad"),  # type: ignore[union-attr]
+        F.col("_other").cast("long").alias("other"),
+        F.when(F.col("budget_group") != F.col("_gmax"), 1).otherwise(0).cast("long").alias("multi"),
+        F.col("_gnull").cast("long").alias("nogroup"),
+    )
+
+
+def _envelope_fields(n_opt: int) -> list[StructField]:
+    out = [StructField("base", IntegerType()), StructField("base_value", DoubleType())]
+    for k in range(n_opt):
+        out += [
+            StructField(f"l{k}", DoubleType()),
+            StructField(f"b{k}", LongType()),
+            StructField(f"v{k}", DoubleType()),
+            StructField(f"w{k}", DoubleType()),
+            StructField(f"t{k}", IntegerType()),
+        ]
+    return out
+
+
+def envelopes(wide: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
+    """``wide`` plus each customer's envelope: base choice and value, and per breakpoint
+    k lambda l{k}, its bucket b{k}, value and cost change v{k}, w{k}, new option t{k}
+    (null where the customer has fewer breakpoints)."""
+    schema = StructType(wide.schema.fields + _envelope_fields(n_opt))
+    arrow = spark_to_arrow(schema)
+
+    def attach(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            col = lambda name: b.column(name).to_numpy(zero_copy_only=False)  # noqa: E731
+            u = np.column_stack([col(f"u{j}") for j in range(n_opt)]).astype(float)
+            c = np.column_stack([col(f"c{j}") for j in range(n_opt)]).astype(float)
+            env = envelope(u, c, mu)
+            steps = np.isfinite(env.lam)
+            bk = bucket(np.where(steps, env.lam, 1.0))
+            arrays = list(b.columns) + [
+                pa.array(env.base, pa.int32()),
+                pa.array(env.base_value, pa.float64()),
+            ]
+            for k in range(n_opt):
+                absent = ~steps[:, k]
+                arrays += [
+                    pa.array(env.lam[:, k], pa.float64(), mask=absent),
+                    pa.array(bk[:, k], pa.int64(), mask=absent),
+                    pa.array(env.d_value[:, k], pa.float64(), mask=absent),
+                    pa.array(env.d_cost[:, k], pa.float64(), mask=absent),
+                    pa.array(env.to[:, k], pa.int32(), mask=absent),
+                ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=arrow)
+
+    return wide.mapInArrow(attach, schema)
+
+
+def _histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
+    """Per (group, bucket): summed cost and value change and count of breakpoints; per
+    group a totals row (bucket TOTALS): customers, base value, and the defect counts."""
+    totals = F.struct(
+        F.lit(TOTALS).cast("long").alias("bucket"),
+        F.lit(0.0).alias("d_cost"),
+        F.col("base_value").alias("d_value"),
+        F.lit(1).cast("long").alias("n"),
+        *[F.col(f).alias(f) for f in FLAGS],
+    )
+    steps = [
+        F.struct(
+            F.col(f"b{k}").alias("bucket"),
+            F.col(f"w{k}").alias("d_cost"),
+            F.col(f"v{k}").alias("d_value"),
+            F.lit(1).cast("long").alias("n"),
+            *[F.lit(0).cast("long").alias(f) for f in FLAGS],
+        )
+        for k in range(n_opt)
+    ]
+    rows = env.select("budget_group", F.inline(F.array(totals, *steps)))
+    return (
+        rows.where(F.col("bucket").isNotNull())
+        .groupBy("budget_group", "bucket")
+        .agg(*[F.sum(c).alias(c) for c in ("d_cost", "d_value", "n", *FLAGS)])
+        .toPandas()
+    )
+
+
+def check_input(hist: pd.DataFrame, budgets: Mapping[str, float]) -> None:
+    """Fail on scores the allocation cannot use, naming what is wrong and how often."""
+    totals = hist[hist["bucket"] == TOTALS]
+    if totals.empty:
+        raise InputError("uplift_scores has no rows for this run date: nothing to allocate")
+    unknown = sorted(str(g) for g in set(totals["budget_group"]) - set(budgets))
     if unknown:
-        raise InputError(f"uplift_scores has budget groups {unknown} with no budget")
-    for col, what in (
-        ("dup", "duplicate (customer, voucher) rows"),
-        ("bad", "NaN or infinite scores"),
-        ("other", "rows for vouchers that are not active"),
-    ):
+        raise InputError(
+            f"uplift_scores has budget groups {unknown} with no budget in the campaign "
+            f"(budgets are given for {sorted(budgets)})"
+        )
+    problems = {
+        "nogroup": "rows without a budget_group",
+        "multi": "customers listed in more than one budget_group",
+        "dup": "duplicate (customer_id, voucher_id) rows",
+        "bad": "(customer, voucher) scores that are null, NaN or infinite",
+        "other": "rows for vouchers that are not in the campaign",
+    }
+    for col, what in problems.items():
         n = int(totals[col].sum())
         if n:
             raise InputError(f"uplift_scores has {n} {what}")
 
 
-def _crossing_steps(
-    wide: DataFrame, crossing: Mapping[str, tuple[int, int]], n_opt: int
-) -> DataFrame:
-    def emit(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in batches:
-            u, c = _matrices(b, n_opt)
-            env = envelope(u, c)
-            groups = b.column("budget_group").to_numpy(zero_copy_only=False).astype(object)
-            none = (np.iinfo(np.int64).max, np.iinfo(np.int64).min)
-            lo = np.array([crossing.get(g, none)[0] for g in groups])
-            hi = np.array([crossing.get(g, none)[1] for g in groups])
-            rows, steps = np.nonzero(np.isfinite(env.lam))
-            bk = bucket(env.lam[rows, steps])
-            hit = (bk >= lo[rows]) & (bk <= hi[rows])
-            r, k = rows[hit], steps[hit]
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "budget_group": groups[r].tolist(),
-                    "customer_id": b.column("customer_id").to_numpy(zero_copy_only=False)[r],
-                    "step": k,
-                    "lam": env.lam[r, k],
-                    "d_value": env.d_value[r, k],
-                    "d_cost": env.d_cost[r, k],
-                }
-            )
+@dataclass
+class _Plan:
+    """Per group from the histogram: customers, base value, and either 'all steps'
+    (the budget never binds), a crossing range [lo, hi], or 'exact'."""
 
-    return wide.mapInArrow(emit, STEPS)
+    n_customers: dict[str, int]
+    base_value: dict[str, float]
+    all_steps: dict[str, tuple[float, float]]  # group -> (spent, value) of every step
+    ranges: dict[str, tuple[int, int, float, float]]  # group -> lo, hi, spent/value above
+    exact: list[str]
+
+
+def _plan(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> _Plan:
+    totals = hist[hist["bucket"] == TOTALS].set_index("budget_group")
+    steps = hist[hist["bucket"] != TOTALS]
+    plan = _Plan({}, {}, {}, {}, [])
+    for g, budget in problem.budgets.items():
+        n = int(totals.loc[g, "n"]) if g in totals.index else 0
+        plan.n_customers[g] = n
+        plan.base_value[g] = float(totals.loc[g, "d_value"]) if g in totals.index else 0.0
+        if exact_ok and 0 < n <= problem.exact_max_customers:
+            plan.exact.append(g)
+            continue
+        h = steps[steps["budget_group"] == g].sort_values("bucket", ascending=False)
+        cum = h["d_cost"].cumsum().to_numpy()
+        over = np.flatnonzero(cum > budget)
+        if not len(over):
+            plan.all_steps[g] = (float(h["d_cost"].sum()), float(h["d_value"].sum()))
+            continue
+        q = int(over[0])
+        spent_above = float(cum[q - 1]) if q else 0.0
+        value_above = float(h["d_value"].iloc[:q].sum())
+        # The fill may use breakpoints below the crossing bucket: take buckets down until
+        # their cost is twice the budget left after the ones above (or FILL_STEPS).
+        below = h.iloc[q + 1 :]
+        need = np.cumsum(below["d_cost"].to_numpy()) < 2 * (budget - spent_above)
+        need &= np.cumsum(below["n"].to_numpy()) < FILL_STEPS
+        hi = int(h["bucket"].iloc[q])
+        lo = int(below["bucket"].iloc[min(int(need.sum()), len(below) - 1)]) if len(below) else hi
+        plan.ranges[g] = (lo, hi, spent_above, value_above)
+    return plan
+
+
+def _settle(env: DataFrame, plan: _Plan, problem: Problem, n_opt: int) -> tuple[
+    dict[str, float], dict[str, float], dict[int, int]
+]:
+    """Per group lambda and dual bound (value part, net of mu); the driver's choices for
+    the customers it settled (customer_id -> option or NONE). One pass over ``env``."""
+    spark = env.sparkSession
+    lam: dict[str, float] = {}
+    dual: dict[str, float] = {}
+    forced: dict[int, int] = {}
+    for g, (spent, value) in plan.all_steps.items():
+        lam[g] = 0.0
+        dual[g] = plan.base_value[g] + value
+    if not plan.ranges:
+        return lam, dual, forced
+    ranges = spark.createDataFrame(
+        [(g, lo, hi) for g, (lo, hi, _, _) in plan.ranges.items()],
+        "budget_group string, lo long, hi long",
+    )
+    structs = [
+        F.struct(
+            F.lit(k).alias("step"),
+            F.col(f"l{k}").alias("lam"),
+            F.col(f"b{k}").alias("bucket"),
+            F.col(f"v{k}").alias("d_value"),
+            F.col(f"w{k}").alias("d_cost"),
+            F.col(f"t{k}").alias("to"),
+        )
+        for k in range(n_opt)
+    ]
+    steps = (
+        env.join(F.broadcast(ranges), "budget_group")
+        .select("budget_group", "customer_id", "lo", "hi", F.inline(F.array(*structs)))
+        .where(F.col("bucket").between(F.col("lo"), F.col("hi")))
+        .drop("lo", "hi", "bucket")
+        .toPandas()
+    )
+    for g, (_, _, spent_above, value_above) in plan.ranges.items():
+        s = steps[steps["budget_group"] == g].sort_values(
+            ["lam", "customer_id", "step"], ascending=[False, True, True]
+        )
+        first = s.groupby("customer_id")["step"].transform("min").to_numpy()
+        done = settle(
+            problem.budgets[g],
+            spent_above,
+            value_above,
+            s["lam"].to_numpy(),
+            s["d_value"].to_numpy(),
+            s["d_cost"].to_numpy(),
+            s["customer_id"].to_numpy(),
+            s["step"].to_numpy(),
+            first,
+        )
+        lam[g] = done.lam
+        dual[g] = plan.base_value[g] + done.dual_bound
+        taken = s[done.taken].sort_values("step")
+        forced.update(zip(taken["customer_id"].tolist(), taken["to"].tolist(), strict=True))
+    return lam, dual, forced
+
+
+def _solve_exact_groups(
+    env: DataFrame, plan: _Plan, problem: Problem, n_opt: int
+) -> tuple[dict[str, float], dict[int, int]]:
+    """Optimal choices of the small groups (one pass); their dual bound is the optimum."""
+    spark = env.sparkSession
+    groups = spark.createDataFrame([(g,) for g in plan.exact], "budget_group string")
+    cols = [f"u{j}" for j in range(n_opt)] + [f"c{j}" for j in range(n_opt)]
+    rows = (
+        env.join(F.broadcast(groups), "budget_group")
+        .select("budget_group", "customer_id", *cols)
+        .toPandas()
+    )
+    dual: dict[str, float] = {}
+    forced: dict[int, int] = {}
+    for g in plan.exact:
+        r = rows[rows["budget_group"] == g].sort_values("customer_id")
+        u = r[cols[:n_opt]].to_numpy(dtype=float)
+        c = r[cols[n_opt:]].to_numpy(dtype=float)
+        choice, best = solve_exact(
+            u, c, problem.budgets[g], time_limit_s=problem.exact_time_limit_s
+        )
+        dual[g] = best
+        forced.update(zip(r["customer_id"].tolist(), choice.tolist(), strict=True))
+    return dual, forced
+
+
+def _net(n_opt: int, mu: np.ndarray, lam: Column) -> list[Column]:
+    """Per option u - mu - lambda max(c, 0) where the option can be chosen (u > 0)."""
+    return [
+        F.when(
+            F.col(f"u{j}") > 0,
+            F.col(f"u{j}") - float(mu[j]) - lam * F.greatest(F.col(f"c{j}"), F.lit(0.0)),
+        )
+        for j in range(n_opt)
+    ]
+
+
+def _margin(net: list[Column], j: int) -> Column:
+    """How far option j beats the customer's best alternative (nothing = 0)."""
+    others = [F.lit(0.0), *[a for k, a in enumerate(net) if k != j]]
+    best_other = F.greatest(*others) if len(others) > 1 else others[0]
+    return net[j] - best_other
+
+
+def _lambda_frame(env: DataFrame, lam: Mapping[str, float]) -> DataFrame:
+    return env.sparkSession.createDataFrame(
+        [(g, float(v)) for g, v in lam.items()], "budget_group string, lam double"
+    )
+
+
+def _cap_round(
+    env: DataFrame,
+    lam: Mapping[str, float],
+    mu: np.ndarray,
+    caps: Mapping[int, int],
+    n_opt: int,
+) -> tuple[dict[int, int], np.ndarray]:
+    """Per capped option: how many customers take it at (lambda, mu), and the mu that
+    brings that count to its cap given the others' mu. One pass over ``env``."""
+    with_lam = env.join(F.broadcast(_lambda_frame(env, lam)), "budget_group")
+    net = _net(n_opt, mu, F.col("lam"))
+    rows = [
+        F.struct(
+            F.lit(j).alias("option"),
+            F.floor(F.log2(_margin(net, j)) * PER_OCTAVE).cast("long").alias("bucket"),
+        )
+        for j in caps
+    ]
+    hist = (
+        with_lam.select(F.inline(F.array(*rows)))
+        .where(F.col("bucket").isNotNull())
+        .groupBy("option", "bucket")
+        .count()
+        .toPandas()
+    )
+    counts: dict[int, int] = {}
+    new_mu = mu.copy()
+    for j, cap in caps.items():
+        h = hist[hist["option"] == j].sort_values("bucket", ascending=False)
+        cum = h["count"].cumsum().to_numpy()
+        counts[j] = int(cum[-1]) if len(cum) else 0
+        over = np.flatnonzero(cum > cap)
+        # Everyone whose margin is above the crossing bucket keeps the option: <= cap.
+        new_mu[j] = 2.0 ** ((h["bucket"].iloc[over[0]] + 1) / PER_OCTAVE) if len(over) else 0.0
+    return counts, new_mu
+
+
+def solve(scores: DataFrame, problem: Problem) -> Solution:
+    """Allocate ``scores`` (customer_id, budget_group, voucher_id, uplift_objective,
+    uplift_cost) under ``problem``'s budgets and caps. See the module docstring."""
+    vouchers = list(problem.vouchers)
+    n_opt = len(vouchers)
+    for g, b in problem.budgets.items():
+        if not b >= 0:
+            raise InputError(f"budget of group {g!r} must be a number >= 0, got {b}")
+    unknown = sorted(set(problem.caps) - set(vouchers))
+    if unknown:
+        raise InputError(f"caps name vouchers {unknown} that are not in the campaign {vouchers}")
+    caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
+    if any(q < 0 for q in caps.values()):
+        raise InputError(f"caps must be >= 0, got {dict(problem.caps)}")
+    wide = widen(scores, vouchers)
+    cached = []
+    if caps:
+        wide = wide.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(wide)
+    mu = np.zeros(n_opt)
+    step_size, last_direction = np.ones(n_opt), np.zeros(n_opt)
+    passes = rounds = 0
+    while True:
+        env = envelopes(wide, n_opt, mu if caps else None).persist(StorageLevel.MEMORY_AND_DISK)
+        hist = _histogram(env, n_opt)
+        passes += 1
+        check_input(hist, problem.budgets)
+        plan = _plan(hist, problem, exact_ok=not caps)
+        lam, dual, forced = _settle(env, plan, problem, n_opt)
+        passes += bool(plan.ranges)
+        log.info(
+            "allocation: pass %d, multipliers of %d groups settled (%d breakpoints by the driver)",
+            passes,
+            len(lam),
+            len(forced),
+        )
+        if plan.exact:
+            exact_dual, exact_forced = _solve_exact_groups(env, plan, problem, n_opt)
+            passes += 1
+            dual.update(exact_dual)
+            forced.update(exact_forced)
+        if not caps:
+            break
+        counts, new_mu = _cap_round(env, lam, mu, caps, n_opt)
+        passes += 1
+        rounds += 1
+        tight = all(
+            counts[j] <= q and (mu[j] == 0 or counts[j] >= (1 - problem.cap_tolerance) * q)
+            for j, q in caps.items()
+        )
+        log.info(
+            "allocation: cap round %d, counts %s, mu %s",
+            rounds,
+            {vouchers[j]: n for j, n in counts.items()},
+            {vouchers[j]: round(float(mu[j]), 6) for j in caps},
+        )
+        if tight or rounds >= problem.max_cap_rounds:
+            break
+        # Damped: a voucher's step halves each time its direction reverses (the
+        # synchronous best responses of substitute vouchers overshoot each other) and
+        # grows back while it keeps its direction.
+        direction = np.sign(new_mu - mu)
+        step_size = np.where(
+            direction * last_direction < 0, step_size / 2, np.minimum(step_size * 1.5, 1.0)
+        )
+        last_direction = np.where(direction != 0, direction, last_direction)
+        mu = np.maximum(mu + step_size * (new_mu - mu), 0.0)
+        env.unpersist()
+    cached.append(env)
+    allocations = _choices(env, vouchers, plan, lam, forced, mu, caps)
+    summaries = {
+        g: GroupSummary(
+            g,
+            float(problem.budgets[g]),
+            lam.get(g, 0.0),
+            dual.get(g, 0.0),
+            plan.n_customers[g],
+            "exact" if g in plan.exact else "lagrangian",
+        )
+        for g in problem.budgets
+    }
+    mu_out = {vouchers[j]: float(mu[j]) for j in caps}
+    return Solution(
+        allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, cached
+    )
 
 
 def _choices(
-    wide: DataFrame,
+    env: DataFrame,
     vouchers: Sequence[str],
-    crossing: Mapping[str, tuple[int, int]],
-    settled_steps: Mapping[int, int],
+    plan: _Plan,
+    lam: Mapping[str, float],
+    forced: Mapping[int, int],
+    mu: np.ndarray,
+    caps: Mapping[int, int],
 ) -> DataFrame:
+    """Each customer's voucher, in Spark SQL over the cached envelopes."""
+    spark = env.sparkSession
     n_opt = len(vouchers)
-    names = np.array(list(vouchers), dtype=object)
-    top = np.iinfo(np.int64).max
-
-    def choose(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in batches:
-            u, c = _matrices(b, n_opt)
-            env = envelope(u, c)
-            groups = b.column("budget_group").to_numpy(zero_copy_only=False).astype(object)
-            ids = b.column("customer_id").to_numpy(zero_copy_only=False)
-            q = np.array([crossing.get(g, (-top, -top))[1] for g in groups])
-            bk = np.where(np.isfinite(env.lam), bucket(np.nan_to_num(env.lam, nan=1.0)), -top)
-            count = (bk > q[:, None]).sum(axis=1)
-            for i in np.flatnonzero(np.isin(ids, list(settled_steps))):
-                count[i] = settled_steps[int(ids[i])]
-            choice = env.base.copy()
-            moved = count > 0
-            choice[moved] = env.to[moved, count[moved] - 1]
-            keep = np.flatnonzero(choice != NONE)
-            j = choice[keep]
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "customer_id": ids[keep],
-                    "budget_group": groups[keep].tolist(),
-                    "voucher_id": names[j].tolist(),
-                    "expected_uplift": u[keep, j],
-                    "expected_cost": np.maximum(c[keep, j], 0.0),
-                }
-            )
-
-    schema = (
-        "customer_id long, budget_group string, voucher_id string, expected_uplift double, "
-        "expected_cost double"
+    below_all = TOTALS + 1  # every breakpoint is above this
+    q = {g: plan.ranges[g][1] if g in plan.ranges else below_all for g in plan.n_customers}
+    groups = spark.createDataFrame(
+        [(g, int(q[g]), float(lam.get(g, 0.0))) for g in q],
+        "budget_group string, q long, lam double",
     )
-    return wide.mapInArrow(choose, schema)
+    df = env.join(F.broadcast(groups), "budget_group")
+    taken = sum(F.when(F.col(f"b{k}") > F.col("q"), 1).otherwise(0) for k in range(n_opt))
+    choice = F.when(taken == 0, F.col("base"))
+    for k in range(n_opt):
+        choice = choice.when(taken == k + 1, F.col(f"t{k}"))
+    if forced:
+        override = spark.createDataFrame(
+            [(int(i), int(j)) for i, j in forced.items()], "customer_id long, forced int"
+        )
+        df = df.join(F.broadcast(override), "customer_id", "left")
+        choice = F.coalesce(F.col("forced"), choice)
+    df = df.withColumn("_choice", choice).where(F.col("_choice") != NONE)
+    pick = lambda prefix: F.coalesce(  # noqa: E731
+        *[F.when(F.col("_choice") == j, F.col(f"{prefix}{j}")) for j in range(n_opt)]
+    )
+    names = F.array(*[F.lit(v) for v in vouchers])
+    out = df.select(
+        "customer_id",
+        "budget_group",
+        F.element_at(names, F.col("_choice") + 1).alias("voucher_id"),
+        pick("u").alias("expected_uplift"),
+        F.greatest(pick("c"), F.lit(0.0)).alias("expected_cost"),
+        *([_chosen_margin(n_opt, mu).alias("_margin")] if caps else []),
+    )
+    if caps:
+        cap = F.element_at(
+            F.array(*[F.lit(caps.get(j, -1)) for j in range(n_opt)]),
+            F.array_position(names, F.col("voucher_id")).cast("int"),
+        )
+        rank = F.row_number().over(
+            Window.partitionBy("voucher_id").orderBy(F.desc("_margin"), "customer_id")
+        )
+        out = (
+            out.withColumn("_rank", rank)
+            .where((cap < 0) | (F.col("_rank") <= cap))
+            .drop("_margin", "_rank")
+        )
+    return out
+
+
+def _chosen_margin(n_opt: int, mu: np.ndarray) -> Column:
+    net = _net(n_opt, mu, F.col("lam"))
+    return F.coalesce(*[F.when(F.col("_choice") == j, _margin(net, j)) for j in range(n_opt)])
+
+
+def summarize(allocations: DataFrame, solution: Solution) -> list[GroupSummary]:
+    """Complete the group summaries from the allocations as written: spent, objective,
+    customers allocated and per-voucher counts. With caps, the campaign's cap term
+    sum_j mu_j Q_j is shared out to the groups by their share of each capped voucher's
+    allocations, so the group bounds add up to the campaign's (certified) bound."""
+    rows = (
+        allocations.groupBy("budget_group", "voucher_id")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum("expected_uplift").alias("value"),
+            F.sum("expected_cost").alias("cost"),
+        )
+        .toPandas()
+    )
+    out = []
+    per_voucher = rows.groupby("voucher_id")["n"].sum()
+    for g, solved in solution.groups.items():
+        s = replace(solved)
+        r = rows[rows["budget_group"] == g]
+        s.spent = float(r["cost"].sum())
+        s.objective = float(r["value"].sum())
+        s.n_allocated = int(r["n"].sum())
+        s.voucher_counts = {str(v): int(n) for v, n in zip(r["voucher_id"], r["n"], strict=True)}
+        for v, m in solution.mu.items():
+            total = int(per_voucher.get(v, 0))
+            share = s.voucher_counts.get(v, 0) / total if total else 1 / len(solution.groups)
+            s.dual_bound += share * m * solution.caps[v]
+        out.append(s)
+    return out
+

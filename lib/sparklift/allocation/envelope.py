@@ -27,10 +27,11 @@ NONE = -1  # "no voucher"
 @dataclass
 class Envelope:
     """Per customer (rows): the choice at lambda=+inf and up to J breakpoints (columns,
-    NaN-padded): lam (descending), d_value, d_cost, to (the option chosen below lam)."""
+    NaN-padded): lam (descending), d_value, d_cost, to (the option chosen below lam).
+    Values are net of the cap multipliers (u - mu), which is what the dual bound needs."""
 
     base: np.ndarray  # (n,) option index or NONE
-    base_value: np.ndarray  # (n,) u of the base choice (0 for NONE)
+    base_value: np.ndarray  # (n,) u - mu of the base choice (0 for NONE)
     base_cost: np.ndarray  # (n,)
     lam: np.ndarray  # (n, J)
     d_value: np.ndarray  # (n, J)
@@ -56,8 +57,7 @@ def envelope(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None = None) -> Enve
     cur = np.where(has_free, best_free, NONE)
     cur_a = np.where(has_free, free_a[rows, best_free], 0.0)
     cur_c = np.zeros(n)
-    cur_u = np.where(has_free, u[rows, np.maximum(best_free, 0)], 0.0)
-    base, base_value, base_cost = cur.copy(), cur_u.copy(), cur_c.copy()
+    base, base_value, base_cost = cur.copy(), cur_a.copy(), cur_c.copy()
 
     lam = np.full((n, n_opt), np.nan)
     d_value = np.full((n, n_opt), np.nan)
@@ -80,10 +80,10 @@ def envelope(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None = None) -> Enve
         r = rows[go]
         j = nxt[go]
         lam[r, k] = top[go]
-        d_value[r, k] = u[r, j] - cur_u[r]
+        d_value[r, k] = a[r, j] - cur_a[r]
         d_cost[r, k] = c[r, j] - cur_c[r]
         to[r, k] = j
-        cur[r], cur_a[r], cur_c[r], cur_u[r] = j, a[r, j], c[r, j], u[r, j]
+        cur[r], cur_a[r], cur_c[r] = j, a[r, j], c[r, j]
         last[r] = top[go]
         last[~go] = 0.0
     return Envelope(base, base_value, base_cost, lam, d_value, d_cost, to)
