@@ -2,7 +2,7 @@
 
 import sys, time
 from pyspark.sql import SparkSession, functions as F
-from sparklift.allocation.distributed import solve
+from sparklift.allocation.distributed import Problem, solve, summarize
 
 n = int(float(sys.argv[1]))
 spark = (
@@ -37,9 +37,11 @@ scores.write.mode("overwrite").parquet(path + "_copy")
 t_scan = time.time() - t
 budgets = {f"G{g}": n / 20 * 0.5 for g in range(20)}
 t = time.time()
-alloc, summary, passes = solve(scores, V, budgets)
-alloc.write.mode("overwrite").parquet(path + "_alloc")
+sol = solve(scores, Problem(V, budgets))
+sol.allocations.write.mode("overwrite").parquet(path + "_alloc")
 t_solve = time.time() - t
+summary = summarize(spark.read.parquet(path + "_alloc"), sol)
+passes = sol.passes
 gaps = [s.gap / s.objective for s in summary]
 print(
     f"n={n:,}: passes {passes}, solve+write {t_solve:.1f}s, scan+write {t_scan:.1f}s, ratio {t_solve / t_scan:.2f}; max rel gap {max(gaps):.2e}, mean {sum(gaps) / len(gaps):.2e}; spent/budget max {max(s.spent / s.budget for s in summary):.6f}"

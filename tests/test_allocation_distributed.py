@@ -150,13 +150,23 @@ def test_same_input_same_allocation(spark):
     [
         (lambda r: r, {"NL": 1.0, "DE": 1.0}, "budget groups ['BE'] with no budget"),
         (lambda r: pd.concat([r, r.head(2)]), None, "2 duplicate (customer_id, voucher_id)"),
-        (lambda r: r.assign(uplift_cost=r["uplift_cost"].where(r.index != 4, np.inf)), None,
-         "1 (customer, voucher) scores that are null, NaN or infinite"),  # fmt: skip
-        (lambda r: r.assign(voucher_id=r["voucher_id"].where(r.index != 0, "V99")), None,
-         "1 rows for vouchers that are not in the campaign"),  # fmt: skip
-        (lambda r: r.assign(budget_group=r["budget_group"].where(r.index != 0, "DE")
-                            .where(r.index != 1, "NL")),
-         None, "customers listed in more than one budget_group"),  # fmt: skip
+        (
+            lambda r: r.assign(uplift_cost=r["uplift_cost"].where(r.index != 4, np.inf)),
+            None,
+            "1 (customer, voucher) scores that are null, NaN or infinite",
+        ),
+        (
+            lambda r: r.assign(voucher_id=r["voucher_id"].where(r.index != 0, "V99")),
+            None,
+            "1 rows for vouchers that are not in the campaign",
+        ),
+        (
+            lambda r: r.assign(
+                budget_group=r["budget_group"].where(r.index != 0, "DE").where(r.index != 1, "NL")
+            ),
+            None,
+            "customers listed in more than one budget_group",
+        ),
         (lambda r: r.head(0), None, "no rows for this run date"),
         (lambda r: r, {"NL": -1.0, "DE": 1.0, "BE": 1.0}, "budget of group 'NL' must be"),
     ],

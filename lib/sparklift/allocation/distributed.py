@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -128,43 +129,12 @@ ALLOCATION_COLUMNS = StructType(
 )
 
 
-def widen(scores: DataFrame, vouchers: Sequence[str]) -> DataFrame:
-    """One row per customer: budget_group, u{j} and c{j} per voucher (null when absent
-    or not finite), and counts of the input's defects (FLAGS)."""
-    uo, uc = F.col("uplift_objective").cast("double"), F.col("uplift_cost").cast("double")
-    aggs: list[Column] = [
-        F.min("budget_group").alias("budget_group"),
-        F.max("budget_group").alias("_gmax"),
-        F.count(F.when(F.col("budget_group").isNull(), 1)).alias("_gnull"),
-        F.count(F.when(~F.col("voucher_id").isin(list(vouchers)), 1)).alias("_other"),
-    ]
-    for j, v in enumerate(vouchers):
-        hit = F.col("voucher_id") == v
-        aggs += [
-            F.max(F.when(hit, uo)).alias(f"_u{j}"),
-            F.max(F.when(hit, uc)).alias(f"_c{j}"),
-            F.count(F.when(hit, 1)).alias(f"_n{j}"),
-        ]
-    wide = scores.groupBy(F.col("customer_id").cast("long").alias("customer_id")).agg(*aggs)
-
-    def finite(c: Column) -> Column:
-        return c.isNotNull() & ~F.isnan(c) & (F.abs(c) != float("inf"))
-
-    ok = [finite(F.col(f"_u{j}")) & finite(F.col(f"_c{j}")) for j in range(len(vouchers))]
-    dup = sum(F.when(F.col(f"_n{j}") > 1, 1).otherwise(0) for j in range(len(vouchers)))
-    bad = sum(
-        F.when((F.col(f"_n{j}") > 0) & ~ok[j], 1).otherwise(0) for j in range(len(vouchers))
-    )
-    return wide.select(
-        "customer_id",
-        "budget_group",
-        *[F.when(ok[j], F.col(f"_u{j}")).alias(f"u{j}") for j in range(len(vouchers))],
-        *[F.when(ok[j], F.col(f"_c{j}")).alias(f"c{j}") for j in range(len(vouchers))],
-        dup.cast("long").alias("dup"),  # type: ignore[union-attr]
-        bad.cast("long").alias("bad"),  # type: ignore[union-attr]
-        F.col("_other").cast("long").alias("other"),
-        F.when(F.col("budget_group") != F.col("_gmax"), 1).otherwise(0).cast("long").alias("multi"),
-        F.col("_gnull").cast("long").alias("nogroup"),
+def _wide_fields(n_opt: int) -> list[StructField]:
+    return (
+        [StructField("customer_id", LongType()), StructField("budget_group", StringType())]
+        + [StructField(f"u{j}", DoubleType()) for j in range(n_opt)]
+        + [StructField(f"c{j}", DoubleType()) for j in range(n_opt)]
+        + [StructField(f, LongType()) for f in FLAGS]
     )
 
 
@@ -181,37 +151,119 @@ def _envelope_fields(n_opt: int) -> list[StructField]:
     return out
 
 
-def envelopes(wide: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
-    """``wide`` plus each customer's envelope: base choice and value, and per breakpoint
-    k lambda l{k}, its bucket b{k}, value and cost change v{k}, w{k}, new option t{k}
-    (null where the customer has fewer breakpoints)."""
-    schema = StructType(wide.schema.fields + _envelope_fields(n_opt))
+def _pivot(rows: pa.Table, vouchers: pa.Array) -> list[pa.Array]:
+    """Rows sorted by (customer, voucher) -> one row per customer: id, group, u{j}, c{j}
+    (null when absent or not finite) and the defect counts FLAGS."""
+    rows = rows.combine_chunks()
+    ids = rows["customer_id"].to_numpy()
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    cust = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    n, n_opt = len(starts), len(vouchers)
+    vid = pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
+    uo = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
+    uc = rows["uplift_cost"].to_numpy(zero_copy_only=False).astype(float)
+    known = vid >= 0
+    ok = known & np.isfinite(uo) & np.isfinite(uc)
+    again = np.r_[False, ~first[1:] & (vid[1:] == vid[:-1])] & known
+    group = rows["budget_group"].combine_chunks()
+    own_group = group.take(pa.array(starts[cust]))
+    moved = pc.fill_null(pc.not_equal(group, own_group), True).to_numpy(zero_copy_only=False)
+    count = lambda mask: pa.array(np.bincount(cust[mask], minlength=n), pa.int64())  # noqa: E731
+    u = np.full((n, n_opt), np.nan)
+    c = np.full((n, n_opt), np.nan)
+    u[cust[ok], vid[ok]] = uo[ok]
+    c[cust[ok], vid[ok]] = uc[ok]
+    return [
+        pa.array(ids[starts], pa.int64()),
+        group.take(pa.array(starts)),
+        *[pa.array(u[:, j], pa.float64(), mask=np.isnan(u[:, j])) for j in range(n_opt)],
+        *[pa.array(c[:, j], pa.float64(), mask=np.isnan(c[:, j])) for j in range(n_opt)],
+        count(again),  # dup
+        count(known & ~ok),  # bad
+        count(~known),  # other
+        count(moved & group.is_valid().to_numpy(zero_copy_only=False)),  # multi
+        count(~group.is_valid().to_numpy(zero_copy_only=False)),  # nogroup
+    ]
+
+
+def _envelope_arrays(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None) -> list[pa.Array]:
+    env = envelope(u, c, mu)
+    steps = np.isfinite(env.lam)
+    bk = bucket(np.where(steps, env.lam, 1.0))
+    out = [pa.array(env.base, pa.int32()), pa.array(env.base_value, pa.float64())]
+    for k in range(u.shape[1]):
+        absent = ~steps[:, k]
+        out += [
+            pa.array(env.lam[:, k], pa.float64(), mask=absent),
+            pa.array(bk[:, k], pa.int64(), mask=absent),
+            pa.array(env.d_value[:, k], pa.float64(), mask=absent),
+            pa.array(env.d_cost[:, k], pa.float64(), mask=absent),
+            pa.array(env.to[:, k], pa.int32(), mask=absent),
+        ]
+    return out
+
+
+def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None) -> DataFrame:
+    """One row per customer: its options as columns (u{j}, c{j}), the input's defect
+    counts (FLAGS) and its envelope: base choice and value, and per breakpoint k lambda
+    l{k}, its bucket b{k}, value and cost change v{k}, w{k}, new option t{k} (null where
+    the customer has fewer breakpoints).
+
+    The scores move once, hash-partitioned by customer and sorted within partitions;
+    each Python worker then pivots consecutive rows (a customer cut by a batch boundary
+    waits for the next batch): far cheaper than a Spark pivot aggregation.
+    """
+    n_opt = len(vouchers)
+    schema = StructType(_wide_fields(n_opt) + _envelope_fields(n_opt))
+    arrow = spark_to_arrow(schema)
+    names = pa.array(list(vouchers), pa.string())
+
+    def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        carry: pa.Table | None = None
+        for b in batches:
+            t = pa.Table.from_batches([b])
+            t = t if carry is None else pa.concat_tables([carry, t])
+            if t.num_rows == 0:
+                continue
+            ids = t["customer_id"].to_numpy()
+            cut = int(np.searchsorted(ids, ids[-1]))  # the last customer may go on
+            carry = t.slice(cut)
+            if cut:
+                yield _finish(_pivot(t.slice(0, cut), names), n_opt, mu, arrow)
+        if carry is not None and carry.num_rows:
+            yield _finish(_pivot(carry, names), n_opt, mu, arrow)
+
+    rows = scores.select(
+        F.col("customer_id").cast("long").alias("customer_id"),
+        F.col("budget_group").cast("string").alias("budget_group"),
+        F.col("voucher_id").cast("string").alias("voucher_id"),
+        F.col("uplift_objective").cast("double").alias("uplift_objective"),
+        F.col("uplift_cost").cast("double").alias("uplift_cost"),
+    )
+    by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
+    return by_customer.mapInArrow(build, schema)
+
+
+def _finish(
+    wide: list[pa.Array], n_opt: int, mu: np.ndarray | None, schema: pa.Schema
+) -> pa.RecordBatch:
+    u = np.column_stack([a.to_numpy(zero_copy_only=False) for a in wide[2 : 2 + n_opt]])
+    c = np.column_stack([a.to_numpy(zero_copy_only=False) for a in wide[2 + n_opt : 2 + 2 * n_opt]])
+    return pa.RecordBatch.from_arrays(wide + _envelope_arrays(u, c, mu), schema=schema)
+
+
+def envelopes(env: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
+    """The same customers' envelopes at other cap multipliers ``mu``."""
+    wide = [f.name for f in _wide_fields(n_opt)]
+    schema = StructType(_wide_fields(n_opt) + _envelope_fields(n_opt))
     arrow = spark_to_arrow(schema)
 
-    def attach(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def again(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
-            col = lambda name: b.column(name).to_numpy(zero_copy_only=False)  # noqa: E731
-            u = np.column_stack([col(f"u{j}") for j in range(n_opt)]).astype(float)
-            c = np.column_stack([col(f"c{j}") for j in range(n_opt)]).astype(float)
-            env = envelope(u, c, mu)
-            steps = np.isfinite(env.lam)
-            bk = bucket(np.where(steps, env.lam, 1.0))
-            arrays = list(b.columns) + [
-                pa.array(env.base, pa.int32()),
-                pa.array(env.base_value, pa.float64()),
-            ]
-            for k in range(n_opt):
-                absent = ~steps[:, k]
-                arrays += [
-                    pa.array(env.lam[:, k], pa.float64(), mask=absent),
-                    pa.array(bk[:, k], pa.int64(), mask=absent),
-                    pa.array(env.d_value[:, k], pa.float64(), mask=absent),
-                    pa.array(env.d_cost[:, k], pa.float64(), mask=absent),
-                    pa.array(env.to[:, k], pa.int32(), mask=absent),
-                ]
-            yield pa.RecordBatch.from_arrays(arrays, schema=arrow)
+            yield _finish([b.column(name) for name in wide], n_opt, mu, arrow)
 
-    return wide.mapInArrow(attach, schema)
+    return env.select(*wide).mapInArrow(again, schema)
 
 
 def _histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
@@ -310,16 +362,16 @@ def _plan(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> _Plan:
     return plan
 
 
-def _settle(env: DataFrame, plan: _Plan, problem: Problem, n_opt: int) -> tuple[
-    dict[str, float], dict[str, float], dict[int, int]
-]:
+def _settle(
+    env: DataFrame, plan: _Plan, problem: Problem, n_opt: int
+) -> tuple[dict[str, float], dict[str, float], dict[int, int]]:
     """Per group lambda and dual bound (value part, net of mu); the driver's choices for
     the customers it settled (customer_id -> option or NONE). One pass over ``env``."""
     spark = env.sparkSession
     lam: dict[str, float] = {}
     dual: dict[str, float] = {}
     forced: dict[int, int] = {}
-    for g, (spent, value) in plan.all_steps.items():
+    for g, (_, value) in plan.all_steps.items():
         lam[g] = 0.0
         dual[g] = plan.base_value[g] + value
     if not plan.ranges:
@@ -470,18 +522,16 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
     caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
     if any(q < 0 for q in caps.values()):
         raise InputError(f"caps must be >= 0, got {dict(problem.caps)}")
-    wide = widen(scores, vouchers)
-    cached = []
-    if caps:
-        wide = wide.persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(wide)
     mu = np.zeros(n_opt)
     step_size, last_direction = np.ones(n_opt), np.zeros(n_opt)
     passes = rounds = 0
+    env = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
+    previous: DataFrame | None = None
     while True:
-        env = envelopes(wide, n_opt, mu if caps else None).persist(StorageLevel.MEMORY_AND_DISK)
         hist = _histogram(env, n_opt)
         passes += 1
+        if previous is not None:  # the new envelopes are cached now
+            previous.unpersist()
         check_input(hist, problem.budgets)
         plan = _plan(hist, problem, exact_ok=not caps)
         lam, dual, forced = _settle(env, plan, problem, n_opt)
@@ -523,8 +573,8 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         )
         last_direction = np.where(direction != 0, direction, last_direction)
         mu = np.maximum(mu + step_size * (new_mu - mu), 0.0)
-        env.unpersist()
-    cached.append(env)
+        previous = env
+        env = envelopes(previous, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
     allocations = _choices(env, vouchers, plan, lam, forced, mu, caps)
     summaries = {
         g: GroupSummary(
@@ -538,9 +588,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         for g in problem.budgets
     }
     mu_out = {vouchers[j]: float(mu[j]) for j in caps}
-    return Solution(
-        allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, cached
-    )
+    return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, [env])
 
 
 def _choices(
@@ -635,4 +683,3 @@ def summarize(allocations: DataFrame, solution: Solution) -> list[GroupSummary]:
             s.dual_bound += share * m * solution.caps[v]
         out.append(s)
     return out
-
