@@ -19,6 +19,7 @@ from sparklift import __version__
 from sparklift.config import load_config
 from sparklift.errors import SparkliftError
 from sparklift.jobs import JobContext
+from sparklift.jobs import allocate as allocate_job
 from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs import design as design_job
 from sparklift.jobs import features as features_job
@@ -35,6 +36,7 @@ JOBS: dict[str, ModuleType] = {
     "analyze": analyze_job,
     "train-uplift": train_uplift_job,
     "score": score_job,
+    "allocate": allocate_job,
 }
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 

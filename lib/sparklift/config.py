@@ -34,6 +34,8 @@ TABLE_NAMES = (
     "uplift_scores",
     "allocations",
     "allocation_summary",
+    "campaign_budgets",
+    "campaign_caps",
 )
 
 
@@ -210,6 +212,16 @@ class ScoreConfig(_Strict):
     model_id: str | None  # null = the latest in uplift_models
 
 
+class AllocateConfig(_Strict):
+    """Solver settings of ``sparklift allocate``; a campaign file may override each."""
+
+    solver: Literal["lagrangian", "exact"]  # exact: groups up to exact_max_customers
+    exact_max_customers: int = Field(ge=1)
+    exact_time_limit_s: float = Field(gt=0)
+    max_cap_rounds: int = Field(ge=1)
+    cap_tolerance: float = Field(ge=0, lt=1)
+
+
 class Config(_Strict):
     spark: SparkConfig
     tables: TablesConfig
@@ -219,6 +231,7 @@ class Config(_Strict):
     analysis: AnalysisConfig
     uplift: UpliftConfig
     score: ScoreConfig
+    allocate: AllocateConfig
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

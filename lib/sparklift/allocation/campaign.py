@@ -1,0 +1,53 @@
+"""A campaign's specification: ``conf/campaigns/<name>.yaml`` over the ``allocate`` defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, model_validator
+
+from sparklift.config import AllocateConfig, deep_merge, format_errors, read_yaml_mapping
+from sparklift.errors import ConfigError
+
+
+class CampaignConfig(AllocateConfig):
+    campaign_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    vouchers: list[str] | None = None  # null = every active voucher in table vouchers
+    # Budget per budget group, or "table": the campaign's rows of table campaign_budgets.
+    budgets: dict[str, float] | str
+    # Max customers per voucher across groups, or "table": rows of table campaign_caps.
+    caps: dict[str, int] | str = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignConfig:
+        for key in ("budgets", "caps"):
+            value = getattr(self, key)
+            if isinstance(value, str) and value != "table":
+                raise ValueError(f"{key} must be a mapping or the word 'table', got {value!r}")
+        if isinstance(self.budgets, dict):
+            negative = {g: b for g, b in self.budgets.items() if not b >= 0}
+            if negative:
+                raise ValueError(f"budgets must be >= 0, got {negative}")
+            if not self.budgets:
+                raise ValueError("budgets: give at least one budget group")
+        if isinstance(self.caps, dict):
+            negative = {v: q for v, q in self.caps.items() if q < 0}
+            if negative:
+                raise ValueError(f"caps must be >= 0, got {negative}")
+        if self.solver == "exact" and self.caps:
+            raise ValueError(
+                "solver: exact solves each budget group alone, but caps couple the groups; "
+                "use solver: lagrangian with caps"
+            )
+        if self.vouchers is not None and len(set(self.vouchers)) != len(self.vouchers):
+            raise ValueError(f"vouchers are listed twice: {self.vouchers}")
+        return self
+
+
+def load_campaign(path: str | Path, defaults: AllocateConfig) -> CampaignConfig:
+    """Validate the campaign file at ``path`` merged over the allocate defaults."""
+    raw = deep_merge(defaults.model_dump(), read_yaml_mapping(path, "campaign file"))
+    try:
+        return CampaignConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, str(path))) from None

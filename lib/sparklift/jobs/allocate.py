@@ -1,0 +1,231 @@
+"""``sparklift allocate --campaign conf/campaigns/<name>.yaml``: the run date's
+``uplift_scores`` -> at most one voucher per customer, within every budget group's budget
+and every voucher's cap -> ``allocations`` and ``allocation_summary``.
+
+Publishing follows :mod:`sparklift.allocation.tables`: append this run's allocations
+under a new run_id, replace the summary of (run date, campaign) in one commit, then drop
+the older runs' allocations. Bad input (unknown budget group, duplicate rows, NaN scores,
+negative budgets) fails before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import uuid
+
+from pyspark.sql import functions as F
+
+from sparklift.allocation.campaign import CampaignConfig, load_campaign
+from sparklift.allocation.distributed import (
+    GroupSummary,
+    Problem,
+    Solution,
+    solve,
+    summarize,
+)
+from sparklift.allocation.tables import (
+    ALLOCATION_SUMMARY,
+    ALLOCATIONS,
+    ALLOCATIONS_PARTITIONS,
+    SUMMARY_PARTITIONS,
+)
+from sparklift.errors import InputError, InputNotReadyError
+from sparklift.jobs import JobContext, log, step, write_records
+
+HELP = "allocate vouchers to customers under budgets and caps into allocations"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--campaign", required=True, help="conf/campaigns/<name>.yaml")
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    campaign = load_campaign(args.campaign, ctx.config.allocate)
+    catalog, day = ctx.catalog, ctx.run_date
+    if not catalog.exists("uplift_scores"):
+        raise InputNotReadyError("no uplift_scores table yet: run sparklift score first")
+    scores = catalog.read("uplift_scores", where=[("run_date", "=", day)])
+    models = [r[0] for r in scores.select("model_id").distinct().limit(3).collect()]
+    if not models:
+        raise InputNotReadyError(f"uplift_scores has no rows for run_date {day}: run score first")
+    if len(models) > 1:
+        raise InputError(f"uplift_scores of {day} mixes models {sorted(models)}; re-run score")
+    vouchers = campaign.vouchers or _active_vouchers(ctx)
+    problem = Problem(
+        vouchers,
+        _budgets(ctx, campaign),
+        _caps(ctx, campaign),
+        exact_max_customers=campaign.exact_max_customers if campaign.solver == "exact" else 0,
+        exact_time_limit_s=campaign.exact_time_limit_s,
+        max_cap_rounds=campaign.max_cap_rounds,
+        cap_tolerance=campaign.cap_tolerance,
+    )
+    run_id = uuid.uuid4().hex[:16]
+    with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
+        solution = solve(scores.where(F.col("voucher_id").isin(vouchers)), problem)
+        try:
+            written = _append(ctx, campaign.campaign_id, run_id, models[0], solution)
+            groups = summarize(written, solution)
+            older = _run_ids(ctx, campaign.campaign_id) - {run_id}
+            records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups)
+            version = write_records(
+                catalog,
+                "allocation_summary",
+                records,
+                ALLOCATION_SUMMARY,
+                SUMMARY_PARTITIONS,
+                {"run_date": day, "campaign_id": campaign.campaign_id},
+            )
+        except BaseException:
+            _drop_runs(ctx, campaign.campaign_id, [run_id])  # unpublished: no reader sees it
+            raise
+        finally:
+            solution.release()
+    if older:
+        _drop_runs(ctx, campaign.campaign_id, sorted(older))
+    for s in groups:
+        log.info(
+            "group %s: spent %.2f of %.2f, objective %.4f, bound %.4f, gap %.2e, lambda %.6g, "
+            "%d of %d customers, %s",
+            s.budget_group,
+            s.spent,
+            s.budget,
+            s.objective,
+            s.dual_bound,
+            s.gap_rel,
+            s.lam,
+            s.n_allocated,
+            s.n_customers,
+            s.voucher_counts,
+        )
+    objective = sum(s.objective for s in groups)
+    bound = sum(s.dual_bound for s in groups)
+    return {
+        "campaign_id": campaign.campaign_id,
+        "run_id": run_id,
+        "customers_allocated": sum(s.n_allocated for s in groups),
+        "spent": sum(s.spent for s in groups),
+        "objective": objective,
+        "dual_bound": bound,
+        "gap_rel": (bound - objective) / abs(bound) if bound else 0.0,
+        "passes": solution.passes,
+        "cap_rounds": solution.cap_rounds,
+        "summary_version": version,
+    }
+
+
+def _records(
+    ctx: JobContext,
+    campaign_id: str,
+    run_id: str,
+    model_id: str,
+    solution: Solution,
+    groups: list[GroupSummary],
+) -> list[dict]:
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return [
+        {
+            "run_date": ctx.run_date,
+            "campaign_id": campaign_id,
+            "run_id": run_id,
+            "budget_group": s.budget_group,
+            "budget": s.budget,
+            "spent": s.spent,
+            "objective": s.objective,
+            "dual_bound": s.dual_bound,
+            "gap": s.gap,
+            "gap_rel": s.gap_rel,
+            "lambda": s.lam,
+            "n_customers": s.n_customers,
+            "n_allocated": s.n_allocated,
+            "voucher_counts": s.voucher_counts,
+            "cap_multipliers": solution.mu,
+            "solver": s.solver,
+            "passes": solution.passes,
+            "model_id": model_id,
+            "computed_at": now,
+        }
+        for s in groups
+    ]
+
+
+def _append(ctx: JobContext, campaign_id: str, run_id: str, model_id: str, solution: Solution):
+    """Write this run's allocations as a partition of their own; return them as written."""
+    rows = solution.allocations.select(
+        F.lit(ctx.run_date).alias("run_date"),
+        F.lit(campaign_id).alias("campaign_id"),
+        F.lit(run_id).alias("run_id"),
+        *solution.allocations.columns,
+        F.lit(model_id).alias("model_id"),
+    )
+    rows = rows.select(*[F.col(f.name).cast(f.dataType) for f in ALLOCATIONS.fields])
+    version = ctx.catalog.write(
+        "allocations", rows, mode="append", partition_by=ALLOCATIONS_PARTITIONS
+    )
+    where = [
+        ("run_date", "=", ctx.run_date),
+        ("campaign_id", "=", campaign_id),
+        ("run_id", "=", run_id),
+    ]
+    return ctx.catalog.read("allocations", version=version, where=where)
+
+
+def _run_ids(ctx: JobContext, campaign_id: str) -> set[str]:
+    """The run ids with allocations for the run date and campaign."""
+    if not ctx.catalog.exists("allocations"):
+        return set()
+    where = [("run_date", "=", ctx.run_date), ("campaign_id", "=", campaign_id)]
+    rows = ctx.catalog.read("allocations", where=where).select("run_id").distinct().collect()
+    return {r[0] for r in rows}
+
+
+def _drop_runs(ctx: JobContext, campaign_id: str, run_ids: list[str]) -> None:
+    """Remove the allocations of ``run_ids`` (unpublished or superseded runs)."""
+    if not ctx.catalog.exists("allocations"):
+        return
+    empty = ctx.spark.createDataFrame([], ALLOCATIONS)
+    replace = {"run_date": ctx.run_date, "campaign_id": campaign_id, "run_id": run_ids}
+    ctx.catalog.write("allocations", empty, mode="replace", replace_where=replace)
+
+
+def _active_vouchers(ctx: JobContext) -> list[str]:
+    rows = ctx.catalog.read("vouchers").where(F.col("active")).select("voucher_id").collect()
+    if not rows:
+        raise InputError("table vouchers has no active voucher; nothing to allocate")
+    return sorted(r[0] for r in rows)
+
+
+def _budgets(ctx: JobContext, campaign: CampaignConfig) -> dict[str, float]:
+    if isinstance(campaign.budgets, dict):
+        return dict(campaign.budgets)
+    rows = _campaign_rows(ctx, "campaign_budgets", campaign.campaign_id, "budget_group", "budget")
+    budgets = {str(g): float(b) for g, b in rows}
+    bad = {g: b for g, b in budgets.items() if not b >= 0}
+    if bad or len(budgets) != len(rows):
+        raise InputError(
+            f"table campaign_budgets, campaign {campaign.campaign_id}: budgets must be >= 0 "
+            f"and given once per budget_group, got {rows}"
+        )
+    return budgets
+
+
+def _caps(ctx: JobContext, campaign: CampaignConfig) -> dict[str, int]:
+    if isinstance(campaign.caps, dict):
+        return dict(campaign.caps)
+    rows = _campaign_rows(ctx, "campaign_caps", campaign.campaign_id, "voucher_id", "cap")
+    caps = {str(v): int(q) for v, q in rows}
+    if len(caps) != len(rows):
+        raise InputError(f"table campaign_caps lists a voucher twice for {campaign.campaign_id}")
+    return caps
+
+
+def _campaign_rows(ctx: JobContext, table: str, campaign_id: str, key: str, value: str) -> list:
+    df = ctx.catalog.read(table)
+    missing = [c for c in ("campaign_id", key, value) if c not in df.columns]
+    if missing:
+        raise InputError(f"table {table} has no column(s) {missing}")
+    rows = df.where(F.col("campaign_id") == campaign_id).select(key, value).collect()
+    if not rows:
+        raise InputError(f"table {table} has no rows for campaign {campaign_id}")
+    return [tuple(r) for r in rows]

@@ -1,0 +1,197 @@
+"""`sparklift allocate` end to end: within budgets and caps, near the exact optimum,
+published atomically (summary names the run), bad input refused with nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sparklift.allocation.exact import solve_exact
+from sparklift.allocation.tables import published_allocations
+from sparklift.cli import main
+from sparklift.config import load_config
+from sparklift.jobs import allocate as allocate_job
+from sparklift.tables import Catalog
+from sparklift.tables.local import read_pandas
+from sparklift.uplift.scoring import UPLIFT_SCORES
+
+RUN_DATE = "2026-09-01"
+VOUCHERS = ["V01", "V02", "V03"]
+BUDGETS = {"NL": 120.0, "DE": 60.0, "BE": 25.0}
+
+
+def instance(n: int = 1500, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    c = rng.lognormal(0, 0.8, (n, 3)) * np.array([1.0, 2.0, 4.0])
+    u = c * rng.uniform(0, 0.3, (n, 3)) + rng.normal(0, 0.03, (n, 3))
+    group = rng.choice(list(BUDGETS), n, p=[0.5, 0.3, 0.2])
+    return u, c, group
+
+
+def scores_frame(u, c, group) -> pd.DataFrame:
+    n = len(group)
+    return pd.DataFrame(
+        {
+            "run_date": dt.date.fromisoformat(RUN_DATE),
+            "customer_id": np.repeat(np.arange(n, dtype=np.int64), 3),
+            "budget_group": np.repeat(group, 3),
+            "voucher_id": np.tile(VOUCHERS, n),
+            "uplift_objective": u.ravel(),
+            "uplift_cost": c.ravel(),
+            "model_id": "m1",
+        }
+    )
+
+
+def setup(spark, wh: Path, rows: pd.DataFrame | None) -> None:
+    if rows is not None:
+        catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+        catalog.write(
+            "uplift_scores",
+            spark.createDataFrame(rows, UPLIFT_SCORES),
+            partition_by=["run_date"],
+        )
+
+
+def campaign_file(tmp: Path, **spec) -> str:
+    path = tmp / f"campaign_{len(list(tmp.glob('campaign_*')))}.yaml"
+    path.write_text(yaml.safe_dump({"campaign_id": "c1", "vouchers": VOUCHERS, **spec}))
+    return str(path)
+
+
+def allocate(wh: Path, campaign: str) -> int:
+    return main(
+        ["allocate", "--run-date", RUN_DATE, "--set", f"tables.base_path={wh}",
+         "--campaign", campaign]
+    )  # fmt: skip
+
+
+def published(spark, wh: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    alloc = published_allocations(catalog, dt.date.fromisoformat(RUN_DATE), "c1").toPandas()
+    return alloc, read_pandas(str(wh / "allocation_summary"))
+
+
+def test_allocate_within_budget_near_optimum_and_replaces_its_run(spark, tmp_path, capsys):
+    wh = tmp_path / "wh"
+    u, c, group = instance()
+    setup(spark, wh, scores_frame(u, c, group))
+    campaign = campaign_file(tmp_path, budgets=BUDGETS)
+    capsys.readouterr()
+    assert allocate(wh, campaign) == 0
+    out = json.loads(capsys.readouterr().out)
+    alloc, summary = published(spark, wh)
+    assert out["run_id"] == alloc["run_id"].iloc[0] == summary["run_id"].iloc[0]
+    assert alloc["customer_id"].is_unique and (alloc["model_id"] == "m1").all()
+    assert out["passes"] == 3 and (summary["passes"] == 3).all()
+    for _, s in summary.iterrows():
+        mine = alloc[alloc["budget_group"] == s["budget_group"]]
+        assert mine["expected_cost"].sum() == pytest.approx(s["spent"])
+        assert s["spent"] <= s["budget"] + 1e-9
+        assert mine["expected_uplift"].sum() == pytest.approx(s["objective"])
+        assert dict(s["voucher_counts"]) == mine["voucher_id"].value_counts().to_dict()
+        assert s["gap"] == pytest.approx(s["dual_bound"] - s["objective"])
+        in_g = group == s["budget_group"]
+        assert s["n_customers"] == in_g.sum()
+        _, best = solve_exact(u[in_g], c[in_g], s["budget"])
+        assert s["objective"] <= best + 1e-6 <= s["dual_bound"] + 2e-6
+        assert best - s["objective"] <= u[in_g].max()
+
+    # A re-run publishes a new run and leaves only its allocations behind.
+    assert allocate(wh, campaign) == 0
+    again, summary2 = published(spark, wh)
+    assert len(summary2) == 3 and summary2["run_id"].nunique() == 1
+    assert summary2["run_id"].iloc[0] != summary["run_id"].iloc[0]
+    everything = read_pandas(str(wh / "allocations"))
+    assert set(everything["run_id"]) == {summary2["run_id"].iloc[0]}
+    key = ["customer_id", "voucher_id"]
+    pd.testing.assert_frame_equal(  # deterministic
+        alloc.sort_values(key)[key].reset_index(drop=True),
+        again.sort_values(key)[key].reset_index(drop=True),
+    )
+
+
+def test_a_failed_run_leaves_the_published_one(spark, tmp_path, monkeypatch):
+    wh = tmp_path / "wh"
+    u, c, group = instance(600, 1)
+    setup(spark, wh, scores_frame(u, c, group))
+    campaign = campaign_file(tmp_path, budgets=BUDGETS, caps={"V03": 10}, max_cap_rounds=3)
+    assert allocate(wh, campaign) == 0
+    before, summary = published(spark, wh)
+    assert (before["voucher_id"] == "V03").sum() <= 10
+
+    def boom(*_):
+        raise RuntimeError("executor lost")
+
+    monkeypatch.setattr(allocate_job, "summarize", boom)  # dies after appending its rows
+    with pytest.raises(RuntimeError):
+        allocate(wh, campaign)
+    after, summary_after = published(spark, wh)
+    pd.testing.assert_frame_equal(summary, summary_after)
+    assert set(read_pandas(str(wh / "allocations"))["run_id"]) == {summary["run_id"].iloc[0]}
+    assert len(after) == len(before)
+
+
+def test_budgets_and_caps_from_tables(spark, tmp_path):
+    wh = tmp_path / "wh"
+    u, c, group = instance(400, 2)
+    setup(spark, wh, scores_frame(u, c, group))
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    budgets = [("c1", g, b) for g, b in BUDGETS.items()] + [("other", "NL", 1.0)]
+    catalog.write(
+        "campaign_budgets",
+        spark.createDataFrame(budgets, "campaign_id string, budget_group string, budget double"),
+    )
+    catalog.write(
+        "campaign_caps",
+        spark.createDataFrame([("c1", "V02", 5)], "campaign_id string, voucher_id string, cap int"),
+    )
+    assert allocate(wh, campaign_file(tmp_path, budgets="table", caps="table")) == 0
+    alloc, summary = published(spark, wh)
+    assert dict(zip(summary["budget_group"], summary["budget"], strict=True)) == BUDGETS
+    assert (alloc["voucher_id"] == "V02").sum() <= 5
+    assert set(dict(summary["cap_multipliers"].iloc[0])) == {"V02"}
+
+
+@pytest.mark.parametrize(
+    "case, spec, rows, code, message",
+    [
+        ("negative budget", {"budgets": {**BUDGETS, "BE": -5.0}}, "ok", 2, "budgets must be >= 0"),
+        ("unknown group", {"budgets": {"NL": 1.0, "DE": 1.0}}, "ok", 2, "budget groups ['BE']"),
+        ("duplicates", {"budgets": BUDGETS}, "dup", 2, "duplicate (customer_id, voucher_id)"),
+        ("NaN score", {"budgets": BUDGETS}, "nan", 2, "null, NaN or infinite"),
+        ("no scores yet", {"budgets": BUDGETS}, None, 3, "no uplift_scores table yet"),
+        ("no scores today", {"budgets": BUDGETS}, "other day", 3, "no rows for run_date"),
+        (
+            "exact with caps",
+            {"budgets": BUDGETS, "caps": {"V01": 1}, "solver": "exact"},
+            "ok",
+            2,
+            "caps couple the groups",
+        ),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(
+    spark, tmp_path, capsys, case, spec, rows, code, message
+):
+    wh = tmp_path / "wh"
+    u, c, group = instance(100, 3)
+    frame = scores_frame(u, c, group)
+    frame = {
+        "ok": frame,
+        "dup": pd.concat([frame, frame.head(1)]),
+        "nan": frame.assign(uplift_objective=frame["uplift_objective"].where(frame.index != 5)),
+        "other day": frame.assign(run_date=dt.date(2026, 8, 1)),
+        None: None,
+    }[rows]
+    setup(spark, wh, frame)
+    capsys.readouterr()
+    assert allocate(wh, campaign_file(tmp_path, **spec)) == code, case
+    assert message in capsys.readouterr().err
+    assert not (wh / "allocations").exists() and not (wh / "allocation_summary").exists()
