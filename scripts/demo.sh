@@ -12,18 +12,20 @@ SL=".venv/bin/sparklift"
 COMMON=(--config conf/sparklift.yaml --run-date "$RUN_DATE" --set "tables.base_path=$DIR")
 
 mkdir -p "$DIR"
-echo "== 1/6 generate: synthetic raw tables with a planted truth"
+echo "== 1/7 generate: synthetic raw tables with a planted truth"
 $SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR/generate.run.json"
-echo "== 2/6 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
+echo "== 2/7 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
 $SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR/features.run.json"
-echo "== 3/6 design: geo experiment conf/experiments/demo_banner.yaml"
+echo "== 3/7 design: geo experiment conf/experiments/demo_banner.yaml"
 $SL design "${COMMON[@]}" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
-echo "== 4/6 analyze: the generator's planted experiment synthetic_geo"
+echo "== 4/7 analyze: the generator's planted experiment synthetic_geo"
 $SL analyze "${COMMON[@]}" --experiment synthetic_geo > "$DIR/analyze.run.json"
-echo "== 5/6 train-uplift: multi-voucher uplift model on the randomized voucher history"
+echo "== 5/7 train-uplift: multi-voucher uplift model on the randomized voucher history"
 $SL train-uplift "${COMMON[@]}" --set "tables.model_path=$DIR/models" > "$DIR/train_uplift.run.json"
-echo "== 6/6 score: every customer x every active voucher"
+echo "== 6/7 score: every customer x every active voucher"
 $SL score "${COMMON[@]}" --set "tables.model_path=$DIR/models" > "$DIR/score.run.json"
+echo "== 7/7 allocate: vouchers under budgets and caps, conf/campaigns/demo_winback.yaml"
+$SL allocate "${COMMON[@]}" --campaign conf/campaigns/demo_winback.yaml > "$DIR/allocate.run.json"
 
 .venv/bin/python - "$DIR" <<'PY'
 import json, sys
@@ -34,7 +36,8 @@ gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/feat
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
              "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
-             "geo_results", "uplift_models", "uplift_scores"):
+             "geo_results", "uplift_models", "uplift_scores", "allocations",
+             "allocation_summary"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
     print(f"  {name:20s} version {t.version():2d}  {rows:>10,d} rows  {d}/{name}")
@@ -83,10 +86,27 @@ truth = true_uplift(customers, {v: FACE_VALUES[j] for j, v in enumerate(model.vo
 truth = truth.select("customer_id", "voucher_id", "tau_objective", "tau_cost").toPandas()
 scores = read_pandas(f"{d}/uplift_scores")
 report = truth_report(scores.merge(truth, on=["customer_id", "voucher_id"]))
+summary = read_pandas(f"{d}/allocation_summary")
+alloc = read_pandas(f"{d}/allocations")
+alloc = alloc[alloc.run_id.isin(summary.run_id)]  # the published run
 spark.stop()
 print(f"\nScores of {scores.customer_id.nunique():,} customers against the planted effects:")
 print("voucher  corr_obj  rmse_obj  corr_cost  rmse_cost  oracle_share_top20%")
 for v, r in report.items():
     print(f"{v:7s} {r['corr_objective']:9.3f} {r['rmse_objective']:9.4f} {r['corr_cost']:10.3f} "
           f"{r['rmse_cost']:10.4f} {r['captured']:20.3f}")
+run = json.load(open(f"{d}/allocate.run.json"))
+print(f"\nAllocation of campaign {run['campaign_id']} (run {run['run_id']}, {run['passes']} passes "
+      f"over the scores, {run['cap_rounds']} cap rounds): {run['customers_allocated']:,} customers, "
+      f"objective {run['objective']:.2f}, dual bound {run['dual_bound']:.2f}, "
+      f"relative gap {run['gap_rel']:.1e}")
+print(summary[["budget_group", "budget", "spent", "objective", "dual_bound", "gap_rel", "lambda",
+               "n_customers", "n_allocated"]].round(4).to_string(index=False))
+mu = {k: round(v, 4) for k, v in dict(summary.cap_multipliers.iloc[0]).items()}
+print("customers per voucher:", alloc.voucher_id.value_counts().sort_index().to_dict(),
+      "; cap multipliers:", mu)
+true = alloc.merge(truth, on=["customer_id", "voucher_id"])
+print(f"Against the planted effects: predicted objective {true.expected_uplift.sum():.1f}, "
+      f"true {true.tau_objective.sum():.1f}; predicted cost {true.expected_cost.sum():.1f}, "
+      f"true {true.tau_cost.sum():.1f}")
 PY

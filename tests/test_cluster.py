@@ -100,3 +100,17 @@ def test_jobs_on_local_cluster(tmp_path: Path):
     assert len(scores) == 3000 * len(model["vouchers"])
     assert scores[["uplift_objective", "uplift_cost"]].notna().all().all()
     assert scores.groupby("customer_id")["voucher_id"].nunique().eq(3).all()
+
+    # Allocation: envelopes computed and cached in the executors, budgets and a cap hold.
+    budgets = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(json.dumps({"campaign_id": "cl", "budgets": budgets, "caps": {"V01": 50}}))
+    alloc = sparklift("allocate", *sets, "--campaign", str(campaign), "--set",
+                      "allocate.max_cap_rounds=3")  # fmt: skip
+    summary = read_pandas(str(tmp_path / "allocation_summary"))
+    rows = read_pandas(str(tmp_path / "allocations"))
+    assert set(rows["run_id"]) == {alloc["run_id"]} == set(summary["run_id"])
+    assert rows["customer_id"].is_unique and (rows["voucher_id"] == "V01").sum() <= 50
+    spent = rows.groupby("budget_group")["expected_cost"].sum()
+    assert all(spent[g] <= b + 1e-9 for g, b in budgets.items() if g in spent)
+    assert alloc["customers_allocated"] == len(rows) > 0

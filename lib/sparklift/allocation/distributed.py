@@ -118,17 +118,6 @@ class Solution:
             df.unpersist()
 
 
-ALLOCATION_COLUMNS = StructType(
-    [
-        StructField("customer_id", LongType()),
-        StructField("budget_group", StringType()),
-        StructField("voucher_id", StringType()),
-        StructField("expected_uplift", DoubleType()),
-        StructField("expected_cost", DoubleType()),
-    ]
-)
-
-
 def _wide_fields(n_opt: int) -> list[StructField]:
     return (
         [StructField("customer_id", LongType()), StructField("budget_group", StringType())]
