@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -302,3 +302,16 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_errors(e, source)) from None
+
+
+Spec = TypeVar("Spec", bound=BaseModel)
+
+
+def load_spec(path: str | Path, defaults: BaseModel, model: type[Spec], what: str) -> Spec:
+    """Validate the YAML file at ``path`` (an experiment, a campaign) merged over the
+    defaults of its config section."""
+    raw = deep_merge(defaults.model_dump(), read_yaml_mapping(path, what))
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, str(path))) from None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from sparklift.config import AllocateConfig, deep_merge, format_errors, read_yaml_mapping
-from sparklift.errors import ConfigError
+from sparklift.config import AllocateConfig, load_spec
 
 
 class CampaignConfig(AllocateConfig):
@@ -46,8 +45,4 @@ class CampaignConfig(AllocateConfig):
 
 def load_campaign(path: str | Path, defaults: AllocateConfig) -> CampaignConfig:
     """Validate the campaign file at ``path`` merged over the allocate defaults."""
-    raw = deep_merge(defaults.model_dump(), read_yaml_mapping(path, "campaign file"))
-    try:
-        return CampaignConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(format_errors(e, str(path))) from None
+    return load_spec(path, defaults, CampaignConfig, "campaign file")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sparklift.config import DesignConfig, deep_merge, format_errors, read_yaml_mapping
-from sparklift.errors import ConfigError
+from sparklift.config import DesignConfig, load_spec
 
 
 class Metric(BaseModel):
@@ -64,8 +63,4 @@ class ExperimentConfig(DesignConfig):
 
 def load_experiment(path: str | Path, defaults: DesignConfig) -> ExperimentConfig:
     """Validate the experiment file at ``path`` merged over the design defaults."""
-    raw = deep_merge(defaults.model_dump(), read_yaml_mapping(path, "experiment file"))
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(format_errors(e, str(path))) from None
+    return load_spec(path, defaults, ExperimentConfig, "experiment file")
