@@ -111,11 +111,10 @@ class Solution:
     caps: dict[str, int]
     passes: int
     cap_rounds: int
-    cached: list[DataFrame]
+    envelopes: DataFrame  # cached; the allocations read it
 
     def release(self) -> None:
-        for df in self.cached:
-            df.unpersist()
+        self.envelopes.unpersist()
 
 
 def _wide_fields(n_opt: int) -> list[StructField]:
@@ -315,7 +314,7 @@ class _Plan:
 
     n_customers: dict[str, int]
     base_value: dict[str, float]
-    all_steps: dict[str, tuple[float, float]]  # group -> (spent, value) of every step
+    all_steps: dict[str, float]  # group -> value of every step (the budget never binds)
     ranges: dict[str, tuple[int, int, float, float]]  # group -> lo, hi, spent/value above
     exact: list[str]
 
@@ -335,7 +334,7 @@ def _plan(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> _Plan:
         cum = h["d_cost"].cumsum().to_numpy()
         over = np.flatnonzero(cum > budget)
         if not len(over):
-            plan.all_steps[g] = (float(h["d_cost"].sum()), float(h["d_value"].sum()))
+            plan.all_steps[g] = float(h["d_value"].sum())
             continue
         q = int(over[0])
         spent_above = float(cum[q - 1]) if q else 0.0
@@ -360,7 +359,7 @@ def _settle(
     lam: dict[str, float] = {}
     dual: dict[str, float] = {}
     forced: dict[int, int] = {}
-    for g, (_, value) in plan.all_steps.items():
+    for g, value in plan.all_steps.items():
         lam[g] = 0.0
         dual[g] = plan.base_value[g] + value
     if not plan.ranges:
@@ -577,7 +576,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         for g in problem.budgets
     }
     mu_out = {vouchers[j]: float(mu[j]) for j in caps}
-    return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, [env])
+    return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, env)
 
 
 def _choices(

@@ -32,7 +32,6 @@ class Envelope:
 
     base: np.ndarray  # (n,) option index or NONE
     base_value: np.ndarray  # (n,) u - mu of the base choice (0 for NONE)
-    base_cost: np.ndarray  # (n,)
     lam: np.ndarray  # (n, J)
     d_value: np.ndarray  # (n, J)
     d_cost: np.ndarray  # (n, J)
@@ -57,7 +56,7 @@ def envelope(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None = None) -> Enve
     cur = np.where(has_free, best_free, NONE)
     cur_a = np.where(has_free, free_a[rows, best_free], 0.0)
     cur_c = np.zeros(n)
-    base, base_value, base_cost = cur.copy(), cur_a.copy(), cur_c.copy()
+    base, base_value = cur.copy(), cur_a.copy()  # the base choice costs 0
 
     lam = np.full((n, n_opt), np.nan)
     d_value = np.full((n, n_opt), np.nan)
@@ -86,4 +85,4 @@ def envelope(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None = None) -> Enve
         cur[r], cur_a[r], cur_c[r] = j, a[r, j], c[r, j]
         last[r] = top[go]
         last[~go] = 0.0
-    return Envelope(base, base_value, base_cost, lam, d_value, d_cost, to)
+    return Envelope(base, base_value, lam, d_value, d_cost, to)

@@ -43,7 +43,7 @@ def solve_group(env: Envelope, budget: float, customer_ids: np.ndarray) -> Group
     cust, step, lam = cust[order], step[order], lam[order]
     done = settle(
         budget,
-        float(env.base_cost.sum()),
+        0.0,  # the base choices are free
         float(env.base_value.sum()),
         lam,
         env.d_value[cust, step],
