@@ -1,43 +1,48 @@
 #!/usr/bin/env bash
-# Set up, generate a demo data set and run the pipeline that exists so far on the
-# embedded local Spark. Tables land under data/demo (override: DEMO_DIR=...).
+# Set up, generate a demo data set, prepare the history (features backfill, an experiment
+# design, an uplift model), then run the nightly pipeline for two consecutive dates on the
+# embedded local Spark and print its summary. Tables land under data/demo (DEMO_DIR=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYSPARK_PYTHON="$PWD/.venv/bin/python"
 DIR=${DEMO_DIR:-data/demo}
 RUN_DATE=${RUN_DATE:-$(.venv/bin/python -c 'import datetime as d; print(d.date.today() - d.timedelta(days=1))')}
-START=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=13))")
+START=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=15))")
+PREV=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=1))")
+HIST=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=2))")
 SL=".venv/bin/sparklift"
-COMMON=(--config conf/sparklift.yaml --run-date "$RUN_DATE" --set "tables.base_path=$DIR")
+SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.model_path=$DIR/models")
 
 mkdir -p "$DIR"
-echo "== 1/7 generate: synthetic raw tables with a planted truth"
-$SL generate "${COMMON[@]}" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 > "$DIR/generate.run.json"
-echo "== 2/7 features: zone/day features for $START .. $RUN_DATE (one backfill job)"
-$SL features "${COMMON[@]}" --start "$START" --end "$RUN_DATE" > "$DIR/features.run.json"
-echo "== 3/7 design: geo experiment conf/experiments/demo_banner.yaml"
-$SL design "${COMMON[@]}" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
-echo "== 4/7 analyze: the generator's planted experiment synthetic_geo"
-$SL analyze "${COMMON[@]}" --experiment synthetic_geo > "$DIR/analyze.run.json"
-echo "== 5/7 train-uplift: multi-voucher uplift model on the randomized voucher history"
-$SL train-uplift "${COMMON[@]}" --set "tables.model_path=$DIR/models" > "$DIR/train_uplift.run.json"
-echo "== 6/7 score: every customer x every active voucher"
-$SL score "${COMMON[@]}" --set "tables.model_path=$DIR/models" > "$DIR/score.run.json"
-echo "== 7/7 allocate: vouchers under budgets and caps, conf/campaigns/demo_winback.yaml"
-$SL allocate "${COMMON[@]}" --campaign conf/campaigns/demo_winback.yaml > "$DIR/allocate.run.json"
+echo "== 1/6 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
+$SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 \
+  --set generate.customer_snapshots=2 > "$DIR/generate.run.json"
+echo "== 2/6 features: zone/day history $START .. $HIST (one backfill job)"
+$SL features "${SETS[@]}" --start "$START" --end "$HIST" > "$DIR/features.run.json"
+echo "== 3/6 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
+$SL design "${SETS[@]}" --run-date "$HIST" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
+echo "== 4/6 train-uplift: multi-voucher uplift model on the randomized voucher history"
+$SL train-uplift "${SETS[@]}" --run-date "$HIST" > "$DIR/train_uplift.run.json"
+echo "== 5/6 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
+echo "        score -> allocate every active campaign (conf/campaigns/*.yaml)"
+$SL pipeline "${SETS[@]}" --start "$PREV" --end "$RUN_DATE" | tee "$DIR/pipeline.txt"
+echo "== 6/6 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
+$SL pipeline "${SETS[@]}" --run-date "$RUN_DATE" 2>/dev/null
 
-.venv/bin/python - "$DIR" <<'PY'
+.venv/bin/python - "$DIR" "$RUN_DATE" <<'PY'
 import json, sys
+import pandas as pd
 from deltalake import DeltaTable
 from sparklift.tables.local import read_pandas
-d = sys.argv[1]
+d, day = sys.argv[1], sys.argv[2]
+on_day = lambda df, col="run_date": df[pd.to_datetime(df[col]).dt.strftime("%Y-%m-%d") == day]
 gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/features.run.json"))
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
              "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
              "geo_results", "uplift_models", "uplift_scores", "allocations",
-             "allocation_summary"):
+             "allocation_summary", "pipeline_runs"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
     print(f"  {name:20s} version {t.version():2d}  {rows:>10,d} rows  {d}/{name}")
@@ -45,7 +50,7 @@ truth = json.load(open(f"{d}/generator_truth.json"))["geo"]
 print(f"\nPlanted geo effect: {len(truth['treated_zones'])} treated zones from {truth['effect_start']}, "
       f"true ATT on orders {truth['att']['orders']:.4f}/user-day ({truth['relative_att']['orders']:.1%})")
 f = read_pandas(f"{d}/zone_day_features")
-print(f"zone_day_features {feat['dates']}: {f.zone_id.nunique()} zones x {f.date.nunique()} days, "
+print(f"zone_day_features {f.date.min()}..{f.date.max()}: {f.zone_id.nunique()} zones x {f.date.nunique()} days, "
       f"{len(f.columns) - 2} features; totals over all zones, last 7 days:")
 daily = f.groupby("date")[["active_users", "visits", "orders", "gmv"]].sum()
 daily["orders_per_visit"] = daily.orders / daily.visits
@@ -58,9 +63,9 @@ checks = read_pandas(f"{d}/geo_design_checks")
 checks = checks[checks.experiment_id == design["experiment_id"]]
 print(checks[["metric", "variant", "aa_estimate", "aa_se", "tost_p", "equivalent", "mde_relative",
               "power"]].round(4).to_string(index=False))
-res = read_pandas(f"{d}/geo_results")
+res = on_day(read_pandas(f"{d}/geo_results"))
 res = res[(res.experiment_id == "synthetic_geo") & res.term.isin(["att", "lift"]) & (res.cov_type == "zone")]
-print(f"\nAnalysis of synthetic_geo (zone-clustered; true ATT: orders {truth['att']['orders']:.4f}, "
+print(f"\nAnalysis of synthetic_geo on {day} (zone-clustered; true ATT: orders {truth['att']['orders']:.4f}, "
       f"gmv {truth['att']['gmv']:.4f}; relative {truth['relative_att']['orders']:.1%}):")
 print(res[["metric", "term", "estimate", "ci_low", "ci_high", "p_value", "wild_p", "ri_p",
            "pretrend_p"]].round(4).to_string(index=False))
@@ -81,22 +86,24 @@ spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "fal
          .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
-customers = spark.createDataFrame(read_pandas(f"{d}/customers"))
+customers = spark.createDataFrame(on_day(read_pandas(f"{d}/customers"), "snapshot_date"))
 truth = true_uplift(customers, {v: FACE_VALUES[j] for j, v in enumerate(model.vouchers)})
 truth = truth.select("customer_id", "voucher_id", "tau_objective", "tau_cost").toPandas()
-scores = read_pandas(f"{d}/uplift_scores")
+scores = on_day(read_pandas(f"{d}/uplift_scores"))
 report = truth_report(scores.merge(truth, on=["customer_id", "voucher_id"]))
-summary = read_pandas(f"{d}/allocation_summary")
-alloc = read_pandas(f"{d}/allocations")
+summary = on_day(read_pandas(f"{d}/allocation_summary"))
+alloc = on_day(read_pandas(f"{d}/allocations"))
 alloc = alloc[alloc.run_id.isin(summary.run_id)]  # the published run
 spark.stop()
-print(f"\nScores of {scores.customer_id.nunique():,} customers against the planted effects:")
+print(f"\nScores of {scores.customer_id.nunique():,} customers on {day} against the planted effects:")
 print("voucher  corr_obj  rmse_obj  corr_cost  rmse_cost  oracle_share_top20%")
 for v, r in report.items():
     print(f"{v:7s} {r['corr_objective']:9.3f} {r['rmse_objective']:9.4f} {r['corr_cost']:10.3f} "
           f"{r['rmse_cost']:10.4f} {r['captured']:20.3f}")
-run = json.load(open(f"{d}/allocate.run.json"))
-print(f"\nAllocation of campaign {run['campaign_id']} (run {run['run_id']}, {run['passes']} passes "
+runs = on_day(read_pandas(f"{d}/pipeline_runs"))
+runs = runs[runs.status == "succeeded"].sort_values("ended_at")
+run = json.loads(runs[runs.kind == "allocate"].iloc[-1].summary)
+print(f"\nAllocation of campaign {run['campaign_id']} on {day} (run {run['run_id']}, {run['passes']} passes "
       f"over the scores, {run['cap_rounds']} cap rounds): {run['customers_allocated']:,} customers, "
       f"objective {run['objective']:.2f}, dual bound {run['dual_bound']:.2f}, "
       f"relative gap {run['gap_rel']:.1e}")

@@ -2,12 +2,15 @@
 
 ``spark-submit jobs/<job>.py`` passes the same arguments here, so both run the same code.
 Exit codes: 0 success, 2 bad input or config, 3 input not ready (retry later),
-4 write conflict (re-run), 1 anything else.
+4 write conflict (re-run), 5 design rejected, 1 anything else (an internal error). The
+pipeline exits with its most serious step failure's code. Logs go to stderr (plain or
+JSON, ``logging.format``); stdout holds the job's summary only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -15,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+import sparklift
 from sparklift import __version__
 from sparklift.config import load_config
 from sparklift.errors import SparkliftError
@@ -24,8 +28,11 @@ from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs import design as design_job
 from sparklift.jobs import features as features_job
 from sparklift.jobs import generate as generate_job
+from sparklift.jobs import pipeline as pipeline_job
 from sparklift.jobs import score as score_job
 from sparklift.jobs import train_uplift as train_uplift_job
+from sparklift.logs import configure_logging
+from sparklift.progress import spark_progress
 from sparklift.session import build_session
 from sparklift.tables import Catalog
 
@@ -37,6 +44,7 @@ JOBS: dict[str, ModuleType] = {
     "train-uplift": train_uplift_job,
     "score": score_job,
     "allocate": allocate_job,
+    "pipeline": pipeline_job,
 }
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 
@@ -81,31 +89,44 @@ def _config_path(given: str | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    configure_logging()
     log = logging.getLogger("sparklift")
+    module = JOBS[args.job]
+    render = getattr(module, "render_summary", None)
     try:
         config = load_config(_config_path(args.config), args.set)
+        configure_logging(config.logging)
         spark = build_session(config.spark)
         ctx = JobContext(spark, config, Catalog(spark, config.tables), args.run_date)
         log.info(
-            "job %s for run date %s (tables: %s backend)",
+            "job %s for run date %s (sparklift %s from %s, Spark %s, master %s, tables: %s "
+            "backend)",
             args.job,
             args.run_date,
+            __version__,
+            sparklift.__file__,
+            spark.version,
+            spark.sparkContext.master,
             ctx.catalog.backend.name,
         )
-        summary = JOBS[args.job].run(ctx, args)
+        progress = (
+            contextlib.nullcontext()
+            if getattr(module, "PROGRESS_PER_STEP", False)
+            else spark_progress(spark.sparkContext, args.job, config.logging.progress_interval_s)
+        )
+        with progress:
+            summary = module.run(ctx, args)
     except SparkliftError as e:
-        log.error("%s failed: %s", args.job, e)
+        log.error("%s failed: %s", args.job, e, extra={"exit_code": e.exit_code})
+        if render and getattr(e, "summary", None):
+            print(render(e.summary))
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    print(
-        json.dumps(
-            {"job": args.job, "run_date": str(args.run_date), **summary}, indent=2, default=str
-        )
-    )
+    if render:
+        print(render(summary))
+    else:
+        out = {"job": args.job, "run_date": str(args.run_date), **summary}
+        print(json.dumps(out, indent=2, default=str))
     return 0
 
 

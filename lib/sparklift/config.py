@@ -36,11 +36,19 @@ TABLE_NAMES = (
     "allocation_summary",
     "campaign_budgets",
     "campaign_caps",
+    "pipeline_runs",
 )
+PIPELINE_STEPS = ("features", "analyze", "score", "allocate")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoggingConfig(_Strict):
+    format: Literal["plain", "json"]
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    progress_interval_s: float = Field(ge=0)
 
 
 class SparkConfig(_Strict):
@@ -83,6 +91,7 @@ class GenerateConfig(_Strict):
     days: int = Field(gt=0)
     end_date: dt.date | None
     customers: int = Field(gt=0)
+    customer_snapshots: int = Field(ge=1)
     vouchers: int = Field(ge=1, le=20)
     campaign_rows: int = Field(gt=0)
     campaigns: int = Field(ge=1)
@@ -222,7 +231,21 @@ class AllocateConfig(_Strict):
     cap_tolerance: float = Field(ge=0, lt=1)
 
 
+class PipelineConfig(_Strict):
+    """What ``sparklift pipeline`` runs for a date."""
+
+    steps: list[Literal[PIPELINE_STEPS]] = Field(min_length=1)  # type: ignore[valid-type]
+    campaigns: list[str]  # campaign files or globs
+
+    @model_validator(mode="after")
+    def _once(self) -> PipelineConfig:
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"steps are listed twice: {self.steps}")
+        return self
+
+
 class Config(_Strict):
+    logging: LoggingConfig
     spark: SparkConfig
     tables: TablesConfig
     generate: GenerateConfig
@@ -232,6 +255,7 @@ class Config(_Strict):
     uplift: UpliftConfig
     score: ScoreConfig
     allocate: AllocateConfig
+    pipeline: PipelineConfig
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -16,6 +17,12 @@ class CampaignConfig(AllocateConfig):
     budgets: dict[str, float] | str
     # Max customers per voucher across groups, or "table": rows of table campaign_caps.
     caps: dict[str, int] | str = Field(default_factory=dict)
+    # The run dates on which `sparklift pipeline` allocates it (null = open-ended).
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    def active_on(self, day: dt.date) -> bool:
+        return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:
@@ -38,6 +45,8 @@ class CampaignConfig(AllocateConfig):
                 "solver: exact solves each budget group alone, but caps couple the groups; "
                 "use solver: lagrangian with caps"
             )
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
         if self.vouchers is not None and len(set(self.vouchers)) != len(self.vouchers):
             raise ValueError(f"vouchers are listed twice: {self.vouchers}")
         return self

@@ -48,14 +48,15 @@ def write_records(
     records: Sequence[Mapping[str, Any]],
     schema: StructType,
     partition_by: list[str],
-    replace_where: Mapping[str, Any],
+    replace_where: Mapping[str, Any] | None = None,
 ) -> int:
-    """Replace ``replace_where``'s partitions of ``table`` with a few driver-side records
-    (result rows, never data), in one commit."""
+    """Write a few driver-side records (result rows, never data) to ``table`` in one
+    commit: replacing ``replace_where``'s partitions, or appended when it is None."""
     rows = [tuple(_plain(r.get(f)) for f in schema.fieldNames()) for r in records]
     df = catalog.spark.createDataFrame(rows, schema)
+    mode = "append" if replace_where is None else "replace"
     return catalog.write(
-        table, df, mode="replace", partition_by=partition_by, replace_where=replace_where
+        table, df, mode=mode, partition_by=partition_by, replace_where=replace_where
     )
 
 

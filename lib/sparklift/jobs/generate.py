@@ -9,11 +9,15 @@ so that ``sparklift analyze --experiment synthetic_geo`` measures it.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import functools
 import json
 
 import pandas as pd
 import pyarrow.fs as pafs
+from pyspark.sql import DataFrame, SparkSession
 
+from sparklift.config import GenerateConfig
 from sparklift.jobs import JobContext, log, step
 from sparklift.jobs.design import experiment_row, write_design
 from sparklift.synthetic import geo, vouchers
@@ -45,7 +49,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             ["date"],
         ),
         "vouchers": (vouchers.vouchers_frame(spark, conf), []),
-        "customers": (vouchers.customers_frame(spark, conf, end), ["snapshot_date"]),
+        "customers": (_snapshots(spark, conf, end), ["snapshot_date"]),
         "voucher_campaigns": (vouchers.campaigns_frame(spark, conf, end), []),
     }
     summary: dict = {}
@@ -79,3 +83,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         summary["planted_experiment"] = spec.experiment_id
     summary["dates"] = f"{truth['first_date']}..{truth['last_date']}"
     return summary
+
+
+def _snapshots(spark: SparkSession, conf: GenerateConfig, end: dt.date) -> DataFrame:
+    """The daily customers snapshots ending on ``end`` (features drift from day to day)."""
+    days = [end - dt.timedelta(days=k) for k in range(conf.customer_snapshots)]
+    frames = [vouchers.customers_frame(spark, conf, day) for day in sorted(days)]
+    return functools.reduce(lambda a, b: a.unionByName(b), frames)

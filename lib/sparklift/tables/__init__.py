@@ -8,7 +8,9 @@ write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows) or 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +27,7 @@ from sparklift.tables.schema import (
     table_schema,
 )
 
-__all__ = ["Catalog", "PartitionFilter", "choose_backend"]
+__all__ = ["Catalog", "PartitionFilter", "TableIO", "choose_backend"]
 
 
 def choose_backend(spark: SparkSession, conf: TablesConfig) -> Backend:
@@ -48,6 +50,15 @@ def resolve_path(base_path: str, name: str) -> str:
     return os.path.abspath(os.path.join(base_path, name))
 
 
+@dataclass
+class TableIO:
+    """The table versions a unit of work read (with its partition filters) and wrote:
+    the lineage the pipeline records for each step."""
+
+    reads: list[tuple[str, int, tuple[PartitionFilter, ...]]] = field(default_factory=list)
+    writes: list[tuple[str, int]] = field(default_factory=list)
+
+
 class Catalog:
     """The configured tables: read, write, create and inspect them by logical name."""
 
@@ -55,6 +66,24 @@ class Catalog:
         self.spark = spark
         self.conf = conf
         self.backend = backend or choose_backend(spark, conf)
+        self._recorders: list[TableIO] = []
+
+    @contextmanager
+    def recording(self) -> Iterator[TableIO]:
+        """Record every read and write through this catalog while the block runs."""
+        io = TableIO()
+        self._recorders.append(io)
+        try:
+            yield io
+        finally:
+            self._recorders.remove(io)
+
+    def count(
+        self, name: str, version: int | None = None, where: Sequence[PartitionFilter] = ()
+    ) -> int:
+        """Rows of a snapshot's partitions ``where``, from the log's file statistics where
+        the backend keeps them (no data read)."""
+        return self.backend.count(self._existing(name), version, where)
 
     def path(self, name: str) -> str:
         if name not in self.conf.names:
@@ -98,6 +127,10 @@ class Catalog:
         for col, _, _ in where:
             if col not in parts:
                 raise InputError(f"table {name}: {col!r} is not a partition column ({parts})")
+        if self._recorders:
+            seen = self.backend.version(path) if version is None else version
+            for io in self._recorders:
+                io.reads.append((name, int(seen or 0), tuple(where)))
         return self.backend.read(path, version, where)
 
     def create(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> int:
@@ -144,4 +177,7 @@ class Catalog:
         replace = (
             normalize_replace_where(name, partition_by, replace_where) if replace_where else None
         )
-        return self.backend.write(df, path, name, mode, partition_by, replace, read_version)
+        version = self.backend.write(df, path, name, mode, partition_by, replace, read_version)
+        for io in self._recorders:
+            io.writes.append((name, version))
+        return version

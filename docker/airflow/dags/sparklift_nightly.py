@@ -1,0 +1,96 @@
+"""sparklift's nightly run in Airflow: one spark-submit task per pipeline step.
+
+Tasks mirror ``sparklift pipeline``'s data dependencies (``sparklift.pipeline.plan``):
+features -> analyze (every running geo experiment) and score -> allocate (every active
+campaign); an analysis failure never holds back allocation. Each task submits
+``dist/pipeline.py --steps <step>`` (built by ``scripts/package.sh``) with the run date =
+the logical date: the daily data-interval timetable starts the run for day D once D is
+over, so ``ds`` is the day whose data it processes. The pipeline itself records every
+step in ``pipeline_runs`` and skips what already succeeded for the date, so a retry only
+redoes what failed. Exit code 3 (input not ready: upstream data late) is the usual
+reason to fail; retries back off exponentially up to a few hours. ``catchup`` runs missed
+days (backfills) one at a time, oldest first.
+
+Params (per run, e.g. ``airflow dags trigger -c '{"config_path": ...}'``): the Spark
+connection id and the sparklift config file. Defaults come from the environment
+(``SPARKLIFT_SPARK_CONN_ID``, ``SPARKLIFT_CONFIG``, ``SPARKLIFT_DIST``,
+``SPARKLIFT_START_DATE``), which ``docker/docker-compose.yml`` sets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+DIST = os.environ.get("SPARKLIFT_DIST", "/opt/sparklift/dist")
+START = dt.date.fromisoformat(os.environ.get("SPARKLIFT_START_DATE", "2026-11-01"))
+# step -> the steps it needs (sparklift.pipeline.plan.DEPENDS_ON; a test checks they agree)
+STEPS: dict[str, list[str]] = {
+    "features": [],
+    "analyze": ["features"],
+    "score": [],
+    "allocate": ["score"],
+}
+RUN_ARGS = ["--config", "{{ params.config_path }}", "--run-date", "{{ ds }}"]
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+class SparkliftSubmit(SparkSubmitOperator):
+    """SparkSubmitOperator whose connection id is templated too (a DAG param)."""
+
+    template_fields = (*SparkSubmitOperator.template_fields, "_conn_id")
+
+
+with DAG(
+    dag_id="sparklift_nightly",
+    description="features -> analyses, scores -> allocations, for each day",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=dt.datetime(START.year, START.month, START.day, tzinfo=dt.timezone.utc),
+    catchup=True,
+    max_active_runs=1,
+    default_args={
+        "retries": 4,
+        "retry_delay": dt.timedelta(minutes=15),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(hours=4),
+        "execution_timeout": dt.timedelta(hours=6),
+    },
+    params={
+        "spark_conn_id": Param(
+            os.environ.get("SPARKLIFT_SPARK_CONN_ID", "spark_default"),
+            type="string",
+            description="Airflow connection of the Spark master",
+        ),
+        "config_path": Param(
+            os.environ.get("SPARKLIFT_CONFIG", "/opt/sparklift/conf/sparklift.yaml"),
+            type="string",
+            description="sparklift config file, as the Spark driver sees it",
+        ),
+    },
+    tags=["sparklift"],
+) as dag:
+    tasks = {
+        step: SparkliftSubmit(
+            task_id=step,
+            conn_id="{{ params.spark_conn_id }}",
+            application=f"{DIST}/pipeline.py",
+            py_files=f"{DIST}/sparklift.zip",
+            name=f"sparklift-{step}-{{{{ ds }}}}",
+            deploy_mode="client",
+            conf=DELTA_CONF,
+            application_args=[*RUN_ARGS, "--steps", step],
+        )
+        for step in STEPS
+    }
+    for step, needs in STEPS.items():
+        for need in needs:
+            tasks[need] >> tasks[step]

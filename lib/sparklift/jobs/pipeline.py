@@ -1,0 +1,291 @@
+"""``sparklift pipeline --run-date D`` (or ``--start D --end D``): the nightly run.
+
+For each date in order: features -> analysis of every running geo experiment -> scoring ->
+allocation of every active campaign (:mod:`sparklift.pipeline.plan`), each step the same
+code as its own job and idempotent for its date. Every step's outcome is appended to
+``pipeline_runs``; a step that succeeded for the date is skipped unless ``--force`` or
+one of its dependencies ran again in this run (its inputs changed); a failed step blocks
+the steps that depend on it and no others. The exit code is that of the
+most serious failure (1 internal, 2 bad input, 4 conflict, 3 not ready), 0 if none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import glob
+import json
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from pyspark.sql import functions as F
+
+from sparklift import __version__
+from sparklift.allocation.campaign import load_campaign
+from sparklift.errors import InputError, SparkliftError
+from sparklift.features.zone_day import date_range
+from sparklift.jobs import JobContext, write_records
+from sparklift.jobs import allocate as allocate_job
+from sparklift.jobs import analyze as analyze_job
+from sparklift.jobs import features as features_job
+from sparklift.jobs import score as score_job
+from sparklift.pipeline.plan import (
+    BLOCKED,
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    Step,
+    blocked_by,
+    exit_code,
+    plan_steps,
+    running_experiment,
+)
+from sparklift.pipeline.runs import PARTITIONS, PIPELINE_RUNS, StepOutcome, render
+from sparklift.progress import spark_progress
+from sparklift.tables import TableIO
+
+HELP = "the nightly run: features, analyses, scores, allocations for a date or a range"
+PROGRESS_PER_STEP = True  # the CLI leaves progress reporting to each step
+JOBS: dict[str, ModuleType] = {
+    "features": features_job,
+    "analyze": analyze_job,
+    "score": score_job,
+    "allocate": allocate_job,
+}
+log = logging.getLogger("sparklift.pipeline")
+
+
+class PipelineFailed(SparkliftError):
+    """Some steps failed; carries the run's summary and the most serious exit code."""
+
+    def __init__(self, message: str, code: int, summary: dict) -> None:
+        super().__init__(message)
+        self.exit_code = code
+        self.summary = summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", type=dt.date.fromisoformat, help="first date of a backfill")
+    parser.add_argument("--end", type=dt.date.fromisoformat, help="last date of a backfill")
+    parser.add_argument(
+        "--steps",
+        help="comma-separated kinds to run (default: pipeline.steps): features,analyze,"
+        "score,allocate",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="re-run steps that already succeeded for the date"
+    )
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    if (args.start is None) != (args.end is None):
+        raise InputError("--start and --end go together (a backfill range); give both or none")
+    if args.start and args.start > args.end:
+        raise InputError(f"--start {args.start} is after --end {args.end}")
+    kinds = args.steps.split(",") if args.steps else list(ctx.config.pipeline.steps)
+    dates = date_range(args.start, args.end) if args.start else [ctx.run_date]
+    run_id = uuid.uuid4().hex[:16]
+    log.info(
+        "pipeline run %s: %s for %s..%s", run_id, ",".join(kinds), dates[0], dates[-1],
+        extra={"pipeline_run_id": run_id},
+    )  # fmt: skip
+    outcomes: list[StepOutcome] = []
+    for day in dates:
+        outcomes += _run_date(dataclasses.replace(ctx, run_date=day), kinds, args.force, run_id)
+    summary = {
+        "table": render(outcomes),
+        "pipeline_run_id": run_id,
+        "dates": f"{dates[0]}..{dates[-1]}",
+        "steps": [
+            {k: getattr(o, k) for k in ("run_date", "step", "status", "exit_code", "duration_s")}
+            for o in outcomes
+        ],
+    }
+    failed = [o for o in outcomes if o.status == FAILED]
+    if failed:
+        code = exit_code([o.exit_code for o in failed])
+        names = ", ".join(f"{o.run_date} {o.step}" for o in failed)
+        raise PipelineFailed(f"{len(failed)} step(s) failed: {names}", code, summary)
+    return summary
+
+
+def render_summary(summary: dict) -> str:
+    """What the CLI prints on stdout: the run's summary table."""
+    return summary["table"]
+
+
+def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -> list[StepOutcome]:
+    try:
+        steps = plan_steps(kinds, _running_experiments(ctx), _active_campaigns(ctx))
+    except ValueError as e:
+        raise InputError(f"--steps: {e}") from None
+    done = set() if force else _succeeded(ctx)
+    statuses: dict[str, str] = {}
+    outcomes = []
+    for i, step in enumerate(steps, 1):
+        base = StepOutcome(ctx.run_date, step.name, step.kind, step.target, SKIPPED)
+        base.depends_on = step.depends_on
+        blockers = blocked_by(step, statuses)
+        rerun_inputs = any(statuses.get(d) == SUCCEEDED for d in step.depends_on)
+        if step.name in done and not rerun_inputs:
+            outcome = base
+        elif blockers:
+            base.status = BLOCKED
+            base.error = f"not run: {', '.join(blockers)} failed or was blocked"
+            base.started_at = base.ended_at = _now()
+            outcome = base
+        else:
+            log.info("[%d/%d] %s for %s ...", i, len(steps), step.name, ctx.run_date)
+            outcome = _run_step(ctx, step, base)
+        statuses[step.name] = outcome.status
+        outcomes.append(outcome)
+        _log_outcome(outcome, i, len(steps))
+        if outcome.status != SKIPPED:
+            _record(ctx, outcome, run_id)
+    if not steps:
+        log.warning("nothing to run for %s (steps %s)", ctx.run_date, ",".join(kinds))
+    return outcomes
+
+
+def _run_step(ctx: JobContext, step: Step, outcome: StepOutcome) -> StepOutcome:
+    """Run one step's job, catching its failure into the outcome."""
+    module = JOBS[step.kind]
+    parser = argparse.ArgumentParser(prog=f"sparklift {step.kind}")
+    module.add_arguments(parser)
+    args = parser.parse_args(list(step.args))
+    sc = ctx.spark.sparkContext
+    sc.setJobGroup(f"{ctx.run_date}/{step.name}", f"sparklift pipeline {step.name}")
+    interval = ctx.config.logging.progress_interval_s
+    outcome.started_at = _now()
+    t0 = time.perf_counter()
+    with ctx.catalog.recording() as io:
+        try:
+            with spark_progress(sc, step.name, interval):
+                summary = module.run(ctx, args)
+            outcome.status = SUCCEEDED
+            outcome.summary = json.dumps(summary, default=str)
+        except SparkliftError as e:
+            outcome.status, outcome.exit_code, outcome.error = FAILED, e.exit_code, str(e)
+        except Exception as e:  # an internal error: keep its traceback in the run log
+            log.exception("%s failed with an internal error", step.name)
+            outcome.status, outcome.exit_code = FAILED, 1
+            outcome.error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=20)}"
+    if outcome.status == FAILED:
+        ctx.spark.catalog.clearCache()  # what the failed job cached is of no further use
+    outcome.ended_at = _now()
+    outcome.duration_s = time.perf_counter() - t0
+    _lineage(ctx, io, outcome)
+    return outcome
+
+
+def _lineage(ctx: JobContext, io: TableIO, outcome: StepOutcome) -> None:
+    """Input and output tables, versions and row counts of a step, from the Delta log."""
+    catalog = ctx.catalog
+    for name, version in io.writes:
+        outcome.output_versions[name] = max(version, outcome.output_versions.get(name, -1))
+        outcome.output_rows[name] = outcome.output_rows.get(name, 0) + catalog.rows_added(
+            name, version
+        )
+    for name, version, where in io.reads:
+        if name in outcome.output_versions:
+            continue  # a table the step writes (read back or checked): not an input
+        rows = catalog.count(name, version, where)
+        if rows >= outcome.input_rows.get(name, -1):
+            outcome.input_rows[name] = rows
+            outcome.input_versions[name] = version
+
+
+def _log_outcome(o: StepOutcome, i: int, n: int) -> None:
+    extra = {
+        "run_date": str(o.run_date),
+        "step": o.step,
+        "status": o.status,
+        "duration_s": round(o.duration_s, 3),
+        "rows_in": sum(o.input_rows.values()),
+        "rows_out": sum(o.output_rows.values()),
+        "output_versions": o.output_versions,
+        "exit_code": o.exit_code,
+    }
+    if o.status in (SKIPPED, BLOCKED):
+        why = "succeeded earlier" if o.status == SKIPPED else o.error
+        log.info("[%d/%d] %s for %s %s: %s", i, n, o.step, o.run_date, o.status, why, extra=extra)
+        return
+    level = logging.ERROR if o.status == FAILED else logging.INFO
+    detail = f": {o.error.splitlines()[0]}" if o.error else ""
+    log.log(
+        level,
+        "[%d/%d] %s for %s %s in %.1fs (rows in %d, out %d)%s",
+        i, n, o.step, o.run_date, o.status, o.duration_s,
+        extra["rows_in"], extra["rows_out"], detail,
+        extra=extra,
+    )  # fmt: skip
+
+
+def _record(ctx: JobContext, outcome: StepOutcome, run_id: str) -> None:
+    app_id = ctx.spark.sparkContext.applicationId
+    write_records(
+        ctx.catalog,
+        "pipeline_runs",
+        [outcome.record(run_id, app_id, __version__)],
+        PIPELINE_RUNS,
+        PARTITIONS,
+    )
+
+
+def _succeeded(ctx: JobContext) -> set[str]:
+    """The steps whose latest run for the date succeeded."""
+    if not ctx.catalog.exists("pipeline_runs"):
+        return set()
+    rows = (
+        ctx.catalog.read("pipeline_runs", where=[("run_date", "=", ctx.run_date)])
+        .groupBy("step")
+        .agg(F.max_by("status", "ended_at").alias("status"))
+        .where(F.col("status") == SUCCEEDED)
+        .collect()
+    )
+    return {r["step"] for r in rows}
+
+
+def _running_experiments(ctx: JobContext) -> list[str]:
+    """Experiments whose post period contains the run date and that were not rejected."""
+    if not ctx.catalog.exists("geo_experiments"):
+        return []
+    rows = ctx.catalog.read("geo_experiments").select("experiment_id", "status", "start", "end")
+    return sorted(
+        r["experiment_id"]
+        for r in rows.collect()  # one row per experiment
+        if running_experiment(r["status"], r["start"], r["end"], ctx.run_date)
+    )
+
+
+def _active_campaigns(ctx: JobContext) -> dict[str, str]:
+    """campaign_id -> file of the configured campaign files active on the run date."""
+    seen: dict[str, str] = {}
+    active: dict[str, str] = {}
+    for pattern in ctx.config.pipeline.campaigns:
+        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        for path in paths:
+            try:
+                campaign = load_campaign(path, ctx.config.allocate)
+            except SparkliftError:  # a broken file fails its own step, not the run
+                active[Path(path).stem] = path
+                continue
+            if campaign.campaign_id in seen:
+                raise InputError(
+                    f"campaign {campaign.campaign_id} is defined twice: "
+                    f"{seen[campaign.campaign_id]} and {path}"
+                )
+            seen[campaign.campaign_id] = path
+            if campaign.active_on(ctx.run_date):
+                active[campaign.campaign_id] = path
+    return active
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

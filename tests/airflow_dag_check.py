@@ -1,0 +1,44 @@
+"""Run by tests/test_airflow_dag.py with the Airflow virtual environment's Python: load the
+DAG folder with Airflow's DagBag and print, as JSON, what the test checks (import errors,
+the task graph, retries, and each task's spark-submit command for a logical date)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from airflow.dag_processing.dagbag import DagBag
+from airflow.timetables.base import TimeRestriction
+
+dag_folder, logical_date, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+bag = DagBag(dag_folder=dag_folder)
+out: dict = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
+dag = bag.dags.get("sparklift_nightly")
+if dag is not None:
+    out |= {
+        "catchup": dag.catchup,
+        "max_active_runs": dag.max_active_runs,
+        "timetable": type(dag.timetable).__name__,
+        "params": {k: dag.params[k] for k in dag.params},
+        "tasks": {},
+    }
+    first = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True),
+    )
+    out["first_run"] = {"logical_date": str(first.logical_date), "run_after": str(first.run_after)}
+    params = {k: dag.params[k] for k in dag.params} | overrides
+    for task in dag.tasks:
+        context = {"ds": logical_date, "params": params}
+        task.render_template_fields(context, jinja_env=dag.get_template_env())
+        command = task._get_hook()._build_spark_submit_command(task.application)
+        out["tasks"][task.task_id] = {
+            "operator": type(task).__mro__[1].__name__,
+            "upstream": sorted(task.upstream_task_ids),
+            "retries": task.retries,
+            "retry_exponential_backoff": bool(task.retry_exponential_backoff),
+            "retry_delay_s": task.retry_delay.total_seconds(),
+            "conn_id": task._conn_id,
+            "command": command,
+        }
+print(json.dumps(out))

@@ -1,0 +1,158 @@
+"""A Spark standalone master and workers on 127.0.0.1, started from the installed
+pyspark's own ``bin/spark-class``, on ports the OS picks (no fixed port can collide).
+
+Each daemon runs in its own process group, so stopping or killing it also ends the
+executor JVMs and Python workers it started. Every wait is bounded and says what it
+waited for; ``stop()`` ends everything and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyspark
+
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+STARTUP_TIMEOUT_S = 120
+
+
+class Daemon:
+    """One master or worker JVM, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [str(SPARK_HOME / "bin" / "spark-class"), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def wait_for(self, pattern: str, timeout_s: float = STARTUP_TIMEOUT_S) -> re.Match:
+        """The first match of ``pattern`` in the daemon's log, within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            match = regex.search(self.log.read_text(errors="replace"))
+            if match:
+                return match
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"spark {self.name} exited ({self.proc.returncode}) before logging "
+                    f"{pattern!r}; its log {self.log}:\n{self.log.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"spark {self.name} did not log {pattern!r} within {timeout_s:.0f}s; its log "
+            f"{self.log}:\n{self.log.read_text()[-3000:]}"
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the daemon's whole process group (its executors too) and reap it."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+class StandaloneCluster:
+    """``with StandaloneCluster(workdir) as cluster:`` a master and one worker."""
+
+    def __init__(self, workdir: Path, worker_cores: int = 2, worker_memory: str = "2g") -> None:
+        self.workdir = workdir
+        self.worker_cores = worker_cores
+        self.worker_memory = worker_memory
+        self.daemons: list[Daemon] = []
+        self.url = ""
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "SPARK_HOME": str(SPARK_HOME),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_LOCAL_DIRS": str(workdir / "local"),
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "SPARK_NO_DAEMONIZE": "1",
+        }
+
+    def __enter__(self) -> StandaloneCluster:
+        try:
+            master = self._start(
+                "master",
+                ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", "0",
+                 "--webui-port", "0"],
+            )  # fmt: skip
+            port = master.wait_for(r"Starting Spark master at spark://127\.0\.0\.1:(\d+)")[1]
+            self.url = f"spark://127.0.0.1:{port}"
+            self.start_worker()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start(self, name: str, args: list[str]) -> Daemon:
+        daemon = Daemon(name, args, self.env, self.workdir)
+        self.daemons.append(daemon)
+        return daemon
+
+    def start_worker(self) -> Daemon:
+        """Start a worker and wait until the master has registered it."""
+        n = sum(d.name.startswith("worker") for d in self.daemons) + 1
+        work = self.workdir / f"worker{n}"
+        worker = self._start(
+            f"worker{n}",
+            ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", "0",
+             "--webui-port", "0", "--cores", str(self.worker_cores),
+             "--memory", self.worker_memory, "--work-dir", str(work), self.url],
+        )  # fmt: skip
+        worker.wait_for(r"Successfully registered with master")
+        return worker
+
+    def worker(self) -> Daemon:
+        """The latest worker still running."""
+        alive = [d for d in self.daemons if d.name.startswith("worker") and d.proc.poll() is None]
+        if not alive:
+            raise RuntimeError("no spark worker is running")
+        return alive[-1]
+
+    def stop(self) -> None:
+        for daemon in reversed(self.daemons):
+            daemon.kill(signal.SIGTERM)
+
+    def submit(self, app: Path, args: list[str], py_files: Path, log: Path) -> subprocess.Popen:
+        """Start ``spark-submit`` of ``app`` in client mode (its own process group)."""
+        cmd = [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master", self.url,
+            "--deploy-mode", "client",
+            "--py-files", str(py_files),
+            "--driver-memory", "1g",
+            "--executor-memory", "1g",
+            "--conf", "spark.ui.enabled=false",
+            "--conf", "spark.sql.shuffle.partitions=4",
+            "--conf", "spark.sql.execution.arrow.pyspark.enabled=true",
+            "--conf", "spark.sql.session.timeZone=UTC",
+            str(app),
+            *args,
+        ]  # fmt: skip
+        out = open(log, "w")  # noqa: SIM115 - closed by the child's exit
+        return subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )

@@ -1,0 +1,210 @@
+"""`sparklift pipeline`: every step for a date, recorded in pipeline_runs with counts that
+match the tables; re-runs skip what succeeded; a failure stops only what depends on it;
+exit codes rank failures; logs as JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from sparklift.cli import main
+from sparklift.config import LoggingConfig, load_config
+from sparklift.jobs import pipeline as pipeline_job
+from sparklift.logs import JsonFormatter
+from sparklift.pipeline.plan import Step, blocked_by, exit_code, plan_steps
+from sparklift.pipeline.runs import StepOutcome, render
+from sparklift.tables import Catalog
+from sparklift.tables.local import read_pandas
+
+DAY = dt.date(2026, 6, 30)
+GOOD = {"campaign_id": "winback", "budgets": {"NL": 300, "DE": 200, "BE": 150, "FR": 80}}
+
+
+def test_plan_orders_steps_and_wires_data_dependencies():
+    steps = plan_steps(["allocate", "features", "analyze", "score"], ["e1", "e2"], {"c": "c.yaml"})
+    assert [s.name for s in steps] == [
+        "features", "analyze:e1", "analyze:e2", "score", "allocate:c",
+    ]  # fmt: skip
+    deps = {s.name: s.depends_on for s in steps}
+    assert deps["analyze:e1"] == ("features",) and deps["allocate:c"] == ("score",)
+    assert deps["score"] == () and deps["features"] == ()
+    assert steps[1].args == ("--experiment", "e1") and steps[-1].args == ("--campaign", "c.yaml")
+    # Without the features step in the run, analyses depend on nothing in it.
+    assert plan_steps(["analyze"], ["e1"], {})[0].depends_on == ()
+    with pytest.raises(ValueError, match="unknown pipeline steps"):
+        plan_steps(["featurs"], [], {})
+    step = Step("allocate", "c", depends_on=("score",))
+    assert blocked_by(step, {"score": "failed"}) == ["score"]
+    assert blocked_by(step, {"score": "skipped", "analyze:e1": "failed"}) == []
+
+
+def test_exit_code_ranks_internal_then_bad_input_then_conflict_then_not_ready():
+    assert exit_code([]) == 0
+    assert exit_code([3, 3]) == 3
+    assert exit_code([3, 4]) == 4
+    assert exit_code([3, 2, 4]) == 2
+    assert exit_code([2, 1, 3]) == 1
+
+
+def test_summary_table_and_json_logs():
+    ok = StepOutcome(DAY, "score", "score", None, "succeeded", duration_s=2.04)
+    ok.input_rows, ok.output_rows = {"customers": 1000, "vouchers": 3}, {"uplift_scores": 3000}
+    ok.output_versions = {"uplift_scores": 7}
+    bad = StepOutcome(DAY, "allocate:c", "allocate", "c", "blocked", error="not run: score")
+    lines = render([ok, bad]).splitlines()
+    assert lines[0].split()[:3] == ["run_date", "step", "status"]
+    assert lines[2].split() == ["2026-06-30", "score", "succeeded", "2.0", "1,003", "3,000",
+                                "uplift_scores@7"]  # fmt: skip
+    assert lines[3].split()[:4] == ["2026-06-30", "allocate:c", "blocked", "-"]
+    record = logging.LogRecord("sparklift", logging.INFO, "f", 1, "%s done", ("x",), None)
+    record.duration_s, record.step = 1.5, "score"
+    out = json.loads(JsonFormatter().format(record))
+    assert out["message"] == "x done" and out["duration_s"] == 1.5 and out["step"] == "score"
+    assert out["level"] == "INFO" and out["ts"].endswith("+00:00")
+    assert LoggingConfig(format="json", level="INFO", progress_interval_s=0).format == "json"
+
+
+@pytest.fixture(scope="module")
+def warehouse(spark, tmp_path_factory) -> Path:
+    """A generated data set (with the planted experiment running on DAY) and a model."""
+    wh = tmp_path_factory.mktemp("pipeline")
+    common = ["--run-date", str(DAY), *sets(wh)]
+    scale = ["--users", "3000", "--zones", "24", "--days", "56", "--customers", "2000"]
+    assert main(["generate", *common, *scale, "--campaign-rows", "12000"]) == 0
+    assert main(["train-uplift", *common, "--set", "uplift.min_arm_rows=300"]) == 0
+    (wh / "winback.yaml").write_text(json.dumps(GOOD))
+    return wh
+
+
+def sets(wh: Path) -> list[str]:
+    return [
+        "--set", f"tables.base_path={wh}",
+        "--set", f"tables.model_path={wh / 'models'}",
+        "--set", f"pipeline.campaigns=[{wh}/*.yaml]",
+        "--set", "spark.master=local[2]",
+        "--set", "spark.shuffle_partitions=4",
+    ]  # fmt: skip
+
+
+def pipeline(capsys, wh: Path, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["pipeline", "--run-date", str(DAY), *sets(wh), *args])
+    return code, capsys.readouterr().out
+
+
+def latest(wh: Path, day: dt.date = DAY) -> pd.DataFrame:
+    runs = read_pandas(str(wh / "pipeline_runs"))
+    runs = runs[pd.to_datetime(runs["run_date"]).dt.date == day]
+    return runs.sort_values("ended_at").groupby("step").tail(1).set_index("step")
+
+
+@pytest.mark.e2e
+def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
+    wh = warehouse
+    code, out = pipeline(capsys, wh)
+    assert code == 0, out
+    runs = latest(wh)
+    steps = ["features", "analyze:synthetic_geo", "score", "allocate:winback"]
+    assert sorted(runs.index) == sorted(steps) and (runs["status"] == "succeeded").all()
+    assert [ln.split()[1] for ln in out.splitlines()[2:]] == steps  # the summary table
+
+    # Counts and versions against the tables themselves, read without Spark.
+    activity = read_pandas(str(wh / "user_activity"))
+    on_day = int((pd.to_datetime(activity["date"]).dt.date == DAY).sum())
+    feats = dict(runs.loc["features", "input_rows"])
+    assert feats["user_activity"] == on_day and feats["zones"] == 24
+    assert dict(runs.loc["features", "output_rows"]) == {"zone_day_features": 24}
+    scores = read_pandas(str(wh / "uplift_scores"))
+    assert len(scores) == 6000 and dict(runs.loc["score", "output_rows"]) == {"uplift_scores": 6000}
+    assert dict(runs.loc["score", "input_rows"])["customers"] == 2000
+    alloc_in = dict(runs.loc["allocate:winback", "input_rows"])
+    assert alloc_in["uplift_scores"] == 6000
+    summary = read_pandas(str(wh / "allocation_summary"))
+    allocations = read_pandas(str(wh / "allocations"))
+    assert dict(runs.loc["allocate:winback", "output_rows"])["allocations"] == len(allocations)
+    assert len(allocations) == summary["n_allocated"].sum() > 0
+    for name in ("allocations", "allocation_summary"):
+        version = dict(runs.loc["allocate:winback", "output_versions"])[name]
+        assert version == DeltaTable(str(wh / name)).version()
+    results = read_pandas(str(wh / "geo_results"))
+    analysis = dict(runs.loc["analyze:synthetic_geo", "output_rows"])
+    assert analysis == {"geo_results": len(results)} and len(results) > 0
+    assert (runs["app_id"].str.startswith("local-")).all()
+    assert runs["pipeline_run_id"].nunique() == 1
+
+    # A re-run skips every step: no new run rows, no new table versions.
+    before = {n: DeltaTable(str(wh / n)).version() for n in ("pipeline_runs", "allocations")}
+    code, out = pipeline(capsys, wh)
+    assert code == 0 and out.count("skipped") == 4
+    assert before == {n: DeltaTable(str(wh / n)).version() for n in before}
+
+
+@pytest.mark.e2e
+def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypatch):
+    wh = warehouse
+    # A second running experiment without assignments, and a campaign whose budget group
+    # does not exist in the scores: both bad input for their own step only.
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    experiments = catalog.read("geo_experiments")
+    broken = experiments.limit(1).toPandas().assign(experiment_id="broken")
+    broken["end"] = DAY + dt.timedelta(days=1)
+    catalog.write("geo_experiments", spark.createDataFrame(broken, experiments.schema))
+    (wh / "typo.yaml").write_text(json.dumps({"campaign_id": "typo", "budgets": {"NLL": 10}}))
+    code, out = pipeline(capsys, wh, "--force")
+    assert code == 2, out
+    runs = latest(wh)
+    status = runs["status"].to_dict()
+    assert status == {
+        "features": "succeeded",
+        "analyze:broken": "failed",
+        "analyze:synthetic_geo": "succeeded",
+        "score": "succeeded",
+        "allocate:typo": "failed",
+        "allocate:winback": "succeeded",
+    }
+    assert runs.loc["analyze:broken", "exit_code"] == 2
+    assert "no zones in geo_assignments" in runs.loc["analyze:broken", "error"]
+    assert "NL" in runs.loc["allocate:typo", "error"]
+
+    # The next day has no activity and no customer snapshot yet: features and score are
+    # not ready (3), the steps after them are blocked, and the run says "retry later".
+    next_day = DAY + dt.timedelta(days=1)
+    capsys.readouterr()
+    code = main(["pipeline", "--run-date", str(next_day), *sets(wh)])
+    assert code == 3
+    runs = latest(wh, next_day)
+    assert runs.loc["features", ["status", "exit_code"]].tolist() == ["failed", 3]
+    assert runs.loc["score", ["status", "exit_code"]].tolist() == ["failed", 3]
+    assert runs.loc["analyze:broken", "status"] == "blocked"
+    assert set(runs.loc[["allocate:winback", "allocate:typo"], "status"]) == {"blocked"}
+
+    # An internal error in scoring (exit 1, the most serious) blocks the allocations and
+    # leaves the published allocation as it was; a plain re-run then retries just it.
+    published = DeltaTable(str(wh / "allocation_summary")).version()
+
+    def crash(ctx, args):
+        raise RuntimeError("executor lost")
+
+    monkeypatch.setitem(pipeline_job.JOBS, "score", type("M", (), {
+        "run": staticmethod(crash), "add_arguments": staticmethod(lambda p: None)}))  # fmt: skip
+    code, out = pipeline(capsys, wh, "--force", "--steps", "score,allocate")
+    assert code == 1
+    runs = latest(wh)
+    assert runs.loc["score", "status"] == "failed" and "executor lost" in runs.loc["score", "error"]
+    assert runs.loc["allocate:winback", "status"] == "blocked"
+    assert DeltaTable(str(wh / "allocation_summary")).version() == published
+    monkeypatch.undo()
+    (wh / "typo.yaml").unlink()
+    code, out = pipeline(capsys, wh, "--steps", "score,allocate")
+    assert code == 0, out
+    runs = latest(wh)
+    assert runs.loc["score", "status"] == runs.loc["allocate:winback", "status"] == "succeeded"
+    assert DeltaTable(str(wh / "allocation_summary")).version() > published
+    # Scores re-ran, so the allocation (already succeeded before) re-ran on them too.
+    assert runs.loc["allocate:winback", "pipeline_run_id"] == runs.loc["score", "pipeline_run_id"]
