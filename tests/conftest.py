@@ -23,7 +23,7 @@ def spark() -> Iterator[SparkSession]:
         [
             "spark.master=local[2]",
             "spark.shuffle_partitions=4",
-            "spark.driver_memory=2g",
+            "spark.driver_memory=4g",
             "spark.log_level=ERROR",
         ],
     )

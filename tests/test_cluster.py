@@ -1,4 +1,6 @@
-"""The jobs under local-cluster[2,1,1024]: executors in separate JVMs and Python workers."""
+"""The jobs under local-cluster[2,1,1024]: executors in separate JVMs and Python workers.
+All jobs run in one driver process (one application, as the pipeline runs its steps), so
+the cluster starts once."""
 
 from __future__ import annotations
 
@@ -16,18 +18,22 @@ from sparklift.tables.local import read_pandas
 MASTER = "local-cluster[2,1,1024]"
 
 
-def sparklift(*args: str) -> dict:
-    """Run the CLI in a fresh process (its own driver, executors and Python workers)."""
+def run_jobs(*commands: list[str]) -> list[dict]:
+    """Run CLI commands in one fresh process (its own driver, executors and Python
+    workers); every command must succeed. Returns their JSON summaries."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     out = subprocess.run(
-        [sys.executable, "-m", "sparklift.cli", *args],
+        [sys.executable, str(Path(__file__).with_name("jobs_in_one_app.py")), json.dumps(commands)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout)
+    results = json.loads(out.stdout)
+    failed = [r for r in results if r["code"]]
+    assert not failed and len(results) == len(commands), (failed, out.stderr[-3000:])
+    return [json.loads(r["stdout"]) for r in results]
 
 
 @pytest.mark.cluster
@@ -47,30 +53,6 @@ def test_jobs_on_local_cluster(tmp_path: Path):
         "--run-date",
         "2026-05-31",
     ]
-    gen = sparklift(
-        "generate",
-        *sets,
-        "--users",
-        "4000",
-        "--zones",
-        "30",
-        "--days",
-        "14",
-        "--customers",
-        "3000",
-        "--campaign-rows",
-        "20000",
-    )
-    feats = sparklift("features", *sets, "--start", "2026-05-25", "--end", "2026-05-31")
-    assert feats["rows"] == 30 * 7
-    activity = read_pandas(str(tmp_path / "user_activity"))
-    assert len(activity) == gen["user_activity"]
-    activity = activity[pd.to_datetime(activity["date"]) >= "2026-05-25"]
-    out = read_pandas(str(tmp_path / "zone_day_features"))
-    assert out["active_users"].sum() == len(activity)
-    assert out["orders"].sum() == activity["orders"].sum()
-    assert out["gmv"].sum() == pytest.approx(activity["gmv"].sum())
-
     spec = {
         "experiment_id": "cluster_exp",
         "variants": ["control", "treat"],
@@ -83,30 +65,45 @@ def test_jobs_on_local_cluster(tmp_path: Path):
         "margin": 1.0,
         "seed": 5,
     }
-    path = tmp_path / "exp.yaml"
-    path.write_text(json.dumps(spec))  # JSON is YAML
-    out = sparklift("design", *sets, "--experiment", str(path))
-    assert out["status"] == "accepted" and out["zones"] == 10
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(json.dumps(spec))  # JSON is YAML
+    budgets = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(json.dumps({"campaign_id": "cl", "budgets": budgets, "caps": {"V01": 50}}))
+    gen, feats, design, model, scored, alloc = run_jobs(
+        ["generate", *sets, "--users", "4000", "--zones", "30", "--days", "14",
+         "--customers", "3000", "--campaign-rows", "20000"],
+        ["features", *sets, "--start", "2026-05-25", "--end", "2026-05-31"],
+        ["design", *sets, "--experiment", str(experiment)],
+        # Training on the driver; scoring in executor processes from the broadcast model.
+        ["train-uplift", *sets, "--set", "uplift.min_arm_rows=500"],
+        ["score", *sets],
+        # Allocation: envelopes computed and cached in the executors.
+        ["allocate", *sets, "--campaign", str(campaign), "--set", "allocate.max_cap_rounds=3"],
+    )  # fmt: skip
+
+    assert feats["rows"] == 30 * 7
+    activity = read_pandas(str(tmp_path / "user_activity"))
+    assert len(activity) == gen["user_activity"]
+    activity = activity[pd.to_datetime(activity["date"]) >= "2026-05-25"]
+    out = read_pandas(str(tmp_path / "zone_day_features"))
+    assert out["active_users"].sum() == len(activity)
+    assert out["orders"].sum() == activity["orders"].sum()
+    assert out["gmv"].sum() == pytest.approx(activity["gmv"].sum())
+
+    assert design["status"] == "accepted" and design["zones"] == 10
     assignments = read_pandas(str(tmp_path / "geo_assignments"))
     assert sorted(assignments["variant"].value_counts().tolist()) == [5, 5]
     checks = read_pandas(str(tmp_path / "geo_design_checks"))
     assert len(checks) == 2 and checks["n_days"].eq(14).all()
 
-    # Training on the driver; scoring in executor processes from the broadcast model.
-    model = sparklift("train-uplift", *sets, "--set", "uplift.min_arm_rows=500")
-    scored = sparklift("score", *sets)
     assert scored["model_id"] == model["model_id"] and scored["customers_scored"] == 3000
     scores = read_pandas(str(tmp_path / "uplift_scores"))
     assert len(scores) == 3000 * len(model["vouchers"])
     assert scores[["uplift_objective", "uplift_cost"]].notna().all().all()
     assert scores.groupby("customer_id")["voucher_id"].nunique().eq(3).all()
 
-    # Allocation: envelopes computed and cached in the executors, budgets and a cap hold.
-    budgets = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
-    campaign = tmp_path / "campaign.yaml"
-    campaign.write_text(json.dumps({"campaign_id": "cl", "budgets": budgets, "caps": {"V01": 50}}))
-    alloc = sparklift("allocate", *sets, "--campaign", str(campaign), "--set",
-                      "allocate.max_cap_rounds=3")  # fmt: skip
+    # Budgets and the cap hold.
     summary = read_pandas(str(tmp_path / "allocation_summary"))
     rows = read_pandas(str(tmp_path / "allocations"))
     assert set(rows["run_id"]) == {alloc["run_id"]} == set(summary["run_id"])

@@ -31,6 +31,23 @@ def test_same_seed_same_rows_whatever_the_partitioning(spark):
     assert sorted(tuple(r) for r in changed) != rows[0]
 
 
+def test_worlds_frame_holds_each_worlds_own_rows(spark):
+    worlds = []
+    for seed in (3, 4):
+        c = conf(users=1500, zones=12, days=10, seed=seed, **{"geo_effect.start_offset_days": 5})
+        worlds.append((geo.draw_world(c, END), c))
+    many = geo.worlds_activity_frame(spark, worlds)
+    for world, c in worlds:
+        alone = sorted(
+            tuple(r) for r in geo.activity_frame(spark, world, c, with_truth=True).collect()
+        )
+        mine = many.where(F.col("seed") == c.seed).drop("seed").collect()
+        assert sorted(tuple(r) for r in mine) == alone and len(alone) > 500
+        assert any(r[-3] for r in alone)  # post rows present
+    with pytest.raises(ValueError, match="distinct seeds"):
+        geo.worlds_activity_frame(spark, [worlds[0], worlds[0]])
+
+
 def test_zone_sizes_are_long_tailed_and_days_seasonal(spark):
     c = conf(users=20000, zones=200, days=28)
     world = geo.draw_world(c, END)

@@ -111,10 +111,11 @@ class Solution:
     caps: dict[str, int]
     passes: int
     cap_rounds: int
-    envelopes: DataFrame  # cached; the allocations read it
+    cached: tuple[DataFrame, ...]  # the allocations read these
 
     def release(self) -> None:
-        self.envelopes.unpersist()
+        for frame in self.cached:
+            frame.unpersist()
 
 
 def _wide_fields(n_opt: int) -> list[StructField]:
@@ -513,12 +514,14 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
     mu = np.zeros(n_opt)
     step_size, last_direction = np.ones(n_opt), np.zeros(n_opt)
     passes = rounds = 0
-    env = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
+    # With caps, each round's envelopes derive from the first ones, which stay cached: a
+    # chain of rounds would grow the plan, and its planning time, with every round.
+    base = env = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
     previous: DataFrame | None = None
     while True:
         hist = _histogram(env, n_opt)
         passes += 1
-        if previous is not None:  # the new envelopes are cached now
+        if previous is not None and previous is not base:  # the new ones are cached now
             previous.unpersist()
         check_input(hist, problem.budgets)
         plan = _plan(hist, problem, exact_ok=not caps)
@@ -562,7 +565,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         last_direction = np.where(direction != 0, direction, last_direction)
         mu = np.maximum(mu + step_size * (new_mu - mu), 0.0)
         previous = env
-        env = envelopes(previous, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
+        env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
     allocations = _choices(env, vouchers, plan, lam, forced, mu, caps)
     summaries = {
         g: GroupSummary(
@@ -576,7 +579,8 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         for g in problem.budgets
     }
     mu_out = {vouchers[j]: float(mu[j]) for j in caps}
-    return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, env)
+    cached = (env,) if env is base else (env, base)
+    return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, cached)
 
 
 def _choices(

@@ -1,7 +1,7 @@
 """Exact multiple-choice knapsack by mixed-integer programming (OR-Tools, SCIP): the
 reference the Lagrangian solver is tested against, and ``solver: exact`` for small groups.
-Optimal to a relative MIP gap of 1e-9 (a gap of exactly 0 can take SCIP minutes to prove
-where 1e-9 takes seconds)."""
+Optimal to a relative MIP gap of 1e-7 (a gap of exactly 0 can take SCIP minutes to prove
+where 1e-7 takes seconds)."""
 
 from __future__ import annotations
 

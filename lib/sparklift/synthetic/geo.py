@@ -21,11 +21,12 @@ generator averages these over the treated rows and records them as the true ATT.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -133,28 +134,37 @@ def zones_frame(spark: SparkSession, world: GeoWorld) -> DataFrame:
     )
 
 
-def _users(spark: SparkSession, world: GeoWorld, conf: GenerateConfig, zone_ids=None) -> DataFrame:
-    z = world.zones if zone_ids is None else world.zones[world.zones["zone_id"].isin(zone_ids)]
-    schema = StructType(
-        [
-            StructField("zone_id", IntegerType()),
-            StructField("users", LongType()),
-            StructField("user_offset", LongType()),
-            StructField("zone_activity", DoubleType()),
-            StructField("zone_conv", DoubleType()),
-            StructField("zone_price", DoubleType()),
-            StructField("zone_weekend", DoubleType()),
-            StructField("lift", DoubleType()),
-        ]
-    )
-    cols = ["zone_id", "users", "user_offset", "activity", "conv", "price", "weekend", "lift"]
-    rows = list(zip(*(z[c].tolist() for c in cols), strict=True))
-    seed, n_days = conf.seed, conf.days
+_USER_FIELDS = [
+    StructField("zone_id", IntegerType()),
+    StructField("users", LongType()),
+    StructField("user_offset", LongType()),
+    StructField("zone_activity", DoubleType()),
+    StructField("zone_conv", DoubleType()),
+    StructField("zone_price", DoubleType()),
+    StructField("zone_weekend", DoubleType()),
+    StructField("lift", DoubleType()),
+]
+_ZONE_COLUMNS = ["zone_id", "users", "user_offset", "activity", "conv", "price", "weekend", "lift"]
+
+
+def _users(
+    spark: SparkSession, zones: pd.DataFrame, seed: int | Column, n_days: int, partitions: int
+) -> DataFrame:
+    """One row per user with its drawn traits; ``zones`` has a ``seed`` column when ``seed``
+    is that column (several worlds at once)."""
+    fields, cols, keys = list(_USER_FIELDS), list(_ZONE_COLUMNS), ["zone_id"]
+    if isinstance(seed, Column):
+        fields, cols, keys = (
+            [StructField("seed", IntegerType()), *fields],
+            ["seed", *cols],
+            ["seed", "zone_id"],
+        )
+    rows = list(zip(*(zones[c].tolist() for c in cols), strict=True))
     uid = F.col("user_id")
-    zone_cols = ["zone_id", "zone_activity", "zone_conv", "zone_price", "zone_weekend", "lift"]
+    zone_cols = [*keys, "zone_activity", "zone_conv", "zone_price", "zone_weekend", "lift"]
     return (
-        spark.createDataFrame(rows, schema)
-        .repartition(conf.partitions, "zone_id")
+        spark.createDataFrame(rows, StructType(fields))
+        .repartition(partitions, *keys)
         .select(
             *zone_cols,
             "user_offset",
@@ -191,6 +201,12 @@ def _users(spark: SparkSession, world: GeoWorld, conf: GenerateConfig, zone_ids=
     )
 
 
+def _days(world: GeoWorld) -> pd.DataFrame:
+    """The world's days with their ``post`` flag (on or after the effect's start)."""
+    post = [world.effect_start is not None and d >= world.effect_start for d in world.days["date"]]
+    return world.days.assign(post=post)
+
+
 def activity_frame(
     spark: SparkSession,
     world: GeoWorld,
@@ -200,16 +216,42 @@ def activity_frame(
 ) -> DataFrame:
     """user_activity rows (users x days, kept where active); optionally with the expected
     treatment effects ``effect_orders``/``effect_gmv`` of each row and a ``post`` flag."""
-    seed = conf.seed
-    days = spark.createDataFrame(world.days).select(
+    z = world.zones if zone_ids is None else world.zones[world.zones["zone_id"].isin(zone_ids)]
+    users = _users(spark, z, conf.seed, conf.days, conf.partitions)
+    return _activity(spark, users, _days(world), conf.seed, with_truth)
+
+
+def worlds_activity_frame(
+    spark: SparkSession, worlds: Sequence[tuple[GeoWorld, GenerateConfig]]
+) -> DataFrame:
+    """``activity_frame(..., with_truth=True)`` of several worlds (seeds) in one plan, with
+    a ``seed`` column: the rows of each world are exactly its own activity_frame's, and
+    hundreds of simulated worlds cost one Spark job instead of hundreds of plans."""
+    confs = [c for _, c in worlds]
+    if len({c.days for c in confs}) > 1 or len({c.seed for c in confs}) < len(confs):
+        raise ValueError("worlds need distinct seeds and the same number of days")
+    if not all(-(2**31) <= c.seed < 2**31 for c in confs):
+        raise ValueError("seeds of a worlds frame must fit in 32 bits")
+    zones = pd.concat([w.zones.assign(seed=c.seed) for w, c in worlds], ignore_index=True)
+    days = pd.concat([_days(w).assign(seed=c.seed) for w, c in worlds], ignore_index=True)
+    seed = F.col("seed")
+    users = _users(spark, zones, seed, confs[0].days, sum(c.partitions for c in confs))
+    return _activity(spark, users, days, seed, with_truth=True)
+
+
+def _activity(
+    spark: SparkSession, users: DataFrame, days: pd.DataFrame, seed: int | Column, with_truth: bool
+) -> DataFrame:
+    """Users x days, kept where active, with the day's activity drawn from hashed uniforms."""
+    many = isinstance(seed, Column)
+    day_rows = spark.createDataFrame(days).select(
+        *([F.col("seed").cast("int")] if many else []),
         F.col("date").cast(DateType()),
         "day_index",
         "day_factor",
+        "post",
         (F.dayofweek("date").isin(1, 7)).alias("weekend_day"),
     )
-    post = (
-        F.col("date") >= F.lit(world.effect_start) if world.effect_start else F.lit(False)
-    ).alias("post")
     key = (F.col("user_id"), F.col("day_index"))
     zone_day_shock = lognormal_mean_one(0.08, normal(seed, "zday", "zone_id", "day_index"))
     tenure = F.col("day_index") - F.col("signup_index")
@@ -219,13 +261,12 @@ def activity_frame(
         F.lit(0.95),
         F.col("p_active") * F.col("day_factor") * weekend * zone_day_shock * newness,
     )
-    rows = (
-        _users(spark, world, conf, zone_ids)
-        .crossJoin(F.broadcast(days))
-        .where(tenure >= 0)
-        .where(uniform(seed, "active", *key) < p)
-        .select("*", post)
+    joined = (
+        users.join(F.broadcast(day_rows), "seed")
+        if many
+        else users.crossJoin(F.broadcast(day_rows))
     )
+    rows = joined.where(tenure >= 0).where(uniform(seed, "active", *key) < p)
     conv = F.col("user_conv") * F.col("zone_conv")
     lift = F.when(F.col("post"), F.col("lift")).otherwise(0.0)
     visits = 1 + geometric(F.col("intensity"), uniform(seed, "visits", *key))
@@ -248,6 +289,7 @@ def activity_frame(
         2,
     )
     cols = [
+        *(["seed"] if many else []),
         "date",
         "user_id",
         "zone_id",

@@ -14,13 +14,14 @@ from pyspark.sql import functions as F
 _MASK = (1 << 53) - 1
 
 
-def uniform(seed: int, salt: str, *keys: Column | str) -> Column:
-    """U(0, 1), open at both ends."""
-    h = F.xxhash64(F.lit(seed), F.lit(salt), *keys)
+def uniform(seed: int | Column, salt: str, *keys: Column | str) -> Column:
+    """U(0, 1), open at both ends. ``seed`` may be an int column (one seed per row), which
+    draws what F.lit(seed) would for seeds of 32 bits."""
+    h = F.xxhash64(seed if isinstance(seed, Column) else F.lit(seed), F.lit(salt), *keys)
     return (h.bitwiseAND(F.lit(_MASK)).cast("double") + 0.5) / float(_MASK + 1)
 
 
-def normal(seed: int, salt: str, *keys: Column | str) -> Column:
+def normal(seed: int | Column, salt: str, *keys: Column | str) -> Column:
     """N(0, 1) by Box-Muller from two independent uniforms."""
     u1 = uniform(seed, salt + ".1", *keys)
     u2 = uniform(seed, salt + ".2", *keys)
