@@ -98,15 +98,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     outcomes: list[StepOutcome] = []
     for day in dates:
         outcomes += _run_date(dataclasses.replace(ctx, run_date=day), kinds, args.force, run_id)
-    summary = {
-        "table": render(outcomes),
-        "pipeline_run_id": run_id,
-        "dates": f"{dates[0]}..{dates[-1]}",
-        "steps": [
-            {k: getattr(o, k) for k in ("run_date", "step", "status", "exit_code", "duration_s")}
-            for o in outcomes
-        ],
-    }
+    summary = {"table": render(outcomes)}
     failed = [o for o in outcomes if o.status == FAILED]
     if failed:
         code = exit_code([o.exit_code for o in failed])
@@ -129,8 +121,9 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
     statuses: dict[str, str] = {}
     outcomes = []
     for i, step in enumerate(steps, 1):
-        base = StepOutcome(ctx.run_date, step.name, step.kind, step.target, SKIPPED)
-        base.depends_on = step.depends_on
+        base = StepOutcome(
+            ctx.run_date, step.name, step.kind, step.target, SKIPPED, step.depends_on
+        )
         blockers = blocked_by(step, statuses)
         rerun_inputs = any(statuses.get(d) == SUCCEEDED for d in step.depends_on)
         if step.name in done and not rerun_inputs:
