@@ -115,7 +115,7 @@ def bench_features(rows: int, days: int, workdir: str) -> None:
         ],
     )
     with PeakRss() as rss:
-        spark = build_session(conf.spark)
+        spark = build_session(conf.spark, conf.tables.backend)
         ctx = JobContext(spark, conf, Catalog(spark, conf.tables), run_date)
         print(f"generating ~{rows:,} activity rows ({users:,} users x {days} days) ...", flush=True)
         gen_args = SimpleNamespace(
@@ -198,7 +198,7 @@ def bench_design(zones: int, users: int, workdir: str) -> None:
         "seed": 1,
     }
     with PeakRss() as rss:
-        spark = build_session(conf.spark)
+        spark = build_session(conf.spark, conf.tables.backend)
         ctx = JobContext(spark, conf, Catalog(spark, conf.tables), run_date)
         print(f"generating {zones:,} zones, {users:,} users x {days} days ...", flush=True)
         gen = SimpleNamespace(
@@ -281,7 +281,7 @@ def bench_did(rows: int, workdir: str, peer: bool) -> None:
     conf = load_config(
         None, [f"tables.base_path={workdir}", "spark.driver_memory=8g", "spark.log_level=ERROR"]
     )
-    spark = build_session(conf.spark)
+    spark = build_session(conf.spark, conf.tables.backend)
     ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date(2026, 10, 31))
     print(f"generating ~{rows:,} activity rows ({users:,} users x {days} days) ...", flush=True)
     gen = SimpleNamespace(
@@ -335,7 +335,7 @@ def _did_estimator(workdir: str) -> None:
         None, [f"tables.base_path={workdir}", "spark.driver_memory=4g", "spark.log_level=ERROR"]
     )
     with PeakRss() as rss:
-        spark = build_session(conf.spark)
+        spark = build_session(conf.spark, conf.tables.backend)
         ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date(2026, 10, 31))
         spec, assignment = load_design(ctx, "synthetic_geo")
         zones = spark.createDataFrame([(int(z),) for z in assignment["zone_id"]], "zone_id int")
@@ -439,7 +439,7 @@ def bench_score(sizes: list[int], workdir: str) -> None:
 
     run_date = dt.date(2026, 10, 31)
     conf = _uplift_conf(workdir)
-    spark = build_session(conf.spark)
+    spark = build_session(conf.spark, conf.tables.backend)
     catalog = Catalog(spark, conf.tables)
     gconf = conf.generate.model_copy(update={"vouchers": 5, "campaign_rows": 286_000})
     n_noise = 30 - len(vouchers.FEATURES)
@@ -536,7 +536,7 @@ def bench_uplift(workdir: str) -> None:
 
     run_date = dt.date(2026, 10, 31)
     conf = _uplift_conf(workdir)
-    spark = build_session(conf.spark)
+    spark = build_session(conf.spark, conf.tables.backend)
     ctx = JobContext(spark, conf, Catalog(spark, conf.tables), run_date)
     gen = SimpleNamespace(
         seed=None, users=1000, zones=10, days=7, customers=100_000, vouchers=None,
@@ -620,7 +620,7 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str) -> None:
             "spark.log_level=ERROR",
         ]
     )
-    spark = build_session(conf.spark)
+    spark = build_session(conf.spark, conf.tables.backend)
     catalog = Catalog(spark, conf.tables)
     print(f"writing uplift_scores: {n:,} customers x 5 vouchers, 20 budget groups ...", flush=True)
     _, t_gen = timed(

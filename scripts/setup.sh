@@ -30,3 +30,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   touch "$STAMP"
 fi
+# Delta Lake's JVM jars for the pinned delta-spark, once, into .delta/jars (Spark's own
+# resolver, as spark-submit --packages does); jobs then start offline. If Maven Central
+# cannot be reached this says so in one line and the delta-rs backend is used.
+.venv/bin/python -m sparklift.delta_jars fetch || true

@@ -27,7 +27,7 @@ def spark() -> Iterator[SparkSession]:
             "spark.log_level=ERROR",
         ],
     )
-    session = build_session(conf.spark)
+    session = build_session(conf.spark, conf.tables.backend)
     yield session
     session.stop()
 

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(_config_path(args.config), args.set)
         configure_logging(config.logging)
-        spark = build_session(config.spark)
+        spark = build_session(config.spark, config.tables.backend)
         ctx = JobContext(spark, config, Catalog(spark, config.tables), args.run_date)
         log.info(
             "job %s for run date %s (sparklift %s from %s, Spark %s, master %s, tables: %s "

@@ -58,6 +58,7 @@ class SparkConfig(_Strict):
     shuffle_partitions: int = Field(gt=0)
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
     ui_enabled: bool
+    delta_jars: str | None
     conf: dict[str, str]
 
 

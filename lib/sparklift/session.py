@@ -10,6 +10,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from sparklift import delta_jars
 from sparklift.config import SparkConfig
 from sparklift.errors import SparkliftError
 
@@ -45,12 +46,34 @@ def check_java() -> None:
         raise SparkliftError(f"found Java {version} at {java}, too old: {JAVA_HINT}")
 
 
-def build_session(conf: SparkConfig) -> SparkSession:
+def delta_session_conf(conf: SparkConfig, backend: str) -> dict[str, str]:
+    """Spark conf that loads Delta Lake from the jars set-up fetched (none for 'deltars').
+
+    'auto' uses the jars when they are there; 'native' without them is an error that says
+    what to run. Only local files are listed: nothing is resolved or downloaded.
+    """
+    if backend == "deltars":
+        return {}
+    directory = delta_jars.default_dir(conf.delta_jars)
+    jars = delta_jars.find_jars(directory)
+    if jars:
+        return {"spark.jars": ",".join(jars), **delta_jars.DELTA_SESSION_CONF}
+    if backend == "native":
+        raise SparkliftError(
+            f"tables.backend is 'native' but the Delta Lake jars for {delta_jars.coordinate()} "
+            f"are not in {directory}: {delta_jars.FETCH_HINT}"
+        )
+    log.info("no Delta Lake jars in %s: tables use the delta-rs backend", directory)
+    return {}
+
+
+def build_session(conf: SparkConfig, backend: str = "auto") -> SparkSession:
     """Return the Spark session for a job.
 
     Under spark-submit the master and conf come from the submit line and are not changed.
     Otherwise a local session sized for a small machine: few shuffle partitions, no UI,
-    driver memory from config, Arrow on, quiet logs. Either way executors run the
+    driver memory from config, Arrow on, quiet logs, and Delta Lake from the fetched jars
+    unless ``backend`` (``tables.backend``) is 'deltars'. Either way executors run the
     interpreter running this code unless ``PYSPARK_PYTHON`` says otherwise.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -70,7 +93,7 @@ def build_session(conf: SparkConfig) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
     )
-    for key, value in conf.conf.items():
+    for key, value in {**delta_session_conf(conf, backend), **conf.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(conf.log_level)
@@ -78,9 +101,12 @@ def build_session(conf: SparkConfig) -> SparkSession:
 
 
 def delta_jvm_available(spark: SparkSession) -> bool:
-    """True when the Delta Lake JVM classes are on the driver's classpath."""
+    """True when the Delta Lake JVM classes are on the driver's classpath (``spark.jars``
+    and ``--packages`` jars are in Spark's class loader, not the JVM's system one)."""
     try:
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
+        spark._jvm.org.apache.spark.util.Utils.classForName(  # type: ignore[union-attr]
+            "io.delta.tables.DeltaTable", True, False
+        )
         return True
     except Exception:
         return False

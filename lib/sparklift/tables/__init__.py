@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from sparklift.config import TablesConfig
+from sparklift.delta_jars import FETCH_HINT, coordinate
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
 from sparklift.session import delta_jvm_available
 from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend, PartitionFilter
@@ -34,8 +35,8 @@ def choose_backend(spark: SparkSession, conf: TablesConfig) -> Backend:
     if conf.backend == "native" or (conf.backend == "auto" and delta_jvm_available(spark)):
         if not delta_jvm_available(spark):
             raise InputError(
-                "tables.backend is 'native' but the Delta JVM classes are not on the classpath "
-                "(spark-submit --packages io.delta:delta-spark_2.13:4.4.1 or use 'deltars')"
+                "tables.backend is 'native' but the Delta JVM classes are not on the classpath: "
+                f"{FETCH_HINT}, or spark-submit with --packages {coordinate()} (or --jars)"
             )
         return NativeBackend(spark)
     return DeltaRsBackend(spark, conf.target_file_rows)
