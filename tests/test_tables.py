@@ -1,18 +1,37 @@
-"""The Delta table layer's guarantees, on the delta-rs backend."""
+"""The Delta table layer's guarantees, on BOTH backends (native Delta Spark and delta-rs).
+
+Concurrent writers really run at once: the slow writer's task waits at a gate (a file)
+until the fast writer has committed, so both read the same version and the order of
+their commits is fixed, whatever the machine's load.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, DoubleType, LongType, StructField, StructType
+from pyspark.sql.types import (
+    DateType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
+from sparklift.config import TablesConfig
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
+from sparklift.tables.backends import DeltaRsBackend, NativeBackend
 from sparklift.tables.commit import read_commit
 from sparklift.tables.local import read_pandas
 
@@ -26,6 +45,20 @@ SCHEMA = StructType(
         StructField("gmv", DoubleType()),
     ]
 )
+BACKENDS = ["native", "deltars"]
+GATE_TIMEOUT_S = 120
+
+
+def make_catalog(spark, tables: TablesConfig, kind: str) -> Catalog:
+    backend = (
+        NativeBackend(spark) if kind == "native" else DeltaRsBackend(spark, tables.target_file_rows)
+    )
+    return Catalog(spark, tables, backend=backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog(request, spark, config) -> Catalog:
+    return make_catalog(spark, config.tables, request.param)
 
 
 def frame(spark, dates, n=30, offset=0):
@@ -37,10 +70,16 @@ def content(catalog: Catalog, name="user_activity", **kw):
     return sorted(tuple(r) for r in catalog.read(name, **kw).collect())
 
 
+def referenced(catalog: Catalog, name="user_activity") -> set[str]:
+    """The data files the latest snapshot references, as absolute paths."""
+    return set(DeltaTable(catalog.path(name)).file_uris())
+
+
 def state(catalog: Catalog, name="user_activity"):
-    """Everything a failed write must leave untouched: version, log files, data files."""
+    """What a failed write must leave untouched: version, log files, referenced files."""
     root = catalog.path(name)
-    return catalog.version(name), sorted(os.listdir(f"{root}/_delta_log")), parquet_files(root)
+    logs = sorted(f for f in os.listdir(f"{root}/_delta_log") if f.endswith(".json"))
+    return catalog.version(name), logs, referenced(catalog, name)
 
 
 def test_create_append_overwrite_and_time_travel(spark, catalog):
@@ -57,6 +96,7 @@ def test_create_append_overwrite_and_time_travel(spark, catalog):
     ops = [(h["version"], h["operation"]) for h in catalog.history("user_activity")]
     assert [v for v, _ in ops] == [3, 2, 1, 0]
     assert catalog.rows_added("user_activity", 2) == 30
+    assert catalog.count("user_activity", version=2, where=[("date", "=", D3)]) == 30
 
 
 def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
@@ -78,6 +118,44 @@ def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
         catalog.read("user_activity", where=[("user_id", "=", 1)])
 
 
+KEYED = StructType(
+    [
+        StructField("day", DateType()),
+        StructField("zone", StringType()),
+        StructField("n", LongType()),
+    ]
+)
+
+
+def test_replace_by_typed_literals_null_date_and_quoted_string(spark, catalog):
+    """The predicate is built from typed literals: a null partition is ``IS NULL`` (not
+    ``IN (None)``), a quote in a string value is escaped, and each backend reads back
+    the exact values from the other's directory names."""
+    zones = [None, "it's", 'a "b" c', "x:y/z", "plain"]
+    rows = [(D1, z, i) for i, z in enumerate(zones)] + [
+        (D2, z, 10 + i) for i, z in enumerate(zones)
+    ]
+    catalog.write("geo_results", spark.createDataFrame(rows, KEYED), partition_by=["day", "zone"])
+    new = spark.createDataFrame([(D1, None, 100), (D1, "it's", 101)], KEYED)
+    catalog.write(
+        "geo_results", new, mode="replace", replace_where={"day": D1, "zone": [None, "it's"]}
+    )
+    got = sorted((r.day, r.zone or "", r.n) for r in catalog.read("geo_results").collect())
+    want = sorted(
+        [(D1, "", 100), (D1, "it's", 101)]
+        + [(D1, z, i) for i, z in enumerate(zones) if z not in (None, "it's")]
+        + [(D2, z or "", 10 + i) for i, z in enumerate(zones)]
+    )
+    assert got == want
+    quoted = catalog.read("geo_results", where=[("zone", "=", "it's")])
+    assert sorted(r.n for r in quoted.collect()) == [11, 101]
+    other = "deltars" if catalog.backend.name == "native" else "native"
+    across = make_catalog(spark, catalog.conf, other)
+    assert sorted((r.day, r.zone or "", r.n) for r in across.read("geo_results").collect()) == want
+    pdf = read_pandas(catalog.path("geo_results"))
+    assert sorted((r.day, r.zone or "", r.n) for r in pdf.itertuples()) == want
+
+
 def test_readable_by_deltalake_with_same_content(spark, catalog):
     catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
     catalog.write(
@@ -85,6 +163,8 @@ def test_readable_by_deltalake_with_same_content(spark, catalog):
     )
     table = DeltaTable(catalog.path("user_activity"))
     assert table.version() == 1
+    protocol = table.protocol()
+    assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
     pdf = read_pandas(catalog.path("user_activity")).sort_values(["date", "user_id"])
     rows = sorted((r.date, r.user_id, r.gmv) for r in pdf.itertuples())
     assert rows == content(catalog)
@@ -97,6 +177,7 @@ def test_readable_by_deltalake_with_same_content(spark, catalog):
 def test_schema_enforcement_fails_before_writing(spark, catalog):
     catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
     before = state(catalog)
+    files = parquet_files(catalog.path("user_activity"))
     bad = (
         frame(spark, [D1])
         .drop("gmv")
@@ -111,6 +192,7 @@ def test_schema_enforcement_fails_before_writing(spark, catalog):
     with pytest.raises(SchemaMismatchError, match="partitioned by \\['date'\\]"):
         catalog.write("user_activity", frame(spark, [D1]), partition_by=["user_id"])
     assert state(catalog) == before
+    assert parquet_files(catalog.path("user_activity")) == files  # nothing written at all
     # Same columns in another order are fine.
     catalog.write("user_activity", frame(spark, [D2]).select("gmv", "user_id", "date"))
     assert catalog.read("user_activity").count() == 60
@@ -129,6 +211,7 @@ def test_rows_outside_the_replaced_partitions_fail_the_write(spark, catalog):
 def test_task_failing_mid_write_leaves_table_unchanged(spark, catalog):
     catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
     before = state(catalog)
+    files = parquet_files(catalog.path("user_activity"))
     big = spark.range(0, 400_000, numPartitions=1).select(
         F.lit(D2).alias("date"),
         F.col("id").alias("user_id"),
@@ -143,91 +226,149 @@ def test_task_failing_mid_write_leaves_table_unchanged(spark, catalog):
                 raise RuntimeError("boom: simulated executor failure")
             yield batch
 
-    # The small task succeeds first; the big one fails: abort must remove both tasks' files.
+    # The small task succeeds first; the big one fails.
     failing = frame(spark, [D1], n=5).coalesce(1).union(big.mapInArrow(fail_late, big.schema))
     with pytest.raises(Exception, match="boom"):
         catalog.write("user_activity", failing)
-    assert state(catalog) == before  # no version, no referenced or stray file
+    assert state(catalog) == before  # no version, no new referenced file
+    if catalog.backend.name == "deltars":  # it also removes the files of the failed write
+        assert parquet_files(catalog.path("user_activity")) == files
 
 
-def test_concurrent_appends_both_land(spark, catalog):
+def test_retried_write_with_the_same_marker_is_not_applied_twice(spark, catalog):
     catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
-    backend, path = catalog.backend, catalog.path("user_activity")
-    read_version = catalog.version("user_activity")  # both writers read version 0
-    a = frame(spark, [D2], n=3, offset=500)
-    b = frame(spark, [D2], n=4, offset=600)
-    va = backend.write(a, path, "user_activity", "append", ["date"], None, read_version)
-    vb = backend.write(b, path, "user_activity", "append", ["date"], None, read_version)
-    assert (va, vb) == (1, 2)
+    key = ("nightly-features-2026-01-02", 7)
+    first = catalog.write("user_activity", frame(spark, [D2], n=3), txn=key)
+    catalog.write("user_activity", frame(spark, [D3], n=2))
+    again = catalog.write("user_activity", frame(spark, [D2], n=3), txn=key)
+    assert (first, again) == (1, 1)  # the retry reports the version that applied it
+    assert catalog.version("user_activity") == 2 and catalog.read("user_activity").count() == 35
+    newer = catalog.write("user_activity", frame(spark, [D2], n=1, offset=50), txn=(key[0], 8))
+    assert newer == 3 and catalog.read("user_activity").count() == 36
+
+
+# --- concurrent writers ---------------------------------------------------------------
+
+
+def gated(df: DataFrame, gate: Path) -> DataFrame:
+    """``df`` in one task that signals ``gate/started`` and waits for ``gate/go``."""
+    started, go = str(gate / "started"), str(gate / "go")
+
+    def wait(batches):
+        open(started, "w").close()
+        deadline = time.monotonic() + GATE_TIMEOUT_S
+        while not os.path.exists(go):
+            if time.monotonic() > deadline:
+                raise RuntimeError("test gate never opened")
+            time.sleep(0.05)
+        yield from batches
+
+    return df.coalesce(1).mapInArrow(wait, df.schema)
+
+
+def race(slow: Callable[[DataFrame], int], slow_df: DataFrame, fast: Callable[[], int], gate):
+    """Start ``slow(gated slow_df)``; once its task runs (it has read the table), run
+    ``fast`` to completion, then let the slow writer finish. Returns fast's version and
+    the slow writer's future."""
+    gate.mkdir()
+    pool = ThreadPoolExecutor(1)
+    future: Future = pool.submit(slow, gated(slow_df, gate))
+    deadline = time.monotonic() + GATE_TIMEOUT_S
+    try:
+        while not (gate / "started").exists():
+            if future.done():
+                future.result()
+                raise AssertionError("the slow writer finished before its gate")
+            assert time.monotonic() < deadline, "the slow writer's task never started"
+            time.sleep(0.05)
+        fast_version = fast()
+    finally:
+        (gate / "go").touch()
+        pool.shutdown(wait=True)
+    return fast_version, future
+
+
+def test_concurrent_appends_both_land_and_know_their_versions(spark, catalog, tmp_path):
+    catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
+    slow = frame(spark, [D2], n=4, offset=600)
+    fast_v, future = race(
+        lambda df: catalog.write("user_activity", df),
+        slow,
+        lambda: catalog.write("user_activity", frame(spark, [D2], n=3, offset=500)),
+        tmp_path / "gate",
+    )
+    assert (fast_v, future.result()) == (1, 2)  # each finds its own commit by its marker
+    assert catalog.rows_added("user_activity", 1) == 3
+    assert catalog.rows_added("user_activity", 2) == 4
     assert catalog.read("user_activity").count() == 37
 
 
-def _replace(catalog, df, date, read_version):
-    return catalog.backend.write(
-        df,
-        catalog.path("user_activity"),
-        "user_activity",
-        "replace",
-        ["date"],
-        {"date": [date.isoformat()]},
-        read_version,
-    )
-
-
-def test_conflicting_replaces_one_wins_other_fails_cleanly(spark, catalog):
+def test_conflicting_replaces_one_wins_other_fails_cleanly(spark, catalog, tmp_path):
     catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
-    read_version = catalog.version("user_activity")
-    winner = frame(spark, [D2], n=2, offset=700)
-    assert _replace(catalog, winner, D2, read_version) == 1
-    before = state(catalog)
-    with pytest.raises(TableConflictError, match="other writer won"):
-        _replace(catalog, frame(spark, [D2], n=9, offset=800), D2, read_version)
-    assert state(catalog) == before
-    assert sorted(
-        r.user_id for r in catalog.read("user_activity").where(F.col("date") == D2).collect()
-    ) == [700, 701]
+
+    def replace(df):
+        return catalog.write("user_activity", df, mode="replace", replace_where={"date": D2})
+
+    fast_v, future = race(
+        replace,
+        frame(spark, [D2], n=9, offset=800),
+        lambda: replace(frame(spark, [D2], n=2, offset=700)),
+        tmp_path / "gate",
+    )
+    assert fast_v == 1
+    with pytest.raises(TableConflictError, match="other writer won") as err:
+        future.result()
+    assert err.value.exit_code == 4
+    assert catalog.version("user_activity") == 1
+    d2 = catalog.read("user_activity").where(F.col("date") == D2).collect()
+    assert sorted(r.user_id for r in d2) == [700, 701]  # the winner's data, intact
 
 
-def test_replace_conflicts_with_concurrent_append_into_its_partition(spark, catalog):
+def test_replace_conflicts_with_concurrent_append_into_its_partition(spark, catalog, tmp_path):
     """delta-rs alone would keep the concurrent append (a lost update); Delta's rules don't."""
     catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
-    read_version = catalog.version("user_activity")
-    path = catalog.path("user_activity")
-    catalog.backend.write(
-        frame(spark, [D2], n=1, offset=900),
-        path,
-        "user_activity",
-        "append",
-        ["date"],
-        None,
-        read_version,
+    _, future = race(
+        lambda df: catalog.write("user_activity", df, mode="replace", replace_where={"date": D2}),
+        frame(spark, [D2], n=2),
+        lambda: catalog.write("user_activity", frame(spark, [D2], n=1, offset=900)),
+        tmp_path / "gate",
     )
-    with pytest.raises(TableConflictError, match="added data in partitions"):
-        _replace(catalog, frame(spark, [D2], n=2), D2, read_version)
+    with pytest.raises(TableConflictError):
+        future.result()
+    assert catalog.read("user_activity").where(F.col("user_id") == 900).count() == 1
 
 
-def test_replaces_of_disjoint_partitions_both_land(spark, catalog):
+def test_replaces_of_disjoint_partitions_both_land(spark, catalog, tmp_path):
     catalog.write("user_activity", frame(spark, [D1, D2, D3]), partition_by=["date"])
-    read_version = catalog.version("user_activity")
-    assert _replace(catalog, frame(spark, [D1], n=1, offset=10), D1, read_version) == 1
-    assert _replace(catalog, frame(spark, [D3], n=2, offset=20), D3, read_version) == 2
+    fast_v, future = race(
+        lambda df: catalog.write("user_activity", df, mode="replace", replace_where={"date": D3}),
+        frame(spark, [D3], n=2, offset=20),
+        lambda: catalog.write(
+            "user_activity",
+            frame(spark, [D1], n=1, offset=10),
+            mode="replace",
+            replace_where={"date": D1},
+        ),
+        tmp_path / "gate",
+    )
+    assert (fast_v, future.result()) == (1, 2)
     counts = {
         r.date: r["count"] for r in catalog.read("user_activity").groupBy("date").count().collect()
     }
     assert counts == {D1: 1, D2: 30, D3: 2}
 
 
-def test_overwrite_conflicts_with_any_concurrent_change(spark, catalog):
+def test_overwrite_conflicts_with_any_concurrent_change(spark, catalog, tmp_path):
     catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
-    read_version = catalog.version("user_activity")
-    path = catalog.path("user_activity")
-    catalog.backend.write(
-        frame(spark, [D2], n=1), path, "user_activity", "append", ["date"], None, read_version
+    _, future = race(
+        lambda df: catalog.write("user_activity", df, mode="overwrite"),
+        frame(spark, [D3]),
+        lambda: catalog.write("user_activity", frame(spark, [D2], n=1)),
+        tmp_path / "gate",
     )
     with pytest.raises(TableConflictError):
-        catalog.backend.write(
-            frame(spark, [D3]), path, "user_activity", "overwrite", ["date"], None, read_version
-        )
+        future.result()
+    assert catalog.read("user_activity").count() == 31
 
 
 def test_clear_errors_for_missing_table_and_bad_arguments(spark, catalog):
@@ -241,3 +382,25 @@ def test_clear_errors_for_missing_table_and_bad_arguments(spark, catalog):
         catalog.write(
             "user_activity", frame(spark, [D1]), mode="replace", replace_where={"gmv": 1.0}
         )
+
+
+# --- interop ----------------------------------------------------------------------------
+
+
+def test_each_backend_reads_and_appends_the_others_tables(spark, config):
+    native = make_catalog(spark, config.tables, "native")
+    deltars = make_catalog(spark, config.tables, "deltars")
+    for first, second, name in [(native, deltars, "user_activity"), (deltars, native, "zones")]:
+        first.write(name, frame(spark, [D1, D2]), partition_by=["date"])
+        assert content(second, name) == content(first, name)
+        assert second.write(name, frame(spark, [D3], n=5, offset=100)) == 1
+        second.write(
+            name, frame(spark, [D1], n=2, offset=200), mode="replace", replace_where={"date": D1}
+        )
+        assert first.version(name) == second.version(name) == 2
+        want = content(first, name)
+        assert content(second, name) == want and len(want) == 37
+        assert first.write(name, frame(spark, [D2], n=1, offset=300)) == 3
+        pdf = read_pandas(first.path(name))
+        assert len(pdf) == 38 and DeltaTable(first.path(name)).version() == 3
+        assert content(second, name, version=1) == content(first, name, version=1)

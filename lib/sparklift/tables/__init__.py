@@ -8,6 +8,7 @@ write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows) or 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from sparklift.delta_jars import FETCH_HINT, coordinate
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
 from sparklift.session import delta_jvm_available
 from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend, PartitionFilter
+from sparklift.tables.commit import Txn
 from sparklift.tables.schema import (
     check_partition_columns,
     check_schema,
@@ -148,6 +150,7 @@ class Catalog:
         mode: Literal["append", "overwrite", "replace"] = "append",
         partition_by: Sequence[str] = (),
         replace_where: Mapping[str, Any] | None = None,
+        txn: Txn | None = None,
     ) -> int:
         """Write ``df`` as one new version of table ``name`` and return that version.
 
@@ -155,7 +158,10 @@ class Catalog:
         have exactly the table's columns and types (any order); ``partition_by``, if given,
         must equal the table's. ``replace`` swaps the partitions matching
         ``replace_where`` (``{column: value or values}``) for the frame's rows, which must
-        all lie in them.
+        all lie in them. ``txn`` (application id, version) is the write's idempotency key,
+        recorded as Delta's application transaction: a write whose key the table already
+        holds is not applied again and returns the version that applied it. Default: a
+        fresh key, so the write finds its own commit whoever else commits meanwhile.
         """
         if mode not in ("append", "overwrite", "replace"):
             raise InputError(f"write mode must be append, overwrite or replace, got {mode!r}")
@@ -178,7 +184,8 @@ class Catalog:
         replace = (
             normalize_replace_where(name, partition_by, replace_where) if replace_where else None
         )
-        version = self.backend.write(df, path, name, mode, partition_by, replace, read_version)
+        txn = txn or (f"sparklift-{uuid.uuid4().hex}", 0)
+        version = self.backend.write(df, path, name, mode, partition_by, replace, read_version, txn)
         for io in self._recorders:
             io.writes.append((name, version))
         return version

@@ -18,7 +18,7 @@ from pyspark.sql.types import StructType
 from sparklift import errors
 from sparklift.tables import commit as delta_commit
 from sparklift.tables.deltars_source import SOURCE_NAME, DeltaRsDataSource, WriteSpec
-from sparklift.tables.schema import arrow_to_spark, encode_partition_value
+from sparklift.tables.schema import arrow_to_spark, encode_partition_value, replace_predicate
 
 # A partition filter in deltalake's form: (column, op, value), op in = != < <= > >= in.
 PartitionFilter = tuple[str, str, Any]
@@ -43,6 +43,7 @@ class Backend(Protocol):
         partition_by: Sequence[str],
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
+        txn: delta_commit.Txn,
     ) -> int: ...
     def history(self, path: str) -> list[dict[str, Any]]: ...
     def rows_added(self, path: str, version: int) -> int: ...
@@ -131,6 +132,7 @@ class DeltaRsBackend:
         partition_by: Sequence[str],
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
+        txn: delta_commit.Txn,
     ) -> int:
         spec = WriteSpec(
             root=path,
@@ -140,31 +142,23 @@ class DeltaRsBackend:
             replace=dict(replace) if replace else None,
             read_version=read_version,
             target_file_rows=self.target_file_rows,
+            txn=txn,
         )
+        # A Python data source is found through the JVM thread's active session, which a
+        # thread other than the one that built the session (a pool, Airflow) does not have.
+        jvm = self.spark._jvm  # type: ignore[attr-defined]
+        jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
         try:
             df.write.format(SOURCE_NAME).mode("append").option("spec", spec.to_json()).save()
         except Exception as e:
-            if self._find_version(path, spec.write_id, read_version) is None:
+            if delta_commit.find_txn_commit(path, txn) is None:
                 delta_commit.sweep_write(path, spec.write_id)
             reraise_marked(e)
             raise
-        version = self._find_version(path, spec.write_id, read_version)
+        version = delta_commit.find_txn_commit(path, txn)
         if version is None:
-            raise errors.SparkliftError(f"table {path}: write {spec.write_id} is not in the log")
+            raise errors.SparkliftError(f"table {path}: write {txn} is not in the log")
         return version
-
-    @staticmethod
-    def _find_version(path: str, write_id: str, read_version: int | None) -> int | None:
-        """The version whose commit carries ``write_id``, searching back to the read one."""
-        latest = delta_commit.table_version(path)
-        if latest is None:
-            return None
-        for version in range(latest, -1 if read_version is None else read_version, -1):
-            for action in delta_commit.read_commit(path, version):
-                info = action.get("commitInfo")
-                if info and info.get(delta_commit.WRITE_ID_KEY) == write_id:
-                    return version
-        return None
 
     def rows_added(self, path: str, version: int) -> int:
         """Rows in the files a commit added, from their statistics: no data is read."""
@@ -190,6 +184,20 @@ class DeltaRsBackend:
             return DeltaTable(path).history()
         except TableNotFoundError:
             return []
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """Delta's optimistic-concurrency failures (a concurrent writer won)."""
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    if isinstance(exc, DeltaConcurrentModificationException):
+        return True
+    head = str(exc)[:500]
+    return any(k in head for k in ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED"))
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
 
 
 class NativeBackend:
@@ -241,22 +249,35 @@ class NativeBackend:
         partition_by: Sequence[str],
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
+        txn: delta_commit.Txn,
     ) -> int:
-        writer = df.write.format("delta").partitionBy(*partition_by)
-        writer = writer.mode("append") if mode == "append" else writer.mode("overwrite")
+        writer = (
+            df.write.format("delta")
+            .partitionBy(*partition_by)
+            .mode("append" if mode == "append" else "overwrite")
+            .option("txnAppId", txn[0])
+            .option("txnVersion", txn[1])
+        )
         if replace:
-            predicate = " AND ".join(
-                f"{c} IN ({', '.join(repr(v) for v in vs)})" for c, vs in replace.items()
-            )
-            writer = writer.option("replaceWhere", predicate)
+            writer = writer.option("replaceWhere", replace_predicate(replace, df.schema))
         try:
             writer.save(path)
         except Exception as e:
-            if "Concurrent" in type(e).__name__ or "Concurrent" in str(e)[:300]:
-                raise errors.TableConflictError(f"table {table}: {e}") from e
+            if _is_conflict(e):
+                raise errors.TableConflictError(
+                    f"table {table}: a concurrent write conflicts with this {mode} "
+                    f"(based on version {read_version}): {_first_line(e)}; the other writer "
+                    "won, this write was discarded; re-run it"
+                ) from None
+            if "DELTA_REPLACE_WHERE_MISMATCH" in str(e):
+                raise errors.InputError(
+                    f"cannot write to table {table}: a row lies outside the partitions being "
+                    f"replaced {dict(replace or {})}"
+                ) from None
             raise
-        version = self.version(path)
-        assert version is not None
+        version = delta_commit.find_txn_commit(path, txn)
+        if version is None:
+            raise errors.SparkliftError(f"table {path}: write {txn} is not in the log")
         return version
 
     def history(self, path: str) -> list[dict[str, Any]]:

@@ -12,6 +12,11 @@ the table:
 
 It then commits at exactly the next version with delta-rs' own retries off; if another
 writer took that version first, it re-reads the new commits and checks again.
+
+Every write carries an application transaction (Delta's ``txn`` action: app id, version),
+the idempotent-write marker both Delta Spark (``txnAppId``/``txnVersion``) and delta-rs
+write: a write whose marker the table already holds is not applied again, and a writer
+finds the version it made by the marker, whoever else committed in between.
 """
 
 from __future__ import annotations
@@ -22,17 +27,24 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import (
+    AddAction,
+    RemoveAction,
+    Transaction,
+    create_table_with_add_actions,
+)
 
 from sparklift.errors import TableConflictError
+from sparklift.tables.schema import encode_partition_value
 
 Mode = Literal["append", "overwrite", "replace"]
-WRITE_ID_KEY = "sparklift.writeId"
+Txn = tuple[str, int]  # (application id, transaction version)
 MAX_ATTEMPTS = 50
 
 
@@ -40,14 +52,14 @@ MAX_ATTEMPTS = 50
 class StagedFile:
     """A Parquet file a task wrote into the table directory, not yet in the log."""
 
-    path: str  # relative to the table root
+    path: str  # relative to the table root, as on the filesystem
     size: int
     partition_values: dict[str, str | None]
     stats: str
 
     def add_action(self) -> AddAction:
         return AddAction(
-            path=self.path,
+            path=self.path,  # delta-rs URI-encodes it for the log
             size=self.size,
             partition_values=self.partition_values,
             modification_time=int(time.time() * 1000),
@@ -101,6 +113,58 @@ def read_commit(root: str, version: int) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
 
 
+def txn_version(root: str, app_id: str) -> int:
+    """The table's latest transaction version for ``app_id`` (-1: never written)."""
+    try:
+        found = DeltaTable(root).transaction_version(app_id)
+    except TableNotFoundError:
+        return -1
+    return -1 if found is None else int(found)
+
+
+def find_txn_commit(root: str, txn: Txn) -> int | None:
+    """The version whose commit holds application transaction ``txn``, or None if the table
+    never applied it. Newest first: a fresh write's commit is among the last few; a retried
+    write that Delta skipped finds the commit that applied it first."""
+    app_id, version = txn
+    if txn_version(root, app_id) < version:
+        return None
+    for v in range(table_version(root) or 0, -1, -1):
+        try:
+            actions = read_commit(root, v)
+        except FileNotFoundError:
+            return None  # older commits were cleaned up after a checkpoint
+        for action in actions:
+            body = action.get("txn")
+            if body and body.get("appId") == app_id and int(body["version"]) >= version:
+                return v
+    return None
+
+
+def removes(
+    root: str, read_version: int, mode: Mode, replace: Mapping[str, Sequence[str | None]] | None
+) -> list[RemoveAction]:
+    """The files an overwrite (all) or replace (those in the replaced partitions) removes:
+    the ones the writer read, at ``read_version``, as Delta Spark does."""
+    if mode == "append":
+        return []
+    now = int(time.time() * 1000)
+    out = []
+    for add in pa.table(DeltaTable(root, version=read_version).get_add_actions()).to_pylist():
+        values = {k: encode_partition_value(v) for k, v in (add.get("partition") or {}).items()}
+        if mode == "overwrite" or all(values.get(c) in ok for c, ok in (replace or {}).items()):
+            out.append(
+                RemoveAction(
+                    path=unquote(add["path"]),  # as on disk: delta-rs encodes it
+                    data_change=True,
+                    deletion_timestamp=now,
+                    size=add["size_bytes"],
+                    partition_values=values,
+                )
+            )
+    return out
+
+
 def _touches(action: Mapping[str, Any], replace: Mapping[str, Sequence[str | None]]) -> bool:
     values = action.get("partitionValues") or {}
     return all(values.get(col) in allowed for col, allowed in replace.items())
@@ -147,12 +211,17 @@ def commit(
     partition_by: Sequence[str],
     replace: Mapping[str, Sequence[str | None]] | None,
     read_version: int | None,
-    write_id: str,
+    txn: Txn,
     operation: str,
-) -> int:
-    """Commit ``files`` as one new table version and return that version."""
+) -> int | None:
+    """Commit ``files`` as one new table version and return that version; None (and the
+    files deleted) when the table already holds ``txn``: a retried write, applied before."""
+    if txn_version(root, txn[0]) >= txn[1]:
+        delete_files(root, [f.path for f in files])
+        return None
     actions = [f.add_action() for f in files]
-    metadata = {WRITE_ID_KEY: write_id, "sparklift.operation": operation}
+    metadata = {"sparklift.operation": operation}
+    marker = [Transaction(app_id=txn[0], version=txn[1])]
     for _ in range(MAX_ATTEMPTS):
         try:
             table = DeltaTable(root)
@@ -168,7 +237,9 @@ def commit(
                     actions,
                     mode="error",
                     partition_by=list(partition_by),
-                    commit_properties=CommitProperties(custom_metadata=metadata),
+                    commit_properties=CommitProperties(
+                        custom_metadata=metadata, app_transactions=marker
+                    ),
                 )
             except Exception as e:
                 if table_version(root) is not None:
@@ -184,15 +255,15 @@ def commit(
                 f"table {root} was created by another writer while this write ran; re-run it"
             )
         check_conflicts(root, read_version, latest, mode, replace)
-        filters = [(c, "in", list(v)) for c, v in (replace or {}).items()] or None
         try:
             table.create_write_transaction(
-                actions,
-                mode="append" if mode == "append" else "overwrite",
+                [*removes(root, read_version, mode, replace), *actions],
+                mode="append",
                 schema=schema,
                 partition_by=list(partition_by) or None,
-                partition_filters=filters,
-                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0),
+                commit_properties=CommitProperties(
+                    custom_metadata=metadata, max_commit_retries=0, app_transactions=marker
+                ),
             )
         except CommitFailedError:
             if (table_version(root) or 0) > latest:

@@ -50,14 +50,16 @@ class WriteSpec:
     replace: dict[str, list[str | None]] | None
     read_version: int | None
     target_file_rows: int
-    write_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    txn: tuple[str, int]  # the write's idempotency marker (Delta application transaction)
+    write_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # in its files' names
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, text: str) -> WriteSpec:
-        return cls(**json.loads(text))
+        raw = json.loads(text)
+        return cls(**{**raw, "txn": tuple(raw["txn"])})
 
 
 @dataclass
@@ -228,7 +230,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
                 partition_by=spec.partition_by,
                 replace=spec.replace,
                 read_version=spec.read_version,
-                write_id=spec.write_id,
+                txn=spec.txn,
                 operation=spec.mode.upper(),
             )
         except BaseException as e:

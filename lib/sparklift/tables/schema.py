@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,8 +26,9 @@ from pyspark.sql.types import (
 from sparklift.errors import InputError, SchemaMismatchError
 
 PARTITION_TYPES = (DateType, StringType, IntegerType, LongType, ShortType, ByteType, BooleanType)
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# Characters Spark escapes as %XX in a partition directory name (ExternalCatalogUtils).
+_PATH_ESCAPED = frozenset([chr(c) for c in range(1, 32)] + list("\"#%'*/:=?\\\x7f{[]^"))
 
 
 def _nullable(t: DataType) -> DataType:
@@ -99,20 +99,49 @@ def encode_partition_value(value: Any) -> str | None:
         raise InputError(f"timestamp partition values are not supported: {value!r}")
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = str(value)
-    if not _SAFE_VALUE.match(text):
-        raise InputError(
-            f"partition value {text!r} has characters outside [A-Za-z0-9_.-], which the "
-            "delta-rs backend does not write"
-        )
-    return text
+    return str(value)
+
+
+def escape_path_name(text: str) -> str:
+    """A partition value as Spark names its directory: special characters as ``%XX``, so
+    Spark's and Delta's readers parse the value back exactly."""
+    return "".join(f"%{ord(ch):02X}" if ch in _PATH_ESCAPED else ch for ch in text)
 
 
 def partition_dir(partition_by: Sequence[str], values: Mapping[str, str | None]) -> str:
     """Hive-style relative directory, e.g. ``date=2026-01-01``."""
     return "/".join(
-        f"{c}={values[c] if values[c] is not None else NULL_PARTITION}" for c in partition_by
+        f"{escape_path_name(c)}="
+        + (escape_path_name(values[c]) if values[c] is not None else NULL_PARTITION)  # type: ignore[arg-type]
+        for c in partition_by
     )
+
+
+def sql_literal(value: str, dtype: DataType) -> str:
+    """A partition value (as the Delta log stores it) as a typed Spark SQL literal."""
+    if isinstance(dtype, DateType):
+        return f"DATE '{dt.date.fromisoformat(value).isoformat()}'"
+    if isinstance(dtype, (IntegerType, LongType, ShortType, ByteType)):
+        return str(int(value))
+    if isinstance(dtype, BooleanType):
+        return "true" if value == "true" else "false"
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def replace_predicate(replace: Mapping[str, Sequence[str | None]], schema: StructType) -> str:
+    """``replaceWhere`` SQL from typed literals: ``col IN (...)``, ``col IS NULL`` for null."""
+    clauses = []
+    for col, values in replace.items():
+        name = "`" + col.replace("`", "``") + "`"
+        dtype = schema[col].dataType
+        terms = []
+        literals = [sql_literal(v, dtype) for v in values if v is not None]
+        if literals:
+            terms.append(f"{name} IN ({', '.join(literals)})")
+        if any(v is None for v in values):
+            terms.append(f"{name} IS NULL")
+        clauses.append("(" + " OR ".join(terms) + ")")
+    return " AND ".join(clauses)
 
 
 def normalize_replace_where(
