@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.tables import published_allocations
 from sparklift.cli import main
 from sparklift.config import load_config
@@ -20,10 +19,12 @@ from sparklift.jobs import allocate as allocate_job
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 from sparklift.uplift.scoring import UPLIFT_SCORES
+from tests.exact_optima import Instance, by_group, stored_optimum
 
 RUN_DATE = "2026-09-01"
 VOUCHERS = ["V01", "V02", "V03"]
 BUDGETS = {"NL": 120.0, "DE": 60.0, "BE": 25.0}
+pytestmark = pytest.mark.e2e
 
 
 def instance(n: int = 1500, seed: int = 0):
@@ -32,6 +33,16 @@ def instance(n: int = 1500, seed: int = 0):
     u = c * rng.uniform(0, 0.3, (n, 3)) + rng.normal(0, 0.03, (n, 3))
     group = rng.choice(list(BUDGETS), n, p=[0.5, 0.3, 0.2])
     return u, c, group
+
+
+def exact_by_group(u, c, group) -> dict[str, Instance]:
+    """The default instance (n=1500, seed 0) by budget group, optima from the fixture."""
+    return by_group("allocate_job/n=1500/seed=0", u, c, group, BUDGETS)
+
+
+def exact_instances() -> list[Instance]:
+    """Every instance whose optimum this module reads from the fixture."""
+    return list(exact_by_group(*instance()).values())
 
 
 def scores_frame(u, c, group) -> pd.DataFrame:
@@ -81,6 +92,7 @@ def published(spark, wh: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_allocate_within_budget_near_optimum_and_replaces_its_run(spark, tmp_path, capsys):
     wh = tmp_path / "wh"
     u, c, group = instance()
+    exact = exact_by_group(u, c, group)
     setup(spark, wh, scores_frame(u, c, group))
     campaign = campaign_file(tmp_path, budgets=BUDGETS)
     capsys.readouterr()
@@ -99,7 +111,7 @@ def test_allocate_within_budget_near_optimum_and_replaces_its_run(spark, tmp_pat
         assert s["gap"] == pytest.approx(s["dual_bound"] - s["objective"])
         in_g = group == s["budget_group"]
         assert s["n_customers"] == in_g.sum()
-        _, best = solve_exact(u[in_g], c[in_g], s["budget"])
+        best = stored_optimum(exact[s["budget_group"]])
         assert s["objective"] <= best + 1e-6 <= s["dual_bound"] + 2e-6
         assert best - s["objective"] <= u[in_g].max()
 

@@ -1,4 +1,5 @@
-"""The distributed solver against the one-machine solver and the exact optimum (SCIP)."""
+"""The distributed solver against the one-machine solver and the exact optimum (SCIP, stored
+in tests/fixtures/exact_optima.json by scripts/exact_optima.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ import pytest
 
 from sparklift.allocation.distributed import Problem, solve, summarize
 from sparklift.allocation.envelope import envelope
-from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
 from sparklift.errors import InputError
+from tests.exact_optima import Instance, by_group, stored_optimum
 
+Case = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Instance]]
 VOUCHERS = ["V01", "V02", "V03"]
 GROUPS = ["NL", "DE", "BE"]
+MATCH_SEEDS, MATCH_KINDS = [0, 1], ["random", "adversarial"]
+MATCH_BUDGETS = {"NL": 300.0, "DE": 50.0, "BE": 1e6}  # BE: the budget never binds
+CAPS_CASES = [(0, "random"), (1, "random"), (1, "adversarial")]
+CAPS_BUDGETS = {"NL": 75.0, "DE": 36.0, "BE": 30.0}
+CAPS = {"V01": 18, "V03": 9}
+SMALL_BUDGETS = {"NL": 40.0, "DE": 20.0, "BE": 1e6}
 
 
 def instance(n: int, seed: int, kind: str = "random"):
@@ -30,6 +38,33 @@ def instance(n: int, seed: int, kind: str = "random"):
         u[rng.random((n, 3)) < 0.1] = np.nan
     group = rng.choice(GROUPS, n, p=[0.5, 0.3, 0.2])
     return u, c, group
+
+
+def match_case(seed: int, kind: str) -> Case:
+    """3,000 customers without caps, and their exact instances by budget group."""
+    u, c, group = instance(3000, seed, kind)
+    exact = by_group(f"distributed/n=3000/{kind}/seed={seed}", u, c, group, MATCH_BUDGETS)
+    return u, c, group, exact
+
+
+def caps_case(seed: int, kind: str) -> Instance:
+    """600 customers, 3 groups and 2 caps: one joint instance."""
+    u, c, group = instance(600, seed, kind)
+    caps = (CAPS["V01"], np.nan, CAPS["V03"])
+    return Instance(f"distributed/caps/n=600/{kind}/seed={seed}", u, c, CAPS_BUDGETS, group, caps)
+
+
+def small_case() -> Case:
+    """600 customers, two groups small enough for the exact solver, and their instances."""
+    u, c, group = instance(600, 3)
+    return u, c, group, by_group("distributed/n=600/random/seed=3", u, c, group, SMALL_BUDGETS)
+
+
+def exact_instances() -> list[Instance]:
+    """Every instance whose optimum this module reads from the fixture."""
+    out = [e for s in MATCH_SEEDS for k in MATCH_KINDS for e in match_case(s, k)[3].values()]
+    out += [caps_case(s, k) for s, k in CAPS_CASES]
+    return out + list(small_case()[3].values())
 
 
 def frame(u, c, group) -> pd.DataFrame:
@@ -73,12 +108,11 @@ def check_feasible(got, summary, u, c, caps=None):
         assert (got["voucher_id"] == v).sum() <= q
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("kind", ["random", "adversarial"])
+@pytest.mark.parametrize("seed", MATCH_SEEDS)
+@pytest.mark.parametrize("kind", MATCH_KINDS)
 def test_matches_local_solver_and_exact_optimum(spark, seed, kind):
-    u, c, group = instance(3000, seed, kind)
-    budgets = {"NL": 300.0, "DE": 50.0, "BE": 1e6}  # BE: the budget never binds
-    got, summary, solution = run(spark, frame(u, c, group), Problem(VOUCHERS, budgets))
+    u, c, group, exact = match_case(seed, kind)
+    got, summary, solution = run(spark, frame(u, c, group), Problem(VOUCHERS, MATCH_BUDGETS))
     assert solution.passes == 3
     check_feasible(got, summary, u, c)
     for s in summary:
@@ -86,25 +120,22 @@ def test_matches_local_solver_and_exact_optimum(spark, seed, kind):
         local = solve_group(envelope(u[in_g], c[in_g]), s.budget, np.flatnonzero(in_g))
         assert s.lam == pytest.approx(local.lam)
         assert s.dual_bound == pytest.approx(local.dual_bound)
-        _, best = solve_exact(u[in_g], c[in_g], s.budget)
+        best = stored_optimum(exact[s.budget_group])
         assert s.objective <= best + 1e-6 <= s.dual_bound + 2e-6  # within the reported gap
         assert best - s.objective <= np.nanmax(u[in_g])  # within the largest single u_ij
 
 
-@pytest.mark.parametrize("seed, kind", [(0, "random"), (1, "random"), (1, "adversarial")])
+@pytest.mark.parametrize("seed, kind", CAPS_CASES)
 def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
-    # SCIP proves the joint optimum of 3 groups and 2 caps in ~10 s at 600 customers (40 s
-    # at 1,000); without caps the groups are independent and tested at 3,000 above.
-    u, c, group = instance(600, seed, kind)
-    budgets = {"NL": 75.0, "DE": 36.0, "BE": 30.0}
-    caps = {"V01": 18, "V03": 9}
-    problem = Problem(VOUCHERS, budgets, caps=caps, max_cap_rounds=15)
+    # The joint optimum of 3 groups and 2 caps is stored: SCIP takes 10-50 s to prove it at
+    # 600 customers; without caps the groups are independent and tested at 3,000 above.
+    exact = caps_case(seed, kind)
+    u, c, group = exact.u, exact.c, exact.groups
+    problem = Problem(VOUCHERS, CAPS_BUDGETS, caps=CAPS, max_cap_rounds=15)
     got, summary, solution = run(spark, frame(u, c, group), problem)
-    check_feasible(got, summary, u, c, caps)
+    check_feasible(got, summary, u, c, CAPS)
     assert solution.mu["V01"] > 0 and solution.mu["V03"] > 0  # both caps bind
-    _, best = solve_exact(
-        u, c, budgets, groups=group, caps=[caps["V01"], np.nan, caps["V03"]], time_limit_s=120
-    )
+    best = stored_optimum(exact)
     objective = sum(s.objective for s in summary)
     bound = sum(s.dual_bound for s in summary)
     assert objective <= best + 1e-6 <= bound + 2e-6  # within the reported gap
@@ -116,14 +147,13 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
 
 
 def test_exact_solver_for_small_groups(spark):
-    u, c, group = instance(600, 3)
-    budgets = {"NL": 40.0, "DE": 20.0, "BE": 1e6}
-    problem = Problem(VOUCHERS, budgets, exact_max_customers=200)
+    u, c, group, exact = small_case()
+    problem = Problem(VOUCHERS, SMALL_BUDGETS, exact_max_customers=200)
     got, summary, _ = run(spark, frame(u, c, group), problem)
     check_feasible(got, summary, u, c)
     for s in summary:
         in_g = group == s.budget_group
-        _, best = solve_exact(u[in_g], c[in_g], s.budget)
+        best = stored_optimum(exact[s.budget_group])
         assert s.solver == ("exact" if in_g.sum() <= 200 else "lagrangian")
         assert s.objective <= best + 1e-6 <= s.dual_bound + 2e-6
         if s.solver == "exact":

@@ -1,4 +1,5 @@
-"""The Lagrangian group solver against the exact MIP optimum (OR-Tools SCIP)."""
+"""The Lagrangian group solver against the exact MIP optimum (OR-Tools SCIP, stored in
+tests/fixtures/exact_optima.json by scripts/exact_optima.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import numpy as np
 import pytest
 
 from sparklift.allocation.envelope import NONE, envelope
-from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
+from tests.exact_optima import Instance, stored_optimum
+
+KINDS = ["random", "ties", "adversarial"]
+SEEDS = [0, 1, 2]
+BUDGET_SHARES = [0.05, 0.3, 2.0]
 
 
 def instance(n: int, n_opt: int, seed: int, kind: str):
@@ -27,25 +32,36 @@ def instance(n: int, n_opt: int, seed: int, kind: str):
     return u, c
 
 
+def exact_instance(kind: str, seed: int, budget_share: float) -> Instance:
+    """300 customers x 4 options; the budget a share of what every best option costs."""
+    u, c = instance(300, 4, seed, kind)
+    total = np.nansum(np.where(np.nan_to_num(u) > 0, np.maximum(c, 0), 0).max(axis=1))
+    return Instance(f"solver/{kind}/seed={seed}/share={budget_share}", u, c, budget_share * total)
+
+
+def exact_instances() -> list[Instance]:
+    """Every instance whose optimum this module reads from the fixture."""
+    return [exact_instance(k, s, b) for k in KINDS for s in SEEDS for b in BUDGET_SHARES]
+
+
 def spend(u, c, choice):
     rows = np.flatnonzero(choice != NONE)
     cost = np.maximum(c[rows, choice[rows]], 0.0).sum()
     return float(cost), float(u[rows, choice[rows]].sum())
 
 
-@pytest.mark.parametrize("kind", ["random", "ties", "adversarial"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("budget_share", [0.05, 0.3, 2.0])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("budget_share", BUDGET_SHARES)
 def test_against_exact_optimum(kind, seed, budget_share):
-    u, c = instance(300, 4, seed, kind)
-    total = np.nansum(np.where(np.nan_to_num(u) > 0, np.maximum(c, 0), 0).max(axis=1))
-    budget = budget_share * total
+    exact = exact_instance(kind, seed, budget_share)
+    u, c, budget = exact.u, exact.c, exact.budget
     env = envelope(u, c)
     res = solve_group(env, budget, np.arange(len(u)))
     cost, value = spend(u, c, res.choice)
     assert cost <= budget + 1e-9
     assert value == pytest.approx(res.objective) and cost == pytest.approx(res.spent)
-    _, best = solve_exact(u, c, budget)
+    best = stored_optimum(exact)
     biggest = np.nanmax(np.where(np.nan_to_num(u) > 0, u, 0))
     assert res.objective <= best + 1e-6
     assert best - res.objective <= biggest + 1e-9  # within the largest single u_ij

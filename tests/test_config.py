@@ -1,9 +1,11 @@
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from sparklift.config import load_config
-from sparklift.errors import ConfigError
+from sparklift.errors import ConfigError, SparkliftError
+from sparklift.session import delta_session_conf
 
 from .conftest import REPO
 
@@ -51,3 +53,27 @@ def test_feature_definitions_are_checked():
         load_config(None, [f"features.definitions={bad}"])
     with pytest.raises(ConfigError, match="takes exactly \\['column'\\]"):
         load_config(None, ["features.definitions=[{name: s, agg: sum}]"])
+
+
+def test_model_artefacts_follow_the_warehouse(tmp_path: Path):
+    moved = load_config(None, [f"tables.base_path={tmp_path}/wh"])
+    assert moved.tables.models == f"{tmp_path}/wh/models"
+    pinned = load_config(None, [f"tables.base_path={tmp_path}/wh", "tables.model_path=/m"])
+    assert pinned.tables.models == "/m"
+
+
+def test_delta_jars_choose_the_backend_in_one_line(tmp_path: Path):
+    empty = load_config(None, [f"spark.delta_jars={tmp_path}"]).spark
+    assert delta_session_conf(empty, "auto") == {}  # no jars: delta-rs
+    assert delta_session_conf(empty, "deltars") == {}
+    with pytest.raises(SparkliftError) as err:
+        delta_session_conf(empty, "native")
+    msg = str(err.value)
+    assert "\n" not in msg and "scripts/setup.sh" in msg and str(tmp_path) in msg
+    fetched = load_config(None).spark  # the jars scripts/setup.sh fetched into .delta/jars
+    conf = delta_session_conf(fetched, "auto")
+    jars = conf["spark.jars"].split(",")
+    assert any(f"delta-spark_2.13-{version('delta-spark')}.jar" in j for j in jars)
+    assert all(Path(j).is_file() for j in jars)
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert delta_session_conf(fetched, "deltars") == {}

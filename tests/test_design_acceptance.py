@@ -22,6 +22,7 @@ from sparklift.tables import Catalog
 RUN_DATE = dt.date(2026, 8, 31)
 
 
+@pytest.mark.acceptance
 @pytest.mark.e2e
 def test_matching_beats_random_and_aa_rejects_at_nominal_rate(spark, tmp_path: Path):
     wh = tmp_path / "wh"

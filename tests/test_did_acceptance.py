@@ -24,6 +24,7 @@ END = dt.date(2026, 2, 28)
 OFFSET = 1000  # zone id offset per seed
 
 
+@pytest.mark.acceptance
 @pytest.mark.e2e
 def test_ci_coverage_and_null_rejection_over_200_seeds(spark):
     base = load_config(

@@ -34,7 +34,8 @@ def check_java() -> None:
     if not java or not os.path.exists(java):
         raise SparkliftError(f"no Java found: {JAVA_HINT}")
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    first = out.splitlines()[0] if out else ""
+    # The line naming the version; JAVA_TOOL_OPTIONS adds a "Picked up ..." line first.
+    first = next((ln for ln in out.splitlines() if ' version "' in ln), out.strip()[:200])
     try:
         version = first.split('"')[1]
         major = int(

@@ -4,7 +4,8 @@ randomized history in ``voucher_campaigns``.
 One Spark aggregation checks the input and the randomization (:mod:`sparklift.uplift.checks`);
 then a sample bounded by ``uplift.max_train_rows``, stratified by arm, comes to the driver,
 where the learner is fitted and evaluated on a held-out split. The artefact goes under
-``tables.model_path`` and one row per model to ``uplift_models`` (partitioned by model_id).
+``tables.model_path`` (default ``<base_path>/models``) and one row per model to
+``uplift_models`` (partitioned by model_id).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             m["objective"]["average_effect"],
             m["cost"]["average_effect"],
         )
-    model_id, path, _ = model.save(fitted, ctx.config.tables.model_path, ctx.run_date)
+    model_id, path, _ = model.save(fitted, ctx.config.tables.models, ctx.run_date)
     log.info("model %s saved to %s", model_id, path)
     record: dict[str, Any] = {
         "model_id": model_id,

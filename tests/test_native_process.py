@@ -1,0 +1,113 @@
+"""Whole processes on the table layer: a job starts on native Delta with every repository
+unreachable (the jars are local files), and a job killed while writing leaves no version
+and no referenced file, on both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.e2e
+UNREACHABLE = {
+    # Any resolution or download would go through this closed port and fail.
+    "JAVA_TOOL_OPTIONS": "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=9 "
+    "-Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+}
+
+
+def test_job_starts_on_native_delta_with_the_repository_unreachable(tmp_path):
+    wh = tmp_path / "wh"
+    env = {**os.environ, **UNREACHABLE, "HOME": str(tmp_path)}  # no Ivy/Maven cache either
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "sparklift.cli", "generate", "--run-date", "2026-06-30",
+            "--users", "300", "--zones", "4", "--days", "3", "--customers", "100",
+            "--campaign-rows", "2000", "--set", f"tables.base_path={wh}",
+            "--set", "spark.master=local[1]", "--set", "tables.backend=native",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "tables: native backend" in out.stderr
+    with open(wh / "zones" / "_delta_log" / f"{0:020d}.json") as f:
+        info = next(json.loads(line)["commitInfo"] for line in f if "commitInfo" in line)
+    assert "Delta-Lake/" in info["engineInfo"]  # written by Delta Lake's JVM writer
+
+
+WRITER = """
+import sys, time
+from pyspark.sql import functions as F
+from sparklift.config import load_config
+from sparklift.session import build_session
+from sparklift.tables import Catalog
+
+base, backend = sys.argv[1], sys.argv[2]
+conf = load_config(None, [f"tables.base_path={base}", f"tables.backend={backend}",
+                          "spark.master=local[2]", "tables.target_file_rows=1000"])
+spark = build_session(conf.spark, backend)
+catalog = Catalog(spark, conf.tables)
+rows = spark.range(0, 100, numPartitions=1).select(
+    F.lit(1).cast("long").alias("day"), F.col("id").alias("user_id"))
+catalog.write("user_activity", rows, partition_by=["day"])
+print("created", flush=True)
+big = spark.range(0, 400_000, numPartitions=2).select(
+    (F.col("id") % 4).cast("long").alias("day"), F.col("id").alias("user_id"))
+
+def slow(batches):
+    for batch in batches:
+        yield batch
+        time.sleep(0.5)  # files are written while the job lingers
+
+catalog.write("user_activity", big.mapInArrow(slow, big.schema))
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["native", "deltars"])
+def test_killed_job_leaves_no_version_and_no_referenced_file(tmp_path, backend):
+    base = tmp_path / "wh"
+    table = base / "user_activity"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(base), backend],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "created"
+        before = set(DeltaTable(str(table)).file_uris())
+        deadline = time.monotonic() + 300
+        while not _new_data_file(table, before):  # the second write is writing
+            assert proc.poll() is None, "the writer exited before it was killed"
+            assert time.monotonic() < deadline, "the second write never wrote a file"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    after = DeltaTable(str(table))
+    assert after.version() == 0  # no new version
+    assert set(after.file_uris()) == before  # no new referenced file
+    logs = [f for f in os.listdir(table / "_delta_log") if f.endswith(".json")]
+    assert logs == [f"{0:020d}.json"]
+
+
+def _new_data_file(table: Path, before: set[str]) -> bool:
+    known = {Path(u.removeprefix("file://")).name for u in before}
+    return any(p.name not in known and p.suffix == ".parquet" for p in table.rglob("*.parquet"))
