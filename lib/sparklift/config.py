@@ -65,9 +65,17 @@ class SparkConfig(_Strict):
 class TablesConfig(_Strict):
     backend: Literal["auto", "native", "deltars"]
     base_path: str
-    model_path: str
+    model_path: str | None
     target_file_rows: int = Field(gt=0)
     names: dict[str, str]
+
+    @property
+    def models(self) -> str:
+        """Where model artefacts go: ``model_path``, else ``models`` under ``base_path``, so
+        that moving the warehouse moves the models with it."""
+        if self.model_path:
+            return self.model_path
+        return f"{self.base_path.rstrip('/')}/models"
 
     @model_validator(mode="after")
     def _known_tables(self) -> TablesConfig:
