@@ -1,6 +1,7 @@
 """Benchmarks. ``python scripts/bench.py features [--rows N]`` | ``design [--zones G]`` |
 ``did [--rows N] [--no-peer]`` | ``score [--sizes 1e6,3e6,1e7]`` | ``uplift`` |
-``allocate [--customers N] [--exact-sizes 1e4,3e4,1e5]``.
+``allocate [--customers N] [--exact-sizes 1e4,3e4,1e5]`` |
+``write [--rows N] [--repeats R] [--diagnose]``.
 
 features: generates N user_activity rows, then times the features job end to end (read
 the Delta table, aggregate, check, write zone_day_features) and reports rows/second, and
@@ -40,6 +41,11 @@ in the same run times a plain Spark scan-and-write of that table (read, write Pa
 and the allocate job end to end (read, solve, write allocations and summary), and prints
 passes, the ratio, the relative gap and peak memory. Then OR-Tools (SCIP) on one group of
 growing size, 5 minutes each, against the Lagrangian solver on the same instance.
+
+write (scripts/bench_writers.py): native Delta, the delta-rs writer and Spark's Parquet
+writer on the same cached N-row user_activity frame in one session: full write of all dates,
+append of one more date, replace of one date; median of R runs (order rotated), rows/s,
+ratio to Parquet, files and bytes, peak memory, PASS/MISS for native within 1.3x of Parquet.
 """
 
 from __future__ import annotations
@@ -707,6 +713,13 @@ def main() -> int:
     al.add_argument("--customers", type=float, default=1e7)
     al.add_argument("--exact-sizes", default="1e4,3e4,1e5", help="customers for OR-Tools")
     al.add_argument("--workdir", default=None)
+    wr = sub.add_parser("write")
+    wr.add_argument("--rows", type=int, default=10_000_000)
+    wr.add_argument("--days", type=int, default=56)
+    wr.add_argument("--repeats", type=int, default=3)
+    wr.add_argument("--diagnose", action="store_true", help="native Delta variants: stats off/few")
+    wr.add_argument("--stats-cols", type=int, default=4, help="indexed columns for --diagnose")
+    wr.add_argument("--workdir", default=None)
     for worker in ("_did-estimator", "_did-pyfixest"):
         sub.add_parser(worker).add_argument("--workdir", required=True)
     args = parser.parse_args()
@@ -730,6 +743,10 @@ def main() -> int:
         elif args.bench == "allocate":
             sizes = [int(float(x)) for x in args.exact_sizes.split(",")]
             bench_allocate(int(args.customers), sizes, workdir)
+        elif args.bench == "write":
+            from bench_writers import bench_write
+
+            bench_write(args.rows, args.days, args.repeats, workdir, args.diagnose, args.stats_cols)
         else:
             bench_uplift(workdir)
     finally:
