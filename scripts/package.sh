@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build what a cluster needs: a wheel (pip install on the nodes) and a zip of the package
-# for spark-submit --py-files, plus the job entry points. Output in dist/.
+# for spark-submit --py-files, the job entry points, and Delta Lake's jars (dist/jars/, for
+# spark-submit --jars: the artefact is self-contained, nothing is downloaded at run time).
+# Output in dist/. The jars are those set-up fetched (.delta/jars, or $SPARKLIFT_DELTA_JARS).
 # PACKAGE_PYTHON=/path/to/python builds with that interpreter (the Docker build does), not .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +20,11 @@ with zipfile.ZipFile("dist/sparklift.zip", "w", zipfile.ZIP_DEFLATED) as z:
             z.write(p, p.relative_to("lib"))
 PY
 cp jobs/*.py dist/
+if jars=$("$PACKAGE_PYTHON" -m sparklift.delta_jars list "${SPARKLIFT_DELTA_JARS:-$PWD/.delta/jars}" 2>/dev/null); then
+  mkdir -p dist/jars
+  IFS=, read -ra jar_files <<<"$jars"
+  cp "${jar_files[@]}" dist/jars/
+else
+  echo "no Delta Lake jars in ${SPARKLIFT_DELTA_JARS:-.delta/jars} (scripts/setup.sh fetches them): dist/ has none; submit with --packages, or the jobs use delta-rs"
+fi
 echo "built: $(ls dist | tr '\n' ' ')"

@@ -1,16 +1,21 @@
 """Run by tests/test_airflow_dag.py with the Airflow virtual environment's Python: load the
 DAG folder with Airflow's DagBag and print, as JSON, what the test checks (import errors,
-the task graph, retries, and each task's spark-submit command for a logical date)."""
+the task graph, retries, and each task's spark-submit command for a logical date). With a
+fourth argument, a JSON list of exit codes, it also runs one task's ``execute`` once per
+code against the ``spark-submit`` first on PATH (the test's stub, which exits with
+``$STUB_EXIT_CODE``) and reports the exception each raised."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from airflow.dag_processing.dagbag import DagBag
 from airflow.timetables.base import TimeRestriction
 
 dag_folder, logical_date, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+exit_codes = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
 bag = DagBag(dag_folder=dag_folder)
 out: dict = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
 dag = bag.dags.get("sparklift_nightly")
@@ -41,4 +46,14 @@ if dag is not None:
             "conn_id": task._conn_id,
             "command": command,
         }
+    out["raised"] = {}
+    for code in exit_codes:
+        task = dag.get_task("allocate")
+        task._hook = None  # a fresh hook (and spark-submit) per run, as each try has
+        os.environ["STUB_EXIT_CODE"] = str(code)
+        try:
+            task.execute({"ds": logical_date, "params": params})
+            out["raised"][code] = None
+        except Exception as e:
+            out["raised"][code] = type(e).__name__
 print(json.dumps(out))

@@ -1,5 +1,6 @@
 """A Spark standalone master and workers on 127.0.0.1, started from the installed
-pyspark's own ``bin/spark-class``, on ports the OS picks (no fixed port can collide).
+pyspark's own ``bin/spark-class``, on ports the OS picks (no fixed port can collide), and
+spark-submit to it with README's production flags (:func:`production_flags`).
 
 Each daemon runs in its own process group, so stopping or killing it also ends the
 executor JVMs and Python workers it started. Every wait is bounded and says what it
@@ -19,8 +20,32 @@ from pathlib import Path
 
 import pyspark
 
+from sparklift.delta_jars import DELTA_SESSION_CONF
+
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 STARTUP_TIMEOUT_S = 120
+# Session conf of README's production submit: Delta Lake's, and what sparklift's local
+# session sets too (dates in UTC, Arrow for pandas).
+PRODUCTION_CONF = {
+    **DELTA_SESSION_CONF,
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+# Cluster-specific flags of README's submit line, which a test cluster sets its own way.
+CLUSTER_FLAGS = ("--master", "--deploy-mode", "--files")
+
+
+def production_flags(dist: Path) -> list[str]:
+    """README's spark-submit flags for the artefact ``scripts/package.sh`` built in ``dist``:
+    Delta Lake's jars from ``dist/jars`` (shipped, nothing downloaded), the session conf and
+    the package zip. The README test checks README says exactly these."""
+    jars = sorted((dist / "jars").glob("*.jar"))
+    if not jars:
+        raise RuntimeError(f"no Delta Lake jars in {dist / 'jars'}: run scripts/package.sh")
+    flags = ["--jars", ",".join(str(j) for j in jars)]
+    for key, value in PRODUCTION_CONF.items():
+        flags += ["--conf", f"{key}={value}"]
+    return [*flags, "--py-files", str(dist / "sparklift.zip")]
 
 
 class Daemon:
@@ -136,20 +161,19 @@ class StandaloneCluster:
         for daemon in reversed(self.daemons):
             daemon.kill(signal.SIGTERM)
 
-    def submit(self, app: Path, args: list[str], py_files: Path, log: Path) -> subprocess.Popen:
-        """Start ``spark-submit`` of ``app`` in client mode (its own process group)."""
+    def submit(self, dist: Path, job: str, args: list[str], log: Path) -> subprocess.Popen:
+        """Start ``spark-submit`` of ``dist/<job>.py`` in client mode (its own process group)
+        with the production flags, plus memory, UI and shuffle sizing for this machine."""
         cmd = [
             str(SPARK_HOME / "bin" / "spark-submit"),
             "--master", self.url,
             "--deploy-mode", "client",
-            "--py-files", str(py_files),
+            *production_flags(dist),
             "--driver-memory", "1g",
             "--executor-memory", "1g",
             "--conf", "spark.ui.enabled=false",
             "--conf", "spark.sql.shuffle.partitions=4",
-            "--conf", "spark.sql.execution.arrow.pyspark.enabled=true",
-            "--conf", "spark.sql.session.timeZone=UTC",
-            str(app),
+            str(dist / f"{job}.py"),
             *args,
         ]  # fmt: skip
         out = open(log, "w")  # noqa: SIM115 - closed by the child's exit

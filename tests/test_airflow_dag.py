@@ -1,5 +1,7 @@
 """The shipped Airflow DAG loads in Airflow's own DagBag (in .venv-airflow, made by
-scripts/airflow_env.sh) and submits each pipeline step as the pipeline runs it."""
+scripts/airflow_env.sh), submits each pipeline step as the pipeline runs it with Delta
+Lake's jars from dist/jars, and fails at once (no retries) on exit code 2 only.
+tests/test_standalone.py runs it with Airflow on a real cluster."""
 
 from __future__ import annotations
 
@@ -10,23 +12,41 @@ from pathlib import Path
 
 from sparklift.pipeline.plan import DEPENDS_ON
 from tests.conftest import REPO
+from tests.standalone import production_flags
 
 AIRFLOW_PY = REPO / ".venv-airflow" / "bin" / "python"
 
 
-def load(tmp_path: Path, logical_date: str, params: dict) -> dict:
+JARS = ["io.delta_delta-spark_2.13-4.4.0.jar", "io.delta_delta-storage-4.4.0.jar"]
+
+
+def load(
+    tmp_path: Path,
+    logical_date: str,
+    params: dict,
+    dist: str = "/opt/sparklift/dist",
+    exit_codes: tuple[int, ...] = (),
+) -> dict:
+    """What tests/airflow_dag_check.py reports of the DAG parsed with ``SPARKLIFT_DIST=dist``
+    (and, for ``exit_codes``, what a task raised when a stub spark-submit exited so)."""
     assert AIRFLOW_PY.exists(), "no .venv-airflow: run scripts/airflow_env.sh (test.sh does)"
+    stub = tmp_path / "bin" / "spark-submit"
+    stub.parent.mkdir(exist_ok=True)
+    stub.write_text('#!/bin/sh\nexit "$STUB_EXIT_CODE"\n')
+    stub.chmod(0o755)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SPARKLIFT"))},
+        "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}",
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_SPARK_DEFAULT": "spark://spark-master:7077",
         "AIRFLOW_CONN_SPARK_BATCH": "spark://batch-master:7177",
-        "SPARKLIFT_DIST": "/opt/sparklift/dist",
+        "SPARKLIFT_DIST": dist,
     }
     out = subprocess.run(
         [str(AIRFLOW_PY), str(REPO / "tests" / "airflow_dag_check.py"),
-         str(REPO / "docker" / "airflow" / "dags"), logical_date, json.dumps(params)],
+         str(REPO / "docker" / "airflow" / "dags"), logical_date, json.dumps(params),
+         json.dumps(list(exit_codes))],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
@@ -34,7 +54,11 @@ def load(tmp_path: Path, logical_date: str, params: dict) -> dict:
 
 
 def test_dag_loads_with_the_pipeline_graph_and_submit_commands(tmp_path):
-    dag = load(tmp_path, "2026-11-22", {})
+    dist = tmp_path / "dist"
+    (dist / "jars").mkdir(parents=True)
+    for name in JARS:
+        (dist / "jars" / name).touch()
+    dag = load(tmp_path, "2026-11-22", {}, str(dist))
     assert dag["import_errors"] == {}
     assert dag["catchup"] is True and dag["max_active_runs"] == 1
     # The run for day D starts once D is over, with D as its logical date (= run date).
@@ -53,15 +77,17 @@ def test_dag_loads_with_the_pipeline_graph_and_submit_commands(tmp_path):
         cmd = task["command"]
         assert cmd[0] == "spark-submit"
         assert cmd[cmd.index("--master") + 1] == "spark://spark-master:7077"
-        assert cmd[cmd.index("--py-files") + 1] == "/opt/sparklift/dist/sparklift.zip"
+        assert cmd[cmd.index("--py-files") + 1] == f"{dist}/sparklift.zip"
+        assert cmd[cmd.index("--jars") + 1] == ",".join(f"{dist}/jars/{n}" for n in JARS)
         assert cmd[cmd.index("--deploy-mode") + 1] == "client"
-        app = cmd.index("/opt/sparklift/dist/pipeline.py")
+        app = cmd.index(f"{dist}/pipeline.py")
         assert cmd[app + 1 :] == [
             "--config", "/opt/sparklift/conf/sparklift.yaml",
             "--run-date", "2026-11-22",
             "--steps", step,
         ]  # fmt: skip
-        assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in cmd
+        # The production flags of README's "Running on a cluster" (tests/standalone.py).
+        assert set(production_flags(dist)) <= set(cmd)
 
 
 def test_dag_params_choose_connection_and_config(tmp_path):
@@ -71,3 +97,19 @@ def test_dag_params_choose_connection_and_config(tmp_path):
     assert cmd[cmd.index("--master") + 1] == "spark://batch-master:7177"
     assert cmd[cmd.index("--config") + 1] == "/etc/sparklift/prod.yaml"
     assert cmd[cmd.index("--run-date") + 1] == "2026-03-05"
+    assert "--jars" not in cmd  # no dist/jars (the image has the jars on Spark's classpath)
+
+
+def test_exit_code_2_fails_without_retries_others_retry(tmp_path):
+    """The task's execute, against a stub spark-submit exiting with each code: 2 (bad input)
+    and 5 (design rejected) raise AirflowFailException (no retries); 1, 3 (not ready) and 4
+    (write conflict) a plain AirflowException, which Airflow retries."""
+    raised = load(tmp_path, "2026-11-22", {}, exit_codes=(0, 1, 2, 3, 4, 5))["raised"]
+    assert raised == {
+        "0": None,
+        "1": "AirflowException",
+        "2": "AirflowFailException",
+        "3": "AirflowException",
+        "4": "AirflowException",
+        "5": "AirflowFailException",
+    }

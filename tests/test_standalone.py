@@ -1,10 +1,15 @@
 """The pipeline under spark-submit on a real standalone cluster (master + worker started
-from pyspark's own scripts), shipped as scripts/package.sh's --py-files artefact; and a
-worker killed while the allocation step writes."""
+from pyspark's own scripts), shipped as scripts/package.sh's artefact and submitted with
+README's production flags (Delta Lake's jars from dist/jars: native Delta tables); a
+worker killed while the allocation step writes; and the Airflow DAG run by Airflow on the
+same cluster: a whole run, and how it fails on exit codes 2 and 3."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,22 +21,31 @@ import yaml
 
 from sparklift.cli import main
 from sparklift.tables.local import read_pandas
+from tests.airflow_cli import DAG_ID, AirflowCli, kill_tree
 from tests.conftest import REPO
-from tests.standalone import StandaloneCluster
+from tests.standalone import SPARK_HOME, StandaloneCluster
 
 DAY = "2026-06-30"
+NO_DATA_DAY = "2026-07-01"  # after the generated days: every input is "not ready"
+BAD_CONFIG_DAY = "2026-07-02"
 BUDGETS = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
+STEPS = {"features", "analyze:synthetic_geo", "score", "allocate:winback"}
+OUTPUTS = ("zone_day_features", "geo_results", "uplift_scores", "allocations", "allocation_summary")
+DELTA_SPARK = re.compile(r"^Apache-Spark/\S+ Delta-Lake/\S+")  # commitInfo.engineInfo
 SUBMIT_TIMEOUT_S = 600
+DAG_RUN_TIMEOUT_S = 900
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
 def artefact() -> Path:
-    """dist/ as scripts/package.sh builds it (wheel, sparklift.zip, job entry points)."""
+    """dist/ as scripts/package.sh builds it (wheel, sparklift.zip, job entry points, and
+    Delta Lake's jars in dist/jars)."""
     out = subprocess.run(
         ["bash", "scripts/package.sh"], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert list((REPO / "dist" / "jars").glob("io.delta_delta-spark_2.13-*.jar")), out.stdout
     return REPO / "dist"
 
 
@@ -42,18 +56,25 @@ def cluster(tmp_path_factory) -> Iterator[StandaloneCluster]:
 
 
 @pytest.fixture(scope="module")
-def data(spark, tmp_path_factory) -> Path:
-    """Generated tables with the planted experiment running on DAY, a trained model, a
-    campaign with a cap, and the config file the cluster run reads."""
-    wh = tmp_path_factory.mktemp("cluster_wh")
+def inputs(spark, tmp_path_factory) -> Path:
+    """Generated tables with the planted experiment running on DAY and a trained model:
+    what each warehouse of this module starts from."""
+    wh = tmp_path_factory.mktemp("inputs")
     sets = ["--set", f"tables.base_path={wh}", "--set", f"tables.model_path={wh / 'models'}"]
     scale = ["--users", "3000", "--zones", "24", "--days", "56", "--customers", "20000"]
     assert main(["generate", "--run-date", DAY, *sets, *scale, "--campaign-rows", "12000"]) == 0
     assert main(["train-uplift", "--run-date", DAY, *sets, "--set", "uplift.min_arm_rows=300"]) == 0
+    return wh
+
+
+def warehouse(inputs: Path, wh: Path) -> Path:
+    """A copy of ``inputs`` at ``wh`` with a campaign with a cap and the config file the
+    cluster runs read (native Delta tables: no fall-back to delta-rs without the jars)."""
+    shutil.copytree(inputs, wh, dirs_exist_ok=True)
     campaign = {"campaign_id": "winback", "budgets": BUDGETS, "caps": {"V01": 300}}
     (wh / "winback.yaml").write_text(json.dumps(campaign))
     conf = {
-        "tables": {"base_path": str(wh), "model_path": str(wh / "models")},
+        "tables": {"base_path": str(wh), "model_path": str(wh / "models"), "backend": "native"},
         "pipeline": {"campaigns": [str(wh / "winback.yaml")]},
         "allocate": {"max_cap_rounds": 3},
         "logging": {"format": "json", "progress_interval_s": 5},
@@ -62,12 +83,15 @@ def data(spark, tmp_path_factory) -> Path:
     return wh
 
 
+@pytest.fixture(scope="module")
+def data(inputs, tmp_path_factory) -> Path:
+    """The warehouse the spark-submit tests run on."""
+    return warehouse(inputs, tmp_path_factory.mktemp("cluster_wh"))
+
+
 def submit(cluster, artefact: Path, wh: Path, log: Path, *args: str) -> subprocess.Popen:
     return cluster.submit(
-        artefact / "pipeline.py",
-        ["--config", str(wh / "cluster.yaml"), "--run-date", DAY, *args],
-        artefact / "sparklift.zip",
-        log,
+        artefact, "pipeline", ["--config", str(wh / "cluster.yaml"), "--run-date", DAY, *args], log
     )
 
 
@@ -82,9 +106,30 @@ def finish(proc: subprocess.Popen, log: Path) -> int:
         ) from None
 
 
-def latest_runs(wh: Path) -> pd.DataFrame:
+def runs_of(wh: Path, day: str) -> pd.DataFrame:
+    """``pipeline_runs`` rows of one run date."""
     runs = read_pandas(str(wh / "pipeline_runs"))
+    return runs[pd.to_datetime(runs["run_date"]).dt.strftime("%Y-%m-%d") == day]
+
+
+def latest_runs(wh: Path) -> pd.DataFrame:
+    runs = runs_of(wh, DAY)
     return runs.sort_values("ended_at").groupby("step").tail(1).set_index("step")
+
+
+def last_commit_engine(table: Path) -> str:
+    """``engineInfo`` of the latest commit of the Delta table at ``table`` (Delta Lake on
+    Spark writes ``Apache-Spark/<v> Delta-Lake/<v>``; delta-rs writes none)."""
+    last = max((table / "_delta_log").glob("*.json"), key=lambda f: int(f.stem))
+    actions = [json.loads(line) for line in last.read_text().splitlines() if line.strip()]
+    return next(a["commitInfo"].get("engineInfo", "") for a in actions if "commitInfo" in a)
+
+
+def check_native(wh: Path) -> None:
+    """The pipeline's outputs were last committed by Delta Lake on Spark."""
+    for name in (*OUTPUTS, "pipeline_runs"):
+        engine = last_commit_engine(wh / name)
+        assert DELTA_SPARK.match(engine), (name, engine)
 
 
 def published(wh: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -118,9 +163,12 @@ def test_pipeline_on_standalone_cluster(cluster, artefact, data, tmp_path):
     # The driver ran the packaged code, on the standalone master.
     start = next(json.loads(ln) for ln in text.splitlines() if '"job pipeline for' in ln)
     assert "dist/sparklift.zip/sparklift" in start["message"] and cluster.url in start["message"]
+    # ... with Delta Lake from dist/jars: native tables, committed by Delta Lake on Spark.
+    assert "tables: native backend" in start["message"]
+    check_native(data)
     runs = latest_runs(data)
     assert set(runs["status"]) == {"succeeded"}, runs[["status", "error"]]
-    assert set(runs.index) == {"features", "analyze:synthetic_geo", "score", "allocate:winback"}
+    assert set(runs.index) == STEPS
     assert runs["app_id"].str.startswith("app-").all()  # a standalone application id
     # Outputs: the day's features for every zone, scores for every customer x voucher,
     # the analysis of the running experiment, an allocation within budgets and the cap.
@@ -164,7 +212,10 @@ def test_worker_killed_while_allocation_writes(cluster, artefact, data, tmp_path
     check_allocation(summary, rows)
     assert summary["run_id"].iloc[0] != old_run
     assert latest_runs(data).loc["allocate:winback", "status"] == "succeeded"
-    # Superseded runs are gone; only the published run's rows remain.
+    check_native(data)
+    # Superseded runs are gone; only the published run's rows remain. (Their files, and the
+    # partial Parquet file of a task killed mid-write, stay on disk until a VACUUM: the
+    # Delta log never referenced the latter and no longer references the former.)
     assert set(read_pandas(str(data / "allocations"))["run_id"]) == {summary["run_id"].iloc[0]}
     # Same scores, same problem: the new allocation equals the old one.
     key = ["customer_id", "voucher_id"]
@@ -172,3 +223,98 @@ def test_worker_killed_while_allocation_writes(cluster, artefact, data, tmp_path
         rows[key].sort_values(key).reset_index(drop=True),
         before_rows[key].sort_values(key).reset_index(drop=True),
     )
+
+
+@pytest.fixture(scope="module")
+def airflow(cluster, artefact, inputs, tmp_path_factory) -> tuple[AirflowCli, Path]:
+    """Airflow (.venv-airflow) with a fresh SQLite metadata DB, the test cluster as the
+    DAG's Spark connection, dist/ as SPARKLIFT_DIST, and a warehouse of its own."""
+    root = tmp_path_factory.mktemp("airflow")
+    wh = warehouse(inputs, root / "wh")
+    conf_dir = root / "spark-conf"  # this machine's sizing, as a cluster's spark-defaults
+    conf_dir.mkdir()
+    (conf_dir / "spark-defaults.conf").write_text(
+        "spark.sql.shuffle.partitions 4\nspark.ui.enabled false\n"
+    )
+    (conf_dir / "log4j2.properties").write_text(
+        "rootLogger.level = warn\nrootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\nappender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\nappender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d %p %c{1}: %m%n%ex\n"
+    )
+    env = {k: v for k, v in cluster.env.items() if not k.startswith(("AIRFLOW", "SPARKLIFT"))}
+    env |= {
+        "PATH": f"{SPARK_HOME / 'bin'}{os.pathsep}{env['PATH']}",  # the .venv's spark-submit
+        "SPARK_CONF_DIR": str(conf_dir),
+        "AIRFLOW_CONN_SPARK_STANDALONE": cluster.url,
+        "SPARKLIFT_SPARK_CONN_ID": "spark_standalone",
+        "SPARKLIFT_DIST": str(artefact),
+        "SPARKLIFT_CONFIG": str(wh / "cluster.yaml"),
+        "SPARKLIFT_START_DATE": DAY,
+    }
+    cli = AirflowCli(root / "home", env)
+    cli.migrate(root / "migrate.log")
+    return cli, wh
+
+
+def test_airflow_runs_the_dag_on_standalone_cluster(airflow, artefact, tmp_path):
+    """``airflow dags test``: every task spark-submits with Delta Lake's jars; each step
+    runs once, natively, and the allocation is published."""
+    cli, wh = airflow
+    log = tmp_path / "dags_test.log"
+    code = cli.run(["dags", "test", DAG_ID, DAY], log, DAG_RUN_TIMEOUT_S)
+    text = log.read_text(errors="replace")
+    assert code == 0, text[-4000:]
+    assert cli.task_states(DAY) == {
+        task: ("success", 1) for task in ("features", "analyze", "score", "allocate")
+    }
+    commands = re.findall(r"Spark-Submit cmd: (.*?) \[airflow", text)
+    jars = ",".join(str(j) for j in sorted((artefact / "jars").glob("*.jar")))
+    assert len(commands) == 4 and all(f"--jars {jars} " in c for c in commands), commands
+    assert text.count("tables: native backend") >= 4
+    runs = runs_of(wh, DAY)
+    assert sorted(runs["step"]) == sorted(STEPS), runs[["step", "status", "error"]]
+    assert set(runs["status"]) == {"succeeded"}, runs[["step", "status", "error"]]
+    assert runs["app_id"].str.startswith("app-").all() and runs["app_id"].nunique() == 4
+    check_native(wh)
+    check_allocation(*published(wh))
+
+
+def test_airflow_fails_bad_input_at_once_and_retries_not_ready(airflow, tmp_path):
+    """Exit 2 (a bad config) fails the tasks without retries, so the run fails at once;
+    exit 3 (no data yet) leaves them up for retry, with the DAG's back-off."""
+    cli, wh = airflow
+    conf = yaml.safe_load((wh / "cluster.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**conf, "allocate": {"max_cap_rounds": "many"}}))
+    log = tmp_path / "bad_config.log"
+    args = ["dags", "test", DAG_ID, BAD_CONFIG_DAY, "-c", json.dumps({"config_path": str(bad)})]
+    assert cli.run(args, log, SUBMIT_TIMEOUT_S) != 0  # "DagRun failed", no retry waited for
+    text = log.read_text(errors="replace")
+    assert cli.task_states(BAD_CONFIG_DAY) == {
+        "features": ("failed", 1),
+        "score": ("failed", 1),
+        "analyze": ("upstream_failed", 0),
+        "allocate": ("upstream_failed", 0),
+    }, text[-4000:]
+    assert text.count("AirflowFailException: spark-submit exited 2 (bad input or config)") == 2
+    # No data at all yet (an empty warehouse): both first tasks exit 3 and wait for a retry.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "cluster.yaml").write_text(
+        yaml.safe_dump({**conf, "tables": {"base_path": str(empty), "backend": "native"}})
+    )
+    log = tmp_path / "not_ready.log"
+    conf_arg = json.dumps({"config_path": str(empty / "cluster.yaml")})
+    proc = cli.start(["dags", "test", DAG_ID, NO_DATA_DAY, "-c", conf_arg], log)
+    try:  # dags test would wait out the 15-minute retry delay: stop it once both are retrying
+        states = cli.wait_for_states(
+            proc, NO_DATA_DAY, {"features": "up_for_retry", "score": "up_for_retry"}, log, 300
+        )
+    finally:
+        kill_tree(proc)
+    assert states["analyze"] == states["allocate"] == (None, 0), states
+    text = log.read_text(errors="replace")
+    assert text.count("Error code is: 3.") == 2 and "AirflowFailException" not in text
+    runs = runs_of(empty, NO_DATA_DAY).set_index("step")
+    assert dict(runs["exit_code"]) == {"features": 3, "score": 3}, runs[["status", "error"]]

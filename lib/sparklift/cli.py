@@ -28,6 +28,7 @@ from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs import design as design_job
 from sparklift.jobs import features as features_job
 from sparklift.jobs import generate as generate_job
+from sparklift.jobs import maintain as maintain_job
 from sparklift.jobs import pipeline as pipeline_job
 from sparklift.jobs import score as score_job
 from sparklift.jobs import train_uplift as train_uplift_job
@@ -45,6 +46,7 @@ JOBS: dict[str, ModuleType] = {
     "score": score_job,
     "allocate": allocate_job,
     "pipeline": pipeline_job,
+    "maintain": maintain_job,
 }
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 

@@ -253,6 +253,15 @@ class PipelineConfig(_Strict):
         return self
 
 
+class MaintainConfig(_Strict):
+    """What ``sparklift maintain`` does to each table: compaction and VACUUM."""
+
+    optimize: bool
+    vacuum: bool
+    time_travel_hours: int = Field(ge=0)  # reads of any moment this recent must keep working
+    vacuum_retention_hours: int = Field(ge=0)  # never below time_travel_hours (refused)
+
+
 class Config(_Strict):
     logging: LoggingConfig
     spark: SparkConfig
@@ -265,6 +274,7 @@ class Config(_Strict):
     score: ScoreConfig
     allocate: AllocateConfig
     pipeline: PipelineConfig
+    maintain: MaintainConfig
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,12 @@ the logical date: the daily data-interval timetable starts the run for day D onc
 over, so ``ds`` is the day whose data it processes. The pipeline itself records every
 step in ``pipeline_runs`` and skips what already succeeded for the date, so a retry only
 redoes what failed. Exit code 3 (input not ready: upstream data late) is the usual
-reason to fail; retries back off exponentially up to a few hours. ``catchup`` runs missed
-days (backfills) one at a time, oldest first.
+reason to fail; retries back off exponentially up to a few hours. Exit code 2 (bad input
+or config) fails the task at once: a retry would fail the same way. ``catchup`` runs
+missed days (backfills) one at a time, oldest first.
+
+Each task ships Delta Lake's jars from ``dist/jars`` (``scripts/package.sh`` copies them
+there) with ``--jars``, listed when the DAG is parsed: nothing is downloaded at run time.
 
 Params (per run, e.g. ``airflow dags trigger -c '{"config_path": ...}'``): the Spark
 connection id and the sparklift config file. Defaults come from the environment
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Context, Param
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 DIST = os.environ.get("SPARKLIFT_DIST", "/opt/sparklift/dist")
@@ -35,6 +41,15 @@ STEPS: dict[str, list[str]] = {
     "score": [],
     "allocate": ["score"],
 }
+# Delta Lake's jars for spark-submit --jars; None if dist/ has none (an image that has them
+# on Spark's own classpath, as docker/Dockerfile's does).
+JARS = ",".join(str(p) for p in sorted(Path(DIST, "jars").glob("*.jar"))) or None
+# spark-submit exit codes (sparklift's, README "Exit codes") that no retry can fix: the task
+# fails at once. Every other code is retried with the back-off below: 3 (input not ready)
+# is what the retries are for, 4 (write conflict) is transient, and 1 is also what
+# spark-submit exits with when the cluster fails (master unreachable, executors lost);
+# the pipeline redoes only the steps that failed, so a retry is cheap.
+NO_RETRY = {2: "bad input or config", 5: "design rejected"}
 RUN_ARGS = ["--config", "{{ params.config_path }}", "--run-date", "{{ ds }}"]
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -45,9 +60,27 @@ DELTA_CONF = {
 
 
 class SparkliftSubmit(SparkSubmitOperator):
-    """SparkSubmitOperator whose connection id is templated too (a DAG param)."""
+    """SparkSubmitOperator whose connection id is templated too (a DAG param), and which
+    fails without retries when spark-submit's exit code says a retry cannot help."""
 
     template_fields = (*SparkSubmitOperator.template_fields, "_conn_id")
+
+    def execute(self, context: Context) -> None:
+        try:
+            super().execute(context)
+        except AirflowException as e:
+            code = self.exit_code()
+            if code in NO_RETRY:
+                raise AirflowFailException(
+                    f"spark-submit exited {code} ({NO_RETRY[code]}): not retried"
+                ) from e
+            raise
+
+    def exit_code(self) -> int | None:
+        """spark-submit's return code, None if it never ran (provider 6.3.4's hook keeps
+        the process as ``_submit_sp``; it raises a plain AirflowException on any code)."""
+        process = getattr(self._hook, "_submit_sp", None)
+        return None if process is None else process.returncode
 
 
 with DAG(
@@ -84,6 +117,7 @@ with DAG(
             conn_id="{{ params.spark_conn_id }}",
             application=f"{DIST}/pipeline.py",
             py_files=f"{DIST}/sparklift.zip",
+            jars=JARS,
             name=f"sparklift-{step}-{{{{ ds }}}}",
             deploy_mode="client",
             conf=DELTA_CONF,

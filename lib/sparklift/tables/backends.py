@@ -186,7 +186,7 @@ class DeltaRsBackend:
             return []
 
 
-def _is_conflict(exc: BaseException) -> bool:
+def is_conflict(exc: BaseException) -> bool:
     """Delta's optimistic-concurrency failures (a concurrent writer won)."""
     from delta.exceptions import DeltaConcurrentModificationException
 
@@ -263,7 +263,7 @@ class NativeBackend:
         try:
             writer.save(path)
         except Exception as e:
-            if _is_conflict(e):
+            if is_conflict(e):
                 raise errors.TableConflictError(
                     f"table {table}: a concurrent write conflicts with this {mode} "
                     f"(based on version {read_version}): {_first_line(e)}; the other writer "

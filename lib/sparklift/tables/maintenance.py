@@ -32,6 +32,7 @@ from pyspark.sql import SparkSession
 from sparklift.config import MaintainConfig
 from sparklift.errors import ConfigError, InputNotReadyError, TableConflictError
 from sparklift.tables import Catalog
+from sparklift.tables.backends import is_conflict
 
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
@@ -56,6 +57,7 @@ def check_retention(conf: MaintainConfig) -> None:
 
 
 def table_state(catalog: Catalog, name: str) -> TableState:
+    """The table's version and active files, from the log (no data read)."""
     path = catalog.path(name)
     version = catalog.version(name)
     if version is None:
@@ -156,7 +158,7 @@ def _conflict_as_error(name: str) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        if isinstance(e, CommitFailedError) or "Concurrent" in str(e)[:300]:
+        if isinstance(e, CommitFailedError) or is_conflict(e):
             raise TableConflictError(
                 f"table {name}: compaction conflicts with a concurrent write, the table is "
                 f"unchanged; re-run ({str(e)[:200]})"
