@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from sparklift.allocation.tables import published_allocations
+from sparklift.allocation.tables import (
+    ALLOCATIONS,
+    new_run_id,
+    published_allocations,
+    published_run,
+)
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.jobs import allocate as allocate_job
@@ -24,6 +31,7 @@ from tests.exact_optima import Instance, by_group, stored_optimum
 RUN_DATE = "2026-09-01"
 VOUCHERS = ["V01", "V02", "V03"]
 BUDGETS = {"NL": 120.0, "DE": 60.0, "BE": 25.0}
+GATE_TIMEOUT_S = 300
 pytestmark = pytest.mark.e2e
 
 
@@ -76,10 +84,10 @@ def campaign_file(tmp: Path, **spec) -> str:
     return str(path)
 
 
-def allocate(wh: Path, campaign: str) -> int:
+def allocate(wh: Path, campaign: str, backend: str = "auto") -> int:
     return main(
         ["allocate", "--run-date", RUN_DATE, "--set", f"tables.base_path={wh}",
-         "--campaign", campaign]
+         "--set", f"tables.backend={backend}", "--campaign", campaign]
     )  # fmt: skip
 
 
@@ -148,6 +156,46 @@ def test_a_failed_run_leaves_the_published_one(spark, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(summary, summary_after)
     assert set(read_pandas(str(wh / "allocations"))["run_id"]) == {summary["run_id"].iloc[0]}
     assert len(after) == len(before)
+
+
+@pytest.mark.parametrize("backend", ["native", "deltars"])
+def test_concurrent_runs_publish_in_turn_and_never_lose_rows(spark, tmp_path, monkeypatch, backend):
+    """Run A appends its rows, then waits to publish while run B runs from start to end; A
+    then publishes. B must not delete A's rows (it used to drop every other run present),
+    A removes B (which it replaced), and an abandoned run goes while a fresh one stays."""
+    wh = tmp_path / "wh"
+    u, c, group = instance(300, 4)
+    setup(spark, wh, scores_frame(u, c, group))
+    campaign = campaign_file(tmp_path, budgets=BUDGETS)
+    assert allocate(wh, campaign, backend) == 0
+    first, _ = published(spark, wh)
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    in_flight = new_run_id(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    for run_id in ("20200101T000000-0badf00d", in_flight):  # abandoned, and another run's
+        rows = first.assign(run_id=run_id)[ALLOCATIONS.fieldNames()]
+        catalog.write("allocations", spark.createDataFrame(rows, ALLOCATIONS), mode="append")
+
+    publish, gate = allocate_job.write_records, threading.Event()
+
+    def held(*args, **kwargs):
+        if threading.current_thread().name.startswith("run-a"):
+            assert gate.wait(GATE_TIMEOUT_S), "run B never finished"
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(allocate_job, "write_records", held)
+    with ThreadPoolExecutor(1, thread_name_prefix="run-a") as pool:
+        run_a = pool.submit(allocate, wh, campaign, backend)
+        try:
+            assert allocate(wh, campaign, backend) == 0  # run B
+            run_b = published_run(catalog, dt.date.fromisoformat(RUN_DATE), "c1")
+        finally:
+            gate.set()
+        assert run_a.result(timeout=GATE_TIMEOUT_S) == 0
+    final, summary = published(spark, wh)
+    assert summary["run_id"].iloc[0] not in (run_b, first["run_id"].iloc[0])
+    assert len(final) == len(first) > 0  # the published run has all its rows
+    present = set(read_pandas(str(wh / "allocations"))["run_id"])
+    assert present == {summary["run_id"].iloc[0], in_flight}
 
 
 def test_budgets_and_caps_from_tables(spark, tmp_path):

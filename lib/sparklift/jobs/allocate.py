@@ -4,15 +4,15 @@ and every voucher's cap -> ``allocations`` and ``allocation_summary``.
 
 Publishing follows :mod:`sparklift.allocation.tables`: append this run's allocations
 under a new run_id, replace the summary of (run date, campaign) in one commit, then drop
-the older runs' allocations. Bad input (unknown budget group, duplicate rows, NaN scores,
-negative budgets) fails before anything is written.
+the allocations of the run that commit replaced and of abandoned runs. Bad input
+(unknown budget group, duplicate rows, NaN scores, negative budgets) fails before
+anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import uuid
 
 from pyspark.sql import functions as F
 
@@ -29,8 +29,12 @@ from sparklift.allocation.tables import (
     ALLOCATIONS,
     ALLOCATIONS_PARTITIONS,
     SUMMARY_PARTITIONS,
+    abandoned,
+    new_run_id,
+    published_run,
+    replaced_run,
 )
-from sparklift.errors import InputError, InputNotReadyError
+from sparklift.errors import InputError, InputNotReadyError, TableConflictError
 from sparklift.jobs import JobContext, log, step, write_records
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
@@ -61,13 +65,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
     )
-    run_id = uuid.uuid4().hex[:16]
+    run_id = new_run_id(_utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
         solution = solve(scores.where(F.col("voucher_id").isin(vouchers)), problem)
         try:
             written = _append(ctx, campaign.campaign_id, run_id, models[0], solution)
             groups = summarize(written, solution)
-            older = _run_ids(ctx, campaign.campaign_id) - {run_id}
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups)
             version = write_records(
                 catalog,
@@ -82,8 +85,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             raise
         finally:
             solution.release()
-    if older:
-        _drop_runs(ctx, campaign.campaign_id, sorted(older))
+    _drop_superseded(ctx, campaign.campaign_id, run_id, version)
     for s in groups:
         log.info(
             "group %s: spent %.2f of %.2f, objective %.4f, bound %.4f, gap %.2e, lambda %.6g, "
@@ -123,7 +125,7 @@ def _records(
     solution: Solution,
     groups: list[GroupSummary],
 ) -> list[dict]:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = _utcnow()
     return [
         {
             "run_date": ctx.run_date,
@@ -180,6 +182,25 @@ def _run_ids(ctx: JobContext, campaign_id: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+def _drop_superseded(ctx: JobContext, campaign_id: str, run_id: str, published_at: int) -> None:
+    """After publishing at ``published_at``: remove the run that commit replaced and runs
+    abandoned longer than ``maintain.vacuum_retention_hours`` (the age after which a write
+    that never committed is garbage). A run in flight is neither, so a concurrent run's
+    rows stay. Best effort: a conflict leaves the rows for the next run (readers never see
+    them, the summary names this run or a later one)."""
+    day = ctx.run_date
+    hours = ctx.config.maintain.vacuum_retention_hours
+    now = _utcnow()
+    keep = {run_id, published_run(ctx.catalog, day, campaign_id)}
+    replaced = replaced_run(ctx.catalog, day, campaign_id, published_at)
+    drop = {r for r in _run_ids(ctx, campaign_id) if r == replaced or abandoned(r, now, hours)}
+    if drop - keep:
+        try:
+            _drop_runs(ctx, campaign_id, sorted(drop - keep))
+        except TableConflictError as e:
+            log.warning("superseded runs %s not removed (%s); the next run will", drop, e)
+
+
 def _drop_runs(ctx: JobContext, campaign_id: str, run_ids: list[str]) -> None:
     """Remove the allocations of ``run_ids`` (unpublished or superseded runs)."""
     if not ctx.catalog.exists("allocations"):
@@ -187,6 +208,10 @@ def _drop_runs(ctx: JobContext, campaign_id: str, run_ids: list[str]) -> None:
     empty = ctx.spark.createDataFrame([], ALLOCATIONS)
     replace = {"run_date": ctx.run_date, "campaign_id": campaign_id, "run_id": run_ids}
     ctx.catalog.write("allocations", empty, mode="replace", replace_where=replace)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _active_vouchers(ctx: JobContext) -> list[str]:
