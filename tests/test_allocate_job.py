@@ -14,17 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from sparklift.allocation.tables import (
-    ALLOCATIONS,
-    new_run_id,
-    published_allocations,
-    published_run,
-)
+from sparklift.allocation.tables import ALLOCATIONS, published_allocations, summary_where
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.jobs import allocate as allocate_job
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
+from sparklift.tables.publish import named_id, new_id, utcnow
 from sparklift.uplift.scoring import UPLIFT_SCORES
 from tests.exact_optima import Instance, by_group, stored_optimum
 
@@ -170,7 +166,7 @@ def test_concurrent_runs_publish_in_turn_and_never_lose_rows(spark, tmp_path, mo
     assert allocate(wh, campaign, backend) == 0
     first, _ = published(spark, wh)
     catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
-    in_flight = new_run_id(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    in_flight = new_id(utcnow())
     for run_id in ("20200101T000000-0badf00d", in_flight):  # abandoned, and another run's
         rows = first.assign(run_id=run_id)[ALLOCATIONS.fieldNames()]
         catalog.write("allocations", spark.createDataFrame(rows, ALLOCATIONS), mode="append")
@@ -187,7 +183,8 @@ def test_concurrent_runs_publish_in_turn_and_never_lose_rows(spark, tmp_path, mo
         run_a = pool.submit(allocate, wh, campaign, backend)
         try:
             assert allocate(wh, campaign, backend) == 0  # run B
-            run_b = published_run(catalog, dt.date.fromisoformat(RUN_DATE), "c1")
+            where = summary_where(dt.date.fromisoformat(RUN_DATE), "c1")
+            run_b = named_id(catalog, "allocation_summary", "run_id", where)
         finally:
             gate.set()
         assert run_a.result(timeout=GATE_TIMEOUT_S) == 0

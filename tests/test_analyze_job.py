@@ -92,7 +92,7 @@ def register(wh: Path, experiment_id: str, assignment: pd.DataFrame, **over) -> 
         | over
     )
     row = experiment_row(spec, over.pop("status", "accepted"), None, dt.date(2026, 3, 1), 10, {})
-    write_design(catalog, experiment_id, assignment, pd.DataFrame(), row)
+    write_design(catalog, experiment_id, assignment, pd.DataFrame(), row, 168)
 
 
 def assignment(zones: list[int], variants: list[str]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -9,8 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from sparklift.cli import main
+from sparklift.config import load_config
+from sparklift.jobs import JobContext
+from sparklift.jobs import design as design_job
+from sparklift.jobs.analyze import load_design
+from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 
 RUN_DATE = "2026-04-30"
@@ -97,9 +104,10 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, ca
     assert design(warehouse, experiment(tmp_path)) == 0
     again = table(warehouse, "geo_assignments")
     again = again[again["experiment_id"] == "exp_a"]
+    assert again["design_id"].nunique() == 1 and set(again["design_id"]) != set(a["design_id"])
     pd.testing.assert_frame_equal(
-        again.sort_values("zone_id").reset_index(drop=True),
-        a.sort_values("zone_id").reset_index(drop=True),
+        again.sort_values("zone_id").reset_index(drop=True).drop(columns="design_id"),
+        a.sort_values("zone_id").reset_index(drop=True).drop(columns="design_id"),
     )
     assert design(warehouse, experiment(tmp_path, experiment_id="exp_b", seed=9)) == 0
     b = table(warehouse, "geo_assignments")
@@ -141,3 +149,65 @@ def test_bad_input_fails_clearly_and_writes_nothing(
     assert design(warehouse, experiment(tmp_path, experiment_id="exp_bad", **over)) == code
     assert message in capsys.readouterr().err
     assert versions(warehouse) == before
+
+
+class Killed(BaseException):
+    """The driver dies: nothing after this point runs, not even clean-up."""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["native", "deltars"])
+def test_killed_redesign_never_mixes_two_designs(warehouse, tmp_path, monkeypatch, backend):
+    """A re-design killed after each of its commits: readers (analyze's load_design) see
+    the old design whole, or the new one whole, never the new assignments under the old
+    experiment row (which a design written table by table used to give)."""
+    month = "01" if backend == "native" else "03"
+    window = {"start": f"2027-{month}-04", "end": f"2027-{month}-17"}
+    eid = f"exp_kill_{backend}"
+    common = ["--set", f"tables.backend={backend}"]
+    assert design(warehouse, experiment(tmp_path, experiment_id=eid, **window), *common) == 0
+    old = published_design(warehouse, eid, backend)
+    assert old[0] == 3
+
+    redesign = experiment(tmp_path, experiment_id=eid, seed=9, **window)
+    writes = design_job.write_records
+    for commits in (1, 2, 3):  # killed after the assignments, the checks, the publish
+
+        def dies(*args, _calls=[], _after=commits, **kwargs):  # noqa: B006 (one per loop)
+            if len(_calls) == _after:
+                raise Killed
+            _calls.append(args[1])
+            return writes(*args, **kwargs)
+
+        def dead(*_a, **_k):
+            raise Killed
+
+        monkeypatch.setattr(design_job, "write_records", dies)
+        monkeypatch.setattr(design_job, "drop_designs", lambda *a, **k: None)  # no clean-up
+        monkeypatch.setattr(design_job, "superseded", dead)  # killed right after publishing
+        with pytest.raises(Killed):
+            design(warehouse, redesign, *common)
+        seed, assignment = published_design(warehouse, eid, backend)
+        if commits < 3:
+            assert seed == 3 and assignment.equals(old[1]), commits
+        else:
+            assert seed == 9 and not assignment.equals(old[1])
+            new = assignment
+    monkeypatch.undo()
+
+    # The next design removes the one it replaced; the two killed before publishing and the
+    # one whose clean-up was killed stay (unread) until abandoned.
+    assert design(warehouse, redesign, *common) == 0
+    seed, assignment = published_design(warehouse, eid, backend)
+    assert seed == 9 and assignment.equals(new)
+    rows = table(warehouse, "geo_assignments")
+    assert rows.loc[rows["experiment_id"] == eid, "design_id"].nunique() == 4
+
+
+def published_design(wh: Path, experiment_id: str, backend: str) -> tuple[int, pd.DataFrame]:
+    """What analyze reads: the experiment's seed and its assignment, sorted."""
+    conf = load_config(overrides=[f"tables.base_path={wh}", f"tables.backend={backend}"])
+    spark = SparkSession.getActiveSession()
+    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date.fromisoformat(RUN_DATE))
+    spec, assignment = load_design(ctx, experiment_id)
+    return spec.seed, assignment.sort_values("zone_id").reset_index(drop=True)

@@ -23,6 +23,7 @@ def _schema(*fields: tuple[str, object]) -> StructType:
 
 GEO_EXPERIMENTS = _schema(
     ("experiment_id", StringType()),
+    ("design_id", StringType()),  # the design run whose assignments and checks are current
     ("status", StringType()),  # accepted | rejected | accepted_anyway
     ("reason", StringType()),
     ("variants", ArrayType(StringType())),  # the control first
@@ -52,6 +53,7 @@ GEO_EXPERIMENTS = _schema(
 
 GEO_ASSIGNMENTS = _schema(
     ("experiment_id", StringType()),
+    ("design_id", StringType()),
     ("zone_id", IntegerType()),
     ("variant", StringType()),
     ("group_id", IntegerType()),
@@ -59,6 +61,7 @@ GEO_ASSIGNMENTS = _schema(
 
 GEO_DESIGN_CHECKS = _schema(
     ("experiment_id", StringType()),
+    ("design_id", StringType()),
     ("metric", StringType()),
     ("variant", StringType()),
     ("primary", BooleanType()),

@@ -12,7 +12,6 @@ anything is written.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
 from pyspark.sql import functions as F
 
@@ -29,13 +28,11 @@ from sparklift.allocation.tables import (
     ALLOCATIONS,
     ALLOCATIONS_PARTITIONS,
     SUMMARY_PARTITIONS,
-    abandoned,
-    new_run_id,
-    published_run,
-    replaced_run,
+    summary_where,
 )
 from sparklift.errors import InputError, InputNotReadyError, TableConflictError
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.tables.publish import new_id, superseded, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
 
@@ -65,7 +62,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
     )
-    run_id = new_run_id(_utcnow())
+    run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
         solution = solve(scores.where(F.col("voucher_id").isin(vouchers)), problem)
         try:
@@ -125,7 +122,7 @@ def _records(
     solution: Solution,
     groups: list[GroupSummary],
 ) -> list[dict]:
-    now = _utcnow()
+    now = utcnow()
     return [
         {
             "run_date": ctx.run_date,
@@ -183,20 +180,22 @@ def _run_ids(ctx: JobContext, campaign_id: str) -> set[str]:
 
 
 def _drop_superseded(ctx: JobContext, campaign_id: str, run_id: str, published_at: int) -> None:
-    """After publishing at ``published_at``: remove the run that commit replaced and runs
-    abandoned longer than ``maintain.vacuum_retention_hours`` (the age after which a write
-    that never committed is garbage). A run in flight is neither, so a concurrent run's
-    rows stay. Best effort: a conflict leaves the rows for the next run (readers never see
-    them, the summary names this run or a later one)."""
-    day = ctx.run_date
-    hours = ctx.config.maintain.vacuum_retention_hours
-    now = _utcnow()
-    keep = {run_id, published_run(ctx.catalog, day, campaign_id)}
-    replaced = replaced_run(ctx.catalog, day, campaign_id, published_at)
-    drop = {r for r in _run_ids(ctx, campaign_id) if r == replaced or abandoned(r, now, hours)}
-    if drop - keep:
+    """After publishing at ``published_at``: remove the run it replaced and runs abandoned
+    longer than ``maintain.vacuum_retention_hours`` (the age after which a write that never
+    committed is garbage); a concurrent run's rows stay. Best effort: on a conflict the
+    rows stay for the next run (no reader sees them: the summary names another run)."""
+    drop = superseded(
+        ctx.catalog,
+        "allocation_summary",
+        "run_id",
+        summary_where(ctx.run_date, campaign_id),
+        published_at,
+        _run_ids(ctx, campaign_id) - {run_id},
+        ctx.config.maintain.vacuum_retention_hours,
+    )
+    if drop:
         try:
-            _drop_runs(ctx, campaign_id, sorted(drop - keep))
+            _drop_runs(ctx, campaign_id, sorted(drop))
         except TableConflictError as e:
             log.warning("superseded runs %s not removed (%s); the next run will", drop, e)
 
@@ -208,10 +207,6 @@ def _drop_runs(ctx: JobContext, campaign_id: str, run_ids: list[str]) -> None:
     empty = ctx.spark.createDataFrame([], ALLOCATIONS)
     replace = {"run_date": ctx.run_date, "campaign_id": campaign_id, "run_id": run_ids}
     ctx.catalog.write("allocations", empty, mode="replace", replace_where=replace)
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _active_vouchers(ctx: JobContext) -> list[str]:

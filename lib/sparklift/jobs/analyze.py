@@ -105,17 +105,20 @@ def load_design(ctx: JobContext, experiment_id: str) -> tuple[ExperimentConfig, 
         raise InputError(f"unknown experiment {experiment_id!r}: no geo_experiments table yet")
     found = (
         catalog.read("geo_experiments", where=[("experiment_id", "=", experiment_id)])
-        .select("status", "spec")
+        .select("status", "spec", "design_id")
         .collect()
     )
     if not found:
         raise InputError(f"unknown experiment {experiment_id!r}: not in geo_experiments")
-    status, spec_json = found[0]["status"], found[0]["spec"]
+    status, spec_json, design_id = found[0]["status"], found[0]["spec"], found[0]["design_id"]
     if status == "rejected":
         raise InputError(f"experiment {experiment_id} was rejected at design; nothing to analyse")
     spec = ExperimentConfig.model_validate_json(spec_json)
     assignment = (
-        catalog.read("geo_assignments", where=[("experiment_id", "=", experiment_id)])
+        catalog.read(
+            "geo_assignments",
+            where=[("experiment_id", "=", experiment_id), ("design_id", "=", design_id)],
+        )
         .select("zone_id", "variant", "group_id")
         .toPandas()  # one row per zone of the experiment
     )

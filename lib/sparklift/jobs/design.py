@@ -3,9 +3,10 @@
 Reads ``zones``, ``zone_day_features`` (the matching window, ending on the run date),
 ``user_activity`` (the history window for the AA check and power: pre_days + post length
 days ending on the run date, the last post-length days acting as a pseudo post period) and
-the designs of other experiments. Writes, each as a replace of this experiment's partition,
-``geo_assignments``, ``geo_design_checks`` and last ``geo_experiments`` (its row is what
-marks the design as complete for readers).
+the designs of other experiments. Writes ``geo_assignments`` and ``geo_design_checks``
+under a new ``design_id`` (partitions of their own), then replaces the experiment's row of
+``geo_experiments``, which names the design_id: that commit publishes the design, so a
+reader that follows it never mixes two design runs (:mod:`sparklift.tables.publish`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
-from sparklift.errors import InputError, InputNotReadyError, SparkliftError
+from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.features.zone_day import date_range
 from sparklift.geo import schemas
 from sparklift.geo.cells import cell_stats
@@ -29,6 +30,7 @@ from sparklift.geo.vectors import zone_vectors
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
+from sparklift.tables.publish import new_id, superseded, utcnow
 
 HELP = "design a geo experiment: match zones, randomize variants, power and AA check"
 
@@ -113,7 +115,14 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         ratio,
     )
     with step("writing the design"):
-        versions = write_design(catalog, spec.experiment_id, assignment, checks, experiment)
+        versions = write_design(
+            catalog,
+            spec.experiment_id,
+            assignment,
+            checks,
+            experiment,
+            ctx.config.maintain.vacuum_retention_hours,
+        )
     for r in checks.itertuples():
         log.info(
             "%s/%s: AA %.4g (se %.3g, TOST p %.3f, %s); MDE %.2f%%, power %.2f at %.1f%%",
@@ -173,12 +182,15 @@ def busy_zones(catalog: Catalog, spec: ExperimentConfig) -> set[int]:
         .where(F.col("status") != "rejected")
         .where(F.col("experiment_id") != spec.experiment_id)
         .where((F.col("pre_start") <= F.lit(spec.end)) & (F.col("end") >= F.lit(spec.pre_start)))
-        .select("experiment_id")
     )
-    ids = [r["experiment_id"] for r in others.collect()]  # experiments: a handful
-    if not ids:
+    found = others.select("experiment_id", "design_id").collect()  # experiments: a handful
+    if not found:
         return set()
-    rows = catalog.read("geo_assignments", where=[("experiment_id", "in", ids)]).select("zone_id")
+    rows = (
+        catalog.read("geo_assignments", where=[("experiment_id", "in", [r[0] for r in found])])
+        .where(F.col("design_id").isin([r[1] for r in found]))
+        .select("zone_id")
+    )
     return {int(r["zone_id"]) for r in rows.distinct().collect()}  # at most every zone
 
 
@@ -251,27 +263,74 @@ def experiment_row(
     }
 
 
+DESIGN_ROWS = {
+    "geo_assignments": schemas.GEO_ASSIGNMENTS,
+    "geo_design_checks": schemas.GEO_DESIGN_CHECKS,
+}
+
+
 def write_design(
     catalog: Catalog,
     experiment_id: str,
     assignment: pd.DataFrame,
     checks: pd.DataFrame,
     row: dict[str, Any],
+    abandoned_after_hours: float,
 ) -> dict[str, int]:
-    """The three design tables, each a replace of this experiment's partition."""
-    tables = {
-        "geo_assignments": (assignment.to_dict("records"), schemas.GEO_ASSIGNMENTS),
-        "geo_design_checks": (checks.to_dict("records"), schemas.GEO_DESIGN_CHECKS),
-        "geo_experiments": ([row], schemas.GEO_EXPERIMENTS),
-    }
-    return {
-        table: write_records(
+    """Write a design under a new design_id and publish it (see the module docstring);
+    then remove the design it replaced and designs abandoned longer than
+    ``abandoned_after_hours``. Returns each table's version."""
+    design_id = new_id(utcnow())
+    key = {"experiment_id": experiment_id, "design_id": design_id}
+    versions = {}
+    try:
+        for table, frame in zip(DESIGN_ROWS, (assignment, checks), strict=True):
+            versions[table] = write_records(
+                catalog,
+                table,
+                [{**r, **key} for r in frame.to_dict("records")],
+                DESIGN_ROWS[table],
+                partition_by=["experiment_id", "design_id"],
+            )
+        versions["geo_experiments"] = write_records(
             catalog,
-            table,
-            [{**r, "experiment_id": experiment_id} for r in records],
-            schema,
+            "geo_experiments",
+            [{**row, **key}],
+            schemas.GEO_EXPERIMENTS,
             partition_by=["experiment_id"],
             replace_where={"experiment_id": experiment_id},
         )
-        for table, (records, schema) in tables.items()
-    }
+    except BaseException:
+        drop_designs(catalog, experiment_id, [design_id])  # unpublished: no reader sees it
+        raise
+    present = set()
+    for table in DESIGN_ROWS:
+        rows = catalog.read(table, where=[("experiment_id", "=", experiment_id)])
+        present |= {r[0] for r in rows.select("design_id").distinct().collect()}
+    drop = superseded(
+        catalog,
+        "geo_experiments",
+        "design_id",
+        [("experiment_id", "=", experiment_id)],
+        versions["geo_experiments"],
+        present - {design_id},
+        abandoned_after_hours,
+    )
+    if drop:
+        try:
+            drop_designs(catalog, experiment_id, sorted(drop))
+        except TableConflictError as e:
+            log.warning("superseded designs %s not removed (%s); the next design will", drop, e)
+    return versions
+
+
+def drop_designs(catalog: Catalog, experiment_id: str, design_ids: list[str]) -> None:
+    """Remove the assignments and checks of unpublished or superseded designs."""
+    for table, schema in DESIGN_ROWS.items():
+        if catalog.exists(table):
+            catalog.write(
+                table,
+                catalog.spark.createDataFrame([], schema),
+                mode="replace",
+                replace_where={"experiment_id": experiment_id, "design_id": design_ids},
+            )

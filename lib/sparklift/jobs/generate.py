@@ -79,7 +79,14 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             row = experiment_row(
                 spec, "accepted", "planted by the generator", end, len(assignment), {}
             )
-            write_design(catalog, spec.experiment_id, assignment, pd.DataFrame(), row)
+            write_design(
+                catalog,
+                spec.experiment_id,
+                assignment,
+                pd.DataFrame(),
+                row,
+                ctx.config.maintain.vacuum_retention_hours,
+            )
         summary["planted_experiment"] = spec.experiment_id
     summary["dates"] = f"{truth['first_date']}..{truth['last_date']}"
     return summary
