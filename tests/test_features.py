@@ -37,7 +37,7 @@ def features(spark, rows, zones=(1, 2), dates=(D1, D2)):
     zdf = spark.createDataFrame([(z, "R1", True) for z in zones], ZONES)
     check_activity_schema(activity, DEFS)
     agg = aggregate_activity(activity, DEFS)
-    check_aggregates(agg, zdf, list(dates))
+    check_aggregates(agg, activity, zdf, list(dates))
     out = complete_grid(spark, agg, zdf, list(dates), DEFS)
     return {(r.date, r.zone_id): r.asDict() for r in out.collect()}
 
@@ -88,6 +88,17 @@ def test_every_zone_every_day_zero_activity_gives_zeros(spark):
         ((D1, 9, None, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, "null zone_id"),
         ((D1, 9, 1, -1, 0, 0, 0.0, 1, 0, 0.0), InputError, "negative values .*'visits': -1"),
         ((D1, 9, 7, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, "missing from table zones, e.g. \\[7\\]"),
+        (  # a NaN used to sum to NaN and leave the zone-day's gmv features at 0
+            (D2, 9, 2, 1, 1, 1, float("nan"), 1, 0, 0.0),
+            InputError,
+            r"table user_activity: NaN or infinite values in column\(s\) \{'gmv': 1\} "
+            r"\(column: rows\), e\.g\. at date=2026-03-02, zone_id=2, user_id=9 \(gmv=nan\)",
+        ),
+        (
+            (D1, 9, 1, 1, 0, 0, 0.0, 1, 0, float("-inf")),
+            InputError,
+            r"\{'prior_gmv_28d': 1\}.*user_id=9 \(prior_gmv_28d=-inf\)",
+        ),
     ],
 )
 def test_bad_activity_is_reported(spark, row, error, match):

@@ -234,3 +234,22 @@ def test_null_metric_values_are_named(spark):
     )
     with pytest.raises(InputError, match=r"null values in \{'orders': 2\}"):
         cell_stats(rows, ["orders"])
+
+
+def test_nan_and_infinite_metric_values_are_named_with_an_example(spark):
+    """Design and analyze aggregate user rows here; a NaN used to poison the sums."""
+    rows = spark.createDataFrame(
+        [
+            (1, "2026-01-01", 1.0, 3),
+            (2, "2026-01-02", float("nan"), 1),
+            (3, "2026-01-02", 1.0, 2),
+            (3, "2026-01-03", float("inf"), 2),
+        ],
+        "zone_id int, date string, gmv double, orders int",
+    )
+    with pytest.raises(
+        InputError,
+        match=r"table user_activity: NaN or infinite values in column\(s\) \{'gmv': 2\} "
+        r"\(column: rows\), e\.g\. at zone_id=\d, date=2026-01-0\d",
+    ):
+        cell_stats(rows, ["gmv", "orders"])

@@ -145,9 +145,14 @@ BAD = [
     ("constant feature", lambda f: f.assign(x2=3.0), "feature x2 is constant"),
     ("text feature", lambda f: f.assign(x2="a"), "must be numeric"),
     (
-        "nan objective",
+        "null objective",  # pandas' NaN arrives as null through Arrow
         lambda f: f.assign(objective=f["objective"].where(f.index != 7)),
-        "1 rows with NaN or null objective",
+        "1 rows with null objective",
+    ),
+    (  # NaN features were taken as missing values, infinities as numbers
+        "infinite feature",
+        lambda f: f.assign(x1=f["x1"].where(f.index != 5, float("inf"))),
+        "NaN or infinite values in column(s) {'x1': 1} (column: rows), e.g. at",
     ),
     (
         "negative cost",
@@ -216,7 +221,19 @@ def test_score_refuses_mismatch_and_skips_missing_features(spark, tmp_path, caps
     assert "needs features ['x2']" in capsys.readouterr().err
     assert not (wh / "uplift_scores").exists()
 
-    catalog.write("customers", spark.createDataFrame(customers), partition_by=["snapshot_date"])
+    infinite = customers.assign(x2=[1.0] * 9 + [float("inf")])  # NaN was scored as a number
+    catalog.write("customers", spark.createDataFrame(infinite), partition_by=["snapshot_date"])
+    capsys.readouterr()
+    assert main(["score", *args(wh)]) == 2
+    err = capsys.readouterr().err
+    assert "table customers: NaN or infinite values in column(s) {'x2': 1}" in err
+    assert "customer_id=9 (x2=inf)" in err
+    catalog.write(
+        "customers",
+        spark.createDataFrame(customers),
+        mode="replace",
+        replace_where={"snapshot_date": pd.Timestamp(RUN_DATE).date()},
+    )
     assert main(["score", *args(wh, "--model-id", "nope")]) == 2
     scored = run_json(capsys, ["score", *args(wh)])
     assert scored["model_id"] == out["model_id"]

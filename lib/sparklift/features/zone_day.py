@@ -1,10 +1,11 @@
 """Zone x day features from ``user_activity``, declared in config (:class:`FeatureDef`).
 
 One aggregation over the activity rows computes every base aggregate (counts, sums,
-conditional counts) per (date, zone_id), together with the minimum of each count
-column for validation. The result is small (zones x days), so the checks run on it and
-the complete grid (every zone of ``zones`` on every date, zero activity giving zeros) is
-built from it without touching the activity rows again.
+conditional counts) per (date, zone_id), together with, for validation, the minimum of
+each count column and the number of NaN or infinite values of each float column (a NaN
+would otherwise sum to NaN and leave the grid as 0). The result is small (zones x days),
+so the checks run on it and the complete grid (every zone of ``zones`` on every date,
+zero activity giving zeros) is built from it without touching the activity rows again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pyspark.sql.types import DateType, NumericType, StructField, StructType
 
 from sparklift.config import FeatureDef
 from sparklift.errors import ConfigError, InputError, InputNotReadyError
+from sparklift.finite import PREFIX, float_columns, nonfinite_counts, refuse
 
 KEYS = ("date", "zone_id")
 COUNT_COLUMNS = ("visits", "orders", "items", "tenure_days", "prior_orders_28d")
@@ -65,20 +67,29 @@ def _base_aggs(defs: Sequence[FeatureDef]) -> list[Column]:
 
 
 def aggregate_activity(activity: DataFrame, defs: Sequence[FeatureDef]) -> DataFrame:
-    """Per (date, zone_id): the base aggregates and, for checks, column minima."""
+    """Per (date, zone_id): the base aggregates and, for checks, column minima and counts
+    of non-finite values."""
     checks = [F.min(c).alias(f"_min_{c}") for c in NON_NEGATIVE if c in activity.columns]
+    checks += nonfinite_counts(float_columns(activity))
     return activity.groupBy(*KEYS).agg(*_base_aggs(defs), *checks)
 
 
-def check_aggregates(agg: DataFrame, zones: DataFrame, dates: Sequence[dt.date]) -> None:
-    """Fail on null or unknown zone ids, negative values, or dates with no activity."""
+def check_aggregates(
+    agg: DataFrame, activity: DataFrame, zones: DataFrame, dates: Sequence[dt.date]
+) -> None:
+    """Fail on NaN or infinite numbers, null or unknown zone ids, negative values, or dates
+    with no activity (``activity``: the rows ``agg`` came from, to name an example)."""
     mins = [c for c in agg.columns if c.startswith("_min_")]
+    nonfinite = [c for c in agg.columns if c.startswith(PREFIX)]
     row = agg.agg(
         F.sum(F.when(F.col("zone_id").isNull(), F.col("_rows"))).alias("null_zone_rows"),
         *[F.min(c).alias(c) for c in mins],
+        *[F.sum(c).alias(c) for c in nonfinite],
         F.collect_set("date").alias("dates"),
     ).first()
     assert row is not None
+    keys = [c for c in (*KEYS, "user_id") if c in activity.columns]
+    refuse("user_activity", {c[len(PREFIX) :]: row[c] for c in nonfinite}, activity, keys)
     if row["null_zone_rows"]:
         raise InputError(f"user_activity has {row['null_zone_rows']} rows with a null zone_id")
     negative = {c[5:]: row[c] for c in mins if row[c] is not None and row[c] < 0}

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.errors import InputError
+from sparklift.finite import float_columns, nonfinite, refuse
 from sparklift.stats.twfe import CellStats
 
 
@@ -35,8 +36,9 @@ def cell_stats(
         raise InputError(f"table {table}: missing columns {missing}")
     pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i:]]
     aggs = [F.count(F.lit(1)).alias("n")]
-    any_null = functools.reduce(operator.or_, [F.col(c).isNull() for c in columns])
-    aggs.append(F.count_if(any_null).alias("null_rows"))
+    floats = float_columns(rows, columns)
+    bad = [F.col(c).isNull() for c in columns] + [nonfinite(c) for c in floats]
+    aggs.append(F.count_if(functools.reduce(operator.or_, bad)).alias("bad_rows"))
     aggs += [F.sum(F.col(c).cast("double")).alias(f"s__{c}") for c in columns]
     aggs += [
         F.sum(F.col(a).cast("double") * F.col(b).cast("double")).alias(f"q__{a}__{b}")
@@ -58,10 +60,14 @@ def cell_stats(
         for combo in combos
     ]
     pdf = rows.groupBy("zone_id", "date").agg(*aggs).toPandas()
-    if pdf["null_rows"].sum() > 0:  # the error path: name the columns in a second query
-        counts = rows.agg(*[F.count_if(F.col(c).isNull()).alias(c) for c in columns]).first()
-        bad = {c: counts[c] for c in columns if counts[c]}
-        raise InputError(f"table {table}: null values in {bad} (column: rows); expected none")
+    if pdf["bad_rows"].sum() > 0:  # the error path: name the columns in a second query
+        counts = rows.agg(
+            *[F.count_if(F.col(c).isNull()).alias(c) for c in columns],
+            *[F.count_if(nonfinite(c)).alias(f"nf_{c}") for c in floats],
+        ).first()
+        refuse(table, {c: counts[f"nf_{c}"] for c in floats}, rows, ["zone_id", "date"])
+        nulls = {c: counts[c] for c in columns if counts[c]}
+        raise InputError(f"table {table}: null values in {nulls} (column: rows); expected none")
     if pdf["zone_id"].isna().any():
         raise InputError(f"table {table}: rows with a null zone_id")
     m = len(columns)

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.features.zone_day import date_range
+from sparklift.finite import require_finite
 from sparklift.geo import schemas
 from sparklift.geo.cells import cell_stats
 from sparklift.geo.design import design_checks, match_zones, randomize, verdict
@@ -80,6 +81,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         features = catalog.read(
             "zone_day_features", where=[("date", ">=", lookback[0]), ("date", "<=", lookback[-1])]
         )
+        require_finite(features, "zone_day_features", ["date", "zone_id"], names)
         vectors = zone_vectors(features, eligible, names, lookback)
         matching = match_zones(vectors, spec.pca_components, len(spec.variants))
         explained = float(matching.explained_variance_ratio.sum())

@@ -35,7 +35,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     check_activity_schema(activity, defs)
     with step(f"aggregating user_activity {start}..{end} ({len(dates)} days)"):
         agg = aggregate_activity(activity, defs).cache()
-        check_aggregates(agg, zones, dates)
+        check_aggregates(agg, activity, zones, dates)
     with step("writing zone_day_features"):
         out = complete_grid(ctx.spark, agg, zones, dates, defs)
         version = catalog.write(

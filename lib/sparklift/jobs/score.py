@@ -3,7 +3,11 @@ active voucher, scored with an uplift model into ``uplift_scores`` (the run date
 partition replaced in one commit).
 
 The model is the one given (``--model-id`` or ``score.model_id``) or the latest in
-``uplift_models``; its artefact must know the snapshot's features and every active voucher.
+``uplift_models``. Its ``model.pkl`` is unpickled only after its sha256 has matched the
+row's ``artifact_sha256``, the hash in its id and its meta.json (see
+:func:`sparklift.uplift.model.verify`); the unpickled model's own features and vouchers must
+equal meta.json's and the row's, and are the ones used. It must know the snapshot's features
+and every active voucher.
 Customers with missing features are scored if the learner handles them, otherwise
 counted, reported and skipped.
 """
@@ -11,11 +15,12 @@ counted, reported and skipped.
 from __future__ import annotations
 
 import argparse
-import pickle
+from typing import Any
 
 from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError
+from sparklift.finite import require_finite
 from sparklift.jobs import JobContext, log, step
 from sparklift.uplift import model as artefact
 from sparklift.uplift.scoring import any_missing, score
@@ -29,8 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog, spark = ctx.catalog, ctx.spark
-    model_id, path = _model_row(ctx, args.model_id or ctx.config.score.model_id)
-    meta, blob = artefact.read(path)
+    row = _model_row(ctx, args.model_id or ctx.config.score.model_id)
+    model_id, sha256 = row["model_id"], row["artifact_sha256"]
+    meta, blob = artefact.verify(row["artifact_path"], model_id, sha256)  # nothing unpickled
+    fitted = artefact.unpickle(meta, blob, model_id)
+    artefact.check_agrees(fitted, row["features"], row["vouchers"], "its uplift_models row")
     customers = catalog.read("customers", where=[("snapshot_date", "=", ctx.run_date)])
     if customers.limit(1).count() == 0:
         raise InputNotReadyError(f"table customers has no snapshot_date={ctx.run_date} yet")
@@ -43,9 +51,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     )
     if not active:
         raise InputError("table vouchers has no active voucher; nothing to score")
-    artefact.check_compatible(meta, customers.columns, active)
-    fitted = pickle.loads(blob)
-    features = meta["features"]
+    artefact.check_compatible(fitted, customers.columns, active)
+    features = fitted.features
+    require_finite(customers, "customers", ["snapshot_date", "customer_id"], features)
     skipped = 0
     if not fitted.handles_missing:
         missing = any_missing(features)
@@ -54,11 +62,11 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             log.warning(
                 "%d customers have missing features and learner %s cannot score them; skipped",
                 skipped,
-                meta["learner"],
+                fitted.learner,
             )
         customers = customers.filter(~missing)
     broadcast = spark.sparkContext.broadcast(blob)
-    scores = score(customers, broadcast, model_id, features, active, meta["vouchers"], ctx.run_date)
+    scores = score(customers, broadcast, sha256, fitted, active, ctx.run_date)
     with step(f"scoring customers of {ctx.run_date} for {len(active)} vouchers with {model_id}"):
         version = catalog.write(
             "uplift_scores",
@@ -80,17 +88,33 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     }
 
 
-def _model_row(ctx: JobContext, model_id: str | None) -> tuple[str, str]:
-    """(model_id, artifact_path) of the given or the latest model."""
+ROW = ("model_id", "artifact_path", "artifact_sha256", "features", "vouchers")
+
+
+def _model_row(ctx: JobContext, model_id: str | None) -> dict[str, Any]:
+    """The ``uplift_models`` row (ROW's columns) of the given or the latest model."""
     if not ctx.catalog.exists("uplift_models"):
         raise InputNotReadyError("no uplift_models table yet: run sparklift train-uplift first")
     models = ctx.catalog.read("uplift_models")
+    if "artifact_sha256" not in models.columns:
+        raise InputError(
+            "table uplift_models has no artifact_sha256 column (written by a sparklift from "
+            "before model artefacts were verified), so no model in it can be checked before "
+            "unpickling: move the table aside and retrain with sparklift train-uplift"
+        )
     if model_id:
-        found = models.filter(F.col("model_id") == model_id).select("artifact_path").collect()
+        found = models.filter(F.col("model_id") == model_id).select(*ROW).collect()
         if not found:
             raise InputError(f"unknown model {model_id!r}: not in uplift_models")
-        return model_id, found[0][0]
-    latest = models.orderBy(F.desc("trained_at")).select("model_id", "artifact_path").first()
-    if latest is None:
-        raise InputNotReadyError("uplift_models is empty: run sparklift train-uplift first")
-    return latest[0], latest[1]
+        row = found[0].asDict()
+    else:
+        latest = models.orderBy(F.desc("trained_at")).select(*ROW).first()
+        if latest is None:
+            raise InputNotReadyError("uplift_models is empty: run sparklift train-uplift first")
+        row = latest.asDict()
+    if not row["artifact_sha256"]:
+        raise InputError(
+            f"model {row['model_id']} has no artifact_sha256 in uplift_models, so its "
+            f"artefact {row['artifact_path']} cannot be verified: retrain it"
+        )
+    return row

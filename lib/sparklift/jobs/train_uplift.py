@@ -5,7 +5,8 @@ One Spark aggregation checks the input and the randomization (:mod:`sparklift.up
 then a sample bounded by ``uplift.max_train_rows``, stratified by arm, comes to the driver,
 where the learner is fitted and evaluated on a held-out split. The artefact goes under
 ``tables.model_path`` (default ``<base_path>/models``) and one row per model to
-``uplift_models`` (partitioned by model_id).
+``uplift_models`` (partitioned by model_id), with ``artifact_sha256``, the sha256 of the
+artefact's ``model.pkl``: the hash ``sparklift score`` checks before unpickling it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ UPLIFT_MODELS = StructType(
         StructField("holdout_rows", LongType()),
         StructField("metrics", StringType()),
         StructField("artifact_path", StringType()),
+        StructField("artifact_sha256", StringType()),
     ]
 )
 
@@ -79,8 +81,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     known = {r[0] for r in ctx.catalog.read("vouchers").select("voucher_id").collect()}
     make = lambda: make_learner(learner, conf)  # noqa: E731
     make()  # a bad learner name fails before any Spark work
+    _check_models_table(ctx)
     with step(f"checking {HISTORY}: input and randomization"):
-        aggregates = checks.arm_aggregates(history, features)
+        aggregates = checks.arm_aggregates(history, HISTORY, features)
         if not aggregates:
             raise InputError(f"table {HISTORY} has no rows (campaigns {conf.campaigns or 'all'})")
         report = checks.check_history(
@@ -132,7 +135,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             m["objective"]["average_effect"],
             m["cost"]["average_effect"],
         )
-    model_id, path, _ = model.save(fitted, ctx.config.tables.models, ctx.run_date)
+    model_id, path, sha256, _ = model.save(fitted, ctx.config.tables.models, ctx.run_date)
     log.info("model %s saved to %s", model_id, path)
     record: dict[str, Any] = {
         "model_id": model_id,
@@ -147,6 +150,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             {"randomization": report.as_dict(), "sample_fraction": fraction, "vouchers": metrics}
         ),
         "artifact_path": path,
+        "artifact_sha256": sha256,
     }
     with step("writing uplift_models"):
         version = write_records(
@@ -167,6 +171,19 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "artifact_path": path,
         "version": version,
     }
+
+
+def _check_models_table(ctx: JobContext) -> None:
+    """Refuse, before any training, an ``uplift_models`` table without ``artifact_sha256``."""
+    if not ctx.catalog.exists("uplift_models"):
+        return
+    columns = ctx.catalog.schema("uplift_models").fieldNames()
+    if "artifact_sha256" not in columns:
+        raise InputError(
+            "table uplift_models has no artifact_sha256 column (written by a sparklift from "
+            "before model artefacts were verified; sparklift score refuses its models): move "
+            f"the table aside, then train again to create it with columns {UPLIFT_MODELS.names}"
+        )
 
 
 def _randomization_verdict(report: checks.HistoryReport, override: bool) -> None:

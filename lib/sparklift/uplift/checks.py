@@ -1,8 +1,8 @@
 """Checks of a randomized voucher history before any training, from ONE Spark aggregation.
 
 Per arm (``treatment``: 'control' or a voucher_id) the aggregation yields the row count and,
-per feature, the non-null count, sum and sum of squares, plus NaN/null objectives, null and
-negative costs. From those:
+per feature, the non-null count, sum and sum of squares, plus null objectives, null and
+negative costs, and NaN or infinite values of every number (refused at once). From those:
 
 - bad input (always an error): no control arm, an arm with fewer than ``min_arm_rows``
   rows, a voucher not in ``vouchers``, a non-numeric or constant feature, NaN or null
@@ -26,6 +26,7 @@ from pyspark.sql.types import NumericType
 from scipy import stats
 
 from sparklift.errors import InputError
+from sparklift.finite import PREFIX, float_columns, nonfinite_counts, refuse
 
 CONTROL = "control"
 
@@ -81,12 +82,14 @@ def check_columns(df: DataFrame, table: str, features: Sequence[str]) -> None:
             )
 
 
-def arm_aggregates(df: DataFrame, features: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per arm with every count and moment the checks need (one Spark pass)."""
-    aggs = [F.count(F.lit(1)).alias("rows")]
+def arm_aggregates(df: DataFrame, table: str, features: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per arm with every count and moment the checks need (one Spark pass); NaN or
+    infinity in a feature, objective or cost is refused, naming an example row."""
+    floats = float_columns(df, [*features, "objective", "cost"])
+    aggs = [F.count(F.lit(1)).alias("rows"), *nonfinite_counts(floats)]
     for i, c in enumerate(features):
         x = F.col(c).cast("double")
-        ok = x.isNotNull() & ~F.isnan(x)
+        ok = x.isNotNull()
         aggs += [
             F.count(F.when(ok, 1)).alias(f"n{i}"),
             F.sum(F.when(ok, x)).alias(f"s{i}"),
@@ -94,11 +97,14 @@ def arm_aggregates(df: DataFrame, features: Sequence[str]) -> list[dict[str, Any
         ]
     y, c = F.col("objective").cast("double"), F.col("cost").cast("double")
     aggs += [
-        F.count(F.when(y.isNull() | F.isnan(y), 1)).alias("bad_objective"),
-        F.count(F.when(c.isNull() | F.isnan(c), 1)).alias("null_cost"),
+        F.count(F.when(y.isNull(), 1)).alias("bad_objective"),
+        F.count(F.when(c.isNull(), 1)).alias("null_cost"),
         F.count(F.when(c < 0, 1)).alias("negative_cost"),
     ]
-    return [r.asDict() for r in df.groupBy("treatment").agg(*aggs).collect()]
+    rows = [r.asDict() for r in df.groupBy("treatment").agg(*aggs).collect()]
+    keys = [k for k in ("campaign_id", "customer_id", "treatment") if k in df.columns]
+    refuse(table, {c: sum(r[f"{PREFIX}{c}"] for r in rows) for c in floats}, df, keys)
+    return rows
 
 
 def expected_shares(
@@ -147,7 +153,7 @@ def check_history(
             f"table {table}: arms {small} have fewer than uplift.min_arm_rows={min_arm_rows} rows"
         )
     for col, what in (
-        ("bad_objective", "NaN or null objective"),
+        ("bad_objective", "null objective"),
         ("null_cost", "null cost"),
         ("negative_cost", "negative cost"),
     ):

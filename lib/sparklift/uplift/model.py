@@ -1,11 +1,20 @@
 """A trained multi-voucher, two-response uplift model and its versioned artefact.
 
 The artefact is a directory ``<model_path>/uplift/<model_id>/`` holding ``model.pkl`` (the
-pickled :class:`UpliftModel`) and ``meta.json`` (id, learner, features, vouchers,
-library versions) so that a reader can check it without unpickling. The id ends with a
-hash of the pickled bytes, so an artefact is never overwritten by a different model; it
-is written to a temporary directory and renamed into place, so a reader never sees half
-of one. ``load`` refuses an artefact whose features or vouchers differ from the input's.
+pickled :class:`UpliftModel`, pickled with an empty ``model_id`` so that the bytes do not
+contain their own id) and ``meta.json`` (id, learner, features, vouchers, the sha256 of
+``model.pkl``, library versions) so that a reader can check it without unpickling. The id is
+``<yyyymmdd>-<learner>-<the first 10 hex digits of sha256(model.pkl)>``, so an artefact is
+never overwritten by a different model; it is written to a temporary directory and renamed
+into place, so a reader never sees half of one.
+
+Unpickling runs code named by the pickle, so nothing is unpickled before :func:`verify`
+has checked the bytes of ``model.pkl`` against the hash in the id, the one in
+``meta.json`` and, when the caller has it, the one ``train-uplift`` recorded in
+``uplift_models.artifact_sha256`` (the trust root: whoever can write the model directory
+can also write a self-consistent id and meta.json). After unpickling, :func:`unpickle`
+requires the model's own features and vouchers (which scoring uses) to equal meta.json's
+and checks that the model predicts from that many features.
 """
 
 from __future__ import annotations
@@ -15,9 +24,11 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import sklearn
@@ -27,6 +38,8 @@ from sparklift.tables.commit import filesystem
 from sparklift.uplift.learners import UpliftLearner
 
 RESPONSES = ("objective", "cost")
+HASH_DIGITS = 10
+_ID = re.compile(rf"^\d{{8}}-.+-(?P<hash>[0-9a-f]{{{HASH_DIGITS}}})$")
 
 
 @dataclass
@@ -48,29 +61,45 @@ class UpliftModel:
         return {r: np.asarray(m.predict(X), dtype=float) for r, m in self.learners.items()}
 
 
+class Artifact(NamedTuple):
+    """A saved model: its id, directory, the sha256 of its ``model.pkl`` and those bytes."""
+
+    model_id: str
+    path: str
+    sha256: str
+    blob: bytes
+
+
 def model_dir(model_path: str, model_id: str) -> str:
     return f"{model_path.rstrip('/')}/uplift/{model_id}"
 
 
-def save(model: UpliftModel, model_path: str, run_date: dt.date) -> tuple[str, str, bytes]:
-    """Write the artefact; return (model_id, its directory, the pickled model)."""
+def sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def save(model: UpliftModel, model_path: str, run_date: dt.date) -> Artifact:
+    """Write the artefact; set ``model.model_id``. ``model.pkl`` is the model pickled with
+    an empty ``model_id``; the id's hash is a prefix of those bytes' sha256."""
     model.model_id = ""
-    digest = hashlib.sha256(pickle.dumps(model, protocol=5)).hexdigest()[:10]
-    model.model_id = f"{run_date:%Y%m%d}-{model.learner.replace(':', '.')}-{digest}"
     blob = pickle.dumps(model, protocol=5)
+    digest = sha256(blob)
+    model.model_id = f"{run_date:%Y%m%d}-{model.learner.replace(':', '.')}-{digest[:HASH_DIGITS]}"
     meta = {
         "model_id": model.model_id,
         "learner": model.learner,
         "features": model.features,
         "vouchers": model.vouchers,
         "responses": list(RESPONSES),
+        "artifact_sha256": digest,
         "sklearn": sklearn.__version__,
         "numpy": np.__version__,
     }
     target = _absolute(model_dir(model_path, model.model_id))
     fs, path = filesystem(target)
     if fs.get_file_info(f"{path}/meta.json").is_file:
-        return model.model_id, target, blob  # the same model, already saved
+        verify(target, model.model_id, digest)  # the same model, already saved: intact?
+        return Artifact(model.model_id, target, digest, blob)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     fs.create_dir(tmp, recursive=True)
     with fs.open_output_stream(f"{tmp}/model.pkl") as f:
@@ -78,41 +107,151 @@ def save(model: UpliftModel, model_path: str, run_date: dt.date) -> tuple[str, s
     with fs.open_output_stream(f"{tmp}/meta.json") as f:
         f.write(json.dumps(meta, indent=2).encode())
     fs.move(tmp, path)
-    return model.model_id, target, blob
+    return Artifact(model.model_id, target, digest, blob)
 
 
 def read(artifact_path: str) -> tuple[dict, bytes]:
-    """The artefact's metadata and pickled model bytes."""
+    """The artefact's metadata and pickled model bytes, unverified: see :func:`verify`."""
     fs, path = filesystem(_absolute(artifact_path))
     if not fs.get_file_info(f"{path}/meta.json").is_file:
         raise InputNotReadyError(f"model artefact {artifact_path} does not exist")
+    if not fs.get_file_info(f"{path}/model.pkl").is_file:
+        raise InputError(f"model artefact {artifact_path} has meta.json but no model.pkl")
     with fs.open_input_stream(f"{path}/meta.json") as f:
-        meta = json.loads(f.read())
+        try:
+            meta = json.loads(f.read())
+        except ValueError as e:
+            raise InputError(
+                f"model artefact {artifact_path}: meta.json is not JSON: {e}"
+            ) from None
+    if not isinstance(meta, dict):
+        raise InputError(f"model artefact {artifact_path}: meta.json is not a JSON object")
     with fs.open_input_stream(f"{path}/model.pkl") as f:
         blob = f.read()
     return meta, blob
 
 
-def check_compatible(meta: dict, features: Sequence[str], vouchers: Sequence[str]) -> None:
+def verify(
+    artifact_path: str, model_id: str | None = None, expected_sha256: str | None = None
+) -> tuple[dict, bytes]:
+    """The artefact's metadata and ``model.pkl`` bytes, after checking, without
+    unpickling, that sha256(model.pkl) starts with the hash in ``model_id`` (default: the
+    directory's name), equals meta.json's ``artifact_sha256`` and, if given,
+    ``expected_sha256`` (``uplift_models.artifact_sha256``), and that meta.json names
+    ``model_id``. Any mismatch is an :class:`InputError` naming the artefact."""
+    model_id = model_id or _absolute(artifact_path).rstrip("/").rsplit("/", 1)[-1]
+    pkl = f"{artifact_path.rstrip('/')}/model.pkl"
+    meta, blob = read(artifact_path)
+    actual = sha256(blob)
+    m = _ID.match(model_id)
+    if m is None:
+        raise InputError(
+            f"model id {model_id!r} is not <yyyymmdd>-<learner>-<{HASH_DIGITS} hex digits>: "
+            f"refusing to load {pkl}"
+        )
+
+    def refuse(what: str, expected: object) -> InputError:
+        return InputError(
+            f"model {model_id}: {pkl} fails verification ({what}): expected {expected}, "
+            f"actual sha256 {actual}; not loaded"
+        )
+
+    recorded = meta.get("artifact_sha256")
+    if recorded is None:
+        raise refuse(
+            "meta.json records no artifact_sha256: an artefact from before sha256 manifests, "
+            "retrain it with sparklift train-uplift",
+            "a recorded sha256",
+        )
+    if not actual.startswith(m["hash"]):
+        raise refuse("sha256 of model.pkl vs the hash in the model id", f"sha256 {m['hash']}...")
+    if recorded != actual:
+        raise refuse("sha256 of model.pkl vs meta.json's artifact_sha256", f"sha256 {recorded}")
+    if expected_sha256 is not None and expected_sha256 != actual:
+        raise refuse(
+            "sha256 of model.pkl vs uplift_models.artifact_sha256", f"sha256 {expected_sha256}"
+        )
+    if meta.get("model_id") != model_id:
+        raise InputError(
+            f"model {model_id}: {artifact_path}/meta.json names model "
+            f"{meta.get('model_id')!r}; not loaded"
+        )
+    return meta, blob
+
+
+def unpickle(meta: dict, blob: bytes, model_id: str) -> UpliftModel:
+    """The model from bytes that :func:`verify` accepted, refused unless its own features
+    and vouchers (in order) equal meta.json's and it predicts from that many features."""
+    model = pickle.loads(blob)
+    if not isinstance(model, UpliftModel):
+        raise InputError(f"model {model_id}: model.pkl holds a {type(model).__name__}")
+    model.model_id = model_id
+    check_agrees(model, meta.get("features"), meta.get("vouchers"), "its meta.json")
+    check_predicts(model)
+    return model
+
+
+def check_agrees(model: UpliftModel, features: object, vouchers: object, where: str) -> None:
+    """Refuse unless ``features`` and ``vouchers`` equal the model's own, in order."""
+    for name, own, other in (
+        ("features", model.features, features),
+        ("vouchers", model.vouchers, vouchers),
+    ):
+        if not isinstance(other, list) or list(own) != other:
+            raise InputError(
+                f"model {model.model_id} was trained with {name} {list(own)}, but {where} "
+                f"lists {other}; refusing to score with a mismatched artefact"
+            )
+
+
+def check_predicts(model: UpliftModel) -> None:
+    """One prediction on a row of zeros: each response must give (1, len(vouchers))."""
+    try:
+        pred = model.predict(np.zeros((1, len(model.features))))
+        shapes = {r: np.shape(pred.get(r)) for r in RESPONSES}
+    except Exception as e:  # the learner is the model's own code: any failure
+        raise InputError(
+            f"model {model.model_id} cannot predict from its {len(model.features)} features "
+            f"{model.features}: {type(e).__name__}: {e}"
+        ) from None
+    bad = {r: s for r, s in shapes.items() if s != (1, len(model.vouchers))}
+    if bad:
+        raise InputError(
+            f"model {model.model_id} predicts shapes {bad} for one row, expected "
+            f"(1, {len(model.vouchers)}) for its vouchers {model.vouchers}"
+        )
+
+
+def check_compatible(model: UpliftModel, features: Sequence[str], vouchers: Sequence[str]) -> None:
     """Refuse a model whose features are not all in the input or that lacks a voucher."""
-    missing = [c for c in meta["features"] if c not in features]
+    missing = [c for c in model.features if c not in features]
     if missing:
         raise InputError(
-            f"model {meta['model_id']} needs features {missing}, which the scoring input "
+            f"model {model.model_id} needs features {missing}, which the scoring input "
             f"lacks (it has {list(features)})"
         )
-    unknown = [v for v in vouchers if v not in meta["vouchers"]]
+    unknown = [v for v in vouchers if v not in model.vouchers]
     if unknown:
         raise InputError(
-            f"model {meta['model_id']} has no effects for vouchers {unknown} (it knows "
-            f"{meta['vouchers']}); train a model on a history that includes them"
+            f"model {model.model_id} has no effects for vouchers {unknown} (it knows "
+            f"{model.vouchers}); train a model on a history that includes them"
         )
 
 
-def load(artifact_path: str, features: Sequence[str], vouchers: Sequence[str]) -> UpliftModel:
-    meta, blob = read(artifact_path)
-    check_compatible(meta, features, vouchers)
-    return pickle.loads(blob)
+def load(
+    artifact_path: str,
+    features: Sequence[str],
+    vouchers: Sequence[str],
+    model_id: str | None = None,
+    expected_sha256: str | None = None,
+) -> UpliftModel:
+    """The verified model (see :func:`verify`; pass ``expected_sha256`` from
+    ``uplift_models`` to check against the trust root), compatible with the input."""
+    model_id = model_id or _absolute(artifact_path).rstrip("/").rsplit("/", 1)[-1]
+    meta, blob = verify(artifact_path, model_id, expected_sha256)
+    model = unpickle(meta, blob, model_id)
+    check_compatible(model, features, vouchers)
+    return model
 
 
 def _absolute(path: str) -> str:

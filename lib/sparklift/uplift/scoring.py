@@ -1,15 +1,19 @@
 """Score every customer for every voucher, distributed in Arrow batches.
 
 The pickled model travels once per executor as a broadcast variable; each Python worker
-unpickles it on its first batch and keeps it (keyed by model id) for the next ones. Each
-Arrow batch of customers becomes one NumPy matrix, one ``predict`` per response, and
-``len(vouchers)`` output rows per customer. Scikit-learn's OpenMP threads are capped at
-one per task: Spark already runs one task per core.
+checks the bytes' sha256 against the one the driver verified (see
+:func:`sparklift.uplift.model.verify`), unpickles them on its first batch and keeps the
+model (keyed by model id) for the next ones. The features read and the voucher columns
+taken are the model's own lists, never meta.json's. Each Arrow batch of customers becomes
+one NumPy matrix, one ``predict`` per response, and ``len(vouchers)`` output rows per
+customer. Scikit-learn's OpenMP threads are capped at one per task: Spark already runs one
+task per core.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, LongType, StringType, StructField, StructType
 
 from sparklift.tables.schema import spark_to_arrow
+from sparklift.uplift.model import UpliftModel
 
 UPLIFT_SCORES = StructType(
     [
@@ -38,10 +43,18 @@ _ARROW_SCHEMA = spark_to_arrow(UPLIFT_SCORES)
 _MODELS: dict[str, Any] = {}
 
 
-def _model(model_id: str, blob: Broadcast) -> Any:
+def _model(
+    model_id: str, blob: Broadcast, sha256: str, features: list[str], vouchers: list[str]
+) -> Any:
     if model_id not in _MODELS:
         _MODELS.clear()
-        _MODELS[model_id] = pickle.loads(blob.value)
+        data = blob.value
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise RuntimeError(f"broadcast of model {model_id} does not have sha256 {sha256}")
+        model = pickle.loads(data)
+        if (model.features, model.vouchers) != (features, vouchers):
+            raise RuntimeError(f"broadcast of model {model_id} differs from the driver's")
+        _MODELS[model_id] = model
     return _MODELS[model_id]
 
 
@@ -57,14 +70,17 @@ def any_missing(features: Sequence[str]) -> Column:
 def score(
     customers: DataFrame,
     blob: Broadcast,
-    model_id: str,
-    features: Sequence[str],
+    sha256: str,
+    model: UpliftModel,
     vouchers: Sequence[str],
-    model_vouchers: Sequence[str],
     run_date: dt.date,
 ) -> DataFrame:
-    """``customers`` (customer_id, budget_group, features) x ``vouchers`` -> UPLIFT_SCORES."""
-    features, vouchers = list(features), list(vouchers)
+    """``customers`` (customer_id, budget_group, ``model.features``) x ``vouchers`` ->
+    UPLIFT_SCORES, with ``blob`` the broadcast bytes (sha256 ``sha256``) of ``model``,
+    verified and unpickled on the driver."""
+    model_id = model.model_id
+    features, vouchers = list(model.features), list(vouchers)
+    model_vouchers = list(model.vouchers)
     columns = [model_vouchers.index(v) for v in vouchers]
     n_vouchers = len(vouchers)
     voucher_col = pa.array(vouchers, pa.string())
@@ -72,7 +88,7 @@ def score(
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from threadpoolctl import threadpool_limits
 
-        model = _model(model_id, blob)
+        fitted = _model(model_id, blob, sha256, features, model_vouchers)
         with threadpool_limits(limits=1):
             for batch in batches:
                 n = batch.num_rows
@@ -84,7 +100,7 @@ def score(
                         for c in features
                     ]
                 )
-                pred = model.predict(X)
+                pred = fitted.predict(X)
                 take = np.repeat(np.arange(n), n_vouchers)
                 yield pa.RecordBatch.from_arrays(
                     [
