@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from sparklift.config import load_config
+from sparklift.tables import Catalog
+from sparklift.tables.maintenance import maintain_table
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -76,7 +80,10 @@ print("finished", flush=True)
 
 
 @pytest.mark.parametrize("backend", ["native", "deltars"])
-def test_killed_job_leaves_no_version_and_no_referenced_file(tmp_path, backend):
+def test_killed_job_leaves_no_version_and_maintain_removes_its_files(spark, tmp_path, backend):
+    """A kill leaves the files the write had staged (no commit references them; a driver
+    that dies cannot clean up); ``sparklift maintain`` removes them once they are older
+    than ``maintain.vacuum_retention_hours``, and never a referenced file."""
     base = tmp_path / "wh"
     table = base / "user_activity"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
@@ -106,6 +113,19 @@ def test_killed_job_leaves_no_version_and_no_referenced_file(tmp_path, backend):
     assert set(after.file_uris()) == before  # no new referenced file
     logs = [f for f in os.listdir(table / "_delta_log") if f.endswith(".json")]
     assert logs == [f"{0:020d}.json"]
+
+    referenced = {Path(u.removeprefix("file://")) for u in before}
+    staged = {p for p in table.rglob("*.parquet") if p not in referenced}
+    assert staged  # what the killed write left behind
+    conf = load_config(overrides=[f"tables.base_path={base}", f"tables.backend={backend}"])
+    catalog = Catalog(spark, conf.tables)
+    assert maintain_table(catalog, "user_activity", conf.maintain)["files_vacuumed"] == 0  # young
+    aged = time.time() - (conf.maintain.vacuum_retention_hours + 1) * 3600
+    for p in staged | referenced:
+        os.utime(p, (aged, aged))
+    maintain_table(catalog, "user_activity", conf.maintain.model_copy(update={"optimize": False}))
+    assert set(table.rglob("*.parquet")) == referenced
+    assert catalog.read("user_activity").count() == 100
 
 
 def _new_data_file(table: Path, before: set[str]) -> bool:
