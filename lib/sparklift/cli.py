@@ -20,8 +20,10 @@ from types import ModuleType
 
 import sparklift
 from sparklift import __version__
-from sparklift.config import load_config
+from sparklift.allocation.campaign import load_campaign
+from sparklift.config import Config, load_config
 from sparklift.errors import SparkliftError
+from sparklift.geo.experiment import load_experiment
 from sparklift.jobs import JobContext
 from sparklift.jobs import allocate as allocate_job
 from sparklift.jobs import analyze as analyze_job
@@ -89,6 +91,15 @@ def _config_path(given: str | None) -> str | None:
     return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
 
 
+def check_spec_files(job: str, args: argparse.Namespace, config: Config) -> None:
+    """Validate the job's experiment or campaign file before the Spark session starts
+    (about 20 s), so a typo there fails at once. The job validates it again when it runs."""
+    if job == "design":
+        load_experiment(args.experiment, config.design)
+    elif job == "allocate":
+        load_campaign(args.campaign, config.allocate)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging()
@@ -98,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(_config_path(args.config), args.set)
         configure_logging(config.logging)
+        check_spec_files(args.job, args, config)
         spark = build_session(config.spark, config.tables.backend)
         ctx = JobContext(spark, config, Catalog(spark, config.tables), args.run_date)
         log.info(

@@ -287,7 +287,8 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def _apply_set(raw: dict[str, Any], assignment: str) -> None:
+def _apply_set(raw: dict[str, Any], assignment: str) -> str:
+    """Apply one ``--set KEY=VALUE`` to ``raw``; return the dotted key it set."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
     key, _, text = assignment.partition("=")
@@ -300,17 +301,58 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> None:
         node = child
     if parts[-1] not in node:
         raise ConfigError(f"--set {key}: unknown key {parts[-1]!r} (known: {sorted(node)})")
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        problem = ": ".join(
+            filter(None, [getattr(e, "context", None), getattr(e, "problem", None)])
+        )
+        raise ConfigError(
+            f"--set {assignment!r}: the value {text!r} is not valid YAML "
+            f"({problem or str(e).splitlines()[0]})"
+        ) from None
+    node[parts[-1]] = value
+    return ".".join(parts)
 
 
-def format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+def _blame(loc: str, set_keys: Mapping[str, str]) -> str | None:
+    """The ``--set`` assignment an error at dotted ``loc`` comes from: one that set ``loc``
+    or a section containing it, else one that set a key inside ``loc`` (a section's own
+    check); None when no --set touched it (the file or the defaults did)."""
+    for key, assignment in reversed(list(set_keys.items())):  # the last --set wins
+        if loc == key or loc.startswith(f"{key}."):
+            return assignment
+    for key, assignment in reversed(list(set_keys.items())):
+        if key.startswith(f"{loc}.") or not loc:
+            return assignment
+    return None
+
+
+def format_errors(
+    err: ValidationError, source: str, set_keys: Mapping[str, str] | None = None
+) -> str:
+    """One line per invalid key, naming where its value came from: ``source`` (a file,
+    the defaults) or a ``--set`` (``set_keys``: dotted key -> its assignment)."""
+    found = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
+        assignment = _blame(key, set_keys or {})
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            text = "unknown key"
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+            text = f"{e['msg']} (got {e.get('input')!r})"
+        found.append((key, text, assignment))
+    blamed = list(dict.fromkeys(a for _, _, a in found if a))
+    from_set = ", ".join(f"--set {a}" for a in blamed)
+    if blamed and all(a for _, _, a in found):  # every error comes from a --set
+        where = from_set
+    else:
+        where = f"{source} and {from_set}" if blamed else source
+    tag = len(blamed) > 1 or (blamed and where != from_set)  # say which line is whose
+    lines = [f"invalid configuration ({where}):"]
+    for key, text, assignment in found:
+        origin = f"--set {assignment}" if assignment else source
+        lines.append(f"  {key}: {text}" + (f" [from {origin}]" if tag else ""))
     return "\n".join(lines)
 
 
@@ -339,12 +381,15 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if path is not None:
         raw = deep_merge(raw, read_yaml_mapping(path))
         source = str(path)
+    set_keys: dict[str, str] = {}
     for assignment in overrides:
-        _apply_set(raw, assignment)
+        key = _apply_set(raw, assignment)
+        set_keys.pop(key, None)  # re-inserted last: the later --set of a key wins
+        set_keys[key] = assignment
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_errors(e, source)) from None
+        raise ConfigError(format_errors(e, source, set_keys)) from None
 
 
 Spec = TypeVar("Spec", bound=BaseModel)

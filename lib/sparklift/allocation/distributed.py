@@ -284,8 +284,14 @@ def _histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
     )
 
 
-def check_input(hist: pd.DataFrame, budgets: Mapping[str, float]) -> None:
-    """Fail on scores the allocation cannot use, naming what is wrong and how often."""
+def check_input(
+    hist: pd.DataFrame,
+    budgets: Mapping[str, float],
+    scores: DataFrame | None = None,
+    vouchers: Sequence[str] = (),
+) -> None:
+    """Fail on scores the allocation cannot use, naming what is wrong, how often and (given
+    the ``scores`` and campaign ``vouchers``) one offending key."""
     totals = hist[hist["bucket"] == TOTALS]
     if totals.empty:
         raise InputError("uplift_scores has no rows for this run date: nothing to allocate")
@@ -305,7 +311,50 @@ def check_input(hist: pd.DataFrame, budgets: Mapping[str, float]) -> None:
     for col, what in problems.items():
         n = int(totals[col].sum())
         if n:
-            raise InputError(f"uplift_scores has {n} {what}")
+            example = _example(scores, vouchers, col) if scores is not None else ""
+            raise InputError(f"uplift_scores has {n} {what}{example}")
+
+
+def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
+    """``, e.g. <key of one offending row>`` for an input defect (FLAGS), found by one
+    Spark aggregation (the smallest key, so the same input names the same row); empty
+    if there is none or it cannot be found."""
+    rows = scores.select(
+        F.col("customer_id").cast("long").alias("customer_id"),
+        F.col("budget_group").cast("string").alias("budget_group"),
+        F.col("voucher_id").cast("string").alias("voucher_id"),
+        F.col("uplift_objective").cast("double").alias("uplift_objective"),
+        F.col("uplift_cost").cast("double").alias("uplift_cost"),
+    )
+    known = F.coalesce(F.col("voucher_id").isin(list(vouchers)), F.lit(False))
+
+    def finite(c: str) -> Column:
+        return F.col(c).isNotNull() & ~F.isnan(c) & (F.abs(F.col(c)) != float("inf"))
+
+    key = ["customer_id", "voucher_id"]
+    if defect == "dup":
+        found = rows.where(known).groupBy(*key).agg(F.count(F.lit(1)).alias("rows"))
+        found, show = found.where(F.col("rows") > 1), [*key, "rows"]
+    elif defect == "bad":
+        found = rows.where(known & ~(finite("uplift_objective") & finite("uplift_cost")))
+        show = [*key, "uplift_objective", "uplift_cost"]
+    elif defect == "other":
+        found, show = rows.where(~known), key
+    elif defect == "nogroup":
+        found, show = rows.where(F.col("budget_group").isNull()), key
+    else:  # multi
+        found = rows.groupBy("customer_id").agg(
+            F.sort_array(F.collect_set("budget_group")).alias("budget_groups")
+        )
+        found, show = found.where(F.size("budget_groups") > 1), ["customer_id", "budget_groups"]
+    try:
+        first = found.agg(F.min(F.struct(*show)).alias("e")).first()
+    except Exception as e:  # an example only: never in place of the error it illustrates
+        log.warning("no example of the %s rows of uplift_scores: %s", defect, e)
+        return ""
+    if first is None or first["e"] is None:
+        return ""
+    return ", e.g. " + ", ".join(f"{c}={first['e'][c]!r}" for c in show)
 
 
 @dataclass
@@ -523,7 +572,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         passes += 1
         if previous is not None and previous is not base:  # the new ones are cached now
             previous.unpersist()
-        check_input(hist, problem.budgets)
+        check_input(hist, problem.budgets, scores, vouchers)
         plan = _plan(hist, problem, exact_ok=not caps)
         lam, dual, forced = _settle(env, plan, problem, n_opt)
         passes += bool(plan.ranges)

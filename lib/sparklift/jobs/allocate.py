@@ -78,7 +78,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 {"run_date": day, "campaign_id": campaign.campaign_id},
             )
         except BaseException:
-            _drop_runs(ctx, campaign.campaign_id, [run_id])  # unpublished: no reader sees it
+            try:
+                _drop_runs(ctx, campaign.campaign_id, [run_id])  # unpublished: no reader sees it
+            except Exception as e:  # never in place of the run's own error
+                log.warning("run %s: its unpublished rows stay until abandoned (%s)", run_id, e)
             raise
         finally:
             solution.release()

@@ -303,7 +303,10 @@ def write_design(
             replace_where={"experiment_id": experiment_id},
         )
     except BaseException:
-        drop_designs(catalog, experiment_id, [design_id])  # unpublished: no reader sees it
+        try:
+            drop_designs(catalog, experiment_id, [design_id])  # unpublished: no reader sees it
+        except Exception as e:  # never in place of the design's own error
+            log.warning("design %s: its unpublished rows stay until abandoned (%s)", design_id, e)
         raise
     present = set()
     for table in DESIGN_ROWS:

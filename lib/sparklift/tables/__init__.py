@@ -19,10 +19,23 @@ from pyspark.sql.types import StructType
 
 from sparklift.config import TablesConfig
 from sparklift.delta_jars import FETCH_HINT, coordinate
-from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
+from sparklift.errors import (
+    InputError,
+    InputNotReadyError,
+    SchemaMismatchError,
+    SparkliftError,
+)
 from sparklift.session import delta_jvm_available
 from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend, PartitionFilter
 from sparklift.tables.commit import Txn
+from sparklift.tables.diagnose import (
+    NOT_WRITABLE,
+    broken_log_file,
+    check_writable,
+    first_line,
+    not_a_table,
+    real_path,
+)
 from sparklift.tables.schema import (
     check_partition_columns,
     check_schema,
@@ -67,9 +80,37 @@ class Catalog:
 
     def __init__(self, spark: SparkSession, conf: TablesConfig, backend: Backend | None = None):
         self.spark = spark
-        self.conf = conf
+        # The base path once, its symbolic links resolved: delta-rs resolves them, and
+        # Spark must be given the same paths as delta-rs.
+        self.conf = conf.model_copy(update={"base_path": real_path(conf.base_path)})
         self.backend = backend or choose_backend(spark, conf)
         self._recorders: list[TableIO] = []
+
+    @contextmanager
+    def _errors(self, name: str, path: str, writing: bool = False) -> Iterator[None]:
+        """Turn a backend's failure into one line naming the table when it can say why:
+        an unreadable log file (exit 1), a path that cannot be written (exit 2)."""
+        try:
+            yield
+        except SparkliftError:
+            raise
+        except Exception as e:
+            text = str(e)
+            # Only a refusal to write under this table's path: an input the frame reads
+            # may be refused too, and that is not this table's fault.
+            bare = path.split("://", 1)[-1]
+            if writing and bare in text and any(w in text for w in NOT_WRITABLE):
+                raise InputError(
+                    f"cannot write table {name} at {path}: permission denied or a read-only "
+                    f"file system ({first_line(e, NOT_WRITABLE)})"
+                ) from e
+            broken = broken_log_file(path, e)
+            if broken:
+                raise SparkliftError(
+                    f"table {name} at {path} cannot be read: its Delta {broken}; restore that "
+                    "file (or the table) from a backup"
+                ) from e
+            raise
 
     @contextmanager
     def recording(self) -> Iterator[TableIO]:
@@ -86,35 +127,52 @@ class Catalog:
     ) -> int:
         """Rows of a snapshot's partitions ``where``, from the log's file statistics where
         the backend keeps them (no data read)."""
-        return self.backend.count(self._existing(name), version, where)
+        path = self._existing(name)
+        with self._errors(name, path):
+            return self.backend.count(path, version, where)
 
     def path(self, name: str) -> str:
         if name not in self.conf.names:
             raise InputError(f"unknown table {name!r}; the catalog has {sorted(self.conf.names)}")
-        return resolve_path(self.conf.base_path, self.conf.names[name])
+        return real_path(resolve_path(self.conf.base_path, self.conf.names[name]))
 
     def exists(self, name: str) -> bool:
         return self.version(name) is not None
 
     def version(self, name: str) -> int | None:
-        return self.backend.version(self.path(name))
+        path = self.path(name)
+        with self._errors(name, path):
+            return self.backend.version(path)
 
     def schema(self, name: str) -> StructType:
-        return self.backend.schema(self._existing(name))
+        path = self._existing(name)
+        with self._errors(name, path):
+            return self.backend.schema(path)
 
     def partition_columns(self, name: str) -> list[str]:
-        return self.backend.partition_columns(self._existing(name))
+        path = self._existing(name)
+        with self._errors(name, path):
+            return self.backend.partition_columns(path)
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        return self.backend.history(self.path(name))
+        path = self.path(name)
+        with self._errors(name, path):
+            return self.backend.history(path)
 
     def rows_added(self, name: str, version: int) -> int:
         """Rows written by the commit that made ``version`` (from the log, no data read)."""
-        return self.backend.rows_added(self.path(name), version)
+        path = self.path(name)
+        with self._errors(name, path):
+            return self.backend.rows_added(path, version)
 
     def _existing(self, name: str) -> str:
+        """The table's path; InputError if something else is there (a Parquet directory:
+        waiting will not turn it into a table), InputNotReadyError if nothing is."""
         path = self.path(name)
-        if self.backend.version(path) is None:
+        if self.version(name) is None:
+            other = not_a_table(path)
+            if other:
+                raise InputError(f"table {name} at {path} {other}")
             raise InputNotReadyError(f"table {name} does not exist at {path}")
         return path
 
@@ -126,15 +184,16 @@ class Catalog:
     ) -> DataFrame:
         """The latest snapshot, or ``version`` (time travel), pruned to partitions ``where``."""
         path = self._existing(name)
-        parts = self.backend.partition_columns(path)
-        for col, _, _ in where:
-            if col not in parts:
-                raise InputError(f"table {name}: {col!r} is not a partition column ({parts})")
-        if self._recorders:
-            seen = self.backend.version(path) if version is None else version
-            for io in self._recorders:
-                io.reads.append((name, int(seen or 0), tuple(where)))
-        return self.backend.read(path, version, where)
+        with self._errors(name, path):
+            parts = self.backend.partition_columns(path)
+            for col, _, _ in where:
+                if col not in parts:
+                    raise InputError(f"table {name}: {col!r} is not a partition column ({parts})")
+            if self._recorders:
+                seen = self.backend.version(path) if version is None else version
+                for io in self._recorders:
+                    io.reads.append((name, int(seen or 0), tuple(where)))
+            return self.backend.read(path, version, where)
 
     def create(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> int:
         """Create an empty table; fails if it exists."""
@@ -168,6 +227,20 @@ class Catalog:
         if (mode == "replace") != (replace_where is not None):
             raise InputError("replace_where is required with mode='replace' and only with it")
         path = self.path(name)
+        check_writable(name, path)
+        with self._errors(name, path, writing=True):
+            return self._write(name, path, df, mode, partition_by, replace_where, txn)
+
+    def _write(
+        self,
+        name: str,
+        path: str,
+        df: DataFrame,
+        mode: Literal["append", "overwrite", "replace"],
+        partition_by: Sequence[str],
+        replace_where: Mapping[str, Any] | None,
+        txn: Txn | None,
+    ) -> int:
         read_version = self.backend.version(path)
         if read_version is None:
             check_partition_columns(name, df.schema, partition_by)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -18,11 +20,13 @@ from pyspark.sql.types import StructType
 from sparklift import errors
 from sparklift.tables import commit as delta_commit
 from sparklift.tables.deltars_source import SOURCE_NAME, DeltaRsDataSource, WriteSpec
+from sparklift.tables.diagnose import first_line, real_path
 from sparklift.tables.schema import arrow_to_spark, encode_partition_value, replace_predicate
 
 # A partition filter in deltalake's form: (column, op, value), op in = != < <= > >= in.
 PartitionFilter = tuple[str, str, Any]
 _MARKER = re.compile(r"\[sparklift:(\w+)\] (.*?) \[/sparklift\]", re.S)
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -90,6 +94,8 @@ class DeltaRsBackend:
         return table
 
     def version(self, path: str) -> int | None:
+        if "://" not in path and os.path.isfile(path):  # delta-rs: "invalid table location"
+            return None
         return delta_commit.table_version(path)
 
     def schema(self, path: str) -> StructType:
@@ -115,7 +121,7 @@ class DeltaRsBackend:
                         f"table {path}: file {uri} is not in a hive-style {col}= directory, "
                         "which the delta-rs backend needs; read it with the native backend"
                     )
-        root = path.rstrip("/")
+        root = real_path(path).rstrip("/")  # delta-rs' own root, or Spark refuses its files
         return (
             self.spark.read.schema(schema)
             .option("basePath", root)
@@ -151,8 +157,16 @@ class DeltaRsBackend:
         try:
             df.write.format(SOURCE_NAME).mode("append").option("spec", spec.to_json()).save()
         except Exception as e:
-            if delta_commit.find_txn_commit(path, txn) is None:
-                delta_commit.sweep_write(path, spec.write_id)
+            try:
+                if delta_commit.find_txn_commit(path, txn) is None:
+                    delta_commit.sweep_write(path, spec.write_id)
+            except Exception as cleanup:  # never in place of the write's own error
+                log.warning(
+                    "table %s: removing the files of failed write %s failed too: %s",
+                    table,
+                    spec.write_id,
+                    first_line(cleanup),
+                )
             reraise_marked(e)
             raise
         version = delta_commit.find_txn_commit(path, txn)
@@ -172,7 +186,7 @@ class DeltaRsBackend:
         table = self._table(path, version)
         wanted = set(table.file_uris(partition_filters=_encode_filters(where) if where else None))
         actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
-        root = path.rstrip("/")
+        root = real_path(path).rstrip("/")
         return sum(
             int(n or 0)
             for p, n in zip(actions["path"], actions["num_records"], strict=True)
@@ -194,10 +208,6 @@ def is_conflict(exc: BaseException) -> bool:
         return True
     head = str(exc)[:500]
     return any(k in head for k in ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED"))
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
 
 
 class NativeBackend:
@@ -266,7 +276,7 @@ class NativeBackend:
             if is_conflict(e):
                 raise errors.TableConflictError(
                     f"table {table}: a concurrent write conflicts with this {mode} "
-                    f"(based on version {read_version}): {_first_line(e)}; the other writer "
+                    f"(based on version {read_version}): {first_line(e)}; the other writer "
                     "won, this write was discarded; re-run it"
                 ) from None
             if "DELTA_REPLACE_WHERE_MISMATCH" in str(e):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -166,6 +167,19 @@ def _split(
         yield tuple(batch.column(c)[lo].as_py() for c in partition_by), batch.slice(lo, hi - lo)
 
 
+def _clean_up(root: str, rel_paths: list[str]) -> None:
+    """Delete a failed write's files; a failure to do so is reported, never raised in
+    place of the error that failed the write."""
+    try:
+        delta_commit.delete_files(root, rel_paths)
+    except Exception as e:
+        print(
+            f"sparklift: could not remove {len(rel_paths)} files of a failed write under "
+            f"{root}: {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
+
+
 class DeltaRsWriter(DataSourceArrowWriter):
     def __init__(self, spec: WriteSpec, schema: StructType) -> None:
         self.spec = spec
@@ -202,8 +216,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
             for w in open_files.values():
                 with contextlib.suppress(Exception):
                     w.writer.close()
-            delta_commit.delete_files(spec.root, [f.path for f in done])
-            delta_commit.delete_files(spec.root, [w.rel for w in open_files.values()])
+            _clean_up(spec.root, [f.path for f in done] + [w.rel for w in open_files.values()])
             raise
         return StagedFiles(done)
 
@@ -234,7 +247,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
                 operation=spec.mode.upper(),
             )
         except BaseException as e:
-            delta_commit.delete_files(spec.root, [f.path for f in files])
+            _clean_up(spec.root, [f.path for f in files])
             kind = type(e).__name__ if type(e).__module__.startswith("sparklift") else None
             if kind:
                 raise RuntimeError(marked(kind, str(e))) from None
@@ -242,7 +255,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
 
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
         files = [f.path for m in messages if isinstance(m, StagedFiles) for f in m.files]
-        delta_commit.delete_files(self.spec.root, files)
+        _clean_up(self.spec.root, files)
 
 
 class DeltaRsDataSource(DataSource):
