@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from sparklift.cli import main
 from sparklift.config import load_config
+from sparklift.errors import InputError
 from sparklift.jobs import JobContext
 from sparklift.jobs import design as design_job
 from sparklift.jobs.analyze import load_design
@@ -211,3 +212,10 @@ def published_design(wh: Path, experiment_id: str, backend: str) -> tuple[int, p
     ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date.fromisoformat(RUN_DATE))
     spec, assignment = load_design(ctx, experiment_id)
     return spec.seed, assignment.sort_values("zone_id").reset_index(drop=True)
+
+
+def test_design_tables_from_before_design_ids_are_refused_clearly(spark, catalog):
+    old = spark.createDataFrame([("exp_old", "accepted")], "experiment_id string, status string")
+    catalog.write("geo_experiments", old, partition_by=["experiment_id"])
+    with pytest.raises(InputError, match=r"no design_id column .* move geo_experiments"):
+        design_job.read_experiments(catalog)

@@ -21,6 +21,7 @@ from sparklift.geo.analysis import analysis_window, analyze
 from sparklift.geo.cells import cell_stats
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.jobs.design import read_experiments
 
 HELP = "analyse a geo experiment: two-way FE DiD per metric and variant into geo_results"
 
@@ -104,7 +105,7 @@ def load_design(ctx: JobContext, experiment_id: str) -> tuple[ExperimentConfig, 
     if not catalog.exists("geo_experiments"):
         raise InputError(f"unknown experiment {experiment_id!r}: no geo_experiments table yet")
     found = (
-        catalog.read("geo_experiments", where=[("experiment_id", "=", experiment_id)])
+        read_experiments(catalog, [("experiment_id", "=", experiment_id)])
         .select("status", "spec", "design_id")
         .collect()
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
@@ -180,7 +181,7 @@ def busy_zones(catalog: Catalog, spec: ExperimentConfig) -> set[int]:
     if not catalog.exists("geo_experiments"):
         return set()
     others = (
-        catalog.read("geo_experiments")
+        read_experiments(catalog)
         .where(F.col("status") != "rejected")
         .where(F.col("experiment_id") != spec.experiment_id)
         .where((F.col("pre_start") <= F.lit(spec.end)) & (F.col("end") >= F.lit(spec.pre_start)))
@@ -194,6 +195,18 @@ def busy_zones(catalog: Catalog, spec: ExperimentConfig) -> set[int]:
         .select("zone_id")
     )
     return {int(r["zone_id"]) for r in rows.distinct().collect()}  # at most every zone
+
+
+def read_experiments(catalog: Catalog, where: list | None = None) -> DataFrame:
+    """``geo_experiments`` (partitions ``where``), refused if it predates design ids."""
+    df = catalog.read("geo_experiments", where=where or [])
+    if "design_id" not in df.columns:
+        raise InputError(
+            "table geo_experiments has no design_id column (written by a sparklift from before "
+            "designs were published by id): move geo_experiments, geo_assignments and "
+            "geo_design_checks aside and re-run design"
+        )
+    return df
 
 
 def history_cells(
