@@ -223,13 +223,7 @@ def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None)
         if carry is not None and carry.num_rows:
             yield _finish(_pivot(carry, names), n_opt, mu, arrow)
 
-    rows = scores.select(
-        F.col("customer_id").cast("long").alias("customer_id"),
-        F.col("budget_group").cast("string").alias("budget_group"),
-        F.col("voucher_id").cast("string").alias("voucher_id"),
-        F.col("uplift_objective").cast("double").alias("uplift_objective"),
-        F.col("uplift_cost").cast("double").alias("uplift_cost"),
-    )
+    rows = _typed(scores)
     by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
     return by_customer.mapInArrow(build, schema)
 
@@ -315,17 +309,22 @@ def check_input(
             raise InputError(f"uplift_scores has {n} {what}{example}")
 
 
-def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
-    """``, e.g. <key of one offending row>`` for an input defect (FLAGS), found by one
-    Spark aggregation (the smallest key, so the same input names the same row); empty
-    if there is none or it cannot be found."""
-    rows = scores.select(
+def _typed(scores: DataFrame) -> DataFrame:
+    """The columns of ``uplift_scores`` the allocation reads, with the types it needs."""
+    return scores.select(
         F.col("customer_id").cast("long").alias("customer_id"),
         F.col("budget_group").cast("string").alias("budget_group"),
         F.col("voucher_id").cast("string").alias("voucher_id"),
         F.col("uplift_objective").cast("double").alias("uplift_objective"),
         F.col("uplift_cost").cast("double").alias("uplift_cost"),
     )
+
+
+def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
+    """``, e.g. <key of one offending row>`` for an input defect (FLAGS), found by one
+    Spark aggregation (the smallest key, so the same input names the same row); empty
+    if there is none or it cannot be found."""
+    rows = _typed(scores)
     known = F.coalesce(F.col("voucher_id").isin(list(vouchers)), F.lit(False))
 
     def finite(c: str) -> Column:
