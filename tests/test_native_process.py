@@ -4,6 +4,7 @@ and no referenced file, on both backends."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,8 +106,7 @@ def test_killed_job_leaves_no_version_and_maintain_removes_its_files(spark, tmp_
             assert time.monotonic() < deadline, "the second write never wrote a file"
             time.sleep(0.2)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         proc.wait(timeout=60)
     after = DeltaTable(str(table))
     assert after.version() == 0  # no new version
@@ -126,6 +126,34 @@ def test_killed_job_leaves_no_version_and_maintain_removes_its_files(spark, tmp_
     maintain_table(catalog, "user_activity", conf.maintain.model_copy(update={"optimize": False}))
     assert set(table.rglob("*.parquet")) == referenced
     assert catalog.read("user_activity").count() == 100
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant, as a lost machine would stop them: Spark's
+    Python daemon moves its workers (which write the deltars backend's files) into their
+    own process group, so killing the job's group alone lets them write on a moment."""
+    for victim in [pid, *_descendants(pid)]:  # all listed before any is orphaned
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, from /proc (children before they are orphaned)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for c, p in parent.items() if p in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def _new_data_file(table: Path, before: set[str]) -> bool:
