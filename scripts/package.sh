@@ -2,7 +2,9 @@
 # Build what a cluster needs: a wheel (pip install on the nodes) and a zip of the package
 # for spark-submit --py-files, the job entry points, and Delta Lake's jars (dist/jars/, for
 # spark-submit --jars: the artefact is self-contained, nothing is downloaded at run time).
-# Output in dist/. The jars are those set-up fetched (.delta/jars, or $SPARKLIFT_DELTA_JARS).
+# dist/pipeline_steps.json lists the pipeline's steps, read from the packaged code's step
+# registry, for the Airflow DAG (which cannot import sparklift). Output in dist/. The jars
+# are those set-up fetched (.delta/jars, or $SPARKLIFT_DELTA_JARS).
 # PACKAGE_PYTHON=/path/to/python builds with that interpreter (the Docker build does), not .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ with zipfile.ZipFile("dist/sparklift.zip", "w", zipfile.ZIP_DEFLATED) as z:
             z.write(p, p.relative_to("lib"))
 PY
 cp jobs/*.py dist/
+PYTHONPATH=dist/sparklift.zip "$PACKAGE_PYTHON" -m sparklift.pipeline.registry > dist/pipeline_steps.json
 if jars=$("$PACKAGE_PYTHON" -m sparklift.delta_jars list "${SPARKLIFT_DELTA_JARS:-$PWD/.delta/jars}" 2>/dev/null); then
   mkdir -p dist/jars
   IFS=, read -ra jar_files <<<"$jars"

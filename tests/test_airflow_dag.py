@@ -1,6 +1,8 @@
 """The shipped Airflow DAG loads in Airflow's own DagBag (in .venv-airflow, made by
-scripts/airflow_env.sh), submits each pipeline step as the pipeline runs it with Delta
-Lake's jars from dist/jars, and fails at once (no retries) on exit code 2 only.
+scripts/airflow_env.sh) with the steps of sparklift's step registry (from the
+dist/pipeline_steps.json that scripts/package.sh writes), submits each pipeline step as the
+pipeline runs it with Delta Lake's jars from dist/jars, and fails at once (no retries) on
+exit code 2 only.
 tests/test_standalone.py runs it with Airflow on a real cluster."""
 
 from __future__ import annotations
@@ -8,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from sparklift.pipeline.plan import DEPENDS_ON
+from sparklift.pipeline import registry
 from tests.conftest import REPO
 from tests.standalone import production_flags
 
@@ -20,11 +24,28 @@ AIRFLOW_PY = REPO / ".venv-airflow" / "bin" / "python"
 JARS = ["io.delta_delta-spark_2.13-4.4.0.jar", "io.delta_delta-storage-4.4.0.jar"]
 
 
+def build_dist(tmp_path: Path, jars: Sequence[str] = ()) -> Path:
+    """A dist/ with the steps manifest, written as scripts/package.sh writes it, and empty
+    files named as Delta Lake's ``jars``."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    if jars:
+        (dist / "jars").mkdir()
+    for name in jars:
+        (dist / "jars" / name).touch()
+    manifest = subprocess.run(
+        [sys.executable, "-m", "sparklift.pipeline.registry"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    (dist / "pipeline_steps.json").write_text(manifest)
+    return dist
+
+
 def load(
     tmp_path: Path,
     logical_date: str,
     params: dict,
-    dist: str = "/opt/sparklift/dist",
+    dist: Path,
     exit_codes: tuple[int, ...] = (),
 ) -> dict:
     """What tests/airflow_dag_check.py reports of the DAG parsed with ``SPARKLIFT_DIST=dist``
@@ -41,7 +62,7 @@ def load(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_SPARK_DEFAULT": "spark://spark-master:7077",
         "AIRFLOW_CONN_SPARK_BATCH": "spark://batch-master:7177",
-        "SPARKLIFT_DIST": dist,
+        "SPARKLIFT_DIST": str(dist),
     }
     out = subprocess.run(
         [str(AIRFLOW_PY), str(REPO / "tests" / "airflow_dag_check.py"),
@@ -54,11 +75,8 @@ def load(
 
 
 def test_dag_loads_with_the_pipeline_graph_and_submit_commands(tmp_path):
-    dist = tmp_path / "dist"
-    (dist / "jars").mkdir(parents=True)
-    for name in JARS:
-        (dist / "jars" / name).touch()
-    dag = load(tmp_path, "2026-11-22", {}, str(dist))
+    dist = build_dist(tmp_path, JARS)
+    dag = load(tmp_path, "2026-11-22", {}, dist)
     assert dag["import_errors"] == {}
     assert dag["catchup"] is True and dag["max_active_runs"] == 1
     # The run for day D starts once D is over, with D as its logical date (= run date).
@@ -69,7 +87,7 @@ def test_dag_loads_with_the_pipeline_graph_and_submit_commands(tmp_path):
     }
     tasks = dag["tasks"]
     assert {t: v["upstream"] for t, v in tasks.items()} == {
-        step: sorted(needs) for step, needs in DEPENDS_ON.items()
+        step.kind: sorted(step.depends_on) for step in registry.steps()
     }
     for step, task in tasks.items():
         assert task["operator"] == "SparkSubmitOperator"
@@ -92,7 +110,7 @@ def test_dag_loads_with_the_pipeline_graph_and_submit_commands(tmp_path):
 
 def test_dag_params_choose_connection_and_config(tmp_path):
     params = {"spark_conn_id": "spark_batch", "config_path": "/etc/sparklift/prod.yaml"}
-    dag = load(tmp_path, "2026-03-05", params)
+    dag = load(tmp_path, "2026-03-05", params, build_dist(tmp_path))
     cmd = dag["tasks"]["allocate"]["command"]
     assert cmd[cmd.index("--master") + 1] == "spark://batch-master:7177"
     assert cmd[cmd.index("--config") + 1] == "/etc/sparklift/prod.yaml"
@@ -104,7 +122,8 @@ def test_exit_code_2_fails_without_retries_others_retry(tmp_path):
     """The task's execute, against a stub spark-submit exiting with each code: 2 (bad input)
     and 5 (design rejected) raise AirflowFailException (no retries); 1, 3 (not ready) and 4
     (write conflict) a plain AirflowException, which Airflow retries."""
-    raised = load(tmp_path, "2026-11-22", {}, exit_codes=(0, 1, 2, 3, 4, 5))["raised"]
+    dist = build_dist(tmp_path)
+    raised = load(tmp_path, "2026-11-22", {}, dist, exit_codes=(0, 1, 2, 3, 4, 5))["raised"]
     assert raised == {
         "0": None,
         "1": "AirflowException",
@@ -113,3 +132,13 @@ def test_exit_code_2_fails_without_retries_others_retry(tmp_path):
         "4": "AirflowException",
         "5": "AirflowFailException",
     }
+
+
+def test_dag_without_the_steps_manifest_does_not_load(tmp_path):
+    """A dist/ not built by scripts/package.sh: an import error naming the missing file,
+    not a DAG with no tasks."""
+    (tmp_path / "dist").mkdir()
+    dag = load(tmp_path, "2026-11-22", {}, tmp_path / "dist")
+    assert "sparklift_nightly" not in dag.get("tasks", {})
+    [error] = dag["import_errors"].values()
+    assert f"{tmp_path / 'dist' / 'pipeline_steps.json'} not found" in error

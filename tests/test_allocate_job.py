@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from sparklift.allocation.tables import ALLOCATIONS, published_allocations, summary_where
+from sparklift.allocation.tables import published_allocations, summary_where
 from sparklift.cli import main
 from sparklift.config import load_config
+from sparklift.contracts.vouchers import ALLOCATIONS, UPLIFT_SCORES
 from sparklift.jobs import allocate as allocate_job
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 from sparklift.tables.publish import named_id, new_id, utcnow
-from sparklift.uplift.scoring import UPLIFT_SCORES
 from tests.exact_optima import Instance, by_group, stored_optimum
 
 RUN_DATE = "2026-09-01"
@@ -69,8 +69,7 @@ def setup(spark, wh: Path, rows: pd.DataFrame | None) -> None:
         catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
         catalog.write(
             "uplift_scores",
-            spark.createDataFrame(rows, UPLIFT_SCORES),
-            partition_by=["run_date"],
+            spark.createDataFrame(rows, UPLIFT_SCORES.schema),
         )
 
 
@@ -168,8 +167,8 @@ def test_concurrent_runs_publish_in_turn_and_never_lose_rows(spark, tmp_path, mo
     catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
     in_flight = new_id(utcnow())
     for run_id in ("20200101T000000-0badf00d", in_flight):  # abandoned, and another run's
-        rows = first.assign(run_id=run_id)[ALLOCATIONS.fieldNames()]
-        catalog.write("allocations", spark.createDataFrame(rows, ALLOCATIONS), mode="append")
+        rows = first.assign(run_id=run_id)[ALLOCATIONS.columns]
+        catalog.write("allocations", spark.createDataFrame(rows, ALLOCATIONS.schema), mode="append")
 
     publish, gate = allocate_job.write_records, threading.Event()
 

@@ -142,7 +142,7 @@ def test_mde_gives_the_nominal_power_in_simulation():
             treated = rng.permutation(zones) < zones // 2
             cells = simulated_cells(rng, zones, days, effect, treated)
             d = (treated[cells.zone] & (cells.day >= days // 2)).astype(float)[:, None]
-            out.append(TwfeFit(cells, d, ["b"], "y").result("clustered", ("zone",), alpha=alpha))
+            out.append(TwfeFit(cells, d, ["b"], "y").result("zone", alpha=alpha))
         return out
 
     null = fits(0.0, 300)
@@ -190,6 +190,26 @@ def test_constant_metric_is_refused_by_name():
     const = CellStats(const.zone, days.to_numpy(), const.n, const.names, const.sums, const.cross)
     with pytest.raises(InputError, match="metric 'y' is constant"):
         design_checks(const, assignment, spec(), dt.date(2026, 1, 6))
+
+
+@pytest.mark.parametrize("convention", ["linearmodels", "fixest"])
+def test_design_checks_speak_the_covariance_vocabulary(convention):
+    """geo_design_checks.cov_type is the label of analysis.covariances and geo_results; the
+    t degrees of freedom are the convention's: N - K - (G + T - 1), or G - 1 for fixest."""
+    cells = simulated_cells(np.random.default_rng(5), 20, 10, 0.0, np.zeros(20, bool))
+    days = pd.to_datetime("2026-01-01") + pd.to_timedelta(cells.day, "D")
+    cells = CellStats(cells.zone, days.to_numpy(), cells.n, cells.names, cells.sums, cells.cross)
+    assignment = pd.DataFrame(
+        {
+            "zone_id": np.arange(20),
+            "variant": ["control", "treat"] * 10,
+            "group_id": np.repeat(np.arange(10), 2),
+        }
+    )
+    checks = design_checks(cells, assignment, spec(convention=convention), dt.date(2026, 1, 6))
+    assert checks["cov_type"].tolist() == ["zone"]
+    want = 20 - 1 if convention == "fixest" else cells.n.sum() - 1 - (20 + 10 - 1)
+    assert checks["df"].tolist() == [want]
 
 
 @pytest.mark.parametrize(

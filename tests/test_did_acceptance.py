@@ -77,14 +77,14 @@ def test_ci_coverage_and_null_rejection_over_200_seeds(spark):
         post = np.array([d >= world.effect_start for d in c.day])
         treated = np.isin(c.zone % OFFSET, z.loc[z["treated"], "zone_id"])
         d = (treated & post).astype(float)[:, None]
-        est = TwfeFit(c, d, ["att"], "orders").result("clustered", ("zone",))["att"]
+        est = TwfeFit(c, d, ["att"], "orders").result("zone")["att"]
         covered.append(est.ci_low <= truth[seed] <= est.ci_high)
         # Placebo: half of the untreated zones "treated", no effect anywhere.
         control = z.loc[~z["treated"], "zone_id"].to_numpy()
         fake = rng.permutation(control)[: len(control) // 2]
         cp = c.select(~treated)
         d0 = np.isin(cp.zone % OFFSET, fake) & (np.array([x >= world.effect_start for x in cp.day]))
-        placebo = TwfeFit(cp, d0.astype(float)[:, None], ["p"], "orders").result("clustered")["p"]
+        placebo = TwfeFit(cp, d0.astype(float)[:, None], ["p"], "orders").result("zone")["p"]
         rejected.append(placebo.p_value < 0.05)
     coverage, rejection = np.mean(covered), np.mean(rejected)
     print(f"\ncoverage {coverage:.3f}, null rejection {rejection:.3f} over {SEEDS} seeds")

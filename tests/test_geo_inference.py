@@ -14,8 +14,8 @@ from scipy import stats
 from sparklift.config import load_config
 from sparklift.geo.analysis import analyze
 from sparklift.geo.experiment import ExperimentConfig
-from sparklift.stats import wild_bootstrap
-from sparklift.stats.wild_bootstrap import wild_cluster_bootstrap
+from sparklift.post import wild_bootstrap
+from sparklift.post.wild_bootstrap import wild_cluster_bootstrap
 from tests.test_twfe import fit_cells, pandas_cells, panel
 
 START = dt.date(2026, 1, 1)

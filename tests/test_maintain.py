@@ -54,7 +54,9 @@ def write_small_appends(spark, catalog: Catalog) -> str:
     adding at least one small file per date."""
     for i in range(APPENDS):
         rows = [(d, 100 * i + j, j / 4) for d in DATES for j in range(20)]
-        catalog.write("user_activity", spark.createDataFrame(rows, SCHEMA), partition_by=["date"])
+        catalog.write_uncontracted(
+            "user_activity", spark.createDataFrame(rows, SCHEMA), partition_by=["date"]
+        )
     return catalog.path("user_activity")
 
 
@@ -156,8 +158,8 @@ def test_cli_maintains_every_existing_table_or_the_named_ones(spark, config, bac
     zones = spark.createDataFrame(
         [(f"z{i}", "r", True) for i in range(5)], "zone_id string, region string, eligible boolean"
     )
-    catalog.write("zones", zones)
-    catalog.write("zones", zones)
+    catalog.write_uncontracted("zones", zones)
+    catalog.write_uncontracted("zones", zones)
     sets = ["--set", f"tables.base_path={config.tables.base_path}"]
     sets += ["--set", f"tables.backend={backend}"]
 

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 
 from sparklift.cli import main
 from sparklift.config import load_config
@@ -141,6 +142,34 @@ def test_malicious_pickle_is_never_unpickled(saved, tmp_path, forge):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("library, name", [("sklearn", "scikit-learn"), ("numpy", "numpy")])
+def test_artifact_from_other_library_versions_is_refused(saved, library, name):
+    meta = json.loads(Path(saved.path, "meta.json").read_text())
+    assert (meta["sklearn"], meta["numpy"]) == (sklearn.__version__, np.__version__)
+    edit_meta(saved.path, **{library: "0.0.1"})
+    with pytest.raises(InputError) as e:
+        artefact.load(saved.path, FEATURES, VOUCHERS)
+    message = str(e.value)
+    assert saved.model_id in message and saved.path in message and "not loaded" in message
+    recorded = {"sklearn": sklearn.__version__, "numpy": np.__version__, library: "0.0.1"}
+    assert (
+        f"saved under scikit-learn {recorded['sklearn']} and numpy {recorded['numpy']}" in message
+    )
+    assert f"{name} 0.0.1" in message
+    assert f"runs scikit-learn {sklearn.__version__} and numpy {np.__version__}" in message
+
+
+def test_artifact_from_other_library_versions_loads_with_a_warning(saved, caplog):
+    edit_meta(saved.path, numpy="1.0.0")
+    with caplog.at_level("WARNING", logger="sparklift"):
+        model = artefact.load(saved.path, FEATURES, VOUCHERS, on_version_mismatch="warn")
+    X = np.array([[0.3, 1.0]])
+    assert model.predict(X)["cost"] == pytest.approx(fitted_model().predict(X)["cost"])
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert f"saved under scikit-learn {sklearn.__version__} and numpy 1.0.0" in record.message
+    assert f"runs scikit-learn {sklearn.__version__} and numpy {np.__version__}" in record.message
+
+
 # ---- sparklift score on a registered model whose artefact was tampered with ----
 
 
@@ -162,7 +191,7 @@ def registered(spark, tmp_path_factory) -> tuple[Path, dict]:
         }
     )
     catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
-    catalog.write("customers", spark.createDataFrame(customers), partition_by=["snapshot_date"])
+    catalog.write("customers", spark.createDataFrame(customers))
     return wh, models.iloc[0].to_dict()
 
 
@@ -233,3 +262,15 @@ def test_score_refuses_changed_bytes(model_row, capsys):
     pkl.write_bytes(bytes(blob))
     err = refused(capsys, wh, row)
     assert str(pkl) in err and row["artifact_sha256"][:10] in err
+
+
+@pytest.mark.e2e
+def test_score_refuses_or_warns_on_other_library_versions(model_row, capsys):
+    wh, row = model_row
+    edit_meta(row["artifact_path"], sklearn="1.0.0")
+    err = refused(capsys, wh, row)  # score.on_version_mismatch: refuse, the default
+    assert f"model {row['model_id']}: artefact {row['artifact_path']}" in err
+    assert "saved under scikit-learn 1.0.0" in err and f"scikit-learn {sklearn.__version__}" in err
+    warn = ["--model-id", row["model_id"], "--set", "score.on_version_mismatch=warn"]
+    out = run_json(capsys, ["score", *args(wh, *warn)])
+    assert out["model_id"] == row["model_id"] and out["customers_scored"] == 10

@@ -65,7 +65,7 @@ spark = build_session(conf.spark, backend)
 catalog = Catalog(spark, conf.tables)
 rows = spark.range(0, 100, numPartitions=1).select(
     F.lit(1).cast("long").alias("day"), F.col("id").alias("user_id"))
-catalog.write("user_activity", rows, partition_by=["day"])
+catalog.write_uncontracted("user_activity", rows, partition_by=["day"])
 print("created", flush=True)
 big = spark.range(0, 400_000, numPartitions=2).select(
     (F.col("id") % 4).cast("long").alias("day"), F.col("id").alias("user_id"))
@@ -75,7 +75,7 @@ def slow(batches):
         yield batch
         time.sleep(0.5)  # files are written while the job lingers
 
-catalog.write("user_activity", big.mapInArrow(slow, big.schema))
+catalog.write_uncontracted("user_activity", big.mapInArrow(slow, big.schema))
 print("finished", flush=True)
 """
 

@@ -144,13 +144,13 @@ def test_symlinked_base_path_reads_and_writes(spark, tmp_path, kind):
     (tmp_path / "link").symlink_to(real)
     via_link = make_catalog(spark, tables_at(tmp_path / "link").tables, kind)
     assert via_link.path("user_activity") == str(real / "user_activity")
-    via_link.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    via_link.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
     assert via_link.read("user_activity").count() == 60
     assert via_link.read("user_activity", where=[("date", "=", D2)]).count() == 30
     assert via_link.count("user_activity", where=[("date", "=", D1)]) == 30
     # A table written through the real path, read through the link (and the reverse).
     direct = make_catalog(spark, tables_at(real).tables, kind)
-    direct.write("zones", frame(spark, [D1], n=3), partition_by=["date"])
+    direct.write_uncontracted("zones", frame(spark, [D1], n=3), partition_by=["date"])
     assert via_link.read("zones").count() == 3
     assert direct.read("user_activity").count() == 60
     # A table directory (not the base path) that is a symbolic link.
@@ -183,8 +183,8 @@ def test_parquet_directory_where_a_table_belongs_is_bad_input(spark, tmp_path, k
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_truncated_newest_log_file_is_named(spark, tmp_path, kind):
     catalog = make_catalog(spark, tables_at(tmp_path / "wh").tables, kind)
-    catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
-    catalog.write("user_activity", frame(spark, [D2], n=3))
+    catalog.write_uncontracted("user_activity", frame(spark, [D1]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D2], n=3))
     newest = Path(catalog.path("user_activity")) / "_delta_log" / f"{1:020d}.json"
     text = newest.read_text()
     newest.write_text(text[: len(text) // 2])
@@ -221,7 +221,7 @@ def test_unwritable_base_path_exits_2_in_one_line(spark, tmp_path, capsys, kind)
         locked.mkdir(mode=0o555)
         catalog = make_catalog(spark, tables_at(locked).tables, kind)
         with pytest.raises(InputError, match=f"directory {locked} is not writable"):
-            catalog.write("zones", frame(spark, [D1]))
+            catalog.write_uncontracted("zones", frame(spark, [D1]))
 
 
 def test_clean_up_failure_does_not_hide_the_write_error(spark, tmp_path, monkeypatch):
@@ -237,7 +237,7 @@ def test_clean_up_failure_does_not_hide_the_write_error(spark, tmp_path, monkeyp
 
     monkeypatch.setattr(backends_module.delta_commit, "sweep_write", broken_sweep)
     with pytest.raises(Exception, match="boom: the write's own error"):
-        catalog.write("zones", df.mapInArrow(fail, df.schema))
+        catalog.write_uncontracted("zones", df.mapInArrow(fail, df.schema))
 
 
 # --- allocation input: one offending key ----------------------------------------------------

@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 
 from sparklift.cli import main
 from sparklift.config import LoggingConfig, load_config
-from sparklift.jobs import pipeline as pipeline_job
+from sparklift.jobs import score as score_job
 from sparklift.logs import JsonFormatter
 from sparklift.pipeline.plan import Step, blocked_by, exit_code, plan_steps
 from sparklift.pipeline.runs import StepOutcome, render
@@ -27,7 +27,9 @@ GOOD = {"campaign_id": "winback", "budgets": {"NL": 300, "DE": 200, "BE": 150, "
 
 
 def test_plan_orders_steps_and_wires_data_dependencies():
-    steps = plan_steps(["allocate", "features", "analyze", "score"], ["e1", "e2"], {"c": "c.yaml"})
+    experiments = {e: ("--experiment", e) for e in ("e1", "e2")}
+    targets = {"analyze": experiments, "allocate": {"c": ("--campaign", "c.yaml")}}
+    steps = plan_steps(["allocate", "features", "analyze", "score"], targets)
     assert [s.name for s in steps] == [
         "features", "analyze:e1", "analyze:e2", "score", "allocate:c",
     ]  # fmt: skip
@@ -36,9 +38,9 @@ def test_plan_orders_steps_and_wires_data_dependencies():
     assert deps["score"] == () and deps["features"] == ()
     assert steps[1].args == ("--experiment", "e1") and steps[-1].args == ("--campaign", "c.yaml")
     # Without the features step in the run, analyses depend on nothing in it.
-    assert plan_steps(["analyze"], ["e1"], {})[0].depends_on == ()
+    assert plan_steps(["analyze"], {"analyze": experiments})[0].depends_on == ()
     with pytest.raises(ValueError, match="unknown pipeline steps"):
-        plan_steps(["featurs"], [], {})
+        plan_steps(["featurs"], {})
     step = Step("allocate", "c", depends_on=("score",))
     assert blocked_by(step, {"score": "failed"}) == ["score"]
     assert blocked_by(step, {"score": "skipped", "analyze:e1": "failed"}) == []
@@ -191,8 +193,7 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     def crash(ctx, args):
         raise RuntimeError("executor lost")
 
-    monkeypatch.setitem(pipeline_job.JOBS, "score", type("M", (), {
-        "run": staticmethod(crash), "add_arguments": staticmethod(lambda p: None)}))  # fmt: skip
+    monkeypatch.setattr(score_job, "run", crash)
     code, out = pipeline(capsys, wh, "--force", "--steps", "score,allocate")
     assert code == 1
     runs = latest(wh)

@@ -86,10 +86,12 @@ def test_create_append_overwrite_and_time_travel(spark, catalog):
     assert catalog.create("user_activity", SCHEMA, partition_by=["date"]) == 0
     assert catalog.read("user_activity").count() == 0
     assert catalog.partition_columns("user_activity") == ["date"]
-    assert catalog.write("user_activity", frame(spark, [D1, D2])) == 1
-    assert catalog.write("user_activity", frame(spark, [D3], offset=100)) == 2
+    assert catalog.write_uncontracted("user_activity", frame(spark, [D1, D2])) == 1
+    assert catalog.write_uncontracted("user_activity", frame(spark, [D3], offset=100)) == 2
     assert catalog.read("user_activity").count() == 90
-    assert catalog.write("user_activity", frame(spark, [D1], n=5), mode="overwrite") == 3
+    assert (
+        catalog.write_uncontracted("user_activity", frame(spark, [D1], n=5), mode="overwrite") == 3
+    )
     assert catalog.read("user_activity").count() == 5
     assert catalog.read("user_activity", version=2).count() == 90
     assert catalog.read("user_activity", version=0).count() == 0
@@ -100,10 +102,12 @@ def test_create_append_overwrite_and_time_travel(spark, catalog):
 
 
 def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
-    catalog.write("user_activity", frame(spark, [D1, D2, D3]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2, D3]), partition_by=["date"])
     before = content(catalog)
     new = frame(spark, [D2, D3], n=4, offset=1000)
-    version = catalog.write("user_activity", new, mode="replace", replace_where={"date": [D2, D3]})
+    version = catalog.write_uncontracted(
+        "user_activity", new, mode="replace", replace_where={"date": [D2, D3]}
+    )
     assert version == 1
     after = content(catalog)
     assert [r for r in after if r[0] == D1] == [r for r in before if r[0] == D1]
@@ -135,9 +139,11 @@ def test_replace_by_typed_literals_null_date_and_quoted_string(spark, catalog):
     rows = [(D1, z, i) for i, z in enumerate(zones)] + [
         (D2, z, 10 + i) for i, z in enumerate(zones)
     ]
-    catalog.write("geo_results", spark.createDataFrame(rows, KEYED), partition_by=["day", "zone"])
+    catalog.write_uncontracted(
+        "geo_results", spark.createDataFrame(rows, KEYED), partition_by=["day", "zone"]
+    )
     new = spark.createDataFrame([(D1, None, 100), (D1, "it's", 101)], KEYED)
-    catalog.write(
+    catalog.write_uncontracted(
         "geo_results", new, mode="replace", replace_where={"day": D1, "zone": [None, "it's"]}
     )
     got = sorted((r.day, r.zone or "", r.n) for r in catalog.read("geo_results").collect())
@@ -157,8 +163,8 @@ def test_replace_by_typed_literals_null_date_and_quoted_string(spark, catalog):
 
 
 def test_readable_by_deltalake_with_same_content(spark, catalog):
-    catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
-    catalog.write(
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    catalog.write_uncontracted(
         "user_activity", frame(spark, [D2], n=3), mode="replace", replace_where={"date": D2}
     )
     table = DeltaTable(catalog.path("user_activity"))
@@ -175,7 +181,7 @@ def test_readable_by_deltalake_with_same_content(spark, catalog):
 
 
 def test_schema_enforcement_fails_before_writing(spark, catalog):
-    catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1]), partition_by=["date"])
     before = state(catalog)
     files = parquet_files(catalog.path("user_activity"))
     bad = (
@@ -185,31 +191,31 @@ def test_schema_enforcement_fails_before_writing(spark, catalog):
         .withColumn("user_id", F.col("user_id").cast("int"))
     )
     with pytest.raises(SchemaMismatchError) as err:
-        catalog.write("user_activity", bad)
+        catalog.write_uncontracted("user_activity", bad)
     msg = str(err.value)
     assert "missing columns ['gmv']" in msg and "extra columns ['extra']" in msg
     assert "user_id is int, expected bigint" in msg
     with pytest.raises(SchemaMismatchError, match="partitioned by \\['date'\\]"):
-        catalog.write("user_activity", frame(spark, [D1]), partition_by=["user_id"])
+        catalog.write_uncontracted("user_activity", frame(spark, [D1]), partition_by=["user_id"])
     assert state(catalog) == before
     assert parquet_files(catalog.path("user_activity")) == files  # nothing written at all
     # Same columns in another order are fine.
-    catalog.write("user_activity", frame(spark, [D2]).select("gmv", "user_id", "date"))
+    catalog.write_uncontracted("user_activity", frame(spark, [D2]).select("gmv", "user_id", "date"))
     assert catalog.read("user_activity").count() == 60
 
 
 def test_rows_outside_the_replaced_partitions_fail_the_write(spark, catalog):
-    catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
     before = state(catalog)
     with pytest.raises(InputError, match="outside the partitions being replaced"):
-        catalog.write(
+        catalog.write_uncontracted(
             "user_activity", frame(spark, [D1, D2]), mode="replace", replace_where={"date": D2}
         )
     assert state(catalog) == before
 
 
 def test_task_failing_mid_write_leaves_table_unchanged(spark, catalog):
-    catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
     before = state(catalog)
     files = parquet_files(catalog.path("user_activity"))
     big = spark.range(0, 400_000, numPartitions=1).select(
@@ -229,21 +235,23 @@ def test_task_failing_mid_write_leaves_table_unchanged(spark, catalog):
     # The small task succeeds first; the big one fails.
     failing = frame(spark, [D1], n=5).coalesce(1).union(big.mapInArrow(fail_late, big.schema))
     with pytest.raises(Exception, match="boom"):
-        catalog.write("user_activity", failing)
+        catalog.write_uncontracted("user_activity", failing)
     assert state(catalog) == before  # no version, no new referenced file
     if catalog.backend.name == "deltars":  # it also removes the files of the failed write
         assert parquet_files(catalog.path("user_activity")) == files
 
 
 def test_retried_write_with_the_same_marker_is_not_applied_twice(spark, catalog):
-    catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1]), partition_by=["date"])
     key = ("nightly-features-2026-01-02", 7)
-    first = catalog.write("user_activity", frame(spark, [D2], n=3), txn=key)
-    catalog.write("user_activity", frame(spark, [D3], n=2))
-    again = catalog.write("user_activity", frame(spark, [D2], n=3), txn=key)
+    first = catalog.write_uncontracted("user_activity", frame(spark, [D2], n=3), txn=key)
+    catalog.write_uncontracted("user_activity", frame(spark, [D3], n=2))
+    again = catalog.write_uncontracted("user_activity", frame(spark, [D2], n=3), txn=key)
     assert (first, again) == (1, 1)  # the retry reports the version that applied it
     assert catalog.version("user_activity") == 2 and catalog.read("user_activity").count() == 35
-    newer = catalog.write("user_activity", frame(spark, [D2], n=1, offset=50), txn=(key[0], 8))
+    newer = catalog.write_uncontracted(
+        "user_activity", frame(spark, [D2], n=1, offset=50), txn=(key[0], 8)
+    )
     assert newer == 3 and catalog.read("user_activity").count() == 36
 
 
@@ -289,12 +297,12 @@ def race(slow: Callable[[DataFrame], int], slow_df: DataFrame, fast: Callable[[]
 
 
 def test_concurrent_appends_both_land_and_know_their_versions(spark, catalog, tmp_path):
-    catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1]), partition_by=["date"])
     slow = frame(spark, [D2], n=4, offset=600)
     fast_v, future = race(
-        lambda df: catalog.write("user_activity", df),
+        lambda df: catalog.write_uncontracted("user_activity", df),
         slow,
-        lambda: catalog.write("user_activity", frame(spark, [D2], n=3, offset=500)),
+        lambda: catalog.write_uncontracted("user_activity", frame(spark, [D2], n=3, offset=500)),
         tmp_path / "gate",
     )
     assert (fast_v, future.result()) == (1, 2)  # each finds its own commit by its marker
@@ -304,10 +312,12 @@ def test_concurrent_appends_both_land_and_know_their_versions(spark, catalog, tm
 
 
 def test_conflicting_replaces_one_wins_other_fails_cleanly(spark, catalog, tmp_path):
-    catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
 
     def replace(df):
-        return catalog.write("user_activity", df, mode="replace", replace_where={"date": D2})
+        return catalog.write_uncontracted(
+            "user_activity", df, mode="replace", replace_where={"date": D2}
+        )
 
     fast_v, future = race(
         replace,
@@ -326,11 +336,13 @@ def test_conflicting_replaces_one_wins_other_fails_cleanly(spark, catalog, tmp_p
 
 def test_replace_conflicts_with_concurrent_append_into_its_partition(spark, catalog, tmp_path):
     """delta-rs alone would keep the concurrent append (a lost update); Delta's rules don't."""
-    catalog.write("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
     _, future = race(
-        lambda df: catalog.write("user_activity", df, mode="replace", replace_where={"date": D2}),
+        lambda df: catalog.write_uncontracted(
+            "user_activity", df, mode="replace", replace_where={"date": D2}
+        ),
         frame(spark, [D2], n=2),
-        lambda: catalog.write("user_activity", frame(spark, [D2], n=1, offset=900)),
+        lambda: catalog.write_uncontracted("user_activity", frame(spark, [D2], n=1, offset=900)),
         tmp_path / "gate",
     )
     with pytest.raises(TableConflictError):
@@ -339,11 +351,13 @@ def test_replace_conflicts_with_concurrent_append_into_its_partition(spark, cata
 
 
 def test_replaces_of_disjoint_partitions_both_land(spark, catalog, tmp_path):
-    catalog.write("user_activity", frame(spark, [D1, D2, D3]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2, D3]), partition_by=["date"])
     fast_v, future = race(
-        lambda df: catalog.write("user_activity", df, mode="replace", replace_where={"date": D3}),
+        lambda df: catalog.write_uncontracted(
+            "user_activity", df, mode="replace", replace_where={"date": D3}
+        ),
         frame(spark, [D3], n=2, offset=20),
-        lambda: catalog.write(
+        lambda: catalog.write_uncontracted(
             "user_activity",
             frame(spark, [D1], n=1, offset=10),
             mode="replace",
@@ -359,11 +373,11 @@ def test_replaces_of_disjoint_partitions_both_land(spark, catalog, tmp_path):
 
 
 def test_overwrite_conflicts_with_any_concurrent_change(spark, catalog, tmp_path):
-    catalog.write("user_activity", frame(spark, [D1]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D1]), partition_by=["date"])
     _, future = race(
-        lambda df: catalog.write("user_activity", df, mode="overwrite"),
+        lambda df: catalog.write_uncontracted("user_activity", df, mode="overwrite"),
         frame(spark, [D3]),
-        lambda: catalog.write("user_activity", frame(spark, [D2], n=1)),
+        lambda: catalog.write_uncontracted("user_activity", frame(spark, [D2], n=1)),
         tmp_path / "gate",
     )
     with pytest.raises(TableConflictError):
@@ -377,9 +391,9 @@ def test_clear_errors_for_missing_table_and_bad_arguments(spark, catalog):
     with pytest.raises(InputError, match="unknown table 'nope'"):
         catalog.path("nope")
     with pytest.raises(InputError, match="replace_where is required"):
-        catalog.write("user_activity", frame(spark, [D1]), mode="replace")
+        catalog.write_uncontracted("user_activity", frame(spark, [D1]), mode="replace")
     with pytest.raises(InputError, match="not a partition column"):
-        catalog.write(
+        catalog.write_uncontracted(
             "user_activity", frame(spark, [D1]), mode="replace", replace_where={"gmv": 1.0}
         )
 
@@ -391,16 +405,16 @@ def test_each_backend_reads_and_appends_the_others_tables(spark, config):
     native = make_catalog(spark, config.tables, "native")
     deltars = make_catalog(spark, config.tables, "deltars")
     for first, second, name in [(native, deltars, "user_activity"), (deltars, native, "zones")]:
-        first.write(name, frame(spark, [D1, D2]), partition_by=["date"])
+        first.write_uncontracted(name, frame(spark, [D1, D2]), partition_by=["date"])
         assert content(second, name) == content(first, name)
-        assert second.write(name, frame(spark, [D3], n=5, offset=100)) == 1
-        second.write(
+        assert second.write_uncontracted(name, frame(spark, [D3], n=5, offset=100)) == 1
+        second.write_uncontracted(
             name, frame(spark, [D1], n=2, offset=200), mode="replace", replace_where={"date": D1}
         )
         assert first.version(name) == second.version(name) == 2
         want = content(first, name)
         assert content(second, name) == want and len(want) == 37
-        assert first.write(name, frame(spark, [D2], n=1, offset=300)) == 3
+        assert first.write_uncontracted(name, frame(spark, [D2], n=1, offset=300)) == 3
         pdf = read_pandas(first.path(name))
         assert len(pdf) == 38 and DeltaTable(first.path(name)).version() == 3
         assert content(second, name, version=1) == content(first, name, version=1)

@@ -13,6 +13,7 @@ from linearmodels import PanelOLS
 
 from sparklift.errors import InputError
 from sparklift.geo.cells import cell_stats
+from sparklift.stats.ssc import FIXEST, LINEARMODELS
 from sparklift.stats.twfe import CellStats, TwfeFit
 
 RTOL = 1e-8
@@ -110,7 +111,7 @@ CASES = [
 def test_equals_linearmodels_panelols(arms, balanced, covariates, clusters):
     df = panel(arms * 10 + balanced, zones=36, days=40, arms=arms, balanced=balanced)
     effects = [f"d{a}" for a in range(1, arms)]
-    res = fit_cells(df, effects, covariates).result("clustered", clusters, "linearmodels")
+    res = fit_cells(df, effects, covariates).result("+".join(clusters), LINEARMODELS)
     assert not res.psd_fixed
     pdf = df.set_index(["user", "day"])
     exog = pdf[[*effects, *covariates]]
@@ -132,7 +133,7 @@ def test_equals_linearmodels_panelols(arms, balanced, covariates, clusters):
 def test_equals_pyfixest(arms, balanced, covariates, clusters):
     df = panel(arms * 10 + balanced, zones=36, days=40, arms=arms, balanced=balanced)
     effects = [f"d{a}" for a in range(1, arms)]
-    res = fit_cells(df, effects, covariates).result("clustered", clusters, "fixest")
+    res = fit_cells(df, effects, covariates).result("+".join(clusters), FIXEST)
     rhs = " + ".join([*effects, *covariates])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -158,7 +159,7 @@ def test_homoskedastic_equals_both_references():
     lm = PanelOLS(pdf["y"], exog, time_effects=True, other_effects=pdf[["zone"]]).fit()
     assert rel(fit.result("unadjusted").cov.diagonal() ** 0.5, lm.std_errors) < RTOL
     fx = pf.feols("y ~ d1 + x1 + x2 | zone + day", data=df, vcov="iid", fixef_tol=1e-14)
-    res = fit.result("unadjusted", convention="fixest")
+    res = fit.result("unadjusted", FIXEST)
     assert rel(res.cov.diagonal() ** 0.5, fx.se()) < RTOL
     assert rel([res[n].p_value for n in res.names], fx.pvalue(), floor=1e-6) < RTOL
 
@@ -172,12 +173,12 @@ def test_heteroskedastic_robust_equals_both_references(covariates):
     exog = pdf[[*effects, *covariates]]
     lm = PanelOLS(pdf["y"], exog, time_effects=True, other_effects=pdf[["zone"]])
     ref = lm.fit(cov_type="robust")
-    res = fit.result("robust", convention="linearmodels")
+    res = fit.result("robust", LINEARMODELS)
     assert rel([res[n].se for n in res.names], ref.std_errors[res.names]) < RTOL
     assert rel([res[n].p_value for n in res.names], ref.pvalues[res.names], floor=1e-6) < RTOL
     rhs = " + ".join([*effects, *covariates])
     fx = pf.feols(f"y ~ {rhs} | zone + day", data=df, vcov="hetero", fixef_tol=1e-14)
-    res = fit.result("robust", convention="fixest")
+    res = fit.result("robust", FIXEST)
     assert rel([res[n].se for n in res.names], fx.se()[res.names]) < RTOL
     assert rel([res[n].p_value for n in res.names], fx.pvalue()[res.names], floor=1e-6) < RTOL
 
@@ -222,7 +223,7 @@ def test_with_effects_equals_a_fresh_fit():
     fresh = TwfeFit(cells, other[:, None].astype(float), ["d1"], "y", ("x1", "x2"))
     swapped = fit.with_effects(other[:, None].astype(float))
     for clusters in [("zone",), ("zone", "day")]:
-        a, b = swapped.result("clustered", clusters), fresh.result("clustered", clusters)
+        a, b = swapped.result("+".join(clusters)), fresh.result("+".join(clusters))
         np.testing.assert_allclose(a.params, b.params, rtol=1e-10)
         np.testing.assert_allclose(a.cov, b.cov, rtol=1e-9)
 

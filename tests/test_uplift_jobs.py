@@ -212,9 +212,7 @@ def test_score_refuses_mismatch_and_skips_missing_features(spark, tmp_path, caps
     )
     narrow = load_config(None, [f"tables.base_path={wh}", "tables.names.customers=narrow"])
     Catalog(spark, narrow.tables).write(
-        "customers",
-        spark.createDataFrame(customers.drop(columns="x2")),
-        partition_by=["snapshot_date"],
+        "customers", spark.createDataFrame(customers.drop(columns="x2"))
     )
     capsys.readouterr()
     assert main(["score", *args(wh, "--set", "tables.names.customers=narrow")]) == 2
@@ -222,7 +220,7 @@ def test_score_refuses_mismatch_and_skips_missing_features(spark, tmp_path, caps
     assert not (wh / "uplift_scores").exists()
 
     infinite = customers.assign(x2=[1.0] * 9 + [float("inf")])  # NaN was scored as a number
-    catalog.write("customers", spark.createDataFrame(infinite), partition_by=["snapshot_date"])
+    catalog.write("customers", spark.createDataFrame(infinite))
     capsys.readouterr()
     assert main(["score", *args(wh)]) == 2
     err = capsys.readouterr().err

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError
-from sparklift.uplift.learners import BUILT_IN, make_learner
+from sparklift.uplift.learners import BUILT_IN, allows_nan, make_learner
 
 GBM = {"max_iter": 60, "max_leaf_nodes": 7, "min_samples_leaf": 200}
 CONF = load_config(None).uplift.model_copy(update={"gbm": GBM, "gbm_final": GBM})
@@ -35,13 +36,17 @@ def test_learner_recovers_planted_effects(name, pool):
     for j in range(2):
         assert np.corrcoef(pred[:, j], tt[:, j])[0, 1] > 0.8, (name, j)
         assert abs(pred[:, j].mean() - tt[:, j].mean()) < 0.05, (name, j)
-    assert learner.handles_missing == name.endswith("gbm")
+    assert allows_nan(learner) == name.endswith("gbm")
 
 
-class MeanDifference:
-    """A plug-in learner: the constant difference in means, per voucher."""
+class MeanDifference(BaseEstimator):
+    """A plug-in learner: the constant difference in means, per voucher; NaN features
+    do not matter to it, and its tags say so."""
 
-    handles_missing = True
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     def __init__(self, shrink: float = 1.0) -> None:
         self.shrink = shrink
@@ -61,6 +66,7 @@ def test_plug_in_learner_by_module_and_class():
     )
     pred = learner.fit(X, y, arm).predict(X[:3])
     assert pred[0] == pytest.approx(0.5 * tau.mean(axis=0), abs=0.03)
+    assert allows_nan(learner) and learner.get_params() == {"shrink": 0.5}
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
 import sparklift
 from sparklift import __version__
@@ -25,31 +24,13 @@ from sparklift.config import Config, load_config
 from sparklift.errors import SparkliftError
 from sparklift.geo.experiment import load_experiment
 from sparklift.jobs import JobContext
-from sparklift.jobs import allocate as allocate_job
-from sparklift.jobs import analyze as analyze_job
-from sparklift.jobs import design as design_job
-from sparklift.jobs import features as features_job
-from sparklift.jobs import generate as generate_job
-from sparklift.jobs import maintain as maintain_job
-from sparklift.jobs import pipeline as pipeline_job
-from sparklift.jobs import score as score_job
-from sparklift.jobs import train_uplift as train_uplift_job
 from sparklift.logs import configure_logging
+from sparklift.pipeline import registry
 from sparklift.progress import spark_progress
 from sparklift.session import build_session
 from sparklift.tables import Catalog
 
-JOBS: dict[str, ModuleType] = {
-    "generate": generate_job,
-    "features": features_job,
-    "design": design_job,
-    "analyze": analyze_job,
-    "train-uplift": train_uplift_job,
-    "score": score_job,
-    "allocate": allocate_job,
-    "pipeline": pipeline_job,
-    "maintain": maintain_job,
-}
+JOBS = registry.jobs()  # every job module of sparklift.jobs, by name
 DEFAULT_CONFIG = "conf/sparklift.yaml"
 
 

@@ -15,30 +15,19 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from sparklift.errors import ConfigError
-
-TABLE_NAMES = (
-    "user_activity",
-    "zones",
-    "customers",
-    "voucher_campaigns",
-    "vouchers",
-    "zone_day_features",
-    "geo_experiments",
-    "geo_assignments",
-    "geo_design_checks",
-    "geo_results",
-    "uplift_models",
-    "uplift_scores",
-    "allocations",
-    "allocation_summary",
-    "campaign_budgets",
-    "campaign_caps",
-    "pipeline_runs",
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
-PIPELINE_STEPS = ("features", "analyze", "score", "allocate")
+
+from sparklift.contracts import TABLE_NAMES
+from sparklift.errors import ConfigError
+from sparklift.stats.covariance import COVARIANCES
+from sparklift.stats.ssc import CONVENTIONS
 
 
 class _Strict(BaseModel):
@@ -174,7 +163,7 @@ class DesignConfig(_Strict):
     power: float = Field(gt=0, lt=1)
     margin: float = Field(gt=0)  # AA equivalence margin, relative to the metric's mean
     target_effect: float  # relative effect at which power is reported
-    convention: Literal["linearmodels", "fixest"]
+    convention: Literal[tuple(CONVENTIONS)]  # type: ignore[valid-type]  # small-sample
 
     @model_validator(mode="after")
     def _nonzero_target(self) -> DesignConfig:
@@ -186,7 +175,7 @@ class DesignConfig(_Strict):
 class AnalysisConfig(_Strict):
     """How ``sparklift analyze`` estimates: covariances, few-cluster inference, event study."""
 
-    covariances: list[Literal["zone", "zone+day", "robust", "unadjusted"]] = Field(min_length=1)
+    covariances: list[Literal[tuple(COVARIANCES)]] = Field(min_length=1)  # type: ignore[valid-type]
     wild_bootstrap_draws: int = Field(ge=99)
     ri_draws: int = Field(ge=0)  # 0 turns randomization inference off
     seed: int
@@ -225,9 +214,11 @@ class UpliftConfig(_Strict):
 
 
 class ScoreConfig(_Strict):
-    """Which model ``sparklift score`` uses."""
+    """Which model ``sparklift score`` uses, and what to do with one saved under other
+    scikit-learn or numpy versions than the running ones."""
 
     model_id: str | None  # null = the latest in uplift_models
+    on_version_mismatch: Literal["refuse", "warn"]
 
 
 class AllocateConfig(_Strict):
@@ -243,14 +234,20 @@ class AllocateConfig(_Strict):
 class PipelineConfig(_Strict):
     """What ``sparklift pipeline`` runs for a date."""
 
-    steps: list[Literal[PIPELINE_STEPS]] = Field(min_length=1)  # type: ignore[valid-type]
+    steps: list[str] = Field(min_length=1)  # kinds of sparklift.pipeline.registry
     campaigns: list[str]  # campaign files or globs
 
-    @model_validator(mode="after")
-    def _once(self) -> PipelineConfig:
-        if len(set(self.steps)) != len(self.steps):
-            raise ValueError(f"steps are listed twice: {self.steps}")
-        return self
+    @field_validator("steps")
+    @classmethod
+    def _known_once(cls, steps: list[str]) -> list[str]:
+        from sparklift.pipeline.registry import kinds  # imports the jobs, which import this
+
+        unknown = sorted(set(steps) - set(kinds()))
+        if unknown:
+            raise ValueError(f"unknown pipeline steps {unknown}; known: {list(kinds())}")
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"steps are listed twice: {steps}")
+        return steps
 
 
 class MaintainConfig(_Strict):

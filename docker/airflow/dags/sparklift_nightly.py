@@ -1,8 +1,11 @@
 """sparklift's nightly run in Airflow: one spark-submit task per pipeline step.
 
-Tasks mirror ``sparklift pipeline``'s data dependencies (``sparklift.pipeline.plan``):
-features -> analyze (every running geo experiment) and score -> allocate (every active
-campaign); an analysis failure never holds back allocation. Each task submits
+Tasks mirror ``sparklift pipeline``'s steps and their data dependencies, as its step
+registry (``sparklift.pipeline.registry``) declares them: features -> analyze (every
+running geo experiment) and score -> allocate (every active campaign); an analysis failure
+never holds back allocation. Airflow's environment has no sparklift to import, so the DAG
+reads them from ``dist/pipeline_steps.json``, which ``scripts/package.sh`` writes from the
+registry of the very code it packages. Each task submits
 ``dist/pipeline.py --steps <step>`` (built by ``scripts/package.sh``) with the run date =
 the logical date: the daily data-interval timetable starts the run for day D once D is
 over, so ``ds`` is the day whose data it processes. The pipeline itself records every
@@ -24,6 +27,7 @@ connection id and the sparklift config file. Defaults come from the environment
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -34,12 +38,14 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 DIST = os.environ.get("SPARKLIFT_DIST", "/opt/sparklift/dist")
 START = dt.date.fromisoformat(os.environ.get("SPARKLIFT_START_DATE", "2026-11-01"))
-# step -> the steps it needs (sparklift.pipeline.plan.DEPENDS_ON; a test checks they agree)
+STEPS_FILE = Path(DIST, "pipeline_steps.json")
+if not STEPS_FILE.is_file():
+    raise FileNotFoundError(
+        f"{STEPS_FILE} not found: SPARKLIFT_DIST must be a dist/ built by scripts/package.sh"
+    )
+# step kind -> the kinds it needs, in pipeline order (sparklift's step registry)
 STEPS: dict[str, list[str]] = {
-    "features": [],
-    "analyze": ["features"],
-    "score": [],
-    "allocate": ["score"],
+    s["kind"]: s["depends_on"] for s in json.loads(STEPS_FILE.read_text())
 }
 # Delta Lake's jars for spark-submit --jars; None if dist/ has none (an image that has them
 # on Spark's own classpath, as docker/Dockerfile's does).

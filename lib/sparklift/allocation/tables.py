@@ -1,4 +1,5 @@
-"""The allocation tables and how to read them consistently.
+"""How to read the allocation tables consistently (their contracts:
+:mod:`sparklift.contracts.vouchers`).
 
 A run appends its allocations under a fresh ``run_id`` (a partition of its own), then
 replaces the run date's and campaign's rows of ``allocation_summary`` (one commit: this
@@ -16,60 +17,10 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import DataFrame
-from pyspark.sql.types import (
-    DateType,
-    DoubleType,
-    LongType,
-    MapType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
 from sparklift.errors import InputNotReadyError
 from sparklift.tables import Catalog, PartitionFilter
 from sparklift.tables.publish import named_id
-
-ALLOCATIONS = StructType(
-    [
-        StructField("run_date", DateType()),
-        StructField("campaign_id", StringType()),
-        StructField("run_id", StringType()),
-        StructField("customer_id", LongType()),
-        StructField("budget_group", StringType()),
-        StructField("voucher_id", StringType()),
-        StructField("expected_uplift", DoubleType()),
-        StructField("expected_cost", DoubleType()),
-        StructField("model_id", StringType()),
-    ]
-)
-ALLOCATIONS_PARTITIONS = ["run_date", "campaign_id", "run_id"]
-
-ALLOCATION_SUMMARY = StructType(
-    [
-        StructField("run_date", DateType()),
-        StructField("campaign_id", StringType()),
-        StructField("run_id", StringType()),
-        StructField("budget_group", StringType()),
-        StructField("budget", DoubleType()),
-        StructField("spent", DoubleType()),
-        StructField("objective", DoubleType()),
-        StructField("dual_bound", DoubleType()),
-        StructField("gap", DoubleType()),
-        StructField("gap_rel", DoubleType()),
-        StructField("lambda", DoubleType()),
-        StructField("n_customers", LongType()),
-        StructField("n_allocated", LongType()),
-        StructField("voucher_counts", MapType(StringType(), LongType())),
-        StructField("cap_multipliers", MapType(StringType(), DoubleType())),
-        StructField("solver", StringType()),
-        StructField("passes", LongType()),
-        StructField("model_id", StringType()),
-        StructField("computed_at", TimestampType()),
-    ]
-)
-SUMMARY_PARTITIONS = ["run_date", "campaign_id"]
 
 
 def summary_where(run_date: dt.date, campaign_id: str) -> list[PartitionFilter]:

@@ -5,14 +5,17 @@ every product v_j * v_l (j <= l); optionally, for groups of columns (the covaria
 metric), the sums of every product of three and four of them, which the heteroskedastic
 covariance needs (35 more sums per metric with three covariates). The result has one row
 per zone-day (thousands to a few hundred thousand), so it is collected; the estimators in
-:mod:`sparklift.stats.twfe` then never touch user rows again.
+:mod:`sparklift.stats.twfe` then never touch user rows again. :func:`experiment_cells` is
+the one read of an experiment's cells from ``user_activity`` (by design and analyze).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import itertools
 import operator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pyspark.sql import DataFrame
@@ -20,7 +23,38 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError
 from sparklift.finite import float_columns, nonfinite, refuse
+from sparklift.geo.experiment import ExperimentConfig
 from sparklift.stats.twfe import CellStats
+
+if TYPE_CHECKING:
+    from sparklift.tables import Catalog
+
+
+def experiment_cells(
+    catalog: Catalog,
+    spec: ExperimentConfig,
+    zone_ids: list[int],
+    first: dt.date,
+    last: dt.date,
+    fourth_moments: bool = False,
+) -> CellStats:
+    """Cell statistics of the experiment's metrics and covariates over ``user_activity``
+    rows of the zones ``zone_ids`` from ``first`` to ``last``, in one aggregation; with
+    ``fourth_moments`` also the products the robust covariance needs (covariates and one
+    metric at a time)."""
+    activity = catalog.read("user_activity", where=[("date", ">=", first), ("date", "<=", last)])
+    metrics = [m.name for m in spec.metrics]
+    columns = metrics + list(spec.covariates)
+    missing = [c for c in columns if c not in activity.columns]
+    if missing:
+        raise InputError(
+            f"table user_activity has no columns {missing} (metrics and covariates of "
+            f"experiment {spec.experiment_id}); it has {activity.columns}"
+        )
+    zones = catalog.spark.createDataFrame([(int(z),) for z in zone_ids], "zone_id int")
+    rows = activity.join(F.broadcast(zones), "zone_id", "left_semi")
+    higher = [[*spec.covariates, m] for m in metrics] if fourth_moments else None
+    return cell_stats(rows.select("zone_id", "date", *columns), columns, higher=higher)
 
 
 def cell_stats(

@@ -26,6 +26,7 @@ from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.matching import distances, greedy_groups, mean_within_group_distance, pca
 from sparklift.stats.equivalence import tost_p
 from sparklift.stats.power import mde, power_at, zones_needed
+from sparklift.stats.ssc import convention
 from sparklift.stats.twfe import CellStats, TwfeFit
 
 
@@ -98,7 +99,7 @@ def design_checks(
                 "window): it cannot be tested; drop it from the experiment's metrics"
             )
         fit = TwfeFit(cells, effects, names, metric.name, tuple(spec.covariates))
-        res = fit.result("clustered", ("zone",), spec.convention, spec.alpha)
+        res = fit.result("zone", convention(spec.convention), spec.alpha)
         margin, target = spec.margin * abs(mean), spec.target_effect * abs(mean)
         for variant in spec.treatments:
             e = res[variant]
@@ -127,7 +128,7 @@ def design_checks(
                     "n_obs": res.n_obs,
                     "n_zones": res.n_zones,
                     "n_days": res.n_days,
-                    "cov_type": f"clustered:zone:{spec.convention}",
+                    "cov_type": res.cov_type,
                 }
             )
     return pd.DataFrame(rows)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.distance import cdist
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 
 @dataclass(frozen=True)
@@ -19,18 +21,15 @@ class Pca:
 
 
 def pca(x: np.ndarray, n_components: int) -> Pca:
-    """Standardize the columns of ``x`` (constant ones are dropped) and project them on
-    their first ``n_components`` principal components (SVD, sklearn's sign convention)."""
+    """Standardize the columns of ``x`` (constant ones are dropped: scaling them is
+    undefined) with scikit-learn's ``StandardScaler`` and project them on their first
+    ``n_components`` principal components with its ``PCA`` (full SVD)."""
     sd = x.std(axis=0)
     kept = np.flatnonzero(sd > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0)))
-    z = (x[:, kept] - x[:, kept].mean(axis=0)) / sd[kept]
-    u, s, vt = np.linalg.svd(z, full_matrices=False)
-    # sklearn's svd_flip on Vt: the largest loading of every component is positive.
-    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
-    u, vt = u * signs, vt * signs[:, None]
-    k = min(n_components, len(s))
-    var = s**2
-    return Pca((u * s)[:, :k], var[:k] / var.sum(), kept)
+    z = StandardScaler().fit_transform(x[:, kept])
+    fit = PCA(n_components=min(n_components, *z.shape), svd_solver="full")
+    scores = fit.fit_transform(z)
+    return Pca(scores, fit.explained_variance_ratio_, kept)
 
 
 def distances(scores: np.ndarray) -> np.ndarray:

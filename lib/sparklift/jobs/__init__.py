@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 from pyspark.sql import SparkSession
-from pyspark.sql.types import StructType
 
 from sparklift.config import Config
+from sparklift.contracts import contract
 from sparklift.tables import Catalog
 
 log = logging.getLogger("sparklift")
@@ -46,18 +46,16 @@ def write_records(
     catalog: Catalog,
     table: str,
     records: Sequence[Mapping[str, Any]],
-    schema: StructType,
-    partition_by: list[str],
     replace_where: Mapping[str, Any] | None = None,
 ) -> int:
     """Write a few driver-side records (result rows, never data) to ``table`` in one
-    commit: replacing ``replace_where``'s partitions, or appended when it is None."""
+    commit, as its contract's columns: replacing ``replace_where``'s partitions, or
+    appended when it is None."""
+    schema = contract(table).schema
     rows = [tuple(_plain(r.get(f)) for f in schema.fieldNames()) for r in records]
     df = catalog.spark.createDataFrame(rows, schema)
     mode = "append" if replace_where is None else "replace"
-    return catalog.write(
-        table, df, mode=mode, partition_by=partition_by, replace_where=replace_where
-    )
+    return catalog.write(table, df, mode=mode, replace_where=replace_where)
 
 
 def _plain(value: Any) -> Any:

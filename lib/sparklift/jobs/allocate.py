@@ -12,6 +12,8 @@ anything is written.
 from __future__ import annotations
 
 import argparse
+import glob
+from pathlib import Path
 
 from pyspark.sql import functions as F
 
@@ -23,18 +25,48 @@ from sparklift.allocation.distributed import (
     solve,
     summarize,
 )
-from sparklift.allocation.tables import (
-    ALLOCATION_SUMMARY,
-    ALLOCATIONS,
-    ALLOCATIONS_PARTITIONS,
-    SUMMARY_PARTITIONS,
-    summary_where,
-)
-from sparklift.errors import InputError, InputNotReadyError, TableConflictError
+from sparklift.allocation.tables import summary_where
+from sparklift.contracts.vouchers import ALLOCATIONS
+from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.pipeline.registry import PipelineStep
 from sparklift.tables.publish import new_id, superseded, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
+
+
+def active_campaigns(ctx: JobContext) -> dict[str, tuple[str, ...]]:
+    """The pipeline's allocations of the run date: the campaign files matched by
+    ``pipeline.campaigns`` that are active on it (campaign_id -> its ``--campaign``). A
+    file that does not load is kept under its file name, so that it fails its own step."""
+    seen: dict[str, str] = {}
+    active: dict[str, tuple[str, ...]] = {}
+    for pattern in ctx.config.pipeline.campaigns:
+        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        for path in paths:
+            try:
+                campaign = load_campaign(path, ctx.config.allocate)
+            except SparkliftError:  # a broken file fails its own step, not the run
+                active[Path(path).stem] = ("--campaign", path)
+                continue
+            if campaign.campaign_id in seen:
+                raise InputError(
+                    f"campaign {campaign.campaign_id} is defined twice: "
+                    f"{seen[campaign.campaign_id]} and {path}"
+                )
+            seen[campaign.campaign_id] = path
+            if campaign.active_on(ctx.run_date):
+                active[campaign.campaign_id] = ("--campaign", path)
+    return active
+
+
+STEP = PipelineStep(
+    "allocate",
+    order=40,
+    depends_on=("score",),
+    targets=active_campaigns,
+    per="active campaign",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +105,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 catalog,
                 "allocation_summary",
                 records,
-                ALLOCATION_SUMMARY,
-                SUMMARY_PARTITIONS,
                 {"run_date": day, "campaign_id": campaign.campaign_id},
             )
         except BaseException:
@@ -161,10 +191,8 @@ def _append(ctx: JobContext, campaign_id: str, run_id: str, model_id: str, solut
         *solution.allocations.columns,
         F.lit(model_id).alias("model_id"),
     )
-    rows = rows.select(*[F.col(f.name).cast(f.dataType) for f in ALLOCATIONS.fields])
-    version = ctx.catalog.write(
-        "allocations", rows, mode="append", partition_by=ALLOCATIONS_PARTITIONS
-    )
+    rows = rows.select(*[F.col(f.name).cast(f.dataType) for f in ALLOCATIONS.schema.fields])
+    version = ctx.catalog.write("allocations", rows, mode="append")
     where = [
         ("run_date", "=", ctx.run_date),
         ("campaign_id", "=", campaign_id),
@@ -207,7 +235,7 @@ def _drop_runs(ctx: JobContext, campaign_id: str, run_ids: list[str]) -> None:
     """Remove the allocations of ``run_ids`` (unpublished or superseded runs)."""
     if not ctx.catalog.exists("allocations"):
         return
-    empty = ctx.spark.createDataFrame([], ALLOCATIONS)
+    empty = ctx.spark.createDataFrame([], ALLOCATIONS.schema)
     replace = {"run_date": ctx.run_date, "campaign_id": campaign_id, "run_id": run_ids}
     ctx.catalog.write("allocations", empty, mode="replace", replace_where=replace)
 

@@ -12,18 +12,41 @@ import argparse
 import datetime as dt
 
 import pandas as pd
-from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.features.zone_day import date_range
-from sparklift.geo import schemas
 from sparklift.geo.analysis import analysis_window, analyze
-from sparklift.geo.cells import cell_stats
+from sparklift.geo.cells import experiment_cells
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs.design import read_experiments
+from sparklift.pipeline.registry import PipelineStep
+from sparklift.stats import covariance
 
 HELP = "analyse a geo experiment: two-way FE DiD per metric and variant into geo_results"
+
+
+def running_experiments(ctx: JobContext) -> dict[str, tuple[str, ...]]:
+    """The pipeline's analyses of the run date: the experiments of geo_experiments that
+    were not rejected and whose post period contains it (-> their ``--experiment``)."""
+    if not ctx.catalog.exists("geo_experiments"):
+        return {}
+    rows = ctx.catalog.read("geo_experiments").select("experiment_id", "status", "start", "end")
+    running = sorted(
+        r["experiment_id"]
+        for r in rows.collect()  # one row per experiment
+        if r["status"] != "rejected" and r["start"] <= ctx.run_date <= r["end"]
+    )
+    return {e: ("--experiment", e) for e in running}
+
+
+STEP = PipelineStep(
+    "analyze",
+    order=20,
+    depends_on=("features",),
+    targets=running_experiments,
+    per="running experiment",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,22 +63,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             f"for run date {ctx.run_date} yet"
         )
     metrics = [m.name for m in spec.metrics]
-    columns = metrics + list(spec.covariates)
-    higher = [[*spec.covariates, m] for m in metrics] if "robust" in settings.covariances else None
+    hetero = any(covariance.parse(c).kind == "hetero" for c in settings.covariances)
     zones = assignment["zone_id"].tolist()
     with step(f"cell statistics of {len(zones)} zones, {first}..{last}"):
-        activity = catalog.read(
-            "user_activity", where=[("date", ">=", first), ("date", "<=", last)]
-        )
-        missing = [c for c in columns if c not in activity.columns]
-        if missing:
-            raise InputError(
-                f"table user_activity has no columns {missing} (metrics and covariates of "
-                f"experiment {spec.experiment_id})"
-            )
-        zone_df = ctx.spark.createDataFrame([(int(z),) for z in zones], "zone_id int")
-        rows = activity.join(F.broadcast(zone_df), "zone_id", "left_semi")
-        cells = cell_stats(rows.select("zone_id", "date", *columns), columns, higher=higher)
+        cells = experiment_cells(catalog, spec, zones, first, last, fourth_moments=hetero)
     check_coverage(cells, zones, date_range(first, last), spec)
     results = []
     for metric in metrics:
@@ -82,8 +93,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             catalog,
             "geo_results",
             results,
-            schemas.GEO_RESULTS,
-            partition_by=["experiment_id", "run_date"],
             replace_where={"experiment_id": spec.experiment_id, "run_date": ctx.run_date},
         )
     return {

@@ -21,11 +21,11 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from sparklift.contracts import contract
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.features.zone_day import date_range
 from sparklift.finite import require_finite
-from sparklift.geo import schemas
-from sparklift.geo.cells import cell_stats
+from sparklift.geo.cells import experiment_cells
 from sparklift.geo.design import design_checks, match_zones, randomize, verdict
 from sparklift.geo.experiment import ExperimentConfig, load_experiment
 from sparklift.geo.vectors import zone_vectors
@@ -213,19 +213,7 @@ def history_cells(
     catalog: Catalog, spec: ExperimentConfig, zone_ids: list[int], days: list[dt.date]
 ) -> CellStats:
     """Cell statistics of the chosen zones over the history window, every day present."""
-    activity = catalog.read(
-        "user_activity", where=[("date", ">=", days[0]), ("date", "<=", days[-1])]
-    )
-    columns = [m.name for m in spec.metrics] + list(spec.covariates)
-    missing = [c for c in columns if c not in activity.columns]
-    if missing:
-        raise InputError(
-            f"table user_activity has no columns {missing} (metrics and covariates of "
-            f"experiment {spec.experiment_id}); it has {activity.columns}"
-        )
-    zones = catalog.spark.createDataFrame([(z,) for z in zone_ids], "zone_id int")
-    rows = activity.join(F.broadcast(zones), "zone_id", "left_semi")
-    cells = cell_stats(rows.select("zone_id", "date", *columns), columns)
+    cells = experiment_cells(catalog, spec, zone_ids, days[0], days[-1])
     seen = set(pd.to_datetime(pd.Series(cells.day)).dt.date)
     absent = [d for d in days if d not in seen]
     if absent:
@@ -278,10 +266,7 @@ def experiment_row(
     }
 
 
-DESIGN_ROWS = {
-    "geo_assignments": schemas.GEO_ASSIGNMENTS,
-    "geo_design_checks": schemas.GEO_DESIGN_CHECKS,
-}
+DESIGN_ROWS = ("geo_assignments", "geo_design_checks")
 
 
 def write_design(
@@ -304,15 +289,11 @@ def write_design(
                 catalog,
                 table,
                 [{**r, **key} for r in frame.to_dict("records")],
-                DESIGN_ROWS[table],
-                partition_by=["experiment_id", "design_id"],
             )
         versions["geo_experiments"] = write_records(
             catalog,
             "geo_experiments",
             [{**row, **key}],
-            schemas.GEO_EXPERIMENTS,
-            partition_by=["experiment_id"],
             replace_where={"experiment_id": experiment_id},
         )
     except BaseException:
@@ -344,11 +325,11 @@ def write_design(
 
 def drop_designs(catalog: Catalog, experiment_id: str, design_ids: list[str]) -> None:
     """Remove the assignments and checks of unpublished or superseded designs."""
-    for table, schema in DESIGN_ROWS.items():
+    for table in DESIGN_ROWS:
         if catalog.exists(table):
             catalog.write(
                 table,
-                catalog.spark.createDataFrame([], schema),
+                catalog.spark.createDataFrame([], contract(table).schema),
                 mode="replace",
                 replace_where={"experiment_id": experiment_id, "design_id": design_ids},
             )

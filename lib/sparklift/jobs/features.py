@@ -14,8 +14,10 @@ from sparklift.features.zone_day import (
     date_range,
 )
 from sparklift.jobs import JobContext, log, step
+from sparklift.pipeline.registry import PipelineStep
 
 HELP = "compute zone/day features for the run date or a --start/--end range"
+STEP = PipelineStep("features", order=10)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,11 +41,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     with step("writing zone_day_features"):
         out = complete_grid(ctx.spark, agg, zones, dates, defs)
         version = catalog.write(
-            "zone_day_features",
-            out,
-            mode="replace",
-            partition_by=["date"],
-            replace_where={"date": dates},
+            "zone_day_features", out, mode="replace", replace_where={"date": dates}
         )
     agg.unpersist()
     rows = catalog.rows_added("zone_day_features", version)

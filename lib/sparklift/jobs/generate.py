@@ -41,21 +41,20 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     spark, catalog = ctx.spark, ctx.catalog
     world = geo.draw_world(conf, end)
     outputs = {
-        "zones": (geo.zones_frame(spark, world), []),
+        "zones": geo.zones_frame(spark, world),
         # Clustered by date, as a daily upstream load writes it: one file per date (up to
         # tables.target_file_rows) instead of one per task and date.
-        "user_activity": (
-            geo.activity_frame(spark, world, conf).repartition(conf.partitions, "date"),
-            ["date"],
+        "user_activity": geo.activity_frame(spark, world, conf).repartition(
+            conf.partitions, "date"
         ),
-        "vouchers": (vouchers.vouchers_frame(spark, conf), []),
-        "customers": (_snapshots(spark, conf, end), ["snapshot_date"]),
-        "voucher_campaigns": (vouchers.campaigns_frame(spark, conf, end), []),
+        "vouchers": vouchers.vouchers_frame(spark, conf),
+        "customers": _snapshots(spark, conf, end),
+        "voucher_campaigns": vouchers.campaigns_frame(spark, conf, end),
     }
     summary: dict = {}
-    for name, (df, partition_by) in outputs.items():
+    for name, df in outputs.items():
         with step(f"writing {name}"):
-            version = catalog.write(name, df, mode="overwrite", partition_by=partition_by)
+            version = catalog.write(name, df, mode="overwrite")
         rows = catalog.rows_added(name, version)
         log.info("%s: %d rows (version %d)", name, rows, version)
         summary[name] = rows

@@ -1,8 +1,9 @@
 """``sparklift pipeline --run-date D`` (or ``--start D --end D``): the nightly run.
 
 For each date in order: features -> analysis of every running geo experiment -> scoring ->
-allocation of every active campaign (:mod:`sparklift.pipeline.plan`), each step the same
-code as its own job and idempotent for its date. Every step's outcome is appended to
+allocation of every active campaign (the steps of :mod:`sparklift.pipeline.registry`,
+planned by :mod:`sparklift.pipeline.plan`), each step the same code as its own job and
+idempotent for its date. Every step's outcome is appended to
 ``pipeline_runs``; a step that succeeded for the date is skipped unless ``--force`` or
 one of its dependencies ran again in this run (its inputs changed); a failed step blocks
 the steps that depend on it and no others. The exit code is that of the
@@ -14,27 +15,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import glob
 import json
 import logging
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import functions as F
 
 from sparklift import __version__
-from sparklift.allocation.campaign import load_campaign
 from sparklift.errors import InputError, SparkliftError
 from sparklift.features.zone_day import date_range
 from sparklift.jobs import JobContext, write_records
-from sparklift.jobs import allocate as allocate_job
-from sparklift.jobs import analyze as analyze_job
-from sparklift.jobs import features as features_job
-from sparklift.jobs import score as score_job
+from sparklift.pipeline import registry
 from sparklift.pipeline.plan import (
     BLOCKED,
     FAILED,
@@ -44,20 +38,13 @@ from sparklift.pipeline.plan import (
     blocked_by,
     exit_code,
     plan_steps,
-    running_experiment,
 )
-from sparklift.pipeline.runs import PARTITIONS, PIPELINE_RUNS, StepOutcome, render
+from sparklift.pipeline.runs import StepOutcome, render
 from sparklift.progress import spark_progress
 from sparklift.tables import TableIO
 
 HELP = "the nightly run: features, analyses, scores, allocations for a date or a range"
 PROGRESS_PER_STEP = True  # the CLI leaves progress reporting to each step
-JOBS: dict[str, ModuleType] = {
-    "features": features_job,
-    "analyze": analyze_job,
-    "score": score_job,
-    "allocate": allocate_job,
-}
 log = logging.getLogger("sparklift.pipeline")
 
 
@@ -75,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=dt.date.fromisoformat, help="last date of a backfill")
     parser.add_argument(
         "--steps",
-        help="comma-separated kinds to run (default: pipeline.steps): features,analyze,"
-        "score,allocate",
+        help="comma-separated kinds to run (default: pipeline.steps): "
+        + ",".join(registry.kinds()),
     )
     parser.add_argument(
         "--force", action="store_true", help="re-run steps that already succeeded for the date"
@@ -114,7 +101,7 @@ def render_summary(summary: dict) -> str:
 
 def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -> list[StepOutcome]:
     try:
-        steps = plan_steps(kinds, _running_experiments(ctx), _active_campaigns(ctx))
+        steps = plan_steps(kinds, _targets(ctx, kinds))
     except ValueError as e:
         raise InputError(f"--steps: {e}") from None
     done = set() if force else _succeeded(ctx)
@@ -148,7 +135,7 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
 
 def _run_step(ctx: JobContext, step: Step, outcome: StepOutcome) -> StepOutcome:
     """Run one step's job, catching its failure into the outcome."""
-    module = JOBS[step.kind]
+    module = registry.job(step.kind)
     parser = argparse.ArgumentParser(prog=f"sparklift {step.kind}")
     module.add_arguments(parser)
     args = parser.parse_args(list(step.args))
@@ -222,13 +209,7 @@ def _log_outcome(o: StepOutcome, i: int, n: int) -> None:
 
 def _record(ctx: JobContext, outcome: StepOutcome, run_id: str) -> None:
     app_id = ctx.spark.sparkContext.applicationId
-    write_records(
-        ctx.catalog,
-        "pipeline_runs",
-        [outcome.record(run_id, app_id, __version__)],
-        PIPELINE_RUNS,
-        PARTITIONS,
-    )
+    write_records(ctx.catalog, "pipeline_runs", [outcome.record(run_id, app_id, __version__)])
 
 
 def _succeeded(ctx: JobContext) -> set[str]:
@@ -245,39 +226,9 @@ def _succeeded(ctx: JobContext) -> set[str]:
     return {r["step"] for r in rows}
 
 
-def _running_experiments(ctx: JobContext) -> list[str]:
-    """Experiments whose post period contains the run date and that were not rejected."""
-    if not ctx.catalog.exists("geo_experiments"):
-        return []
-    rows = ctx.catalog.read("geo_experiments").select("experiment_id", "status", "start", "end")
-    return sorted(
-        r["experiment_id"]
-        for r in rows.collect()  # one row per experiment
-        if running_experiment(r["status"], r["start"], r["end"], ctx.run_date)
-    )
-
-
-def _active_campaigns(ctx: JobContext) -> dict[str, str]:
-    """campaign_id -> file of the configured campaign files active on the run date."""
-    seen: dict[str, str] = {}
-    active: dict[str, str] = {}
-    for pattern in ctx.config.pipeline.campaigns:
-        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
-        for path in paths:
-            try:
-                campaign = load_campaign(path, ctx.config.allocate)
-            except SparkliftError:  # a broken file fails its own step, not the run
-                active[Path(path).stem] = path
-                continue
-            if campaign.campaign_id in seen:
-                raise InputError(
-                    f"campaign {campaign.campaign_id} is defined twice: "
-                    f"{seen[campaign.campaign_id]} and {path}"
-                )
-            seen[campaign.campaign_id] = path
-            if campaign.active_on(ctx.run_date):
-                active[campaign.campaign_id] = path
-    return active
+def _targets(ctx: JobContext, kinds: Sequence[str]) -> dict[str, Mapping[str, tuple[str, ...]]]:
+    """The run date's targets of each kind in ``kinds`` that runs once per target."""
+    return {s.kind: s.targets(ctx) for s in registry.steps() if s.targets and s.kind in kinds}
 
 
 def _now() -> dt.datetime:

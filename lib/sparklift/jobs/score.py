@@ -7,7 +7,8 @@ The model is the one given (``--model-id`` or ``score.model_id``) or the latest 
 row's ``artifact_sha256``, the hash in its id and its meta.json (see
 :func:`sparklift.uplift.model.verify`); the unpickled model's own features and vouchers must
 equal meta.json's and the row's, and are the ones used. It must know the snapshot's features
-and every active voucher.
+and every active voucher. An artefact saved under other scikit-learn or numpy versions is
+refused, or loaded with a warning (``score.on_version_mismatch``).
 Customers with missing features are scored if the learner handles them, otherwise
 counted, reported and skipped.
 """
@@ -22,10 +23,12 @@ from pyspark.sql import functions as F
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.finite import require_finite
 from sparklift.jobs import JobContext, log, step
+from sparklift.pipeline.registry import PipelineStep
 from sparklift.uplift import model as artefact
 from sparklift.uplift.scoring import any_missing, score
 
 HELP = "score every customer for every active voucher with an uplift model into uplift_scores"
+STEP = PipelineStep("score", order=30)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     row = _model_row(ctx, args.model_id or ctx.config.score.model_id)
     model_id, sha256 = row["model_id"], row["artifact_sha256"]
     meta, blob = artefact.verify(row["artifact_path"], model_id, sha256)  # nothing unpickled
+    on_mismatch = ctx.config.score.on_version_mismatch
+    artefact.check_versions(meta, row["artifact_path"], model_id, on_mismatch)
     fitted = artefact.unpickle(meta, blob, model_id)
     artefact.check_agrees(fitted, row["features"], row["vouchers"], "its uplift_models row")
     customers = catalog.read("customers", where=[("snapshot_date", "=", ctx.run_date)])
@@ -69,11 +74,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     scores = score(customers, broadcast, sha256, fitted, active, ctx.run_date)
     with step(f"scoring customers of {ctx.run_date} for {len(active)} vouchers with {model_id}"):
         version = catalog.write(
-            "uplift_scores",
-            scores,
-            mode="replace",
-            partition_by=["run_date"],
-            replace_where={"run_date": ctx.run_date},
+            "uplift_scores", scores, mode="replace", replace_where={"run_date": ctx.run_date}
         )
     broadcast.unpersist()
     rows = catalog.rows_added("uplift_scores", version)

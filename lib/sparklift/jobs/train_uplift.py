@@ -18,17 +18,10 @@ import math
 from typing import Any
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    ArrayType,
-    DateType,
-    LongType,
-    NumericType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import NumericType
 
+from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
+from sparklift.contracts.vouchers import UPLIFT_MODELS
 from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.uplift import checks, model
@@ -37,22 +30,7 @@ from sparklift.uplift.training import train
 
 HELP = "train an uplift model (incremental objective and cost per voucher) on voucher_campaigns"
 HISTORY = "voucher_campaigns"
-NOT_FEATURES = ("campaign_id", "sent_date", "customer_id", "treatment", "objective", "cost")
-UPLIFT_MODELS = StructType(
-    [
-        StructField("model_id", StringType()),
-        StructField("run_date", DateType()),
-        StructField("trained_at", TimestampType()),
-        StructField("learner", StringType()),
-        StructField("vouchers", ArrayType(StringType())),
-        StructField("features", ArrayType(StringType())),
-        StructField("train_rows", LongType()),
-        StructField("holdout_rows", LongType()),
-        StructField("metrics", StringType()),
-        StructField("artifact_path", StringType()),
-        StructField("artifact_sha256", StringType()),
-    ]
-)
+NOT_FEATURES = VOUCHER_CAMPAIGNS.columns  # every other numeric column is a feature
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,8 +135,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             ctx.catalog,
             "uplift_models",
             [record],
-            UPLIFT_MODELS,
-            partition_by=["model_id"],
             replace_where={"model_id": model_id},
         )
     return {
@@ -182,7 +158,7 @@ def _check_models_table(ctx: JobContext) -> None:
         raise InputError(
             "table uplift_models has no artifact_sha256 column (written by a sparklift from "
             "before model artefacts were verified; sparklift score refuses its models): move "
-            f"the table aside, then train again to create it with columns {UPLIFT_MODELS.names}"
+            f"the table aside, then train again to create it with columns {UPLIFT_MODELS.columns}"
         )
 
 

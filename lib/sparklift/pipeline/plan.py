@@ -1,27 +1,21 @@
 """The steps of a pipeline run for one date and how they depend on each other.
 
-Kinds run in the order features -> analyze -> score -> allocate, with one ``analyze:<id>``
-step per running geo experiment and one ``allocate:<id>`` step per active campaign. Data
-dependencies, not the order, decide what a failure stops: every analysis needs that
-day's features (the activity it reads landed and passed the features job's checks), every
-allocation needs that day's scores; analyses and allocations are independent of each
-other, so a failed analysis never stops an allocation.
+Kinds run in the order of their declarations (:mod:`sparklift.pipeline.registry`):
+features -> analyze -> score -> allocate, with one ``analyze:<id>`` step per running geo
+experiment and one ``allocate:<id>`` step per active campaign. Data dependencies, not the
+order, decide what a failure stops: every analysis needs that day's features (the
+activity it reads landed and passed the features job's checks), every allocation needs
+that day's scores; analyses and allocations are independent of each other, so a failed
+analysis never stops an allocation.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sparklift.config import PIPELINE_STEPS
+from sparklift.pipeline import registry
 
-DEPENDS_ON: dict[str, tuple[str, ...]] = {
-    "features": (),
-    "analyze": ("features",),
-    "score": (),
-    "allocate": ("score",),
-}
 SUCCEEDED, FAILED, BLOCKED, SKIPPED = "succeeded", "failed", "blocked", "skipped"
 # A failed run's exit code: the one most in need of a person first (internal error, then
 # bad input, then a write conflict, then input not ready, which a retry may fix).
@@ -30,7 +24,7 @@ EXIT_PRIORITY = (1, 2, 4, 3)
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # features | analyze | score | allocate
+    kind: str  # a registered step kind: features | analyze | score | allocate
     target: str | None = None  # experiment_id or campaign_id
     args: tuple[str, ...] = ()  # the job's own arguments
     depends_on: tuple[str, ...] = field(default=())
@@ -41,29 +35,28 @@ class Step:
 
 
 def plan_steps(
-    kinds: Sequence[str],
-    experiments: Sequence[str],
-    campaigns: Mapping[str, str],
+    kinds: Sequence[str], targets: Mapping[str, Mapping[str, tuple[str, ...]]]
 ) -> list[Step]:
-    """The steps of ``kinds`` in pipeline order: ``experiments`` are the running
-    experiments' ids, ``campaigns`` the active campaigns' id -> file."""
-    unknown = sorted(set(kinds) - set(PIPELINE_STEPS))
+    """The steps of ``kinds`` in pipeline order. ``targets`` holds, for each kind that runs
+    once per target, the run date's targets (target id -> job arguments); a kind that
+    runs once per date has none."""
+    declared = registry.steps()
+    unknown = sorted(set(kinds) - {s.kind for s in declared})
     if unknown:
-        raise ValueError(f"unknown pipeline steps {unknown}; known: {list(PIPELINE_STEPS)}")
-    names = {"features": ["features"], "score": ["score"]}
-    names["analyze"] = [f"analyze:{e}" for e in experiments]
-    names["allocate"] = [f"allocate:{c}" for c in campaigns]
+        raise ValueError(f"unknown pipeline steps {unknown}; known: {list(registry.kinds())}")
+    names: dict[str, list[str]] = {}
     steps: list[Step] = []
-    for kind in PIPELINE_STEPS:
-        if kind not in kinds:
+    for decl in declared:
+        if decl.kind not in kinds:
             continue
-        deps = tuple(n for d in DEPENDS_ON[kind] if d in kinds for n in names[d])
-        if kind == "analyze":
-            steps += [Step(kind, e, ("--experiment", e), deps) for e in experiments]
-        elif kind == "allocate":
-            steps += [Step(kind, c, ("--campaign", f), deps) for c, f in campaigns.items()]
+        deps = tuple(n for d in decl.depends_on if d in kinds for n in names[d])
+        if decl.targets is None:
+            planned = [Step(decl.kind, depends_on=deps)]
         else:
-            steps.append(Step(kind, depends_on=deps))
+            found = targets.get(decl.kind, {})
+            planned = [Step(decl.kind, t, tuple(a), deps) for t, a in found.items()]
+        names[decl.kind] = [s.name for s in planned]
+        steps += planned
     return steps
 
 
@@ -80,8 +73,3 @@ def exit_code(failures: Sequence[int]) -> int:
         if code in failures:
             return code
     return 1
-
-
-def running_experiment(status: str, start: dt.date, end: dt.date, day: dt.date) -> bool:
-    """An experiment is analysed on the days of its post period, unless it was rejected."""
-    return status != "rejected" and start <= day <= end

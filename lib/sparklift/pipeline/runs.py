@@ -1,4 +1,5 @@
-"""The ``pipeline_runs`` table: one row per step run (an append-only run log).
+"""The rows of ``pipeline_runs``: one per step run (an append-only run log; its contract:
+:mod:`sparklift.contracts.pipeline`).
 
 A re-run appends new rows, so the table keeps every attempt; a step's state for a date is
 its latest row. ``input_*`` are the tables a step read that it did not write, with the
@@ -12,44 +13,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from pyspark.sql.types import (
-    ArrayType,
-    DateType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    MapType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
-
-PIPELINE_RUNS = StructType(
-    [
-        StructField("run_date", DateType()),
-        StructField("step", StringType()),  # features | analyze:<id> | score | allocate:<id>
-        StructField("kind", StringType()),
-        StructField("target", StringType()),  # experiment_id or campaign_id
-        StructField("status", StringType()),  # succeeded | failed | blocked
-        StructField("started_at", TimestampType()),
-        StructField("ended_at", TimestampType()),
-        StructField("duration_s", DoubleType()),
-        StructField("input_rows", MapType(StringType(), LongType())),
-        StructField("input_versions", MapType(StringType(), LongType())),
-        StructField("output_rows", MapType(StringType(), LongType())),
-        StructField("output_versions", MapType(StringType(), LongType())),
-        StructField("exit_code", IntegerType()),  # 0, or the job's exit code
-        StructField("error", StringType()),
-        StructField("depends_on", ArrayType(StringType())),
-        StructField("summary", StringType()),  # the job's summary, JSON
-        StructField("pipeline_run_id", StringType()),  # one invocation of the pipeline
-        StructField("app_id", StringType()),  # Spark application id
-        StructField("sparklift_version", StringType()),
-    ]
-)
-PARTITIONS = ["run_date"]
 
 
 @dataclass

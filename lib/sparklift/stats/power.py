@@ -8,26 +8,25 @@ b_hat ~ N(b, se^2):
   (zones are the independent units, so the variance of the effect is the variance of a
   mean over zones), hence K_needed = ceil(K * (MDE(K) / |b|)^2).
 F is the t(df) distribution function, the reference distribution of the estimator's
-inference (so ``df`` is the one of the covariance convention in use).
+inference (:mod:`sparklift.stats.inference`; ``df`` is the one of the small-sample
+convention in use).
 """
 
 from __future__ import annotations
 
 import math
 
-from scipy import stats
+from sparklift.stats.inference import critical, reference
 
 
 def mde(se: float, alpha: float, power: float, df: float) -> float:
     """The smallest absolute effect detected with probability ``power``."""
-    dist = stats.t(df)
-    return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
+    return float((critical(alpha, df) + reference(df).ppf(power)) * se)
 
 
 def power_at(effect: float, se: float, alpha: float, df: float) -> float:
     """The probability of rejecting b = 0 when the true effect is ``effect``."""
-    dist = stats.t(df)
-    q = dist.ppf(1 - alpha / 2)
+    dist, q = reference(df), critical(alpha, df)
     z = abs(effect) / se
     return float(dist.cdf(z - q) + dist.cdf(-z - q))
 

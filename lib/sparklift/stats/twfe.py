@@ -24,47 +24,31 @@ and the cell sums of x and y). The algebra, exact and with no approximation:
 3. Scores. Residuals are e_i = y~_i - r~_i' b, so a cell's score sum is
        u_c = sum_i r~_i e_i = M_c[r, y] - M_c[r, r] b,
    and the score of any cluster that is a union of cells (a zone, a day, a zone-day) is
-   the sum of its cells' u_c. With B = (X~'X~)^{-1}:
-       clustered by zone:  V = k_z B (sum_g u_g u_g') B
-       two-way (zone, day): V = B (k_z S_zone + k_t S_day - k_zt S_cell) B
-   with the small-sample factors k of the chosen convention (below). When the two-way
-   matrix is not positive semi-definite, its negative eigenvalues are set to zero
-   (Cameron, Gelbach and Miller 2011) and the result says so (``psd_fixed``).
-   Homoskedastic: V = SSR / df * B, which needs the cells' y'y.
-4. Heteroskedastic-robust: V = B (sum_i r~_i r~_i' e_i^2) B. This needs higher cell
-   moments, not a second pass: within a cell z~_i = A_c u_i with u_i = [1, v_i] (v: the
-   row-varying covariates and y) and A_c built from the cell-constant regressors and the
-   fitted effects, so r~_i r~_i' e_i^2 = R_c (u_i u_i')(g_c'u_i)^2 R_c' with g_c = A_c'[-b, 1],
+   the sum of its cells' u_c. With the bread B = (X~'X~)^{-1} these are what the
+   covariances of :mod:`sparklift.stats.covariance` are functions of; the small-sample
+   conventions are in :mod:`sparklift.stats.ssc` and the t inference in
+   :mod:`sparklift.stats.inference`. The homoskedastic covariance needs the cells' y'y.
+4. Heteroskedastic meat: sum_i r~_i r~_i' e_i^2. This needs higher cell moments, not a
+   second pass: within a cell z~_i = A_c u_i with u_i = [1, v_i] (v: the row-varying
+   covariates and y) and A_c built from the cell-constant regressors and the fitted
+   effects, so r~_i r~_i' e_i^2 = R_c (u_i u_i')(g_c'u_i)^2 R_c' with g_c = A_c'[-b, 1],
    and its cell sum is a contraction of the cell sums of all products of up to four of
    u's entries (35 per metric with three covariates). Those are aggregated only when the
    robust covariance is asked for.
-
-Small-sample conventions (N rows, K regressors, G zones, T days):
-- ``linearmodels``: PanelOLS with time effects and zone as the other effect,
-  ``debiased=True`` (its defaults): every covariance is scaled by N / (N - K - (G + T - 1)),
-  with no cluster-count factor, and inference uses t(N - K - (G + T - 1)).
-- ``fixest`` (pyfixest/fixest defaults, ``ssc(k_adj=True, k_fixef="nonnested", G_adj=True,
-  G_df="min")``): clustered V scaled by (N - 1) / (N - k) * G / (G - 1), where k counts the
-  fixed effects not nested in a cluster variable (K + T for zone clusters, K + G for day
-  clusters, K + 1 for two-way) and G is the smallest cluster count; inference uses
-  t(G - 1). Homoskedastic: SSR / (N - K - G - T + 1), t(N - K - G - T + 1).
-- Robust, in both: N / (N - K - G - T + 1), t(N - K - G - T + 1).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
-from scipy import linalg, sparse, stats
+from scipy import linalg, sparse
 
 from sparklift.errors import InputError
-
-CovType = Literal["unadjusted", "robust", "clustered"]
-Convention = Literal["linearmodels", "fixest"]
-ClusterBy = tuple[str, ...]  # ("zone",), ("day",) or ("zone", "day")
+from sparklift.stats import covariance
+from sparklift.stats.inference import Estimate, t_inference
+from sparklift.stats.ssc import LINEARMODELS, FixedEffects, SmallSample
 
 
 @dataclass(frozen=True)
@@ -123,19 +107,6 @@ class CellStats:
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """One coefficient with its inference, in the shape of a linearmodels result row."""
-
-    name: str
-    estimate: float
-    se: float
-    t: float
-    p_value: float
-    ci_low: float
-    ci_high: float
-
-
-@dataclass(frozen=True)
 class TwfeResult:
     """Coefficients, covariance and inference of a two-way fixed-effects fit."""
 
@@ -143,8 +114,8 @@ class TwfeResult:
     params: np.ndarray
     cov: np.ndarray
     df: float
-    cov_type: str
-    convention: str
+    cov_type: str  # the covariance's label (:mod:`sparklift.stats.covariance`)
+    convention: str  # the small-sample convention's name (:mod:`sparklift.stats.ssc`)
     n_obs: int
     n_zones: int
     n_days: int
@@ -154,15 +125,7 @@ class TwfeResult:
 
     def __post_init__(self) -> None:
         se = np.sqrt(np.diag(self.cov))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = self.params / se
-        dist = stats.t(self.df)
-        p = 2 * dist.sf(np.abs(t))
-        q = dist.ppf(1 - self.alpha / 2)
-        rows = {
-            n: Estimate(n, b, s, tt, pp, b - q * s, b + q * s)
-            for n, b, s, tt, pp in zip(self.names, self.params, se, t, p, strict=True)
-        }
+        rows = t_inference(self.names, self.params, se, self.df, self.alpha)
         object.__setattr__(self, "estimates", rows)
 
     def __getitem__(self, name: str) -> Estimate:
@@ -174,7 +137,8 @@ class TwfeFit:
 
     ``effects`` (cells x d) holds the cell-constant regressors named ``effect_names``;
     ``covariates`` name row-level regressors in ``cells``. Covariances are asked of
-    :meth:`result`, so several can share one fit.
+    :meth:`result`, so several can share one fit. Cells without rows are dropped:
+    ``kept`` marks the given cells that remain, ``cells`` holds them.
     """
 
     def __init__(
@@ -187,17 +151,22 @@ class TwfeFit:
     ) -> None:
         keep = cells.n > 0
         cells = cells.select(keep)
+        self.kept, self.cells, self.outcome = keep, cells, outcome
         self.effect_names = list(effect_names)
         self.names = self.effect_names + list(covariates)
         self.zone_codes, self.n_zones = _codes(cells.zone)
         self.day_codes, self.n_days = _codes(cells.day)
+        self.groups = {"zone": self.zone_codes, "day": self.day_codes}
         self.n = cells.n.astype(float)
         self.n_obs = round(self.n.sum())
         self.k = len(self.names)
+        self.fixed_effects = FixedEffects(
+            self.n_obs, self.k, {"zone": self.n_zones, "day": self.n_days}
+        )
         self._projector = _FeProjector(
             self.zone_codes, self.day_codes, self.n, self.n_zones, self.n_days
         )
-        self._cells, self._row_vars = cells, (*covariates, outcome)
+        self._row_vars = (*covariates, outcome)
         idx = [cells.index(c) for c in self._row_vars]
         s_v, q_v = cells.sums[:, idx], cells.cross[:, idx][:, :, idx]
         n = self.n
@@ -236,6 +205,11 @@ class TwfeFit:
         self.cell_scores = self.scores(self.params)
         self.ssr = float(total[k, k] - self.params @ self.xty)
 
+    @property
+    def influence(self) -> np.ndarray:
+        """Per-cell sums of the coefficients' influence B r~_i e_i (cells x K)."""
+        return self.cell_scores @ self.bread
+
     def project(self, sums: np.ndarray) -> np.ndarray:
         """The fitted zone + day effects, per cell, of variables with these cell sums."""
         return self._projector(sums)
@@ -250,48 +224,28 @@ class TwfeFit:
         return self.cell_moments[:, :k, k] - self.cell_moments[:, :k, :k] @ params
 
     def result(
-        self,
-        cov_type: CovType = "clustered",
-        clusters: ClusterBy = ("zone",),
-        convention: Convention = "linearmodels",
-        alpha: float = 0.05,
+        self, cov: str = "zone", ssc: SmallSample = LINEARMODELS, alpha: float = 0.05
     ) -> TwfeResult:
-        """Coefficients with the named covariance and small-sample convention."""
-        n_fe = self.n_zones + self.n_days - 1
-        big_n, k = self.n_obs, self.k
-        psd_fixed = False
-        if cov_type == "unadjusted":
-            if not np.isfinite(self.ssr):
-                raise InputError("a homoskedastic covariance needs the cells' y'y, not collected")
-            df = big_n - k - n_fe
-            cov = self.ssr / df * self.bread
-        elif cov_type == "robust":
-            meat = self._hetero_meat()
-            df = big_n - k - n_fe  # the same N / (N - K - G - T + 1) in both conventions
-            cov = self.bread @ meat @ self.bread * (big_n / df)
-            cov = (cov + cov.T) / 2
-        elif cov_type == "clustered":
-            meat, g = self.cluster_meat(self.cell_scores, clusters)
-            factor, df = self.cluster_factor(clusters, g, convention)
-            meat = meat * factor
-            cov = self.bread @ meat @ self.bread
-            cov = (cov + cov.T) / 2
-            if len(clusters) == 2:
-                cov, psd_fixed = _psd(cov)
-        else:
-            raise InputError(f"cov_type {cov_type!r} is not one of unadjusted, robust, clustered")
+        """Coefficients with the covariance labelled ``cov`` (:data:`covariance.COVARIANCES`)
+        under the small-sample convention ``ssc``."""
+        spec = covariance.parse(cov)
+        scores = covariance.Scores(
+            self.bread, self.cell_scores, self.groups, self.n_obs, self.ssr, self._hetero_meat
+        )
+        est = spec.estimate(scores)
+        factor, df = ssc.correction(spec.kind, self.fixed_effects, spec.clusters, est.clusters)
         return TwfeResult(
             self.names,
             self.params,
-            cov,
+            est.cov * factor,
             float(df),
-            cov_type,
-            convention,
-            big_n,
+            spec.label,
+            ssc.name,
+            self.n_obs,
             self.n_zones,
             self.n_days,
             alpha,
-            psd_fixed,
+            est.psd_fixed,
         )
 
     def _hetero_meat(self) -> np.ndarray:
@@ -301,7 +255,7 @@ class TwfeFit:
         A_c = [[d_c - f_d, 0], [-f_v, I]], so r~_i r~_i' e_i^2 = R_c (u u')(g_c'u)^2 R_c' with
         R_c the r-rows of A_c and g_c = A_c' [-b, 1]: it needs sum_i u u' u u' per cell.
         """
-        cells, names = self._cells, self._row_vars
+        cells, names = self.cells, self._row_vars
         p, d = len(names), self._effects.shape[1]
         c_count, k = len(self.n), self.k
         a = np.zeros((c_count, k + 1, p + 1))
@@ -324,45 +278,6 @@ class TwfeFit:
                 t[:, i, j] = t[:, j, i] = acc
         rows = a[:, :k, :]
         return np.einsum("cka,cab,clb->kl", rows, t, rows)
-
-    def cluster_factor(
-        self, clusters: ClusterBy, g: int, convention: Convention
-    ) -> tuple[float, float]:
-        """The small-sample factor of a clustered covariance and its t degrees of freedom."""
-        n_fe = self.n_zones + self.n_days - 1
-        big_n, k = self.n_obs, self.k
-        if convention == "linearmodels":
-            df = big_n - k - n_fe
-            return big_n / df, df
-        nested = {"zone": self.n_zones, "day": self.n_days}
-        df_k = k + n_fe - sum(nested[c] - 1 for c in clusters)
-        return (big_n - 1) / (big_n - df_k) * g / (g - 1), g - 1
-
-    def cluster_meat(self, cell_scores: np.ndarray, clusters: ClusterBy) -> tuple[np.ndarray, int]:
-        """The (two-way) sum of cluster outer products of per-cell scores (cells x q), and
-        the fewest clusters of its one-way terms."""
-        by = {
-            "zone": (self.zone_codes, self.n_zones),
-            "day": (self.day_codes, self.n_days),
-        }
-        if len(clusters) == 1 and clusters[0] in by:
-            terms = [(1, *by[clusters[0]])]
-        elif sorted(clusters) == ["day", "zone"]:
-            cells = np.arange(len(self.n))
-            terms = [(1, *by["zone"]), (1, *by["day"]), (-1, cells, len(cells))]
-        else:
-            raise InputError(
-                f"clusters {clusters!r}: expected ('zone',), ('day',) or ('zone', 'day')"
-            )
-        q = cell_scores.shape[1]
-        meat = np.zeros((q, q))
-        for sign, codes, size in terms:
-            if size < 2:
-                raise InputError(f"clustering by {clusters} needs at least 2 clusters, got {size}")
-            s = np.zeros((size, q))
-            np.add.at(s, codes, cell_scores)
-            meat += sign * (s.T @ s)
-        return meat, min(size for _, _, size in terms)
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -423,10 +338,3 @@ def _check_identified(names: list[str], xtx: np.ndarray, raw: np.ndarray) -> Non
             )
     if np.linalg.cond(norm) > 1e12:
         raise InputError(f"the regressors {names} are collinear after the zone and day effects")
-
-
-def _psd(cov: np.ndarray) -> tuple[np.ndarray, bool]:
-    vals, vecs = np.linalg.eigh(cov)
-    if vals.min() >= 0:
-        return cov, False
-    return (vecs * np.maximum(vals, 0)) @ vecs.T, True

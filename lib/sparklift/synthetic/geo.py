@@ -29,17 +29,16 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    BooleanType,
     DateType,
     DoubleType,
     IntegerType,
     LongType,
-    StringType,
     StructField,
     StructType,
 )
 
 from sparklift.config import DesignConfig, GenerateConfig
+from sparklift.contracts.inputs import ZONES
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.synthetic.rand import (
     geometric,
@@ -53,14 +52,6 @@ WEEKDAY_FACTOR = (0.92, 0.88, 0.9, 0.95, 1.08, 1.22, 1.05)  # Monday .. Sunday
 TREND_PER_DAY = 0.0015
 ARCHETYPES = 8
 PLANTED_EXPERIMENT = "synthetic_geo"  # the planted effect, registered as an experiment
-
-ZONES_SCHEMA = StructType(
-    [
-        StructField("zone_id", IntegerType()),
-        StructField("region", StringType()),
-        StructField("eligible", BooleanType()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -130,7 +121,7 @@ def zones_frame(spark: SparkSession, world: GeoWorld) -> DataFrame:
     z = world.zones
     return spark.createDataFrame(
         list(zip(z["zone_id"].tolist(), z["region"], z["eligible"].tolist(), strict=True)),
-        ZONES_SCHEMA,
+        ZONES.schema,
     )
 
 

@@ -21,16 +21,9 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    BooleanType,
-    DoubleType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
 
 from sparklift.config import GenerateConfig
+from sparklift.contracts.inputs import VOUCHERS
 from sparklift.synthetic.rand import geometric, lognormal_mean_one, normal, uniform
 
 FACE_VALUES = (5.0, 2.0, 10.0, 3.0, 8.0, 15.0, 4.0, 6.0, 12.0, 20.0)
@@ -44,14 +37,6 @@ FEATURES = (
     "app_user",
     "discount_affinity",
 )
-VOUCHERS_SCHEMA = StructType(
-    [
-        StructField("voucher_id", StringType()),
-        StructField("face_value", DoubleType()),
-        StructField("max_quantity", LongType()),
-        StructField("active", BooleanType()),
-    ]
-)
 
 
 def voucher_ids(n: int) -> list[str]:
@@ -63,7 +48,7 @@ def vouchers_frame(spark: SparkSession, conf: GenerateConfig) -> DataFrame:
     for j, vid in enumerate(voucher_ids(conf.vouchers)):
         cap = None if j == 0 else max(1, conf.customers // (5 * (j + 1)))
         rows.append((vid, FACE_VALUES[j], cap, not (conf.vouchers >= 4 and j == 3)))
-    return spark.createDataFrame(rows, VOUCHERS_SCHEMA)
+    return spark.createDataFrame(rows, VOUCHERS.schema)
 
 
 def _features(seed: int, salt: str, key: Column) -> list[Column]:

@@ -1,8 +1,9 @@
 """Delta tables by catalog name: one API over the native and the delta-rs backend.
 
-``Catalog.write`` enforces the table's schema before any file is written and commits each
-write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows) or ``replace``
-(the partitions matching ``replace_where``, atomically).
+``Catalog.write`` writes a table under its contract (:mod:`sparklift.contracts`: columns
+and partitioning), enforces the table's schema before any file is written and commits
+each write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows) or
+``replace`` (the partitions matching ``replace_where``, atomically).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from sparklift.config import TablesConfig
+from sparklift.contracts import contract
 from sparklift.delta_jars import FETCH_HINT, coordinate
 from sparklift.errors import (
     InputError,
@@ -37,6 +39,7 @@ from sparklift.tables.diagnose import (
     real_path,
 )
 from sparklift.tables.schema import (
+    cast_integers,
     check_partition_columns,
     check_schema,
     normalize_replace_where,
@@ -196,13 +199,34 @@ class Catalog:
             return self.backend.read(path, version, where)
 
     def create(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> int:
-        """Create an empty table; fails if it exists."""
+        """Create an empty table of ``schema``, outside its contract (as
+        :meth:`write_uncontracted`); fails if it exists."""
         if self.exists(name):
             raise InputError(f"table {name} already exists at {self.path(name)}")
         empty = self.spark.createDataFrame([], table_schema(schema))
-        return self.write(name, empty, mode="append", partition_by=partition_by)
+        return self.write_uncontracted(name, empty, mode="append", partition_by=partition_by)
 
     def write(
+        self,
+        name: str,
+        df: DataFrame,
+        mode: Literal["append", "overwrite", "replace"] = "append",
+        replace_where: Mapping[str, Any] | None = None,
+        txn: Txn | None = None,
+    ) -> int:
+        """Write ``df`` to table ``name`` under its contract and return the new version.
+
+        The frame must have the contract's columns and types (any order; an open table's
+        further columns too; an integer column of another width is cast, a value that does
+        not fit fails); the table is partitioned as the contract says. ``mode``,
+        ``replace_where`` and ``txn`` as in :meth:`write_uncontracted`.
+        """
+        table = contract(name)
+        df = cast_integers(name, df, table.schema)
+        check_schema(name, table.schema, df.schema, table.extra is not None, " under its contract")
+        return self.write_uncontracted(name, df, mode, table.partition_by, replace_where, txn)
+
+    def write_uncontracted(
         self,
         name: str,
         df: DataFrame,
@@ -211,7 +235,9 @@ class Catalog:
         replace_where: Mapping[str, Any] | None = None,
         txn: Txn | None = None,
     ) -> int:
-        """Write ``df`` as one new version of table ``name`` and return that version.
+        """Write ``df`` as one new version of table ``name``, whatever its contract says:
+        the Delta layer's write, for its own tests and for tables of other shapes (a test's
+        table from an older release). Returns the new version.
 
         A new table is created with ``partition_by``. For an existing table the frame must
         have exactly the table's columns and types (any order); ``partition_by``, if given,

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import (
     ArrayType,
@@ -15,6 +17,7 @@ from pyspark.sql.types import (
     DataType,
     DateType,
     IntegerType,
+    IntegralType,
     LongType,
     MapType,
     ShortType,
@@ -55,12 +58,16 @@ def arrow_to_spark(schema: pa.Schema) -> StructType:
     return table_schema(from_arrow_schema(schema))
 
 
-def check_schema(table: str, expected: StructType, actual: StructType) -> None:
-    """Fail, naming missing, extra and mistyped columns, unless names and types match."""
+def check_schema(
+    table: str, expected: StructType, actual: StructType, extra_allowed: bool = False, of: str = ""
+) -> None:
+    """Fail, naming missing, extra and mistyped columns, unless names and types match
+    (``extra_allowed``: ``actual`` may have further columns). ``of`` says what ``expected``
+    is in the message, e.g. " (its contract)"."""
     want = {f.name: _nullable(f.dataType) for f in expected.fields}
     got = {f.name: _nullable(f.dataType) for f in actual.fields}
     missing = [n for n in want if n not in got]
-    extra = [n for n in got if n not in want]
+    extra = [] if extra_allowed else [n for n in got if n not in want]
     mistyped = [
         f"{n} is {got[n].simpleString()}, expected {want[n].simpleString()}"
         for n in want
@@ -74,7 +81,33 @@ def check_schema(table: str, expected: StructType, actual: StructType) -> None:
             parts.append(f"extra columns {extra}")
         if mistyped:
             parts.append("mistyped columns [" + "; ".join(mistyped) + "]")
-        raise SchemaMismatchError(f"cannot write to table {table}: " + ", ".join(parts))
+        raise SchemaMismatchError(f"cannot write to table {table}{of}: " + ", ".join(parts))
+
+
+def cast_integers(table: str, df: DataFrame, expected: StructType) -> DataFrame:
+    """``df`` with each integer column of another width cast to ``expected``'s width.
+
+    Upstream ids arrive as int or bigint (Parquet int64 is common) and flow into outputs; a
+    contract fixes one width for every reader. A value that does not fit fails the write
+    naming table, column and value, whatever ``spark.sql.ansi.enabled`` says (a non-ANSI
+    cast would wrap it silently)."""
+    want = {f.name: f.dataType for f in expected.fields}
+    for f in df.schema.fields:
+        to = want.get(f.name)
+        if not (isinstance(to, IntegralType) and isinstance(f.dataType, IntegralType)):
+            continue
+        if to == f.dataType:
+            continue
+        bits = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}[to.simpleString()]
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        col = F.col(f.name)
+        fits = col.isNull() | col.between(F.lit(low), F.lit(high))
+        message = F.concat(
+            F.lit(f"table {table}: {f.name} = "), col.cast("string"),
+            F.lit(f" does not fit its contract's {to.simpleString()}"),
+        )  # fmt: skip
+        df = df.withColumn(f.name, F.when(fits, col.cast(to)).otherwise(F.raise_error(message)))
+    return df
 
 
 def check_partition_columns(table: str, schema: StructType, partition_by: Sequence[str]) -> None:

@@ -1,11 +1,16 @@
-"""Multi-arm uplift learners with scikit-learn's fit/predict contract.
+"""Multi-arm uplift learners on scikit-learn's estimator contract.
 
-A learner is any object with
+A learner is a scikit-learn estimator (a ``BaseEstimator``: parameters only in
+``__init__``, validated in ``fit``, fitted state in attributes ending in ``_``) with
 
 - ``fit(X, y, arm) -> self``: ``X`` (n, p) float features (NaN = missing), ``y`` (n,)
   the response, ``arm`` (n,) integers, 0 = control and 1..J the vouchers;
 - ``predict(X) -> (n, J)``: the effect of each voucher on the response against control;
-- ``handles_missing``: whether ``predict`` accepts NaN features.
+
+and its tags say whether it accepts NaN features (``input_tags.allow_nan``, read by
+:func:`allows_nan`). So ``clone``, ``get_params``/``set_params`` and pickling work as for
+any estimator. It is no regressor: ``predict`` gives effects, not the response, so a
+regressor's ``score`` (R^2 against ``y``) would mean nothing.
 
 Built in, chosen by name in ``uplift.learner``:
 
@@ -28,21 +33,30 @@ models and ``uplift.gbm_final`` for the DR final stage (its target, the pseudo-o
 is several times noisier than y, so it needs larger leaves); it handles NaN natively.
 ``linear`` is a standardized ridge regression with ``uplift.linear`` (never pooled: a
 linear final model could not let the effect's slopes differ by voucher). Any other
-learner is given as ``module:Class`` and built with ``uplift.learner_params``.
+learner is given as ``module:Class``, a ``BaseEstimator`` built with
+``uplift.learner_params``.
 """
 
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
-from sklearn.base import RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import Tags, get_tags
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from sparklift.config import UpliftConfig
 from sparklift.errors import ConfigError
@@ -51,43 +65,82 @@ BUILT_IN = ("t_gbm", "dr_gbm", "t_linear", "dr_linear")
 
 
 class UpliftLearner(Protocol):
-    handles_missing: bool
-
     def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> UpliftLearner: ...
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
+def allows_nan(estimator: Any) -> bool:
+    """Whether the estimator's scikit-learn tags say it accepts NaN features."""
+    return bool(get_tags(estimator).input_tags.allow_nan)
+
+
+class _MultiArm(BaseEstimator):
+    """What the built-in learners share: validation of ``X, y, arm`` and of ``X`` at
+    predict time, and tags derived from their base models."""
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        bases = [p for p in self.get_params(deep=False).values() if hasattr(p, "fit")]
+        tags.input_tags.allow_nan = all(allows_nan(b) for b in bases)
+        return tags
+
+    def _finite(self) -> bool | str:
+        return "allow-nan" if allows_nan(self) else True
+
+    def _validate_fit(
+        self, X: Any, y: Any, arm: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """``X``, ``y`` and ``arm`` as arrays, and the number of vouchers J; sets
+        ``n_features_in_``."""
+        X, y = validate_data(
+            self, X, y, ensure_all_finite=self._finite(), ensure_min_samples=2, y_numeric=True
+        )
+        arm = column_or_1d(arm)
+        check_consistent_length(X, arm)
+        if not np.issubdtype(arm.dtype, np.integer):
+            raise ValueError(f"arm must hold integers (0 = control), got dtype {arm.dtype}")
+        return X, y, arm, _arms(arm)
+
+    def _validate_predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, ensure_all_finite=self._finite())
+
+
 def _arms(arm: np.ndarray) -> int:
-    """Number of vouchers J in ``arm`` (0..J, each present)."""
+    """Number of vouchers J in ``arm`` (0..J, each present, J >= 1)."""
     present = np.unique(arm)
     n = int(present.max())
-    if present[0] != 0 or len(present) != n + 1:
-        raise ValueError(f"arm must hold 0 (control) and every voucher 1..{n}; got {present}")
+    if n < 1 or present[0] != 0 or len(present) != n + 1:
+        raise ValueError(
+            f"arm must hold 0 (control) and every voucher 1..{max(n, 1)}; got {present}"
+        )
     return n
 
 
-class TLearner:
+class TLearner(_MultiArm):
     """One outcome model per arm; the effect of voucher j is mu_j(x) - mu_0(x)."""
 
     def __init__(self, base: RegressorMixin) -> None:
         self.base = base
-        self.handles_missing = _handles_missing(base)
 
     def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> TLearner:
+        X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
         self.models_ = [
-            clone(self.base).fit(X[arm == k], y[arm == k]) for k in range(_arms(arm) + 1)
+            clone(self.base).fit(X[arm == k], y[arm == k]) for k in range(n_vouchers + 1)
         ]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        X = self._validate_predict(X)
         mu = np.column_stack([m.predict(X) for m in self.models_])
         return mu[:, 1:] - mu[:, [0]]
 
 
-class DRLearner:
+class DRLearner(_MultiArm):
     """Doubly robust learner: cross-fitted outcome models, known randomized propensities,
-    one final regression of the pseudo-outcome per voucher."""
+    one final regression of the pseudo-outcome per voucher (or, pooled, for all)."""
 
     def __init__(
         self,
@@ -97,14 +150,16 @@ class DRLearner:
         seed: int = 0,
         pool: bool = True,
     ) -> None:
-        if folds < 2:
-            raise ValueError("the DR learner needs folds >= 2 for cross-fitting")
-        self.outcome, self.final, self.folds, self.seed = outcome, final, folds, seed
+        self.outcome = outcome
+        self.final = final
+        self.folds = folds
+        self.seed = seed
         self.pool = pool
-        self.handles_missing = _handles_missing(final) and _handles_missing(outcome)
 
     def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> DRLearner:
-        n_vouchers = _arms(arm)
+        if not isinstance(self.folds, numbers.Integral) or self.folds < 2:
+            raise ValueError(f"the DR learner needs folds >= 2 for cross-fitting, got {self.folds}")
+        X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
         share = np.bincount(arm, minlength=n_vouchers + 1) / len(arm)
         fold = np.random.default_rng(self.seed).permutation(len(arm)) % self.folds
         mu = np.empty((len(arm), n_vouchers + 1))
@@ -135,6 +190,7 @@ class DRLearner:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        X = self._validate_predict(X)
         if self.pool:
             (m,) = self.models_
             Xj = _with_voucher(X, 0)  # one copy of X; only the voucher column changes
@@ -148,10 +204,6 @@ class DRLearner:
 
 def _with_voucher(X: np.ndarray, j: int) -> np.ndarray:
     return np.column_stack([X, np.full(len(X), float(j))])
-
-
-def _handles_missing(model: Any) -> bool:
-    return isinstance(model, HistGradientBoostingRegressor)
 
 
 def gbm(params: Mapping[str, Any], seed: int) -> HistGradientBoostingRegressor:
@@ -206,6 +258,9 @@ def make_learner(
     missing = [m for m in ("fit", "predict") if not callable(getattr(learner, m, None))]
     if missing:
         raise ConfigError(f"uplift.learner: {name} has no method(s) {missing}")
-    if not hasattr(learner, "handles_missing"):
-        learner.handles_missing = False
+    if not isinstance(learner, BaseEstimator):
+        raise ConfigError(
+            f"uplift.learner: {name} is not a scikit-learn estimator: subclass "
+            "sklearn.base.BaseEstimator (and declare NaN support in its tags' allow_nan)"
+        )
     return learner

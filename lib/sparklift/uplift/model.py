@@ -15,6 +15,10 @@ has checked the bytes of ``model.pkl`` against the hash in the id, the one in
 can also write a self-consistent id and meta.json). After unpickling, :func:`unpickle`
 requires the model's own features and vouchers (which scoring uses) to equal meta.json's
 and checks that the model predicts from that many features.
+
+A pickle of scikit-learn or numpy objects is only known to load and predict the same under
+the versions that wrote it, so meta.json records both and :func:`check_versions` refuses
+an artefact saved under others, or only warns (``score.on_version_mismatch``).
 """
 
 from __future__ import annotations
@@ -22,22 +26,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import pickle
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import sklearn
 
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.tables.commit import filesystem
-from sparklift.uplift.learners import UpliftLearner
+from sparklift.uplift.learners import UpliftLearner, allows_nan
+
+log = logging.getLogger("sparklift")
 
 RESPONSES = ("objective", "cost")
+LIBRARIES = {"sklearn": ("scikit-learn", sklearn), "numpy": ("numpy", np)}
 HASH_DIGITS = 10
 _ID = re.compile(rf"^\d{{8}}-.+-(?P<hash>[0-9a-f]{{{HASH_DIGITS}}})$")
 
@@ -54,7 +62,8 @@ class UpliftModel:
 
     @property
     def handles_missing(self) -> bool:
-        return all(m.handles_missing for m in self.learners.values())
+        """Whether every response's learner accepts NaN features (its ``allow_nan`` tag)."""
+        return all(allows_nan(m) for m in self.learners.values())
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Response -> (n, len(vouchers)) predicted effects."""
@@ -92,8 +101,7 @@ def save(model: UpliftModel, model_path: str, run_date: dt.date) -> Artifact:
         "vouchers": model.vouchers,
         "responses": list(RESPONSES),
         "artifact_sha256": digest,
-        "sklearn": sklearn.__version__,
-        "numpy": np.__version__,
+        **{key: lib.__version__ for key, (_, lib) in LIBRARIES.items()},
     }
     target = _absolute(model_dir(model_path, model.model_id))
     fs, path = filesystem(target)
@@ -179,6 +187,33 @@ def verify(
     return meta, blob
 
 
+def check_versions(
+    meta: dict, artifact_path: str, model_id: str, on_mismatch: Literal["refuse", "warn"]
+) -> None:
+    """Refuse (``on_mismatch="refuse"``: :class:`InputError`) or log a warning
+    (``"warn"``) when meta.json records other scikit-learn or numpy versions than the
+    running ones, naming the artefact and both sets of versions."""
+    recorded = {key: meta.get(key) for key in LIBRARIES}
+    running = {key: lib.__version__ for key, (_, lib) in LIBRARIES.items()}
+    if recorded == running:
+        return
+
+    def versions(v: dict) -> str:
+        return " and ".join(f"{name} {v[key]}" for key, (name, _) in LIBRARIES.items())
+
+    message = (
+        f"model {model_id}: artefact {artifact_path} was saved under {versions(recorded)}, "
+        f"this process runs {versions(running)}"
+    )
+    if on_mismatch == "refuse":
+        raise InputError(
+            f"{message}; not loaded (its predictions could differ from those at training): "
+            "retrain it with sparklift train-uplift, or set score.on_version_mismatch=warn "
+            "to load it anyway"
+        )
+    log.warning("%s; loading it anyway (score.on_version_mismatch=warn)", message)
+
+
 def unpickle(meta: dict, blob: bytes, model_id: str) -> UpliftModel:
     """The model from bytes that :func:`verify` accepted, refused unless its own features
     and vouchers (in order) equal meta.json's and it predicts from that many features."""
@@ -244,11 +279,14 @@ def load(
     vouchers: Sequence[str],
     model_id: str | None = None,
     expected_sha256: str | None = None,
+    on_version_mismatch: Literal["refuse", "warn"] = "refuse",
 ) -> UpliftModel:
     """The verified model (see :func:`verify`; pass ``expected_sha256`` from
-    ``uplift_models`` to check against the trust root), compatible with the input."""
+    ``uplift_models`` to check against the trust root), saved under the running library
+    versions (else see :func:`check_versions`), compatible with the input."""
     model_id = model_id or _absolute(artifact_path).rstrip("/").rsplit("/", 1)[-1]
     meta, blob = verify(artifact_path, model_id, expected_sha256)
+    check_versions(meta, artifact_path, model_id, on_version_mismatch)
     model = unpickle(meta, blob, model_id)
     check_compatible(model, features, vouchers)
     return model

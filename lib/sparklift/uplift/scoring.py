@@ -23,23 +23,12 @@ import pyarrow as pa
 from pyspark.broadcast import Broadcast
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, DoubleType, LongType, StringType, StructField, StructType
 
+from sparklift.contracts.vouchers import UPLIFT_SCORES
 from sparklift.tables.schema import spark_to_arrow
 from sparklift.uplift.model import UpliftModel
 
-UPLIFT_SCORES = StructType(
-    [
-        StructField("run_date", DateType()),
-        StructField("customer_id", LongType()),
-        StructField("budget_group", StringType()),
-        StructField("voucher_id", StringType()),
-        StructField("uplift_objective", DoubleType()),
-        StructField("uplift_cost", DoubleType()),
-        StructField("model_id", StringType()),
-    ]
-)
-_ARROW_SCHEMA = spark_to_arrow(UPLIFT_SCORES)
+_ARROW_SCHEMA = spark_to_arrow(UPLIFT_SCORES.schema)
 _MODELS: dict[str, Any] = {}
 
 
@@ -120,4 +109,4 @@ def score(
         F.col("budget_group").cast("string"),
         *[F.col(c).cast("double") for c in features],
     )
-    return selected.mapInArrow(predict, UPLIFT_SCORES)
+    return selected.mapInArrow(predict, UPLIFT_SCORES.schema)

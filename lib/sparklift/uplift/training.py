@@ -18,7 +18,7 @@ import pandas as pd
 from sparklift.errors import InputError
 from sparklift.uplift.checks import CONTROL
 from sparklift.uplift.evaluation import evaluate
-from sparklift.uplift.learners import UpliftLearner
+from sparklift.uplift.learners import UpliftLearner, allows_nan
 from sparklift.uplift.model import RESPONSES, UpliftModel
 
 log = logging.getLogger("sparklift")
@@ -63,7 +63,7 @@ def train(
     for response in RESPONSES:
         y = sample[response].to_numpy(dtype=np.float64)
         learner = make()
-        if not learner.handles_missing and np.isnan(X[~held]).any():
+        if not allows_nan(learner) and np.isnan(X[~held]).any():
             raise InputError(
                 f"learner {name} cannot handle missing feature values, and "
                 f"{int(np.isnan(X).any(axis=1).sum())} rows of the training sample have some "

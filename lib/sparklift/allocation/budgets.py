@@ -1,0 +1,263 @@
+"""Every budget group's multiplier lambda from the cached customers: histogram, plan, settle.
+
+1. :func:`histogram`: one pass; per (group, bucket of lambda) the summed cost and value
+   change of the breakpoints in it, plus per-group totals and the input's defect counts
+   (:func:`check_input` refuses defective input from these).
+2. :func:`plan_groups`: on the driver, per group, the bucket where spend crosses the budget and
+   the buckets below it the greedy fill may need; or 'every step' when the budget never
+   binds; or 'exact' for small groups.
+3. :func:`settle_groups`: one pass bringing the breakpoints of those buckets to the
+   driver, where :func:`.settle.settle` finds the exact lambda, rounds down and fills;
+   :func:`solve_exact_groups` solves the 'exact' groups with :mod:`.exact`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from sparklift.allocation import layout as L
+from sparklift.allocation.exact import solve_exact
+from sparklift.allocation.settle import settle
+from sparklift.errors import InputError
+
+if TYPE_CHECKING:
+    from sparklift.allocation.distributed import Problem
+
+log = logging.getLogger("sparklift")
+
+FILL_STEPS = 200_000  # at most this many breakpoints below the crossing bucket go to the fill
+TOTALS = -(2**62)  # the histogram's bucket key of the per-group totals row
+
+
+def histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
+    """Per (group, bucket): summed cost and value change and count of breakpoints; per
+    group a totals row (bucket TOTALS): customers, base value, and the defect counts."""
+    totals = F.struct(
+        F.lit(TOTALS).cast("long").alias("bucket"),
+        F.lit(0.0).alias("d_cost"),
+        F.col(L.BASE_VALUE).alias("d_value"),
+        F.lit(1).cast("long").alias("n"),
+        *[F.col(f).alias(f) for f in L.FLAGS],
+    )
+    steps = [
+        F.struct(
+            F.col(L.step_bucket(k)).alias("bucket"),
+            F.col(L.step_cost(k)).alias("d_cost"),
+            F.col(L.step_value(k)).alias("d_value"),
+            F.lit(1).cast("long").alias("n"),
+            *[F.lit(0).cast("long").alias(f) for f in L.FLAGS],
+        )
+        for k in range(n_opt)
+    ]
+    rows = env.select("budget_group", F.inline(F.array(totals, *steps)))
+    return (
+        rows.where(F.col("bucket").isNotNull())
+        .groupBy("budget_group", "bucket")
+        .agg(*[F.sum(c).alias(c) for c in ("d_cost", "d_value", "n", *L.FLAGS)])
+        .toPandas()
+    )
+
+
+def check_input(
+    hist: pd.DataFrame,
+    budgets: Mapping[str, float],
+    scores: DataFrame | None = None,
+    vouchers: Sequence[str] = (),
+) -> None:
+    """Fail on scores the allocation cannot use, naming what is wrong, how often and (given
+    the ``scores`` and campaign ``vouchers``) one offending key."""
+    totals = hist[hist["bucket"] == TOTALS]
+    if totals.empty:
+        raise InputError("uplift_scores has no rows for this run date: nothing to allocate")
+    unknown = sorted(str(g) for g in set(totals["budget_group"]) - set(budgets))
+    if unknown:
+        raise InputError(
+            f"uplift_scores has budget groups {unknown} with no budget in the campaign "
+            f"(budgets are given for {sorted(budgets)})"
+        )
+    problems = {
+        "nogroup": "rows without a budget_group",
+        "multi": "customers listed in more than one budget_group",
+        "dup": "duplicate (customer_id, voucher_id) rows",
+        "bad": "(customer, voucher) scores that are null, NaN or infinite",
+        "other": "rows for vouchers that are not in the campaign",
+    }
+    for col, what in problems.items():
+        n = int(totals[col].sum())
+        if n:
+            example = _example(scores, vouchers, col) if scores is not None else ""
+            raise InputError(f"uplift_scores has {n} {what}{example}")
+
+
+def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
+    """``, e.g. <key of one offending row>`` for an input defect (FLAGS), found by one
+    Spark aggregation (the smallest key, so the same input names the same row); empty
+    if there is none or it cannot be found."""
+    rows = L.typed(scores)
+    known = F.coalesce(F.col("voucher_id").isin(list(vouchers)), F.lit(False))
+
+    def finite(c: str) -> Column:
+        return F.col(c).isNotNull() & ~F.isnan(c) & (F.abs(F.col(c)) != float("inf"))
+
+    key = ["customer_id", "voucher_id"]
+    if defect == "dup":
+        found = rows.where(known).groupBy(*key).agg(F.count(F.lit(1)).alias("rows"))
+        found, show = found.where(F.col("rows") > 1), [*key, "rows"]
+    elif defect == "bad":
+        found = rows.where(known & ~(finite("uplift_objective") & finite("uplift_cost")))
+        show = [*key, "uplift_objective", "uplift_cost"]
+    elif defect == "other":
+        found, show = rows.where(~known), key
+    elif defect == "nogroup":
+        found, show = rows.where(F.col("budget_group").isNull()), key
+    else:  # multi
+        found = rows.groupBy("customer_id").agg(
+            F.sort_array(F.collect_set("budget_group")).alias("budget_groups")
+        )
+        found, show = found.where(F.size("budget_groups") > 1), ["customer_id", "budget_groups"]
+    try:
+        first = found.agg(F.min(F.struct(*show)).alias("e")).first()
+    except Exception as e:  # an example only: never in place of the error it illustrates
+        log.warning("no example of the %s rows of uplift_scores: %s", defect, e)
+        return ""
+    if first is None or first["e"] is None:
+        return ""
+    return ", e.g. " + ", ".join(f"{c}={first['e'][c]!r}" for c in show)
+
+
+@dataclass
+class Plan:
+    """Per group from the histogram: customers, base value, and either 'all steps'
+    (the budget never binds), a crossing range [lo, hi], or 'exact'."""
+
+    n_customers: dict[str, int]
+    base_value: dict[str, float]
+    all_steps: dict[str, float]  # group -> value of every step (the budget never binds)
+    ranges: dict[str, tuple[int, int, float, float]]  # group -> lo, hi, spent/value above
+    exact: list[str]
+
+
+def plan_groups(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> Plan:
+    """What each group needs from the next pass, read off the histogram."""
+    totals = hist[hist["bucket"] == TOTALS].set_index("budget_group")
+    steps = hist[hist["bucket"] != TOTALS]
+    out = Plan({}, {}, {}, {}, [])
+    for g, budget in problem.budgets.items():
+        n = int(totals.loc[g, "n"]) if g in totals.index else 0
+        out.n_customers[g] = n
+        out.base_value[g] = float(totals.loc[g, "d_value"]) if g in totals.index else 0.0
+        if exact_ok and 0 < n <= problem.exact_max_customers:
+            out.exact.append(g)
+            continue
+        h = steps[steps["budget_group"] == g].sort_values("bucket", ascending=False)
+        cum = h["d_cost"].cumsum().to_numpy()
+        over = np.flatnonzero(cum > budget)
+        if not len(over):
+            out.all_steps[g] = float(h["d_value"].sum())
+            continue
+        q = int(over[0])
+        spent_above = float(cum[q - 1]) if q else 0.0
+        value_above = float(h["d_value"].iloc[:q].sum())
+        # The fill may use breakpoints below the crossing bucket: take buckets down until
+        # their cost is twice the budget left after the ones above (or FILL_STEPS).
+        below = h.iloc[q + 1 :]
+        need = np.cumsum(below["d_cost"].to_numpy()) < 2 * (budget - spent_above)
+        need &= np.cumsum(below["n"].to_numpy()) < FILL_STEPS
+        hi = int(h["bucket"].iloc[q])
+        lo = int(below["bucket"].iloc[min(int(need.sum()), len(below) - 1)]) if len(below) else hi
+        out.ranges[g] = (lo, hi, spent_above, value_above)
+    return out
+
+
+def settle_groups(
+    env: DataFrame, plan: Plan, problem: Problem, n_opt: int
+) -> tuple[dict[str, float], dict[str, float], dict[int, int]]:
+    """Per group lambda and dual bound (value part, net of mu); the driver's choices for
+    the customers it settled (customer_id -> option or NONE). One pass over ``env``."""
+    spark = env.sparkSession
+    lam: dict[str, float] = {}
+    dual: dict[str, float] = {}
+    forced: dict[int, int] = {}
+    for g, value in plan.all_steps.items():
+        lam[g] = 0.0
+        dual[g] = plan.base_value[g] + value
+    if not plan.ranges:
+        return lam, dual, forced
+    ranges = spark.createDataFrame(
+        [(g, lo, hi) for g, (lo, hi, _, _) in plan.ranges.items()],
+        "budget_group string, lo long, hi long",
+    )
+    structs = [
+        F.struct(
+            F.lit(k).alias("step"),
+            F.col(L.step_lambda(k)).alias("lam"),
+            F.col(L.step_bucket(k)).alias("bucket"),
+            F.col(L.step_value(k)).alias("d_value"),
+            F.col(L.step_cost(k)).alias("d_cost"),
+            F.col(L.step_option(k)).alias("to"),
+        )
+        for k in range(n_opt)
+    ]
+    steps = (
+        env.join(F.broadcast(ranges), "budget_group")
+        .select("budget_group", "customer_id", "lo", "hi", F.inline(F.array(*structs)))
+        .where(F.col("bucket").between(F.col("lo"), F.col("hi")))
+        .drop("lo", "hi", "bucket")
+        .toPandas()
+    )
+    for g, (_, _, spent_above, value_above) in plan.ranges.items():
+        s = steps[steps["budget_group"] == g].sort_values(
+            ["lam", "customer_id", "step"], ascending=[False, True, True]
+        )
+        first = s.groupby("customer_id")["step"].transform("min").to_numpy()
+        done = settle(
+            problem.budgets[g],
+            spent_above,
+            value_above,
+            s["lam"].to_numpy(),
+            s["d_value"].to_numpy(),
+            s["d_cost"].to_numpy(),
+            s["customer_id"].to_numpy(),
+            s["step"].to_numpy(),
+            first,
+        )
+        lam[g] = done.lam
+        dual[g] = plan.base_value[g] + done.dual_bound
+        taken = s[done.taken].sort_values("step")
+        forced.update(zip(taken["customer_id"].tolist(), taken["to"].tolist(), strict=True))
+    return lam, dual, forced
+
+
+def solve_exact_groups(
+    env: DataFrame, plan: Plan, problem: Problem, n_opt: int
+) -> tuple[dict[str, float], dict[int, int]]:
+    """Optimal choices of the small groups (one pass); their dual bound is the optimum."""
+    spark = env.sparkSession
+    groups = spark.createDataFrame([(g,) for g in plan.exact], "budget_group string")
+    objectives = [L.objective(j) for j in range(n_opt)]
+    costs = [L.cost(j) for j in range(n_opt)]
+    rows = (
+        env.join(F.broadcast(groups), "budget_group")
+        .select("budget_group", "customer_id", *objectives, *costs)
+        .toPandas()
+    )
+    dual: dict[str, float] = {}
+    forced: dict[int, int] = {}
+    for g in plan.exact:
+        r = rows[rows["budget_group"] == g].sort_values("customer_id")
+        u = r[objectives].to_numpy(dtype=float)
+        c = r[costs].to_numpy(dtype=float)
+        choice, best = solve_exact(
+            u, c, problem.budgets[g], time_limit_s=problem.exact_time_limit_s
+        )
+        dual[g] = best
+        forced.update(zip(r["customer_id"].tolist(), choice.tolist(), strict=True))
+    return dual, forced

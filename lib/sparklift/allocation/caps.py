@@ -1,0 +1,100 @@
+"""Voucher caps: the rounds that move the cap multipliers mu towards the caps.
+
+Each round histograms, per capped voucher, the margin by which each customer prefers it
+at the current (lambda, mu) (:func:`cap_round`, one pass); every mu then moves at once
+(synchronous coordinate descent) towards where the counts meet the caps, damped
+(:class:`Damping`). The final choices keep, per capped voucher, the ``cap`` customers
+with the largest margin (:func:`margin`), so caps hold whatever the rounds reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from sparklift.allocation import layout as L
+
+
+def net(n_opt: int, mu: np.ndarray, lam: Column) -> list[Column]:
+    """Per option u - mu - lambda max(c, 0) where the option can be chosen (u > 0)."""
+    return [
+        F.when(
+            F.col(L.objective(j)) > 0,
+            F.col(L.objective(j)) - float(mu[j]) - lam * F.greatest(F.col(L.cost(j)), F.lit(0.0)),
+        )
+        for j in range(n_opt)
+    ]
+
+
+def margin(net: list[Column], j: int) -> Column:
+    """How far option j beats the customer's best alternative (nothing = 0)."""
+    others = [F.lit(0.0), *[a for k, a in enumerate(net) if k != j]]
+    best_other = F.greatest(*others) if len(others) > 1 else others[0]
+    return net[j] - best_other
+
+
+def lambda_frame(env: DataFrame, lam: Mapping[str, float]) -> DataFrame:
+    """Each budget group's lambda, to broadcast-join onto the customers."""
+    return env.sparkSession.createDataFrame(
+        [(g, float(v)) for g, v in lam.items()], "budget_group string, lam double"
+    )
+
+
+def cap_round(
+    env: DataFrame,
+    lam: Mapping[str, float],
+    mu: np.ndarray,
+    caps: Mapping[int, int],
+    n_opt: int,
+) -> tuple[dict[int, int], np.ndarray]:
+    """Per capped option: how many customers take it at (lambda, mu), and the mu that
+    brings that count to its cap given the others' mu. One pass over ``env``."""
+    with_lam = env.join(F.broadcast(lambda_frame(env, lam)), "budget_group")
+    nets = net(n_opt, mu, F.col("lam"))
+    rows = [
+        F.struct(
+            F.lit(j).alias("option"),
+            F.floor(F.log2(margin(nets, j)) * L.PER_OCTAVE).cast("long").alias("bucket"),
+        )
+        for j in caps
+    ]
+    hist = (
+        with_lam.select(F.inline(F.array(*rows)))
+        .where(F.col("bucket").isNotNull())
+        .groupBy("option", "bucket")
+        .count()
+        .toPandas()
+    )
+    counts: dict[int, int] = {}
+    new_mu = mu.copy()
+    for j, cap in caps.items():
+        h = hist[hist["option"] == j].sort_values("bucket", ascending=False)
+        cum = h["count"].cumsum().to_numpy()
+        counts[j] = int(cum[-1]) if len(cum) else 0
+        over = np.flatnonzero(cum > cap)
+        # Everyone whose margin is above the crossing bucket keeps the option: <= cap.
+        new_mu[j] = 2.0 ** ((h["bucket"].iloc[over[0]] + 1) / L.PER_OCTAVE) if len(over) else 0.0
+    return counts, new_mu
+
+
+class Damping:
+    """The damped move of every mu towards its round's target: a voucher's step halves
+    each time its direction reverses (the synchronous best responses of substitute
+    vouchers overshoot each other) and grows back while it keeps its direction."""
+
+    def __init__(self, n_opt: int) -> None:
+        self.step_size = np.ones(n_opt)
+        self.last_direction = np.zeros(n_opt)
+
+    def step(self, mu: np.ndarray, target: np.ndarray) -> np.ndarray:
+        direction = np.sign(target - mu)
+        self.step_size = np.where(
+            direction * self.last_direction < 0,
+            self.step_size / 2,
+            np.minimum(self.step_size * 1.5, 1.0),
+        )
+        self.last_direction = np.where(direction != 0, direction, self.last_direction)
+        return np.maximum(mu + self.step_size * (target - mu), 0.0)

@@ -1,0 +1,218 @@
+"""The allocation's cached customer rows: one row per customer, built in Arrow batches.
+
+A row holds the customer's id and budget group, per option j its objective and cost
+uplift (:func:`objective`, :func:`cost`; null when absent or not finite), the input's
+defect counts (:data:`FLAGS`), and its envelope (:mod:`.envelope`): the option it takes
+at lambda = infinity and that option's value (``base_option``, ``base_value``), then per
+breakpoint k in decreasing lambda: the multiplier, its histogram bucket, the value and
+cost change of the step and the option it moves to (:func:`step_lambda` ...
+:func:`step_option`; null where the customer has fewer breakpoints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from sparklift.allocation.envelope import envelope
+from sparklift.tables.schema import spark_to_arrow
+
+PER_OCTAVE = 512
+FLAGS = ("dup", "bad", "other", "multi", "nogroup")
+BASE_OPTION = "base_option"
+BASE_VALUE = "base_value"
+
+
+def objective(j: int) -> str:
+    """Option j's objective uplift."""
+    return f"objective_{j}"
+
+
+def cost(j: int) -> str:
+    """Option j's cost uplift."""
+    return f"cost_{j}"
+
+
+def step_lambda(k: int) -> str:
+    """The multiplier at which the customer takes its breakpoint k."""
+    return f"step{k}_lambda"
+
+
+def step_bucket(k: int) -> str:
+    """The histogram bucket of :func:`step_lambda` (:func:`bucket`)."""
+    return f"step{k}_bucket"
+
+
+def step_value(k: int) -> str:
+    """The objective gained by breakpoint k."""
+    return f"step{k}_value"
+
+
+def step_cost(k: int) -> str:
+    """The cost added by breakpoint k."""
+    return f"step{k}_cost"
+
+
+def step_option(k: int) -> str:
+    """The option the customer holds after breakpoint k."""
+    return f"step{k}_option"
+
+
+def bucket(x: np.ndarray) -> np.ndarray:
+    """Histogram bucket of positive multipliers: 1/512 octave (0.14%) wide."""
+    return np.floor(np.log2(x) * PER_OCTAVE).astype(np.int64)
+
+
+def _input_fields(n_opt: int) -> list[StructField]:
+    return (
+        [StructField("customer_id", LongType()), StructField("budget_group", StringType())]
+        + [StructField(objective(j), DoubleType()) for j in range(n_opt)]
+        + [StructField(cost(j), DoubleType()) for j in range(n_opt)]
+        + [StructField(f, LongType()) for f in FLAGS]
+    )
+
+
+def _envelope_fields(n_opt: int) -> list[StructField]:
+    out = [StructField(BASE_OPTION, IntegerType()), StructField(BASE_VALUE, DoubleType())]
+    for k in range(n_opt):
+        out += [
+            StructField(step_lambda(k), DoubleType()),
+            StructField(step_bucket(k), LongType()),
+            StructField(step_value(k), DoubleType()),
+            StructField(step_cost(k), DoubleType()),
+            StructField(step_option(k), IntegerType()),
+        ]
+    return out
+
+
+def _pivot(rows: pa.Table, vouchers: pa.Array) -> list[pa.Array]:
+    """Rows sorted by (customer, voucher) -> one row per customer: id, group, objectives,
+    costs (null when absent or not finite) and the defect counts FLAGS."""
+    rows = rows.combine_chunks()
+    ids = rows["customer_id"].to_numpy()
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    cust = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    n, n_opt = len(starts), len(vouchers)
+    vid = pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
+    uo = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
+    uc = rows["uplift_cost"].to_numpy(zero_copy_only=False).astype(float)
+    known = vid >= 0
+    ok = known & np.isfinite(uo) & np.isfinite(uc)
+    again = np.r_[False, ~first[1:] & (vid[1:] == vid[:-1])] & known
+    group = rows["budget_group"].combine_chunks()
+    own_group = group.take(pa.array(starts[cust]))
+    moved = pc.fill_null(pc.not_equal(group, own_group), True).to_numpy(zero_copy_only=False)
+    count = lambda mask: pa.array(np.bincount(cust[mask], minlength=n), pa.int64())  # noqa: E731
+    u = np.full((n, n_opt), np.nan)
+    c = np.full((n, n_opt), np.nan)
+    u[cust[ok], vid[ok]] = uo[ok]
+    c[cust[ok], vid[ok]] = uc[ok]
+    return [
+        pa.array(ids[starts], pa.int64()),
+        group.take(pa.array(starts)),
+        *[pa.array(u[:, j], pa.float64(), mask=np.isnan(u[:, j])) for j in range(n_opt)],
+        *[pa.array(c[:, j], pa.float64(), mask=np.isnan(c[:, j])) for j in range(n_opt)],
+        count(again),  # dup
+        count(known & ~ok),  # bad
+        count(~known),  # other
+        count(moved & group.is_valid().to_numpy(zero_copy_only=False)),  # multi
+        count(~group.is_valid().to_numpy(zero_copy_only=False)),  # nogroup
+    ]
+
+
+def _envelope_arrays(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None) -> list[pa.Array]:
+    env = envelope(u, c, mu)
+    steps = np.isfinite(env.lam)
+    bk = bucket(np.where(steps, env.lam, 1.0))
+    out = [pa.array(env.base, pa.int32()), pa.array(env.base_value, pa.float64())]
+    for k in range(u.shape[1]):
+        absent = ~steps[:, k]
+        out += [
+            pa.array(env.lam[:, k], pa.float64(), mask=absent),
+            pa.array(bk[:, k], pa.int64(), mask=absent),
+            pa.array(env.d_value[:, k], pa.float64(), mask=absent),
+            pa.array(env.d_cost[:, k], pa.float64(), mask=absent),
+            pa.array(env.to[:, k], pa.int32(), mask=absent),
+        ]
+    return out
+
+
+def _finish(
+    inputs: list[pa.Array], n_opt: int, mu: np.ndarray | None, schema: pa.Schema
+) -> pa.RecordBatch:
+    u = np.column_stack([a.to_numpy(zero_copy_only=False) for a in inputs[2 : 2 + n_opt]])
+    c = np.column_stack(
+        [a.to_numpy(zero_copy_only=False) for a in inputs[2 + n_opt : 2 + 2 * n_opt]]
+    )
+    return pa.RecordBatch.from_arrays(inputs + _envelope_arrays(u, c, mu), schema=schema)
+
+
+def typed(scores: DataFrame) -> DataFrame:
+    """The columns of ``uplift_scores`` the allocation reads, with the types it needs."""
+    return scores.select(
+        F.col("customer_id").cast("long").alias("customer_id"),
+        F.col("budget_group").cast("string").alias("budget_group"),
+        F.col("voucher_id").cast("string").alias("voucher_id"),
+        F.col("uplift_objective").cast("double").alias("uplift_objective"),
+        F.col("uplift_cost").cast("double").alias("uplift_cost"),
+    )
+
+
+def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None) -> DataFrame:
+    """One row per customer of ``scores`` in the layout above, its envelope at cap
+    multipliers ``mu`` (none: zero).
+
+    The scores move once, hash-partitioned by customer and sorted within partitions;
+    each Python worker then pivots consecutive rows (a customer cut by a batch boundary
+    waits for the next batch): far cheaper than a Spark pivot aggregation.
+    """
+    n_opt = len(vouchers)
+    schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
+    arrow = spark_to_arrow(schema)
+    names = pa.array(list(vouchers), pa.string())
+
+    def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        carry: pa.Table | None = None
+        for b in batches:
+            t = pa.Table.from_batches([b])
+            t = t if carry is None else pa.concat_tables([carry, t])
+            if t.num_rows == 0:
+                continue
+            ids = t["customer_id"].to_numpy()
+            cut = int(np.searchsorted(ids, ids[-1]))  # the last customer may go on
+            carry = t.slice(cut)
+            if cut:
+                yield _finish(_pivot(t.slice(0, cut), names), n_opt, mu, arrow)
+        if carry is not None and carry.num_rows:
+            yield _finish(_pivot(carry, names), n_opt, mu, arrow)
+
+    rows = typed(scores)
+    by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
+    return by_customer.mapInArrow(build, schema)
+
+
+def envelopes(env: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
+    """The same customers' envelopes at other cap multipliers ``mu``."""
+    inputs = [f.name for f in _input_fields(n_opt)]
+    schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
+    arrow = spark_to_arrow(schema)
+
+    def again(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            yield _finish([b.column(name) for name in inputs], n_opt, mu, arrow)
+
+    return env.select(*inputs).mapInArrow(again, schema)

@@ -1,0 +1,99 @@
+"""The voucher tables: uplift models and scores, allocations and their summaries."""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    TimestampType,
+)
+
+from sparklift.contracts.contract import TableContract, fields
+
+UPLIFT_MODELS = TableContract(
+    "uplift_models",
+    fields(
+        ("model_id", StringType()),
+        ("run_date", DateType()),
+        ("trained_at", TimestampType()),
+        ("learner", StringType()),
+        ("vouchers", ArrayType(StringType())),
+        ("features", ArrayType(StringType())),
+        ("train_rows", LongType()),
+        ("holdout_rows", LongType()),
+        ("metrics", StringType()),  # randomization checks and held-out metrics, JSON
+        ("artifact_path", StringType()),
+        ("artifact_sha256", StringType()),  # of model.pkl, checked before unpickling
+    ),
+    partition_by=("model_id",),
+    key=("model_id",),
+    description="trained model",
+)
+
+UPLIFT_SCORES = TableContract(
+    "uplift_scores",
+    fields(
+        ("run_date", DateType()),
+        ("customer_id", LongType()),
+        ("budget_group", StringType()),
+        ("voucher_id", StringType()),
+        ("uplift_objective", DoubleType()),
+        ("uplift_cost", DoubleType()),
+        ("model_id", StringType()),
+    ),
+    partition_by=("run_date",),
+    key=("run_date", "customer_id", "voucher_id"),
+    description="customer x voucher of a run date's customers snapshot",
+)
+
+ALLOCATIONS = TableContract(
+    "allocations",
+    fields(
+        ("run_date", DateType()),
+        ("campaign_id", StringType()),
+        ("run_id", StringType()),
+        ("customer_id", LongType()),
+        ("budget_group", StringType()),
+        ("voucher_id", StringType()),
+        ("expected_uplift", DoubleType()),
+        ("expected_cost", DoubleType()),
+        ("model_id", StringType()),
+    ),
+    partition_by=("run_date", "campaign_id", "run_id"),
+    key=("run_date", "campaign_id", "run_id", "customer_id"),
+    description="allocated customer of a run (the run allocation_summary names is published)",
+)
+
+ALLOCATION_SUMMARY = TableContract(
+    "allocation_summary",
+    fields(
+        ("run_date", DateType()),
+        ("campaign_id", StringType()),
+        ("run_id", StringType()),
+        ("budget_group", StringType()),
+        ("budget", DoubleType()),
+        ("spent", DoubleType()),
+        ("objective", DoubleType()),
+        ("dual_bound", DoubleType()),
+        ("gap", DoubleType()),
+        ("gap_rel", DoubleType()),
+        ("lambda", DoubleType()),
+        ("n_customers", LongType()),
+        ("n_allocated", LongType()),
+        ("voucher_counts", MapType(StringType(), LongType())),
+        ("cap_multipliers", MapType(StringType(), DoubleType())),
+        ("solver", StringType()),
+        ("passes", LongType()),
+        ("model_id", StringType()),
+        ("computed_at", TimestampType()),
+    ),
+    partition_by=("run_date", "campaign_id"),
+    key=("run_date", "campaign_id", "budget_group"),
+    description="run date x campaign x budget group (the commit point: it names run_id)",
+)
+
+CONTRACTS = (UPLIFT_MODELS, UPLIFT_SCORES, ALLOCATIONS, ALLOCATION_SUMMARY)
