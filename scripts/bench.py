@@ -1,7 +1,8 @@
 """Benchmarks. ``python scripts/bench.py features [--rows N]`` | ``design [--zones G]`` |
 ``did [--rows N] [--no-peer]`` | ``score [--sizes 1e6,3e6,1e7]`` | ``uplift`` |
 ``allocate [--customers N] [--exact-sizes 1e4,3e4,1e5]`` |
-``write [--rows N] [--repeats R] [--diagnose]``.
+``write [--rows N] [--repeats R] [--diagnose]`` |
+``sequential [--worlds W] [--zones G] [--users U]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -16,7 +17,7 @@ import shutil
 import sys
 import tempfile
 
-from benchmarks import allocate, design, did, features, score, uplift, write
+from benchmarks import allocate, design, did, features, score, sequential, uplift, write
 
 BENCHMARKS = {
     "features": features,
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "uplift": uplift,
     "allocate": allocate,
     "write": write,
+    "sequential": sequential,
 }
 
 

@@ -41,7 +41,7 @@ gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/feat
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
              "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
-             "geo_results", "uplift_models", "uplift_scores", "allocations",
+             "geo_results", "geo_sequential", "uplift_models", "uplift_scores", "allocations",
              "allocation_summary", "pipeline_runs"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
@@ -62,13 +62,21 @@ print(f"\nGeo design {design['experiment_id']}: {design['status']}, {design['zon
 checks = read_pandas(f"{d}/geo_design_checks")
 checks = checks[checks.experiment_id == design["experiment_id"]]
 print(checks[["metric", "variant", "aa_estimate", "aa_se", "tost_p", "equivalent", "mde_relative",
-              "power"]].round(4).to_string(index=False))
+              "power", "sequential_power", "expected_days_target", "expected_days_h0"]]
+      .round(4).to_string(index=False))
 res = on_day(read_pandas(f"{d}/geo_results"))
 res = res[(res.experiment_id == "synthetic_geo") & res.term.isin(["att", "lift"]) & (res.cov_type == "zone")]
 print(f"\nAnalysis of synthetic_geo on {day} (zone-clustered; true ATT: orders {truth['att']['orders']:.4f}, "
       f"gmv {truth['att']['gmv']:.4f}; relative {truth['relative_att']['orders']:.1%}):")
 print(res[["metric", "term", "estimate", "ci_low", "ci_high", "p_value", "wild_p", "ri_p",
            "pretrend_p"]].round(4).to_string(index=False))
+seq = read_pandas(f"{d}/geo_sequential")
+seq = seq[seq.experiment_id == "synthetic_geo"].sort_values(["run_date", "metric"])
+exp = read_pandas(f"{d}/geo_experiments").set_index("experiment_id").loc["synthetic_geo"]
+print(f"\nSequential looks of synthetic_geo (looks {[str(x) for x in exp.look_dates]}; status "
+      f"{exp.status}{'' if exp.reason is None else ': ' + exp.reason}):")
+print(seq[["run_date", "metric", "decision_point", "information_fraction", "z", "efficacy_bound",
+           "decision", "rci_low", "rci_high"]].round(4).to_string(index=False))
 model = read_pandas(f"{d}/uplift_models").sort_values("trained_at").iloc[-1]
 m = json.loads(model.metrics)
 print(f"\nUplift model {model.model_id} ({model.learner}, {model.train_rows:,} training rows, "

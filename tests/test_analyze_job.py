@@ -6,9 +6,11 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
+from scipy import stats
 
 from sparklift.cli import main
 from sparklift.config import load_config
@@ -70,6 +72,50 @@ def test_analyze_recovers_the_planted_effect(warehouse, capsys):
     before = version(warehouse)
     assert analyze(warehouse, "synthetic_geo") == 0
     assert version(warehouse) == before + 1 and len(results(warehouse)) == len(res)
+
+
+@pytest.mark.e2e
+def test_strong_effect_concludes_early_and_the_pipeline_stops_analysing_it(warehouse, capsys):
+    """The planted effect (lift 0.3, start 2026-03-18, end 2026-03-31, weekly looks) crosses
+    its O'Brien-Fleming bound at the first look; the pipeline then stops analysing it."""
+    sets = ["--set", f"tables.base_path={warehouse}", "--set", "analysis.ri_draws=0",
+            "--set", "analysis.wild_bootstrap_draws=99"]  # fmt: skip
+    days = ["--start", "2026-03-23", "--end", "2026-03-25", "--steps", "analyze"]
+    assert main(["pipeline", *days, *sets]) == 0
+    seq = read_pandas(str(warehouse / "geo_sequential"))
+    seq = seq[seq["experiment_id"] == "synthetic_geo"].assign(
+        run_date=lambda d: pd.to_datetime(d["run_date"]).dt.date.astype(str)
+    )
+    before = seq[seq["run_date"] == "2026-03-23"]
+    assert len(before) == 3 and not before["decision_point"].any()
+    assert before["decision"].isna().all() and before["z"].notna().all()
+    look = seq[seq["run_date"] == "2026-03-24"].set_index("metric")
+    assert look["decision_point"].all() and (look["look"] == 1).all()
+    # No design run: calendar information, 7 of 14 days; alpha 0.05 / 2 primary metrics,
+    # two-sided O'Brien-Fleming-type: each side spends g(t) = 2 - 2 Phi(z_{1-a/4} / sqrt(t)).
+    assert (look["information_fraction"] == 0.5).all()
+    g = 2 - 2 * stats.norm.cdf(stats.norm.isf(0.025 / 4) / np.sqrt(0.5))
+    assert look["efficacy_bound"].to_numpy() == pytest.approx(stats.norm.isf(g), abs=1e-4)
+    assert look.loc["orders", "decision"] == "efficacy" and look.loc["orders", "z"] > 4
+    assert set(look["variant_decision"]) == {"efficacy"}
+    assert {g["gate"] for g in look.loc["orders", "gates"]} == {
+        "traffic", "mix:tenure_days", "mix:new_users", "pretrend",
+    }  # fmt: skip
+    # The repeated CI holds the planted per user-day effect of the post days so far.
+    truth = json.loads((warehouse / "generator_truth.json").read_text())["geo"]["att"]["orders"]
+    assert look.loc["orders", "rci_low"] < truth < look.loc["orders", "rci_high"]
+    assert 0 < look.loc["orders", "final_p"] < 1e-4
+    exp = read_pandas(str(warehouse / "geo_experiments")).set_index("experiment_id")
+    exp = exp.loc["synthetic_geo"]
+    assert exp["status"] == "concluded" and str(exp["concluded_on"])[:10] == "2026-03-24"
+    assert exp["reason"] == "treatment: efficacy on 2026-03-24"
+    runs = read_pandas(str(warehouse / "pipeline_runs"))
+    planned = runs.groupby(pd.to_datetime(runs["run_date"]).dt.date.astype(str))["step"].apply(set)
+    assert planned.get("2026-03-24") == {"analyze:synthetic_geo"}
+    assert "analyze:synthetic_geo" not in planned.get("2026-03-25", set())
+    capsys.readouterr()
+    assert analyze(warehouse, "synthetic_geo", "2026-03-26") == 2
+    assert "concluded on 2026-03-24" in capsys.readouterr().err
 
 
 def register(wh: Path, experiment_id: str, assignment: pd.DataFrame, **over) -> None:

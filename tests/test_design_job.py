@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.errors import InputError
-from sparklift.jobs import JobContext
+from sparklift.jobs import JobContext, write_records
 from sparklift.jobs import design as design_job
 from sparklift.jobs.analyze import load_design
 from sparklift.tables import Catalog
@@ -74,7 +74,7 @@ def versions(wh: Path) -> dict[str, int | None]:
 
 
 @pytest.mark.e2e
-def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, capsys):
+def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, spark, capsys):
     assert design(warehouse, experiment(tmp_path)) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["status"] == "accepted" and summary["zones"] == 16
@@ -100,6 +100,18 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, ca
     act = act[act["zone_id"].isin(a["zone_id"]) & (pd.to_datetime(act["date"]) > "2026-04-02")]
     assert checks.loc["orders", "baseline_mean"] == pytest.approx(act["orders"].mean())
     assert checks.loc["orders", "n_obs"] == len(act) and checks.loc["orders", "n_days"] == 28
+    # The sequential plan: weekly looks, alpha split over the two primary metrics; the
+    # information at the first look from the AA fit at its 7 days against the full 14.
+    assert list(exp["look_dates"]) == [dt.date(2026, 5, 10), dt.date(2026, 5, 17)]
+    assert exp["alpha_per_test"] == pytest.approx(0.025)
+    assert checks["max_information"].to_numpy() == pytest.approx(1 / checks["aa_se"] ** 2)
+    for r in checks.itertuples():
+        assert 0 < r.planned_fractions[0] < 1 and r.planned_fractions[1] == 1.0
+        assert min(r.planned_upper) > 2.2414  # above the fixed bound z_{1 - 0.025 / 2}
+        assert list(r.planned_lower) == pytest.approx([-u for u in r.planned_upper])
+        assert 1 < r.inflation < 1.05 and r.sequential_power < r.power
+        assert 1 <= r.decision_df < 15 and r.sequential_mde > r.mde  # G* - 1 < G - 1
+        assert 13 < r.expected_days_h0 <= 14 and 7 < r.expected_days_target < 14
 
     # Same seed, same design; a second, overlapping experiment avoids these zones.
     assert design(warehouse, experiment(tmp_path)) == 0
@@ -113,6 +125,18 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, ca
     assert design(warehouse, experiment(tmp_path, experiment_id="exp_b", seed=9)) == 0
     b = table(warehouse, "geo_assignments")
     assert not set(b.loc[b["experiment_id"] == "exp_b", "zone_id"]) & set(a["zone_id"])
+
+    # Once a look of exp_a is recorded, its plan is fixed: another plan is refused.
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={warehouse}"]).tables)
+    look = {"experiment_id": "exp_a", "run_date": dt.date(2026, 5, 10), "look": 1,
+            "metric": "orders", "variant": "treat", "decision_point": True}  # fmt: skip
+    write_records(catalog, "geo_sequential", [look])
+    before = versions(warehouse)
+    capsys.readouterr()
+    assert design(warehouse, experiment(tmp_path, sequential={"looks": 4})) == 2
+    err = capsys.readouterr().err
+    assert "its sequential looks began on 2026-05-10" in err and "a plan is fixed" in err
+    assert versions(warehouse) == before
 
 
 @pytest.mark.e2e
@@ -141,6 +165,9 @@ def test_failed_aa_check_rejects_unless_accepted_anyway(warehouse, tmp_path, cap
         ({"pre_days": 40}, 3, "no rows on"),
         ({"metrics": [{"name": "basket"}]}, 2, "no columns ['basket']"),
         ({"exclude_zones": [999]}, 2, "zones [999] are not in table zones"),
+        ({"sequential": {"looks": ["2026-05-10", "2026-05-20"]}}, 2, "'2026-05-20'] are outside"),
+        ({"sequential": {"spending": "wang"}}, 2, "sequential.spending: Input should be 'obf'"),
+        ({"alpha": 0.6}, 2, "alpha: Input should be less than or equal to 0.5"),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(
@@ -210,7 +237,8 @@ def published_design(wh: Path, experiment_id: str, backend: str) -> tuple[int, p
     conf = load_config(overrides=[f"tables.base_path={wh}", f"tables.backend={backend}"])
     spark = SparkSession.getActiveSession()
     ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date.fromisoformat(RUN_DATE))
-    spec, assignment = load_design(ctx, experiment_id)
+    design = load_design(ctx, experiment_id)
+    spec, assignment = design.spec, design.assignment
     return spec.seed, assignment.sort_values("zone_id").reset_index(drop=True)
 
 

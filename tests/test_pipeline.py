@@ -136,7 +136,12 @@ def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
         assert version == DeltaTable(str(wh / name)).version()
     results = read_pandas(str(wh / "geo_results"))
     analysis = dict(runs.loc["analyze:synthetic_geo", "output_rows"])
-    assert analysis == {"geo_results": len(results)} and len(results) > 0
+    # DAY is the planted experiment's end: its final look concludes it (geo_experiments).
+    looks = read_pandas(str(wh / "geo_sequential"))
+    assert analysis == {
+        "geo_results": len(results), "geo_sequential": len(looks), "geo_experiments": 1,
+    }  # fmt: skip
+    assert len(results) > 0 and len(looks) == 3  # orders, gmv, visits x 1 treatment
     assert (runs["app_id"].str.startswith("local-")).all()
     assert runs["pipeline_run_id"].nunique() == 1
 
@@ -154,7 +159,8 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     # does not exist in the scores: both bad input for their own step only.
     catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
     experiments = catalog.read("geo_experiments")
-    broken = experiments.limit(1).toPandas().assign(experiment_id="broken")
+    broken = experiments.limit(1).toPandas()
+    broken = broken.assign(experiment_id="broken", status="accepted", concluded_on=None)
     broken["end"] = DAY + dt.timedelta(days=1)
     catalog.write("geo_experiments", spark.createDataFrame(broken, experiments.schema))
     (wh / "typo.yaml").write_text(json.dumps({"campaign_id": "typo", "budgets": {"NLL": 10}}))

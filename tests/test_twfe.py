@@ -13,6 +13,7 @@ from linearmodels import PanelOLS
 
 from sparklift.errors import InputError
 from sparklift.geo.cells import cell_stats
+from sparklift.stats.clusters import effective_clusters, within_cell_correlation
 from sparklift.stats.ssc import FIXEST, LINEARMODELS
 from sparklift.stats.twfe import CellStats, TwfeFit
 
@@ -254,3 +255,34 @@ def test_nan_and_infinite_metric_values_are_named_with_an_example(spark):
         r"\(column: rows\), e\.g\. at zone_id=\d, date=2026-01-0\d",
     ):
         cell_stats(rows, ["gmv", "orders"])
+
+
+def test_effective_clusters_equal_a_dense_regression_and_the_balanced_limit():
+    """G* from cell statistics against the rows of the dense dummy regression (zone and day
+    dummies, covariates): influence weights w_i = a'(X'X)^{-1} x_i, residuals e_i, the
+    within-zone-day correlation rho and Carter et al.'s gamma_g, computed row by row."""
+    df = panel(5, zones=14, days=9, arms=2, balanced=False)
+    names = ["d1", "x1", "x2"]
+    fit = fit_cells(df, names[:1], tuple(names[1:]))
+    zone = pd.get_dummies(df["zone"], drop_first=False).to_numpy(float)
+    day = pd.get_dummies(df["day"], drop_first=True).to_numpy(float)
+    x = np.column_stack([df[names].to_numpy(), zone, day])
+    coef, *_ = np.linalg.lstsq(x, df["y"].to_numpy(), rcond=None)
+    rows = df.assign(w=np.linalg.solve(x.T @ x, x.T)[0], e=df["y"].to_numpy() - x @ coef)
+    by_cell = rows.groupby(["zone", "day"])
+    n = by_cell.size()
+    s2 = (rows["e"] ** 2).mean()
+    rho = ((by_cell["e"].sum() ** 2 - by_cell["e"].apply(lambda e: (e**2).sum())).sum()
+           / (s2 * (n * (n - 1)).sum()))  # fmt: skip
+    assert 0 < rho < 1 and within_cell_correlation(fit) == pytest.approx(rho, rel=1e-7)
+    own = by_cell["w"].apply(lambda w: (w**2).sum())
+    cell = (1 - rho) * own + rho * by_cell["w"].sum() ** 2
+    gamma = cell.groupby(level="zone").sum().to_numpy()
+    expected = len(gamma) / (1 + gamma.var() / gamma.mean() ** 2)
+    assert effective_clusters(fit, "d1") == pytest.approx(expected, rel=1e-7)
+    assert effective_clusters(fit, "d1") < 14
+    # Zones that weigh alike: the same users in every zone on every day, half treated.
+    even = df.groupby(["zone", "day"]).head(1)
+    even = pd.concat([even.assign(user=even["user"] + k) for k in range(3)])
+    even = even.assign(d1=((even["zone"] % 2 == 0) & (even["day"] >= 6)) * 1.0)
+    assert effective_clusters(fit_cells(even, ["d1"], ()), "d1") == pytest.approx(14, rel=1e-9)

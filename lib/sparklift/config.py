@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -152,6 +153,39 @@ class FeaturesConfig(_Strict):
         return self
 
 
+SPENDING_FUNCTIONS = ("obf", "pocock", "hsd", "power")
+
+
+class FutilityConfig(_Strict):
+    """A futility band from beta spending: stop a variant that will not reach efficacy."""
+
+    spending: Literal[SPENDING_FUNCTIONS]  # type: ignore[valid-type]
+    param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)
+    binding: bool = False  # non-binding: efficacy bounds ignore futility (stopping optional)
+
+
+class SequentialConfig(_Strict):
+    """A group sequential plan: where alpha is spent, so that daily looks stay valid.
+
+    ``looks``: every N days from the start (an int), or the look dates; the end of the
+    experiment is always the last look (its maximum duration)."""
+
+    spending: Literal[SPENDING_FUNCTIONS]  # type: ignore[valid-type]
+    param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)
+    sides: Literal[1, 2]  # 2: efficacy above, harm below; 1: efficacy only
+    looks: int | list[dt.date]
+    futility: FutilityConfig | None = None
+
+    @field_validator("looks")
+    @classmethod
+    def _looks(cls, looks: int | list[dt.date]) -> int | list[dt.date]:
+        if isinstance(looks, int) and looks < 1:
+            raise ValueError(f"looks every {looks} days: expected at least 1")
+        if isinstance(looks, list) and any(b <= a for a, b in itertools.pairwise(looks)):
+            raise ValueError(f"look dates must be strictly increasing, got {looks}")
+        return looks
+
+
 class DesignConfig(_Strict):
     """Defaults of every experiment's design; an experiment file may override each."""
 
@@ -159,17 +193,27 @@ class DesignConfig(_Strict):
     pca_components: int = Field(ge=1)
     features: list[str] | None  # matching features; null = every zone_day_features feature
     pre_days: int = Field(ge=2)
-    alpha: float = Field(gt=0, lt=0.5)
+    alpha: float = Field(gt=0, le=0.5)
     power: float = Field(gt=0, lt=1)
     margin: float = Field(gt=0)  # AA equivalence margin, relative to the metric's mean
     target_effect: float  # relative effect at which power is reported
     convention: Literal[tuple(CONVENTIONS)]  # type: ignore[valid-type]  # small-sample
+    sequential: SequentialConfig | None  # null: one look, at the end (a fixed horizon)
 
     @model_validator(mode="after")
     def _nonzero_target(self) -> DesignConfig:
         if self.target_effect == 0:
             raise ValueError("target_effect must be non-zero (a relative effect, e.g. 0.03)")
         return self
+
+
+class GatesConfig(_Strict):
+    """Checks before a sequential decision is reported; a failing gate makes it invalid."""
+
+    traffic_p: float = Field(gt=0, lt=1)  # user-days per variant post against pre shares
+    mix: dict[str, str]  # name -> SQL expression over user_activity columns (per user-day)
+    mix_p: float = Field(gt=0, lt=1)  # the treatment's DiD effect on each mix expression
+    pretrend_p: float = Field(gt=0, lt=1)  # the event study's joint pre-trend test
 
 
 class AnalysisConfig(_Strict):
@@ -180,6 +224,7 @@ class AnalysisConfig(_Strict):
     ri_draws: int = Field(ge=0)  # 0 turns randomization inference off
     seed: int
     event_study: bool
+    gates: GatesConfig
 
 
 class UpliftConfig(_Strict):

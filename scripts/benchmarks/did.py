@@ -75,7 +75,8 @@ def bench_did(rows: int, workdir: str, peer: bool) -> None:
     summary, t_gen = timed(lambda: generate_job.run(ctx, gen))
     n = summary["user_activity"]
     print(f"  generated {n:,} rows in {t_gen:.0f}s", flush=True)
-    planted, assignment = load_design(ctx, PLANTED_EXPERIMENT)
+    design = load_design(ctx, PLANTED_EXPERIMENT)
+    planted, assignment = design.spec, design.assignment
     zones = sorted(int(z) for z in ctx.catalog.read("zones").toPandas()["zone_id"])
     planted_treated = assignment.loc[assignment["variant"] == "treatment", "zone_id"]
     treated = sorted(int(z) for z in planted_treated)

@@ -11,6 +11,8 @@ from pyspark.sql.types import (
     LongType,
     MapType,
     StringType,
+    StructField,
+    StructType,
     TimestampType,
 )
 
@@ -31,8 +33,8 @@ GEO_EXPERIMENTS = TableContract(
     fields(
         ("experiment_id", StringType()),
         ("design_id", StringType()),  # the design run whose assignments and checks are current
-        ("status", StringType()),  # accepted | rejected | accepted_anyway
-        ("reason", StringType()),
+        ("status", StringType()),  # accepted | rejected | accepted_anyway | concluded
+        ("reason", StringType()),  # why rejected, or each variant's sequential decision
         ("variants", ArrayType(StringType())),  # the control first
         ("zones_per_variant", IntegerType()),
         ("pre_start", DateType()),
@@ -56,6 +58,10 @@ GEO_EXPERIMENTS = TableContract(
         ("design_run_date", DateType()),
         ("designed_at", TimestampType()),
         ("spec", StringType()),  # the validated experiment file, JSON
+        ("sequential", StringType()),  # the sequential plan, JSON (null: a fixed horizon)
+        ("alpha_per_test", DoubleType()),  # alpha / (treatments x primary metrics)
+        ("look_dates", ArrayType(DateType())),  # the planned looks; the end is the last
+        ("concluded_on", DateType()),  # the look at which every treatment had stopped
     ),
     partition_by=("experiment_id",),
     key=("experiment_id",),
@@ -101,6 +107,16 @@ GEO_DESIGN_CHECKS = TableContract(
         ("n_zones", IntegerType()),
         ("n_days", IntegerType()),
         ("cov_type", StringType()),  # zone (the convention: geo_experiments.convention)
+        ("max_information", DoubleType()),  # 1 / se^2 at the planned duration
+        ("planned_fractions", ArrayType(DoubleType())),  # (se_K / se_k)^2 at each look
+        ("planned_upper", ArrayType(DoubleType())),  # efficacy z bound per look
+        ("planned_lower", ArrayType(DoubleType())),  # futility (or -upper) per look; null: none
+        ("inflation", DoubleType()),  # I_max / I_fixed of the plan
+        ("decision_df", DoubleType()),  # G* - 1: the t reference of sequential decisions
+        ("sequential_mde", DoubleType()),  # effect the plan detects with the design's power
+        ("sequential_power", DoubleType()),  # power of the plan at target_effect
+        ("expected_days_h0", DoubleType()),  # expected duration with no effect
+        ("expected_days_target", DoubleType()),  # expected duration at target_effect
     ),
     partition_by=("experiment_id", "design_id"),
     key=("experiment_id", "design_id", "metric", "variant"),
@@ -133,6 +149,7 @@ GEO_RESULTS = TableContract(
         ("n_obs", LongType()),
         ("n_zones", IntegerType()),
         ("n_days", IntegerType()),
+        ("decision_point", BooleanType()),  # the run date is a look of the sequential plan
         ("computed_at", TimestampType()),
     ),
     partition_by=("experiment_id", "run_date"),
@@ -140,4 +157,54 @@ GEO_RESULTS = TableContract(
     description="experiment x run date x metric x variant x term (att, lift, week) x covariance",
 )
 
-CONTRACTS = (ZONE_DAY_FEATURES, GEO_EXPERIMENTS, GEO_ASSIGNMENTS, GEO_DESIGN_CHECKS, GEO_RESULTS)
+GATE = StructType(
+    [
+        StructField("gate", StringType()),  # traffic | mix:<name> | pretrend
+        StructField("statistic", DoubleType()),
+        StructField("p_value", DoubleType()),
+        StructField("threshold", DoubleType()),  # fails when p_value < threshold
+    ]
+)
+
+GEO_SEQUENTIAL = TableContract(
+    "geo_sequential",
+    fields(
+        ("experiment_id", StringType()),
+        ("run_date", DateType()),
+        ("design_id", StringType()),
+        ("metric", StringType()),
+        ("variant", StringType()),
+        ("primary", BooleanType()),
+        ("decision_point", BooleanType()),  # a look of the plan (else: the daily path)
+        ("look", IntegerType()),  # 1, 2, ... among the looks made
+        ("information_fraction", DoubleType()),  # (se at the planned end / se now)^2
+        ("estimate", DoubleType()),
+        ("se", DoubleType()),
+        ("z", DoubleType()),  # the t statistic on the normal scale
+        ("efficacy_bound", DoubleType()),
+        ("harm_bound", DoubleType()),  # two-sided plans
+        ("futility_bound", DoubleType()),  # plans with futility
+        ("alpha_spent", DoubleType()),  # cumulative, of this comparison's alpha_per_test
+        ("decision", StringType()),  # continue|efficacy|harm|futility|no_effect|invalid|stopped
+        ("variant_decision", StringType()),  # the variant's, from its primary metrics
+        ("reason", StringType()),
+        ("rci_low", DoubleType()),  # repeated confidence interval
+        ("rci_high", DoubleType()),
+        ("final_p", DoubleType()),  # stage-wise ordering p-value, at a stop
+        ("median_unbiased", DoubleType()),  # median unbiased estimate, at a stop
+        ("gates", ArrayType(GATE)),
+        ("computed_at", TimestampType()),
+    ),
+    partition_by=("experiment_id", "run_date"),
+    key=("experiment_id", "run_date", "metric", "variant"),
+    description="experiment x run date x metric x variant: the sequential look",
+)
+
+CONTRACTS = (
+    ZONE_DAY_FEATURES,
+    GEO_EXPERIMENTS,
+    GEO_ASSIGNMENTS,
+    GEO_DESIGN_CHECKS,
+    GEO_RESULTS,
+    GEO_SEQUENTIAL,
+)

@@ -15,9 +15,11 @@ import datetime as dt
 import functools
 import itertools
 import operator
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -37,11 +39,13 @@ def experiment_cells(
     first: dt.date,
     last: dt.date,
     fourth_moments: bool = False,
+    extra: Mapping[str, str] | None = None,
 ) -> CellStats:
     """Cell statistics of the experiment's metrics and covariates over ``user_activity``
     rows of the zones ``zone_ids`` from ``first`` to ``last``, in one aggregation; with
     ``fourth_moments`` also the products the robust covariance needs (covariates and one
-    metric at a time)."""
+    metric at a time); ``extra`` adds columns name -> SQL expression over the rows (the
+    decision gates' mix expressions)."""
     activity = catalog.read("user_activity", where=[("date", ">=", first), ("date", "<=", last)])
     metrics = [m.name for m in spec.metrics]
     columns = metrics + list(spec.covariates)
@@ -54,7 +58,18 @@ def experiment_cells(
     zones = catalog.spark.createDataFrame([(int(z),) for z in zone_ids], "zone_id int")
     rows = activity.join(F.broadcast(zones), "zone_id", "left_semi")
     higher = [[*spec.covariates, m] for m in metrics] if fourth_moments else None
-    return cell_stats(rows.select("zone_id", "date", *columns), columns, higher=higher)
+    derived = []
+    for name, expression in (extra or {}).items():
+        try:
+            derived.append(F.expr(expression).cast("double").alias(name))
+            rows.select(derived[-1]).schema  # noqa: B018  (analysed here: errors name it)
+        except AnalysisException as e:
+            raise InputError(
+                f"{name}: expression {expression!r} over table user_activity does not "
+                f"resolve ({e.getMessage().splitlines()[0]})"
+            ) from None
+    rows = rows.select("zone_id", "date", *columns, *derived)
+    return cell_stats(rows, columns + list(extra or {}), higher=higher)
 
 
 def cell_stats(

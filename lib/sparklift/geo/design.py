@@ -9,7 +9,8 @@ The steps (inputs are small driver-side frames; the job does the I/O):
    each metric with this assignment (zone-clustered): its standard error gives the MDE, the
    power at the target effect and the zones needed (:mod:`sparklift.stats.power`), and its
    estimate must be equivalent to zero within the margin (TOST,
-   :mod:`sparklift.stats.equivalence`).
+   :mod:`sparklift.stats.equivalence`); the same fit at each planned look's duration gives
+   the sequential plan's information fractions (:mod:`sparklift.geo.monitoring`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from sparklift.errors import InputError
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.matching import distances, greedy_groups, mean_within_group_distance, pca
+from sparklift.geo.monitoring import design_plan, look_days
+from sparklift.stats.clusters import effective_clusters
 from sparklift.stats.equivalence import tost_p
 from sparklift.stats.power import mde, power_at, zones_needed
 from sparklift.stats.ssc import convention
@@ -87,6 +90,8 @@ def design_checks(
     variant_of_zone = dict(zip(assignment["zone_id"], assignment["variant"], strict=True))
     cells = cells.select(np.isin(cells.zone, assignment["zone_id"].to_numpy()))
     effects, names = effect_columns(cells, variant_of_zone, spec.treatments, pseudo_start)
+    day = pd.to_datetime(pd.Series(cells.day)).dt.date.to_numpy()
+    post_day = np.array([(d - pseudo_start).days + 1 for d in day])
     rows = []
     for metric in spec.metrics:
         j = cells.index(metric.name)
@@ -101,8 +106,21 @@ def design_checks(
         fit = TwfeFit(cells, effects, names, metric.name, tuple(spec.covariates))
         res = fit.result("zone", convention(spec.convention), spec.alpha)
         margin, target = spec.margin * abs(mean), spec.target_effect * abs(mean)
+        looks = [  # the AA fit at each earlier look's duration: its planned information
+            TwfeFit(
+                cells.select(post_day <= d),
+                effects[post_day <= d],
+                names,
+                metric.name,
+                tuple(spec.covariates),
+            ).result("zone", convention(spec.convention), spec.alpha)
+            for d in look_days(spec)[:-1]
+        ]
         for variant in spec.treatments:
             e = res[variant]
+            decision_df = max(1.0, effective_clusters(fit, variant) - 1)
+            ses = [r[variant].se for r in looks] + [e.se]
+            plan = design_plan(spec, ses, target, decision_df)
             mde_abs = mde(e.se, spec.alpha, spec.power, res.df)
             p_tost = tost_p(e.estimate, e.se, margin, res.df)
             rows.append(
@@ -130,6 +148,7 @@ def design_checks(
                     "n_days": res.n_days,
                     "cov_type": res.cov_type,
                 }
+                | plan
             )
     return pd.DataFrame(rows)
 

@@ -42,6 +42,16 @@ class ExperimentConfig(DesignConfig):
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"metrics are listed twice: {names}")
+        if not any(m.primary for m in self.metrics):
+            raise ValueError(f"metrics: at least one must be primary, got {names}")
+        looks = self.sequential.looks if self.sequential else []
+        if isinstance(looks, list):
+            outside = [str(d) for d in looks if not self.start <= d <= self.end]
+            if outside:
+                raise ValueError(
+                    f"sequential.looks: dates {outside} are outside the experiment "
+                    f"{self.start}..{self.end} (its end is the maximum duration)"
+                )
         return self
 
     @property
@@ -59,6 +69,23 @@ class ExperimentConfig(DesignConfig):
     @property
     def post_days(self) -> int:
         return (self.end - self.start).days + 1
+
+    @property
+    def look_dates(self) -> list[dt.date]:
+        """The sequential plan's look dates; the end (the maximum duration) is the last."""
+        looks = self.sequential.looks if self.sequential else []
+        if isinstance(looks, int):
+            looks = [
+                self.start + dt.timedelta(days=d - 1) for d in range(looks, self.post_days, looks)
+            ]
+        return sorted(set(looks) | {self.end})
+
+    @property
+    def alpha_per_test(self) -> float:
+        """Alpha of each (treatment, primary metric) comparison: Bonferroni over them, so
+        the chance that any treatment is declared better or worse on any primary metric
+        when none is stays below ``alpha`` whatever the correlation of the comparisons."""
+        return self.alpha / (len(self.treatments) * sum(m.primary for m in self.metrics))
 
 
 def load_experiment(path: str | Path, defaults: DesignConfig) -> ExperimentConfig:

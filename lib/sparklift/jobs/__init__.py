@@ -59,7 +59,12 @@ def write_records(
 
 
 def _plain(value: Any) -> Any:
-    """NumPy scalars as Python ones (createDataFrame takes only those); NaN as null."""
+    """NumPy scalars as Python ones (createDataFrame takes only those); NaN as null; the
+    same inside lists and structs (dicts)."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and value != value:

@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     spec = load_experiment(args.experiment, ctx.config.design)
     catalog = ctx.catalog
+    check_plan_fixed(catalog, spec)
     if spec.start <= ctx.run_date:
         log.warning(
             "experiment %s starts on %s, not after the run date %s: the design uses history "
@@ -128,7 +129,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     for r in checks.itertuples():
         log.info(
-            "%s/%s: AA %.4g (se %.3g, TOST p %.3f, %s); MDE %.2f%%, power %.2f at %.1f%%",
+            "%s/%s: AA %.4g (se %.3g, TOST p %.3f, %s); MDE %.2f%%, power %.2f at %.1f%%; "
+            "sequential: power %.2f, expected %.1f days at the target, %.1f with no effect "
+            "(of %d), inflation %.3f",
             r.metric,
             r.variant,
             r.aa_estimate,
@@ -138,6 +141,11 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             100 * r.mde_relative,
             r.power,
             100 * r.target_effect,
+            r.sequential_power,
+            r.expected_days_target,
+            r.expected_days_h0,
+            spec.post_days,
+            r.inflation,
         )
     summary = {
         "experiment_id": spec.experiment_id,
@@ -263,7 +271,51 @@ def experiment_row(
         "design_run_date": run_date,
         "designed_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
         "spec": spec.model_dump_json(),
+        "sequential": plan_json(spec),
+        "alpha_per_test": spec.alpha_per_test,
+        "look_dates": spec.look_dates,
+        "concluded_on": None,
     }
+
+
+def plan_json(spec: ExperimentConfig) -> str:
+    """What fixes the sequential boundaries: the plan, alpha and its split, power, looks."""
+    return json.dumps(
+        {
+            "sequential": spec.sequential.model_dump(mode="json") if spec.sequential else None,
+            "alpha": spec.alpha,
+            "alpha_per_test": spec.alpha_per_test,
+            "power": spec.power,
+            "variants": spec.variants,
+            "primary_metrics": [m.name for m in spec.metrics if m.primary],
+            "look_dates": [str(d) for d in spec.look_dates],
+        },
+        sort_keys=True,
+    )
+
+
+def check_plan_fixed(catalog: Catalog, spec: ExperimentConfig) -> None:
+    """Refuse a new plan for an experiment whose sequential looks have begun: the alpha
+    already spent was spent under the old one."""
+    if not (catalog.exists("geo_sequential") and catalog.exists("geo_experiments")):
+        return
+    looks = (
+        catalog.read("geo_sequential", where=[("experiment_id", "=", spec.experiment_id)])
+        .where(F.col("decision_point"))
+        .agg(F.count(F.lit(1)).alias("n"), F.min("run_date").alias("first"))
+        .first()
+    )
+    if not looks["n"]:
+        return
+    found = read_experiments(catalog, [("experiment_id", "=", spec.experiment_id)])
+    old = [r["sequential"] for r in found.select("sequential").collect()]
+    if old and old[0] != plan_json(spec):
+        raise InputError(
+            f"experiment {spec.experiment_id}: its sequential looks began on {looks['first']} "
+            f"under the plan {old[0]}; a plan is fixed once looks have begun, refusing "
+            f"{plan_json(spec)} (a changed plan is a new experiment: give it a new "
+            "experiment_id)"
+        )
 
 
 DESIGN_ROWS = ("geo_assignments", "geo_design_checks")

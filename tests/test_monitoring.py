@@ -1,0 +1,228 @@
+"""Sequential monitoring of a geo experiment (pure): the plan in the experiment file, the
+decision at a look against closed forms and scipy, the gates against scipy and statsmodels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from pydantic import ValidationError
+from scipy import stats
+
+from sparklift.config import load_config
+from sparklift.geo.experiment import ExperimentConfig
+from sparklift.geo.gates import Gate, traffic_gate
+from sparklift.geo.monitoring import (
+    History,
+    Observation,
+    conclusion,
+    decide,
+    planned_fractions,
+    variant_decisions,
+    z_score,
+)
+from sparklift.stats.twfe import CellStats
+
+START = dt.date(2026, 3, 1)
+
+
+def spec(**over) -> ExperimentConfig:
+    base = load_config().design.model_dump() | {
+        "experiment_id": "e",
+        "variants": ["control", "t1"],
+        "zones_per_variant": 10,
+        "start": START,
+        "end": START + dt.timedelta(days=27),
+        "metrics": [{"name": "orders"}],
+        "seed": 1,
+    }
+    return ExperimentConfig.model_validate(base | over)
+
+
+def day(n: int) -> dt.date:
+    return START + dt.timedelta(days=n - 1)
+
+
+def test_plan_in_the_experiment_file_and_its_bad_input():
+    s = spec()
+    assert s.look_dates == [day(7), day(14), day(21), day(28)]
+    assert spec(end=day(24)).look_dates == [day(7), day(14), day(21), day(24)]
+    seq = s.sequential.model_dump() | {"looks": [day(10), day(20)]}
+    assert spec(sequential=seq).look_dates == [day(10), day(20), day(28)]
+    assert spec(sequential=None).look_dates == [day(28)]
+    two = spec(
+        variants=["c", "a", "b"],
+        metrics=[{"name": "x"}, {"name": "y"}, {"name": "z", "primary": False}],
+    )
+    assert two.alpha_per_test == pytest.approx(0.05 / 4)
+    bad = {
+        "after the maximum duration": dict(sequential=seq | {"looks": [day(10), day(29)]}),
+        "strictly increasing": dict(sequential=seq | {"looks": [day(10), day(10)]}),
+        "less than or equal to 0.5": dict(alpha=0.6),
+        "greater than 0": dict(alpha=0.0),
+        "'obf', 'pocock', 'hsd' or 'power'": dict(sequential=seq | {"spending": "wang_tsiatis"}),
+        "at least 1": dict(sequential=seq | {"looks": 0}),
+        "at least one must be primary": dict(metrics=[{"name": "x", "primary": False}]),
+    }
+    for message, over in bad.items():
+        with pytest.raises(ValidationError) as e:
+            spec(**over)
+        assert message in str(e.value).replace("outside", "after the maximum duration"), message
+
+
+def obs(estimate: float, se: float = 1.0, df: float = 1e6, metric: str = "orders") -> Observation:
+    return Observation(metric, "t1", True, estimate, se, df)
+
+
+def test_fixed_horizon_is_the_t_test_at_the_per_comparison_alpha():
+    s = spec(sequential=None, metrics=[{"name": "orders"}, {"name": "gmv"}])
+    alpha = 0.05 / 2
+    for t_stat, df in [(2.1, 30.0), (2.4, 30.0), (-2.7, 12.0), (2.2, 1e6)]:
+        row = decide(s, day(28), obs(t_stat, 1.0, df), None, None, History())
+        p = 2 * stats.t.sf(abs(t_stat), df)
+        expected = ("efficacy" if t_stat > 0 else "harm") if p < alpha else "no_effect"
+        assert row["decision"] == expected, (t_stat, df, p)
+        assert row["efficacy_bound"] == pytest.approx(stats.norm.isf(alpha / 2), abs=1e-6)
+        q = stats.t.isf(alpha / 2, df)  # the repeated CI of one look is the t interval
+        assert row["rci_low"] == pytest.approx(t_stat - q, abs=1e-6)
+        assert row["alpha_spent"] == pytest.approx(alpha)
+    # Not a look: the daily path, no decision.
+    row = decide(s, day(20), obs(5.0), None, None, History())
+    assert not row["decision_point"] and row["decision"] is None
+
+
+def test_first_look_bound_is_the_closed_form_and_information_from_the_standard_errors():
+    s = spec()
+    # O'Brien-Fleming-type two-sided spending at level a: each side spends
+    # g(t) = 2 - 2 Phi(z_{1-a/4} / sqrt(t)), so the first bound solves 1 - Phi(c) = g(t).
+    i_max, se_now = 4.0, 0.8  # t = 1 / (I_max se^2) = 0.390625
+    t = 1 / (i_max * se_now**2)
+    row = decide(s, day(7), obs(2.0, se_now), i_max, [0.4, 0.65, 0.85, 1.0], History())
+    assert row["information_fraction"] == pytest.approx(t)
+    g = 2 - 2 * stats.norm.cdf(stats.norm.isf(0.05 / 4) / np.sqrt(t))
+    assert row["efficacy_bound"] == pytest.approx(stats.norm.isf(g), abs=1e-4)
+    assert row["harm_bound"] == pytest.approx(-stats.norm.isf(g), abs=1e-4)
+    assert row["decision"] == "continue" and row["look"] == 1
+    assert row["alpha_spent"] == pytest.approx(2 * g)
+    # Without a design (the generator's experiment): calendar time.
+    row = decide(s, day(7), obs(2.0), None, None, History())
+    assert row["information_fraction"] == pytest.approx(7 / 28)
+
+
+def test_overshoot_and_stalled_information_and_stopped_variants():
+    s = spec()
+    # Information beyond the maximum before the end: capped at the look's planned fraction
+    # (here calendar 21/28), so a small standard error does not lower the bound.
+    row = decide(s, day(21), obs(0.8, 0.4), 4.0, None, History((0.3,)))
+    assert row["information_fraction"] == 0.75 and row["decision"] == "continue"
+    assert "observed 1.562" in row["reason"]
+    # The end date is final whatever the information: all alpha spent.
+    row = decide(s, day(28), obs(0.4, 0.8), 4.0, None, History((0.3, 0.75)))
+    assert row["information_fraction"] == 1.0 and row["decision"] == "no_effect"
+    assert row["alpha_spent"] == pytest.approx(0.05)
+    # Information that did not grow: the previous fraction + 0.001. The look nearly repeats
+    # the previous one (the two z are almost perfectly correlated): its bound lies close to
+    # the previous look's and it spends almost nothing more.
+    row = decide(s, day(14), obs(2.0, 1.2), 1.0, None, History((0.9,)))
+    g = lambda t: 2 - 2 * stats.norm.cdf(stats.norm.isf(0.05 / 4) / np.sqrt(t))  # noqa: E731
+    assert row["information_fraction"] == pytest.approx(0.901)
+    assert abs(row["efficacy_bound"] - stats.norm.isf(g(0.9))) < 0.1
+    assert row["alpha_spent"] == pytest.approx(2 * g(0.901)) and row["decision"] == "continue"
+    row = decide(s, day(14), obs(9.0), 1.0, None, History((0.5,), stopped="efficacy on x"))
+    assert row["decision"] == "stopped" and not row["decision_point"]
+    # A stop reports the stage-wise p and the median unbiased estimate: at the first look
+    # the stage-wise p is the fixed test's two-sided p and the MUE the estimate itself.
+    row = decide(s, day(7), obs(-5.0, 1.0), 4.0, None, History())
+    assert row["decision"] == "harm" and row["information_fraction"] == 0.25
+    assert row["final_p"] == pytest.approx(2 * stats.norm.sf(5.0), rel=1e-3)
+    assert row["median_unbiased"] == pytest.approx(-5.0, abs=1e-4)
+
+
+def test_failing_gate_makes_a_decision_invalid():
+    gates = [Gate("traffic", 30.0, 1e-6, 0.001), Gate("pretrend", None, 0.2, 0.001)]
+    row = decide(spec(sequential=None), day(28), obs(5.0), None, None, History(), gates)
+    assert row["decision"] == "invalid" and row["reason"].startswith("efficacy withheld")
+    assert "gate traffic failed" in row["reason"] and len(row["gates"]) == 2
+
+
+def test_variant_decisions_and_conclusion():
+    def r(metric, variant, decision, primary=True, point=True):
+        return dict(metric=metric, variant=variant, decision=decision, primary=primary,
+                    decision_point=point)  # fmt: skip
+
+    rows = [
+        r("a", "v1", "efficacy"), r("b", "v1", "continue"), r("c", "v1", "harm", primary=False),
+        r("a", "v2", "futility"), r("b", "v2", "no_effect"),
+        r("a", "v3", "harm"), r("b", "v3", "efficacy"),
+        r("a", "v4", "invalid"), r("b", "v4", "efficacy"),
+        r("a", "v5", "continue"), r("b", "v5", "futility"),
+        r("a", "v6", "stopped", point=False),
+        r("a", "v7", None, point=False),
+    ]  # fmt: skip
+    got = variant_decisions(rows)
+    assert got == {
+        "v1": "efficacy", "v2": "futility", "v3": "harm", "v4": "invalid", "v5": "continue",
+        "v6": "stopped",
+    }  # fmt: skip
+    assert (
+        conclusion(["v1", "v2"], got, day(7))
+        == f"v1: efficacy on {day(7)}; v2: futility on {day(7)}"
+    )
+    assert conclusion(["v1", "v5"], got, day(7)) is None
+    assert conclusion(["v1", "v6"], got, day(7)) == f"v1: efficacy on {day(7)}; v6: stopped"
+
+
+def test_z_score_keeps_the_t_p_value_and_planned_fractions_increase():
+    for t, df in [(2.5, 8.0), (-3.1, 20.0), (0.3, 4.0)]:
+        z = z_score(t, 1.0, df)
+        assert stats.norm.sf(abs(z)) == pytest.approx(stats.t.sf(abs(t), df), rel=1e-9)
+        assert np.sign(z) == np.sign(t)
+    assert z_score(80.0, 1.0, 5.0) == pytest.approx(stats.norm.isf(stats.t.sf(80.0, 5.0)))
+    t = planned_fractions([2.0, 1.5, 1.6, 1.0])
+    assert t[0] == pytest.approx(0.25) and t[-1] == 1.0 and np.all(np.diff(t) > 0)
+
+
+def cells_from_counts(counts: dict[int, tuple[int, int]]) -> CellStats:
+    """One pre day and one post day per zone with the given user-day counts."""
+    zones, days, n = [], [], []
+    for z, (pre, post) in counts.items():
+        zones += [z, z]
+        days += [np.datetime64(START - dt.timedelta(days=1)), np.datetime64(START)]
+        n += [pre, post]
+    k = len(n)
+    return CellStats(
+        np.array(zones), np.array(days), np.array(n, dtype=float), ("x",),
+        np.zeros((k, 1)), np.zeros((k, 1, 1)), {},
+    )  # fmt: skip
+
+
+def test_traffic_gate_is_the_quasi_binomial_test_of_the_post_share():
+    rng = np.random.default_rng(3)
+    variant = {z: ("control" if z < 12 else "t1" if z < 24 else "t2") for z in range(36)}
+    for shift in (1.0, 1.25):
+        counts = {}
+        for z, v in variant.items():
+            size = rng.integers(200, 2000)
+            post = rng.binomial(size, 0.5 * rng.uniform(0.9, 1.1) * (shift if v == "t2" else 1))
+            counts[z] = (size, int(post))
+        gate = traffic_gate(cells_from_counts(counts), variant, START, 0.001)
+        table = np.array(
+            [[sum(counts[z][j] for z in variant if variant[z] == v) for j in (0, 1)]
+             for v in ("control", "t1", "t2")]
+        )  # fmt: skip
+        x_between = stats.chi2_contingency(table, correction=False)[0]
+        # statsmodels: the binomial GLM of each zone's post share on the variant, with the
+        # Pearson dispersion (quasi-binomial): its scale is the within-variant dispersion.
+        post = np.array([counts[z][1] for z in variant])
+        total = np.array([sum(counts[z]) for z in variant])
+        x = np.column_stack([np.ones(36), [variant[z] == "t1" for z in variant],
+                             [variant[z] == "t2" for z in variant]]).astype(float)  # fmt: skip
+        glm = sm.GLM(np.column_stack([post, total - post]), x, family=sm.families.Binomial())
+        fit = glm.fit()
+        phi = fit.pearson_chi2 / fit.df_resid
+        assert phi > 1  # zones' traffic is overdispersed here
+        assert gate.statistic == pytest.approx(x_between / phi, rel=1e-9)
+        assert gate.p_value == pytest.approx(stats.f.sf(x_between / phi / 2, 2, 33), rel=1e-9)
+        assert gate.passed == (shift == 1.0)
