@@ -20,6 +20,7 @@ from sparklift.geo.monitoring import (
     conclusion,
     decide,
     planned_fractions,
+    sequential_plan,
     variant_decisions,
     z_score,
 )
@@ -138,6 +139,20 @@ def test_overshoot_and_stalled_information_and_stopped_variants():
     assert row["decision"] == "harm" and row["information_fraction"] == 0.25
     assert row["final_p"] == pytest.approx(2 * stats.norm.sf(5.0), rel=1e-3)
     assert row["median_unbiased"] == pytest.approx(-5.0, abs=1e-4)
+
+
+def test_futility_plan_is_gsdesigns_default_at_one_sided_alpha():
+    """With one treatment, one primary metric, sides 1, HSD(-4) efficacy and a non-binding
+    HSD(-2) futility with beta 0.1, the experiment's plan is R gsDesign's default
+    gsDesign(k=5, test.type=4): futility -0.9016 at the first look, inflation 1.1013."""
+    seq = {"spending": "hsd", "param": -4, "sides": 1, "looks": [day(6), day(12), day(17),
+           day(23)], "futility": {"spending": "hsd", "param": -2, "beta": 0.1}}  # fmt: skip
+    s = spec(alpha=0.025, power=0.5, end=day(28), sequential=seq)
+    p = sequential_plan(s, [0.2, 0.4, 0.6, 0.8, 1.0])
+    assert p.beta == 0.1 and p.lower[0] == pytest.approx(-0.9016, abs=1e-4)
+    assert p.inflation == pytest.approx(1.1013, abs=1e-4)
+    row = decide(s, day(6), obs(-1.0), None, [0.2, 0.4, 0.6, 0.8, 1.0], History())
+    assert row["decision"] == "futility" and row["harm_bound"] is None
 
 
 def test_failing_gate_makes_a_decision_invalid():

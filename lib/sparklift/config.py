@@ -161,6 +161,7 @@ class FutilityConfig(_Strict):
 
     spending: Literal[SPENDING_FUNCTIONS]  # type: ignore[valid-type]
     param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)
+    beta: float | None = Field(default=None, gt=0, lt=1)  # spent on futility; null: 1 - power
     binding: bool = False  # non-binding: efficacy bounds ignore futility (stopping optional)
 
 

@@ -80,7 +80,7 @@ def sequential_plan(spec: ExperimentConfig, t: Sequence[float]) -> Plan:
     return plan(
         t,
         alpha=spec.alpha_per_test,
-        beta=1 - spec.power,
+        beta=futility.beta if futility and futility.beta else 1 - spec.power,
         efficacy=efficacy,
         futility=spending(futility.spending, futility.param) if futility else None,
         binding=bool(futility and futility.binding),
