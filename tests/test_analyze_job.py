@@ -15,6 +15,7 @@ from scipy import stats
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.geo.experiment import ExperimentConfig
+from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs.design import experiment_row, write_design
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
@@ -74,13 +75,31 @@ def test_analyze_recovers_the_planted_effect(warehouse, capsys):
     assert version(warehouse) == before + 1 and len(results(warehouse)) == len(res)
 
 
+class Killed(BaseException):
+    """The driver dies: nothing after this point runs."""
+
+
 @pytest.mark.e2e
-def test_strong_effect_concludes_early_and_the_pipeline_stops_analysing_it(warehouse, capsys):
+def test_strong_effect_concludes_early_and_the_pipeline_stops_analysing_it(
+    warehouse, capsys, monkeypatch
+):
     """The planted effect (lift 0.3, start 2026-03-18, end 2026-03-31, weekly looks) crosses
-    its O'Brien-Fleming bound at the first look; the pipeline then stops analysing it."""
+    its O'Brien-Fleming bound at the first look (2026-03-24). That run is killed after its
+    looks are committed and before the experiment is concluded; the next day's pipeline
+    concludes it as of the look, and the pipeline then stops analysing it."""
     sets = ["--set", f"tables.base_path={warehouse}", "--set", "analysis.ri_draws=0",
             "--set", "analysis.wild_bootstrap_draws=99"]  # fmt: skip
-    days = ["--start", "2026-03-23", "--end", "2026-03-25", "--steps", "analyze"]
+    days = ["--start", "2026-03-23", "--end", "2026-03-23", "--steps", "analyze"]
+    assert main(["pipeline", *days, *sets]) == 0
+
+    def killed(*args):
+        raise Killed
+
+    monkeypatch.setattr(analyze_job, "conclude", killed)
+    with pytest.raises(Killed):
+        main(["analyze", "--experiment", "synthetic_geo", "--run-date", "2026-03-24", *sets])
+    monkeypatch.undo()
+    days = ["--start", "2026-03-25", "--end", "2026-03-26", "--steps", "analyze"]
     assert main(["pipeline", *days, *sets]) == 0
     seq = read_pandas(str(warehouse / "geo_sequential"))
     seq = seq[seq["experiment_id"] == "synthetic_geo"].assign(
@@ -111,8 +130,10 @@ def test_strong_effect_concludes_early_and_the_pipeline_stops_analysing_it(wareh
     assert exp["reason"] == "treatment: efficacy on 2026-03-24"
     runs = read_pandas(str(warehouse / "pipeline_runs"))
     planned = runs.groupby(pd.to_datetime(runs["run_date"]).dt.date.astype(str))["step"].apply(set)
-    assert planned.get("2026-03-24") == {"analyze:synthetic_geo"}
-    assert "analyze:synthetic_geo" not in planned.get("2026-03-25", set())
+    assert planned.get("2026-03-25") == {"analyze:synthetic_geo"}  # the stopped path
+    after = seq[seq["run_date"] == "2026-03-25"]
+    assert set(after["decision"]) == {"stopped"} and not after["decision_point"].any()
+    assert "analyze:synthetic_geo" not in planned.get("2026-03-26", set())
     capsys.readouterr()
     assert analyze(warehouse, "synthetic_geo", "2026-03-26") == 2
     assert "concluded on 2026-03-24" in capsys.readouterr().err

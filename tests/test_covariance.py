@@ -158,5 +158,6 @@ def test_one_vocabulary_from_config_to_tables():
     assert config.design.convention in CONVENTIONS
     for label, cov in covariance.COVARIANCES.items():
         assert cov.label == label
-        assert (cov.kind == "cluster") == bool(cov.clusters)
-        assert "+".join(cov.clusters) in ("", label)
+        assert (cov.kind in ("cluster", "jackknife")) == bool(cov.clusters)
+        suffix = "-jackknife" if cov.kind == "jackknife" else ""
+        assert "+".join(cov.clusters) + suffix in ("", label)

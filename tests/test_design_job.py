@@ -6,7 +6,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyfixest as pf
 import pytest
 import yaml
 from deltalake import DeltaTable
@@ -104,13 +106,27 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, sp
     # information at the first look from the AA fit at its 7 days against the full 14.
     assert list(exp["look_dates"]) == [dt.date(2026, 5, 10), dt.date(2026, 5, 17)]
     assert exp["alpha_per_test"] == pytest.approx(0.025)
-    assert checks["max_information"].to_numpy() == pytest.approx(1 / checks["aa_se"] ** 2)
+    # Decisions' inference is the zone jackknife (CV3) with t(G - 1): the maximum information
+    # is 1 / its variance on the AA window, against pyfixest's CRV3 (a refit per left-out zone)
+    # on the user-day rows: d = treated zone x the last 14 days (the pseudo post period).
+    act = act.merge(a[["zone_id", "variant"]], on="zone_id")
+    act["d"] = ((act["variant"] == "treat") & (pd.to_datetime(act["date"]) >= "2026-04-17")) * 1.0
+    for metric in ("orders", "gmv"):
+        ref = pf.feols(
+            f"{metric} ~ d + tenure_days | zone_id + date",
+            data=act,
+            vcov={"CRV3": "zone_id"},
+            ssc=pf.ssc(k_adj=False, G_adj=False),
+            fixef_tol=1e-14,
+        )
+        se = np.sqrt(15 / 16) * ref.se()["d"]
+        assert checks.loc[metric, "max_information"] == pytest.approx(1 / se**2, rel=1e-6)
     for r in checks.itertuples():
         assert 0 < r.planned_fractions[0] < 1 and r.planned_fractions[1] == 1.0
         assert min(r.planned_upper) > 2.2414  # above the fixed bound z_{1 - 0.025 / 2}
         assert list(r.planned_lower) == pytest.approx([-u for u in r.planned_upper])
         assert 1 < r.inflation < 1.05 and r.sequential_power < r.power
-        assert 1 <= r.decision_df < 15 and r.sequential_mde > r.mde  # G* - 1 < G - 1
+        assert r.decision_df == 15 and r.sequential_mde > r.mde  # G - 1 and the spending
         assert 13 < r.expected_days_h0 <= 14 and 7 < r.expected_days_target < 14
 
     # Same seed, same design; a second, overlapping experiment avoids these zones.

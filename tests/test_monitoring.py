@@ -42,6 +42,12 @@ def spec(**over) -> ExperimentConfig:
     return ExperimentConfig.model_validate(base | over)
 
 
+def observed(**over) -> ExperimentConfig:
+    """An experiment whose looks take the information fraction from the observed se."""
+    seq = spec().sequential.model_dump() | {"information": "observed"}
+    return spec(sequential=seq, **over)
+
+
 def day(n: int) -> dt.date:
     return START + dt.timedelta(days=n - 1)
 
@@ -95,25 +101,29 @@ def test_fixed_horizon_is_the_t_test_at_the_per_comparison_alpha():
 
 
 def test_first_look_bound_is_the_closed_form_and_information_from_the_standard_errors():
-    s = spec()
+    s = observed()
     # O'Brien-Fleming-type two-sided spending at level a: each side spends
     # g(t) = 2 - 2 Phi(z_{1-a/4} / sqrt(t)), so the first bound solves 1 - Phi(c) = g(t).
     i_max, se_now = 4.0, 0.8  # t = 1 / (I_max se^2) = 0.390625
     t = 1 / (i_max * se_now**2)
+    g = lambda t: 2 - 2 * stats.norm.cdf(stats.norm.isf(0.05 / 4) / np.sqrt(t))  # noqa: E731
     row = decide(s, day(7), obs(2.0, se_now), i_max, [0.4, 0.65, 0.85, 1.0], History())
     assert row["information_fraction"] == pytest.approx(t)
-    g = 2 - 2 * stats.norm.cdf(stats.norm.isf(0.05 / 4) / np.sqrt(t))
-    assert row["efficacy_bound"] == pytest.approx(stats.norm.isf(g), abs=1e-4)
-    assert row["harm_bound"] == pytest.approx(-stats.norm.isf(g), abs=1e-4)
+    assert row["efficacy_bound"] == pytest.approx(stats.norm.isf(g(t)), abs=1e-4)
+    assert row["harm_bound"] == pytest.approx(-stats.norm.isf(g(t)), abs=1e-4)
     assert row["decision"] == "continue" and row["look"] == 1
-    assert row["alpha_spent"] == pytest.approx(2 * g)
+    assert row["alpha_spent"] == pytest.approx(2 * g(t))
+    # The default takes the look's planned fraction, and reports the observed one.
+    row = decide(spec(), day(7), obs(2.0, se_now), i_max, [0.4, 0.65, 0.85, 1.0], History())
+    assert row["information_fraction"] == 0.4 and "observed 0.391" in row["reason"]
+    assert row["efficacy_bound"] == pytest.approx(stats.norm.isf(g(0.4)), abs=1e-4)
     # Without a design (the generator's experiment): calendar time.
     row = decide(s, day(7), obs(2.0), None, None, History())
     assert row["information_fraction"] == pytest.approx(7 / 28)
 
 
 def test_overshoot_and_stalled_information_and_stopped_variants():
-    s = spec()
+    s = observed()
     # Information beyond the maximum before the end: capped at the look's planned fraction
     # (here calendar 21/28), so a small standard error does not lower the bound.
     row = decide(s, day(21), obs(0.8, 0.4), 4.0, None, History((0.3,)))
@@ -131,7 +141,7 @@ def test_overshoot_and_stalled_information_and_stopped_variants():
     assert row["information_fraction"] == pytest.approx(0.901)
     assert abs(row["efficacy_bound"] - stats.norm.isf(g(0.9))) < 0.1
     assert row["alpha_spent"] == pytest.approx(2 * g(0.901)) and row["decision"] == "continue"
-    row = decide(s, day(14), obs(9.0), 1.0, None, History((0.5,), stopped="efficacy on x"))
+    row = decide(s, day(14), obs(9.0), 1.0, None, History((0.5,), ("efficacy", day(7))))
     assert row["decision"] == "stopped" and not row["decision_point"]
     # A stop reports the stage-wise p and the median unbiased estimate: at the first look
     # the stage-wise p is the fixed test's two-sided p and the MUE the estimate itself.
@@ -181,12 +191,15 @@ def test_variant_decisions_and_conclusion():
         "v1": "efficacy", "v2": "futility", "v3": "harm", "v4": "invalid", "v5": "continue",
         "v6": "stopped",
     }  # fmt: skip
-    assert (
-        conclusion(["v1", "v2"], got, day(7))
-        == f"v1: efficacy on {day(7)}; v2: futility on {day(7)}"
-    )
-    assert conclusion(["v1", "v5"], got, day(7)) is None
-    assert conclusion(["v1", "v6"], got, day(7)) == f"v1: efficacy on {day(7)}; v6: stopped"
+    earlier = {"v6": ("harm", day(1))}
+    both = f"v1: efficacy on {day(7)}; v2: futility on {day(7)}"
+    assert conclusion(["v1", "v2"], got, day(7), earlier) == (both, day(7))
+    assert conclusion(["v1", "v5"], got, day(7), earlier) is None
+    mixed = f"v1: efficacy on {day(7)}; v6: harm on {day(1)}"
+    assert conclusion(["v1", "v6"], got, day(7), earlier) == (mixed, day(7))
+    # Every variant stopped at earlier looks (a run killed before it concluded): the
+    # conclusion keeps the date of the look at which the last one stopped.
+    assert conclusion(["v6"], got, day(9), earlier) == (f"v6: harm on {day(1)}", day(1))
 
 
 def test_z_score_keeps_the_t_p_value_and_planned_fractions_increase():

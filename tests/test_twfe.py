@@ -286,3 +286,31 @@ def test_effective_clusters_equal_a_dense_regression_and_the_balanced_limit():
     even = pd.concat([even.assign(user=even["user"] + k) for k in range(3)])
     even = even.assign(d1=((even["zone"] % 2 == 0) & (even["day"] >= 6)) * 1.0)
     assert effective_clusters(fit_cells(even, ["d1"], ()), "d1") == pytest.approx(14, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "arms,balanced,covariates", [(2, True, ()), (3, False, ("x1", "x2")), (2, False, ("x1",))]
+)
+def test_zone_jackknife_equals_pyfixest_crv3(arms, balanced, covariates):
+    """CV3 from cell statistics against pyfixest's CRV3, which refits the model without each
+    zone: pyfixest scales sum_g d_g d_g' by its ssc, ours by (G - 1) / G (MacKinnon, Nielsen
+    and Webb), both inferred with t(G - 1)."""
+    df = panel(arms * 7 + balanced, zones=24, days=30, arms=arms, balanced=balanced)
+    effects = [f"d{a}" for a in range(1, arms)]
+    res = fit_cells(df, effects, covariates).result("zone-jackknife", FIXEST)
+    rhs = " + ".join([*effects, *covariates])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = pf.feols(
+            f"y ~ {rhs} | zone + day",
+            data=df,
+            vcov={"CRV3": "zone"},
+            ssc=pf.ssc(k_adj=False, G_adj=False),
+            fixef_tol=1e-14,
+        )
+    names, g = res.names, df["zone"].nunique()
+    assert rel(res.params, ref.coef()[names]) < RTOL
+    assert rel([res[n].se for n in names], np.sqrt((g - 1) / g) * ref.se()[names]) < RTOL
+    assert res.df == g - 1 and res.cov_type == "zone-jackknife"
+    cv1 = fit_cells(df, effects, covariates).result("zone", FIXEST)
+    assert all(res[n].se != cv1[n].se for n in names)

@@ -176,6 +176,12 @@ class SequentialConfig(_Strict):
     sides: Literal[1, 2]  # 2: efficacy above, harm below; 1: efficacy only
     looks: int | list[dt.date]
     futility: FutilityConfig | None = None
+    # The standard error and t reference of decisions (and of the plan's information):
+    # the zone jackknife with t(G - 1), or the zone-clustered one with t(G* - 1).
+    inference: Literal["jackknife", "effective_clusters"] = "jackknife"
+    # The information fraction at a look: the design's planned one (the share of the
+    # information the experiment will have at its end), or (se_K / se_now)^2 observed.
+    information: Literal["planned", "observed"] = "planned"
 
     @field_validator("looks")
     @classmethod

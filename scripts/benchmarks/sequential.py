@@ -9,18 +9,18 @@ matching vector (its user-days and orders on each of the ``lookback_days`` days 
 56, the features job's ``active_users`` and ``orders``), ``match_zones`` (PCA, greedy pairs)
 and ``randomize`` (K pairs, control and treatment shuffled in each; K = all pairs unless
 ``--zones-per-variant``); then ``design_checks`` on days 1-56 (pseudo start day 29) gives the
-maximum information and the planned fractions. On each post day d, the zone-clustered TWFE
-fit of the assigned zones on days 29..56+d, as analyze does, and ``monitoring.decide`` with
-the history of earlier looks, until a terminal decision. Scenarios:
+maximum information and the planned fractions. On each post day d, the TWFE fit of the
+assigned zones on days 29..56+d with the decisions' inference (the zone jackknife, t(G - 1))
+at the looks, as analyze does, and ``monitoring.decide`` with the history of earlier looks,
+until a terminal decision. Scenarios:
 
 - A/A (``--worlds``, lift 0): the false-positive rate of naive daily peeking (p < 0.05 on
   any of the 28 days) and of the sequential plan (efficacy or harm), the latter at most
   alpha + 2 Monte Carlo standard errors;
 - MDE: the plan's MDE relative to the treated zones' baseline orders per user-day (median
-  over the A/A worlds of the design's ``sequential_mde`` / baseline, decisions read against
-  t(G* - 1)) planted on each A/A world's designed treatment zones: the realized power
-  (efficacy) within 3 points of the plan's (the mean over worlds of the design's
-  ``sequential_power`` at the true ATT);
+  over the A/A worlds of the design's ``sequential_mde`` / baseline) planted on each A/A
+  world's designed treatment zones: the realized power (efficacy) within 3 points of the
+  plan's (the mean over worlds of the design's ``sequential_power`` at the true ATT);
 - 1.5 x MDE: the mean stopping day at least 35% shorter than the 28-day horizon.
 
 The effect worlds are the A/A worlds (same seeds, same drawn world) with the generator's
@@ -32,7 +32,8 @@ change. Rows are hashed from the seed, so days 1-56 are the A/A world's; the run
 the cells of every world, so the A/A design is the effect world's design.
 
 For diagnosis it also prints the one test at day 28 (the DiD test's own size), the same
-plan on calendar time (no design information), per look the planned and reached
+plan on calendar time (no design information) and with observed information fractions
+(``sequential.information: observed``), per look the planned and reached
 information fractions, (se_K / se)^2, the bounds and the share crossing, and the time to
 compute a plan of 100 looks (issue 17: at most 1 s).
 
@@ -176,9 +177,11 @@ def report(
     print(f"  A/A ({n} worlds), alpha {alpha}:")
     print(f"    naive daily peeking (p < {NAIVE_ALPHA} on any of {POST} days): FPR {naive:.3f} "
           f"(MC se {naive_se:.3f})")  # fmt: skip
-    print(f"    one test at day {POST} (reference): FPR {fixed:.3f} (MC se {fixed_se:.3f}); "
-          f"against t(G* - 1), the decisions' reference: {rate(aa['fixed_g'])[0]:.3f} (median "
-          f"G* {aa['g_star'].median():.1f} of {aa['k'].median() * 2:.0f} zones)")  # fmt: skip
+    print(f"    one test at day {POST}, zone-clustered against t(N - k) as geo_results reports "
+          f"it: FPR {fixed:.3f} (MC se {fixed_se:.3f}); with the decisions' inference "
+          f"(df {aa['decision_df'].median():.1f}, median): {rate(aa['fixed_d'])[0]:.3f}; "
+          f"median G* {aa['g_star'].median():.1f} of {aa['k'].median() * 2:.0f} "
+          "zones")  # fmt: skip
     print(f"    sequential plan (efficacy or harm at a weekly look): FPR {seq:.3f} (MC se "
           f"{seq_se:.3f}); target <= alpha + 2 MC se = {limit:.3f}")  # fmt: skip
     print(f"    mean stopping day {aa['stop_day'].mean():.2f} (plan's expected days under H0 "
@@ -186,6 +189,9 @@ def report(
     cal, cal_se = rate(aa["calendar_decision"].isin(["efficacy", "harm"]))
     print(f"    the same plan on calendar time (no design information): FPR {cal:.3f} (MC se "
           f"{cal_se:.3f}), mean stopping day {aa['calendar_stop_day'].mean():.2f}")  # fmt: skip
+    ob, ob_se = rate(aa["observed_decision"].isin(["efficacy", "harm"]))
+    print(f"    the same plan with observed fractions ((se_K / se)^2, capped): FPR {ob:.3f} "
+          f"(MC se {ob_se:.3f}), mean stop {aa['observed_stop_day'].mean():.2f}")  # fmt: skip
     looks_summary(aa, "")
     print(
         "    the calendar-time stream (it stops on crossings only, so its worlds at later "
@@ -206,7 +212,9 @@ def report(
     print(f"    harm decisions {np.mean(m['decision'] == 'harm'):.3f}; mean stopping day "
           f"{m['stop_day'].mean():.2f} (plan: {m['plan_days'].mean():.2f})")  # fmt: skip
     print(f"    on calendar time: power {np.mean(m['calendar_decision'] == 'efficacy'):.3f}, "
-          f"mean stopping day {m['calendar_stop_day'].mean():.2f}")  # fmt: skip
+          f"mean stopping day {m['calendar_stop_day'].mean():.2f}; with observed fractions: "
+          f"power {np.mean(m['observed_decision'] == 'efficacy'):.3f}, mean stopping day "
+          f"{m['observed_stop_day'].mean():.2f}")  # fmt: skip
     if abs(power - planned) > POWER_TOLERANCE:
         misses.append(f"MDE power {power:.3f} vs the plan's {planned:.3f}")
     h = eff["1.5 x MDE"]
@@ -221,6 +229,12 @@ def report(
     print(f"    stopping day distribution: {shares}")
     print(f"    on calendar time: mean stopping day {h['calendar_stop_day'].mean():.2f}, power "
           f"{np.mean(h['calendar_decision'] == 'efficacy'):.3f}")  # fmt: skip
+    print(f"    with observed fractions: mean stopping day {h['observed_stop_day'].mean():.2f} "
+          f"({1 - h['observed_stop_day'].mean() / POST:.1%} shorter), power "
+          f"{np.mean(h['observed_decision'] == 'efficacy'):.3f}")  # fmt: skip
+    looks_summary(h, "")
+    print("    with observed fractions:")
+    looks_summary(h, "observed_")
     if shorter < STOP_REDUCTION:
         misses.append(f"1.5 x MDE mean stopping day {stop:.2f}: {shorter:.1%} shorter")
     print(f"  plan of 100 equally spaced looks (alpha 0.025, beta 0.1, HSD(-2) futility): "

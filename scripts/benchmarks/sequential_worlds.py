@@ -23,6 +23,7 @@ from sparklift.geo.monitoring import (
     History,
     Observation,
     decide,
+    decision_inference,
     design_plan,
     look_days,
 )
@@ -203,20 +204,27 @@ def simulate(cells: CellStats, day_no: np.ndarray, world: World, spec_defaults: 
     plan_ = design_plan(spec, se_k / np.sqrt(planned_t), att, float(check["decision_df"]))
     effect = exposed.astype(float)[:, None]
     ssc = convention(spec.convention)
-    naive, fixed, fixed_g = False, None, None
-    # The plan as designed (information from the design's se_K), and for comparison the
-    # same plan on calendar time (the fraction an experiment without a design gets).
-    streams = {"": Monitor(spec, i_max, planned_t), "calendar_": Monitor(spec, None, None)}
+    naive, fixed, fixed_d, g_star, looks = False, None, None, None, set(look_days(spec))
+    # The plan as designed, and for comparison the same plan on calendar time (the
+    # fraction an experiment without a design gets) and with observed fractions.
+    seq = spec.sequential.model_copy(update={"information": "observed"})
+    streams = {
+        "": Monitor(spec, i_max, planned_t),
+        "calendar_": Monitor(spec, None, None),
+        "observed_": Monitor(spec.model_copy(update={"sequential": seq}), i_max, planned_t),
+    }
     for d in range(1, POST + 1) if path else look_days(spec):
         m = (dn > HISTORY - spec.pre_days) & (dn <= HISTORY + d)
         fit = TwfeFit(c.select(m), effect[m], ["treatment"], "orders")
         e = fit.result("zone", ssc, spec.alpha)["treatment"]
         naive |= bool(e.p_value < NAIVE_ALPHA)
-        decision_df = max(1.0, effective_clusters(fit, "treatment") - 1)
+        # decisions' inference at the looks (other days decide nothing)
+        se, df = decision_inference(fit, "treatment", spec) if d in looks else (e.se, 1.0)
         if d == POST:
             fixed = bool(e.p_value < spec.alpha)
-            fixed_g = bool(2 * stats.t.sf(abs(e.t), decision_df) < spec.alpha)
-        obs = Observation("orders", "treatment", True, e.estimate, e.se, decision_df)
+            fixed_d = bool(2 * stats.t.sf(abs(e.estimate / se), df) < spec.alpha)
+            g_star = effective_clusters(fit, "treatment")
+        obs = Observation("orders", "treatment", True, e.estimate, se, df)
         for s in streams.values():
             s.look(d, obs)
         if not path and all(s.decision for s in streams.values()):
@@ -225,8 +233,9 @@ def simulate(cells: CellStats, day_no: np.ndarray, world: World, spec_defaults: 
         **{f"{k}{f}": getattr(s, f) for k, s in streams.items() for f in Monitor.FIELDS},
         "naive": naive,
         "fixed": fixed,
-        "fixed_g": fixed_g,
-        "g_star": decision_df + 1,
+        "fixed_d": fixed_d,
+        "g_star": g_star,
+        "decision_df": df,
         "att": att,
         "se_k": se_k,
         "baseline": baseline,

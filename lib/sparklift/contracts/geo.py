@@ -112,7 +112,7 @@ GEO_DESIGN_CHECKS = TableContract(
         ("planned_upper", ArrayType(DoubleType())),  # efficacy z bound per look
         ("planned_lower", ArrayType(DoubleType())),  # futility (or -upper) per look; null: none
         ("inflation", DoubleType()),  # I_max / I_fixed of the plan
-        ("decision_df", DoubleType()),  # G* - 1: the t reference of sequential decisions
+        ("decision_df", DoubleType()),  # t reference of decisions: G - 1 (jackknife) or G* - 1
         ("sequential_mde", DoubleType()),  # effect the plan detects with the design's power
         ("sequential_power", DoubleType()),  # power of the plan at target_effect
         ("expected_days_h0", DoubleType()),  # expected duration with no effect
@@ -179,7 +179,7 @@ GEO_SEQUENTIAL = TableContract(
         ("look", IntegerType()),  # 1, 2, ... among the looks made
         ("information_fraction", DoubleType()),  # (se at the planned end / se now)^2
         ("estimate", DoubleType()),
-        ("se", DoubleType()),
+        ("se", DoubleType()),  # the decisions' (sequential.inference: jackknife by default)
         ("z", DoubleType()),  # the t statistic on the normal scale
         ("efficacy_bound", DoubleType()),
         ("harm_bound", DoubleType()),  # two-sided plans

@@ -13,12 +13,12 @@ import pandas as pd
 from sparklift.config import AnalysisConfig
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
+from sparklift.geo.monitoring import decision_inference
 from sparklift.post.event_study import event_study
 from sparklift.post.lift import relative_lift
 from sparklift.post.randomization import randomization_p
 from sparklift.post.wild_bootstrap import wild_cluster_bootstrap
 from sparklift.stats import covariance
-from sparklift.stats.clusters import effective_clusters
 from sparklift.stats.inference import Estimate
 from sparklift.stats.ssc import convention
 from sparklift.stats.twfe import CellStats, TwfeFit
@@ -53,7 +53,7 @@ def analyze(
         wild = wild_cluster_bootstrap(
             fit, variant, settings.wild_bootstrap_draws, settings.seed, spec.alpha
         )
-        decision_df = max(1.0, effective_clusters(fit, variant) - 1)
+        decision_se, decision_df = decision_inference(fit, variant, spec)
         common = {
             "metric": metric,
             "variant": variant,
@@ -70,7 +70,7 @@ def analyze(
         for label in settings.covariances:
             res = fit.result(label, ssc, spec.alpha)
             att = _row(common, "att", None, res[variant], label, res.psd_fixed)
-            rows.append(att | {"decision_df": decision_df})  # for the sequential look
+            rows.append(att | {"decision_se": decision_se, "decision_df": decision_df})
             if covariance.parse(label).kind == "cluster":
                 lift = relative_lift(fit, variant, control_post, label, ssc, spec.alpha)
                 rows.append(_row(common, "lift", None, lift, label, res.psd_fixed))

@@ -25,8 +25,7 @@ from sparklift.errors import InputError
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.matching import distances, greedy_groups, mean_within_group_distance, pca
-from sparklift.geo.monitoring import design_plan, look_days
-from sparklift.stats.clusters import effective_clusters
+from sparklift.geo.monitoring import decision_inference, design_plan, look_days
 from sparklift.stats.equivalence import tost_p
 from sparklift.stats.power import mde, power_at, zones_needed
 from sparklift.stats.ssc import convention
@@ -113,13 +112,13 @@ def design_checks(
                 names,
                 metric.name,
                 tuple(spec.covariates),
-            ).result("zone", convention(spec.convention), spec.alpha)
+            )
             for d in look_days(spec)[:-1]
         ]
         for variant in spec.treatments:
             e = res[variant]
-            decision_df = max(1.0, effective_clusters(fit, variant) - 1)
-            ses = [r[variant].se for r in looks] + [e.se]
+            se_k, decision_df = decision_inference(fit, variant, spec)
+            ses = [decision_inference(f, variant, spec)[0] for f in looks] + [se_k]
             plan = design_plan(spec, ses, target, decision_df)
             mde_abs = mde(e.se, spec.alpha, spec.power, res.df)
             p_tost = tost_p(e.estimate, e.se, margin, res.df)

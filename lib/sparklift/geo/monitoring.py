@@ -8,28 +8,41 @@ never decide.
 
 **Information.** The design fits its AA check at every planned look's duration, so the
 planned fractions are t_k = (se_K / se_k)^2 and the maximum information is I_max = 1 / se_K^2
-(se_K: the standard error at the planned duration). At a look the fraction reached is
-t = (se_K / se_now)^2 = 1 / (I_max se_now^2), from the observed zone-clustered standard error;
-without a design (an experiment registered by the generator) it is calendar time, days
-elapsed / planned days. Before the end, t is capped at the look's planned fraction: the
-cluster-robust standard error is noisy, and one that happens to be small would otherwise
-both lower the bound (more alpha spent) and raise |z| -- a data-dependent bound that
-inflated false positives by 1-2 points in the simulation (``bench/RESULTS.md``). With the
-cap, information that comes faster than planned spends alpha as planned (conservative);
-slower information spends less (a higher bound). Fractions must increase: a look whose t
-does not exceed the previous look's by 0.001 is taken at the previous t + 0.001 (it then
-nearly repeats the previous look: its bound lies close to that look's and it spends almost
-no alpha). A skipped look (the pipeline did not run that day) spends nothing: the next look
-spends, at its own fraction, what the spending function allows by then (Lan and DeMets
-1983). The look at the end date is final and spends all alpha left, whatever t.
+(se_K: the standard error at the planned duration). Spending needs, at a look, the share of
+the information the experiment will have at its end -- a fixed date. ``sequential.information``:
 
-**Decision** per metric and variant at a look, on z = Phi^-1(F_t(estimate / se; G* - 1)):
-the t statistic mapped to the normal scale at its p-value against t with G* - 1 degrees of
-freedom, G* the effective number of zones of the estimate (:mod:`sparklift.stats.clusters`):
-with long-tailed zone sizes a few big zones carry the estimate and the zone-clustered
-standard error is too small too often, so that decisions stay valid where the t(G - 1) or
-normal reference of the reported p-values would over-reject (``bench/RESULTS.md``,
-"sequential"). Then:
+- ``planned`` (default): the look's planned fraction. Projecting the end date's standard
+  error from today's with the design's growth of information gives back the planned
+  fraction whatever today's variance level. The observed ratio is a poor estimate of it:
+  the standard errors are noisy (in the simulation's A/A worlds (se_K / se)^2 at the first
+  look spans 0.23-0.90, 10%-90%, around a planned 0.43), and under a heterogeneous effect
+  the standard error also carries the zones' spread of the effect (a median 0.50 of the
+  design's information at the end at 1.5 x the MDE), so observed fractions spend too
+  little alpha early (``bench/RESULTS.md``, "sequential").
+- ``observed``: t = (se_K / se_now)^2 = 1 / (I_max se_now^2) from the observed standard
+  error of decisions, capped before the end at the look's planned fraction: a standard
+  error that happens to be small would otherwise both lower the bound and raise |z| -- a
+  data-dependent bound that inflated false positives by 1-2 points in the simulation.
+  Information slower than planned spends less (a higher bound).
+
+Without a design (an experiment registered by the generator) fractions are calendar time,
+days elapsed / planned days. Fractions must increase: a look whose t does not exceed the
+previous look's by 0.001 is taken at the previous t + 0.001 (it then nearly repeats the
+previous look: its bound lies close to that look's and it spends almost no alpha). A
+skipped look (the pipeline did not run that day) spends nothing: the next look spends, at
+its own fraction, what the spending function allows by then (Lan and DeMets 1983). The look
+at the end date is final and spends all alpha left, whatever t. The observed fraction is
+reported in every row's ``reason`` either way.
+
+**Decision** per metric and variant at a look, on z = Phi^-1(F_t(estimate / se; df)): the t
+statistic mapped to the normal scale at its p-value against t(df). With long-tailed zone
+sizes a few big zones carry the estimate and the zone-clustered (CV1) standard error is too
+small too often: the reported p-values over-reject (``bench/RESULTS.md``, "sequential").
+Decisions therefore use their own inference (``sequential.inference``): by default the zone
+jackknife (CV3, :mod:`sparklift.stats.jackknife`) with df = G - 1, as MacKinnon, Nielsen and
+Webb (2023) recommend; or CV1 with df = G* - 1, G* the effective number of zones of the
+estimate (:mod:`sparklift.stats.clusters`), which over-rejected more in the simulation. The
+design's plan (information, MDE, expected days) uses the same. Then:
 efficacy if z >= u_k; harm if z <= -u_k (two-sided plans); futility if z <= the futility
 bound l_k (when planned); at the final look, no_effect when nothing was crossed; else continue.
 A failing gate (:mod:`sparklift.geo.gates`) makes it invalid. A variant's decision comes from
@@ -56,6 +69,7 @@ from scipy.optimize import brentq
 
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.gates import Gate
+from sparklift.stats.clusters import effective_clusters
 from sparklift.stats.sequential import (
     Plan,
     Spending,
@@ -66,6 +80,8 @@ from sparklift.stats.sequential import (
     stagewise_p,
 )
 from sparklift.stats.sequential import median_unbiased as mue
+from sparklift.stats.ssc import convention
+from sparklift.stats.twfe import TwfeFit
 
 TERMINAL = ("efficacy", "harm", "futility", "no_effect")
 MIN_STEP = 1e-3
@@ -134,12 +150,23 @@ def mde_drift(p: Plan, df: float, power: float) -> float:
     return float(brentq(lambda d: plan_power(p, d, df) - power, 0.0, 40.0, xtol=1e-8))
 
 
+def decision_inference(fit: TwfeFit, variant: str, spec: ExperimentConfig) -> tuple[float, float]:
+    """The standard error of ``variant``'s effect and the t degrees of freedom that
+    decisions use (module docstring, **Decision**)."""
+    seq = spec.sequential
+    if seq is None or seq.inference == "jackknife":
+        res = fit.result("zone-jackknife", convention(spec.convention), spec.alpha)
+        return res[variant].se, res.df
+    e = fit.result("zone", convention(spec.convention), spec.alpha)[variant]
+    return e.se, max(1.0, effective_clusters(fit, variant) - 1)
+
+
 def design_plan(
     spec: ExperimentConfig, se_by_look: Sequence[float], target: float, df: float
 ) -> dict:
     """The plan's figures for one comparison from its design standard errors at each look,
-    the absolute target effect and the decisions' degrees of freedom (G* - 1 of the
-    design's fit): the geo_design_checks columns of the plan."""
+    the absolute target effect and the decisions' degrees of freedom (of the design's
+    fit, :func:`decision_inference`): the geo_design_checks columns of the plan."""
     t = planned_fractions(se_by_look)
     p = sequential_plan(spec, t)
     se_max = float(se_by_look[-1])
@@ -177,7 +204,7 @@ class History:
     variant already stopped (with the decision it stopped on)."""
 
     fractions: tuple[float, ...] = ()
-    stopped: str | None = None
+    stopped: tuple[str, dt.date] | None = None  # (decision, look date)
 
 
 def z_score(estimate: float, se: float, df: float) -> float:
@@ -220,7 +247,8 @@ def decide(
         "gates": [],
     }
     if history.stopped:
-        return row | {"decision": "stopped", "reason": f"variant stopped: {history.stopped}"}
+        decision, on = history.stopped
+        return row | {"decision": "stopped", "reason": f"variant stopped: {decision} on {on}"}
     if run_date not in spec.look_dates:
         return row | {"decision": None, "reason": "not a decision point"}
     prior = list(history.fractions)
@@ -228,7 +256,9 @@ def decide(
         planned_t = [(d / spec.post_days) for d in look_days(spec)]
     final = run_date == spec.end
     cap = planned_t[spec.look_dates.index(run_date)]
-    t_k = 1.0 if final else max(min(t_now, cap), prior[-1] + MIN_STEP if prior else MIN_STEP)
+    if spec.sequential is not None and spec.sequential.information == "observed":
+        cap = min(t_now, cap)
+    t_k = 1.0 if final else max(cap, prior[-1] + MIN_STEP if prior else MIN_STEP)
     if t_k >= 1:
         final, t_k = True, 1.0
     t_all = [*prior, t_k]
@@ -303,14 +333,20 @@ def variant_decisions(rows: Sequence[Mapping]) -> dict[str, str]:
 
 
 def conclusion(
-    treatments: Sequence[str], decisions: Mapping[str, str], run_date: dt.date
-) -> str | None:
-    """The experiment's conclusion reason when every treatment has stopped, else None."""
-    if not all(decisions.get(v) in (*TERMINAL, "stopped") for v in treatments):
-        return None
-    if all(decisions[v] == "stopped" for v in treatments):
-        return None  # concluded at an earlier look
-    return "; ".join(
-        f"{v}: {decisions[v]}" + ("" if decisions[v] == "stopped" else f" on {run_date}")
+    treatments: Sequence[str],
+    decisions: Mapping[str, str],
+    run_date: dt.date,
+    stopped: Mapping[str, tuple[str, dt.date]],
+) -> tuple[str, dt.date] | None:
+    """The experiment's conclusion (reason, date) when every treatment has stopped, at this
+    look or at earlier ones (``stopped``: the variant's decision and look date), else None.
+    The date is the look at which the last one stopped, so a run that wrote its looks but
+    was killed before it concluded the experiment is concluded by the next run as it was."""
+    final = {
+        v: stopped[v] if decisions.get(v) == "stopped" else (decisions.get(v), run_date)
         for v in treatments
-    )
+    }
+    if not all(d in TERMINAL for d, _ in final.values()):
+        return None
+    reason = "; ".join(f"{v}: {d} on {on}" for v, (d, on) in final.items())
+    return reason, max(on for _, on in final.values())

@@ -117,7 +117,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             _fmt(r["pretrend_p"]),
         )
     with step("sequential look" if look else "sequential path (not a decision point)"):
-        looks, reason = sequential_looks(ctx, design, cells, first_cov, now)
+        looks, concluded = sequential_looks(ctx, design, cells, first_cov, now)
     with step("writing geo_results and geo_sequential"):
         version = write_records(
             catalog,
@@ -131,9 +131,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             looks,
             replace_where={"experiment_id": spec.experiment_id, "run_date": ctx.run_date},
         )
-    if reason:
+    if concluded:
         with step(f"concluding {spec.experiment_id}"):
-            conclude(ctx, design, reason)
+            conclude(ctx, design, *concluded)
     return {
         "experiment_id": spec.experiment_id,
         "window": f"{first}..{last}",
@@ -145,15 +145,15 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         },
         "decision_point": look,
         "decisions": {f"{r['metric']}/{r['variant']}": r["decision"] for r in looks},
-        "concluded": reason,
+        "concluded": concluded[0] if concluded else None,
     }
 
 
 def sequential_looks(
     ctx: JobContext, design: Design, cells, first_cov: list[dict], now: dt.datetime
-) -> tuple[list[dict], str | None]:
+) -> tuple[list[dict], tuple[str, dt.date] | None]:
     """The geo_sequential rows of the run date (decisions at a look of the plan, the path
-    of z otherwise) and the conclusion's reason when every treatment has stopped."""
+    of z otherwise) and the conclusion (reason, date) when every treatment has stopped."""
     spec, settings = design.spec, ctx.config.analysis
     history = read_history(ctx.catalog, spec.experiment_id, ctx.run_date)
     primary = {m.name: m.primary for m in spec.metrics}
@@ -174,7 +174,9 @@ def sequential_looks(
     rows = []
     for r in first_cov:
         key = (r["metric"], r["variant"])
-        obs = Observation(*key, primary[r["metric"]], r["estimate"], r["se"], r["decision_df"])
+        obs = Observation(
+            *key, primary[r["metric"]], r["estimate"], r["decision_se"], r["decision_df"]
+        )
         plan = design.plans.get(key, (None, None))
         row = decide(
             spec, ctx.run_date, obs, *plan, history.get(key, History()), gates.get(key, ())
@@ -198,7 +200,8 @@ def sequential_looks(
                 row["decision"],
                 row["reason"],
             )
-    return rows, conclusion(spec.treatments, decisions, ctx.run_date)
+    stopped = {k[1]: h.stopped for k, h in history.items() if h.stopped}
+    return rows, conclusion(spec.treatments, decisions, ctx.run_date, stopped)
 
 
 def read_history(
@@ -224,7 +227,7 @@ def read_history(
     stopped = {}
     for r in rows:
         if r["decision_point"] and r["variant_decision"] in TERMINAL:
-            stopped.setdefault(r["variant"], f"{r['variant_decision']} on {r['run_date']}")
+            stopped.setdefault(r["variant"], (r["variant_decision"], r["run_date"]))
     out = {}
     for r in rows:
         key = (r["metric"], r["variant"])
@@ -235,9 +238,10 @@ def read_history(
     return {k: History(h.fractions, stopped.get(k[1])) for k, h in out.items()}
 
 
-def conclude(ctx: JobContext, design: Design, reason: str) -> None:
-    """Mark the experiment concluded in its geo_experiments row (the pipeline then stops
-    analysing it), unless a new design replaced the one analysed meanwhile."""
+def conclude(ctx: JobContext, design: Design, reason: str, on: dt.date) -> None:
+    """Mark the experiment concluded on ``on`` in its geo_experiments row (the pipeline then
+    stops analysing it), unless a new design replaced the one analysed meanwhile. The
+    last commit of an analysis: killed before it, the next run concludes (same date)."""
     catalog, experiment_id = ctx.catalog, design.spec.experiment_id
     found = read_experiments(catalog, [("experiment_id", "=", experiment_id)]).collect()
     if not found or found[0]["design_id"] != design.design_id:
@@ -246,11 +250,11 @@ def conclude(ctx: JobContext, design: Design, reason: str) -> None:
             "re-run the analysis"
         )
     row = found[0].asDict(recursive=True)
-    if row["status"] == "concluded" and row["concluded_on"] <= ctx.run_date:
+    if row["status"] == "concluded" and row["concluded_on"] <= on:
         return
-    row.update(status="concluded", reason=reason, concluded_on=ctx.run_date)
+    row.update(status="concluded", reason=reason, concluded_on=on)
     write_records(catalog, "geo_experiments", [row], replace_where={"experiment_id": experiment_id})
-    log.info("experiment %s concluded on %s: %s", experiment_id, ctx.run_date, reason)
+    log.info("experiment %s concluded on %s: %s", experiment_id, on, reason)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ degrees of freedom):
 - ``zone``, ``day`` (clustered, one-way): M = sum_g s_g s_g', s_g the score sum of cluster g;
 - ``zone+day`` (clustered, two-way; Cameron, Gelbach and Miller 2011):
   M = M_zone + M_day - M_zone-day; when V_0 is not positive semi-definite its negative
-  eigenvalues are set to zero and the estimate says so (``psd_fixed``).
+  eigenvalues are set to zero and the estimate says so (``psd_fixed``);
+- ``zone-jackknife`` (CV3): not a sandwich but (G - 1) / G sum_g d_g d_g', d_g the change of
+  the coefficients when zone g is left out (:mod:`sparklift.stats.jackknife`); it carries
+  its own small-sample factor and is inferred with t(G - 1).
 
 Scores come as per-cell sums (a cell is a zone-day, nested in every cluster), so a
 cluster's score is the sum of its cells' scores and no row is needed.
@@ -32,7 +35,7 @@ import numpy as np
 
 from sparklift.errors import InputError
 
-Kind = Literal["iid", "hetero", "cluster"]  # pyfixest's names: how a correction treats it
+Kind = Literal["iid", "hetero", "cluster", "jackknife"]  # how a correction treats it
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Scores:
     ``cell_scores`` (cells x q) are the per-cell sums of the scores x~_i e_i, ``bread`` the
     q x q inverse Hessian, ``groups`` each cluster variable's code (0..G-1) per cell;
     ``ssr`` and ``hetero_meat`` (computed lazily: it needs higher moments) serve the
-    homoskedastic and the heteroskedastic covariance.
+    homoskedastic and the heteroskedastic covariance, ``zone_deviations`` (lazily: one
+    solve per zone) the jackknife.
     """
 
     bread: np.ndarray
@@ -51,6 +55,7 @@ class Scores:
     n_obs: int
     ssr: float = float("nan")
     hetero_meat: Callable[[], np.ndarray] | None = None
+    zone_deviations: Callable[[], np.ndarray] | None = None  # zones x q, for the jackknife
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,15 @@ def robust(s: Scores) -> CovEstimate:
     if s.hetero_meat is None:
         raise InputError("the heteroskedastic covariance needs the fit's fourth cell moments")
     return CovEstimate(sandwich(s.bread, s.hetero_meat()))
+
+
+def jackknife(s: Scores) -> CovEstimate:
+    """(G - 1) / G sum_g d_g d_g' of the leave-one-zone-out changes d_g (CV3)."""
+    if s.zone_deviations is None:
+        raise InputError("the zone jackknife needs the fit's leave-one-zone-out estimates")
+    dev = s.zone_deviations()
+    g = len(dev)
+    return CovEstimate((g - 1) / g * (dev.T @ dev), g)
 
 
 def clustered(s: Scores, by: tuple[str, ...]) -> CovEstimate:
@@ -153,6 +167,7 @@ COVARIANCES: dict[str, Covariance] = {
         _clustered_by("zone"),
         _clustered_by("day"),
         _clustered_by("zone", "day"),
+        Covariance("zone-jackknife", "jackknife", jackknife, ("zone",)),
         Covariance("robust", "hetero", robust),
         Covariance("unadjusted", "iid", unadjusted),
     )

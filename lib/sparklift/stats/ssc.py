@@ -12,6 +12,7 @@ one-way terms:
     iid       N / (N - k)                                         N - k
     hetero    N / (N - k)                                         N - k
     cluster   (N - 1 or N) / (N - k) x (G_min / (G_min - 1))      N - k or G_min - 1
+    jackknife 1 (V_0 carries (G - 1) / G already)                 G - 1
 
 (iid: V_0 = SSR / N B, so V = SSR / (N - k) B.) The conventions users name
 (``design.convention``):
@@ -68,6 +69,8 @@ class SmallSample:
     ) -> tuple[float, float]:
         """The factor c of a covariance of this kind and its t degrees of freedom."""
         n = fe.n_obs
+        if kind == "jackknife" and g is not None:
+            return 1.0, g - 1  # MacKinnon, Nielsen and Webb's CV3, whatever the convention
         if kind in ("iid", "hetero"):
             df = n - self.df_k(fe)
             return n / df, df

@@ -48,6 +48,7 @@ from scipy import linalg, sparse
 from sparklift.errors import InputError
 from sparklift.stats import covariance
 from sparklift.stats.inference import Estimate, t_inference
+from sparklift.stats.jackknife import zone_deviations
 from sparklift.stats.ssc import LINEARMODELS, FixedEffects, SmallSample
 
 
@@ -206,6 +207,16 @@ class TwfeFit:
         self.ssr = float(total[k, k] - self.params @ self.xty)
 
     @property
+    def effects(self) -> np.ndarray:
+        """The cell-constant regressors per kept cell (cells x d)."""
+        return self._effects
+
+    @property
+    def row_vars(self) -> tuple[str, ...]:
+        """The row-level variables: the covariates, then the outcome."""
+        return self._row_vars
+
+    @property
     def influence(self) -> np.ndarray:
         """Per-cell sums of the coefficients' influence B r~_i e_i (cells x K)."""
         return self.cell_scores @ self.bread
@@ -230,7 +241,13 @@ class TwfeFit:
         under the small-sample convention ``ssc``."""
         spec = covariance.parse(cov)
         scores = covariance.Scores(
-            self.bread, self.cell_scores, self.groups, self.n_obs, self.ssr, self._hetero_meat
+            self.bread,
+            self.cell_scores,
+            self.groups,
+            self.n_obs,
+            self.ssr,
+            self._hetero_meat,
+            lambda: zone_deviations(self),
         )
         est = spec.estimate(scores)
         factor, df = ssc.correction(spec.kind, self.fixed_effects, spec.clusters, est.clusters)
