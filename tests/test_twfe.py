@@ -314,3 +314,13 @@ def test_zone_jackknife_equals_pyfixest_crv3(arms, balanced, covariates):
     assert res.df == g - 1 and res.cov_type == "zone-jackknife"
     cv1 = fit_cells(df, effects, covariates).result("zone", FIXEST)
     assert all(res[n].se != cv1[n].se for n in names)
+
+
+def test_zone_jackknife_names_a_zone_it_cannot_leave_out():
+    """A variant with one zone: without it the effect is not identified."""
+    df = panel(5, zones=12, days=20, arms=2, balanced=True)
+    df["d1"] = ((df["zone"] == 3) & (df["day"] >= 13)).astype(float)
+    fit = fit_cells(df, ["d1"], ())
+    assert fit.result("zone", FIXEST)["d1"].se > 0  # the clustered covariance exists
+    with pytest.raises(InputError, match="cannot leave zone 3 out"):
+        fit.result("zone-jackknife", FIXEST)

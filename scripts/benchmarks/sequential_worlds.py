@@ -216,10 +216,11 @@ def simulate(cells: CellStats, day_no: np.ndarray, world: World, spec_defaults: 
     for d in range(1, POST + 1) if path else look_days(spec):
         m = (dn > HISTORY - spec.pre_days) & (dn <= HISTORY + d)
         fit = TwfeFit(c.select(m), effect[m], ["treatment"], "orders")
-        e = fit.result("zone", ssc, spec.alpha)["treatment"]
+        res = fit.result("zone", ssc, spec.alpha)
+        e = res["treatment"]
         naive |= bool(e.p_value < NAIVE_ALPHA)
         # decisions' inference at the looks (other days decide nothing)
-        se, df = decision_inference(fit, "treatment", spec) if d in looks else (e.se, 1.0)
+        se, df = decision_inference(fit, "treatment", spec) if d in looks else (e.se, res.df)
         if d == POST:
             fixed = bool(e.p_value < spec.alpha)
             fixed_d = bool(2 * stats.t.sf(abs(e.estimate / se), df) < spec.alpha)

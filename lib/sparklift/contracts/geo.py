@@ -106,8 +106,8 @@ GEO_DESIGN_CHECKS = TableContract(
         ("n_obs", LongType()),
         ("n_zones", IntegerType()),
         ("n_days", IntegerType()),
-        ("cov_type", StringType()),  # zone (the convention: geo_experiments.convention)
-        ("max_information", DoubleType()),  # 1 / se^2 at the planned duration
+        ("cov_type", StringType()),  # zone: aa_se, mde, power (convention: geo_experiments')
+        ("max_information", DoubleType()),  # 1 / se^2 of decisions at the planned duration
         ("planned_fractions", ArrayType(DoubleType())),  # (se_K / se_k)^2 at each look
         ("planned_upper", ArrayType(DoubleType())),  # efficacy z bound per look
         ("planned_lower", ArrayType(DoubleType())),  # futility (or -upper) per look; null: none
@@ -177,7 +177,7 @@ GEO_SEQUENTIAL = TableContract(
         ("primary", BooleanType()),
         ("decision_point", BooleanType()),  # a look of the plan (else: the daily path)
         ("look", IntegerType()),  # 1, 2, ... among the looks made
-        ("information_fraction", DoubleType()),  # (se at the planned end / se now)^2
+        ("information_fraction", DoubleType()),  # at a look the one spent at; else observed
         ("estimate", DoubleType()),
         ("se", DoubleType()),  # the decisions' (sequential.inference: jackknife by default)
         ("z", DoubleType()),  # the t statistic on the normal scale

@@ -32,7 +32,7 @@ previous look: its bound lies close to that look's and it spends almost no alpha
 skipped look (the pipeline did not run that day) spends nothing: the next look spends, at
 its own fraction, what the spending function allows by then (Lan and DeMets 1983). The look
 at the end date is final and spends all alpha left, whatever t. The observed fraction is
-reported in every row's ``reason`` either way.
+reported in the ``reason`` of every look's row either way.
 
 **Decision** per metric and variant at a look, on z = Phi^-1(F_t(estimate / se; df)): the t
 statistic mapped to the normal scale at its p-value against t(df). With long-tailed zone

@@ -205,6 +205,14 @@ class TwfeFit:
         self.params = self.bread @ self.xty
         self.cell_scores = self.scores(self.params)
         self.ssr = float(total[k, k] - self.params @ self.xty)
+        self._zone_dev: np.ndarray | None = None
+
+    def zone_deviations(self) -> np.ndarray:
+        """The leave-one-zone-out changes of the coefficients (:mod:`sparklift.stats.jackknife`),
+        computed once per fit: every variant's jackknife shares them."""
+        if self._zone_dev is None:
+            self._zone_dev = zone_deviations(self)
+        return self._zone_dev
 
     @property
     def effects(self) -> np.ndarray:
@@ -247,7 +255,7 @@ class TwfeFit:
             self.n_obs,
             self.ssr,
             self._hetero_meat,
-            lambda: zone_deviations(self),
+            self.zone_deviations,
         )
         est = spec.estimate(scores)
         factor, df = ssc.correction(spec.kind, self.fixed_effects, spec.clusters, est.clusters)
