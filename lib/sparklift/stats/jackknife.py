@@ -6,8 +6,8 @@ inference: a guide to empirical practice", sec. 4-5) recommend the cluster jackk
 
     V_CV3 = (G - 1) / G * sum_g (b_(g) - b)(b_(g) - b)',
 
-b_(g) the estimate without zone g, inferred with t(G - 1): it is never smaller than CV1 in
-expectation and close to exact where CV1 over-rejects. pyfixest computes it by refitting the
+b_(g) the estimate without zone g, inferred with t(G - 1): typically larger than CV1, and much
+closer to the nominal level where CV1 over-rejects. pyfixest computes it by refitting the
 model G times; here every refit is exact and costs one small solve. The zone effects are
 nested in the zone clusters, so only they are partialled out (within-zone demeaning) and the
 day effects stay as T - 1 dummies: with w_i = [r_i, day dummies] demeaned within zone and
