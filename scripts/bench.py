@@ -2,7 +2,9 @@
 ``did [--rows N] [--no-peer]`` | ``score [--sizes 1e6,3e6,1e7]`` | ``uplift`` |
 ``allocate [--customers N] [--exact-sizes 1e4,3e4,1e5]`` |
 ``write [--rows N] [--repeats R] [--diagnose]`` |
-``sequential [--worlds W] [--zones G] [--users U]``.
+``sequential [--worlds W] [--zones G] [--users U]`` |
+``adjustment [--worlds W] [--zones G] [--users U] [--lift L]`` |
+``propensity [--sizes 1e6,3e6,1e7] [--history-days D]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -17,7 +19,18 @@ import shutil
 import sys
 import tempfile
 
-from benchmarks import allocate, design, did, features, score, sequential, uplift, write
+from benchmarks import (
+    adjustment,
+    allocate,
+    design,
+    did,
+    features,
+    propensity,
+    score,
+    sequential,
+    uplift,
+    write,
+)
 
 BENCHMARKS = {
     "features": features,
@@ -28,6 +41,8 @@ BENCHMARKS = {
     "allocate": allocate,
     "write": write,
     "sequential": sequential,
+    "adjustment": adjustment,
+    "propensity": propensity,
 }
 
 

@@ -16,7 +16,7 @@ SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.m
 
 mkdir -p "$DIR"
 echo "== 1/6 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
-$SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 56 \
+$SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 70 \
   --set generate.customer_snapshots=2 > "$DIR/generate.run.json"
 echo "== 2/6 features: zone/day history $START .. $HIST (one backfill job)"
 $SL features "${SETS[@]}" --start "$START" --end "$HIST" > "$DIR/features.run.json"

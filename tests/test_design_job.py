@@ -12,6 +12,7 @@ import pyfixest as pf
 import pytest
 import yaml
 from deltalake import DeltaTable
+from linearmodels import PanelOLS
 from pyspark.sql import SparkSession
 
 from sparklift.cli import main
@@ -156,6 +157,47 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, sp
 
 
 @pytest.mark.e2e
+def test_design_with_cuped_reports_mde_and_zones_with_and_without(warehouse, tmp_path):
+    """The AA fit with CUPED's covariate (each user's mean per active day over the 14 days
+    before the history window) equals linearmodels' PanelOLS on the user-day rows with the
+    covariate computed in pandas; the design reports the unadjusted figures beside."""
+    spec = {"experiment_id": "exp_cuped", "start": "2026-07-01", "end": "2026-07-14"}
+    spec |= {"variance_reduction": "cuped", "covariate_window": {"days": 14}}
+    assert design(warehouse, experiment(tmp_path, **spec)) == 0
+    a = table(warehouse, "geo_assignments")
+    a = a[a["experiment_id"] == "exp_cuped"]
+    checks = table(warehouse, "geo_design_checks")
+    checks = checks[checks["experiment_id"] == "exp_cuped"].set_index("metric")
+    assert (checks["variance_reduction"] == "cuped").all()
+    act = table(warehouse, "user_activity").merge(a[["zone_id", "variant"]], on="zone_id")
+    act["date"] = pd.to_datetime(act["date"])
+    window = act[act["date"].between("2026-03-20", "2026-04-02")]
+    rows = act[act["date"] > "2026-04-02"].copy()
+    rows["d"] = ((rows["variant"] == "treat") & (rows["date"] >= "2026-04-17")) * 1.0
+    rows["no_history"] = (~rows["user_id"].isin(window["user_id"])) * 1.0
+    assert 0.02 < rows["no_history"].mean() < 0.5  # new users, flagged
+    for metric in ("orders", "gmv", "visits"):
+        mean = window.groupby("user_id")[metric].mean().rename("cuped")
+        ref = rows.drop(columns="cuped", errors="ignore").merge(mean, on="user_id", how="left")
+        ref["cuped"] = ref["cuped"].fillna(0.0)
+        pdf = ref.set_index(["user_id", "date"])
+        for exog, column in ((["d", "tenure_days", "cuped", "no_history"], "aa_se"),
+                             (["d", "tenure_days"], "aa_se_unadjusted")):  # fmt: skip
+            lm = PanelOLS(pdf[metric], pdf[exog], time_effects=True, other_effects=pdf[["zone_id"]])
+            res = lm.fit(cov_type="clustered", clusters=pdf[["zone_id"]], debiased=True)
+            assert checks.loc[metric, column] == pytest.approx(res.std_errors["d"], rel=1e-8)
+    # With 8 zones per variant the adjustment need not pay (here CUPED's SE is larger on
+    # orders): the design shows both, each from its own fit (same df: MDE ratio = SE ratio).
+    for r in checks.itertuples():
+        assert r.se_reduction == pytest.approx(1 - r.aa_se / r.aa_se_unadjusted)
+        ratio = r.mde_relative / r.mde_relative_unadjusted
+        assert ratio == pytest.approx(r.aa_se / r.aa_se_unadjusted, rel=1e-6)
+        for mde, zones in ((r.mde_relative, r.zones_needed),
+                           (r.mde_relative_unadjusted, r.zones_needed_unadjusted)):  # fmt: skip
+            assert zones == max(2, int(np.ceil(8 * (mde / 0.05) ** 2)))
+
+
+@pytest.mark.e2e
 def test_failed_aa_check_rejects_unless_accepted_anyway(warehouse, tmp_path, capsys):
     path = experiment(
         tmp_path, experiment_id="exp_tight", margin=0.0001, start="2026-09-01", end="2026-09-10"
@@ -184,6 +226,17 @@ def test_failed_aa_check_rejects_unless_accepted_anyway(warehouse, tmp_path, cap
         ({"sequential": {"looks": ["2026-05-10", "2026-05-20"]}}, 2, "'2026-05-20'] are outside"),
         ({"sequential": {"spending": "wang"}}, 2, "sequential.spending: Input should be 'obf'"),
         ({"alpha": 0.6}, 2, "alpha: Input should be less than or equal to 0.5"),
+        (
+            {"variance_reduction": "cuped", "covariate_window": {"days": 7, "end": "2026-05-01"}},
+            2,
+            "covariate_window.end 2026-05-01 is not before the pre-period",
+        ),
+        (
+            {"variance_reduction": "cuped", "covariate_window": {"days": 30}},
+            2,
+            "no rows on 2026-03-04, the first day of the cuped covariate window",
+        ),
+        ({"variance_reduction": "cupac"}, 2, "the first day of the CUPAC training window"),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(

@@ -193,6 +193,54 @@ class SequentialConfig(_Strict):
         return looks
 
 
+class CovariateWindow(_Strict):
+    """The pre-experiment window of the CUPED/CUPAC covariates: ``days`` days ending on
+    ``end``, or (null) on the day before the pre-period (the design: before its history)."""
+
+    days: int = Field(ge=1)
+    end: dt.date | None = None
+
+
+class CupacConfig(_Strict):
+    """CUPAC's prediction model: trained on the ``horizon_days`` before the covariate
+    window's end (target) from the window of the same length before them (features)."""
+
+    learner: str  # gbm | linear | module:Class (a scikit-learn regressor)
+    learner_params: dict[str, Any]
+    features: list[str]  # user_activity columns whose history (with the metrics') it uses
+    horizon_days: int = Field(ge=1)
+    max_train_users: int = Field(ge=100)  # a uniform sample of the training users
+    seed: int
+
+
+class PropensityConfig(_Strict):
+    """``train-propensity`` / ``score-propensity``: P(an order in the next H days)."""
+
+    horizon_days: int = Field(ge=1)  # H: the label window after a snapshot
+    history_days: int = Field(ge=1)  # W: the features' window (its users are the customers)
+    recent_days: int = Field(ge=1)  # R <= W: a second, recent window of the same features
+    columns: list[str] = Field(min_length=1)  # user_activity columns summarized per window
+    label_column: str  # the label: this column > 0 on some day of the next H days
+    train_snapshots: int = Field(ge=1)  # K snapshots, H days apart, before the validation one
+    learner: str  # gbm | linear | module:Class (a scikit-learn classifier)
+    learner_params: dict[str, Any]
+    class_weight: Literal["balanced", "none"]
+    drift: Literal["linear", "latest", "none"]  # the base rate's trend over the snapshots
+    max_train_rows: int = Field(ge=100)  # a uniform sample of the training snapshots' users
+    max_validation_rows: int = Field(ge=100)
+    precision_target: float = Field(gt=0, lt=1)  # recall is reported at this precision
+    seed: int
+    model_id: str | None  # score-propensity: the model (null: the latest trained)
+
+    @model_validator(mode="after")
+    def _windows(self) -> PropensityConfig:
+        if self.recent_days > self.history_days:
+            raise ValueError(
+                f"recent_days {self.recent_days} exceeds history_days {self.history_days}"
+            )
+        return self
+
+
 class DesignConfig(_Strict):
     """Defaults of every experiment's design; an experiment file may override each."""
 
@@ -206,6 +254,11 @@ class DesignConfig(_Strict):
     target_effect: float  # relative effect at which power is reported
     convention: Literal[tuple(CONVENTIONS)]  # type: ignore[valid-type]  # small-sample
     sequential: SequentialConfig | None  # null: one look, at the end (a fixed horizon)
+    # Pre-treatment user covariates: none, the metric's own history (cuped), or its
+    # prediction from the user's history (cupac).
+    variance_reduction: Literal["none", "cuped", "cupac"]
+    covariate_window: CovariateWindow
+    cupac: CupacConfig
 
     @model_validator(mode="after")
     def _nonzero_target(self) -> DesignConfig:
@@ -321,6 +374,7 @@ class Config(_Strict):
     analysis: AnalysisConfig
     uplift: UpliftConfig
     score: ScoreConfig
+    propensity: PropensityConfig
     allocate: AllocateConfig
     pipeline: PipelineConfig
     maintain: MaintainConfig

@@ -7,12 +7,19 @@ the same contracts (a test compares them).
 
 from __future__ import annotations
 
-from sparklift.contracts import geo, inputs, pipeline, vouchers
+from sparklift.contracts import geo, inputs, pipeline, predict, vouchers
 from sparklift.contracts.contract import TableContract
 from sparklift.errors import InputError
 
 CONTRACTS: dict[str, TableContract] = {
-    c.name: c for c in (*inputs.CONTRACTS, *geo.CONTRACTS, *vouchers.CONTRACTS, *pipeline.CONTRACTS)
+    c.name: c
+    for c in (
+        *inputs.CONTRACTS,
+        *geo.CONTRACTS,
+        *predict.CONTRACTS,
+        *vouchers.CONTRACTS,
+        *pipeline.CONTRACTS,
+    )
 }
 TABLE_NAMES = tuple(CONTRACTS)
 

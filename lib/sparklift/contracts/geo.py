@@ -102,6 +102,12 @@ GEO_DESIGN_CHECKS = TableContract(
         ("target_effect", DoubleType()),
         ("power", DoubleType()),
         ("zones_needed", IntegerType()),
+        # the design without the variance reduction (equal to the above with none)
+        ("variance_reduction", StringType()),  # none | cuped | cupac: what aa_se .. used
+        ("aa_se_unadjusted", DoubleType()),
+        ("se_reduction", DoubleType()),  # 1 - aa_se / aa_se_unadjusted
+        ("mde_relative_unadjusted", DoubleType()),
+        ("zones_needed_unadjusted", IntegerType()),
         ("df", DoubleType()),
         ("n_obs", LongType()),
         ("n_zones", IntegerType()),

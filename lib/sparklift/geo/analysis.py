@@ -11,6 +11,7 @@ import datetime as dt
 import pandas as pd
 
 from sparklift.config import AnalysisConfig
+from sparklift.geo.adjustment import metric_covariates
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.monitoring import decision_inference
@@ -34,7 +35,8 @@ def analyze(
     """Result rows (term att, lift and week) of one metric for every treatment variant."""
     variant_of_zone = dict(zip(assignment["zone_id"], assignment["variant"], strict=True))
     effects, names = effect_columns(cells, variant_of_zone, spec.treatments, spec.start)
-    fit = TwfeFit(cells, effects, names, metric, tuple(spec.covariates))
+    covariates = metric_covariates(spec, metric, cells)
+    fit = TwfeFit(cells, effects, names, metric, covariates)
     ssc = convention(spec.convention)
     days = pd.to_datetime(pd.Series(cells.day)).dt.date.to_numpy()
     control_post = (pd.Series(cells.zone).map(variant_of_zone).to_numpy() == spec.control) & (
@@ -46,7 +48,7 @@ def analyze(
     first = settings.covariances[0]
     events = None
     if settings.event_study:
-        events = event_study(cells, variant_of_zone, spec, metric, first)
+        events = event_study(cells, variant_of_zone, spec, metric, first, covariates)
     pretrend = events.pretrend_p if events else {}
     rows = []
     for variant in spec.treatments:

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError
 from sparklift.finite import float_columns, nonfinite, refuse
+from sparklift.geo.adjustment import user_covariates
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.stats.twfe import CellStats
 
@@ -40,13 +41,20 @@ def experiment_cells(
     last: dt.date,
     fourth_moments: bool = False,
     extra: Mapping[str, str] | None = None,
+    pre_start: dt.date | None = None,
 ) -> CellStats:
     """Cell statistics of the experiment's metrics and covariates over ``user_activity``
     rows of the zones ``zone_ids`` from ``first`` to ``last``, in one aggregation; with
     ``fourth_moments`` also the products the robust covariance needs (covariates and one
     metric at a time); ``extra`` adds columns name -> SQL expression over the rows (the
-    decision gates' mix expressions)."""
-    activity = catalog.read("user_activity", where=[("date", ">=", first), ("date", "<=", last)])
+    decision gates' mix expressions). With the experiment's variance reduction, its user
+    covariates (:mod:`sparklift.geo.adjustment`) for a pre-period starting on ``pre_start``
+    (default ``first``) join the rows first."""
+
+    def read(start: dt.date, end: dt.date) -> DataFrame:
+        return catalog.read("user_activity", where=[("date", ">=", start), ("date", "<=", end)])
+
+    activity = read(first, last)
     metrics = [m.name for m in spec.metrics]
     columns = metrics + list(spec.covariates)
     missing = [c for c in columns if c not in activity.columns]
@@ -57,7 +65,24 @@ def experiment_cells(
         )
     zones = catalog.spark.createDataFrame([(int(z),) for z in zone_ids], "zone_id int")
     rows = activity.join(F.broadcast(zones), "zone_id", "left_semi")
-    higher = [[*spec.covariates, m] for m in metrics] if fourth_moments else None
+    with user_covariates(read, spec, zones, pre_start or first) as covs:
+        adjustment = covs.columns if covs else []
+        if covs:
+            rows = covs.join(rows)
+        higher = None
+        if fourth_moments:
+            own = {m: [c for c in adjustment if c.endswith(f"__{m}")] for m in metrics}
+            higher = [[*spec.covariates, *own[m], *adjustment[-1:], m] for m in metrics]
+        return _cells(rows, columns, adjustment, higher, extra)
+
+
+def _cells(
+    rows: DataFrame,
+    columns: list[str],
+    adjustment: list[str],
+    higher: list[list[str]] | None,
+    extra: Mapping[str, str] | None,
+) -> CellStats:
     derived = []
     for name, expression in (extra or {}).items():
         try:
@@ -68,8 +93,9 @@ def experiment_cells(
                 f"{name}: expression {expression!r} over table user_activity does not "
                 f"resolve ({e.getMessage().splitlines()[0]})"
             ) from None
-    rows = rows.select("zone_id", "date", *columns, *derived)
-    return cell_stats(rows, columns + list(extra or {}), higher=higher)
+    names = columns + adjustment
+    rows = rows.select("zone_id", "date", *names, *derived)
+    return cell_stats(rows, names + list(extra or {}), higher=higher)
 
 
 def cell_stats(

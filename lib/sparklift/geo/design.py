@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sparklift.errors import InputError
+from sparklift.geo.adjustment import metric_covariates
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.matching import distances, greedy_groups, mean_within_group_distance, pca
@@ -102,8 +103,13 @@ def design_checks(
                 f"metric {metric.name!r} is constant ({mean:g} on every row of the history "
                 "window): it cannot be tested; drop it from the experiment's metrics"
             )
-        fit = TwfeFit(cells, effects, names, metric.name, tuple(spec.covariates))
+        covariates = metric_covariates(spec, metric.name, cells)
+        fit = TwfeFit(cells, effects, names, metric.name, covariates)
         res = fit.result("zone", convention(spec.convention), spec.alpha)
+        unadjusted = res
+        if covariates != tuple(spec.covariates):  # the same design without the adjustment
+            plain = TwfeFit(cells, effects, names, metric.name, tuple(spec.covariates))
+            unadjusted = plain.result("zone", convention(spec.convention), spec.alpha)
         margin, target = spec.margin * abs(mean), spec.target_effect * abs(mean)
         looks = [  # the AA fit at each earlier look's duration: its planned information
             TwfeFit(
@@ -111,7 +117,7 @@ def design_checks(
                 effects[post_day <= d],
                 names,
                 metric.name,
-                tuple(spec.covariates),
+                covariates,
             )
             for d in look_days(spec)[:-1]
         ]
@@ -121,6 +127,8 @@ def design_checks(
             ses = [decision_inference(f, variant, spec)[0] for f in looks] + [se_k]
             plan = design_plan(spec, ses, target, decision_df)
             mde_abs = mde(e.se, spec.alpha, spec.power, res.df)
+            se_plain = unadjusted[variant].se
+            mde_plain = mde(se_plain, spec.alpha, spec.power, unadjusted.df)
             p_tost = tost_p(e.estimate, e.se, margin, res.df)
             rows.append(
                 {
@@ -140,6 +148,18 @@ def design_checks(
                     "power": power_at(target, e.se, spec.alpha, res.df),
                     "zones_needed": zones_needed(
                         target, e.se, spec.zones_per_variant, spec.alpha, spec.power, res.df
+                    ),
+                    "variance_reduction": spec.variance_reduction,
+                    "aa_se_unadjusted": se_plain,
+                    "se_reduction": 1.0 - e.se / se_plain,
+                    "mde_relative_unadjusted": mde_plain / abs(mean),
+                    "zones_needed_unadjusted": zones_needed(
+                        target,
+                        se_plain,
+                        spec.zones_per_variant,
+                        spec.alpha,
+                        spec.power,
+                        unadjusted.df,
                     ),
                     "df": res.df,
                     "n_obs": res.n_obs,

@@ -44,6 +44,14 @@ class ExperimentConfig(DesignConfig):
             raise ValueError(f"metrics are listed twice: {names}")
         if not any(m.primary for m in self.metrics):
             raise ValueError(f"metrics: at least one must be primary, got {names}")
+        window_end = self.covariate_window.end
+        if self.variance_reduction != "none" and window_end and window_end >= self.pre_start:
+            raise ValueError(
+                f"covariate_window.end {window_end} is not before the pre-period, which starts "
+                f"on {self.pre_start}: a covariate from days the DiD compares (or from the "
+                f"treatment itself) would bias the estimate; end it by "
+                f"{self.pre_start - dt.timedelta(days=1)} or leave it null"
+            )
         looks = self.sequential.looks if self.sequential else []
         if isinstance(looks, list):
             outside = [str(d) for d in looks if not self.start <= d <= self.end]
@@ -65,6 +73,15 @@ class ExperimentConfig(DesignConfig):
     @property
     def pre_start(self) -> dt.date:
         return self.start - dt.timedelta(days=self.pre_days)
+
+    def covariate_days(self, pre_start: dt.date | None = None) -> tuple[dt.date, dt.date]:
+        """First and last day of the covariate window before a pre-period starting on
+        ``pre_start`` (default: the experiment's; its explicit ``end`` applies only there)."""
+        pre_start = pre_start or self.pre_start
+        end = self.covariate_window.end
+        if end is None or pre_start != self.pre_start:
+            end = pre_start - dt.timedelta(days=1)
+        return end - dt.timedelta(days=self.covariate_window.days - 1), end
 
     @property
     def post_days(self) -> int:

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError, TableConflictError
 from sparklift.features.zone_day import date_range
+from sparklift.geo.adjustment import history_share
 from sparklift.geo.analysis import analysis_window, analyze
 from sparklift.geo.cells import experiment_cells
 from sparklift.geo.experiment import ExperimentConfig
@@ -89,6 +90,14 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     with step(f"cell statistics of {len(zones)} zones, {first}..{last}"):
         cells = experiment_cells(catalog, spec, zones, first, last, hetero, extra=mix)
     check_coverage(cells, zones, date_range(first, last), spec)
+    if spec.variance_reduction != "none":
+        window = spec.covariate_days()
+        log.info(
+            "%s: %.1f%% of the user-days' users have history in %s..%s",
+            spec.variance_reduction,
+            100 * history_share(cells),
+            *window,
+        )
     results = []
     for metric in metrics:
         with step(f"analysing {metric}"):

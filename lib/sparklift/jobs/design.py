@@ -129,7 +129,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     for r in checks.itertuples():
         log.info(
-            "%s/%s: AA %.4g (se %.3g, TOST p %.3f, %s); MDE %.2f%%, power %.2f at %.1f%%; "
+            "%s/%s: AA %.4g (se %.3g, TOST p %.3f, %s); MDE %.2f%% (%s; %.2f%% and %d zones "
+            "per variant needed without it, %d with it), power %.2f at %.1f%%; "
             "sequential: power %.2f, expected %.1f days at the target, %.1f with no effect "
             "(of %d), inflation %.3f",
             r.metric,
@@ -139,6 +140,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             r.tost_p,
             "equivalent" if r.equivalent else "NOT equivalent",
             100 * r.mde_relative,
+            r.variance_reduction,
+            100 * r.mde_relative_unadjusted,
+            r.zones_needed_unadjusted,
+            r.zones_needed,
             r.power,
             100 * r.target_effect,
             r.sequential_power,

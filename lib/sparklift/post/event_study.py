@@ -29,10 +29,16 @@ class EventStudy:
 
 
 def event_study(
-    cells: CellStats, variant_of_zone: Mapping, spec: ExperimentConfig, metric: str, cov: str
+    cells: CellStats,
+    variant_of_zone: Mapping,
+    spec: ExperimentConfig,
+    metric: str,
+    cov: str,
+    covariates: tuple[str, ...] = (),
 ) -> EventStudy | None:
     """The weekly effects of every treatment variant and their pre-trend tests, with the
-    covariance labelled ``cov`` (None when there is no week to estimate)."""
+    covariance labelled ``cov`` and the row ``covariates`` (None when there is no week to
+    estimate)."""
     days = pd.to_datetime(pd.Series(cells.day)).dt.date.to_numpy()
     week = np.array([(d - spec.start).days // 7 for d in days])
     variant = pd.Series(cells.zone).map(variant_of_zone).to_numpy()
@@ -45,7 +51,7 @@ def event_study(
             keys.append((v, int(w)))
     if not cols:
         return None
-    fit = TwfeFit(cells, np.column_stack(cols).astype(float), names, metric, tuple(spec.covariates))
+    fit = TwfeFit(cells, np.column_stack(cols).astype(float), names, metric, covariates)
     res = fit.result(cov, convention(spec.convention), spec.alpha)
     pretrend = {}
     for v in spec.treatments:

@@ -230,6 +230,18 @@ def worlds_activity_frame(
     return _activity(spark, users, days, seed, with_truth=True)
 
 
+def _p_active(seed: int | Column) -> Column:
+    """The probability that a signed-up user is active on a day (users x days columns)."""
+    zone_day_shock = lognormal_mean_one(0.08, normal(seed, "zday", "zone_id", "day_index"))
+    tenure = F.col("day_index") - F.col("signup_index")
+    newness = F.when(tenure < 14, 1.5).otherwise(1.0)
+    weekend = F.when(F.col("weekend_day"), 1 + F.col("zone_weekend")).otherwise(1.0)
+    return F.least(
+        F.lit(0.95),
+        F.col("p_active") * F.col("day_factor") * weekend * zone_day_shock * newness,
+    )
+
+
 def _activity(
     spark: SparkSession, users: DataFrame, days: pd.DataFrame, seed: int | Column, with_truth: bool
 ) -> DataFrame:
@@ -244,20 +256,13 @@ def _activity(
         (F.dayofweek("date").isin(1, 7)).alias("weekend_day"),
     )
     key = (F.col("user_id"), F.col("day_index"))
-    zone_day_shock = lognormal_mean_one(0.08, normal(seed, "zday", "zone_id", "day_index"))
     tenure = F.col("day_index") - F.col("signup_index")
-    newness = F.when(tenure < 14, 1.5).otherwise(1.0)
-    weekend = F.when(F.col("weekend_day"), 1 + F.col("zone_weekend")).otherwise(1.0)
-    p = F.least(
-        F.lit(0.95),
-        F.col("p_active") * F.col("day_factor") * weekend * zone_day_shock * newness,
-    )
     joined = (
         users.join(F.broadcast(day_rows), "seed")
         if many
         else users.crossJoin(F.broadcast(day_rows))
     )
-    rows = joined.where(tenure >= 0).where(uniform(seed, "active", *key) < p)
+    rows = joined.where(tenure >= 0).where(uniform(seed, "active", *key) < _p_active(seed))
     conv = F.col("user_conv") * F.col("zone_conv")
     lift = F.when(F.col("post"), F.col("lift")).otherwise(0.0)
     visits = 1 + geometric(F.col("intensity"), uniform(seed, "visits", *key))

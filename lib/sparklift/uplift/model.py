@@ -33,7 +33,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import sklearn
@@ -79,8 +79,8 @@ class Artifact(NamedTuple):
     blob: bytes
 
 
-def model_dir(model_path: str, model_id: str) -> str:
-    return f"{model_path.rstrip('/')}/uplift/{model_id}"
+def model_dir(model_path: str, model_id: str, kind: str = "uplift") -> str:
+    return f"{model_path.rstrip('/')}/{kind}/{model_id}"
 
 
 def sha256(blob: bytes) -> str:
@@ -88,8 +88,17 @@ def sha256(blob: bytes) -> str:
 
 
 def save(model: UpliftModel, model_path: str, run_date: dt.date) -> Artifact:
-    """Write the artefact; set ``model.model_id``. ``model.pkl`` is the model pickled with
-    an empty ``model_id``; the id's hash is a prefix of those bytes' sha256."""
+    """Write the uplift model's artefact (:func:`save_artifact`)."""
+    meta = {"features": model.features, "vouchers": model.vouchers, "responses": list(RESPONSES)}
+    return save_artifact(model, "uplift", model_path, run_date, meta)
+
+
+def save_artifact(
+    model: Any, kind: str, model_path: str, run_date: dt.date, meta: dict[str, Any]
+) -> Artifact:
+    """Write ``model`` (with ``learner`` and ``model_id`` attributes) under
+    ``<model_path>/<kind>/``; set ``model.model_id``. ``model.pkl`` is the model pickled
+    with an empty ``model_id``; the id's hash is a prefix of those bytes' sha256."""
     model.model_id = ""
     blob = pickle.dumps(model, protocol=5)
     digest = sha256(blob)
@@ -97,16 +106,14 @@ def save(model: UpliftModel, model_path: str, run_date: dt.date) -> Artifact:
     meta = {
         "model_id": model.model_id,
         "learner": model.learner,
-        "features": model.features,
-        "vouchers": model.vouchers,
-        "responses": list(RESPONSES),
+        **meta,
         "artifact_sha256": digest,
         **{key: lib.__version__ for key, (_, lib) in LIBRARIES.items()},
     }
-    target = _absolute(model_dir(model_path, model.model_id))
+    target = _absolute(model_dir(model_path, model.model_id, kind))
     fs, path = filesystem(target)
     if fs.get_file_info(f"{path}/meta.json").is_file:
-        verify(target, model.model_id, digest)  # the same model, already saved: intact?
+        verify(target, model.model_id, digest, kind)  # the same model, already saved: intact?
         return Artifact(model.model_id, target, digest, blob)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     fs.create_dir(tmp, recursive=True)
@@ -140,12 +147,15 @@ def read(artifact_path: str) -> tuple[dict, bytes]:
 
 
 def verify(
-    artifact_path: str, model_id: str | None = None, expected_sha256: str | None = None
+    artifact_path: str,
+    model_id: str | None = None,
+    expected_sha256: str | None = None,
+    kind: str = "uplift",
 ) -> tuple[dict, bytes]:
     """The artefact's metadata and ``model.pkl`` bytes, after checking, without
     unpickling, that sha256(model.pkl) starts with the hash in ``model_id`` (default: the
     directory's name), equals meta.json's ``artifact_sha256`` and, if given,
-    ``expected_sha256`` (``uplift_models.artifact_sha256``), and that meta.json names
+    ``expected_sha256`` (``<kind>_models.artifact_sha256``), and that meta.json names
     ``model_id``. Any mismatch is an :class:`InputError` naming the artefact."""
     model_id = model_id or _absolute(artifact_path).rstrip("/").rsplit("/", 1)[-1]
     pkl = f"{artifact_path.rstrip('/')}/model.pkl"
@@ -168,7 +178,7 @@ def verify(
     if recorded is None:
         raise refuse(
             "meta.json records no artifact_sha256: an artefact from before sha256 manifests, "
-            "retrain it with sparklift train-uplift",
+            f"retrain it with sparklift train-{kind}",
             "a recorded sha256",
         )
     if not actual.startswith(m["hash"]):
@@ -177,7 +187,7 @@ def verify(
         raise refuse("sha256 of model.pkl vs meta.json's artifact_sha256", f"sha256 {recorded}")
     if expected_sha256 is not None and expected_sha256 != actual:
         raise refuse(
-            "sha256 of model.pkl vs uplift_models.artifact_sha256", f"sha256 {expected_sha256}"
+            f"sha256 of model.pkl vs {kind}_models.artifact_sha256", f"sha256 {expected_sha256}"
         )
     if meta.get("model_id") != model_id:
         raise InputError(
@@ -188,7 +198,11 @@ def verify(
 
 
 def check_versions(
-    meta: dict, artifact_path: str, model_id: str, on_mismatch: Literal["refuse", "warn"]
+    meta: dict,
+    artifact_path: str,
+    model_id: str,
+    on_mismatch: Literal["refuse", "warn"],
+    kind: str = "uplift",
 ) -> None:
     """Refuse (``on_mismatch="refuse"``: :class:`InputError`) or log a warning
     (``"warn"``) when meta.json records other scikit-learn or numpy versions than the
@@ -208,7 +222,7 @@ def check_versions(
     if on_mismatch == "refuse":
         raise InputError(
             f"{message}; not loaded (its predictions could differ from those at training): "
-            "retrain it with sparklift train-uplift, or set score.on_version_mismatch=warn "
+            f"retrain it with sparklift train-{kind}, or set score.on_version_mismatch=warn "
             "to load it anyway"
         )
     log.warning("%s; loading it anyway (score.on_version_mismatch=warn)", message)

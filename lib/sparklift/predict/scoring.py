@@ -1,0 +1,75 @@
+"""Propensity scores for every customer of a snapshot, in Arrow batches.
+
+The pickled model travels once per executor as a broadcast variable; each Python worker
+checks the bytes' sha256 against the one the driver verified, unpickles them on its first
+batch and keeps the model for the next ones. Scikit-learn's threads are capped at one per
+task: Spark already runs one task per core.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.broadcast import Broadcast
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sparklift.contracts.predict import PROPENSITY_SCORES
+from sparklift.predict.propensity import PropensityModel
+from sparklift.tables.schema import spark_to_arrow
+
+_ARROW_SCHEMA = spark_to_arrow(PROPENSITY_SCORES.schema)
+_MODELS: dict[str, Any] = {}
+
+
+def _model(model_id: str, blob: Broadcast, sha256: str) -> Any:
+    if model_id not in _MODELS:
+        _MODELS.clear()
+        data = blob.value
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise RuntimeError(f"broadcast of model {model_id} does not have sha256 {sha256}")
+        _MODELS[model_id] = pickle.loads(data)
+    return _MODELS[model_id]
+
+
+def score(
+    features: DataFrame, blob: Broadcast, sha256: str, model: PropensityModel, run_date: dt.date
+) -> DataFrame:
+    """``features`` (user_id and ``model.features``) -> PROPENSITY_SCORES rows, with ``blob``
+    the broadcast bytes (sha256 ``sha256``) of ``model``, verified on the driver."""
+    model_id, names = model.model_id, list(model.features)
+    horizon = model.windows.horizon_days
+
+    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from threadpoolctl import threadpool_limits
+
+        fitted = _model(model_id, blob, sha256)
+        with threadpool_limits(limits=1):
+            for batch in batches:
+                n = batch.num_rows
+                if n == 0:
+                    continue
+                X = np.column_stack(
+                    [batch.column(c).to_numpy(zero_copy_only=False) for c in names]
+                ).astype(np.float64)
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        pa.array(np.full(n, run_date), pa.date32()),
+                        batch.column("user_id"),
+                        pa.array(fitted.predict(X, run_date), pa.float64()),
+                        pa.array(np.full(n, horizon, dtype=np.int32), pa.int32()),
+                        pa.array(np.full(n, model_id, dtype=object), pa.string()),
+                    ],
+                    schema=_ARROW_SCHEMA,
+                )
+
+    selected = features.select(
+        F.col("user_id").cast("long"), *[F.col(c).cast("double") for c in names]
+    )
+    return selected.mapInArrow(predict, PROPENSITY_SCORES.schema)
