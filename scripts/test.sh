@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
 # Set up (first run only: .venv, and .venv-airflow for the DAG test) and run the whole
 # test suite: -m "" selects every tier (plain pytest leaves out e2e, cluster and acceptance).
-# Extra arguments go to pytest; a -m among them wins.
+# Extra arguments go to pytest; a -m among them wins. Without test paths among them, the
+# process-level tests (spark-submit on a standalone cluster, Airflow, local-cluster
+# executors), which mostly wait on JVM and process start-up, run in a second pytest beside
+# the others (each with its own Spark session); their output follows the main run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/airflow_env.sh   # Airflow in its own venv, for the DAG's test
 export PYSPARK_PYTHON="$PWD/.venv/bin/python"
-exec .venv/bin/python -m pytest -m "" "$@"
+PYTEST=(.venv/bin/python -m pytest -m "")
+for arg in "$@"; do
+  [[ $arg == -* ]] || exec "${PYTEST[@]}" "$@"   # tests named: one run of just those
+done
+PROCESS_TESTS=(tests/test_standalone.py tests/test_cluster.py)
+log=$(mktemp)
+"${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}" >"$log" 2>&1 &
+beside=$!
+main=0
+"${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]/#/--ignore=}" || main=$?
+other=0
+wait "$beside" || other=$?
+echo "== the process-level tests, run beside: ${PROCESS_TESTS[*]} (exit $other)"
+cat "$log"
+rm -f "$log"
+exit $((main != 0 ? main : other))

@@ -218,19 +218,25 @@ def test_cuped_and_cupac_cover_the_planted_effect_with_smaller_standard_errors(w
         assert main(["analyze", "--experiment", experiment, "--run-date", RUN_DATE, *sets]) == 0
     truth = json.loads((warehouse / "generator_truth.json").read_text())["geo"]["att"]
     res = results(warehouse)
-    att = res[(res.term == "att") & (res.cov_type == "zone")].set_index(["experiment_id", "metric"])
+    att = {
+        (r["experiment_id"], r["metric"]): r
+        for r in res[(res.term == "att") & (res.cov_type == "zone")].to_dict("records")
+    }
     for metric in ("orders", "gmv"):
-        se = {e: att.loc[(e, metric), "se"] for e in ("adj_none", "adj_cuped", "adj_cupac")}
+        se = {e: att[(e, metric)]["se"] for e in ("adj_none", "adj_cuped", "adj_cupac")}
         for e in se:
-            row = att.loc[(e, metric)]
+            row = att[(e, metric)]
             assert row["ci_low"] < truth[metric] < row["ci_high"], (e, metric, row, truth)
         if metric == "orders":
             assert se["adj_cuped"] < se["adj_none"] and se["adj_cupac"] < se["adj_none"], se
     # The adjustment enters the post-estimation too: the event study's weeks and the
     # sequential decisions' SE come from the adjusted fit, so they differ from none's.
-    weeks = res[res.term == "week"].set_index(["experiment_id", "metric", "event_week"])
-    weeks = weeks[weeks["cov_type"] == "zone"]["se"]
-    assert len(weeks.loc["adj_cuped"]) > 0
-    assert (weeks.loc["adj_cuped"] != weeks.loc["adj_none"]).all()
-    seq = read_pandas(str(warehouse / "geo_sequential")).set_index(["experiment_id", "metric"])
-    assert seq.loc[("adj_cuped", "orders"), "se"] != seq.loc[("adj_none", "orders"), "se"]
+    weeks = res[(res.term == "week") & (res.cov_type == "zone")]
+    week_se = {e: weeks[weeks.experiment_id == e].set_index(["metric", "event_week"])["se"]
+               for e in ("adj_none", "adj_cuped")}  # fmt: skip
+    cuped_weeks, none_weeks = week_se["adj_cuped"].sort_index(), week_se["adj_none"].sort_index()
+    assert len(cuped_weeks) > 0 and cuped_weeks.index.equals(none_weeks.index)
+    assert (cuped_weeks != none_weeks).all()
+    seq = read_pandas(str(warehouse / "geo_sequential"))
+    seq = {(r["experiment_id"], r["metric"]): r["se"] for r in seq.to_dict("records")}
+    assert seq[("adj_cuped", "orders")] != seq[("adj_none", "orders")]

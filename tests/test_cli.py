@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,5 +49,9 @@ def test_old_java_is_rejected(monkeypatch, tmp_path):
 
 
 def test_spark_submit_entry_points_exist():
-    for job in ("generate", "features"):
-        assert os.path.isfile(os.path.join(os.path.dirname(__file__), "..", "jobs", f"{job}.py"))
+    from sparklift.cli import JOBS
+
+    for job in JOBS:
+        path = os.path.join(os.path.dirname(__file__), "..", "jobs", f"{job.replace('-', '_')}.py")
+        assert os.path.isfile(path), job
+        assert f'main(["{job}", *sys.argv[1:]])' in Path(path).read_text(), job
