@@ -25,7 +25,12 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError
 from sparklift.finite import float_columns, nonfinite, refuse
-from sparklift.geo.adjustment import user_covariates
+from sparklift.geo.adjustment import (
+    NO_HISTORY,
+    UserCovariates,
+    covariate_column,
+    user_covariates,
+)
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.stats.twfe import CellStats
 
@@ -70,10 +75,16 @@ def experiment_cells(
         if covs:
             rows = covs.join(rows)
         higher = None
-        if fourth_moments:
-            own = {m: [c for c in adjustment if c.endswith(f"__{m}")] for m in metrics}
-            higher = [[*spec.covariates, *own[m], *adjustment[-1:], m] for m in metrics]
+        if fourth_moments:  # per metric: covariates, its adjustment covariate and flag
+            higher = [[*spec.covariates, *metric_covariates_of(covs, m), m] for m in metrics]
         return _cells(rows, columns, adjustment, higher, extra)
+
+
+def metric_covariates_of(covs: UserCovariates | None, metric: str) -> list[str]:
+    """The adjustment columns of ``metric``: its covariate and the no-history flag."""
+    if covs is None:
+        return []
+    return [covariate_column(covs.method, metric), NO_HISTORY]
 
 
 def _cells(

@@ -73,8 +73,8 @@ def load(ctx: JobContext, row: dict[str, Any]) -> tuple[PropensityModel, bytes]:
     if not isinstance(model, PropensityModel):
         raise InputError(f"model {model_id}: model.pkl holds a {type(model).__name__}")
     model.model_id = model_id
+    own = model_features(model.windows)
     for where, listed in (("its meta.json", meta.get("features")), ("its row", row["features"])):
-        own = model_features(model.windows)
         if list(listed or []) != model.features or model.features != own:
             raise InputError(
                 f"model {model_id} was trained with features {model.features}, but {where} "

@@ -2,17 +2,14 @@
 
 The pickled model travels once per executor as a broadcast variable; each Python worker
 checks the bytes' sha256 against the one the driver verified, unpickles them on its first
-batch and keeps the model for the next ones. Scikit-learn's threads are capped at one per
-task: Spark already runs one task per core.
+batch and keeps the model for the next ones (:func:`sparklift.uplift.scoring.cached_model`).
+Scikit-learn's threads are capped at one per task: Spark already runs one task per core.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import pickle
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,19 +20,9 @@ from pyspark.sql import functions as F
 from sparklift.contracts.predict import PROPENSITY_SCORES
 from sparklift.predict.propensity import PropensityModel
 from sparklift.tables.schema import spark_to_arrow
+from sparklift.uplift.scoring import cached_model
 
 _ARROW_SCHEMA = spark_to_arrow(PROPENSITY_SCORES.schema)
-_MODELS: dict[str, Any] = {}
-
-
-def _model(model_id: str, blob: Broadcast, sha256: str) -> Any:
-    if model_id not in _MODELS:
-        _MODELS.clear()
-        data = blob.value
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise RuntimeError(f"broadcast of model {model_id} does not have sha256 {sha256}")
-        _MODELS[model_id] = pickle.loads(data)
-    return _MODELS[model_id]
 
 
 def score(
@@ -49,7 +36,7 @@ def score(
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from threadpoolctl import threadpool_limits
 
-        fitted = _model(model_id, blob, sha256)
+        fitted = cached_model(model_id, blob, sha256)
         with threadpool_limits(limits=1):
             for batch in batches:
                 n = batch.num_rows

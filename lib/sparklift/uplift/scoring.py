@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,16 +32,19 @@ _ARROW_SCHEMA = spark_to_arrow(UPLIFT_SCORES.schema)
 _MODELS: dict[str, Any] = {}
 
 
-def _model(
-    model_id: str, blob: Broadcast, sha256: str, features: list[str], vouchers: list[str]
+def cached_model(
+    model_id: str, blob: Broadcast, sha256: str, check: Callable[[Any], bool] | None = None
 ) -> Any:
+    """In a Python worker: the broadcast model, its bytes checked against ``sha256`` and
+    (``check``) its contents against the driver's, unpickled once and kept for the next
+    batches."""
     if model_id not in _MODELS:
         _MODELS.clear()
         data = blob.value
         if hashlib.sha256(data).hexdigest() != sha256:
             raise RuntimeError(f"broadcast of model {model_id} does not have sha256 {sha256}")
         model = pickle.loads(data)
-        if (model.features, model.vouchers) != (features, vouchers):
+        if check is not None and not check(model):
             raise RuntimeError(f"broadcast of model {model_id} differs from the driver's")
         _MODELS[model_id] = model
     return _MODELS[model_id]
@@ -77,7 +80,12 @@ def score(
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from threadpoolctl import threadpool_limits
 
-        fitted = _model(model_id, blob, sha256, features, model_vouchers)
+        fitted = cached_model(
+            model_id,
+            blob,
+            sha256,
+            lambda m: (m.features, m.vouchers) == (features, model_vouchers),
+        )
         with threadpool_limits(limits=1):
             for batch in batches:
                 n = batch.num_rows
