@@ -20,14 +20,21 @@ from sparklift.pipeline.registry import PipelineStep
 from tests.conftest import REPO
 
 # README's "The nightly pipeline": the run order and the data dependencies.
-PIPELINE = {"features": (), "analyze": ("features",), "score": (), "allocate": ("score",)}
+PIPELINE = {
+    "features": (),
+    "analyze": ("features",),
+    "user-history": (),
+    "score-propensity": ("user-history",),
+    "score": (),
+    "allocate": ("score",),
+}
 
 
 def test_steps_are_the_job_modules_declarations_in_run_order():
     assert registry.kinds() == tuple(PIPELINE)
     assert {s.kind: s.depends_on for s in registry.steps()} == PIPELINE
     for kind in PIPELINE:
-        assert registry.job(kind).__name__ == f"sparklift.jobs.{kind}"
+        assert registry.job(kind).__name__ == f"sparklift.jobs.{kind.replace('-', '_')}"
         assert registry.job(kind).STEP.kind == kind
     assert {"generate", "design", "train-uplift", "pipeline", "maintain"} <= set(registry.jobs())
     assert json.loads(registry.manifest()) == [
@@ -52,13 +59,21 @@ def test_a_new_step_is_one_declaration(monkeypatch):
     """A step declared after analyze and needing it is planned once per target, after the
     analyses, blocked by nothing else; the config accepts its kind."""
     report = PipelineStep(
-        "report", order=25, depends_on=("analyze",), targets=lambda ctx: {}, per="report"
+        "report", order=22, depends_on=("analyze",), targets=lambda ctx: {}, per="report"
     )
     fake = SimpleNamespace(HELP="", add_arguments=None, run=None, STEP=report)
     known = registry.jobs()
     monkeypatch.setattr(registry, "jobs", lambda: {**known, "report": fake})
     monkeypatch.setattr(registry, "steps", registry.steps.__wrapped__)
-    assert registry.kinds() == ("features", "analyze", "report", "score", "allocate")
+    assert registry.kinds() == (
+        "features",
+        "analyze",
+        "report",
+        "user-history",
+        "score-propensity",
+        "score",
+        "allocate",
+    )
     targets = {"analyze": {"e1": ("--experiment", "e1")}, "report": {"r": ("--x", "r")}}
     steps = plan_steps(["features", "analyze", "report", "score"], targets)
     assert [(s.name, s.depends_on, s.args) for s in steps] == [

@@ -96,6 +96,28 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     assert scored["customers_scored"] == len(scores) == window["user_id"].nunique()
     assert scores["customer_id"].is_unique and scores["propensity"].between(0, 1).all()
     assert set(scores["model_id"]) == {summary["model_id"]} and (scores["horizon_days"] == 7).all()
+    assert scored["features_from"].startswith("user_activity")  # no user_history yet
+
+    # The nightly steps: user_history rebuilt, then updated day by day (two partitions
+    # kept), and the pipeline's scoring from it equals the scoring from the raw rows.
+    keep = ["--set", "propensity.state_days=2"]
+    for back, mode in ((2, "rebuild"), (1, "update")):
+        day = str(RUN_DATE - dt.timedelta(days=back))
+        assert main(["user-history", *sets(warehouse), *keep, "--run-date", day]) == 0
+        assert json.loads(capsys.readouterr().out)["mode"] == mode
+    steps = ["--steps", "user-history,score-propensity"]
+    assert main(["pipeline", *sets(warehouse), *keep, *steps]) == 0
+    runs = read_pandas(str(warehouse / "pipeline_runs"))
+    assert sorted(runs["step"]) == sorted(f"{k}:{summary['model_id']}" for k in steps[1].split(","))
+    history = read_pandas(str(warehouse / "user_history"))
+    assert sorted(str(d)[:10] for d in history["as_of"].unique()) == [
+        str(RUN_DATE - dt.timedelta(days=1)),
+        str(RUN_DATE),
+    ]
+    again = read_pandas(str(warehouse / "propensity_scores"))
+    both = scores.merge(again, on="customer_id", suffixes=("", "_state"), validate="1:1")
+    assert len(both) == len(scores) == len(again)
+    np.testing.assert_allclose(both["propensity_state"], both["propensity"], rtol=1e-9)
     assert main(["score-propensity", *sets(warehouse), "--model-id", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 
@@ -107,6 +129,15 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
         (["--set", "propensity.columns=[visits,basket]"], 2, "no columns ['basket']"),
         (["--set", "propensity.recent_days=60"], 2, "recent_days 60 exceeds history_days 56"),
         (["--set", "propensity.learner=nope"], 2, "propensity.learner: unknown learner 'nope'"),
+        (
+            [
+                *("--set", "propensity.learner=sklearn.neighbors:KNeighborsClassifier"),
+                *("--set", "propensity.learner_params={}"),
+                *("--set", "propensity.class_weight=balanced"),
+            ],
+            2,
+            "takes no sample_weight",
+        ),
     ]
     for extra, code, message in bad:
         assert main(["train-propensity", *sets(warehouse), *extra]) == code, extra

@@ -266,13 +266,12 @@ def test_airflow_runs_the_dag_on_standalone_cluster(airflow, artefact, tmp_path)
     code = cli.run(["dags", "test", DAG_ID, DAY], log, DAG_RUN_TIMEOUT_S)
     text = log.read_text(errors="replace")
     assert code == 0, text[-4000:]
-    assert cli.task_states(DAY) == {
-        task: ("success", 1) for task in ("features", "analyze", "score", "allocate")
-    }
+    tasks = ("features", "analyze", "user-history", "score-propensity", "score", "allocate")
+    assert cli.task_states(DAY) == {task: ("success", 1) for task in tasks}
     commands = re.findall(r"Spark-Submit cmd: (.*?) \[airflow", text)
     jars = ",".join(str(j) for j in sorted((artefact / "jars").glob("*.jar")))
-    assert len(commands) == 4 and all(f"--jars {jars} " in c for c in commands), commands
-    assert text.count("tables: native backend") >= 4
+    assert len(commands) == 6 and all(f"--jars {jars} " in c for c in commands), commands
+    assert text.count("tables: native backend") >= 6  # no propensity model: 2 with no target
     runs = runs_of(wh, DAY)
     assert sorted(runs["step"]) == sorted(STEPS), runs[["step", "status", "error"]]
     assert set(runs["status"]) == {"succeeded"}, runs[["step", "status", "error"]]

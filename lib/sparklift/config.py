@@ -231,6 +231,7 @@ class PropensityConfig(_Strict):
     precision_target: float = Field(gt=0, lt=1)  # recall is reported at this precision
     seed: int
     model_id: str | None  # score-propensity: the model (null: the latest trained)
+    state_days: int = Field(ge=2)  # user_history partitions kept (a rerun needs the day before)
 
     @model_validator(mode="after")
     def _windows(self) -> PropensityConfig:

@@ -1,16 +1,23 @@
 """propensity: trains the default propensity model (``train-propensity``) on a generated world
 of 200k users and 84 days, then for each size N generates a world of N users over the
-model's history window and times the ``score-propensity`` job end to end (read the
-window's ``user_activity``, one aggregation by user, predict in Arrow batches on 2 cores,
-write N rows to ``propensity_scores``), sampling the peak memory of all processes. The
-limit it is compared with, in the same run: the same model's ``predict`` in one
-scikit-learn process on the 1M customers' features (no read, no aggregation, no write).
-It fits time = a + b N over the sizes and extrapolates to 100M customers (target: under
-5 minutes). ``--history-days`` (default 28) sets the model's history window: the scoring
-cost is the window's rows, about 0.23 x N x days.
+model's history window and a day more, and times, each end to end on 2 cores:
 
-Checked: each run scored every user active in its window, and the limit predicted the
-same number of customers.
+- ``score-propensity`` from the activity rows (no ``user_history``: read the window's
+  rows, one aggregation by user, predict in Arrow batches, write N rows);
+- ``user-history`` rebuilt as of the day before (the window's rows, one aggregation);
+- ``user-history`` updated to the run date from the day before's (3 days of rows and the
+  stored state, one join): the nightly cost;
+- ``score-propensity`` from ``user_history`` (one row per customer): the scoring.
+
+sampling the peak memory of all processes. The limit it is compared with, in the same
+run: the same model's ``predict`` in one scikit-learn process on the 1M customers'
+features (no read, no aggregation, no write). It fits time = a + b N over the sizes and
+extrapolates to 100M customers (target: scoring under 5 minutes). ``--history-days``
+(default 28) sets the model's history window: the activity rows' cost grows with it, the
+update's and the scoring's from ``user_history`` do not.
+
+Checked: each run scored every user active in its window, the state held them all, and
+the two scorings' propensities agree on a sample.
 """
 
 from __future__ import annotations
@@ -20,11 +27,19 @@ import datetime as dt
 from types import SimpleNamespace
 
 import numpy as np
+from pyspark.sql import functions as F
 
 from benchmarks.measure import PeakRss, same_work, timed
 from sparklift.config import load_config
-from sparklift.jobs import JobContext, score_propensity, train_propensity
-from sparklift.predict.propensity import model_features, snapshot_frame
+from sparklift.jobs import (
+    JobContext,
+    propensity_io,
+    score_propensity,
+    train_propensity,
+    user_history,
+)
+from sparklift.predict.propensity import model_features
+from sparklift.predict.user_history import DAY, build, features
 from sparklift.session import build_session
 from sparklift.synthetic.geo import activity_frame, draw_world
 from sparklift.tables import Catalog
@@ -67,53 +82,106 @@ def bench_propensity(sizes: list[int], history: int, workdir: str) -> None:
           f"{m['pr_auc']:.4f}, Brier {m['brier']:.4f}", flush=True)  # fmt: skip
     results = []
     for n in sizes:
-        size_conf = load_config(None, [*overrides, f"tables.names.user_activity=activity_{n}"])
+        size_conf = load_config(
+            None,
+            [
+                *overrides,
+                f"tables.names.user_activity=activity_{n}",
+                f"tables.names.user_history=history_{n}",
+                f"tables.names.propensity_scores=scores_{n}",
+            ],
+        )
         cat = Catalog(spark, size_conf.tables)
-        world_conf = gen.model_copy(update={"users": n, "zones": 1000, "days": history})
+        world_conf = gen.model_copy(update={"users": n, "zones": 1000, "days": history + 1})
         world = draw_world(world_conf, RUN_DATE)
         _, t_gen = timed(
             lambda: cat.write("user_activity", activity_frame(spark, world, world_conf))  # noqa: B023
         )
-        active = cat.read("user_activity").select("user_id").distinct().count()
-        ctx_n = JobContext(spark, size_conf, cat, RUN_DATE)
-        args = SimpleNamespace(model_id=model["model_id"])
-        with PeakRss() as rss:
-            out, t = timed(lambda: score_propensity.run(ctx_n, args))  # noqa: B023
-        same_work("score-propensity, customers scored", out["customers_scored"], active)
-        rows = cat.read("user_activity").count()
-        results.append((n, active, rows, t, rss.peak))
-        print(f"  {n:>11,} users ({active:,} active, {rows:,} activity rows): {t:6.1f}s = "
-              f"{active / t:,.0f} customers/s; peak {rss.peak / 2**30:.2f} GiB (generated "
-              f"in {t_gen:.0f}s)", flush=True)  # fmt: skip
-    first = load_config(None, [*overrides, f"tables.names.user_activity=activity_{sizes[0]}"])
-    limit = predict_limit(spark, first, model["model_id"], results[0][1])
+        first = RUN_DATE - dt.timedelta(days=history - 1)
+        window = cat.read("user_activity", where=[("date", ">=", first)])
+        active = window.select("user_id").distinct().count()
+        rows = window.count()
+        runs = {}
+        for name, job, day, args in (
+            ("raw", score_propensity, RUN_DATE, SimpleNamespace(model_id=model["model_id"])),
+            ("rebuild", user_history, RUN_DATE - DAY, _history_args(model)),
+            ("update", user_history, RUN_DATE, _history_args(model)),
+            ("score", score_propensity, RUN_DATE, SimpleNamespace(model_id=model["model_id"])),
+        ):
+            ctx_n = JobContext(spark, size_conf, cat, day)
+            with PeakRss() as rss:
+                out, t = timed(lambda: job.run(ctx_n, args))  # noqa: B023
+            done = out.get("customers_scored", out.get("customers"))
+            if name != "rebuild":
+                same_work(f"{name}, customers", done, active)
+            runs[name] = (t, rss.peak, out)
+        assert runs["raw"][2]["features_from"].startswith("user_activity")
+        assert runs["score"][2]["features_from"] == f"user_history as of {RUN_DATE}"
+        assert runs["update"][2]["mode"] == "update"
+        agree(cat)
+        results.append((n, active, rows, runs))
+        print(f"  {n:>11,} users ({active:,} customers, {rows:,} activity rows in the window; "
+              f"generated in {t_gen:.0f}s): " + ", ".join(
+                  f"{k} {t:.1f}s (peak {peak / 2**30:.2f} GiB)" for k, (t, peak, _) in runs.items()
+              ), flush=True)  # fmt: skip
+    first_conf = load_config(None, [*overrides, f"tables.names.user_activity=activity_{sizes[0]}"])
+    limit = predict_limit(spark, first_conf, model["model_id"], results[0][1])
     spark.stop()
     ns = np.array([r[1] for r in results], float)
-    ts = np.array([r[3] for r in results])
-    b, a = np.polyfit(ns, ts, 1)
-    t100 = a + b * 100e6
     print(f"\nRESULT propensity benchmark ({history}-day history window, 2 cores)")
     print(f"  training: {t_train:.0f}s, {model['train_rows']:,} rows; ROC-AUC {m['roc_auc']:.4f}")
-    for n, active, rows, t, peak in results:
-        print(f"  {n:>11,} users, {active:,} customers ({rows:,} rows): {t:6.1f}s  "
-              f"{active / t:>9,.0f} customers/s  {rows / t / 1e6:.2f}M rows/s  "
-              f"peak {peak / 2**30:.2f} GiB")  # fmt: skip
-    print(f"  scaling fit: {a:.1f}s + {b * 1e6:.2f}s per 1M customers")
-    print(f"  extrapolated 100M customers: {t100 / 60:.1f} min (target < 5 min)")
+    labels = {
+        "raw": "score-propensity from the activity rows",
+        "rebuild": "user-history rebuilt from the window's rows",
+        "update": "user-history updated from the day before",
+        "score": "score-propensity from user_history",
+    }
+    fits = {}
+    for key, label in labels.items():
+        ts = np.array([r[3][key][0] for r in results])
+        b, a = np.polyfit(ns, ts, 1)
+        fits[key] = a + b * 100e6
+        print(f"  {label}:")
+        for n, active, _rows, runs in results:
+            t, peak, _ = runs[key]
+            print(f"    {n:>11,} users, {active:,} customers: {t:6.1f}s  "
+                  f"{active / t:>9,.0f} customers/s  peak {peak / 2**30:.2f} GiB")  # fmt: skip
+        print(f"    fit {a:.1f}s + {b * 1e6:.2f}s per 1M customers; 100M: {fits[key] / 60:.1f} min")
+    print(f"  scoring 100M from user_history: {fits['score'] / 60:.1f} min (target < 5 min); "
+          f"nightly update + scoring: {(fits['update'] + fits['score']) / 60:.1f} min; from the "
+          f"activity rows: {fits['raw'] / 60:.1f} min")  # fmt: skip
     print(f"  limit (predict only, one process, {limit[0]:,} customers): {limit[1]:.1f}s = "
           f"{limit[0] / limit[1]:,.0f} customers/s; 100M at that rate: "
           f"{100e6 / (limit[0] / limit[1]) / 60:.1f} min")  # fmt: skip
+
+
+def _history_args(model: dict) -> SimpleNamespace:
+    return SimpleNamespace(model_id=model["model_id"], rebuild=False)
+
+
+def agree(catalog: Catalog) -> None:
+    """The two scorings (versions 0 and 1 of propensity_scores) agree on a sample."""
+    raw = catalog.read("propensity_scores", version=0).sample(0.001, seed=1)
+    state = catalog.read("propensity_scores", version=1).select(
+        "customer_id", F.col("propensity").alias("from_state")
+    )
+    joined = raw.join(state, "customer_id").select(
+        F.max(F.abs(F.col("propensity") - F.col("from_state"))).alias("gap"), F.count("*")
+    )
+    gap, count = joined.first()
+    if count == 0 or gap > 1e-9:
+        raise AssertionError(f"the two scorings disagree: max gap {gap} over {count} customers")
 
 
 def predict_limit(spark, conf, model_id: str, n: int) -> tuple[int, float]:
     """The model's predict on the first size's features in this process (both cores)."""
     catalog = Catalog(spark, conf.tables)
     ctx = JobContext(spark, conf, catalog, RUN_DATE)
-    model, _ = score_propensity.load(ctx, score_propensity.model_row(ctx, model_id))
+    model, _ = propensity_io.load(ctx, propensity_io.model_row(ctx, model_id))
     windows = model.windows
     first = RUN_DATE - dt.timedelta(days=windows.history_days - 1)
     activity = catalog.read("user_activity", where=[("date", ">=", first)])
-    frame = snapshot_frame(activity, RUN_DATE, windows, labelled=False).toPandas()
+    frame = features(build(activity, windows, RUN_DATE), windows, RUN_DATE).toPandas()
     X = frame[model_features(windows)].to_numpy(dtype=np.float64)
     _, t = timed(lambda: model.predict(X, RUN_DATE))
     same_work("limit, customers predicted", len(X), n)

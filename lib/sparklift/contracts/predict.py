@@ -52,4 +52,23 @@ PROPENSITY_SCORES = TableContract(
     description="customer (user active in the model's history window) of a run date",
 )
 
-CONTRACTS = (PROPENSITY_MODELS, PROPENSITY_SCORES)
+USER_HISTORY = TableContract(
+    "user_history",
+    fields(
+        ("as_of", DateType()),
+        ("user_id", LongType()),  # a user active in the history window ending on as_of
+        ("history_days", IntegerType()),  # W: the window [as_of - W + 1, as_of]
+        ("recent_days", IntegerType()),  # R: the recent window [as_of - R + 1, as_of]
+        ("w_active_days", LongType()),  # days with a user_activity row in the history window
+        ("w_last_active", DateType()),
+        ("r_active_days", LongType()),  # the same in the recent window (0: none)
+        ("r_last_active", DateType()),
+    ),
+    partition_by=("as_of",),
+    key=("as_of", "user_id"),
+    description="customer (user active in the history window) as of a day",
+    extra="w_sum__<column> and r_sum__<column> (double): each summarized column's sum over "
+    "the history and the recent window",
+)
+
+CONTRACTS = (PROPENSITY_MODELS, PROPENSITY_SCORES, USER_HISTORY)

@@ -18,12 +18,14 @@ import json
 from typing import Any
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.predict.learners import classifier
 from sparklift.predict.propensity import (
     DAY,
+    check_weighting,
     evaluate,
     fit,
     model_features,
@@ -43,19 +45,20 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     conf = ctx.config.propensity
     if args.learner:
         conf = conf.model_copy(update={"learner": args.learner})
-    classifier(conf.learner, conf.learner_params, conf.seed, "propensity.learner")  # fails early
+    learner = classifier(conf.learner, conf.learner_params, conf.seed, "propensity.learner")
+    check_weighting(conf, learner)  # bad config fails before any work
     valid_day, train_days = snapshot_days(conf, ctx.run_date)
     first = train_days[0] - (conf.history_days - 1) * DAY
     activity = read_activity(ctx, first, ctx.run_date, [*conf.columns, conf.label_column])
     with step(f"training snapshots {', '.join(map(str, train_days))}"):
         train, train_rows = sample(
-            [snapshot_frame(activity, s, conf, labelled=True) for s in train_days],
+            [snapshot_frame(activity, s, conf) for s in train_days],
             conf.max_train_rows,
             conf.seed,
         )
     with step(f"validation snapshot {valid_day}"):
         valid, valid_rows = sample(
-            [snapshot_frame(activity, valid_day, conf, labelled=True)],
+            [snapshot_frame(activity, valid_day, conf)],
             conf.max_validation_rows,
             conf.seed + 1,
         )
@@ -165,8 +168,8 @@ def read_activity(ctx: JobContext, first: dt.date, last: dt.date, columns: list[
 
 
 def sample(frames: list[DataFrame], limit: int, seed: int):
-    """The union of ``frames`` as pandas, a uniform sample of at most ``limit`` rows, and
-    the number of rows it was drawn from."""
+    """The union of ``frames`` as pandas, a uniform sample of at most ``limit`` rows
+    (the same for the same rows and ``seed``), and the number of rows it was drawn from."""
     union = frames[0]
     for f in frames[1:]:
         union = union.unionByName(f)
@@ -175,11 +178,10 @@ def sample(frames: list[DataFrame], limit: int, seed: int):
         total = union.count()
         if total == 0:
             raise InputError("table user_activity: no customer is active in a snapshot window")
-        drawn = (
-            union.sample(fraction=min(1.0, 1.1 * limit / total), seed=seed)
-            if total > limit
-            else union
-        )
-        return drawn.limit(limit).toPandas(), total  # bounded: at most limit rows
+        if total > limit:  # the rows of the lowest hashes: uniform, whatever the row order
+            union = union.orderBy(F.xxhash64("snapshot", "user_id", F.lit(seed))).limit(limit)
+        # bounded (at most limit rows), and in one order, so the fit is the same every run
+        frame = union.toPandas().sort_values(["snapshot", "user_id"], ignore_index=True)
+        return frame, total
     finally:
         union.unpersist()

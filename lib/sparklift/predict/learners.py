@@ -17,8 +17,9 @@ from typing import Any
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import has_fit_parameter
 
 from sparklift.errors import ConfigError
 
@@ -63,3 +64,12 @@ def _build(name: str, params: Mapping[str, Any], seed: int, key: str, method: st
     if not isinstance(model, BaseEstimator) or not callable(getattr(model, method, None)):
         raise ConfigError(f"{key}: {name} is not a scikit-learn estimator with {method}")
     return model
+
+
+def weight_argument(model: BaseEstimator) -> str | None:
+    """The ``fit`` keyword that takes sample weights (a pipeline's routes them to its last
+    step), None if the learner takes none."""
+    if isinstance(model, Pipeline):
+        name, last = model.steps[-1]
+        return f"{name}__sample_weight" if has_fit_parameter(last, "sample_weight") else None
+    return "sample_weight" if has_fit_parameter(model, "sample_weight") else None

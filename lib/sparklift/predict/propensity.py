@@ -37,16 +37,16 @@ from sklearn.metrics import (
     precision_recall_curve,
     roc_auc_score,
 )
-from sklearn.utils.validation import has_fit_parameter
 
 from sparklift.config import PropensityConfig
+from sparklift.errors import ConfigError
 from sparklift.predict.history import (
     feature_names,
     history_aggregates,
     history_features,
     in_window,
 )
-from sparklift.predict.learners import classifier
+from sparklift.predict.learners import classifier, weight_argument
 
 DAY = dt.timedelta(days=1)
 
@@ -63,36 +63,30 @@ def snapshot_days(conf: PropensityConfig, run_date: dt.date) -> tuple[dt.date, l
     return valid, train
 
 
-def snapshot_frame(
-    activity: DataFrame, snapshot: dt.date, conf: PropensityConfig, labelled: bool
-) -> DataFrame:
+def snapshot_frame(activity: DataFrame, snapshot: dt.date, conf: PropensityConfig) -> DataFrame:
     """Per user active in the history window ending on ``snapshot``: user_id, the
-    :func:`model_features` and (``labelled``) the 0/1 ``label`` of the next H days."""
+    :func:`model_features`, the 0/1 ``label`` of the next H days and the ``snapshot``.
+    (Scoring builds the same features from :mod:`sparklift.predict.user_history`.)"""
     first = snapshot - (conf.history_days - 1) * DAY
     recent = snapshot - (conf.recent_days - 1) * DAY
-    last = snapshot + conf.horizon_days * DAY if labelled else snapshot
-    aggs = [
-        *history_aggregates(conf.columns, first, snapshot, "w_"),
-        *history_aggregates(conf.columns, recent, snapshot, "r_"),
-    ]
-    if labelled:
-        bought = in_window(snapshot + DAY, last) & (F.col(conf.label_column) > 0)
-        aggs.append(F.max(bought.cast("int")).alias("label"))
+    last = snapshot + conf.horizon_days * DAY
+    bought = in_window(snapshot + DAY, last) & (F.col(conf.label_column) > 0)
     per_user = (
         activity.where(in_window(first, last))
         .groupBy("user_id")
-        .agg(*aggs)
+        .agg(
+            *history_aggregates(conf.columns, first, snapshot, "w_"),
+            *history_aggregates(conf.columns, recent, snapshot, "r_"),
+            F.max(bought.cast("int")).alias("label"),
+        )
         .where(F.col("w_active_days") > 0)
     )
     return per_user.select(
         F.col("user_id").cast("long").alias("user_id"),
         *history_features(conf.columns, first, snapshot, "w_"),
         *history_features(conf.columns, recent, snapshot, "r_", out="r_"),
-        *(
-            [F.col("label").cast("int").alias("label"), F.lit(snapshot).alias("snapshot")]
-            if labelled
-            else []
-        ),
+        F.col("label").cast("int").alias("label"),
+        F.lit(snapshot).alias("snapshot"),
     )
 
 
@@ -138,17 +132,24 @@ def fit(
     factor = 1.0
     if conf.class_weight == "balanced":
         w1, w0 = len(y) / (2 * positives), len(y) / (2 * (len(y) - positives))
-        if not has_fit_parameter(base, "sample_weight"):
-            raise ValueError(
-                f"propensity.learner {conf.learner} takes no sample_weight: set "
-                "propensity.class_weight: none"
-            )
-        kwargs["sample_weight"] = np.where(y == 1, w1, w0)
+        kwargs[check_weighting(conf, base)] = np.where(y == 1, w1, w0)
         factor = w0 / w1
     estimator = clone(base).fit(X, y, **kwargs)
     model = PropensityModel(conf.learner, names, estimator, factor, conf, trained_through)
     model.drift, model.drift_origin = drift(model, train, conf.drift)
     return model
+
+
+def check_weighting(conf: PropensityConfig, learner: ClassifierMixin) -> str:
+    """The ``fit`` keyword of ``learner``'s sample weights, which ``class_weight: balanced``
+    needs; a ConfigError if it takes none."""
+    argument = weight_argument(learner) if conf.class_weight == "balanced" else "sample_weight"
+    if argument is None:
+        raise ConfigError(
+            f"propensity.learner {conf.learner} takes no sample_weight, which "
+            "propensity.class_weight: balanced needs: set class_weight: none"
+        )
+    return argument
 
 
 def drift(
