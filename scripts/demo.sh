@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up, generate a demo data set, prepare the history (features backfill, an experiment
-# design, an uplift model), then run the nightly pipeline for two consecutive dates on the
-# embedded local Spark and print its summary. Tables land under data/demo (DEMO_DIR=...).
+# design, an uplift model, a propensity model), then run the nightly pipeline for two
+# consecutive dates on the embedded local Spark and print its summary. Tables land under
+# data/demo (DEMO_DIR=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,19 +16,21 @@ SL=".venv/bin/sparklift"
 SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.model_path=$DIR/models")
 
 mkdir -p "$DIR"
-echo "== 1/6 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
+echo "== 1/7 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
 $SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 70 \
   --set generate.customer_snapshots=2 > "$DIR/generate.run.json"
-echo "== 2/6 features: zone/day history $START .. $HIST (one backfill job)"
+echo "== 2/7 features: zone/day history $START .. $HIST (one backfill job)"
 $SL features "${SETS[@]}" --start "$START" --end "$HIST" > "$DIR/features.run.json"
-echo "== 3/6 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
+echo "== 3/7 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
 $SL design "${SETS[@]}" --run-date "$HIST" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
-echo "== 4/6 train-uplift: multi-voucher uplift model on the randomized voucher history"
+echo "== 4/7 train-uplift: multi-voucher uplift model on the randomized voucher history"
 $SL train-uplift "${SETS[@]}" --run-date "$HIST" > "$DIR/train_uplift.run.json"
-echo "== 5/6 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
-echo "        score -> allocate every active campaign (conf/campaigns/*.yaml)"
+echo "== 5/7 train-propensity: P(an order in the next 7 days) from 28 days of each user's history"
+$SL train-propensity "${SETS[@]}" --run-date "$HIST" --set propensity.history_days=28 > "$DIR/train_propensity.run.json"
+echo "== 6/7 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
+echo "        user-history -> score-propensity, score -> allocate every active campaign"
 $SL pipeline "${SETS[@]}" --start "$PREV" --end "$RUN_DATE" | tee "$DIR/pipeline.txt"
-echo "== 6/6 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
+echo "== 7/7 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
 $SL pipeline "${SETS[@]}" --run-date "$RUN_DATE" 2>/dev/null
 
 .venv/bin/python - "$DIR" "$RUN_DATE" <<'PY'
@@ -41,7 +44,8 @@ gen, feat = json.load(open(f"{d}/generate.run.json")), json.load(open(f"{d}/feat
 print(f"\nTables (Delta, under {d}):")
 for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaigns",
              "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
-             "geo_results", "geo_sequential", "uplift_models", "uplift_scores", "allocations",
+             "geo_results", "geo_sequential", "propensity_models", "user_history", "propensity_scores",
+             "uplift_models", "uplift_scores", "allocations",
              "allocation_summary", "pipeline_runs"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
@@ -77,6 +81,12 @@ print(f"\nSequential looks of synthetic_geo (looks {[str(x) for x in exp.look_da
       f"{exp.status}{'' if exp.reason is None else ': ' + exp.reason}):")
 print(seq[["run_date", "metric", "decision_point", "information_fraction", "z", "efficacy_bound",
            "decision", "rci_low", "rci_high"]].round(4).to_string(index=False))
+prop = json.load(open(f"{d}/train_propensity.run.json"))
+pm, ps = prop["metrics"], on_day(read_pandas(f"{d}/propensity_scores"))
+print(f"\nPropensity model {prop['model_id']}: validation ROC-AUC {pm['roc_auc']:.3f}, PR-AUC "
+      f"{pm['pr_auc']:.3f} (base rate {pm['base_rate']:.3f}), Brier {pm['brier']:.4f}, "
+      f"{prop['calibrated_bins']}/10 deciles within 2 se; {len(ps):,} customers scored on {day}, "
+      f"mean propensity {ps.propensity.mean():.3f}, top decile from {ps.propensity.quantile(0.9):.3f}")
 model = read_pandas(f"{d}/uplift_models").sort_values("trained_at").iloc[-1]
 m = json.loads(model.metrics)
 print(f"\nUplift model {model.model_id} ({model.learner}, {model.train_rows:,} training rows, "

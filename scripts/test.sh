@@ -4,7 +4,8 @@
 # Extra arguments go to pytest; a -m among them wins. Without test paths among them, the
 # process-level tests (spark-submit on a standalone cluster, Airflow, local-cluster
 # executors), which mostly wait on JVM and process start-up, run in a second pytest beside
-# the others (each with its own Spark session); their output follows the main run's.
+# the others (each with its own Spark session), with the propensity end-to-end test to
+# balance the two runs; their output follows the main run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,7 +15,7 @@ PYTEST=(.venv/bin/python -m pytest -m "")
 for arg in "$@"; do
   [[ $arg == -* ]] || exec "${PYTEST[@]}" "$@"   # tests named: one run of just those
 done
-PROCESS_TESTS=(tests/test_standalone.py tests/test_cluster.py)
+PROCESS_TESTS=(tests/test_standalone.py tests/test_cluster.py tests/test_propensity.py)
 log=$(mktemp)
 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}" >"$log" 2>&1 &
 beside=$!
@@ -22,7 +23,7 @@ main=0
 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]/#/--ignore=}" || main=$?
 other=0
 wait "$beside" || other=$?
-echo "== the process-level tests, run beside: ${PROCESS_TESTS[*]} (exit $other)"
+echo "== the tests run beside: ${PROCESS_TESTS[*]} (exit $other)"
 cat "$log"
 rm -f "$log"
 exit $((main != 0 ? main : other))

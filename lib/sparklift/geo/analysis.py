@@ -32,7 +32,9 @@ def analyze(
     settings: AnalysisConfig,
     metric: str,
 ) -> list[dict]:
-    """Result rows (term att, lift and week) of one metric for every treatment variant."""
+    """Result rows (term att, lift and week) of one metric for every treatment variant;
+    the first covariance's att rows also carry the sequential decisions' ``decision_se``
+    and ``decision_df`` (:func:`sparklift.geo.monitoring.decision_inference`)."""
     variant_of_zone = dict(zip(assignment["zone_id"], assignment["variant"], strict=True))
     effects, names = effect_columns(cells, variant_of_zone, spec.treatments, spec.start)
     covariates = metric_covariates(spec, metric, cells)
@@ -72,7 +74,9 @@ def analyze(
         for label in settings.covariances:
             res = fit.result(label, ssc, spec.alpha)
             att = _row(common, "att", None, res[variant], label, res.psd_fixed)
-            rows.append(att | {"decision_se": decision_se, "decision_df": decision_df})
+            if label == first:  # the decisions' inference goes with the first covariance
+                att |= {"decision_se": decision_se, "decision_df": decision_df}
+            rows.append(att)
             if covariance.parse(label).kind == "cluster":
                 lift = relative_lift(fit, variant, control_post, label, ssc, spec.alpha)
                 rows.append(_row(common, "lift", None, lift, label, res.psd_fixed))

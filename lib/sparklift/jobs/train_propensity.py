@@ -73,7 +73,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         model = fit(train, conf, conf.seed, trained_through=valid_day)
     names = model_features(conf)
     p = model.predict(valid[names].to_numpy(dtype=float), valid_day)
-    result = evaluate(valid["label"].to_numpy(dtype=int), p, conf.precision_target)
+    zones = valid["zone"].to_numpy() if "zone" in valid else None
+    result = evaluate(valid["label"].to_numpy(dtype=int), p, conf.precision_target, zones)
     m = result.metrics
     log.info(
         "validation on %s (%d of %d customers, base rate %.3f): ROC-AUC %.4f, PR-AUC %.4f, "
@@ -90,11 +91,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     )
     for r in result.reliability.itertuples():
         log.info(
-            "reliability bin %d: predicted %.4f, observed %.4f (se %.4f)%s",
+            "reliability bin %d: predicted %.4f, observed %.4f (se %.4f; binomial %.4f)%s",
             r.bin,
             r.mean_predicted,
             r.observed_rate,
             r.se,
+            r.se_binomial,
             "" if r.within_2se else "  <- more than 2 se apart",
         )
     meta = {"features": names, "horizon_days": conf.horizon_days}

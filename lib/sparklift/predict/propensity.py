@@ -65,12 +65,19 @@ def snapshot_days(conf: PropensityConfig, run_date: dt.date) -> tuple[dt.date, l
 
 def snapshot_frame(activity: DataFrame, snapshot: dt.date, conf: PropensityConfig) -> DataFrame:
     """Per user active in the history window ending on ``snapshot``: user_id, the
-    :func:`model_features`, the 0/1 ``label`` of the next H days and the ``snapshot``.
+    :func:`model_features`, the 0/1 ``label`` of the next H days, the ``snapshot`` and
+    (when ``activity`` has zone_id) the ``zone`` of the user's last active day.
     (Scoring builds the same features from :mod:`sparklift.predict.user_history`.)"""
     first = snapshot - (conf.history_days - 1) * DAY
     recent = snapshot - (conf.recent_days - 1) * DAY
     last = snapshot + conf.horizon_days * DAY
     bought = in_window(snapshot + DAY, last) & (F.col(conf.label_column) > 0)
+    inside = in_window(first, snapshot)
+    zone = (  # the zone of the last active day: the reliability table's clusters
+        [F.max_by(F.when(inside, F.col("zone_id")), F.when(inside, F.col("date"))).alias("zone")]
+        if "zone_id" in activity.columns
+        else []
+    )
     per_user = (
         activity.where(in_window(first, last))
         .groupBy("user_id")
@@ -78,6 +85,7 @@ def snapshot_frame(activity: DataFrame, snapshot: dt.date, conf: PropensityConfi
             *history_aggregates(conf.columns, first, snapshot, "w_"),
             *history_aggregates(conf.columns, recent, snapshot, "r_"),
             F.max(bought.cast("int")).alias("label"),
+            *zone,
         )
         .where(F.col("w_active_days") > 0)
     )
@@ -87,6 +95,7 @@ def snapshot_frame(activity: DataFrame, snapshot: dt.date, conf: PropensityConfi
         *history_features(conf.columns, recent, snapshot, "r_", out="r_"),
         F.col("label").cast("int").alias("label"),
         F.lit(snapshot).alias("snapshot"),
+        *(["zone"] if zone else []),
     )
 
 
@@ -191,13 +200,19 @@ class Evaluation:
     reliability: pd.DataFrame = field(repr=False)
 
 
-def evaluate(y: np.ndarray, p: np.ndarray, precision_target: float, bins: int = 10) -> Evaluation:
+def evaluate(
+    y: np.ndarray,
+    p: np.ndarray,
+    precision_target: float,
+    clusters: np.ndarray | None = None,
+    bins: int = 10,
+) -> Evaluation:
     """ROC-AUC, PR-AUC (average precision), recall at ``precision_target``, Brier score and
     the reliability table (``bins`` quantile bins of p: mean predicted against the observed
-    rate and its standard error)."""
+    rate and its standard error, clustered by ``clusters`` when given)."""
     precision, recall, _ = precision_recall_curve(y, p)
     reached = recall[precision >= precision_target]
-    table = reliability_table(y, p, bins)
+    table = reliability_table(y, p, bins, clusters)
     chi2 = float((((table["observed_rate"] - table["mean_predicted"]) / table["se"]) ** 2).sum())
     metrics = {
         "rows": float(len(y)),
@@ -214,16 +229,32 @@ def evaluate(y: np.ndarray, p: np.ndarray, precision_target: float, bins: int = 
     return Evaluation(metrics, table)
 
 
-def reliability_table(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
-    """Per quantile bin of p: rows, mean predicted, observed rate, the rate's standard
-    error (binomial at the mean predicted) and whether they agree within 2 of it."""
+def reliability_table(
+    y: np.ndarray, p: np.ndarray, bins: int, clusters: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Per quantile bin of p: rows, mean predicted, observed rate, the gap's standard error
+    and whether they agree within 2 of it.
+
+    ``se_binomial`` is the binomial one at the mean predicted, right when the outcomes are
+    independent given the scores. They are not when customers share shocks the features
+    cannot know (a zone's week: weather, local events), so with ``clusters`` (each row's
+    zone) ``se`` is the cluster-robust one under calibration,
+    sqrt(G / (G - 1) sum_g (sum_{i in g} (y_i - p_i))^2) / n, as a clustered regression's;
+    without, it is the binomial one."""
     order = np.argsort(p, kind="stable")
     rows = []
     for b, idx in enumerate(np.array_split(order, bins)):
         if len(idx) == 0:
             continue
         predicted, observed = float(p[idx].mean()), float(y[idx].mean())
-        se = float(np.sqrt(max(predicted * (1 - predicted), 1e-12) / len(idx)))
+        binomial = float(np.sqrt(max(predicted * (1 - predicted), 1e-12) / len(idx)))
+        se = binomial
+        if clusters is not None:
+            groups, where = np.unique(clusters[idx], return_inverse=True)
+            if len(groups) > 1:
+                sums = np.bincount(where, weights=y[idx] - p[idx])
+                g = len(groups)
+                se = float(np.sqrt(g / (g - 1) * (sums**2).sum()) / len(idx))
         rows.append(
             {
                 "bin": b + 1,
@@ -231,6 +262,7 @@ def reliability_table(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
                 "mean_predicted": predicted,
                 "observed_rate": observed,
                 "se": se,
+                "se_binomial": binomial,
                 "within_2se": abs(observed - predicted) <= 2 * se,
             }
         )

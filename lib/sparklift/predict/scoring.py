@@ -16,22 +16,25 @@ import pyarrow as pa
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
-from sparklift.contracts.predict import PROPENSITY_SCORES
 from sparklift.predict.propensity import PropensityModel
 from sparklift.tables.schema import spark_to_arrow
 from sparklift.uplift.scoring import cached_model
 
-_ARROW_SCHEMA = spark_to_arrow(PROPENSITY_SCORES.schema)
+_PREDICTED = StructType(
+    [StructField("customer_id", LongType()), StructField("propensity", DoubleType())]
+)
+_ARROW_SCHEMA = spark_to_arrow(_PREDICTED)
 
 
 def score(
     features: DataFrame, blob: Broadcast, sha256: str, model: PropensityModel, run_date: dt.date
 ) -> DataFrame:
     """``features`` (user_id and ``model.features``) -> PROPENSITY_SCORES rows, with ``blob``
-    the broadcast bytes (sha256 ``sha256``) of ``model``, verified on the driver."""
+    the broadcast bytes (sha256 ``sha256``) of ``model``, verified on the driver. Python
+    returns only each customer's id and score; the constant columns are Spark literals."""
     model_id, names = model.model_id, list(model.features)
-    horizon = model.windows.horizon_days
 
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from threadpoolctl import threadpool_limits
@@ -39,24 +42,23 @@ def score(
         fitted = cached_model(model_id, blob, sha256)
         with threadpool_limits(limits=1):
             for batch in batches:
-                n = batch.num_rows
-                if n == 0:
+                if batch.num_rows == 0:
                     continue
                 X = np.column_stack(
                     [batch.column(c).to_numpy(zero_copy_only=False) for c in names]
                 ).astype(np.float64)
                 yield pa.RecordBatch.from_arrays(
-                    [
-                        pa.array(np.full(n, run_date), pa.date32()),
-                        batch.column("user_id"),
-                        pa.array(fitted.predict(X, run_date), pa.float64()),
-                        pa.array(np.full(n, horizon, dtype=np.int32), pa.int32()),
-                        pa.array(np.full(n, model_id, dtype=object), pa.string()),
-                    ],
+                    [batch.column("user_id"), pa.array(fitted.predict(X, run_date), pa.float64())],
                     schema=_ARROW_SCHEMA,
                 )
 
     selected = features.select(
         F.col("user_id").cast("long"), *[F.col(c).cast("double") for c in names]
     )
-    return selected.mapInArrow(predict, PROPENSITY_SCORES.schema)
+    return selected.mapInArrow(predict, _PREDICTED).select(
+        F.lit(run_date).alias("run_date"),
+        "customer_id",
+        "propensity",
+        F.lit(model.windows.horizon_days).cast("int").alias("horizon_days"),
+        F.lit(model_id).alias("model_id"),
+    )

@@ -1,0 +1,217 @@
+"""Typed configuration: packaged defaults, a user file merged over them, ``--set`` overrides.
+
+Every key is validated by pydantic with unknown keys forbidden, so a typo or a wrong type
+fails at start-up with the dotted key and what was expected. Local and production runs
+differ only in the file they pass (``tables.base_path`` and ``spark`` usually).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sparklift.config.base import (
+    GenerateConfig,
+    GeoEffectConfig,
+    LoggingConfig,
+    MaintainConfig,
+    PipelineConfig,
+    SparkConfig,
+    TablesConfig,
+    _Strict,
+)
+from sparklift.config.geo import (
+    SPENDING_FUNCTIONS,
+    AnalysisConfig,
+    CovariateWindow,
+    CupacConfig,
+    DesignConfig,
+    FeatureDef,
+    FeaturesConfig,
+    FutilityConfig,
+    GatesConfig,
+    SequentialConfig,
+)
+from sparklift.config.models import AllocateConfig, PropensityConfig, ScoreConfig, UpliftConfig
+from sparklift.errors import ConfigError
+
+__all__ = [
+    "SPENDING_FUNCTIONS",
+    "AllocateConfig",
+    "AnalysisConfig",
+    "Config",
+    "CovariateWindow",
+    "CupacConfig",
+    "DesignConfig",
+    "FeatureDef",
+    "FeaturesConfig",
+    "FutilityConfig",
+    "GatesConfig",
+    "GenerateConfig",
+    "GeoEffectConfig",
+    "LoggingConfig",
+    "MaintainConfig",
+    "PipelineConfig",
+    "PropensityConfig",
+    "ScoreConfig",
+    "SequentialConfig",
+    "SparkConfig",
+    "TablesConfig",
+    "UpliftConfig",
+    "deep_merge",
+    "default_config_text",
+    "format_errors",
+    "load_config",
+    "load_spec",
+    "read_yaml_mapping",
+]
+
+
+class Config(_Strict):
+    logging: LoggingConfig
+    spark: SparkConfig
+    tables: TablesConfig
+    generate: GenerateConfig
+    features: FeaturesConfig
+    design: DesignConfig
+    analysis: AnalysisConfig
+    uplift: UpliftConfig
+    score: ScoreConfig
+    propensity: PropensityConfig
+    allocate: AllocateConfig
+    pipeline: PipelineConfig
+    maintain: MaintainConfig
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _apply_set(raw: dict[str, Any], assignment: str) -> str:
+    """Apply one ``--set KEY=VALUE`` to ``raw``; return the dotted key it set."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
+    key, _, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a config section")
+        node = child
+    if parts[-1] not in node:
+        raise ConfigError(f"--set {key}: unknown key {parts[-1]!r} (known: {sorted(node)})")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        problem = ": ".join(
+            filter(None, [getattr(e, "context", None), getattr(e, "problem", None)])
+        )
+        raise ConfigError(
+            f"--set {assignment!r}: the value {text!r} is not valid YAML "
+            f"({problem or str(e).splitlines()[0]})"
+        ) from None
+    node[parts[-1]] = value
+    return ".".join(parts)
+
+
+def _blame(loc: str, set_keys: Mapping[str, str]) -> str | None:
+    """The ``--set`` assignment an error at dotted ``loc`` comes from: one that set ``loc``
+    or a section containing it, else one that set a key inside ``loc`` (a section's own
+    check); None when no --set touched it (the file or the defaults did)."""
+    for key, assignment in reversed(list(set_keys.items())):  # the last --set wins
+        if loc == key or loc.startswith(f"{key}."):
+            return assignment
+    for key, assignment in reversed(list(set_keys.items())):
+        if key.startswith(f"{loc}.") or not loc:
+            return assignment
+    return None
+
+
+def format_errors(
+    err: ValidationError, source: str, set_keys: Mapping[str, str] | None = None
+) -> str:
+    """One line per invalid key, naming where its value came from: ``source`` (a file,
+    the defaults) or a ``--set`` (``set_keys``: dotted key -> its assignment)."""
+    found = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        assignment = _blame(key, set_keys or {})
+        if e["type"] == "extra_forbidden":
+            text = "unknown key"
+        else:
+            text = f"{e['msg']} (got {e.get('input')!r})"
+        found.append((key, text, assignment))
+    blamed = list(dict.fromkeys(a for _, _, a in found if a))
+    from_set = ", ".join(f"--set {a}" for a in blamed)
+    if blamed and all(a for _, _, a in found):  # every error comes from a --set
+        where = from_set
+    else:
+        where = f"{source} and {from_set}" if blamed else source
+    tag = len(blamed) > 1 or (blamed and where != from_set)  # say which line is whose
+    lines = [f"invalid configuration ({where}):"]
+    for key, text, assignment in found:
+        origin = f"--set {assignment}" if assignment else source
+        lines.append(f"  {key}: {text}" + (f" [from {origin}]" if tag else ""))
+    return "\n".join(lines)
+
+
+def default_config_text() -> str:
+    return resources.files("sparklift").joinpath("defaults.yaml").read_text()
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping in the YAML file at ``path``, or a ConfigError saying what is wrong."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {p} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {p} must hold a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load defaults, merge the file at ``path`` (if any) and ``--set`` overrides, validate."""
+    raw = yaml.safe_load(default_config_text())
+    source = "defaults"
+    if path is not None:
+        raw = deep_merge(raw, read_yaml_mapping(path))
+        source = str(path)
+    set_keys: dict[str, str] = {}
+    for assignment in overrides:
+        key = _apply_set(raw, assignment)
+        set_keys.pop(key, None)  # re-inserted last: the later --set of a key wins
+        set_keys[key] = assignment
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, source, set_keys)) from None
+
+
+Spec = TypeVar("Spec", bound=BaseModel)
+
+
+def load_spec(path: str | Path, defaults: BaseModel, model: type[Spec], what: str) -> Spec:
+    """Validate the YAML file at ``path`` (an experiment, a campaign) merged over the
+    defaults of its config section."""
+    raw = deep_merge(defaults.model_dump(), read_yaml_mapping(path, what))
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, str(path))) from None
