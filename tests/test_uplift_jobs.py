@@ -180,6 +180,22 @@ def test_train_refuses_bad_history(spark, tmp_path, capsys, case, corrupt, messa
     assert not (wh / "uplift_models").exists() and not (wh / "models").exists()
 
 
+def test_automatic_features_drop_constant_columns_with_a_warning(spark, tmp_path, capsys):
+    """Features not listed (every numeric column): a constant one and an all-null one are
+    dropped with a warning naming them, and the model trains on the others; listed, the
+    constant one stays an error (test_train_refuses_bad_history)."""
+    wh = tmp_path / "wh"
+    frame = history().assign(g2004=1.0, empty=np.nan)
+    write_history(spark, wh, frame)
+    sets = ["--set", "uplift.min_arm_rows=200", "--learner", "t_linear"]
+    out = run_json(capsys, ["train-uplift", *args(wh, *sets)])
+    assert out["features"] == ["x1", "x2"]
+    err = capsys.readouterr().err
+    assert "dropping feature columns that cannot inform a model: g2004 (constant 1), empty" in err
+    models = read_pandas(str(wh / "uplift_models"))
+    assert list(models["features"].iloc[0]) == ["x1", "x2"]
+
+
 def test_randomization_override_trains_and_records_the_failure(spark, tmp_path, capsys):
     wh = tmp_path / "wh"
     write_history(spark, wh, t_shift(history()))

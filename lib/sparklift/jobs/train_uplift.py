@@ -64,6 +64,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         aggregates = checks.arm_aggregates(history, HISTORY, features)
         if not aggregates:
             raise InputError(f"table {HISTORY} has no rows (campaigns {conf.campaigns or 'all'})")
+        if conf.features is None:  # chosen here: drop what cannot inform, and say so
+            aggregates, features = _drop_uninformative(aggregates, features)
         report = checks.check_history(
             aggregates,
             HISTORY,
@@ -141,12 +143,39 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "model_id": model_id,
         "learner": learner,
         "vouchers": vouchers,
+        "features": list(features),
         "train_rows": rows["train"],
         "holdout_rows": rows["holdout"],
         "qini_objective": {v: round(m["objective"]["qini"], 6) for v, m in metrics.items()},
         "artifact_path": path,
         "version": version,
     }
+
+
+def _drop_uninformative(
+    aggregates: list[dict[str, Any]], features: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The aggregates and features without the automatically chosen features that are
+    constant or have fewer than 2 values (a warning names them); listed ones stay errors."""
+    dropped = checks.uninformative(aggregates, features)
+    if not dropped:
+        return aggregates, features
+    kept = [c for c in features if c not in dropped]
+    described = ", ".join(
+        f"{c} ({'constant ' + format(m, 'g') if n >= 2 else f'{n} non-null values'})"
+        for c, (n, m) in dropped.items()
+    )
+    if not kept:
+        raise InputError(
+            f"table {HISTORY}: no numeric feature column can inform a model: {described}"
+        )
+    log.warning(
+        "table %s: dropping feature columns that cannot inform a model: %s (uplift.features "
+        "is null, so the features are every numeric column; list them to choose)",
+        HISTORY,
+        described,
+    )
+    return checks.keep_features(aggregates, features, kept), kept
 
 
 def _check_models_table(ctx: JobContext) -> None:

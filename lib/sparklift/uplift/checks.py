@@ -200,11 +200,37 @@ def check_history(
 
 
 def _check_features(rows: list[dict[str, Any]], table: str, features: Sequence[str]) -> None:
-    for i, c in enumerate(features):
-        n = sum(r[f"n{i}"] for r in rows)
+    for c, (n, mean) in uninformative(rows, features).items():
         if n < 2:
             raise InputError(f"table {table}: feature {c} has fewer than 2 non-null values")
+        raise InputError(f"table {table}: feature {c} is constant ({mean:g}); drop it")
+
+
+def uninformative(
+    rows: list[dict[str, Any]], features: Sequence[str]
+) -> dict[str, tuple[int, float]]:
+    """The features of :func:`arm_aggregates`' ``rows`` that cannot inform a model: fewer
+    than 2 non-null values, or constant (-> their non-null count and mean)."""
+    out = {}
+    for i, c in enumerate(features):
+        n = sum(r[f"n{i}"] for r in rows)
         s, q = sum(r[f"s{i}"] or 0.0 for r in rows), sum(r[f"q{i}"] or 0.0 for r in rows)
-        var = (q - s * s / n) / (n - 1)
-        if var <= 1e-12 * max(1.0, q / n):
-            raise InputError(f"table {table}: feature {c} is constant ({s / n:g}); drop it")
+        if n < 2 or (q - s * s / n) / (n - 1) <= 1e-12 * max(1.0, q / n):
+            out[c] = (n, s / n if n else float("nan"))
+    return out
+
+
+def keep_features(
+    rows: list[dict[str, Any]], features: Sequence[str], kept: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``rows`` of :func:`arm_aggregates` over ``features`` as if aggregated over ``kept``
+    (a subset, in order): each kept feature's moments renumbered, no second pass."""
+    index = {c: i for i, c in enumerate(features)}
+    moments = {f"{m}{i}" for i in range(len(features)) for m in "nsq"}
+    out = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if k not in moments}
+        for j, c in enumerate(kept):
+            row |= {f"{m}{j}": r[f"{m}{index[c]}"] for m in "nsq"}
+        out.append(row)
+    return out
