@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.synthetic.geo import draw_world
 from sparklift.synthetic.purchase import purchase_probability
+from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 
 RUN_DATE = dt.date(2026, 6, 30)
+DAY = dt.timedelta(days=1)
 SCALE = ["generate.users=30000", "generate.zones=40", "generate.days=84"]
 PROPENSITY: list[str] = []  # the defaults: 56 days of history, 7 ahead, 3 + 1 snapshots
 
@@ -121,6 +124,17 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     both = scores.merge(again, on="customer_id", suffixes=("", "_state"), validate="1:1")
     assert len(both) == len(scores) == len(again)
     np.testing.assert_allclose(both["propensity_state"], both["propensity"], rtol=1e-9)
+    assert "w_sum__items" in history.columns  # every numeric column, for the next model too
+
+    # A late row on the day that leaves the window: the update finds the state stale, and
+    # the job rebuilds it instead (nothing wrong written).
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={warehouse}"]).tables)
+    leaving = catalog.read("user_activity", where=[("date", "=", RUN_DATE - 56 * DAY)])
+    late = leaving.limit(1).withColumn("user_id", F.lit(10**9).cast("long")).toPandas()
+    catalog.write("user_activity", spark.createDataFrame(late, leaving.schema), mode="append")
+    assert main(["user-history", *sets(warehouse), *keep]) == 0
+    rerun = json.loads(capsys.readouterr().out)
+    assert rerun["mode"] == "rebuild" and "disagreed with user_activity" in rerun["reason"]
     assert main(["score-propensity", *sets(warehouse), "--model-id", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 

@@ -9,12 +9,13 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError
 from sparklift.predict.learners import classifier
 from sparklift.predict.propensity import check_weighting, model_features, snapshot_frame
-from sparklift.predict.user_history import build, features, state_columns, update
+from sparklift.predict.user_history import MISMATCH, build, features, state_columns, update
 
 START = dt.date(2026, 3, 1)
 CONF = load_config(
@@ -30,8 +31,9 @@ CONF = load_config(
 
 @pytest.fixture(scope="module")
 def activity(spark):
-    """80 users over 30 days, each active on a day with its own probability (some once,
-    some almost always); gmv missing on a tenth of the rows."""
+    """80 users over 30 days, each active on a day with its own probability (some rarely,
+    some almost always), and one active once; gmv missing on a tenth of the rows and on
+    every row of one user."""
     rng = np.random.default_rng(5)
     p = rng.uniform(0.02, 0.9, 80)
     rows = [
@@ -42,6 +44,9 @@ def activity(spark):
     ]
     frame = pd.DataFrame(rows, columns=["date", "user_id", "visits", "gmv"])
     frame["gmv"] = np.where(rng.random(len(frame)) < 0.1, np.nan, rng.gamma(2.0, 30.0, len(frame)))
+    frame.loc[frame["user_id"] == 3, "gmv"] = np.nan  # a user without any gmv
+    once = pd.DataFrame([(START + dt.timedelta(days=5), 81, 2, 10.0)], columns=frame.columns)
+    frame = pd.concat([frame, once], ignore_index=True)  # a user active on one day only
     df = spark.createDataFrame(frame, "date date, user_id int, visits int, gmv double")
     return frame, df.cache()
 
@@ -96,9 +101,27 @@ def test_state_features_are_the_training_snapshots(activity):
     _, df = activity
     day = START + dt.timedelta(days=15)
     names = model_features(CONF)
-    trained = as_pandas(snapshot_frame(df.fillna({"gmv": 0.0}), day, CONF))[names]
+    trained = as_pandas(snapshot_frame(df, day, CONF))[names]
+    assert trained.loc[3, "mean__gmv"] == 0.0  # no values: 0, as the state gives
     scored = as_pandas(features(build(df, CONF, day), CONF, day))[names]
     pd.testing.assert_frame_equal(scored, trained, check_exact=False, rtol=1e-12)
+
+
+def test_an_update_refuses_a_state_the_activity_rows_no_longer_match(spark, activity):
+    """A row that leaves the window but never entered it (late), or one that entered and is
+    gone when its day leaves (removed): the update fails its check, nothing is returned."""
+    _, df = activity
+    day = START + dt.timedelta(days=12)
+    state = build(df, CONF, day - dt.timedelta(days=1)).localCheckpoint()
+    leaving = day - dt.timedelta(days=CONF.history_days)
+    late = df.unionByName(
+        df.where(F.col("date") == F.lit(leaving)).limit(1).withColumn("user_id", F.lit(999))
+    )
+    removed = df.where((F.col("user_id") != 81) | (F.col("date") != F.lit(leaving)))
+    for changed, what in ((late, "late"), (removed, "removed")):
+        with pytest.raises(Exception, match=f"{MISMATCH}.*disagrees with user_activity"):
+            update(state, changed, CONF, day).collect()
+        assert update(state, df, CONF, day).count() > 0, what  # the unchanged rows pass
 
 
 def test_balanced_weights_need_a_learner_that_takes_them():

@@ -23,12 +23,12 @@ from sparklift.predict.propensity import PropensityModel, model_features
 from sparklift.predict.user_history import state_columns
 from sparklift.uplift import model as artefact
 
-ROW = ("model_id", "artifact_path", "artifact_sha256", "features", "trained_through")
+ROW = ("model_id", "artifact_path", "artifact_sha256", "features")
 
 
 def models_to_score(ctx: JobContext) -> dict[str, tuple[str, ...]]:
-    """The pipeline's propensity target of the run date: the configured or latest model
-    (-> its ``--model-id``); none before a model is trained."""
+    """The pipeline's propensity target of the run date: the configured model, else the
+    latest (-> its ``--model-id``); none before a model is trained and none is configured."""
     chosen = ctx.config.propensity.model_id
     if chosen:
         return {chosen: ("--model-id", chosen)}

@@ -1,13 +1,16 @@
 """``sparklift user-history``: ``user_history`` as of the run date, the per-user history
 ``score-propensity`` reads (one row per customer, :mod:`sparklift.predict.user_history`).
 
-With the model's windows and columns (the model ``score-propensity`` will use). The state
-as of the day before, if stored with the same windows, is updated by the rows of three
-days (the run date, and the days that leave the two windows); otherwise, or with
-``--rebuild``, or when a leaving day has no rows (retention reached it), it is rebuilt
-from the history window's rows. The run date's partition is written and partitions older
-than ``propensity.state_days`` are dropped in the same commit. Late corrections to
-``user_activity`` days inside the window reach the state only by a ``--rebuild``.
+With the windows of the model ``score-propensity`` will use, summing every numeric column
+of ``user_activity`` (a new table) or the stored table's columns, so that a model
+retrained on other columns finds its sums. The state as of the day before, if stored with
+the same windows, is updated by the rows of three days (the run date, and the days that
+leave the two windows); otherwise, or with ``--rebuild``, or when a leaving day has no rows
+(retention reached it), it is rebuilt from the history window's rows. A day whose rows
+changed after it entered the state (a late or removed row) is found when it leaves the
+window (the update's check fails, nothing is written) and the state is rebuilt then, with
+a warning; ``--rebuild`` takes a correction in at once. The run date's partition is
+written and partitions older than ``propensity.state_days`` are dropped in the same commit.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
 from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step
@@ -29,9 +34,10 @@ from sparklift.jobs.propensity_io import (
 )
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.predict import user_history
-from sparklift.predict.user_history import DAY, days_read_by_update, state_columns
+from sparklift.predict.user_history import DAY, MISMATCH, days_read_by_update
 
 HELP = "update user_history, the per-user history that score-propensity reads, for the run date"
+KEYS = ("date", "user_id", "zone_id")  # user_activity's columns that are not summed
 STEP = PipelineStep("user-history", order=25, targets=models_to_score, per="propensity model")
 
 
@@ -47,25 +53,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     row = model_row(ctx, args.model_id or ctx.config.propensity.model_id)
     model, _ = load(ctx, row)
-    conf, day = model.windows, ctx.run_date
-    check_columns(ctx, conf.columns)
-    first, _ = user_history.windows_of(conf, day)
-    activity = read_activity(ctx, model.model_id, conf, first - DAY, day)
+    day = ctx.run_date
+    first, _ = user_history.windows_of(model.windows, day)
+    activity = read_activity(ctx, model.model_id, model.windows, first - DAY, day)
+    conf = model.windows.model_copy(
+        update={"columns": summarized(ctx, model.model_id, model.windows.columns, activity)}
+    )
     previous, why = (None, "--rebuild") if args.rebuild else stored_state(ctx, conf, day - DAY)
     leaving = days_read_by_update(conf, day)[1:]
     if previous is not None and not all(has_rows(activity, d) for d in leaving):
         previous, why = None, f"user_activity has no rows on one of {', '.join(map(str, leaving))}"
-    if previous is None:
-        how = f"rebuilt from user_activity {first}..{day} ({why})"
-        state = user_history.build(activity, conf, day)
-    else:
-        how = f"updated from {why} by the rows of {', '.join(map(str, (day, *leaving)))}"
-        state = user_history.update(previous, activity, conf, day)
     stale = stale_partitions(ctx, day)
-    with step(f"user_history as of {day}: {how}"):
-        version = ctx.catalog.write(
-            "user_history", state, mode="replace", replace_where={"as_of": [day, *stale]}
-        )
+
+    def write(how: str, state: DataFrame) -> int:
+        with step(f"user_history as of {day}: {how}"):
+            return ctx.catalog.write(
+                "user_history", state, mode="replace", replace_where={"as_of": [day, *stale]}
+            )
+
+    rebuild = f"rebuilt from user_activity {first}..{day}"
+    if previous is None:
+        version = write(f"{rebuild} ({why})", user_history.build(activity, conf, day))
+    else:
+        try:
+            version = write(
+                f"updated from {why} by the rows of {', '.join(map(str, (day, *leaving)))}",
+                user_history.update(previous, activity, conf, day),
+            )
+        except Exception as e:  # the update's own check: nothing was written
+            if MISMATCH not in str(e):
+                raise
+            reason = str(e)[str(e).index(MISMATCH) + len(MISMATCH) + 2 :].splitlines()[0]
+            log.warning("%s: rows of a day in the window changed since; rebuilding", reason)
+            previous, why = None, "the day before's disagreed with user_activity"
+            version = write(f"{rebuild} ({why})", user_history.build(activity, conf, day))
     customers = ctx.catalog.rows_added("user_history", version)
     log.info("user_history version %d: %d customers as of %s", version, customers, day)
     return {
@@ -73,23 +94,41 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "as_of": day,
         "customers": customers,
         "mode": "rebuild" if previous is None else "update",
+        "reason": why,
         "dropped": stale,
         "version": version,
     }
 
 
-def check_columns(ctx: JobContext, columns: list[str]) -> None:
-    """Refuse a model whose columns' sums are not the stored table's (a table has one set)."""
-    if not ctx.catalog.exists("user_history"):
-        return
-    stored = [c for c in ctx.catalog.schema("user_history").fieldNames() if "_sum__" in c]
-    wanted = [c for c in state_columns(columns) if "_sum__" in c]
-    if sorted(stored) != sorted(wanted):
-        raise InputError(
-            f"table user_history holds the sums {stored}, but the model summarizes {columns} "
-            f"({wanted}); move the table away (it is rebuilt from user_activity) or score "
-            "with a model of the same columns"
-        )
+def summarized(
+    ctx: JobContext, model_id: str, columns: list[str], activity: DataFrame
+) -> list[str]:
+    """The columns the state sums: the stored table's (they must include the model's), or
+    for a new table every numeric column of user_activity but its keys, so that a model
+    retrained on other columns finds its sums there too."""
+    if ctx.catalog.exists("user_history"):
+        stored = [
+            c.removeprefix("w_sum__")
+            for c in ctx.catalog.schema("user_history").fieldNames()
+            if c.startswith("w_sum__")
+        ]
+        lacking = [c for c in columns if c not in stored]
+        gone = [c for c in stored if c not in activity.columns]
+        if lacking or gone:
+            raise InputError(
+                f"table user_history holds the sums of {stored}: "
+                + (f"model {model_id} summarizes {lacking} too" if lacking else "")
+                + ("; " if lacking and gone else "")
+                + (f"user_activity has no columns {gone}" if gone else "")
+                + "; move the table away (the next run rebuilds it from user_activity)"
+            )
+        return stored
+    numeric = [
+        f.name
+        for f in activity.schema.fields
+        if isinstance(f.dataType, NumericType) and f.name not in KEYS and f.name not in columns
+    ]
+    return [*columns, *numeric]
 
 
 def stale_partitions(ctx: JobContext, day: dt.date) -> list[dt.date]:

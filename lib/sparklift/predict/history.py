@@ -54,11 +54,12 @@ def history_features(
     metrics: Sequence[str], first: dt.date, last: dt.date, prefix: str, out: str = ""
 ) -> list[Column]:
     """The features (:func:`feature_names` with ``out``) from :func:`history_aggregates`'
-    columns of the same ``prefix``: never null, so users without history get one vector."""
+    columns of the same ``prefix``: never null (a metric without values sums to 0), so
+    users without history get one vector."""
     days = F.col(f"{prefix}active_days").cast("double")
     length = (last - first).days + 1
     recency = F.datediff(F.lit(last), F.col(f"{prefix}last_active")).cast("double")
     sums = [F.coalesce(F.col(f"{prefix}sum__{m}"), F.lit(0.0)) for m in metrics]
-    means = [F.when(days > 0, F.col(f"{prefix}sum__{m}") / days).otherwise(0.0) for m in metrics]
+    means = [F.when(days > 0, total / days).otherwise(0.0) for total in sums]
     values = [days, F.coalesce(recency, F.lit(float(length + 1))), *sums, *means]
     return [v.alias(n) for v, n in zip(values, feature_names(metrics, out), strict=True)]

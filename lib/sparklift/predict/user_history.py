@@ -12,7 +12,9 @@ history window and day d - R the recent one. Counts and sums are added and subtr
 last active day is d for a user active on d and unchanged otherwise (a user still active in
 a window was last active inside it); users whose history window empties drop out. Counts
 and integer-valued sums are exact; a sum of doubles carries a rounding error of about
-1e-16 of its terms per day.
+1e-16 of its terms per day. An update fails (:data:`MISMATCH`, nothing written) when a row
+leaves the window that the state never counted, or one it counted is gone: counts out of
+range, or a last active day outside the window (:func:`stale`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,25 @@ def windows_of(conf: PropensityConfig, day: dt.date) -> tuple[dt.date, dt.date]:
     return day - (conf.history_days - 1) * DAY, day - (conf.recent_days - 1) * DAY
 
 
-def _stamped(aggregates: DataFrame, conf: PropensityConfig, day: dt.date) -> DataFrame:
-    return aggregates.where(F.col("w_active_days") > 0).select(
+MISMATCH = "USER_HISTORY_MISMATCH"  # in the error of an update that found the state stale
+
+
+def _stamped(
+    aggregates: DataFrame, conf: PropensityConfig, day: dt.date, check: Column | None = None
+) -> DataFrame:
+    """The customers' rows (active in the history window) as of ``day``; a row where
+    ``check`` holds fails the task (nothing is written) with :data:`MISMATCH`."""
+    kept = F.col("w_active_days") > 0
+    if check is not None:
+        message = F.concat(
+            F.lit(
+                f"{MISMATCH}: the user_history of {day - DAY} disagrees with user_activity (user "
+            ),
+            F.col("user_id").cast("string"),
+            F.lit(")"),
+        )
+        kept = F.when(check, F.raise_error(message)).otherwise(kept)
+    return aggregates.where(kept).select(
         F.lit(day).alias("as_of"),
         F.col("user_id").cast("long").alias("user_id"),
         F.lit(conf.history_days).alias("history_days"),
@@ -133,8 +152,23 @@ def update(
             for m in conf.columns
         ]
     kept = previous.select("user_id", *state_columns(conf.columns))
-    return _stamped(
-        kept.join(deltas, "user_id", "full_outer").select("user_id", *updated), conf, day
+    joined = kept.join(deltas, "user_id", "full_outer").select("user_id", *updated)
+    return _stamped(joined, conf, day, stale(conf, day))
+
+
+def stale(conf: PropensityConfig, day: dt.date) -> Column:
+    """True on an updated row that no window can hold: the rows of a day changed between
+    entering the state and leaving it (a late or removed row), so counts go out of range
+    or a customer's last active day falls outside the window."""
+    first, recent = windows_of(conf, day)
+    w, r = F.col("w_active_days"), F.col("r_active_days")
+    return (
+        (w < 0)
+        | (w > conf.history_days)
+        | (r < 0)
+        | (r > F.least(w, F.lit(conf.recent_days)))
+        | ((w > 0) & (F.col("w_last_active") < F.lit(first)))
+        | ((r > 0) & (F.col("r_last_active") < F.lit(recent)))
     )
 
 
