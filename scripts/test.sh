@@ -17,7 +17,7 @@ for arg in "$@"; do
 done
 PROCESS_TESTS=(tests/test_standalone.py tests/test_cluster.py tests/test_propensity.py)
 log=$(mktemp)
-"${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}" >"$log" 2>&1 &
+nice -n 5 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}" >"$log" 2>&1 &  # the main run is longer
 beside=$!
 main=0
 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]/#/--ignore=}" || main=$?

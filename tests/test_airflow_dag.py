@@ -47,6 +47,7 @@ def load(
     params: dict,
     dist: Path,
     exit_codes: tuple[int, ...] = (),
+    steps: str | None = None,
 ) -> dict:
     """What tests/airflow_dag_check.py reports of the DAG parsed with ``SPARKLIFT_DIST=dist``
     (and, for ``exit_codes``, what a task raised when a stub spark-submit exited so)."""
@@ -63,6 +64,7 @@ def load(
         "AIRFLOW_CONN_SPARK_DEFAULT": "spark://spark-master:7077",
         "AIRFLOW_CONN_SPARK_BATCH": "spark://batch-master:7177",
         "SPARKLIFT_DIST": str(dist),
+        **({"SPARKLIFT_STEPS": steps} if steps else {}),
     }
     out = subprocess.run(
         [str(AIRFLOW_PY), str(REPO / "tests" / "airflow_dag_check.py"),
@@ -106,6 +108,20 @@ def test_dag_loads_with_the_pipeline_graph_and_submit_commands(tmp_path):
         ]  # fmt: skip
         # The production flags of README's "Running on a cluster" (tests/standalone.py).
         assert set(production_flags(dist)) <= set(cmd)
+
+
+def test_dag_keeps_the_steps_a_deployment_runs(tmp_path):
+    """SPARKLIFT_STEPS keeps those tasks (dependencies on dropped ones go); an unknown
+    step is an import error naming it."""
+    dist = build_dist(tmp_path)
+    dag = load(tmp_path, "2026-11-22", {}, dist, steps="features,score-propensity,score")
+    assert {t: v["upstream"] for t, v in dag["tasks"].items()} == {
+        "features": [],
+        "score-propensity": [],
+        "score": [],
+    }
+    broken = load(tmp_path, "2026-11-22", {}, dist, steps="features,scor")
+    assert "SPARKLIFT_STEPS: unknown steps ['scor']" in json.dumps(broken["import_errors"])
 
 
 def test_dag_params_choose_connection_and_config(tmp_path):

@@ -113,6 +113,7 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         assert json.loads(capsys.readouterr().out)["mode"] == mode
     steps = ["--steps", "user-history,score-propensity"]
     assert main(["pipeline", *sets(warehouse), *keep, *steps]) == 0
+    capsys.readouterr()
     runs = read_pandas(str(warehouse / "pipeline_runs"))
     assert sorted(runs["step"]) == sorted(f"{k}:{summary['model_id']}" for k in steps[1].split(","))
     history = read_pandas(str(warehouse / "user_history"))

@@ -2,9 +2,10 @@
 
 Tasks mirror ``sparklift pipeline``'s steps and their data dependencies, as its step
 registry (``sparklift.pipeline.registry``) declares them: features -> analyze (every
-running geo experiment) and score -> allocate (every active campaign); an analysis failure
-never holds back allocation. Airflow's environment has no sparklift to import, so the DAG
-reads them from ``dist/pipeline_steps.json``, which ``scripts/package.sh`` writes from the
+running geo experiment), user-history -> score-propensity (the propensity model) and score
+-> allocate (every active campaign); an analysis failure never holds back allocation.
+Airflow's environment has no sparklift to import, so the DAG reads them from
+``dist/pipeline_steps.json``, which ``scripts/package.sh`` writes from the
 registry of the very code it packages. Each task submits
 ``dist/pipeline.py --steps <step>`` (built by ``scripts/package.sh``) with the run date =
 the logical date: the daily data-interval timetable starts the run for day D once D is
@@ -21,7 +22,8 @@ there) with ``--jars``, listed when the DAG is parsed: nothing is downloaded at 
 Params (per run, e.g. ``airflow dags trigger -c '{"config_path": ...}'``): the Spark
 connection id and the sparklift config file. Defaults come from the environment
 (``SPARKLIFT_SPARK_CONN_ID``, ``SPARKLIFT_CONFIG``, ``SPARKLIFT_DIST``,
-``SPARKLIFT_START_DATE``), which ``docker/docker-compose.yml`` sets.
+``SPARKLIFT_START_DATE``), which ``docker/docker-compose.yml`` sets; ``SPARKLIFT_STEPS``
+(comma-separated kinds) keeps only those tasks.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ if not STEPS_FILE.is_file():
 STEPS: dict[str, list[str]] = {
     s["kind"]: s["depends_on"] for s in json.loads(STEPS_FILE.read_text())
 }
+# The kinds this deployment runs (SPARKLIFT_STEPS, comma-separated; default every step), as
+# pipeline.steps does for `sparklift pipeline`: a deployment without propensity models has
+# no user-history or score-propensity tasks. A kept step's dependencies on dropped ones go.
+if os.environ.get("SPARKLIFT_STEPS"):
+    CHOSEN = os.environ["SPARKLIFT_STEPS"].split(",")
+    UNKNOWN = sorted(set(CHOSEN) - set(STEPS))
+    if UNKNOWN:
+        raise ValueError(f"SPARKLIFT_STEPS: unknown steps {UNKNOWN}; known: {list(STEPS)}")
+    STEPS = {k: [d for d in needs if d in CHOSEN] for k, needs in STEPS.items() if k in CHOSEN}
 # Delta Lake's jars for spark-submit --jars; None if dist/ has none (an image that has them
 # on Spark's own classpath, as docker/Dockerfile's does).
 JARS = ",".join(str(p) for p in sorted(Path(DIST, "jars").glob("*.jar"))) or None

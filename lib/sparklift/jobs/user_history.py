@@ -84,6 +84,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             if MISMATCH not in str(e):
                 raise
             reason = str(e)[str(e).index(MISMATCH) + len(MISMATCH) + 2 :].splitlines()[0]
+            reason = reason.split(" SQLSTATE")[0]
             log.warning("%s: rows of a day in the window changed since; rebuilding", reason)
             previous, why = None, "the day before's disagreed with user_activity"
             version = write(f"{rebuild} ({why})", user_history.build(activity, conf, day))
