@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Set up (first run only: .venv, and .venv-airflow for the DAG test) and run the whole
+# Set up (first run only: .venv, and .venv-airflow for the DAG tests) and run the whole
 # test suite: -m "" selects every tier (plain pytest leaves out e2e, cluster and acceptance).
 # Extra arguments go to pytest; a -m among them wins. Without test paths among them, the
-# process-level tests (spark-submit on a standalone cluster, Airflow, local-cluster
-# executors), which mostly wait on JVM and process start-up, run in a second pytest beside
-# the others (each with its own Spark session), with the propensity end-to-end test to
-# balance the two runs; their output follows the main run's.
+# Airflow and process-level tests (the DAG, spark-submit on a standalone cluster,
+# local-cluster executors), which mostly wait on JVM and process start-up, run in a second
+# pytest beside the others (each with its own Spark session), at lower priority, after
+# .venv-airflow is set up (so its install overlaps the main run), with the propensity
+# end-to-end test to balance the two runs; their output follows the main run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/airflow_env.sh   # Airflow in its own venv, for the DAG's test
 export PYSPARK_PYTHON="$PWD/.venv/bin/python"
 PYTEST=(.venv/bin/python -m pytest -m "")
 for arg in "$@"; do
-  [[ $arg == -* ]] || exec "${PYTEST[@]}" "$@"   # tests named: one run of just those
+  if [[ $arg != -* ]]; then  # tests named: one run of just those
+    bash scripts/airflow_env.sh
+    exec "${PYTEST[@]}" "$@"
+  fi
 done
-PROCESS_TESTS=(tests/test_standalone.py tests/test_cluster.py tests/test_propensity.py)
+PROCESS_TESTS=(tests/test_airflow_dag.py tests/test_standalone.py tests/test_cluster.py
+  tests/test_propensity.py)
 log=$(mktemp)
-nice -n 5 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}" >"$log" 2>&1 &  # the main run is longer
+{ bash scripts/airflow_env.sh && nice -n 5 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}"; } \
+  >"$log" 2>&1 &
 beside=$!
 main=0
 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]/#/--ignore=}" || main=$?

@@ -259,7 +259,13 @@ def test_killed_redesign_never_mixes_two_designs(warehouse, tmp_path, monkeypatc
     the old design whole, or the new one whole, never the new assignments under the old
     experiment row (which a design written table by table used to give)."""
     month = "01" if backend == "native" else "03"
-    window = {"start": f"2027-{month}-04", "end": f"2027-{month}-17"}
+    # One metric and one look: what is tested is how a design is published, not its plan.
+    window = {
+        "start": f"2027-{month}-04",
+        "end": f"2027-{month}-17",
+        "metrics": [{"name": "orders"}],
+        "sequential": None,
+    }
     eid = f"exp_kill_{backend}"
     common = ["--set", f"tables.backend={backend}"]
     assert design(warehouse, experiment(tmp_path, experiment_id=eid, **window), *common) == 0
