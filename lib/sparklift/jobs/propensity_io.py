@@ -109,8 +109,8 @@ def stored_state(
     and columns (else None), and why not."""
     if not ctx.catalog.exists("user_history"):
         return None, "no user_history table yet"
-    table = ctx.catalog.read("user_history")
-    missing = [c for c in state_columns(conf.columns) if c not in table.columns]
+    stored = ctx.catalog.schema("user_history").fieldNames()  # no read: only the day's is
+    missing = [c for c in state_columns(conf.columns) if c not in stored]
     if missing:
         return None, f"user_history has no columns {missing}"
     state = ctx.catalog.read("user_history", where=[("as_of", "=", day)])
