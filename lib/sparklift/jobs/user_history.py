@@ -95,7 +95,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "as_of": day,
         "customers": customers,
         "mode": "rebuild" if previous is None else "update",
-        "reason": why,
+        "reason": why if previous is None else None,  # why it was rebuilt
         "dropped": stale,
         "version": version,
     }
