@@ -156,7 +156,8 @@ def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
 def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypatch):
     wh = warehouse
     # A second running experiment without assignments, and a campaign whose budget group
-    # does not exist in the scores: both bad input for their own step only.
+    # does not exist in the scores: both bad input for their own step only (the steps
+    # before them, which succeeded, are not re-run).
     catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
     experiments = catalog.read("geo_experiments")
     broken = experiments.limit(1).toPandas()
@@ -164,15 +165,13 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     broken["end"] = DAY + dt.timedelta(days=1)
     catalog.write("geo_experiments", spark.createDataFrame(broken, experiments.schema))
     (wh / "typo.yaml").write_text(json.dumps({"campaign_id": "typo", "budgets": {"NLL": 10}}))
-    code, out = pipeline(capsys, wh, "--force")
+    code, out = pipeline(capsys, wh, "--force", "--steps", "analyze,allocate")
     assert code == 2, out
     runs = latest(wh)
-    status = runs["status"].to_dict()
+    status = {k: v for k, v in runs["status"].items() if k.startswith(("analyze", "allocate"))}
     assert status == {
-        "features": "succeeded",
         "analyze:broken": "failed",
         "analyze:synthetic_geo": "succeeded",
-        "score": "succeeded",
         "allocate:typo": "failed",
         "allocate:winback": "succeeded",
     }
