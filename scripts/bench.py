@@ -4,7 +4,8 @@
 ``write [--rows N] [--repeats R] [--diagnose]`` |
 ``sequential [--worlds W] [--zones G] [--users U]`` |
 ``adjustment [--worlds W] [--zones G] [--users U] [--lift L]`` |
-``propensity [--sizes 1e6,3e6,1e7] [--history-days D]``.
+``propensity [--sizes 1e6,3e6,1e7] [--history-days D]`` |
+``calibration [--worlds W] [--users U] [--zones G]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -22,6 +23,7 @@ import tempfile
 from benchmarks import (
     adjustment,
     allocate,
+    calibration,
     design,
     did,
     features,
@@ -43,6 +45,7 @@ BENCHMARKS = {
     "sequential": sequential,
     "adjustment": adjustment,
     "propensity": propensity,
+    "calibration": calibration,
 }
 
 

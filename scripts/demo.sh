@@ -16,22 +16,28 @@ SL=".venv/bin/sparklift"
 SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.model_path=$DIR/models")
 
 mkdir -p "$DIR"
-echo "== 1/7 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
+echo "== 1/8 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
 $SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 70 \
   --set generate.customer_snapshots=2 > "$DIR/generate.run.json"
-echo "== 2/7 features: zone/day history $START .. $HIST (one backfill job)"
+echo "== 2/8 features: zone/day history $START .. $HIST (one backfill job)"
 $SL features "${SETS[@]}" --start "$START" --end "$HIST" > "$DIR/features.run.json"
-echo "== 3/7 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
+echo "== 3/8 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
 $SL design "${SETS[@]}" --run-date "$HIST" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
-echo "== 4/7 train-uplift: multi-voucher uplift model on the randomized voucher history"
+echo "== 4/8 train-uplift: multi-voucher uplift model on the randomized voucher history"
 $SL train-uplift "${SETS[@]}" --run-date "$HIST" > "$DIR/train_uplift.run.json"
-echo "== 5/7 train-propensity: P(an order in the next 7 days) from 28 days of each user's history"
+echo "== 5/8 train-propensity: P(an order in the next 7 days) from 28 days of each user's history"
 $SL train-propensity "${SETS[@]}" --run-date "$HIST" --set propensity.history_days=28 > "$DIR/train_propensity.run.json"
-echo "== 6/7 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
+echo "== 6/8 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
 echo "        user-history -> score-propensity, score -> allocate every active campaign"
 $SL pipeline "${SETS[@]}" --start "$PREV" --end "$RUN_DATE" | tee "$DIR/pipeline.txt"
-echo "== 7/7 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
+echo "== 7/8 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
 $SL pipeline "${SETS[@]}" --run-date "$RUN_DATE" 2>/dev/null
+MEASURED=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') + d.timedelta(days=14))")
+CAMPAIGN=conf/campaigns/demo_winback.yaml
+echo "== 8/8 the campaign sent on $RUN_DATE: its outcomes over 14 days (simulated from the planted"
+echo "        effects), then measure on $MEASURED: the policy against the holdout"
+$SL simulate-outcomes "${SETS[@]}" --run-date "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/outcomes.run.json"
+$SL measure "${SETS[@]}" --run-date "$MEASURED" --allocated-on "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/measure.run.json"
 
 .venv/bin/python - "$DIR" "$RUN_DATE" <<'PY'
 import json, sys
@@ -46,7 +52,7 @@ for name in ("zones", "user_activity", "customers", "vouchers", "voucher_campaig
              "zone_day_features", "geo_experiments", "geo_assignments", "geo_design_checks",
              "geo_results", "geo_sequential", "propensity_models", "user_history", "propensity_scores",
              "uplift_models", "uplift_scores", "allocations",
-             "allocation_summary", "pipeline_runs"):
+             "allocation_summary", "campaign_outcomes", "campaign_results", "pipeline_runs"):
     t = DeltaTable(f"{d}/{name}")
     rows = sum(t.get_add_actions(flatten=True).column("num_records").to_pylist())
     print(f"  {name:20s} version {t.version():2d}  {rows:>10,d} rows  {d}/{name}")
@@ -126,12 +132,28 @@ print(f"\nAllocation of campaign {run['campaign_id']} on {day} (run {run['run_id
       f"objective {run['objective']:.2f}, dual bound {run['dual_bound']:.2f}, "
       f"relative gap {run['gap_rel']:.1e}")
 print(summary[["budget_group", "budget", "spent", "objective", "dual_bound", "gap_rel", "lambda",
-               "n_customers", "n_allocated"]].round(4).to_string(index=False))
+               "n_customers", "n_allocated", "holdout_customers", "explore_customers",
+               "explore_spent"]].round(4).to_string(index=False))
 mu = {k: round(v, 4) for k, v in dict(summary.cap_multipliers.iloc[0]).items()}
-print("customers per voucher:", alloc.voucher_id.value_counts().sort_index().to_dict(),
+policy = alloc[alloc.arm == "policy"]
+print("policy customers per voucher:", policy.voucher_id.value_counts().sort_index().to_dict(),
       "; cap multipliers:", mu)
-true = alloc.merge(truth, on=["customer_id", "voucher_id"])
+true = policy.merge(truth, on=["customer_id", "voucher_id"])
 print(f"Against the planted effects: predicted objective {true.expected_uplift.sum():.1f}, "
       f"true {true.tau_objective.sum():.1f}; predicted cost {true.expected_cost.sum():.1f}, "
       f"true {true.tau_cost.sum():.1f}")
+meas = json.load(open(f"{d}/measure.run.json"))
+planted = true.tau_objective.sum()  # the planted effects of the vouchers sent
+lo, hi = meas["incremental_objective_ci"]
+print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy against "
+      f"{meas['customers_holdout']:,} holdout customers, {meas['adjustment']} adjustment, SE "
+      f"{meas.get('se_reduction_objective', 0):.0%} below the unadjusted one): incremental objective "
+      f"{meas['incremental_objective']:.1f} (95% CI {lo:.1f} .. {hi:.1f}); the allocation predicted "
+      f"{meas['predicted_objective']:.1f}; planted truth {planted:.1f}. Incremental cost "
+      f"{meas['incremental_cost']:.1f} (predicted {meas['predicted_cost']:.1f}); return "
+      f"{meas['realized_return']:.2f} objective per unit of cost")
+res = read_pandas(f"{d}/campaign_results")
+res = res[(res.adjustment == meas["adjustment"]) & (res.voucher_id != "*")]
+print(res[["budget_group", "voucher_id", "metric", "n_policy", "n_holdout", "estimate", "ci_low",
+           "ci_high", "predicted"]].round(4).to_string(index=False))
 PY

@@ -20,6 +20,15 @@ class CampaignConfig(AllocateConfig):
     # The run dates on which `sparklift pipeline` allocates it (null = open-ended).
     start: dt.date | None = None
     end: dt.date | None = None
+    # Arms (see sparklift.allocation.arms): random shares of each budget group's customers
+    # kept without a voucher (holdout: what measure compares the policy with) or sent a
+    # random voucher (explore: randomized history for the next model), paid from
+    # explore_budget_share of each group's budget; the draw is a hash of (seed, campaign,
+    # customer), so a customer keeps its arm from run to run.
+    holdout_share: float = Field(default=0.0, ge=0, lt=1)
+    explore_share: float = Field(default=0.0, ge=0, lt=1)
+    explore_budget_share: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
 
     def active_on(self, day: dt.date) -> bool:
         return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
@@ -47,6 +56,22 @@ class CampaignConfig(AllocateConfig):
             )
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
+        if self.holdout_share + self.explore_share >= 1:
+            raise ValueError(
+                f"holdout_share {self.holdout_share} + explore_share {self.explore_share} "
+                "leaves no customer to target: their sum must be below 1"
+            )
+        if self.holdout_share > 0 and self.solver == "exact":
+            raise ValueError(
+                "holdout_share needs solver: lagrangian (the holdout gets the policy's "
+                "decision rule, its multipliers; the exact solver has none)"
+            )
+        if (self.explore_share > 0) != (self.explore_budget_share > 0):
+            raise ValueError(
+                "explore_share and explore_budget_share go together: an explore arm needs "
+                f"a slice of the budget and a slice needs the arm (got {self.explore_share} "
+                f"and {self.explore_budget_share})"
+            )
         if self.vouchers is not None and len(set(self.vouchers)) != len(self.vouchers):
             raise ValueError(f"vouchers are listed twice: {self.vouchers}")
         return self

@@ -38,7 +38,13 @@ from sparklift.config.geo import (
     GatesConfig,
     SequentialConfig,
 )
-from sparklift.config.models import AllocateConfig, PropensityConfig, ScoreConfig, UpliftConfig
+from sparklift.config.models import (
+    AllocateConfig,
+    MeasureConfig,
+    PropensityConfig,
+    ScoreConfig,
+    UpliftConfig,
+)
 from sparklift.errors import ConfigError
 
 __all__ = [
@@ -57,6 +63,7 @@ __all__ = [
     "GeoEffectConfig",
     "LoggingConfig",
     "MaintainConfig",
+    "MeasureConfig",
     "PipelineConfig",
     "PropensityConfig",
     "ScoreConfig",
@@ -85,6 +92,7 @@ class Config(_Strict):
     score: ScoreConfig
     propensity: PropensityConfig
     allocate: AllocateConfig
+    measure: MeasureConfig
     pipeline: PipelineConfig
     maintain: MaintainConfig
 

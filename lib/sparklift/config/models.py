@@ -85,3 +85,11 @@ class AllocateConfig(_Strict):
     exact_time_limit_s: float = Field(gt=0)
     max_cap_rounds: int = Field(ge=1)
     cap_tolerance: float = Field(ge=0, lt=1)
+
+
+class MeasureConfig(_Strict):
+    """``sparklift measure``: a campaign's policy against its holdout."""
+
+    window_days: int = Field(ge=1)  # outcomes cover the days after the send: final after these
+    covariates: list[str] | None  # CUPED: pre-campaign customer columns; null = every numeric
+    confidence: float = Field(gt=0, lt=1)

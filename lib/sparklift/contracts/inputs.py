@@ -70,6 +70,19 @@ VOUCHER_CAMPAIGNS = TableContract(
     extra="numeric feature columns",
 )
 
+CAMPAIGN_OUTCOMES = TableContract(
+    "campaign_outcomes",
+    fields(
+        ("campaign_id", StringType()),
+        ("customer_id", LongType()),
+        ("objective", DoubleType()),  # over the campaign's measurement window
+        ("cost", DoubleType()),  # the voucher's cost to the business (0 if not redeemed)
+    ),
+    partition_by=("campaign_id",),
+    key=("campaign_id", "customer_id"),
+    description="customer of a sent campaign (every arm); a missing customer counts as 0",
+)
+
 VOUCHERS = TableContract(
     "vouchers",
     fields(
@@ -104,6 +117,7 @@ CONTRACTS = (
     ZONES,
     CUSTOMERS,
     VOUCHER_CAMPAIGNS,
+    CAMPAIGN_OUTCOMES,
     VOUCHERS,
     CAMPAIGN_BUDGETS,
     CAMPAIGN_CAPS,

@@ -58,14 +58,17 @@ ALLOCATIONS = TableContract(
         ("run_id", StringType()),
         ("customer_id", LongType()),
         ("budget_group", StringType()),
-        ("voucher_id", StringType()),
+        ("voucher_id", StringType()),  # what to send; null: send nothing (holdout)
         ("expected_uplift", DoubleType()),
         ("expected_cost", DoubleType()),
         ("model_id", StringType()),
+        ("arm", StringType()),  # policy | holdout | explore
+        ("policy_voucher_id", StringType()),  # the policy's choice (null for explore)
     ),
     partition_by=("run_date", "campaign_id", "run_id"),
     key=("run_date", "campaign_id", "run_id", "customer_id"),
-    description="allocated customer of a run (the run allocation_summary names is published)",
+    description="customer of a run: sent voucher_id, or held out (the published run is the "
+    "one allocation_summary names)",
 )
 
 ALLOCATION_SUMMARY = TableContract(
@@ -90,10 +93,49 @@ ALLOCATION_SUMMARY = TableContract(
         ("passes", LongType()),
         ("model_id", StringType()),
         ("computed_at", TimestampType()),
+        ("holdout_customers", LongType()),  # held out that the policy would have targeted
+        ("explore_customers", LongType()),  # sent a random voucher
+        ("explore_spent", DoubleType()),  # their expected cost, from the explore slice
     ),
     partition_by=("run_date", "campaign_id"),
     key=("run_date", "campaign_id", "budget_group"),
     description="run date x campaign x budget group (the commit point: it names run_id)",
 )
 
-CONTRACTS = (UPLIFT_MODELS, UPLIFT_SCORES, ALLOCATIONS, ALLOCATION_SUMMARY)
+CAMPAIGN_RESULTS = TableContract(
+    "campaign_results",
+    fields(
+        ("campaign_id", StringType()),
+        ("run_date", DateType()),  # the allocation run measured
+        ("measured_on", DateType()),  # the look: the day the outcomes were read
+        ("budget_group", StringType()),  # '*' for the campaign
+        ("voucher_id", StringType()),  # '*' for every voucher of the group
+        ("metric", StringType()),  # objective | cost
+        ("adjustment", StringType()),  # none | cuped
+        ("n_policy", LongType()),
+        ("n_holdout", LongType()),
+        ("mean_policy", DoubleType()),
+        ("mean_holdout", DoubleType()),
+        ("estimate", DoubleType()),  # incremental per targeted customer
+        ("se", DoubleType()),  # heteroskedasticity-robust (HC1)
+        ("ci_low", DoubleType()),
+        ("ci_high", DoubleType()),
+        ("p_value", DoubleType()),
+        ("incremental_total", DoubleType()),  # estimate x policy customers
+        ("predicted", DoubleType()),  # the allocation's expected uplift / cost per customer
+        ("computed_at", TimestampType()),
+    ),
+    partition_by=("campaign_id", "run_date", "measured_on"),
+    key=(
+        "campaign_id",
+        "run_date",
+        "measured_on",
+        "budget_group",
+        "voucher_id",
+        "metric",
+        "adjustment",
+    ),
+    description="campaign x budget group x voucher x metric: the policy against the holdout",
+)
+
+CONTRACTS = (UPLIFT_MODELS, UPLIFT_SCORES, ALLOCATIONS, ALLOCATION_SUMMARY, CAMPAIGN_RESULTS)

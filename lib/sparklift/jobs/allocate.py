@@ -15,8 +15,10 @@ import argparse
 import glob
 from pathlib import Path
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from sparklift.allocation import arms
 from sparklift.allocation.campaign import CampaignConfig, load_campaign
 from sparklift.allocation.distributed import (
     GroupSummary,
@@ -85,9 +87,29 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if len(models) > 1:
         raise InputError(f"uplift_scores of {day} mixes models {sorted(models)}; re-run score")
     vouchers = campaign.vouchers or _active_vouchers(ctx)
+    full = budgets = _budgets(ctx, campaign)
+    scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn(
+        "arm",
+        arms.arm(
+            campaign.campaign_id, campaign.seed, campaign.holdout_share, campaign.explore_share
+        ),
+    )
+    explore = None
+    if campaign.explore_share > 0:
+        with step("drawing the explore arm"):
+            slices = {g: b * campaign.explore_budget_share for g, b in budgets.items()}
+            explore = arms.explore_rows(
+                scores.where(F.col("arm") == arms.EXPLORE),
+                vouchers,
+                slices,
+                campaign.campaign_id,
+                campaign.seed,
+            ).localCheckpoint()  # drawn once: the rows written are the rows paid for
+            paid = dict(explore.groupBy("budget_group").agg(F.sum("expected_cost")).collect())
+            budgets = {g: b - paid.get(g, 0.0) for g, b in full.items()}
     problem = Problem(
         vouchers,
-        _budgets(ctx, campaign),
+        budgets,
         _caps(ctx, campaign),
         exact_max_customers=campaign.exact_max_customers if campaign.solver == "exact" else 0,
         exact_time_limit_s=campaign.exact_time_limit_s,
@@ -96,11 +118,18 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     )
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
-        solution = solve(scores.where(F.col("voucher_id").isin(vouchers)), problem)
+        solution = solve(scores.where(F.col("arm") == arms.POLICY).drop("arm"), problem)
         try:
-            written = _append(ctx, campaign.campaign_id, run_id, models[0], solution)
-            groups = summarize(written, solution)
-            records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups)
+            holdout = None
+            if campaign.holdout_share > 0:
+                lam = {g: s.lam for g, s in solution.groups.items()}
+                held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
+                holdout = arms.holdout_rows(held, lam, solution.mu)
+            rows = _rows(solution.allocations, holdout, explore)
+            written = _append(ctx, campaign.campaign_id, run_id, models[0], rows)
+            groups = summarize(written.where(F.col("arm") == arms.POLICY), solution)
+            records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
+                               full, written)  # fmt: skip
             version = write_records(
                 catalog,
                 "allocation_summary",
@@ -137,6 +166,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "campaign_id": campaign.campaign_id,
         "run_id": run_id,
         "customers_allocated": sum(s.n_allocated for s in groups),
+        "holdout_customers": sum(r["holdout_customers"] for r in records),
+        "explore_customers": sum(r["explore_customers"] for r in records),
+        "explore_spent": sum(r["explore_spent"] for r in records),
         "spent": sum(s.spent for s in groups),
         "objective": objective,
         "dual_bound": bound,
@@ -154,15 +186,26 @@ def _records(
     model_id: str,
     solution: Solution,
     groups: list[GroupSummary],
+    budgets: dict[str, float],
+    written: DataFrame,
 ) -> list[dict]:
+    """allocation_summary's rows: per group the policy's solve, the arms' counts and the
+    explore arm's spend, and the group's whole budget (the policy's plus the slice)."""
     now = utcnow()
+    arm_rows = (
+        written.where(F.col("arm") != arms.POLICY)
+        .groupBy("budget_group", "arm")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("expected_cost").alias("cost"))
+        .collect()
+    )
+    count = {(r["budget_group"], r["arm"]): (int(r["n"]), float(r["cost"])) for r in arm_rows}
     return [
         {
             "run_date": ctx.run_date,
             "campaign_id": campaign_id,
             "run_id": run_id,
             "budget_group": s.budget_group,
-            "budget": s.budget,
+            "budget": budgets.get(s.budget_group, s.budget),
             "spent": s.spent,
             "objective": s.objective,
             "dual_bound": s.dual_bound,
@@ -177,18 +220,50 @@ def _records(
             "passes": solution.passes,
             "model_id": model_id,
             "computed_at": now,
+            "holdout_customers": count.get((s.budget_group, arms.HOLDOUT), (0, 0.0))[0],
+            "explore_customers": count.get((s.budget_group, arms.EXPLORE), (0, 0.0))[0],
+            "explore_spent": count.get((s.budget_group, arms.EXPLORE), (0, 0.0))[1],
         }
         for s in groups
     ]
 
 
-def _append(ctx: JobContext, campaign_id: str, run_id: str, model_id: str, solution: Solution):
+def _rows(policy: DataFrame, holdout: DataFrame | None, explore: DataFrame | None) -> DataFrame:
+    """The arms' rows in one frame: customer_id, budget_group, voucher_id (sent),
+    expected_uplift, expected_cost, arm, policy_voucher_id."""
+    out = policy.select(
+        "*", F.lit(arms.POLICY).alias("arm"), F.col("voucher_id").alias("policy_voucher_id")
+    )
+    if holdout is not None:
+        out = out.unionByName(
+            holdout.select(
+                "customer_id",
+                "budget_group",
+                F.lit(None).cast("string").alias("voucher_id"),
+                "expected_uplift",
+                "expected_cost",
+                F.lit(arms.HOLDOUT).alias("arm"),
+                "policy_voucher_id",
+            )
+        )
+    if explore is not None:
+        out = out.unionByName(
+            explore.select(
+                "*",
+                F.lit(arms.EXPLORE).alias("arm"),
+                F.lit(None).cast("string").alias("policy_voucher_id"),
+            )
+        )
+    return out
+
+
+def _append(ctx: JobContext, campaign_id: str, run_id: str, model_id: str, rows: DataFrame):
     """Write this run's allocations as a partition of their own; return them as written."""
-    rows = solution.allocations.select(
+    rows = rows.select(
         F.lit(ctx.run_date).alias("run_date"),
         F.lit(campaign_id).alias("campaign_id"),
         F.lit(run_id).alias("run_id"),
-        *solution.allocations.columns,
+        *rows.columns,
         F.lit(model_id).alias("model_id"),
     )
     rows = rows.select(*[F.col(f.name).cast(f.dataType) for f in ALLOCATIONS.schema.fields])

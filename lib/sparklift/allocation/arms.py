@@ -1,0 +1,123 @@
+"""A campaign's arms: policy, holdout and explore.
+
+Each customer's arm is a uniform draw hashed from (seed, campaign, customer): below
+``holdout_share`` it is held out, then ``explore_share`` explores, the rest is the policy.
+So the arms are random within every budget group, reproducible per seed, and a customer
+keeps its arm on every run of the campaign.
+
+- **Explore**: each explore customer is drawn one of the campaign's vouchers uniformly.
+  Within a group, they are sent in the order of a second hash while their expected cost
+  fits the group's explore slice (``explore_budget_share`` of its budget); the rest get
+  nothing and are not written. The sent ones are a random sample, as the order is random.
+- **Policy**: the solver allocates the policy customers alone, under each group's budget
+  minus what its explore arm spends, so the targeted customers use the whole budget.
+- **Holdout**: held-out customers get the policy's own decision rule, with the multipliers
+  the solve found: the voucher j maximising u_j - lambda_g c_j - mu_j (mu_j: the cap
+  multiplier of a capped voucher), if that is positive. That is the voucher the policy
+  would have sent them (up to the solver's tie-break at its margin); it is recorded as
+  ``policy_voucher_id`` and nothing is sent (``voucher_id`` is null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from sparklift.synthetic.rand import uniform
+
+POLICY, HOLDOUT, EXPLORE = "policy", "holdout", "explore"
+ARMS = (POLICY, HOLDOUT, EXPLORE)
+
+
+def arm(campaign_id: str, seed: int, holdout_share: float, explore_share: float) -> Column:
+    """Each row's arm from its ``customer_id``."""
+    if holdout_share == 0 and explore_share == 0:
+        return F.lit(POLICY)
+    u = uniform(seed, f"arm.{campaign_id}", F.col("customer_id"))
+    return (
+        F.when(u < holdout_share, F.lit(HOLDOUT))
+        .when(u < holdout_share + explore_share, F.lit(EXPLORE))
+        .otherwise(F.lit(POLICY))
+    )
+
+
+def explore_rows(
+    scores: DataFrame,
+    vouchers: Sequence[str],
+    slices: Mapping[str, float],
+    campaign_id: str,
+    seed: int,
+) -> DataFrame:
+    """The explore customers sent a voucher: customer_id, budget_group, voucher_id,
+    expected_uplift, expected_cost, from ``scores`` (long: one row per customer and
+    voucher) of the explore customers, within each group's ``slices`` of the budget."""
+    cid = F.col("customer_id")
+    pick = F.floor(uniform(seed, f"explore.voucher.{campaign_id}", cid) * len(vouchers))
+    drawn = F.element_at(F.array(*[F.lit(v) for v in vouchers]), (pick + 1).cast("int"))
+    order = uniform(seed, f"explore.order.{campaign_id}", cid)
+    budget = F.element_at(
+        F.create_map(*[x for g, b in slices.items() for x in (F.lit(g), F.lit(float(b)))]),
+        F.col("budget_group"),
+    )
+    rows = scores.where(F.col("voucher_id") == drawn).select(
+        "customer_id",
+        "budget_group",
+        "voucher_id",
+        F.col("uplift_objective").alias("expected_uplift"),
+        F.greatest(F.col("uplift_cost"), F.lit(0.0)).alias("expected_cost"),
+        order.alias("_order"),
+    )
+    spent = F.sum("expected_cost").over(
+        Window.partitionBy("budget_group")
+        .orderBy("_order", "customer_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    return (
+        rows.withColumn("_spent", spent)
+        .where(F.col("_spent") <= F.coalesce(budget, F.lit(0.0)))
+        .drop("_order", "_spent")
+    )
+
+
+def holdout_rows(scores: DataFrame, lam: Mapping[str, float], mu: Mapping[str, float]) -> DataFrame:
+    """The held-out customers the policy would have sent a voucher: customer_id,
+    budget_group, policy_voucher_id, expected_uplift, expected_cost (of that voucher),
+    from ``scores`` of the holdout customers and the solve's ``lam`` per group and ``mu``
+    per capped voucher."""
+    lam_of = F.element_at(
+        F.create_map(*[x for g, v in lam.items() for x in (F.lit(g), F.lit(float(v)))]),
+        F.col("budget_group"),
+    )
+    mu_of = (
+        F.element_at(
+            F.create_map(*[x for v, m in mu.items() for x in (F.lit(v), F.lit(float(m)))]),
+            F.col("voucher_id"),
+        )
+        if mu
+        else F.lit(None)
+    )
+    cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
+    margin = F.col("uplift_objective") - F.coalesce(lam_of, F.lit(0.0)) * cost
+    margin = margin - F.coalesce(mu_of, F.lit(0.0))
+    best = F.max(
+        F.struct(
+            margin.alias("margin"),
+            F.col("voucher_id").alias("voucher_id"),
+            F.col("uplift_objective").alias("expected_uplift"),
+            cost.alias("expected_cost"),
+        )
+    )
+    return (
+        scores.groupBy("customer_id", "budget_group")
+        .agg(best.alias("_best"))
+        .where(F.col("_best.margin") > 0)
+        .select(
+            "customer_id",
+            "budget_group",
+            F.col("_best.voucher_id").alias("policy_voucher_id"),
+            "_best.expected_uplift",
+            "_best.expected_cost",
+        )
+    )

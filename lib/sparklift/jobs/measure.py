@@ -1,0 +1,177 @@
+"""``sparklift measure --campaign conf/campaigns/<name>.yaml``: what a sent campaign's
+policy achieved against its random holdout -> ``campaign_results``.
+
+It reads the campaign's published allocation of ``--allocated-on`` (default: its latest
+run on or before the run date), the campaign's ``campaign_outcomes`` and, for CUPED, the
+customers snapshot of the send date (pre-campaign columns). Per budget group x voucher
+(:mod:`sparklift.measure.campaign`), the incremental objective and cost per targeted
+customer with CIs, unadjusted and adjusted, then per group and for the campaign. The
+campaign's realized return (incremental objective per unit of incremental cost) and the
+predicted figures beside the realized ones go to the summary.
+
+The outcomes are final ``measure.window_days`` after the send: before that the run is
+refused (exit 3, not ready) unless ``--interim`` says it is a look during the campaign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from sparklift.allocation.arms import HOLDOUT
+from sparklift.allocation.campaign import load_campaign
+from sparklift.allocation.tables import published_allocations
+from sparklift.errors import InputError, InputNotReadyError
+from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.measure.campaign import fit_cells, intervals, units, with_totals
+from sparklift.tables.publish import utcnow
+
+HELP = "measure a sent campaign: its policy against its holdout, into campaign_results"
+KEYS = ("snapshot_date", "customer_id", "budget_group")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--campaign", required=True, help="conf/campaigns/<name>.yaml")
+    parser.add_argument(
+        "--allocated-on",
+        type=dt.date.fromisoformat,
+        help="the allocation run measured (default: the campaign's latest up to the run date)",
+    )
+    parser.add_argument(
+        "--interim", action="store_true", help="a look before the measurement window is over"
+    )
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    campaign = load_campaign(args.campaign, ctx.config.allocate)
+    conf, catalog, cid = ctx.config.measure, ctx.catalog, campaign.campaign_id
+    sent = args.allocated_on or _latest_run(ctx, cid)
+    final = sent + dt.timedelta(days=conf.window_days)
+    if ctx.run_date < final and not args.interim:
+        raise InputNotReadyError(
+            f"campaign {cid} sent on {sent}: its {conf.window_days}-day measurement window "
+            f"ends on {final}, after the run date {ctx.run_date} (a look before: --interim)"
+        )
+    allocations = published_allocations(catalog, sent, cid)
+    if allocations.where(F.col("arm") == HOLDOUT).limit(1).count() == 0:
+        raise InputError(
+            f"campaign {cid} sent on {sent} has no holdout arm: nothing to measure its policy "
+            "against. Allocate it with holdout_share > 0 (e.g. 0.05)"
+        )
+    if not catalog.exists("campaign_outcomes"):
+        raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
+    outcomes = catalog.read("campaign_outcomes", where=[("campaign_id", "=", cid)])
+    _check_outcomes(outcomes, allocations, cid)
+    covariates = _covariates(ctx, sent)
+    names = [c for c in covariates.columns if c != "customer_id"] if covariates else []
+    with step(f"measuring campaign {cid} sent on {sent} ({len(names)} CUPED covariates)"):
+        rows = units(allocations, outcomes, covariates)
+        results = intervals(with_totals(fit_cells(rows, names)), conf.confidence)
+    now = utcnow()
+    records = [
+        r | {"campaign_id": cid, "run_date": sent, "measured_on": ctx.run_date, "computed_at": now}
+        for r in results.to_dict("records")
+    ]
+    where = {"campaign_id": cid, "run_date": sent, "measured_on": ctx.run_date}
+    version = write_records(catalog, "campaign_results", records, where)
+    return _summary(results, cid, sent, ctx.run_date, version, names, args.interim)
+
+
+def _latest_run(ctx: JobContext, campaign_id: str) -> dt.date:
+    if not ctx.catalog.exists("allocation_summary"):
+        raise InputNotReadyError("no allocation_summary table yet: allocate the campaign first")
+    row = (
+        ctx.catalog.read("allocation_summary")
+        .where((F.col("campaign_id") == campaign_id) & (F.col("run_date") <= ctx.run_date))
+        .agg(F.max("run_date"))
+        .first()
+    )
+    if row is None or row[0] is None:
+        raise InputNotReadyError(f"campaign {campaign_id} has no allocation up to {ctx.run_date}")
+    return row[0]
+
+
+def _check_outcomes(outcomes, allocations, campaign_id: str) -> None:
+    """Refuse duplicated outcomes and outcomes of customers the campaign does not have."""
+    dupes = outcomes.groupBy("customer_id").count().where(F.col("count") > 1)
+    first = dupes.orderBy("customer_id").limit(5).collect()
+    if first:
+        raise InputError(
+            f"table campaign_outcomes, campaign {campaign_id}: {dupes.count()} customers have "
+            f"more than one row, e.g. {[r[0] for r in first]}: one row per customer expected"
+        )
+    strangers = outcomes.join(allocations.select("customer_id"), "customer_id", "left_anti")
+    first = strangers.orderBy("customer_id").limit(5).collect()
+    if first:
+        raise InputError(
+            f"table campaign_outcomes, campaign {campaign_id}: {strangers.count()} customers "
+            f"are not in the campaign's allocation (any arm), e.g. {[r[0] for r in first]}"
+        )
+
+
+def _covariates(ctx: JobContext, sent: dt.date):
+    """customer_id and the CUPED columns of the send date's customers snapshot (None: no
+    snapshot, or no columns)."""
+    conf = ctx.config.measure
+    if not ctx.catalog.exists("customers"):
+        return None
+    snap = ctx.catalog.read("customers", where=[("snapshot_date", "=", sent)])
+    numeric = [
+        f.name
+        for f in snap.schema.fields
+        if isinstance(f.dataType, NumericType) and f.name not in KEYS
+    ]
+    names = numeric if conf.covariates is None else conf.covariates
+    missing = sorted(set(names) - set(snap.columns))
+    if missing:
+        raise InputError(f"table customers has no column(s) {missing} (measure.covariates)")
+    if not names:
+        return None
+    return snap.select("customer_id", *names)
+
+
+def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
+    """The campaign's figures (adjusted when covariates were used), predicted beside them."""
+    adjustment = "cuped" if names else "none"
+    total = results[(results["budget_group"] == "*") & (results["adjustment"] == adjustment)]
+    by = total.set_index("metric")
+    objective, cost = by.loc["objective"], by.loc["cost"]
+    realized_return = objective["estimate"] / cost["estimate"] if cost["estimate"] else None
+    out = {
+        "campaign_id": cid,
+        "allocated_on": str(sent),
+        "measured_on": str(measured_on),
+        "interim": interim,
+        "adjustment": adjustment,
+        "customers_policy": int(objective["n_policy"]),
+        "customers_holdout": int(objective["n_holdout"]),
+        "incremental_objective": float(objective["incremental_total"]),
+        "incremental_objective_ci": [
+            float(objective["ci_low"] * objective["n_policy"]),
+            float(objective["ci_high"] * objective["n_policy"]),
+        ],
+        "predicted_objective": float(objective["predicted"] * objective["n_policy"]),
+        "incremental_cost": float(cost["incremental_total"]),
+        "predicted_cost": float(cost["predicted"] * cost["n_policy"]),
+        "realized_return": realized_return,
+        "results_version": version,
+    }
+    if names:
+        plain = results[(results["budget_group"] == "*") & (results["adjustment"] == "none")]
+        se = plain.set_index("metric").loc["objective", "se"]
+        out["se_reduction_objective"] = float(1 - objective["se"] / se) if se else None
+    log.info(
+        "campaign %s: incremental objective %.1f (%.1f .. %.1f), predicted %.1f; incremental "
+        "cost %.1f, predicted %.1f; return %s",
+        cid,
+        out["incremental_objective"],
+        *out["incremental_objective_ci"],
+        out["predicted_objective"],
+        out["incremental_cost"],
+        out["predicted_cost"],
+        f"{realized_return:.3f}" if realized_return is not None else "n/a",
+    )
+    return out

@@ -1,0 +1,1 @@
+"""Campaign measurement: what a campaign's policy achieved against its random holdout."""

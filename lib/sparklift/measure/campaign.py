@@ -1,0 +1,132 @@
+"""A campaign's policy against its holdout, per budget group x voucher, in Spark.
+
+The units of a voucher v in group g are the policy customers sent v and the held-out
+customers the policy would have sent v (``policy_voucher_id``): both random samples of the
+customers the policy picks for v, so their difference estimates what sending v to them
+achieved. A customer without an outcome row had none (objective and cost 0). Each cell
+(group, voucher, metric) is fitted where its rows are, in one ``applyInPandas``, by
+:func:`sparklift.measure.estimate.lin_estimate`, unadjusted and with CUPED covariates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy import stats
+
+from sparklift.allocation.arms import HOLDOUT, POLICY
+from sparklift.measure.estimate import lin_estimate
+
+METRICS = {"objective": "expected_uplift", "cost": "expected_cost"}  # outcome: prediction
+CELL = ["budget_group", "voucher_id", "metric"]
+_FIT_SCHEMA = (
+    "budget_group string, voucher_id string, metric string, adjustment string, "
+    "n_policy long, n_holdout long, mean_policy double, mean_holdout double, "
+    "estimate double, se double, predicted double"
+)
+
+
+def units(
+    allocations: DataFrame,
+    outcomes: DataFrame,
+    covariates: DataFrame | None,
+) -> DataFrame:
+    """One row per policy or holdout customer the policy targets: budget_group,
+    voucher_id (the policy's), treated (1: policy), each metric's outcome and prediction,
+    and the ``covariates`` columns (a customer without them gets 0)."""
+    rows = allocations.where(
+        F.col("arm").isin(POLICY, HOLDOUT) & F.col("policy_voucher_id").isNotNull()
+    ).select(
+        "customer_id",
+        "budget_group",
+        F.col("policy_voucher_id").alias("voucher_id"),
+        (F.col("arm") == POLICY).cast("int").alias("treated"),
+        *METRICS.values(),
+    )
+    rows = rows.join(outcomes.select("customer_id", *METRICS), "customer_id", "left")
+    rows = rows.fillna(0.0, subset=list(METRICS))
+    if covariates is not None:
+        rows = rows.join(covariates, "customer_id", "left")
+        rows = rows.fillna(0.0, subset=[c for c in covariates.columns if c != "customer_id"])
+    return rows
+
+
+def fit_cells(rows: DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    """Per cell and adjustment (none; cuped when ``covariates``): counts, means, the
+    estimate, its HC2 SE and the mean prediction of the policy customers."""
+    long = None
+    for metric, predicted in METRICS.items():
+        part = rows.select(
+            "budget_group",
+            "voucher_id",
+            F.lit(metric).alias("metric"),
+            "treated",
+            F.col(metric).cast("double").alias("y"),
+            F.col(predicted).cast("double").alias("predicted"),
+            *[F.col(c).cast("double").alias(c) for c in covariates],
+        )
+        long = part if long is None else long.unionByName(part)
+    names = list(covariates)
+
+    def fit(pdf: pd.DataFrame) -> pd.DataFrame:
+        y, t = pdf["y"].to_numpy(), pdf["treated"].to_numpy()
+        out = []
+        for adjustment in ("none", "cuped") if names else ("none",):
+            X = pdf[names].to_numpy() if adjustment == "cuped" else None
+            e = lin_estimate(y, t, X)
+            treated = pdf.loc[pdf["treated"] == 1, "predicted"]
+            out.append(
+                {
+                    **{c: pdf[c].iloc[0] for c in CELL},
+                    "adjustment": adjustment,
+                    "n_policy": e.n_policy,
+                    "n_holdout": e.n_holdout,
+                    "mean_policy": e.mean_policy,
+                    "mean_holdout": e.mean_holdout,
+                    "estimate": e.estimate,
+                    "se": e.se,
+                    "predicted": float(treated.mean()) if len(treated) else np.nan,
+                }
+            )
+        return pd.DataFrame(out)
+
+    return long.groupBy(*CELL).applyInPandas(fit, _FIT_SCHEMA).toPandas()
+
+
+def with_totals(cells: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` and their totals: per group over its vouchers (voucher_id '*') and over
+    the campaign ('*', '*'), per customer of the policy (the cells are independent
+    samples, so their variances add)."""
+    keys = ["metric", "adjustment"]
+    parts = [cells]
+    for by in (["budget_group"], []):
+        for key, g in cells.groupby(by + keys):
+            n1, n0 = g["n_policy"].sum(), g["n_holdout"].sum()
+            total = (g["estimate"] * g["n_policy"]).sum()
+            row = {"budget_group": "*", **dict(zip(by + keys, key, strict=True)), "voucher_id": "*"}
+            row |= {
+                "n_policy": int(n1),
+                "n_holdout": int(n0),
+                "mean_policy": float((g["mean_policy"] * g["n_policy"]).sum() / n1),
+                "mean_holdout": float((g["mean_holdout"] * g["n_holdout"]).sum() / n0),
+                "estimate": float(total / n1),
+                "se": float(np.sqrt(((g["se"] * g["n_policy"]) ** 2).sum()) / n1),
+                "predicted": float((g["predicted"] * g["n_policy"]).sum() / n1),
+            }
+            parts.append(pd.DataFrame([row]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def intervals(results: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """CIs (normal), two-sided p-values and the incremental total of each row."""
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    out = results.copy()
+    out["ci_low"] = out["estimate"] - z * out["se"]
+    out["ci_high"] = out["estimate"] + z * out["se"]
+    out["p_value"] = 2 * stats.norm.sf(np.abs(out["estimate"] / out["se"]))
+    out["incremental_total"] = out["estimate"] * out["n_policy"]
+    return out

@@ -1,0 +1,50 @@
+"""The policy-against-holdout estimate of one cell (budget group x voucher x metric).
+
+Without covariates it is the difference in means with the Neyman standard error
+sqrt(s1^2 / n1 + s0^2 / n0), which is the HC2 standard error of OLS y ~ 1 + t. With
+pre-campaign covariates X (CUPED), it is Lin's (2013) regression adjustment: OLS
+y ~ 1 + t + Xc + t Xc with X centred on the cell's mean, whose t coefficient estimates
+the same average effect with the variance X explains removed, consistent however wrong
+the linear model is (the arms are randomized), with the HC2 standard error. Columns of X
+that are constant in the cell are dropped (they explain nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    estimate: float
+    se: float
+    n_policy: int
+    n_holdout: int
+    mean_policy: float
+    mean_holdout: float
+
+
+def lin_estimate(y: np.ndarray, t: np.ndarray, X: np.ndarray | None = None) -> Estimate:
+    """The effect of t (0/1) on y, adjusted for the columns of ``X`` (none: unadjusted)."""
+    y, t = np.asarray(y, dtype=float), np.asarray(t, dtype=float)
+    n1, n0 = int(t.sum()), int(len(t) - t.sum())
+    means = (float(y[t == 1].mean()) if n1 else np.nan, float(y[t == 0].mean()) if n0 else np.nan)
+    if n1 < 2 or n0 < 2:
+        return Estimate(means[0] - means[1], np.nan, n1, n0, *means)
+    columns = [np.ones_like(y), t]
+    if X is not None and X.size:
+        X = np.asarray(X, dtype=float)
+        X = X[:, X.std(axis=0) > 0]
+        Xc = X - X.mean(axis=0)
+        columns += [Xc, t[:, None] * Xc]
+    D = np.column_stack(columns)
+    bread = np.linalg.pinv(D.T @ D)
+    beta = bread @ (D.T @ y)
+    resid = y - D @ beta
+    leverage = np.einsum("ij,jk,ik->i", D, bread, D)
+    w = resid**2 / np.clip(1.0 - leverage, 1e-12, None)
+    meat = (D * w[:, None]).T @ D
+    cov = bread @ meat @ bread
+    return Estimate(float(beta[1]), float(np.sqrt(cov[1, 1])), n1, n0, *means)

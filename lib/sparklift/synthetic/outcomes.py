@@ -1,0 +1,40 @@
+"""A campaign's outcomes, simulated from the voucher model of :mod:`.vouchers`.
+
+Every customer of a campaign's allocation run (every arm) is given the objective and cost
+of the measurement window, drawn as the randomized history is: objective ~ Geometric with
+the mean of the voucher actually sent (the holdout: none), cost = the face value if the
+customer transacts and redeems. With the planted effects (:func:`.vouchers.true_uplift`),
+the truth of each arm and of the policy is known.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sparklift.synthetic.rand import geometric, uniform
+from sparklift.synthetic.vouchers import _redeem, _treated_mean, baseline
+
+
+def outcomes_frame(
+    allocated: DataFrame, faces: dict[str, float], campaign_id: str, seed: int
+) -> DataFrame:
+    """campaign_outcomes (campaign_id, customer_id, objective, cost) of ``allocated``: the
+    allocations of one run with the customers' feature columns, ``voucher_id`` the voucher
+    sent (null: none), ``faces`` each voucher's face value."""
+    sent = F.col("voucher_id")
+    mean, redeem, face = baseline(), F.lit(0.0), F.lit(0.0)
+    for vid, fv in faces.items():
+        hit = sent == vid
+        mean = F.when(hit, _treated_mean(fv)).otherwise(mean)
+        redeem = F.when(hit, _redeem(fv)).otherwise(redeem)
+        face = F.when(hit, F.lit(fv)).otherwise(face)
+    cid = F.col("customer_id")
+    objective = geometric(mean, uniform(seed, f"outcome.{campaign_id}", cid))
+    redeemed = (objective >= 1) & (uniform(seed, f"outcome.redeem.{campaign_id}", cid) < redeem)
+    return allocated.select(
+        F.lit(campaign_id).alias("campaign_id"),
+        cid.cast("long").alias("customer_id"),
+        objective.cast("double").alias("objective"),
+        F.when(redeemed & sent.isNotNull(), face).otherwise(0.0).alias("cost"),
+    )
