@@ -5,7 +5,8 @@
 ``sequential [--worlds W] [--zones G] [--users U]`` |
 ``adjustment [--worlds W] [--zones G] [--users U] [--lift L]`` |
 ``propensity [--sizes 1e6,3e6,1e7] [--history-days D]`` |
-``calibration [--worlds W] [--users U] [--zones G]``.
+``calibration [--worlds W] [--users U] [--zones G]`` |
+``campaign [--campaigns C] [--customers N] [--holdout H]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -24,6 +25,7 @@ from benchmarks import (
     adjustment,
     allocate,
     calibration,
+    campaign,
     design,
     did,
     features,
@@ -46,6 +48,7 @@ BENCHMARKS = {
     "adjustment": adjustment,
     "propensity": propensity,
     "calibration": calibration,
+    "campaign": campaign,
 }
 
 

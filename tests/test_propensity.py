@@ -83,7 +83,9 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     # shocks). The issue asks for 2 se in every decile; this model reaches 8 of 10: the
     # lowest decile is overpredicted (0.046 against 0.038, 2.5 se) and the ninth
     # underpredicted (2.2 se), while the oracle, which knows the week's shocks, is
-    # calibrated. So the test holds every decile to 3 se, at least 7 to 2 se, and the
+    # calibrated. Ten 2-se checks at once fail often even for the truth: over 40 worlds
+    # (scripts/bench.py calibration) the oracle has all ten within 2 se in 27, the model
+    # in 12. So the test holds every decile to 3 se, at least 7 to 2 se, and the
     # Hosmer-Lemeshow p above 0.001 (README: Propensity).
     table = pd.DataFrame(json.loads(row["reliability"]))
     assert len(table) == 10 and table["rows"].sum() == len(users)

@@ -104,7 +104,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 slices,
                 campaign.campaign_id,
                 campaign.seed,
-            ).localCheckpoint()  # drawn once: the rows written are the rows paid for
+            )  # deterministic: the rows written are the rows paid for here
             paid = dict(explore.groupBy("budget_group").agg(F.sum("expected_cost")).collect())
             budgets = {g: b - paid.get(g, 0.0) for g, b in full.items()}
     problem = Problem(
@@ -205,7 +205,7 @@ def _records(
             "campaign_id": campaign_id,
             "run_id": run_id,
             "budget_group": s.budget_group,
-            "budget": budgets.get(s.budget_group, s.budget),
+            "budget": budgets[s.budget_group],
             "spent": s.spent,
             "objective": s.objective,
             "dual_bound": s.dual_bound,
