@@ -6,6 +6,7 @@ from pyspark.sql.types import (
     ArrayType,
     DateType,
     DoubleType,
+    IntegerType,
     LongType,
     MapType,
     StringType,
@@ -112,6 +113,7 @@ CAMPAIGN_RESULTS = TableContract(
         ("voucher_id", StringType()),  # '*' for every voucher of the group
         ("metric", StringType()),  # objective | cost
         ("adjustment", StringType()),  # none | cuped
+        ("decile", IntegerType()),  # of the predicted uplift (1-10; null: not a decile row)
         ("n_policy", LongType()),
         ("n_holdout", LongType()),
         ("mean_policy", DoubleType()),
@@ -134,8 +136,10 @@ CAMPAIGN_RESULTS = TableContract(
         "voucher_id",
         "metric",
         "adjustment",
+        "decile",
     ),
-    description="campaign x budget group x voucher x metric: the policy against the holdout",
+    description="campaign x look x budget group x voucher x metric x adjustment (and decile of "
+    "the predicted uplift): the policy against the holdout",
 )
 
 CONTRACTS = (UPLIFT_MODELS, UPLIFT_SCORES, ALLOCATIONS, ALLOCATION_SUMMARY, CAMPAIGN_RESULTS)

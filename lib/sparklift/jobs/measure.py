@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
+import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -26,11 +27,19 @@ from sparklift.allocation.campaign import load_campaign
 from sparklift.allocation.tables import published_allocations
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step, write_records
-from sparklift.measure.campaign import fit_cells, intervals, units, with_totals
+from sparklift.measure.campaign import (
+    deciles,
+    fit_cells,
+    intervals,
+    outcome_coverage,
+    units,
+    with_totals,
+)
 from sparklift.tables.publish import utcnow
 
 HELP = "measure a sent campaign: its policy against its holdout, into campaign_results"
 KEYS = ("snapshot_date", "customer_id", "budget_group")
+SRM_P = 0.001  # the usual threshold of a sample-ratio mismatch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,16 +77,34 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     covariates = _covariates(ctx, sent)
     names = [c for c in covariates.columns if c != "customer_id"] if covariates else []
     with step(f"measuring campaign {cid} sent on {sent} ({len(names)} CUPED covariates)"):
-        rows = units(allocations, outcomes, covariates)
-        results = intervals(with_totals(fit_cells(rows, names)), conf.confidence)
+        rows = units(allocations, outcomes, covariates).persist()
+        try:
+            coverage = outcome_coverage(rows)
+            cells = with_totals(fit_cells(rows, names))
+            results = intervals(pd.concat([cells, deciles(rows)]), conf.confidence)
+        finally:
+            rows.unpersist()
+    if coverage["p_value"] < SRM_P:
+        log.warning(
+            "sample-ratio mismatch: %.1f%% of the policy's units have outcomes, %.1f%% of the "
+            "holdout's (p %.2g): missing customers count as 0, so the estimates are biased",
+            100 * coverage["policy_share"],
+            100 * coverage["holdout_share"],
+            coverage["p_value"],
+        )
     now = utcnow()
-    records = [
-        r | {"campaign_id": cid, "run_date": sent, "measured_on": ctx.run_date, "computed_at": now}
-        for r in results.to_dict("records")
-    ]
     where = {"campaign_id": cid, "run_date": sent, "measured_on": ctx.run_date}
+    records = []
+    for r in results.to_dict("records"):
+        decile = r.get("decile")
+        records.append(r | where | {"computed_at": now, "decile": _int_or_none(decile)})
     version = write_records(catalog, "campaign_results", records, where)
-    return _summary(results, cid, sent, ctx.run_date, version, names, args.interim)
+    summary = _summary(results, cid, sent, ctx.run_date, version, names, args.interim)
+    return summary | {"outcome_coverage": coverage}
+
+
+def _int_or_none(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
 
 
 def _latest_run(ctx: JobContext, campaign_id: str) -> dt.date:
@@ -136,7 +163,8 @@ def _covariates(ctx: JobContext, sent: dt.date):
 def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
     """The campaign's figures (adjusted when covariates were used), predicted beside them."""
     adjustment = "cuped" if names else "none"
-    total = results[(results["budget_group"] == "*") & (results["adjustment"] == adjustment)]
+    campaign = results[(results["budget_group"] == "*") & results["decile"].isna()]
+    total = campaign[campaign["adjustment"] == adjustment]
     by = total.set_index("metric")
     objective, cost = by.loc["objective"], by.loc["cost"]
     realized_return = objective["estimate"] / cost["estimate"] if cost["estimate"] else None
@@ -160,7 +188,7 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
         "results_version": version,
     }
     if names:
-        plain = results[(results["budget_group"] == "*") & (results["adjustment"] == "none")]
+        plain = campaign[campaign["adjustment"] == "none"]
         se = plain.set_index("metric").loc["objective", "se"]
         out["se_reduction_objective"] = float(1 - objective["se"] / se) if se else None
     log.info(

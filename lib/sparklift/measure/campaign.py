@@ -47,12 +47,75 @@ def units(
         (F.col("arm") == POLICY).cast("int").alias("treated"),
         *METRICS.values(),
     )
-    rows = rows.join(outcomes.select("customer_id", *METRICS), "customer_id", "left")
-    rows = rows.fillna(0.0, subset=list(METRICS))
+    delivered = outcomes.select("customer_id", *METRICS, F.lit(1).alias("has_outcome"))
+    rows = rows.join(delivered, "customer_id", "left")
+    rows = rows.fillna(0.0, subset=list(METRICS)).fillna(0, subset=["has_outcome"])
     if covariates is not None:
         rows = rows.join(covariates, "customer_id", "left")
         rows = rows.fillna(0.0, subset=[c for c in covariates.columns if c != "customer_id"])
     return rows
+
+
+def outcome_coverage(rows: DataFrame) -> dict[str, float]:
+    """The share of policy and holdout units with an outcome row, and the chi-square p of
+    their difference. A campaign system that delivers one arm's outcomes less completely
+    (say, only for customers it contacted) biases the measurement, as a missing customer
+    counts as 0: the sample-ratio check of the arms' outcomes."""
+    counts = rows.groupBy("treated").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("has_outcome").alias("with")
+    )
+    got = {int(r["treated"]): (int(r["n"]), int(r["with"])) for r in counts.collect()}
+    (n1, w1), (n0, w0) = got.get(1, (0, 0)), got.get(0, (0, 0))
+    table = np.array([[w1, n1 - w1], [w0, n0 - w0]])
+    p = 1.0
+    if n1 and n0 and table.sum(axis=0).all():
+        p = float(stats.chi2_contingency(table, correction=False).pvalue)
+    return {
+        "policy_share": w1 / n1 if n1 else np.nan,
+        "holdout_share": w0 / n0 if n0 else np.nan,
+        "p_value": p,
+    }
+
+
+def deciles(rows: DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Predicted against realized incremental objective per decile of the predicted uplift
+    (``expected_uplift``, over policy and holdout units alike): per decile the mean
+    prediction of its policy units, the difference in means and its Neyman SE."""
+    edges = rows.approxQuantile("expected_uplift", [k / bins for k in range(1, bins)], 1e-4)
+    decile = F.lit(bins)
+    for k in range(bins - 1, 0, -1):
+        decile = F.when(F.col("expected_uplift") <= edges[k - 1], F.lit(k)).otherwise(decile)
+    stats_ = (
+        rows.withColumn("decile", decile)
+        .groupBy("decile", "treated")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.avg("objective").alias("mean"),
+            F.var_samp("objective").alias("var"),
+            F.avg("expected_uplift").alias("predicted"),
+        )
+        .toPandas()
+    )
+    out = []
+    for d, g in stats_.groupby("decile"):
+        arms = g.set_index("treated")
+        if set(arms.index) != {0, 1}:
+            continue
+        t, c = arms.loc[1], arms.loc[0]
+        out.append(
+            {
+                "decile": int(d),
+                "n_policy": int(t["n"]),
+                "n_holdout": int(c["n"]),
+                "mean_policy": float(t["mean"]),
+                "mean_holdout": float(c["mean"]),
+                "estimate": float(t["mean"] - c["mean"]),
+                "se": float(np.sqrt(t["var"] / t["n"] + c["var"] / c["n"])),
+                "predicted": float(t["predicted"]),
+            }
+        )
+    frame = pd.DataFrame(out).sort_values("decile", ignore_index=True)
+    return frame.assign(budget_group="*", voucher_id="*", metric="objective", adjustment="none")
 
 
 def fit_cells(rows: DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
