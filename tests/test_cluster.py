@@ -53,28 +53,13 @@ def test_jobs_on_local_cluster(tmp_path: Path):
         "--run-date",
         "2026-05-31",
     ]
-    spec = {
-        "experiment_id": "cluster_exp",
-        "variants": ["control", "treat"],
-        "zones_per_variant": 5,
-        "start": "2026-06-01",
-        "end": "2026-06-07",
-        "pre_days": 7,
-        "lookback_days": 7,
-        "metrics": [{"name": "orders"}, {"name": "gmv"}],
-        "margin": 1.0,
-        "seed": 5,
-    }
-    experiment = tmp_path / "exp.yaml"
-    experiment.write_text(json.dumps(spec))  # JSON is YAML
     budgets = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
     campaign = tmp_path / "campaign.yaml"
     campaign.write_text(json.dumps({"campaign_id": "cl", "budgets": budgets, "caps": {"V01": 50}}))
-    gen, feats, design, model, scored, alloc = run_jobs(
+    gen, feats, model, scored, alloc = run_jobs(
         ["generate", *sets, "--users", "4000", "--zones", "30", "--days", "14",
          "--customers", "3000", "--campaign-rows", "20000"],
         ["features", *sets, "--start", "2026-05-25", "--end", "2026-05-31"],
-        ["design", *sets, "--experiment", str(experiment)],
         # Training on the driver; scoring in executor processes from the broadcast model.
         ["train-uplift", *sets, "--set", "uplift.min_arm_rows=500"],
         ["score", *sets],
@@ -90,12 +75,6 @@ def test_jobs_on_local_cluster(tmp_path: Path):
     assert out["active_users"].sum() == len(activity)
     assert out["orders"].sum() == activity["orders"].sum()
     assert out["gmv"].sum() == pytest.approx(activity["gmv"].sum())
-
-    assert design["status"] == "accepted" and design["zones"] == 10
-    assignments = read_pandas(str(tmp_path / "geo_assignments"))
-    assert sorted(assignments["variant"].value_counts().tolist()) == [5, 5]
-    checks = read_pandas(str(tmp_path / "geo_design_checks"))
-    assert len(checks) == 2 and checks["n_days"].eq(14).all()
 
     assert scored["model_id"] == model["model_id"] and scored["customers_scored"] == 3000
     scores = read_pandas(str(tmp_path / "uplift_scores"))

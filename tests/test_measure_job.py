@@ -14,6 +14,8 @@ import yaml
 
 from sparklift.cli import main
 from sparklift.config import load_config
+from sparklift.contracts import contract
+from sparklift.jobs import write_records
 from sparklift.synthetic.vouchers import FACE_VALUES, true_uplift, voucher_ids
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
@@ -174,6 +176,18 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
     code = main(["measure", *sets(wh, RUN_DATE + dt.timedelta(days=3)),
                  "--campaign", campaign(wh.parent)])  # fmt: skip
     assert code == 3 and "ends on 2026-09-15" in capsys.readouterr().err
+    # ... a look during the campaign says --interim.
+    code = main(["measure", *sets(wh, RUN_DATE + dt.timedelta(days=3)), "--interim",
+                 "--campaign", campaign(wh.parent)])  # fmt: skip
+    assert code == 0 and json.loads(capsys.readouterr().out)["interim"] is True
+    # A campaign allocated daily is measured at its latest run whose window is over.
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
+    newer = {"run_date": RUN_DATE + dt.timedelta(days=10), "campaign_id": "arms"}
+    write_records(catalog, "allocation_summary", [newer | {"budget_group": "NL"}], newer)
+    assert main(["measure", *sets(wh, later), "--campaign", campaign(wh.parent)]) == 0
+    assert json.loads(capsys.readouterr().out)["allocated_on"] == str(RUN_DATE)
+    empty = spark.createDataFrame([], contract("allocation_summary").schema)
+    catalog.write("allocation_summary", empty, mode="replace", replace_where=newer)
     # A campaign without holdout: nothing to measure against.
     plain = campaign(tmp_path, "plain", holdout_share=0.0, explore_share=0.0,
                      explore_budget_share=0.0)  # fmt: skip
@@ -187,7 +201,6 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
     assert "explore_budget_share" in capsys.readouterr().err
     # Outcomes twice for a customer, then for a customer the campaign does not have (the
     # campaign's outcomes are restored after).
-    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
     mine = catalog.read("campaign_outcomes", where=[("campaign_id", "=", "arms")]).toPandas()
     schema = catalog.schema("campaign_outcomes")
 

@@ -2,8 +2,9 @@
 policy achieved against its random holdout -> ``campaign_results``.
 
 It reads the campaign's published allocation of ``--allocated-on`` (default: its latest
-run on or before the run date), the campaign's ``campaign_outcomes`` and, for CUPED, the
-customers snapshot of the send date (pre-campaign columns). Per budget group x voucher
+run whose measurement window is over; with ``--interim``, its latest), the campaign's
+``campaign_outcomes`` and, for CUPED, the customers snapshot of the send date
+(pre-campaign columns). Per budget group x voucher
 (:mod:`sparklift.measure.campaign`), the incremental objective and cost per targeted
 customer with CIs, unadjusted and adjusted, then per group and for the campaign. The
 campaign's realized return (incremental objective per unit of incremental cost) and the
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allocated-on",
         type=dt.date.fromisoformat,
-        help="the allocation run measured (default: the campaign's latest up to the run date)",
+        help="the allocation run measured (default: the latest whose window is over)",
     )
     parser.add_argument(
         "--interim", action="store_true", help="a look before the measurement window is over"
@@ -57,13 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     campaign = load_campaign(args.campaign, ctx.config.allocate)
     conf, catalog, cid = ctx.config.measure, ctx.catalog, campaign.campaign_id
-    sent = args.allocated_on or _latest_run(ctx, cid)
-    final = sent + dt.timedelta(days=conf.window_days)
-    if ctx.run_date < final and not args.interim:
-        raise InputNotReadyError(
-            f"campaign {cid} sent on {sent}: its {conf.window_days}-day measurement window "
-            f"ends on {final}, after the run date {ctx.run_date} (a look before: --interim)"
-        )
+    window = dt.timedelta(days=conf.window_days)
+    sent = args.allocated_on or _latest_run(ctx, cid, ctx.run_date)
+    if ctx.run_date < sent + window and not args.interim:
+        # A campaign allocated daily: the latest run whose window is over, if any.
+        ended = None if args.allocated_on else _latest_run(ctx, cid, ctx.run_date - window)
+        if ended is None:
+            raise InputNotReadyError(
+                f"campaign {cid} sent on {sent}: its {conf.window_days}-day measurement "
+                f"window ends on {sent + window}, after the run date {ctx.run_date} (a look "
+                "before: --interim)"
+            )
+        sent = ended
     allocations = published_allocations(catalog, sent, cid)
     if allocations.where(F.col("arm") == HOLDOUT).limit(1).count() == 0:
         raise InputError(
@@ -107,18 +113,18 @@ def _int_or_none(value: object) -> int | None:
     return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
 
 
-def _latest_run(ctx: JobContext, campaign_id: str) -> dt.date:
+def _latest_run(ctx: JobContext, campaign_id: str, until: dt.date) -> dt.date | None:
+    """The campaign's latest published allocation run on or before ``until``: None if it
+    has one later only, not ready (exit 3) if it has none at all."""
     if not ctx.catalog.exists("allocation_summary"):
         raise InputNotReadyError("no allocation_summary table yet: allocate the campaign first")
-    row = (
-        ctx.catalog.read("allocation_summary")
-        .where((F.col("campaign_id") == campaign_id) & (F.col("run_date") <= ctx.run_date))
-        .agg(F.max("run_date"))
-        .first()
-    )
-    if row is None or row[0] is None:
-        raise InputNotReadyError(f"campaign {campaign_id} has no allocation up to {ctx.run_date}")
-    return row[0]
+    runs = ctx.catalog.read("allocation_summary").where(F.col("campaign_id") == campaign_id)
+    row = runs.agg(F.max(F.when(F.col("run_date") <= until, F.col("run_date")))).first()
+    if row is not None and row[0] is not None:
+        return row[0]
+    if until < ctx.run_date:
+        return None
+    raise InputNotReadyError(f"campaign {campaign_id} has no allocation up to {until}")
 
 
 def _check_outcomes(outcomes, allocations, campaign_id: str) -> None:
