@@ -154,6 +154,7 @@ print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy
       f"{meas['realized_return']:.2f} objective per unit of cost")
 res = read_pandas(f"{d}/campaign_results")
 res = res[(res.adjustment == meas["adjustment"]) & (res.voucher_id != "*")]
+res = res.sort_values(["metric", "budget_group", "voucher_id"])
 print(res[["budget_group", "voucher_id", "metric", "n_policy", "n_holdout", "estimate", "ci_low",
            "ci_high", "predicted"]].round(4).to_string(index=False))
 PY
