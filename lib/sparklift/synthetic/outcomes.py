@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.synthetic.rand import geometric, uniform
-from sparklift.synthetic.vouchers import _redeem, _treated_mean, baseline
+from sparklift.synthetic.vouchers import sent_model
 
 
 def outcomes_frame(
@@ -23,12 +23,7 @@ def outcomes_frame(
     allocations of one run with the customers' feature columns, ``voucher_id`` the voucher
     sent (null: none), ``faces`` each voucher's face value."""
     sent = F.col("voucher_id")
-    mean, redeem, face = baseline(), F.lit(0.0), F.lit(0.0)
-    for vid, fv in faces.items():
-        hit = sent == vid
-        mean = F.when(hit, _treated_mean(fv)).otherwise(mean)
-        redeem = F.when(hit, _redeem(fv)).otherwise(redeem)
-        face = F.when(hit, F.lit(fv)).otherwise(face)
+    mean, redeem, face = sent_model(sent, faces)
     cid = F.col("customer_id")
     objective = geometric(mean, uniform(seed, f"outcome.{campaign_id}", cid))
     redeemed = (objective >= 1) & (uniform(seed, f"outcome.redeem.{campaign_id}", cid) < redeem)

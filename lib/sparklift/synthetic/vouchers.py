@@ -113,6 +113,18 @@ def _redeem(face_value: float) -> Column:
     return 0.3 + 0.4 * F.col("discount_affinity") + 0.01 * face_value
 
 
+def sent_model(sent: Column, faces: dict[str, float]) -> tuple[Column, Column, Column]:
+    """The outcome model of each row given the voucher ``sent`` (anything else: none):
+    the objective's mean, the redemption probability and the face value."""
+    mean, redeem, face = baseline(), F.lit(0.0), F.lit(0.0)
+    for vid, fv in faces.items():
+        hit = sent == vid
+        mean = F.when(hit, _treated_mean(fv)).otherwise(mean)
+        redeem = F.when(hit, _redeem(fv)).otherwise(redeem)
+        face = F.when(hit, F.lit(fv)).otherwise(face)
+    return mean, redeem, face
+
+
 def true_uplift(df: DataFrame, vouchers: dict[str, float]) -> DataFrame:
     """``df`` (with the feature columns) x vouchers, with the true ``tau_objective`` and
     ``tau_cost`` of each voucher against no voucher."""
@@ -150,13 +162,8 @@ def campaigns_frame(spark: SparkSession, conf: GenerateConfig, end_date: dt.date
         treatment.otherwise(F.lit(ids[-1])).alias("treatment"),
         *_features(seed, "history", rid),
     )
-    mean, redeem, face = baseline(), F.lit(0.0), F.lit(0.0)
-    for vid in ids:
-        fv = FACE_VALUES[ids.index(vid)]
-        hit = F.col("treatment") == vid
-        mean = F.when(hit, _treated_mean(fv)).otherwise(mean)
-        redeem = F.when(hit, _redeem(fv)).otherwise(redeem)
-        face = F.when(hit, F.lit(fv)).otherwise(face)
+    faces = {vid: FACE_VALUES[j] for j, vid in enumerate(ids)}
+    mean, redeem, face = sent_model(F.col("treatment"), faces)
     objective = geometric(mean, uniform(seed, "objective", rid))
     redeemed = (objective >= 1) & (uniform(seed, "redeem", rid) < redeem)
     return base.select(
