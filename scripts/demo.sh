@@ -35,9 +35,11 @@ $SL pipeline "${SETS[@]}" --run-date "$RUN_DATE" 2>/dev/null
 MEASURED=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') + d.timedelta(days=14))")
 CAMPAIGN=conf/campaigns/demo_winback.yaml
 echo "== 8/8 the campaign sent on $RUN_DATE: its outcomes over 14 days (simulated from the planted"
-echo "        effects), then measure on $MEASURED: the policy against the holdout"
+echo "        effects), then measure on $MEASURED: the policy against the holdout; feedback: its"
+echo "        explore arm appended to voucher_campaigns as a randomized campaign"
 $SL simulate-outcomes "${SETS[@]}" --run-date "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/outcomes.run.json"
 $SL measure "${SETS[@]}" --run-date "$MEASURED" --allocated-on "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/measure.run.json"
+$SL feedback "${SETS[@]}" --run-date "$MEASURED" --allocated-on "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/feedback.run.json"
 
 .venv/bin/python - "$DIR" "$RUN_DATE" <<'PY'
 import json, sys
@@ -152,6 +154,9 @@ print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy
       f"{meas['predicted_objective']:.1f}; planted truth {planted:.1f}. Incremental cost "
       f"{meas['incremental_cost']:.1f} (predicted {meas['predicted_cost']:.1f}); return "
       f"{meas['realized_return']:.2f} objective per unit of cost")
+fed = json.load(open(f"{d}/feedback.run.json"))
+print(f"Fed back to voucher_campaigns as {fed['campaign_id']}: {fed['appended']:,} rows "
+      f"{fed.get('rows_per_arm', {})} (the next train-uplift learns from them)")
 res = read_pandas(f"{d}/campaign_results")
 res = res[(res.adjustment == meas["adjustment"]) & (res.voucher_id != "*")]
 res = res.sort_values(["metric", "budget_group", "voucher_id"])

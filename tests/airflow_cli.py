@@ -14,7 +14,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -86,29 +85,6 @@ class AirflowCli:
         finally:
             db.close()
         return {task: (state, tries) for ld, task, state, tries in rows if ld.startswith(str(day))}
-
-    def wait_for_states(
-        self,
-        proc: subprocess.Popen,
-        logical_date: str,
-        expected: Mapping[str, str],
-        log: Path,
-        timeout_s: float,
-    ) -> dict[str, tuple[str | None, int]]:
-        """Poll until the run's tasks in ``expected`` have those states (within
-        ``timeout_s``, while ``proc`` runs); the states of all its tasks."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            states = self.task_states(logical_date)
-            if all(states.get(task, (None,))[0] == s for task, s in expected.items()):
-                return states
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = f"exited {proc.returncode}" if proc.poll() is not None else "timed out"
-                raise AssertionError(
-                    f"airflow {why} before tasks reached {dict(expected)}: {states}; log {log}:\n"
-                    + log.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(1)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

@@ -9,6 +9,7 @@ from sparklift.allocation.arms import arm
 from sparklift.allocation.campaign import load_campaign
 from sparklift.config import load_config
 from sparklift.errors import ConfigError
+from sparklift.measure.feedback import keep_shares
 
 BASE = {"campaign_id": "c", "budgets": {"NL": 100.0}}
 
@@ -60,3 +61,17 @@ def test_arms_are_a_reproducible_random_draw_per_campaign(spark):
         assert abs(kept - 0.2) < 0.03, kept
     none = ids.select(arm("c", 1, 0.0, 0.0).alias("arm")).distinct().collect()
     assert [r[0] for r in none] == ["policy"]
+
+
+def test_feedback_keeps_the_largest_sample_with_the_configured_shares():
+    # Group A: 400 held out, 90 + 60 sent V1, V2; shares control 0.5, 0.25 each: the
+    # binding arm is V2 (60 / 0.25 = 240 = t): keep 120 control, 60 V1, 60 V2.
+    counts = {("A", "control"): 400, ("A", "V1"): 90, ("A", "V2"): 60}
+    # Group B: few held out (binding: t = 50 / 0.5 = 100): 50 control, 25 each voucher.
+    counts |= {("B", "control"): 50, ("B", "V1"): 100, ("B", "V2"): 100}
+    counts |= {("C", "control"): 10, ("C", "V1"): 5}  # no V2 sent: nothing kept
+    keep = keep_shares(counts, {"control": 0.5, "V1": 0.25, "V2": 0.25})
+    expected = {("A", "control"): 120 / 400, ("A", "V1"): 60 / 90, ("A", "V2"): 1.0}
+    expected |= {("B", "control"): 1.0, ("B", "V1"): 0.25, ("B", "V2"): 0.25}
+    expected |= {("C", "control"): 0.0, ("C", "V1"): 0.0, ("C", "V2"): 0.0}
+    assert keep == pytest.approx(expected)

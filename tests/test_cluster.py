@@ -59,18 +59,19 @@ def test_jobs_on_local_cluster(tmp_path: Path):
     gen, feats, model, scored, alloc = run_jobs(
         ["generate", *sets, "--users", "4000", "--zones", "30", "--days", "14",
          "--customers", "3000", "--campaign-rows", "20000"],
-        ["features", *sets, "--start", "2026-05-25", "--end", "2026-05-31"],
+        ["features", *sets, "--start", "2026-05-30", "--end", "2026-05-31"],
         # Training on the driver; scoring in executor processes from the broadcast model.
         ["train-uplift", *sets, "--set", "uplift.min_arm_rows=500"],
         ["score", *sets],
-        # Allocation: envelopes computed and cached in the executors.
-        ["allocate", *sets, "--campaign", str(campaign), "--set", "allocate.max_cap_rounds=3"],
+        # Allocation: envelopes computed and cached in the executors (one cap round: the
+        # rounds' convergence is the in-process tests' subject).
+        ["allocate", *sets, "--campaign", str(campaign), "--set", "allocate.max_cap_rounds=1"],
     )  # fmt: skip
 
-    assert feats["rows"] == 30 * 7
+    assert feats["rows"] == 30 * 2
     activity = read_pandas(str(tmp_path / "user_activity"))
     assert len(activity) == gen["user_activity"]
-    activity = activity[pd.to_datetime(activity["date"]) >= "2026-05-25"]
+    activity = activity[pd.to_datetime(activity["date"]) >= "2026-05-30"]
     out = read_pandas(str(tmp_path / "zone_day_features"))
     assert out["active_users"].sum() == len(activity)
     assert out["orders"].sum() == activity["orders"].sum()

@@ -2,7 +2,8 @@
 from pyspark's own scripts), shipped as scripts/package.sh's artefact and submitted with
 README's production flags (Delta Lake's jars from dist/jars: native Delta tables); a
 worker killed while the allocation step writes; and the Airflow DAG run by Airflow on the
-same cluster: a whole run, and how it fails on exit codes 2 and 3."""
+same cluster: a whole run (the pipeline's steps, each a spark-submit of the artefact), and
+how it fails at once on exit code 2."""
 
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ import yaml
 
 from sparklift.cli import main
 from sparklift.tables.local import read_pandas
-from tests.airflow_cli import DAG_ID, AirflowCli, kill_tree
+from tests.airflow_cli import DAG_ID, AirflowCli
 from tests.conftest import REPO
 from tests.standalone import SPARK_HOME, StandaloneCluster
 
 DAY = "2026-06-30"
-NO_DATA_DAY = "2026-07-01"  # after the generated days: every input is "not ready"
 BAD_CONFIG_DAY = "2026-07-02"
 BUDGETS = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
 STEPS = {"features", "analyze:synthetic_geo", "score", "allocate:winback"}
@@ -84,12 +84,6 @@ def warehouse(inputs: Path, wh: Path) -> Path:
     }
     (wh / "cluster.yaml").write_text(yaml.safe_dump(conf))
     return wh
-
-
-@pytest.fixture(scope="module")
-def data(inputs, tmp_path_factory) -> Path:
-    """The warehouse the spark-submit tests run on."""
-    return warehouse(inputs, tmp_path_factory.mktemp("cluster_wh"))
 
 
 def submit(cluster, artefact: Path, wh: Path, log: Path, *args: str) -> subprocess.Popen:
@@ -158,36 +152,86 @@ def check_allocation(summary: pd.DataFrame, rows: pd.DataFrame) -> None:
         assert s["spent"] <= BUDGETS[s["budget_group"]] + 1e-9
 
 
-def test_pipeline_on_standalone_cluster(cluster, artefact, data, tmp_path):
-    log = tmp_path / "submit.log"
-    code = finish(submit(cluster, artefact, data, log), log)
-    text = log.read_text()
+@pytest.fixture(scope="module")
+def airflow(cluster, artefact, inputs, tmp_path_factory) -> tuple[AirflowCli, Path]:
+    """Airflow (.venv-airflow) with a fresh SQLite metadata DB, the test cluster as the
+    DAG's Spark connection, dist/ as SPARKLIFT_DIST, and a warehouse of its own."""
+    root = tmp_path_factory.mktemp("airflow")
+    wh = warehouse(inputs, root / "wh")
+    conf_dir = root / "spark-conf"  # this machine's sizing, as a cluster's spark-defaults
+    conf_dir.mkdir()
+    (conf_dir / "spark-defaults.conf").write_text(
+        "spark.sql.shuffle.partitions 4\nspark.ui.enabled false\n"
+        "spark.databricks.delta.snapshotPartitions 4\n"
+    )
+    (conf_dir / "log4j2.properties").write_text(
+        "rootLogger.level = warn\nrootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\nappender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\nappender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d %p %c{1}: %m%n%ex\n"
+    )
+    env = {k: v for k, v in cluster.env.items() if not k.startswith(("AIRFLOW", "SPARKLIFT"))}
+    env |= {
+        "PATH": f"{SPARK_HOME / 'bin'}{os.pathsep}{env['PATH']}",  # the .venv's spark-submit
+        "SPARK_CONF_DIR": str(conf_dir),
+        "AIRFLOW_CONN_SPARK_STANDALONE": cluster.url,
+        "SPARKLIFT_SPARK_CONN_ID": "spark_standalone",
+        "SPARKLIFT_DIST": str(artefact),
+        "SPARKLIFT_CONFIG": str(wh / "cluster.yaml"),
+        "SPARKLIFT_START_DATE": DAY,
+        "SPARKLIFT_STEPS": ",".join(DEPLOYED),
+    }
+    cli = AirflowCli(root / "home", env)
+    cli.migrate(root / "migrate.log")
+    return cli, wh
+
+
+def test_airflow_runs_the_dag_on_standalone_cluster(airflow, cluster, artefact, tmp_path):
+    """``airflow dags test``: every task spark-submits the packaged pipeline with Delta
+    Lake's jars to the standalone cluster; each step runs once, natively, and its outputs
+    and the allocation are published. (The cluster's spark-submit test of the pipeline: a
+    separate all-steps submit would run the same code on the same cluster again.)"""
+    cli, wh = airflow
+    cluster_url = cluster.url
+    log = tmp_path / "dags_test.log"
+    code = cli.run(["dags", "test", DAG_ID, DAY], log, DAG_RUN_TIMEOUT_S)
+    text = log.read_text(errors="replace")
     assert code == 0, text[-4000:]
-    # The driver ran the packaged code, on the standalone master.
-    start = next(json.loads(ln) for ln in text.splitlines() if '"job pipeline for' in ln)
-    assert "dist/sparklift.zip/sparklift" in start["message"] and cluster.url in start["message"]
-    # ... with Delta Lake from dist/jars: native tables, committed by Delta Lake on Spark.
-    assert "tables: native backend" in start["message"]
-    check_native(data)
-    runs = latest_runs(data)
-    assert set(runs["status"]) == {"succeeded"}, runs[["status", "error"]]
-    assert set(runs.index) == STEPS
-    assert runs["app_id"].str.startswith("app-").all()  # a standalone application id
+    assert cli.task_states(DAY) == {task: ("success", 1) for task in DEPLOYED}
+    commands = re.findall(r"Spark-Submit cmd: (.*?) \[airflow", text)
+    jars = ",".join(str(j) for j in sorted((artefact / "jars").glob("*.jar")))
+    assert len(commands) == 4 and all(f"--jars {jars} " in c for c in commands), commands
+    assert text.count("tables: native backend") >= 4
+    runs = runs_of(wh, DAY)
+    assert sorted(runs["step"]) == sorted(STEPS), runs[["step", "status", "error"]]
+    assert set(runs["status"]) == {"succeeded"}, runs[["step", "status", "error"]]
+    assert runs["app_id"].str.startswith("app-").all() and runs["app_id"].nunique() == 4
+    check_native(wh)
+    # The drivers ran the packaged code, on the standalone master, with Delta Lake from
+    # dist/jars (native tables, committed by Delta Lake on Spark).
+    starts = [ln for ln in text.splitlines() if '"job pipeline for' in ln]
+    assert len(starts) == 4, text[-4000:]
+    for start in starts:
+        assert "dist/sparklift.zip/sparklift" in start and cluster_url in start, start
+        assert "tables: native backend" in start, start
     # Outputs: the day's features for every zone, scores for every customer x voucher,
     # the analysis of the running experiment, an allocation within budgets and the cap.
-    feats = read_pandas(str(data / "zone_day_features"))
+    feats = read_pandas(str(wh / "zone_day_features"))
     assert (pd.to_datetime(feats["date"]).dt.strftime("%Y-%m-%d") == DAY).sum() == 24
-    assert len(read_pandas(str(data / "uplift_scores"))) == 20000 * 3
-    results = read_pandas(str(data / "geo_results"))
+    assert len(read_pandas(str(wh / "uplift_scores"))) == 20000 * 3
+    results = read_pandas(str(wh / "geo_results"))
     assert set(results["experiment_id"]) == {"synthetic_geo"} and results["estimate"].notna().all()
-    summary, rows = published(data)
+    summary, rows = published(wh)
     check_allocation(summary, rows)
-    assert dict(runs.loc["allocate:winback", "output_rows"])["allocations"] == len(rows)
+    latest = latest_runs(wh)
+    assert dict(latest.loc["allocate:winback", "output_rows"])["allocations"] == len(rows)
 
 
-def test_worker_killed_while_allocation_writes(cluster, artefact, data, tmp_path):
+def test_worker_killed_while_allocation_writes(cluster, artefact, airflow, tmp_path):
     """Readers see the previous allocation or the complete new one, never a part; after a
-    replacement worker joins, the run or a re-run completes."""
+    replacement worker joins, the run or a re-run completes. (On the warehouse the DAG
+    run above published.)"""
+    data = airflow[1]
     before_summary, before_rows = published(data)
     old_run = before_summary["run_id"].iloc[0]
     runs_dir = data / "allocations" / f"run_date={DAY}" / "campaign_id=winback"
@@ -228,64 +272,10 @@ def test_worker_killed_while_allocation_writes(cluster, artefact, data, tmp_path
     )
 
 
-@pytest.fixture(scope="module")
-def airflow(cluster, artefact, inputs, tmp_path_factory) -> tuple[AirflowCli, Path]:
-    """Airflow (.venv-airflow) with a fresh SQLite metadata DB, the test cluster as the
-    DAG's Spark connection, dist/ as SPARKLIFT_DIST, and a warehouse of its own."""
-    root = tmp_path_factory.mktemp("airflow")
-    wh = warehouse(inputs, root / "wh")
-    conf_dir = root / "spark-conf"  # this machine's sizing, as a cluster's spark-defaults
-    conf_dir.mkdir()
-    (conf_dir / "spark-defaults.conf").write_text(
-        "spark.sql.shuffle.partitions 4\nspark.ui.enabled false\n"
-        "spark.databricks.delta.snapshotPartitions 4\n"
-    )
-    (conf_dir / "log4j2.properties").write_text(
-        "rootLogger.level = warn\nrootLogger.appenderRef.stderr.ref = console\n"
-        "appender.console.type = Console\nappender.console.name = console\n"
-        "appender.console.target = SYSTEM_ERR\nappender.console.layout.type = PatternLayout\n"
-        "appender.console.layout.pattern = %d %p %c{1}: %m%n%ex\n"
-    )
-    env = {k: v for k, v in cluster.env.items() if not k.startswith(("AIRFLOW", "SPARKLIFT"))}
-    env |= {
-        "PATH": f"{SPARK_HOME / 'bin'}{os.pathsep}{env['PATH']}",  # the .venv's spark-submit
-        "SPARK_CONF_DIR": str(conf_dir),
-        "AIRFLOW_CONN_SPARK_STANDALONE": cluster.url,
-        "SPARKLIFT_SPARK_CONN_ID": "spark_standalone",
-        "SPARKLIFT_DIST": str(artefact),
-        "SPARKLIFT_CONFIG": str(wh / "cluster.yaml"),
-        "SPARKLIFT_START_DATE": DAY,
-        "SPARKLIFT_STEPS": ",".join(DEPLOYED),
-    }
-    cli = AirflowCli(root / "home", env)
-    cli.migrate(root / "migrate.log")
-    return cli, wh
-
-
-def test_airflow_runs_the_dag_on_standalone_cluster(airflow, artefact, tmp_path):
-    """``airflow dags test``: every task spark-submits with Delta Lake's jars; each step
-    runs once, natively, and the allocation is published."""
-    cli, wh = airflow
-    log = tmp_path / "dags_test.log"
-    code = cli.run(["dags", "test", DAG_ID, DAY], log, DAG_RUN_TIMEOUT_S)
-    text = log.read_text(errors="replace")
-    assert code == 0, text[-4000:]
-    assert cli.task_states(DAY) == {task: ("success", 1) for task in DEPLOYED}
-    commands = re.findall(r"Spark-Submit cmd: (.*?) \[airflow", text)
-    jars = ",".join(str(j) for j in sorted((artefact / "jars").glob("*.jar")))
-    assert len(commands) == 4 and all(f"--jars {jars} " in c for c in commands), commands
-    assert text.count("tables: native backend") >= 4
-    runs = runs_of(wh, DAY)
-    assert sorted(runs["step"]) == sorted(STEPS), runs[["step", "status", "error"]]
-    assert set(runs["status"]) == {"succeeded"}, runs[["step", "status", "error"]]
-    assert runs["app_id"].str.startswith("app-").all() and runs["app_id"].nunique() == 4
-    check_native(wh)
-    check_allocation(*published(wh))
-
-
-def test_airflow_fails_bad_input_at_once_and_retries_not_ready(airflow, tmp_path):
-    """Exit 2 (a bad config) fails the tasks without retries, so the run fails at once;
-    exit 3 (no data yet) leaves them up for retry, with the DAG's back-off."""
+def test_airflow_fails_bad_input_at_once(airflow, tmp_path):
+    """Exit 2 (a bad config) fails the tasks without retries, so the run fails at once.
+    (That exit 3, not ready, raises the exception Airflow retries is tests/test_airflow_dag's
+    subject, against a stub spark-submit; the retries and back-off are the DAG's arguments.)"""
     cli, wh = airflow
     conf = yaml.safe_load((wh / "cluster.yaml").read_text())
     bad = tmp_path / "bad.yaml"
@@ -301,23 +291,3 @@ def test_airflow_fails_bad_input_at_once_and_retries_not_ready(airflow, tmp_path
         "allocate": ("upstream_failed", 0),
     }, text[-4000:]
     assert text.count("AirflowFailException: spark-submit exited 2 (bad input or config)") == 2
-    # No data at all yet (an empty warehouse): both first tasks exit 3 and wait for a retry.
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "cluster.yaml").write_text(
-        yaml.safe_dump({**conf, "tables": {"base_path": str(empty), "backend": "native"}})
-    )
-    log = tmp_path / "not_ready.log"
-    conf_arg = json.dumps({"config_path": str(empty / "cluster.yaml")})
-    proc = cli.start(["dags", "test", DAG_ID, NO_DATA_DAY, "-c", conf_arg], log)
-    try:  # dags test would wait out the 15-minute retry delay: stop it once both are retrying
-        states = cli.wait_for_states(
-            proc, NO_DATA_DAY, {"features": "up_for_retry", "score": "up_for_retry"}, log, 300
-        )
-    finally:
-        kill_tree(proc)
-    assert states["analyze"] == states["allocate"] == (None, 0), states
-    text = log.read_text(errors="replace")
-    assert text.count("Error code is: 3.") == 2 and "AirflowFailException" not in text
-    runs = runs_of(empty, NO_DATA_DAY).set_index("step")
-    assert dict(runs["exit_code"]) == {"features": 3, "score": 3}, runs[["status", "error"]]

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 
 from sparklift.uplift.evaluation import (
     area_over_random,
     calibration,
+    calibration_line,
     evaluate,
     gain_curve,
     policy_values,
@@ -69,3 +71,22 @@ def test_perfect_ranking_beats_random_and_reversed():
     assert good["average_effect"] == pytest.approx(tau.mean(), abs=0.05)
     assert good["calibration"][0]["observed"] > good["calibration"][-1]["observed"]
     assert len(good["qini_curve"]) == 101
+
+
+def test_calibration_line_is_the_interacted_regression_and_finds_the_planted_shrinkage():
+    # Predictions s = tau + noise with var(tau) = 1 and var(noise) = 1: the truth given s
+    # is E[tau | s] = s / 2 (regression to the mean), what a policy picking high s gets.
+    rng = np.random.default_rng(3)
+    n = 40_000
+    tau = rng.normal(1.0, 1.0, n)
+    s = tau + rng.normal(0.0, 1.0, n)
+    t = rng.random(n) < 0.5
+    y = 2.0 + 0.3 * s + t * tau + rng.normal(0, 2, n) * (1 + t)  # heteroskedastic
+    line = calibration_line(s, y, t)
+    X = np.column_stack([np.ones(n), t, s, t * s])
+    ref = sm.OLS(y, X).fit(cov_type="HC0")
+    assert [line["intercept"], line["slope"]] == pytest.approx(ref.params[[1, 3]], rel=1e-9)
+    assert [line["intercept_se"], line["slope_se"]] == pytest.approx(ref.bse[[1, 3]], rel=1e-9)
+    assert line["slope"] == pytest.approx(0.5, abs=4 * line["slope_se"])
+    assert line["intercept"] == pytest.approx(0.5, abs=4 * line["intercept_se"])
+    assert calibration_line(s[:4], y[:4], np.array([1, 1, 0, 0], bool)) is None

@@ -15,7 +15,10 @@ keeps its arm on every run of the campaign.
   the solve found: the voucher j maximising u_j - lambda_g c_j - mu_j (mu_j: the cap
   multiplier of a capped voucher), if that is positive. That is the voucher the policy
   would have sent them (up to the solver's tie-break at its margin); it is recorded as
-  ``policy_voucher_id`` and nothing is sent (``voucher_id`` is null).
+  ``policy_voucher_id`` (null if none) and nothing is sent (``voucher_id`` is null). Every
+  held-out customer is written: those the policy targets are the measurement's control,
+  and all of them the control of the explore arm's randomized campaign
+  (:mod:`sparklift.measure.feedback`).
 """
 
 from __future__ import annotations
@@ -82,10 +85,10 @@ def explore_rows(
 
 
 def holdout_rows(scores: DataFrame, lam: Mapping[str, float], mu: Mapping[str, float]) -> DataFrame:
-    """The held-out customers the policy would have sent a voucher: customer_id,
-    budget_group, policy_voucher_id, expected_uplift, expected_cost (of that voucher),
-    from ``scores`` of the holdout customers and the solve's ``lam`` per group and ``mu``
-    per capped voucher."""
+    """Every held-out customer: customer_id, budget_group, and the voucher the policy would
+    have sent (policy_voucher_id) with its expected_uplift and expected_cost, all null when
+    it would have sent none, from ``scores`` of the holdout customers and the solve's
+    ``lam`` per group and ``mu`` per capped voucher."""
     lam_of = F.element_at(
         F.create_map(*[x for g, v in lam.items() for x in (F.lit(g), F.lit(float(v)))]),
         F.col("budget_group"),
@@ -109,15 +112,20 @@ def holdout_rows(scores: DataFrame, lam: Mapping[str, float], mu: Mapping[str, f
             cost.alias("expected_cost"),
         )
     )
+    targeted = F.col("_best.margin") > 0
     return (
         scores.groupBy("customer_id", "budget_group")
         .agg(best.alias("_best"))
-        .where(F.col("_best.margin") > 0)
         .select(
             "customer_id",
             "budget_group",
-            F.col("_best.voucher_id").alias("policy_voucher_id"),
-            "_best.expected_uplift",
-            "_best.expected_cost",
+            *(
+                F.when(targeted, F.col(f"_best.{c}")).alias(name)
+                for c, name in (
+                    ("voucher_id", "policy_voucher_id"),
+                    ("expected_uplift", "expected_uplift"),
+                    ("expected_cost", "expected_cost"),
+                )
+            ),
         )
     )

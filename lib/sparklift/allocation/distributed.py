@@ -17,7 +17,8 @@ With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by 
 that histograms, per capped voucher, the margin by which each customer prefers it; all mu
 are then moved at once (synchronous coordinate descent) towards where the counts meet the
 caps, each step halved whenever that voucher's direction reverses (grown back while it keeps
-it), until the relaxed solution respects the caps or ``max_cap_rounds`` is reached
+it), until the relaxed solution respects the caps, a round leaves every capped count as
+it was (the steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
 (:mod:`.caps`). The final choices then keep, per capped voucher, the ``cap`` customers with
 the largest margin (ties by customer id), so caps hold by construction whatever the rounds
 reached.
@@ -121,6 +122,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
     mu = np.zeros(n_opt)
     damping = Damping(n_opt)
     passes = rounds = 0
+    last_counts: dict[int, int] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
     base = env = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
@@ -160,8 +162,10 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
             {vouchers[j]: n for j, n in counts.items()},
             {vouchers[j]: round(float(mu[j]), 6) for j in caps},
         )
-        if tight or rounds >= problem.max_cap_rounds:
+        stalled = counts == last_counts  # the rounds no longer move any capped count
+        if tight or stalled or rounds >= problem.max_cap_rounds:
             break
+        last_counts = counts
         mu = damping.step(mu, new_mu)
         previous = env
         env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)

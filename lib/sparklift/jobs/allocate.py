@@ -193,7 +193,10 @@ def _records(
     explore arm's spend, and the group's whole budget (the policy's plus the slice)."""
     now = utcnow()
     arm_rows = (
-        written.where(F.col("arm") != arms.POLICY)
+        written.where(
+            (F.col("arm") == arms.EXPLORE)
+            | ((F.col("arm") == arms.HOLDOUT) & F.col("policy_voucher_id").isNotNull())
+        )
         .groupBy("budget_group", "arm")
         .agg(F.count(F.lit(1)).alias("n"), F.sum("expected_cost").alias("cost"))
         .collect()

@@ -58,18 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     campaign = load_campaign(args.campaign, ctx.config.allocate)
     conf, catalog, cid = ctx.config.measure, ctx.catalog, campaign.campaign_id
-    window = dt.timedelta(days=conf.window_days)
-    sent = args.allocated_on or _latest_run(ctx, cid, ctx.run_date)
-    if ctx.run_date < sent + window and not args.interim:
-        # A campaign allocated daily: the latest run whose window is over, if any.
-        ended = None if args.allocated_on else _latest_run(ctx, cid, ctx.run_date - window)
-        if ended is None:
-            raise InputNotReadyError(
-                f"campaign {cid} sent on {sent}: its {conf.window_days}-day measurement "
-                f"window ends on {sent + window}, after the run date {ctx.run_date} (a look "
-                "before: --interim)"
-            )
-        sent = ended
+    sent = measured_run(ctx, cid, args.allocated_on, args.interim)
     allocations = published_allocations(catalog, sent, cid)
     if allocations.where(F.col("arm") == HOLDOUT).limit(1).count() == 0:
         raise InputError(
@@ -111,6 +100,25 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
 
 def _int_or_none(value: object) -> int | None:
     return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
+
+
+def measured_run(ctx: JobContext, cid: str, allocated_on: dt.date | None, interim: bool) -> dt.date:
+    """The run date of the campaign's allocation to read: ``allocated_on``, else its latest
+    run whose measurement window is over by the run date (its latest at all if
+    ``interim``). Not ready (exit 3) while that window is open, unless ``interim``."""
+    window = dt.timedelta(days=ctx.config.measure.window_days)
+    sent = allocated_on or _latest_run(ctx, cid, ctx.run_date)
+    if ctx.run_date < sent + window and not interim:
+        # A campaign allocated daily: the latest run whose window is over, if any.
+        ended = None if allocated_on else _latest_run(ctx, cid, ctx.run_date - window)
+        if ended is None:
+            raise InputNotReadyError(
+                f"campaign {cid} sent on {sent}: its {window.days}-day measurement window "
+                f"ends on {sent + window}, after the run date {ctx.run_date} (a look before: "
+                "--interim)"
+            )
+        sent = ended
+    return sent
 
 
 def _latest_run(ctx: JobContext, campaign_id: str, until: dt.date) -> dt.date | None:

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy import stats
 
 from sparklift.allocation.arms import HOLDOUT, POLICY
 from sparklift.measure.estimate import lin_estimate
+from sparklift.synthetic.rand import uniform
 
 METRICS = {"objective": "expected_uplift", "cost": "expected_cost"}  # outcome: prediction
 CELL = ["budget_group", "voucher_id", "metric"]
@@ -77,14 +78,26 @@ def outcome_coverage(rows: DataFrame) -> dict[str, float]:
     }
 
 
+def rank_key() -> Column:
+    """``expected_uplift`` with its ties broken by a hash of ``customer_id``: a jitter of
+    1e-9 of the value's size, far below the gaps between a model's distinct predictions."""
+    u = uniform(0, "measure.decile", F.col("customer_id")) - 0.5
+    eu = F.col("expected_uplift")
+    return eu + (F.abs(eu) + F.lit(1e-12)) * F.lit(1e-9) * u
+
+
 def deciles(rows: DataFrame, bins: int = 10) -> pd.DataFrame:
     """Predicted against realized incremental objective per decile of the predicted uplift
     (``expected_uplift``, over policy and holdout units alike): per decile the mean
-    prediction of its policy units, the difference in means and its Neyman SE."""
-    edges = rows.approxQuantile("expected_uplift", [k / bins for k in range(1, bins)], 1e-4)
+    prediction of its policy units, the difference in means and its Neyman SE. Ties
+    (a tree model predicts a few distinct values: a quarter of the units may share one)
+    are ranked by a hash of the customer (:func:`rank_key`), so the deciles are of equal
+    size."""
+    rows = rows.withColumn("_key", rank_key())
+    edges = rows.approxQuantile("_key", [k / bins for k in range(1, bins)], 1e-4)
     decile = F.lit(bins)
     for k in range(bins - 1, 0, -1):
-        decile = F.when(F.col("expected_uplift") <= edges[k - 1], F.lit(k)).otherwise(decile)
+        decile = F.when(F.col("_key") <= edges[k - 1], F.lit(k)).otherwise(decile)
     stats_ = (
         rows.withColumn("decile", decile)
         .groupBy("decile", "treated")

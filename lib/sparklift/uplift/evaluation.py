@@ -15,7 +15,14 @@ summed responses, over N rows in all:
 - calibration: rows cut into ``bins`` equal-count bins of predicted uplift; per bin the
   mean prediction against the observed difference in means (with its standard error);
 - policy value of treating the top q: ``G(ceil(q N)) / N``, the incremental response per
-  customer of the population when only the top q are treated.
+  customer of the population when only the top q are treated;
+- calibration line: the true effect given the prediction s, ``E[tau | s] = a + b s``, from
+  one least-squares line of y on s in each arm (``a`` and ``b`` the treated line's
+  intercept and slope minus the control line's, with HC0 standard errors; the lines are
+  the fully interacted regression of y on 1, t, s, t s). With b < 1 the predictions are
+  too spread, and the top of them overstates what it delivers (the winner's curse of a
+  policy that picks customers by s); the slope's standard error says how well the
+  held-out rows can tell.
 """
 
 from __future__ import annotations
@@ -91,6 +98,34 @@ def calibration(
     return out
 
 
+def _line(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares intercept and slope of y on s, and their HC0 covariance."""
+    X = np.column_stack([np.ones_like(s), s])
+    bread = np.linalg.pinv(X.T @ X)
+    beta = bread @ X.T @ y
+    resid = y - X @ beta
+    return beta, bread @ (X.T * resid**2) @ X @ bread
+
+
+def calibration_line(
+    score: np.ndarray, y: np.ndarray, treated: np.ndarray
+) -> dict[str, float] | None:
+    """``E[tau | score] = intercept + slope * score`` on randomized rows (None with fewer
+    than 3 rows in an arm)."""
+    s, yy = np.asarray(score, dtype=float), np.asarray(y, dtype=float)
+    t = np.asarray(treated, dtype=bool)
+    if t.sum() < 3 or (~t).sum() < 3:
+        return None
+    (bt, vt), (bc, vc) = _line(s[t], yy[t]), _line(s[~t], yy[~t])
+    beta, cov = bt - bc, vt + vc
+    return {
+        "intercept": float(beta[0]),
+        "slope": float(beta[1]),
+        "intercept_se": float(math.sqrt(cov[0, 0])),
+        "slope_se": float(math.sqrt(cov[1, 1])),
+    }
+
+
 def policy_values(gain: np.ndarray, fractions: Sequence[float]) -> dict[str, float]:
     """Incremental response per customer when treating the top q, from the gain curve."""
     n = len(gain) - 1
@@ -120,6 +155,7 @@ def evaluate(
         "average_effect": float(gain[-1]),
         "policy_value": policy_values(gain, fractions),
         "calibration": calibration(score, y, treated, bins),
+        "calibration_line": calibration_line(score, y, treated),
         "qini_curve": grid(qini),
         "uplift_curve": grid(gain),
     }

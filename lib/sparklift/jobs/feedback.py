@@ -1,0 +1,112 @@
+"""``sparklift feedback --campaign conf/campaigns/<name>.yaml``: a sent campaign's explore
+arm, with its holdout as control and their outcomes, appended to ``voucher_campaigns`` as a
+randomized campaign, so that the next ``train-uplift`` learns from old and new history.
+
+It reads the campaign's published allocation (the same run ``measure`` reads: by default
+the latest whose measurement window is over), its ``campaign_outcomes`` and the send
+date's customers snapshot (the features, as of the send). The appended campaign is
+``<campaign_id>@<send date>``, subsampled per budget group to the history's configured arm
+shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign and run: a
+second run finds it there and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from sparklift.allocation.campaign import load_campaign
+from sparklift.allocation.tables import published_allocations
+from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
+from sparklift.errors import InputError, InputNotReadyError
+from sparklift.jobs import JobContext, log, step
+from sparklift.jobs.measure import measured_run
+from sparklift.measure import feedback
+from sparklift.uplift.checks import CONTROL, expected_shares
+
+HELP = "append a sent campaign's explore arm (and holdout) to voucher_campaigns"
+HISTORY = "voucher_campaigns"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--campaign", required=True, help="conf/campaigns/<name>.yaml")
+    parser.add_argument(
+        "--allocated-on",
+        type=dt.date.fromisoformat,
+        help="the allocation run fed back (default: the latest whose window is over)",
+    )
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    campaign = load_campaign(args.campaign, ctx.config.allocate)
+    catalog, cid, conf = ctx.catalog, campaign.campaign_id, ctx.config.uplift
+    sent = measured_run(ctx, cid, args.allocated_on, interim=False)
+    label = f"{cid}@{sent}"
+    if catalog.exists(HISTORY):
+        there = catalog.read(HISTORY).where(F.col("campaign_id") == label).limit(1).count()
+        if there:
+            log.info("%s already has campaign %s: nothing to append", HISTORY, label)
+            return {"campaign_id": label, "appended": 0, "already_there": True}
+    allocations = published_allocations(catalog, sent, cid)
+    rows = feedback.arm_rows(allocations)
+    counts = {
+        (r["budget_group"], r["treatment"]): int(r["count"])
+        for r in rows.groupBy("budget_group", "treatment").count().collect()
+    }
+    vouchers = sorted({a for _, a in counts} - {CONTROL})
+    if not vouchers or CONTROL not in {a for _, a in counts}:
+        lacks = "no explore customers sent a voucher" if not vouchers else "no holdout"
+        raise InputError(
+            f"campaign {cid} sent on {sent} has {lacks}: nothing randomized to feed back "
+            "(allocate it with explore_share and holdout_share > 0)"
+        )
+    shares = expected_shares([CONTROL, *vouchers], conf.control_share, conf.arm_shares)
+    keep = feedback.keep_shares(counts, shares)
+    if not catalog.exists("campaign_outcomes"):
+        raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
+    outcomes = catalog.read("campaign_outcomes", where=[("campaign_id", "=", cid)])
+    snapshot = catalog.read("customers", where=[("snapshot_date", "=", sent)])
+    if snapshot.limit(1).count() == 0:
+        raise InputError(f"table customers has no snapshot of {sent}: the send date's features")
+    features = _features(ctx, snapshot)
+    with step(f"appending campaign {label} to {HISTORY} ({len(features)} features)"):
+        out = feedback.history_rows(
+            feedback.kept(rows, keep, campaign.seed, label), outcomes, snapshot, features,
+            label, sent,
+        )  # fmt: skip
+        catalog.write(HISTORY, out, mode="append")
+    appended = catalog.read(HISTORY).where(F.col("campaign_id") == label)
+    by_arm = {r[0]: int(r[1]) for r in appended.groupBy("treatment").count().collect()}
+    log.info("appended %s: %s rows per arm (target shares %s)", label, by_arm, shares)
+    return {
+        "campaign_id": label,
+        "appended": sum(by_arm.values()),
+        "rows_per_arm": by_arm,
+        "target_shares": shares,
+        "already_there": False,
+    }
+
+
+def _features(ctx: JobContext, snapshot) -> list[str]:
+    """The history's feature columns (its numeric columns past the contract's), which the
+    snapshot must have; for a new history, the snapshot's numeric columns."""
+    keys = {"snapshot_date", "customer_id", "budget_group", *VOUCHER_CAMPAIGNS.columns}
+    numeric = [
+        f.name
+        for f in snapshot.schema.fields
+        if isinstance(f.dataType, NumericType) and f.name not in keys
+    ]
+    if not ctx.catalog.exists(HISTORY):
+        return numeric
+    schema = ctx.catalog.schema(HISTORY)
+    wanted = [f.name for f in schema.fields if f.name not in VOUCHER_CAMPAIGNS.columns]
+    missing = sorted(set(wanted) - set(snapshot.columns))
+    if missing:
+        raise InputError(
+            f"table customers has no column(s) {missing} on the send date: {HISTORY} has them "
+            "as features"
+        )
+    return wanted
