@@ -78,6 +78,7 @@ def run(args: argparse.Namespace, workdir: str) -> None:
             truth = planted(workdir, cid, tau)
             res = read_pandas(f"{workdir}/campaign_results")
             res = res[(res["campaign_id"] == cid) & (res["budget_group"] == "*")]
+            res = res[res["decile"].isna()]  # the campaign's rows, not its deciles
             res = res[res["metric"] == "objective"].set_index("adjustment")
             row = {"campaign": cid, "truth": truth, "seconds": seconds}
             for a in ("none", "cuped"):
@@ -107,6 +108,7 @@ def planted(workdir: str, cid: str, tau: pd.Series) -> float:
     """The policy's true incremental objective per targeted customer (see the docstring)."""
     a = read_pandas(f"{workdir}/allocations")
     a = a[(a["campaign_id"] == cid) & a["arm"].isin(["policy", "holdout"])]
+    a = a[a["policy_voucher_id"].notna()]  # the policy's targets, in both arms
     keys = list(zip(a["customer_id"], a["policy_voucher_id"], strict=True))
     a = a.assign(tau=tau.loc[keys].to_numpy())
     cells = a.groupby(["budget_group", "policy_voucher_id"])
