@@ -119,7 +119,7 @@ CAMPAIGN_RESULTS = TableContract(
         ("mean_policy", DoubleType()),
         ("mean_holdout", DoubleType()),
         ("estimate", DoubleType()),  # incremental per targeted customer
-        ("se", DoubleType()),  # heteroskedasticity-robust (HC1)
+        ("se", DoubleType()),  # heteroskedasticity-robust (HC2, = Neyman unadjusted)
         ("ci_low", DoubleType()),
         ("ci_high", DoubleType()),
         ("p_value", DoubleType()),
