@@ -11,7 +11,6 @@ if [ ! -f "$STAMP" ] || [ "$REQ" -nt "$STAMP" ]; then
   echo "installing Airflow ($(grep -h '^apache-airflow' "$REQ" | head -1)) into .venv-airflow ..."
   rm -rf .venv-airflow
   "$PY" -m venv .venv-airflow
-  .venv-airflow/bin/python -m pip install --quiet --upgrade pip
-  .venv-airflow/bin/python -m pip install --quiet -r "$REQ"
+  bash scripts/pip_install.sh .venv-airflow -r "$REQ"
   touch "$STAMP"
 fi

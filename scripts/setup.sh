@@ -26,8 +26,7 @@ fi
 STAMP=.venv/.sparklift-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "installing sparklift and its dependencies into .venv ..."
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  bash scripts/pip_install.sh .venv -e ".[dev]"
   touch "$STAMP"
 fi
 # Delta Lake's JVM jars for the pinned delta-spark, once, into .delta/jars (Spark's own

@@ -1,6 +1,7 @@
 """The jobs under local-cluster[2,1,1024]: executors in separate JVMs and Python workers.
 All jobs run in one driver process (one application, as the pipeline runs its steps), so
-the cluster starts once."""
+the cluster starts once. The inputs (generated data, the trained model: driver-side work)
+are made in the test session."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sparklift.cli import main
 from sparklift.tables.local import read_pandas
 
 MASTER = "local-cluster[2,1,1024]"
@@ -38,30 +40,29 @@ def run_jobs(*commands: list[str]) -> list[dict]:
 
 @pytest.mark.cluster
 @pytest.mark.e2e
-def test_jobs_on_local_cluster(tmp_path: Path):
-    sets = [
+def test_jobs_on_local_cluster(spark, tmp_path: Path, capsys):
+    tables = [
         "--set",
         f"tables.base_path={tmp_path}",
         "--set",
         f"tables.model_path={tmp_path / 'models'}",
-        "--set",
-        f"spark.master={MASTER}",
-        "--set",
-        "spark.driver_memory=1g",
-        "--set",
-        "spark.conf={spark.executor.memory: 768m}",
         "--run-date",
         "2026-05-31",
     ]
+    scale = ["--users", "4000", "--zones", "30", "--days", "14", "--customers", "3000"]
+    assert main(["generate", *tables, *scale, "--campaign-rows", "20000"]) == 0
+    gen = json.loads(capsys.readouterr().out)
+    assert main(["train-uplift", *tables, "--set", "uplift.min_arm_rows=500"]) == 0
+    model = json.loads(capsys.readouterr().out)
+    cluster = ["--set", f"spark.master={MASTER}", "--set", "spark.driver_memory=1g",
+               "--set", "spark.conf={spark.executor.memory: 768m}"]  # fmt: skip
+    sets = [*tables, *cluster]
     budgets = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
     campaign = tmp_path / "campaign.yaml"
     campaign.write_text(json.dumps({"campaign_id": "cl", "budgets": budgets, "caps": {"V01": 50}}))
-    gen, feats, model, scored, alloc = run_jobs(
-        ["generate", *sets, "--users", "4000", "--zones", "30", "--days", "14",
-         "--customers", "3000", "--campaign-rows", "20000"],
+    feats, scored, alloc = run_jobs(
         ["features", *sets, "--start", "2026-05-30", "--end", "2026-05-31"],
-        # Training on the driver; scoring in executor processes from the broadcast model.
-        ["train-uplift", *sets, "--set", "uplift.min_arm_rows=500"],
+        # Scoring in executor processes from the broadcast model.
         ["score", *sets],
         # Allocation: envelopes computed and cached in the executors (one cap round: the
         # rounds' convergence is the in-process tests' subject).

@@ -79,7 +79,7 @@ def warehouse(inputs: Path, wh: Path) -> Path:
     conf = {
         "tables": {"base_path": str(wh), "model_path": str(wh / "models"), "backend": "native"},
         "pipeline": {"campaigns": [str(wh / "winback.yaml")]},
-        "allocate": {"max_cap_rounds": 3},
+        "allocate": {"max_cap_rounds": 1},  # convergence: the in-process tests
         "logging": {"format": "json", "progress_interval_s": 5},
     }
     (wh / "cluster.yaml").write_text(yaml.safe_dump(conf))

@@ -108,7 +108,8 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
 
 
 def _apply_set(raw: dict[str, Any], assignment: str) -> str:
-    """Apply one ``--set KEY=VALUE`` to ``raw``; return the dotted key it set."""
+    """Apply one ``--set KEY=VALUE`` to ``raw`` (a mapping VALUE merges into the mapping
+    at KEY); return the dotted key it set."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
     key, _, text = assignment.partition("=")
@@ -131,7 +132,11 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> str:
             f"--set {assignment!r}: the value {text!r} is not valid YAML "
             f"({problem or str(e).splitlines()[0]})"
         ) from None
-    node[parts[-1]] = value
+    old = node[parts[-1]]
+    # A mapping merges key by key, as a config file does: --set spark.conf={k: v} adds k.
+    node[parts[-1]] = (
+        deep_merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    )
     return ".".join(parts)
 
 
