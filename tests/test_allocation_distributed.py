@@ -139,11 +139,13 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
     objective = sum(s.objective for s in summary)
     bound = sum(s.dual_bound for s in summary)
     assert objective <= best + 1e-6 <= bound + 2e-6  # within the reported gap
-    if kind == "random":
-        assert best - objective <= np.nanmax(u)
-    # Adversarial: a quarter of the customers value every voucher alike, so whole blocks
-    # switch vouchers at one value of mu and no multiplier meets a cap; the caps are then
-    # met by dropping customers, and the loss (here ~25 of 73) shows in the reported gap.
+    # Within the largest single u_ij of the optimum, also when ties make every multiplier
+    # miss the caps (adversarial: a quarter of the customers value every voucher alike, so
+    # whole blocks switch at one mu): the budget solve within the caps spends what the
+    # trimmed customers free (before it: losses of 4-18 of 43-73, budgets 31-99% spent).
+    assert best - objective <= np.nanmax(u)
+    for s in summary:
+        assert s.spent >= 0.95 * s.budget, s
 
 
 def test_exact_solver_for_small_groups(spark):

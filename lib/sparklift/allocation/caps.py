@@ -3,8 +3,9 @@
 Each round histograms, per capped voucher, the margin by which each customer prefers it
 at the current (lambda, mu) (:func:`cap_round`, one pass); every mu then moves at once
 (synchronous coordinate descent) towards where the counts meet the caps, damped
-(:class:`Damping`). The final choices keep, per capped voucher, the ``cap`` customers
-with the largest margin (:func:`margin`), so caps hold whatever the rounds reached.
+(:class:`Damping`). Then :func:`within_caps` leaves each capped voucher to at most ``cap``
+customers, those with the largest margin (:func:`margin`), so the budget solve that
+follows holds the caps whatever the rounds reached.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
@@ -34,6 +35,13 @@ def margin(net: list[Column], j: int) -> Column:
     others = [F.lit(0.0), *[a for k, a in enumerate(net) if k != j]]
     best_other = F.greatest(*others) if len(others) > 1 else others[0]
     return net[j] - best_other
+
+
+def chosen_margin(n_opt: int, mu: np.ndarray) -> Column:
+    """How far the chosen option (``_choice``) beats the customer's best alternative at
+    (``lam``, mu)."""
+    nets = net(n_opt, mu, F.col("lam"))
+    return F.coalesce(*[F.when(F.col("_choice") == j, margin(nets, j)) for j in range(n_opt)])
 
 
 def lambda_frame(env: DataFrame, lam: Mapping[str, float]) -> DataFrame:
@@ -98,3 +106,33 @@ class Damping:
         )
         self.last_direction = np.where(direction != 0, direction, self.last_direction)
         return np.maximum(mu + self.step_size * (target - mu), 0.0)
+
+
+def within_caps(env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -> DataFrame:
+    """The input columns of ``env`` (customers with their ``lam`` and ``_choice``, see
+    :func:`sparklift.allocation.choices.with_choice`) with each capped option left only to
+    the customers that choose it at (lambda, mu), and of those to the ``cap`` with the
+    largest margin (ties by customer id): a problem every solution of which holds the caps,
+    so a budget solve of it spends what the trimmed customers free. One pass over ``env``
+    (the choosers of each capped option ranked) to find each cap's last customer kept."""
+    df = env.withColumn("_margin", chosen_margin(n_opt, mu))
+    capped = df.where(F.col("_choice").isin(list(caps))).select("customer_id", "_choice", "_margin")
+    rank = F.row_number().over(
+        Window.partitionBy("_choice").orderBy(F.desc("_margin"), "customer_id")
+    )
+    quota = F.array(*[F.lit(caps.get(j, 0)) for j in range(n_opt)])
+    cap = F.element_at(quota, F.col("_choice") + 1)
+    last = {
+        r["_choice"]: (r["_margin"], r["customer_id"])
+        for r in capped.withColumn("_rank", rank).where(F.col("_rank") == cap).collect()
+    }
+    masked = {}
+    for j in caps:
+        keep = F.col("_choice") == j
+        if j in last:  # more choosers than the cap: the first cap of them by margin
+            m, i = last[j]
+            first = (F.col("_margin") > m) | ((F.col("_margin") == m) & (F.col("customer_id") <= i))
+            keep = keep & first
+        masked[L.objective(j)] = F.when(keep, F.col(L.objective(j)))
+        masked[L.cost(j)] = F.when(keep, F.col(L.cost(j)))
+    return df.withColumns(masked).select(*L.input_columns(n_opt))

@@ -2,36 +2,32 @@
 
 A customer takes its breakpoints above its group's crossing bucket (its option after the
 last of them, or its base option), unless the driver decided for it (``forced``: the
-customers it settled or solved exactly). With caps, per capped voucher only the ``cap``
-customers with the largest margin (ties by customer id) keep it.
+customers it settled or solved exactly). Caps are met before: the problem solved last
+leaves each capped voucher to at most ``cap`` customers (:func:`.caps.within_caps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
 from sparklift.allocation.budgets import TOTALS, Plan
-from sparklift.allocation.caps import margin, net
 from sparklift.allocation.envelope import NONE
 
 
-def choices(
+def with_choice(
     env: DataFrame,
-    vouchers: Sequence[str],
+    n_opt: int,
     plan: Plan,
     lam: Mapping[str, float],
     forced: Mapping[int, int],
-    mu: np.ndarray,
-    caps: Mapping[int, int],
 ) -> DataFrame:
-    """Allocations: customer_id, budget_group, voucher_id, expected_uplift, expected_cost."""
+    """``env`` with each customer's group multiplier ``lam`` and option ``_choice`` (NONE:
+    nothing), every customer kept."""
     spark = env.sparkSession
-    n_opt = len(vouchers)
     below_all = TOTALS + 1  # every breakpoint is above this
     q = {g: plan.ranges[g][1] if g in plan.ranges else below_all for g in plan.n_customers}
     groups = spark.createDataFrame(
@@ -49,36 +45,28 @@ def choices(
         )
         df = df.join(F.broadcast(override), "customer_id", "left")
         choice = F.coalesce(F.col("forced"), choice)
-    df = df.withColumn("_choice", choice).where(F.col("_choice") != NONE)
+    return df.withColumn("_choice", choice)
+
+
+def choices(
+    env: DataFrame,
+    vouchers: Sequence[str],
+    plan: Plan,
+    lam: Mapping[str, float],
+    forced: Mapping[int, int],
+) -> DataFrame:
+    """Allocations: customer_id, budget_group, voucher_id, expected_uplift, expected_cost."""
+    n_opt = len(vouchers)
+    df = with_choice(env, n_opt, plan, lam, forced).where(F.col("_choice") != NONE)
 
     def chosen(column: Callable[[int], str]) -> Column:  # the chosen option's ``column(j)``
         return F.coalesce(*[F.when(F.col("_choice") == j, F.col(column(j))) for j in range(n_opt)])
 
     names = F.array(*[F.lit(v) for v in vouchers])
-    out = df.select(
+    return df.select(
         "customer_id",
         "budget_group",
         F.element_at(names, F.col("_choice") + 1).alias("voucher_id"),
         chosen(L.objective).alias("expected_uplift"),
         F.greatest(chosen(L.cost), F.lit(0.0)).alias("expected_cost"),
-        *([_chosen_margin(n_opt, mu).alias("_margin")] if caps else []),
     )
-    if caps:
-        cap = F.element_at(
-            F.array(*[F.lit(caps.get(j, -1)) for j in range(n_opt)]),
-            F.array_position(names, F.col("voucher_id")).cast("int"),
-        )
-        rank = F.row_number().over(
-            Window.partitionBy("voucher_id").orderBy(F.desc("_margin"), "customer_id")
-        )
-        out = (
-            out.withColumn("_rank", rank)
-            .where((cap < 0) | (F.col("_rank") <= cap))
-            .drop("_margin", "_rank")
-        )
-    return out
-
-
-def _chosen_margin(n_opt: int, mu: np.ndarray) -> Column:
-    nets = net(n_opt, mu, F.col("lam"))
-    return F.coalesce(*[F.when(F.col("_choice") == j, margin(nets, j)) for j in range(n_opt)])

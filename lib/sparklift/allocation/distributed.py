@@ -19,12 +19,16 @@ are then moved at once (synchronous coordinate descent) towards where the counts
 caps, each step halved whenever that voucher's direction reverses (grown back while it keeps
 it), until the relaxed solution respects the caps, a round leaves every capped count as
 it was (the steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
-(:mod:`.caps`). The final choices then keep, per capped voucher, the ``cap`` customers with
-the largest margin (ties by customer id), so caps hold by construction whatever the rounds
-reached.
+(:mod:`.caps`). Then, per capped voucher, only the customers that choose it at the last
+(lambda, mu), and of those the ``cap`` with the largest margin (ties by customer id), keep
+it as an option; that problem is solved for the budgets alone (1, 2 and 3 once more), so
+caps hold by construction whatever the rounds reached, and the budget the trimmed
+customers free goes to their next best options and to other customers (the greedy fill).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
-+ sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0.
++ sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
+last round's (lambda, mu), which the summaries report (not the final solve's lambda, which
+bounds only the restricted problem).
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ from sparklift.allocation.budgets import (
     settle_groups,
     solve_exact_groups,
 )
-from sparklift.allocation.caps import Damping, cap_round
-from sparklift.allocation.choices import choices
+from sparklift.allocation.caps import Damping, cap_round, within_caps
+from sparklift.allocation.choices import choices, with_choice
 from sparklift.allocation.layout import customers, envelopes
 from sparklift.errors import InputError
 
@@ -169,7 +173,20 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         mu = damping.step(mu, new_mu)
         previous = env
         env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
-    allocations = choices(env, vouchers, plan, lam, forced, mu, caps)
+    cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
+    if not caps:
+        allocations = choices(env, vouchers, plan, lam, forced)
+    else:  # spend what the trimmed customers free: a budget solve within the caps
+        chosen = with_choice(env, n_opt, plan, lam, forced)
+        final = envelopes(within_caps(chosen, n_opt, mu, caps), n_opt, None)
+        final = final.persist(StorageLevel.MEMORY_AND_DISK)
+        fill = plan_groups(histogram(final, n_opt), problem, exact_ok=False)
+        for frame in cached:  # final is cached now
+            frame.unpersist()
+        fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
+        passes += 2 + bool(fill.ranges)
+        allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
+        cached = (final,)
     summaries = {
         g: GroupSummary(
             g,
@@ -182,7 +199,6 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         for g in problem.budgets
     }
     mu_out = {vouchers[j]: float(mu[j]) for j in caps}
-    cached = (env,) if env is base else (env, base)
     return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, cached)
 
 

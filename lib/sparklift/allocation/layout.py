@@ -205,9 +205,14 @@ def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None)
     return by_customer.mapInArrow(build, schema)
 
 
+def input_columns(n_opt: int) -> list[str]:
+    """The customer row's input columns (id, group, objectives, costs, defect counts)."""
+    return [f.name for f in _input_fields(n_opt)]
+
+
 def envelopes(env: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
     """The same customers' envelopes at other cap multipliers ``mu``."""
-    inputs = [f.name for f in _input_fields(n_opt)]
+    inputs = input_columns(n_opt)
     schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
     arrow = spark_to_arrow(schema)
 
