@@ -148,6 +148,19 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
         assert s.spent >= 0.95 * s.budget, s
 
 
+def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):
+    """Cap 0 on V01: nobody gets it, and the budgets go where the same campaign without
+    V01's scores (the uncapped solve of the other rows) sends them."""
+    u, c, group = instance(600, 2)
+    rows = frame(u, c, group)
+    got, summary, _ = run(spark, rows, Problem(VOUCHERS, CAPS_BUDGETS, caps={"V01": 0}))
+    check_feasible(got, summary, u, c, {"V01": 0})
+    without = rows[rows["voucher_id"] != "V01"]
+    _, reference, _ = run(spark, without, Problem(VOUCHERS, CAPS_BUDGETS))
+    mine = {s.budget_group: s.objective for s in summary}
+    assert mine == pytest.approx({s.budget_group: s.objective for s in reference}, rel=1e-12)
+
+
 def test_exact_solver_for_small_groups(spark):
     u, c, group, exact = small_case()
     problem = Problem(VOUCHERS, SMALL_BUDGETS, exact_max_customers=200)

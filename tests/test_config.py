@@ -33,8 +33,9 @@ def test_wrong_type_is_named(tmp_path: Path):
 def test_set_overrides_and_rejects_unknown_keys():
     conf = load_config(None, ["generate.users=123", "spark.conf={a.b: c}"])
     assert conf.generate.users == 123 and conf.spark.conf["a.b"] == "c"
-    # A mapping merges into the defaults' one, as a file's does.
+    # Spark settings add to the defaults'; other mappings replace (another learner's params).
     assert conf.spark.conf["spark.databricks.delta.snapshotPartitions"] == "8"
+    assert load_config(None, ["propensity.learner_params={}"]).propensity.learner_params == {}
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(None, ["generate.nope=1"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):

@@ -127,8 +127,8 @@ def within_caps(env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, i
         for r in capped.withColumn("_rank", rank).where(F.col("_rank") == cap).collect()
     }
     masked = {}
-    for j in caps:
-        keep = F.col("_choice") == j
+    for j, q in caps.items():
+        keep = F.col("_choice") == j if q > 0 else F.lit(False)
         if j in last:  # more choosers than the cap: the first cap of them by margin
             m, i = last[j]
             first = (F.col("_margin") > m) | ((F.col("_margin") == m) & (F.col("customer_id") <= i))

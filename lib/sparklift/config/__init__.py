@@ -108,8 +108,8 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
 
 
 def _apply_set(raw: dict[str, Any], assignment: str) -> str:
-    """Apply one ``--set KEY=VALUE`` to ``raw`` (a mapping VALUE merges into the mapping
-    at KEY); return the dotted key it set."""
+    """Apply one ``--set KEY=VALUE`` to ``raw`` (``spark.conf={...}`` merges into the
+    defaults' Spark settings); return the dotted key it set."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
     key, _, text = assignment.partition("=")
@@ -132,11 +132,10 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> str:
             f"--set {assignment!r}: the value {text!r} is not valid YAML "
             f"({problem or str(e).splitlines()[0]})"
         ) from None
-    old = node[parts[-1]]
-    # A mapping merges key by key, as a config file does: --set spark.conf={k: v} adds k.
-    node[parts[-1]] = (
-        deep_merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
-    )
+    # Spark settings add to the defaults' (which tune Delta for small machines); any other
+    # value replaces (learner_params belong to one learner: another needs its own).
+    merge = key.strip() == "spark.conf" and isinstance(value, dict)
+    node[parts[-1]] = deep_merge(node[parts[-1]], value) if merge else value
     return ".".join(parts)
 
 
