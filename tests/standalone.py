@@ -164,7 +164,7 @@ class StandaloneCluster:
     def submit(self, dist: Path, job: str, args: list[str], log: Path) -> subprocess.Popen:
         """Start ``spark-submit`` of ``dist/<job>.py`` in client mode (its own process group)
         with the production flags, plus memory, UI and shuffle sizing for this machine (Delta's
-        log replay in 4 tasks rather than its default 50: tiny tables, 2 cores)."""
+        log replay in 2 tasks rather than its default 50: tiny tables, 2 cores)."""
         cmd = [
             str(SPARK_HOME / "bin" / "spark-submit"),
             "--master", self.url,
@@ -174,7 +174,7 @@ class StandaloneCluster:
             "--executor-memory", "1g",
             "--conf", "spark.ui.enabled=false",
             "--conf", "spark.sql.shuffle.partitions=4",
-            "--conf", "spark.databricks.delta.snapshotPartitions=4",
+            "--conf", "spark.databricks.delta.snapshotPartitions=2",
             str(dist / f"{job}.py"),
             *args,
         ]  # fmt: skip

@@ -1,3 +1,4 @@
+import os
 from importlib.metadata import version
 from pathlib import Path
 
@@ -5,7 +6,7 @@ import pytest
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError, SparkliftError
-from sparklift.session import delta_session_conf
+from sparklift.session import delta_session_conf, local_cores
 
 from .conftest import REPO
 
@@ -34,7 +35,7 @@ def test_set_overrides_and_rejects_unknown_keys():
     conf = load_config(None, ["generate.users=123", "spark.conf={a.b: c}"])
     assert conf.generate.users == 123 and conf.spark.conf["a.b"] == "c"
     # Spark settings add to the defaults'; other mappings replace (another learner's params).
-    assert conf.spark.conf["spark.databricks.delta.snapshotPartitions"] == "8"
+    assert conf.spark.conf["spark.sql.sources.parallelPartitionDiscovery.threshold"] == "4096"
     assert load_config(None, ["propensity.learner_params={}"]).propensity.learner_params == {}
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(None, ["generate.nope=1"])
@@ -80,3 +81,12 @@ def test_delta_jars_choose_the_backend_in_one_line(tmp_path: Path):
     assert all(Path(j).is_file() for j in jars)
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert delta_session_conf(fetched, "deltars") == {}
+
+
+def test_local_sessions_rebuild_delta_state_in_as_many_tasks_as_cores():
+    """Delta's snapshot partitions follow a local master's cores (Delta's own 50 tasks per
+    log replay cost seconds per small read or write on 2 cores); a cluster keeps Delta's."""
+    cores = {"local": 1, "local[3]": 3, "local[4, 2]": 4, "local-cluster[2, 1, 1024]": 2}
+    assert {m: local_cores(m) for m in cores} == cores
+    assert local_cores("local[*]") == os.cpu_count()
+    assert local_cores("spark://host:7077") is None and local_cores("yarn") is None

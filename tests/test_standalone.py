@@ -162,7 +162,7 @@ def airflow(cluster, artefact, inputs, tmp_path_factory) -> tuple[AirflowCli, Pa
     conf_dir.mkdir()
     (conf_dir / "spark-defaults.conf").write_text(
         "spark.sql.shuffle.partitions 4\nspark.ui.enabled false\n"
-        "spark.databricks.delta.snapshotPartitions 4\n"
+        "spark.databricks.delta.snapshotPartitions 2\n"
     )
     (conf_dir / "log4j2.properties").write_text(
         "rootLogger.level = warn\nrootLogger.appenderRef.stderr.ref = console\n"

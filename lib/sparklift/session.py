@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,17 @@ def check_java() -> None:
         raise SparkliftError(f"cannot read Java version from {first!r}: {JAVA_HINT}") from None
     if major < 17:
         raise SparkliftError(f"found Java {version} at {java}, too old: {JAVA_HINT}")
+
+
+def local_cores(master: str) -> int | None:
+    """The cores a local master runs tasks on (local, local[N], local[*], local[N, F],
+    local-cluster[workers, cores, memory]); None for a cluster's master."""
+    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if found:
+        n = found.group(1) or "1"
+        return (os.cpu_count() or 1) if n == "*" else int(n)
+    found = re.fullmatch(r"local-cluster\[(\d+),\s*(\d+),\s*\d+\]", master.strip())
+    return int(found.group(1)) * int(found.group(2)) if found else None
 
 
 def delta_session_conf(conf: SparkConfig, backend: str) -> dict[str, str]:
@@ -94,7 +106,9 @@ def build_session(conf: SparkConfig, backend: str = "auto") -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
     )
-    for key, value in {**delta_session_conf(conf, backend), **conf.conf}.items():
+    cores = local_cores(conf.master)
+    sized = {"spark.databricks.delta.snapshotPartitions": str(cores)} if cores else {}
+    for key, value in {**delta_session_conf(conf, backend), **sized, **conf.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(conf.log_level)

@@ -188,7 +188,7 @@ class Catalog:
         """The latest snapshot, or ``version`` (time travel), pruned to partitions ``where``."""
         path = self._existing(name)
         with self._errors(name, path):
-            parts = self.backend.partition_columns(path)
+            parts = self.backend.partition_columns(path) if where else []
             for col, _, _ in where:
                 if col not in parts:
                     raise InputError(f"table {name}: {col!r} is not a partition column ({parts})")

@@ -64,6 +64,13 @@ def _encode_filters(where: Sequence[PartitionFilter]) -> list[tuple[str, str, An
     return out
 
 
+def log_version(path: str) -> int | None:
+    """The table's latest version, read from its log by delta-rs (None: no table there)."""
+    if "://" not in path and os.path.isfile(path):  # delta-rs: "invalid table location"
+        return None
+    return delta_commit.table_version(path)
+
+
 def reraise_marked(exc: BaseException) -> None:
     """Turn a marked error that crossed Spark's Python workers back into its sparklift type."""
     match = _MARKER.search(str(exc))
@@ -94,9 +101,7 @@ class DeltaRsBackend:
         return table
 
     def version(self, path: str) -> int | None:
-        if "://" not in path and os.path.isfile(path):  # delta-rs: "invalid table location"
-            return None
-        return delta_commit.table_version(path)
+        return log_version(path)
 
     def schema(self, path: str) -> StructType:
         return arrow_to_spark(pa.schema(self._table(path).schema().to_arrow()))
@@ -221,17 +226,17 @@ class NativeBackend:
         self.spark = spark
         self._dt = SparkDeltaTable
 
+    # The version, partition columns and a commit's row count come from the log through
+    # delta-rs, as the write's own commit lookup does: Delta Spark's history() and detail()
+    # run a Spark job each (0.1-0.5 s), and a job asks for them dozens of times.
     def version(self, path: str) -> int | None:
-        if not self._dt.isDeltaTable(self.spark, path):
-            return None
-        return int(self._dt.forPath(self.spark, path).history(1).first()["version"])
+        return log_version(path)
 
     def schema(self, path: str) -> StructType:
         return self.spark.read.format("delta").load(path).schema
 
     def partition_columns(self, path: str) -> list[str]:
-        detail = self._dt.forPath(self.spark, path).detail().first()
-        return list(detail["partitionColumns"])
+        return list(DeltaTable(path).metadata().partition_columns)
 
     def read(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> DataFrame:
         reader = self.spark.read.format("delta")
@@ -301,6 +306,9 @@ class NativeBackend:
         return self.read(path, version, where).count()
 
     def rows_added(self, path: str, version: int) -> int:
-        entry = self._dt.forPath(self.spark, path).history().where(f"version = {version}").first()
-        metrics = (entry["operationMetrics"] or {}) if entry else {}
-        return int(metrics.get("numOutputRows", 0))
+        """The commit's own operation metrics (Delta Spark records its output rows)."""
+        info = next(
+            (a["commitInfo"] for a in delta_commit.read_commit(path, version) if "commitInfo" in a),
+            {},
+        )
+        return int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
