@@ -175,6 +175,41 @@ def test_exact_solver_for_small_groups(spark):
             assert s.objective == pytest.approx(best, rel=1e-9)
 
 
+def test_tied_scores_reach_the_driver_only_as_aggregates(spark):
+    """Every customer of a group tied (a flat score per segment), the driver allowed 50
+    breakpoints per group: the crossing bucket is split in Spark, by lambda and then by
+    customer id, so no pass brings more than 2 x 50. NL: identical customers (V01: u 0.3,
+    c 1; V02: u 0.5, c 2), budget 1234.5: the optimum gives V01 to 1,234 of them (ratio
+    0.3 against V02's step 0.2), here the first 1,234 by id. DE: one voucher at one ratio
+    0.25 with costs 0.5-3, budget 700: within the largest u of the LP bound 0.25 x 700."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    group = np.where(np.arange(n) % 3 == 0, "DE", "NL")
+    u = np.tile([0.3, 0.5, np.nan], (n, 1))
+    c = np.tile([1.0, 2.0, np.nan], (n, 1))
+    de = group == "DE"
+    c[de] = np.column_stack([rng.uniform(0.5, 3.0, de.sum()), np.full((de.sum(), 2), np.nan)])
+    u[de] = 0.25 * c[de]
+    budgets = {"NL": 1234.5, "DE": 700.0}
+    rows = frame(u, c, group)
+    got, summary, solution = run(spark, rows, Problem(VOUCHERS, budgets, driver_steps=50))
+    check_feasible(got, summary, u, c)
+    assert solution.driver_rows <= 100
+    nl = got[got["budget_group"] == "NL"]
+    first = np.flatnonzero(group == "NL")[:1234]
+    assert sorted(nl["customer_id"]) == first.tolist() and (nl["voucher_id"] == "V01").all()
+    by = {s.budget_group: s for s in summary}
+    assert by["NL"].objective == pytest.approx(0.3 * 1234, rel=1e-12)
+    assert by["NL"].dual_bound == pytest.approx(0.3 * 1234.5, rel=1e-9)
+    assert 0.25 * 700 - by["DE"].objective <= np.nanmax(u[de])
+    assert by["DE"].dual_bound == pytest.approx(0.25 * 700, rel=1e-9)
+    # The whole bucket on the driver (the default limit) decides NL's customers alike.
+    full, _, unbounded = run(spark, rows, Problem(VOUCHERS, budgets))
+    assert unbounded.driver_rows > 1000
+    full_nl = full[full["budget_group"] == "NL"]
+    assert sorted(full_nl["customer_id"]) == sorted(nl["customer_id"])
+
+
 def test_same_input_same_allocation(spark):
     u, c, group = instance(3000, 4, "adversarial")  # a quarter of the customers tie
     rows = frame(u, c, group)

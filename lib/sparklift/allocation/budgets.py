@@ -7,15 +7,17 @@
    the buckets below it the greedy fill may need; or 'every step' when the budget never
    binds; or 'exact' for small groups.
 3. :func:`settle_groups`: one pass bringing the breakpoints of those buckets to the
-   driver, where :func:`.settle.settle` finds the exact lambda, rounds down and fills;
-   :func:`solve_exact_groups` solves the 'exact' groups with :mod:`.exact`.
+   driver, where :func:`.settle.settle` finds the exact lambda, rounds down and fills (a
+   crossing bucket of more than ``driver_steps`` breakpoints is first split in Spark,
+   :mod:`.crossing`); :func:`solve_exact_groups` solves the 'exact' groups with
+   :mod:`.exact`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +26,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
+from sparklift.allocation.crossing import Region, in_region, refine, step_rows
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.settle import settle
 from sparklift.errors import InputError
@@ -136,13 +139,21 @@ def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
 @dataclass
 class Plan:
     """Per group from the histogram: customers, base value, and either 'all steps'
-    (the budget never binds), a crossing range [lo, hi], or 'exact'."""
+    (the budget never binds), a crossing range [lo, hi] (buckets; a crowded crossing
+    bucket hi narrowed to a region of it, then lo = hi), or 'exact'."""
 
     n_customers: dict[str, int]
     base_value: dict[str, float]
     all_steps: dict[str, float]  # group -> value of every step (the budget never binds)
     ranges: dict[str, tuple[int, int, float, float]]  # group -> lo, hi, spent/value above
     exact: list[str]
+    crossing_n: dict[str, int] = field(default_factory=dict)  # breakpoints in bucket hi
+    regions: dict[str, Region] = field(default_factory=dict)  # set by refine()
+    split_passes: int = 0  # the passes refine() made
+    driver_rows: int = 0  # the breakpoints settle_groups() brought to the driver
+
+    def region(self, group: str) -> Region:
+        return self.regions.get(group, Region())
 
 
 def plan_groups(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> Plan:
@@ -172,6 +183,7 @@ def plan_groups(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> Plan:
         need = np.cumsum(below["d_cost"].to_numpy()) < 2 * (budget - spent_above)
         need &= np.cumsum(below["n"].to_numpy()) < FILL_STEPS
         hi = int(h["bucket"].iloc[q])
+        out.crossing_n[g] = int(h["n"].iloc[q])
         lo = int(below["bucket"].iloc[min(int(need.sum()), len(below) - 1)]) if len(below) else hi
         out.ranges[g] = (lo, hi, spent_above, value_above)
     return out
@@ -191,28 +203,26 @@ def settle_groups(
         dual[g] = plan.base_value[g] + value
     if not plan.ranges:
         return lam, dual, forced
+    plan.split_passes = refine(env, plan, n_opt, dict(problem.budgets), problem.driver_steps)
+    rows = []
+    for g, (lo, hi, _, _) in plan.ranges.items():
+        r = plan.region(g)
+        rows.append((g, lo, hi, r.lam_lo, r.lam_hi, r.id_lo, r.id_hi))
     ranges = spark.createDataFrame(
-        [(g, lo, hi) for g, (lo, hi, _, _) in plan.ranges.items()],
-        "budget_group string, lo long, hi long",
+        rows,
+        "budget_group string, lo long, hi long, lam_lo double, lam_hi double, id_lo long, "
+        "id_hi long",
     )
-    structs = [
-        F.struct(
-            F.lit(k).alias("step"),
-            F.col(L.step_lambda(k)).alias("lam"),
-            F.col(L.step_bucket(k)).alias("bucket"),
-            F.col(L.step_value(k)).alias("d_value"),
-            F.col(L.step_cost(k)).alias("d_cost"),
-            F.col(L.step_option(k)).alias("to"),
-        )
-        for k in range(n_opt)
-    ]
     steps = (
-        env.join(F.broadcast(ranges), "budget_group")
-        .select("budget_group", "customer_id", "lo", "hi", F.inline(F.array(*structs)))
-        .where(F.col("bucket").between(F.col("lo"), F.col("hi")))
-        .drop("lo", "hi", "bucket")
+        step_rows(env, ranges, n_opt)
+        .where(
+            F.col("bucket").between(F.col("lo"), F.col("hi"))
+            & ((F.col("bucket") < F.col("hi")) | in_region())
+        )
+        .select("budget_group", "customer_id", "step", "lam", "d_value", "d_cost", "to")
         .toPandas()
     )
+    plan.driver_rows = len(steps)
     for g, (_, _, spent_above, value_above) in plan.ranges.items():
         s = steps[steps["budget_group"] == g].sort_values(
             ["lam", "customer_id", "step"], ascending=[False, True, True]

@@ -1,7 +1,8 @@
 """Each customer's voucher, in Spark SQL over the cached customers.
 
-A customer takes its breakpoints above its group's crossing bucket (its option after the
-last of them, or its base option), unless the driver decided for it (``forced``: the
+A customer takes its breakpoints above its group's crossing bucket, and in a crowded one
+those before the region the driver settled (:mod:`.crossing`) (its option after the last
+of them, or its base option), unless the driver decided for it (``forced``: the
 customers it settled or solved exactly). Caps are met before: the problem solved last
 leaves each capped voucher to at most ``cap`` customers (:func:`.caps.within_caps`).
 """
@@ -29,13 +30,24 @@ def with_choice(
     nothing), every customer kept."""
     spark = env.sparkSession
     below_all = TOTALS + 1  # every breakpoint is above this
-    q = {g: plan.ranges[g][1] if g in plan.ranges else below_all for g in plan.n_customers}
+    rows = []
+    for g in plan.n_customers:
+        r = plan.region(g)  # in the crossing bucket: lambda above it, or tied and id below
+        q = plan.ranges[g][1] if g in plan.ranges else below_all
+        rows.append((g, int(q), float(lam.get(g, 0.0)), r.lam_hi, r.taken_id_below()))
     groups = spark.createDataFrame(
-        [(g, int(q[g]), float(lam.get(g, 0.0))) for g in q],
-        "budget_group string, q long, lam double",
+        rows, "budget_group string, q long, lam double, lam_b double, id_b long"
     )
     df = env.join(F.broadcast(groups), "budget_group")
-    taken = sum(F.when(F.col(L.step_bucket(k)) > F.col("q"), 1).otherwise(0) for k in range(n_opt))
+
+    def above(k: int) -> Column:
+        bucket, lam_k = F.col(L.step_bucket(k)), F.col(L.step_lambda(k))
+        in_bucket = (lam_k > F.col("lam_b")) | (
+            (lam_k == F.col("lam_b")) & (F.col("customer_id") < F.col("id_b"))
+        )
+        return (bucket > F.col("q")) | ((bucket == F.col("q")) & in_bucket)
+
+    taken = sum(F.when(above(k), 1).otherwise(0) for k in range(n_opt))
     choice = F.when(taken == 0, F.col(L.BASE_OPTION))
     for k in range(n_opt):
         choice = choice.when(taken == k + 1, F.col(L.step_option(k)))

@@ -8,8 +8,10 @@
 2. On the driver, per group, the bucket where spend crosses the budget; then from the
    cache the breakpoints of that bucket (and of the buckets below it that the greedy fill
    may need) to the driver, where :func:`.settle.settle` finds the exact lambda, rounds
-   down and fills. Groups at most ``exact_max_customers`` large may instead be solved
-   exactly (:mod:`.exact`).
+   down and fills. A bucket of more than ``driver_steps`` breakpoints (tied scores) is
+   first split in Spark, by lambda and then by customer id (:mod:`.crossing`), so the
+   driver gets at most that many whatever the scores. Groups at most
+   ``exact_max_customers`` large may instead be solved exactly (:mod:`.exact`).
 3. From the cache, in Spark SQL, each customer's choice: its breakpoints above its
    group's crossing bucket, or what the driver decided for it (:mod:`.choices`).
 
@@ -68,6 +70,7 @@ class Problem:
     exact_time_limit_s: float = 60.0
     max_cap_rounds: int = 10
     cap_tolerance: float = 0.01  # a round may stop when bound caps are met within this share
+    driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Solution:
     caps: dict[str, int]
     passes: int
     cap_rounds: int
+    driver_rows: int  # the most breakpoints one pass brought to the driver
     cached: tuple[DataFrame, ...]  # the allocations read these
 
     def release(self) -> None:
@@ -125,7 +129,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         raise InputError(f"caps must be >= 0, got {dict(problem.caps)}")
     mu = np.zeros(n_opt)
     damping = Damping(n_opt)
-    passes = rounds = 0
+    passes = rounds = driver_rows = 0
     last_counts: dict[int, int] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
@@ -139,12 +143,13 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         check_input(hist, problem.budgets, scores, vouchers)
         plan = plan_groups(hist, problem, exact_ok=not caps)
         lam, dual, forced = settle_groups(env, plan, problem, n_opt)
-        passes += bool(plan.ranges)
+        passes += bool(plan.ranges) + plan.split_passes
+        driver_rows = max(driver_rows, plan.driver_rows)
         log.info(
             "allocation: pass %d, multipliers of %d groups settled (%d breakpoints by the driver)",
             passes,
             len(lam),
-            len(forced),
+            plan.driver_rows,
         )
         if plan.exact:
             exact_dual, exact_forced = solve_exact_groups(env, plan, problem, n_opt)
@@ -184,7 +189,8 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         for frame in cached:  # final is cached now
             frame.unpersist()
         fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
-        passes += 2 + bool(fill.ranges)
+        passes += 2 + bool(fill.ranges) + fill.split_passes
+        driver_rows = max(driver_rows, fill.driver_rows)
         allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
         cached = (final,)
     summaries = {
@@ -199,7 +205,16 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         for g in problem.budgets
     }
     mu_out = {vouchers[j]: float(mu[j]) for j in caps}
-    return Solution(allocations, summaries, mu_out, dict(problem.caps), passes + 1, rounds, cached)
+    return Solution(
+        allocations,
+        summaries,
+        mu_out,
+        dict(problem.caps),
+        passes + 1,
+        rounds,
+        driver_rows,
+        cached,
+    )
 
 
 def summarize(allocations: DataFrame, solution: Solution) -> list[GroupSummary]:

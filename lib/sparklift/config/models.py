@@ -85,6 +85,7 @@ class AllocateConfig(_Strict):
     exact_time_limit_s: float = Field(gt=0)
     max_cap_rounds: int = Field(ge=1)
     cap_tolerance: float = Field(ge=0, lt=1)
+    driver_steps: int = Field(ge=1)  # a crossing bucket with more breakpoints: split in Spark
 
 
 class MeasureConfig(_Strict):

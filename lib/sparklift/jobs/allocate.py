@@ -115,6 +115,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         exact_time_limit_s=campaign.exact_time_limit_s,
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
+        driver_steps=campaign.driver_steps,
     )
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
