@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sparklift.allocation.caps import cap_round
 from sparklift.allocation.distributed import Problem, solve, summarize
 from sparklift.allocation.envelope import envelope
 from sparklift.allocation.lagrange import solve_group
+from sparklift.allocation.layout import customers
 from sparklift.errors import InputError
 from tests.exact_optima import Instance, by_group, stored_optimum
 
@@ -146,6 +148,21 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
     assert best - objective <= np.nanmax(u)
     for s in summary:
         assert s.spent >= 0.95 * s.budget, s
+
+
+def test_a_cap_round_aims_at_the_multiplier_that_meets_the_cap(spark):
+    """One voucher worth u_i = 0.001 i to customer i (cost 1, lambda 0), cap 100, mu 0.2:
+    its 800 choosers are those with u_i > 0.2. The multiplier that leaves it to 100 is the
+    101st largest u (0.9), measured on margins net of mu: the target lies within one
+    histogram bucket (2^(1/512)) above 0.9, not at 0.9 - 0.2."""
+    n = 1000
+    u = np.column_stack([np.arange(1, n + 1) * 0.001, np.full((n, 2), np.nan)])
+    c = np.column_stack([np.ones(n), np.full((n, 2), np.nan)])
+    env = customers(spark.createDataFrame(frame(u, c, np.full(n, "NL"))), VOUCHERS, None)
+    counts, target = cap_round(env, {"NL": 0.0}, np.array([0.2, 0.0, 0.0]), {0: 100}, 3)
+    assert counts == {0: int((u[:, 0] > 0.2 + 1e-12).sum())} == {0: 800}
+    kth = np.sort(u[:, 0])[::-1][100]  # the 101st largest: above it, exactly 100
+    assert kth <= target[0] <= kth * 2 ** (1 / 512) + 1e-12, target
 
 
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):

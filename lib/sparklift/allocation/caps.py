@@ -83,8 +83,10 @@ def cap_round(
         cum = h["count"].cumsum().to_numpy()
         counts[j] = int(cum[-1]) if len(cum) else 0
         over = np.flatnonzero(cum > cap)
-        # Everyone whose margin is above the crossing bucket keeps the option: <= cap.
-        new_mu[j] = 2.0 ** ((h["bucket"].iloc[over[0]] + 1) / L.PER_OCTAVE) if len(over) else 0.0
+        # The margins are net of mu: raised by the top of the crossing bucket, mu leaves
+        # the option to those whose margin is above it (<= cap). Under the cap: towards 0.
+        top = 2.0 ** ((h["bucket"].iloc[over[0]] + 1) / L.PER_OCTAVE) if len(over) else None
+        new_mu[j] = mu[j] + top if top is not None else 0.0
     return counts, new_mu
 
 

@@ -20,7 +20,8 @@ that histograms, per capped voucher, the margin by which each customer prefers i
 are then moved at once (synchronous coordinate descent) towards where the counts meet the
 caps, each step halved whenever that voucher's direction reverses (grown back while it keeps
 it), until the relaxed solution respects the caps, a round leaves every capped count as
-it was (the steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
+it was or the next step would move no mu by 0.1% (the steps no longer cross a customer's
+margin), or ``max_cap_rounds`` is reached
 (:mod:`.caps`). Then, per capped voucher, only the customers that choose it at the last
 (lambda, mu), and of those the ``cap`` with the largest margin (ties by customer id), keep
 it as an option; that problem is solved for the budgets alone (1, 2 and 3 once more), so
@@ -57,6 +58,7 @@ from sparklift.allocation.layout import customers, envelopes
 from sparklift.errors import InputError
 
 log = logging.getLogger("sparklift")
+MU_RTOL = 1e-3  # a cap round whose step moves every mu by less than this share is the last
 
 
 @dataclass(frozen=True)
@@ -171,11 +173,15 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
             {vouchers[j]: n for j, n in counts.items()},
             {vouchers[j]: round(float(mu[j]), 6) for j in caps},
         )
-        stalled = counts == last_counts  # the rounds no longer move any capped count
+        next_mu = damping.step(mu, new_mu)
+        # Stalled: the rounds no longer move any capped count, or the next step would move
+        # no mu by MU_RTOL (a block of near-tied margins at the cap: counts then only jitter
+        # with the budgets' settle).
+        stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
         if tight or stalled or rounds >= problem.max_cap_rounds:
             break
         last_counts = counts
-        mu = damping.step(mu, new_mu)
+        mu = next_mu
         previous = env
         env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
