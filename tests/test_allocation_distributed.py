@@ -197,8 +197,9 @@ def test_tied_scores_reach_the_driver_only_as_aggregates(spark):
     breakpoints per group: the crossing bucket is split in Spark, by lambda and then by
     customer id, so no pass brings more than 2 x 50. NL: identical customers (V01: u 0.3,
     c 1; V02: u 0.5, c 2), budget 1234.5: the optimum gives V01 to 1,234 of them (ratio
-    0.3 against V02's step 0.2), here the first 1,234 by id. DE: one voucher at one ratio
-    0.25 with costs 0.5-3, budget 700: within the largest u of the LP bound 0.25 x 700."""
+    0.3 against V02's step 0.2), here the first 1,234 by id. DE: one voucher at ratios
+    0.25 (1 + 1e-12 k), k = 0..9 (apart by less than a log2 split can see), costs 0.5-3,
+    budget 700: within the largest u of the LP bound 0.25 x 700."""
     rng = np.random.default_rng(11)
     n = 3000
     group = np.where(np.arange(n) % 3 == 0, "DE", "NL")
@@ -206,7 +207,7 @@ def test_tied_scores_reach_the_driver_only_as_aggregates(spark):
     c = np.tile([1.0, 2.0, np.nan], (n, 1))
     de = group == "DE"
     c[de] = np.column_stack([rng.uniform(0.5, 3.0, de.sum()), np.full((de.sum(), 2), np.nan)])
-    u[de] = 0.25 * c[de]
+    u[de] = 0.25 * (1 + 1e-12 * rng.integers(0, 10, (de.sum(), 1))) * c[de]
     budgets = {"NL": 1234.5, "DE": 700.0}
     rows = frame(u, c, group)
     got, summary, solution = run(spark, rows, Problem(VOUCHERS, budgets, driver_steps=50))

@@ -4,8 +4,9 @@ The driver settles a group from the breakpoints of the histogram bucket where it
 crosses the budget. Scores with many equal or nearly equal ratios (a flat score per
 segment, a price list) can put millions of breakpoints in that one bucket. Then, while it
 holds more than ``limit``, one pass histograms it into :data:`SPLIT` parts in the settle
-order (lambda descending, then customer id): by log lambda between the part's extremes,
-or, once every breakpoint in it has the same lambda (a tie), by customer id. The part
+order (lambda descending, then customer id): the bucket by log lambda, a part of it by
+lambda between the part's extremes, and a part whose breakpoints all have the same lambda
+(a tie) by customer id. The part
 where the spend crosses becomes the :class:`Region` the driver gets; every breakpoint
 before it in that order is taken, every one after it is not (the greedy fill then works
 inside the region). Only the histograms' aggregates reach the driver on the way.
@@ -80,9 +81,8 @@ def in_region() -> Column:
 
 def refine(env: DataFrame, plan: Plan, n_opt: int, budgets: dict[str, float], limit: int) -> int:
     """Split the crossing bucket of every group of ``plan`` that holds more than ``limit``
-    breakpoints until its region holds at most ``limit`` (or SPLIT ids' worth of one tied
-    lambda); updates ``plan`` (ranges: no fill below the region; regions). Returns the
-    passes made."""
+    breakpoints until its region holds at most ``limit``; updates ``plan`` (ranges: no
+    fill below the region; regions). Returns the passes made."""
     todo = {g: Region() for g, n in plan.crossing_n.items() if n > limit}
     passes = 0
     while todo:
@@ -126,21 +126,20 @@ def _histogram(env: DataFrame, plan: Plan, todo: dict[str, Region], n_opt: int) 
     rows = []
     for g, r in todo.items():
         hi = plan.ranges[g][1]
-        if r.lam_hi == math.inf:  # the whole bucket: log2 lambda in [hi, hi + 1) / PER_OCTAVE
-            base, scale = hi / L.PER_OCTAVE, float(L.PER_OCTAVE * SPLIT)
-        elif not r.tied:
-            base = math.log2(r.lam_lo)
-            scale = (SPLIT - 1) / (math.log2(r.lam_hi) - base)
-        else:
-            base, scale = 0.0, 0.0
-        rows.append((g, hi, r.lam_lo, r.lam_hi, r.id_lo, r.id_hi, r.tied, base, scale))
+        whole = r.lam_hi == math.inf  # the bucket: log2 lambda in [hi, hi + 1) / PER_OCTAVE
+        # A part: lambda itself (two adjacent doubles can share a log2).
+        base, scale = (hi / L.PER_OCTAVE, float(L.PER_OCTAVE * SPLIT)) if whole else (0.0, 0.0)
+        if not whole and not r.tied:
+            base, scale = r.lam_lo, (SPLIT - 1) / (r.lam_hi - r.lam_lo)
+        rows.append((g, hi, r.lam_lo, r.lam_hi, r.id_lo, r.id_hi, whole, r.tied, base, scale))
     groups = spark.createDataFrame(
         rows,
         "budget_group string, hi long, lam_lo double, lam_hi double, id_lo long, id_hi long, "
-        "tied boolean, base double, scale double",
+        "whole boolean, tied boolean, base double, scale double",
     )
     steps = step_rows(env, groups, n_opt).where((F.col("bucket") == F.col("hi")) & in_region())
-    by_lam = F.floor((F.log2("lam") - F.col("base")) * F.col("scale"))
+    lam = F.when(F.col("whole"), F.log2("lam")).otherwise(F.col("lam"))
+    by_lam = F.floor((lam - F.col("base")) * F.col("scale"))
     # Ids: the smaller first in the settle order, so the larger key; the width in doubles
     # (an id range can exceed a long).
     width = F.col("id_hi").cast("double") - F.col("id_lo").cast("double") + 1.0
