@@ -130,6 +130,18 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     same = np.isclose(both["propensity_state"], both["propensity"], rtol=1e-9, atol=0)
     assert same.mean() >= 0.999, both[~same]
     assert "w_sum__items" in history.columns  # every numeric column, for the next model too
+    # The state's files are plain Parquet, read by Python itself; Spark's reader of the
+    # same state gives the same scores to the bit.
+    assert scored["reader"] == "spark"  # the first scoring: from the activity rows
+    by_reader = {}
+    for reader in ("auto", "spark"):
+        chosen = ["--set", f"propensity.state_reader={reader}"]
+        assert main(["score-propensity", *sets(warehouse), *chosen]) == 0
+        by_reader[json.loads(capsys.readouterr().out)["reader"].split(" ")[0]] = read_pandas(
+            str(warehouse / "propensity_scores")
+        ).sort_values("customer_id", ignore_index=True)
+    assert sorted(by_reader) == ["arrow", "spark"]
+    pd.testing.assert_frame_equal(by_reader["arrow"], by_reader["spark"])
 
     # A late row on the day that leaves the window: the update finds the state stale, and
     # the job rebuilds it instead (nothing wrong written).

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame
@@ -120,6 +121,27 @@ def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
     assert catalog.read("user_activity", where=[("date", "in", [D1])]).count() == 30
     with pytest.raises(InputError, match="'user_id' is not a partition column"):
         catalog.read("user_activity", where=[("user_id", "=", 1)])
+
+
+def test_plain_parquet_files_hold_the_partitions_rows_or_are_refused(spark, catalog):
+    """``parquet_files``: the files of the partitions asked for, holding exactly their rows;
+    None once a reader feature (column mapping: physical names differ) makes the files
+    alone not the table."""
+    catalog.write_uncontracted("user_activity", frame(spark, [D1, D2]), partition_by=["date"])
+    catalog.write_uncontracted("user_activity", frame(spark, [D2], n=3, offset=500))
+    files = catalog.parquet_files("user_activity", where=[("date", "=", D2)])
+    assert files and all("date=2026-01-02" in f for f in files)
+    got = pq.read_table(files, partitioning=None).to_pydict()
+    expected = [(r[1], r[2]) for r in content(catalog) if r[0] == D2]
+    assert sorted(zip(got["user_id"], got["gmv"], strict=True)) == sorted(expected)
+    assert len(expected) == 33
+    if catalog.backend.name == "native":
+        spark.sql(
+            f"ALTER TABLE delta.`{catalog.path('user_activity')}` SET TBLPROPERTIES ("
+            "'delta.minReaderVersion' = '2', 'delta.minWriterVersion' = '5', "
+            "'delta.columnMapping.mode' = 'name')"
+        )
+        assert catalog.parquet_files("user_activity", where=[("date", "=", D2)]) is None
 
 
 KEYED = StructType(

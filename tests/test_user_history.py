@@ -13,9 +13,18 @@ from pyspark.sql import functions as F
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError
+from sparklift.predict.history import history_features
 from sparklift.predict.learners import classifier
 from sparklift.predict.propensity import check_weighting, model_features, snapshot_frame
-from sparklift.predict.user_history import MISMATCH, build, features, state_columns, update
+from sparklift.predict.user_history import (
+    MISMATCH,
+    build,
+    feature_inputs,
+    feature_matrix,
+    state_columns,
+    update,
+    windows_of,
+)
 
 START = dt.date(2026, 3, 1)
 CONF = load_config(
@@ -76,13 +85,22 @@ def as_pandas(df) -> pd.DataFrame:
     return df.toPandas().set_index("user_id").sort_index()
 
 
+def features(state, day: dt.date) -> pd.DataFrame:
+    """The features scoring computes from ``state`` (in NumPy), by user."""
+    table = state.select("user_id", *feature_inputs(CONF)).toArrow()
+    names = model_features(CONF)
+    X = feature_matrix(table, CONF, day, names)
+    index = pd.Index(table["user_id"].to_numpy(), name="user_id")
+    return pd.DataFrame(X, columns=names, index=index).sort_index()
+
+
 def test_state_built_and_updated_day_by_day_equals_pandas(spark, activity):
     frame, df = activity
     day = START + dt.timedelta(days=8)
     state = build(df, CONF, day).localCheckpoint()
     for _ in range(9):  # past a whole window: every day has entered and left
         expected = reference(frame, day)
-        got = as_pandas(features(state, CONF, day))[model_features(CONF)]
+        got = features(state, day)
         assert list(got.index) == list(expected.index), day  # who is a customer
         pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-9)
         # The incremental state equals the one rebuilt from the window's rows.
@@ -103,8 +121,38 @@ def test_state_features_are_the_training_snapshots(activity):
     names = model_features(CONF)
     trained = as_pandas(snapshot_frame(df, day, CONF))[names]
     assert trained.loc[3, "mean__gmv"] == 0.0  # no values: 0, as the state gives
-    scored = as_pandas(features(build(df, CONF, day), CONF, day))[names]
+    scored = features(build(df, CONF, day), day)
     pd.testing.assert_frame_equal(scored, trained, check_exact=False, rtol=1e-12)
+
+
+def test_scoring_features_equal_spark_formulas_to_the_bit(spark):
+    """:func:`feature_matrix` (NumPy, what scoring runs) against
+    :func:`history_features` (Spark, what training runs) on the edge cases: no recent
+    activity, null and NaN sums, infinities, a null count."""
+    day = START + dt.timedelta(days=20)
+    first, recent = windows_of(CONF, day)
+    rows = [
+        (1, 7, day, 12.0, 3.5, 3, day, 5.0, 1.25),
+        (2, 1, first, 1.0, None, 0, None, 0.0, None),  # no recent activity, gmv missing
+        (3, 3, day - dt.timedelta(days=2), float("nan"), float("inf"), 1, recent, 2.0, 0.1),
+        (4, None, None, None, None, None, None, None, None),
+        (5, 2, day - dt.timedelta(days=5), 1e300, -0.0, 2, day, 1e-300, 3.0),
+    ]
+    schema = (
+        "user_id long, w_active_days long, w_last_active date, w_sum__visits double, "
+        "w_sum__gmv double, r_active_days long, r_last_active date, r_sum__visits double, "
+        "r_sum__gmv double"
+    )
+    state = spark.createDataFrame(rows, schema)
+    spark_side = state.select(
+        "user_id",
+        *history_features(CONF.columns, first, day, "w_"),
+        *history_features(CONF.columns, recent, day, "r_", out="r_"),
+    )
+    expected = as_pandas(spark_side)[model_features(CONF)]
+    got = features(state, day)
+    assert got.shape == (5, len(model_features(CONF)))
+    np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy().astype(float))
 
 
 def test_an_update_refuses_a_state_the_activity_rows_no_longer_match(spark, activity):

@@ -39,7 +39,7 @@ from sparklift.jobs import (
     user_history,
 )
 from sparklift.predict.propensity import model_features
-from sparklift.predict.user_history import DAY, build, features
+from sparklift.predict.user_history import DAY, build, feature_inputs, feature_matrix
 from sparklift.session import build_session
 from sparklift.synthetic.geo import activity_frame, draw_world
 from sparklift.tables import Catalog
@@ -181,8 +181,8 @@ def predict_limit(spark, conf, model_id: str, n: int) -> tuple[int, float]:
     windows = model.windows
     first = RUN_DATE - dt.timedelta(days=windows.history_days - 1)
     activity = catalog.read("user_activity", where=[("date", ">=", first)])
-    frame = features(build(activity, windows, RUN_DATE), windows, RUN_DATE).toPandas()
-    X = frame[model_features(windows)].to_numpy(dtype=np.float64)
+    state = build(activity, windows, RUN_DATE).select(*feature_inputs(windows)).toArrow()
+    X = feature_matrix(state, windows, RUN_DATE, model_features(windows))
     _, t = timed(lambda: model.predict(X, RUN_DATE))
     same_work("limit, customers predicted", len(X), n)
     return len(X), t

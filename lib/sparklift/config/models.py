@@ -28,6 +28,7 @@ class PropensityConfig(_Strict):
     seed: int
     model_id: str | None  # score-propensity: the model (null: the latest trained)
     state_days: int = Field(ge=2)  # user_history partitions kept (a rerun needs the day before)
+    state_reader: Literal["auto", "spark"]  # score-propensity: how user_history's files are read
 
     @model_validator(mode="after")
     def _windows(self) -> PropensityConfig:

@@ -9,7 +9,10 @@ saved under other scikit-learn or numpy versions is refused or loaded with a war
 (``score.on_version_mismatch``, shared with ``score``). The features are built with the
 model's own windows and columns, whatever the config says now: from ``user_history`` as of
 the run date (one row per customer, kept by ``user-history``) when it holds them, else from
-the window's ``user_activity`` rows (one aggregation by user).
+the window's ``user_activity`` rows (one aggregation by user). The state's files are read
+by Python itself when they are plain Parquet (``reader`` in the summary: ``arrow``), else
+(or with ``propensity.state_reader: spark``) through Spark (``spark``): Spark's conversion
+of rows to Arrow costs more than the model.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sparklift.jobs.propensity_io import (
 )
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.predict import user_history
-from sparklift.predict.scoring import score
+from sparklift.predict.scoring import StateFiles, score
 
 HELP = "score every customer's propensity to purchase into propensity_scores"
 STEP = PipelineStep(
@@ -47,15 +50,19 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     model, blob = load(ctx, row)
     conf, day = model.windows, ctx.run_date
     state, source = stored_state(ctx, conf, day)
+    reader = "spark"
     if state is None:
         first, _ = user_history.windows_of(conf, day)
         log.info("%s: aggregating user_activity %s..%s by user instead", source, first, day)
         state = user_history.build(read_activity(ctx, model.model_id, conf, first, day), conf, day)
         source = f"user_activity {first}..{day}"
+    elif ctx.config.propensity.state_reader == "auto":
+        files = ctx.catalog.parquet_files("user_history", where=[("as_of", "=", day)])
+        plain = StateFiles.of(ctx.spark, files or [])
+        if plain is not None:
+            state, reader = plain, f"arrow ({len(plain.files)} files, {plain.tasks} tasks)"
     broadcast = ctx.spark.sparkContext.broadcast(blob)
-    scores = score(
-        user_history.features(state, conf, day), broadcast, row["artifact_sha256"], model, day
-    )
+    scores = score(state, broadcast, row["artifact_sha256"], model, day)
     with step(f"scoring the customers of {source} with {model.model_id}"):
         version = ctx.catalog.write(
             "propensity_scores", scores, mode="replace", replace_where={"run_date": day}
@@ -67,5 +74,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "model_id": model.model_id,
         "customers_scored": rows,
         "features_from": source,
+        "reader": reader,
         "version": version,
     }

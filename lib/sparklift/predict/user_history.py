@@ -22,13 +22,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.config import PropensityConfig
-from sparklift.predict.history import history_aggregates, history_features, in_window
+from sparklift.predict.history import history_aggregates, in_window
 
 DAY = dt.timedelta(days=1)
+EPOCH = dt.date(1970, 1, 1)
 WINDOWS = ("w_", "r_")  # the history window's aggregates, then the recent window's
 
 
@@ -172,13 +176,35 @@ def stale(conf: PropensityConfig, day: dt.date) -> Column:
     )
 
 
-def features(state: DataFrame, conf: PropensityConfig, day: dt.date) -> DataFrame:
-    """user_id and the model's features (history window's, then recent window's ``r_``)
-    from the state as of ``day``, equal to :func:`sparklift.predict.propensity.snapshot_frame`'s
-    from the activity rows."""
-    first, recent = windows_of(conf, day)
-    return state.select(
-        "user_id",
-        *history_features(conf.columns, first, day, "w_"),
-        *history_features(conf.columns, recent, day, "r_", out="r_"),
-    )
+def feature_matrix(
+    batch: pa.RecordBatch | pa.Table, conf: PropensityConfig, day: dt.date, names: Sequence[str]
+) -> np.ndarray:
+    """The features ``names`` (of :func:`sparklift.predict.history.feature_names`, history
+    window's then recent window's ``r_``) of a batch of the state as of ``day``, one row per
+    customer: :func:`sparklift.predict.history.history_features`' formulas in NumPy, to the
+    bit, so scoring moves the state's columns (about 40% fewer values than the features)
+    from Spark to Python."""
+    values: dict[str, np.ndarray] = {}
+    for prefix, out, first in zip(WINDOWS, ("", "r_"), windows_of(conf, day), strict=True):
+        days = _floats(batch.column(f"{prefix}active_days"))
+        last = batch.column(f"{prefix}last_active").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        recency = (day - EPOCH).days - np.asarray(last, dtype=float)
+        values[f"{out}active_days"] = days
+        never = (day - first).days + 2.0  # the window's length + 1
+        values[f"{out}recency_days"] = np.where(np.isnan(recency), never, recency)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for m in conf.columns:
+                total = _floats(batch.column(f"{prefix}sum__{m}"), null=0.0)
+                values[f"{out}sum__{m}"] = total
+                values[f"{out}mean__{m}"] = np.where(days > 0, total / days, 0.0)
+    return np.column_stack([values[n] for n in names])
+
+
+def _floats(column: pa.Array, null: float = np.nan) -> np.ndarray:
+    """A numeric Arrow column as float64, null as ``null`` (a NaN value stays NaN)."""
+    return pc.fill_null(pc.cast(column, pa.float64()), null).to_numpy(zero_copy_only=False)
+
+
+def feature_inputs(conf: PropensityConfig) -> list[str]:
+    """The state's columns :func:`feature_matrix` reads."""
+    return state_columns(conf.columns)

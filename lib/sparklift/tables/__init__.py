@@ -28,7 +28,13 @@ from sparklift.errors import (
     SparkliftError,
 )
 from sparklift.session import delta_jvm_available
-from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend, PartitionFilter
+from sparklift.tables.backends import (
+    Backend,
+    DeltaRsBackend,
+    NativeBackend,
+    PartitionFilter,
+    plain_parquet_files,
+)
 from sparklift.tables.commit import Txn
 from sparklift.tables.diagnose import (
     NOT_WRITABLE,
@@ -197,6 +203,19 @@ class Catalog:
                 for io in self._recorders:
                     io.reads.append((name, int(seen or 0), tuple(where)))
             return self.backend.read(path, version, where)
+
+    def parquet_files(self, name: str, where: Sequence[PartitionFilter] = ()) -> list[str] | None:
+        """The latest snapshot's data files in partitions ``where`` when they can be read as
+        plain Parquet (:func:`plain_parquet_files`; their rows lack the partition columns),
+        else None: for a Python reader that skips Spark's row-to-Arrow conversion."""
+        path = self._existing(name)
+        with self._errors(name, path):
+            version = self.backend.version(path)
+            files = plain_parquet_files(path, version, where)
+            if files is not None:
+                for io in self._recorders:
+                    io.reads.append((name, int(version or 0), tuple(where)))
+            return files
 
     def create(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> int:
         """Create an empty table of ``schema``, outside its contract (as

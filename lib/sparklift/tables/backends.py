@@ -71,6 +71,18 @@ def log_version(path: str) -> int | None:
     return delta_commit.table_version(path)
 
 
+def plain_parquet_files(
+    path: str, version: int | None, where: Sequence[PartitionFilter]
+) -> list[str] | None:
+    """The data files of the snapshot's partitions ``where`` when they hold exactly its
+    rows and columns, so a reader may take them as plain Parquet: Delta reader version 1
+    (no deletion vectors, no column mapping, no other reader feature). None otherwise."""
+    table = DeltaTable(path, version=version)
+    if table.protocol().min_reader_version > 1:
+        return None
+    return table.file_uris(partition_filters=_encode_filters(where) if where else None)
+
+
 def reraise_marked(exc: BaseException) -> None:
     """Turn a marked error that crossed Spark's Python workers back into its sparklift type."""
     match = _MARKER.search(str(exc))
