@@ -47,10 +47,12 @@ def with_choice(
         )
         return (bucket > F.col("q")) | ((bucket == F.col("q")) & in_bucket)
 
-    taken = sum(F.when(above(k), 1).otherwise(0) for k in range(n_opt))
-    choice = F.when(taken == 0, F.col(L.BASE_OPTION))
+    # A customer's multipliers strictly decrease with k, so the steps taken are a prefix:
+    # its option is the one after the last of them. One test per step, from the last: an
+    # expression Spark may copy into a filter and a projection stays cheap.
+    choice = F.col(L.BASE_OPTION)
     for k in range(n_opt):
-        choice = choice.when(taken == k + 1, F.col(L.step_option(k)))
+        choice = F.when(above(k), F.col(L.step_option(k))).otherwise(choice)
     if forced:
         override = spark.createDataFrame(
             [(int(i), int(j)) for i, j in forced.items()], "customer_id long, forced int"
