@@ -8,6 +8,8 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
@@ -16,6 +18,7 @@ from sparklift.errors import ConfigError
 from sparklift.predict.history import history_features
 from sparklift.predict.learners import classifier
 from sparklift.predict.propensity import check_weighting, model_features, snapshot_frame
+from sparklift.predict.scoring import _row_groups
 from sparklift.predict.user_history import (
     MISMATCH,
     build,
@@ -153,6 +156,32 @@ def test_scoring_features_equal_spark_formulas_to_the_bit(spark):
     got = features(state, day)
     assert got.shape == (5, len(model_features(CONF)))
     np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy().astype(float))
+
+
+def test_state_file_reader_fills_a_column_the_file_lacks_as_spark_does(spark, tmp_path):
+    """A state file written before the table gained a column: the Arrow reader's tasks
+    (two per file here) read its rows with that column null, as Spark's reader does."""
+    day = START + dt.timedelta(days=20)
+    schema = (
+        "user_id long, w_active_days long, w_last_active date, w_sum__visits double, "
+        "w_sum__gmv double, r_active_days long, r_last_active date, r_sum__visits double, "
+        "r_sum__gmv double"
+    )
+    rows = [(i, i % 7, day, i * 0.5, 1.0 / i, i % 3, day, 0.25 * i, 2.0) for i in range(1, 9)]
+    old = spark.createDataFrame(rows, schema).drop("r_sum__gmv").toPandas()
+    path = str(tmp_path / "part-0.parquet")
+    pq.write_table(pa.Table.from_pandas(old, preserve_index=False), path, row_group_size=3)
+    columns = ["user_id", *feature_inputs(CONF)]
+    got = pa.Table.from_batches(
+        [b for task in (0, 1) for b in _row_groups([path], 2, task, columns)]
+    ).to_pandas()
+    expected = spark.read.schema(schema).parquet(path).select(*columns).toPandas()
+    assert got["r_sum__gmv"].isna().all() and len(got) == 8
+    pd.testing.assert_frame_equal(
+        got.sort_values("user_id").reset_index(drop=True),
+        expected.sort_values("user_id").reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_an_update_refuses_a_state_the_activity_rows_no_longer_match(spark, activity):

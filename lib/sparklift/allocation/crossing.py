@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -94,8 +95,8 @@ def refine(env: DataFrame, plan: Plan, n_opt: int, budgets: dict[str, float], li
             _, hi, spent_above, value_above = plan.ranges[g]
             h = parts[parts["budget_group"] == g].sort_values("key", ascending=False)
             cum = spent_above + h["d_cost"].cumsum().to_numpy()
-            over = [i for i, c in enumerate(cum) if c > budgets[g]]
-            q = over[0] if over else len(h) - 1  # sums in another order: the last part
+            over = np.flatnonzero(cum > budgets[g])
+            q = int(over[0]) if len(over) else len(h) - 1  # sums in another order: the last
             row = h.iloc[q]
             plan.ranges[g] = (
                 hi,
@@ -127,10 +128,12 @@ def _histogram(env: DataFrame, plan: Plan, todo: dict[str, Region], n_opt: int) 
     for g, r in todo.items():
         hi = plan.ranges[g][1]
         whole = r.lam_hi == math.inf  # the bucket: log2 lambda in [hi, hi + 1) / PER_OCTAVE
-        # A part: lambda itself (two adjacent doubles can share a log2).
-        base, scale = (hi / L.PER_OCTAVE, float(L.PER_OCTAVE * SPLIT)) if whole else (0.0, 0.0)
-        if not whole and not r.tied:
+        if whole:
+            base, scale = hi / L.PER_OCTAVE, float(L.PER_OCTAVE * SPLIT)
+        elif not r.tied:  # a part: lambda itself (two adjacent doubles can share a log2)
             base, scale = r.lam_lo, (SPLIT - 1) / (r.lam_hi - r.lam_lo)
+        else:  # tied lambdas: split by id
+            base, scale = 0.0, 0.0
         rows.append((g, hi, r.lam_lo, r.lam_hi, r.id_lo, r.id_hi, whole, r.tied, base, scale))
     groups = spark.createDataFrame(
         rows,

@@ -121,13 +121,26 @@ def _file_system(path: str) -> tuple[pafs.FileSystem, str]:
 def _row_groups(
     files: list[str], per_file: int, task: int, columns: list[str]
 ) -> Iterator[pa.RecordBatch]:
-    """Task ``task``'s share of ``files`` (:class:`StateFiles`), in batches."""
+    """Task ``task``'s share of ``files`` (:class:`StateFiles`), in batches of ``columns``.
+    A column the file lacks (written before the table's schema gained it) is null, as
+    Spark's reader makes it."""
     n = len(files)
     fs, path = _file_system(files[task % n])
     with fs.open_input_file(path) as f:
         parquet = pq.ParquetFile(f)
+        present = [c for c in columns if c in parquet.schema_arrow.names]
         groups = range(task // n, parquet.num_row_groups, per_file)
-        if len(groups):
-            yield from parquet.iter_batches(
-                batch_size=_BATCH_ROWS, row_groups=list(groups), columns=columns, use_threads=False
-            )
+        if not len(groups):
+            return
+        for batch in parquet.iter_batches(
+            batch_size=_BATCH_ROWS, row_groups=list(groups), columns=present, use_threads=False
+        ):
+            if len(present) < len(columns):
+                batch = pa.RecordBatch.from_arrays(
+                    [
+                        batch.column(c) if c in present else pa.nulls(batch.num_rows, pa.float64())
+                        for c in columns
+                    ],
+                    names=columns,
+                )
+            yield batch

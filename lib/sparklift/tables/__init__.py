@@ -199,9 +199,9 @@ class Catalog:
                 if col not in parts:
                     raise InputError(f"table {name}: {col!r} is not a partition column ({parts})")
             if self._recorders:
-                seen = self.backend.version(path) if version is None else version
-                for io in self._recorders:
-                    io.reads.append((name, int(seen or 0), tuple(where)))
+                self._record_read(
+                    name, self.backend.version(path) if version is None else version, where
+                )
             return self.backend.read(path, version, where)
 
     def parquet_files(self, name: str, where: Sequence[PartitionFilter] = ()) -> list[str] | None:
@@ -213,9 +213,15 @@ class Catalog:
             version = self.backend.version(path)
             files = plain_parquet_files(path, version, where)
             if files is not None:
-                for io in self._recorders:
-                    io.reads.append((name, int(version or 0), tuple(where)))
+                self._record_read(name, version, where)
             return files
+
+    def _record_read(
+        self, name: str, version: int | None, where: Sequence[PartitionFilter]
+    ) -> None:
+        """Note a read of ``name`` at ``version`` in every recording's lineage."""
+        for io in self._recorders:
+            io.reads.append((name, int(version or 0), tuple(where)))
 
     def create(self, name: str, schema: StructType, partition_by: Sequence[str] = ()) -> int:
         """Create an empty table of ``schema``, outside its contract (as

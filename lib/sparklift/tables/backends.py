@@ -77,10 +77,16 @@ def plain_parquet_files(
     """The data files of the snapshot's partitions ``where`` when they hold exactly its
     rows and columns, so a reader may take them as plain Parquet: Delta reader version 1
     (no deletion vectors, no column mapping, no other reader feature). None otherwise."""
-    table = DeltaTable(path, version=version)
-    if table.protocol().min_reader_version > 1:
+    table = _plain_table(path, version)
+    if table is None:
         return None
     return table.file_uris(partition_filters=_encode_filters(where) if where else None)
+
+
+def _plain_table(path: str, version: int | None) -> DeltaTable | None:
+    """The snapshot when Delta reader version 1 reads it, else None."""
+    table = DeltaTable(path, version=version)
+    return None if table.protocol().min_reader_version > 1 else table
 
 
 def reraise_marked(exc: BaseException) -> None:
@@ -103,9 +109,9 @@ class DeltaRsBackend:
         spark.dataSource.register(DeltaRsDataSource)
 
     def _table(self, path: str, version: int | None = None) -> DeltaTable:
-        table = DeltaTable(path, version=version)
-        protocol = table.protocol()
-        if protocol.min_reader_version > 1:
+        table = _plain_table(path, version)
+        if table is None:
+            protocol = DeltaTable(path, version=version).protocol()
             raise errors.InputError(
                 f"table {path} needs Delta reader version {protocol.min_reader_version} "
                 f"(features {protocol.reader_features}); use the native backend for it"
@@ -125,8 +131,7 @@ class DeltaRsBackend:
         table = self._table(path, version)
         schema = arrow_to_spark(pa.schema(table.schema().to_arrow()))
         parts = list(table.metadata().partition_columns)
-        filters = _encode_filters(where) if where else None
-        files = table.file_uris(partition_filters=filters)
+        files = table.file_uris(partition_filters=_encode_filters(where) if where else None)
         if not files:
             return self.spark.createDataFrame([], schema)
         # Hive-style directories carry the partition values; Spark parses them with the
