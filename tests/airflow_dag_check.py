@@ -1,25 +1,31 @@
-"""Run by tests/test_airflow_dag.py with the Airflow virtual environment's Python: load the
-DAG folder with Airflow's DagBag and print, as JSON, what the test checks (import errors,
-the task graph, retries, and each task's spark-submit command for a logical date). With a
-fourth argument, a JSON list of exit codes, it also runs one task's ``execute`` once per
-code against the ``spark-submit`` first on PATH (the test's stub, which exits with
-``$STUB_EXIT_CODE``) and reports the exception each raised."""
+"""Run by tests/test_airflow_dag.py with the Airflow virtual environment's Python: for
+each scenario of the JSON list in the file named by the first argument (its environment
+variables to set or, when null, unset; a logical date; param overrides; exit codes), load
+the DAG folder (second argument) with Airflow's DagBag, which imports the DAG file afresh,
+and report, as one JSON list printed last, what the test checks (import errors, the task
+graph, retries, and each task's spark-submit command for the logical date). With exit
+codes it also runs one task's ``execute`` once per code against the ``spark-submit``
+first on PATH (the test's stub, which exits with ``$STUB_EXIT_CODE``) and reports the
+exception each raised. One process for every scenario: Airflow's start-up is most of a
+load's time."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from pathlib import Path
 
 from airflow.dag_processing.dagbag import DagBag
 from airflow.timetables.base import TimeRestriction
 
-dag_folder, logical_date, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-exit_codes = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
-bag = DagBag(dag_folder=dag_folder)
-out: dict = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
-dag = bag.dags.get("sparklift_nightly")
-if dag is not None:
+
+def report(dag_folder: str, logical_date: str, overrides: dict, exit_codes: list) -> dict:
+    bag = DagBag(dag_folder=dag_folder)
+    out: dict = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
+    dag = bag.dags.get("sparklift_nightly")
+    if dag is None:
+        return out
     out |= {
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
@@ -56,4 +62,17 @@ if dag is not None:
             out["raised"][code] = None
         except Exception as e:
             out["raised"][code] = type(e).__name__
-print(json.dumps(out))
+    return out
+
+
+reports = []
+for scenario in json.loads(Path(sys.argv[1]).read_text()):
+    for name, value in scenario["env"].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    reports.append(
+        report(sys.argv[2], scenario["logical_date"], scenario["params"], scenario["exit_codes"])
+    )
+print(json.dumps(reports))

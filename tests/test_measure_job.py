@@ -15,6 +15,7 @@ import yaml
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.contracts import contract
+from sparklift.jobs import feedback as feedback_job
 from sparklift.jobs import write_records
 from sparklift.measure.campaign import rank_key
 from sparklift.synthetic.vouchers import FACE_VALUES, true_uplift, voucher_ids
@@ -163,6 +164,10 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
     )
     assert summary["outcome_coverage"] == {"policy_share": 1.0, "holdout_share": 1.0,
                                            "p_value": 1.0}  # fmt: skip
+    # One look, at the window's end: the fixed-sample test, its repeated CI the plain CI.
+    assert (summary["look"], summary["information_fraction"]) == (1, 1.0)
+    np.testing.assert_allclose(cells["rci_low"], cells["ci_low"], rtol=1e-9)
+    assert summary["decision"] in ("efficacy", "no_effect")
 
     # Predicted against realized per decile of the predicted uplift, against pandas'
     # deciles of the same units (the boundaries are Spark's approximate quantiles: a unit
@@ -183,11 +188,41 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
     assert by_decile["predicted"].is_monotonic_increasing
 
 
-def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(warehouse, spark, capsys):
+def test_looks_during_the_window_get_group_sequential_bounds(warehouse, capsys):
+    """Looks on days 4 and 6 (--interim) and 8 of an 8-day window: t = 0.5, 0.75, 1, each
+    with gsDesign's two-sided O'Brien-Fleming-type bound given the looks before it."""
+    wh, spec = warehouse, campaign(warehouse.parent)
+    window = ["--set", "measure.window_days=8"]
+    bounds = {4: 2.963, 6: 2.359, 8: 2.014}  # gsDesign, as in tests/test_measure_looks.py
+    for k, (day, bound) in enumerate(bounds.items()):
+        interim = ["--interim"] if day < 8 else []
+        on = RUN_DATE + dt.timedelta(days=day)
+        capsys.readouterr()
+        assert main(["measure", *sets(wh, on), *window, "--campaign", spec, *interim]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["look"] == k + 1 and summary["z_bound"] == pytest.approx(bound, abs=1e-3)
+        res = read_pandas(str(wh / "campaign_results"))
+        res = res[pd.to_datetime(res["measured_on"]).dt.date == on]
+        assert (res["information_fraction"] == day / 8).all() and (res["look"] == k + 1).all()
+        top = res[(res["budget_group"] == "*") & res["decile"].isna()]
+        for r in top.to_dict("records"):
+            z = r["estimate"] / r["se"]
+            expected = "efficacy" if z >= bound else "harm" if z <= -bound else None
+            assert r["decision"] == (expected or ("continue" if day < 8 else "no_effect"))
+            assert r["rci_high"] - r["estimate"] == pytest.approx(r["z_bound"] * r["se"])
+        assert res.loc[res["budget_group"] != "*", "decision"].isna().all()
+
+
+def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
+    warehouse, spark, capsys, monkeypatch
+):
     wh = warehouse
     later = RUN_DATE + dt.timedelta(days=14)
     spec = campaign(wh.parent)
     before = len(read_pandas(str(wh / "voucher_campaigns")))
+    checked_at = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables).version(
+        "voucher_campaigns"
+    )
     capsys.readouterr()
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -234,6 +269,19 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(warehouse, sp
     # its randomization checks pass on them together.
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
     assert json.loads(capsys.readouterr().out)["already_there"] is True
+    assert len(read_pandas(str(wh / "voucher_campaigns"))) == len(history)
+    # A run that raced the first: it checked the history before the first run appended,
+    # then writes under the same key, which Delta applies once.
+    monkeypatch.setattr(feedback_job, "already_there", lambda ctx, label: False)
+    real_version = Catalog.version
+    monkeypatch.setattr(
+        Catalog,
+        "version",
+        lambda self, name: checked_at if name == "voucher_campaigns" else real_version(self, name),
+    )
+    assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
     assert len(read_pandas(str(wh / "voucher_campaigns"))) == len(history)
     assert main(["train-uplift", *sets(wh, later), "--set", "uplift.min_arm_rows=500"]) == 0
     trained = json.loads(capsys.readouterr().out)

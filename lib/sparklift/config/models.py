@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from sparklift.config.base import _Strict
+from sparklift.config.geo import SPENDING_FUNCTIONS
 
 
 class PropensityConfig(_Strict):
@@ -95,3 +96,6 @@ class MeasureConfig(_Strict):
     window_days: int = Field(ge=1)  # outcomes cover the days after the send: final after these
     covariates: list[str] | None  # CUPED: pre-campaign customer columns; null = every numeric
     confidence: float = Field(gt=0, lt=1)
+    # Looks during the window (--interim): Lan-DeMets spending of alpha = 1 - confidence
+    spending: Literal[SPENDING_FUNCTIONS]  # type: ignore[valid-type]
+    spending_param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)

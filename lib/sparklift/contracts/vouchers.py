@@ -125,6 +125,13 @@ CAMPAIGN_RESULTS = TableContract(
         ("p_value", DoubleType()),
         ("incremental_total", DoubleType()),  # estimate x policy customers
         ("predicted", DoubleType()),  # the allocation's expected uplift / cost per customer
+        ("look", IntegerType()),  # this look's number among the run's looks (1 = the first)
+        ("information_fraction", DoubleType()),  # days since the send / window (1: final)
+        ("z", DoubleType()),  # estimate / se
+        ("z_bound", DoubleType()),  # the look's two-sided group sequential bound on |z|
+        ("rci_low", DoubleType()),  # repeated CI: estimate -+ z_bound x se, valid at any look
+        ("rci_high", DoubleType()),
+        ("decision", StringType()),  # campaign rows: efficacy|harm|continue|no_effect
         ("computed_at", TimestampType()),
     ),
     partition_by=("campaign_id", "run_date", "measured_on"),

@@ -7,7 +7,8 @@ the latest whose measurement window is over), its ``campaign_outcomes`` and the 
 date's customers snapshot (the features, as of the send). The appended campaign is
 ``<campaign_id>@<send date>``, subsampled per budget group to the history's configured arm
 shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign and run: a
-second run finds it there and writes nothing.
+second run finds it there and writes nothing, and two runs at once append it once (one
+idempotency key for the campaign and the history's version both checked).
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog, cid, conf = ctx.catalog, campaign.campaign_id, ctx.config.uplift
     sent = measured_run(ctx, cid, args.allocated_on, interim=False)
     label = f"{cid}@{sent}"
-    if catalog.exists(HISTORY):
-        there = catalog.read(HISTORY).where(F.col("campaign_id") == label).limit(1).count()
-        if there:
-            log.info("%s already has campaign %s: nothing to append", HISTORY, label)
-            return {"campaign_id": label, "appended": 0, "already_there": True}
+    checked_at = catalog.version(HISTORY) if catalog.exists(HISTORY) else None
+    if checked_at is not None and already_there(ctx, label):
+        log.info("%s already has campaign %s: nothing to append", HISTORY, label)
+        return {"campaign_id": label, "appended": 0, "already_there": True}
     allocations = published_allocations(catalog, sent, cid)
     rows = feedback.arm_rows(allocations)
     counts = {
@@ -77,9 +77,19 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             feedback.kept(rows, keep, campaign.seed, label), outcomes, snapshot, features,
             label, sent,
         )  # fmt: skip
-        catalog.write(HISTORY, out, mode="append")
-    appended = catalog.read(HISTORY).where(F.col("campaign_id") == label)
-    by_arm = {r[0]: int(r[1]) for r in appended.groupBy("treatment").count().collect()}
+        out = out.persist()
+        try:
+            by_arm = {r[0]: int(r[1]) for r in out.groupBy("treatment").count().collect()}
+            # Once per campaign and run even when two runs race past the check above: both
+            # write under one key, and Delta applies it once (the other run is skipped, or
+            # fails with a conflict, exit 4, and its re-run finds the rows).
+            key = (
+                f"sparklift.feedback:{label}",
+                (checked_at if checked_at is not None else -1) + 1,
+            )
+            catalog.write(HISTORY, out, mode="append", txn=key)
+        finally:
+            out.unpersist()
     log.info("appended %s: %s rows per arm (target shares %s)", label, by_arm, shares)
     return {
         "campaign_id": label,
@@ -88,6 +98,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "target_shares": shares,
         "already_there": False,
     }
+
+
+def already_there(ctx: JobContext, label: str) -> bool:
+    """Whether the history holds campaign ``label``."""
+    rows = ctx.catalog.read(HISTORY).where(F.col("campaign_id") == label)
+    return rows.limit(1).count() > 0
 
 
 def _features(ctx: JobContext, snapshot) -> list[str]:

@@ -12,6 +12,8 @@ predicted figures beside the realized ones go to the summary.
 
 The outcomes are final ``measure.window_days`` after the send: before that the run is
 refused (exit 3, not ready) unless ``--interim`` says it is a look during the campaign.
+Each look gets its group sequential bound (:mod:`sparklift.measure.looks`), given the
+run's earlier looks recorded in ``campaign_results``, so daily looks stay valid.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sparklift.measure.campaign import (
     units,
     with_totals,
 )
+from sparklift.measure.looks import fraction, look, with_look
 from sparklift.tables.publish import utcnow
 
 HELP = "measure a sent campaign: its policy against its holdout, into campaign_results"
@@ -87,6 +90,14 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             100 * coverage["holdout_share"],
             coverage["p_value"],
         )
+    at = look(
+        _prior_looks(ctx, cid, sent),
+        fraction(sent, ctx.run_date, conf.window_days),
+        1 - conf.confidence,
+        conf.spending,
+        conf.spending_param,
+    )
+    results = with_look(results, at)
     now = utcnow()
     where = {"campaign_id": cid, "run_date": sent, "measured_on": ctx.run_date}
     records = []
@@ -96,6 +107,30 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     version = write_records(catalog, "campaign_results", records, where)
     summary = _summary(results, cid, sent, ctx.run_date, version, names, args.interim)
     return summary | {"outcome_coverage": coverage}
+
+
+def _prior_looks(ctx: JobContext, cid: str, sent: dt.date) -> list[float]:
+    """The information fractions of the earlier interim looks at the run ``sent`` (those
+    measured before the run date and before the window's end), in look order."""
+    if not ctx.catalog.exists("campaign_results"):
+        return []
+    where = [("campaign_id", "=", cid), ("run_date", "=", sent)]
+    rows = (
+        ctx.catalog.read("campaign_results", where=where)
+        .where(
+            (F.col("measured_on") < ctx.run_date)
+            & (F.col("budget_group") == "*")
+            & (F.col("voucher_id") == "*")
+            & (F.col("metric") == "objective")
+            & F.col("decile").isNull()
+            & (F.col("information_fraction") < 1)
+        )
+        .groupBy("measured_on")
+        .agg(F.max("information_fraction").alias("t"))
+        .orderBy("measured_on")
+        .collect()
+    )
+    return [float(r["t"]) for r in rows]
 
 
 def _int_or_none(value: object) -> int | None:
@@ -196,6 +231,14 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
             float(objective["ci_high"] * objective["n_policy"]),
         ],
         "predicted_objective": float(objective["predicted"] * objective["n_policy"]),
+        "look": int(objective["look"]),
+        "information_fraction": float(objective["information_fraction"]),
+        "z_bound": float(objective["z_bound"]),
+        "decision": objective["decision"],
+        "incremental_objective_rci": [
+            float(objective["rci_low"] * objective["n_policy"]),
+            float(objective["rci_high"] * objective["n_policy"]),
+        ],
         "incremental_cost": float(cost["incremental_total"]),
         "predicted_cost": float(cost["predicted"] * cost["n_policy"]),
         "realized_return": realized_return,
@@ -206,11 +249,14 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
         se = plain.set_index("metric").loc["objective", "se"]
         out["se_reduction_objective"] = float(1 - objective["se"] / se) if se else None
     log.info(
-        "campaign %s: incremental objective %.1f (%.1f .. %.1f), predicted %.1f; incremental "
-        "cost %.1f, predicted %.1f; return %s",
+        "campaign %s, look %d (t %.3f): incremental objective %.1f (repeated CI %.1f .. %.1f), "
+        "%s; predicted %.1f; incremental cost %.1f, predicted %.1f; return %s",
         cid,
+        out["look"],
+        out["information_fraction"],
         out["incremental_objective"],
-        *out["incremental_objective_ci"],
+        *out["incremental_objective_rci"],
+        out["decision"],
         out["predicted_objective"],
         out["incremental_cost"],
         out["predicted_cost"],

@@ -216,13 +216,13 @@ def commit(
 ) -> int | None:
     """Commit ``files`` as one new table version and return that version; None (and the
     files deleted) when the table already holds ``txn``: a retried write, applied before."""
-    if txn_version(root, txn[0]) >= txn[1]:
-        delete_files(root, [f.path for f in files])
-        return None
     actions = [f.add_action() for f in files]
     metadata = {"sparklift.operation": operation}
     marker = [Transaction(app_id=txn[0], version=txn[1])]
     for _ in range(MAX_ATTEMPTS):
+        if txn_version(root, txn[0]) >= txn[1]:  # applied before, or by a concurrent writer
+            delete_files(root, [f.path for f in files])
+            return None
         try:
             table = DeltaTable(root)
         except TableNotFoundError:
