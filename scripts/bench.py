@@ -6,7 +6,8 @@
 ``adjustment [--worlds W] [--zones G] [--users U] [--lift L]`` |
 ``propensity [--sizes 1e6,3e6,1e7] [--history-days D]`` |
 ``calibration [--worlds W] [--users U] [--zones G]`` |
-``campaign [--campaigns C] [--customers N] [--holdout H]``.
+``campaign [--campaigns C] [--customers N] [--holdout H]`` |
+``personal [--budget-share S] [--seed S]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -29,6 +30,7 @@ from benchmarks import (
     design,
     did,
     features,
+    personal,
     propensity,
     score,
     sequential,
@@ -49,6 +51,7 @@ BENCHMARKS = {
     "propensity": propensity,
     "calibration": calibration,
     "campaign": campaign,
+    "personal": personal,
 }
 
 

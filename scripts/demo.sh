@@ -113,7 +113,8 @@ spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "fal
          .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
 customers = spark.createDataFrame(on_day(read_pandas(f"{d}/customers"), "snapshot_date"))
-truth = true_uplift(customers, {v: FACE_VALUES[j] for j, v in enumerate(model.vouchers)})
+effects = json.load(open(f"{d}/generator_truth.json"))["vouchers"]["effects"]
+truth = true_uplift(customers, {v: FACE_VALUES[j] for j, v in enumerate(model.vouchers)}, effects)
 truth = truth.select("customer_id", "voucher_id", "tau_objective", "tau_cost").toPandas()
 scores = on_day(read_pandas(f"{d}/uplift_scores"))
 report = truth_report(scores.merge(truth, on=["customer_id", "voucher_id"]))

@@ -83,8 +83,9 @@ def test_geo_truth_is_the_effect_in_the_data(spark):
     assert truth["relative_att"]["orders"] == pytest.approx(0.2, rel=0.25)
 
 
-def test_voucher_truth_matches_the_randomized_outcomes(spark):
-    c = conf(campaign_rows=300000, vouchers=3)
+@pytest.mark.parametrize("effects", ["scaled", "distinct"])
+def test_voucher_truth_matches_the_randomized_outcomes(spark, effects):
+    c = conf(campaign_rows=300000, vouchers=3, voucher_effects=effects)
     hist = vouchers.campaigns_frame(spark, c, END).cache()
     observed = {
         r.treatment: (r.o, r.c, r.n)
@@ -95,7 +96,8 @@ def test_voucher_truth_matches_the_randomized_outcomes(spark):
     assert observed["control"][2] / 300000 == pytest.approx(0.25, abs=0.005)
     assert observed["control"][1] == 0.0
     faces = vouchers.voucher_truth(c)["face_values"]
-    truth = vouchers.true_uplift(hist.where("treatment = 'control'"), faces)
+    control = hist.where("treatment = 'control'").withColumn("row", F.monotonically_increasing_id())
+    truth = vouchers.true_uplift(control, faces, effects).cache()
     for r in (
         truth.groupBy("voucher_id")
         .agg(F.avg("tau_objective").alias("t"), F.avg("tau_cost").alias("k"))
@@ -110,3 +112,12 @@ def test_voucher_truth_matches_the_randomized_outcomes(spark):
     per_customer = truth.where("voucher_id = 'V01'").select("tau_objective").toPandas()
     assert (per_customer["tau_objective"] < 0).mean() > 0.02
     assert per_customer["tau_objective"].std() > per_customer["tau_objective"].mean() / 2
+    # Scaled: every voucher's effect has one shape (their correlation is 1); distinct:
+    # each voucher appeals to customers of its own.
+    tau = truth.groupBy("row").pivot("voucher_id").agg(F.first("tau_objective")).toPandas()
+    corr = np.corrcoef(tau[["V01", "V02", "V03"]].to_numpy().T)[np.triu_indices(3, 1)]
+    if effects == "scaled":
+        assert corr.min() > 0.99, corr
+    else:
+        assert np.abs(corr).max() < 0.8, corr
+    truth.unpersist()

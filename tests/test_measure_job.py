@@ -144,7 +144,8 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
     customers = read_pandas(str(wh / "customers"))
     customers = customers[pd.to_datetime(customers["snapshot_date"]).dt.date == RUN_DATE]
     faces = {v: FACE_VALUES[j] for j, v in enumerate(voucher_ids(conf.generate.vouchers))}
-    tau = true_uplift(spark.createDataFrame(customers), faces).toPandas()
+    tau = true_uplift(spark.createDataFrame(customers), faces, conf.generate.voucher_effects)
+    tau = tau.toPandas()
     tau = tau.set_index(["customer_id", "voucher_id"])["tau_objective"]
     rows["tau"] = tau.loc[
         list(zip(rows["customer_id"], rows["policy_voucher_id"], strict=True))
@@ -257,7 +258,8 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     # effect of the vouchers sent (within 3 SEs).
     conf = load_config(None, [f"tables.base_path={wh}"])
     faces = {v: FACE_VALUES[j] for j, v in enumerate(voucher_ids(conf.generate.vouchers))}
-    tau = true_uplift(spark.createDataFrame(snap.reset_index()), faces).toPandas()
+    effects = conf.generate.voucher_effects
+    tau = true_uplift(spark.createDataFrame(snap.reset_index()), faces, effects).toPandas()
     tau = tau.set_index(["customer_id", "voucher_id"])["tau_objective"]
     treated = new[~control]
     truth = tau.loc[list(zip(treated.index, treated["treatment"], strict=True))].mean()

@@ -66,7 +66,9 @@ def test_dr_gbm_recovers_planted_uplift(spark, warehouse, capsys):
     assert scored["customers_scored"] == 30_000 and scored["rows"] == 90_000
     catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
     customers = catalog.read("customers")
-    truth = true_uplift(customers, {v: FACE_VALUES[j] for j, v in enumerate(["V01", "V02", "V03"])})
+    faces = {v: FACE_VALUES[j] for j, v in enumerate(["V01", "V02", "V03"])}
+    effects = load_config(None, []).generate.voucher_effects
+    truth = true_uplift(customers, faces, effects)
     joined = (
         catalog.read("uplift_scores")
         .join(

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace, workdir: str) -> None:
     customers = read_pandas(f"{workdir}/customers")
     customers = customers[pd.to_datetime(customers["snapshot_date"]).dt.date == RUN_DATE]
     faces = {v: FACE_VALUES[j] for j, v in enumerate(voucher_ids(conf.generate.vouchers))}
-    tau = true_uplift(spark.createDataFrame(customers), faces).toPandas()
+    effects = conf.generate.voucher_effects
+    tau = true_uplift(spark.createDataFrame(customers), faces, effects).toPandas()
     tau = tau.set_index(["customer_id", "voucher_id"])["tau_objective"]
     later = ["--run-date", str(RUN_DATE + dt.timedelta(days=14))]
     rows = []

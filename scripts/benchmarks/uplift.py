@@ -60,7 +60,8 @@ def bench_uplift(workdir: str) -> None:
     )  # fmt: skip
     generate_job.run(ctx, gen)
     faces = {v: vouchers.FACE_VALUES[j] for j, v in enumerate(vouchers.voucher_ids(3))}
-    truth = vouchers.true_uplift(ctx.catalog.read("customers"), faces).select(
+    effects = conf.generate.voucher_effects
+    truth = vouchers.true_uplift(ctx.catalog.read("customers"), faces, effects).select(
         "customer_id", "voucher_id", "tau_objective", "tau_cost"
     )
     rows, train_rows = [], set()

@@ -72,6 +72,7 @@ class GenerateConfig(_Strict):
     customers: int = Field(gt=0)
     customer_snapshots: int = Field(ge=1)
     vouchers: int = Field(ge=1, le=20)
+    voucher_effects: Literal["scaled", "distinct"]  # one shape for all, or one per kind
     campaign_rows: int = Field(gt=0)
     campaigns: int = Field(ge=1)
     control_share: float = Field(gt=0, lt=1)

@@ -32,7 +32,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         for r in catalog.read("vouchers").select("voucher_id", "face_value").collect()
     }
     rows = allocated.select("customer_id", "voucher_id").join(customers, "customer_id")
-    out = outcomes_frame(rows, faces, campaign.campaign_id, ctx.config.generate.seed)
+    gen = ctx.config.generate
+    out = outcomes_frame(rows, faces, campaign.campaign_id, gen.seed, gen.voucher_effects)
     with step(f"writing campaign_outcomes of {campaign.campaign_id}"):
         version = catalog.write(
             "campaign_outcomes", out, mode="replace",

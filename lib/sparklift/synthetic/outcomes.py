@@ -2,8 +2,8 @@
 
 Every customer of a campaign's allocation run (every arm) is given the objective and cost
 of the measurement window, drawn as the randomized history is: objective ~ Geometric with
-the mean of the voucher actually sent (the holdout: none), cost = the face value if the
-customer transacts and redeems. With the planted effects (:func:`.vouchers.true_uplift`),
+the mean of the voucher actually sent (the holdout: none), cost = what a redemption costs if
+the customer transacts and redeems. With the planted effects (:func:`.vouchers.true_uplift`),
 the truth of each arm and of the policy is known.
 """
 
@@ -17,13 +17,18 @@ from sparklift.synthetic.vouchers import sent_model
 
 
 def outcomes_frame(
-    allocated: DataFrame, faces: dict[str, float], campaign_id: str, seed: int
+    allocated: DataFrame,
+    faces: dict[str, float],
+    campaign_id: str,
+    seed: int,
+    effects: str,
 ) -> DataFrame:
     """campaign_outcomes (campaign_id, customer_id, objective, cost) of ``allocated``: the
     allocations of one run with the customers' feature columns, ``voucher_id`` the voucher
-    sent (null: none), ``faces`` each voucher's face value."""
+    sent (null: none), ``faces`` each voucher's face value, ``effects`` the generator's
+    world of voucher effects."""
     sent = F.col("voucher_id")
-    mean, redeem, face = sent_model(sent, faces)
+    mean, redeem, face = sent_model(sent, faces, effects)
     cid = F.col("customer_id")
     objective = geometric(mean, uniform(seed, f"outcome.{campaign_id}", cid))
     redeemed = (objective >= 1) & (uniform(seed, f"outcome.redeem.{campaign_id}", cid) < redeem)

@@ -11,6 +11,21 @@ For customer features x and voucher j with face value v_j (all closed form, see
 - cost = v_j if the customer transacts and redeems (probability 0.3 + 0.4 a + 0.01 v_j),
   so the expected cost is v_j * m / (1 + m) * redeem_j(x), and 0 in control.
 The true incremental objective is m - mu0 and the true incremental cost is the expected cost.
+
+That world (``generate.voucher_effects: scaled``) gives every voucher one shape, so the
+choice between vouchers is never personal. ``distinct`` gives each voucher the shape of a
+kind of real voucher, by its position j (mod 3); its appeal is set by its kind and its
+face value sets only its cost. With aov the average order value gmv_28d / orders_28d (0
+without orders) and r = min(days_since_last_order, 60) / 60:
+- free delivery (j = 0, 3, ...): app users who order often with small baskets,
+  tau = 0.4 (0.9 a app_user (0.4 + 0.6 min(orders_28d, 6) / 6) (1 - 0.6 min(aov, 60) / 60)
+  - 0.3 d); cost as above with redemption 0.5 + 0.3 app_user;
+- a percentage off (j = 1, 4, ...): large baskets, tau = 0.4 (0.9 a min(aov, 80) / 80 - 0.3 d),
+  paying v_j aov / 25 (at most 3 v_j) per redeemed order instead of v_j;
+- a comeback credit (j = 2, 5, ...): lapsed customers, tau = 0.3 (0.9 (0.3 + 0.7 a) r - 0.3 d).
+Each is then the best buy for customers of its own: at a budget of a third of what
+helping everyone would cost, the best single voucher reaches about 80% of the value of
+the best choice per customer (``scripts/bench.py personal``).
 """
 
 from __future__ import annotations
@@ -101,41 +116,82 @@ def _scale(face_value: float) -> float:
     return 0.25 * (face_value / 5.0) ** 0.5
 
 
-def _treated_mean(face_value: float) -> Column:
-    a = F.col("discount_affinity")
-    persuadable = 0.9 * a * (1 - F.least(F.col("orders_28d"), F.lit(8.0)) / 8.0)
-    put_off = ((F.col("tenure_days") > 1000) & (F.col("app_user") == 0)).cast("double")
-    tau = _scale(face_value) * (persuadable - 0.3 * put_off)
+def _kind(voucher_id: str) -> int:
+    """The distinct world's kind of a voucher V<n>: free delivery, percentage, comeback."""
+    return (int(voucher_id[1:]) - 1) % 3
+
+
+def _shape(voucher_id: str, effects: str) -> Column:
+    """The effect's shape (before the scale s_j), by the world ``effects``."""
+    a, orders, app = F.col("discount_affinity"), F.col("orders_28d"), F.col("app_user")
+    put_off = ((F.col("tenure_days") > 1000) & (app == 0)).cast("double")
+    if effects == "scaled":
+        persuadable = 0.9 * a * (1 - F.least(orders, F.lit(8.0)) / 8.0)
+    elif _kind(voucher_id) == 0:
+        often = 0.4 + 0.6 * F.least(orders, F.lit(6.0)) / 6.0
+        persuadable = 0.9 * a * app * often * (1 - 0.6 * F.least(_aov(), F.lit(60.0)) / 60.0)
+    elif _kind(voucher_id) == 1:
+        persuadable = 0.9 * a * F.least(_aov(), F.lit(80.0)) / 80.0
+    else:
+        lapsed = F.least(F.col("days_since_last_order"), F.lit(60.0)) / 60.0
+        persuadable = 0.9 * (0.3 + 0.7 * a) * lapsed
+    return persuadable - 0.3 * put_off
+
+
+def _aov() -> Column:
+    orders = F.col("orders_28d")
+    return F.when(orders > 0, F.col("gmv_28d") / orders).otherwise(0.0)
+
+
+DISTINCT_SCALES = (0.4, 0.4, 0.3)  # by kind: free delivery, percentage off, comeback credit
+
+
+def _treated_mean(voucher_id: str, face_value: float, effects: str) -> Column:
+    scale = _scale(face_value) if effects == "scaled" else DISTINCT_SCALES[_kind(voucher_id)]
+    tau = scale * _shape(voucher_id, effects)
     return F.greatest(baseline() + tau, F.lit(0.02))
 
 
-def _redeem(face_value: float) -> Column:
+def _redeem(voucher_id: str, face_value: float, effects: str) -> Column:
+    if effects == "distinct" and _kind(voucher_id) == 0:
+        return 0.5 + 0.3 * F.col("app_user")
     return 0.3 + 0.4 * F.col("discount_affinity") + 0.01 * face_value
 
 
-def sent_model(sent: Column, faces: dict[str, float]) -> tuple[Column, Column, Column]:
-    """The outcome model of each row given the voucher ``sent`` (anything else: none):
-    the objective's mean, the redemption probability and the face value."""
-    mean, redeem, face = baseline(), F.lit(0.0), F.lit(0.0)
+def _paid(voucher_id: str, face_value: float, effects: str) -> Column:
+    """What one redemption costs: the face value, or a percentage of the basket."""
+    if effects == "distinct" and _kind(voucher_id) == 1:
+        return F.least(face_value * _aov() / 25.0, F.lit(3.0 * face_value))
+    return F.lit(face_value)
+
+
+def sent_model(
+    sent: Column, faces: dict[str, float], effects: str
+) -> tuple[Column, Column, Column]:
+    """The outcome model of each row given the voucher ``sent`` (anything else: none) in
+    the world ``effects``: the objective's mean, the redemption probability and what a
+    redemption costs."""
+    mean, redeem, paid = baseline(), F.lit(0.0), F.lit(0.0)
     for vid, fv in faces.items():
         hit = sent == vid
-        mean = F.when(hit, _treated_mean(fv)).otherwise(mean)
-        redeem = F.when(hit, _redeem(fv)).otherwise(redeem)
-        face = F.when(hit, F.lit(fv)).otherwise(face)
-    return mean, redeem, face
+        mean = F.when(hit, _treated_mean(vid, fv, effects)).otherwise(mean)
+        redeem = F.when(hit, _redeem(vid, fv, effects)).otherwise(redeem)
+        paid = F.when(hit, _paid(vid, fv, effects)).otherwise(paid)
+    return mean, redeem, paid
 
 
-def true_uplift(df: DataFrame, vouchers: dict[str, float]) -> DataFrame:
+def true_uplift(df: DataFrame, vouchers: dict[str, float], effects: str) -> DataFrame:
     """``df`` (with the feature columns) x vouchers, with the true ``tau_objective`` and
-    ``tau_cost`` of each voucher against no voucher."""
+    ``tau_cost`` of each voucher against no voucher in the world ``effects``."""
     per_voucher = []
     for vid, face in vouchers.items():
-        m1 = _treated_mean(face)
+        m1 = _treated_mean(vid, face, effects)
+        cost = _paid(vid, face, effects) * m1 / (1 + m1) * _redeem(vid, face, effects)
         per_voucher.append(
             F.struct(
                 F.lit(vid).alias("voucher_id"),
                 (m1 - baseline()).alias("tau_objective"),
-                (face * m1 / (1 + m1) * _redeem(face)).alias("tau_cost"),
+                cost.alias("tau_cost"),
             )
         )
     return df.select("*", F.explode(F.array(*per_voucher)).alias("_t")).select(
@@ -163,7 +219,7 @@ def campaigns_frame(spark: SparkSession, conf: GenerateConfig, end_date: dt.date
         *_features(seed, "history", rid),
     )
     faces = {vid: FACE_VALUES[j] for j, vid in enumerate(ids)}
-    mean, redeem, face = sent_model(F.col("treatment"), faces)
+    mean, redeem, face = sent_model(F.col("treatment"), faces, conf.voucher_effects)
     objective = geometric(mean, uniform(seed, "objective", rid))
     redeemed = (objective >= 1) & (uniform(seed, "redeem", rid) < redeem)
     return base.select(
@@ -183,7 +239,13 @@ def voucher_truth(conf: GenerateConfig) -> dict:
         "function": "sparklift.synthetic.vouchers.true_uplift",
         "features": list(FEATURES),
         "face_values": {v: FACE_VALUES[j] for j, v in enumerate(ids)},
-        "effect_scale": {v: _scale(FACE_VALUES[j]) for j, v in enumerate(ids)},
+        "effect_scale": {
+            v: _scale(FACE_VALUES[j])
+            if conf.voucher_effects == "scaled"
+            else DISTINCT_SCALES[_kind(v)]
+            for j, v in enumerate(ids)
+        },
+        "effects": conf.voucher_effects,
         "control_share": conf.control_share,
         "model": __doc__.split("For customer features", 1)[1].strip() if __doc__ else "",
     }
