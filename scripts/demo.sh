@@ -145,6 +145,13 @@ true = policy.merge(truth, on=["customer_id", "voucher_id"])
 print(f"Against the planted effects: predicted objective {true.expected_uplift.sum():.1f}, "
       f"true {true.tau_objective.sum():.1f}; predicted cost {true.expected_cost.sum():.1f}, "
       f"true {true.tau_cost.sum():.1f}")
+if run.get("objective_corrected") is None:
+    print("Corrected for selection: not yet, as no campaign was measured in the last "
+          "allocate.calibration_days; the measurement below calibrates the next runs")
+else:
+    lo, hi = run["objective_corrected_ci"]
+    print(f"Corrected for selection by {run['calibration']['objective']['runs']} measured runs: "
+          f"objective {run['objective_corrected']:.1f} (95% CI {lo:.1f} .. {hi:.1f})")
 meas = json.load(open(f"{d}/measure.run.json"))
 planted = true.tau_objective.sum()  # the planted effects of the vouchers sent
 lo, hi = meas["incremental_objective_ci"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 import yaml
 
 from sparklift.cli import main
@@ -352,3 +353,55 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
         assert "sample-ratio mismatch" in out.err
     finally:
         outcomes(mine)
+
+
+def test_the_allocation_corrects_its_prediction_by_past_measurements(
+    warehouse, spark, capsys, tmp_path
+):
+    """Three past campaign runs measured before the run date (final looks) give the ratio
+    of realized to predicted (statsmodels' WLS through the origin); the allocation reports
+    its objective and spend times that ratio beside the uncorrected ones."""
+    wh = warehouse
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
+    past = {  # campaign: (objective estimate, se, predicted), (cost estimate, se, predicted)
+        "past1": ((0.050, 0.020, 0.090), (0.40, 0.05, 0.50)),
+        "past2": ((0.070, 0.030, 0.100), (0.50, 0.08, 0.55)),
+        "past3": ((0.030, 0.015, 0.060), (0.30, 0.04, 0.35)),
+    }
+    sent, measured = RUN_DATE - dt.timedelta(days=20), RUN_DATE - dt.timedelta(days=6)
+    for cid, metrics in past.items():
+        where = {"campaign_id": cid, "run_date": sent, "measured_on": measured}
+        records = [
+            where | {"budget_group": "*", "voucher_id": "*", "metric": m, "adjustment": "none",
+                     "estimate": e, "se": se, "predicted": p, "information_fraction": 1.0}
+            for m, (e, se, p) in zip(("objective", "cost"), metrics, strict=True)
+        ]  # fmt: skip
+        write_records(catalog, "campaign_results", records, where)
+
+    def wls(k: int) -> float:
+        e, se, p = (np.array([past[c][k][i] for c in past]) for i in range(3))
+        return float(sm.WLS(e, p, weights=1 / se**2).fit().params[0])
+
+    spec = campaign(tmp_path, "calib")
+    capsys.readouterr()
+    assert main(["allocate", *sets(wh), "--campaign", spec]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["calibration"]["objective"]["runs"] == 3
+    assert summary["objective_corrected"] == pytest.approx(summary["objective"] * wls(0))
+    assert summary["spent_corrected"] == pytest.approx(summary["spent"] * wls(1))
+    low, high = summary["objective_corrected_ci"]
+    assert low < summary["objective_corrected"] < high < summary["objective"]
+    groups = read_pandas(str(wh / "allocation_summary"))
+    groups = groups[groups["campaign_id"] == "calib"]
+    np.testing.assert_allclose(groups["objective_corrected"], groups["objective"] * wls(0))
+    np.testing.assert_allclose(groups["spent_corrected"], groups["spent"] * wls(1))
+    assert (groups["calibration_runs"] == 3).all()
+
+    # Only this campaign's own runs: it has none measured, so nothing is corrected.
+    own = campaign(tmp_path, "calib", calibration_scope="campaign")
+    assert main(["allocate", *sets(wh), "--campaign", own]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["objective_corrected"] is None and summary["calibration"] is None
+    groups = read_pandas(str(wh / "allocation_summary"))
+    groups = groups[groups["campaign_id"] == "calib"]
+    assert groups["objective_corrected"].isna().all() and groups["calibration_runs"].isna().all()

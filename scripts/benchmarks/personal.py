@@ -19,7 +19,6 @@ Checked: every customer x voucher scored and compared with its planted effect.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,16 +26,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from benchmarks.measure import same_work, timed
-from benchmarks.uplift import uplift_conf
+from benchmarks.uplift import CUSTOMERS, RUN_DATE, VOUCHERS, generated_world, uplift_conf
 from sparklift.jobs import JobContext, train_uplift
-from sparklift.jobs import generate as generate_job
 from sparklift.jobs import score as score_job
-from sparklift.session import build_session
 from sparklift.synthetic import vouchers
 from sparklift.tables import Catalog
 
 HELP = "allocations from each learner's scores against the planted-truth allocation"
-CUSTOMERS, VOUCHERS = 100_000, 3
 LEARNERS = {
     "dr_gbm (default, pooled)": ["uplift.learner=dr_gbm"],
     "dr_gbm, one model per voucher": ["uplift.learner=dr_gbm", "uplift.pool_vouchers=false"],
@@ -91,16 +87,9 @@ def run(args: argparse.Namespace, workdir: str) -> None:
 
 
 def bench_world(workdir: Path, world: str, budget_share: float, seed: int) -> list[tuple]:
-    run_date = dt.date(2026, 10, 31)
     world_sets = [f"generate.voucher_effects={world}", f"generate.seed={seed}"]
-    conf = uplift_conf(str(workdir), *world_sets)
-    spark = build_session(conf.spark, conf.tables.backend)
-    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), run_date)
-    gen = SimpleNamespace(
-        seed=None, users=1000, zones=10, days=7, customers=CUSTOMERS, vouchers=None,
-        campaign_rows=286_000,
-    )  # fmt: skip
-    generate_job.run(ctx, gen)
+    ctx = generated_world(str(workdir), *world_sets)
+    spark = ctx.spark
     ids = vouchers.voucher_ids(VOUCHERS)
     faces = {v: vouchers.FACE_VALUES[j] for j, v in enumerate(ids)}
     truth = vouchers.true_uplift(ctx.catalog.read("customers"), faces, world)
@@ -119,7 +108,7 @@ def bench_world(workdir: Path, world: str, budget_share: float, seed: int) -> li
         out.append((world, f"oracle, {v} only", value, oracle))
     for name, sets in LEARNERS.items():
         lconf = uplift_conf(str(workdir), *world_sets, *sets)
-        lctx = JobContext(spark, lconf, Catalog(spark, lconf.tables), run_date)
+        lctx = JobContext(spark, lconf, Catalog(spark, lconf.tables), RUN_DATE)
         model, t_train = timed(
             lambda c=lctx: train_uplift.run(c, SimpleNamespace(learner=None, override_checks=False))
         )

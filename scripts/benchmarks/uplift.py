@@ -25,6 +25,7 @@ from sparklift.uplift.learners import BUILT_IN
 
 HELP = "every built-in learner against the planted per-customer effects"
 CUSTOMERS, VOUCHERS = 100_000, 3
+RUN_DATE = dt.date(2026, 10, 31)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,16 +50,24 @@ def uplift_conf(workdir: str, *extra: str) -> Config:
     )
 
 
-def bench_uplift(workdir: str) -> None:
-    run_date = dt.date(2026, 10, 31)
-    conf = uplift_conf(workdir)
+def generated_world(workdir: str, *sets: str) -> JobContext:
+    """A job context (and its session) over a freshly generated voucher world: CUSTOMERS
+    customers and 286,000 randomized history rows, run date 2026-10-31 (``sets``: config
+    overrides, e.g. the world's effects and seed)."""
+    conf = uplift_conf(workdir, *sets)
     spark = build_session(conf.spark, conf.tables.backend)
-    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), run_date)
+    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), RUN_DATE)
     gen = SimpleNamespace(
         seed=None, users=1000, zones=10, days=7, customers=CUSTOMERS, vouchers=None,
         campaign_rows=286_000,
     )  # fmt: skip
     generate_job.run(ctx, gen)
+    return ctx
+
+
+def bench_uplift(workdir: str) -> None:
+    ctx = generated_world(workdir)
+    conf, spark = ctx.config, ctx.spark
     faces = {v: vouchers.FACE_VALUES[j] for j, v in enumerate(vouchers.voucher_ids(3))}
     effects = conf.generate.voucher_effects
     truth = vouchers.true_uplift(ctx.catalog.read("customers"), faces, effects).select(

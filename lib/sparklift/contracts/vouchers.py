@@ -97,6 +97,11 @@ ALLOCATION_SUMMARY = TableContract(
         ("holdout_customers", LongType()),  # held out that the policy would have targeted
         ("explore_customers", LongType()),  # sent a random voucher
         ("explore_spent", DoubleType()),  # their expected cost, from the explore slice
+        # objective and spent x realized / predicted of past measured campaigns (null:
+        # none measured; sparklift.measure.calibration), and how many runs that ratio pools
+        ("objective_corrected", DoubleType()),
+        ("spent_corrected", DoubleType()),
+        ("calibration_runs", LongType()),
     ),
     partition_by=("run_date", "campaign_id"),
     key=("run_date", "campaign_id", "budget_group"),

@@ -4,7 +4,9 @@ and every voucher's cap -> ``allocations`` and ``allocation_summary``.
 
 Publishing follows :mod:`sparklift.allocation.tables`: append this run's allocations
 under a new run_id, replace the summary of (run date, campaign) in one commit, then drop
-the allocations of the run that commit replaced and of abandoned runs. Bad input
+the allocations of the run that commit replaced and of abandoned runs. The predicted
+objective and spend are also reported corrected for selection by the campaigns measured
+before (:mod:`sparklift.measure.calibration`). Bad input
 (unknown budget group, duplicate rows, NaN scores, negative budgets) fails before
 anything is written.
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import glob
+from dataclasses import asdict
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from scipy.stats import norm
 
 from sparklift.allocation import arms
 from sparklift.allocation.campaign import CampaignConfig, load_campaign
@@ -31,6 +35,7 @@ from sparklift.allocation.tables import summary_where
 from sparklift.contracts.vouchers import ALLOCATIONS
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.measure.calibration import Calibration, calibrate, final_looks
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.tables.publish import new_id, superseded, utcnow
 
@@ -117,6 +122,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         cap_tolerance=campaign.cap_tolerance,
         driver_steps=campaign.driver_steps,
     )
+    calibration = _calibration(ctx, campaign)
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
         solution = solve(scores.where(F.col("arm") == arms.POLICY).drop("arm"), problem)
@@ -130,7 +136,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             written = _append(ctx, campaign.campaign_id, run_id, models[0], rows)
             groups = summarize(written.where(F.col("arm") == arms.POLICY), solution)
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
-                               full, written)  # fmt: skip
+                               full, written, calibration)  # fmt: skip
             version = write_records(
                 catalog,
                 "allocation_summary",
@@ -163,6 +169,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     objective = sum(s.objective for s in groups)
     bound = sum(s.dual_bound for s in groups)
+    spent = sum(s.spent for s in groups)
     return {
         "campaign_id": campaign.campaign_id,
         "run_id": run_id,
@@ -170,13 +177,54 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "holdout_customers": sum(r["holdout_customers"] for r in records),
         "explore_customers": sum(r["explore_customers"] for r in records),
         "explore_spent": sum(r["explore_spent"] for r in records),
-        "spent": sum(s.spent for s in groups),
+        "spent": spent,
         "objective": objective,
         "dual_bound": bound,
         "gap_rel": (bound - objective) / abs(bound) if bound else 0.0,
         "passes": solution.passes,
         "cap_rounds": solution.cap_rounds,
         "summary_version": version,
+    } | _corrected(objective, spent, calibration, ctx.config.measure.confidence)
+
+
+def _calibration(ctx: JobContext, campaign: CampaignConfig) -> dict[str, Calibration]:
+    """Realized over predicted per metric, from the final looks of the campaigns measured
+    in the last ``calibration_days`` (empty: none, or calibration off)."""
+    days = campaign.calibration_days
+    if not days or not ctx.catalog.exists("campaign_results"):
+        return {}
+    only = campaign.campaign_id if campaign.calibration_scope == "campaign" else None
+    looks = final_looks(ctx.catalog.read("campaign_results"), ctx.run_date, days, only)
+    found = calibrate(looks.toPandas())  # one row per measured run and metric: small
+    if "objective" not in found:
+        log.info("no campaign measured in the %d days to %s: the predicted value stays "
+                 "uncorrected", days, ctx.run_date)  # fmt: skip
+    return found
+
+
+def _corrected(
+    objective: float, spent: float, calibration: dict[str, Calibration], confidence: float
+) -> dict:
+    """The summary's honest figures: the predicted objective and spend times realized over
+    predicted of past campaigns, the objective's CI from that ratio's SE."""
+    obj, cost = calibration.get("objective"), calibration.get("cost")
+    if obj is None:
+        return {
+            "objective_corrected": None,
+            "objective_corrected_ci": None,
+            "spent_corrected": None,
+            "calibration": None,
+        }
+    z = float(norm.ppf(0.5 + confidence / 2))
+    low, high = sorted(objective * (obj.ratio + s * z * obj.se) for s in (-1, 1))
+    log.info("predicted objective %.1f, corrected by %d measured runs x %.3f (se %.3f): "
+             "%.1f (CI %.1f .. %.1f)", objective, obj.runs, obj.ratio, obj.se,
+             objective * obj.ratio, low, high)  # fmt: skip
+    return {
+        "objective_corrected": objective * obj.ratio,
+        "objective_corrected_ci": [low, high],
+        "spent_corrected": spent * cost.ratio if cost else None,
+        "calibration": {m: asdict(c) for m, c in calibration.items()},
     }
 
 
@@ -189,10 +237,13 @@ def _records(
     groups: list[GroupSummary],
     budgets: dict[str, float],
     written: DataFrame,
+    calibration: dict[str, Calibration],
 ) -> list[dict]:
     """allocation_summary's rows: per group the policy's solve, the arms' counts and the
-    explore arm's spend, and the group's whole budget (the policy's plus the slice)."""
+    explore arm's spend, the group's whole budget (the policy's plus the slice), and the
+    objective and spend corrected by past measurements (null without)."""
     now = utcnow()
+    obj, cost = calibration.get("objective"), calibration.get("cost")
     arm_rows = (
         written.where(
             (F.col("arm") == arms.EXPLORE)
@@ -227,6 +278,9 @@ def _records(
             "holdout_customers": count.get((s.budget_group, arms.HOLDOUT), (0, 0.0))[0],
             "explore_customers": count.get((s.budget_group, arms.EXPLORE), (0, 0.0))[0],
             "explore_spent": count.get((s.budget_group, arms.EXPLORE), (0, 0.0))[1],
+            "objective_corrected": s.objective * obj.ratio if obj else None,
+            "spent_corrected": s.spent * cost.ratio if cost and obj else None,
+            "calibration_runs": obj.runs if obj else None,
         }
         for s in groups
     ]

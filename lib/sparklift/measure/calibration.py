@@ -1,0 +1,86 @@
+"""The allocation's predicted value corrected for selection by past holdout measurements.
+
+Choosing customers on noisy predictions overstates what they deliver (the winner's curse).
+Every measured campaign shows by how much: its realized incremental objective per targeted
+customer e (``campaign_results``, the policy against the holdout) against the allocation's
+predicted p for the same customers. Over the past campaigns' final looks, the ratio r of
+realized to predicted is the weighted least-squares slope of e on p through the origin,
+weights 1 / se^2 (a precision-weighted ratio of sums: a campaign measured precisely counts
+more), and the allocation's predicted objective (and cost) times r is its honest value.
+
+r's standard error is 1 / sqrt(sum p^2 / se^2), widened by the dispersion of the
+campaigns around the line (the weighted residual sum of squares over k - 1) when they
+scatter more than their SEs allow, as a multiplicative-dispersion meta-analysis does. It
+assumes the ratio is common to the campaigns pooled: same models and similar budgets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+METRICS = ("objective", "cost")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Realized over predicted for one metric, from ``runs`` measured campaign runs."""
+
+    ratio: float
+    se: float
+    runs: int
+
+
+def final_looks(
+    results: DataFrame, run_date: dt.date, lookback_days: int, campaign_id: str | None = None
+) -> DataFrame:
+    """The campaign-level rows of the final looks known on ``run_date``: measured on or
+    before it and within ``lookback_days``, one row per campaign run and metric (its
+    latest measurement; CUPED-adjusted where measured so, its SE is smaller).
+    ``campaign_id``: that campaign's runs only (default: every campaign)."""
+    since = run_date - dt.timedelta(days=lookback_days)
+    rows = results.where(
+        (F.col("budget_group") == "*")
+        & (F.col("voucher_id") == "*")
+        & F.col("decile").isNull()
+        & (F.col("information_fraction") >= 1)
+        & (F.col("measured_on") <= F.lit(run_date))
+        & (F.col("measured_on") > F.lit(since))
+        & F.col("metric").isin(*METRICS)
+        & (F.col("se") > 0)
+        & F.col("predicted").isNotNull()
+        & F.col("estimate").isNotNull()
+    )
+    if campaign_id is not None:
+        rows = rows.where(F.col("campaign_id") == campaign_id)
+    latest = Window.partitionBy("campaign_id", "run_date", "metric").orderBy(
+        F.col("measured_on").desc(), (F.col("adjustment") == "none").asc()
+    )
+    return (
+        rows.withColumn("_n", F.row_number().over(latest))
+        .where(F.col("_n") == 1)
+        .select("campaign_id", "run_date", "metric", "adjustment", "estimate", "se", "predicted")
+    )
+
+
+def calibrate(rows: pd.DataFrame) -> dict[str, Calibration]:
+    """Per metric of ``rows`` (columns metric, estimate, se, predicted: one per campaign
+    run), realized over predicted and its SE (see the module docstring). A metric whose
+    predictions sum to 0 gets none."""
+    out = {}
+    for metric, m in rows.groupby("metric"):
+        e, p = m["estimate"].to_numpy(float), m["predicted"].to_numpy(float)
+        w = 1.0 / m["se"].to_numpy(float) ** 2
+        info = float(np.sum(w * p * p))
+        if not info > 0:
+            continue
+        ratio = float(np.sum(w * p * e)) / info
+        k = len(m)
+        dispersion = float(np.sum(w * (e - ratio * p) ** 2)) / (k - 1) if k > 1 else 1.0
+        out[str(metric)] = Calibration(ratio, float(np.sqrt(max(1.0, dispersion) / info)), k)
+    return out
