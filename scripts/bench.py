@@ -32,6 +32,7 @@ from benchmarks import (
     features,
     personal,
     propensity,
+    quality,
     score,
     sequential,
     uplift,
@@ -52,6 +53,7 @@ BENCHMARKS = {
     "calibration": calibration,
     "campaign": campaign,
     "personal": personal,
+    "quality": quality,
 }
 
 

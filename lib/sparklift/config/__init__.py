@@ -45,12 +45,14 @@ from sparklift.config.models import (
     ScoreConfig,
     UpliftConfig,
 )
+from sparklift.config.quality import AnomalyConfig, QualityConfig, TableChecks
 from sparklift.errors import ConfigError
 
 __all__ = [
     "SPENDING_FUNCTIONS",
     "AllocateConfig",
     "AnalysisConfig",
+    "AnomalyConfig",
     "Config",
     "CovariateWindow",
     "CupacConfig",
@@ -66,9 +68,11 @@ __all__ = [
     "MeasureConfig",
     "PipelineConfig",
     "PropensityConfig",
+    "QualityConfig",
     "ScoreConfig",
     "SequentialConfig",
     "SparkConfig",
+    "TableChecks",
     "TablesConfig",
     "UpliftConfig",
     "deep_merge",
@@ -95,6 +99,7 @@ class Config(_Strict):
     measure: MeasureConfig
     pipeline: PipelineConfig
     maintain: MaintainConfig
+    quality: QualityConfig
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

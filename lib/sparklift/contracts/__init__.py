@@ -7,7 +7,7 @@ the same contracts (a test compares them).
 
 from __future__ import annotations
 
-from sparklift.contracts import geo, inputs, pipeline, predict, vouchers
+from sparklift.contracts import geo, inputs, pipeline, predict, quality, vouchers
 from sparklift.contracts.contract import TableContract
 from sparklift.errors import InputError
 
@@ -19,6 +19,7 @@ CONTRACTS: dict[str, TableContract] = {
         *predict.CONTRACTS,
         *vouchers.CONTRACTS,
         *pipeline.CONTRACTS,
+        *quality.CONTRACTS,
     )
 }
 TABLE_NAMES = tuple(CONTRACTS)

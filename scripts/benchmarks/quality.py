@@ -1,0 +1,84 @@
+"""quality: ``sparklift check --table user_activity`` on N rows of the run date's partition,
+against the limit it is compared with: one plain aggregation reading every column of the
+same partition once (a sum per column). Also the check's one aggregation of every metric
+alone, and its exact unique-key count alone (grouped by key: a shuffle of the key
+columns), to show where the time goes. Best of 3 runs each; rows per second and the
+driver's peak RSS.
+
+Checked: the check counted every row of the partition, as the plain scan did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+from types import SimpleNamespace
+
+from pyspark.sql import functions as F
+
+from benchmarks.measure import PeakRss, same_work, timed, users_for
+from sparklift.config import load_config
+from sparklift.jobs import JobContext
+from sparklift.jobs import check as check_job
+from sparklift.jobs import generate as generate_job
+from sparklift.quality.metrics import compute, duplicate_keys
+from sparklift.quality.spec import table_spec
+from sparklift.session import build_session
+from sparklift.tables import Catalog
+
+HELP = "the data quality check of a partition against one plain scan of it"
+RUN_DATE = dt.date(2026, 10, 31)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the run date")
+
+
+def best(label: str, fn, n: int) -> float:
+    times = []
+    for _ in range(3):
+        _, t = timed(fn)
+        times.append(t)
+    t = min(times)
+    print(f"  {label:44s} {t:7.2f} s  {n / t / 1e6:6.2f}M rows/s", flush=True)
+    return t
+
+
+def run(args: argparse.Namespace, workdir: str) -> None:
+    days = 2
+    conf = load_config(None, [f"tables.base_path={workdir}", "spark.driver_memory=8g",
+                              "spark.log_level=ERROR", "generate.partitions=8",
+                              "logging.level=WARNING"])  # fmt: skip
+    with PeakRss() as rss:
+        spark = build_session(conf.spark, conf.tables.backend)
+        ctx = JobContext(spark, conf, Catalog(spark, conf.tables), RUN_DATE)
+        users = users_for(args.rows * days, days)
+        gen = SimpleNamespace(seed=None, users=users, zones=1000, days=days, customers=1000,
+                              vouchers=None, campaign_rows=1000)  # fmt: skip
+        generate_job.run(ctx, gen)
+        part = ctx.catalog.read("user_activity").where(F.col("date") == F.lit(RUN_DATE))
+        n = part.count()
+        print(f"user_activity of {RUN_DATE}: {n:,} rows")
+        numeric = [c for c in part.columns if c != "date"]
+        scan = best("plain scan (a sum of every column)",
+                    lambda: part.agg(*[F.sum(c) for c in numeric]).first(), n)  # fmt: skip
+        spec = table_spec("user_activity", conf.quality)
+        refs = {"zone_id": ctx.catalog.read("zones").select("zone_id")}
+        metrics = {}
+
+        def aggregation():
+            metrics.update(compute(dataclasses.replace(spec, key=()), part, refs, {}, bins))
+
+        bins = conf.quality.psi_bins
+        one = best("the check's one aggregation (every metric)", aggregation, n)
+        same_work("rows counted by the check's aggregation", int(metrics["row_count"]), n)
+        key = best("the unique-key count (grouped by key)",
+                   lambda: duplicate_keys(part, spec.key), n)  # fmt: skip
+        table = SimpleNamespace(table="user_activity")
+        job = best("sparklift check (read history, both, write)",
+                   lambda: check_job.run(ctx, table), n)  # fmt: skip
+    print(f"\nRESULT quality check of {n:,} rows: job {job / scan:.2f}x a plain scan "
+          f"(the aggregation {one / scan:.2f}x, the unique key {key / scan:.2f}x); "
+          f"{n / job / 1e6:.2f}M rows/s; peak RSS {rss.peak / 2**30:.2f} GiB")  # fmt: skip
+    spark.stop()

@@ -1,0 +1,211 @@
+"""Data quality checks: the anomaly rules against direct computations, and ``sparklift
+check`` on small tables with planted faults, counted independently with pandas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparklift.cli import main
+from sparklift.config import load_config
+from sparklift.contracts import contract
+from sparklift.quality import rules
+from sparklift.quality.metrics import expressions, with_orphan_flags
+from sparklift.quality.spec import table_spec
+from sparklift.tables import Catalog
+from sparklift.tables.local import read_pandas
+
+DAY = dt.date(2026, 9, 14)
+
+
+def conf(*sets: str):
+    return load_config(None, list(sets)).quality
+
+
+def test_z_rule_leaves_the_value_under_test_out_of_its_window():
+    """Today's row count against the 14 days before: numpy's mean and sample SD of those
+    days only (with today in its own window the z of a drop would shrink)."""
+    q = conf()
+    spec = table_spec("user_activity", q)
+    rng = np.random.default_rng(0)
+    counts = 1000 + rng.normal(0, 20, 30)
+    history = {DAY - dt.timedelta(days=k): {"row_count": float(counts[k])} for k in range(1, 30)}
+    today = {"row_count": 900.0}
+    got = {r.check_name: r for r in rules.anomaly_checks(spec, today, history, DAY, q)}
+    r = got["anomaly:row_count"]
+    window = counts[1:15]
+    z = abs(900 - window.mean()) / window.std(ddof=1)
+    assert r.statistic == pytest.approx(z, rel=1e-12) and r.status == rules.FAIL
+    assert r.severity == "warn"
+    # Included in its own window, the drop would look smaller.
+    assert z > abs(900 - np.append(window, 900).mean()) / np.append(window, 900).std(ddof=1)
+    # Too little history: skipped, never passed.
+    short = {d: v for d, v in history.items() if d >= DAY - dt.timedelta(days=3)}
+    r = rules.anomaly_checks(spec, today, short, DAY, q)[0]
+    assert r.status == rules.SKIPPED and "3 past values, 7 needed" in r.message
+
+
+def test_same_weekday_and_relative_change():
+    q = conf("quality.same_weekday=true", "quality.relative_change=0.2", "quality.window_days=4",
+             "quality.min_history=3")  # fmt: skip
+    assert rules.training_days(DAY, q) == [DAY - dt.timedelta(days=7 * k) for k in range(1, 5)]
+    spec = table_spec("user_activity", q)
+    # Weekly values 100, 102, 98, 101 on the same weekday; other days far off are ignored.
+    history = {DAY - dt.timedelta(days=7 * k): {"row_count": v}
+               for k, v in zip(range(1, 5), (100.0, 102.0, 98.0, 101.0), strict=True)}  # fmt: skip
+    history |= {DAY - dt.timedelta(days=k): {"row_count": 5000.0} for k in (1, 2, 3)}
+    r = rules.anomaly_checks(spec, {"row_count": 99.0}, history, DAY, q)[0]
+    assert r.status == rules.PASS and "n 4" in r.threshold
+    # A slow series with a large SD: |z| is small, but the relative change catches it.
+    noisy = {DAY - dt.timedelta(days=7 * k): {"row_count": v}
+             for k, v in zip(range(1, 5), (100.0, 160.0, 40.0, 100.0), strict=True)}  # fmt: skip
+    r = rules.anomaly_checks(spec, {"row_count": 130.0}, noisy, DAY, q)[0]
+    assert r.statistic < 3 and r.status == rules.FAIL
+
+
+def test_population_stability_index_is_the_textbook_sum():
+    p, q = [0.5, 0.3, 0.2, 0.0], [0.25, 0.25, 0.25, 0.25]
+    direct = sum((a - b) * math.log(a / b) for a, b in zip([0.5, 0.3, 0.2, 1e-4], q, strict=True))
+    assert rules.population_stability(p, q) == pytest.approx(direct, rel=1e-12)
+    assert rules.population_stability(q, q) == 0.0
+
+
+def activity(day: dt.date, n: int, seed: int, gmv_scale: float = 1.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "date": day, "user_id": np.arange(n, dtype="int64"),
+        "zone_id": rng.integers(1, 6, n).astype("int32"),
+        "visits": rng.poisson(2, n).astype("int64"), "orders": rng.poisson(0.3, n).astype("int64"),
+        "items": rng.poisson(0.6, n).astype("int64"),
+        "gmv": rng.lognormal(3, 1, n) * gmv_scale,
+        "tenure_days": rng.integers(0, 900, n).astype("int32"),
+        "prior_orders_28d": rng.poisson(1, n).astype("int32"),
+        "prior_gmv_28d": rng.lognormal(3, 1, n),
+    })  # fmt: skip
+
+
+def warehouse(spark, wh: Path) -> Catalog:
+    """A warehouse with five zones."""
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
+    zones = pd.DataFrame({"zone_id": np.arange(1, 6, dtype="int32"), "region": "north",
+                          "eligible": True})  # fmt: skip
+    catalog.write("zones", spark.createDataFrame(zones))
+    return catalog
+
+
+def check(wh: Path, day: dt.date, table: str = "user_activity") -> int:
+    sets = ["--set", f"tables.base_path={wh}", "--set", "quality.min_history=2",
+            "--set", "quality.window_days=3"]  # fmt: skip
+    return main(["check", "--run-date", str(day), "--table", table, *sets])
+
+
+def results(wh: Path, day: dt.date) -> pd.DataFrame:
+    r = read_pandas(str(wh / "quality_results"))
+    return r[pd.to_datetime(r["run_date"]).dt.date == day].set_index("check_name")
+
+
+def test_planted_faults_fail_their_checks_with_pandas_counts(spark, tmp_path, capsys):
+    wh = tmp_path / "wh"
+    catalog = warehouse(spark, wh)
+    day = DAY
+    bad = activity(day, 400, seed=1).astype({"zone_id": "Int32"})
+    bad.loc[[3, 7, 11], "zone_id"] = pd.NA
+    bad.loc[[20, 21], "zone_id"] = 99  # not a zone
+    bad.loc[30, "orders"] = -1
+    bad.loc[31, "gmv"] = np.nan
+    bad = pd.concat([bad, bad.iloc[[40, 41]]], ignore_index=True)  # two keys twice
+    records = bad.astype(object).where(bad.notna() | bad.columns.isin(["gmv"]), None)
+    frame = spark.createDataFrame(records.to_dict("records"), contract("user_activity").schema)
+    catalog.write("user_activity", frame)
+    capsys.readouterr()
+    assert check(wh, day) == 2
+    err = capsys.readouterr().err
+    assert "table user_activity of date = " in err and "not_null:zone_id: 3 nulls" in err
+    r = results(wh, day)
+    expected = {
+        "not_null:zone_id": bad["zone_id"].isna().sum(),
+        "unique_key": bad.duplicated(["date", "user_id"]).sum(),
+        "reference:zone_id": (bad["zone_id"].notna() & ~bad["zone_id"].isin(range(1, 6))).sum(),
+        "range:orders": (bad["orders"] < 0).sum(),
+        "range:gmv": (~np.isfinite(bad["gmv"]) | (bad["gmv"] < 0)).sum(),
+        "range:visits": 0,
+    }
+    for name, n in expected.items():
+        assert r.loc[name, "statistic"] == n, name
+        assert r.loc[name, "status"] == ("fail" if n else "pass"), name
+    assert r.loc["freshness", "statistic"] == len(bad) and r.loc["schema", "status"] == "pass"
+    assert r.loc["anomaly:row_count", "status"] == "skipped"  # no history yet
+    # One pass: the aggregation's plan scans the partition once (and the zones once).
+    spec = table_spec("user_activity", conf())
+    df = catalog.read("user_activity")
+    joined, flags = with_orphan_flags(df, {"zone_id": catalog.read("zones").select("zone_id")})
+    plan = joined.agg(*expressions(spec, df, {"gmv": [1.0, 2.0]}, 10, flags))
+    text = plan._jdf.queryExecution().executedPlan().toString()
+    assert len(re.findall(r"[+:]- (?:\*\(\d+\) )?\w*Scan ", text)) == 2, text
+
+    # The next day has no partition: freshness fails; an unknown table is refused.
+    assert check(wh, day + dt.timedelta(days=1)) == 2
+    assert "freshness: no rows with date = the run date" in capsys.readouterr().err
+    # A table from an older release without a contract column (a table without a date
+    # partition: checked whole): the schema check names it, and the checks of that column
+    # are skipped, not passed.
+    old = pd.DataFrame({"voucher_id": ["V01", "V02"], "face_value": [5.0, -2.0],
+                        "max_quantity": [None, 10]})  # fmt: skip
+    catalog.write_uncontracted("vouchers", spark.createDataFrame(old))
+    assert check(wh, day, "vouchers") == 2
+    r = results(wh, day)
+    r = r[r["table_name"] == "vouchers"]
+    assert (
+        r.loc["schema", "status"] == "fail"
+        and "missing columns ['active']" in r.loc["schema", "message"]
+    )
+    assert r.loc["not_null:active", "status"] == "skipped"
+    assert r.loc["range:face_value", "statistic"] == 1  # -2.0
+    assert main(["check", "--table", "nope", "--set", f"tables.base_path={wh}"]) == 2
+    assert "no contract and no entry in quality.tables" in capsys.readouterr().err
+
+
+def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, capsys):
+    """Three normal days (the first one fixes the PSI bins), then a day with half the rows
+    and its gmv doubled: row count and PSI anomalies, logged as warnings (exit 0)."""
+    wh = tmp_path / "wh"
+    catalog = warehouse(spark, wh)
+    days = [DAY - dt.timedelta(days=k) for k in range(3, -1, -1)]
+    for i, day in enumerate(days):
+        last = day == DAY
+        frame = activity(day, 250 if last else 500 + 7 * i, seed=10 + i,
+                         gmv_scale=2.0 if last else 1.0)  # fmt: skip
+        catalog.write("user_activity", spark.createDataFrame(frame))
+        capsys.readouterr()
+        assert check(wh, day) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 250
+    assert set(summary["warnings"]) == {"anomaly:row_count", "anomaly:psi:gmv",
+                                        "anomaly:mean:gmv"}  # fmt: skip
+    r = results(wh, DAY)
+    counts = np.array([500 + 7 * i for i in range(3)], float)
+    z = abs(250 - counts.mean()) / counts.std(ddof=1)
+    assert r.loc["anomaly:row_count", "statistic"] == pytest.approx(z)
+    # The PSI, recomputed from the stored bins: today's shares against the four days' pooled.
+    m = read_pandas(str(wh / "quality_metrics"))
+    m = m[m["metric"].str.startswith("psi_bin:gmv:")]
+    m = m.assign(day=pd.to_datetime(m["run_date"]).dt.date)
+    assert sorted(set(m["day"])) == days[1:]  # the first day set the edges, no bins
+    today = m[m["day"] == DAY].sort_values("metric")["value"].to_numpy()
+    past = m[m["day"] < DAY].groupby("metric")["value"].sum().sort_index().to_numpy()
+    p, q = np.maximum(today / today.sum(), 1e-4), np.maximum(past / past.sum(), 1e-4)
+    assert r.loc["anomaly:psi:gmv", "statistic"] == pytest.approx(np.sum((p - q) * np.log(p / q)))
+    # Edges fixed on the first day: the first day's deciles of gmv, as numpy's (approx).
+    first = activity(days[0], 500, seed=10)["gmv"]
+    e = read_pandas(str(wh / "quality_metrics"))
+    e = e[(pd.to_datetime(e["run_date"]).dt.date == DAY) & e["metric"].str.startswith("psi_edge")]
+    got = e.assign(i=e["metric"].str.rsplit(":", n=1).str[1].astype(int)).sort_values("i")
+    want = np.quantile(first, np.arange(1, 10) / 10, method="inverted_cdf")
+    np.testing.assert_allclose(got["value"], want, rtol=1e-9)
