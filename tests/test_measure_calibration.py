@@ -11,7 +11,7 @@ import pytest
 import statsmodels.api as sm
 
 from sparklift.contracts import contract
-from sparklift.measure.calibration import calibrate, final_looks
+from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 
 DAY = dt.date(2026, 9, 1)
 
@@ -73,6 +73,8 @@ def test_final_looks_known_on_the_run_date_one_per_run(spark):
         row("c", d(50), d(36), "none", 0.09, budget_group="NL"),  # a group's row
         row("c", d(50), d(36), "none", 0.10, decile=3),  # a decile's row
         row("c", d(50), d(36), "none", 0.11, se=0.0),  # no SE: cannot be weighed
+        row("c", d(40), d(26), "none", 0.12, se=float("nan")),  # NaN > 0 in Spark
+        row("c", d(30), d(16), "none", float("nan")),
     ]
     schema = contract("campaign_results").schema
     names = schema.fieldNames()
@@ -82,3 +84,16 @@ def test_final_looks_known_on_the_run_date_one_per_run(spark):
     assert got["adjustment"].tolist() == ["cuped", "none", "none"]
     only = final_looks(df, DAY, 90, "a").toPandas()
     assert sorted(only["estimate"]) == pytest.approx([0.02, 0.04])
+
+
+def test_corrected_figures_and_the_ci_of_their_expected_value():
+    cal = {"objective": Calibration(0.6, 0.1, 4), "cost": Calibration(0.9, 0.05, 4)}
+    got = corrected(200.0, 50.0, cal, 0.95)
+    assert got["objective_corrected"] == pytest.approx(120.0)
+    assert got["spent_corrected"] == pytest.approx(45.0)
+    low, high = got["objective_corrected_ci"]
+    assert (low, high) == pytest.approx(
+        (200 * (0.6 - 1.959964 * 0.1), 200 * (0.6 + 1.959964 * 0.1))
+    )
+    assert got["calibration"]["objective"] == {"ratio": 0.6, "se": 0.1, "runs": 4}
+    assert set(corrected(200.0, 50.0, {}, 0.95).values()) == {None}

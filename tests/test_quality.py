@@ -44,8 +44,6 @@ def test_z_rule_leaves_the_value_under_test_out_of_its_window():
     z = abs(900 - window.mean()) / window.std(ddof=1)
     assert r.statistic == pytest.approx(z, rel=1e-12) and r.status == rules.FAIL
     assert r.severity == "warn"
-    # Included in its own window, the drop would look smaller.
-    assert z > abs(900 - np.append(window, 900).mean()) / np.append(window, 900).std(ddof=1)
     # Too little history: skipped, never passed.
     short = {d: v for d, v in history.items() if d >= DAY - dt.timedelta(days=3)}
     r = rules.anomaly_checks(spec, today, short, DAY, q)[0]
@@ -141,6 +139,9 @@ def test_planted_faults_fail_their_checks_with_pandas_counts(spark, tmp_path, ca
         assert r.loc[name, "statistic"] == n, name
         assert r.loc[name, "status"] == ("fail" if n else "pass"), name
     assert r.loc["freshness", "statistic"] == len(bad) and r.loc["schema", "status"] == "pass"
+    m = read_pandas(str(wh / "quality_metrics")).set_index("metric")["value"]
+    assert m["mean:gmv"] == pytest.approx(bad["gmv"].mean(), rel=1e-12)  # pandas skips NaN
+    assert m["null_count:zone_id"] == 3 and m["row_count"] == len(bad)
     assert r.loc["anomaly:row_count", "status"] == "skipped"  # no history yet
     # One pass: the aggregation's plan scans the partition once (and the zones once).
     spec = table_spec("user_activity", conf())
@@ -193,19 +194,34 @@ def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, c
     counts = np.array([500 + 7 * i for i in range(3)], float)
     z = abs(250 - counts.mean()) / counts.std(ddof=1)
     assert r.loc["anomaly:row_count", "statistic"] == pytest.approx(z)
-    # The PSI, recomputed from the stored bins: today's shares against the four days' pooled.
-    m = read_pandas(str(wh / "quality_metrics"))
-    m = m[m["metric"].str.startswith("psi_bin:gmv:")]
-    m = m.assign(day=pd.to_datetime(m["run_date"]).dt.date)
-    assert sorted(set(m["day"])) == days[1:]  # the first day set the edges, no bins
-    today = m[m["day"] == DAY].sort_values("metric")["value"].to_numpy()
-    past = m[m["day"] < DAY].groupby("metric")["value"].sum().sort_index().to_numpy()
-    p, q = np.maximum(today / today.sum(), 1e-4), np.maximum(past / past.sum(), 1e-4)
+    # Edges fixed on the first day: numpy's deciles of that day's gmv (inverted CDF, as
+    # percentile_approx at this accuracy), kept by every later day.
+    frames = [activity(d, 250 if d == DAY else 500 + 7 * i, seed=10 + i,
+                       gmv_scale=2.0 if d == DAY else 1.0) for i, d in enumerate(days)]  # fmt: skip
+    edges = np.quantile(frames[0]["gmv"], np.arange(1, 10) / 10, method="inverted_cdf")
+    m = read_pandas(str(wh / "quality_metrics")).assign(day=lambda f: pd.to_datetime(
+        f["run_date"]).dt.date)  # fmt: skip
+    stored = m[(m["day"] == DAY) & m["metric"].str.startswith("psi_edge:gmv:")]
+    stored = stored.assign(i=stored["metric"].str.rsplit(":", n=1).str[1].astype(int))
+    np.testing.assert_allclose(stored.sort_values("i")["value"], edges, rtol=1e-12)
+    binned = m[m["metric"].str.startswith("psi_bin:gmv:")]
+    assert sorted(set(binned["day"])) == days[1:]  # the first day set the edges, no bins
+    # The PSI from numpy's bins of the generated values: today against the two days before.
+    bins = [np.bincount(np.searchsorted(edges, f["gmv"], side="right"), minlength=10)
+            for f in frames]  # fmt: skip
+    p, q = bins[-1] / bins[-1].sum(), (bins[1] + bins[2]) / (bins[1] + bins[2]).sum()
+    p, q = np.maximum(p, 1e-4), np.maximum(q, 1e-4)
     assert r.loc["anomaly:psi:gmv", "statistic"] == pytest.approx(np.sum((p - q) * np.log(p / q)))
-    # Edges fixed on the first day: the first day's deciles of gmv, as numpy's (approx).
-    first = activity(days[0], 500, seed=10)["gmv"]
-    e = read_pandas(str(wh / "quality_metrics"))
-    e = e[(pd.to_datetime(e["run_date"]).dt.date == DAY) & e["metric"].str.startswith("psi_edge")]
-    got = e.assign(i=e["metric"].str.rsplit(":", n=1).str[1].astype(int)).sort_values("i")
-    want = np.quantile(first, np.arange(1, 10) / 10, method="inverted_cdf")
-    np.testing.assert_allclose(got["value"], want, rtol=1e-9)
+
+
+def test_a_constant_history_and_a_value_that_is_not_finite():
+    q = conf("quality.min_history=3")
+    spec = table_spec("zones", q)
+    history = {DAY - dt.timedelta(days=k): {"row_count": 200.0} for k in range(1, 8)}
+    # sd 0 is floored at 1% of the mean: one zone more passes, ten more do not.
+    one, ten = (rules.anomaly_checks(spec, {"row_count": x}, history, DAY, q)[0]
+                for x in (201.0, 210.0))  # fmt: skip
+    assert one.status == rules.PASS and one.statistic == pytest.approx(0.5)
+    assert ten.status == rules.FAIL and ten.statistic == pytest.approx(5.0)
+    bad = rules.anomaly_checks(spec, {"row_count": math.nan}, history, DAY, q)[0]
+    assert bad.status == rules.FAIL and "not finite" in bad.message

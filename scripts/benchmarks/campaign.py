@@ -150,7 +150,7 @@ def honest(r: pd.DataFrame) -> None:
         miss = abs(cal.ratio * predicted - truth)
         rows.append({"past": k, "raw": predicted / truth - 1,
                      "corrected": cal.ratio * predicted / truth - 1,
-                     "covered": miss <= 1.96 * cal.se * predicted})  # fmt: skip
+                     "covered": miss <= 1.96 * cal.se * abs(predicted)})  # fmt: skip
     e = pd.DataFrame(rows)
     print("| past campaigns pooled | campaigns | raw error (mean) | corrected error: mean | "
           "mean abs | within 10% | 95% CI covers the truth |")  # fmt: skip

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import glob
-from dataclasses import asdict
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from scipy.stats import norm
 
 from sparklift.allocation import arms
 from sparklift.allocation.campaign import CampaignConfig, load_campaign
@@ -35,7 +33,7 @@ from sparklift.allocation.tables import summary_where
 from sparklift.contracts.vouchers import ALLOCATIONS
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.jobs import JobContext, log, step, write_records
-from sparklift.measure.calibration import Calibration, calibrate, final_looks
+from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.tables.publish import new_id, superseded, utcnow
 
@@ -184,7 +182,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "passes": solution.passes,
         "cap_rounds": solution.cap_rounds,
         "summary_version": version,
-    } | _corrected(objective, spent, calibration, ctx.config.measure.confidence)
+    } | _logged(corrected(objective, spent, calibration, ctx.config.measure.confidence))
 
 
 def _calibration(ctx: JobContext, campaign: CampaignConfig) -> dict[str, Calibration]:
@@ -202,30 +200,15 @@ def _calibration(ctx: JobContext, campaign: CampaignConfig) -> dict[str, Calibra
     return found
 
 
-def _corrected(
-    objective: float, spent: float, calibration: dict[str, Calibration], confidence: float
-) -> dict:
-    """The summary's honest figures: the predicted objective and spend times realized over
-    predicted of past campaigns, the objective's CI from that ratio's SE."""
-    obj, cost = calibration.get("objective"), calibration.get("cost")
-    if obj is None:
-        return {
-            "objective_corrected": None,
-            "objective_corrected_ci": None,
-            "spent_corrected": None,
-            "calibration": None,
-        }
-    z = float(norm.ppf(0.5 + confidence / 2))
-    low, high = sorted(objective * (obj.ratio + s * z * obj.se) for s in (-1, 1))
-    log.info("predicted objective %.1f, corrected by %d measured runs x %.3f (se %.3f): "
-             "%.1f (CI %.1f .. %.1f)", objective, obj.runs, obj.ratio, obj.se,
-             objective * obj.ratio, low, high)  # fmt: skip
-    return {
-        "objective_corrected": objective * obj.ratio,
-        "objective_corrected_ci": [low, high],
-        "spent_corrected": spent * cost.ratio if cost else None,
-        "calibration": {m: asdict(c) for m, c in calibration.items()},
-    }
+def _logged(figures: dict) -> dict:
+    """The corrected figures, logged beside the ratio they come from."""
+    if figures["calibration"]:
+        obj = figures["calibration"]["objective"]
+        log.info("predicted objective corrected by %d measured runs x %.3f (se %.3f): %.1f "
+                 "(CI of its expected value %.1f .. %.1f)", obj["runs"], obj["ratio"],
+                 obj["se"], figures["objective_corrected"],
+                 *figures["objective_corrected_ci"])  # fmt: skip
+    return figures
 
 
 def _records(

@@ -20,6 +20,7 @@ from dataclasses import asdict
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
 from sparklift.jobs import JobContext, log, step, write_records
@@ -42,19 +43,20 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if not catalog.exists(spec.table):
         raise InputNotReadyError(f"table {spec.table} does not exist yet: nothing to check")
     df = catalog.read(spec.table)
-    problems = _schema_problems(spec, df)
     missing = missing_columns(spec, df.columns)
-    if spec.date_column and spec.date_column not in missing:
+    problems = _schema_problems(spec, df, missing)
+    _refuse_non_numeric(spec, df)
+    dated = spec.date_column and spec.date_column not in missing  # else freshness fails
+    if dated:
         df = df.where(F.col(spec.date_column) == F.lit(day))
-    references = _references(ctx, spec, missing, problems)
+    references = _references(ctx, spec, missing)
     history = _history(ctx, spec.table)
-    edges = _edges(spec, history, day, conf.psi_bins)
-    where = f" of {spec.date_column} = {day}" if spec.date_column else f" as of {day}"
+    edges = _edges(spec, history, conf.psi_bins)
+    where = f" of {spec.date_column} = {day}" if dated else f" as of {day}"
     with step(f"checking table {spec.table}{where}"):
         metrics = compute(spec, df, references, edges, conf.psi_bins)
     results = rules.contract_checks(spec, metrics, problems, missing)
-    past = {d: m for d, m in history.items() if d < day}
-    results += rules.anomaly_checks(spec, metrics, past, day, conf)
+    results += rules.anomaly_checks(spec, metrics, history, day, conf)
     now = utcnow()
     key = {"table_name": spec.table, "run_date": day}
     write_records(catalog, "quality_metrics",
@@ -88,21 +90,32 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     }
 
 
-def _schema_problems(spec: TableSpec, df: DataFrame) -> list[str]:
+def _schema_problems(spec: TableSpec, df: DataFrame, missing: list[str]) -> list[str]:
     """The contract's columns the table lacks or types differently (and further columns of
-    a closed contract), as one message; none for a table without contract."""
-    if spec.schema is None:
-        return []
-    try:
-        check_schema(spec.table, spec.schema, df.schema, spec.open_schema)
-    except SchemaMismatchError as e:
-        return [str(e).replace(f"cannot write to table {spec.table}: ", "")]
-    return []
+    a closed contract), and the columns the checks name that it lacks."""
+    out = []
+    if spec.schema is not None:
+        try:
+            check_schema(spec.table, spec.schema, df.schema, spec.open_schema)
+        except SchemaMismatchError as e:
+            out.append(str(e).replace(f"cannot write to table {spec.table}: ", ""))
+    if missing:
+        out.append(f"columns the checks name are missing: {missing}")
+    return out
 
 
-def _references(
-    ctx: JobContext, spec: TableSpec, missing: list[str], problems: list[str]
-) -> dict[str, DataFrame]:
+def _refuse_non_numeric(spec: TableSpec, df: DataFrame) -> None:
+    """Means, quantiles and PSI need numbers: name the column and its type otherwise."""
+    a = spec.checks.anomaly
+    types = {f.name: f.dataType for f in df.schema.fields}
+    for x in dict.fromkeys([*a.mean, *a.quantiles, *a.psi]):
+        if x in types and not isinstance(types[x], NumericType):
+            raise InputError(f"quality.tables.{spec.table}.anomaly: column {x} is "
+                             f"{types[x].simpleString()}, a mean, quantile or PSI needs a "
+                             "numeric column")  # fmt: skip
+
+
+def _references(ctx: JobContext, spec: TableSpec, missing: list[str]) -> dict[str, DataFrame]:
     """Per reference column, the referenced table's keys (its run date's, if dated)."""
     out = {}
     for column, target in spec.checks.references.items():
@@ -147,12 +160,12 @@ def _history(ctx: JobContext, table: str) -> dict[dt.date, dict[str, float | Non
 
 
 def _edges(
-    spec: TableSpec, history: dict[dt.date, dict[str, float | None]], day: dt.date, bins: int
+    spec: TableSpec, history: dict[dt.date, dict[str, float | None]], bins: int
 ) -> dict[str, list[float]]:
-    """Per PSI column, the bin edges of the latest checked day before ``day`` that has them."""
+    """Per PSI column, the bin edges of the latest earlier checked day that has them."""
     out = {}
     for column in spec.checks.anomaly.psi:
-        for d in sorted((d for d in history if d < day), reverse=True):
+        for d in sorted(history, reverse=True):
             edges = psi_edges(history[d], column, bins)  # type: ignore[arg-type]
             if edges is not None:
                 out[column] = edges

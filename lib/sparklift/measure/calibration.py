@@ -17,12 +17,15 @@ assumes the ratio is common to the campaigns pooled: same models and similar bud
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from scipy.stats import norm
+
+from sparklift.finite import nonfinite
 
 METRICS = ("objective", "cost")
 
@@ -40,8 +43,9 @@ def final_looks(
     results: DataFrame, run_date: dt.date, lookback_days: int, campaign_id: str | None = None
 ) -> DataFrame:
     """The campaign-level rows of the final looks known on ``run_date``: measured on or
-    before it and within ``lookback_days``, one row per campaign run and metric (its
-    latest measurement; CUPED-adjusted where measured so, its SE is smaller).
+    before it and within ``lookback_days``, with finite figures and a positive SE, one row
+    per campaign run and metric (its latest measurement; CUPED-adjusted where measured so,
+    its SE is smaller).
     ``campaign_id``: that campaign's runs only (default: every campaign)."""
     since = run_date - dt.timedelta(days=lookback_days)
     rows = results.where(
@@ -53,8 +57,9 @@ def final_looks(
         & (F.col("measured_on") > F.lit(since))
         & F.col("metric").isin(*METRICS)
         & (F.col("se") > 0)
-        & F.col("predicted").isNotNull()
-        & F.col("estimate").isNotNull()
+        & ~nonfinite("se")  # NaN > 0 holds in Spark: a cell with one customer has se NaN
+        & ~nonfinite("estimate")
+        & ~nonfinite("predicted")  # and null where null: dropped too
     )
     if campaign_id is not None:
         rows = rows.where(F.col("campaign_id") == campaign_id)
@@ -84,3 +89,25 @@ def calibrate(rows: pd.DataFrame) -> dict[str, Calibration]:
         dispersion = float(np.sum(w * (e - ratio * p) ** 2)) / (k - 1) if k > 1 else 1.0
         out[str(metric)] = Calibration(ratio, float(np.sqrt(max(1.0, dispersion) / info)), k)
     return out
+
+
+def corrected(
+    objective: float, spent: float, calibration: dict[str, Calibration], confidence: float
+) -> dict:
+    """The allocation summary's honest figures: the predicted objective and spend times
+    realized over predicted, and the CI of the corrected objective's expected value from
+    r's SE (not an interval for one campaign's realized value, which also has the
+    measurement's noise). All None without a calibration of the objective."""
+    obj, cost = calibration.get("objective"), calibration.get("cost")
+    if obj is None:
+        return dict.fromkeys(
+            ("objective_corrected", "objective_corrected_ci", "spent_corrected", "calibration")
+        )
+    z = float(norm.ppf(0.5 + confidence / 2))
+    low, high = sorted(objective * (obj.ratio + s * z * obj.se) for s in (-1, 1))
+    return {
+        "objective_corrected": objective * obj.ratio,
+        "objective_corrected_ci": [low, high],
+        "spent_corrected": spent * cost.ratio if cost else None,
+        "calibration": {m: asdict(c) for m, c in calibration.items()},
+    }

@@ -23,16 +23,20 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, FloatType, NumericType
 
+from sparklift.finite import nonfinite
 from sparklift.quality.spec import TableSpec
 
 QUANTILE_ACCURACY = 10_000  # percentile_approx: relative rank error 1e-4
 DISTINCT_RSD = 0.05  # approx_count_distinct's relative standard deviation
 
 
-def psi_edges(metrics: Mapping[str, float], column: str, bins: int) -> list[float] | None:
-    """The bin edges of ``column`` stored in ``metrics`` (None: none, or for other bins)."""
+def psi_edges(metrics: Mapping[str, float | None], column: str, bins: int) -> list[float] | None:
+    """The ``bins - 1`` bin edges of ``column`` stored in ``metrics`` (None: none, or edges
+    of another number of bins)."""
     edges = [metrics.get(f"psi_edge:{column}:{i}") for i in range(1, bins)]
-    return None if any(e is None for e in edges) else [float(e) for e in edges]  # type: ignore[arg-type]
+    if any(e is None for e in edges) or f"psi_edge:{column}:{bins}" in metrics:
+        return None
+    return [float(e) for e in edges]  # type: ignore[arg-type]
 
 
 def expressions(
@@ -69,10 +73,10 @@ def expressions(
     for x, flag in orphan_flags.items():
         out.append(F.count_if(F.col(x).isNotNull() & F.col(flag)).alias(f"orphans:{x}"))
     numeric = {x for x, t in have.items() if isinstance(t, NumericType)}
-    out += [F.avg(x).alias(f"mean:{x}") for x in c.anomaly.mean if x in numeric]
+    out += [F.avg(_finite(x, have)).alias(f"mean:{x}") for x in c.anomaly.mean if x in numeric]
     for x, probs in c.anomaly.quantiles.items():
         if x in numeric:
-            q = F.percentile_approx(x, list(probs), QUANTILE_ACCURACY)
+            q = F.percentile_approx(_finite(x, have), list(probs), QUANTILE_ACCURACY)
             out += [q[i].alias(f"quantile:{x}:{p:g}") for i, p in enumerate(probs)]
     out += [
         F.approx_count_distinct(x, DISTINCT_RSD).alias(f"distinct:{x}")
@@ -82,21 +86,30 @@ def expressions(
     for x in c.anomaly.psi:
         if x not in numeric:
             continue
+        value = _finite(x, have)
         if x in edges:
-            out += _bin_counts(x, edges[x])
+            out += _bin_counts(x, value, edges[x])
         else:
             probs = [i / bins for i in range(1, bins)]
-            q = F.percentile_approx(x, probs, QUANTILE_ACCURACY)
+            q = F.percentile_approx(value, probs, QUANTILE_ACCURACY)
             out += [q[i - 1].alias(f"psi_edge:{x}:{i}") for i in range(1, bins)]
     return out
 
 
-def _bin_counts(column: str, edges: Sequence[float]) -> list[Column]:
-    """Counts of the column's values per bin (bin i: edges[i-1] <= v < edges[i]), and the
-    edges themselves, so that the next run finds them."""
-    index = sum((F.col(column) >= F.lit(e)).cast("int") for e in edges)
+def _finite(column: str, types: Mapping[str, object]) -> Column:
+    """The column's values, NaN and infinities as null (the range checks count them), so
+    that a mean, quantile or bin share stays a number."""
+    if isinstance(types[column], (DoubleType, FloatType)):
+        return F.when(~nonfinite(column), F.col(column))
+    return F.col(column)
+
+
+def _bin_counts(column: str, value: Column, edges: Sequence[float]) -> list[Column]:
+    """Counts of the column's finite values per bin (bin i: edges[i-1] <= v < edges[i]), and
+    the edges themselves, so that the next run finds them."""
+    index = sum((value >= F.lit(e)).cast("int") for e in edges)
     counts = [
-        F.count_if(F.col(column).isNotNull() & (index == i)).alias(f"psi_bin:{column}:{i}")
+        F.count_if(value.isNotNull() & (index == i)).alias(f"psi_bin:{column}:{i}")
         for i in range(len(edges) + 1)
     ]
     return counts + [F.lit(e).alias(f"psi_edge:{column}:{i + 1}") for i, e in enumerate(edges)]

@@ -4,11 +4,14 @@ Contract checks pass when their count is 0 (no nulls, duplicate keys, out-of-ran
 unaccepted or orphan values). Anomaly checks compare today's value of a metric with its
 values on the ``window_days`` days before (today excluded from its own training window; the
 same weekday of the ``window_days`` weeks before with ``same_weekday``): an anomaly when
-|z| = |x - mean| / sd exceeds ``sensitivity`` (elementary's rule; sd is the sample SD),
-or, with ``relative_change``, when |x / mean - 1| exceeds it. With fewer than
+|z| = |x - mean| / sd exceeds ``sensitivity`` (elementary's rule; sd is the sample SD,
+floored at 1% of |mean| so that a constant history flags a change above 3%, not any
+change), or, with ``relative_change``, when |x / mean - 1| exceeds it. A value that is not
+finite fails; past ones are left out. With fewer than
 ``min_history`` past values the check is skipped, never passed. The population stability
 index of a binned column is sum (p - q) ln(p / q) over the bins, p today's shares and q the
-window's pooled shares (each floored at 1e-4, as empty bins would be infinite).
+window's pooled shares over the days binned with today's edges (each share floored at
+1e-4, as empty bins would be infinite).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sparklift.config import QualityConfig
+from sparklift.quality.metrics import psi_edges
 from sparklift.quality.spec import TableSpec
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 PSI_FLOOR = 1e-4
+SD_FLOOR = 0.01  # of |mean|: a constant history flags a change above 3%, not any change
 
 Metrics = Mapping[str, float | None]
 
@@ -60,7 +65,11 @@ def contract_checks(
                "= 0 problems", FAIL if schema_problems else PASS, "; ".join(schema_problems))
     ]  # fmt: skip
     rows = metrics.get("row_count") or 0.0
-    if spec.date_column:
+    if spec.date_column in missing:  # the partition cannot be found: not fresh
+        why = f"date column {spec.date_column} is missing"
+        out.append(Result("freshness", "freshness", spec.severity_of("freshness"), None,
+                          "> 0 rows", FAIL, why))  # fmt: skip
+    elif spec.date_column:
         out.append(
             Result("freshness", "freshness", spec.severity_of("freshness"), rows, "> 0 rows",
                    PASS if rows > 0 else FAIL,
@@ -125,7 +134,7 @@ def anomaly_checks(
     past = [series(spec, history[d]) for d in days]
     out = []
     for name, x in series(spec, metrics).items():
-        values = [p[name] for p in past if p.get(name) is not None]
+        values = [v for p in past if (v := p.get(name)) is not None and math.isfinite(v)]
         out.append(_z_check(f"anomaly:{name}", x, values, severity, conf))
     for column in spec.checks.anomaly.psi:
         out.append(_psi_check(column, metrics, [history[d] for d in days], severity, conf))
@@ -135,15 +144,16 @@ def anomaly_checks(
 def _z_check(
     name: str, x: float | None, values: Sequence[float], severity: str, conf: QualityConfig
 ) -> Result:
-    n = len(values)
+    n, bound = len(values), f"|z| <= {conf.sensitivity:g}"
+    if x is not None and not math.isfinite(x):
+        return Result(name, "anomaly", severity, None, bound, FAIL, f"{x} is not finite")
     if x is None or n < conf.min_history:
         why = "no value today" if x is None else f"{n} past values, {conf.min_history} needed"
-        return Result(name, "anomaly", severity, None, f"|z| <= {conf.sensitivity:g}", SKIPPED,
-                      why)  # fmt: skip
+        return Result(name, "anomaly", severity, None, bound, SKIPPED, why)
     mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    sd = max(math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), SD_FLOOR * abs(mean))
     z = abs(x - mean) / sd if sd > 0 else (0.0 if x == mean else math.inf)
-    threshold = f"|z| <= {conf.sensitivity:g} (mean {mean:.6g}, sd {sd:.6g}, n {n})"
+    threshold = f"{bound} (mean {mean:.6g}, sd {sd:.6g}, n {n})"
     failed = z > conf.sensitivity
     change = abs(x / mean - 1) if mean else None
     if conf.relative_change is not None and change is not None:
@@ -159,11 +169,12 @@ def _psi_check(
     name, threshold = f"anomaly:psi:{column}", f"<= {conf.psi_threshold:g}"
     bins = [f"psi_bin:{column}:{i}" for i in range(conf.psi_bins)]
     today = [metrics.get(b) for b in bins]
+    edges = psi_edges(metrics, column, conf.psi_bins)
     pooled = [0.0] * conf.psi_bins
     days = 0
-    for p in past:
+    for p in past:  # the days binned with today's edges only
         counts = [p.get(b) for b in bins]
-        if all(v is not None for v in counts):
+        if all(v is not None for v in counts) and psi_edges(p, column, conf.psi_bins) == edges:
             pooled = [a + float(v) for a, v in zip(pooled, counts, strict=True)]  # type: ignore[arg-type]
             days += 1
     if any(v is None for v in today) or days < conf.min_history or not sum(pooled):
