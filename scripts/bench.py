@@ -29,6 +29,7 @@ from benchmarks import (
     campaign,
     design,
     did,
+    faults,
     features,
     personal,
     propensity,
@@ -54,6 +55,7 @@ BENCHMARKS = {
     "campaign": campaign,
     "personal": personal,
     "quality": quality,
+    "faults": faults,
 }
 
 

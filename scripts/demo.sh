@@ -12,6 +12,7 @@ RUN_DATE=${RUN_DATE:-$(.venv/bin/python -c 'import datetime as d; print(d.date.t
 START=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=15))")
 PREV=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=1))")
 HIST=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=2))")
+CHECKED=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') - d.timedelta(days=30))")
 SL=".venv/bin/sparklift"
 SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.model_path=$DIR/models")
 
@@ -19,8 +20,10 @@ mkdir -p "$DIR"
 echo "== 1/8 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
 $SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 70 \
   --set generate.customer_snapshots=2 > "$DIR/generate.run.json"
-echo "== 2/8 features: zone/day history $START .. $HIST (one backfill job)"
+echo "== 2/8 features: zone/day history $START .. $HIST (one backfill job); the data quality"
+echo "        history of user_activity $CHECKED .. $HIST (one pass), so that its anomaly checks work"
 $SL features "${SETS[@]}" --start "$START" --end "$HIST" > "$DIR/features.run.json"
+$SL check "${SETS[@]}" --table user_activity --start "$CHECKED" --run-date "$HIST" > "$DIR/check.run.json"
 echo "== 3/8 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
 $SL design "${SETS[@]}" --run-date "$HIST" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
 echo "== 4/8 train-uplift: multi-voucher uplift model on the randomized voucher history"
@@ -28,7 +31,8 @@ $SL train-uplift "${SETS[@]}" --run-date "$HIST" > "$DIR/train_uplift.run.json"
 echo "== 5/8 train-propensity: P(an order in the next 7 days) from 28 days of each user's history"
 $SL train-propensity "${SETS[@]}" --run-date "$HIST" --set propensity.history_days=28 > "$DIR/train_propensity.run.json"
 echo "== 6/8 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
-echo "        user-history -> score-propensity, score -> allocate every active campaign"
+echo "        user-history -> score-propensity, score -> allocate every active campaign, each"
+echo "        after the data quality checks of its inputs (check:<table>)"
 $SL pipeline "${SETS[@]}" --start "$PREV" --end "$RUN_DATE" | tee "$DIR/pipeline.txt"
 echo "== 7/8 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
 $SL pipeline "${SETS[@]}" --run-date "$RUN_DATE" 2>/dev/null
@@ -155,6 +159,15 @@ else:
 meas = json.load(open(f"{d}/measure.run.json"))
 planted = true.tau_objective.sum()  # the planted effects of the vouchers sent
 lo, hi = meas["incremental_objective_ci"]
+quality = on_day(read_pandas(f"{d}/quality_results"))
+print(f"\nData quality checks of {day} (quality_results; anomalies against the history "
+      "backfilled in step 2):")
+for table, rows in quality.groupby("table_name"):
+    counts = rows.status.value_counts().to_dict()
+    bad = rows[rows.status == "fail"]
+    print(f"  {table:18s} {counts.get('pass', 0):3d} passed {counts.get('fail', 0):2d} failed "
+          f"{counts.get('skipped', 0):2d} skipped" + "".join(
+              f"\n    {r.check_name} ({r.severity}): {r.message}" for r in bad.itertuples()))
 print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy against "
       f"{meas['customers_holdout']:,} holdout customers, {meas['adjustment']} adjustment, SE "
       f"{meas.get('se_reduction_objective', 0):.0%} below the unadjusted one): incremental objective "

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from sparklift.cli import main
 from sparklift.config import LoggingConfig, load_config
@@ -44,6 +45,42 @@ def test_plan_orders_steps_and_wires_data_dependencies():
     step = Step("allocate", "c", depends_on=("score",))
     assert blocked_by(step, {"score": "failed"}) == ["score"]
     assert blocked_by(step, {"score": "skipped", "analyze:e1": "failed"}) == []
+
+
+def test_checks_gate_their_consumers_and_a_fallback_only_orders():
+    """check:<table> before the first reader and after this run's writers; a consumer that
+    falls back is ordered after its check and producer, never blocked by them."""
+    targets = {"analyze": {"e": ("--experiment", "e")}, "allocate": {"c": ("--campaign", "c")}}
+    kinds = ["features", "analyze", "score", "allocate"]
+    steps = {s.name: s for s in plan_steps(kinds, targets, checks=True)}
+    assert list(steps) == [
+        "check:user_activity", "check:zones", "features", "check:zone_day_features",
+        "analyze:e", "check:customers", "score", "check:uplift_scores", "allocate:c",
+    ]  # fmt: skip
+    assert steps["features"].depends_on == ("check:user_activity", "check:zones")
+    assert steps["check:zone_day_features"].depends_on == ("features",)
+    assert steps["check:uplift_scores"].args == ("--table", "uplift_scores")
+    assert steps["allocate:c"].depends_on == ("score", "check:uplift_scores")
+    assert blocked_by(steps["allocate:c"], {"check:uplift_scores": "failed"}) == [
+        "check:uplift_scores"
+    ]
+    soft = {s.name: s for s in plan_steps(kinds, targets, checks=True, fallbacks=["allocate"])}
+    assert soft["allocate:c"].depends_on == ()
+    assert soft["allocate:c"].soft_depends_on == ("score", "check:uplift_scores")
+    assert (
+        blocked_by(soft["allocate:c"], {"score": "failed", "check:uplift_scores": "blocked"}) == []
+    )
+    # A run of one kind (an Airflow task) still checks its input first.
+    assert [s.name for s in plan_steps(["allocate"], targets, checks=True)] == [
+        "check:uplift_scores",
+        "allocate:c",
+    ]
+    assert [s.name for s in plan_steps(kinds, targets)][:2] == ["features", "analyze:e"]
+    # No campaign active: no allocation, and no gate for it.
+    assert [s.name for s in plan_steps(["score", "allocate"], {}, checks=True)] == [
+        "check:customers",
+        "score",
+    ]
 
 
 def test_exit_code_ranks_internal_then_bad_input_then_conflict_then_not_ready():
@@ -112,15 +149,24 @@ def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
     code, out = pipeline(capsys, wh)
     assert code == 0, out
     runs = latest(wh)
-    steps = ["features", "analyze:synthetic_geo", "score", "allocate:winback"]
+    steps = ["check:user_activity", "check:zones", "features", "check:zone_day_features",
+             "analyze:synthetic_geo", "check:customers", "score", "check:uplift_scores",
+             "allocate:winback"]  # fmt: skip
     assert sorted(runs.index) == sorted(steps) and (runs["status"] == "succeeded").all()
     assert [ln.split()[1] for ln in out.splitlines()[2:]] == steps  # the summary table
+    # Each gate checked its table's partition of the day (quality_results).
+    checked = read_pandas(str(wh / "quality_results"))
+    assert set(checked["table_name"]) == {s.split(":")[1] for s in steps if s.startswith("check")}
+    assert dict(runs.loc["check:uplift_scores", "output_rows"])["quality_results"] == len(
+        checked[checked["table_name"] == "uplift_scores"]
+    )
 
     # Counts and versions against the tables themselves, read without Spark.
     activity = read_pandas(str(wh / "user_activity"))
     on_day = int((pd.to_datetime(activity["date"]).dt.date == DAY).sum())
     feats = dict(runs.loc["features", "input_rows"])
     assert feats["user_activity"] == on_day and feats["zones"] == 24
+    assert dict(runs.loc["check:user_activity", "input_rows"])["user_activity"] == on_day
     assert dict(runs.loc["features", "output_rows"]) == {"zone_day_features": 24}
     scores = read_pandas(str(wh / "uplift_scores"))
     assert len(scores) == 6000 and dict(runs.loc["score", "output_rows"]) == {"uplift_scores": 6000}
@@ -148,7 +194,7 @@ def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
     # A re-run skips every step: no new run rows, no new table versions.
     before = {n: DeltaTable(str(wh / n)).version() for n in ("pipeline_runs", "allocations")}
     code, out = pipeline(capsys, wh)
-    assert code == 0 and out.count("skipped") == 4
+    assert code == 0 and out.count("skipped") == len(steps)
     assert before == {n: DeltaTable(str(wh / n)).version() for n in before}
 
 
@@ -165,7 +211,8 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     broken["end"] = DAY + dt.timedelta(days=1)
     catalog.write("geo_experiments", spark.createDataFrame(broken, experiments.schema))
     (wh / "typo.yaml").write_text(json.dumps({"campaign_id": "typo", "budgets": {"NLL": 10}}))
-    code, out = pipeline(capsys, wh, "--force", "--steps", "analyze,allocate")
+    unchecked = ["--set", "pipeline.checks=false"]  # the gates: the next day's subject
+    code, out = pipeline(capsys, wh, "--force", "--steps", "analyze,allocate", *unchecked)
     assert code == 2, out
     runs = latest(wh)
     status = {k: v for k, v in runs["status"].items() if k.startswith(("analyze", "allocate"))}
@@ -179,16 +226,23 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     assert "no zones in geo_assignments" in runs.loc["analyze:broken", "error"]
     assert "NL" in runs.loc["allocate:typo", "error"]
 
-    # The next day has no activity and no customer snapshot yet: features and score are
-    # not ready (3), the steps after them are blocked, and the run says "retry later".
+    # The next day has no activity and no customer snapshot yet: their checks find them
+    # late, not ready (3), the steps after them are blocked, naming the failed check, and
+    # the run says "retry later".
     next_day = DAY + dt.timedelta(days=1)
     capsys.readouterr()
     code = main(["pipeline", "--run-date", str(next_day), *sets(wh)])
     assert code == 3
     runs = latest(wh, next_day)
-    assert runs.loc["features", ["status", "exit_code"]].tolist() == ["failed", 3]
-    assert runs.loc["score", ["status", "exit_code"]].tolist() == ["failed", 3]
-    assert runs.loc["analyze:broken", "status"] == "blocked"
+    for gate in ("check:user_activity", "check:customers"):
+        assert runs.loc[gate, ["status", "exit_code"]].tolist() == ["failed", 3]
+    assert runs.loc["check:zones", "status"] == "succeeded"  # not dated: checked as of the day
+    assert runs.loc["features", "error"].startswith(
+        "not run: check:user_activity failed (table user_activity of date = 2026-07-01: 1 "
+        "error check(s) failed: freshness: no rows with date = the run date"
+    )
+    assert runs.loc["score", "status"] == runs.loc["analyze:broken", "status"] == "blocked"
+    assert "check:zone_day_features was blocked" in runs.loc["analyze:broken", "error"]
     assert set(runs.loc[["allocate:winback", "allocate:typo"], "status"]) == {"blocked"}
 
     # An internal error in scoring (exit 1, the most serious) blocks the allocations and
@@ -199,7 +253,7 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
         raise RuntimeError("executor lost")
 
     monkeypatch.setattr(score_job, "run", crash)
-    code, out = pipeline(capsys, wh, "--force", "--steps", "score,allocate")
+    code, out = pipeline(capsys, wh, "--force", "--steps", "score,allocate", *unchecked)
     assert code == 1
     runs = latest(wh)
     assert runs.loc["score", "status"] == "failed" and "executor lost" in runs.loc["score", "error"]
@@ -207,10 +261,58 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     assert DeltaTable(str(wh / "allocation_summary")).version() == published
     monkeypatch.undo()
     (wh / "typo.yaml").unlink()
-    code, out = pipeline(capsys, wh, "--steps", "score,allocate")
+    code, out = pipeline(capsys, wh, "--steps", "score,allocate", *unchecked)
     assert code == 0, out
     runs = latest(wh)
     assert runs.loc["score", "status"] == runs.loc["allocate:winback", "status"] == "succeeded"
     assert DeltaTable(str(wh / "allocation_summary")).version() > published
     # Scores re-ran, so the allocation (already succeeded before) re-ran on them too.
     assert runs.loc["allocate:winback", "pipeline_run_id"] == runs.loc["score", "pipeline_run_id"]
+
+
+@pytest.mark.e2e
+def test_bad_scores_block_the_allocation_unless_it_falls_back(spark, warehouse, capsys):
+    """The day's scores delivered with 50 rows twice: check:uplift_scores fails its unique
+    key, the allocation is blocked, naming the check, and the published allocation stays;
+    allocate run alone refuses them too. With allocate.fallback the allocation runs on
+    yesterday's good scores and says so: its summary, pipeline_runs and the run's table."""
+    wh = warehouse
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    today = catalog.read("uplift_scores").where(F.col("run_date") == DAY).cache()
+    yesterday = DAY - dt.timedelta(days=1)
+    catalog.write("uplift_scores", today.withColumn("run_date", F.lit(yesterday)))
+    catalog.write("uplift_scores", today.limit(50))
+    today.unpersist()
+    published = DeltaTable(str(wh / "allocation_summary")).version()
+    code, out = pipeline(capsys, wh, "--steps", "allocate", "--force")  # the scores changed
+    assert code == 2, out
+    runs = latest(wh)
+    assert runs.loc["check:uplift_scores", ["status", "exit_code"]].tolist() == ["failed", 2]
+    assert runs.loc["allocate:winback", "status"] == "blocked"
+    assert runs.loc["allocate:winback", "error"].startswith(
+        "not run: check:uplift_scores failed (table uplift_scores of run_date = 2026-06-30: "
+        "1 error check(s) failed: unique_key: 50 rows repeat a key (run_date, customer_id, "
+        "voucher_id)"
+    )
+    assert DeltaTable(str(wh / "allocation_summary")).version() == published
+    campaign = ["--campaign", str(wh / "winback.yaml"), "--run-date", str(DAY)]
+    capsys.readouterr()
+    assert main(["allocate", *campaign, *sets(wh)]) == 2
+    assert "uplift_scores of 2026-06-30 failed its checks (unique_key: 50 rows" in (
+        capsys.readouterr().err
+    )
+    assert DeltaTable(str(wh / "allocation_summary")).version() == published
+
+    code, out = pipeline(capsys, wh, "--steps", "allocate",
+                         "--set", "allocate.fallback={max_age_days: 1}")  # fmt: skip
+    assert code == 2, out  # the bad partition still needs a person; the allocation ran
+    runs = latest(wh)
+    assert runs.loc["allocate:winback", "status"] == "succeeded"
+    summary = json.loads(runs.loc["allocate:winback", "summary"])
+    assert summary["scores_date"] == str(yesterday)
+    assert summary["fallback"]["instead_of"] == str(DAY)
+    assert "unique_key: 50 rows repeat a key" in summary["fallback"]["why"]
+    assert f"fell back to uplift_scores of {yesterday}" in out
+    assert dict(runs.loc["allocate:winback", "input_rows"])["uplift_scores"] == 6000
+    rows = read_pandas(str(wh / "allocations"))
+    assert set(rows["run_id"]) == {summary["run_id"]} and len(rows) > 0

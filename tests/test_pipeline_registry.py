@@ -44,12 +44,13 @@ def test_steps_are_the_job_modules_declarations_in_run_order():
 
 def test_readme_table_of_steps_is_the_registry():
     text = (REPO / "README.md").read_text()
-    header = "| step | one step per | needs |\n| --- | --- | --- |\n"
+    header = "| step | one step per | needs | checks first |\n| --- | --- | --- | --- |\n"
     assert text.count(header) == 1
     rows = re.match(r"((?:\|.*\n)*)", text[text.index(header) + len(header) :]).group(1)
     expected = "".join(
         f"| `{s.kind}` | {s.per}{f' (`{s.kind}:<id>`)' if s.targets else ''} | "
-        f"{', '.join(f'`{d}`' for d in s.depends_on) or '-'} |\n"
+        f"{', '.join(f'`{d}`' for d in s.depends_on) or '-'} | "
+        f"{', '.join(f'`check:{t}`' for t in s.checks) or '-'} |\n"
         for s in registry.steps()
     )
     assert rows == expected, f"README's table of steps should be:\n{header}{expected}"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sparklift.cli import main
-from sparklift.config import load_config
+from sparklift.config import FAULT_KINDS, load_config
 from sparklift.contracts import contract
 from sparklift.quality import rules
 from sparklift.quality.metrics import expressions, with_orphan_flags
@@ -32,7 +32,7 @@ def conf(*sets: str):
 def test_z_rule_leaves_the_value_under_test_out_of_its_window():
     """Today's row count against the 14 days before: numpy's mean and sample SD of those
     days only (with today in its own window the z of a drop would shrink)."""
-    q = conf()
+    q = conf("quality.season_days=0")
     spec = table_spec("user_activity", q)
     rng = np.random.default_rng(0)
     counts = 1000 + rng.normal(0, 20, 30)
@@ -50,9 +50,23 @@ def test_z_rule_leaves_the_value_under_test_out_of_its_window():
     assert r.status == rules.SKIPPED and "3 past values, 7 needed" in r.message
 
 
+def test_the_z_bound_keeps_the_false_alarm_rate_of_its_sigmas():
+    """Simulated: a normal value after n normal values (their mean and SD estimated) is
+    beyond the bound for n in 0.27% of draws, the two-sided tail of 3 sigmas, for every n;
+    |z| > 3 itself false-alarms 1.2% of the time with 14 values."""
+    rng = np.random.default_rng(7)
+    for n in (3, 7, 14, 28):
+        past = rng.normal(size=(400_000, n))
+        z = np.abs(rng.normal(size=400_000) - past.mean(1)) / past.std(1, ddof=1)
+        rate = np.mean(z > rules.z_bound(3.0, n))
+        assert rate == pytest.approx(0.0027, abs=4 * np.sqrt(0.0027 / 400_000)), n
+        if n == 14:
+            assert np.mean(z > 3.0) == pytest.approx(0.012, abs=0.001)
+
+
 def test_same_weekday_and_relative_change():
     q = conf("quality.same_weekday=true", "quality.relative_change=0.2", "quality.window_days=4",
-             "quality.min_history=3")  # fmt: skip
+             "quality.min_history=3", "quality.season_days=0")  # fmt: skip
     assert rules.training_days(DAY, q) == [DAY - dt.timedelta(days=7 * k) for k in range(1, 5)]
     spec = table_spec("user_activity", q)
     # Weekly values 100, 102, 98, 101 on the same weekday; other days far off are ignored.
@@ -66,6 +80,40 @@ def test_same_weekday_and_relative_change():
              for k, v in zip(range(1, 5), (100.0, 160.0, 40.0, 100.0), strict=True)}  # fmt: skip
     r = rules.anomaly_checks(spec, {"row_count": 130.0}, noisy, DAY, q)[0]
     assert r.statistic < 3 and r.status == rules.FAIL
+
+
+def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
+    """A weekend peak 30% above weekdays: a weekend day at 70% of its usual level is within
+    3 sd of the last 14 days' values, but far outside their changes from 7 days before
+    (numpy's z of x_t - x_t-7 against the window's). A past day that failed its check is
+    left out of the window while the failures are a minority."""
+    rng = np.random.default_rng(1)
+    today = DAY + dt.timedelta(days=(5 - DAY.weekday()) % 7)  # a Saturday
+    assert today.weekday() == 5
+    days = [today - dt.timedelta(days=k) for k in range(1, 36)]
+    level = {d: 1000 * (1.3 if d.weekday() >= 5 else 1.0) + rng.normal(0, 20) for d in days}
+    x = 0.7 * level[today - dt.timedelta(days=7)]
+    history = {d: {"row_count": v} for d, v in level.items()}
+    failed = {today - dt.timedelta(days=3): {"anomaly:row_count"}}
+    history[today - dt.timedelta(days=3)] = {"row_count": 400.0}  # yesterday's lost feed...
+    spec = table_spec("user_activity", conf())
+    r = rules.anomaly_checks(spec, {"row_count": x}, history, today, conf(), failed)[0]
+    window = [today - dt.timedelta(days=k) for k in range(1, 15) if k != 3]
+    changes = np.array([level[d] - level[d - dt.timedelta(days=7)] for d in window])
+    z = abs(x - level[today - dt.timedelta(days=7)] - changes.mean()) / changes.std(ddof=1)
+    assert r.statistic == pytest.approx(z, rel=1e-12) and z > 10 and r.status == rules.FAIL
+    assert "from 7 days before" in r.threshold and "n 13" in r.threshold
+    flat = conf("quality.season_days=0")
+    plain = rules.anomaly_checks(spec, {"row_count": x}, history, today, flat, failed)[0]
+    values = np.array([level[d] for d in window])
+    assert plain.statistic == pytest.approx(abs(x - values.mean()) / values.std(ddof=1))
+    assert plain.status == rules.PASS  # the swing's sd hides the drop
+    # ...not left out once the failures are half of the window: the change has lasted.
+    lasting = {today - dt.timedelta(days=k): {"anomaly:row_count"} for k in range(1, 8)}
+    kept = rules.anomaly_checks(spec, {"row_count": x}, history, today, flat, lasting)[0]
+    assert "n 14" in kept.threshold
+    with pytest.raises(Exception, match="season_days and same_weekday"):
+        conf("quality.same_weekday=true")
 
 
 def test_population_stability_index_is_the_textbook_sum():
@@ -151,8 +199,9 @@ def test_planted_faults_fail_their_checks_with_pandas_counts(spark, tmp_path, ca
     text = plan._jdf.queryExecution().executedPlan().toString()
     assert len(re.findall(r"[+:]- (?:\*\(\d+\) )?\w*Scan ", text)) == 2, text
 
-    # The next day has no partition: freshness fails; an unknown table is refused.
-    assert check(wh, day + dt.timedelta(days=1)) == 2
+    # The next day has no partition: freshness fails, not ready (3: it may land later); an
+    # unknown table is refused.
+    assert check(wh, day + dt.timedelta(days=1)) == 3
     assert "freshness: no rows with date = the run date" in capsys.readouterr().err
     # A table from an older release without a contract column (a table without a date
     # partition: checked whole): the schema check names it, and the checks of that column
@@ -188,8 +237,9 @@ def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, c
         assert check(wh, day) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 250
-    assert set(summary["warnings"]) == {"anomaly:row_count", "anomaly:psi:gmv",
-                                        "anomaly:mean:gmv"}  # fmt: skip
+    # (gmv's mean doubled is a z of about 14: within the 3-sigma bound of 22 that 3 past
+    # values allow; the PSI sees the shift.)
+    assert set(summary["warnings"]) == {"anomaly:row_count", "anomaly:psi:gmv"}
     r = results(wh, DAY)
     counts = np.array([500 + 7 * i for i in range(3)], float)
     z = abs(250 - counts.mean()) / counts.std(ddof=1)
@@ -218,10 +268,70 @@ def test_a_constant_history_and_a_value_that_is_not_finite():
     q = conf("quality.min_history=3")
     spec = table_spec("zones", q)
     history = {DAY - dt.timedelta(days=k): {"row_count": 200.0} for k in range(1, 8)}
-    # sd 0 is floored at 1% of the mean: one zone more passes, ten more do not.
-    one, ten = (rules.anomaly_checks(spec, {"row_count": x}, history, DAY, q)[0]
-                for x in (201.0, 210.0))  # fmt: skip
+    # sd 0 is floored at 1% of the mean: one zone more passes, twenty more do not (the
+    # bound with 7 values is 5.24 sigmas, see below).
+    one, twenty = (rules.anomaly_checks(spec, {"row_count": x}, history, DAY, q)[0]
+                   for x in (201.0, 220.0))  # fmt: skip
     assert one.status == rules.PASS and one.statistic == pytest.approx(0.5)
-    assert ten.status == rules.FAIL and ten.statistic == pytest.approx(5.0)
+    assert twenty.status == rules.FAIL and twenty.statistic == pytest.approx(10.0)
     bad = rules.anomaly_checks(spec, {"row_count": math.nan}, history, DAY, q)[0]
     assert bad.status == rules.FAIL and "not finite" in bad.message
+
+
+def test_the_generators_faults_are_caught_by_the_default_checks(spark, tmp_path, capsys):
+    """A generated world of 20 days (weekly seasonality, trend, long-tailed zones) with a
+    fault on each of its last six days, checked from its first day in one pass
+    (``--start``) with the default checks: the 14 clean days raise no alarm and each fault
+    fails its check, the counts checked against pandas. (bench.py faults: the same at 200k
+    users with 60 clean days, day by day.)"""
+    wh = tmp_path / "wh"
+    end = dt.date(2026, 6, 20)
+    first = end - dt.timedelta(days=19)
+    kinds = sorted(FAULT_KINDS, key=lambda k: k == "shift")  # last: the most history
+    on = {k: str(end - dt.timedelta(days=5 - i)) for i, k in enumerate(kinds)}
+    sets = ["--set", f"tables.base_path={wh}", "--run-date", str(end)]
+    faults = [a for k, d in on.items() for a in ("--fault", f"{k}@{d}")]
+    scale = ["--users", "20000", "--zones", "20", "--days", "20", "--customers", "100",
+             "--campaign-rows", "500"]  # fmt: skip
+    # Bad faults are refused before anything is written, naming what was expected.
+    assert main(["generate", *sets, *scale, "--fault", "drop@2026-06-15"]) == 2
+    assert "expected KIND@YYYY-MM-DD with KIND one of drop_half," in capsys.readouterr().err
+    assert main(["generate", *sets, *scale, "--fault", "late@2026-05-01"]) == 2
+    assert "outside the generated 2026-06-01..2026-06-20" in capsys.readouterr().err
+    shift_id = "generate.faults=[{kind: shift, date: 2026-06-15, column: user_id}]"
+    assert main(["generate", *sets, *scale, "--set", shift_id]) == 2
+    assert "a shift needs a measure column, not 'user_id'" in capsys.readouterr().err
+    assert not (wh / "user_activity").exists()
+    assert main(["generate", *sets, *scale, *faults]) == 0
+    capsys.readouterr()
+    assert main(["check", "--table", "user_activity", "--start", str(first), *sets]) == 2
+    err = capsys.readouterr().err
+    assert "3 error check(s) failed" in err and f"{on['late']} freshness: no rows" in err
+    r = read_pandas(str(wh / "quality_results"))
+    assert len(set(r["run_date"])) == 20
+    r = r.assign(day=pd.to_datetime(r["run_date"]).dt.date.astype(str))
+    alarms = r[r["status"] == "fail"].groupby("day")["check_name"].apply(set).to_dict()
+    assert set(alarms) == set(on.values()), alarms  # no false alarm on a clean day
+    assert {"anomaly:row_count"} <= alarms[on["drop_half"]]
+    assert alarms[on["null_spike"]] == {"anomaly:null_share:gmv"}
+    assert {"unique_key", "anomaly:row_count"} <= alarms[on["duplicate"]]
+    assert {"anomaly:mean:gmv"} <= alarms[on["shift"]]  # (PSI: blunt on a column of 80% zeros)
+    assert {"freshness", "anomaly:row_count"} <= alarms[on["late"]]
+    assert {"reference:zone_id"} <= alarms[on["remap_zones"]]
+    # The statistics against the generated rows, counted by pandas.
+    act = read_pandas(str(wh / "user_activity"))
+    act["day"] = pd.to_datetime(act["date"]).dt.date.astype(str)
+    stat = r.set_index(["day", "check_name"])["statistic"]
+    day = act[act["day"] == on["duplicate"]]
+    assert stat[on["duplicate"], "unique_key"] == day.duplicated(["date", "user_id"]).sum() > 0
+    day = act[act["day"] == on["remap_zones"]]
+    assert stat[on["remap_zones"], "reference:zone_id"] == len(day) > 0  # every id remapped
+    assert stat[on["late"], "freshness"] == 0 == (act["day"] == on["late"]).sum()
+    m = read_pandas(str(wh / "quality_metrics"))
+    m = m.assign(day=pd.to_datetime(m["run_date"]).dt.date.astype(str)).set_index(
+        ["day", "metric"]
+    )["value"]
+    day = act[act["day"] == on["null_spike"]]
+    assert m[on["null_spike"], "null_count:gmv"] == day["gmv"].isna().sum() > 0.2 * len(day)
+    for d in (on["drop_half"], str(first)):
+        assert m[d, "row_count"] == (act["day"] == d).sum()

@@ -29,8 +29,10 @@ from tests.standalone import SPARK_HOME, StandaloneCluster
 DAY = "2026-06-30"
 BAD_CONFIG_DAY = "2026-07-02"
 BUDGETS = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
-STEPS = {"features", "score", "allocate:winback"}
-OUTPUTS = ("zone_day_features", "uplift_scores", "allocations", "allocation_summary")
+STEPS = {"check:user_activity", "check:zones", "features", "check:customers", "score",
+         "check:uplift_scores", "allocate:winback"}  # fmt: skip
+OUTPUTS = ("zone_day_features", "uplift_scores", "allocations", "allocation_summary",
+           "quality_results")  # fmt: skip
 DELTA_SPARK = re.compile(r"^Apache-Spark/\S+ Delta-Lake/\S+")  # commitInfo.engineInfo
 # The DAG's tasks here: a deployment without propensity models or geo experiments
 # (SPARKLIFT_STEPS; their tasks are the same spark-submit of another --steps, and each

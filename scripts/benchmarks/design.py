@@ -66,7 +66,7 @@ def bench_design(zones: int, users: int, workdir: str) -> None:
         print(f"generating {zones:,} zones, {users:,} users x {days} days ...", flush=True)
         gen = SimpleNamespace(
             seed=None, users=users, zones=zones, days=days, customers=1000, vouchers=None,
-            campaign_rows=1000,
+            campaign_rows=1000, fault=[],
         )  # fmt: skip
         summary, t_gen = timed(lambda: generate_job.run(ctx, gen))
         print(f"  {summary['user_activity']:,} activity rows in {t_gen:.0f}s", flush=True)

@@ -70,7 +70,7 @@ def bench_did(rows: int, workdir: str, peer: bool) -> None:
     print(f"generating ~{rows:,} activity rows ({users:,} users x {days} days) ...", flush=True)
     gen = SimpleNamespace(
         seed=None, users=users, zones=1000, days=days, customers=1000, vouchers=None,
-        campaign_rows=1000,
+        campaign_rows=1000, fault=[],
     )  # fmt: skip
     summary, t_gen = timed(lambda: generate_job.run(ctx, gen))
     n = summary["user_activity"]

@@ -61,6 +61,7 @@ def bench_features(rows: int, days: int, workdir: str) -> None:
             customers=1000,
             vouchers=None,
             campaign_rows=1000,
+            fault=[],
         )
         summary, t_gen = timed(lambda: generate_job.run(ctx, gen_args))
         n = summary["user_activity"]

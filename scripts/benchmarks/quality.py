@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, workdir: str) -> None:
         ctx = JobContext(spark, conf, Catalog(spark, conf.tables), RUN_DATE)
         users = users_for(args.rows * days, days)
         gen = SimpleNamespace(seed=None, users=users, zones=1000, days=days, customers=1000,
-                              vouchers=None, campaign_rows=1000)  # fmt: skip
+                              vouchers=None, campaign_rows=1000, fault=[])  # fmt: skip
         generate_job.run(ctx, gen)
         part = ctx.catalog.read("user_activity").where(F.col("date") == F.lit(RUN_DATE))
         n = part.count()

@@ -59,7 +59,7 @@ def generated_world(workdir: str, *sets: str) -> JobContext:
     ctx = JobContext(spark, conf, Catalog(spark, conf.tables), RUN_DATE)
     gen = SimpleNamespace(
         seed=None, users=1000, zones=10, days=7, customers=CUSTOMERS, vouchers=None,
-        campaign_rows=286_000,
+        campaign_rows=286_000, fault=[],
     )  # fmt: skip
     generate_job.run(ctx, gen)
     return ctx

@@ -8,7 +8,9 @@ Airflow's environment has no sparklift to import, so the DAG reads them from
 ``dist/pipeline_steps.json``, which ``scripts/package.sh`` writes from the
 registry of the very code it packages. Each task submits
 ``dist/pipeline.py --steps <step>`` (built by ``scripts/package.sh``) with the run date =
-the logical date: the daily data-interval timetable starts the run for day D once D is
+the logical date; with ``pipeline.checks`` the task first runs the data quality checks of
+its step's inputs (``check:<table>`` steps, in the same submit; one that succeeded for the
+date in an earlier task is skipped): the daily data-interval timetable starts the run for day D once D is
 over, so ``ds`` is the day whose data it processes. The pipeline itself records every
 step in ``pipeline_runs`` and skips what already succeeded for the date, so a retry only
 redoes what failed. Exit code 3 (input not ready: upstream data late) is the usual

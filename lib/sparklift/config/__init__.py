@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sparklift.config.base import (
+    FAULT_KINDS,
+    FaultConfig,
     GenerateConfig,
     GeoEffectConfig,
     LoggingConfig,
@@ -49,6 +51,7 @@ from sparklift.config.quality import AnomalyConfig, QualityConfig, TableChecks
 from sparklift.errors import ConfigError
 
 __all__ = [
+    "FAULT_KINDS",
     "SPENDING_FUNCTIONS",
     "AllocateConfig",
     "AnalysisConfig",
@@ -57,6 +60,7 @@ __all__ = [
     "CovariateWindow",
     "CupacConfig",
     "DesignConfig",
+    "FaultConfig",
     "FeatureDef",
     "FeaturesConfig",
     "FutilityConfig",

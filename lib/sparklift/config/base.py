@@ -4,11 +4,11 @@ the pipeline and table maintenance; and the strict base model of every section."
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sparklift.contracts import TABLE_NAMES
+from sparklift.contracts import CONTRACTS, TABLE_NAMES
 
 
 class _Strict(BaseModel):
@@ -62,6 +62,33 @@ class GeoEffectConfig(_Strict):
     lift: float = Field(ge=-0.9)
 
 
+FaultKind = Literal["drop_half", "null_spike", "duplicate", "shift", "late", "remap_zones"]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+
+
+class FaultConfig(_Strict):
+    """A fault of the daily feed injected into one date of user_activity
+    (:mod:`sparklift.synthetic.faults`)."""
+
+    kind: FaultKind
+    date: dt.date
+    column: str = "gmv"  # null_spike and shift: the column hit
+    share: float = Field(default=0.3, gt=0, le=1)  # null_spike: the share of the date's rows
+    factor: float = Field(default=1.5, gt=0)  # shift: the column's values times this
+
+    @model_validator(mode="after")
+    def _column_of_the_feed(self) -> FaultConfig:
+        schema = CONTRACTS["user_activity"].schema
+        if self.kind not in ("null_spike", "shift"):
+            return self
+        if self.column not in schema.fieldNames():
+            raise ValueError(f"column {self.column!r} is not a column of user_activity "
+                             f"{schema.fieldNames()}")  # fmt: skip
+        if self.kind == "shift" and self.column in ("date", "user_id", "zone_id"):
+            raise ValueError(f"a shift needs a measure column, not {self.column!r}")
+        return self
+
+
 class GenerateConfig(_Strict):
     seed: int
     users: int = Field(gt=0)
@@ -78,6 +105,7 @@ class GenerateConfig(_Strict):
     control_share: float = Field(gt=0, lt=1)
     partitions: int = Field(gt=0)
     geo_effect: GeoEffectConfig
+    faults: list[FaultConfig]
 
 
 class PipelineConfig(_Strict):
@@ -85,6 +113,7 @@ class PipelineConfig(_Strict):
 
     steps: list[str] = Field(min_length=1)  # kinds of sparklift.pipeline.registry
     campaigns: list[str]  # campaign files or globs
+    checks: bool  # check:<table> steps gate the steps reading the table
 
     @field_validator("steps")
     @classmethod

@@ -79,6 +79,12 @@ class ScoreConfig(_Strict):
     on_version_mismatch: Literal["refuse", "warn"]
 
 
+class FallbackConfig(_Strict):
+    """An input's earlier partition a job may use when the run date's is bad or missing."""
+
+    max_age_days: int = Field(ge=1)
+
+
 class AllocateConfig(_Strict):
     """Solver settings of ``sparklift allocate``; a campaign file may override each."""
 
@@ -92,6 +98,9 @@ class AllocateConfig(_Strict):
     # (0: never); pooled over every campaign's runs, or only this campaign's.
     calibration_days: int = Field(ge=0)
     calibration_scope: Literal["all", "campaign"]
+    # Today's uplift_scores missing or failing an error check: allocate on the latest good
+    # partition at most max_age_days old instead (null: refuse).
+    fallback: FallbackConfig | None
 
 
 class MeasureConfig(_Strict):

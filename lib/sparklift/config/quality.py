@@ -73,6 +73,7 @@ class QualityConfig(_Strict):
     min_history: int = Field(ge=2)  # fewer past values: the anomaly check is skipped
     sensitivity: float = Field(gt=0)  # |z| above this is an anomaly
     same_weekday: bool  # compare with the same weekday of past weeks only
+    season_days: int = Field(ge=0)  # 7: the z rule on changes from 7 days before (0: levels)
     relative_change: float | None = Field(default=None, gt=0)  # also: |today / mean - 1| above
     psi_bins: int = Field(ge=2, le=100)
     psi_threshold: float = Field(gt=0)  # PSI above this: the distribution shifted
@@ -81,6 +82,11 @@ class QualityConfig(_Strict):
 
     @model_validator(mode="after")
     def _kinds(self) -> QualityConfig:
+        if self.season_days and self.same_weekday:
+            raise ValueError(
+                "season_days and same_weekday are two answers to a weekly pattern: set one "
+                "(season_days: 0 with same_weekday: true)"
+            )
         missing = sorted(set(CHECK_KINDS) - set(self.severity))
         unknown = sorted(set(self.severity) - set(CHECK_KINDS))
         if missing or unknown:

@@ -33,6 +33,7 @@ from sparklift.allocation.tables import summary_where
 from sparklift.contracts.vouchers import ALLOCATIONS
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.jobs.fallback import choose
 from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.tables.publish import new_id, superseded, utcnow
@@ -71,6 +72,8 @@ STEP = PipelineStep(
     depends_on=("score",),
     targets=active_campaigns,
     per="active campaign",
+    checks=("uplift_scores",),
+    falls_back=lambda conf: conf.allocate.fallback is not None,
 )
 
 
@@ -83,12 +86,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog, day = ctx.catalog, ctx.run_date
     if not catalog.exists("uplift_scores"):
         raise InputNotReadyError("no uplift_scores table yet: run sparklift score first")
-    scores = catalog.read("uplift_scores", where=[("run_date", "=", day)])
+    part = choose(ctx, "uplift_scores", "run_date", campaign.fallback, "allocate.fallback")
+    scores = catalog.read("uplift_scores", where=[("run_date", "=", part.day)])
     models = [r[0] for r in scores.select("model_id").distinct().limit(3).collect()]
     if not models:
         raise InputNotReadyError(f"uplift_scores has no rows for run_date {day}: run score first")
     if len(models) > 1:
-        raise InputError(f"uplift_scores of {day} mixes models {sorted(models)}; re-run score")
+        raise InputError(f"uplift_scores of {part.day} mixes models {sorted(models)}; re-run score")
     vouchers = campaign.vouchers or _active_vouchers(ctx)
     full = budgets = _budgets(ctx, campaign)
     scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn(
@@ -171,6 +175,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     return {
         "campaign_id": campaign.campaign_id,
         "run_id": run_id,
+        "scores_date": str(part.day),
+        "fallback": part.fallback,  # null, or the uplift_scores used instead of the run date's
         "customers_allocated": sum(s.n_allocated for s in groups),
         "holdout_customers": sum(r["holdout_customers"] for r in records),
         "explore_customers": sum(r["explore_customers"] for r in records),

@@ -65,6 +65,7 @@ STEP = PipelineStep(
     depends_on=("features",),
     targets=running_experiments,
     per="running experiment",
+    checks=("zone_day_features",),
 )
 
 

@@ -6,7 +6,8 @@ The checks are its contract's (schema, key, not null) and those ``quality.tables
 (:mod:`sparklift.quality.metrics`); the anomaly checks compare them with the table's own
 history in ``quality_metrics`` (:mod:`sparklift.quality.rules`). Both tables are written
 before the verdict: a failed check of severity ``error`` then fails the job (exit 2, naming
-the checks), one of severity ``warn`` is logged. A re-run for the same date replaces that
+the checks; exit 3, not ready, when only freshness failed: the partition may land later),
+one of severity ``warn`` is logged. A re-run for the same date replaces that
 date's rows.
 """
 
@@ -22,10 +23,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from sparklift.config import QualityConfig
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
+from sparklift.features.zone_day import date_range
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.quality import rules
-from sparklift.quality.metrics import compute, psi_edges
+from sparklift.quality.metrics import compute, compute_days, psi_edges
 from sparklift.quality.spec import TableSpec, missing_columns, table_spec
 from sparklift.tables.publish import utcnow
 from sparklift.tables.schema import check_schema
@@ -35,59 +38,118 @@ HELP = "check a table's partition of the run date into quality_metrics and quali
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", required=True, help="the table's logical name, e.g. zones")
+    parser.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        help="check the dates from --start to the run date, in order, in one pass (a dated "
+        "table's history backfilled: anomaly checks need window_days of it)",
+    )
 
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
-    conf, catalog, day = ctx.config.quality, ctx.catalog, ctx.run_date
+    conf, catalog = ctx.config.quality, ctx.catalog
     spec = table_spec(args.table, conf)
     if not catalog.exists(spec.table):
         raise InputNotReadyError(f"table {spec.table} does not exist yet: nothing to check")
-    df = catalog.read(spec.table)
+    days = date_range(args.start, ctx.run_date) if getattr(args, "start", None) else [ctx.run_date]
+    partitioned = spec.date_column in catalog.partition_columns(spec.table)
+    pruned = [(spec.date_column, "in", days)] if partitioned else []  # those partitions only
+    df = catalog.read(spec.table, where=pruned)
     missing = missing_columns(spec, df.columns)
     problems = _schema_problems(spec, df, missing)
     _refuse_non_numeric(spec, df)
-    dated = spec.date_column and spec.date_column not in missing  # else freshness fails
-    if dated:
-        df = df.where(F.col(spec.date_column) == F.lit(day))
+    dated = bool(spec.date_column) and spec.date_column not in missing  # else freshness fails
+    if len(days) > 1 and not dated:
+        raise InputError(f"--start: table {spec.table} has no date column to check day by day")
     references = _references(ctx, spec, missing)
-    history = _history(ctx, spec.table)
-    edges = _edges(spec, history, conf.psi_bins)
-    where = f" of {spec.date_column} = {day}" if dated else f" as of {day}"
+    history = _history(ctx, spec.table, days[0])
+    failed = _failed(ctx, spec.table, days[0])
+    where = f" of {spec.date_column} = {_span(days)}" if dated else f" as of {ctx.run_date}"
     with step(f"checking table {spec.table}{where}"):
-        metrics = compute(spec, df, references, edges, conf.psi_bins)
-    results = rules.contract_checks(spec, metrics, problems, missing)
-    results += rules.anomaly_checks(spec, metrics, history, day, conf)
+        metrics = _metrics(spec, df, dated, references, history, days, conf)
+    results: dict[dt.date, list[rules.Result]] = {}
+    for day in days:  # in order: each day is the next one's history
+        results[day] = rules.contract_checks(spec, metrics[day], problems, missing)
+        results[day] += rules.anomaly_checks(spec, metrics[day], history, day, conf, failed)
+        history[day] = metrics[day]
+        failed[day] = {r.check_name for r in results[day] if r.status == rules.FAIL}
     now = utcnow()
-    key = {"table_name": spec.table, "run_date": day}
+    key = {"table_name": spec.table, "run_date": days}
     write_records(catalog, "quality_metrics",
-                  [key | {"metric": k, "value": v, "computed_at": now} for k, v in metrics.items()],
+                  [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
+                    "computed_at": now} for d in days for k, v in metrics[d].items()],
                   key)  # fmt: skip
     version = write_records(catalog, "quality_results",
-                            [key | asdict(r) | {"computed_at": now} for r in results],
+                            [{"table_name": spec.table, "run_date": d} | asdict(r)
+                             | {"computed_at": now} for d in days for r in results[d]],
                             key)  # fmt: skip
-    failed = [r for r in results if r.status == rules.FAIL]
-    for r in failed:
+    failures = [(d, r) for d in days for r in results[d] if r.status == rules.FAIL]
+    for d, r in failures:
         level = logging.ERROR if r.severity == "error" else logging.WARNING
         log.log(level, "table %s, %s: check %s failed (%s): %s",
-                spec.table, day, r.check_name, r.severity, r.message)  # fmt: skip
-    errors = [r for r in failed if r.severity == "error"]
+                spec.table, d, r.check_name, r.severity, r.message)  # fmt: skip
+    errors = [(d, r) for d, r in failures if r.severity == "error"]
     if errors:
-        listed = "; ".join(f"{r.check_name}: {r.message}" for r in errors)
-        raise InputError(
+        listed = "; ".join(
+            (f"{d} " if len(days) > 1 else "") + f"{r.check_name}: {r.message}" for d, r in errors
+        )
+        late = all(r.kind == "freshness" for _, r in errors)  # not landed yet: may land later
+        raise (InputNotReadyError if late else InputError)(
             f"table {spec.table}{where}: {len(errors)} error check(s) failed: {listed} "
             f"(quality_results version {version})"
         )
-    counts = defaultdict(int)
-    for r in results:
-        counts[r.status] += 1
+    counts: dict[str, int] = defaultdict(int)
+    for d in days:
+        for r in results[d]:
+            counts[r.status] += 1
     return {
         "table": spec.table,
-        "run_date": str(day),
-        "rows": int(metrics.get("row_count") or 0),
+        "run_date": _span(days),
+        "rows": sum(int(metrics[d].get("row_count") or 0) for d in days),
         "checks": dict(counts),
-        "warnings": [r.check_name for r in failed],
+        "warnings": [(f"{d} " if len(days) > 1 else "") + r.check_name for d, r in failures],
         "results_version": version,
     }
+
+
+def _span(days: list[dt.date]) -> str:
+    return str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
+
+
+def _metrics(
+    spec: TableSpec,
+    df: DataFrame,
+    dated: bool,
+    references: dict[str, DataFrame],
+    history: dict[dt.date, dict[str, float | None]],
+    days: list[dt.date],
+    conf: QualityConfig,
+) -> dict[dt.date, dict[str, float | None]]:
+    """Each day's metrics: of the whole table when it is not ``dated``, else of its
+    partitions. A PSI column without carried edges gets them from the first day (which
+    has no bins, as in a daily run); the days after it come from one grouped aggregation
+    (a day without rows from its own, to count the nothing it has)."""
+    bins = conf.psi_bins
+    edges = _edges(spec, history, bins)
+    if not dated:
+        return {days[0]: compute(spec, df, references, edges, bins)}
+    column = F.col(spec.date_column)  # type: ignore[arg-type]
+    out: dict[dt.date, dict[str, float | None]] = {}
+    todo = list(days)
+    if any(c not in edges for c in spec.checks.anomaly.psi) or len(todo) == 1:
+        first = todo.pop(0)
+        out[first] = compute(spec, df.where(column == F.lit(first)), references, edges, bins)
+        for c in spec.checks.anomaly.psi:
+            found = psi_edges(out[first], c, bins)
+            if c not in edges and found is not None:
+                edges[c] = found
+    if todo:
+        grouped = compute_days(spec, df.where(column.isin(todo)), references, edges, bins)
+        for day in todo:
+            out[day] = grouped.get(day) or compute(
+                spec, df.where(column == F.lit(day)), references, edges, bins
+            )
+    return out
 
 
 def _schema_problems(spec: TableSpec, df: DataFrame, missing: list[str]) -> list[str]:
@@ -137,17 +199,17 @@ def _references(ctx: JobContext, spec: TableSpec, missing: list[str]) -> dict[st
     return out
 
 
-def _history(ctx: JobContext, table: str) -> dict[dt.date, dict[str, float | None]]:
-    """The table's stored metrics by checked date: the training windows' days and every
-    day's PSI edges (a few thousand numbers per table and year)."""
+def _history(ctx: JobContext, table: str, first: dt.date) -> dict[dt.date, dict[str, float | None]]:
+    """The table's stored metrics by checked date before ``first``: the training windows'
+    days and every day's PSI edges (a few thousand numbers per table and year)."""
     if not ctx.catalog.exists("quality_metrics"):
         return {}
     conf = ctx.config.quality
-    since = min(rules.training_days(ctx.run_date, conf))
+    since = min(rules.history_days(first, conf))
     rows = (
         ctx.catalog.read("quality_metrics", where=[("table_name", "=", table)])
         .where(
-            (F.col("run_date") < F.lit(ctx.run_date))
+            (F.col("run_date") < F.lit(first))
             & ((F.col("run_date") >= F.lit(since)) | F.col("metric").startswith("psi_edge:"))
         )
         .select("run_date", "metric", "value")
@@ -156,6 +218,27 @@ def _history(ctx: JobContext, table: str) -> dict[dt.date, dict[str, float | Non
     out: dict[dt.date, dict[str, float | None]] = defaultdict(dict)
     for r in rows:
         out[r["run_date"]][r["metric"]] = r["value"]
+    return dict(out)
+
+
+def _failed(ctx: JobContext, table: str, first: dt.date) -> dict[dt.date, set[str]]:
+    """The checks that failed on the training windows' days before ``first``, by day."""
+    if not ctx.catalog.exists("quality_results"):
+        return {}
+    since = min(rules.history_days(first, ctx.config.quality))
+    rows = (
+        ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
+        .where(
+            (F.col("run_date") < F.lit(first))
+            & (F.col("run_date") >= F.lit(since))
+            & (F.col("status") == rules.FAIL)
+        )
+        .select("run_date", "check_name")
+        .collect()
+    )
+    out: dict[dt.date, set[str]] = defaultdict(set)
+    for r in rows:
+        out[r["run_date"]].add(r["check_name"])
     return dict(out)
 
 

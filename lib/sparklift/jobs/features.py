@@ -17,7 +17,9 @@ from sparklift.jobs import JobContext, log, step
 from sparklift.pipeline.registry import PipelineStep
 
 HELP = "compute zone/day features for the run date or a --start/--end range"
-STEP = PipelineStep("features", order=10)
+STEP = PipelineStep(
+    "features", order=10, checks=("user_activity", "zones"), outputs=("zone_day_features",)
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,10 +17,11 @@ import pandas as pd
 import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 
-from sparklift.config import GenerateConfig
+from sparklift.config import FAULT_KINDS, FaultConfig, GenerateConfig
+from sparklift.errors import ConfigError
 from sparklift.jobs import JobContext, log, step
 from sparklift.jobs.design import experiment_row, write_design
-from sparklift.synthetic import geo, vouchers
+from sparklift.synthetic import faults, geo, vouchers
 from sparklift.tables import resolve_path
 
 HELP = "generate a synthetic data set (user_activity, zones, customers, vouchers, campaigns)"
@@ -31,22 +32,36 @@ TRUTH_FILE = "generator_truth.json"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag in SCALE_FLAGS:
         parser.add_argument(f"--{flag.replace('_', '-')}", type=int, help=f"generate.{flag}")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND@DATE",
+        help="inject a fault into a date of user_activity (repeatable; KIND: "
+        f"{', '.join(FAULT_KINDS)}; added to generate.faults, where a fault's column, share "
+        "and factor can be set too)",
+    )
 
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     updates = {f: getattr(args, f) for f in SCALE_FLAGS if getattr(args, f) is not None}
     conf = ctx.config.generate.model_copy(update=updates)
     conf = type(conf).model_validate(conf.model_dump())
+    conf = conf.model_copy(update={"faults": [*conf.faults, *map(_fault, args.fault)]})
     end = conf.end_date or ctx.run_date
     spark, catalog = ctx.spark, ctx.catalog
     world = geo.draw_world(conf, end)
+    dates = set(world.days["date"])
+    for i, fault in enumerate(conf.faults):
+        if fault.date not in dates:
+            raise ConfigError(f"generate.faults[{i}]: {fault.kind} on {fault.date}, a date "
+                              f"outside the generated {min(dates)}..{max(dates)}")  # fmt: skip
+    activity = faults.inject(geo.activity_frame(spark, world, conf), conf.faults, conf.seed)
     outputs = {
         "zones": geo.zones_frame(spark, world),
         # Clustered by date, as a daily upstream load writes it: one file per date (up to
         # tables.target_file_rows) instead of one per task and date.
-        "user_activity": geo.activity_frame(spark, world, conf).repartition(
-            conf.partitions, "date"
-        ),
+        "user_activity": activity.repartition(conf.partitions, "date"),
         "vouchers": vouchers.vouchers_frame(spark, conf),
         "customers": _snapshots(spark, conf, end),
         "voucher_campaigns": vouchers.campaigns_frame(spark, conf, end),
@@ -88,7 +103,20 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             )
         summary["planted_experiment"] = spec.experiment_id
     summary["dates"] = f"{truth['first_date']}..{truth['last_date']}"
+    if conf.faults:
+        summary["faults"] = [f"{f.kind}@{f.date}" for f in conf.faults]
     return summary
+
+
+def _fault(text: str) -> FaultConfig:
+    """``--fault KIND@DATE``: the fault with its defaults."""
+    kind, _, day = text.partition("@")
+    try:
+        return FaultConfig(kind=kind, date=dt.date.fromisoformat(day))  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ConfigError(
+            f"--fault {text}: expected KIND@YYYY-MM-DD with KIND one of {', '.join(FAULT_KINDS)}"
+        ) from e
 
 
 def _snapshots(spark: SparkSession, conf: GenerateConfig, end: dt.date) -> DataFrame:

@@ -3,7 +3,9 @@
 For each date in order: features -> analysis of every running geo experiment -> scoring ->
 allocation of every active campaign (the steps of :mod:`sparklift.pipeline.registry`,
 planned by :mod:`sparklift.pipeline.plan`), each step the same code as its own job and
-idempotent for its date. Every step's outcome is appended to
+idempotent for its date; with ``pipeline.checks``, a ``check:<table>`` step
+(``sparklift check``) before the first step reading each checked table gates its
+consumers. Every step's outcome is appended to
 ``pipeline_runs``; a step that succeeded for the date is skipped unless ``--force`` or
 one of its dependencies ran again in this run (its inputs changed); a failed step blocks
 the steps that depend on it and no others. The exit code is that of the
@@ -100,30 +102,32 @@ def render_summary(summary: dict) -> str:
 
 
 def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -> list[StepOutcome]:
+    fallbacks = [s.kind for s in registry.steps() if s.falls_back and s.falls_back(ctx.config)]
     try:
-        steps = plan_steps(kinds, _targets(ctx, kinds))
+        steps = plan_steps(kinds, _targets(ctx, kinds), ctx.config.pipeline.checks, fallbacks)
     except ValueError as e:
         raise InputError(f"--steps: {e}") from None
     done = set() if force else _succeeded(ctx)
     statuses: dict[str, str] = {}
+    errors: dict[str, str] = {}
     outcomes = []
     for i, step in enumerate(steps, 1):
-        base = StepOutcome(
-            ctx.run_date, step.name, step.kind, step.target, SKIPPED, step.depends_on
-        )
+        inputs = (*step.depends_on, *step.soft_depends_on)
+        base = StepOutcome(ctx.run_date, step.name, step.kind, step.target, SKIPPED, inputs)
         blockers = blocked_by(step, statuses)
-        rerun_inputs = any(statuses.get(d) == SUCCEEDED for d in step.depends_on)
+        rerun_inputs = any(statuses.get(d) == SUCCEEDED for d in inputs)
         if step.name in done and not rerun_inputs:
             outcome = base
         elif blockers:
             base.status = BLOCKED
-            base.error = f"not run: {', '.join(blockers)} failed or was blocked"
+            base.error = _blocked(blockers, statuses, errors)
             base.started_at = base.ended_at = _now()
             outcome = base
         else:
             log.info("[%d/%d] %s for %s ...", i, len(steps), step.name, ctx.run_date)
             outcome = _run_step(ctx, step, base)
         statuses[step.name] = outcome.status
+        errors[step.name] = outcome.error or ""
         outcomes.append(outcome)
         _log_outcome(outcome, i, len(steps))
         if outcome.status != SKIPPED:
@@ -131,6 +135,18 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
     if not steps:
         log.warning("nothing to run for %s (steps %s)", ctx.run_date, ",".join(kinds))
     return outcomes
+
+
+def _blocked(
+    blockers: Sequence[str], statuses: Mapping[str, str], errors: Mapping[str, str]
+) -> str:
+    """Why a step was not run: its failed dependencies with their errors' first lines (a
+    failed check names the checks that failed), then those blocked in turn."""
+    failed = [f"{b} failed ({errors[b].splitlines()[0]})" for b in blockers
+              if statuses[b] == FAILED and errors.get(b)]  # fmt: skip
+    failed += [f"{b} failed" for b in blockers if statuses[b] == FAILED and not errors.get(b)]
+    failed += [f"{b} was blocked" for b in blockers if statuses[b] == BLOCKED]
+    return f"not run: {'; '.join(failed)}"
 
 
 def _run_step(ctx: JobContext, step: Step, outcome: StepOutcome) -> StepOutcome:

@@ -28,7 +28,7 @@ from sparklift.uplift import model as artefact
 from sparklift.uplift.scoring import any_missing, score
 
 HELP = "score every customer for every active voucher with an uplift model into uplift_scores"
-STEP = PipelineStep("score", order=30)
+STEP = PipelineStep("score", order=30, checks=("customers",), outputs=("uplift_scores",))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

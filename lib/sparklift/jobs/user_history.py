@@ -38,7 +38,13 @@ from sparklift.predict.user_history import DAY, MISMATCH, days_read_by_update
 
 HELP = "update user_history, the per-user history that score-propensity reads, for the run date"
 KEYS = ("date", "user_id", "zone_id")  # user_activity's columns that are not summed
-STEP = PipelineStep("user-history", order=25, targets=models_to_score, per="propensity model")
+STEP = PipelineStep(
+    "user-history",
+    order=25,
+    targets=models_to_score,
+    per="propensity model",
+    checks=("user_activity",),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sparklift.config import Config
     from sparklift.jobs import JobContext
 
 # A run date's targets of a step: target id -> that step's job arguments.
@@ -41,6 +42,12 @@ class PipelineStep:
     failure blocks it, nothing else does. ``targets`` finds the run date's targets (one
     ``<kind>:<target>`` step each, with that target's job arguments); None for a step run
     once per date with no arguments. ``per`` says what one step of the kind is for.
+    ``checks`` are the input tables whose data quality checks gate it (with
+    ``pipeline.checks`` on, a ``check:<table>`` step runs before it and its failure blocks
+    it); ``outputs`` the tables it writes that a later step's checks read (their check
+    waits for it). ``falls_back``: whether the config lets it run on an earlier good
+    partition of its checked inputs when today's failed its checks or is missing (then
+    those checks and their producers do not block it).
     """
 
     kind: str
@@ -48,6 +55,9 @@ class PipelineStep:
     depends_on: tuple[str, ...] = ()
     targets: Targets | None = None
     per: str = "run date"
+    checks: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    falls_back: Callable[[Config], bool] | None = None
 
 
 @cache

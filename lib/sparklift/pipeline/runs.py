@@ -10,6 +10,7 @@ version it read and the rows in the partitions it read (from the Delta log's sta
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,9 @@ def render(outcomes: Sequence[StepOutcome]) -> str:
         note = (o.error or "").splitlines()[0][:80] if o.error else ""
         if o.status == "skipped":
             note = "succeeded earlier (--force re-runs it)"
+        fallback = json.loads(o.summary).get("fallback") if o.summary else None
+        if isinstance(fallback, dict):
+            note = f"fell back to {fallback['table']} of {fallback['used']}"
         versions = ",".join(f"{t}@{v}" for t, v in sorted(o.output_versions.items()))
         lines.append(
             (

@@ -4,10 +4,19 @@ Contract checks pass when their count is 0 (no nulls, duplicate keys, out-of-ran
 unaccepted or orphan values). Anomaly checks compare today's value of a metric with its
 values on the ``window_days`` days before (today excluded from its own training window; the
 same weekday of the ``window_days`` weeks before with ``same_weekday``): an anomaly when
-|z| = |x - mean| / sd exceeds ``sensitivity`` (elementary's rule; sd is the sample SD,
-floored at 1% of |mean| so that a constant history flags a change above 3%, not any
-change), or, with ``relative_change``, when |x / mean - 1| exceeds it. A value that is not
-finite fails; past ones are left out. With fewer than
+|z| = |x - mean| / sd exceeds the bound of ``sensitivity`` sigmas. That is elementary's
+rule with the bound widened for a mean and SD estimated from n values (:func:`z_bound`), so
+that the false-alarm rate is the normal tail's, 0.27% per metric and day for 3 sigmas, not
+the 1.2% that |z| > 3 gives with 14 values. sd is the sample SD, floored at 1% of the
+window's mean |level|, so that a constant history flags a change of a few percent, not any
+change. With ``relative_change``, |x / mean - 1| above it is an anomaly too. With
+``season_days`` (7: a weekly pattern) x and the window's values are each one's change from
+the value ``season_days`` before (a seasonal naive forecast's error: the weekly swing, which
+would inflate the sd, and a trend cancel out); without that day's value, the values
+themselves. A value that is not finite fails; past ones are left out, and so are past
+values that failed their own check while they are fewer than half of the window (a lost
+half of a day must not become the baseline that hides the next loss; a lasting change
+becomes the new baseline after ``window_days / 2`` days of alarms). With fewer than
 ``min_history`` past values the check is skipped, never passed. The population stability
 index of a binned column is sum (p - q) ln(p / q) over the bins, p today's shares and q the
 window's pooled shares over the days binned with today's edges (each share floored at
@@ -18,8 +27,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+from scipy import stats
 
 from sparklift.config import QualityConfig
 from sparklift.quality.metrics import psi_edges
@@ -121,45 +132,108 @@ def training_days(day: dt.date, conf: QualityConfig) -> list[dt.date]:
     return [day - dt.timedelta(days=step * k) for k in range(1, conf.window_days + 1)]
 
 
+def history_days(day: dt.date, conf: QualityConfig) -> list[dt.date]:
+    """The past days the rule reads: the training days and, with ``season_days``, the days
+    one season before them and before today."""
+    days = training_days(day, conf)
+    season = dt.timedelta(days=conf.season_days)
+    return sorted({*days, *((d - season) for d in [day, *days] if conf.season_days)})
+
+
 def anomaly_checks(
     spec: TableSpec,
     metrics: Metrics,
     history: Mapping[dt.date, Metrics],
     day: dt.date,
     conf: QualityConfig,
+    failed: Mapping[dt.date, Collection[str]] | None = None,
 ) -> list[Result]:
-    """Each anomaly metric and each PSI column against its training window."""
+    """Each anomaly metric and each PSI column against its training window; ``failed``:
+    per past day, the checks that failed then (their values are not trained on)."""
     severity = spec.severity_of("anomaly")
+    failed = failed or {}
     days = [d for d in training_days(day, conf) if d in history]
-    past = [series(spec, history[d]) for d in days]
+    season = dt.timedelta(days=conf.season_days)
     out = []
     for name, x in series(spec, metrics).items():
-        values = [v for p in past if (v := p.get(name)) is not None and math.isfinite(v)]
-        out.append(_z_check(f"anomaly:{name}", x, values, severity, conf))
+        check = f"anomaly:{name}"
+        bad = _failed_days(days, check, failed)
+        levels = {
+            d: v
+            for d, m in history.items()
+            if d not in bad and (v := series(spec, m).get(name)) is not None and math.isfinite(v)
+        }
+        window = [levels[d] for d in days if d in levels]
+        base = levels.get(day - season) if conf.season_days else None
+        changes = [
+            levels[d] - levels[d - season] for d in days if d in levels and d - season in levels
+        ]
+        out.append(_z_check(check, x, window, severity, conf, base, changes))
     for column in spec.checks.anomaly.psi:
-        out.append(_psi_check(column, metrics, [history[d] for d in days], severity, conf))
+        bad = _failed_days(days, f"anomaly:psi:{column}", failed)
+        kept = [history[d] for d in days if d not in bad]
+        out.append(_psi_check(column, metrics, kept, severity, conf))
     return out
 
 
+def _failed_days(
+    days: Sequence[dt.date], check: str, failed: Mapping[dt.date, Collection[str]]
+) -> set[dt.date]:
+    """The past days whose value of the check is not trained on: those it failed, unless
+    they are half of the window or more (then the change has lasted: none)."""
+    bad = {d for d, checks in failed.items() if check in checks}
+    return bad if 2 * len(bad & set(days)) < len(days) else set()
+
+
+def z_bound(sensitivity: float, n: int) -> float:
+    """The |z| above which a value is an anomaly, after ``n`` past values: the two-sided
+    tail of ``sensitivity`` normal SDs as a Student-t prediction bound, the t(n - 1)
+    quantile x sqrt(1 + 1/n) (the mean and SD are estimates from n values). 3.82 for 3 with
+    14 values, 5.24 with 7; ``sensitivity`` itself as n grows."""
+    tail = 2 * stats.norm.sf(sensitivity)
+    return float(stats.t.isf(tail / 2, n - 1) * math.sqrt(1 + 1 / n))
+
+
 def _z_check(
-    name: str, x: float | None, values: Sequence[float], severity: str, conf: QualityConfig
+    name: str,
+    x: float | None,
+    window: Sequence[float],
+    severity: str,
+    conf: QualityConfig,
+    base: float | None = None,
+    changes: Sequence[float] = (),
 ) -> Result:
-    n, bound = len(values), f"|z| <= {conf.sensitivity:g}"
+    """|z| of today's value against the window's values, or with ``base`` (the value one
+    season before today) of today's change against the window days' changes."""
+    bound = f"|z| <= {conf.sensitivity:g} sigma"
     if x is not None and not math.isfinite(x):
         return Result(name, "anomaly", severity, None, bound, FAIL, f"{x} is not finite")
+    seasonal = base is not None and len(changes) >= conf.min_history
+    sample = changes if seasonal else window
+    n = len(sample)
     if x is None or n < conf.min_history:
         why = "no value today" if x is None else f"{n} past values, {conf.min_history} needed"
         return Result(name, "anomaly", severity, None, bound, SKIPPED, why)
-    mean = sum(values) / n
-    sd = max(math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), SD_FLOOR * abs(mean))
-    z = abs(x - mean) / sd if sd > 0 else (0.0 if x == mean else math.inf)
-    threshold = f"{bound} (mean {mean:.6g}, sd {sd:.6g}, n {n})"
-    failed = z > conf.sensitivity
-    change = abs(x / mean - 1) if mean else None
+    level = sum(window) / len(window)
+    target = x - base if seasonal else x  # type: ignore[operator]
+    mean = sum(sample) / n
+    spread = math.sqrt(sum((v - mean) ** 2 for v in sample) / (n - 1))
+    sd = max(spread, SD_FLOOR * abs(level))
+    z = abs(target - mean) / sd if sd > 0 else (0.0 if target == mean else math.inf)
+    limit = z_bound(conf.sensitivity, n)
+    what = f"the change from {conf.season_days} days before, " if seasonal else ""
+    threshold = f"|z| <= {limit:.3g} ({what}mean {mean:.6g}, sd {sd:.6g}, n {n})"
+    failed = z > limit
+    change = abs(x / level - 1) if level else None
     if conf.relative_change is not None and change is not None:
         threshold += f"; |x / mean - 1| <= {conf.relative_change:g}"
         failed = failed or change > conf.relative_change
-    message = f"{x:.6g} against a mean of {mean:.6g} (z {z:.2f})" if failed else ""
+    message = ""
+    if failed and seasonal:
+        message = (f"{x:.6g}, {target:+.6g} from {conf.season_days} days before, against "
+                   f"a mean change of {mean:+.6g} (z {z:.2f})")  # fmt: skip
+    elif failed:
+        message = f"{x:.6g} against a mean of {mean:.6g} (z {z:.2f})"
     return Result(name, "anomaly", severity, z, threshold, FAIL if failed else PASS, message)
 
 
