@@ -64,12 +64,19 @@ def test_checks_gate_their_consumers_and_a_fallback_only_orders():
     assert blocked_by(steps["allocate:c"], {"check:uplift_scores": "failed"}) == [
         "check:uplift_scores"
     ]
-    soft = {s.name: s for s in plan_steps(kinds, targets, checks=True, fallbacks=["allocate"])}
+    # A campaign that falls back (its own file says so), beside one that does not.
+    two = targets | {"allocate": {"c": ("--campaign", "c"), "d": ("--campaign", "d")}}
+    rule = lambda kind, args: kind == "allocate" and args[1] == "c"  # noqa: E731
+    soft = {s.name: s for s in plan_steps(kinds, two, checks=True, falls_back=rule)}
     assert soft["allocate:c"].depends_on == ()
     assert soft["allocate:c"].soft_depends_on == ("score", "check:uplift_scores")
-    assert (
-        blocked_by(soft["allocate:c"], {"score": "failed", "check:uplift_scores": "blocked"}) == []
-    )
+    failed = {"score": "failed", "check:uplift_scores": "blocked"}
+    assert blocked_by(soft["allocate:c"], failed) == []
+    assert soft["allocate:d"].depends_on == ("score", "check:uplift_scores")
+    # Without checks, a failed score does not block a campaign that falls back either.
+    unchecked = {s.name: s for s in plan_steps(kinds, two, falls_back=rule)}
+    assert unchecked["allocate:c"].soft_depends_on == ("score",)
+    assert unchecked["allocate:d"].depends_on == ("score",)
     # A run of one kind (an Airflow task) still checks its input first.
     assert [s.name for s in plan_steps(["allocate"], targets, checks=True)] == [
         "check:uplift_scores",
@@ -212,8 +219,9 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     catalog.write("geo_experiments", spark.createDataFrame(broken, experiments.schema))
     (wh / "typo.yaml").write_text(json.dumps({"campaign_id": "typo", "budgets": {"NLL": 10}}))
     unchecked = ["--set", "pipeline.checks=false"]  # the gates: the next day's subject
-    code, out = pipeline(capsys, wh, "--force", "--steps", "analyze,allocate", *unchecked)
+    code, out = pipeline(capsys, wh, "--steps", "analyze,allocate", *unchecked)
     assert code == 2, out
+    assert out.count("skipped") == 2  # analyze:synthetic_geo and allocate:winback
     runs = latest(wh)
     status = {k: v for k, v in runs["status"].items() if k.startswith(("analyze", "allocate"))}
     assert status == {
@@ -284,7 +292,9 @@ def test_bad_scores_block_the_allocation_unless_it_falls_back(spark, warehouse, 
     catalog.write("uplift_scores", today.limit(50))
     today.unpersist()
     published = DeltaTable(str(wh / "allocation_summary")).version()
-    code, out = pipeline(capsys, wh, "--steps", "allocate", "--force")  # the scores changed
+    # check:uplift_scores succeeded on this date before, on an earlier version of the
+    # scores: it runs again (allocate:winback, which succeeded too, is then blocked).
+    code, out = pipeline(capsys, wh, "--steps", "allocate")
     assert code == 2, out
     runs = latest(wh)
     assert runs.loc["check:uplift_scores", ["status", "exit_code"]].tolist() == ["failed", 2]

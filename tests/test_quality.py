@@ -103,6 +103,13 @@ def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
     z = abs(x - level[today - dt.timedelta(days=7)] - changes.mean()) / changes.std(ddof=1)
     assert r.statistic == pytest.approx(z, rel=1e-12) and z > 10 and r.status == rules.FAIL
     assert "from 7 days before" in r.threshold and "n 13" in r.threshold
+    # The same weekday's value 7 days before failed too: the one 14 days before stands in.
+    both = failed | {today - dt.timedelta(days=7): {"anomaly:row_count"}}
+    r = rules.anomaly_checks(spec, {"row_count": x}, history, today, conf(), both)[0]
+    window2 = [d for d in window if d != today - dt.timedelta(days=7)]
+    changes = np.array([level[d] - level[d - dt.timedelta(days=7)] for d in window2])
+    z = abs(x - level[today - dt.timedelta(days=14)] - changes.mean()) / changes.std(ddof=1)
+    assert r.statistic == pytest.approx(z, rel=1e-12) and r.status == rules.FAIL
     flat = conf("quality.season_days=0")
     plain = rules.anomaly_checks(spec, {"row_count": x}, history, today, flat, failed)[0]
     values = np.array([level[d] for d in window])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
 from sparklift.config import AllocateConfig, load_spec
+from sparklift.errors import SparkliftError
 
 
 class CampaignConfig(AllocateConfig):
@@ -80,3 +82,14 @@ class CampaignConfig(AllocateConfig):
 def load_campaign(path: str | Path, defaults: AllocateConfig) -> CampaignConfig:
     """Validate the campaign file at ``path`` merged over the allocate defaults."""
     return load_spec(path, defaults, CampaignConfig, "campaign file")
+
+
+def falls_back(args: Sequence[str], defaults: AllocateConfig) -> bool:
+    """Whether the campaign of the job arguments ``--campaign F`` sets ``fallback`` (a file
+    that does not load has none: it fails its own step)."""
+    try:
+        return (
+            load_campaign(args[list(args).index("--campaign") + 1], defaults).fallback is not None
+        )
+    except (SparkliftError, ValueError, IndexError):
+        return False

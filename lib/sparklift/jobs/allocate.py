@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import arms
-from sparklift.allocation.campaign import CampaignConfig, load_campaign
+from sparklift.allocation.campaign import CampaignConfig, falls_back, load_campaign
 from sparklift.allocation.distributed import (
     GroupSummary,
     Problem,
@@ -73,7 +73,7 @@ STEP = PipelineStep(
     targets=active_campaigns,
     per="active campaign",
     checks=("uplift_scores",),
-    falls_back=lambda conf: conf.allocate.fallback is not None,
+    falls_back=lambda conf, args: falls_back(args, conf.allocate),
 )
 
 

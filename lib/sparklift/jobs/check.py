@@ -51,7 +51,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     spec = table_spec(args.table, conf)
     if not catalog.exists(spec.table):
         raise InputNotReadyError(f"table {spec.table} does not exist yet: nothing to check")
-    days = date_range(args.start, ctx.run_date) if getattr(args, "start", None) else [ctx.run_date]
+    start = getattr(args, "start", None)
+    if start and start > ctx.run_date:
+        raise InputError(f"--start {start} is after the run date {ctx.run_date}")
+    days = date_range(start, ctx.run_date) if start else [ctx.run_date]
     partitioned = spec.date_column in catalog.partition_columns(spec.table)
     pruned = [(spec.date_column, "in", days)] if partitioned else []  # those partitions only
     df = catalog.read(spec.table, where=pruned)
@@ -61,7 +64,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     dated = bool(spec.date_column) and spec.date_column not in missing  # else freshness fails
     if len(days) > 1 and not dated:
         raise InputError(f"--start: table {spec.table} has no date column to check day by day")
-    references = _references(ctx, spec, missing)
+    references = _references(ctx, spec, missing, len(days) > 1)
     history = _history(ctx, spec.table, days[0])
     failed = _failed(ctx, spec.table, days[0])
     where = f" of {spec.date_column} = {_span(days)}" if dated else f" as of {ctx.run_date}"
@@ -126,9 +129,9 @@ def _metrics(
     conf: QualityConfig,
 ) -> dict[dt.date, dict[str, float | None]]:
     """Each day's metrics: of the whole table when it is not ``dated``, else of its
-    partitions. A PSI column without carried edges gets them from the first day (which
-    has no bins, as in a daily run); the days after it come from one grouped aggregation
-    (a day without rows from its own, to count the nothing it has)."""
+    partitions. A PSI column without carried edges gets them from the first day with rows
+    (which has no bins, as in a daily run); the days after it come from one grouped
+    aggregation (a day without rows from its own, to count the nothing it has)."""
     bins = conf.psi_bins
     edges = _edges(spec, history, bins)
     if not dated:
@@ -136,8 +139,8 @@ def _metrics(
     column = F.col(spec.date_column)  # type: ignore[arg-type]
     out: dict[dt.date, dict[str, float | None]] = {}
     todo = list(days)
-    if any(c not in edges for c in spec.checks.anomaly.psi) or len(todo) == 1:
-        first = todo.pop(0)
+    while todo and (any(c not in edges for c in spec.checks.anomaly.psi) or len(days) == 1):
+        first = todo.pop(0)  # alone, as in a daily run: it sets the edges (if it has rows)
         out[first] = compute(spec, df.where(column == F.lit(first)), references, edges, bins)
         for c in spec.checks.anomaly.psi:
             found = psi_edges(out[first], c, bins)
@@ -177,8 +180,11 @@ def _refuse_non_numeric(spec: TableSpec, df: DataFrame) -> None:
                              "numeric column")  # fmt: skip
 
 
-def _references(ctx: JobContext, spec: TableSpec, missing: list[str]) -> dict[str, DataFrame]:
-    """Per reference column, the referenced table's keys (its run date's, if dated)."""
+def _references(
+    ctx: JobContext, spec: TableSpec, missing: list[str], ranged: bool = False
+) -> dict[str, DataFrame]:
+    """Per reference column, the referenced table's keys (its run date's, if dated; a
+    range of dates is refused then: each day would need its own day's keys)."""
     out = {}
     for column, target in spec.checks.references.items():
         table, ref = target.split(".")
@@ -193,6 +199,11 @@ def _references(ctx: JobContext, spec: TableSpec, missing: list[str]) -> dict[st
             raise InputError(f"quality.tables.{spec.table}.references.{column}: table {table} "
                              f"has no column {ref}")  # fmt: skip
         dated = table_spec(table, ctx.config.quality).date_column
+        if dated and dated in keys.columns and ranged:
+            raise InputError(
+                f"--start: {spec.table}.{column} references {target}, a dated table whose "
+                "keys differ by day: check this table day by day"
+            )
         if dated and dated in keys.columns:
             keys = keys.where(F.col(dated) == F.lit(ctx.run_date))
         out[column] = keys.select(ref)

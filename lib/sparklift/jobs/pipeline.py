@@ -5,11 +5,12 @@ allocation of every active campaign (the steps of :mod:`sparklift.pipeline.regis
 planned by :mod:`sparklift.pipeline.plan`), each step the same code as its own job and
 idempotent for its date; with ``pipeline.checks``, a ``check:<table>`` step
 (``sparklift check``) before the first step reading each checked table gates its
-consumers. Every step's outcome is appended to
-``pipeline_runs``; a step that succeeded for the date is skipped unless ``--force`` or
-one of its dependencies ran again in this run (its inputs changed); a failed step blocks
-the steps that depend on it and no others. The exit code is that of the
-most serious failure (1 internal, 2 bad input, 4 conflict, 3 not ready), 0 if none.
+consumers. Every step's outcome is appended to ``pipeline_runs``; a step that succeeded
+for the date is skipped unless ``--force``, one of its dependencies ran again in this run
+(its inputs changed), or, for a check, its table was written since; a failed step blocks
+the steps that depend on it (also those that succeeded earlier) and no others. The exit
+code is that of the most serious failure (1 internal, 2 bad input, 4 conflict, 3 not
+ready), 0 if none.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sparklift.jobs import JobContext, write_records
 from sparklift.pipeline import registry
 from sparklift.pipeline.plan import (
     BLOCKED,
+    CHECK,
     FAILED,
     SKIPPED,
     SUCCEEDED,
@@ -102,12 +104,17 @@ def render_summary(summary: dict) -> str:
 
 
 def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -> list[StepOutcome]:
-    fallbacks = [s.kind for s in registry.steps() if s.falls_back and s.falls_back(ctx.config)]
+    rules = {s.kind: s.falls_back for s in registry.steps() if s.falls_back}
+
+    def falls_back(kind: str, args: tuple[str, ...]) -> bool:
+        rule = rules.get(kind)
+        return rule is not None and rule(ctx.config, args)
+
     try:
-        steps = plan_steps(kinds, _targets(ctx, kinds), ctx.config.pipeline.checks, fallbacks)
+        steps = plan_steps(kinds, _targets(ctx, kinds), ctx.config.pipeline.checks, falls_back)
     except ValueError as e:
         raise InputError(f"--steps: {e}") from None
-    done = set() if force else _succeeded(ctx)
+    done = {} if force else _succeeded(ctx)
     statuses: dict[str, str] = {}
     errors: dict[str, str] = {}
     outcomes = []
@@ -115,13 +122,13 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
         inputs = (*step.depends_on, *step.soft_depends_on)
         base = StepOutcome(ctx.run_date, step.name, step.kind, step.target, SKIPPED, inputs)
         blockers = blocked_by(step, statuses)
-        rerun_inputs = any(statuses.get(d) == SUCCEEDED for d in inputs)
-        if step.name in done and not rerun_inputs:
-            outcome = base
-        elif blockers:
+        rerun_inputs = any(statuses.get(d) in (SUCCEEDED, FAILED, BLOCKED) for d in inputs)
+        if blockers:  # before a skip: what it succeeded on earlier has just failed
             base.status = BLOCKED
             base.error = _blocked(blockers, statuses, errors)
             base.started_at = base.ended_at = _now()
+            outcome = base
+        elif step.name in done and not rerun_inputs and not _stale(ctx, step, done[step.name]):
             outcome = base
         else:
             log.info("[%d/%d] %s for %s ...", i, len(steps), step.name, ctx.run_date)
@@ -228,18 +235,28 @@ def _record(ctx: JobContext, outcome: StepOutcome, run_id: str) -> None:
     write_records(ctx.catalog, "pipeline_runs", [outcome.record(run_id, app_id, __version__)])
 
 
-def _succeeded(ctx: JobContext) -> set[str]:
-    """The steps whose latest run for the date succeeded."""
+def _succeeded(ctx: JobContext) -> dict[str, dict[str, int]]:
+    """The steps whose latest run for the date succeeded, with the table versions read."""
     if not ctx.catalog.exists("pipeline_runs"):
-        return set()
+        return {}
     rows = (
         ctx.catalog.read("pipeline_runs", where=[("run_date", "=", ctx.run_date)])
         .groupBy("step")
-        .agg(F.max_by("status", "ended_at").alias("status"))
+        .agg(
+            F.max_by("status", "ended_at").alias("status"),
+            F.max_by("input_versions", "ended_at").alias("input_versions"),
+        )
         .where(F.col("status") == SUCCEEDED)
         .collect()
     )
-    return {r["step"] for r in rows}
+    return {r["step"]: dict(r["input_versions"] or {}) for r in rows}
+
+
+def _stale(ctx: JobContext, step: Step, versions: Mapping[str, int]) -> bool:
+    """A check that succeeded on an earlier version of its table (written since, e.g. by a
+    score run of another invocation): its verdict is not the table's, so it runs again."""
+    table = step.target or ""
+    return step.kind == CHECK and ctx.catalog.version(table) != versions.get(table)
 
 
 def _targets(ctx: JobContext, kinds: Sequence[str]) -> dict[str, Mapping[str, tuple[str, ...]]]:

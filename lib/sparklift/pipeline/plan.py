@@ -15,7 +15,7 @@ that check and on the table's producers are then soft: they order it, never bloc
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sparklift.pipeline import registry
@@ -44,12 +44,13 @@ def plan_steps(
     kinds: Sequence[str],
     targets: Mapping[str, Mapping[str, tuple[str, ...]]],
     checks: bool = False,
-    fallbacks: Collection[str] = (),
+    falls_back: Callable[[str, tuple[str, ...]], bool] | None = None,
 ) -> list[Step]:
     """The steps of ``kinds`` in pipeline order. ``targets`` holds, for each kind that runs
     once per target, the run date's targets (target id -> job arguments); a kind that
     runs once per date has none. ``checks``: gate each kind's checked inputs with a
-    ``check:<table>`` step; ``fallbacks``: the kinds that fall back past a failed one."""
+    ``check:<table>`` step; ``falls_back(kind, args)``: whether that step falls back past
+    a failed check of its inputs or their producer."""
     declared = registry.steps()
     unknown = sorted(set(kinds) - {s.kind for s in declared})
     if unknown:
@@ -69,14 +70,15 @@ def plan_steps(
                 gates[table] = steps[-1].name
         deps = [n for d in decl.depends_on if d in kinds for n in names[d]]
         deps += [gates[t] for t in checked]
-        soft: list[str] = []
-        if decl.kind in fallbacks:
-            passable = {gates[t] for t in checked} | {
-                w for t in checked for w in writers.get(t, ())
-            }
-            soft = [d for d in deps if d in passable]
-            deps = [d for d in deps if d not in passable]
-        planned = [Step(decl.kind, t, tuple(a), tuple(deps), tuple(soft)) for t, a in found.items()]
+        passable = {gates[t] for t in checked} | {
+            w for t in decl.checks for w in writers.get(t, ())
+        }
+        planned = []
+        for target, args in found.items():
+            soft = falls_back is not None and falls_back(decl.kind, tuple(args))
+            hard = tuple(d for d in deps if not (soft and d in passable))
+            later = tuple(d for d in deps if soft and d in passable)
+            planned.append(Step(decl.kind, target, tuple(args), hard, later))
         names[decl.kind] = [s.name for s in planned]
         for table in decl.outputs:
             writers.setdefault(table, []).extend(names[decl.kind])

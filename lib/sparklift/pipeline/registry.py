@@ -45,9 +45,9 @@ class PipelineStep:
     ``checks`` are the input tables whose data quality checks gate it (with
     ``pipeline.checks`` on, a ``check:<table>`` step runs before it and its failure blocks
     it); ``outputs`` the tables it writes that a later step's checks read (their check
-    waits for it). ``falls_back``: whether the config lets it run on an earlier good
-    partition of its checked inputs when today's failed its checks or is missing (then
-    those checks and their producers do not block it).
+    waits for it). ``falls_back(config, args)``: whether the step with these job
+    arguments runs on an earlier good partition of its checked inputs when today's failed
+    its checks or is missing (then those checks and their producers do not block it).
     """
 
     kind: str
@@ -57,7 +57,7 @@ class PipelineStep:
     per: str = "run date"
     checks: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
-    falls_back: Callable[[Config], bool] | None = None
+    falls_back: Callable[[Config, tuple[str, ...]], bool] | None = None
 
 
 @cache

@@ -13,7 +13,9 @@ change. With ``relative_change``, |x / mean - 1| above it is an anomaly too. Wit
 ``season_days`` (7: a weekly pattern) x and the window's values are each one's change from
 the value ``season_days`` before (a seasonal naive forecast's error: the weekly swing, which
 would inflate the sd, and a trend cancel out); without that day's value, the values
-themselves. A value that is not finite fails; past ones are left out, and so are past
+themselves; when that day's value failed its check, the value 14 days before stands in
+(a loss repeated on the same weekday is measured against a good week). A value that is not
+finite fails; past ones are left out, and so are past
 values that failed their own check while they are fewer than half of the window (a lost
 half of a day must not become the baseline that hides the next loss; a lasting change
 becomes the new baseline after ``window_days / 2`` days of alarms). With fewer than
@@ -38,7 +40,7 @@ from sparklift.quality.spec import TableSpec
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 PSI_FLOOR = 1e-4
-SD_FLOOR = 0.01  # of |mean|: a constant history flags a change above 3%, not any change
+SD_FLOOR = 0.01  # of the mean level: a constant history flags a change of a few percent
 
 Metrics = Mapping[str, float | None]
 
@@ -134,10 +136,11 @@ def training_days(day: dt.date, conf: QualityConfig) -> list[dt.date]:
 
 def history_days(day: dt.date, conf: QualityConfig) -> list[dt.date]:
     """The past days the rule reads: the training days and, with ``season_days``, the days
-    one season before them and before today."""
+    one season before them and one or two before today."""
     days = training_days(day, conf)
     season = dt.timedelta(days=conf.season_days)
-    return sorted({*days, *((d - season) for d in [day, *days] if conf.season_days)})
+    bases = [d - season for d in [day, *days]] + [day - 2 * season]
+    return sorted({*days, *(bases if conf.season_days else [])})
 
 
 def anomaly_checks(
@@ -164,7 +167,9 @@ def anomaly_checks(
             if d not in bad and (v := series(spec, m).get(name)) is not None and math.isfinite(v)
         }
         window = [levels[d] for d in days if d in levels]
-        base = levels.get(day - season) if conf.season_days else None
+        base = None  # the same weekday's last good value: 7 days before, else 14
+        if conf.season_days:
+            base = levels.get(day - season, levels.get(day - 2 * season))
         changes = [
             levels[d] - levels[d - season] for d in days if d in levels and d - season in levels
         ]
