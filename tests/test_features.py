@@ -16,6 +16,8 @@ from sparklift.features.zone_day import (
     complete_grid,
     date_range,
 )
+from sparklift.quality.contract import ContractError
+from sparklift.quality.spec import table_spec
 
 D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 COLS = (
@@ -30,14 +32,15 @@ ZONES = StructType(
     ]
 )
 DEFS = load_config(None).features.definitions
+SPEC = table_spec("user_activity", load_config(None).quality)
 
 
 def features(spark, rows, zones=(1, 2), dates=(D1, D2)):
     activity = spark.createDataFrame(rows, COLS)
     zdf = spark.createDataFrame([(z, "R1", True) for z in zones], ZONES)
     check_activity_schema(activity, DEFS)
-    agg = aggregate_activity(activity, DEFS)
-    check_aggregates(agg, activity, zdf, list(dates))
+    agg = aggregate_activity(activity, DEFS, SPEC)
+    check_aggregates(agg, activity, zdf, list(dates), SPEC)
     out = complete_grid(spark, agg, zdf, list(dates), DEFS)
     return {(r.date, r.zone_id): r.asDict() for r in out.collect()}
 
@@ -84,26 +87,63 @@ def test_every_zone_every_day_zero_activity_gives_zeros(spark):
 
 @pytest.mark.parametrize(
     ("row", "error", "match"),
-    [
-        ((D1, 9, None, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, "null zone_id"),
-        ((D1, 9, 1, -1, 0, 0, 0.0, 1, 0, 0.0), InputError, "negative values .*'visits': -1"),
-        ((D1, 9, 7, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, "missing from table zones, e.g. \\[7\\]"),
+    [  # user_activity's own checks (quality.tables.user_activity), named with a row
+        (
+            (D1, 9, None, 1, 0, 0, 0.0, 1, 0, 0.0),
+            ContractError,
+            r"table user_activity of 2026-03-01: check not_null:zone_id failed: 1 nulls, "
+            r"e\.g\. at date=2026-03-01, user_id=9 \(zone_id=None\)",
+        ),
+        (
+            (D1, 9, 1, -1, 0, 0, 0.0, 1, 0, 0.0),
+            ContractError,
+            r"check range:visits failed: 1 values not >= 0 or not finite, e\.g\. at "
+            r"date=2026-03-01, zone_id=1, user_id=9 \(visits=-1\)",
+        ),
+        (
+            (D1, 9, 7, 1, 0, 0, 0.0, 1, 0, 0.0),
+            ContractError,
+            r"check reference:zone_id failed: 1 values not in zones\.zone_id, e\.g\. \[7\]",
+        ),
         (  # a NaN used to sum to NaN and leave the zone-day's gmv features at 0
             (D2, 9, 2, 1, 1, 1, float("nan"), 1, 0, 0.0),
-            InputError,
-            r"table user_activity: NaN or infinite values in column\(s\) \{'gmv': 1\} "
-            r"\(column: rows\), e\.g\. at date=2026-03-02, zone_id=2, user_id=9 \(gmv=nan\)",
+            ContractError,
+            r"table user_activity of 2026-03-02: check range:gmv failed: 1 values not >= 0 or "
+            r"not finite, e\.g\. at date=2026-03-02, zone_id=2, user_id=9 \(gmv=nan\)",
         ),
         (
             (D1, 9, 1, 1, 0, 0, 0.0, 1, 0, float("-inf")),
-            InputError,
-            r"\{'prior_gmv_28d': 1\}.*user_id=9 \(prior_gmv_28d=-inf\)",
+            ContractError,
+            r"range:prior_gmv_28d failed.*user_id=9 \(prior_gmv_28d=-inf\)",
         ),
     ],
 )
 def test_bad_activity_is_reported(spark, row, error, match):
     with pytest.raises(error, match=match):
         features(spark, [*ROWS, row])
+
+
+def test_checks_come_from_the_quality_config(spark):
+    """The ranges and references are user_activity's checks in quality.tables: without a
+    range, a negative count passes, and a NaN is still refused (it would sum to NaN); without
+    the reference, an unknown zone is still refused (the grid is built from zones)."""
+    bare = load_config(None, ["quality.tables.user_activity.ranges={}",
+                              "quality.tables.user_activity.references={}"])  # fmt: skip
+    spec = table_spec("user_activity", bare.quality)
+    for row, error, match in [
+        ((D1, 9, 1, -1, 0, 0, 0.0, 1, 0, 0.0), None, None),
+        ((D2, 9, 2, 1, 1, 1, float("nan"), 1, 0, 0.0), InputError, r"NaN or infinite.*'gmv': 1"),
+        ((D1, 9, 7, 1, 0, 0, 0.0, 1, 0, 0.0), InputError, r"missing from table zones, e.g. \[7\]"),
+    ]:
+        activity = spark.createDataFrame([*ROWS, row], COLS)
+        zdf = spark.createDataFrame([(z, "R1", True) for z in (1, 2)], ZONES)
+        agg = aggregate_activity(activity, DEFS, spec)
+        if error is None:
+            check_aggregates(agg, activity, zdf, [D1, D2], spec)
+            continue
+        with pytest.raises(error, match=match) as e:
+            check_aggregates(agg, activity, zdf, [D1, D2], spec)
+        assert not isinstance(e.value, ContractError)
 
 
 def test_dates_without_activity_are_not_ready(spark):

@@ -16,6 +16,7 @@ import pytest
 from sparklift.cli import main
 from sparklift.config import FAULT_KINDS, load_config
 from sparklift.contracts import contract
+from sparklift.jobs import check as check_job
 from sparklift.quality import rules
 from sparklift.quality.metrics import expressions, with_orphan_flags
 from sparklift.quality.spec import table_spec
@@ -229,7 +230,40 @@ def test_planted_faults_fail_their_checks_with_pandas_counts(spark, tmp_path, ca
     assert "no contract and no entry in quality.tables" in capsys.readouterr().err
 
 
-def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, capsys):
+def test_a_job_refusing_its_input_records_the_failed_check(spark, tmp_path, capsys):
+    """features refuses a negative count with the check's name and an example row, and
+    records that check as failed in quality_results, beside the other checks of the day
+    (sparklift check's, which passed before the bad row arrived)."""
+    wh = tmp_path / "wh"
+    catalog = warehouse(spark, wh)
+    good = activity(DAY, 300, seed=3)
+    catalog.write("user_activity", spark.createDataFrame(good))
+    assert check(wh, DAY) == 0
+    before = results(wh, DAY)
+    bad = good.iloc[[5]].assign(user_id=10_000, visits=-2)
+    catalog.write("user_activity", spark.createDataFrame(bad))
+    capsys.readouterr()
+    code = main(["features", "--run-date", str(DAY), "--set", f"tables.base_path={wh}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"table user_activity of {DAY}: check range:visits failed: 1 values not >= 0 or not "
+        f"finite, e.g. at date={DAY}, zone_id={bad['zone_id'].iloc[0]}, user_id=10000 "
+        "(visits=-2) (recorded in quality_results version " in err
+    )
+    after = results(wh, DAY)
+    assert sorted(after.index) == sorted(before.index)  # the day's other checks kept
+    assert (
+        after.loc["range:visits", "status"] == "fail"
+        and after.loc["range:visits", "statistic"] == 1
+    )
+    assert after.loc["range:visits", "message"].endswith("(found by sparklift features)")
+    same = [c for c in before.index if c != "range:visits"]
+    assert (after.loc[same, "status"] == before.loc[same, "status"]).all()
+    assert not (wh / "zone_day_features").exists()  # nothing written
+
+
+def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, capsys, monkeypatch):
     """Three normal days (the first one fixes the PSI bins), then a day with half the rows
     and its gmv doubled: row count and PSI anomalies, logged as warnings (exit 0)."""
     wh = tmp_path / "wh"
@@ -269,6 +303,29 @@ def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, c
     p, q = bins[-1] / bins[-1].sum(), (bins[1] + bins[2]) / (bins[1] + bins[2]).sum()
     p, q = np.maximum(p, 1e-4), np.maximum(q, 1e-4)
     assert r.loc["anomaly:psi:gmv", "statistic"] == pytest.approx(np.sum((p - q) * np.log(p / q)))
+
+    # The day before re-delivered with ten times the rows, and its check killed between its
+    # two commits (metrics written, verdicts not): today's check does not train on those
+    # metrics (they have no verdicts of their run), so its z is that of the two days left.
+    catalog.write("user_activity", spark.createDataFrame(activity(days[2], 5000, seed=99)),
+                  mode="replace", replace_where={"date": [days[2]]})  # fmt: skip
+    original = check_job.write_records
+
+    def killed(catalog, table, *rest):
+        if table == "quality_results":
+            raise SystemExit("killed between the two commits")
+        return original(catalog, table, *rest)
+
+    monkeypatch.setattr(check_job, "write_records", killed)
+    with pytest.raises(SystemExit):
+        check(wh, days[2])
+    monkeypatch.undo()
+    stored = read_pandas(str(wh / "quality_metrics"))
+    assert (stored.query("metric == 'row_count'")["value"] == 5000).any()  # written
+    assert check(wh, DAY) == 0
+    two = counts[:2]  # their sd is under the floor of 1% of their mean
+    z = abs(250 - two.mean()) / max(two.std(ddof=1), 0.01 * two.mean())
+    assert results(wh, DAY).loc["anomaly:row_count", "statistic"] == pytest.approx(z)
 
 
 def test_a_constant_history_and_a_value_that_is_not_finite():

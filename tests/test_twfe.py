@@ -11,8 +11,11 @@ import pyfixest as pf
 import pytest
 from linearmodels import PanelOLS
 
+from sparklift.config import load_config
 from sparklift.errors import InputError
 from sparklift.geo.cells import cell_stats
+from sparklift.quality.contract import ContractError
+from sparklift.quality.spec import table_spec
 from sparklift.stats.clusters import effective_clusters, within_cell_correlation
 from sparklift.stats.ssc import FIXEST, LINEARMODELS
 from sparklift.stats.twfe import CellStats, TwfeFit
@@ -255,6 +258,30 @@ def test_nan_and_infinite_metric_values_are_named_with_an_example(spark):
         r"\(column: rows\), e\.g\. at zone_id=\d, date=2026-01-0\d",
     ):
         cell_stats(rows, ["gmv", "orders"])
+
+
+def test_user_activity_checks_are_counted_in_the_same_pass(spark):
+    """With user_activity's checks (design and analyze pass them), a negative count or a
+    NaN is refused as the failed check of its date, with an example row; the null metric
+    the estimators cannot take (no check of the table's) is still refused after them."""
+    spec = table_spec("user_activity", load_config(None).quality)
+    rows = spark.createDataFrame(
+        [(1, "2026-01-01", 1.0, 3), (2, "2026-01-02", float("nan"), 1), (3, "2026-01-03", 2.0, -1)],
+        "zone_id int, date string, gmv double, orders int",
+    )
+    message = (
+        r"table user_activity of 2026-01-02: check range:gmv failed: 1 values not >= 0 or not "
+        r"finite, e\.g\. at zone_id=2, date=2026-01-02 \(gmv=nan\) \(and 1 more failed check"
+    )
+    with pytest.raises(ContractError, match=message) as e:
+        cell_stats(rows, ["gmv", "orders"], contract=spec)
+    assert {d: [r.check_name for r in rs] for d, rs in e.value.failed.items()} == {
+        "2026-01-02": ["range:gmv"],
+        "2026-01-03": ["range:orders"],
+    }
+    nulls = spark.createDataFrame([(1, "2026-01-01", None)], "zone_id int, date string, orders int")
+    with pytest.raises(InputError, match=r"null values in \{'orders': 1\}"):
+        cell_stats(nulls, ["orders"], contract=spec)
 
 
 def test_effective_clusters_equal_a_dense_regression_and_the_balanced_limit():

@@ -149,7 +149,7 @@ BAD = [
     (
         "null objective",  # pandas' NaN arrives as null through Arrow
         lambda f: f.assign(objective=f["objective"].where(f.index != 7)),
-        "1 rows with null objective",
+        "table voucher_campaigns: check not_null:objective failed: 1 nulls, e.g. at",
     ),
     (  # NaN features were taken as missing values, infinities as numbers
         "infinite feature",
@@ -159,7 +159,7 @@ BAD = [
     (
         "negative cost",
         lambda f: f.assign(cost=f["cost"].where(f.index != 3, -1.0)),
-        "1 rows with negative cost",
+        "check range:cost failed: 1 values not >= 0 or not finite, e.g. at campaign_id=",
     ),
     (
         "sample ratio",
@@ -180,6 +180,12 @@ def test_train_refuses_bad_history(spark, tmp_path, capsys, case, corrupt, messa
     assert code == 2, case
     assert message in capsys.readouterr().err
     assert not (wh / "uplift_models").exists() and not (wh / "models").exists()
+    if "check " in message:  # a failed check of the table's own: recorded as data too
+        r = read_pandas(str(wh / "quality_results")).set_index("check_name")
+        name = message.split("check ")[1].split(" ")[0]
+        assert list(r.index) == [name] and r.loc[name, "table_name"] == "voucher_campaigns"
+        assert r.loc[name, "statistic"] == 1 and r.loc[name, "status"] == "fail"
+        assert r.loc[name, "message"].endswith("(found by sparklift train-uplift)")
 
 
 def test_automatic_features_drop_constant_columns_with_a_warning(spark, tmp_path, capsys, caplog):

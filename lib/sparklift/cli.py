@@ -24,6 +24,7 @@ from sparklift.config import Config, load_config
 from sparklift.errors import SparkliftError
 from sparklift.geo.experiment import load_experiment
 from sparklift.jobs import JobContext
+from sparklift.jobs.refusals import recorded
 from sparklift.logs import configure_logging
 from sparklift.pipeline import registry
 from sparklift.progress import spark_progress
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(module, "PROGRESS_PER_STEP", False)
             else spark_progress(spark.sparkContext, args.job, config.logging.progress_interval_s)
         )
-        with progress:
+        with progress, recorded(ctx, args.job):
             summary = module.run(ctx, args)
     except SparkliftError as e:
         log.error("%s failed: %s", args.job, e, extra={"exit_code": e.exit_code})

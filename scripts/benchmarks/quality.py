@@ -23,8 +23,8 @@ from sparklift.config import load_config
 from sparklift.jobs import JobContext
 from sparklift.jobs import check as check_job
 from sparklift.jobs import generate as generate_job
-from sparklift.quality.metrics import compute, duplicate_keys, psi_edges
-from sparklift.quality.spec import table_spec
+from sparklift.quality.metrics import compute, duplicate_keys
+from sparklift.quality.spec import psi_edges, table_spec
 from sparklift.session import build_session
 from sparklift.tables import Catalog
 

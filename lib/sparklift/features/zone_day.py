@@ -1,11 +1,13 @@
 """Zone x day features from ``user_activity``, declared in config (:class:`FeatureDef`).
 
 One aggregation over the activity rows computes every base aggregate (counts, sums,
-conditional counts) per (date, zone_id), together with, for validation, the minimum of
-each count column and the number of NaN or infinite values of each float column (a NaN
-would otherwise sum to NaN and leave the grid as 0). The result is small (zones x days),
-so the checks run on it and the complete grid (every zone of ``zones`` on every date,
-zero activity giving zeros) is built from it without touching the activity rows again.
+conditional counts) per (date, zone_id), together with, for validation, the counts of
+user_activity's own checks (``quality.tables.user_activity``: nulls, ranges, non-finite
+values, :mod:`sparklift.quality.contract`) and of NaN or infinite values of the other
+float columns (a NaN would otherwise sum to NaN and leave the grid as 0). The result is
+small (zones x days), so the checks run on it and the complete grid (every zone of
+``zones`` on every date, zero activity giving zeros) is built from it without touching the
+activity rows again.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from pyspark.sql.types import DateType, NumericType, StructField, StructType
 from sparklift.config import FeatureDef
 from sparklift.errors import ConfigError, InputError, InputNotReadyError
 from sparklift.finite import PREFIX, float_columns, nonfinite_counts, refuse
+from sparklift.quality.contract import (
+    ContractError,
+    count_columns,
+    counted,
+    example,
+    failures,
+    summed,
+)
+from sparklift.quality.spec import TableSpec
 
 KEYS = ("date", "zone_id")
-COUNT_COLUMNS = ("visits", "orders", "items", "tenure_days", "prior_orders_28d")
-NON_NEGATIVE = (*COUNT_COLUMNS, "gmv", "prior_gmv_28d")
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -66,45 +75,77 @@ def _base_aggs(defs: Sequence[FeatureDef]) -> list[Column]:
     return [c.alias(name) for name, c in aggs.items()]
 
 
-def aggregate_activity(activity: DataFrame, defs: Sequence[FeatureDef]) -> DataFrame:
-    """Per (date, zone_id): the base aggregates and, for checks, column minima and counts
-    of non-finite values."""
-    checks = [F.min(c).alias(f"_min_{c}") for c in NON_NEGATIVE if c in activity.columns]
-    checks += nonfinite_counts(float_columns(activity))
+def aggregate_activity(
+    activity: DataFrame, defs: Sequence[FeatureDef], spec: TableSpec
+) -> DataFrame:
+    """Per (date, zone_id): the base aggregates and, for checks, the counts of the table's
+    counting checks (``spec``: user_activity's nulls, ranges and accepted values) and of
+    the non-finite values of float columns without a range."""
+    checks = count_columns(spec, activity)
+    checks += nonfinite_counts([c for c in float_columns(activity) if c not in spec.checks.ranges])
     return activity.groupBy(*KEYS).agg(*_base_aggs(defs), *checks)
 
 
 def check_aggregates(
-    agg: DataFrame, activity: DataFrame, zones: DataFrame, dates: Sequence[dt.date]
+    agg: DataFrame,
+    activity: DataFrame,
+    zones: DataFrame,
+    dates: Sequence[dt.date],
+    spec: TableSpec,
 ) -> None:
-    """Fail on NaN or infinite numbers, null or unknown zone ids, negative values, or dates
-    with no activity (``activity``: the rows ``agg`` came from, to name an example)."""
-    mins = [c for c in agg.columns if c.startswith("_min_")]
+    """Refuse what fails user_activity's error checks on any date (:class:`ContractError`,
+    naming the check and an example row), NaN or infinite numbers, zone ids missing from
+    ``zones`` (the grid is built from them), or dates with no activity (``activity``: the
+    rows ``agg`` came from, to name an example)."""
+    names = [f"{kind}:{x}" for kind, x in counted(spec, activity)]
     nonfinite = [c for c in agg.columns if c.startswith(PREFIX)]
-    row = agg.agg(
-        F.sum(F.when(F.col("zone_id").isNull(), F.col("_rows"))).alias("null_zone_rows"),
-        *[F.min(c).alias(c) for c in mins],
-        *[F.sum(c).alias(c) for c in nonfinite],
-        F.collect_set("date").alias("dates"),
-    ).first()
-    assert row is not None
+    known = zones.select("zone_id").distinct().withColumn("_known", F.lit(True))
+    orphan = F.col("zone_id").isNotNull() & F.col("_known").isNull()
+    days = {
+        r["date"]: {
+            k: None if v is None else float(v) for k, v in r.asDict().items() if k != "date"
+        }
+        for r in agg.join(F.broadcast(known), "zone_id", "left")
+        .groupBy("date")
+        .agg(
+            F.sum("_rows").alias("row_count"),
+            F.sum(F.when(orphan, F.col("_rows")).otherwise(0)).alias("orphans:zone_id"),
+            *summed(names),
+            *[F.sum(c).alias(c) for c in nonfinite],
+        )
+        .collect()  # one row per date
+    }
     keys = [c for c in (*KEYS, "user_id") if c in activity.columns]
-    refuse("user_activity", {c[len(PREFIX) :]: row[c] for c in nonfinite}, activity, keys)
-    if row["null_zone_rows"]:
-        raise InputError(f"user_activity has {row['null_zone_rows']} rows with a null zone_id")
-    negative = {c[5:]: row[c] for c in mins if row[c] is not None and row[c] < 0}
-    if negative:
-        raise InputError(f"user_activity has negative values (column: minimum): {negative}")
-    empty = sorted(set(dates) - set(row["dates"] or []))
+    totals = {c[len(PREFIX) :]: sum(d[c] for d in days.values()) for c in nonfinite}
+    refuse("user_activity", totals, activity, keys)
+    ours = spec.checks.references.get("zone_id") == "zones.zone_id"  # the orphans counted
+    failed = {
+        d: failures(spec, m if ours else m | {"orphans:zone_id": None})
+        for d, m in sorted(days.items())
+    }
+    if any(failed.values()):
+        day, results = next((d, rs) for d, rs in failed.items() if rs)
+        shown = example(spec, activity, results[0], keys, day)
+        if results[0].check_name == "reference:zone_id":
+            shown = f", e.g. {_unknown_zones(agg, known)}"
+        raise ContractError("user_activity", failed, shown)
+    if not ours and any(m["orphans:zone_id"] for m in days.values()):
+        sample = _unknown_zones(agg, known)
+        raise InputError(f"user_activity has zone_ids missing from table zones, e.g. {sample}")
+    empty = sorted(set(dates) - set(days))
     if empty:
         raise InputNotReadyError(
             f"user_activity has no rows for {len(empty)} of the requested dates: "
             f"{[d.isoformat() for d in empty[:10]]}"
         )
-    unknown = agg.select("zone_id").distinct().join(zones.select("zone_id"), "zone_id", "left_anti")
-    sample = [r.zone_id for r in unknown.limit(10).collect()]
-    if sample:
-        raise InputError(f"user_activity has zone_ids missing from table zones, e.g. {sample}")
+
+
+def _unknown_zones(agg: DataFrame, known: DataFrame) -> list[int]:
+    """Up to ten zone ids of ``agg`` that ``known`` lacks (the error path)."""
+    unknown = agg.select("zone_id").distinct().join(known, "zone_id", "left_anti")
+    return sorted(
+        r.zone_id for r in unknown.where(F.col("zone_id").isNotNull()).limit(10).collect()
+    )
 
 
 def _feature_column(d: FeatureDef) -> Column:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -32,6 +33,8 @@ from sparklift.geo.adjustment import (
     user_covariates,
 )
 from sparklift.geo.experiment import ExperimentConfig
+from sparklift.quality.contract import ContractError, count_columns, counted, example, failures
+from sparklift.quality.spec import TableSpec
 from sparklift.stats.twfe import CellStats
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ def experiment_cells(
     fourth_moments: bool = False,
     extra: Mapping[str, str] | None = None,
     pre_start: dt.date | None = None,
+    contract: TableSpec | None = None,
 ) -> CellStats:
     """Cell statistics of the experiment's metrics and covariates over ``user_activity``
     rows of the zones ``zone_ids`` from ``first`` to ``last``, in one aggregation; with
@@ -54,7 +58,8 @@ def experiment_cells(
     metric at a time); ``extra`` adds columns name -> SQL expression over the rows (the
     decision gates' mix expressions). With the experiment's variance reduction, its user
     covariates (:mod:`sparklift.geo.adjustment`) for a pre-period starting on ``pre_start``
-    (default ``first``) join the rows first."""
+    (default ``first``) join the rows first. ``contract``: user_activity's checks, counted in
+    the same aggregation over the columns read (:func:`cell_stats`)."""
 
     def read(start: dt.date, end: dt.date) -> DataFrame:
         return catalog.read("user_activity", where=[("date", ">=", start), ("date", "<=", end)])
@@ -77,7 +82,7 @@ def experiment_cells(
         higher = None
         if fourth_moments:  # per metric: covariates, its adjustment covariate and flag
             higher = [[*spec.covariates, *metric_covariates_of(covs, m), m] for m in metrics]
-        return _cells(rows, columns, adjustment, higher, extra)
+        return _cells(rows, columns, adjustment, higher, extra, contract)
 
 
 def metric_covariates_of(covs: UserCovariates | None, metric: str) -> list[str]:
@@ -93,6 +98,7 @@ def _cells(
     adjustment: list[str],
     higher: list[list[str]] | None,
     extra: Mapping[str, str] | None,
+    contract: TableSpec | None,
 ) -> CellStats:
     derived = []
     for name, expression in (extra or {}).items():
@@ -106,7 +112,7 @@ def _cells(
             ) from None
     names = columns + adjustment
     rows = rows.select("zone_id", "date", *names, *derived)
-    return cell_stats(rows, names + list(extra or {}), higher=higher)
+    return cell_stats(rows, names + list(extra or {}), higher=higher, contract=contract)
 
 
 def cell_stats(
@@ -114,9 +120,12 @@ def cell_stats(
     columns: list[str],
     table: str = "user_activity",
     higher: list[list[str]] | None = None,
+    contract: TableSpec | None = None,
 ) -> CellStats:
     """Aggregate ``rows`` (zone_id, date and ``columns``) into :class:`CellStats`, with the
-    3rd and 4th order product sums within each group of ``higher``."""
+    3rd and 4th order product sums within each group of ``higher``. ``contract``: the
+    table's checks, counted in the same aggregation over the columns ``rows`` has and
+    refused per date as a :class:`ContractError` (before the nulls the estimators refuse)."""
     missing = [c for c in ("zone_id", "date", *columns) if c not in rows.columns]
     if missing:
         raise InputError(f"table {table}: missing columns {missing}")
@@ -145,7 +154,11 @@ def cell_stats(
         )
         for combo in combos
     ]
+    if contract is not None:
+        aggs += count_columns(contract, rows)
     pdf = rows.groupBy("zone_id", "date").agg(*aggs).toPandas()
+    if contract is not None:
+        _refuse_contract(contract, rows, pdf, table)
     if pdf["bad_rows"].sum() > 0:  # the error path: name the columns in a second query
         counts = rows.agg(
             *[F.count_if(F.col(c).isNull()).alias(c) for c in columns],
@@ -170,3 +183,19 @@ def cell_stats(
         cross=cross,
         higher={c: pdf["h__" + "__".join(c)].to_numpy(dtype=float) for c in combos},
     )
+
+
+def _refuse_contract(contract: TableSpec, rows: DataFrame, pdf: pd.DataFrame, table: str) -> None:
+    """Refuse the first date whose summed counts fail the table's error checks."""
+    names = [f"{kind}:{x}" for kind, x in counted(contract, rows)]
+    by_day = pdf.groupby("date")[names].sum() if names else pd.DataFrame()
+    failed = {  # pandas may hold a date as a Timestamp: the partition's date
+        d.date() if isinstance(d, dt.datetime) else d: failures(
+            contract, {n: float(v) for n, v in r.items()}
+        )
+        for d, r in by_day.iterrows()
+    }
+    if any(failed.values()):
+        day, results = next((d, rs) for d, rs in sorted(failed.items()) if rs)
+        shown = example(contract, rows, results[0], ["zone_id", "date"], day)
+        raise ContractError(table, failed, shown)

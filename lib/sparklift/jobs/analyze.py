@@ -33,6 +33,7 @@ from sparklift.geo.monitoring import (
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs.design import read_experiments
 from sparklift.pipeline.registry import PipelineStep
+from sparklift.quality.spec import table_spec
 from sparklift.stats import covariance
 from sparklift.stats.ssc import convention
 from sparklift.tables import Catalog
@@ -89,7 +90,16 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     zones = assignment["zone_id"].tolist()
     mix = {MIX_PREFIX + k: v for k, v in settings.gates.mix.items()} if look else {}
     with step(f"cell statistics of {len(zones)} zones, {first}..{last}"):
-        cells = experiment_cells(catalog, spec, zones, first, last, hetero, extra=mix)
+        cells = experiment_cells(
+            catalog,
+            spec,
+            zones,
+            first,
+            last,
+            hetero,
+            extra=mix,
+            contract=table_spec("user_activity", ctx.config.quality),
+        )
     check_coverage(cells, zones, date_range(first, last), spec)
     if spec.variance_reduction != "none":
         window = spec.covariate_days()

@@ -8,7 +8,9 @@ history in ``quality_metrics`` (:mod:`sparklift.quality.rules`). Both tables are
 before the verdict: a failed check of severity ``error`` then fails the job (exit 2, naming
 the checks; exit 3, not ready, when only freshness failed: the partition may land later),
 one of severity ``warn`` is logged. A re-run for the same date replaces that
-date's rows.
+date's rows. A check killed between its two commits leaves that date's new metrics without
+their verdicts: later days do not train on them (:func:`_past`) until the date is checked
+again.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
 from sparklift.features.zone_day import date_range
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.quality import rules
-from sparklift.quality.metrics import compute, compute_days, psi_edges
-from sparklift.quality.spec import TableSpec, missing_columns, table_spec
+from sparklift.quality.metrics import compute, compute_days
+from sparklift.quality.spec import TableSpec, missing_columns, psi_edges, table_spec
 from sparklift.tables.publish import utcnow
 from sparklift.tables.schema import check_schema
 
@@ -65,8 +67,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if len(days) > 1 and not dated:
         raise InputError(f"--start: table {spec.table} has no date column to check day by day")
     references = _references(ctx, spec, missing, len(days) > 1)
-    history = _history(ctx, spec.table, days[0])
-    failed = _failed(ctx, spec.table, days[0])
+    history, failed = _past(ctx, spec.table, days[0])
     where = f" of {spec.date_column} = {_span(days)}" if dated else f" as of {ctx.run_date}"
     with step(f"checking table {spec.table}{where}"):
         metrics = _metrics(spec, df, dated, references, history, days, conf)
@@ -210,47 +211,41 @@ def _references(
     return out
 
 
-def _history(ctx: JobContext, table: str, first: dt.date) -> dict[dt.date, dict[str, float | None]]:
-    """The table's stored metrics by checked date before ``first``: the training windows'
-    days and every day's PSI edges (a few thousand numbers per table and year)."""
+def _past(
+    ctx: JobContext, table: str, first: dt.date
+) -> tuple[dict[dt.date, dict[str, float | None]], dict[dt.date, set[str]]]:
+    """The table's stored metrics by checked date before ``first`` (the training windows'
+    days and every day's PSI edges: a few thousand numbers per table and year), and the
+    checks that failed on the windows' days. A window day's metrics count only beside the
+    verdicts of the same run (the same ``computed_at`` in ``quality_results``): a check
+    killed between its two commits leaves metrics without their verdicts, and no later day
+    trains on them until that date is checked again."""
     if not ctx.catalog.exists("quality_metrics"):
-        return {}
-    conf = ctx.config.quality
-    since = min(rules.history_days(first, conf))
+        return {}, {}
+    since = min(rules.history_days(first, ctx.config.quality))
+    window = (F.col("run_date") < F.lit(first)) & (F.col("run_date") >= F.lit(since))
+    stamps: dict[dt.date, set] = defaultdict(set)
+    failed: dict[dt.date, set[str]] = defaultdict(set)
+    if ctx.catalog.exists("quality_results"):
+        verdicts = ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
+        for r in verdicts.where(window).select("run_date", "check_name", "status",
+                                               "computed_at").collect():  # fmt: skip
+            stamps[r["run_date"]].add(r["computed_at"])
+            if r["status"] == rules.FAIL:
+                failed[r["run_date"]].add(r["check_name"])
     rows = (
         ctx.catalog.read("quality_metrics", where=[("table_name", "=", table)])
-        .where(
-            (F.col("run_date") < F.lit(first))
-            & ((F.col("run_date") >= F.lit(since)) | F.col("metric").startswith("psi_edge:"))
-        )
-        .select("run_date", "metric", "value")
+        .where((F.col("run_date") < F.lit(first))
+               & ((F.col("run_date") >= F.lit(since)) | F.col("metric").startswith("psi_edge:")))
+        .select("run_date", "metric", "value", "computed_at")
         .collect()
-    )
-    out: dict[dt.date, dict[str, float | None]] = defaultdict(dict)
+    )  # fmt: skip
+    history: dict[dt.date, dict[str, float | None]] = defaultdict(dict)
     for r in rows:
-        out[r["run_date"]][r["metric"]] = r["value"]
-    return dict(out)
-
-
-def _failed(ctx: JobContext, table: str, first: dt.date) -> dict[dt.date, set[str]]:
-    """The checks that failed on the training windows' days before ``first``, by day."""
-    if not ctx.catalog.exists("quality_results"):
-        return {}
-    since = min(rules.history_days(first, ctx.config.quality))
-    rows = (
-        ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
-        .where(
-            (F.col("run_date") < F.lit(first))
-            & (F.col("run_date") >= F.lit(since))
-            & (F.col("status") == rules.FAIL)
-        )
-        .select("run_date", "check_name")
-        .collect()
-    )
-    out: dict[dt.date, set[str]] = defaultdict(set)
-    for r in rows:
-        out[r["run_date"]].add(r["check_name"])
-    return dict(out)
+        day = r["run_date"]
+        if day < since or r["computed_at"] in stamps[day]:
+            history[day][r["metric"]] = r["value"]
+    return dict(history), dict(failed)
 
 
 def _edges(

@@ -30,6 +30,7 @@ from sparklift.geo.design import design_checks, match_zones, randomize, verdict
 from sparklift.geo.experiment import ExperimentConfig, load_experiment
 from sparklift.geo.vectors import zone_vectors
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.quality.spec import TableSpec, table_spec
 from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
 from sparklift.tables.publish import new_id, superseded, utcnow
@@ -103,7 +104,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     )
     pseudo_start = ctx.run_date - dt.timedelta(days=spec.post_days - 1)
     with step(f"AA check and power on {history[0]}..{history[-1]} (pseudo post {pseudo_start})"):
-        cells = history_cells(catalog, spec, assignment["zone_id"].tolist(), history)
+        contract = table_spec("user_activity", ctx.config.quality)
+        cells = history_cells(catalog, spec, assignment["zone_id"].tolist(), history, contract)
         checks = design_checks(cells, assignment, spec, pseudo_start)
     status, reason = verdict(checks, spec.alpha)
     if status == "rejected" and args.accept_anyway:
@@ -223,10 +225,15 @@ def read_experiments(catalog: Catalog, where: list | None = None) -> DataFrame:
 
 
 def history_cells(
-    catalog: Catalog, spec: ExperimentConfig, zone_ids: list[int], days: list[dt.date]
+    catalog: Catalog,
+    spec: ExperimentConfig,
+    zone_ids: list[int],
+    days: list[dt.date],
+    contract: TableSpec | None = None,
 ) -> CellStats:
-    """Cell statistics of the chosen zones over the history window, every day present."""
-    cells = experiment_cells(catalog, spec, zone_ids, days[0], days[-1])
+    """Cell statistics of the chosen zones over the history window, every day present
+    (``contract``: user_activity's checks, counted in the same pass)."""
+    cells = experiment_cells(catalog, spec, zone_ids, days[0], days[-1], contract=contract)
     seen = set(pd.to_datetime(pd.Series(cells.day)).dt.date)
     absent = [d for d in days if d not in seen]
     if absent:

@@ -15,6 +15,7 @@ from sparklift.features.zone_day import (
 )
 from sparklift.jobs import JobContext, log, step
 from sparklift.pipeline.registry import PipelineStep
+from sparklift.quality.spec import table_spec
 
 HELP = "compute zone/day features for the run date or a --start/--end range"
 STEP = PipelineStep(
@@ -37,9 +38,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     activity = catalog.read("user_activity", where=[("date", ">=", start), ("date", "<=", end)])
     zones = catalog.read("zones")
     check_activity_schema(activity, defs)
+    spec = table_spec("user_activity", ctx.config.quality)
     with step(f"aggregating user_activity {start}..{end} ({len(dates)} days)"):
-        agg = aggregate_activity(activity, defs).cache()
-        check_aggregates(agg, activity, zones, dates)
+        agg = aggregate_activity(activity, defs, spec).cache()
+        check_aggregates(agg, activity, zones, dates, spec)
     with step("writing zone_day_features"):
         out = complete_grid(ctx.spark, agg, zones, dates, defs)
         version = catalog.write(

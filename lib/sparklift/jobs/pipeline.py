@@ -31,6 +31,7 @@ from sparklift import __version__
 from sparklift.errors import InputError, SparkliftError
 from sparklift.features.zone_day import date_range
 from sparklift.jobs import JobContext, write_records
+from sparklift.jobs.refusals import recorded
 from sparklift.pipeline import registry
 from sparklift.pipeline.plan import (
     BLOCKED,
@@ -169,7 +170,7 @@ def _run_step(ctx: JobContext, step: Step, outcome: StepOutcome) -> StepOutcome:
     t0 = time.perf_counter()
     with ctx.catalog.recording() as io:
         try:
-            with spark_progress(sc, step.name, interval):
+            with spark_progress(sc, step.name, interval), recorded(ctx, step.kind):
                 summary = module.run(ctx, args)
             outcome.status = SUCCEEDED
             outcome.summary = json.dumps(summary, default=str)

@@ -24,6 +24,7 @@ from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
 from sparklift.contracts.vouchers import UPLIFT_MODELS
 from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.quality.spec import table_spec
 from sparklift.uplift import checks, model
 from sparklift.uplift.learners import make_learner
 from sparklift.uplift.training import train
@@ -61,7 +62,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     make()  # a bad learner name fails before any Spark work
     _check_models_table(ctx)
     with step(f"checking {HISTORY}: input and randomization"):
-        aggregates = checks.arm_aggregates(history, HISTORY, features)
+        spec = table_spec(HISTORY, ctx.config.quality)
+        aggregates = checks.arm_aggregates(history, HISTORY, features, spec)
         if not aggregates:
             raise InputError(f"table {HISTORY} has no rows (campaigns {conf.campaigns or 'all'})")
         if conf.features is None:  # chosen here: drop what cannot inform, and say so

@@ -25,19 +25,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, FloatType, NumericType
 
 from sparklift.finite import nonfinite
+from sparklift.quality.contract import count_columns
 from sparklift.quality.spec import TableSpec
 
 QUANTILE_ACCURACY = 10_000  # percentile_approx: relative rank error 1e-4
 DISTINCT_RSD = 0.05  # approx_count_distinct's relative standard deviation
-
-
-def psi_edges(metrics: Mapping[str, float | None], column: str, bins: int) -> list[float] | None:
-    """The ``bins - 1`` bin edges of ``column`` stored in ``metrics`` (None: none, or edges
-    of another number of bins)."""
-    edges = [metrics.get(f"psi_edge:{column}:{i}") for i in range(1, bins)]
-    if any(e is None for e in edges) or f"psi_edge:{column}:{bins}" in metrics:
-        return None
-    return [float(e) for e in edges]  # type: ignore[arg-type]
 
 
 def expressions(
@@ -54,23 +46,7 @@ def expressions(
     have = {f.name: f.dataType for f in df.schema.fields}
     c = spec.checks
     out: list[Column] = [F.count(F.lit(1)).alias("row_count")]
-    nulls = [x for x in dict.fromkeys([*spec.not_null, *c.anomaly.null_share]) if x in have]
-    out += [F.count_if(F.col(x).isNull()).alias(f"null_count:{x}") for x in nulls]
-    for x, (low, high) in c.ranges.items():
-        if x not in have:
-            continue
-        bad = F.lit(False)
-        if low is not None:
-            bad = bad | (F.col(x) < F.lit(low))
-        if high is not None:
-            bad = bad | (F.col(x) > F.lit(high))
-        if isinstance(have[x], (DoubleType, FloatType)):
-            bad = bad | F.isnan(F.col(x)) | F.col(x).isin(float("inf"), float("-inf"))
-        out.append(F.count_if(bad).alias(f"out_of_range:{x}"))
-    for x, values in c.accepted.items():
-        if x in have:
-            bad = F.col(x).isNotNull() & ~F.col(x).isin(*values)
-            out.append(F.count_if(bad).alias(f"not_accepted:{x}"))
+    out += count_columns(spec, df, nulls_also=c.anomaly.null_share)
     for x, flag in orphan_flags.items():
         out.append(F.count_if(F.col(x).isNotNull() & F.col(flag)).alias(f"orphans:{x}"))
     numeric = {x for x, t in have.items() if isinstance(t, NumericType)}
@@ -143,7 +119,7 @@ def compute(
     joined, flags = with_orphan_flags(df, references)
     row = joined.agg(*expressions(spec, df, edges, bins, flags)).first()
     assert row is not None  # a global aggregation has one row
-    out = {k: (None if v is None else float(v)) for k, v in row.asDict().items()}
+    out = _as_metrics(row.asDict())
     if spec.key and set(spec.key) <= set(df.columns):
         out["duplicate_keys"] = duplicate_keys(df, spec.key)
     return out
@@ -163,10 +139,7 @@ def compute_days(
     assert date is not None
     joined, flags = with_orphan_flags(df, references)
     rows = joined.groupBy(date).agg(*expressions(spec, df, edges, bins, flags)).collect()
-    out = {
-        r[date]: {k: (None if v is None else float(v)) for k, v in r.asDict().items() if k != date}
-        for r in rows
-    }
+    out = {r[date]: _as_metrics(r.asDict(), skip=date) for r in rows}
     if spec.key and set(spec.key) <= set(df.columns):
         group = [date, *(k for k in spec.key if k != date)]
         repeats = df.groupBy(*group).count().where(F.col("count") > 1)
@@ -174,6 +147,11 @@ def compute_days(
         for day, metrics in out.items():
             metrics["duplicate_keys"] = float(dups.get(day) or 0)
     return out
+
+
+def _as_metrics(row: Mapping[str, Any], skip: str | None = None) -> dict[str, float | None]:
+    """An aggregation's row as metrics by name (numbers as floats), without column ``skip``."""
+    return {k: (None if v is None else float(v)) for k, v in row.items() if k != skip}
 
 
 def duplicate_keys(df: DataFrame, key: Sequence[str]) -> float:

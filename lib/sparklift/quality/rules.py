@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from sparklift.config import QualityConfig
-from sparklift.quality.metrics import psi_edges
-from sparklift.quality.spec import TableSpec
+from sparklift.quality.spec import TableSpec, psi_edges
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 PSI_FLOOR = 1e-4
@@ -158,13 +157,14 @@ def anomaly_checks(
     days = [d for d in training_days(day, conf) if d in history]
     season = dt.timedelta(days=conf.season_days)
     out = []
+    past = {d: series(spec, m) for d, m in history.items()}
     for name, x in series(spec, metrics).items():
         check = f"anomaly:{name}"
         bad = _failed_days(days, check, failed)
         levels = {
             d: v
-            for d, m in history.items()
-            if d not in bad and (v := series(spec, m).get(name)) is not None and math.isfinite(v)
+            for d, m in past.items()
+            if d not in bad and (v := m.get(name)) is not None and math.isfinite(v)
         }
         window = [levels[d] for d in days if d in levels]
         base = None  # the same weekday's last good value: 7 days before, else 14

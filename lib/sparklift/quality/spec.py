@@ -6,6 +6,7 @@ evaluation (:mod:`.rules`) read the same list.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pyspark.sql.types import DateType, StructType
@@ -69,3 +70,12 @@ def missing_columns(spec: TableSpec, columns: list[str]) -> list[str]:
     if spec.date_column:
         wanted.add(spec.date_column)
     return sorted(wanted - set(columns))
+
+
+def psi_edges(metrics: Mapping[str, float | None], column: str, bins: int) -> list[float] | None:
+    """The ``bins - 1`` bin edges of ``column`` stored in ``metrics`` (None: none, or edges
+    of another number of bins)."""
+    edges = [metrics.get(f"psi_edge:{column}:{i}") for i in range(1, bins)]
+    if any(e is None for e in edges) or f"psi_edge:{column}:{bins}" in metrics:
+        return None
+    return [float(e) for e in edges]  # type: ignore[arg-type]

@@ -4,9 +4,10 @@ Per arm (``treatment``: 'control' or a voucher_id) the aggregation yields the ro
 per feature, the non-null count, sum and sum of squares, plus null objectives, null and
 negative costs, and NaN or infinite values of every number (refused at once). From those:
 
-- bad input (always an error): no control arm, an arm with fewer than ``min_arm_rows``
-  rows, a voucher not in ``vouchers``, a non-numeric or constant feature, NaN or null
-  objectives, null or negative costs;
+- bad input (always an error): what fails the table's own error checks
+  (``quality.tables.voucher_campaigns``: nulls, a negative cost, ...), no control arm, an
+  arm with fewer than ``min_arm_rows`` rows, a voucher not in ``vouchers``, a non-numeric
+  or constant feature, NaN or null objectives, null or negative costs;
 - randomization (an error unless overridden): the sample-ratio test, a chi-square
   goodness-of-fit test of the arm counts against the configured shares at ``srm_alpha``;
   and covariate balance, the standardized mean difference of every feature between each
@@ -27,6 +28,8 @@ from scipy import stats
 
 from sparklift.errors import InputError
 from sparklift.finite import PREFIX, float_columns, nonfinite_counts, refuse
+from sparklift.quality.contract import ContractError, count_columns, counted, example, failures
+from sparklift.quality.spec import TableSpec
 
 CONTROL = "control"
 
@@ -82,11 +85,17 @@ def check_columns(df: DataFrame, table: str, features: Sequence[str]) -> None:
             )
 
 
-def arm_aggregates(df: DataFrame, table: str, features: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per arm with every count and moment the checks need (one Spark pass); NaN or
-    infinity in a feature, objective or cost is refused, naming an example row."""
+def arm_aggregates(
+    df: DataFrame, table: str, features: Sequence[str], spec: TableSpec
+) -> list[dict[str, Any]]:
+    """One row per arm with every count and moment the checks need (one Spark pass). The
+    table's own error checks (``spec``: nulls, ranges such as a cost below 0, accepted
+    values) are counted in the same pass and refused as a :class:`ContractError`; NaN or
+    infinity in a feature, objective or cost without a range is refused, naming a row."""
     floats = float_columns(df, [*features, "objective", "cost"])
-    aggs = [F.count(F.lit(1)).alias("rows"), *nonfinite_counts(floats)]
+    unranged = [c for c in floats if c not in spec.checks.ranges]
+    aggs = [F.count(F.lit(1)).alias("rows"), *nonfinite_counts(unranged)]
+    aggs += count_columns(spec, df)
     for i, c in enumerate(features):
         x = F.col(c).cast("double")
         ok = x.isNotNull()
@@ -96,14 +105,18 @@ def arm_aggregates(df: DataFrame, table: str, features: Sequence[str]) -> list[d
             F.sum(F.when(ok, x * x)).alias(f"q{i}"),
         ]
     y, c = F.col("objective").cast("double"), F.col("cost").cast("double")
-    aggs += [
+    aggs += [  # what training needs whatever quality.tables says
         F.count(F.when(y.isNull(), 1)).alias("bad_objective"),
         F.count(F.when(c.isNull(), 1)).alias("null_cost"),
         F.count(F.when(c < 0, 1)).alias("negative_cost"),
     ]
     rows = [r.asDict() for r in df.groupBy("treatment").agg(*aggs).collect()]
     keys = [k for k in ("campaign_id", "customer_id", "treatment") if k in df.columns]
-    refuse(table, {c: sum(r[f"{PREFIX}{c}"] for r in rows) for c in floats}, df, keys)
+    refuse(table, {c: sum(r[f"{PREFIX}{c}"] for r in rows) for c in unranged}, df, keys)
+    counts = {f"{k}:{x}": float(sum(r[f"{k}:{x}"] for r in rows)) for k, x in counted(spec, df)}
+    failed = failures(spec, counts)
+    if failed:
+        raise ContractError(table, {None: failed}, example(spec, df, failed[0], keys))
     return rows
 
 

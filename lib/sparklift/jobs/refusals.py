@@ -1,0 +1,66 @@
+"""A job's refusal of bad input, recorded: the failed checks of a :class:`ContractError`
+written into ``quality_results`` beside those of ``sparklift check``, so that the history of
+a table's failures holds every job's findings, and the fall-back skips a partition a job
+refused (:mod:`sparklift.jobs.fallback` reads failed error checks from there).
+
+A result replaces the row of the same table, date and check (the checked date's other
+checks stay) and says which job found it. If the record cannot be written (e.g. a
+concurrent write), the job still refuses its input with the same error; the log says why
+the record is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+
+from sparklift.errors import SparkliftError
+from sparklift.jobs import JobContext, log, write_records
+from sparklift.quality.contract import ContractError
+from sparklift.tables.publish import utcnow
+
+
+@contextmanager
+def recorded(ctx: JobContext, job: str) -> Iterator[None]:
+    """Run a job; a :class:`ContractError` it raises is recorded, then raised again."""
+    try:
+        yield
+    except ContractError as e:
+        version = record(ctx, e, job)
+        if version is not None:
+            e.args = (f"{e} (recorded in quality_results version {version})",)
+        raise
+
+
+def record(ctx: JobContext, error: ContractError, job: str) -> int | None:
+    """Write ``error``'s failed checks into ``quality_results``; its new version, or None
+    when it could not be written."""
+    catalog, now = ctx.catalog, utcnow()
+    new = [
+        {"table_name": error.table, "run_date": day or ctx.run_date}
+        | asdict(r)
+        | {"message": f"{r.message} (found by sparklift {job})", "computed_at": now}
+        for day, results in error.failed.items()
+        for r in results
+    ]
+    days = sorted({r["run_date"] for r in new})
+    found = {(r["run_date"], r["check_name"]) for r in new}
+    try:
+        kept: list[dict] = []
+        if catalog.exists("quality_results"):
+            where = [("table_name", "=", error.table), ("run_date", "in", days)]
+            kept = [  # the checked dates' other results: a few dozen rows
+                r.asDict()
+                for r in catalog.read("quality_results", where=where).collect()
+                if (r["run_date"], r["check_name"]) not in found
+            ]
+        replaced = {"table_name": error.table, "run_date": days}
+        version = write_records(catalog, "quality_results", kept + new, replaced)
+    except SparkliftError as e:
+        log.warning("the failed checks of table %s were not recorded: %s", error.table, e)
+        return None
+    log.info("failed checks of table %s on %s recorded in quality_results version %d",
+             error.table, ", ".join(map(dt.date.isoformat, days)), version)  # fmt: skip
+    return version
