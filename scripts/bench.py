@@ -7,7 +7,7 @@
 ``propensity [--sizes 1e6,3e6,1e7] [--history-days D]`` |
 ``calibration [--worlds W] [--users U] [--zones G]`` |
 ``campaign [--campaigns C] [--customers N] [--holdout H]`` |
-``personal [--budget-share S] [--seed S]``.
+``personal [--budget-share S] [--seed S]`` | ``forecast [--portfolios P]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -31,6 +31,7 @@ from benchmarks import (
     did,
     faults,
     features,
+    forecast,
     personal,
     propensity,
     quality,
@@ -56,6 +57,7 @@ BENCHMARKS = {
     "personal": personal,
     "quality": quality,
     "faults": faults,
+    "forecast": forecast,
 }
 
 

@@ -17,33 +17,35 @@ SL=".venv/bin/sparklift"
 SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.model_path=$DIR/models")
 
 mkdir -p "$DIR"
-echo "== 1/8 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
+echo "== 1/9 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
 $SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 70 \
   --set generate.customer_snapshots=2 > "$DIR/generate.run.json"
-echo "== 2/8 features: zone/day history $START .. $HIST (one backfill job); the data quality"
+echo "== 2/9 features: zone/day history $START .. $HIST (one backfill job); the data quality"
 echo "        history of user_activity $CHECKED .. $HIST (one pass), so that its anomaly checks work"
 $SL features "${SETS[@]}" --start "$START" --end "$HIST" > "$DIR/features.run.json"
 $SL check "${SETS[@]}" --table user_activity --start "$CHECKED" --run-date "$HIST" > "$DIR/check.run.json"
-echo "== 3/8 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
+echo "== 3/9 design: geo experiment conf/experiments/demo_banner.yaml on the history to $HIST"
 $SL design "${SETS[@]}" --run-date "$HIST" --experiment conf/experiments/demo_banner.yaml > "$DIR/design.run.json"
-echo "== 4/8 train-uplift: multi-voucher uplift model on the randomized voucher history"
+echo "== 4/9 train-uplift: multi-voucher uplift model on the randomized voucher history"
 $SL train-uplift "${SETS[@]}" --run-date "$HIST" > "$DIR/train_uplift.run.json"
-echo "== 5/8 train-propensity: P(an order in the next 7 days) from 28 days of each user's history"
+echo "== 5/9 train-propensity: P(an order in the next 7 days) from 28 days of each user's history"
 $SL train-propensity "${SETS[@]}" --run-date "$HIST" --set propensity.history_days=28 > "$DIR/train_propensity.run.json"
-echo "== 6/8 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
+echo "== 6/9 pipeline for $PREV and $RUN_DATE: features -> analyze every running experiment,"
 echo "        user-history -> score-propensity, score -> allocate every active campaign, each"
 echo "        after the data quality checks of its inputs (check:<table>)"
 $SL pipeline "${SETS[@]}" --start "$PREV" --end "$RUN_DATE" | tee "$DIR/pipeline.txt"
-echo "== 7/8 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
+echo "== 7/9 pipeline for $RUN_DATE again: every step already succeeded, so each is skipped"
 $SL pipeline "${SETS[@]}" --run-date "$RUN_DATE" 2>/dev/null
 MEASURED=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$RUN_DATE') + d.timedelta(days=14))")
 CAMPAIGN=conf/campaigns/demo_winback.yaml
-echo "== 8/8 the campaign sent on $RUN_DATE: its outcomes over 14 days (simulated from the planted"
+echo "== 8/9 the campaign sent on $RUN_DATE: its outcomes over 14 days (simulated from the planted"
 echo "        effects), then measure on $MEASURED: the policy against the holdout; feedback: its"
 echo "        explore arm appended to voucher_campaigns as a randomized campaign"
 $SL simulate-outcomes "${SETS[@]}" --run-date "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/outcomes.run.json"
 $SL measure "${SETS[@]}" --run-date "$MEASURED" --allocated-on "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/measure.run.json"
 $SL feedback "${SETS[@]}" --run-date "$MEASURED" --allocated-on "$RUN_DATE" --campaign "$CAMPAIGN" > "$DIR/feedback.run.json"
+echo "== 9/9 report: one HTML page per experiment and campaign, with the measurement, and their index"
+$SL report "${SETS[@]}" --run-date "$MEASURED" --all > "$DIR/report.run.json"
 
 .venv/bin/python - "$DIR" "$RUN_DATE" <<'PY'
 import json, sys
@@ -183,4 +185,8 @@ res = res[(res.adjustment == meas["adjustment"]) & (res.voucher_id != "*")]
 res = res.sort_values(["metric", "budget_group", "voucher_id"])
 print(res[["budget_group", "voucher_id", "metric", "n_policy", "n_holdout", "estimate", "ci_low",
            "ci_high", "predicted"]].round(4).to_string(index=False))
+rep = json.load(open(f"{d}/report.run.json"))
+print(f"\nReports (open in a browser; self-contained, no network needed): {rep['index']}")
+for name, path in rep["pages"].items():
+    print(f"  {name:16s} {path}  ({rep['bytes'][name] // 1000} kB)")
 PY

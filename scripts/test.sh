@@ -12,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYSPARK_PYTHON="$PWD/.venv/bin/python"
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKLIFT_CHROMIUM:-}" ]; then
+  echo "note: no chromium on PATH, so the browser tests of the HTML reports will be skipped" \
+    "(install Debian's: apt-get install chromium, or set SPARKLIFT_CHROMIUM to a Chromium binary)"
+fi
 PYTEST=(.venv/bin/python -m pytest -m "")
 for arg in "$@"; do
   if [[ $arg != -* ]]; then  # tests named: one run of just those

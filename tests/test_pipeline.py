@@ -20,8 +20,10 @@ from sparklift.jobs import score as score_job
 from sparklift.logs import JsonFormatter
 from sparklift.pipeline.plan import Step, blocked_by, exit_code, plan_steps
 from sparklift.pipeline.runs import StepOutcome, render
+from sparklift.reports.page import fmt
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
+from tests.browser import CHROMIUM, open_pages
 
 DAY = dt.date(2026, 6, 30)
 GOOD = {"campaign_id": "winback", "budgets": {"NL": 300, "DE": 200, "BE": 150, "FR": 80}}
@@ -203,6 +205,67 @@ def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
     code, out = pipeline(capsys, wh)
     assert code == 0 and out.count("skipped") == len(steps)
     assert before == {n: DeltaTable(str(wh / n)).version() for n in before}
+
+
+@pytest.mark.e2e
+def test_reports_of_the_pipelines_experiment_and_campaign(spark, warehouse, capsys):
+    """sparklift report --all after the nightly run: a page per experiment and campaign and
+    the index, showing the tables' numbers, each under 2 MB; opened offline in Chromium
+    (when present): no console error, no request, every chart drawn."""
+    wh = warehouse
+    code, out = pipeline(capsys, wh)  # what already ran is skipped
+    assert code == 0, out
+    assert (wh / "forecasts").is_dir()  # the run that concluded the experiment forecast it,
+    reports = wh / "reports"  # and refreshed the pages of what it analysed and allocated
+    assert {p.name for p in reports.rglob("*.html")} == {"index.html", "synthetic_geo.html",
+                                                          "winback.html"}  # fmt: skip
+    # DAY concluded the planted experiment: its forecast, by hand from its final lifts.
+    money = ["--set", "forecast.platform_revenue={gmv: 1000000, orders: 400000}",
+             "--set", "forecast.haircut=0.2"]  # fmt: skip
+    capsys.readouterr()
+    assert main(["forecast", "--run-date", str(DAY), *sets(wh), *money]) == 0
+    assert json.loads(capsys.readouterr().out)["experiments"] == 1
+    forecast = read_pandas(str(wh / "forecasts")).set_index("metric")
+    final = read_pandas(str(wh / "geo_results"))
+    final = final[(final["term"] == "lift") & (final["cov_type"] == "zone")
+                  & (final["run_date"] == final["run_date"].max())].set_index("metric")  # fmt: skip
+    assert forecast.loc["gmv", "forecast_raw"] == pytest.approx(
+        final.loc["gmv", "estimate"] * 1_000_000 * 0.8
+    )
+    assert forecast.loc["orders", "lift"] == final.loc["orders", "estimate"]
+    assert forecast["prior_mean"].isna().all()  # one concluded experiment: nothing to shrink to
+    assert main(["report", "--all", "--run-date", str(DAY), *sets(wh)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    pages = [reports / "index.html", reports / "experiments" / "synthetic_geo.html",
+             reports / "campaigns" / "winback.html"]  # fmt: skip
+    assert sorted(summary["pages"]) == ["synthetic_geo", "winback"]
+    assert all(p.is_file() and p.stat().st_size < 2_000_000 for p in pages)
+    index, experiment, campaign = (p.read_text() for p in pages)
+    assert 'href="experiments/synthetic_geo.html"' in index
+    assert 'href="campaigns/winback.html"' in index
+    results = read_pandas(str(wh / "geo_results"))
+    last = results[results["run_date"] == results["run_date"].max()]
+    for term in ("att", "lift"):
+        row = last[(last["term"] == term) & (last["metric"] == "orders")].iloc[0]
+        assert f"<td>{fmt(row['estimate'])}</td>" in experiment
+        assert f"<td>{fmt(row['ci_high'])}</td>" in experiment
+    looks = read_pandas(str(wh / "geo_sequential"))
+    assert all(f"<td>{fmt(z)}</td>" in experiment for z in looks["z"])
+    groups = read_pandas(str(wh / "allocation_summary"))
+    assert all(f"<td>{fmt(v)}</td>" in campaign for v in groups["spent"])
+    assert all(f"<td>{fmt(v)}</td>" in campaign for v in groups["lambda"])
+    assert "Not measured yet" in campaign
+    assert f"<td>{fmt(forecast.loc['gmv', 'forecast_raw'])}</td>" in experiment
+    assert main(["report", "--experiment", "nope", "--run-date", str(DAY), *sets(wh)]) == 2
+    assert "unknown experiment 'nope': not in geo_experiments" in capsys.readouterr().err
+    if CHROMIUM is None:
+        return
+    seen = open_pages(pages, "pipeline")
+    for page in pages:
+        assert seen[page].errors == [] and seen[page].requests == [], seen[page]
+        assert all(w > 100 and h > 50 and n > 10 for w, h, n in seen[page].charts)
+        assert seen[page].width <= 1100  # wide tables scroll in their box
+    assert len(seen[pages[1]].charts) >= 5 and len(seen[pages[2]].charts) >= 4
 
 
 @pytest.mark.e2e

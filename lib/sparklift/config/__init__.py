@@ -36,6 +36,7 @@ from sparklift.config.geo import (
     DesignConfig,
     FeatureDef,
     FeaturesConfig,
+    ForecastConfig,
     FutilityConfig,
     GatesConfig,
     SequentialConfig,
@@ -63,6 +64,7 @@ __all__ = [
     "FaultConfig",
     "FeatureDef",
     "FeaturesConfig",
+    "ForecastConfig",
     "FutilityConfig",
     "GatesConfig",
     "GenerateConfig",
@@ -96,6 +98,7 @@ class Config(_Strict):
     features: FeaturesConfig
     design: DesignConfig
     analysis: AnalysisConfig
+    forecast: ForecastConfig
     uplift: UpliftConfig
     score: ScoreConfig
     propensity: PropensityConfig

@@ -36,6 +36,7 @@ class TablesConfig(_Strict):
     backend: Literal["auto", "native", "deltars"]
     base_path: str
     model_path: str | None
+    report_path: str | None
     target_file_rows: int = Field(gt=0)
     names: dict[str, str]
 
@@ -46,6 +47,11 @@ class TablesConfig(_Strict):
         if self.model_path:
             return self.model_path
         return f"{self.base_path.rstrip('/')}/models"
+
+    @property
+    def reports(self) -> str:
+        """Where the HTML reports go: ``report_path``, else ``reports`` under ``base_path``."""
+        return self.report_path or f"{self.base_path.rstrip('/')}/reports"
 
     @model_validator(mode="after")
     def _known_tables(self) -> TablesConfig:
@@ -114,6 +120,7 @@ class PipelineConfig(_Strict):
     steps: list[str] = Field(min_length=1)  # kinds of sparklift.pipeline.registry
     campaigns: list[str]  # campaign files or globs
     checks: bool  # check:<table> steps gate the steps reading the table
+    reports: bool  # refresh the HTML reports of the experiments and campaigns a run touched
 
     @field_validator("steps")
     @classmethod

@@ -172,3 +172,14 @@ class AnalysisConfig(_Strict):
     seed: int
     event_study: bool
     gates: GatesConfig
+
+
+class ForecastConfig(_Strict):
+    """``sparklift forecast``: revenue forecasts of concluded experiments (Groupon's formula:
+    lift x platform_factor x success_probability x platform_revenue, less the haircut)."""
+
+    platform_revenue: dict[str, float]  # metric -> the platform's revenue the lift applies to
+    platform_factor: float = Field(gt=0)  # the share of the platform the feature will reach
+    success_probability: float = Field(gt=0, le=1)  # that the effect holds once launched
+    haircut: float = Field(ge=0, lt=1)  # the share taken off every forecast
+    min_experiments: int = Field(ge=2)  # past concluded experiments a shrinkage prior needs

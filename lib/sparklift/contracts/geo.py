@@ -206,6 +206,39 @@ GEO_SEQUENTIAL = TableContract(
     description="experiment x run date x metric x variant: the sequential look",
 )
 
+FORECASTS = TableContract(
+    "forecasts",
+    fields(
+        ("experiment_id", StringType()),
+        ("metric", StringType()),
+        ("variant", StringType()),
+        ("concluded_on", DateType()),
+        ("cov_type", StringType()),  # the covariance of the lift used
+        ("lift", DoubleType()),  # the final relative lift, as analysed
+        ("lift_se", DoubleType()),
+        ("p_value", DoubleType()),
+        ("significant", BooleanType()),  # at the experiment's alpha
+        ("prior_mean", DoubleType()),  # of the other concluded experiments' lifts (null: fewer
+        ("prior_sd", DoubleType()),  # than forecast.min_experiments)
+        ("prior_experiments", IntegerType()),
+        ("shrinkage_weight", DoubleType()),  # B: the weight kept on the lift
+        ("lift_shrunk", DoubleType()),  # empirical Bayes posterior mean
+        ("winners_curse_bias", DoubleType()),  # Lee and Shen's estimated selection bias
+        ("lift_winners_curse", DoubleType()),  # the lift less that bias
+        ("platform_revenue", DoubleType()),
+        ("platform_factor", DoubleType()),
+        ("success_probability", DoubleType()),
+        ("haircut", DoubleType()),
+        ("forecast_raw", DoubleType()),  # lift x factor x probability x revenue x (1 - haircut)
+        ("forecast_shrunk", DoubleType()),
+        ("forecast_winners_curse", DoubleType()),
+        ("computed_at", TimestampType()),
+    ),
+    partition_by=("experiment_id",),
+    key=("experiment_id", "metric", "variant"),
+    description="concluded experiment x metric x variant: revenue forecast, shrunk lift",
+)
+
 CONTRACTS = (
     ZONE_DAY_FEATURES,
     GEO_EXPERIMENTS,
@@ -213,4 +246,5 @@ CONTRACTS = (
     GEO_DESIGN_CHECKS,
     GEO_RESULTS,
     GEO_SEQUENTIAL,
+    FORECASTS,
 )

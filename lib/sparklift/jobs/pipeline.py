@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from sparklift import __version__
 from sparklift.errors import InputError, SparkliftError
 from sparklift.features.zone_day import date_range
-from sparklift.jobs import JobContext, write_records
+from sparklift.jobs import JobContext, forecast, report, write_records
 from sparklift.jobs.refusals import recorded
 from sparklift.pipeline import registry
 from sparklift.pipeline.plan import (
@@ -91,12 +91,34 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     for day in dates:
         outcomes += _run_date(dataclasses.replace(ctx, run_date=day), kinds, args.force, run_id)
     summary = {"table": render(outcomes)}
+    if ctx.config.pipeline.reports:
+        _refresh_reports(ctx, outcomes)
     failed = [o for o in outcomes if o.status == FAILED]
     if failed:
         code = exit_code([o.exit_code for o in failed])
         names = ", ".join(f"{o.run_date} {o.step}" for o in failed)
         raise PipelineFailed(f"{len(failed)} step(s) failed: {names}", code, summary)
     return summary
+
+
+def _refresh_reports(ctx: JobContext, outcomes: Sequence[StepOutcome]) -> None:
+    """The forecasts, the reports of the experiments analysed and campaigns allocated in
+    this run, and the index (as of the last date). They are for people: a failure is
+    logged, the run goes on."""
+    ran = [o for o in outcomes if o.status == SUCCEEDED and o.target]
+    experiments = sorted({o.target for o in ran if o.kind == "analyze"})
+    campaigns = sorted({o.target for o in ran if o.kind == "allocate"})
+    if not experiments and not campaigns:
+        return
+    last = dataclasses.replace(ctx, run_date=max(o.run_date for o in ran))
+    try:
+        if experiments:  # one may have concluded: the forecasts, then the pages showing them
+            forecast.run(last, argparse.Namespace())
+        done = report.refresh(last, experiments, campaigns)
+    except Exception:  # whatever it is, the steps of the run stand
+        log.exception("reports not refreshed")
+        return
+    log.info("reports refreshed: %s (%d pages)", done["index"], len(done["pages"]))
 
 
 def render_summary(summary: dict) -> str:

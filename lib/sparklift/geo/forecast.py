@@ -1,0 +1,86 @@
+"""Revenue forecasts of concluded experiments, with two honest corrections of the lift.
+
+Groupon's formula: forecast = lift x platform_factor x success_probability x
+platform_revenue, less a configured haircut (``forecast``). It is computed three times per
+experiment, metric and variant, from:
+
+- the raw lift, the experiment's final relative lift as analysed;
+- the lift shrunk towards the distribution of the *other* concluded experiments' lifts of
+  the metric (empirical Bayes, :func:`sparklift.stats.shrinkage.shrink`; left as it is,
+  with a null prior, while fewer than ``min_experiments`` others have concluded);
+- the lift less its winner's-curse bias when it was significant (Lee and Shen,
+  :func:`sparklift.stats.shrinkage.winners_curse`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from sparklift.config import ForecastConfig
+from sparklift.stats.shrinkage import prior, shrink, winners_curse
+
+INPUT = (
+    "experiment_id",
+    "metric",
+    "variant",
+    "concluded_on",
+    "cov_type",
+    "lift",
+    "lift_se",
+    "p_value",
+)
+
+
+def revenue(lift: float | None, metric: str, conf: ForecastConfig) -> float | None:
+    """Groupon's forecast of a lift in ``metric`` (None without the metric's revenue)."""
+    base = conf.platform_revenue.get(metric)
+    if base is None or lift is None:
+        return None
+    return lift * conf.platform_factor * conf.success_probability * base * (1 - conf.haircut)
+
+
+def forecasts(
+    lifts: pd.DataFrame, conf: ForecastConfig, alphas: Mapping[str, float]
+) -> pd.DataFrame:
+    """One row per row of ``lifts`` (columns ``INPUT``; ``alphas``: each experiment's
+    alpha): the corrected lifts and the three forecasts (the ``forecasts`` table's rows)."""
+    rows = []
+    for r in lifts.to_dict("records"):
+        others = lifts[
+            (lifts["metric"] == r["metric"]) & (lifts["experiment_id"] != r["experiment_id"])
+        ]
+        alpha = alphas[r["experiment_id"]]
+        out = dict(
+            r,
+            significant=bool(r["p_value"] < alpha),
+            prior_experiments=len(others),
+            prior_mean=None,
+            prior_sd=None,
+            shrinkage_weight=1.0,
+            lift_shrunk=r["lift"],
+        )
+        if len(others) >= conf.min_experiments:
+            p = prior(others["lift"].to_numpy(), others["lift_se"].to_numpy())
+            shrunk, weight = shrink(r["lift"], r["lift_se"], p)
+            out |= {
+                "prior_mean": p.mean,
+                "prior_sd": p.sd,
+                "shrinkage_weight": weight,
+                "lift_shrunk": shrunk,
+            }
+        corrected, bias = winners_curse(r["lift"], r["lift_se"], alpha)
+        out |= {"winners_curse_bias": bias, "lift_winners_curse": corrected}
+        base = conf.platform_revenue.get(r["metric"])
+        out |= {
+            "platform_revenue": base,
+            "platform_factor": conf.platform_factor,
+            "success_probability": conf.success_probability,
+            "haircut": conf.haircut,
+            "forecast_raw": revenue(r["lift"], r["metric"], conf),
+            "forecast_shrunk": revenue(out["lift_shrunk"], r["metric"], conf),
+            "forecast_winners_curse": revenue(corrected, r["metric"], conf),
+        }
+        rows.append(out)
+    return pd.DataFrame(rows)

@@ -1,0 +1,277 @@
+"""``sparklift report --experiment ID | --campaign ID | --all``: one self-contained HTML page
+per experiment and per campaign, and an index of them, under ``tables.report_path``
+(default ``<base_path>/reports``): ``index.html``, ``experiments/<id>.html``,
+``campaigns/<id>.html``.
+
+Everything a page shows comes from the result tables, read filtered to the experiment or
+campaign (a few thousand rows at most), and from two small Spark aggregations over
+``zone_day_features`` (the daily metric per arm and the features' balance). Each page is
+written to a temporary file and renamed, so a reader never sees half a page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from sparklift.allocation.campaign import load_campaign
+from sparklift.errors import InputError, InputNotReadyError
+from sparklift.jobs import JobContext, log, step
+from sparklift.reports.campaign import CampaignData, campaign_page
+from sparklift.reports.experiment import ExperimentData, experiment_page
+from sparklift.reports.index import index_page
+
+HELP = "write the HTML report of an experiment, a campaign or all of them, and the index"
+MAX_BYTES = 2_000_000  # a page above this is logged: it should stay light to open and mail
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experiment", help="an experiment_id of geo_experiments")
+    which.add_argument("--campaign", help="a campaign_id, or its conf/campaigns/<name>.yaml")
+    which.add_argument("--all", action="store_true", help="every experiment and campaign")
+
+
+def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    if args.all:
+        experiments, campaigns = _experiment_ids(ctx), _campaign_ids(ctx)
+    else:
+        experiments = [args.experiment] if args.experiment else []
+        campaigns = [_campaign_id(ctx, args.campaign)] if args.campaign else []
+    return refresh(ctx, experiments, campaigns)
+
+
+def refresh(ctx: JobContext, experiments: list[str], campaigns: list[str]) -> dict:
+    """Write the pages of ``experiments`` and ``campaigns``, then the index."""
+    out = _directory(ctx.config.tables.reports)
+    written = {}
+    for experiment_id in experiments:
+        with step(f"report of experiment {experiment_id}"):
+            html = experiment_page(experiment_data(ctx, experiment_id))
+            path = out / "experiments" / f"{_safe(experiment_id)}.html"
+            written[experiment_id] = _write(path, html)
+    for campaign_id in campaigns:
+        with step(f"report of campaign {campaign_id}"):
+            html = campaign_page(campaign_data(ctx, campaign_id))
+            written[campaign_id] = _write(out / "campaigns" / f"{_safe(campaign_id)}.html", html)
+    index = _write(out / "index.html", index_page(*_index_rows(ctx, out), ctx.run_date))
+    return {
+        "index": str(index),
+        "pages": {k: str(v) for k, v in written.items()},
+        "bytes": {k: v.stat().st_size for k, v in written.items()},
+    }
+
+
+def _directory(path: str) -> Path:
+    """The reports' local directory (a ``file:`` URI as a path; other schemes refused)."""
+    if path.startswith("file:"):
+        path = re.sub(r"^file:(//)?", "", path)
+    elif "://" in path:
+        raise InputError(
+            f"tables.report_path {path!r}: reports are written to a local "
+            "directory; set tables.report_path to one"
+        )
+    return Path(path)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _write(path: Path, html: str) -> Path:
+    """Write atomically: a temporary file beside the page, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        log.warning("report %s is %d bytes, above %d", path, size, MAX_BYTES)
+    log.info("wrote %s (%d kB)", path, size // 1000)
+    return path
+
+
+def _pandas(df: DataFrame) -> pd.DataFrame:
+    return df.toPandas()
+
+
+def _experiment_ids(ctx: JobContext) -> list[str]:
+    if not ctx.catalog.exists("geo_experiments"):
+        return []
+    rows = ctx.catalog.read("geo_experiments").select("experiment_id").collect()
+    return sorted(r[0] for r in rows)
+
+
+def _campaign_ids(ctx: JobContext) -> list[str]:
+    if not ctx.catalog.exists("allocation_summary"):
+        return []
+    rows = ctx.catalog.read("allocation_summary").select("campaign_id").distinct().collect()
+    return sorted(r[0] for r in rows)
+
+
+def _campaign_id(ctx: JobContext, given: str) -> str:
+    if given.endswith((".yaml", ".yml")) and Path(given).is_file():
+        return load_campaign(given, ctx.config.allocate).campaign_id
+    return given
+
+
+def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
+    """The experiment's rows of every table its page shows."""
+    catalog = ctx.catalog
+    if not catalog.exists("geo_experiments"):
+        raise InputNotReadyError("no geo_experiments table yet: run sparklift design first")
+    where = [("experiment_id", "=", experiment_id)]
+    found = _pandas(catalog.read("geo_experiments", where=where))
+    if found.empty:
+        raise InputError(f"unknown experiment {experiment_id!r}: not in geo_experiments")
+    e = {k: list(v) if isinstance(v, np.ndarray) else v for k, v in found.iloc[0].items()}
+    design = [*where, ("design_id", "=", e["design_id"])]
+    assignment = _pandas(catalog.read("geo_assignments", where=design))
+    checks = _pandas(catalog.read("geo_design_checks", where=design))
+    results = _latest(catalog, "geo_results", where)
+    sequential = (
+        _pandas(catalog.read("geo_sequential", where=where))
+        if catalog.exists("geo_sequential")
+        else pd.DataFrame()
+    )
+    daily, balance = _zone_days(ctx, e, assignment)
+    forecasts = (
+        _pandas(catalog.read("forecasts", where=where))
+        if catalog.exists("forecasts")
+        else pd.DataFrame()
+    )
+    return ExperimentData(
+        e, assignment, checks, results, sequential, daily, balance, ctx.run_date, forecasts
+    )
+
+
+def _latest(catalog, table: str, where: list) -> pd.DataFrame:
+    """The rows of ``table`` of the latest run date (``where``: its partition filter)."""
+    if not catalog.exists(table):
+        return pd.DataFrame()
+    df = catalog.read(table, where=where)
+    last = df.agg(F.max("run_date")).first()[0]
+    return pd.DataFrame() if last is None else _pandas(df.where(F.col("run_date") == F.lit(last)))
+
+
+def _zone_days(
+    ctx: JobContext, e: dict, assignment: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per date and arm, each metric per active user of the assigned zones, from the
+    pre-period's start to the run date; per arm, each feature's pre-period mean and SD over
+    zones. Two aggregations of zones x days; empty frames without the features table."""
+    catalog = ctx.catalog
+    if not catalog.exists("zone_day_features") or assignment.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    first, last = e["pre_start"], min(e["end"], ctx.run_date) if e.get("end") else ctx.run_date
+    zones = ctx.spark.createDataFrame(
+        [
+            (int(z), str(v))
+            for z, v in zip(assignment["zone_id"], assignment["variant"], strict=True)
+        ],
+        "zone_id int, variant string",
+    )
+    features = catalog.read(
+        "zone_day_features", where=[("date", ">=", first), ("date", "<=", last)]
+    )
+    rows = features.join(F.broadcast(zones), "zone_id")
+    metrics = [m for m in e["metrics"] if m in features.columns]
+    if metrics and "active_users" in features.columns:
+        per_user = [(F.sum(m) / F.sum("active_users")).alias(m) for m in metrics]
+        wide = _pandas(rows.groupBy("date", "variant").agg(*per_user))
+        daily = wide.melt(id_vars=["date", "variant"], var_name="metric", value_name="value")
+    else:
+        daily = pd.DataFrame(columns=["date", "variant", "metric", "value"])
+    numeric = [
+        f.name
+        for f in features.schema.fields
+        if isinstance(f.dataType, NumericType) and f.name != "zone_id"
+    ]
+    pre = rows.where(F.col("date") <= F.lit(e["pre_end"]))
+    per_zone = pre.groupBy("zone_id", "variant").agg(*[F.avg(c).alias(c) for c in numeric])
+    stats = _pandas(
+        per_zone.groupBy("variant").agg(
+            *[F.avg(c).alias(f"mean__{c}") for c in numeric],
+            *[F.stddev(c).alias(f"sd__{c}") for c in numeric],
+        )
+    )
+    balance = pd.DataFrame(
+        [
+            {"feature": c, "variant": r["variant"], "mean": r[f"mean__{c}"], "sd": r[f"sd__{c}"]}
+            for r in stats.to_dict("records")
+            for c in numeric
+        ]
+    )
+    return daily, balance
+
+
+def campaign_data(ctx: JobContext, campaign_id: str) -> CampaignData:
+    """The campaign's latest published allocation summary, its model and its latest
+    measurement."""
+    catalog = ctx.catalog
+    if not catalog.exists("allocation_summary"):
+        raise InputNotReadyError("no allocation_summary table yet: run sparklift allocate first")
+    summary = _latest(catalog, "allocation_summary", [("campaign_id", "=", campaign_id)])
+    if summary.empty:
+        raise InputError(f"unknown campaign {campaign_id!r}: not in allocation_summary")
+    model = None
+    if catalog.exists("uplift_models"):
+        model_id = str(summary["model_id"].iloc[0])
+        rows = _pandas(catalog.read("uplift_models", where=[("model_id", "=", model_id)]))
+        model = rows.iloc[0].to_dict() if not rows.empty else None
+    results = pd.DataFrame()
+    if catalog.exists("campaign_results"):
+        df = catalog.read("campaign_results", where=[("campaign_id", "=", campaign_id)])
+        last = df.agg(F.max("measured_on")).first()[0]
+        if last is not None:
+            results = _pandas(df.where(F.col("measured_on") == F.lit(last)))
+    return CampaignData(campaign_id, summary, model, results, ctx.run_date)
+
+
+def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per experiment and per campaign whose page exists, with its status."""
+    catalog = ctx.catalog
+    experiments = pd.DataFrame()
+    if catalog.exists("geo_experiments"):
+        e = _pandas(
+            catalog.read("geo_experiments").select("experiment_id", "status", "start", "end")
+        )
+        decision = pd.DataFrame(columns=["experiment_id", "decision"])
+        if catalog.exists("geo_sequential"):
+            seq = catalog.read("geo_sequential").where(F.col("primary"))
+            last = seq.groupBy("experiment_id").agg(F.max("run_date").alias("run_date"))
+            decision = _pandas(
+                seq.join(last, ["experiment_id", "run_date"])
+                .groupBy("experiment_id")
+                .agg(F.first("variant_decision").alias("decision"))
+            )
+        experiments = e.merge(decision, on="experiment_id", how="left")
+        experiments["href"] = "experiments/" + experiments["experiment_id"].map(_safe) + ".html"
+        experiments = experiments[[(out / h).is_file() for h in experiments["href"]]]
+    campaigns = pd.DataFrame()
+    if catalog.exists("allocation_summary"):
+        s = catalog.read("allocation_summary")
+        last = s.groupBy("campaign_id").agg(F.max("run_date").alias("run_date"))
+        campaigns = _pandas(
+            s.join(last, ["campaign_id", "run_date"])
+            .groupBy("campaign_id", "run_date")
+            .agg(F.sum("spent").alias("spent"), F.sum("objective").alias("objective"))
+        )
+        measured = set()
+        if catalog.exists("campaign_results"):
+            measured = {
+                r[0]
+                for r in catalog.read("campaign_results").select("campaign_id").distinct().collect()
+            }
+        campaigns["measured"] = campaigns["campaign_id"].isin(measured)
+        campaigns["href"] = "campaigns/" + campaigns["campaign_id"].map(_safe) + ".html"
+        campaigns = campaigns[[(out / h).is_file() for h in campaigns["href"]]]
+    return experiments, campaigns

@@ -1,0 +1,411 @@
+"""Report pages: built from hand-made rows of the result tables, every section present and
+every number shown as the tables hold it; then opened in headless Chromium with the network
+off (tests/browser.py): no console error, no request, every chart drawn, a screenshot each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparklift.config import load_config
+from sparklift.geo.forecast import forecasts
+from sparklift.reports.campaign import CampaignData, campaign_page
+from sparklift.reports.experiment import ExperimentData, experiment_page
+from sparklift.reports.index import index_page
+from sparklift.reports.page import fmt
+from sparklift.stats.power import power_at
+from tests.browser import need_chromium, open_pages
+
+START = dt.date(2026, 5, 1)
+EXPERIMENT_SECTIONS = [
+    "Status and decision",
+    "Gates",
+    "Design",
+    "AA check, power and MDE",
+    "Treated and control zones, day by day",
+    "Event study",
+    "Effect and lift",
+    "ROI forecast",
+]
+CAMPAIGN_SECTIONS = [
+    "Budget and spend",
+    "Vouchers given",
+    "The uplift model",
+    "Predicted against realized",
+]
+
+
+def experiment() -> ExperimentData:
+    rng = np.random.default_rng(1)
+    e = {
+        "experiment_id": "banner",
+        "design_id": "d1",
+        "status": "running",
+        "reason": None,
+        "start": START,
+        "end": START + dt.timedelta(days=27),
+        "pre_start": START - dt.timedelta(days=28),
+        "pre_end": START - dt.timedelta(days=1),
+        "metrics": ["orders", "gmv"],
+        "alpha": 0.05,
+        "look_dates": [START + dt.timedelta(days=d) for d in (9, 18, 27)],
+        "n_eligible": 180,
+        "pca_components": 4,
+        "explained_variance": 0.83,
+        "match_distance_ratio": 0.41,
+    }
+    assignment = pd.DataFrame(
+        {
+            "zone_id": range(40),
+            "variant": ["control", "treatment"] * 20,
+            "group_id": np.repeat(range(20), 2),
+        }
+    )
+    checks = pd.DataFrame(
+        [
+            {
+                "metric": m,
+                "variant": "treatment",
+                "primary": m == "orders",
+                "baseline_mean": b,
+                "aa_estimate": 0.001,
+                "aa_se": se,
+                "aa_p_value": 0.61,
+                "tost_p": 0.004,
+                "equivalent": True,
+                "df": 19.0,
+                "mde": 2.9 * se,
+                "mde_relative": 2.9 * se / b,
+                "power": power_at(0.05 * b, se, 0.05, 19.0),
+                "zones_needed": 16,
+                "variance_reduction": "none",
+                "target_effect": 0.05,
+            }
+            for m, b, se in (("orders", 0.31, 0.0041), ("gmv", 9.8, 0.21))
+        ]
+    )
+    looks = [START + dt.timedelta(days=d) for d in (9, 18)]
+    sequential = pd.DataFrame(
+        [
+            {
+                "run_date": d,
+                "metric": m,
+                "variant": "treatment",
+                "primary": m == "orders",
+                "look": i + 1,
+                "information_fraction": (i + 1) / 3,
+                "z": z,
+                "efficacy_bound": b,
+                "futility_bound": None,
+                "harm_bound": -b,
+                "decision": "continue",
+                "variant_decision": "continue",
+                "reason": None,
+                "rci_low": -0.01,
+                "rci_high": 0.03,
+                "gates": [
+                    {"gate": "traffic_share", "statistic": 0.5, "p_value": 0.8, "threshold": 0.001},
+                    {"gate": "pretrend", "statistic": 1.1, "p_value": 0.35, "threshold": 0.01},
+                ],
+            }
+            for i, d in enumerate(looks)
+            for m, z, b in (("orders", 1.2 + i, 3.7 - i), ("gmv", 0.4, 3.7 - i))
+        ]
+    )
+    last = looks[-1]
+    weeks = [
+        {
+            "run_date": last,
+            "metric": m,
+            "variant": "treatment",
+            "term": "week",
+            "event_week": w,
+            "cov_type": c,
+            "estimate": 0.002 * w,
+            "se": 0.004,
+            "ci_low": 0.002 * w - 0.008,
+            "ci_high": 0.002 * w + 0.008,
+            "pretrend_p": 0.42,
+        }
+        for m in ("orders", "gmv")
+        for w in range(-4, 3)
+        for c in ("zone", "zone+day")
+    ]
+    effects = [
+        {
+            "run_date": last,
+            "metric": m,
+            "variant": "treatment",
+            "term": t,
+            "event_week": None,
+            "cov_type": c,
+            "estimate": est,
+            "se": 0.011,
+            "ci_low": est - 0.02,
+            "ci_high": est + 0.02,
+            "p_value": 0.0312,
+            "wild_p": 0.0407,
+            "ri_p": 0.045,
+            "pretrend_p": 0.42,
+            "control_mean": 0.31,
+        }
+        for m in ("orders", "gmv")
+        for t, est in (("att", 0.0162), ("lift", 0.0523))
+        for c in ("zone", "zone+day")
+    ]
+    days = [START + dt.timedelta(days=d) for d in range(-28, 19)]
+    daily = pd.DataFrame(
+        [
+            {"date": d, "variant": v, "metric": m, "value": base + rng.normal(0, 0.01)}
+            for d in days
+            for v in ("control", "treatment")
+            for m, base in (("orders", 0.31), ("gmv", 9.8))
+        ]
+    )
+    balance = pd.DataFrame(
+        [
+            {"feature": f, "variant": v, "mean": mu, "sd": 2.0}
+            for f, mu in (("visits", 120.0), ("orders", 31.0))
+            for v in ("control", "treatment")
+        ]
+    )
+    lifts = pd.DataFrame(
+        {
+            "experiment_id": ["banner", "past1", "past2", "past3"],
+            "metric": "gmv",
+            "variant": "treatment",
+            "concluded_on": last,
+            "cov_type": "zone",
+            "lift": [0.0523, 0.01, -0.004, 0.02],
+            "lift_se": 0.011,
+            "p_value": [0.0312, 0.4, 0.7, 0.08],
+        }
+    )
+    conf = load_config(None, ["forecast.platform_revenue={gmv: 1000000}"]).forecast
+    rows = forecasts(lifts, conf, dict.fromkeys(lifts["experiment_id"], 0.05))
+    return ExperimentData(
+        e,
+        assignment,
+        checks,
+        pd.DataFrame(weeks + effects),
+        sequential,
+        daily,
+        balance,
+        last,
+        rows[rows["experiment_id"] == "banner"],
+    )
+
+
+def campaign() -> CampaignData:
+    curve = [float(x) for x in np.sqrt(np.linspace(0, 1, 101)) * 0.4]
+    calibration = [
+        {
+            "bin": b + 1,
+            "predicted": 0.5 - 0.05 * b,
+            "observed": 0.45 - 0.05 * b,
+            "observed_se": 0.03,
+        }
+        for b in range(10)
+    ]
+    metrics = {
+        "vouchers": {
+            v: {
+                "objective": {
+                    "qini": q,
+                    "auuc": q / 2,
+                    "average_effect": 0.2,
+                    "qini_curve": curve,
+                    "uplift_curve": curve,
+                    "calibration": calibration,
+                }
+            }
+            for v, q in (("V01", 0.031), ("V02", 0.018))
+        }
+    }
+    summary = pd.DataFrame(
+        [
+            {
+                "run_date": START,
+                "budget_group": g,
+                "budget": b,
+                "spent": s,
+                "objective": o,
+                "objective_corrected": 0.8 * o,
+                "dual_bound": o + 0.01,
+                "gap_rel": 1e-6,
+                "lambda": 0.71,
+                "n_customers": 5000,
+                "n_allocated": 900,
+                "holdout_customers": 250,
+                "explore_customers": 50,
+                "voucher_counts": {"V01": 500, "V02": 400},
+                "cap_multipliers": {"V01": 0.12},
+                "passes": 9,
+                "model_id": "m1",
+            }
+            for g, b, s, o in (("new", 5000.0, 4999.5, 812.25), ("loyal", 3000.0, 2999.0, 401.5))
+        ]
+    )
+    rows = [
+        {
+            "measured_on": START + dt.timedelta(days=14),
+            "metric": "objective",
+            "adjustment": a,
+            "budget_group": "*",
+            "voucher_id": "*",
+            "decile": None,
+            "n_policy": 1800,
+            "n_holdout": 500,
+            "estimate": 0.61,
+            "se": 0.2,
+            "ci_low": 0.22,
+            "ci_high": 1.0,
+            "p_value": 0.0023,
+            "incremental_total": 1098.0,
+            "predicted": 0.6743,
+            "decision": None,
+        }
+        for a in ("none", "cuped")
+    ]
+    rows += [
+        {
+            "measured_on": START + dt.timedelta(days=14),
+            "metric": "objective",
+            "adjustment": "none",
+            "budget_group": "*",
+            "voucher_id": "*",
+            "decile": d,
+            "n_policy": 180,
+            "n_holdout": 50,
+            "estimate": 1.2 - 0.1 * d,
+            "se": 0.3,
+            "ci_low": 0.6 - 0.1 * d,
+            "ci_high": 1.8 - 0.1 * d,
+            "p_value": 0.1,
+            "incremental_total": None,
+            "predicted": 1.3 - 0.1 * d,
+            "decision": None,
+        }
+        for d in range(1, 11)
+    ]
+    model = {"model_id": "m1", "learner": "dr_gbm", "metrics": json.dumps(metrics)}
+    return CampaignData(
+        "winback", summary, model, pd.DataFrame(rows), START + dt.timedelta(days=14)
+    )
+
+
+def headings(html: str) -> list[str]:
+    return re.findall(r"<h2>([^<]*)</h2>", html)
+
+
+def cells(html: str) -> list[str]:
+    return re.findall(r"<td>([^<]*)</td>", html)
+
+
+def test_experiment_page_shows_every_section_and_the_tables_numbers():
+    data = experiment()
+    html = experiment_page(data)
+    assert headings(html) == [h.replace(",", ",") for h in EXPERIMENT_SECTIONS]
+    assert "<script" not in html and len(html.encode()) < 2_000_000
+    shown = cells(html)
+    for value in (0.0523, 0.0407, 0.045, 0.61, 0.004, 2.7, 0.35):  # lift, wild p, RI p, AA p,
+        assert fmt(value) in shown, value  # TOST p, the efficacy bound, a gate's p
+    # Charts: the z path and the power curve of the primary metric, the daily metric and
+    # the event study of both, the lift: 7 inline SVGs, each titled.
+    assert html.count('<figure class="chart">') == 8  # and the forecasts'
+    forecast = data.forecasts.iloc[0]
+    assert fmt(forecast["forecast_raw"]) == "52,300" and "<td>52,300</td>" in html
+    assert f"<td>{fmt(forecast['forecast_shrunk'])}</td>" in html
+    assert f"<td>{fmt(forecast['forecast_winners_curse'])}</td>" in html
+    assert "Path of z: orders, treatment against control" in html
+    assert "std. diff treatment" in html  # the balance of features
+    assert "zones: control" in html and ">20<" in html
+
+
+def test_campaign_page_shows_budget_model_and_measurement():
+    data = campaign()
+    html = campaign_page(data)
+    assert headings(html) == CAMPAIGN_SECTIONS
+    shown = cells(html)
+    for value in (4999.5, 2999.0, 0.71, 1098.0, 0.6743, 0.0023):
+        assert fmt(value) in shown, value
+    assert fmt(8000.0) in html and fmt(1213.75 * 0.8) in html  # the cards: sums of the groups
+    assert fmt(0.6743 * 1800) in html  # the prediction of the measured customers, in total
+    # budget bars, voucher bars, qini and uplift curves, 2 calibrations, the deciles
+    assert html.count('<figure class="chart">') == 7
+    assert "adjustment none" in html  # the unadjusted difference in means is the one shown
+    empty = campaign_page(CampaignData("c", data.summary, None, pd.DataFrame(), START))
+    assert "Not measured yet" in empty and "model&#x27;s row was not found" in empty
+
+
+def test_pages_render_in_a_real_browser_offline(tmp_path: Path):
+    """Every page opened in headless Chromium without network: no console error, no
+    request, every chart drawn with marks, the sections named, a screenshot each."""
+    need_chromium()
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "campaigns").mkdir()
+    pages = {
+        tmp_path / "experiments" / "banner.html": experiment_page(experiment()),
+        tmp_path / "campaigns" / "winback.html": campaign_page(campaign()),
+    }
+    ex = pd.DataFrame(
+        [
+            {
+                "experiment_id": "banner",
+                "status": "running",
+                "start": START,
+                "end": START,
+                "decision": "continue",
+                "href": "experiments/banner.html",
+            }
+        ]
+    )
+    ca = pd.DataFrame(
+        [
+            {
+                "campaign_id": "winback",
+                "run_date": START,
+                "spent": 7998.5,
+                "objective": 1213.75,
+                "measured": True,
+                "href": "campaigns/winback.html",
+            }
+        ]
+    )
+    pages[tmp_path / "index.html"] = index_page(ex, ca, START)
+    for path, html in pages.items():
+        path.write_text(html)
+    seen = open_pages(list(pages), "unit")
+    for path, html in pages.items():
+        s = seen[path]
+        assert s.errors == [] and s.requests == [], (path, s)
+        assert len(s.charts) == html.count('<figure class="chart">')
+        assert all(w > 100 and h > 50 and marks > 10 for w, h, marks in s.charts), s.charts
+        assert s.screenshot.stat().st_size > 10_000 and s.width <= 1100
+    assert seen[tmp_path / "experiments" / "banner.html"].sections == EXPERIMENT_SECTIONS
+    assert seen[tmp_path / "campaigns" / "winback.html"].sections == CAMPAIGN_SECTIONS
+    assert seen[tmp_path / "index.html"].sections == ["Experiments", "Campaigns"]
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (0.0523, "0.0523"),
+        (1213.75, "1,214"),
+        (47_500.12, "47,500"),
+        (3, "3"),
+        (None, "-"),
+        (float("nan"), "-"),
+        (2.5e-7, "2.50e-07"),
+        (True, "yes"),
+        (START, "2026-05-01"),
+    ],
+)
+def test_numbers_are_formatted_for_reading(value, shown):
+    assert fmt(value) == shown
