@@ -146,6 +146,22 @@ def test_checks_come_from_the_quality_config(spark):
         assert not isinstance(e.value, ContractError)
 
 
+def test_a_range_that_only_warns_still_keeps_nan_out_of_the_sums(spark):
+    """With user_activity's ranges at severity warn, features does not refuse a negative
+    count (the check job warns of it), but a NaN is still refused: it would sum to NaN."""
+    quality = load_config(None).quality
+    checks = quality.tables["user_activity"].model_copy(update={"severity": {"range": "warn"}})
+    warned = quality.model_copy(update={"tables": quality.tables | {"user_activity": checks}})
+    spec = table_spec("user_activity", warned)
+    assert spec.severity_of("range") == "warn"
+    zdf = spark.createDataFrame([(z, "R1", True) for z in (1, 2)], ZONES)
+    negative = spark.createDataFrame([*ROWS, (D1, 9, 1, -1, 0, 0, 0.0, 1, 0, 0.0)], COLS)
+    check_aggregates(aggregate_activity(negative, DEFS, spec), negative, zdf, [D1, D2], spec)
+    nan = spark.createDataFrame([*ROWS, (D2, 9, 2, 1, 1, 1, float("nan"), 1, 0, 0.0)], COLS)
+    with pytest.raises(InputError, match=r"NaN or infinite values in column\(s\) \{'gmv': 1\}"):
+        check_aggregates(aggregate_activity(nan, DEFS, spec), nan, zdf, [D1, D2], spec)
+
+
 def test_dates_without_activity_are_not_ready(spark):
     with pytest.raises(InputNotReadyError, match="no rows for 1 of the requested dates"):
         features(spark, ROWS, dates=(D1, D2, dt.date(2026, 3, 3)))

@@ -50,10 +50,13 @@ def test_the_prior_is_dersimonian_lairds():
     assert same.sd == 0 and shrink(0.08, 0.02, same) == (pytest.approx(0.01), 0.0)
 
 
+P4 = 2 * stats.norm.sf(4.0)  # the p-value of 0.04 with se 0.01 under a normal reference
+
+
 def test_forecast_of_a_small_example_by_hand():
     """Four concluded experiments on gmv; e0's forecast from the three others' prior."""
     rows = forecasts(
-        lifts([0.04, 0.01, 0.0, 0.02], [0.01, 0.01, 0.01, 0.01], p=[0.0001, 0.3, 0.9, 0.05]),
+        lifts([0.04, 0.01, 0.0, 0.02], [0.01, 0.01, 0.01, 0.01], p=[P4, 0.3, 0.9, 0.05]),
         CONF,
         {f"e{i}": 0.05 for i in range(4)},
     )
@@ -72,6 +75,29 @@ def test_forecast_of_a_small_example_by_hand():
     alone = forecasts(lifts([0.03], [0.01], metric="visits"), CONF, {"e0": 0.05}).iloc[0]
     assert alone["forecast_raw"] is None and alone["prior_mean"] is None
     assert alone["lift_shrunk"] == 0.03 and alone["prior_experiments"] == 0
+
+
+def test_a_result_is_corrected_exactly_when_its_p_value_is_significant():
+    """The analysis' p comes from t(df) with few zones: |x|/s = 2.2 is p = 0.04 under the
+    normal but 0.053 under t(9) — not reported as significant, so not corrected; one with
+    t(9) p = 0.01 is corrected as a normal result with that p (s' = |x| / z_{p/2})."""
+    x, s = 0.022, 0.01
+    p_t = 2 * stats.t.sf(2.2, 9)
+    assert p_t > 0.05 and 2 * stats.norm.sf(2.2) < 0.05
+    row = forecasts(lifts([x], [s], p=p_t), CONF, {"e0": 0.05}).iloc[0]
+    assert not row["significant"] and row["winners_curse_bias"] == 0
+    row = forecasts(lifts([x], [s], p=0.01), CONF, {"e0": 0.05}).iloc[0]
+    s_normal = x / stats.norm.isf(0.005)
+    assert row["winners_curse_bias"] == pytest.approx(selection_bias(x, s_normal, 0.05))
+    assert row["lift_winners_curse"] == pytest.approx(x - selection_bias(x, s_normal, 0.05))
+    # A row without a usable SE neither joins a prior nor breaks it (and is not shrunk).
+    bad = forecasts(
+        lifts([0.01, 0.02, 0.0, 0.03, 0.05], [0.01, 0.0, 0.01, 0.01, 0.01]),
+        CONF,
+        dict.fromkeys([f"e{i}" for i in range(5)], 0.05),
+    )
+    assert bad.loc[0, "prior_experiments"] == 3  # e1 (se 0) left out of the others' prior,
+    assert bad["prior_mean"].isna().tolist() == [False, True, False, False, False]  # and kept
 
 
 @pytest.mark.parametrize("theta", [0.0, 0.01, 0.025, -0.02])

@@ -328,6 +328,36 @@ def test_experiment_page_shows_every_section_and_the_tables_numbers():
     assert "zones: control" in html and ">20<" in html
 
 
+def test_a_designed_experiment_without_analysis_or_features_has_a_page():
+    """Designed, not started: no result, look, daily feature or assignment yet: every
+    section says so instead of failing; the index shows it without a decision."""
+    full = experiment()
+    empty = pd.DataFrame()
+    data = ExperimentData(
+        full.experiment | {"status": "designed"}, empty, empty, empty, empty, empty, empty, START
+    )
+    html = experiment_page(data)
+    assert headings(html) == EXPERIMENT_SECTIONS and "<figure" not in html
+    for said in (
+        "No sequential look yet",
+        "No daily features",
+        "No event study yet",
+        "No analysis yet",
+        "has not concluded",
+    ):
+        assert said in html, said
+    row = {
+        "experiment_id": "banner",
+        "status": "designed",
+        "start": START,
+        "end": START,
+        "decision": float("nan"),
+        "href": "experiments/banner.html",
+    }
+    index = index_page(pd.DataFrame([row]), pd.DataFrame(), START)
+    assert "<td>-</td>" in index and "None yet." in index
+
+
 def test_campaign_page_shows_budget_model_and_measurement():
     data = campaign()
     html = campaign_page(data)

@@ -182,4 +182,4 @@ class ForecastConfig(_Strict):
     platform_factor: float = Field(gt=0)  # the share of the platform the feature will reach
     success_probability: float = Field(gt=0, le=1)  # that the effect holds once launched
     haircut: float = Field(ge=0, lt=1)  # the share taken off every forecast
-    min_experiments: int = Field(ge=2)  # past concluded experiments a shrinkage prior needs
+    min_experiments: int = Field(ge=2)  # other concluded experiments a shrinkage prior needs

@@ -80,9 +80,11 @@ def aggregate_activity(
 ) -> DataFrame:
     """Per (date, zone_id): the base aggregates and, for checks, the counts of the table's
     counting checks (``spec``: user_activity's nulls, ranges and accepted values) and of
-    the non-finite values of float columns without a range."""
+    the non-finite values of float columns without a range that is an error (a NaN would
+    sum to NaN whatever a warning says)."""
     checks = count_columns(spec, activity)
-    checks += nonfinite_counts([c for c in float_columns(activity) if c not in spec.checks.ranges])
+    ranged = spec.checks.ranges if spec.severity_of("range") == "error" else {}
+    checks += nonfinite_counts([c for c in float_columns(activity) if c not in ranged])
     return activity.groupBy(*KEYS).agg(*_base_aggs(defs), *checks)
 
 
@@ -118,7 +120,10 @@ def check_aggregates(
     keys = [c for c in (*KEYS, "user_id") if c in activity.columns]
     totals = {c[len(PREFIX) :]: sum(d[c] for d in days.values()) for c in nonfinite}
     refuse("user_activity", totals, activity, keys)
-    ours = spec.checks.references.get("zone_id") == "zones.zone_id"  # the orphans counted
+    ours = (  # the orphans counted, refused as the check (else as the grid's own need)
+        spec.checks.references.get("zone_id") == "zones.zone_id"
+        and spec.severity_of("reference") == "error"
+    )
     failed = {
         d: failures(spec, m if ours else m | {"orphans:zone_id": None})
         for d, m in sorted(days.items())

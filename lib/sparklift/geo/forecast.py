@@ -6,17 +6,24 @@ experiment, metric and variant, from:
 
 - the raw lift, the experiment's final relative lift as analysed;
 - the lift shrunk towards the distribution of the *other* concluded experiments' lifts of
-  the metric (empirical Bayes, :func:`sparklift.stats.shrinkage.shrink`; left as it is,
-  with a null prior, while fewer than ``min_experiments`` others have concluded);
-- the lift less its winner's-curse bias when it was significant (Lee and Shen,
-  :func:`sparklift.stats.shrinkage.winners_curse`).
+  the metric (empirical Bayes, :func:`sparklift.stats.shrinkage.shrink`; every variant's
+  row with a finite lift and a positive SE; left as it is, with a null prior, while fewer
+  than ``min_experiments`` other experiments have one);
+- the lift less its winner's-curse bias when it was significant, p < alpha (Lee and Shen,
+  :func:`sparklift.stats.shrinkage.winners_curse`). The selection is the p-value's: the
+  bias is computed on its normal scale, with the SE |lift| / z_{p/2} that gives the lift
+  that p under a normal reference (the analysis' p comes from a t reference with few
+  zones' degrees of freedom), so that a result is corrected exactly when it is reported
+  as significant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from sparklift.config import ForecastConfig
 from sparklift.stats.shrinkage import prior, shrink, winners_curse
@@ -46,23 +53,26 @@ def forecasts(
 ) -> pd.DataFrame:
     """One row per row of ``lifts`` (columns ``INPUT``; ``alphas``: each experiment's
     alpha): the corrected lifts and the three forecasts (the ``forecasts`` table's rows)."""
+    usable = lifts[np.isfinite(lifts["lift"].astype(float)) & (lifts["lift_se"].astype(float) > 0)]
     rows = []
     for r in lifts.to_dict("records"):
-        others = lifts[
-            (lifts["metric"] == r["metric"]) & (lifts["experiment_id"] != r["experiment_id"])
+        others = usable[
+            (usable["metric"] == r["metric"]) & (usable["experiment_id"] != r["experiment_id"])
         ]
         alpha = alphas[r["experiment_id"]]
+        significant = bool(r["p_value"] < alpha)
+        n = int(others["experiment_id"].nunique())
         out = dict(
             r,
-            significant=bool(r["p_value"] < alpha),
-            prior_experiments=len(others),
+            significant=significant,
+            prior_experiments=n,
             prior_mean=None,
             prior_sd=None,
             shrinkage_weight=1.0,
             lift_shrunk=r["lift"],
         )
-        if len(others) >= conf.min_experiments:
-            p = prior(others["lift"].to_numpy(), others["lift_se"].to_numpy())
+        if n >= conf.min_experiments and r["lift_se"] > 0:
+            p = prior(others["lift"].to_numpy(float), others["lift_se"].to_numpy(float))
             shrunk, weight = shrink(r["lift"], r["lift_se"], p)
             out |= {
                 "prior_mean": p.mean,
@@ -70,7 +80,10 @@ def forecasts(
                 "shrinkage_weight": weight,
                 "lift_shrunk": shrunk,
             }
-        corrected, bias = winners_curse(r["lift"], r["lift_se"], alpha)
+        corrected, bias = r["lift"], 0.0
+        if significant and r["p_value"] > 0:  # selected: on the normal scale of its p-value
+            se_normal = abs(r["lift"]) / stats.norm.isf(r["p_value"] / 2)
+            corrected, bias = winners_curse(r["lift"], se_normal, alpha)
         out |= {"winners_curse_bias": bias, "lift_winners_curse": corrected}
         base = conf.platform_revenue.get(r["metric"])
         out |= {

@@ -111,11 +111,14 @@ def _refresh_reports(ctx: JobContext, outcomes: Sequence[StepOutcome]) -> None:
     if not experiments and not campaigns:
         return
     last = dataclasses.replace(ctx, run_date=max(o.run_date for o in ran))
-    try:
-        if experiments:  # one may have concluded: the forecasts, then the pages showing them
+    if experiments:  # one may have concluded: the forecasts, then the pages showing them
+        try:
             forecast.run(last, argparse.Namespace())
+        except Exception:  # whatever it is, the steps of the run stand
+            log.exception("forecasts not refreshed")
+    try:
         done = report.refresh(last, experiments, campaigns)
-    except Exception:  # whatever it is, the steps of the run stand
+    except Exception:
         log.exception("reports not refreshed")
         return
     log.info("reports refreshed: %s (%d pages)", done["index"], len(done["pages"]))

@@ -1,12 +1,15 @@
 """A job's refusal of bad input, recorded: the failed checks of a :class:`ContractError`
 written into ``quality_results`` beside those of ``sparklift check``, so that the history of
-a table's failures holds every job's findings, and the fall-back skips a partition a job
-refused (:mod:`sparklift.jobs.fallback` reads failed error checks from there).
+a table's failures holds every job's findings (the anomaly checks leave failed days out of
+their baselines, and the fall-back skips partitions with failed error checks, from there).
 
 A result replaces the row of the same table, date and check (the checked date's other
-checks stay) and says which job found it. If the record cannot be written (e.g. a
-concurrent write), the job still refuses its input with the same error; the log says why
-the record is missing.
+checks stay: they are read, and written back with the new rows in one commit) and says
+which job found it. A ``sparklift check`` of the same table and date committing between
+that read and the write would see its verdicts replaced by the ones read (its metrics then
+wait for a re-run, as after a kill: :func:`sparklift.jobs.check._past`). If the record
+cannot be written, the job still refuses its input with the same error and exit code; the
+log says why the record is missing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from sparklift.errors import SparkliftError
 from sparklift.jobs import JobContext, log, write_records
 from sparklift.quality.contract import ContractError
 from sparklift.tables.publish import utcnow
@@ -58,7 +60,7 @@ def record(ctx: JobContext, error: ContractError, job: str) -> int | None:
             ]
         replaced = {"table_name": error.table, "run_date": days}
         version = write_records(catalog, "quality_results", kept + new, replaced)
-    except SparkliftError as e:
+    except Exception as e:  # the refusal stands, with its own exit code, whatever this was
         log.warning("the failed checks of table %s were not recorded: %s", error.table, e)
         return None
     log.info("failed checks of table %s on %s recorded in quality_results version %d",

@@ -90,8 +90,11 @@ def _write(path: Path, html: str) -> Path:
     """Write atomically: a temporary file beside the page, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the rename; a failed write's leftover
     size = path.stat().st_size
     if size > MAX_BYTES:
         log.warning("report %s is %d bytes, above %d", path, size, MAX_BYTES)
@@ -251,7 +254,11 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
             decision = _pandas(
                 seq.join(last, ["experiment_id", "run_date"])
                 .groupBy("experiment_id")
-                .agg(F.first("variant_decision").alias("decision"))
+                .agg(
+                    F.array_join(F.sort_array(F.collect_set("variant_decision")), ", ").alias(
+                        "decision"
+                    )
+                )
             )
         experiments = e.merge(decision, on="experiment_id", how="left")
         experiments["href"] = "experiments/" + experiments["experiment_id"].map(_safe) + ".html"

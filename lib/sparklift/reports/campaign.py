@@ -213,7 +213,7 @@ def _measured(page: Page, r: pd.DataFrame) -> None:
         note(
             f"Measured on {str(r['measured_on'].iloc[0])[:10]}: the policy's customers "
             "against the random holdout who would have received the same voucher "
-            f"(difference in means, adjustment {adjustment}, 95% CI)."
+            f"(difference in means, adjustment {adjustment}, CI at measure.confidence)."
         )
     ]
     if not whole.empty:

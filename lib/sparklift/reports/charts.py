@@ -103,10 +103,9 @@ def intervals(
     *,
     xlabel: str = "",
     reference: float | None = 0.0,
-    truth: Sequence[float] | None = None,
 ) -> str:
     """Point estimates with their intervals, one row each (a forest plot); ``reference``
-    draws a line (no effect), ``truth`` marks known values (a generator's)."""
+    draws a line (no effect)."""
     n = len(labels)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7, 0.9 + 0.35 * n))
@@ -114,9 +113,6 @@ def intervals(
         est = np.asarray(estimate, float)
         err = np.vstack([est - np.asarray(low, float), np.asarray(high, float) - est])
         ax.errorbar(est, y, xerr=err, fmt="o", color=PALETTE[0], capsize=3, markersize=4)
-        if truth is not None:
-            ax.plot(truth, y, "x", color=PALETTE[1], label="truth")
-            ax.legend(frameon=False, fontsize=8)
         if reference is not None:
             ax.axvline(reference, color="#555", linestyle=":", linewidth=1)
         ax.set_yticks(y, labels)

@@ -173,7 +173,7 @@ def _gates(page: Page, data: ExperimentData) -> None:
 
 def _design(page: Page, data: ExperimentData) -> None:
     e, a = data.experiment, data.assignment
-    per_variant = a.groupby("variant")["zone_id"].count()
+    per_variant = a.groupby("variant")["zone_id"].count() if not a.empty else pd.Series()
     figures = [(f"zones: {v}", n) for v, n in per_variant.items()]
     figures += [
         ("eligible zones", e.get("n_eligible")),
@@ -262,6 +262,8 @@ def _daily(page: Page, data: ExperimentData) -> None:
     ]
     if d.empty:
         body.append(note("No daily features for the assigned zones yet."))
+        page.section("Treated and control zones, day by day", *body, anchor="daily")
+        return
     for metric, rows in d.groupby("metric", sort=False):
         wide = rows.pivot_table(index="date", columns="variant", values="value").sort_index()
         svg = charts.lines(
@@ -287,9 +289,10 @@ def _event_study(page: Page, data: ExperimentData) -> None:
     ]
     if weeks.empty:
         body.append(note("No event study yet."))
+        page.section("Event study", *body, anchor="event-study")
+        return
     cov = _main_cov(weeks)
-    shown = weeks[weeks["cov_type"] == cov] if cov else weeks.iloc[0:0]
-    for (metric, variant), w in shown.groupby(["metric", "variant"]):
+    for (metric, variant), w in weeks[weeks["cov_type"] == cov].groupby(["metric", "variant"]):
         w = w.sort_values("event_week")
         pre = w["pretrend_p"].dropna()
         svg = charts.band(
@@ -315,6 +318,7 @@ def _main_cov(frame: pd.DataFrame) -> str | None:
 
 
 def _effects(page: Page, data: ExperimentData) -> None:
+    level = f"{100 * (1 - float(data.experiment.get('alpha') or 0.05)):g}"  # the CIs' level
     r = _latest(data.results)
     body = []
     if r.empty:
@@ -324,7 +328,8 @@ def _effects(page: Page, data: ExperimentData) -> None:
     body.append(
         note(
             f"As of {_date(r['run_date'].iloc[0])}: the effect on the treated (att, per "
-            "user-day) and the lift (relative to the control mean), with their 95% "
+            "user-day) and the lift (relative to the control mean), with their "
+            f"{level}% "
             "confidence intervals; wild cluster bootstrap and randomization-inference "
             "p-values beside the analytic one."
         )
@@ -355,7 +360,7 @@ def _effects(page: Page, data: ExperimentData) -> None:
     if not lift.empty:
         labels = [f"{m} / {v}" for m, v in zip(lift["metric"], lift["variant"], strict=True)]
         svg = charts.intervals(
-            f"Lift with 95% CI ({cov} clusters)",
+            f"Lift with {level}% CI ({cov} clusters)",
             labels,
             100 * lift["estimate"],
             100 * lift["ci_low"],

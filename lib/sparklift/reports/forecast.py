@@ -37,7 +37,7 @@ def forecast_section(page: Page, f: pd.DataFrame) -> None:
                 "lift": "lift",
                 "lift_shrunk": "shrunk",
                 "shrinkage_weight": "B",
-                "prior_experiments": "past experiments",
+                "prior_experiments": "other experiments",
                 "lift_winners_curse": "curse-corrected",
                 "forecast_raw": "forecast (raw)",
                 "forecast_shrunk": "forecast (shrunk)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,13 +143,3 @@ def figure(svg: str, caption: str = "") -> str:
 
 def note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
-
-
-def paragraph(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
-
-
-def links(rows: Sequence[tuple[str, str]]) -> str:
-    """A list of (href, text) links."""
-    items = "".join(f'<li><a href="{html.escape(h)}">{html.escape(t)}</a></li>' for h, t in rows)
-    return f"<ul>{items}</ul>"

@@ -1,14 +1,14 @@
 r"""Two honest corrections of an experiment's estimated effect before it is forecast.
 
-**Empirical Bayes shrinkage** towards the distribution of past experiments' effects. The
-true effects of past experiments are taken as draws from N(mu, tau^2), each estimate x_i
-as N(theta_i, s_i^2). The prior is estimated from the past estimates by DerSimonian and
+**Empirical Bayes shrinkage** towards the distribution of other experiments' effects. The
+true effects of the other experiments are taken as draws from N(mu, tau^2), each estimate x_i
+as N(theta_i, s_i^2). The prior is estimated from their estimates by DerSimonian and
 Laird's method of moments: with w_i = 1 / s_i^2, the fixed-effect mean
 m = sum w_i x_i / sum w_i, Q = sum w_i (x_i - m)^2 and
 tau^2 = max(0, (Q - (k - 1)) / (sum w_i - sum w_i^2 / sum w_i)); then
 mu = sum w*_i x_i / sum w*_i with w*_i = 1 / (s_i^2 + tau^2). A new estimate x with
 standard error s is shrunk to the posterior mean mu + B (x - mu), B = tau^2 / (tau^2 + s^2):
-the noisier the estimate, or the more alike past effects are, the more it moves.
+the noisier the estimate, or the more alike the other effects are, the more it moves.
 
 **The winner's curse** (Lee and Shen, KDD 2018): an estimate reported because it is
 significant, |x| / s > c with c = z_{1 - alpha/2}, overstates its effect on average. Given
@@ -32,7 +32,8 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Prior:
-    """The distribution of past true effects: N(mean, sd^2), from ``experiments`` of them."""
+    """The distribution of the other experiments' true effects, N(mean, sd^2), estimated
+    from ``experiments`` of them."""
 
     mean: float
     sd: float
@@ -40,7 +41,7 @@ class Prior:
 
 
 def prior(estimates: Sequence[float], ses: Sequence[float]) -> Prior:
-    """DerSimonian-Laird estimate of the prior from past estimates and their SEs."""
+    """DerSimonian-Laird estimate of the prior from the other estimates and their SEs."""
     x, s = np.asarray(estimates, float), np.asarray(ses, float)
     if len(x) < 2 or (s <= 0).any():
         raise ValueError("a prior needs at least 2 past estimates with positive SEs")
@@ -67,8 +68,9 @@ def selection_bias(theta: float, se: float, alpha: float) -> float:
 
 def winners_curse(estimate: float, se: float, alpha: float) -> tuple[float, float]:
     """Lee and Shen's corrected estimate of a result and the bias removed (0 when it is not
-    significant at ``alpha``: not selected)."""
-    if abs(estimate) / se <= stats.norm.isf(alpha / 2):
+    significant at ``alpha``, |estimate| / se <= z_{1 - alpha/2}: not selected; or without
+    a positive SE)."""
+    if not se > 0 or abs(estimate) / se <= stats.norm.isf(alpha / 2):
         return estimate, 0.0
     bias = selection_bias(estimate, se, alpha)
     return estimate - bias, bias

@@ -93,7 +93,8 @@ def arm_aggregates(
     values) are counted in the same pass and refused as a :class:`ContractError`; NaN or
     infinity in a feature, objective or cost without a range is refused, naming a row."""
     floats = float_columns(df, [*features, "objective", "cost"])
-    unranged = [c for c in floats if c not in spec.checks.ranges]
+    ranged = spec.checks.ranges if spec.severity_of("range") == "error" else {}
+    unranged = [c for c in floats if c not in ranged]  # a warning would let NaN through
     aggs = [F.count(F.lit(1)).alias("rows"), *nonfinite_counts(unranged)]
     aggs += count_columns(spec, df)
     for i, c in enumerate(features):
