@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, workdir: str) -> None:
+    if args.worlds:
+        worlds(args, workdir)
+        return
     conf = load_config(None, ["forecast.platform_revenue={gmv: 1.0}"]).forecast
     out = []
     t0 = time.perf_counter()
