@@ -356,6 +356,8 @@ def test_a_designed_experiment_without_analysis_or_features_has_a_page():
     }
     index = index_page(pd.DataFrame([row]), pd.DataFrame(), START)
     assert "<td>-</td>" in index and "None yet." in index
+    looked = index_page(pd.DataFrame([row | {"decision": ""}]), pd.DataFrame(), START)
+    assert "<td>-</td>" in looked and "unknown" not in looked  # looks without a decision
 
 
 def test_campaign_page_shows_budget_model_and_measurement():

@@ -36,8 +36,10 @@ def _rows(frame: pd.DataFrame, key: str, columns: list[str]) -> str:
         cells = [f'<td><a href="{html.escape(r["href"])}">{html.escape(str(r[key]))}</a></td>']
         for c in columns:
             value = r.get(c)
-            badge = c in ("status", "decision") and isinstance(value, str)  # NaN: none yet
-            shown = status(value) if badge else html.escape(fmt(value))
+            if c in ("status", "decision"):  # a badge; none yet (NaN or ""): "-"
+                shown = status(value) if isinstance(value, str) and value else "-"
+            else:
+                shown = html.escape(fmt(value))
             cells.append(f"<td>{shown}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
