@@ -188,5 +188,5 @@ print(res[["budget_group", "voucher_id", "metric", "n_policy", "n_holdout", "est
 rep = json.load(open(f"{d}/report.run.json"))
 print(f"\nReports (open in a browser; self-contained, no network needed): {rep['index']}")
 for name, path in rep["pages"].items():
-    print(f"  {name:16s} {path}  ({rep['bytes'][name] // 1000} kB)")
+    print(f"  {name:28s} {path}  ({rep['bytes'][name] // 1000} kB)")
 PY

@@ -105,6 +105,7 @@ def test_allocate_within_budget_near_optimum_and_replaces_its_run(spark, tmp_pat
     assert out["run_id"] == alloc["run_id"].iloc[0] == summary["run_id"].iloc[0]
     assert alloc["customer_id"].is_unique and (alloc["model_id"] == "m1").all()
     assert out["passes"] == 3 and (summary["passes"] == 3).all()
+    assert out["reader"] == "files"  # the scores' files, without a shuffle
     for _, s in summary.iterrows():
         mine = alloc[alloc["budget_group"] == s["budget_group"]]
         assert mine["expected_cost"].sum() == pytest.approx(s["spent"])

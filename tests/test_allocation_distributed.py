@@ -7,10 +7,13 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 
 from sparklift.allocation.caps import cap_round
-from sparklift.allocation.distributed import Problem, solve, summarize
+from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
 from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.layout import customers
@@ -241,6 +244,64 @@ def test_same_input_same_allocation(spark):
     pd.testing.assert_frame_equal(
         a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
     )
+
+
+def test_scores_read_from_their_files_without_a_shuffle(spark, tmp_path):
+    """Files that hold each customer's rows together (as sparklift score writes them, in
+    any order of customers and vouchers) are read by Python without a shuffle, and give
+    the shuffled read's allocation. A customer split between two files, or repeated, is
+    found in the first pass, and the shuffle runs instead: the split customer is then
+    allocated once, the repeat refused as before."""
+    u, c, group = instance(3000, 4, "adversarial")
+    rows = frame(u, c, group)
+    budgets = {"NL": 200.0, "DE": 80.0, "BE": 30.0}
+    keep = F.col("customer_id") % 5 != 0  # the policy arm of the job: a condition on the id
+    kept = rows[rows["customer_id"] % 5 != 0]
+    expected, _, shuffled = run(spark, kept, Problem(VOUCHERS, budgets))
+    assert shuffled.reader == "shuffle"
+
+    rng = np.random.default_rng(2)
+    blocks = [b.sample(frac=1.0, random_state=1) for _, b in rows.groupby("customer_id")]
+    blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+
+    def write(name: str, parts: list[list[pd.DataFrame]]) -> list[str]:
+        paths = []
+        for k, part in enumerate(parts):
+            paths.append(str(tmp_path / f"{name}-{k}.parquet"))
+            table = pa.Table.from_pandas(pd.concat(part), preserve_index=False)
+            pq.write_table(table, paths[-1], row_group_size=1000)  # customers cut by groups
+        return paths
+
+    def solved(paths: list[str], scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+        files = ScoreFiles(spark, paths, keep)
+        solution = solve(spark.createDataFrame(scores), Problem(VOUCHERS, budgets), files)
+        try:
+            return solution.allocations.toPandas(), solution.reader
+        finally:
+            solution.release()
+
+    key = ["customer_id"]
+    together = write("together", [blocks[:1000], blocks[1000:1700], blocks[1700:]])
+    got, reader = solved(together, kept)
+    assert reader == "files"
+    pd.testing.assert_frame_equal(
+        expected.sort_values(key).reset_index(drop=True),
+        got.sort_values(key).reset_index(drop=True),
+    )
+    first = next(b for b in blocks if b["customer_id"].iloc[0] % 5 and len(b) == 3)
+    split = write("split", [[*blocks[:1000], first.head(1)], [first.tail(2), *blocks[1000:]]])
+    split_rows = pd.concat([b for b in blocks if b is not first] + [first])
+    got, reader = solved(split, split_rows[split_rows["customer_id"] % 5 != 0])
+    assert reader == "shuffle"
+    assert (
+        got.sort_values(key)
+        .reset_index(drop=True)
+        .equals(expected.sort_values(key).reset_index(drop=True))
+    )
+    repeated = write("repeated", [blocks, [first]])
+    twice = pd.concat([*blocks, first])
+    with pytest.raises(InputError, match=re.escape("3 duplicate (customer_id, voucher_id) rows")):
+        solved(repeated, twice[twice["customer_id"] % 5 != 0])
 
 
 @pytest.mark.parametrize(

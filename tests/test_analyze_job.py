@@ -89,7 +89,7 @@ def test_strong_effect_concludes_early_and_the_pipeline_stops_analysing_it(
     concludes it as of the look, and the pipeline then stops analysing it."""
     sets = ["--set", f"tables.base_path={warehouse}", "--set", "analysis.ri_draws=0",
             "--set", "analysis.wild_bootstrap_draws=99",
-            "--set", "pipeline.checks=false"]  # fmt: skip
+            "--set", "pipeline.checks=false", "--set", "pipeline.reports=false"]  # fmt: skip
     days = ["--start", "2026-03-23", "--end", "2026-03-23", "--steps", "analyze"]
     assert main(["pipeline", *days, *sets]) == 0
 

@@ -238,7 +238,7 @@ def test_reports_of_the_pipelines_experiment_and_campaign(spark, warehouse, caps
     summary = json.loads(capsys.readouterr().out)
     pages = [reports / "index.html", reports / "experiments" / "synthetic_geo.html",
              reports / "campaigns" / "winback.html"]  # fmt: skip
-    assert sorted(summary["pages"]) == ["synthetic_geo", "winback"]
+    assert sorted(summary["pages"]) == ["campaigns/winback", "experiments/synthetic_geo"]
     assert all(p.is_file() and p.stat().st_size < 2_000_000 for p in pages)
     index, experiment, campaign = (p.read_text() for p in pages)
     assert 'href="experiments/synthetic_geo.html"' in index
@@ -258,6 +258,13 @@ def test_reports_of_the_pipelines_experiment_and_campaign(spark, warehouse, caps
     assert f"<td>{fmt(forecast.loc['gmv', 'forecast_raw'])}</td>" in experiment
     assert main(["report", "--experiment", "nope", "--run-date", str(DAY), *sets(wh)]) == 2
     assert "unknown experiment 'nope': not in geo_experiments" in capsys.readouterr().err
+    assert main(["report", "--campaign", "nope", "--run-date", str(DAY), *sets(wh)]) == 2
+    assert "unknown campaign 'nope': not in allocation_summary" in capsys.readouterr().err
+    remote = ["--set", "tables.report_path=s3://bucket/reports"]
+    assert main(["report", "--all", "--run-date", str(DAY), *sets(wh), *remote]) == 2
+    assert "tables.report_path 's3://bucket/reports': reports are written to a local" in (
+        capsys.readouterr().err
+    )
     if CHROMIUM is None:
         return
     seen = open_pages(pages, "pipeline")
@@ -282,6 +289,7 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     catalog.write("geo_experiments", spark.createDataFrame(broken, experiments.schema))
     (wh / "typo.yaml").write_text(json.dumps({"campaign_id": "typo", "budgets": {"NLL": 10}}))
     unchecked = ["--set", "pipeline.checks=false"]  # the gates: the next day's subject
+    unchecked += ["--set", "pipeline.reports=false"]  # the reports: the test before
     code, out = pipeline(capsys, wh, "--steps", "analyze,allocate", *unchecked)
     assert code == 2, out
     assert out.count("skipped") == 2  # analyze:synthetic_geo and allocate:winback
@@ -302,7 +310,7 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
     # the run says "retry later".
     next_day = DAY + dt.timedelta(days=1)
     capsys.readouterr()
-    code = main(["pipeline", "--run-date", str(next_day), *sets(wh)])
+    code = main(["pipeline", "--run-date", str(next_day), *sets(wh), *unchecked[2:]])
     assert code == 3
     runs = latest(wh, next_day)
     for gate in ("check:user_activity", "check:customers"):

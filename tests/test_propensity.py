@@ -112,7 +112,7 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         assert main(["user-history", *sets(warehouse), *keep, "--run-date", day]) == 0
         assert json.loads(capsys.readouterr().out)["mode"] == mode
     steps = ["--steps", "user-history,score-propensity"]
-    unchecked = ["--set", "pipeline.checks=false"]  # the gates: tests/test_pipeline.py
+    unchecked = ["--set", "pipeline.checks=false", "--set", "pipeline.reports=false"]
     assert main(["pipeline", *sets(warehouse), *keep, *steps, *unchecked]) == 0
     capsys.readouterr()
     runs = read_pandas(str(warehouse / "pipeline_runs"))

@@ -80,8 +80,9 @@ def warehouse(inputs: Path, wh: Path) -> Path:
     conf = {
         "tables": {"base_path": str(wh), "model_path": str(wh / "models"), "backend": "native"},
         # The gates run the same code in-process (tests/test_pipeline.py); on the cluster
-        # each would add a job per task to the slowest test of the suite.
-        "pipeline": {"campaigns": [str(wh / "winback.yaml")], "checks": False},
+        # each would add a job per task to the slowest test of the suite; so would the
+        # reports (tests/test_pipeline.py).
+        "pipeline": {"campaigns": [str(wh / "winback.yaml")], "checks": False, "reports": False},
         "allocate": {"max_cap_rounds": 1},  # convergence: the in-process tests
         "logging": {"format": "json", "progress_interval_s": 5},
     }

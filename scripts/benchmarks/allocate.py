@@ -1,12 +1,13 @@
 """allocate: writes uplift_scores for N customers x 5 vouchers in 20 budget groups of
 long-tailed sizes (customer sizes log-normal, weak noisy effects, some negative), then
 in the same run times a plain Spark scan-and-write of that table (read, write Parquet)
-and the allocate job end to end (read, solve, write allocations and summary), and prints
-passes, the ratio, the relative gap and peak memory. Then the same campaign with a
-binding cap (``--cap-share``: the voucher the uncapped run gave most, capped at that share
-of its count), timed the same way, with its cap rounds, passes and gaps. Then OR-Tools
-(SCIP) on one group of growing size, 5 minutes each, against the Lagrangian solver on the
-same instance.
+and the allocate job end to end (read, solve, write allocations and summary), once with
+the scores' files read without a shuffle (the default) and once shuffled by customer
+(``score_reader: spark``), and prints passes, the ratios, the relative gap and peak
+memory. Then the same campaign with a binding cap (``--cap-share``: the voucher the
+uncapped run gave most, capped at that share of its count), timed the same way, with its
+cap rounds, passes and gaps. Then OR-Tools (SCIP) on one group of growing size, 5 minutes
+each, against the Lagrangian solver on the same instance.
 
 Checked: the scan-and-write copied all 5 N score rows and the allocation solved all N
 customers.
@@ -121,12 +122,14 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
     _, t_gen = timed(lambda: catalog.write("uplift_scores", _allocation_scores(spark, n, run_date)))
     print(f"  written in {t_gen:.0f}s", flush=True)
     budgets = _allocation_budgets(n)
-    campaign = f"{workdir}/campaign.yaml"
-    with open(campaign, "w") as f:
-        yaml.safe_dump({"campaign_id": "bench", "vouchers": [f"V{j + 1:02d}" for j in range(5)],
-                        "budgets": budgets}, f)  # fmt: skip
+    campaign, shuffled = f"{workdir}/campaign.yaml", f"{workdir}/campaign_shuffled.yaml"
+    spec = {"campaign_id": "bench", "vouchers": [f"V{j + 1:02d}" for j in range(5)],
+            "budgets": budgets}  # fmt: skip
+    for path, reader in ((campaign, "auto"), (shuffled, "spark")):
+        with open(path, "w") as f:
+            yaml.safe_dump({**spec, "score_reader": reader}, f)
     ctx = JobContext(spark, conf, catalog, run_date)
-    scan_times, runs = [], []
+    scan_times, runs, shuffled_runs = [], [], []
     for attempt in range(2):
         scores = catalog.read("uplift_scores", where=[("run_date", "=", run_date)])
         _, t_scan = timed(
@@ -134,13 +137,19 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
         )
         scan_times.append(t_scan)
         with PeakRss() as rss:
+            out, t = timed(lambda: allocate_job.run(ctx, SimpleNamespace(campaign=shuffled)))
+        shuffled_runs.append((t, rss.peak, out))
+        with PeakRss() as rss:
             out, t = timed(lambda: allocate_job.run(ctx, SimpleNamespace(campaign=campaign)))
         runs.append((t, rss.peak, out))
-        print(f"  run {attempt + 1}: scan-and-write {t_scan:.1f}s, allocate {t:.1f}s", flush=True)
+        t_shuffled = shuffled_runs[-1][0]
+        print(f"  run {attempt + 1}: scan-and-write {t_scan:.1f}s, allocate {t:.1f}s "
+              f"(reader {out['reader']}), shuffled {t_shuffled:.1f}s", flush=True)  # fmt: skip
     summary = catalog.read("allocation_summary").toPandas()
     same_work("scan-and-write, rows", spark.read.parquet(f"{workdir}/scan_copy").count(), 5 * n)
     same_work("allocate job, customers solved", int(summary["n_customers"].sum()), n)
     t_scan, (t, peak, out) = min(scan_times), min(runs, key=lambda r: r[0])
+    t_shuffled = min(r[0] for r in shuffled_runs)
     capped = _capped_run(ctx, catalog, campaign, cap_share) if cap_share > 0 else None
     spark.stop()
     rows = 5 * n
@@ -149,6 +158,9 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
     print(f"  allocate end to end:        {t:.1f}s = {rows / t:,.0f} score rows/s")
     print(f"  plain scan-and-write:       {t_scan:.1f}s = {rows / t_scan:,.0f} rows/s")
     print(f"  ratio:                      {t / t_scan:.2f}x (target <= 3x)")
+    print(f"  reader:                     {out['reader']} (the scores' files, no shuffle)")
+    print(f"  with score_reader: spark:   {t_shuffled:.1f}s = {t_shuffled / t_scan:.2f}x the scan "
+          f"(shuffled by customer)")  # fmt: skip
     print(f"  relative gap, campaign:     {out['gap_rel']:.2e}")
     print(f"  relative gap, worst group:  {summary['gap_rel'].max():.2e}")
     print(f"  spent / budget, max:        {(summary['spent'] / summary['budget']).max():.9f}")

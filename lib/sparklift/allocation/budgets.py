@@ -43,6 +43,30 @@ TOTALS = -(2**62)  # the histogram's bucket key of the per-group totals row
 def histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
     """Per (group, bucket): summed cost and value change and count of breakpoints; per
     group a totals row (bucket TOTALS): customers, base value, and the defect counts."""
+    return _summed(_histogram_rows(env, n_opt), "budget_group", "bucket").toPandas()
+
+
+def histogram_and_repeats(env: DataFrame, n_opt: int) -> tuple[pd.DataFrame, int]:
+    """:func:`histogram`, and in the same pass the number of customer ids that have more
+    than one row (their ids move once, in the histogram's shuffle)."""
+    zero = [F.lit(0).cast("long").alias(f) for f in L.FLAGS]
+    ids = env.select(
+        F.lit(True).alias("repeat"),
+        F.lit(None).cast("string").alias("budget_group"),
+        F.col("customer_id").cast("long").alias("bucket"),
+        F.lit(0.0).alias("d_cost"),
+        F.lit(0.0).alias("d_value"),
+        F.lit(1).cast("long").alias("n"),
+        *zero,
+    )
+    rows = _histogram_rows(env, n_opt).select(F.lit(False).alias("repeat"), "*")
+    summed = _summed(rows.unionByName(ids), "repeat", "budget_group", "bucket")
+    out = summed.where(~F.col("repeat") | (F.col("n") > 1)).toPandas()
+    return out[~out["repeat"]].drop(columns="repeat"), int(out["repeat"].sum())
+
+
+def _histogram_rows(env: DataFrame, n_opt: int) -> DataFrame:
+    """One row per customer total and per breakpoint: group, bucket, the sums' terms."""
     totals = F.struct(
         F.lit(TOTALS).cast("long").alias("bucket"),
         F.lit(0.0).alias("d_cost"),
@@ -61,11 +85,12 @@ def histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
         for k in range(n_opt)
     ]
     rows = env.select("budget_group", F.inline(F.array(totals, *steps)))
-    return (
-        rows.where(F.col("bucket").isNotNull())
-        .groupBy("budget_group", "bucket")
-        .agg(*[F.sum(c).alias(c) for c in ("d_cost", "d_value", "n", *L.FLAGS)])
-        .toPandas()
+    return rows.where(F.col("bucket").isNotNull())
+
+
+def _summed(rows: DataFrame, *key: str) -> DataFrame:
+    return rows.groupBy(*key).agg(
+        *[F.sum(c).alias(c) for c in ("d_cost", "d_value", "n", *L.FLAGS)]
     )
 
 

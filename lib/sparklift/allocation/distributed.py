@@ -1,10 +1,16 @@
 """The budget-constrained allocation over Spark: every budget group in the same passes.
 
-1. One scan of the scores: one row per customer with its options as columns (a shuffle by
-   customer), its envelope computed once per Arrow batch (:mod:`.layout`, :mod:`.envelope`)
-   and cached, and per (group, bucket of lambda) the summed cost and value change of the
-   breakpoints in it, plus per-group totals and input checks (:mod:`.budgets`). Buckets
-   are 1/512 octave wide (0.14% in lambda), so the histogram is small whatever the data.
+1. One scan of the scores: one row per customer with its options as columns, its envelope
+   computed once per Arrow batch (:mod:`.layout`, :mod:`.envelope`) and cached, and per
+   (group, bucket of lambda) the summed cost and value change of the breakpoints in it,
+   plus per-group totals and input checks (:mod:`.budgets`). Buckets are 1/512 octave wide
+   (0.14% in lambda), so the histogram is small whatever the data. A customer's rows come
+   together by a shuffle by customer; or, given the scores' plain Parquet files
+   (:class:`ScoreFiles`), Python reads each file whole, with no shuffle and no conversion
+   of Spark rows to Arrow. That is right when each customer's rows lie together in one file,
+   as ``sparklift score`` writes them. The histogram's pass then also counts the customer
+   ids seen twice (the ids alone move in its shuffle); if there is one, the shuffle runs
+   after all.
 2. On the driver, per group, the bucket where spend crosses the budget; then from the
    cache the breakpoints of that bucket (and of the buckets below it that the greedy fill
    may need) to the driver, where :func:`.settle.settle` finds the exact lambda, rounds
@@ -41,20 +47,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from pyspark.sql import DataFrame
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from sparklift.allocation.budgets import (
     check_input,
     histogram,
+    histogram_and_repeats,
     plan_groups,
     settle_groups,
     solve_exact_groups,
 )
 from sparklift.allocation.caps import Damping, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
-from sparklift.allocation.layout import customers, envelopes
+from sparklift.allocation.layout import customers, envelopes, from_files
 from sparklift.errors import InputError
 
 log = logging.getLogger("sparklift")
@@ -73,6 +81,17 @@ class Problem:
     max_cap_rounds: int = 10
     cap_tolerance: float = 0.01  # a round may stop when bound caps are met within this share
     driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
+
+
+@dataclass(frozen=True)
+class ScoreFiles:
+    """The scores' plain Parquet files (``paths``, all customers) and the condition on
+    ``customer_id`` that selects the customers to allocate from them (the same customers
+    as the ``scores`` frame given to :func:`solve`)."""
+
+    spark: SparkSession
+    paths: list[str]
+    keep: Column
 
 
 @dataclass
@@ -109,15 +128,17 @@ class Solution:
     cap_rounds: int
     driver_rows: int  # the most breakpoints one pass brought to the driver
     cached: tuple[DataFrame, ...]  # the allocations read these
+    reader: str  # how the customers' rows came together: "files" or "shuffle"
 
     def release(self) -> None:
         for frame in self.cached:
             frame.unpersist()
 
 
-def solve(scores: DataFrame, problem: Problem) -> Solution:
+def solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None = None) -> Solution:
     """Allocate ``scores`` (customer_id, budget_group, voucher_id, uplift_objective,
-    uplift_cost) under ``problem``'s budgets and caps. See the module docstring."""
+    uplift_cost) under ``problem``'s budgets and caps, read from ``files`` when they
+    hold each customer's rows together. See the module docstring."""
     vouchers = list(problem.vouchers)
     n_opt = len(vouchers)
     for g, b in problem.budgets.items():
@@ -135,10 +156,15 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
     last_counts: dict[int, int] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
-    base = env = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
+    base, hist = _unshuffled(files, vouchers) if files is not None else (None, None)
+    passes += files is not None and base is None  # the pass that found a customer twice
+    reader = "files" if base is not None else "shuffle"
+    if base is None:
+        base = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
+    env = base
     previous: DataFrame | None = None
     while True:
-        hist = histogram(env, n_opt)
+        hist = histogram(env, n_opt) if hist is None else hist
         passes += 1
         if previous is not None and previous is not base:  # the new ones are cached now
             previous.unpersist()
@@ -182,7 +208,7 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
             break
         last_counts = counts
         mu = next_mu
-        previous = env
+        previous, hist = env, None
         env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
     if not caps:
@@ -220,7 +246,25 @@ def solve(scores: DataFrame, problem: Problem) -> Solution:
         rounds,
         driver_rows,
         cached,
+        reader,
     )
+
+
+def _unshuffled(
+    files: ScoreFiles, vouchers: list[str]
+) -> tuple[DataFrame, pd.DataFrame] | tuple[None, None]:
+    """The customer rows read from ``files`` without a shuffle, cached, and their
+    histogram; or nothing (nothing cached) when a customer came twice: its rows were not
+    together in one file, or the scores repeat it. The shuffle then brings them together,
+    or refuses the repeat."""
+    env = from_files(files.spark, files.paths, vouchers).where(files.keep)
+    env = env.persist(StorageLevel.MEMORY_AND_DISK)
+    hist, repeats = histogram_and_repeats(env, len(vouchers))
+    if not repeats:
+        return env, hist
+    env.unpersist()
+    log.info("allocation: %d customers' scores lie in more than one place: shuffling", repeats)
+    return None, None
 
 
 def summarize(allocations: DataFrame, solution: Solution) -> list[GroupSummary]:

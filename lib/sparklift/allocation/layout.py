@@ -16,7 +16,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -28,9 +29,11 @@ from pyspark.sql.types import (
 )
 
 from sparklift.allocation.envelope import envelope
+from sparklift.tables.commit import filesystem
 from sparklift.tables.schema import spark_to_arrow
 
 PER_OCTAVE = 512
+READ_ROWS = 262_144  # score rows per batch read from a file by the unshuffled path
 FLAGS = ("dup", "bad", "other", "multi", "nogroup")
 BASE_OPTION = "base_option"
 BASE_VALUE = "base_value"
@@ -203,6 +206,66 @@ def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None)
     rows = typed(scores)
     by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
     return by_customer.mapInArrow(build, schema)
+
+
+def from_files(spark: SparkSession, files: Sequence[str], vouchers: Sequence[str]) -> DataFrame:
+    """The same rows as :func:`customers` (at mu = 0), read from the scores' plain Parquet
+    ``files`` by Python, one task per file: no shuffle, and no conversion of Spark rows to
+    Arrow. Right only when each customer's rows lie one after the other in one file, as
+    ``sparklift score`` writes them; a customer seen twice (in two files, or in two places
+    of one) gives two rows, so the caller checks
+    (:func:`sparklift.allocation.budgets.histogram_and_repeats`)."""
+    n_opt = len(vouchers)
+    schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
+    arrow = spark_to_arrow(schema)
+    names = pa.array(list(vouchers), pa.string())
+    paths = list(files)
+
+    def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            for i in b.column(0).to_pylist():
+                for rows in _customer_runs(paths[i], names):
+                    yield _finish(_pivot(rows, names), n_opt, None, arrow)
+
+    return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(build, schema)
+
+
+def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[pa.Table]:
+    """A scores file's rows of ``vouchers`` in chunks of whole customers (the last
+    customer of a batch waits for the next), each customer's rows sorted by voucher, as
+    :func:`_pivot` needs; typed as :func:`typed` types them."""
+    fs, inner = filesystem(path)
+    types = {
+        "customer_id": pa.int64(),
+        "budget_group": pa.string(),
+        "voucher_id": pa.string(),
+        "uplift_objective": pa.float64(),
+        "uplift_cost": pa.float64(),
+    }
+    carry: pa.Table | None = None
+    with fs.open_input_file(inner) as f:
+        reader = pq.ParquetFile(f)
+        for batch in reader.iter_batches(READ_ROWS, columns=list(types), use_threads=False):
+            t = pa.Table.from_batches([batch]).cast(pa.schema(types))
+            t = t.filter(pc.is_in(t["voucher_id"], value_set=vouchers))
+            t = t if carry is None else pa.concat_tables([carry, t])
+            if t.num_rows == 0:
+                continue
+            ids = t["customer_id"].to_numpy()
+            cut = int(np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])[-1])
+            carry = t.slice(cut)
+            if cut:
+                yield _by_voucher(t.slice(0, cut), vouchers)
+    if carry is not None and carry.num_rows:
+        yield _by_voucher(carry, vouchers)
+
+
+def _by_voucher(rows: pa.Table, vouchers: pa.Array) -> pa.Table:
+    """Each customer's run of rows (ids consecutive) sorted by the voucher's position."""
+    ids = rows["customer_id"].to_numpy()
+    run = np.cumsum(np.r_[True, ids[1:] != ids[:-1]])
+    vid = pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
+    return rows.take(pa.array(np.lexsort((vid, run))))
 
 
 def input_columns(n_opt: int) -> list[str]:

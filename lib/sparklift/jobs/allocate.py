@@ -14,10 +14,12 @@ anything is written.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import glob
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import arms
@@ -25,6 +27,7 @@ from sparklift.allocation.campaign import CampaignConfig, falls_back, load_campa
 from sparklift.allocation.distributed import (
     GroupSummary,
     Problem,
+    ScoreFiles,
     Solution,
     solve,
     summarize,
@@ -36,6 +39,7 @@ from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs.fallback import choose
 from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
+from sparklift.tables.commit import filesystem
 from sparklift.tables.publish import new_id, superseded, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
@@ -87,7 +91,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if not catalog.exists("uplift_scores"):
         raise InputNotReadyError("no uplift_scores table yet: run sparklift score first")
     part = choose(ctx, "uplift_scores", "run_date", campaign.fallback, "allocate.fallback")
-    scores = catalog.read("uplift_scores", where=[("run_date", "=", part.day)])
+    version = catalog.version("uplift_scores")  # the files read below are this snapshot's
+    scores = catalog.read("uplift_scores", version, where=[("run_date", "=", part.day)])
     models = [r[0] for r in scores.select("model_id").distinct().limit(3).collect()]
     if not models:
         raise InputNotReadyError(f"uplift_scores has no rows for run_date {day}: run score first")
@@ -95,12 +100,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         raise InputError(f"uplift_scores of {part.day} mixes models {sorted(models)}; re-run score")
     vouchers = campaign.vouchers or _active_vouchers(ctx)
     full = budgets = _budgets(ctx, campaign)
-    scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn(
-        "arm",
-        arms.arm(
-            campaign.campaign_id, campaign.seed, campaign.holdout_share, campaign.explore_share
-        ),
+    arm = arms.arm(
+        campaign.campaign_id, campaign.seed, campaign.holdout_share, campaign.explore_share
     )
+    scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn("arm", arm)
     explore = None
     if campaign.explore_share > 0:
         with step("drawing the explore arm"):
@@ -127,7 +130,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     calibration = _calibration(ctx, campaign)
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
-        solution = solve(scores.where(F.col("arm") == arms.POLICY).drop("arm"), problem)
+        files = _score_files(ctx, campaign, part.day, version, arm == arms.POLICY)
+        solution = solve(scores.where(F.col("arm") == arms.POLICY).drop("arm"), problem, files)
         try:
             holdout = None
             if campaign.holdout_share > 0:
@@ -186,9 +190,31 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "dual_bound": bound,
         "gap_rel": (bound - objective) / abs(bound) if bound else 0.0,
         "passes": solution.passes,
+        "reader": solution.reader,
         "cap_rounds": solution.cap_rounds,
         "summary_version": version,
     } | _logged(corrected(objective, spent, calibration, ctx.config.measure.confidence))
+
+
+def _score_files(
+    ctx: JobContext, campaign: CampaignConfig, day: dt.date, version: int | None, keep: Column
+) -> ScoreFiles | None:
+    """uplift_scores' files of ``day`` at ``version``, for the solve's reader without a
+    shuffle: none with
+    ``score_reader: spark``, or when they are not plain Parquet or this process's Arrow cannot
+    open them (a file system it was not built for)."""
+    if campaign.score_reader != "auto":
+        return None
+    paths = ctx.catalog.parquet_files("uplift_scores", [("run_date", "=", day)], version)
+    if not paths:
+        return None
+    try:
+        fs, path = filesystem(paths[0])
+        fs.get_file_info(path)
+    except (pa.ArrowException, ValueError, OSError) as e:
+        log.info("uplift_scores' files are read through Spark: %s", e)
+        return None
+    return ScoreFiles(ctx.spark, paths, keep)
 
 
 def _calibration(ctx: JobContext, campaign: CampaignConfig) -> dict[str, Calibration]:

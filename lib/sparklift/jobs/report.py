@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -52,16 +51,17 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
 def refresh(ctx: JobContext, experiments: list[str], campaigns: list[str]) -> dict:
     """Write the pages of ``experiments`` and ``campaigns``, then the index."""
     out = _directory(ctx.config.tables.reports)
-    written = {}
+    written: dict[str, Path] = {}  # by path under out: an experiment and a campaign may share an id
     for experiment_id in experiments:
         with step(f"report of experiment {experiment_id}"):
             html = experiment_page(experiment_data(ctx, experiment_id))
-            path = out / "experiments" / f"{_safe(experiment_id)}.html"
-            written[experiment_id] = _write(path, html)
+            name = f"experiments/{_safe(experiment_id)}"
+            written[name] = _write(out / f"{name}.html", html)
     for campaign_id in campaigns:
         with step(f"report of campaign {campaign_id}"):
             html = campaign_page(campaign_data(ctx, campaign_id))
-            written[campaign_id] = _write(out / "campaigns" / f"{_safe(campaign_id)}.html", html)
+            name = f"campaigns/{_safe(campaign_id)}"
+            written[name] = _write(out / f"{name}.html", html)
     index = _write(out / "index.html", index_page(*_index_rows(ctx, out), ctx.run_date))
     return {
         "index": str(index),
@@ -102,10 +102,6 @@ def _write(path: Path, html: str) -> Path:
     return path
 
 
-def _pandas(df: DataFrame) -> pd.DataFrame:
-    return df.toPandas()
-
-
 def _experiment_ids(ctx: JobContext) -> list[str]:
     if not ctx.catalog.exists("geo_experiments"):
         return []
@@ -132,22 +128,22 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     if not catalog.exists("geo_experiments"):
         raise InputNotReadyError("no geo_experiments table yet: run sparklift design first")
     where = [("experiment_id", "=", experiment_id)]
-    found = _pandas(catalog.read("geo_experiments", where=where))
+    found = catalog.read("geo_experiments", where=where).toPandas()
     if found.empty:
         raise InputError(f"unknown experiment {experiment_id!r}: not in geo_experiments")
     e = {k: list(v) if isinstance(v, np.ndarray) else v for k, v in found.iloc[0].items()}
     design = [*where, ("design_id", "=", e["design_id"])]
-    assignment = _pandas(catalog.read("geo_assignments", where=design))
-    checks = _pandas(catalog.read("geo_design_checks", where=design))
+    assignment = catalog.read("geo_assignments", where=design).toPandas()
+    checks = catalog.read("geo_design_checks", where=design).toPandas()
     results = _latest(catalog, "geo_results", where)
     sequential = (
-        _pandas(catalog.read("geo_sequential", where=where))
+        catalog.read("geo_sequential", where=where).toPandas()
         if catalog.exists("geo_sequential")
         else pd.DataFrame()
     )
     daily, balance = _zone_days(ctx, e, assignment)
     forecasts = (
-        _pandas(catalog.read("forecasts", where=where))
+        catalog.read("forecasts", where=where).toPandas()
         if catalog.exists("forecasts")
         else pd.DataFrame()
     )
@@ -162,7 +158,7 @@ def _latest(catalog, table: str, where: list) -> pd.DataFrame:
         return pd.DataFrame()
     df = catalog.read(table, where=where)
     last = df.agg(F.max("run_date")).first()[0]
-    return pd.DataFrame() if last is None else _pandas(df.where(F.col("run_date") == F.lit(last)))
+    return pd.DataFrame() if last is None else df.where(F.col("run_date") == F.lit(last)).toPandas()
 
 
 def _zone_days(
@@ -189,7 +185,7 @@ def _zone_days(
     metrics = [m for m in e["metrics"] if m in features.columns]
     if metrics and "active_users" in features.columns:
         per_user = [(F.sum(m) / F.sum("active_users")).alias(m) for m in metrics]
-        wide = _pandas(rows.groupBy("date", "variant").agg(*per_user))
+        wide = rows.groupBy("date", "variant").agg(*per_user).toPandas()
         daily = wide.melt(id_vars=["date", "variant"], var_name="metric", value_name="value")
     else:
         daily = pd.DataFrame(columns=["date", "variant", "metric", "value"])
@@ -200,11 +196,13 @@ def _zone_days(
     ]
     pre = rows.where(F.col("date") <= F.lit(e["pre_end"]))
     per_zone = pre.groupBy("zone_id", "variant").agg(*[F.avg(c).alias(c) for c in numeric])
-    stats = _pandas(
-        per_zone.groupBy("variant").agg(
+    stats = (
+        per_zone.groupBy("variant")
+        .agg(
             *[F.avg(c).alias(f"mean__{c}") for c in numeric],
             *[F.stddev(c).alias(f"sd__{c}") for c in numeric],
         )
+        .toPandas()
     )
     balance = pd.DataFrame(
         [
@@ -228,14 +226,14 @@ def campaign_data(ctx: JobContext, campaign_id: str) -> CampaignData:
     model = None
     if catalog.exists("uplift_models"):
         model_id = str(summary["model_id"].iloc[0])
-        rows = _pandas(catalog.read("uplift_models", where=[("model_id", "=", model_id)]))
+        rows = catalog.read("uplift_models", where=[("model_id", "=", model_id)]).toPandas()
         model = rows.iloc[0].to_dict() if not rows.empty else None
     results = pd.DataFrame()
     if catalog.exists("campaign_results"):
         df = catalog.read("campaign_results", where=[("campaign_id", "=", campaign_id)])
         last = df.agg(F.max("measured_on")).first()[0]
         if last is not None:
-            results = _pandas(df.where(F.col("measured_on") == F.lit(last)))
+            results = df.where(F.col("measured_on") == F.lit(last)).toPandas()
     return CampaignData(campaign_id, summary, model, results, ctx.run_date)
 
 
@@ -244,14 +242,16 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
     catalog = ctx.catalog
     experiments = pd.DataFrame()
     if catalog.exists("geo_experiments"):
-        e = _pandas(
-            catalog.read("geo_experiments").select("experiment_id", "status", "start", "end")
+        e = (
+            catalog.read("geo_experiments")
+            .select("experiment_id", "status", "start", "end")
+            .toPandas()
         )
         decision = pd.DataFrame(columns=["experiment_id", "decision"])
         if catalog.exists("geo_sequential"):
             seq = catalog.read("geo_sequential").where(F.col("primary"))
             last = seq.groupBy("experiment_id").agg(F.max("run_date").alias("run_date"))
-            decision = _pandas(
+            decision = (
                 seq.join(last, ["experiment_id", "run_date"])
                 .groupBy("experiment_id")
                 .agg(
@@ -259,6 +259,7 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
                         "decision"
                     )
                 )
+                .toPandas()
             )
         experiments = e.merge(decision, on="experiment_id", how="left")
         experiments["href"] = "experiments/" + experiments["experiment_id"].map(_safe) + ".html"
@@ -267,10 +268,11 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
     if catalog.exists("allocation_summary"):
         s = catalog.read("allocation_summary")
         last = s.groupBy("campaign_id").agg(F.max("run_date").alias("run_date"))
-        campaigns = _pandas(
+        campaigns = (
             s.join(last, ["campaign_id", "run_date"])
             .groupBy("campaign_id", "run_date")
             .agg(F.sum("spent").alias("spent"), F.sum("objective").alias("objective"))
+            .toPandas()
         )
         measured = set()
         if catalog.exists("campaign_results"):

@@ -204,13 +204,16 @@ class Catalog:
                 )
             return self.backend.read(path, version, where)
 
-    def parquet_files(self, name: str, where: Sequence[PartitionFilter] = ()) -> list[str] | None:
-        """The latest snapshot's data files in partitions ``where`` when they can be read as
-        plain Parquet (:func:`plain_parquet_files`; their rows lack the partition columns),
-        else None: for a Python reader that skips Spark's row-to-Arrow conversion."""
+    def parquet_files(
+        self, name: str, where: Sequence[PartitionFilter] = (), version: int | None = None
+    ) -> list[str] | None:
+        """The latest snapshot's (or ``version``'s) data files in partitions ``where`` when
+        they can be read as plain Parquet (:func:`plain_parquet_files`; their rows lack the
+        partition columns), else None: for a Python reader that skips Spark's row-to-Arrow
+        conversion."""
         path = self._existing(name)
         with self._errors(name, path):
-            version = self.backend.version(path)
+            version = self.backend.version(path) if version is None else version
             files = plain_parquet_files(path, version, where)
             if files is not None:
                 self._record_read(name, version, where)
