@@ -128,6 +128,12 @@ def test_dag_loads_with_the_pipeline_graph_and_submit_commands(loads):
     assert {t: v["upstream"] for t, v in tasks.items()} == {
         step.kind: sorted(step.depends_on) for step in registry.steps()
     }
+    # allocate runs after a failed score too: its campaigns may fall back to older scores.
+    falls = {s.kind for s in registry.steps() if s.falls_back}
+    assert falls == {"allocate"}
+    assert {t: v["trigger_rule"] for t, v in tasks.items()} == {
+        t: "all_done" if t in falls else "all_success" for t in tasks
+    }
     for step, task in tasks.items():
         assert task["operator"] == "SparkSubmitOperator"
         assert task["retries"] >= 3 and task["retry_exponential_backoff"]

@@ -38,7 +38,8 @@ def test_steps_are_the_job_modules_declarations_in_run_order():
         assert registry.job(kind).STEP.kind == kind
     assert {"generate", "design", "train-uplift", "pipeline", "maintain"} <= set(registry.jobs())
     assert json.loads(registry.manifest()) == [
-        {"kind": k, "depends_on": list(d)} for k, d in PIPELINE.items()
+        {"kind": k, "depends_on": list(d), "may_fall_back": k == "allocate"}
+        for k, d in PIPELINE.items()
     ]
 
 

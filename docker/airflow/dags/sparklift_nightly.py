@@ -4,16 +4,19 @@ Tasks mirror ``sparklift pipeline``'s steps and their data dependencies, as its 
 registry (``sparklift.pipeline.registry``) declares them: features -> analyze (every
 running geo experiment), user-history -> score-propensity (the propensity model) and score
 -> allocate (every active campaign); an analysis failure never holds back allocation.
+``allocate`` runs once ``score`` is done even if it failed: a campaign with
+``allocate.fallback`` then allocates on the latest good ``uplift_scores`` partition, and the
+others are blocked by the failed check of today's (exit 3 or 2, as that check).
 Airflow's environment has no sparklift to import, so the DAG reads them from
 ``dist/pipeline_steps.json``, which ``scripts/package.sh`` writes from the
 registry of the very code it packages. Each task submits
 ``dist/pipeline.py --steps <step>`` (built by ``scripts/package.sh``) with the run date =
 the logical date; with ``pipeline.checks`` the task first runs the data quality checks of
 its step's inputs (``check:<table>`` steps, in the same submit; one that succeeded for the
-date in an earlier task is skipped): the daily data-interval timetable starts the run for day D once D is
-over, so ``ds`` is the day whose data it processes. The pipeline itself records every
-step in ``pipeline_runs`` and skips what already succeeded for the date, so a retry only
-redoes what failed. Exit code 3 (input not ready: upstream data late) is the usual
+date in an earlier task is skipped): the daily data-interval timetable starts the run for
+day D once D is over, so ``ds`` is the day whose data it processes. The pipeline itself
+records every step in ``pipeline_runs`` and skips what already succeeded for the date, so
+a retry only redoes what failed. Exit code 3 (input not ready: upstream data late) is the usual
 reason to fail; retries back off exponentially up to a few hours. Exit code 2 (bad input
 or config) fails the task at once: a retry would fail the same way. ``catchup`` runs
 missed days (backfills) one at a time, oldest first.
@@ -48,9 +51,12 @@ if not STEPS_FILE.is_file():
         f"{STEPS_FILE} not found: SPARKLIFT_DIST must be a dist/ built by scripts/package.sh"
     )
 # step kind -> the kinds it needs, in pipeline order (sparklift's step registry)
-STEPS: dict[str, list[str]] = {
-    s["kind"]: s["depends_on"] for s in json.loads(STEPS_FILE.read_text())
-}
+MANIFEST = json.loads(STEPS_FILE.read_text())
+STEPS: dict[str, list[str]] = {s["kind"]: s["depends_on"] for s in MANIFEST}
+# A kind that may fall back to an earlier partition (allocate with allocate.fallback) runs
+# once its upstream tasks are done, failed or not: the pipeline then decides, per campaign,
+# to fall back or to block (the check that failed is named in pipeline_runs).
+AFTER_ANY = {s["kind"] for s in MANIFEST if s.get("may_fall_back")}
 # The kinds this deployment runs (SPARKLIFT_STEPS, comma-separated; default every step), as
 # pipeline.steps does for `sparklift pipeline`: a deployment without propensity models has
 # no user-history or score-propensity tasks. A kept step's dependencies on dropped ones go.
@@ -141,6 +147,7 @@ with DAG(
             deploy_mode="client",
             conf=DELTA_CONF,
             application_args=[*RUN_ARGS, "--steps", step],
+            trigger_rule="all_done" if step in AFTER_ANY else "all_success",
         )
         for step in STEPS
     }

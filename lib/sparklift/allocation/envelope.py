@@ -39,50 +39,66 @@ class Envelope:
 
 
 def envelope(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None = None) -> Envelope:
-    """The envelope of options (u, c) per row; ``mu`` (J,) are per-option cap multipliers."""
+    """The envelope of options (u, c) per row; ``mu`` (J,) are per-option cap multipliers.
+
+    Works on one vector per option (J is small, n large): NumPy reductions along a short
+    row are several times slower than the same comparisons between whole columns."""
     u = np.asarray(u, dtype=float)
     c = np.maximum(np.asarray(c, dtype=float), 0.0)
     n, n_opt = u.shape
     a = u - (0.0 if mu is None else np.asarray(mu, dtype=float)[None, :])
     valid = np.isfinite(u) & np.isfinite(c) & (u > 0) & (a > 0)
     a = np.where(valid, a, -np.inf)
-    rows = np.arange(n)
+    A = [np.ascontiguousarray(a[:, j]) for j in range(n_opt)]
+    C = [np.ascontiguousarray(c[:, j]) for j in range(n_opt)]
+    V = [np.ascontiguousarray(valid[:, j]) for j in range(n_opt)]
 
-    # Choice at +inf: among zero-cost options (and "nothing"), the highest value.
-    free = valid & (c == 0)
-    free_a = np.where(free, a, -np.inf)
-    best_free = np.argmax(free_a, axis=1)  # the first (lowest index) among equal values
-    has_free = free_a[rows, best_free] > 0
-    cur = np.where(has_free, best_free, NONE)
-    cur_a = np.where(has_free, free_a[rows, best_free], 0.0)
-    cur_c = np.zeros(n)
-    base, base_value = cur.copy(), cur_a.copy()  # the base choice costs 0
+    # Choice at +inf: among zero-cost options (and "nothing"), the highest value; the
+    # lowest index among equal values.
+    best_a, best = np.full(n, -np.inf), np.full(n, NONE, dtype=np.int64)
+    for j in range(n_opt):
+        free_a = np.where(V[j] & (C[j] == 0), A[j], -np.inf)
+        better = free_a > best_a
+        best_a = np.where(better, free_a, best_a)
+        best = np.where(better, j, best)
+    has_free = best_a > 0
+    base = np.where(has_free, best, NONE)
+    base_value = np.where(has_free, best_a, 0.0)  # the base choice costs 0
 
-    lam = np.full((n, n_opt), np.nan)
-    d_value = np.full((n, n_opt), np.nan)
-    d_cost = np.full((n, n_opt), np.nan)
-    to = np.full((n, n_opt), NONE, dtype=np.int64)
-    last = np.full(n, np.inf)
+    lam = np.full((n_opt, n), np.nan)  # by breakpoint k: rows, transposed at the end
+    d_value = np.full((n_opt, n), np.nan)
+    d_cost = np.full((n_opt, n), np.nan)
+    to = np.full((n_opt, n), NONE, dtype=np.int64)
+    # Only the customers that took every breakpoint so far can take another: the vectors
+    # keep those (rows ``idx``), so later breakpoints cost what few customers reach them.
+    idx, cur_a, cur_c, last = np.arange(n), base_value, np.zeros(n), np.full(n, np.inf)
     for k in range(n_opt):
-        # Lines costlier than the current one overtake it at (a_j - a_cur) / (c_j - c_cur).
-        dc = c - cur_c[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cross = np.where(valid & (dc > 0), (a - cur_a[:, None]) / dc, -np.inf)
-        cross = np.minimum(cross, last[:, None])  # can't cross above the previous breakpoint
-        top = cross.max(axis=1)
-        # Among lines crossing at the same lambda, the costliest dominates below it.
-        tied = np.where(cross == top[:, None], c, -np.inf)
-        nxt = np.argmax(tied, axis=1)
+        # Lines costlier than the current one overtake it at (a_j - a_cur) / (c_j - c_cur),
+        # never above the previous breakpoint. The highest crossing wins; among lines
+        # crossing at the same lambda the costliest (it dominates below), then the lowest j.
+        top = np.full(len(idx), -np.inf)
+        nxt = np.zeros(len(idx), dtype=np.int64)
+        nxt_a, nxt_c = np.zeros(len(idx)), np.full(len(idx), -np.inf)
+        for j in range(n_opt):
+            dc = C[j] - cur_c
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cross = np.where(V[j] & (dc > 0), (A[j] - cur_a) / dc, -np.inf)
+            cross = np.minimum(cross, last)
+            take = (cross > top) | ((cross == top) & (C[j] > nxt_c))
+            top = np.where(take, cross, top)
+            nxt = np.where(take, j, nxt)
+            nxt_a = np.where(take, A[j], nxt_a)
+            nxt_c = np.where(take, C[j], nxt_c)
         go = top > 0
         if not go.any():
             break
-        r = rows[go]
-        j = nxt[go]
-        lam[r, k] = top[go]
-        d_value[r, k] = a[r, j] - cur_a[r]
-        d_cost[r, k] = c[r, j] - cur_c[r]
-        to[r, k] = j
-        cur[r], cur_a[r], cur_c[r] = j, a[r, j], c[r, j]
-        last[r] = top[go]
-        last[~go] = 0.0
-    return Envelope(base, base_value, lam, d_value, d_cost, to)
+        if not go.all():
+            idx, top, nxt, nxt_a, nxt_c = idx[go], top[go], nxt[go], nxt_a[go], nxt_c[go]
+            cur_a, cur_c = cur_a[go], cur_c[go]
+            A, C, V = [x[go] for x in A], [x[go] for x in C], [x[go] for x in V]
+        lam[k, idx] = top
+        d_value[k, idx] = nxt_a - cur_a
+        d_cost[k, idx] = nxt_c - cur_c
+        to[k, idx] = nxt
+        cur_a, cur_c, last = nxt_a, nxt_c, top
+    return Envelope(base, base_value, lam.T, d_value.T, d_cost.T, to.T)

@@ -101,9 +101,13 @@ def _envelope_fields(n_opt: int) -> list[StructField]:
     return out
 
 
-def _pivot(rows: pa.Table, vouchers: pa.Array) -> list[pa.Array]:
+Pivoted = tuple[list[pa.Array], np.ndarray, np.ndarray]
+
+
+def _pivot(rows: pa.Table, vouchers: pa.Array) -> Pivoted:
     """Rows sorted by (customer, voucher) -> one row per customer: id, group, objectives,
-    costs (null when absent or not finite) and the defect counts FLAGS."""
+    costs (null when absent or not finite) and the defect counts FLAGS; and the
+    objectives and costs as (customers, options) matrices (NaN when null)."""
     rows = rows.combine_chunks()
     ids = rows["customer_id"].to_numpy()
     first = np.r_[True, ids[1:] != ids[:-1]]
@@ -120,21 +124,22 @@ def _pivot(rows: pa.Table, vouchers: pa.Array) -> list[pa.Array]:
     own_group = group.take(pa.array(starts[cust]))
     moved = pc.fill_null(pc.not_equal(group, own_group), True).to_numpy(zero_copy_only=False)
     count = lambda mask: pa.array(np.bincount(cust[mask], minlength=n), pa.int64())  # noqa: E731
-    u = np.full((n, n_opt), np.nan)
-    c = np.full((n, n_opt), np.nan)
-    u[cust[ok], vid[ok]] = uo[ok]
-    c[cust[ok], vid[ok]] = uc[ok]
-    return [
+    u = np.full((n_opt, n), np.nan)  # one contiguous row per option
+    c = np.full((n_opt, n), np.nan)
+    u[vid[ok], cust[ok]] = uo[ok]
+    c[vid[ok], cust[ok]] = uc[ok]
+    arrays = [
         pa.array(ids[starts], pa.int64()),
         group.take(pa.array(starts)),
-        *[pa.array(u[:, j], pa.float64(), mask=np.isnan(u[:, j])) for j in range(n_opt)],
-        *[pa.array(c[:, j], pa.float64(), mask=np.isnan(c[:, j])) for j in range(n_opt)],
+        *[pa.array(u[j], pa.float64(), mask=np.isnan(u[j])) for j in range(n_opt)],
+        *[pa.array(c[j], pa.float64(), mask=np.isnan(c[j])) for j in range(n_opt)],
         count(again),  # dup
         count(known & ~ok),  # bad
         count(~known),  # other
         count(moved & group.is_valid().to_numpy(zero_copy_only=False)),  # multi
         count(~group.is_valid().to_numpy(zero_copy_only=False)),  # nogroup
     ]
+    return arrays, u.T, c.T
 
 
 def _envelope_arrays(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None) -> list[pa.Array]:
@@ -154,14 +159,18 @@ def _envelope_arrays(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None) -> lis
     return out
 
 
-def _finish(
-    inputs: list[pa.Array], n_opt: int, mu: np.ndarray | None, schema: pa.Schema
-) -> pa.RecordBatch:
-    u = np.column_stack([a.to_numpy(zero_copy_only=False) for a in inputs[2 : 2 + n_opt]])
-    c = np.column_stack(
-        [a.to_numpy(zero_copy_only=False) for a in inputs[2 + n_opt : 2 + 2 * n_opt]]
-    )
+def _finish(pivoted: Pivoted, mu: np.ndarray | None, schema: pa.Schema) -> pa.RecordBatch:
+    inputs, u, c = pivoted
     return pa.RecordBatch.from_arrays(inputs + _envelope_arrays(u, c, mu), schema=schema)
+
+
+def _options(inputs: list[pa.Array], n_opt: int) -> Pivoted:
+    """Cached input columns (:func:`input_columns`) with their objective and cost matrices."""
+
+    def matrix(arrays: list[pa.Array]) -> np.ndarray:
+        return np.vstack([a.to_numpy(zero_copy_only=False) for a in arrays]).T
+
+    return inputs, matrix(inputs[2 : 2 + n_opt]), matrix(inputs[2 + n_opt : 2 + 2 * n_opt])
 
 
 def typed(scores: DataFrame) -> DataFrame:
@@ -199,9 +208,9 @@ def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None)
             cut = int(np.searchsorted(ids, ids[-1]))  # the last customer may go on
             carry = t.slice(cut)
             if cut:
-                yield _finish(_pivot(t.slice(0, cut), names), n_opt, mu, arrow)
+                yield _finish(_pivot(t.slice(0, cut), names), mu, arrow)
         if carry is not None and carry.num_rows:
-            yield _finish(_pivot(carry, names), n_opt, mu, arrow)
+            yield _finish(_pivot(carry, names), mu, arrow)
 
     rows = typed(scores)
     by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
@@ -225,7 +234,7 @@ def from_files(spark: SparkSession, files: Sequence[str], vouchers: Sequence[str
         for b in batches:
             for i in b.column(0).to_pylist():
                 for rows in _customer_runs(paths[i], names):
-                    yield _finish(_pivot(rows, names), n_opt, None, arrow)
+                    yield _finish(_pivot(rows, names), None, arrow)
 
     return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(build, schema)
 
@@ -261,11 +270,14 @@ def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[pa.Table]:
 
 
 def _by_voucher(rows: pa.Table, vouchers: pa.Array) -> pa.Table:
-    """Each customer's run of rows (ids consecutive) sorted by the voucher's position."""
+    """Each customer's run of rows (ids consecutive) sorted by the voucher's position (as
+    ``sparklift score`` writes them already: then left as they are)."""
     ids = rows["customer_id"].to_numpy()
-    run = np.cumsum(np.r_[True, ids[1:] != ids[:-1]])
+    new_run = ids[1:] != ids[:-1]
     vid = pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
-    return rows.take(pa.array(np.lexsort((vid, run))))
+    if np.all(new_run | (vid[1:] >= vid[:-1])):
+        return rows
+    return rows.take(pa.array(np.lexsort((vid, np.cumsum(np.r_[True, new_run])))))
 
 
 def input_columns(n_opt: int) -> list[str]:
@@ -281,6 +293,6 @@ def envelopes(env: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
 
     def again(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
-            yield _finish([b.column(name) for name in inputs], n_opt, mu, arrow)
+            yield _finish(_options([b.column(name) for name in inputs], n_opt), mu, arrow)
 
     return env.select(*inputs).mapInArrow(again, schema)

@@ -101,8 +101,14 @@ def job(kind: str) -> ModuleType:
 
 def manifest() -> str:
     """The steps as JSON for the Airflow DAG, which cannot import sparklift: a list of
-    ``{"kind", "depends_on"}`` in pipeline order."""
-    return json.dumps([{"kind": s.kind, "depends_on": list(s.depends_on)} for s in steps()])
+    ``{"kind", "depends_on", "may_fall_back"}`` in pipeline order (``may_fall_back``: the
+    kind can run on an earlier partition when a step it depends on failed)."""
+    return json.dumps(
+        [
+            {"kind": s.kind, "depends_on": list(s.depends_on), "may_fall_back": bool(s.falls_back)}
+            for s in steps()
+        ]
+    )
 
 
 if __name__ == "__main__":  # scripts/package.sh: python -m sparklift.pipeline.registry
