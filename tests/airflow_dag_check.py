@@ -47,7 +47,7 @@ def report(dag_folder: str, logical_date: str, overrides: dict, exit_codes: list
             "operator": type(task).__mro__[1].__name__,
             "upstream": sorted(task.upstream_task_ids),
             "retries": task.retries,
-            "trigger_rule": str(task.trigger_rule),
+            "trigger_rule": getattr(task.trigger_rule, "value", task.trigger_rule),
             "retry_exponential_backoff": bool(task.retry_exponential_backoff),
             "retry_delay_s": task.retry_delay.total_seconds(),
             "conn_id": task._conn_id,
