@@ -67,6 +67,8 @@ def superseded(
 ) -> set[str]:
     """Of the ids ``present``, those a publish at version ``published_at`` may remove: the
     one it replaced and the abandoned ones, never the one named now."""
+    if not present:  # a first run of its partitions: nothing to remove, nothing to read
+        return set()
     replaced = named_id(catalog, table, column, where, version=published_at - 1)
     current = named_id(catalog, table, column, where)
     now = utcnow()
