@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from sparklift.allocation.caps import cap_round
+from sparklift.allocation.caps import CapSearch, cap_round
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
 from sparklift.allocation.lagrange import solve_group
@@ -140,6 +140,9 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
     got, summary, solution = run(spark, frame(u, c, group), problem)
     check_feasible(got, summary, u, c, CAPS)
     assert solution.mu["V01"] > 0 and solution.mu["V03"] > 0  # both caps bind
+    # The rounds converge: with steps damped on each reversal but a met cap pulled back
+    # towards 0, the adversarial case cycled (period 6) to the limit of 15 rounds.
+    assert solution.cap_rounds <= 5
     best = stored_optimum(exact)
     objective = sum(s.objective for s in summary)
     bound = sum(s.dual_bound for s in summary)
@@ -166,6 +169,20 @@ def test_a_cap_round_aims_at_the_multiplier_that_meets_the_cap(spark):
     assert counts == {0: int((u[:, 0] > 0.2 + 1e-12).sum())} == {0: 800}
     kth = np.sort(u[:, 0])[::-1][100]  # the 101st largest: above it, exactly 100
     assert kth <= target[0] <= kth * 2 ** (1 / 512) + 1e-12, target
+
+
+def test_cap_search_keeps_a_met_cap_and_bisects_its_bracket():
+    """Caps 10 and 20, tolerance 10%: a voucher at 9 of 10 stays; one over its cap goes to
+    its target while that is below every mu known to be high enough, else half-way."""
+    search = CapSearch(3, {0: 10, 2: 20}, 0.1)
+    mu = np.array([0.5, 0.0, 0.2])
+    assert search.step(mu, {0: 9, 2: 30}, np.array([0.0, 0.0, 0.3])).tolist() == [0.5, 0, 0.3]
+    # Voucher 2 under its cap at 0.3 (high end), over at 0.2 (low end): the middle.
+    assert search.step(np.array([0.5, 0, 0.3]), {0: 9, 2: 5}, np.zeros(3))[2] == 0.25
+    assert search.step(np.array([0.5, 0, 0.25]), {0: 9, 2: 25}, np.array([0, 0, 0.4]))[2] == 0.275
+    # The others' moves put voucher 2 over its cap at its high end: that end is dropped.
+    assert search.step(np.array([0.5, 0, 0.3]), {0: 9, 2: 21}, np.array([0, 0, 0.4]))[2] == 0.4
+    assert search.met(0, 9, 0.5) and not search.met(0, 8, 0.5) and search.met(0, 3, 0.0)
 
 
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):
@@ -327,6 +344,11 @@ def test_scores_read_from_their_files_without_a_shuffle(spark, tmp_path):
             "customers listed in more than one budget_group",
         ),
         (lambda r: r.head(0), None, "no rows for this run date"),
+        (
+            lambda r: r.assign(customer_id=r["customer_id"].astype(object).where(r.index != 3)),
+            None,
+            "uplift_scores has rows with a null customer_id (1 in one batch",
+        ),
         (lambda r: r, {"NL": -1.0, "DE": 1.0, "BE": 1.0}, "budget of group 'NL' must be"),
     ],
 )

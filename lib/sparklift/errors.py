@@ -1,5 +1,9 @@
 """Error types whose class tells the caller (and the CLI's exit code) what went wrong."""
 
+import re
+
+_MARKER = re.compile(r"\[sparklift:(\w+)\] (.*?) \[/sparklift\]", re.S)
+
 
 class SparkliftError(Exception):
     """Base class for errors sparklift reports to its user."""
@@ -33,3 +37,18 @@ class TableConflictError(SparkliftError):
     """A concurrent commit conflicts with this write; the table is unchanged."""
 
     exit_code = 4
+
+
+def marked(kind: str, message: str) -> str:
+    """``message`` marked as an error of class ``kind``, to raise in a Spark Python worker:
+    Spark wraps it in its own exception, and :func:`reraise_marked` unwraps it."""
+    return f"[sparklift:{kind}] {message} [/sparklift]"
+
+
+def reraise_marked(exc: BaseException) -> None:
+    """Turn a marked error that crossed Spark's Python workers back into its sparklift type."""
+    match = _MARKER.search(str(exc))
+    if match:
+        cls = globals().get(match.group(1))
+        cls = cls if isinstance(cls, type) and issubclass(cls, SparkliftError) else SparkliftError
+        raise cls(match.group(2)) from None

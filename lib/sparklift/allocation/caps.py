@@ -2,10 +2,10 @@
 
 Each round histograms, per capped voucher, the margin by which each customer prefers it
 at the current (lambda, mu) (:func:`cap_round`, one pass); every mu then moves at once
-(synchronous coordinate descent) towards where the counts meet the caps, damped
-(:class:`Damping`). Then :func:`within_caps` leaves each capped voucher to at most ``cap``
-customers, those with the largest margin (:func:`margin`), so the budget solve that
-follows holds the caps whatever the rounds reached.
+(synchronous coordinate descent) towards where the counts meet the caps, inside brackets
+that the rounds narrow (:class:`CapSearch`). Then :func:`within_caps` leaves each capped
+voucher to at most ``cap`` customers, those with the largest margin (:func:`margin`), so
+the budget solve that follows holds the caps whatever the rounds reached.
 """
 
 from __future__ import annotations
@@ -90,24 +90,52 @@ def cap_round(
     return counts, new_mu
 
 
-class Damping:
-    """The damped move of every mu towards its round's target: a voucher's step halves
-    each time its direction reverses (the synchronous best responses of substitute
-    vouchers overshoot each other) and grows back while it keeps its direction."""
+class CapSearch:
+    """Each capped voucher's multiplier, moved inside a bracket that the rounds narrow.
 
-    def __init__(self, n_opt: int) -> None:
-        self.step_size = np.ones(n_opt)
-        self.last_direction = np.zeros(n_opt)
+    A round that finds voucher j over its cap at mu_j learns that mu_j is too low (the
+    bracket's low end); one that finds it under its cap, that mu_j is high enough (the high
+    end). Then per voucher:
 
-    def step(self, mu: np.ndarray, target: np.ndarray) -> np.ndarray:
-        direction = np.sign(target - mu)
-        self.step_size = np.where(
-            direction * self.last_direction < 0,
-            self.step_size / 2,
-            np.minimum(self.step_size * 1.5, 1.0),
-        )
-        self.last_direction = np.where(direction != 0, direction, self.last_direction)
-        return np.maximum(mu + self.step_size * (target - mu), 0.0)
+    - over its cap: to the round's target (the mu that leaves the option to ``cap``
+      customers given the others' mu, :func:`cap_round`), or to the bracket's middle when
+      the target is not below the high end;
+    - within ``tolerance`` under its cap (or under it at mu = 0): it stays;
+    - further under: to the middle of the bracket (half of mu while no low end is known).
+
+    So every mu converges by bisection once its count has crossed the cap. The others'
+    moves and the budgets' re-settle shift each count a little: a bracket end that a
+    later round contradicts is dropped. Without the bracket, a voucher that met its cap
+    was pulled back towards 0 while another still moved, and the rounds could cycle.
+    """
+
+    def __init__(self, n_opt: int, caps: Mapping[int, int], tolerance: float) -> None:
+        self.caps = dict(caps)
+        self.tolerance = tolerance
+        self.low = np.zeros(n_opt)  # the largest mu seen with too many customers
+        self.high = np.full(n_opt, np.inf)  # the smallest mu seen with few enough
+
+    def met(self, j: int, count: int, mu: float) -> bool:
+        """Whether voucher j's count meets its cap: at most the cap, and within the
+        tolerance of it unless mu is 0 (the cap does not bind)."""
+        q = self.caps[j]
+        return count <= q and (mu == 0 or count >= (1 - self.tolerance) * q)
+
+    def step(self, mu: np.ndarray, counts: Mapping[int, int], target: np.ndarray) -> np.ndarray:
+        new = mu.copy()
+        for j, q in self.caps.items():
+            if counts[j] > q:
+                if mu[j] >= self.high[j]:  # contradicted by the others' moves
+                    self.high[j] = np.inf
+                self.low[j] = max(self.low[j], mu[j])
+                top = self.high[j]
+                new[j] = target[j] if target[j] < top else (mu[j] + top) / 2
+            elif not self.met(j, counts[j], mu[j]):
+                if mu[j] <= self.low[j]:
+                    self.low[j] = 0.0
+                self.high[j] = min(self.high[j], mu[j])
+                new[j] = (self.low[j] + mu[j]) / 2
+        return new
 
 
 def within_caps(env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -> DataFrame:

@@ -24,10 +24,10 @@
 With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by one pass
 that histograms, per capped voucher, the margin by which each customer prefers it; all mu
 are then moved at once (synchronous coordinate descent) towards where the counts meet the
-caps, each step halved whenever that voucher's direction reverses (grown back while it keeps
-it), until the relaxed solution respects the caps, a round leaves every capped count as
-it was or the next step would move no mu by 0.1% (the steps no longer cross a customer's
-margin), or ``max_cap_rounds`` is reached
+caps, each inside a bracket the rounds narrow (bisection once its count has crossed the
+cap; a voucher that meets its cap stays), until the relaxed solution respects the caps, a
+round leaves every capped count as it was or the next step would move no mu by 0.1% (the
+steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
 (:mod:`.caps`). Then, per capped voucher, only the customers that choose it at the last
 (lambda, mu), and of those the ``cap`` with the largest margin (ties by customer id), keep
 it as an option; that problem is solved for the budgets alone (1, 2 and 3 once more), so
@@ -60,10 +60,10 @@ from sparklift.allocation.budgets import (
     settle_groups,
     solve_exact_groups,
 )
-from sparklift.allocation.caps import Damping, cap_round, within_caps
+from sparklift.allocation.caps import CapSearch, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
 from sparklift.allocation.layout import customers, envelopes, from_files
-from sparklift.errors import InputError
+from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
 MU_RTOL = 1e-3  # a cap round whose step moves every mu by less than this share is the last
@@ -139,6 +139,14 @@ def solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None = None) 
     """Allocate ``scores`` (customer_id, budget_group, voucher_id, uplift_objective,
     uplift_cost) under ``problem``'s budgets and caps, read from ``files`` when they
     hold each customer's rows together. See the module docstring."""
+    try:
+        return _solve(scores, problem, files)
+    except Exception as e:  # an input error found in a Python worker: its own type again
+        reraise_marked(e)
+        raise
+
+
+def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Solution:
     vouchers = list(problem.vouchers)
     n_opt = len(vouchers)
     for g, b in problem.budgets.items():
@@ -151,7 +159,7 @@ def solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None = None) 
     if any(q < 0 for q in caps.values()):
         raise InputError(f"caps must be >= 0, got {dict(problem.caps)}")
     mu = np.zeros(n_opt)
-    damping = Damping(n_opt)
+    search = CapSearch(n_opt, caps, problem.cap_tolerance)
     passes = rounds = driver_rows = 0
     last_counts: dict[int, int] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
@@ -189,17 +197,14 @@ def solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None = None) 
         counts, new_mu = cap_round(env, lam, mu, caps, n_opt)
         passes += 1
         rounds += 1
-        tight = all(
-            counts[j] <= q and (mu[j] == 0 or counts[j] >= (1 - problem.cap_tolerance) * q)
-            for j, q in caps.items()
-        )
+        tight = all(search.met(j, counts[j], mu[j]) for j in caps)
         log.info(
             "allocation: cap round %d, counts %s, mu %s",
             rounds,
             {vouchers[j]: n for j, n in counts.items()},
             {vouchers[j]: round(float(mu[j]), 6) for j in caps},
         )
-        next_mu = damping.step(mu, new_mu)
+        next_mu = search.step(mu, counts, new_mu)
         # Stalled: the rounds no longer move any capped count, or the next step would move
         # no mu by MU_RTOL (a block of near-tied margins at the cap: counts then only jitter
         # with the budgets' settle).

@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 )
 
 from sparklift.allocation.envelope import envelope
+from sparklift.errors import marked
 from sparklift.tables.commit import filesystem
 from sparklift.tables.schema import spark_to_arrow
 
@@ -104,17 +105,23 @@ def _envelope_fields(n_opt: int) -> list[StructField]:
 Pivoted = tuple[list[pa.Array], np.ndarray, np.ndarray]
 
 
-def _pivot(rows: pa.Table, vouchers: pa.Array) -> Pivoted:
+def _pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) -> Pivoted:
     """Rows sorted by (customer, voucher) -> one row per customer: id, group, objectives,
     costs (null when absent or not finite) and the defect counts FLAGS; and the
-    objectives and costs as (customers, options) matrices (NaN when null)."""
+    objectives and costs as (customers, options) matrices (NaN when null). ``vid``: the
+    rows' voucher positions (:func:`_voucher_index`) when already known."""
     rows = rows.combine_chunks()
+    nulls = rows["customer_id"].null_count
+    if nulls:
+        raise RuntimeError(marked("InputError", f"uplift_scores has rows with a null customer_id "
+                                  f"({nulls} in one batch of {rows.num_rows}): every score needs "
+                                  "its customer"))  # fmt: skip
     ids = rows["customer_id"].to_numpy()
     first = np.r_[True, ids[1:] != ids[:-1]]
     cust = np.cumsum(first) - 1
     starts = np.flatnonzero(first)
     n, n_opt = len(starts), len(vouchers)
-    vid = pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
+    vid = _voucher_index(rows, vouchers) if vid is None else vid
     uo = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
     uc = rows["uplift_cost"].to_numpy(zero_copy_only=False).astype(float)
     known = vid >= 0
@@ -233,16 +240,16 @@ def from_files(spark: SparkSession, files: Sequence[str], vouchers: Sequence[str
     def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
             for i in b.column(0).to_pylist():
-                for rows in _customer_runs(paths[i], names):
-                    yield _finish(_pivot(rows, names), None, arrow)
+                for rows, vid in _customer_runs(paths[i], names):
+                    yield _finish(_pivot(rows, names, vid), None, arrow)
 
     return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(build, schema)
 
 
-def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[pa.Table]:
+def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[tuple[pa.Table, np.ndarray]]:
     """A scores file's rows of ``vouchers`` in chunks of whole customers (the last
     customer of a batch waits for the next), each customer's rows sorted by voucher, as
-    :func:`_pivot` needs; typed as :func:`typed` types them."""
+    :func:`_pivot` needs, typed as :func:`typed` types them; with their voucher positions."""
     fs, inner = filesystem(path)
     types = {
         "customer_id": pa.int64(),
@@ -269,15 +276,21 @@ def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[pa.Table]:
         yield _by_voucher(carry, vouchers)
 
 
-def _by_voucher(rows: pa.Table, vouchers: pa.Array) -> pa.Table:
+def _by_voucher(rows: pa.Table, vouchers: pa.Array) -> tuple[pa.Table, np.ndarray]:
     """Each customer's run of rows (ids consecutive) sorted by the voucher's position (as
-    ``sparklift score`` writes them already: then left as they are)."""
+    ``sparklift score`` writes them already: then left as they are), and the positions."""
     ids = rows["customer_id"].to_numpy()
     new_run = ids[1:] != ids[:-1]
-    vid = pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
+    vid = _voucher_index(rows, vouchers)
     if np.all(new_run | (vid[1:] >= vid[:-1])):
-        return rows
-    return rows.take(pa.array(np.lexsort((vid, np.cumsum(np.r_[True, new_run])))))
+        return rows, vid
+    order = np.lexsort((vid, np.cumsum(np.r_[True, new_run])))
+    return rows.take(pa.array(order)), vid[order]
+
+
+def _voucher_index(rows: pa.Table, vouchers: pa.Array) -> np.ndarray:
+    """Each row's voucher position in ``vouchers`` (-1: not one of them)."""
+    return pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
 
 
 def input_columns(n_opt: int) -> list[str]:

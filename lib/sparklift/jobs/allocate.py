@@ -18,7 +18,6 @@ import datetime as dt
 import glob
 from pathlib import Path
 
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -39,7 +38,7 @@ from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs.fallback import choose
 from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
-from sparklift.tables.commit import filesystem
+from sparklift.tables.commit import arrow_cannot_open
 from sparklift.tables.publish import new_id, superseded, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
@@ -200,19 +199,16 @@ def _score_files(
     ctx: JobContext, campaign: CampaignConfig, day: dt.date, version: int | None, keep: Column
 ) -> ScoreFiles | None:
     """uplift_scores' files of ``day`` at ``version``, for the solve's reader without a
-    shuffle: none with
-    ``score_reader: spark``, or when they are not plain Parquet or this process's Arrow cannot
-    open them (a file system it was not built for)."""
+    shuffle: none with ``score_reader: spark``, or when they are not plain Parquet or this
+    process's Arrow cannot open them (a file system it was not built for)."""
     if campaign.score_reader != "auto":
         return None
     paths = ctx.catalog.parquet_files("uplift_scores", [("run_date", "=", day)], version)
     if not paths:
         return None
-    try:
-        fs, path = filesystem(paths[0])
-        fs.get_file_info(path)
-    except (pa.ArrowException, ValueError, OSError) as e:
-        log.info("uplift_scores' files are read through Spark: %s", e)
+    why = arrow_cannot_open(paths[0])
+    if why:
+        log.info("uplift_scores' files are read through Spark: %s", why)
         return None
     return ScoreFiles(ctx.spark, paths, keep)
 

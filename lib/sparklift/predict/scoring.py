@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
@@ -23,6 +22,7 @@ from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from sparklift.predict.propensity import PropensityModel
 from sparklift.predict.user_history import feature_inputs, feature_matrix
+from sparklift.tables.commit import arrow_cannot_open, filesystem
 from sparklift.tables.schema import spark_to_arrow
 from sparklift.uplift.scoring import cached_model
 
@@ -105,17 +105,10 @@ class StateFiles:
     def of(spark: SparkSession, files: list[str]) -> StateFiles | None:
         """The files, in at least two tasks per core; None when there are none or this
         process's Arrow cannot open them (a file system it was not built for)."""
-        try:
-            fs, path = _file_system(files[0])
-            fs.get_file_info(path)
-        except (pa.ArrowException, ValueError, OSError, IndexError):
+        if not files or arrow_cannot_open(files[0]):
             return None
         wanted = 2 * spark.sparkContext.defaultParallelism
         return StateFiles(spark, files, -(-wanted // len(files)))
-
-
-def _file_system(path: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
 
 
 def _row_groups(
@@ -125,7 +118,7 @@ def _row_groups(
     A column the file lacks (written before the table's schema gained it) is null, as
     Spark's reader makes it."""
     n = len(files)
-    fs, path = _file_system(files[task % n])
+    fs, path = filesystem(files[task % n])
     with fs.open_input_file(path) as f:
         parquet = pq.ParquetFile(f)
         present = [c for c in columns if c in parquet.schema_arrow.names]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -25,7 +24,6 @@ from sparklift.tables.schema import arrow_to_spark, encode_partition_value, repl
 
 # A partition filter in deltalake's form: (column, op, value), op in = != < <= > >= in.
 PartitionFilter = tuple[str, str, Any]
-_MARKER = re.compile(r"\[sparklift:(\w+)\] (.*?) \[/sparklift\]", re.S)
 log = logging.getLogger(__name__)
 
 
@@ -87,14 +85,6 @@ def _plain_table(path: str, version: int | None) -> DeltaTable | None:
     """The snapshot when Delta reader version 1 reads it, else None."""
     table = DeltaTable(path, version=version)
     return None if table.protocol().min_reader_version > 1 else table
-
-
-def reraise_marked(exc: BaseException) -> None:
-    """Turn a marked error that crossed Spark's Python workers back into its sparklift type."""
-    match = _MARKER.search(str(exc))
-    if match:
-        cls = getattr(errors, match.group(1), errors.SparkliftError)
-        raise cls(match.group(2)) from None
 
 
 class DeltaRsBackend:
@@ -189,7 +179,7 @@ class DeltaRsBackend:
                     spec.write_id,
                     first_line(cleanup),
                 )
-            reraise_marked(e)
+            errors.reraise_marked(e)
             raise
         version = delta_commit.find_txn_commit(path, txn)
         if version is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,8 +70,23 @@ class StagedFile:
 
 
 def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and in-filesystem path of a table root (local path or URI)."""
-    return pafs.FileSystem.from_uri(root)
+    """The pyarrow filesystem and in-filesystem path of a table root or file (local path or
+    URI)."""
+    if "://" in root or root.startswith("file:"):
+        return pafs.FileSystem.from_uri(root)
+    return pafs.LocalFileSystem(), os.path.abspath(root)
+
+
+def arrow_cannot_open(path: str) -> str | None:
+    """Why this process's Arrow cannot open ``path`` (a file system it was not built for, a
+    missing file), or None when it can: for the readers that skip Spark's row conversion."""
+    try:
+        fs, inner = filesystem(path)
+        if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+            return f"{path} not found"
+    except (pa.ArrowException, ValueError, OSError) as e:
+        return str(e)
+    return None
 
 
 def delete_files(root: str, rel_paths: Iterable[str]) -> None:

@@ -28,16 +28,13 @@ import pyarrow.parquet as pq
 from pyspark.sql.datasource import DataSource, DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
+from sparklift.errors import marked
 from sparklift.tables import commit as delta_commit
 from sparklift.tables.schema import encode_partition_value, partition_dir, spark_to_arrow
 
 SOURCE_NAME = "sparklift_delta"
 FLUSH_ROWS = 262_144  # rows buffered per open file before a row group is written
 _STAT_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_date, pa.types.is_boolean)
-
-
-def marked(kind: str, message: str) -> str:
-    return f"[sparklift:{kind}] {message} [/sparklift]"
 
 
 @dataclass
