@@ -5,9 +5,9 @@
 # Airflow and process-level tests (the DAG, spark-submit on a standalone cluster,
 # local-cluster executors), which mostly wait on JVM and process start-up, run in a second
 # pytest beside the others (each with its own Spark session), at lower priority, after
-# .venv-airflow is set up (so its install overlaps the main run), with the killed-process
-# tests, the propensity and campaign measurement end-to-end tests and the design
-# acceptance test to balance the two runs; their output follows the main run's.
+# .venv-airflow is set up (so its install overlaps the main run), with the propensity and
+# campaign measurement end-to-end tests, the design and DiD acceptance tests and the table
+# maintenance tests to balance the two runs; their output follows the main run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,8 +24,8 @@ for arg in "$@"; do
   fi
 done
 PROCESS_TESTS=(tests/test_airflow_dag.py tests/test_standalone.py tests/test_cluster.py
-  tests/test_native_process.py tests/test_propensity.py tests/test_design_acceptance.py
-  tests/test_measure_job.py)
+  tests/test_propensity.py tests/test_design_acceptance.py tests/test_did_acceptance.py
+  tests/test_measure_job.py tests/test_maintain.py)
 log=$(mktemp)
 { bash scripts/airflow_env.sh && nice -n 5 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}"; } \
   >"$log" 2>&1 &
