@@ -2,8 +2,8 @@
 from pyspark's own scripts), shipped as scripts/package.sh's artefact and submitted with
 README's production flags (Delta Lake's jars from dist/jars: native Delta tables); a
 worker killed while the allocation step writes; and the Airflow DAG run by Airflow on the
-same cluster: a whole run (the pipeline's steps, each a spark-submit of the artefact), and
-how it fails at once on exit code 2."""
+same cluster: a whole run of a deployment's steps (score, then allocate: each a
+spark-submit of the artefact), and how it fails at once on exit code 2."""
 
 from __future__ import annotations
 
