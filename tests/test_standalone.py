@@ -66,7 +66,7 @@ def inputs(spark, tmp_path_factory) -> Path:
     what each warehouse of this module starts from."""
     wh = tmp_path_factory.mktemp("inputs")
     sets = ["--set", f"tables.base_path={wh}", "--set", f"tables.model_path={wh / 'models'}"]
-    scale = ["--users", "3000", "--zones", "24", "--days", "56", "--customers", "20000"]
+    scale = ["--users", "3000", "--zones", "24", "--days", "14", "--customers", "20000"]
     assert main(["generate", "--run-date", DAY, *sets, *scale, "--campaign-rows", "12000"]) == 0
     assert main(["train-uplift", "--run-date", DAY, *sets, "--set", "uplift.min_arm_rows=300"]) == 0
     return wh
