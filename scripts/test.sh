@@ -4,10 +4,10 @@
 # Extra arguments go to pytest; a -m among them wins. Without test paths among them, the
 # Airflow and process-level tests (the DAG, spark-submit on a standalone cluster,
 # local-cluster executors), which mostly wait on JVM and process start-up, run in a second
-# pytest beside the others (each with its own Spark session), at lower priority, after
-# .venv-airflow is set up (so its install overlaps the main run), with the propensity and
-# campaign measurement end-to-end tests, the design and DiD acceptance tests and the table
-# maintenance tests to balance the two runs; their output follows the main run's.
+# pytest beside the others (each with its own Spark session), at lower priority, with the
+# propensity and campaign measurement end-to-end tests, the design and DiD acceptance tests
+# and the table maintenance tests to balance the two runs; their output follows the main
+# run's. .venv-airflow is installed meanwhile: the Airflow tests run last and wait for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -23,18 +23,26 @@ for arg in "$@"; do
     exec "${PYTEST[@]}" "$@"
   fi
 done
-PROCESS_TESTS=(tests/test_airflow_dag.py tests/test_standalone.py tests/test_cluster.py
-  tests/test_propensity.py tests/test_design_acceptance.py tests/test_did_acceptance.py
-  tests/test_measure_job.py tests/test_maintain.py)
+PROCESS_TESTS=(tests/test_cluster.py tests/test_propensity.py tests/test_design_acceptance.py
+  tests/test_did_acceptance.py tests/test_measure_job.py tests/test_maintain.py
+  tests/test_airflow_dag.py tests/test_standalone.py)  # the Airflow ones last: see below
 log=$(mktemp)
-{ bash scripts/airflow_env.sh && nice -n 5 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}"; } \
+airflow_setup="$log.airflow"  # its exit code once done (its output: $airflow_setup.log)
+{
+  code=0
+  bash scripts/airflow_env.sh >"$airflow_setup.log" 2>&1 || code=$?
+  echo "$code" >"$airflow_setup.tmp" && mv "$airflow_setup.tmp" "$airflow_setup"
+} &
+installing=$!
+SPARKLIFT_AIRFLOW_SETUP=$airflow_setup nice -n 5 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]}" \
   >"$log" 2>&1 &
 beside=$!
 main=0
 "${PYTEST[@]}" "$@" "${PROCESS_TESTS[@]/#/--ignore=}" || main=$?
 other=0
 wait "$beside" || other=$?
+wait "$installing"
 echo "== the tests run beside: ${PROCESS_TESTS[*]} (exit $other)"
-cat "$log"
-rm -f "$log"
+cat "$airflow_setup.log" "$log"
+rm -f "$log" "$airflow_setup" "$airflow_setup.log"
 exit $((main != 0 ? main : other))

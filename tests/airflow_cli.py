@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,8 +23,27 @@ import psutil
 from tests.conftest import REPO
 
 AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
+AIRFLOW_PY = REPO / ".venv-airflow" / "bin" / "python"
 DAGS = REPO / "docker" / "airflow" / "dags"
 DAG_ID = "sparklift_nightly"
+INSTALL_TIMEOUT_S = 1200
+
+
+def wait_for_airflow() -> None:
+    """Wait for scripts/test.sh's install of .venv-airflow, which runs while the tests
+    before these do (``SPARKLIFT_AIRFLOW_SETUP``: the file it writes its exit code to, its
+    log beside it as ``.log``); then require .venv-airflow."""
+    status = os.environ.get("SPARKLIFT_AIRFLOW_SETUP")
+    deadline = time.monotonic() + INSTALL_TIMEOUT_S
+    while status and not Path(status).exists():
+        assert time.monotonic() < deadline, f"the Airflow install did not end ({status}.log)"
+        time.sleep(1)
+    if status:
+        code = Path(status).read_text().strip()
+        assert code == "0", (
+            f"the Airflow install failed ({code}):\n" + Path(f"{status}.log").read_text()[-3000:]
+        )
+    assert AIRFLOW.exists(), "no .venv-airflow: run scripts/airflow_env.sh (test.sh does)"
 
 
 class AirflowCli:
@@ -31,7 +51,7 @@ class AirflowCli:
     as ``AIRFLOW_CONN_*``, sparklift's ``SPARKLIFT_*`` and PATH for spark-submit)."""
 
     def __init__(self, home: Path, env: Mapping[str, str]) -> None:
-        assert AIRFLOW.exists(), "no .venv-airflow: run scripts/airflow_env.sh (test.sh does)"
+        wait_for_airflow()
         self.home = home
         self.env = {
             **env,

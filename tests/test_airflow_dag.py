@@ -18,11 +18,9 @@ from pathlib import Path
 import pytest
 
 from sparklift.pipeline import registry
+from tests.airflow_cli import AIRFLOW_PY, wait_for_airflow
 from tests.conftest import REPO
 from tests.standalone import production_flags
-
-AIRFLOW_PY = REPO / ".venv-airflow" / "bin" / "python"
-
 
 JARS = ["io.delta_delta-spark_2.13-4.4.0.jar", "io.delta_delta-storage-4.4.0.jar"]
 
@@ -72,7 +70,7 @@ def loads(tmp_path_factory) -> dict[str, tuple[dict, Path]]:
     """Per scenario, what tests/airflow_dag_check.py reports of the DAG parsed with its
     dist/ as SPARKLIFT_DIST (and, for exit codes, what a task raised when a stub
     spark-submit exited so), and that dist/: all loaded in one Airflow process."""
-    assert AIRFLOW_PY.exists(), "no .venv-airflow: run scripts/airflow_env.sh (test.sh does)"
+    wait_for_airflow()
     root = tmp_path_factory.mktemp("airflow_dag")
     manifest = subprocess.run(
         [sys.executable, "-m", "sparklift.pipeline.registry"],

@@ -16,6 +16,7 @@ import pytest
 from sparklift.cli import main
 from sparklift.config import FAULT_KINDS, load_config
 from sparklift.contracts import contract
+from sparklift.errors import TableConflictError
 from sparklift.jobs import check as check_job
 from sparklift.quality import rules
 from sparklift.quality.metrics import expressions, with_orphan_flags
@@ -261,6 +262,40 @@ def test_a_job_refusing_its_input_records_the_failed_check(spark, tmp_path, caps
     same = [c for c in before.index if c != "range:visits"]
     assert (after.loc[same, "status"] == before.loc[same, "status"]).all()
     assert not (wh / "zone_day_features").exists()  # nothing written
+
+
+def test_a_check_that_loses_a_commit_race_writes_again(spark, tmp_path, capsys, monkeypatch):
+    """Two jobs checking the same partition at once (features and user-history, side by
+    side under Airflow): the one whose commit conflicts writes again on the winner's
+    version; after three lost races it exits 4 (a conflict, which the DAG retries)."""
+    wh = tmp_path / "wh"
+    catalog = warehouse(spark, wh)
+    catalog.write("user_activity", spark.createDataFrame(activity(DAY, 200, seed=5)))
+    real, calls = check_job.write_records, []
+
+    def racing(catalog, table, records, where):
+        calls.append(table)
+        if calls.count(table) == 1:  # the other job's check commits the same rows first ...
+            real(catalog, table, records, where)
+            raise TableConflictError(f"table {table}: a concurrent write conflicts")  # ... so
+        return real(catalog, table, records, where)  # this job's commit conflicted
+
+    monkeypatch.setattr(check_job, "write_records", racing)
+    assert check(wh, DAY) == 0, capsys.readouterr().err
+    assert calls == ["quality_metrics"] * 2 + ["quality_results"] * 2
+    r = results(wh, DAY)
+    assert r.index.is_unique and (r["status"] == "pass").sum() > 5
+    assert catalog.version("quality_results") == 1  # the other job's write, then this one's
+
+    def losing(catalog, table, records, where):
+        calls.append(table)
+        raise TableConflictError(f"table {table}: a concurrent write conflicts")
+
+    calls.clear()
+    monkeypatch.setattr(check_job, "write_records", losing)
+    assert check(wh, DAY) == 4
+    assert calls == ["quality_metrics"] * 3
+    assert "quality_metrics: a concurrent write conflicts" in capsys.readouterr().err
 
 
 def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, capsys, monkeypatch):

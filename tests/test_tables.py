@@ -30,6 +30,7 @@ from pyspark.sql.types import (
 )
 
 from sparklift.config import TablesConfig
+from sparklift.contracts import contract
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
 from sparklift.tables.backends import DeltaRsBackend, NativeBackend
@@ -405,6 +406,50 @@ def test_overwrite_conflicts_with_any_concurrent_change(spark, catalog, tmp_path
     with pytest.raises(TableConflictError):
         future.result()
     assert catalog.read("user_activity").count() == 31
+
+
+def verdicts(spark, checks: dict[str, str], table: str = "t") -> DataFrame:
+    """``quality_results`` rows of ``table`` on D1: check name -> status."""
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    rows = [(table, D1, c, "range", "error", 1.0, "= 0", s, "", now) for c, s in checks.items()]
+    return spark.createDataFrame(rows, contract("quality_results").schema)
+
+
+def statuses(catalog: Catalog) -> dict[tuple[str, str], str]:
+    rows = catalog.read("quality_results").collect()
+    assert len(rows) == len({(r.table_name, r.check_name) for r in rows}), rows  # key unique
+    return {(r.table_name, r.check_name): r.status for r in rows}
+
+
+def test_merge_upserts_on_the_key_and_never_loses_a_concurrent_commit(spark, catalog, tmp_path):
+    """A merge (a job recording its refusal) replaces the rows of its keys and adds the
+    others; a replace of the same partition committed while the merge runs (a check run) is
+    never overwritten: the merge conflicts (native: its snapshot predates the replace) or
+    merges into the replace's version (delta-rs: it reads the table after its source)."""
+    first = verdicts(spark, {"a": "pass", "b": "pass"}).union(verdicts(spark, {"a": "pass"}, "u"))
+    assert catalog.merge("quality_results", first) == 0  # a new table: created
+    assert catalog.merge("quality_results", verdicts(spark, {"b": "fail", "c": "fail"})) == 1
+    assert statuses(catalog) == {("t", "a"): "pass", ("t", "b"): "fail", ("t", "c"): "fail",
+                                 ("u", "a"): "pass"}  # fmt: skip
+
+    def check_run() -> int:
+        checked = verdicts(spark, {"a": "warn", "b": "pass"})
+        where = {"table_name": "t", "run_date": D1}
+        return catalog.write("quality_results", checked, mode="replace", replace_where=where)
+
+    def record(df: DataFrame) -> int:
+        return catalog.merge("quality_results", df)
+
+    fast_v, future = race(record, verdicts(spark, {"b": "fail"}), check_run, tmp_path / "gate")
+    assert fast_v == 2
+    if catalog.backend.name == "native":
+        with pytest.raises(TableConflictError, match="re-run it") as err:
+            future.result()
+        assert err.value.exit_code == 4 and catalog.version("quality_results") == 2
+        assert record(verdicts(spark, {"b": "fail"})) == 3  # what a retry does
+    else:
+        assert future.result() == 3
+    assert statuses(catalog) == {("t", "a"): "warn", ("t", "b"): "fail", ("u", "a"): "pass"}
 
 
 def test_clear_errors_for_missing_table_and_bad_arguments(spark, catalog):

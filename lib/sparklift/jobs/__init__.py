@@ -10,19 +10,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparklift.config import Config
 from sparklift.contracts import contract
+from sparklift.errors import TableConflictError
 from sparklift.tables import Catalog
 
 log = logging.getLogger("sparklift")
+CONFLICT_ATTEMPTS = 3  # a conflict means another writer just committed: the next try wins
 
 
 @dataclass
@@ -51,11 +53,34 @@ def write_records(
     """Write a few driver-side records (result rows, never data) to ``table`` in one
     commit, as its contract's columns: replacing ``replace_where``'s partitions, or
     appended when it is None."""
+    mode = "append" if replace_where is None else "replace"
+    return catalog.write(table, _frame(catalog, table, records), mode, replace_where)
+
+
+def retry_on_conflict(write: Callable[[], int], table: str) -> int:
+    """Run ``write`` again when a concurrent writer won (TableConflictError), up to
+    CONFLICT_ATTEMPTS times in all. For writes whose rows do not depend on what the table
+    held (a replace of their own partitions, a merge of their keys): on the new version
+    the write means the same."""
+    for _ in range(CONFLICT_ATTEMPTS - 1):
+        try:
+            return write()
+        except TableConflictError as e:
+            log.info("table %s changed while this job wrote to it (%s); writing again", table, e)
+    return write()
+
+
+def merge_records(catalog: Catalog, table: str, records: Sequence[Mapping[str, Any]]) -> int:
+    """Upsert a few driver-side records into ``table`` on its contract's key, in one commit
+    (:meth:`Catalog.merge`); its new version."""
+    return catalog.merge(table, _frame(catalog, table, records))
+
+
+def _frame(catalog: Catalog, table: str, records: Sequence[Mapping[str, Any]]) -> DataFrame:
+    """``records`` as a frame of ``table``'s contract columns."""
     schema = contract(table).schema
     rows = [tuple(_plain(r.get(f)) for f in schema.fieldNames()) for r in records]
-    df = catalog.spark.createDataFrame(rows, schema)
-    mode = "append" if replace_where is None else "replace"
-    return catalog.write(table, df, mode=mode, replace_where=replace_where)
+    return catalog.spark.createDataFrame(rows, schema)
 
 
 def _plain(value: Any) -> Any:

@@ -28,7 +28,7 @@ from pyspark.sql.types import NumericType
 from sparklift.config import QualityConfig
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
 from sparklift.features.zone_day import date_range
-from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.jobs import JobContext, log, retry_on_conflict, step, write_records
 from sparklift.quality import rules
 from sparklift.quality.metrics import compute, compute_days
 from sparklift.quality.spec import TableSpec, missing_columns, psi_edges, table_spec
@@ -79,14 +79,18 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         failed[day] = {r.check_name for r in results[day] if r.status == rules.FAIL}
     now = utcnow()
     key = {"table_name": spec.table, "run_date": days}
-    write_records(catalog, "quality_metrics",
-                  [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
-                    "computed_at": now} for d in days for k, v in metrics[d].items()],
-                  key)  # fmt: skip
-    version = write_records(catalog, "quality_results",
-                            [{"table_name": spec.table, "run_date": d} | asdict(r)
-                             | {"computed_at": now} for d in days for r in results[d]],
-                            key)  # fmt: skip
+    # A check of the same partitions by another job (features and user-history both check
+    # user_activity, side by side under Airflow) may commit first: write again after it.
+    measured = [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
+                 "computed_at": now} for d in days for k, v in metrics[d].items()]  # fmt: skip
+    verdicts = [{"table_name": spec.table, "run_date": d} | asdict(r) | {"computed_at": now}
+                for d in days for r in results[d]]  # fmt: skip
+    retry_on_conflict(
+        lambda: write_records(catalog, "quality_metrics", measured, key), "quality_metrics"
+    )
+    version = retry_on_conflict(
+        lambda: write_records(catalog, "quality_results", verdicts, key), "quality_results"
+    )
     failures = [(d, r) for d in days for r in results[d] if r.status == rules.FAIL]
     for d, r in failures:
         level = logging.ERROR if r.severity == "error" else logging.WARNING

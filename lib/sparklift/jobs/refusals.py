@@ -3,13 +3,12 @@ written into ``quality_results`` beside those of ``sparklift check``, so that th
 a table's failures holds every job's findings (the anomaly checks leave failed days out of
 their baselines, and the fall-back skips partitions with failed error checks, from there).
 
-A result replaces the row of the same table, date and check (the checked date's other
-checks stay: they are read, and written back with the new rows in one commit) and says
-which job found it. A ``sparklift check`` of the same table and date committing between
-that read and the write would see its verdicts replaced by the ones read (its metrics then
-wait for a re-run, as after a kill: :func:`sparklift.jobs.check._past`). If the record
-cannot be written, the job still refuses its input with the same error and exit code; the
-log says why the record is missing.
+A result replaces the row of the same table, date and check and says which job found it;
+the checked date's other checks stay. It is one Delta MERGE on the table's key, so a
+``sparklift check`` of the same table and date committing meanwhile is never overwritten:
+the merge then conflicts and is retried on the new version. If the record cannot be
+written, the job still refuses its input with the same error and exit code; the log says
+why the record is missing.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from sparklift.jobs import JobContext, log, write_records
+from sparklift.jobs import JobContext, log, merge_records, retry_on_conflict
 from sparklift.quality.contract import ContractError
 from sparklift.tables.publish import utcnow
 
@@ -48,18 +47,10 @@ def record(ctx: JobContext, error: ContractError, job: str) -> int | None:
         for r in results
     ]
     days = sorted({r["run_date"] for r in new})
-    found = {(r["run_date"], r["check_name"]) for r in new}
     try:
-        kept: list[dict] = []
-        if catalog.exists("quality_results"):
-            where = [("table_name", "=", error.table), ("run_date", "in", days)]
-            kept = [  # the checked dates' other results: a few dozen rows
-                r.asDict()
-                for r in catalog.read("quality_results", where=where).collect()
-                if (r["run_date"], r["check_name"]) not in found
-            ]
-        replaced = {"table_name": error.table, "run_date": days}
-        version = write_records(catalog, "quality_results", kept + new, replaced)
+        version = retry_on_conflict(
+            lambda: merge_records(catalog, "quality_results", new), "quality_results"
+        )
     except Exception as e:  # the refusal stands, with its own exit code, whatever this was
         log.warning("the failed checks of table %s were not recorded: %s", error.table, e)
         return None

@@ -285,6 +285,30 @@ class Catalog:
         with self._errors(name, path, writing=True):
             return self._write(name, path, df, mode, partition_by, replace_where, txn)
 
+    def merge(self, name: str, df: DataFrame) -> int:
+        """Upsert ``df``'s rows into table ``name`` on its contract's key in one commit: a
+        row whose key the table holds replaces it, the others are added, the rest of the
+        table stays (a new table is created with the rows). One Delta MERGE, so a
+        concurrent commit to the rows it reads fails it (TableConflictError) instead of
+        being overwritten, as a read followed by a write would. For a few driver-side
+        records: the delta-rs backend merges them in the driver. Returns the new version."""
+        table = contract(name)
+        df = cast_integers(name, df, table.schema)
+        check_schema(name, table.schema, df.schema, table.extra is not None, " under its contract")
+        path = self.path(name)
+        if self.backend.version(path) is None:
+            return self.write(name, df)
+        check_writable(name, path)
+        txn = (f"sparklift-{uuid.uuid4().hex}", 0)
+        with self._errors(name, path, writing=True):
+            expected = self.backend.schema(path)
+            check_schema(name, expected, df.schema)
+            df = df.select(*expected.fieldNames())
+            version = self.backend.merge(df, path, name, table.key, txn)
+        for io in self._recorders:
+            io.writes.append((name, version))
+        return version
+
     def _write(
         self,
         name: str,

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 import pyarrow as pa
-from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -46,6 +46,9 @@ class Backend(Protocol):
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
         txn: delta_commit.Txn,
+    ) -> int: ...
+    def merge(
+        self, df: DataFrame, path: str, table: str, key: Sequence[str], txn: delta_commit.Txn
     ) -> int: ...
     def history(self, path: str) -> list[dict[str, Any]]: ...
     def rows_added(self, path: str, version: int) -> int: ...
@@ -181,10 +184,25 @@ class DeltaRsBackend:
                 )
             errors.reraise_marked(e)
             raise
-        version = delta_commit.find_txn_commit(path, txn)
-        if version is None:
-            raise errors.SparkliftError(f"table {path}: write {txn} is not in the log")
-        return version
+        return _committed(path, txn)
+
+    def merge(
+        self, df: DataFrame, path: str, table: str, key: Sequence[str], txn: delta_commit.Txn
+    ) -> int:
+        """delta-rs' MERGE of the frame's rows, collected to the driver (a few records)."""
+        source = df.toArrow()
+        commit = CommitProperties(app_transactions=[Transaction(txn[0], txn[1])])
+        try:
+            (
+                self._table(path)
+                .merge(source, merge_predicate(key), "s", "t", commit_properties=commit)
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+        except CommitFailedError as e:
+            raise merge_conflict(table, e) from None
+        return _committed(path, txn)
 
     def rows_added(self, path: str, version: int) -> int:
         """Rows in the files a commit added, from their statistics: no data is read."""
@@ -210,6 +228,26 @@ class DeltaRsBackend:
             return DeltaTable(path).history()
         except TableNotFoundError:
             return []
+
+
+def merge_predicate(key: Sequence[str]) -> str:
+    """Target ``t`` and source ``s`` rows with equal keys (nulls equal too)."""
+    return " AND ".join(f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" for k in key)
+
+
+def merge_conflict(table: str, e: BaseException) -> errors.TableConflictError:
+    return errors.TableConflictError(
+        f"table {table}: a concurrent write changed rows this merge read ({first_line(e)}); "
+        "the merge was discarded; re-run it"
+    )
+
+
+def _committed(path: str, txn: delta_commit.Txn) -> int:
+    """The version a write of application transaction ``txn`` made."""
+    version = delta_commit.find_txn_commit(path, txn)
+    if version is None:
+        raise errors.SparkliftError(f"table {path}: write {txn} is not in the log")
+    return version
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -297,10 +335,33 @@ class NativeBackend:
                     f"replaced {dict(replace or {})}"
                 ) from None
             raise
-        version = delta_commit.find_txn_commit(path, txn)
-        if version is None:
-            raise errors.SparkliftError(f"table {path}: write {txn} is not in the log")
-        return version
+        return _committed(path, txn)
+
+    def merge(
+        self, df: DataFrame, path: str, table: str, key: Sequence[str], txn: delta_commit.Txn
+    ) -> int:
+        """Delta Lake's MERGE, marked with ``txn`` through the session's idempotent-write
+        settings (DML takes no writer options)."""
+        conf = self.spark.conf
+        conf.set("spark.databricks.delta.write.txnAppId", txn[0])
+        conf.set("spark.databricks.delta.write.txnVersion", str(txn[1]))
+        try:
+            (
+                self._dt.forPath(self.spark, path)
+                .alias("t")
+                .merge(df.alias("s"), merge_predicate(key))
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        except Exception as e:
+            if is_conflict(e):
+                raise merge_conflict(table, e) from None
+            raise
+        finally:
+            conf.unset("spark.databricks.delta.write.txnAppId")
+            conf.unset("spark.databricks.delta.write.txnVersion")
+        return _committed(path, txn)
 
     def history(self, path: str) -> list[dict[str, Any]]:
         if not self._dt.isDeltaTable(self.spark, path):
