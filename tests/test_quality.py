@@ -292,10 +292,13 @@ def test_a_check_that_loses_a_commit_race_writes_again(spark, tmp_path, capsys, 
         raise TableConflictError(f"table {table}: a concurrent write conflicts")
 
     calls.clear()
+    capsys.readouterr()
     monkeypatch.setattr(check_job, "write_records", losing)
     assert check(wh, DAY) == 4
     assert calls == ["quality_metrics"] * 3
-    assert "quality_metrics: a concurrent write conflicts" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("changed while this job wrote to it") == 2  # two retries, then the error
+    assert "error: table quality_metrics: a concurrent write conflicts" in err
 
 
 def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, capsys, monkeypatch):

@@ -424,8 +424,8 @@ def statuses(catalog: Catalog) -> dict[tuple[str, str], str]:
 def test_merge_upserts_on_the_key_and_never_loses_a_concurrent_commit(spark, catalog, tmp_path):
     """A merge (a job recording its refusal) replaces the rows of its keys and adds the
     others; a replace of the same partition committed while the merge runs (a check run) is
-    never overwritten: the merge conflicts (native: its snapshot predates the replace) or
-    merges into the replace's version (delta-rs: it reads the table after its source)."""
+    never overwritten: the merge conflicts (its snapshot predates the replace; a retry then
+    lands) or merges into the replace's version."""
     first = verdicts(spark, {"a": "pass", "b": "pass"}).union(verdicts(spark, {"a": "pass"}, "u"))
     assert catalog.merge("quality_results", first) == 0  # a new table: created
     assert catalog.merge("quality_results", verdicts(spark, {"b": "fail", "c": "fail"})) == 1
@@ -442,14 +442,18 @@ def test_merge_upserts_on_the_key_and_never_loses_a_concurrent_commit(spark, cat
 
     fast_v, future = race(record, verdicts(spark, {"b": "fail"}), check_run, tmp_path / "gate")
     assert fast_v == 2
-    if catalog.backend.name == "native":
-        with pytest.raises(TableConflictError, match="re-run it") as err:
-            future.result()
-        assert err.value.exit_code == 4 and catalog.version("quality_results") == 2
-        assert record(verdicts(spark, {"b": "fail"})) == 3  # what a retry does
-    else:
-        assert future.result() == 3
+    try:
+        version = future.result()
+    except TableConflictError as err:  # its snapshot predates the replace: nothing written
+        assert err.exit_code == 4 and catalog.version("quality_results") == 2
+        version = record(verdicts(spark, {"b": "fail"}))  # what a retry does
+    assert version == 3  # on top of the replace, never beside it (keys stay unique)
     assert statuses(catalog) == {("t", "a"): "warn", ("t", "b"): "fail", ("u", "a"): "pass"}
+    # A merge reads only its rows' partitions: another table's check does not conflict.
+    other = verdicts(spark, {"b": "fail"}, "u")
+    assert race(record, other, check_run, tmp_path / "gate2")[1].result() == 5
+    assert statuses(catalog) == {("t", "a"): "warn", ("t", "b"): "pass", ("u", "a"): "pass",
+                                 ("u", "b"): "fail"}  # fmt: skip
 
 
 def test_clear_errors_for_missing_table_and_bad_arguments(spark, catalog):

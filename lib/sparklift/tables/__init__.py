@@ -49,6 +49,7 @@ from sparklift.tables.schema import (
     check_partition_columns,
     check_schema,
     normalize_replace_where,
+    replace_predicate,
     table_schema,
 )
 
@@ -304,7 +305,15 @@ class Catalog:
             expected = self.backend.schema(path)
             check_schema(name, expected, df.schema)
             df = df.select(*expected.fieldNames())
-            version = self.backend.merge(df, path, name, table.key, txn)
+            parts = self.backend.partition_columns(path)
+            scope = "true"
+            if parts:  # the partitions the rows lie in: all the merge reads
+                rows = df.select(*parts).distinct().collect()
+                where = normalize_replace_where(
+                    name, parts, {c: [r[c] for r in rows] for c in parts}
+                )
+                scope = replace_predicate(where, expected, qualifier="t.")
+            version = self.backend.merge(df, path, name, table.key, scope, txn)
         for io in self._recorders:
             io.writes.append((name, version))
         return version

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -48,7 +49,13 @@ class Backend(Protocol):
         txn: delta_commit.Txn,
     ) -> int: ...
     def merge(
-        self, df: DataFrame, path: str, table: str, key: Sequence[str], txn: delta_commit.Txn
+        self,
+        df: DataFrame,
+        path: str,
+        table: str,
+        key: Sequence[str],
+        scope: str,
+        txn: delta_commit.Txn,
     ) -> int: ...
     def history(self, path: str) -> list[dict[str, Any]]: ...
     def rows_added(self, path: str, version: int) -> int: ...
@@ -187,7 +194,13 @@ class DeltaRsBackend:
         return _committed(path, txn)
 
     def merge(
-        self, df: DataFrame, path: str, table: str, key: Sequence[str], txn: delta_commit.Txn
+        self,
+        df: DataFrame,
+        path: str,
+        table: str,
+        key: Sequence[str],
+        scope: str,
+        txn: delta_commit.Txn,
     ) -> int:
         """delta-rs' MERGE of the frame's rows, collected to the driver (a few records)."""
         source = df.toArrow()
@@ -195,7 +208,7 @@ class DeltaRsBackend:
         try:
             (
                 self._table(path)
-                .merge(source, merge_predicate(key), "s", "t", commit_properties=commit)
+                .merge(source, merge_predicate(key, scope), "s", "t", commit_properties=commit)
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
                 .execute()
@@ -230,9 +243,27 @@ class DeltaRsBackend:
             return []
 
 
-def merge_predicate(key: Sequence[str]) -> str:
-    """Target ``t`` and source ``s`` rows with equal keys (nulls equal too)."""
-    return " AND ".join(f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" for k in key)
+@contextmanager
+def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set Spark SQL conf for the block, then restore what was there."""
+    saved = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def merge_predicate(key: Sequence[str], scope: str) -> str:
+    """Target ``t`` and source ``s`` rows with equal keys (nulls equal too), the target's
+    rows limited to ``scope`` (its partitions the source's rows lie in: what the merge
+    reads, so only a concurrent change there conflicts with it)."""
+    return " AND ".join([f"({scope})", *(f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" for k in key)])
 
 
 def merge_conflict(table: str, e: BaseException) -> errors.TableConflictError:
@@ -338,29 +369,34 @@ class NativeBackend:
         return _committed(path, txn)
 
     def merge(
-        self, df: DataFrame, path: str, table: str, key: Sequence[str], txn: delta_commit.Txn
+        self,
+        df: DataFrame,
+        path: str,
+        table: str,
+        key: Sequence[str],
+        scope: str,
+        txn: delta_commit.Txn,
     ) -> int:
         """Delta Lake's MERGE, marked with ``txn`` through the session's idempotent-write
         settings (DML takes no writer options)."""
-        conf = self.spark.conf
-        conf.set("spark.databricks.delta.write.txnAppId", txn[0])
-        conf.set("spark.databricks.delta.write.txnVersion", str(txn[1]))
+        marker = {
+            "spark.databricks.delta.write.txnAppId": txn[0],
+            "spark.databricks.delta.write.txnVersion": str(txn[1]),
+        }
         try:
-            (
-                self._dt.forPath(self.spark, path)
-                .alias("t")
-                .merge(df.alias("s"), merge_predicate(key))
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            with session_conf(self.spark, marker):
+                (
+                    self._dt.forPath(self.spark, path)
+                    .alias("t")
+                    .merge(df.alias("s"), merge_predicate(key, scope))
+                    .whenMatchedUpdateAll()
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )
         except Exception as e:
             if is_conflict(e):
                 raise merge_conflict(table, e) from None
             raise
-        finally:
-            conf.unset("spark.databricks.delta.write.txnAppId")
-            conf.unset("spark.databricks.delta.write.txnVersion")
         return _committed(path, txn)
 
     def history(self, path: str) -> list[dict[str, Any]]:

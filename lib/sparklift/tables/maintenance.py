@@ -16,7 +16,7 @@ for the call: the configured window, not Delta's default, decides.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 from sparklift.config import MaintainConfig
 from sparklift.errors import ConfigError, InputNotReadyError, TableConflictError
 from sparklift.tables import Catalog
-from sparklift.tables.backends import is_conflict
+from sparklift.tables.backends import is_conflict, session_conf
 
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
@@ -124,7 +124,7 @@ def maintain_table(catalog: Catalog, name: str, conf: MaintainConfig) -> dict[st
 def _native_vacuum(spark: SparkSession, path: str, hours: int) -> tuple[int | None, int | None]:
     table = SparkDeltaTable.forPath(spark, path)
     start = int(table.history(1).first()["version"])
-    with _session_conf(spark, {RETENTION_CHECK: "false"}):
+    with session_conf(spark, {RETENTION_CHECK: "false"}):
         table.vacuum(float(hours))
     logged = {
         r["operation"]: r["operationMetrics"] or {}
@@ -134,22 +134,6 @@ def _native_vacuum(spark: SparkSession, path: str, hours: int) -> tuple[int | No
         return None, None
     size = logged.get("VACUUM START", {}).get("sizeOfDataToDelete")
     return int(logged["VACUUM END"]["numDeletedFiles"]), None if size is None else int(size)
-
-
-@contextmanager
-def _session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
-    """Set Spark SQL conf for the block, then restore what was there."""
-    saved = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 @contextmanager

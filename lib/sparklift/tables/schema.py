@@ -161,11 +161,14 @@ def sql_literal(value: str, dtype: DataType) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def replace_predicate(replace: Mapping[str, Sequence[str | None]], schema: StructType) -> str:
-    """``replaceWhere`` SQL from typed literals: ``col IN (...)``, ``col IS NULL`` for null."""
+def replace_predicate(
+    replace: Mapping[str, Sequence[str | None]], schema: StructType, qualifier: str = ""
+) -> str:
+    """``replaceWhere`` SQL from typed literals: ``col IN (...)``, ``col IS NULL`` for null
+    (columns prefixed with ``qualifier``, e.g. ``t.``, in a merge)."""
     clauses = []
     for col, values in replace.items():
-        name = "`" + col.replace("`", "``") + "`"
+        name = qualifier + "`" + col.replace("`", "``") + "`"
         dtype = schema[col].dataType
         terms = []
         literals = [sql_literal(v, dtype) for v in values if v is not None]
