@@ -5,9 +5,9 @@
 # Airflow and process-level tests (the DAG, spark-submit on a standalone cluster,
 # local-cluster executors), which mostly wait on JVM and process start-up, run in a second
 # pytest beside the others (each with its own Spark session), at lower priority, with the
-# propensity and campaign measurement end-to-end tests, the design and DiD acceptance tests
-# and the table maintenance tests to balance the two runs; their output follows the main
-# run's. .venv-airflow is installed meanwhile: the Airflow tests run last and wait for it.
+# propensity and campaign measurement end-to-end tests, the design and DiD acceptance tests,
+# the table maintenance tests and the distributed allocation's to balance the two runs;
+# their output follows the main run's. .venv-airflow is installed meanwhile: the Airflow tests run last and wait for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,7 +25,8 @@ for arg in "$@"; do
 done
 PROCESS_TESTS=(tests/test_cluster.py tests/test_propensity.py tests/test_design_acceptance.py
   tests/test_did_acceptance.py tests/test_measure_job.py tests/test_maintain.py
-  tests/test_airflow_dag.py tests/test_standalone.py)  # the Airflow ones last: see below
+  tests/test_allocation_distributed.py tests/test_airflow_dag.py
+  tests/test_standalone.py)  # the Airflow ones last: see below
 log=$(mktemp)
 airflow_setup="$log.airflow"  # its exit code once done (its output: $airflow_setup.log)
 {
