@@ -7,7 +7,8 @@
 # pytest beside the others (each with its own Spark session), at lower priority, with the
 # propensity and campaign measurement end-to-end tests, the design and DiD acceptance tests,
 # the table maintenance tests and the distributed allocation's to balance the two runs;
-# their output follows the main run's. .venv-airflow is installed meanwhile: the Airflow tests run last and wait for it.
+# their output follows the main run's. .venv-airflow is installed meanwhile: the Airflow
+# tests run last and wait for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -1,9 +1,9 @@
-"""The features job under local-cluster[2,1,1024]: its executors in separate JVMs, in a fresh
-driver process (``tests/jobs_in_one_app.py``); its inputs are generated
-in the test session. Scoring (the broadcast model in executors' Python workers) and the
-allocation (envelopes cached in executors, a worker killed mid-write) run on executors of
-a standalone cluster in tests/test_standalone.py: running them here as well took this
-test 258 s instead of 107 s alone (bench/RESULTS.md, 2026-12-04)."""
+"""The features job under local-cluster[2,1,1024]: executors in separate JVMs, driven
+from a fresh process (``tests/jobs_in_one_app.py``); its inputs are generated in the test
+session. Scoring (the broadcast model in executors' Python workers) and the allocation
+(envelopes cached in executors, a worker killed mid-write) run on a standalone cluster's
+executors in tests/test_standalone.py. With them here as well this test took 258 s alone
+(2026-12-03); with the features job alone, 107 s (2026-12-04; bench/RESULTS.md)."""
 
 from __future__ import annotations
 
