@@ -25,11 +25,12 @@ from sparklift.delta_jars import DELTA_SESSION_CONF
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 STARTUP_TIMEOUT_S = 120
 # Session conf of README's production submit: Delta Lake's, and what sparklift's local
-# session sets too (dates in UTC, Arrow for pandas).
+# session sets too (dates in UTC, Arrow for pandas, whole-stage code HotSpot compiles).
 PRODUCTION_CONF = {
     **DELTA_SESSION_CONF,
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.codegen.hugeMethodLimit": "8000",
 }
 # Cluster-specific flags of README's submit line, which a test cluster sets its own way.
 CLUSTER_FLAGS = ("--master", "--deploy-mode", "--files")

@@ -3,7 +3,8 @@ from pyspark's own scripts), shipped as scripts/package.sh's artefact and submit
 README's production flags (Delta Lake's jars from dist/jars: native Delta tables); a
 worker killed while the allocation step writes; and the Airflow DAG run by Airflow on the
 same cluster: a whole run of a deployment's steps (score, then allocate: each a
-spark-submit of the artefact), and how it fails at once on exit code 2."""
+spark-submit of the artefact). (How a task fails at once on exit code 2, without retries,
+is tests/test_airflow_dag.py's subject, against a stub spark-submit.)"""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from tests.conftest import REPO
 from tests.standalone import SPARK_HOME, StandaloneCluster
 
 DAY = "2026-06-30"
-BAD_CONFIG_DAY = "2026-07-02"
 BUDGETS = {"NL": 400.0, "DE": 300.0, "BE": 200.0, "FR": 100.0}
 STEPS = {"score", "allocate:winback"}
 OUTPUTS = ("uplift_scores", "allocations", "allocation_summary")
@@ -271,23 +271,3 @@ def test_worker_killed_while_allocation_writes(cluster, artefact, airflow, tmp_p
         rows[key].sort_values(key).reset_index(drop=True),
         before_rows[key].sort_values(key).reset_index(drop=True),
     )
-
-
-def test_airflow_fails_bad_input_at_once(airflow, tmp_path):
-    """Exit 2 (a bad config) fails the tasks without retries, so the run fails at once;
-    allocate runs after the failed score (its campaigns may fall back) and fails the same
-    way. (That exit 3, not ready, raises the exception Airflow retries is tests/test_airflow_dag's
-    subject, against a stub spark-submit; the retries and back-off are the DAG's arguments.)"""
-    cli, wh = airflow
-    conf = yaml.safe_load((wh / "cluster.yaml").read_text())
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({**conf, "allocate": {"max_cap_rounds": "many"}}))
-    log = tmp_path / "bad_config.log"
-    args = ["dags", "test", DAG_ID, BAD_CONFIG_DAY, "-c", json.dumps({"config_path": str(bad)})]
-    assert cli.run(args, log, SUBMIT_TIMEOUT_S) != 0  # "DagRun failed", no retry waited for
-    text = log.read_text(errors="replace")
-    assert cli.task_states(BAD_CONFIG_DAY) == {
-        "score": ("failed", 1),
-        "allocate": ("failed", 1),
-    }, text[-4000:]
-    assert text.count("AirflowFailException: spark-submit exited 2 (bad input or config)") == 2

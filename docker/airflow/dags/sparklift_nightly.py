@@ -81,6 +81,8 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Wide projections stay JIT-compiled (lib/sparklift/defaults.yaml says why).
+    "spark.sql.codegen.hugeMethodLimit": "8000",
 }
 
 
