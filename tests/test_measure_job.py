@@ -299,7 +299,7 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
     code = main(["measure", *sets(wh, RUN_DATE + dt.timedelta(days=3)),
                  "--campaign", campaign(wh.parent)])  # fmt: skip
     assert code == 3 and "ends on 2026-09-15" in capsys.readouterr().err
-    # (A look during the campaign says --interim: test_looks_during_the_window_...)
+    # (A look during the campaign says --interim: the looks test above.)
     # A campaign allocated daily is measured at its latest run whose window is over.
     catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
     newer = {"run_date": RUN_DATE + dt.timedelta(days=10), "campaign_id": "arms"}
