@@ -21,6 +21,7 @@ from pathlib import Path
 import pyspark
 
 from sparklift.delta_jars import DELTA_SESSION_CONF
+from tests.conftest import SHORT_JVM_OPTIONS
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 STARTUP_TIMEOUT_S = 120
@@ -113,6 +114,7 @@ class StandaloneCluster:
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "SPARK_NO_DAEMONIZE": "1",
+            "SPARK_DAEMON_JAVA_OPTS": SHORT_JVM_OPTIONS,
         }
 
     def __enter__(self) -> StandaloneCluster:
@@ -165,7 +167,8 @@ class StandaloneCluster:
     def submit(self, dist: Path, job: str, args: list[str], log: Path) -> subprocess.Popen:
         """Start ``spark-submit`` of ``dist/<job>.py`` in client mode (its own process group)
         with the production flags, plus memory, UI and shuffle sizing for this machine (Delta's
-        log replay in 2 tasks rather than its default 50: tiny tables, 2 cores)."""
+        log replay in 2 tasks rather than its default 50: tiny tables, 2 cores) and the JIT
+        of a short job's JVMs (C1 alone: tests/conftest.py)."""
         cmd = [
             str(SPARK_HOME / "bin" / "spark-submit"),
             "--master", self.url,
@@ -176,6 +179,8 @@ class StandaloneCluster:
             "--conf", "spark.ui.enabled=false",
             "--conf", "spark.sql.shuffle.partitions=4",
             "--conf", "spark.databricks.delta.snapshotPartitions=2",
+            "--conf", f"spark.driver.extraJavaOptions={SHORT_JVM_OPTIONS}",
+            "--conf", f"spark.executor.extraJavaOptions={SHORT_JVM_OPTIONS}",
             str(dist / f"{job}.py"),
             *args,
         ]  # fmt: skip

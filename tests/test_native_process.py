@@ -20,13 +20,13 @@ from sparklift.config import load_config
 from sparklift.tables import Catalog
 from sparklift.tables.maintenance import maintain_table
 
-from .conftest import REPO
+from .conftest import REPO, SHORT_JVM_OPTIONS
 
 pytestmark = pytest.mark.e2e
 UNREACHABLE = {
     # Any resolution or download would go through this closed port and fail.
     "JAVA_TOOL_OPTIONS": "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort=9 "
-    "-Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=9",
+    f"-Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=9 {SHORT_JVM_OPTIONS}",
     "http_proxy": "http://127.0.0.1:9",
     "https_proxy": "http://127.0.0.1:9",
 }

@@ -31,6 +31,7 @@ from sparklift.allocation.tables import published_allocations
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.measure.campaign import (
+    check_outcomes,
     deciles,
     fit_cells,
     intervals,
@@ -71,7 +72,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if not catalog.exists("campaign_outcomes"):
         raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
     outcomes = catalog.read("campaign_outcomes", where=[("campaign_id", "=", cid)])
-    _check_outcomes(outcomes, allocations, cid)
+    check_outcomes(outcomes, allocations, cid)
     covariates = _covariates(ctx, sent)
     names = [c for c in covariates.columns if c != "customer_id"] if covariates else []
     with step(f"measuring campaign {cid} sent on {sent} ({len(names)} CUPED covariates)"):
@@ -168,24 +169,6 @@ def _latest_run(ctx: JobContext, campaign_id: str, until: dt.date) -> dt.date | 
     if until < ctx.run_date:
         return None
     raise InputNotReadyError(f"campaign {campaign_id} has no allocation up to {until}")
-
-
-def _check_outcomes(outcomes, allocations, campaign_id: str) -> None:
-    """Refuse duplicated outcomes and outcomes of customers the campaign does not have."""
-    dupes = outcomes.groupBy("customer_id").count().where(F.col("count") > 1)
-    first = dupes.orderBy("customer_id").limit(5).collect()
-    if first:
-        raise InputError(
-            f"table campaign_outcomes, campaign {campaign_id}: {dupes.count()} customers have "
-            f"more than one row, e.g. {[r[0] for r in first]}: one row per customer expected"
-        )
-    strangers = outcomes.join(allocations.select("customer_id"), "customer_id", "left_anti")
-    first = strangers.orderBy("customer_id").limit(5).collect()
-    if first:
-        raise InputError(
-            f"table campaign_outcomes, campaign {campaign_id}: {strangers.count()} customers "
-            f"are not in the campaign's allocation (any arm), e.g. {[r[0] for r in first]}"
-        )
 
 
 def _covariates(ctx: JobContext, sent: dt.date):

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from scipy import stats
 
 from sparklift.allocation.arms import HOLDOUT, POLICY
+from sparklift.errors import InputError
 from sparklift.measure.estimate import lin_estimate
 from sparklift.synthetic.rand import uniform
 
@@ -55,6 +56,24 @@ def units(
         rows = rows.join(covariates, "customer_id", "left")
         rows = rows.fillna(0.0, subset=[c for c in covariates.columns if c != "customer_id"])
     return rows
+
+
+def check_outcomes(outcomes: DataFrame, allocations: DataFrame, campaign_id: str) -> None:
+    """Refuse duplicated outcomes and outcomes of customers the campaign does not have."""
+    dupes = outcomes.groupBy("customer_id").count().where(F.col("count") > 1)
+    first = dupes.orderBy("customer_id").limit(5).collect()
+    if first:
+        raise InputError(
+            f"table campaign_outcomes, campaign {campaign_id}: {dupes.count()} customers have "
+            f"more than one row, e.g. {[r[0] for r in first]}: one row per customer expected"
+        )
+    strangers = outcomes.join(allocations.select("customer_id"), "customer_id", "left_anti")
+    first = strangers.orderBy("customer_id").limit(5).collect()
+    if first:
+        raise InputError(
+            f"table campaign_outcomes, campaign {campaign_id}: {strangers.count()} customers "
+            f"are not in the campaign's allocation (any arm), e.g. {[r[0] for r in first]}"
+        )
 
 
 def outcome_coverage(rows: DataFrame) -> dict[str, float]:
