@@ -3,17 +3,17 @@
 # test suite: -m "" selects every tier (plain pytest leaves out e2e, cluster and acceptance).
 # Extra arguments go to pytest; a -m among them wins. Without test paths among them, the
 # Airflow and process-level tests (the DAG, spark-submit on a standalone cluster,
-# local-cluster executors), which mostly wait on JVM and process start-up, run in a second
+# local-cluster executors), which are mostly JVM and process start-up, run in a second
 # pytest beside the others (each with its own Spark session), at lower priority, with the
 # propensity and campaign measurement end-to-end tests, the design and DiD acceptance tests,
-# the table maintenance tests and the distributed allocation's to balance the two runs;
-# their output follows the main run's. .venv-airflow is installed meanwhile: the Airflow
-# tests run last and wait for it.
+# the table maintenance tests, the distributed allocation's and generate-then-features' to
+# balance the two runs; their output follows the main run's. .venv-airflow is installed
+# meanwhile: the Airflow tests run last and wait for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYSPARK_PYTHON="$PWD/.venv/bin/python"
-if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKLIFT_CHROMIUM:-}" ]; then
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKLIFT_CHROMIUM:-}${SPARKLIFT_CHROMIUM_SETUP:-}" ]; then
   echo "note: no chromium on PATH, so the browser tests of the HTML reports will be skipped" \
     "(install Debian's: apt-get install chromium, or set SPARKLIFT_CHROMIUM to a Chromium binary)"
 fi
@@ -26,7 +26,7 @@ for arg in "$@"; do
 done
 PROCESS_TESTS=(tests/test_cluster.py tests/test_propensity.py tests/test_design_acceptance.py
   tests/test_did_acceptance.py tests/test_measure_job.py tests/test_maintain.py
-  tests/test_allocation_distributed.py tests/test_airflow_dag.py
+  tests/test_allocation_distributed.py tests/test_e2e.py tests/test_airflow_dag.py
   tests/test_standalone.py)  # the Airflow ones last: see below
 log=$(mktemp)
 airflow_setup="$log.airflow"  # its exit code once done (its output: $airflow_setup.log)

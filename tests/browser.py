@@ -10,8 +10,10 @@ their box, not the page), and a full-page screenshot saved under
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +21,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("SPARKLIFT_ARTIFACTS", REPO / ".artifacts" / "screenshots"))
-CHROMIUM = (
-    os.environ.get("SPARKLIFT_CHROMIUM")
-    or shutil.which("chromium")
-    or shutil.which("chromium-browser")
-)
 WHY = "no chromium on PATH (CI installs Debian's: apt-get install chromium)"
+INSTALL_TIMEOUT_S = 900
+
+
+@functools.cache
+def chromium() -> str | None:
+    """The Chromium binary, or None. An install still under way (``.ci/run`` installs
+    Debian's beside the tests; ``SPARKLIFT_CHROMIUM_SETUP``: the file it writes its exit
+    code to) is waited for first."""
+    status = os.environ.get("SPARKLIFT_CHROMIUM_SETUP")
+    deadline = time.monotonic() + INSTALL_TIMEOUT_S
+    while status and not Path(status).exists():
+        assert time.monotonic() < deadline, f"the chromium install did not end ({status})"
+        time.sleep(1)
+    return (
+        os.environ.get("SPARKLIFT_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
 
 
 @dataclass
@@ -40,7 +55,7 @@ class Seen:
 
 
 def need_chromium() -> None:
-    if CHROMIUM is None:
+    if chromium() is None:
         pytest.skip(WHY)
 
 
@@ -51,7 +66,7 @@ def open_pages(pages: list[Path], name: str) -> dict[Path, Seen]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         context = browser.new_context(offline=True, viewport={"width": 1100, "height": 900})
         for path in pages:
             seen = Seen()

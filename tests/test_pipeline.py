@@ -23,7 +23,7 @@ from sparklift.pipeline.runs import StepOutcome, render
 from sparklift.reports.page import fmt
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
-from tests.browser import CHROMIUM, open_pages
+from tests.browser import chromium, open_pages
 
 DAY = dt.date(2026, 6, 30)
 GOOD = {"campaign_id": "winback", "budgets": {"NL": 300, "DE": 200, "BE": 150, "FR": 80}}
@@ -265,7 +265,7 @@ def test_reports_of_the_pipelines_experiment_and_campaign(spark, warehouse, caps
     assert "tables.report_path 's3://bucket/reports': reports are written to a local" in (
         capsys.readouterr().err
     )
-    if CHROMIUM is None:
+    if chromium() is None:
         return
     seen = open_pages(pages, "pipeline")
     for page in pages:
