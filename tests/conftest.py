@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 # local-cluster: 165 -> 83 CPU-s, 90 -> 57 s; bench/RESULTS.md). The suite's own
 # long-lived session keeps both compilers (C1 alone made it 38% slower).
 SHORT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+SHORT_JVM_CONF = {  # the Spark conf that gives a job's driver and executors those options
+    "spark.driver.extraJavaOptions": SHORT_JVM_OPTIONS,
+    "spark.executor.extraJavaOptions": SHORT_JVM_OPTIONS,
+}
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyspark
 
 from sparklift.delta_jars import DELTA_SESSION_CONF
-from tests.conftest import SHORT_JVM_OPTIONS
+from tests.conftest import SHORT_JVM_CONF, SHORT_JVM_OPTIONS
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 STARTUP_TIMEOUT_S = 120
@@ -179,8 +179,7 @@ class StandaloneCluster:
             "--conf", "spark.ui.enabled=false",
             "--conf", "spark.sql.shuffle.partitions=4",
             "--conf", "spark.databricks.delta.snapshotPartitions=2",
-            "--conf", f"spark.driver.extraJavaOptions={SHORT_JVM_OPTIONS}",
-            "--conf", f"spark.executor.extraJavaOptions={SHORT_JVM_OPTIONS}",
+            *(f for k, v in SHORT_JVM_CONF.items() for f in ("--conf", f"{k}={v}")),
             str(dist / f"{job}.py"),
             *args,
         ]  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 
 from sparklift.cli import main
 from sparklift.tables.local import read_pandas
-from tests.conftest import SHORT_JVM_OPTIONS
+from tests.conftest import SHORT_JVM_CONF
 
 MASTER = "local-cluster[2,1,1024]"
 
@@ -47,11 +47,9 @@ def test_features_on_local_cluster(spark, tmp_path: Path):
     tables = ["--set", f"tables.base_path={tmp_path}", "--run-date", "2026-05-31"]
     scale = ["--users", "4000", "--zones", "30", "--days", "14", "--customers", "500"]
     assert main(["generate", *tables, *scale, "--campaign-rows", "2000"]) == 0
-    jvm = f"'{SHORT_JVM_OPTIONS}'"  # driver and executors: JVMs of one small job
-    conf = (f"spark.executor.memory: 768m, spark.driver.extraJavaOptions: {jvm}, "
-            f"spark.executor.extraJavaOptions: {jvm}")  # fmt: skip
+    conf = {"spark.executor.memory": "768m", **SHORT_JVM_CONF}  # JVMs of one small job
     cluster = ["--set", f"spark.master={MASTER}", "--set", "spark.driver_memory=1g",
-               "--set", f"spark.conf={{{conf}}}"]  # fmt: skip
+               "--set", f"spark.conf={json.dumps(conf)}"]  # fmt: skip
     (feats,) = run_jobs(
         ["features", *tables, *cluster, "--start", "2026-05-30", "--end", "2026-05-31"]
     )

@@ -24,7 +24,7 @@ import yaml
 from sparklift.cli import main
 from sparklift.tables.local import read_pandas
 from tests.airflow_cli import DAG_ID, AirflowCli
-from tests.conftest import REPO, SHORT_JVM_OPTIONS
+from tests.conftest import REPO, SHORT_JVM_CONF
 from tests.standalone import SPARK_HOME, StandaloneCluster
 
 DAY = "2026-06-30"
@@ -168,8 +168,7 @@ def airflow(cluster, artefact, inputs, tmp_path_factory) -> tuple[AirflowCli, Pa
     (conf_dir / "spark-defaults.conf").write_text(
         "spark.sql.shuffle.partitions 4\nspark.ui.enabled false\n"
         "spark.databricks.delta.snapshotPartitions 2\n"
-        f"spark.driver.extraJavaOptions {SHORT_JVM_OPTIONS}\n"
-        f"spark.executor.extraJavaOptions {SHORT_JVM_OPTIONS}\n"
+        + "".join(f"{k} {v}\n" for k, v in SHORT_JVM_CONF.items())
     )
     (conf_dir / "log4j2.properties").write_text(
         "rootLogger.level = warn\nrootLogger.appenderRef.stderr.ref = console\n"
