@@ -456,6 +456,60 @@ def test_merge_upserts_on_the_key_and_never_loses_a_concurrent_commit(spark, cat
                                  ("u", "b"): "fail"}  # fmt: skip
 
 
+def test_writers_racing_to_create_a_table(spark, catalog, tmp_path):
+    """Two writers find no table and both create it (two checks' first results, say):
+    Delta lets one commit version 0 and refuses the other (on native Delta a protocol
+    change). The loser is written onto the winner's table as if it had come second: an
+    append, and a replace of partitions the winner left empty, land; a replace of the
+    winner's partition fails as a conflict (exit 4), the winner's rows intact."""
+
+    def both(table: str, slow, fast) -> tuple[int, Future]:
+        return race(slow, frame(spark, [D2], n=2, offset=50), fast, tmp_path / table)
+
+    def replace(table: str, df: DataFrame, day: dt.date) -> int:
+        return catalog.write_uncontracted(
+            table, df, "replace", ["date"], replace_where={"date": day}
+        )
+
+    fast_v, slow = both(
+        "user_activity",
+        lambda df: catalog.write_uncontracted("user_activity", df, partition_by=["date"]),
+        lambda: catalog.write_uncontracted(
+            "user_activity", frame(spark, [D2], n=3), "append", ["date"]
+        ),
+    )
+    assert (fast_v, slow.result()) == (0, 1)
+    assert sorted(r.user_id for r in catalog.read("user_activity").collect()) == [0, 1, 2, 50, 51]
+
+    fast_v, slow = both(
+        "zones",
+        lambda df: replace("zones", df, D2),
+        lambda: replace("zones", frame(spark, [D1], n=3), D1),
+    )
+    assert (fast_v, slow.result()) == (0, 1)
+    assert catalog.read("zones").count() == 5
+
+    fast_v, slow = both(
+        "customers",
+        lambda df: replace("customers", df, D2),
+        lambda: replace("customers", frame(spark, [D2], n=3), D2),
+    )
+    with pytest.raises(TableConflictError) as err:
+        slow.result()
+    assert err.value.exit_code == 4 and catalog.version("customers") == 0
+    assert sorted(r.user_id for r in catalog.read("customers").collect()) == [0, 1, 2]
+
+    # Merges both creating quality_results: the loser merges into the winner's table.
+    _, slow = race(
+        lambda df: catalog.merge("quality_results", df),
+        verdicts(spark, {"a": "fail", "b": "fail"}),
+        lambda: catalog.merge("quality_results", verdicts(spark, {"a": "pass"})),
+        tmp_path / "quality_results",
+    )
+    assert slow.result() == 1
+    assert statuses(catalog) == {("t", "a"): "fail", ("t", "b"): "fail"}
+
+
 def test_clear_errors_for_missing_table_and_bad_arguments(spark, catalog):
     with pytest.raises(InputNotReadyError, match="table zones does not exist"):
         catalog.read("zones")

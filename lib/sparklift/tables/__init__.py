@@ -8,6 +8,7 @@ each write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +27,7 @@ from sparklift.errors import (
     InputNotReadyError,
     SchemaMismatchError,
     SparkliftError,
+    TableConflictError,
 )
 from sparklift.session import delta_jvm_available
 from sparklift.tables.backends import (
@@ -54,6 +56,8 @@ from sparklift.tables.schema import (
 )
 
 __all__ = ["Catalog", "PartitionFilter", "TableIO", "choose_backend"]
+
+log = logging.getLogger(__name__)
 
 
 def choose_backend(spark: SparkSession, conf: TablesConfig) -> Backend:
@@ -297,9 +301,22 @@ class Catalog:
         df = cast_integers(name, df, table.schema)
         check_schema(name, table.schema, df.schema, table.extra is not None, " under its contract")
         path = self.path(name)
-        if self.backend.version(path) is None:
-            return self.write(name, df)
         check_writable(name, path)
+        if self.backend.version(path) is None:
+            try:
+                with self._errors(name, path, writing=True):
+                    return self._write(
+                        name,
+                        path,
+                        df,
+                        "append",
+                        table.partition_by,
+                        None,
+                        None,
+                        on_creation_race=False,
+                    )
+            except TableConflictError:  # another writer created it: merge into theirs
+                log.info("table %s was created by another writer meanwhile: merging", name)
         txn = (f"sparklift-{uuid.uuid4().hex}", 0)
         with self._errors(name, path, writing=True):
             expected = self.backend.schema(path)
@@ -327,7 +344,10 @@ class Catalog:
         partition_by: Sequence[str],
         replace_where: Mapping[str, Any] | None,
         txn: Txn | None,
+        on_creation_race: bool = True,
     ) -> int:
+        """The write; one that created the table and lost that race to another writer is
+        written again onto the winner's table when :meth:`_lands_after_creator` allows."""
         read_version = self.backend.version(path)
         if read_version is None:
             check_partition_columns(name, df.schema, partition_by)
@@ -345,7 +365,38 @@ class Catalog:
             normalize_replace_where(name, partition_by, replace_where) if replace_where else None
         )
         txn = txn or (f"sparklift-{uuid.uuid4().hex}", 0)
-        version = self.backend.write(df, path, name, mode, partition_by, replace, read_version, txn)
+        try:
+            version = self.backend.write(
+                df, path, name, mode, partition_by, replace, read_version, txn
+            )
+        except TableConflictError:
+            if read_version is not None or not self._lands_after_creator(
+                path, mode, replace_where, on_creation_race
+            ):
+                raise
+            log.info("table %s was created by another writer meanwhile: writing onto it", name)
+            return self._write(name, path, df, mode, partition_by, replace_where, txn)
         for io in self._recorders:
             io.writes.append((name, version))
         return version
+
+    def _lands_after_creator(
+        self,
+        path: str,
+        mode: str,
+        replace_where: Mapping[str, Any] | None,
+        on_creation_race: bool,
+    ) -> bool:
+        """Whether a write that lost the race to create its table may be written onto
+        the winner's table, as if it had come second: an append always; a replace when
+        the winner wrote nothing into its partitions (so nothing it never saw is lost);
+        never an overwrite, nor a write whose caller handles the race itself."""
+        if not on_creation_race or mode == "overwrite":
+            return False
+        if mode == "append":
+            return True
+        where = [
+            (c, "in", list(v) if isinstance(v, list | tuple | set | frozenset) else [v])
+            for c, v in (replace_where or {}).items()
+        ]
+        return self.backend.count(path, None, where) == 0

@@ -25,6 +25,8 @@ from sparklift.tables.schema import arrow_to_spark, encode_partition_value, repl
 
 # A partition filter in deltalake's form: (column, op, value), op in = != < <= > >= in.
 PartitionFilter = tuple[str, str, Any]
+# Delta's error classes of a commit that lost to a concurrent one.
+CONFLICT_CLASSES = ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED")
 log = logging.getLogger(__name__)
 
 
@@ -282,13 +284,25 @@ def _committed(path: str, txn: delta_commit.Txn) -> int:
 
 
 def is_conflict(exc: BaseException) -> bool:
-    """Delta's optimistic-concurrency failures (a concurrent writer won)."""
-    from delta.exceptions import DeltaConcurrentModificationException
+    """Delta's optimistic-concurrency failures (a concurrent writer won), including the
+    protocol change of two writers creating one table (delta-spark's Python classes for
+    them share no base class but PySparkException: each is named)."""
+    from delta import exceptions as d
 
-    if isinstance(exc, DeltaConcurrentModificationException):
+    lost = (
+        d.DeltaConcurrentModificationException,
+        d.ConcurrentWriteException,
+        d.ConcurrentAppendException,
+        d.ConcurrentDeleteReadException,
+        d.ConcurrentDeleteDeleteException,
+        d.ConcurrentTransactionException,
+        d.MetadataChangedException,
+        d.ProtocolChangedException,
+    )
+    if isinstance(exc, lost):
         return True
     head = str(exc)[:500]
-    return any(k in head for k in ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED"))
+    return any(k in head for k in CONFLICT_CLASSES)
 
 
 class NativeBackend:
