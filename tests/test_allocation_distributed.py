@@ -183,6 +183,10 @@ def test_cap_search_keeps_a_met_cap_and_bisects_its_bracket():
     # Voucher 2 under its cap at 0.3 (high end), over at 0.2 (low end): the middle.
     assert search.step(np.array([0.5, 0, 0.3]), {0: 9, 2: 5}, np.zeros(3))[2] == 0.25
     assert search.step(np.array([0.5, 0, 0.25]), {0: 9, 2: 25}, np.array([0, 0, 0.4]))[2] == 0.275
+    # A target a rounding below the high end (a tied block of margins at the cap) would
+    # repeat the round at 0.3: the middle instead.
+    at_high = np.array([0, 0, 0.3 * (1 - 1e-12)])
+    assert search.step(np.array([0.5, 0, 0.25]), {0: 9, 2: 25}, at_high)[2] == 0.275
     # The others' moves put voucher 2 over its cap at its high end: that end is dropped.
     assert search.step(np.array([0.5, 0, 0.3]), {0: 9, 2: 21}, np.array([0, 0, 0.4]))[2] == 0.4
     assert search.met(0, 9, 0.5) and not search.met(0, 8, 0.5) and search.met(0, 3, 0.0)

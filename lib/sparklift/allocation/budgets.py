@@ -180,15 +180,6 @@ class Plan:
     def region(self, group: str) -> Region:
         return self.regions.get(group, Region())
 
-    def bucket_lambdas(self) -> dict[str, float]:
-        """Per group the lambda at the top of its crossing bucket (0 where the budget never
-        binds): within the budget, and apart from the exact lambda only by the breakpoints
-        of that bucket. For the cap rounds, which need no settle pass."""
-        out = {g: 0.0 for g in self.all_steps}
-        for g, (_, hi, _, _) in self.ranges.items():
-            out[g] = 2.0 ** ((hi + 1) / L.PER_OCTAVE)
-        return out
-
 
 def plan_groups(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> Plan:
     """What each group needs from the next pass, read off the histogram."""

@@ -18,6 +18,8 @@ from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
 
+MU_RTOL = 1e-3  # a cap round whose step moves every mu by less than this share is the last
+
 
 def net(n_opt: int, mu: np.ndarray, lam: Column) -> list[Column]:
     """Per option u - mu - lambda max(c, 0) where the option can be chosen (u > 0)."""
@@ -99,7 +101,8 @@ class CapSearch:
 
     - over its cap: to the round's target (the mu that leaves the option to ``cap``
       customers given the others' mu, :func:`cap_round`), or to the bracket's middle when
-      the target is not below the high end;
+      the target is not below the high end by MU_RTOL (a tied block of margins at the cap
+      puts the target there: stepping to it would repeat a round);
     - within ``tolerance`` under its cap (or under it at mu = 0): it stays;
     - further under: to the middle of the bracket (half of mu while no low end is known).
 
@@ -129,7 +132,10 @@ class CapSearch:
                     self.high[j] = np.inf
                 self.low[j] = max(self.low[j], mu[j])
                 top = self.high[j]
-                new[j] = target[j] if target[j] < top else (mu[j] + top) / 2
+                # A target at the high end (within MU_RTOL) would repeat a round already
+                # known to leave the voucher under its cap: bisect instead.
+                inside = target[j] < top * (1 - MU_RTOL)
+                new[j] = target[j] if inside else (mu[j] + top) / 2
             elif not self.met(j, counts[j], mu[j]):
                 if mu[j] <= self.low[j]:
                     self.low[j] = 0.0

@@ -21,10 +21,8 @@
 3. From the cache, in Spark SQL, each customer's choice: its breakpoints above its
    group's crossing bucket, or what the driver decided for it (:mod:`.choices`).
 
-With voucher caps, rounds of (1) run at cap multipliers mu, each followed by one pass
-that histograms, per capped voucher, the margin by which each customer prefers it at each
-group's lambda taken to within its crossing bucket (the top edge: only that bucket's
-breakpoints can differ from the exact lambda's, and 2 runs once, at the last mu); all mu
+With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by one pass
+that histograms, per capped voucher, the margin by which each customer prefers it; all mu
 are then moved at once (synchronous coordinate descent) towards where the counts meet the
 caps, each inside a bracket the rounds narrow (bisection once its count has crossed the
 cap; a voucher that meets its cap stays), until the relaxed solution respects the caps, a
@@ -38,7 +36,7 @@ customers free goes to their next best options and to other customers (the greed
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
-last mu and its exact lambda, which the summaries report (not the final solve's lambda, which
+last round's (lambda, mu), which the summaries report (not the final solve's lambda, which
 bounds only the restricted problem).
 """
 
@@ -62,13 +60,12 @@ from sparklift.allocation.budgets import (
     settle_groups,
     solve_exact_groups,
 )
-from sparklift.allocation.caps import CapSearch, cap_round, within_caps
+from sparklift.allocation.caps import MU_RTOL, CapSearch, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
 from sparklift.allocation.layout import customers, envelopes, from_files
 from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
-MU_RTOL = 1e-3  # a cap round whose step moves every mu by less than this share is the last
 
 
 @dataclass(frozen=True)
@@ -180,11 +177,23 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
             previous.unpersist()
         check_input(hist, problem.budgets, scores, vouchers)
         plan = plan_groups(hist, problem, exact_ok=not caps)
+        lam, dual, forced = settle_groups(env, plan, problem, n_opt)
+        passes += bool(plan.ranges) + plan.split_passes
+        driver_rows = max(driver_rows, plan.driver_rows)
+        log.info(
+            "allocation: pass %d, multipliers of %d groups settled (%d breakpoints by the driver)",
+            passes,
+            len(lam),
+            plan.driver_rows,
+        )
+        if plan.exact:
+            exact_dual, exact_forced = solve_exact_groups(env, plan, problem, n_opt)
+            passes += 1
+            dual.update(exact_dual)
+            forced.update(exact_forced)
         if not caps:
             break
-        # A round's counts need each lambda only to within its crossing bucket (0.14%): the
-        # exact settle runs once, at the rounds' last mu.
-        counts, new_mu = cap_round(env, plan.bucket_lambdas(), mu, caps, n_opt)
+        counts, new_mu = cap_round(env, lam, mu, caps, n_opt)
         passes += 1
         rounds += 1
         tight = all(search.met(j, counts[j], mu[j]) for j in caps)
@@ -205,20 +214,6 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         mu = next_mu
         previous, hist = env, None
         env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
-    lam, dual, forced = settle_groups(env, plan, problem, n_opt)
-    passes += bool(plan.ranges) + plan.split_passes
-    driver_rows = max(driver_rows, plan.driver_rows)
-    log.info(
-        "allocation: pass %d, multipliers of %d groups settled (%d breakpoints by the driver)",
-        passes,
-        len(lam),
-        plan.driver_rows,
-    )
-    if plan.exact:
-        exact_dual, exact_forced = solve_exact_groups(env, plan, problem, n_opt)
-        passes += 1
-        dual.update(exact_dual)
-        forced.update(exact_forced)
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
     if not caps:
         allocations = choices(env, vouchers, plan, lam, forced)
