@@ -18,7 +18,9 @@ from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
 
-MU_RTOL = 1e-3  # a cap round whose step moves every mu by less than this share is the last
+# A cap round whose step moves every mu by less than this share is the last; a target this
+# close under a bracket's high end is taken as that end.
+MU_RTOL = 1e-3
 
 
 def net(n_opt: int, mu: np.ndarray, lam: Column) -> list[Column]:
