@@ -200,13 +200,20 @@ def test_planted_faults_fail_their_checks_with_pandas_counts(spark, tmp_path, ca
     assert m["mean:gmv"] == pytest.approx(bad["gmv"].mean(), rel=1e-12)  # pandas skips NaN
     assert m["null_count:zone_id"] == 3 and m["row_count"] == len(bad)
     assert r.loc["anomaly:row_count", "status"] == "skipped"  # no history yet
-    # One pass: the aggregation's plan scans the partition once (and the zones once).
+    # One pass for the sums: their plan scans the partition once (and the zones once) and
+    # is compiled (whole-stage code generation, `*(n) HashAggregate`); the sketch (zone_id's
+    # distinct count), which Spark cannot compile, is a second aggregation of its own.
     spec = table_spec("user_activity", conf())
     df = catalog.read("user_activity")
     joined, flags = with_orphan_flags(df, {"zone_id": catalog.read("zones").select("zone_id")})
-    plan = joined.agg(*expressions(spec, df, {"gmv": [1.0, 2.0]}, 10, flags))
-    text = plan._jdf.queryExecution().executedPlan().toString()
+    metrics = expressions(spec, df, {"gmv": [1.0, 2.0]}, 10, flags)
+    sums = joined.agg(*metrics.sums)
+    text = sums._jdf.queryExecution().executedPlan().toString()
     assert len(re.findall(r"[+:]- (?:\*\(\d+\) )?\w*Scan ", text)) == 2, text
+    sums.collect()  # the adaptive plan is final (with its code generation stages) once run
+    final = sums._jdf.queryExecution().executedPlan().toString().split("Initial Plan")[0]
+    assert re.search(r"\*\(\d+\) HashAggregate\(keys=\[\], functions=\[count", final), final
+    assert df.agg(*metrics.sketches).columns == ["distinct:zone_id"]
 
     # The next day has no partition: freshness fails, not ready (3: it may land later); an
     # unknown table is refused.

@@ -2,8 +2,9 @@
 date -> ``quality_metrics`` (the history) and ``quality_results``.
 
 The checks are its contract's (schema, key, not null) and those ``quality.tables`` adds
-(:mod:`sparklift.quality.spec`). Every metric comes from one aggregation over the partition
-(:mod:`sparklift.quality.metrics`); the anomaly checks compare them with the table's own
+(:mod:`sparklift.quality.spec`). The metrics come from one compiled aggregation over the
+partition, one of the sketches if any, and one of the key (:mod:`sparklift.quality.metrics`);
+the anomaly checks compare them with the table's own
 history in ``quality_metrics`` (:mod:`sparklift.quality.rules`). Both tables are written
 before the verdict: a failed check of severity ``error`` then fails the job (exit 2, naming
 the checks; exit 3, not ready, when only freshness failed: the partition may land later),
