@@ -498,6 +498,11 @@ def test_writers_racing_to_create_a_table(spark, catalog, tmp_path):
         slow.result()
     assert err.value.exit_code == 4 and catalog.version("customers") == 0
     assert sorted(r.user_id for r in catalog.read("customers").collect()) == [0, 1, 2]
+    # A replace of an empty partition may come second; of a null one never (a partition
+    # filter cannot look a null up, so the winner's rows there would go unseen).
+    lands = catalog._lands_after_creator
+    assert lands(catalog.path("customers"), "replace", {"date": D3}, True)
+    assert not lands(catalog.path("customers"), "replace", {"date": [D3, None]}, True)
 
     # Merges both creating quality_results: the loser merges into the winner's table.
     _, slow = race(

@@ -18,7 +18,7 @@ QUALITY_METRICS = TableContract(
     ),
     partition_by=("table_name", "run_date"),
     key=("table_name", "run_date", "metric"),
-    description="table x checked partition x metric (one aggregation's results: the history)",
+    description="table x checked partition x metric (the aggregations' results: the history)",
 )
 
 QUALITY_RESULTS = TableContract(

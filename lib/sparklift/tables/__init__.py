@@ -389,8 +389,9 @@ class Catalog:
     ) -> bool:
         """Whether a write that lost the race to create its table may be written onto
         the winner's table, as if it had come second: an append always; a replace when
-        the winner wrote nothing into its partitions (so nothing it never saw is lost);
-        never an overwrite, nor a write whose caller handles the race itself."""
+        the winner wrote nothing into its partitions (so nothing it never saw is lost;
+        not for a null partition, which a partition filter cannot look up); never an
+        overwrite, nor a write whose caller handles the race itself."""
         if not on_creation_race or mode == "overwrite":
             return False
         if mode == "append":
@@ -399,4 +400,6 @@ class Catalog:
             (c, "in", list(v) if isinstance(v, list | tuple | set | frozenset) else [v])
             for c, v in (replace_where or {}).items()
         ]
+        if any(None in values for _, _, values in where):
+            return False
         return self.backend.count(path, None, where) == 0
