@@ -47,6 +47,7 @@ from sparklift.tables.diagnose import (
     real_path,
 )
 from sparklift.tables.schema import (
+    as_values,
     cast_integers,
     check_partition_columns,
     check_schema,
@@ -396,10 +397,7 @@ class Catalog:
             return False
         if mode == "append":
             return True
-        where = [
-            (c, "in", list(v) if isinstance(v, list | tuple | set | frozenset) else [v])
-            for c, v in (replace_where or {}).items()
-        ]
+        where = [(c, "in", as_values(v)) for c, v in (replace_where or {}).items()]
         if any(None in values for _, _, values in where):
             return False
         return self.backend.count(path, None, where) == 0

@@ -180,6 +180,11 @@ def replace_predicate(
     return " AND ".join(clauses)
 
 
+def as_values(value: Any) -> list[Any]:
+    """A ``replace_where`` value as the list of values it means (one value or several)."""
+    return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+
+
 def normalize_replace_where(
     table: str, partition_by: Sequence[str], replace_where: Mapping[str, Any]
 ) -> dict[str, list[str | None]]:
@@ -193,7 +198,7 @@ def normalize_replace_where(
                 f"table {table}: replace_where column {col!r} is not a partition column "
                 f"(partitioned by {list(partition_by)})"
             )
-        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        values = as_values(value)
         if not values:
             raise InputError(f"table {table}: replace_where {col!r} has no values")
         out[col] = sorted({encode_partition_value(v) for v in values}, key=lambda v: v or "")
