@@ -136,8 +136,10 @@ for v, r in report.items():
 runs = on_day(read_pandas(f"{d}/pipeline_runs"))
 runs = runs[runs.status == "succeeded"].sort_values("ended_at")
 run = json.loads(runs[runs.kind == "allocate"].iloc[-1].summary)
-print(f"\nAllocation of campaign {run['campaign_id']} on {day} (run {run['run_id']}, {run['passes']} passes "
-      f"over the scores, {run['cap_rounds']} cap rounds): {run['customers_allocated']:,} customers, "
+how = ("solved in the driver's memory after 1 pass over the scores" if run['reader'] == "driver"
+       else f"{run['passes']} passes over the scores")
+print(f"\nAllocation of campaign {run['campaign_id']} on {day} (run {run['run_id']}, {how}, "
+      f"{run['cap_rounds']} cap rounds): {run['customers_allocated']:,} customers, "
       f"objective {run['objective']:.2f}, dual bound {run['dual_bound']:.2f}, "
       f"relative gap {run['gap_rel']:.1e}")
 print(summary[["budget_group", "budget", "spent", "objective", "dual_bound", "gap_rel", "lambda",

@@ -4,6 +4,7 @@ in tests/fixtures/exact_optima.json by scripts/exact_optima.py)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -86,8 +87,11 @@ def frame(u, c, group) -> pd.DataFrame:
     return rows[np.isfinite(rows["uplift_objective"])]  # absent options: no row
 
 
-def run(spark, rows: pd.DataFrame, problem: Problem):
-    solution = solve(spark.createDataFrame(rows), problem)
+def run(spark, rows: pd.DataFrame, problem: Problem, in_memory: bool = False):
+    """Solve ``rows`` in Spark passes, or (``in_memory``) in the driver's memory."""
+    if in_memory:
+        problem = replace(problem, driver_max_rows=len(rows))
+    solution = solve(spark.createDataFrame(rows), problem, rows=len(rows))
     try:
         got = solution.allocations.toPandas()
         return got, summarize(solution.allocations, solution), solution
@@ -113,12 +117,14 @@ def check_feasible(got, summary, u, c, caps=None):
         assert (got["voucher_id"] == v).sum() <= q
 
 
+@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
 @pytest.mark.parametrize("seed", MATCH_SEEDS)
 @pytest.mark.parametrize("kind", MATCH_KINDS)
-def test_matches_local_solver_and_exact_optimum(spark, seed, kind):
+def test_matches_local_solver_and_exact_optimum(spark, seed, kind, in_memory):
     u, c, group, exact = match_case(seed, kind)
-    got, summary, solution = run(spark, frame(u, c, group), Problem(VOUCHERS, MATCH_BUDGETS))
-    assert solution.passes == 3
+    problem = Problem(VOUCHERS, MATCH_BUDGETS)
+    got, summary, solution = run(spark, frame(u, c, group), problem, in_memory)
+    assert (solution.passes, solution.reader) == ((1, "driver") if in_memory else (3, "shuffle"))
     check_feasible(got, summary, u, c)
     for s in summary:
         in_g = group == s.budget_group
@@ -130,14 +136,15 @@ def test_matches_local_solver_and_exact_optimum(spark, seed, kind):
         assert best - s.objective <= np.nanmax(u[in_g])  # within the largest single u_ij
 
 
+@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
 @pytest.mark.parametrize("seed, kind", CAPS_CASES)
-def test_caps_hold_and_objective_near_optimum(spark, seed, kind):
+def test_caps_hold_and_objective_near_optimum(spark, seed, kind, in_memory):
     # The joint optimum of 3 groups and 2 caps is stored: SCIP takes 10-50 s to prove it at
     # 600 customers; without caps the groups are independent and tested at 3,000 above.
     exact = caps_case(seed, kind)
     u, c, group = exact.u, exact.c, exact.groups
     problem = Problem(VOUCHERS, CAPS_BUDGETS, caps=CAPS, max_cap_rounds=15)
-    got, summary, solution = run(spark, frame(u, c, group), problem)
+    got, summary, solution = run(spark, frame(u, c, group), problem, in_memory)
     check_feasible(got, summary, u, c, CAPS)
     # Both caps bind, but at seed 0 V03 meets its cap at mu = 0 once V01's binds (it was
     # once "bound" there at mu = 5e-16, a rounding).
@@ -205,10 +212,11 @@ def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):
     assert mine == pytest.approx({s.budget_group: s.objective for s in reference}, rel=1e-12)
 
 
-def test_exact_solver_for_small_groups(spark):
+@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
+def test_exact_solver_for_small_groups(spark, in_memory):
     u, c, group, exact = small_case()
     problem = Problem(VOUCHERS, SMALL_BUDGETS, exact_max_customers=200)
-    got, summary, _ = run(spark, frame(u, c, group), problem)
+    got, summary, _ = run(spark, frame(u, c, group), problem, in_memory)
     check_feasible(got, summary, u, c)
     for s in summary:
         in_g = group == s.budget_group
@@ -253,6 +261,14 @@ def test_tied_scores_reach_the_driver_only_as_aggregates(spark):
     assert unbounded.driver_rows > 1000
     full_nl = full[full["budget_group"] == "NL"]
     assert sorted(full_nl["customer_id"]) == sorted(nl["customer_id"])
+    # So does the solve in the driver's memory, which sees every breakpoint.
+    in_memory, held, _ = run(spark, rows, Problem(VOUCHERS, budgets), in_memory=True)
+    pd.testing.assert_frame_equal(
+        in_memory[in_memory["budget_group"] == "NL"].sort_values("customer_id", ignore_index=True),
+        nl.sort_values("customer_id", ignore_index=True),
+    )
+    de_in_memory = next(s for s in held if s.budget_group == "DE")
+    assert 0.25 * 700 - de_in_memory.objective <= np.nanmax(u[de])
 
 
 def test_same_input_same_allocation(spark):
@@ -359,11 +375,13 @@ def test_scores_read_from_their_files_without_a_shuffle(spark, tmp_path):
         (lambda r: r, {"NL": -1.0, "DE": 1.0, "BE": 1.0}, "budget of group 'NL' must be"),
     ],
 )
-def test_bad_input_is_refused(spark, mutate, budgets, message):
+@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
+def test_bad_input_is_refused(spark, mutate, budgets, message, in_memory):
     u, c, group = instance(50, 5)
     group[0] = "BE"
     rows = frame(u, c, group).reset_index(drop=True)
     budgets = budgets or {g: 10.0 for g in GROUPS}
+    problem = Problem(VOUCHERS, budgets, driver_max_rows=1000 if in_memory else 0)
     with pytest.raises(InputError, match=re.escape(message)):
         df = spark.createDataFrame(mutate(rows), schema=spark.createDataFrame(rows).schema)
-        solve(df, Problem(VOUCHERS, budgets)).release()
+        solve(df, problem, rows=1000).release()

@@ -4,6 +4,8 @@ in the same run times a plain Spark scan-and-write of that table (read, write Pa
 and the allocate job end to end (read, solve, write allocations and summary), once with
 the scores' files read without a shuffle (the default) and once shuffled by customer
 (``score_reader: spark``), and prints passes, the ratios, the relative gap and peak
+memory; both in Spark passes (``driver_max_rows: 0``). When the 5 N score rows are within
+the default ``allocate.driver_max_rows``, also the same campaign solved in the driver's
 memory. Then the same campaign with a binding cap (``--cap-share``: the voucher the
 uncapped run gave most, capped at that share of its count), timed the same way, with its
 cap rounds, passes and gaps. Then OR-Tools (SCIP) on one group of growing size, 5 minutes
@@ -127,9 +129,15 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
             "budgets": budgets}  # fmt: skip
     for path, reader in ((campaign, "auto"), (shuffled, "spark")):
         with open(path, "w") as f:
-            yaml.safe_dump({**spec, "score_reader": reader}, f)
+            yaml.safe_dump({**spec, "score_reader": reader, "driver_max_rows": 0}, f)
+    in_memory = (
+        f"{workdir}/campaign_in_memory.yaml" if 5 * n <= conf.allocate.driver_max_rows else None
+    )
+    if in_memory:
+        with open(in_memory, "w") as f:
+            yaml.safe_dump({**spec, "campaign_id": "bench_in_memory"}, f)
     ctx = JobContext(spark, conf, catalog, run_date)
-    scan_times, runs, shuffled_runs = [], [], []
+    scan_times, runs, shuffled_runs, memory_runs = [], [], [], []
     for attempt in range(2):
         scores = catalog.read("uplift_scores", where=[("run_date", "=", run_date)])
         _, t_scan = timed(
@@ -142,10 +150,14 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
         with PeakRss() as rss:
             out, t = timed(lambda: allocate_job.run(ctx, SimpleNamespace(campaign=campaign)))
         runs.append((t, rss.peak, out))
+        if in_memory:
+            with PeakRss() as rss:
+                job = SimpleNamespace(campaign=in_memory)
+                memory_runs.append((*timed(lambda: allocate_job.run(ctx, job)), rss.peak))  # noqa: B023
         t_shuffled = shuffled_runs[-1][0]
         print(f"  run {attempt + 1}: scan-and-write {t_scan:.1f}s, allocate {t:.1f}s "
               f"(reader {out['reader']}), shuffled {t_shuffled:.1f}s", flush=True)  # fmt: skip
-    summary = catalog.read("allocation_summary").toPandas()
+    summary = catalog.read("allocation_summary").where(F.col("campaign_id") == "bench").toPandas()
     same_work("scan-and-write, rows", spark.read.parquet(f"{workdir}/scan_copy").count(), 5 * n)
     same_work("allocate job, customers solved", int(summary["n_customers"].sum()), n)
     t_scan, (t, peak, out) = min(scan_times), min(runs, key=lambda r: r[0])
@@ -166,6 +178,13 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
     print(f"  spent / budget, max:        {(summary['spent'] / summary['budget']).max():.9f}")
     print(f"  customers allocated:        {out['customers_allocated']:,}")
     print(f"  peak RSS, all processes:    {peak / 2**30:.2f} GiB (driver 8g)")
+    if memory_runs:
+        mem_out, t_mem, peak_mem = min(memory_runs, key=lambda r: r[1])
+        print(f"  in the driver's memory:     {t_mem:.1f}s = {t_mem / t_scan:.2f}x the scan, "
+              f"{t / t_mem:.1f}x faster (reader {mem_out['reader']}, {mem_out['passes']} pass); "
+              f"gap {mem_out['gap_rel']:.2e}, objective "
+              f"{mem_out['objective'] / out['objective']:.6f} of the passes'; peak RSS "
+              f"{peak_mem / 2**30:.2f} GiB")  # fmt: skip
     if capped:
         (voucher, cap, count), (t_cap, peak_cap, out_cap), worst = capped
         print(f"\nthe same with a binding cap: {voucher} at {cap:,} ({cap_share:.0%} of its "

@@ -38,6 +38,9 @@ The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_i
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
 last round's (lambda, mu), which the summaries report (not the final solve's lambda, which
 bounds only the restricted problem).
+
+A campaign of at most ``driver_max_rows`` score rows skips the passes: one brings it to
+the driver, where the same steps run in NumPy (:mod:`.in_memory`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
+from sparklift.allocation import in_memory
 from sparklift.allocation.budgets import (
     check_input,
     histogram,
@@ -66,6 +70,10 @@ from sparklift.allocation.layout import customers, envelopes, from_files
 from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
+ALLOCATION_COLUMNS = (
+    "customer_id long, budget_group string, voucher_id string, expected_uplift double, "
+    "expected_cost double"
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class Problem:
     max_cap_rounds: int = 10
     cap_tolerance: float = 0.01  # a round may stop when bound caps are met within this share
     driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
+    driver_max_rows: int = 0  # at most this many score rows: solved in the driver's memory
 
 
 @dataclass(frozen=True)
@@ -125,38 +134,87 @@ class Solution:
     caps: dict[str, int]
     passes: int
     cap_rounds: int
-    driver_rows: int  # the most breakpoints one pass brought to the driver
+    driver_rows: int  # the most breakpoints one pass brought to the driver (in memory: customers)
     cached: tuple[DataFrame, ...]  # the allocations read these
-    reader: str  # how the customers' rows came together: "files" or "shuffle"
+    reader: str  # how the customers' rows came together: "files", "shuffle" or "driver"
 
     def release(self) -> None:
         for frame in self.cached:
             frame.unpersist()
 
 
-def solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None = None) -> Solution:
+def solve(
+    scores: DataFrame,
+    problem: Problem,
+    files: ScoreFiles | None = None,
+    rows: int | None = None,
+) -> Solution:
     """Allocate ``scores`` (customer_id, budget_group, voucher_id, uplift_objective,
     uplift_cost) under ``problem``'s budgets and caps, read from ``files`` when they
-    hold each customer's rows together. See the module docstring."""
+    hold each customer's rows together. See the module docstring. Given that ``scores``
+    has at most ``rows`` rows, and those are at most ``problem.driver_max_rows``, the
+    same steps run in the driver's memory instead (:mod:`.in_memory`)."""
+    _check_problem(problem)
     try:
+        if rows is not None and rows <= problem.driver_max_rows:
+            return _solve_in_memory(scores, problem)
         return _solve(scores, problem, files)
     except Exception as e:  # an input error found in a Python worker: its own type again
         reraise_marked(e)
         raise
 
 
-def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Solution:
+def _check_problem(problem: Problem) -> None:
     vouchers = list(problem.vouchers)
-    n_opt = len(vouchers)
     for g, b in problem.budgets.items():
         if not b >= 0:
             raise InputError(f"budget of group {g!r} must be a number >= 0, got {b}")
     unknown = sorted(set(problem.caps) - set(vouchers))
     if unknown:
         raise InputError(f"caps name vouchers {unknown} that are not in the campaign {vouchers}")
-    caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
-    if any(q < 0 for q in caps.values()):
+    if any(int(q) < 0 for q in problem.caps.values()):
         raise InputError(f"caps must be >= 0, got {dict(problem.caps)}")
+
+
+def _solve_in_memory(scores: DataFrame, problem: Problem) -> Solution:
+    """One pass brings ``scores`` to the driver; the rest runs there (:mod:`.in_memory`)."""
+    vouchers = list(problem.vouchers)
+    cust, flags = in_memory.collect(scores, vouchers)
+    check_input(in_memory.totals(cust, flags), problem.budgets, scores, vouchers)
+    solved = in_memory.solve_in_memory(cust, problem)
+    frame = in_memory.allocations(cust, solved, vouchers)
+    allocations = scores.sparkSession.createDataFrame(frame, ALLOCATION_COLUMNS)
+    summaries = {
+        g: GroupSummary(
+            g,
+            float(b),
+            solved.lam.get(g, 0.0),
+            solved.dual.get(g, 0.0),
+            solved.n_customers[g],
+            "exact" if g in solved.exact else "lagrangian",
+        )
+        for g, b in problem.budgets.items()
+    }
+    mu = {v: float(solved.mu[vouchers.index(v)]) for v in problem.caps}
+    log.info("allocation: %d customers solved in the driver's memory (%d cap rounds)",
+             len(cust.ids), solved.rounds)  # fmt: skip
+    return Solution(
+        allocations,
+        summaries,
+        mu,
+        dict(problem.caps),
+        1,
+        solved.rounds,
+        len(cust.ids),
+        (),
+        "driver",
+    )
+
+
+def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Solution:
+    vouchers = list(problem.vouchers)
+    n_opt = len(vouchers)
+    caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
     mu = np.zeros(n_opt)
     search = CapSearch(n_opt, caps, problem.cap_tolerance)
     passes = rounds = driver_rows = 0

@@ -105,11 +105,11 @@ def _envelope_fields(n_opt: int) -> list[StructField]:
 Pivoted = tuple[list[pa.Array], np.ndarray, np.ndarray]
 
 
-def _pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) -> Pivoted:
+def pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) -> Pivoted:
     """Rows sorted by (customer, voucher) -> one row per customer: id, group, objectives,
     costs (null when absent or not finite) and the defect counts FLAGS; and the
     objectives and costs as (customers, options) matrices (NaN when null). ``vid``: the
-    rows' voucher positions (:func:`_voucher_index`) when already known."""
+    rows' voucher positions (:func:`voucher_index`) when already known."""
     rows = rows.combine_chunks()
     nulls = rows["customer_id"].null_count
     if nulls:
@@ -121,7 +121,7 @@ def _pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) ->
     cust = np.cumsum(first) - 1
     starts = np.flatnonzero(first)
     n, n_opt = len(starts), len(vouchers)
-    vid = _voucher_index(rows, vouchers) if vid is None else vid
+    vid = voucher_index(rows, vouchers) if vid is None else vid
     uo = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
     uc = rows["uplift_cost"].to_numpy(zero_copy_only=False).astype(float)
     known = vid >= 0
@@ -215,9 +215,9 @@ def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None)
             cut = int(np.searchsorted(ids, ids[-1]))  # the last customer may go on
             carry = t.slice(cut)
             if cut:
-                yield _finish(_pivot(t.slice(0, cut), names), mu, arrow)
+                yield _finish(pivot(t.slice(0, cut), names), mu, arrow)
         if carry is not None and carry.num_rows:
-            yield _finish(_pivot(carry, names), mu, arrow)
+            yield _finish(pivot(carry, names), mu, arrow)
 
     rows = typed(scores)
     by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
@@ -241,7 +241,7 @@ def from_files(spark: SparkSession, files: Sequence[str], vouchers: Sequence[str
         for b in batches:
             for i in b.column(0).to_pylist():
                 for rows, vid in _customer_runs(paths[i], names):
-                    yield _finish(_pivot(rows, names, vid), None, arrow)
+                    yield _finish(pivot(rows, names, vid), None, arrow)
 
     return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(build, schema)
 
@@ -249,7 +249,7 @@ def from_files(spark: SparkSession, files: Sequence[str], vouchers: Sequence[str
 def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[tuple[pa.Table, np.ndarray]]:
     """A scores file's rows of ``vouchers`` in chunks of whole customers (the last
     customer of a batch waits for the next), each customer's rows sorted by voucher, as
-    :func:`_pivot` needs, typed as :func:`typed` types them; with their voucher positions."""
+    :func:`pivot` needs, typed as :func:`typed` types them; with their voucher positions."""
     fs, inner = filesystem(path)
     types = {
         "customer_id": pa.int64(),
@@ -281,14 +281,14 @@ def _by_voucher(rows: pa.Table, vouchers: pa.Array) -> tuple[pa.Table, np.ndarra
     ``sparklift score`` writes them already: then left as they are), and the positions."""
     ids = rows["customer_id"].to_numpy()
     new_run = ids[1:] != ids[:-1]
-    vid = _voucher_index(rows, vouchers)
+    vid = voucher_index(rows, vouchers)
     if np.all(new_run | (vid[1:] >= vid[:-1])):
         return rows, vid
     order = np.lexsort((vid, np.cumsum(np.r_[True, new_run])))
     return rows.take(pa.array(order)), vid[order]
 
 
-def _voucher_index(rows: pa.Table, vouchers: pa.Array) -> np.ndarray:
+def voucher_index(rows: pa.Table, vouchers: pa.Array) -> np.ndarray:
     """Each row's voucher position in ``vouchers`` (-1: not one of them)."""
     return pc.fill_null(pc.index_in(rows["voucher_id"], value_set=vouchers), -1).to_numpy()
 

@@ -94,6 +94,7 @@ class AllocateConfig(_Strict):
     max_cap_rounds: int = Field(ge=1)
     cap_tolerance: float = Field(ge=0, lt=1)
     driver_steps: int = Field(ge=1)  # a crossing bucket with more breakpoints: split in Spark
+    driver_max_rows: int = Field(ge=0)  # at most this many score rows: solved in the driver
     score_reader: Literal["auto", "spark"]  # auto: uplift_scores' files read without a shuffle
     # The predicted value corrected by campaigns measured in the last calibration_days
     # (0: never); pooled over every campaign's runs, or only this campaign's.

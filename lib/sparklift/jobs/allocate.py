@@ -125,12 +125,19 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
         driver_steps=campaign.driver_steps,
+        driver_max_rows=campaign.driver_max_rows,
     )
     calibration = _calibration(ctx, campaign)
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
         files = _score_files(ctx, campaign, part.day, version, arm == arms.POLICY)
-        solution = solve(scores.where(F.col("arm") == arms.POLICY).drop("arm"), problem, files)
+        rows = (  # every arm's: a bound of the policy's, from the log's statistics
+            catalog.count("uplift_scores", version, where=[("run_date", "=", part.day)])
+            if campaign.driver_max_rows
+            else None
+        )
+        policy = scores.where(F.col("arm") == arms.POLICY).drop("arm")
+        solution = solve(policy, problem, files, rows)
         try:
             holdout = None
             if campaign.holdout_share > 0:

@@ -1,0 +1,202 @@
+"""A small campaign solved in the driver's memory: the distributed solver's steps in NumPy.
+
+Each Spark job costs a second or so whatever its size, and the distributed solver makes
+three passes per cap round and four to finish: on 100,000 customers almost all of its
+time is that overhead. A campaign whose score rows (counted from the Delta log, before
+any pass) are at most ``driver_max_rows`` is therefore brought to the driver as Arrow in
+one pass and solved there by the same rules:
+
+- the rows pivoted to one per customer with the same input checks (:mod:`.layout`);
+- per budget group, the exact multiplier, the rounded solution and the greedy fill from
+  every breakpoint (:func:`.lagrange.solve_group`), or OR-Tools for ``exact`` groups;
+- with caps, rounds of the same bracket search (:class:`.caps.CapSearch`), each voucher's
+  target being mu plus the exact margin of its (cap + 1)-th chooser (the distributed
+  rounds take the top of that margin's histogram bucket), the same stopping rules; then
+  each capped voucher left to its ``cap`` choosers of largest margin (ties by customer
+  id) and the budgets solved again within that.
+
+The dual bound is the same: at the last round's (lambda, mu).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+
+from sparklift.allocation import layout as L
+from sparklift.allocation.budgets import TOTALS
+from sparklift.allocation.caps import MU_RTOL, CapSearch
+from sparklift.allocation.envelope import NONE, envelope
+from sparklift.allocation.exact import solve_exact
+from sparklift.allocation.lagrange import solve_group
+
+if TYPE_CHECKING:
+    from sparklift.allocation.distributed import Problem
+
+
+@dataclass
+class Customers:
+    """One row per customer: id (ascending), budget group, and the (n, J) objective and
+    cost matrices (NaN: no usable score)."""
+
+    ids: np.ndarray
+    groups: np.ndarray  # object: str or None
+    u: np.ndarray
+    c: np.ndarray
+
+
+@dataclass
+class Solved:
+    choice: np.ndarray  # (n,) option or NONE
+    lam: dict[str, float]  # the last round's, per group
+    dual: dict[str, float]  # value part of the bound (net of mu), per group
+    n_customers: dict[str, int]
+    exact: list[str]  # the groups OR-Tools solved
+    mu: np.ndarray
+    rounds: int
+
+
+def collect(scores: DataFrame, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
+    """``scores`` to the driver (one pass, Arrow), one row per customer, with the defect
+    counts (:data:`.layout.FLAGS`) per customer that :func:`totals` sums."""
+    names = pa.array(list(vouchers), pa.string())
+    rows = L.typed(scores).toArrow()
+    if rows.num_rows == 0:
+        empty = np.empty((0, len(vouchers)))
+        none = np.empty(0, dtype=np.int64)
+        return Customers(none, np.empty(0, dtype=object), empty, empty), dict.fromkeys(
+            L.FLAGS, none
+        )
+    vid = L.voucher_index(rows, names)
+    rows = rows.append_column("_vid", pa.array(vid, pa.int64()))
+    order = pc.sort_indices(rows, sort_keys=[("customer_id", "ascending"), ("_vid", "ascending")])
+    rows = rows.take(order)
+    inputs, u, c = L.pivot(rows.drop_columns("_vid"), names, vid[order.to_numpy()])
+    ids = inputs[0].to_numpy()
+    groups = np.asarray(inputs[1].to_pylist(), dtype=object)
+    flags = {f: a.to_numpy() for f, a in zip(L.FLAGS, inputs[-len(L.FLAGS) :], strict=True)}
+    return Customers(ids, groups, u, c), flags
+
+
+def totals(cust: Customers, flags: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The distributed histogram's per-group totals rows (customers and defect counts),
+    for :func:`.budgets.check_input`."""
+    frame = pd.DataFrame({"budget_group": cust.groups, "n": 1, **flags})
+    out = frame.groupby("budget_group", dropna=False, as_index=False).sum()
+    return out.assign(bucket=TOTALS)
+
+
+def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
+    """The allocation of ``cust`` under ``problem``'s budgets and caps (module docstring)."""
+    vouchers = list(problem.vouchers)
+    n_opt = len(vouchers)
+    caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
+    members = {g: np.flatnonzero(cust.groups == g) for g in problem.budgets}
+    mu = np.zeros(n_opt)
+    search = CapSearch(n_opt, caps, problem.cap_tolerance)
+    rounds, last_counts = 0, None
+    while True:
+        choice, lam, dual, exact = _budgets(cust, cust.u, cust.c, mu, members, problem, not caps)
+        if not caps:
+            break
+        margins = _margins(cust, mu, lam)
+        counts, target = {}, mu.copy()
+        for j, q in caps.items():
+            chosen = np.sort(margins[:, j][margins[:, j] > 0])[::-1]
+            counts[j] = len(chosen)
+            # mu raised by the (q + 1)-th margin leaves j to those above it: at most q.
+            target[j] = mu[j] + chosen[q] if len(chosen) > q else 0.0
+        rounds += 1
+        tight = all(search.met(j, counts[j], mu[j]) for j in caps)
+        next_mu = search.step(mu, counts, target)
+        stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
+        if tight or stalled or rounds >= problem.max_cap_rounds:
+            break
+        last_counts, mu = counts, next_mu
+    if caps:  # each capped voucher to its choosers of largest margin, then the budgets
+        u, c = _within_caps(cust, choice, _margins(cust, mu, lam), caps)
+        choice = _budgets(cust, u, c, None, members, problem, False)[0]
+    n = {g: len(i) for g, i in members.items()}
+    return Solved(choice, lam, dual, n, exact, mu, rounds)
+
+
+def allocations(cust: Customers, solved: Solved, vouchers: Sequence[str]) -> pd.DataFrame:
+    """The allocations' columns: customer_id, budget_group, voucher_id, expected_uplift,
+    expected_cost, one row per customer sent a voucher."""
+    rows = np.flatnonzero(solved.choice != NONE)
+    j = solved.choice[rows]
+    return pd.DataFrame(
+        {
+            "customer_id": cust.ids[rows].astype(np.int64),
+            "budget_group": cust.groups[rows],
+            "voucher_id": np.asarray(vouchers, dtype=object)[j],
+            "expected_uplift": cust.u[rows, j],
+            "expected_cost": np.maximum(cust.c[rows, j], 0.0),
+        }
+    )
+
+
+def _budgets(
+    cust: Customers,
+    u: np.ndarray,
+    c: np.ndarray,
+    mu: np.ndarray | None,
+    members: Mapping[str, np.ndarray],
+    problem: Problem,
+    exact_ok: bool,
+) -> tuple[np.ndarray, dict[str, float], dict[str, float], list[str]]:
+    """Every group solved for its budget at cap multipliers ``mu``: choices, lambda, the
+    bound's value part, and the groups solved exactly."""
+    choice = np.full(len(cust.ids), NONE, dtype=np.int64)
+    lam: dict[str, float] = {}
+    dual: dict[str, float] = {}
+    exact: list[str] = []
+    for g, rows in members.items():
+        budget = float(problem.budgets[g])
+        if exact_ok and 0 < len(rows) <= problem.exact_max_customers:
+            choice[rows], dual[g] = solve_exact(
+                u[rows], c[rows], budget, time_limit_s=problem.exact_time_limit_s
+            )
+            lam[g] = 0.0
+            exact.append(g)
+            continue
+        done = solve_group(envelope(u[rows], c[rows], mu), budget, cust.ids[rows])
+        choice[rows], lam[g], dual[g] = done.choice, done.lam, done.dual_bound
+    return choice, lam, dual, exact
+
+
+def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.ndarray:
+    """Per customer and option: how far it beats the customer's best alternative (nothing
+    = 0) at its group's lambda and ``mu``; NaN where the option cannot be chosen (as
+    :func:`.caps.margin`)."""
+    lam_i = np.array([lam.get(g, 0.0) for g in cust.groups], dtype=float)[:, None]
+    net = np.where(cust.u > 0, cust.u - mu[None, :] - lam_i * np.maximum(cust.c, 0.0), np.nan)
+    out = np.full_like(net, np.nan)
+    for j in range(net.shape[1]):
+        best_other = np.fmax(np.delete(net, j, axis=1), 0.0).max(axis=1, initial=0.0)
+        out[:, j] = net[:, j] - best_other
+    return out
+
+
+def _within_caps(
+    cust: Customers, choice: np.ndarray, margins: np.ndarray, caps: Mapping[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Objectives and costs with each capped option left only to the customers that choose
+    it, and of those to the ``cap`` with the largest margin, ties by customer id (as
+    :func:`.caps.within_caps`)."""
+    u, c = cust.u.copy(), cust.c.copy()
+    for j, q in caps.items():
+        takers = np.flatnonzero(choice == j)
+        order = np.lexsort((cust.ids[takers], -margins[takers, j]))
+        keep = np.zeros(len(u), dtype=bool)
+        keep[takers[order[:q]]] = True
+        u[~keep, j] = np.nan
+        c[~keep, j] = np.nan
+    return u, c
