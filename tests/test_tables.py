@@ -119,6 +119,8 @@ def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
     assert removed == {"2026-01-02", "2026-01-03"}
     pruned = catalog.read("user_activity", where=[("date", ">=", D2)])
     assert pruned.count() == 8 and pruned.schema == catalog.read("user_activity").schema
+    assert catalog.partition_values("user_activity", "date") == {D1, D2, D3}
+    assert catalog.partition_values("user_activity", "date", [("date", ">=", D2)]) == {D2, D3}
     assert catalog.read("user_activity", where=[("date", "in", [D1])]).count() == 30
     with pytest.raises(InputError, match="'user_id' is not a partition column"):
         catalog.read("user_activity", where=[("user_id", "=", 1)])
@@ -143,6 +145,8 @@ def test_plain_parquet_files_hold_the_partitions_rows_or_are_refused(spark, cata
             "'delta.columnMapping.mode' = 'name')"
         )
         assert catalog.parquet_files("user_activity", where=[("date", "=", D2)]) is None
+        # Partition values then come from a query, not from delta-rs's read of the log.
+        assert catalog.partition_values("user_activity", "date", [("date", "<", D2)]) == {D1}
 
 
 KEYED = StructType(

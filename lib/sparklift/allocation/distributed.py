@@ -329,13 +329,11 @@ def _unshuffled(
     return None, None
 
 
-def summarize(allocations: DataFrame, solution: Solution) -> list[GroupSummary]:
-    """Complete the group summaries from the allocations as written: spent, objective,
-    customers allocated and per-voucher counts. With caps, the campaign's cap term
-    sum_j mu_j Q_j is shared out to the groups by their share of each capped voucher's
-    allocations, so the group bounds add up to the campaign's (certified) bound."""
-    rows = (
-        allocations.groupBy("budget_group", "voucher_id")
+def tally(allocations: DataFrame, *by: str | Column) -> pd.DataFrame:
+    """Per budget_group, voucher_id and ``by``: the allocations' count ``n``, summed
+    ``value`` (expected_uplift) and ``cost`` (expected_cost); one aggregation."""
+    return (
+        allocations.groupBy("budget_group", "voucher_id", *by)
         .agg(
             F.count(F.lit(1)).alias("n"),
             F.sum("expected_uplift").alias("value"),
@@ -343,6 +341,15 @@ def summarize(allocations: DataFrame, solution: Solution) -> list[GroupSummary]:
         )
         .toPandas()
     )
+
+
+def summarize(allocations: DataFrame | pd.DataFrame, solution: Solution) -> list[GroupSummary]:
+    """Complete the group summaries from the allocations as written (or their
+    :func:`tally`): spent, objective, customers allocated and per-voucher counts. With
+    caps, the campaign's cap term sum_j mu_j Q_j is shared out to the groups by their
+    share of each capped voucher's allocations, so the group bounds add up to the
+    campaign's (certified) bound."""
+    rows = tally(allocations) if isinstance(allocations, DataFrame) else allocations
     out = []
     per_voucher = rows.groupby("voucher_id")["n"].sum()
     for g, solved in solution.groups.items():

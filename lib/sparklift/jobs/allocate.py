@@ -18,6 +18,7 @@ import datetime as dt
 import glob
 from pathlib import Path
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -30,6 +31,7 @@ from sparklift.allocation.distributed import (
     Solution,
     solve,
     summarize,
+    tally,
 )
 from sparklift.allocation.tables import summary_where
 from sparklift.contracts.vouchers import ALLOCATIONS
@@ -146,9 +148,11 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 holdout = arms.holdout_rows(held, lam, solution.mu)
             rows = _rows(solution.allocations, holdout, explore)
             written = _append(ctx, campaign.campaign_id, run_id, models[0], rows)
-            groups = summarize(written.where(F.col("arm") == arms.POLICY), solution)
+            targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
+            counts = tally(written, "arm", targeted)  # the rows as written, every arm
+            groups = summarize(counts[counts["arm"] == arms.POLICY], solution)
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
-                               full, written, calibration)  # fmt: skip
+                               full, counts, calibration)  # fmt: skip
             version = write_records(
                 catalog,
                 "allocation_summary",
@@ -254,24 +258,19 @@ def _records(
     solution: Solution,
     groups: list[GroupSummary],
     budgets: dict[str, float],
-    written: DataFrame,
+    counts: pd.DataFrame,
     calibration: dict[str, Calibration],
 ) -> list[dict]:
-    """allocation_summary's rows: per group the policy's solve, the arms' counts and the
-    explore arm's spend, the group's whole budget (the policy's plus the slice), and the
-    objective and spend corrected by past measurements (null without)."""
+    """allocation_summary's rows: per group the policy's solve, the arms' counts (from
+    the written rows' :func:`tally` by arm and targeted) and the explore arm's spend, the
+    group's whole budget (the policy's plus the slice), and the objective and spend
+    corrected by past measurements (null without)."""
     now = utcnow()
     obj, cost = calibration.get("objective"), calibration.get("cost")
-    arm_rows = (
-        written.where(
-            (F.col("arm") == arms.EXPLORE)
-            | ((F.col("arm") == arms.HOLDOUT) & F.col("policy_voucher_id").isNotNull())
-        )
-        .groupBy("budget_group", "arm")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("expected_cost").alias("cost"))
-        .collect()
-    )
-    count = {(r["budget_group"], r["arm"]): (int(r["n"]), float(r["cost"])) for r in arm_rows}
+    arm = counts["arm"]
+    sent = counts[(arm == arms.EXPLORE) | ((arm == arms.HOLDOUT) & counts["targeted"])]
+    by_arm = sent.groupby(["budget_group", "arm"])[["n", "cost"]].sum()
+    count = {k: (int(r["n"]), float(r["cost"])) for k, r in by_arm.iterrows()}
     return [
         {
             "run_date": ctx.run_date,
@@ -357,8 +356,7 @@ def _run_ids(ctx: JobContext, campaign_id: str) -> set[str]:
     if not ctx.catalog.exists("allocations"):
         return set()
     where = [("run_date", "=", ctx.run_date), ("campaign_id", "=", campaign_id)]
-    rows = ctx.catalog.read("allocations", where=where).select("run_id").distinct().collect()
-    return {r[0] for r in rows}
+    return ctx.catalog.partition_values("allocations", "run_id", where)
 
 
 def _drop_superseded(ctx: JobContext, campaign_id: str, run_id: str, published_at: int) -> None:

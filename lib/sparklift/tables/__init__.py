@@ -35,6 +35,7 @@ from sparklift.tables.backends import (
     DeltaRsBackend,
     NativeBackend,
     PartitionFilter,
+    partition_values,
     plain_parquet_files,
 )
 from sparklift.tables.commit import Txn
@@ -224,6 +225,23 @@ class Catalog:
             if files is not None:
                 self._record_read(name, version, where)
             return files
+
+    def partition_values(
+        self, name: str, column: str, where: Sequence[PartitionFilter] = ()
+    ) -> set[Any]:
+        """The values of partition column ``column`` in the latest snapshot's partitions
+        ``where``: from the log where delta-rs reads it (no data read), else by a query."""
+        path = self._existing(name)
+        with self._errors(name, path):
+            parts = self.backend.partition_columns(path)
+            if column not in parts:
+                raise InputError(f"table {name}: {column!r} is not a partition column ({parts})")
+            values = partition_values(path, column, where)
+            if values is not None:
+                self._record_read(name, self.backend.version(path), where)
+                return values
+            rows = self.read(name, where=where).select(column).distinct().collect()
+            return {r[0] for r in rows}
 
     def _record_read(
         self, name: str, version: int | None, where: Sequence[PartitionFilter]

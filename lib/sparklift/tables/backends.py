@@ -93,6 +93,23 @@ def plain_parquet_files(
     return table.file_uris(partition_filters=_encode_filters(where) if where else None)
 
 
+def partition_values(path: str, column: str, where: Sequence[PartitionFilter]) -> set[Any] | None:
+    """The values of partition ``column`` in the latest snapshot's partitions ``where``,
+    read from the log by delta-rs (no data read); None when a reader feature keeps
+    delta-rs from reading it."""
+    table = _plain_table(path, None)
+    if table is None:
+        return None
+    wanted = set(table.file_uris(partition_filters=_encode_filters(where) if where else None))
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    root = real_path(path).rstrip("/")
+    return {
+        v
+        for p, v in zip(actions["path"], actions[f"partition.{column}"], strict=True)
+        if f"{root}/{unquote(p)}" in wanted
+    }
+
+
 def _plain_table(path: str, version: int | None) -> DeltaTable | None:
     """The snapshot when Delta reader version 1 reads it, else None."""
     table = DeltaTable(path, version=version)
