@@ -93,6 +93,23 @@ def plain_parquet_files(
     return table.file_uris(partition_filters=_encode_filters(where) if where else None)
 
 
+def stats_count(path: str, version: int | None, where: Sequence[PartitionFilter]) -> int | None:
+    """Rows of the snapshot's files in partitions ``where`` from their statistics in the
+    log (no data read); None when delta-rs cannot read the log or a file has none."""
+    table = _plain_table(path, version)
+    if table is None:
+        return None
+    wanted = set(table.file_uris(partition_filters=_encode_filters(where) if where else None))
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    root = real_path(path).rstrip("/")
+    counts = [
+        n
+        for p, n in zip(actions["path"], actions["num_records"], strict=True)
+        if f"{root}/{unquote(p)}" in wanted
+    ]
+    return None if any(n is None for n in counts) else sum(int(n) for n in counts)
+
+
 def partition_values(path: str, column: str, where: Sequence[PartitionFilter]) -> set[Any] | None:
     """The values of partition ``column`` in the latest snapshot's partitions ``where``,
     read from the log by delta-rs (no data read); None when a reader feature keeps
@@ -244,16 +261,10 @@ class DeltaRsBackend:
         return sum(json.loads(s)["numRecords"] for s in stats if s)
 
     def count(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> int:
-        """Rows of the snapshot's files in partitions ``where``, from their statistics."""
-        table = self._table(path, version)
-        wanted = set(table.file_uris(partition_filters=_encode_filters(where) if where else None))
-        actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
-        root = real_path(path).rstrip("/")
-        return sum(
-            int(n or 0)
-            for p, n in zip(actions["path"], actions["num_records"], strict=True)
-            if f"{root}/{unquote(p)}" in wanted
-        )
+        """Rows of the snapshot's files in partitions ``where``, from their statistics
+        (counted by Spark when a file has none)."""
+        counted = stats_count(path, version, where)
+        return counted if counted is not None else self.read(path, version, where).count()
 
     def history(self, path: str) -> list[dict[str, Any]]:
         try:
@@ -437,8 +448,10 @@ class NativeBackend:
         return [r.asDict(recursive=True) for r in rows]
 
     def count(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> int:
-        """Delta answers a count from its file statistics."""
-        return self.read(path, version, where).count()
+        """From the files' statistics in the log, read by delta-rs without a Spark job;
+        else Delta's own count (which also uses them where it can)."""
+        counted = stats_count(path, version, where)
+        return counted if counted is not None else self.read(path, version, where).count()
 
     def rows_added(self, path: str, version: int) -> int:
         """The commit's own operation metrics (Delta Spark records its output rows)."""
