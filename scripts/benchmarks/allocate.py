@@ -156,7 +156,8 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
                 memory_runs.append((*timed(lambda: allocate_job.run(ctx, job)), rss.peak))  # noqa: B023
         t_shuffled = shuffled_runs[-1][0]
         print(f"  run {attempt + 1}: scan-and-write {t_scan:.1f}s, allocate {t:.1f}s "
-              f"(reader {out['reader']}), shuffled {t_shuffled:.1f}s", flush=True)  # fmt: skip
+              f"({t / t_scan:.2f}x this round's scan; reader {out['reader']}), shuffled "
+              f"{t_shuffled:.1f}s", flush=True)  # fmt: skip
     summary = catalog.read("allocation_summary").where(F.col("campaign_id") == "bench").toPandas()
     same_work("scan-and-write, rows", spark.read.parquet(f"{workdir}/scan_copy").count(), 5 * n)
     same_work("allocate job, customers solved", int(summary["n_customers"].sum()), n)

@@ -133,13 +133,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
         files = _score_files(ctx, campaign, part.day, version, arm == arms.POLICY)
-        rows = (  # every arm's: a bound of the policy's, from the log's statistics
+        score_rows = (  # every arm's: a bound of the policy's, from the log's statistics
             catalog.count("uplift_scores", version, where=[("run_date", "=", part.day)])
             if campaign.driver_max_rows
             else None
         )
         policy = scores.where(F.col("arm") == arms.POLICY).drop("arm")
-        solution = solve(policy, problem, files, rows)
+        solution = solve(policy, problem, files, score_rows)
         try:
             holdout = None
             if campaign.holdout_share > 0:

@@ -96,35 +96,36 @@ def plain_parquet_files(
 def stats_count(path: str, version: int | None, where: Sequence[PartitionFilter]) -> int | None:
     """Rows of the snapshot's files in partitions ``where`` from their statistics in the
     log (no data read); None when delta-rs cannot read the log or a file has none."""
-    table = _plain_table(path, version)
-    if table is None:
+    counts = _added(path, version, where, "num_records")
+    if counts is None or any(n is None for n in counts):
         return None
-    wanted = set(table.file_uris(partition_filters=_encode_filters(where) if where else None))
-    actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
-    root = real_path(path).rstrip("/")
-    counts = [
-        n
-        for p, n in zip(actions["path"], actions["num_records"], strict=True)
-        if f"{root}/{unquote(p)}" in wanted
-    ]
-    return None if any(n is None for n in counts) else sum(int(n) for n in counts)
+    return sum(int(n) for n in counts)
 
 
 def partition_values(path: str, column: str, where: Sequence[PartitionFilter]) -> set[Any] | None:
     """The values of partition ``column`` in the latest snapshot's partitions ``where``,
     read from the log by delta-rs (no data read); None when a reader feature keeps
     delta-rs from reading it."""
-    table = _plain_table(path, None)
+    values = _added(path, None, where, f"partition.{column}")
+    return None if values is None else set(values)
+
+
+def _added(
+    path: str, version: int | None, where: Sequence[PartitionFilter], field: str
+) -> list[Any] | None:
+    """``field`` of the snapshot's add actions (flattened) in partitions ``where``, from the
+    log by delta-rs; None when a reader feature keeps delta-rs from reading it."""
+    table = _plain_table(path, version)
     if table is None:
         return None
     wanted = set(table.file_uris(partition_filters=_encode_filters(where) if where else None))
     actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
     root = real_path(path).rstrip("/")
-    return {
+    return [
         v
-        for p, v in zip(actions["path"], actions[f"partition.{column}"], strict=True)
+        for p, v in zip(actions["path"], actions[field], strict=True)
         if f"{root}/{unquote(p)}" in wanted
-    }
+    ]
 
 
 def _plain_table(path: str, version: int | None) -> DeltaTable | None:
