@@ -161,6 +161,12 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
     summary = catalog.read("allocation_summary").where(F.col("campaign_id") == "bench").toPandas()
     same_work("scan-and-write, rows", spark.read.parquet(f"{workdir}/scan_copy").count(), 5 * n)
     same_work("allocate job, customers solved", int(summary["n_customers"].sum()), n)
+    if memory_runs:
+        in_memory_summary = catalog.read("allocation_summary").where(
+            F.col("campaign_id") == "bench_in_memory"
+        )
+        solved = int(in_memory_summary.agg(F.sum("n_customers")).first()[0])
+        same_work("allocate in the driver's memory, customers solved", solved, n)
     t_scan, (t, peak, out) = min(scan_times), min(runs, key=lambda r: r[0])
     t_shuffled = min(r[0] for r in shuffled_runs)
     capped = _capped_run(ctx, catalog, campaign, cap_share) if cap_share > 0 else None
