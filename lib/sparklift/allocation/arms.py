@@ -13,12 +13,16 @@ keeps its arm on every run of the campaign.
   minus what its explore arm spends, so the targeted customers use the whole budget.
 - **Holdout**: held-out customers get the policy's own decision rule, with the multipliers
   the solve found: the voucher j maximising u_j - lambda_g c_j - mu_j (mu_j: the cap
-  multiplier of a capped voucher), if that is positive. That is the voucher the policy
+  multiplier of a capped voucher; ties to the greatest voucher id), if that is positive (a
+  voucher whose margin is null, NaN or infinite is none). That is the voucher the policy
   would have sent them (up to the solver's tie-break at its margin); it is recorded as
   ``policy_voucher_id`` (null if none) and nothing is sent (``voucher_id`` is null). Every
   held-out customer is written: those the policy targets are the measurement's control,
   and all of them the control of the explore arm's randomized campaign
   (:mod:`sparklift.measure.feedback`).
+
+A campaign solved in the driver's memory gets the same arms there, by the same rules
+(:mod:`.arms_in_memory`): the hash draws come from Spark, in the pass that collects it.
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ def arm(campaign_id: str, seed: int, holdout_share: float, explore_share: float)
     )
 
 
+def explore_pick(campaign_id: str, seed: int, n_vouchers: int) -> Column:
+    """The position of the voucher drawn for an explore customer (``customer_id``)."""
+    u = uniform(seed, f"explore.voucher.{campaign_id}", F.col("customer_id"))
+    return F.floor(u * n_vouchers).cast("int")
+
+
+def explore_order(campaign_id: str, seed: int) -> Column:
+    """The explore customer's place in its group's queue for the slice (``customer_id``)."""
+    return uniform(seed, f"explore.order.{campaign_id}", F.col("customer_id"))
+
+
 def explore_rows(
     scores: DataFrame,
     vouchers: Sequence[str],
@@ -56,10 +71,10 @@ def explore_rows(
     """The explore customers sent a voucher: customer_id, budget_group, voucher_id,
     expected_uplift, expected_cost, from ``scores`` (long: one row per customer and
     voucher) of the explore customers, within each group's ``slices`` of the budget."""
-    cid = F.col("customer_id")
-    pick = F.floor(uniform(seed, f"explore.voucher.{campaign_id}", cid) * len(vouchers))
-    drawn = F.element_at(F.array(*[F.lit(v) for v in vouchers]), (pick + 1).cast("int"))
-    order = uniform(seed, f"explore.order.{campaign_id}", cid)
+    drawn = F.element_at(
+        F.array(*[F.lit(v) for v in vouchers]), explore_pick(campaign_id, seed, len(vouchers)) + 1
+    )
+    order = explore_order(campaign_id, seed)
     budget = F.element_at(
         F.create_map(*[x for g, b in slices.items() for x in (F.lit(g), F.lit(float(b)))]),
         F.col("budget_group"),
@@ -104,6 +119,7 @@ def holdout_rows(scores: DataFrame, lam: Mapping[str, float], mu: Mapping[str, f
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
     margin = F.col("uplift_objective") - F.coalesce(lam_of, F.lit(0.0)) * cost
     margin = margin - F.coalesce(mu_of, F.lit(0.0))
+    margin = F.when(~F.isnan(margin) & (F.abs(margin) != float("inf")), margin)  # else null
     best = F.max(
         F.struct(
             margin.alias("margin"),
@@ -129,3 +145,32 @@ def holdout_rows(scores: DataFrame, lam: Mapping[str, float], mu: Mapping[str, f
             ),
         )
     )
+
+
+def union(policy: DataFrame, holdout: DataFrame | None, explore: DataFrame | None) -> DataFrame:
+    """The arms' rows in one frame: customer_id, budget_group, voucher_id (sent),
+    expected_uplift, expected_cost, arm, policy_voucher_id."""
+    out = policy.select(
+        "*", F.lit(POLICY).alias("arm"), F.col("voucher_id").alias("policy_voucher_id")
+    )
+    if holdout is not None:
+        out = out.unionByName(
+            holdout.select(
+                "customer_id",
+                "budget_group",
+                F.lit(None).cast("string").alias("voucher_id"),
+                "expected_uplift",
+                "expected_cost",
+                F.lit(HOLDOUT).alias("arm"),
+                "policy_voucher_id",
+            )
+        )
+    if explore is not None:
+        out = out.unionByName(
+            explore.select(
+                "*",
+                F.lit(EXPLORE).alias("arm"),
+                F.lit(None).cast("string").alias("policy_voucher_id"),
+            )
+        )
+    return out

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
@@ -66,7 +67,7 @@ from sparklift.allocation.budgets import (
 )
 from sparklift.allocation.caps import MU_RTOL, CapSearch, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
-from sparklift.allocation.layout import customers, envelopes, from_files
+from sparklift.allocation.layout import customers, envelopes, from_files, typed
 from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
@@ -137,10 +138,11 @@ class Solution:
     driver_rows: int  # the most breakpoints one pass brought to the driver (in memory: customers)
     cached: tuple[DataFrame, ...]  # the allocations read these
     reader: str  # how the customers' rows came together: "files", "shuffle" or "driver"
+    frame: pd.DataFrame | None = None  # solved in the driver's memory: the allocations there
 
     def release(self) -> None:
-        for frame in self.cached:
-            frame.unpersist()
+        for cached in self.cached:
+            cached.unpersist()
 
 
 def solve(
@@ -156,8 +158,8 @@ def solve(
     same steps run in the driver's memory instead (:mod:`.in_memory`)."""
     _check_problem(problem)
     try:
-        if rows is not None and rows <= problem.driver_max_rows:
-            return _solve_in_memory(scores, problem)
+        if rows is not None and rows <= problem.driver_max_rows:  # one pass to the driver
+            return _solve_in_memory(typed(scores).toArrow(), scores, problem)
         return _solve(scores, problem, files)
     except Exception as e:  # an input error found in a Python worker: its own type again
         reraise_marked(e)
@@ -176,10 +178,17 @@ def _check_problem(problem: Problem) -> None:
         raise InputError(f"caps must be >= 0, got {dict(problem.caps)}")
 
 
-def _solve_in_memory(scores: DataFrame, problem: Problem) -> Solution:
-    """One pass brings ``scores`` to the driver; the rest runs there (:mod:`.in_memory`)."""
+def solve_collected(rows: pa.Table, scores: DataFrame, problem: Problem) -> Solution:
+    """As :func:`solve` in the driver's memory (:mod:`.in_memory`), on ``rows``: the rows
+    of ``scores`` already there (typed as :func:`.layout.typed` types them). ``scores``
+    is read again only to name an offending row of bad input."""
+    _check_problem(problem)
+    return _solve_in_memory(rows, scores, problem)
+
+
+def _solve_in_memory(rows: pa.Table, scores: DataFrame, problem: Problem) -> Solution:
     vouchers = list(problem.vouchers)
-    cust, flags = in_memory.collect(scores, vouchers)
+    cust, flags = in_memory.customers(rows, vouchers)
     check_input(in_memory.totals(cust, flags), problem.budgets, scores, vouchers)
     solved = in_memory.solve_in_memory(cust, problem)
     frame = in_memory.allocations(cust, solved, vouchers)
@@ -208,6 +217,7 @@ def _solve_in_memory(scores: DataFrame, problem: Problem) -> Solution:
         len(cust.ids),
         (),
         "driver",
+        frame,
     )
 
 

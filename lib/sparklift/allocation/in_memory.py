@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
 
 from sparklift.allocation import layout as L
 from sparklift.allocation.budgets import TOTALS
@@ -63,11 +62,12 @@ class Solved:
     rounds: int
 
 
-def collect(scores: DataFrame, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
-    """``scores`` to the driver (one pass, Arrow), one row per customer, with the defect
-    counts (:data:`.layout.FLAGS`) per customer that :func:`totals` sums."""
+def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
+    """Score rows on the driver (typed as :func:`.layout.typed` types them; other columns
+    are left out) as one row per customer, with the defect counts
+    (:data:`.layout.FLAGS`) per customer that :func:`totals` sums."""
     names = pa.array(list(vouchers), pa.string())
-    rows = L.typed(scores).toArrow()
+    rows = rows.select(list(L.TYPED))
     if rows.num_rows == 0:
         empty = np.empty((0, len(vouchers)))
         none = np.empty(0, dtype=np.int64)

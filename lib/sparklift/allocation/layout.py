@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -180,15 +180,19 @@ def _options(inputs: list[pa.Array], n_opt: int) -> Pivoted:
     return inputs, matrix(inputs[2 : 2 + n_opt]), matrix(inputs[2 + n_opt : 2 + 2 * n_opt])
 
 
-def typed(scores: DataFrame) -> DataFrame:
-    """The columns of ``uplift_scores`` the allocation reads, with the types it needs."""
-    return scores.select(
-        F.col("customer_id").cast("long").alias("customer_id"),
-        F.col("budget_group").cast("string").alias("budget_group"),
-        F.col("voucher_id").cast("string").alias("voucher_id"),
-        F.col("uplift_objective").cast("double").alias("uplift_objective"),
-        F.col("uplift_cost").cast("double").alias("uplift_cost"),
-    )
+TYPED = {  # the columns of ``uplift_scores`` the allocation reads, and their types
+    "customer_id": "long",
+    "budget_group": "string",
+    "voucher_id": "string",
+    "uplift_objective": "double",
+    "uplift_cost": "double",
+}
+
+
+def typed(scores: DataFrame, *extra: Column) -> DataFrame:
+    """The :data:`TYPED` columns of ``uplift_scores`` with their types (and ``extra``
+    columns after them)."""
+    return scores.select(*[F.col(c).cast(t).alias(c) for c, t in TYPED.items()], *extra)
 
 
 def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None) -> DataFrame:

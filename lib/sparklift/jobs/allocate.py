@@ -19,10 +19,12 @@ import glob
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import arms
+from sparklift.allocation import arms_in_memory as in_driver
 from sparklift.allocation.campaign import CampaignConfig, falls_back, load_campaign
 from sparklift.allocation.distributed import (
     GroupSummary,
@@ -30,18 +32,18 @@ from sparklift.allocation.distributed import (
     ScoreFiles,
     Solution,
     solve,
+    solve_collected,
     summarize,
     tally,
 )
-from sparklift.allocation.tables import summary_where
-from sparklift.contracts.vouchers import ALLOCATIONS
-from sparklift.errors import InputError, InputNotReadyError, SparkliftError, TableConflictError
+from sparklift.errors import InputError, InputNotReadyError, SparkliftError
 from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.jobs import allocation_runs as runs
 from sparklift.jobs.fallback import choose
 from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.tables.commit import arrow_cannot_open
-from sparklift.tables.publish import new_id, superseded, utcnow
+from sparklift.tables.publish import new_id, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
 
@@ -105,18 +107,24 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         campaign.campaign_id, campaign.seed, campaign.holdout_share, campaign.explore_share
     )
     scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn("arm", arm)
-    explore = None
+    collected = _collected(ctx, campaign, scores, vouchers, part.day, version)
+    explore: DataFrame | pa.Table | None = None
     if campaign.explore_share > 0:
         with step("drawing the explore arm"):
             slices = {g: b * campaign.explore_budget_share for g, b in budgets.items()}
-            explore = arms.explore_rows(
-                scores.where(F.col("arm") == arms.EXPLORE),
-                vouchers,
-                slices,
-                campaign.campaign_id,
-                campaign.seed,
-            )  # deterministic: the rows written are the rows paid for here
-            paid = dict(explore.groupBy("budget_group").agg(F.sum("expected_cost")).collect())
+            if collected is not None:
+                explore = in_driver.explore(collected, vouchers, slices)
+                spent = explore.group_by("budget_group").aggregate([("expected_cost", "sum")])
+                paid = dict(zip(*spent.to_pydict().values(), strict=True))
+            else:
+                explore = arms.explore_rows(
+                    scores.where(F.col("arm") == arms.EXPLORE),
+                    vouchers,
+                    slices,
+                    campaign.campaign_id,
+                    campaign.seed,
+                )  # deterministic: the rows written are the rows paid for here
+                paid = dict(explore.groupBy("budget_group").agg(F.sum("expected_cost")).collect())
             budgets = {g: b - paid.get(g, 0.0) for g, b in full.items()}
     problem = Problem(
         vouchers,
@@ -127,29 +135,33 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
         driver_steps=campaign.driver_steps,
-        driver_max_rows=campaign.driver_max_rows,
     )
     calibration = _calibration(ctx, campaign)
     run_id = new_id(utcnow())
     with step(f"allocating campaign {campaign.campaign_id} of {day} (run {run_id})"):
-        files = _score_files(ctx, campaign, part.day, version, arm == arms.POLICY)
-        score_rows = (  # every arm's: a bound of the policy's, from the log's statistics
-            catalog.count("uplift_scores", version, where=[("run_date", "=", part.day)])
-            if campaign.driver_max_rows
-            else None
-        )
         policy = scores.where(F.col("arm") == arms.POLICY).drop("arm")
-        solution = solve(policy, problem, files, score_rows)
+        if collected is not None:
+            solution = solve_collected(in_driver.of_arm(collected, arms.POLICY), policy, problem)
+        else:
+            files = _score_files(ctx, campaign, part.day, version, arm == arms.POLICY)
+            solution = solve(policy, problem, files)
         try:
-            holdout = None
-            if campaign.holdout_share > 0:
-                lam = {g: s.lam for g, s in solution.groups.items()}
+            holdout_share = campaign.holdout_share > 0
+            lam = {g: s.lam for g, s in solution.groups.items()}
+            if collected is not None:  # every arm's rows in the driver: one write, no query
+                held = in_driver.holdout(collected, lam, solution.mu) if holdout_share else None
+                table = in_driver.union(solution.frame, held, explore)
+                runs.append(
+                    ctx, campaign.campaign_id, run_id, models[0], ctx.spark.createDataFrame(table)
+                )
+                counts = in_driver.tally(table)
+            else:
                 held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
-                holdout = arms.holdout_rows(held, lam, solution.mu)
-            rows = _rows(solution.allocations, holdout, explore)
-            written = _append(ctx, campaign.campaign_id, run_id, models[0], rows)
-            targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
-            counts = tally(written, "arm", targeted)  # the rows as written, every arm
+                holdout = arms.holdout_rows(held, lam, solution.mu) if holdout_share else None
+                rows = arms.union(solution.allocations, holdout, explore)
+                written = runs.append(ctx, campaign.campaign_id, run_id, models[0], rows)
+                targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
+                counts = tally(written, "arm", targeted)  # the rows as written, every arm
             groups = summarize(counts[counts["arm"] == arms.POLICY], solution)
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
                                full, counts, calibration)  # fmt: skip
@@ -161,13 +173,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             )
         except BaseException:
             try:
-                _drop_runs(ctx, campaign.campaign_id, [run_id])  # unpublished: no reader sees it
+                runs.drop_runs(ctx, campaign.campaign_id, [run_id])  # unpublished: unread
             except Exception as e:  # never in place of the run's own error
                 log.warning("run %s: its unpublished rows stay until abandoned (%s)", run_id, e)
             raise
         finally:
             solution.release()
-    _drop_superseded(ctx, campaign.campaign_id, run_id, version)
+    runs.drop_superseded(ctx, campaign.campaign_id, run_id, version)
     for s in groups:
         log.info(
             "group %s: spent %.2f of %.2f, objective %.4f, bound %.4f, gap %.2e, lambda %.6g, "
@@ -204,6 +216,27 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "cap_rounds": solution.cap_rounds,
         "summary_version": version,
     } | _logged(corrected(objective, spent, calibration, ctx.config.measure.confidence))
+
+
+def _collected(
+    ctx: JobContext,
+    campaign: CampaignConfig,
+    scores: DataFrame,
+    vouchers: list[str],
+    day: dt.date,
+    version: int | None,
+) -> pa.Table | None:
+    """Every arm's score rows in the driver's memory (:func:`.arms_in_memory.collect`),
+    when the run date's ``uplift_scores`` hold at most ``driver_max_rows`` rows (counted
+    from the Delta log's statistics); else none: the campaign is solved in Spark passes."""
+    limit = campaign.driver_max_rows
+    if not limit:
+        return None
+    rows = ctx.catalog.count("uplift_scores", version, where=[("run_date", "=", day)])
+    if rows > limit:
+        return None
+    with step(f"bringing {rows:,} score rows to the driver (at most {limit:,})"):
+        return in_driver.collect(scores, vouchers, campaign.campaign_id, campaign.seed)
 
 
 def _score_files(
@@ -301,92 +334,6 @@ def _records(
         }
         for s in groups
     ]
-
-
-def _rows(policy: DataFrame, holdout: DataFrame | None, explore: DataFrame | None) -> DataFrame:
-    """The arms' rows in one frame: customer_id, budget_group, voucher_id (sent),
-    expected_uplift, expected_cost, arm, policy_voucher_id."""
-    out = policy.select(
-        "*", F.lit(arms.POLICY).alias("arm"), F.col("voucher_id").alias("policy_voucher_id")
-    )
-    if holdout is not None:
-        out = out.unionByName(
-            holdout.select(
-                "customer_id",
-                "budget_group",
-                F.lit(None).cast("string").alias("voucher_id"),
-                "expected_uplift",
-                "expected_cost",
-                F.lit(arms.HOLDOUT).alias("arm"),
-                "policy_voucher_id",
-            )
-        )
-    if explore is not None:
-        out = out.unionByName(
-            explore.select(
-                "*",
-                F.lit(arms.EXPLORE).alias("arm"),
-                F.lit(None).cast("string").alias("policy_voucher_id"),
-            )
-        )
-    return out
-
-
-def _append(ctx: JobContext, campaign_id: str, run_id: str, model_id: str, rows: DataFrame):
-    """Write this run's allocations as a partition of their own; return them as written."""
-    rows = rows.select(
-        F.lit(ctx.run_date).alias("run_date"),
-        F.lit(campaign_id).alias("campaign_id"),
-        F.lit(run_id).alias("run_id"),
-        *rows.columns,
-        F.lit(model_id).alias("model_id"),
-    )
-    rows = rows.select(*[F.col(f.name).cast(f.dataType) for f in ALLOCATIONS.schema.fields])
-    version = ctx.catalog.write("allocations", rows, mode="append")
-    where = [
-        ("run_date", "=", ctx.run_date),
-        ("campaign_id", "=", campaign_id),
-        ("run_id", "=", run_id),
-    ]
-    return ctx.catalog.read("allocations", version=version, where=where)
-
-
-def _run_ids(ctx: JobContext, campaign_id: str) -> set[str]:
-    """The run ids with allocations for the run date and campaign."""
-    if not ctx.catalog.exists("allocations"):
-        return set()
-    where = [("run_date", "=", ctx.run_date), ("campaign_id", "=", campaign_id)]
-    return ctx.catalog.partition_values("allocations", "run_id", where)
-
-
-def _drop_superseded(ctx: JobContext, campaign_id: str, run_id: str, published_at: int) -> None:
-    """After publishing at ``published_at``: remove the run it replaced and runs abandoned
-    longer than ``maintain.vacuum_retention_hours`` (the age after which a write that never
-    committed is garbage); a concurrent run's rows stay. Best effort: on a conflict the
-    rows stay for the next run (no reader sees them: the summary names another run)."""
-    drop = superseded(
-        ctx.catalog,
-        "allocation_summary",
-        "run_id",
-        summary_where(ctx.run_date, campaign_id),
-        published_at,
-        _run_ids(ctx, campaign_id) - {run_id},
-        ctx.config.maintain.vacuum_retention_hours,
-    )
-    if drop:
-        try:
-            _drop_runs(ctx, campaign_id, sorted(drop))
-        except TableConflictError as e:
-            log.warning("superseded runs %s not removed (%s); the next run will", drop, e)
-
-
-def _drop_runs(ctx: JobContext, campaign_id: str, run_ids: list[str]) -> None:
-    """Remove the allocations of ``run_ids`` (unpublished or superseded runs)."""
-    if not ctx.catalog.exists("allocations"):
-        return
-    empty = ctx.spark.createDataFrame([], ALLOCATIONS.schema)
-    replace = {"run_date": ctx.run_date, "campaign_id": campaign_id, "run_id": run_ids}
-    ctx.catalog.write("allocations", empty, mode="replace", replace_where=replace)
 
 
 def _active_vouchers(ctx: JobContext) -> list[str]:

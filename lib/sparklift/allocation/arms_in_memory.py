@@ -1,0 +1,168 @@
+"""A campaign's arms in the driver's memory, for a campaign solved there.
+
+The rules are those of :mod:`.arms`, which the distributed path runs in Spark; here they
+run in NumPy on the rows one pass collected (:func:`collect`), so that a small campaign
+needs no further Spark job before its single write. The hash draws (each customer's
+arm, an explore customer's voucher and its place in the queue) are Spark's own, computed
+in that pass: both paths draw the same customers. The rest follows Spark's semantics
+where the input is odd: a null cost counts as 0 and a NaN one is NaN (``greatest``); the
+explore queue is a running sum in (order, customer) order per group, NaN poisoning the
+rest of its group; the holdout's best voucher is the greatest (margin, voucher id), null
+margins below all others. ``tests/test_arms_in_memory.py`` checks both paths on such
+rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sparklift.allocation import arms
+from sparklift.allocation import layout as L
+
+ARM, PICK, ORDER = "arm", "_pick", "_order"
+ROWS = pa.schema(
+    [
+        ("customer_id", pa.int64()),
+        ("budget_group", pa.string()),
+        ("voucher_id", pa.string()),
+        ("expected_uplift", pa.float64()),
+        ("expected_cost", pa.float64()),
+        ("arm", pa.string()),
+        ("policy_voucher_id", pa.string()),
+    ]
+)
+
+
+def collect(scores: DataFrame, vouchers: Sequence[str], campaign_id: str, seed: int) -> pa.Table:
+    """``scores`` (with their ``arm`` column) to the driver in one pass, typed as the
+    solver reads them (:func:`.layout.typed`), with each row's arm and explore draws."""
+    return L.typed(
+        scores,
+        F.col(ARM).cast("string").alias(ARM),
+        arms.explore_pick(campaign_id, seed, len(vouchers)).alias(PICK),
+        arms.explore_order(campaign_id, seed).alias(ORDER),
+    ).toArrow()
+
+
+def of_arm(rows: pa.Table, arm: str) -> pa.Table:
+    """The rows of one arm."""
+    return rows.filter(pc.fill_null(pc.equal(rows[ARM], arm), False))
+
+
+def explore(rows: pa.Table, vouchers: Sequence[str], slices: Mapping[str, float]) -> pa.Table:
+    """The explore customers sent a voucher (:data:`ROWS`), as :func:`.arms.explore_rows`:
+    each customer's drawn voucher, sent in queue order while its group's running expected
+    cost stays within its slice (no slice: 0)."""
+    rows = of_arm(rows, arms.EXPLORE)
+    drawn = np.asarray(vouchers, dtype=object)[rows[PICK].to_numpy()]
+    named = np.asarray(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
+    rows = rows.filter(pa.array(named == drawn, pa.bool_()))
+    if rows.num_rows == 0:
+        return ROWS.empty_table()
+    cost = _cost(rows["uplift_cost"])
+    groups = np.asarray(rows["budget_group"].to_numpy(zero_copy_only=False), dtype=object)
+    codes, names = pd.factorize(groups, use_na_sentinel=False)
+    order = np.lexsort((rows["customer_id"].to_numpy(), rows[ORDER].to_numpy(), codes))
+    keep = np.zeros(len(order), dtype=bool)
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    for start, stop in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        at = order[start:stop]
+        name = names[sorted_codes[start]]
+        budget = float(slices.get(name, 0.0)) if isinstance(name, str) else 0.0
+        keep[at] = np.cumsum(cost[at]) <= budget  # NaN: never, as in Spark
+    sent = rows.filter(pa.array(keep))
+    return _rows(sent, sent["voucher_id"], sent["uplift_objective"], cost[keep], arms.EXPLORE,
+                 pa.nulls(sent.num_rows, pa.string()))  # fmt: skip
+
+
+def holdout(rows: pa.Table, lam: Mapping[str, float], mu: Mapping[str, float]) -> pa.Table:
+    """Every held-out customer (:data:`ROWS`), as :func:`.arms.holdout_rows`: the voucher
+    of greatest finite margin u - lambda c - mu (then greatest voucher id), recorded with
+    its expected uplift and cost when that margin is positive, nulls otherwise."""
+    rows = of_arm(rows, arms.HOLDOUT)
+    if rows.num_rows == 0:
+        return ROWS.empty_table()
+    groups = np.asarray(rows["budget_group"].to_numpy(zero_copy_only=False), dtype=object)
+    named = np.asarray(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
+    lam_i = np.array([lam.get(g, 0.0) if isinstance(g, str) else 0.0 for g in groups])
+    mu_i = np.array([mu.get(v, 0.0) if isinstance(v, str) else 0.0 for v in named])
+    cost = _cost(rows["uplift_cost"])
+    uplift = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
+    with np.errstate(invalid="ignore"):
+        margin = uplift - lam_i * cost - mu_i
+    valid = np.isfinite(margin)
+    ids = rows["customer_id"].to_numpy()
+    group = pd.factorize(groups, use_na_sentinel=False)[0]
+    rank = pd.Series(named).rank(method="dense", na_option="bottom").to_numpy()
+    order = np.lexsort((rank, np.where(valid, margin, -np.inf), valid, group, ids))
+    ids, group = ids[order], group[order]
+    last = order[np.r_[(ids[1:] != ids[:-1]) | (group[1:] != group[:-1]), True]]
+    best = rows.take(pa.array(last))
+    targeted = valid[last] & (margin[last] > 0)
+    chosen = pa.array(~targeted)  # masked out where not targeted
+
+    def when(values: pa.Array) -> pa.Array:
+        return pc.if_else(chosen, pa.nulls(len(values), values.type), values)
+
+    return _rows(best, pa.nulls(best.num_rows, pa.string()),
+                 when(best["uplift_objective"].combine_chunks()),
+                 when(pa.array(cost[last], pa.float64())), arms.HOLDOUT,
+                 when(best["voucher_id"].combine_chunks()))  # fmt: skip
+
+
+def union(policy: pd.DataFrame, holdout: pa.Table | None, explore: pa.Table | None) -> pa.Table:
+    """The arms' rows in one table (:data:`ROWS`), as :func:`.arms.union`: the solver's
+    allocations (:func:`.in_memory.allocations`) as the policy's, then the others."""
+    t = pa.Table.from_pandas(policy, preserve_index=False)
+    t = _rows(t, t["voucher_id"], t["expected_uplift"], t["expected_cost"].to_numpy(),
+              arms.POLICY, t["voucher_id"])  # fmt: skip
+    return pa.concat_tables([t, *(x for x in (holdout, explore) if x is not None)])
+
+
+def tally(rows: pa.Table) -> pd.DataFrame:
+    """:func:`.distributed.tally` of ``rows`` by arm and targeted, in pandas."""
+    frame = rows.to_pandas()
+    frame["targeted"] = frame["policy_voucher_id"].notna()
+    by = ["budget_group", "voucher_id", "arm", "targeted"]
+    out = frame.groupby(by, dropna=False).agg(
+        n=("customer_id", "size"), value=("expected_uplift", "sum"), cost=("expected_cost", "sum")
+    )
+    return out.reset_index()
+
+
+def _cost(costs: pa.ChunkedArray) -> np.ndarray:
+    """Spark's greatest(cost, 0): a null cost is 0, a NaN one stays NaN."""
+    values = pc.fill_null(costs, 0.0).to_numpy().astype(float)
+    return np.where(np.isnan(values), values, np.maximum(values, 0.0))
+
+
+Column = pa.Array | pa.ChunkedArray
+
+
+def _rows(
+    rows: pa.Table,
+    voucher: Column,
+    uplift: Column,
+    cost: np.ndarray | Column,
+    arm: str,
+    policy_voucher: Column,
+) -> pa.Table:
+    """A :data:`ROWS` table of ``rows``' customers and groups and the given columns."""
+    columns = [
+        rows["customer_id"],
+        rows["budget_group"],
+        voucher,
+        uplift,
+        pa.array(cost, pa.float64()) if isinstance(cost, np.ndarray) else cost,
+        pa.array([arm] * rows.num_rows, pa.string()),
+        policy_voucher,
+    ]
+    return pa.Table.from_arrays(columns, names=ROWS.names).cast(ROWS)

@@ -1,0 +1,132 @@
+"""A campaign's arms drawn in the driver's memory are the rows Spark draws (arms.py), on
+odd input too: tied margins, null, NaN, infinite and negative scores, a capped voucher,
+rows without a budget group, a group without an explore slice."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from pyspark.sql import functions as F
+
+from sparklift.allocation import arms
+from sparklift.allocation import arms_in_memory as in_driver
+from sparklift.allocation.distributed import tally
+
+VOUCHERS = ["V01", "V02", "V03"]
+CAMPAIGN, SEED = "c", 7
+
+
+@pytest.fixture(scope="module")
+def scores(spark):
+    """3 vouchers for 1,500 customers in groups A, B, C and none; integer scores, so that
+    margins tie; a few null, NaN, infinite and negative ones."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    ids = np.repeat(np.arange(n) * 7 + 3, 3)
+    group = np.repeat(rng.choice(np.array(["A", "B", "C", None], dtype=object), n,
+                                 p=[0.45, 0.3, 0.2, 0.05]), 3)  # fmt: skip
+    uplift = rng.integers(-1, 4, 3 * n).astype(float)
+    cost = rng.integers(-1, 3, 3 * n).astype(float)
+    odd = rng.choice(3 * n, 300, replace=False)
+    uplift[odd[:60]] = np.nan
+    uplift[odd[60:80]] = np.inf
+    cost[odd[80:140]] = np.nan
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "budget_group": group,
+            "voucher_id": np.tile(VOUCHERS, n),
+            "uplift_objective": uplift,
+            "uplift_cost": cost,
+            "arm": np.repeat(rng.choice(["policy", "holdout", "explore"], n), 3),
+        }
+    )
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    null_uplift = mask_at(3 * n, odd[140:180])
+    null_cost = mask_at(3 * n, odd[180:220])
+    table = table.set_column(3, "uplift_objective", pa.array(uplift, mask=null_uplift))
+    table = table.set_column(4, "uplift_cost", pa.array(cost, mask=null_cost))
+    return spark.createDataFrame(table)
+
+
+def mask_at(n: int, at: np.ndarray) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[at] = True
+    return mask
+
+
+def rows_of(table: pa.Table) -> list[tuple]:
+    """Rows sorted by (customer, group), NaN and null told apart."""
+
+    def cell(v):
+        return "NaN" if isinstance(v, float) and math.isnan(v) else v
+
+    cols = table.select(in_driver.ROWS.names).to_pylist()
+    rows = [tuple(cell(r[c]) for c in in_driver.ROWS.names) for r in cols]
+    return sorted(rows, key=lambda r: (r[0], str(r[1])))
+
+
+def test_explore_draws_and_queues_as_spark_does(scores):
+    slices = {"A": 40.0, "B": 25.5}  # C: none (only cost-0 draws are sent), None: none
+    collected = in_driver.collect(scores, VOUCHERS, CAMPAIGN, SEED)
+    mine = in_driver.explore(collected, VOUCHERS, slices)
+    spark_rows = arms.explore_rows(
+        scores.where(F.col("arm") == arms.EXPLORE), VOUCHERS, slices, CAMPAIGN, SEED
+    )
+    theirs = arms.union(spark_rows.limit(0), None, spark_rows).toArrow()
+    assert mine.num_rows > 20 and rows_of(mine) == rows_of(theirs)
+    # The queue stopped inside each slice: something was left unsent in A and B.
+    drawn = in_driver.of_arm(collected, arms.EXPLORE).num_rows / 3
+    assert mine.num_rows < drawn
+
+
+@pytest.mark.parametrize("mu", [{}, {"V02": 0.5}])
+def test_holdout_takes_the_policy_rule_as_spark_does(scores, mu):
+    lam = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
+    collected = in_driver.collect(scores, VOUCHERS, CAMPAIGN, SEED)
+    mine = in_driver.holdout(collected, lam, mu)
+    held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
+    spark_rows = arms.holdout_rows(held, lam, mu)
+    theirs = arms.union(spark_rows.limit(0).select(*_policy_columns()), spark_rows, None)
+    theirs = theirs.toArrow()
+    assert rows_of(mine) == rows_of(theirs)
+    targeted = targeted_count(mine)
+    assert 0 < targeted < mine.num_rows  # some targeted, some not
+
+
+def test_union_and_tally_match_spark(spark, scores):
+    collected = in_driver.collect(scores, VOUCHERS, CAMPAIGN, SEED)
+    policy = pd.DataFrame(
+        {
+            "customer_id": [3, 17],
+            "budget_group": ["A", "B"],
+            "voucher_id": ["V01", "V03"],
+            "expected_uplift": [2.0, 1.0],
+            "expected_cost": [1.0, 0.0],
+        }
+    )
+    holdout = in_driver.holdout(collected, {"A": 0.5}, {})
+    explore = in_driver.explore(collected, VOUCHERS, {"A": 10.0})
+    table = in_driver.union(policy, holdout, explore)
+    assert table.num_rows == 2 + holdout.num_rows + explore.num_rows
+    mine = in_driver.tally(table)
+    targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
+    theirs = tally(spark.createDataFrame(table), "arm", targeted)
+    key = ["budget_group", "voucher_id", "arm", "targeted"]
+    merged = mine.merge(theirs, on=key, how="outer", suffixes=("", "_spark"), indicator=True)
+    assert (merged["_merge"] == "both").all() and (merged["n"] == merged["n_spark"]).all()
+    sent = merged[merged["arm"] != arms.HOLDOUT]
+    assert np.allclose(sent["cost"], sent["cost_spark"], equal_nan=True)
+
+
+def _policy_columns() -> list[str]:
+    return ["customer_id", "budget_group", "expected_uplift", "expected_cost",
+            F.col("policy_voucher_id").alias("voucher_id")]  # fmt: skip
+
+
+def targeted_count(table: pa.Table) -> int:
+    return table.num_rows - table["policy_voucher_id"].null_count
