@@ -79,6 +79,8 @@ def test_explore_draws_and_queues_as_spark_does(scores):
     )
     theirs = arms.union(spark_rows.limit(0), None, spark_rows).toArrow()
     assert mine.num_rows > 20 and rows_of(mine) == rows_of(theirs)
+    paid = dict(spark_rows.groupBy("budget_group").agg(F.sum("expected_cost")).collect())
+    assert in_driver.spend(mine) == pytest.approx({g: v for g, v in paid.items() if g})
     # The queue stopped inside each slice: something was left unsent in A and B.
     drawn = in_driver.of_arm(collected, arms.EXPLORE).num_rows / 3
     assert mine.num_rows < drawn

@@ -83,6 +83,14 @@ def explore(rows: pa.Table, vouchers: Sequence[str], slices: Mapping[str, float]
                  pa.nulls(sent.num_rows, pa.string()))  # fmt: skip
 
 
+def spend(rows: pa.Table) -> dict[str, float]:
+    """Each budget group's summed ``expected_cost`` of ``rows`` (:data:`ROWS`)."""
+    frame = rows.select(["budget_group", "expected_cost"]).to_pandas()
+    return {
+        str(g): float(v) for g, v in frame.groupby("budget_group")["expected_cost"].sum().items()
+    }
+
+
 def holdout(rows: pa.Table, lam: Mapping[str, float], mu: Mapping[str, float]) -> pa.Table:
     """Every held-out customer (:data:`ROWS`), as :func:`.arms.holdout_rows`: the voucher
     of greatest finite margin u - lambda c - mu (then greatest voucher id), recorded with

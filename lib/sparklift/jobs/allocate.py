@@ -114,8 +114,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             slices = {g: b * campaign.explore_budget_share for g, b in budgets.items()}
             if collected is not None:
                 explore = in_driver.explore(collected, vouchers, slices)
-                spent = explore.group_by("budget_group").aggregate([("expected_cost", "sum")])
-                paid = dict(zip(*spent.to_pydict().values(), strict=True))
+                paid = in_driver.spend(explore)
             else:
                 explore = arms.explore_rows(
                     scores.where(F.col("arm") == arms.EXPLORE),
