@@ -54,6 +54,7 @@ def scores(spark):
 
 
 def mask_at(n: int, at: np.ndarray) -> np.ndarray:
+    """A mask of ``n`` rows, true at ``at``."""
     mask = np.zeros(n, dtype=bool)
     mask[at] = True
     return mask

@@ -38,6 +38,7 @@ ROWS = pa.schema(
         ("policy_voucher_id", pa.string()),
     ]
 )
+ArrowColumn = pa.Array | pa.ChunkedArray
 
 
 def collect(scores: DataFrame, vouchers: Sequence[str], campaign_id: str, seed: int) -> pa.Table:
@@ -114,11 +115,11 @@ def holdout(rows: pa.Table, lam: Mapping[str, float], mu: Mapping[str, float]) -
     ids, group = ids[order], group[order]
     last = order[np.r_[(ids[1:] != ids[:-1]) | (group[1:] != group[:-1]), True]]
     best = rows.take(pa.array(last))
-    targeted = valid[last] & (margin[last] > 0)
-    chosen = pa.array(~targeted)  # masked out where not targeted
+    untargeted = pa.array(~(valid[last] & (margin[last] > 0)))
 
     def when(values: pa.Array) -> pa.Array:
-        return pc.if_else(chosen, pa.nulls(len(values), values.type), values)
+        """``values`` where the customer is targeted, null elsewhere."""
+        return pc.if_else(untargeted, pa.nulls(len(values), values.type), values)
 
     return _rows(best, pa.nulls(best.num_rows, pa.string()),
                  when(best["uplift_objective"].combine_chunks()),
@@ -152,16 +153,13 @@ def _cost(costs: pa.ChunkedArray) -> np.ndarray:
     return np.where(np.isnan(values), values, np.maximum(values, 0.0))
 
 
-Column = pa.Array | pa.ChunkedArray
-
-
 def _rows(
     rows: pa.Table,
-    voucher: Column,
-    uplift: Column,
-    cost: np.ndarray | Column,
+    voucher: ArrowColumn,
+    uplift: ArrowColumn,
+    cost: np.ndarray | ArrowColumn,
     arm: str,
-    policy_voucher: Column,
+    policy_voucher: ArrowColumn,
 ) -> pa.Table:
     """A :data:`ROWS` table of ``rows``' customers and groups and the given columns."""
     columns = [
