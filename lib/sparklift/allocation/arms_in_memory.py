@@ -101,8 +101,8 @@ def holdout(rows: pa.Table, lam: Mapping[str, float], mu: Mapping[str, float]) -
         return ROWS.empty_table()
     groups = np.asarray(rows["budget_group"].to_numpy(zero_copy_only=False), dtype=object)
     named = np.asarray(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
-    lam_i = np.array([lam.get(g, 0.0) if isinstance(g, str) else 0.0 for g in groups])
-    mu_i = np.array([mu.get(v, 0.0) if isinstance(v, str) else 0.0 for v in named])
+    lam_i = pd.Series(groups).map(dict(lam)).fillna(0.0).to_numpy(dtype=float)
+    mu_i = pd.Series(named).map(dict(mu)).fillna(0.0).to_numpy(dtype=float)
     cost = _cost(rows["uplift_cost"])
     uplift = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
     with np.errstate(invalid="ignore"):
@@ -131,8 +131,8 @@ def union(policy: pd.DataFrame, holdout: pa.Table | None, explore: pa.Table | No
     """The arms' rows in one table (:data:`ROWS`), as :func:`.arms.union`: the solver's
     allocations (:func:`.in_memory.allocations`) as the policy's, then the others."""
     t = pa.Table.from_pandas(policy, preserve_index=False)
-    t = _rows(t, t["voucher_id"], t["expected_uplift"], t["expected_cost"].to_numpy(),
-              arms.POLICY, t["voucher_id"])  # fmt: skip
+    t = _rows(t, t["voucher_id"], t["expected_uplift"], t["expected_cost"], arms.POLICY,
+              t["voucher_id"])  # fmt: skip
     return pa.concat_tables([t, *(x for x in (holdout, explore) if x is not None)])
 
 

@@ -131,7 +131,7 @@ class GroupSummary:
 class Solution:
     """Allocations (a lazy frame over the cache: write it, then :func:`summarize`)."""
 
-    allocations: DataFrame
+    allocations: DataFrame | None  # None from solve_collected: the rows are in ``frame``
     groups: dict[str, GroupSummary]
     mu: dict[str, float]  # per capped voucher
     caps: dict[str, int]
@@ -161,7 +161,9 @@ def solve(
     _check_problem(problem)
     try:
         if rows is not None and rows <= problem.driver_max_rows:  # one pass to the driver
-            return _solve_in_memory(typed(scores).toArrow(), scores, problem)
+            solved = _solve_in_memory(typed(scores).toArrow(), scores, problem)
+            frame = scores.sparkSession.createDataFrame(solved.frame, ALLOCATION_COLUMNS)
+            return replace(solved, allocations=frame)
         with _uncompressed_cache(scores.sparkSession):
             return _solve(scores, problem, files)
     except Exception as e:  # an input error found in a Python worker: its own type again
@@ -184,7 +186,8 @@ def _check_problem(problem: Problem) -> None:
 def solve_collected(rows: pa.Table, scores: DataFrame, problem: Problem) -> Solution:
     """As :func:`solve` in the driver's memory (:mod:`.in_memory`), on ``rows``: the rows
     of ``scores`` already there (typed as :func:`.layout.typed` types them). ``scores``
-    is read again only to name an offending row of bad input."""
+    is read again only to name an offending row of bad input. The allocations are left in
+    the driver (``frame``; ``allocations`` is None)."""
     _check_problem(problem)
     return _solve_in_memory(rows, scores, problem)
 
@@ -195,7 +198,6 @@ def _solve_in_memory(rows: pa.Table, scores: DataFrame, problem: Problem) -> Sol
     check_input(in_memory.totals(cust, flags), problem.budgets, scores, vouchers)
     solved = in_memory.solve_in_memory(cust, problem)
     frame = in_memory.allocations(cust, solved, vouchers)
-    allocations = scores.sparkSession.createDataFrame(frame, ALLOCATION_COLUMNS)
     summaries = {
         g: GroupSummary(
             g,
@@ -211,7 +213,7 @@ def _solve_in_memory(rows: pa.Table, scores: DataFrame, problem: Problem) -> Sol
     log.info("allocation: %d customers solved in the driver's memory (%d cap rounds)",
              len(cust.ids), solved.rounds)  # fmt: skip
     return Solution(
-        allocations,
+        None,
         summaries,
         mu,
         dict(problem.caps),
