@@ -11,13 +11,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import functions as F
 
+from sparklift.allocation.arms import POLICY, arm, policy_arm
 from sparklift.allocation.caps import CapSearch, cap_round
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
 from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.layout import customers
+from sparklift.allocation.sums import Sums
 from sparklift.errors import InputError
 from tests.exact_optima import Instance, by_group, stored_optimum
 
@@ -174,7 +175,8 @@ def test_a_cap_round_aims_at_the_multiplier_that_meets_the_cap(spark):
     n = 1000
     u = np.column_stack([np.arange(1, n + 1) * 0.001, np.full((n, 2), np.nan)])
     c = np.column_stack([np.ones(n), np.full((n, 2), np.nan)])
-    env = customers(spark.createDataFrame(frame(u, c, np.full(n, "NL"))), VOUCHERS, None)
+    scores = spark.createDataFrame(frame(u, c, np.full(n, "NL")))
+    env = customers(scores, VOUCHERS, None, Sums(spark).acc)
     counts, target = cap_round(env, {"NL": 0.0}, np.array([0.2, 0.0, 0.0]), {0: 100}, 3)
     assert counts == {0: int((u[:, 0] > 0.2 + 1e-12).sum())} == {0: 800}
     kth = np.sort(u[:, 0])[::-1][100]  # the 101st largest: above it, exactly 100
@@ -288,21 +290,25 @@ def test_same_input_same_allocation(spark):
 
 def test_scores_read_from_their_files_without_a_shuffle(spark, tmp_path):
     """Files that hold each customer's rows together (as sparklift score writes them, in
-    any order of customers and vouchers) are read by Python without a shuffle, and give
-    the shuffled read's allocation. A customer split between two files, or repeated, is
-    found in the first pass, and the shuffle runs instead: the split customer is then
-    allocated once, the repeat refused as before."""
+    any order of customers and vouchers) are read by Python without a shuffle, keep the
+    policy arm as Spark draws it, and give the shuffled read's allocation. Files whose id
+    ranges are apart need no pass to check that; files whose ranges meet get one. A
+    customer split between two files or inside one, or repeated, is found, and the shuffle
+    runs instead: the split customer is then allocated once, the repeat refused as
+    before."""
     u, c, group = instance(3000, 4, "adversarial")
     rows = frame(u, c, group)
     budgets = {"NL": 200.0, "DE": 80.0, "BE": 30.0}
-    keep = F.col("customer_id") % 5 != 0  # the policy arm of the job: a condition on the id
-    kept = rows[rows["customer_id"] % 5 != 0]
+    keep = policy_arm(spark, "files", 3, 0.15, 0.05)  # the job's policy arm
+    policy = spark.createDataFrame(rows).where(arm("files", 3, 0.15, 0.05) == POLICY)
+    kept = policy.toPandas()
+    assert 0.75 < kept["customer_id"].nunique() / 3000 < 0.85
     expected, _, shuffled = run(spark, kept, Problem(VOUCHERS, budgets))
     assert shuffled.reader == "shuffle"
 
     rng = np.random.default_rng(2)
-    blocks = [b.sample(frac=1.0, random_state=1) for _, b in rows.groupby("customer_id")]
-    blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+    by_id = [b.sample(frac=1.0, random_state=1) for _, b in rows.groupby("customer_id")]
+    blocks = [by_id[i] for i in rng.permutation(len(by_id))]
 
     def write(name: str, parts: list[list[pd.DataFrame]]) -> list[str]:
         paths = []
@@ -312,36 +318,55 @@ def test_scores_read_from_their_files_without_a_shuffle(spark, tmp_path):
             pq.write_table(table, paths[-1], row_group_size=1000)  # customers cut by groups
         return paths
 
-    def solved(paths: list[str], scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    def solved(paths: list[str], scores: pd.DataFrame) -> tuple[pd.DataFrame, str, int]:
         files = ScoreFiles(spark, paths, keep)
         solution = solve(spark.createDataFrame(scores), Problem(VOUCHERS, budgets), files)
         try:
-            return solution.allocations.toPandas(), solution.reader
+            return solution.allocations.toPandas(), solution.reader, solution.passes
         finally:
             solution.release()
 
-    key = ["customer_id"]
-    together = write("together", [blocks[:1000], blocks[1000:1700], blocks[1700:]])
-    got, reader = solved(together, kept)
-    assert reader == "files"
-    pd.testing.assert_frame_equal(
-        expected.sort_values(key).reset_index(drop=True),
-        got.sort_values(key).reset_index(drop=True),
+    def same(got: pd.DataFrame) -> None:
+        key = ["customer_id"]
+        pd.testing.assert_frame_equal(
+            expected.sort_values(key).reset_index(drop=True),
+            got.sort_values(key).reset_index(drop=True),
+        )
+
+    got, reader, ranges_meet = solved(
+        write("together", [blocks[:1000], blocks[1000:1700], blocks[1700:]]), kept
     )
-    first = next(b for b in blocks if b["customer_id"].iloc[0] % 5 and len(b) == 3)
+    assert reader == "files"
+    same(got)
+    apart = write("apart", [by_id[:1200], by_id[1200:]])  # ids 0-1199, then 1200-2999
+    got, reader, passes = solved(apart, kept)
+    assert (reader, passes) == ("files", ranges_meet - 1)
+    same(got)
+
+    first = next(
+        b for b in blocks if b["customer_id"].iloc[0] in set(kept["customer_id"]) and len(b) == 3
+    )
     split = write("split", [[*blocks[:1000], first.head(1)], [first.tail(2), *blocks[1000:]]])
     split_rows = pd.concat([b for b in blocks if b is not first] + [first])
-    got, reader = solved(split, split_rows[split_rows["customer_id"] % 5 != 0])
+    policy_ids = set(kept["customer_id"])
+    got, reader, _ = solved(split, split_rows[split_rows["customer_id"].isin(policy_ids)])
     assert reader == "shuffle"
-    assert (
-        got.sort_values(key)
-        .reset_index(drop=True)
-        .equals(expected.sort_values(key).reset_index(drop=True))
+    same(got)
+    i = int(first["customer_id"].iloc[0])  # split inside one file; the ranges apart
+    inside = [b for b in by_id if b["customer_id"].iloc[0] != i]
+    low = [b for b in inside if b["customer_id"].iloc[0] < 1200]
+    high = [b for b in inside if b["customer_id"].iloc[0] >= 1200]
+    parts = [low, high]
+    parts[i >= 1200] = [first.head(1), *parts[i >= 1200], first.tail(2)]
+    got, reader, _ = solved(
+        write("inside", parts), split_rows[split_rows["customer_id"].isin(policy_ids)]
     )
+    assert reader == "shuffle"
+    same(got)
     repeated = write("repeated", [blocks, [first]])
     twice = pd.concat([*blocks, first])
     with pytest.raises(InputError, match=re.escape("3 duplicate (customer_id, voucher_id) rows")):
-        solved(repeated, twice[twice["customer_id"] % 5 != 0])
+        solved(repeated, twice[twice["customer_id"].isin(policy_ids)])
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,13 @@ A campaign solved in the driver's memory gets the same arms there, by the same r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window
+import numpy as np
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from sparklift.synthetic.rand import uniform
+from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state
 
 POLICY, HOLDOUT, EXPLORE = "policy", "holdout", "explore"
 ARMS = (POLICY, HOLDOUT, EXPLORE)
@@ -48,6 +50,31 @@ def arm(campaign_id: str, seed: int, holdout_share: float, explore_share: float)
         .when(u < holdout_share + explore_share, F.lit(EXPLORE))
         .otherwise(F.lit(POLICY))
     )
+
+
+@dataclass(frozen=True)
+class PolicyArm:
+    """Which customer ids :func:`arm` puts in the policy arm, drawn in NumPy bit for bit as
+    Spark draws it: for readers that see the ids outside Spark (the allocation's Python
+    reader of the scores' files)."""
+
+    state: int | None  # the draw's hash state (:func:`uniform_state`); None: every customer
+    below: float  # the holdout and explore shares: a draw below them is not the policy's
+
+    def mask(self, ids: np.ndarray) -> np.ndarray:
+        if self.state is None:
+            return np.ones(len(ids), dtype=bool)
+        return uniform_of_ids(self.state, ids) >= self.below
+
+
+def policy_arm(
+    spark: SparkSession, campaign_id: str, seed: int, holdout_share: float, explore_share: float
+) -> PolicyArm:
+    """The policy arm of :func:`arm` with these shares, as a :class:`PolicyArm`."""
+    if holdout_share == 0 and explore_share == 0:
+        return PolicyArm(None, 0.0)
+    state = uniform_state(spark, seed, f"arm.{campaign_id}")
+    return PolicyArm(state, holdout_share + explore_share)
 
 
 def explore_pick(campaign_id: str, seed: int, n_vouchers: int) -> Column:

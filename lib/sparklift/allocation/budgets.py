@@ -1,8 +1,9 @@
 """Every budget group's multiplier lambda from the cached customers: histogram, plan, settle.
 
-1. :func:`histogram`: one pass; per (group, bucket of lambda) the summed cost and value
-   change of the breakpoints in it, plus per-group totals and the input's defect counts
-   (:func:`check_input` refuses defective input from these).
+1. The histogram, summed by the pass that builds the cache (:mod:`.sums`): per (group,
+   bucket of lambda) the summed cost and value change of the breakpoints in it, plus
+   per-group totals and the input's defect counts (:func:`check_input` refuses defective
+   input from these).
 2. :func:`plan_groups`: on the driver, per group, the bucket where spend crosses the budget and
    the buckets below it the greedy fill may need; or 'every step' when the budget never
    binds; or 'exact' for small groups.
@@ -29,6 +30,7 @@ from sparklift.allocation import layout as L
 from sparklift.allocation.crossing import Region, in_region, refine, step_rows
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.settle import settle
+from sparklift.allocation.sums import TOTALS
 from sparklift.errors import InputError
 
 if TYPE_CHECKING:
@@ -37,70 +39,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparklift")
 
 FILL_STEPS = 200_000  # at most this many breakpoints below the crossing bucket go to the fill
-TOTALS = -(2**62)  # the histogram's bucket key of the per-group totals row
 
 
-def histogram(env: DataFrame, n_opt: int) -> pd.DataFrame:
-    """Per (group, bucket): summed cost and value change and count of breakpoints; per
-    group a totals row (bucket TOTALS): customers, base value, and the defect counts."""
-    return _frame(_steps(env, n_opt).unionByName(_totals(env), allowMissingColumns=True))
-
-
-def histogram_and_repeats(env: DataFrame, n_opt: int) -> tuple[pd.DataFrame, int]:
-    """:func:`histogram`, and in the same pass the number of customer ids that have more
-    than one row (their ids move once, in a shuffle of their own)."""
-    repeats = (
-        env.groupBy("customer_id")
-        .agg(F.count(F.lit(1)).alias("n"))
-        .where(F.col("n") > 1)
-        .select(F.lit(True).alias("repeat"), F.col("customer_id").cast("long").alias("bucket"), "n")
-    )
-    rows = _steps(env, n_opt).unionByName(_totals(env), allowMissingColumns=True)
-    rows = rows.withColumn("repeat", F.lit(False)).unionByName(repeats, allowMissingColumns=True)
-    out = _frame(rows)
-    return out[~out["repeat"]].drop(columns="repeat"), int(out["repeat"].sum())
-
-
-def _steps(env: DataFrame, n_opt: int) -> DataFrame:
-    """Per (group, bucket) the breakpoints' summed cost and value change, and their count.
-    The rows exploded per breakpoint carry only these terms: the per-customer ones are
-    summed apart (:func:`_totals`), 25% faster at 2M customers than in the same rows."""
-    steps = [
-        F.struct(
-            F.col(L.step_bucket(k)).alias("bucket"),
-            F.col(L.step_cost(k)).alias("d_cost"),
-            F.col(L.step_value(k)).alias("d_value"),
-        )
-        for k in range(n_opt)
-    ]
-    rows = env.select("budget_group", F.inline(F.array(*steps)))
-    return (
-        rows.where(F.col("bucket").isNotNull())
-        .groupBy("budget_group", "bucket")
-        .agg(
-            F.sum("d_cost").alias("d_cost"),
-            F.sum("d_value").alias("d_value"),
-            F.count(F.lit(1)).alias("n"),
-        )
-    )
-
-
-def _totals(env: DataFrame) -> DataFrame:
-    """Per group (bucket TOTALS): customers, summed base value and defect counts."""
-    return env.groupBy("budget_group").agg(
-        F.lit(TOTALS).cast("long").alias("bucket"),
-        F.lit(0.0).alias("d_cost"),
-        F.sum(L.BASE_VALUE).alias("d_value"),
-        F.count(F.lit(1)).alias("n"),
-        *[F.sum(f).alias(f) for f in L.FLAGS],
-    )
-
-
-def _frame(rows: DataFrame) -> pd.DataFrame:
-    """The histogram's rows on the driver, defect counts 0 where a row has none."""
-    out = rows.toPandas()
-    out[list(L.FLAGS)] = out[list(L.FLAGS)].fillna(0).astype("int64")
-    return out
+def repeated_ids(env: DataFrame) -> int:
+    """How many customer ids have more than one row of ``env`` (the ids move once, in a
+    shuffle of their own)."""
+    return env.groupBy("customer_id").count().where(F.col("count") > 1).count()
 
 
 def check_input(
@@ -135,7 +79,7 @@ def check_input(
 
 
 def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
-    """``, e.g. <key of one offending row>`` for an input defect (FLAGS), found by one
+    """``, e.g. <key of one offending row>`` for an input defect (:data:`.sums.FLAGS`), found by one
     Spark aggregation (the smallest key, so the same input names the same row); empty
     if there is none or it cannot be found."""
     rows = L.typed(scores)

@@ -1,16 +1,18 @@
 """The budget-constrained allocation over Spark: every budget group in the same passes.
 
 1. One scan of the scores: one row per customer with its options as columns, its envelope
-   computed once per Arrow batch (:mod:`.layout`, :mod:`.envelope`) and cached, and per
-   (group, bucket of lambda) the summed cost and value change of the breakpoints in it,
-   plus per-group totals and input checks (:mod:`.budgets`). Buckets are 1/512 octave wide
-   (0.14% in lambda), so the histogram is small whatever the data. A customer's rows come
-   together by a shuffle by customer; or, given the scores' plain Parquet files
-   (:class:`ScoreFiles`), Python reads each file whole, with no shuffle and no conversion
-   of Spark rows to Arrow. That is right when each customer's rows lie together in one file,
-   as ``sparklift score`` writes them. The histogram's pass then also counts the customer
-   ids seen twice (the ids alone move in its shuffle); if there is one, the shuffle runs
-   after all.
+   computed once per Arrow batch (:mod:`.layout`, :mod:`.envelope`) and cached; the same
+   Python workers sum, per (group, bucket of lambda), the cost and value change of the
+   breakpoints in it, plus per-group totals and input checks (:mod:`.sums`,
+   :mod:`.budgets`). Buckets are 1/512 octave wide (0.14% in lambda), so the histogram is
+   small whatever the data. A customer's rows come together by a shuffle by customer; or,
+   given the scores' plain Parquet files (:class:`ScoreFiles`), Python reads each file
+   whole, with no shuffle and no conversion of Spark rows to Arrow. That is right when each
+   customer's rows lie together in one file, as ``sparklift score`` writes them: the
+   workers note each file's id range and the ids it holds in two places. When no file holds
+   one twice and the files' ranges are apart, that is proven; else one more pass counts
+   the customer ids cached twice (the ids alone move in its shuffle), and if there is one,
+   the shuffle runs after all.
 2. On the driver, per group, the bucket where spend crosses the budget; then from the
    cache the breakpoints of that bucket (and of the buckets below it that the greedy fill
    may need) to the driver, where :func:`.settle.settle` finds the exact lambda, rounds
@@ -46,29 +48,32 @@ the driver, where the same steps run in NumPy (:mod:`.in_memory`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pyspark.accumulators import Accumulator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from sparklift.allocation import in_memory
+from sparklift.allocation.arms import PolicyArm
 from sparklift.allocation.budgets import (
     check_input,
-    histogram,
-    histogram_and_repeats,
     plan_groups,
+    repeated_ids,
     settle_groups,
     solve_exact_groups,
 )
 from sparklift.allocation.caps import MU_RTOL, CapSearch, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
 from sparklift.allocation.layout import customers, envelopes, from_files, typed
+from sparklift.allocation.sums import Sums, overlapping
 from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
@@ -96,13 +101,13 @@ class Problem:
 
 @dataclass(frozen=True)
 class ScoreFiles:
-    """The scores' plain Parquet files (``paths``, all customers) and the condition on
-    ``customer_id`` that selects the customers to allocate from them (the same customers
-    as the ``scores`` frame given to :func:`solve`)."""
+    """The scores' plain Parquet files (``paths``, all customers) and the arm that selects
+    the customers to allocate from them (the same customers as the ``scores`` frame given
+    to :func:`solve`)."""
 
     spark: SparkSession
     paths: list[str]
-    keep: Column
+    keep: PolicyArm
 
 
 @dataclass
@@ -243,7 +248,19 @@ def _uncompressed_cache(spark: SparkSession) -> Iterator[None]:
             spark.conf.set(CACHE_COMPRESSED, before)
 
 
+def _cached(
+    spark: SparkSession, frame_of: Callable[[Accumulator], DataFrame]
+) -> tuple[DataFrame, Sums]:
+    """One pass: the customer rows ``frame_of`` builds (its workers summing into the
+    accumulator it is given), cached, and those sums."""
+    sums = Sums(spark)
+    frame = frame_of(sums.acc).persist(StorageLevel.MEMORY_AND_DISK)
+    frame.count()
+    return frame, sums
+
+
 def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Solution:
+    spark = scores.sparkSession
     vouchers = list(problem.vouchers)
     n_opt = len(vouchers)
     caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
@@ -253,18 +270,14 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     last_counts: dict[int, int] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
-    base, hist = _unshuffled(files, vouchers) if files is not None else (None, None)
-    passes += files is not None and base is None  # the pass that found a customer twice
+    base, hist, passes = _unshuffled(files, vouchers) if files is not None else (None, None, 0)
     reader = "files" if base is not None else "shuffle"
     if base is None:
-        base = customers(scores, vouchers, None).persist(StorageLevel.MEMORY_AND_DISK)
+        base, sums = _cached(spark, partial(customers, scores, vouchers, None))
+        hist = sums.histogram()
     env = base
-    previous: DataFrame | None = None
     while True:
-        hist = histogram(env, n_opt) if hist is None else hist
-        passes += 1
-        if previous is not None and previous is not base:  # the new ones are cached now
-            previous.unpersist()
+        passes += 1  # the pass that built env and its histogram
         check_input(hist, problem.budgets, scores, vouchers)
         plan = plan_groups(hist, problem, exact_ok=not caps)
         lam, dual, forced = settle_groups(env, plan, problem, n_opt)
@@ -302,16 +315,19 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
             break
         last_counts = counts
         mu = next_mu
-        previous, hist = env, None
-        env = envelopes(base, n_opt, mu).persist(StorageLevel.MEMORY_AND_DISK)
+        previous = env
+        env, sums = _cached(spark, partial(envelopes, base, n_opt, mu))
+        hist = sums.histogram()
+        if previous is not base:
+            previous.unpersist()
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
     if not caps:
         allocations = choices(env, vouchers, plan, lam, forced)
     else:  # spend what the trimmed customers free: a budget solve within the caps
         chosen = with_choice(env, n_opt, plan, lam, forced)
-        final = envelopes(within_caps(chosen, n_opt, mu, caps), n_opt, None)
-        final = final.persist(StorageLevel.MEMORY_AND_DISK)
-        fill = plan_groups(histogram(final, n_opt), problem, exact_ok=False)
+        within = within_caps(chosen, n_opt, mu, caps)
+        final, sums = _cached(spark, partial(envelopes, within, n_opt, None))
+        fill = plan_groups(sums.histogram(), problem, exact_ok=False)
         for frame in cached:  # final is cached now
             frame.unpersist()
         fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
@@ -346,19 +362,22 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
 
 def _unshuffled(
     files: ScoreFiles, vouchers: list[str]
-) -> tuple[DataFrame, pd.DataFrame] | tuple[None, None]:
-    """The customer rows read from ``files`` without a shuffle, cached, and their
-    histogram; or nothing (nothing cached) when a customer came twice: its rows were not
-    together in one file, or the scores repeat it. The shuffle then brings them together,
-    or refuses the repeat."""
-    env = from_files(files.spark, files.paths, vouchers).where(files.keep)
-    env = env.persist(StorageLevel.MEMORY_AND_DISK)
-    hist, repeats = histogram_and_repeats(env, len(vouchers))
+) -> tuple[DataFrame, pd.DataFrame, int] | tuple[None, None, int]:
+    """The customer rows read from ``files`` without a shuffle, cached, their histogram,
+    and the passes it took beyond the first; or nothing (nothing cached) when a customer
+    came twice: its rows were not together in one file, or the scores repeat it. The
+    shuffle then brings them together, or refuses the repeat."""
+    read = partial(from_files, files.spark, files.paths, vouchers, files.keep)
+    env, sums = _cached(files.spark, read)
+    hist = sums.histogram()
+    if not overlapping(sums.files()):
+        return env, hist, 0
+    repeats = repeated_ids(env)
     if not repeats:
-        return env, hist
+        return env, hist, 1
     env.unpersist()
     log.info("allocation: %d customers' scores lie in more than one place: shuffling", repeats)
-    return None, None
+    return None, None, 2
 
 
 def tally(allocations: DataFrame, *by: str | Column) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from sparklift.allocation.caps import MU_RTOL, CapSearch
 from sparklift.allocation.envelope import NONE, envelope
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
+from sparklift.allocation.sums import FLAGS
 
 if TYPE_CHECKING:
     from sparklift.allocation.distributed import Problem
@@ -65,23 +66,20 @@ class Solved:
 def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
     """Score rows on the driver (typed as :func:`.layout.typed` types them; other columns
     are left out) as one row per customer, with the defect counts
-    (:data:`.layout.FLAGS`) per customer that :func:`totals` sums."""
+    (:data:`.sums.FLAGS`) per customer that :func:`totals` sums."""
     names = pa.array(list(vouchers), pa.string())
     rows = rows.select(list(L.TYPED))
     if rows.num_rows == 0:
         empty = np.empty((0, len(vouchers)))
         none = np.empty(0, dtype=np.int64)
-        return Customers(none, np.empty(0, dtype=object), empty, empty), dict.fromkeys(
-            L.FLAGS, none
-        )
+        return Customers(none, np.empty(0, dtype=object), empty, empty), dict.fromkeys(FLAGS, none)
     vid = L.voucher_index(rows, names)
     rows = rows.append_column("_vid", pa.array(vid, pa.int64()))
     order = pc.sort_indices(rows, sort_keys=[("customer_id", "ascending"), ("_vid", "ascending")])
     rows = rows.take(order)
-    inputs, u, c = L.pivot(rows.drop_columns("_vid"), names, vid[order.to_numpy()])
+    inputs, flags, u, c = L.pivot(rows.drop_columns("_vid"), names, vid[order.to_numpy()])
     ids = inputs[0].to_numpy()
     groups = np.asarray(inputs[1].to_pylist(), dtype=object)
-    flags = {f: a.to_numpy() for f, a in zip(L.FLAGS, inputs[-len(L.FLAGS) :], strict=True)}
     return Customers(ids, groups, u, c), flags
 
 

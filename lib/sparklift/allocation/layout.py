@@ -1,22 +1,25 @@
 """The allocation's cached customer rows: one row per customer, built in Arrow batches.
 
 A row holds the customer's id and budget group, per option j its objective and cost
-uplift (:func:`objective`, :func:`cost`; null when absent or not finite), the input's
-defect counts (:data:`FLAGS`), and its envelope (:mod:`.envelope`): the option it takes
-at lambda = infinity and that option's value (``base_option``, ``base_value``), then per
-breakpoint k in decreasing lambda: the multiplier, its histogram bucket, the value and
-cost change of the step and the option it moves to (:func:`step_lambda` ...
-:func:`step_option`; null where the customer has fewer breakpoints).
+uplift (:func:`objective`, :func:`cost`; null when absent or not finite), and its
+envelope (:mod:`.envelope`): the option it takes at lambda = infinity and that option's
+value (``base_option``, ``base_value``), then per breakpoint k in decreasing lambda: the
+multiplier, its histogram bucket, the value and cost change of the step and the option it
+moves to (:func:`step_lambda` ... :func:`step_option`; null where the customer has fewer
+breakpoints). The Python workers that build the rows also sum their histogram and the
+input's defect counts (:mod:`.sums`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyspark.accumulators import Accumulator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -28,14 +31,15 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from sparklift.allocation.arms import PolicyArm
 from sparklift.allocation.envelope import envelope
+from sparklift.allocation.sums import Partition
 from sparklift.errors import marked
 from sparklift.tables.commit import filesystem
 from sparklift.tables.schema import spark_to_arrow
 
 PER_OCTAVE = 512
 READ_ROWS = 262_144  # score rows per batch read from a file by the unshuffled path
-FLAGS = ("dup", "bad", "other", "multi", "nogroup")
 BASE_OPTION = "base_option"
 BASE_VALUE = "base_value"
 
@@ -85,8 +89,16 @@ def _input_fields(n_opt: int) -> list[StructField]:
         [StructField("customer_id", LongType()), StructField("budget_group", StringType())]
         + [StructField(objective(j), DoubleType()) for j in range(n_opt)]
         + [StructField(cost(j), DoubleType()) for j in range(n_opt)]
-        + [StructField(f, LongType()) for f in FLAGS]
     )
+
+
+def _schema(n_opt: int) -> StructType:
+    return StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
+
+
+@lru_cache
+def _arrow(n_opt: int) -> pa.Schema:
+    return spark_to_arrow(_schema(n_opt))
 
 
 def _envelope_fields(n_opt: int) -> list[StructField]:
@@ -102,14 +114,14 @@ def _envelope_fields(n_opt: int) -> list[StructField]:
     return out
 
 
-Pivoted = tuple[list[pa.Array], np.ndarray, np.ndarray]
+Pivoted = tuple[list[pa.Array], dict[str, np.ndarray] | None, np.ndarray, np.ndarray]
 
 
 def pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) -> Pivoted:
-    """Rows sorted by (customer, voucher) -> one row per customer: id, group, objectives,
-    costs (null when absent or not finite) and the defect counts FLAGS; and the
-    objectives and costs as (customers, options) matrices (NaN when null). ``vid``: the
-    rows' voucher positions (:func:`voucher_index`) when already known."""
+    """Rows sorted by (customer, voucher) -> one row per customer: id, group, objectives
+    and costs (null when absent or not finite); its defect counts (:data:`.sums.FLAGS`); and
+    the objectives and costs as (customers, options) matrices (NaN when null). ``vid``:
+    the rows' voucher positions (:func:`voucher_index`) when already known."""
     rows = rows.combine_chunks()
     nulls = rows["customer_id"].null_count
     if nulls:
@@ -130,7 +142,7 @@ def pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) -> 
     group = rows["budget_group"].combine_chunks()
     own_group = group.take(pa.array(starts[cust]))
     moved = pc.fill_null(pc.not_equal(group, own_group), True).to_numpy(zero_copy_only=False)
-    count = lambda mask: pa.array(np.bincount(cust[mask], minlength=n), pa.int64())  # noqa: E731
+    count = lambda mask: np.bincount(cust[mask], minlength=n)  # noqa: E731
     u = np.full((n_opt, n), np.nan)  # one contiguous row per option
     c = np.full((n_opt, n), np.nan)
     u[vid[ok], cust[ok]] = uo[ok]
@@ -140,19 +152,35 @@ def pivot(rows: pa.Table, vouchers: pa.Array, vid: np.ndarray | None = None) -> 
         group.take(pa.array(starts)),
         *[pa.array(u[j], pa.float64(), mask=np.isnan(u[j])) for j in range(n_opt)],
         *[pa.array(c[j], pa.float64(), mask=np.isnan(c[j])) for j in range(n_opt)],
-        count(again),  # dup
-        count(known & ~ok),  # bad
-        count(~known),  # other
-        count(moved & group.is_valid().to_numpy(zero_copy_only=False)),  # multi
-        count(~group.is_valid().to_numpy(zero_copy_only=False)),  # nogroup
     ]
-    return arrays, u.T, c.T
+    valid = group.is_valid().to_numpy(zero_copy_only=False)
+    flags = {
+        "dup": count(again),
+        "bad": count(known & ~ok),
+        "other": count(~known),
+        "multi": count(moved & valid),
+        "nogroup": count(~valid),
+    }
+    return arrays, flags, u.T, c.T
 
 
-def _envelope_arrays(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None) -> list[pa.Array]:
+def _kept(pivoted: Pivoted, keep: np.ndarray) -> Pivoted:
+    """The customers of ``pivoted`` where ``keep``."""
+    if keep.all():
+        return pivoted
+    inputs, flags, u, c = pivoted
+    mask = pa.array(keep)
+    flags = None if flags is None else {f: a[keep] for f, a in flags.items()}
+    return [a.filter(mask) for a in inputs], flags, u[keep], c[keep]
+
+
+def _finish(pivoted: Pivoted, mu: np.ndarray | None, sums: Partition) -> pa.RecordBatch:
+    """The customers' cached rows: inputs and envelope at ``mu``; their sums to ``sums``."""
+    inputs, flags, u, c = pivoted
     env = envelope(u, c, mu)
     steps = np.isfinite(env.lam)
     bk = bucket(np.where(steps, env.lam, 1.0))
+    sums.add(inputs[1], env, steps, bk, flags)
     out = [pa.array(env.base, pa.int32()), pa.array(env.base_value, pa.float64())]
     for k in range(u.shape[1]):
         absent = ~steps[:, k]
@@ -163,12 +191,7 @@ def _envelope_arrays(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None) -> lis
             pa.array(env.d_cost[:, k], pa.float64(), mask=absent),
             pa.array(env.to[:, k], pa.int32(), mask=absent),
         ]
-    return out
-
-
-def _finish(pivoted: Pivoted, mu: np.ndarray | None, schema: pa.Schema) -> pa.RecordBatch:
-    inputs, u, c = pivoted
-    return pa.RecordBatch.from_arrays(inputs + _envelope_arrays(u, c, mu), schema=schema)
+    return pa.RecordBatch.from_arrays(inputs + out, schema=_arrow(u.shape[1]))
 
 
 def _options(inputs: list[pa.Array], n_opt: int) -> Pivoted:
@@ -177,7 +200,8 @@ def _options(inputs: list[pa.Array], n_opt: int) -> Pivoted:
     def matrix(arrays: list[pa.Array]) -> np.ndarray:
         return np.vstack([a.to_numpy(zero_copy_only=False) for a in arrays]).T
 
-    return inputs, matrix(inputs[2 : 2 + n_opt]), matrix(inputs[2 + n_opt : 2 + 2 * n_opt])
+    u, c = matrix(inputs[2 : 2 + n_opt]), matrix(inputs[2 + n_opt : 2 + 2 * n_opt])
+    return inputs, None, u, c
 
 
 TYPED = {  # the columns of ``uplift_scores`` the allocation reads, and their types
@@ -195,20 +219,21 @@ def typed(scores: DataFrame, *extra: Column) -> DataFrame:
     return scores.select(*[F.col(c).cast(t).alias(c) for c, t in TYPED.items()], *extra)
 
 
-def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None) -> DataFrame:
+def customers(
+    scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None, acc: Accumulator
+) -> DataFrame:
     """One row per customer of ``scores`` in the layout above, its envelope at cap
-    multipliers ``mu`` (none: zero).
+    multipliers ``mu`` (none: zero); each partition's sums to ``acc`` (:mod:`.sums`).
 
     The scores move once, hash-partitioned by customer and sorted within partitions;
     each Python worker then pivots consecutive rows (a customer cut by a batch boundary
     waits for the next batch): far cheaper than a Spark pivot aggregation.
     """
     n_opt = len(vouchers)
-    schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
-    arrow = spark_to_arrow(schema)
     names = pa.array(list(vouchers), pa.string())
 
     def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sums = Partition()
         carry: pa.Table | None = None
         for b in batches:
             t = pa.Table.from_batches([b])
@@ -219,35 +244,49 @@ def customers(scores: DataFrame, vouchers: Sequence[str], mu: np.ndarray | None)
             cut = int(np.searchsorted(ids, ids[-1]))  # the last customer may go on
             carry = t.slice(cut)
             if cut:
-                yield _finish(pivot(t.slice(0, cut), names), mu, arrow)
+                yield _finish(pivot(t.slice(0, cut), names), mu, sums)
         if carry is not None and carry.num_rows:
-            yield _finish(pivot(carry, names), mu, arrow)
+            yield _finish(pivot(carry, names), mu, sums)
+        sums.send(acc)
 
     rows = typed(scores)
     by_customer = rows.repartition("customer_id").sortWithinPartitions("customer_id", "voucher_id")
-    return by_customer.mapInArrow(build, schema)
+    return by_customer.mapInArrow(build, _schema(n_opt))
 
 
-def from_files(spark: SparkSession, files: Sequence[str], vouchers: Sequence[str]) -> DataFrame:
-    """The same rows as :func:`customers` (at mu = 0), read from the scores' plain Parquet
-    ``files`` by Python, one task per file: no shuffle, and no conversion of Spark rows to
-    Arrow. Right only when each customer's rows lie one after the other in one file, as
-    ``sparklift score`` writes them; a customer seen twice (in two files, or in two places
-    of one) gives two rows, so the caller checks
-    (:func:`sparklift.allocation.budgets.histogram_and_repeats`)."""
+def from_files(
+    spark: SparkSession,
+    files: Sequence[str],
+    vouchers: Sequence[str],
+    keep: PolicyArm,
+    acc: Accumulator,
+) -> DataFrame:
+    """The same rows as :func:`customers` (at mu = 0) for the customers ``keep`` keeps,
+    read from the scores' plain Parquet ``files`` by Python, one task per file: no
+    shuffle, and no conversion of Spark rows to Arrow. Right only when each customer's
+    rows lie one after the other in one file, as ``sparklift score`` writes them; a
+    customer seen twice (in two files, or in two places of one) gives two rows, so each
+    file's id range and repeats go to ``acc`` too, for the caller's check
+    (:func:`sparklift.allocation.sums.overlapping`)."""
     n_opt = len(vouchers)
-    schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
-    arrow = spark_to_arrow(schema)
     names = pa.array(list(vouchers), pa.string())
     paths = list(files)
 
     def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sums = Partition()
         for b in batches:
             for i in b.column(0).to_pylist():
+                runs = []
                 for rows, vid in _customer_runs(paths[i], names):
-                    yield _finish(pivot(rows, names, vid), None, arrow)
+                    pivoted = pivot(rows, names, vid)
+                    ids = pivoted[0][0].to_numpy()
+                    kept = keep.mask(ids)
+                    runs.append(ids[kept])
+                    yield _finish(_kept(pivoted, kept), None, sums)
+                sums.file(i, runs)
+        sums.send(acc)
 
-    return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(build, schema)
+    return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(build, _schema(n_opt))
 
 
 def _customer_runs(path: str, vouchers: pa.Array) -> Iterator[tuple[pa.Table, np.ndarray]]:
@@ -302,14 +341,15 @@ def input_columns(n_opt: int) -> list[str]:
     return [f.name for f in _input_fields(n_opt)]
 
 
-def envelopes(env: DataFrame, n_opt: int, mu: np.ndarray | None) -> DataFrame:
-    """The same customers' envelopes at other cap multipliers ``mu``."""
+def envelopes(env: DataFrame, n_opt: int, mu: np.ndarray | None, acc: Accumulator) -> DataFrame:
+    """The same customers' envelopes at other cap multipliers ``mu``; each partition's
+    sums to ``acc``."""
     inputs = input_columns(n_opt)
-    schema = StructType(_input_fields(n_opt) + _envelope_fields(n_opt))
-    arrow = spark_to_arrow(schema)
 
     def again(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sums = Partition()
         for b in batches:
-            yield _finish(_options([b.column(name) for name in inputs], n_opt), mu, arrow)
+            yield _finish(_options([b.column(name) for name in inputs], n_opt), mu, sums)
+        sums.send(acc)
 
-    return env.select(*inputs).mapInArrow(again, schema)
+    return env.select(*inputs).mapInArrow(again, _schema(n_opt))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import arms
@@ -142,7 +142,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         if collected is not None:
             solution = solve_collected(in_driver.of_arm(collected, arms.POLICY), policy, problem)
         else:
-            files = _score_files(ctx, campaign, part.day, version, arm == arms.POLICY)
+            files = _score_files(ctx, campaign, part.day, version)
             solution = solve(policy, problem, files)
         try:
             holdout_share = campaign.holdout_share > 0
@@ -239,7 +239,7 @@ def _collected(
 
 
 def _score_files(
-    ctx: JobContext, campaign: CampaignConfig, day: dt.date, version: int | None, keep: Column
+    ctx: JobContext, campaign: CampaignConfig, day: dt.date, version: int | None
 ) -> ScoreFiles | None:
     """uplift_scores' files of ``day`` at ``version``, for the solve's reader without a
     shuffle: none with ``score_reader: spark``, or when they are not plain Parquet or this
@@ -253,6 +253,13 @@ def _score_files(
     if why:
         log.info("uplift_scores' files are read through Spark: %s", why)
         return None
+    keep = arms.policy_arm(
+        ctx.spark,
+        campaign.campaign_id,
+        campaign.seed,
+        campaign.holdout_share,
+        campaign.explore_share,
+    )
     return ScoreFiles(ctx.spark, paths, keep)
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 
-from pyspark.sql import Column
+import numpy as np
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 _MASK = (1 << 53) - 1
+_P1, _P2, _P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+_P4, _P5 = 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5
 
 
 def uniform(seed: int | Column, salt: str, *keys: Column | str) -> Column:
@@ -19,6 +22,33 @@ def uniform(seed: int | Column, salt: str, *keys: Column | str) -> Column:
     draws what F.lit(seed) would for seeds of 32 bits."""
     h = F.xxhash64(seed if isinstance(seed, Column) else F.lit(seed), F.lit(salt), *keys)
     return (h.bitwiseAND(F.lit(_MASK)).cast("double") + 0.5) / float(_MASK + 1)
+
+
+def uniform_state(spark: SparkSession, seed: int, salt: str) -> int:
+    """The hash state :func:`uniform` reaches before its last key (Spark's ``xxhash64``
+    of the seed and salt, computed by Spark): the seed of :func:`uniform_of_ids`."""
+    return int(spark.range(1).select(F.xxhash64(F.lit(seed), F.lit(salt))).first()[0])
+
+
+def uniform_of_ids(state: int, ids: np.ndarray) -> np.ndarray:
+    """:func:`uniform` (seed, salt, one long key) in NumPy, bit for bit: Spark's XXH64 of
+    a long (``hashLong``) seeded with :func:`uniform_state`, for readers that see the ids
+    outside Spark."""
+    with np.errstate(over="ignore"):
+        x = np.asarray(ids, dtype=np.int64).view(np.uint64)
+        h = np.uint64((state + _P5 + 8) & (2**64 - 1))
+        k = _rotl(x * np.uint64(_P2), 31) * np.uint64(_P1)
+        h = _rotl(h ^ k, 27) * np.uint64(_P1) + np.uint64(_P4)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(_P2)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(_P3)
+        h ^= h >> np.uint64(32)
+    return ((h & np.uint64(_MASK)).astype(np.float64) + 0.5) / float(_MASK + 1)
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
 
 
 def normal(seed: int | Column, salt: str, *keys: Column | str) -> Column:
