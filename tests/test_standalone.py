@@ -84,7 +84,10 @@ def warehouse(inputs: Path, wh: Path) -> Path:
         # each would add a job per task to the slowest test of the suite; so would the
         # reports (tests/test_pipeline.py).
         "pipeline": {"campaigns": [str(wh / "winback.yaml")], "checks": False, "reports": False},
-        "allocate": {"max_cap_rounds": 1},  # convergence: the in-process tests
+        # Spark passes, not the driver's memory: the solver's Python workers (the files
+        # reader and the sums they hand to the driver's accumulator) on real executors.
+        # Convergence: the in-process tests.
+        "allocate": {"max_cap_rounds": 1, "driver_max_rows": 0},
         "logging": {"format": "json", "progress_interval_s": 5},
     }
     (wh / "cluster.yaml").write_text(yaml.safe_dump(conf))
@@ -225,6 +228,8 @@ def test_airflow_runs_the_dag_on_standalone_cluster(airflow, cluster, artefact, 
     assert len(read_pandas(str(wh / "uplift_scores"))) == 20000 * 3
     summary, rows = published(wh)
     check_allocation(summary, rows)
+    # In Spark passes (driver_max_rows 0): the files reader's workers ran on the executors.
+    assert "allocation: pass " in text and "more than one place" not in text
     latest = latest_runs(wh)
     assert dict(latest.loc["allocate:winback", "output_rows"])["allocations"] == len(rows)
 
