@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from sparklift.allocation import arms
 from sparklift.allocation.tables import published_allocations, summary_where
 from sparklift.cli import main
 from sparklift.config import load_config
@@ -127,6 +128,30 @@ def test_allocate_within_budget_near_optimum_and_replaces_its_run(spark, tmp_pat
     out = json.loads(capsys.readouterr().out)
     assert (out["passes"], out["reader"]) == (1, "driver")
     near_optimum(*published(spark, wh), u, group, exact)
+
+
+def test_spark_passes_solve_the_policy_arm_spark_draws(spark, tmp_path, capsys):
+    """In Spark passes, the Python reader of the scores' files keeps the policy arm by its
+    own (NumPy) draw: each group's solved customers are Spark's policy customers, every
+    policy row is one of them, and the holdout rows are Spark's holdout customers."""
+    wh = tmp_path / "wh"
+    u, c, group = instance()
+    rows = scores_frame(u, c, group)
+    setup(spark, wh, rows)
+    shares = {"holdout_share": 0.2, "explore_share": 0.1, "explore_budget_share": 0.05}
+    spec = campaign_file(tmp_path, budgets=BUDGETS, driver_max_rows=0, seed=4, **shares)
+    capsys.readouterr()
+    assert allocate(wh, spec) == 0
+    assert json.loads(capsys.readouterr().out)["reader"] == "files"
+    customers = spark.createDataFrame(rows[["customer_id", "budget_group"]].drop_duplicates())
+    drawn = customers.withColumn("arm", arms.arm("c1", 4, 0.2, 0.1)).toPandas()
+    alloc, summary = published(spark, wh)
+    policy = drawn[drawn["arm"] == "policy"]
+    solved = summary.set_index("budget_group")["n_customers"].to_dict()
+    assert solved == policy["budget_group"].value_counts().to_dict()
+    assert set(alloc.loc[alloc["arm"] == "policy", "customer_id"]) <= set(policy["customer_id"])
+    held = set(drawn.loc[drawn["arm"] == "holdout", "customer_id"])
+    assert set(alloc.loc[alloc["arm"] == "holdout", "customer_id"]) == held
 
 
 def near_optimum(alloc, summary, u, group, exact: dict[str, Instance]) -> None:
