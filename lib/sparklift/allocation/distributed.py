@@ -48,36 +48,30 @@ the driver, where the same steps run in NumPy (:mod:`.in_memory`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark.accumulators import Accumulator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.storagelevel import StorageLevel
 
-from sparklift.allocation import in_memory
+from sparklift.allocation import cache, in_memory
 from sparklift.allocation.arms import PolicyArm
 from sparklift.allocation.budgets import (
     check_input,
     plan_groups,
-    repeated_ids,
     settle_groups,
     solve_exact_groups,
 )
 from sparklift.allocation.caps import MU_RTOL, CapSearch, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
-from sparklift.allocation.layout import customers, envelopes, from_files, typed
-from sparklift.allocation.sums import Sums, overlapping
+from sparklift.allocation.layout import customers, envelopes, typed
 from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
-CACHE_COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
 ALLOCATION_COLUMNS = (
     "customer_id long, budget_group string, voucher_id string, expected_uplift double, "
     "expected_cost double"
@@ -169,7 +163,7 @@ def solve(
             solved = _solve_in_memory(typed(scores).toArrow(), scores, problem)
             frame = scores.sparkSession.createDataFrame(solved.frame, ALLOCATION_COLUMNS)
             return replace(solved, allocations=frame)
-        with _uncompressed_cache(scores.sparkSession):
+        with cache.uncompressed(scores.sparkSession):
             return _solve(scores, problem, files)
     except Exception as e:  # an input error found in a Python worker: its own type again
         reraise_marked(e)
@@ -231,34 +225,6 @@ def _solve_in_memory(rows: pa.Table, scores: DataFrame, problem: Problem) -> Sol
     )
 
 
-@contextmanager
-def _uncompressed_cache(spark: SparkSession) -> Iterator[None]:
-    """Spark's columnar cache left uncompressed while the solver builds its caches (each is
-    built by a pass inside :func:`_solve`): its columns are doubles and small integers that
-    compress little, and at 10M customers the first pass took 38-42 s instead of 42-50 s
-    for 5% more memory (bench/RESULTS.md)."""
-    before = spark.conf.get(CACHE_COMPRESSED, None)
-    spark.conf.set(CACHE_COMPRESSED, "false")
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(CACHE_COMPRESSED)
-        else:
-            spark.conf.set(CACHE_COMPRESSED, before)
-
-
-def _cached(
-    spark: SparkSession, frame_of: Callable[[Accumulator], DataFrame]
-) -> tuple[DataFrame, Sums]:
-    """One pass: the customer rows ``frame_of`` builds (its workers summing into the
-    accumulator it is given), cached, and those sums."""
-    sums = Sums(spark)
-    frame = frame_of(sums.acc).persist(StorageLevel.MEMORY_AND_DISK)
-    frame.count()
-    return frame, sums
-
-
 def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Solution:
     spark = scores.sparkSession
     vouchers = list(problem.vouchers)
@@ -270,11 +236,12 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     last_counts: dict[int, int] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
-    base, hist, passes = _unshuffled(files, vouchers) if files is not None else (None, None, 0)
+    base, hist, passes = (None, None, 0)
+    if files is not None:
+        base, hist, passes = cache.unshuffled(files.spark, files.paths, files.keep, vouchers)
     reader = "files" if base is not None else "shuffle"
     if base is None:
-        base, sums = _cached(spark, partial(customers, scores, vouchers, None))
-        hist = sums.histogram()
+        base, hist, _ = cache.build(spark, partial(customers, scores, vouchers, None))
     env = base
     while True:
         passes += 1  # the pass that built env and its histogram
@@ -316,8 +283,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         last_counts = counts
         mu = next_mu
         previous = env
-        env, sums = _cached(spark, partial(envelopes, base, n_opt, mu))
-        hist = sums.histogram()
+        env, hist, _ = cache.build(spark, partial(envelopes, base, n_opt, mu))
         if previous is not base:
             previous.unpersist()
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
@@ -326,8 +292,8 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     else:  # spend what the trimmed customers free: a budget solve within the caps
         chosen = with_choice(env, n_opt, plan, lam, forced)
         within = within_caps(chosen, n_opt, mu, caps)
-        final, sums = _cached(spark, partial(envelopes, within, n_opt, None))
-        fill = plan_groups(sums.histogram(), problem, exact_ok=False)
+        final, final_hist, _ = cache.build(spark, partial(envelopes, within, n_opt, None))
+        fill = plan_groups(final_hist, problem, exact_ok=False)
         for frame in cached:  # final is cached now
             frame.unpersist()
         fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
@@ -358,26 +324,6 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         cached,
         reader,
     )
-
-
-def _unshuffled(
-    files: ScoreFiles, vouchers: list[str]
-) -> tuple[DataFrame, pd.DataFrame, int] | tuple[None, None, int]:
-    """The customer rows read from ``files`` without a shuffle, cached, their histogram,
-    and the passes it took beyond the first; or nothing (nothing cached) when a customer
-    came twice: its rows were not together in one file, or the scores repeat it. The
-    shuffle then brings them together, or refuses the repeat."""
-    read = partial(from_files, files.spark, files.paths, vouchers, files.keep)
-    env, sums = _cached(files.spark, read)
-    hist = sums.histogram()
-    if not overlapping(sums.files()):
-        return env, hist, 0
-    repeats = repeated_ids(env)
-    if not repeats:
-        return env, hist, 1
-    env.unpersist()
-    log.info("allocation: %d customers' scores lie in more than one place: shuffling", repeats)
-    return None, None, 2
 
 
 def tally(allocations: DataFrame, *by: str | Column) -> pd.DataFrame:

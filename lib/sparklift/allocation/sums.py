@@ -4,7 +4,7 @@ Each pass that builds the solver's cached customer rows (:mod:`.layout`) runs in
 workers, an Arrow batch at a time. The worker sums each batch there: per (group, bucket
 of lambda) the breakpoints' cost and value change and their count, and per group a
 totals row (bucket TOTALS): customers, summed base value and the input's defect counts
-(:data:`.layout.FLAGS`). At the end of its partition it hands the partition's sums to a
+(:data:`FLAGS`). At the end of its partition it hands the partition's sums to a
 Spark accumulator. So the pass that caches the rows is the histogram's pass too: no
 query reads the cache again to explode the breakpoints (at 10M customers pass 1 took
 24-28 s instead of 39-50 s), and the defect counts are not cached.
@@ -13,7 +13,7 @@ The driver merges each partition's sums once, as they arrive, so it holds one me
 frame whatever the partition count. A partition computed again (a retried task, an
 evicted cache block) brings the same sums and is skipped. The files reader also notes,
 per file, its range of customer ids and how many of them it saw in two places, for the
-check that each customer's rows lay together (:mod:`.distributed`).
+check that each customer's rows lay together (:mod:`.cache`).
 """
 
 from __future__ import annotations
@@ -70,23 +70,21 @@ class _PartsParam(AccumulatorParam):
 
 
 class Sums:
-    """One pass's accumulator: hand ``acc`` to the workers, then read :meth:`histogram`."""
+    """One pass's accumulator: hand ``acc`` to the workers, then :meth:`take` the sums."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.acc: Accumulator = spark.sparkContext.accumulator(Parts(), _PartsParam())
 
-    def histogram(self) -> pd.DataFrame:
-        """Per (group, bucket) and per group (TOTALS) the summed rows (:data:`COLUMNS`);
-        the accumulator is emptied (it stays registered with the Spark context)."""
+    def take(self) -> tuple[pd.DataFrame, dict[int, FileIds]]:
+        """The histogram: per (group, bucket) and per group (TOTALS) the summed rows
+        (:data:`COLUMNS`); and the files' ids. The accumulator is emptied (it stays
+        registered with the Spark context)."""
         parts = self.acc.value
-        self.acc.value = Parts(files=parts.files)
+        self.acc.value = Parts()
         frame = parts.frame if parts.frame is not None else pd.DataFrame(columns=COLUMNS)
         out = frame.reindex(columns=COLUMNS)
         out[["bucket", "n", *FLAGS]] = out[["bucket", "n", *FLAGS]].fillna(0).astype("int64")
-        return out.astype({"d_cost": "float64", "d_value": "float64"})
-
-    def files(self) -> dict[int, FileIds]:
-        return self.acc.value.files
+        return out.astype({"d_cost": "float64", "d_value": "float64"}), parts.files
 
 
 class Partition:
