@@ -220,8 +220,11 @@ def test_score_refuses_mismatch_and_skips_missing_features(spark, tmp_path, caps
     write_history(spark, wh, history())
     out = run_json(
         capsys,
-        ["train-uplift", *args(wh, "--set", "uplift.min_arm_rows=200", "--learner", "t_linear")],
-    )
+        [
+            "train-uplift",
+            *args(wh, "--set", "uplift.min_arm_rows=200", "--learner", "t_linear+dr_linear"),
+        ],
+    )  # an average of learners: pickled, broadcast and scored like any other
     catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
 
     assert main(["score", *args(wh)]) == 3  # no customers table yet: not ready
@@ -273,6 +276,8 @@ def test_missing_features_need_a_learner_that_handles_them(spark, tmp_path, caps
     capsys.readouterr()
     assert main(["train-uplift", *args(wh, *sets, "--learner", "t_linear")]) == 2
     assert "cannot handle missing feature values" in capsys.readouterr().err
+    assert main(["train-uplift", *args(wh, *sets, "--learner", "t_gbm+t_linear")]) == 2
+    assert "learner t_gbm+t_linear cannot handle missing" in capsys.readouterr().err
     assert not (wh / "uplift_models").exists()
     out = run_json(capsys, ["train-uplift", *args(wh, *sets, "--learner", "t_gbm")])
     assert out["train_rows"] + out["holdout_rows"] == 4000

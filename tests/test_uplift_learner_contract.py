@@ -21,7 +21,14 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError
-from sparklift.uplift.learners import DRLearner, TLearner, allows_nan, linear, make_learner
+from sparklift.uplift.learners import (
+    Average,
+    DRLearner,
+    TLearner,
+    allows_nan,
+    linear,
+    make_learner,
+)
 
 GBM = HistGradientBoostingRegressor(max_iter=5)
 
@@ -40,8 +47,18 @@ class CheckedDR(DRLearner):
         return super().fit(X, y, alternating_arms(X) if arm is None else arm)
 
 
+class CheckedAverage(Average):
+    def fit(self, X, y, arm=None):
+        return super().fit(X, y, alternating_arms(X) if arm is None else arm)
+
+
 @parametrize_with_checks(
-    [CheckedT(linear({})), CheckedDR(GBM, GBM), CheckedDR(linear({}), linear({}), pool=False)],
+    [
+        CheckedT(linear({})),
+        CheckedDR(GBM, GBM),
+        CheckedDR(linear({}), linear({}), pool=False),
+        CheckedAverage([TLearner(linear({})), DRLearner(GBM, GBM)]),
+    ],
     expected_failed_checks=lambda est: {},
 )
 def test_scikit_learn_estimator_checks(estimator, check):
@@ -68,10 +85,12 @@ def test_parameters_are_validated_in_fit_not_init():
     assert fitted.n_vouchers_ == 1 and fitted.predict(X).shape == (40, 1)
 
 
-@pytest.mark.parametrize("name", ["t_gbm", "dr_gbm", "t_linear", "dr_linear"])
+@pytest.mark.parametrize(
+    "name", ["t_gbm", "dr_gbm", "t_linear", "dr_linear", "dr_gbm+t_gbm", "dr_gbm+t_linear"]
+)
 def test_nan_support_is_the_base_models_tag(name):
     learner = make_learner(name, load_config(None).uplift)
-    assert allows_nan(learner) == name.endswith("gbm")
+    assert allows_nan(learner) == name.endswith("gbm")  # an average: all of its members
     assert get_tags(learner).input_tags.allow_nan == name.endswith("gbm")
     # One base model without NaN support is enough to refuse NaN.
     assert not allows_nan(DRLearner(GBM, Ridge())) and not allows_nan(TLearner(Ridge()))

@@ -25,7 +25,9 @@ def world(n: int = 30_000, seed: int = 1):
     return X, y, arm, tau
 
 
-@pytest.mark.parametrize("name, pool", [(n, True) for n in BUILT_IN] + [("dr_gbm", False)])
+@pytest.mark.parametrize(
+    "name, pool", [(n, True) for n in BUILT_IN] + [("dr_gbm", False), ("dr_gbm+t_gbm", True)]
+)
 def test_learner_recovers_planted_effects(name, pool):
     X, y, arm, _ = world()
     conf = CONF.model_copy(update={"pool_vouchers": pool})
@@ -69,10 +71,22 @@ def test_plug_in_learner_by_module_and_class():
     assert allows_nan(learner) and learner.get_params() == {"shrink": 0.5}
 
 
+def test_an_average_is_the_mean_of_its_members_fitted_alone():
+    X, y, arm, _ = world(4000)
+    Xt = world(500, seed=2)[0]
+    members = [make_learner(n, CONF).fit(X, y, arm).predict(Xt) for n in ("dr_gbm", "t_linear")]
+    average = make_learner("dr_gbm+t_linear", CONF).fit(X, y, arm).predict(Xt)
+    np.testing.assert_allclose(average, (members[0] + members[1]) / 2, rtol=0, atol=1e-12)
+    assert np.abs(members[0] - members[1]).max() > 0.05  # the members differ: a real mean
+
+
 @pytest.mark.parametrize(
     "name, message",
     [
         ("x_gbm", "unknown learner"),
+        ("dr_gbm+x_gbm", "unknown learner 'x_gbm'"),
+        ("dr_gbm+", "a name is empty or repeated"),
+        ("dr_gbm+t_gbm+dr_gbm", "a name is empty or repeated"),
         ("no.such.module:X", "cannot import"),
         (f"{__name__}:world", "no method"),
     ],

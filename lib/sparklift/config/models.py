@@ -43,7 +43,7 @@ class PropensityConfig(_Strict):
 class UpliftConfig(_Strict):
     """How ``sparklift train-uplift`` checks the history, samples, fits and evaluates."""
 
-    learner: str  # t_gbm | dr_gbm | t_linear | dr_linear | module:Class
+    learner: str  # t_gbm | dr_gbm | t_linear | dr_linear | module:Class | a+b (their mean)
     features: list[str] | None  # null = every numeric column but the keys and outcomes
     campaigns: list[str] | None  # campaign_ids to learn from; null = all
     max_train_rows: int = Field(gt=0)

@@ -35,7 +35,9 @@ NOT_FEATURES = VOUCHER_CAMPAIGNS.columns  # every other numeric column is a feat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--learner", help="override uplift.learner (e.g. t_gbm, dr_gbm)")
+    parser.add_argument(
+        "--learner", help="override uplift.learner (e.g. t_gbm, dr_gbm, dr_gbm+t_gbm)"
+    )
     parser.add_argument(
         "--override-checks",
         action="store_true",

@@ -34,14 +34,18 @@ is several times noisier than y, so it needs larger leaves); it handles NaN nati
 ``linear`` is a standardized ridge regression with ``uplift.linear`` (never pooled: a
 linear final model could not let the effect's slopes differ by voucher). Any other
 learner is given as ``module:Class``, a ``BaseEstimator`` built with
-``uplift.learner_params``.
+``uplift.learner_params``. Names joined by ``+`` (``dr_gbm+t_gbm``) give the
+:class:`Average` of those learners: learners whose errors differ (the DR learner's shared
+final stage, the T-learner's separate outcome models) cancel part of each other's noise,
+which on vouchers that appeal to different customers makes the voucher choice steadier
+(bench/RESULTS.md "personal voucher choice"), at the cost of predicting with every member.
 """
 
 from __future__ import annotations
 
 import importlib
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -202,6 +206,30 @@ class DRLearner(_MultiArm):
         return np.column_stack([m.predict(X) for m in self.models_])
 
 
+class Average(_MultiArm):
+    """The mean of several uplift learners' effects, each fitted on the same rows."""
+
+    def __init__(self, learners: Sequence[Any]) -> None:
+        self.learners = learners
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = all(allows_nan(m) for m in self.learners)
+        return tags
+
+    def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> Average:
+        if len(self.learners) < 2:
+            raise ValueError(f"an average needs at least 2 learners, got {len(self.learners)}")
+        X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
+        self.learners_ = [clone(m).fit(X, y, arm) for m in self.learners]
+        self.n_vouchers_ = n_vouchers
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = self._validate_predict(X)
+        return np.mean([m.predict(X) for m in self.learners_], axis=0)
+
+
 def _with_voucher(X: np.ndarray, j: int) -> np.ndarray:
     return np.column_stack([X, np.full(len(X), float(j))])
 
@@ -218,8 +246,16 @@ def make_learner(
     name: str,
     conf: UpliftConfig,
 ) -> UpliftLearner:
-    """The learner called ``name``: a built-in one configured by ``conf``, or
-    ``module:Class`` built with ``conf.learner_params``."""
+    """The learner called ``name``: a built-in one configured by ``conf``,
+    ``module:Class`` built with ``conf.learner_params``, or ``a+b+...``: their average."""
+    if "+" in name:
+        parts = name.split("+")
+        if "" in parts or len(set(parts)) < len(parts):
+            raise ConfigError(
+                f"uplift.learner: {name!r} must join different learner names with '+' "
+                "(e.g. dr_gbm+t_gbm): a name is empty or repeated"
+            )
+        return Average([make_learner(p, conf) for p in parts])
     seed = conf.seed
     outcome: dict[str, Callable[[], RegressorMixin]] = {
         "gbm": lambda: gbm(conf.gbm, seed),
