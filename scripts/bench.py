@@ -7,7 +7,8 @@
 ``propensity [--sizes 1e6,3e6,1e7] [--history-days D]`` |
 ``calibration [--worlds W] [--users U] [--zones G]`` |
 ``campaign [--campaigns C] [--customers N] [--holdout H]`` |
-``personal [--budget-share S] [--seed S]`` | ``forecast [--portfolios P]`` |
+``personal [--budget-share S] [--seeds 7,8] [--worlds distinct,scaled]`` |
+``forecast [--portfolios P]`` |
 ``codegen [--users U] [--zones G] [--days D]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
