@@ -5,7 +5,11 @@ for comparison, the ``scaled`` one (one shape for every voucher), each learner i
 by the ``train-uplift`` job and its saved model scores every customer; then at a fixed
 budget the allocation computed from its scores is valued by the planted effects, against
 the allocation computed from the planted u and c themselves (the oracle) and against the
-best single-voucher policy. One trained model's noise moves its share by many points, so
+best single-voucher policy. Per learner it also reports how well each voucher's customers
+are ranked (the planted effect of the voucher's top 20% by prediction, as a share of the
+top 20% by planted effect; the worst voucher's share) and its predict time on the 100k
+customers (both responses, one process), against the default learner's in the same run.
+One trained model's noise moves its share by many points, so
 ``--seeds`` repeats it over several generated worlds and the summary gives each policy's
 mean, worst and how many worlds reach 85% of the oracle.
 
@@ -27,6 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.measure import same_work, timed
 from benchmarks.uplift import CUSTOMERS, VOUCHERS, generated_world
@@ -84,21 +89,26 @@ def run(args: argparse.Namespace, workdir: str) -> None:
             results += [(world, seed, *r) for r in out]
     print("\nRESULT personal voucher choice: planted value at the same planted spend")
     print("  world     seed  policy                                  value   share of oracle")
-    for world, seed, policy, value, oracle in results:
+    for world, seed, policy, value, oracle, _ in results:
         print(f"  {world:9s} {seed:4d}  {policy:38s} {value:9.1f}   {value / oracle:6.3f}")
     print(f"\nRESULT summary over seeds: share of the oracle (mean, worst, worlds >= {TARGET})")
     for world in args.worlds.split(","):
-        policies = dict.fromkeys(p for w, _, p, _, _ in results if w == world)
+        policies = dict.fromkeys(p for w, _, p, *_ in results if w == world)
         for policy in policies:
-            shares = np.array([v / o for w, _, p, v, o in results if (w, p) == (world, policy)])
+            rows = np.array(
+                [(v / o, r) for w, _, p, v, o, r in results if (w, p) == (world, policy)]
+            )
+            shares, ranks = rows[:, 0], rows[:, 1]
+            ranked = "" if np.isnan(ranks).all() else f"  top 20% worst voucher {ranks.mean():.3f}"
             print(
                 f"  {world:9s} {policy:38s} mean {shares.mean():.3f}  worst {shares.min():.3f}"
-                f"  >= {TARGET}: {int((shares >= TARGET).sum())}/{len(shares)}"
+                f"  >= {TARGET}: {int((shares >= TARGET).sum())}/{len(shares)}{ranked}"
             )
 
 
 def bench_world(workdir: Path, world: str, budget_share: float, seed: int) -> list[tuple]:
-    """(policy, planted value, oracle's planted value) of every policy in one world."""
+    """(policy, planted value, oracle's planted value, the worst voucher's top-20% share;
+    NaN where it does not apply) of every policy in one world."""
     world_sets = [f"generate.voucher_effects={world}", f"generate.seed={seed}"]
     ctx = generated_world(str(workdir), *world_sets)
     ids = vouchers.voucher_ids(VOUCHERS)
@@ -111,29 +121,35 @@ def bench_world(workdir: Path, world: str, budget_share: float, seed: int) -> li
     budget = budget_share * true_totals(choose(tau_m, cost_m, 0.0), tau_m, cost_m)[1]
     oracle, _, lam = allocate(tau_m, cost_m, tau_m, cost_m, budget)
     print(f"{world}: budget {budget:.1f}, oracle value {oracle:.1f} (lambda {lam:.4f})")
-    out = [("oracle (planted u and c)", oracle, oracle)]
+    out = [("oracle (planted u and c)", oracle, oracle, 1.0)]
     singles = [allocate(*only(j, tau_m, cost_m), tau_m, cost_m, budget)[0] for j in range(3)]
-    out.append(("oracle, its best single voucher", max(singles), oracle))
+    out.append(("oracle, its best single voucher", max(singles), oracle, np.nan))
     print(f"  the oracle's best single voucher: {ids[int(np.argmax(singles))]}")
     for name in LEARNERS:
         trained, t_train = timed(
             lambda n=name: train_uplift.run(ctx, SimpleNamespace(learner=n, override_checks=False))
         )
         fitted = model.load(trained["artifact_path"], trained["features"], ids)
-        features = ctx.catalog.read("customers").select("customer_id", *fitted.features)
-        X = features.toPandas().set_index("customer_id").loc[tau.index]
+        rows = ctx.catalog.read("customers").select("customer_id", *fitted.features)
+        X = rows.toPandas().set_index("customer_id").loc[tau.index]
         same_work(f"{world} {name}: customers scored", len(X), CUSTOMERS)
-        pred = fitted.predict(X.to_numpy(dtype=np.float64, na_value=np.nan))
+        features = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        pred, t_predict = timed(lambda f=fitted, x=features: f.predict(x))
         u, c = pred["objective"], pred["cost"]
+        long = {"uplift_objective": u, "uplift_cost": c, "tau_objective": tau_m, "tau_cost": cost_m}
+        scored = pd.DataFrame({k: v.ravel() for k, v in long.items()})
+        scored["voucher_id"] = np.tile(ids, len(u))
+        ranks = [r["captured"] for r in vouchers.truth_report(scored).values()]
         value = allocate(u, c, tau_m, cost_m, budget)[0]
-        out.append((name, value, oracle))
+        out.append((name, value, oracle, min(ranks)))
         singles = [allocate(*only(j, u, c), tau_m, cost_m, budget)[0] for j in range(3)]
         best = int(np.argmax(singles))
-        out.append((f"{name}: its best single voucher", singles[best], oracle))
+        out.append((f"{name}: its best single voucher", singles[best], oracle, np.nan))
         print(
             f"  {world} {seed} {name}: trained in {t_train:.0f} s, value {value:.1f} = "
             f"{value / oracle:.3f} of the oracle; its best single voucher {ids[best]} "
-            f"{singles[best]:.1f}",
+            f"{singles[best]:.1f}; top 20% per voucher {np.round(ranks, 3).tolist()}; "
+            f"predict {t_predict:.2f} s ({CUSTOMERS / t_predict / 1e3:.0f} k customers/s)",
             flush=True,
         )
     shutil.rmtree(workdir, ignore_errors=True)
