@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from sparklift.cli import main
 from sparklift.config import LoggingConfig, load_config
+from sparklift.jobs import check as check_job
 from sparklift.jobs import score as score_job
 from sparklift.logs import JsonFormatter
 from sparklift.pipeline.plan import Step, blocked_by, exit_code, plan_steps
@@ -350,11 +351,14 @@ def test_failures_stop_only_their_dependents(spark, warehouse, capsys, monkeypat
 
 
 @pytest.mark.e2e
-def test_bad_scores_block_the_allocation_unless_it_falls_back(spark, warehouse, capsys):
+def test_bad_scores_block_the_allocation_unless_it_falls_back(
+    spark, warehouse, capsys, monkeypatch
+):
     """The day's scores delivered with 50 rows twice: check:uplift_scores fails its unique
     key, the allocation is blocked, naming the check, and the published allocation stays;
     allocate run alone refuses them too. With allocate.fallback the allocation runs on
-    yesterday's good scores and says so: its summary, pipeline_runs and the run's table."""
+    yesterday's good scores and says so: its summary, pipeline_runs and the run's table.
+    When the check dies before writing a verdict, the allocation falls back all the same."""
     wh = warehouse
     catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
     today = catalog.read("uplift_scores").where(F.col("run_date") == DAY).cache()
@@ -397,3 +401,24 @@ def test_bad_scores_block_the_allocation_unless_it_falls_back(spark, warehouse, 
     assert dict(runs.loc["allocate:winback", "input_rows"])["uplift_scores"] == 6000
     rows = read_pandas(str(wh / "allocations"))
     assert set(rows["run_id"]) == {summary["run_id"]} and len(rows) > 0
+
+    # Today's verdict gone (never checked), and the check crashes before writing one: the
+    # partition is unverified in this run, so the allocation still falls back, saying why.
+    spark.sql(f"DELETE FROM delta.`{wh}/quality_results` WHERE table_name = 'uplift_scores'")
+
+    def crash(ctx, args):
+        raise RuntimeError("executor lost")
+
+    monkeypatch.setattr(check_job, "run", crash)
+    code, out = pipeline(capsys, wh, "--force", "--steps", "allocate",
+                         "--set", "allocate.fallback={max_age_days: 1}")  # fmt: skip
+    assert code == 1, out
+    runs = latest(wh)
+    assert runs.loc["check:uplift_scores", ["status", "exit_code"]].tolist() == ["failed", 1]
+    assert runs.loc["allocate:winback", "status"] == "succeeded"
+    summary = json.loads(runs.loc["allocate:winback", "summary"])
+    assert summary["scores_date"] == str(yesterday)
+    assert (
+        "check:uplift_scores failed (RuntimeError: executor lost) in this run"
+        in (summary["fallback"]["why"])
+    )

@@ -372,6 +372,61 @@ def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, c
     z = abs(250 - two.mean()) / max(two.std(ddof=1), 0.01 * two.mean())
     assert results(wh, DAY).loc["anomaly:row_count", "statistic"] == pytest.approx(z)
 
+    # The next day has not landed: freshness fails and the anomaly checks are skipped (no
+    # rows is lateness, not an anomaly), so it is not ready (3) even with anomalies errors.
+    late = DAY + dt.timedelta(days=1)
+    sets = ["--set", f"tables.base_path={wh}", "--set", "quality.min_history=2", "--set",
+            "quality.window_days=3", "--set", "quality.severity.anomaly=error"]  # fmt: skip
+    assert main(["check", "--run-date", str(late), "--table", "user_activity", *sets]) == 3
+    r = results(wh, late)
+    assert r.loc["freshness", "status"] == rules.FAIL
+    anomalies = r[r.index.str.startswith("anomaly:")]
+    assert len(anomalies) > 0 and set(anomalies["status"]) == {rules.SKIPPED}
+    assert set(anomalies["message"]) == {"no rows for the run date (see freshness)"}
+
+
+def test_a_null_share_from_zero_and_a_seasonal_relative_change():
+    """A column never null before: its null share's sd is 0, so the sd is floored at the
+    binomial sd of one row's share (1 / rows): one stray null in 50,000 rows is z 1, 500
+    are z 500. With a weekly swing, the relative change compares today with the same
+    weekday's value (plus the mean change), not with the mean of the week."""
+    q = conf()  # season_days 7
+    spec = table_spec("user_activity", q)
+    rows = 50_000.0
+    history = {DAY - dt.timedelta(days=k): {"row_count": rows, "null_count:gmv": 0.0}
+               for k in range(1, 22)}  # fmt: skip
+
+    def share(nulls: float):
+        got = rules.anomaly_checks(spec, {"row_count": rows, "null_count:gmv": nulls},
+                                   history, DAY, q)  # fmt: skip
+        return next(r for r in got if r.check_name == "anomaly:null_share:gmv")
+
+    p = 1 / rows
+    one, many = share(1.0), share(500.0)
+    assert one.status == rules.PASS
+    assert one.statistic == pytest.approx((1 / rows) / math.sqrt(p * (1 - p) / rows))
+    assert many.status == rules.FAIL
+    assert many.statistic == pytest.approx((500 / rows) / math.sqrt(p * (1 - p) / rows))
+
+    # Weekdays about 60,000 rows, weekends 30,000, noisy enough that the z rule lets a
+    # weekend day 33% below the last one pass: the relative change catches it.
+    weekly = conf("quality.relative_change=0.3")
+    saturday = DAY + dt.timedelta(days=(5 - DAY.weekday()) % 7)
+    days = [saturday - dt.timedelta(days=k) for k in range(1, 22)]
+    noise = np.random.default_rng(3).normal(0, 4000, len(days))
+    history = {d: {"row_count": (30_000.0 if d.weekday() >= 5 else 60_000.0) + e}
+               for d, e in zip(days, noise, strict=True)}  # fmt: skip
+    last = history[saturday - dt.timedelta(days=7)]["row_count"]
+
+    def row_count(x: float):
+        got = rules.anomaly_checks(spec, {"row_count": x}, history, saturday, weekly)
+        return next(r for r in got if r.check_name == "anomaly:row_count")
+
+    usual = row_count(last)  # half the mean of the days before, as last Saturday
+    assert usual.status == rules.PASS and "7 days before + the mean change" in usual.threshold
+    low = row_count(0.6 * last)
+    assert low.statistic < rules.z_bound(3.0, 14) and low.status == rules.FAIL
+
 
 def test_a_constant_history_and_a_value_that_is_not_finite():
     q = conf("quality.min_history=3")

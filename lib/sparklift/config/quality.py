@@ -60,6 +60,9 @@ class TableChecks(_Strict):
         for column, (low, high) in self.ranges.items():
             if low is not None and high is not None and low > high:
                 raise ValueError(f"ranges.{column}: low {low} is above high {high}")
+        for column, values in self.accepted.items():
+            if not values:
+                raise ValueError(f"accepted.{column}: an empty list accepts no value; list some")
         for column, probs in self.anomaly.quantiles.items():
             if not probs or any(not 0 < p < 1 for p in probs):
                 raise ValueError(f"anomaly.quantiles.{column}: probabilities in (0, 1)")
@@ -86,6 +89,11 @@ class QualityConfig(_Strict):
             raise ValueError(
                 "season_days and same_weekday are two answers to a weekly pattern: set one "
                 "(season_days: 0 with same_weekday: true)"
+            )
+        if self.min_history > self.window_days:
+            raise ValueError(
+                f"min_history {self.min_history} is above window_days {self.window_days}: "
+                "every anomaly check would be skipped"
             )
         missing = sorted(set(CHECK_KINDS) - set(self.severity))
         unknown = sorted(set(self.severity) - set(CHECK_KINDS))

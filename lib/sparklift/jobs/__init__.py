@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ class JobContext:
     config: Config
     catalog: Catalog
     run_date: dt.date
+    # Tables whose check failed or was blocked earlier in this pipeline run, with why: their
+    # run date's partition is not to be trusted, whatever quality_results says of it.
+    unverified: Mapping[str, str] = field(default_factory=dict)
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 error check of ``sparklift check`` (``quality_results``) or is missing; then, when the job
 is configured to fall back (``{max_age_days: N}``), the latest good partition at most N days
 old, said in the job's summary and log, never silently. A partition never checked counts
-as good: the checks are a gate only where they run. Which partitions exist comes from the
+as good: the checks are a gate only where they run; in a pipeline run, a check step of
+the table that failed or was blocked (it may have crashed before writing a verdict) marks
+the run date's partition bad (``JobContext.unverified``). Which partitions exist comes from the
 Delta log's statistics: no data is read but the partition used.
 """
 
@@ -57,6 +59,8 @@ def choose(
     day = ctx.run_date
     since = day - dt.timedelta(days=fallback.max_age_days) if fallback else day
     failed = failed_checks(ctx, table, since)
+    if table in ctx.unverified:  # its check did not pass in this run, verdict or not
+        failed.setdefault(day, []).append(ctx.unverified[table])
     if fallback is None:
         if day in failed:
             raise InputError(
@@ -75,8 +79,8 @@ def choose(
         else f"{table} has no rows for {date_column} {day}"
     )
     good = sorted(d for d in present if d not in failed and d < day)
-    if not good:
-        raise InputNotReadyError(
+    if not good:  # a bad partition needs a fix (2); a missing one may still land (3)
+        raise (InputError if day in failed else InputNotReadyError)(
             f"{why}, and no earlier partition since {since} passed its checks "
             f"({key}.max_age_days {fallback.max_age_days})"
         )

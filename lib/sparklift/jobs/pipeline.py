@@ -158,7 +158,7 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
             outcome = base
         else:
             log.info("[%d/%d] %s for %s ...", i, len(steps), step.name, ctx.run_date)
-            outcome = _run_step(ctx, step, base)
+            outcome = _run_step(_unverified(ctx, step, statuses, errors), step, base)
         statuses[step.name] = outcome.status
         errors[step.name] = outcome.error or ""
         outcomes.append(outcome)
@@ -168,6 +168,21 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
     if not steps:
         log.warning("nothing to run for %s (steps %s)", ctx.run_date, ",".join(kinds))
     return outcomes
+
+
+def _unverified(
+    ctx: JobContext, step: Step, statuses: Mapping[str, str], errors: Mapping[str, str]
+) -> JobContext:
+    """``ctx`` for ``step``, with the tables whose check step (a soft dependency: the step
+    falls back) failed or was blocked in this run: the step must not trust their run date's
+    partition, even when the check died before writing a verdict."""
+    bad = {
+        d.split(":", 1)[1]: _blocked([d], statuses, errors).removeprefix("not run: ")
+        + " in this run"
+        for d in step.soft_depends_on
+        if d.startswith(f"{CHECK}:") and statuses.get(d) in (FAILED, BLOCKED)
+    }
+    return dataclasses.replace(ctx, unverified=bad) if bad else ctx
 
 
 def _blocked(

@@ -9,13 +9,15 @@ rule with the bound widened for a mean and SD estimated from n values (:func:`z_
 that the false-alarm rate is the normal tail's, 0.27% per metric and day for 3 sigmas, not
 the 1.2% that |z| > 3 gives with 14 values. sd is the sample SD, floored at 1% of the
 window's mean |level|, so that a constant history flags a change of a few percent, not any
-change. With ``relative_change``, |x / mean - 1| above it is an anomaly too. With
-``season_days`` (7: a weekly pattern) x and the window's values are each one's change from
-the value ``season_days`` before (a seasonal naive forecast's error: the weekly swing, which
-would inflate the sd, and a trend cancel out); without that day's value, the values
-themselves; when that day's value failed its check, the value 14 days before stands in
-(a loss repeated on the same weekday is measured against a good week). A value that is not
-finite fails; past ones are left out, and so are past
+change, and a null share's at its binomial sd over today's rows (a column never null before
+is not an anomaly for one stray null). With ``relative_change``, |x / expected - 1| above it
+is an anomaly too (expected: the mean, or with ``season_days`` the value one season before
+plus the mean change). With ``season_days`` (7: a weekly pattern) x and the window's
+values are each one's change from the value ``season_days`` before (a seasonal naive
+forecast's error: the weekly swing, which would inflate the sd, and a trend cancel out);
+without that day's value, the values themselves; when that day's value failed its check,
+the value 14 days before stands in (a loss repeated on the same weekday is measured against
+a good week). A value that is not finite fails; past ones are left out, and so are past
 values that failed their own check while they are fewer than half of the window (a lost
 half of a day must not become the baseline that hides the next loss; a lasting change
 becomes the new baseline after ``window_days / 2`` days of alarms). With fewer than
@@ -153,6 +155,14 @@ def anomaly_checks(
     """Each anomaly metric and each PSI column against its training window; ``failed``:
     per past day, the checks that failed then (their values are not trained on)."""
     severity = spec.severity_of("anomaly")
+    if spec.date_column and not metrics.get("row_count"):  # freshness fails: not an anomaly
+        why, z = "no rows for the run date (see freshness)", f"|z| <= {conf.sensitivity:g} sigma"
+        psi = f"<= {conf.psi_threshold:g}"
+        return [Result(f"anomaly:{n}", "anomaly", severity, None, z, SKIPPED, why)
+                for n in series(spec, metrics)] + [
+            Result(f"anomaly:psi:{x}", "anomaly", severity, None, psi, SKIPPED, why)
+            for x in spec.checks.anomaly.psi
+        ]  # fmt: skip
     failed = failed or {}
     days = [d for d in training_days(day, conf) if d in history]
     season = dt.timedelta(days=conf.season_days)
@@ -173,12 +183,23 @@ def anomaly_checks(
         changes = [
             levels[d] - levels[d - season] for d in days if d in levels and d - season in levels
         ]
-        out.append(_z_check(check, x, window, severity, conf, base, changes))
+        floor = _share_floor(name, x, window, metrics.get("row_count"))
+        out.append(_z_check(check, x, window, severity, conf, base, changes, floor))
     for column in spec.checks.anomaly.psi:
         bad = _failed_days(days, f"anomaly:psi:{column}", failed)
         kept = [history[d] for d in days if d not in bad]
         out.append(_psi_check(column, metrics, kept, severity, conf))
     return out
+
+
+def _share_floor(name: str, x: float | None, window: Sequence[float], rows: float | None) -> float:
+    """The least sd of a null share: its binomial sd over today's rows, at the window's
+    share and at least one row's, so that a column never null before is not an anomaly for
+    a stray null (a share's history of zeros has sd 0)."""
+    if not name.startswith("null_share:") or x is None or not window or not rows:
+        return 0.0
+    p = min(max(sum(window) / len(window), 1 / rows), 0.5)
+    return math.sqrt(p * (1 - p) / rows)
 
 
 def _failed_days(
@@ -207,9 +228,11 @@ def _z_check(
     conf: QualityConfig,
     base: float | None = None,
     changes: Sequence[float] = (),
+    floor: float = 0.0,
 ) -> Result:
     """|z| of today's value against the window's values, or with ``base`` (the value one
-    season before today) of today's change against the window days' changes."""
+    season before today) of today's change against the window days' changes; ``floor``: the
+    least sd (a share's binomial sd)."""
     bound = f"|z| <= {conf.sensitivity:g} sigma"
     if x is not None and not math.isfinite(x):
         return Result(name, "anomaly", severity, None, bound, FAIL, f"{x} is not finite")
@@ -223,15 +246,17 @@ def _z_check(
     target = x - base if seasonal else x  # type: ignore[operator]
     mean = sum(sample) / n
     spread = math.sqrt(sum((v - mean) ** 2 for v in sample) / (n - 1))
-    sd = max(spread, SD_FLOOR * abs(level))
+    sd = max(spread, SD_FLOOR * abs(level), floor)
     z = abs(target - mean) / sd if sd > 0 else (0.0 if target == mean else math.inf)
     limit = z_bound(conf.sensitivity, n)
     what = f"the change from {conf.season_days} days before, " if seasonal else ""
     threshold = f"|z| <= {limit:.3g} ({what}mean {mean:.6g}, sd {sd:.6g}, n {n})"
     failed = z > limit
-    change = abs(x / level - 1) if level else None
+    expected = base + mean if seasonal else level  # type: ignore[operator]
+    change = abs(x / expected - 1) if expected else None
     if conf.relative_change is not None and change is not None:
-        threshold += f"; |x / mean - 1| <= {conf.relative_change:g}"
+        what = f"{conf.season_days} days before + the mean change" if seasonal else "mean"
+        threshold += f"; |x / ({what}) - 1| <= {conf.relative_change:g}"
         failed = failed or change > conf.relative_change
     message = ""
     if failed and seasonal:
@@ -257,11 +282,12 @@ def _psi_check(
             pooled = [a + float(v) for a, v in zip(pooled, counts, strict=True)]  # type: ignore[arg-type]
             days += 1
     if any(v is None for v in today) or days < conf.min_history or not sum(pooled):
-        why = (
-            "no bins today (the first day sets the reference edges)"
-            if any(v is None for v in today)
-            else f"{days} past days of bins, {conf.min_history} needed"
-        )
+        if any(v is None for v in today):
+            why = "no bins today (the first day sets the reference edges)"
+        elif days < conf.min_history:
+            why = f"{days} past days of bins, {conf.min_history} needed"
+        else:
+            why = f"no value of {column} fell in a bin on the {days} past days"
         return Result(name, "anomaly", severity, None, threshold, SKIPPED, why)
     total = sum(today)  # type: ignore[arg-type]
     if not total:
