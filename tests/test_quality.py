@@ -46,6 +46,12 @@ def test_z_rule_leaves_the_value_under_test_out_of_its_window():
     z = abs(900 - window.mean()) / window.std(ddof=1)
     assert r.statistic == pytest.approx(z, rel=1e-12) and r.status == rules.FAIL
     assert r.severity == "warn"
+    # A day without rows (its freshness failed, its anomaly checks skipped) is not trained on.
+    empty = history | {DAY - dt.timedelta(days=2): {"row_count": 0.0}}
+    late = {DAY - dt.timedelta(days=2): {"freshness"}}
+    r = rules.anomaly_checks(spec, today, empty, DAY, q, late)[0]
+    kept = counts[[1, *range(3, 15)]]
+    assert r.statistic == pytest.approx(abs(900 - kept.mean()) / kept.std(ddof=1), rel=1e-12)
     # Too little history: skipped, never passed.
     short = {d: v for d, v in history.items() if d >= DAY - dt.timedelta(days=3)}
     r = rules.anomaly_checks(spec, today, short, DAY, q)[0]
@@ -480,7 +486,9 @@ def test_the_generators_faults_are_caught_by_the_default_checks(spark, tmp_path,
     assert alarms[on["null_spike"]] == {"anomaly:null_share:gmv"}
     assert {"unique_key", "anomaly:row_count"} <= alarms[on["duplicate"]]
     assert {"anomaly:mean:gmv"} <= alarms[on["shift"]]  # (PSI: blunt on a column of 80% zeros)
-    assert {"freshness", "anomaly:row_count"} <= alarms[on["late"]]
+    assert alarms[on["late"]] == {"freshness"}  # no rows: late, not an anomaly
+    late = r[(r["day"] == on["late"]) & r["check_name"].str.startswith("anomaly:")]
+    assert set(late["status"]) == {"skipped"}
     assert {"reference:zone_id"} <= alarms[on["remap_zones"]]
     # The statistics against the generated rows, counted by pandas.
     act = read_pandas(str(wh / "user_activity"))

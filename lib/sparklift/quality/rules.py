@@ -205,9 +205,10 @@ def _share_floor(name: str, x: float | None, window: Sequence[float], rows: floa
 def _failed_days(
     days: Sequence[dt.date], check: str, failed: Mapping[dt.date, Collection[str]]
 ) -> set[dt.date]:
-    """The past days whose value of the check is not trained on: those it failed, unless
+    """The past days whose value of the check is not trained on: those it failed, and
+    those that had no rows (freshness failed: their anomaly checks were skipped), unless
     they are half of the window or more (then the change has lasted: none)."""
-    bad = {d for d, checks in failed.items() if check in checks}
+    bad = {d for d, checks in failed.items() if check in checks or "freshness" in checks}
     return bad if 2 * len(bad & set(days)) < len(days) else set()
 
 
