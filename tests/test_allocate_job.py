@@ -154,6 +154,27 @@ def test_spark_passes_solve_the_policy_arm_spark_draws(spark, tmp_path, capsys):
     assert set(alloc.loc[alloc["arm"] == "holdout", "customer_id"]) == held
 
 
+@pytest.mark.parametrize("driver_max_rows", [0, None])  # Spark passes; the driver's memory
+def test_a_cap_bounds_the_explore_and_policy_sends_together(
+    spark, tmp_path, capsys, driver_max_rows
+):
+    """The explore arm sends V03 too: the policy gets what its cap leaves, so the campaign
+    sends V03 at most the cap's number of times over both arms."""
+    wh = tmp_path / "wh"
+    u, c, group = instance(600, 3)
+    setup(spark, wh, scores_frame(u, c, group))
+    reader = {} if driver_max_rows is None else {"driver_max_rows": driver_max_rows}
+    shares = {"explore_share": 0.2, "explore_budget_share": 0.3}
+    spec = campaign_file(tmp_path, budgets=BUDGETS, caps={"V03": 12}, max_cap_rounds=5, seed=2,
+                         **shares, **reader)  # fmt: skip
+    capsys.readouterr()
+    assert allocate(wh, spec) == 0
+    alloc, _ = published(spark, wh)
+    v03 = alloc[alloc["voucher_id"] == "V03"]["arm"].value_counts().to_dict()
+    assert v03.get("explore", 0) >= 1 and v03.get("policy", 0) > 0, v03
+    assert v03.get("explore", 0) + v03.get("policy", 0) <= 12, v03
+
+
 def near_optimum(alloc, summary, u, group, exact: dict[str, Instance]) -> None:
     """Budgets held, the summary true to the rows, each group within its reported gap and
     within the largest single u of its exact optimum."""

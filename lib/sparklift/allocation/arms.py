@@ -201,3 +201,24 @@ def union(policy: DataFrame, holdout: DataFrame | None, explore: DataFrame | Non
             )
         )
     return out
+
+
+def explore_totals(explore: DataFrame) -> tuple[dict[str, float], dict[str, int]]:
+    """The explore arm's spend per budget group and sends per voucher, in one pass."""
+    rows = (
+        explore.groupBy("budget_group", "voucher_id")
+        .agg(F.sum("expected_cost").alias("cost"), F.count(F.lit(1)).alias("n"))
+        .collect()
+    )
+    paid: dict[str, float] = {}
+    sent: dict[str, int] = {}
+    for r in rows:
+        paid[r["budget_group"]] = paid.get(r["budget_group"], 0.0) + (r["cost"] or 0.0)
+        sent[r["voucher_id"]] = sent.get(r["voucher_id"], 0) + int(r["n"])
+    return paid, sent
+
+
+def caps_left(caps: Mapping[str, int], sent: Mapping[str, int]) -> dict[str, int]:
+    """Each voucher's cap less the explore arm's sends of it (at least 0): a cap bounds
+    the campaign's sends of the voucher in every arm, so the policy gets what is left."""
+    return {v: max(int(cap) - int(sent.get(v, 0)), 0) for v, cap in caps.items()}

@@ -92,6 +92,12 @@ def spend(rows: pa.Table) -> dict[str, float]:
     }
 
 
+def sends(rows: pa.Table) -> dict[str, int]:
+    """Each voucher's number of ``rows`` (:data:`ROWS`)."""
+    named = pd.Series(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
+    return {str(v): int(n) for v, n in named.value_counts().items()}
+
+
 def holdout(rows: pa.Table, lam: Mapping[str, float], mu: Mapping[str, float]) -> pa.Table:
     """Every held-out customer (:data:`ROWS`), as :func:`.arms.holdout_rows`: the voucher
     of greatest finite margin u - lambda c - mu (then greatest voucher id), recorded with

@@ -109,12 +109,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn("arm", arm)
     collected = _collected(ctx, campaign, scores, vouchers, part.day, version)
     explore: DataFrame | pa.Table | None = None
+    caps = _caps(ctx, campaign)
     if campaign.explore_share > 0:
         with step("drawing the explore arm"):
             slices = {g: b * campaign.explore_budget_share for g, b in budgets.items()}
             if collected is not None:
                 explore = in_driver.explore(collected, vouchers, slices)
-                paid = in_driver.spend(explore)
+                paid, sent = in_driver.spend(explore), in_driver.sends(explore)
             else:
                 explore = arms.explore_rows(
                     scores.where(F.col("arm") == arms.EXPLORE),
@@ -123,12 +124,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                     campaign.campaign_id,
                     campaign.seed,
                 )  # deterministic: the rows written are the rows paid for here
-                paid = dict(explore.groupBy("budget_group").agg(F.sum("expected_cost")).collect())
+                paid, sent = arms.explore_totals(explore)
             budgets = {g: b - paid.get(g, 0.0) for g, b in full.items()}
+            caps = arms.caps_left(caps, sent)
     problem = Problem(
         vouchers,
         budgets,
-        _caps(ctx, campaign),
+        caps,
         exact_max_customers=campaign.exact_max_customers if campaign.solver == "exact" else 0,
         exact_time_limit_s=campaign.exact_time_limit_s,
         max_cap_rounds=campaign.max_cap_rounds,
