@@ -1,12 +1,15 @@
 """The policy-against-holdout estimate of one cell against statsmodels' OLS with HC2
-standard errors (the same regression: y ~ t, and Lin's y ~ t + Xc + t Xc)."""
+standard errors (the same regression: y ~ t, and Lin's y ~ t + Xc + t Xc), and the
+totals over cells."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
+from sparklift.measure.campaign import with_totals
 from sparklift.measure.estimate import lin_estimate
 
 
@@ -53,3 +56,42 @@ def test_constant_covariates_are_dropped_and_tiny_arms_have_no_se():
     assert a.estimate == pytest.approx(b.estimate, rel=1e-10) and a.se == pytest.approx(b.se)
     one = lin_estimate(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 0.0]))
     assert one.estimate == pytest.approx(-1.5) and np.isnan(one.se)
+
+
+def test_an_arm_too_small_for_its_covariates_is_left_unadjusted():
+    """7 covariates and 9 held-out customers: Lin's fit of that arm nearly interpolates and
+    its HC2 SE collapses, so the cell keeps the difference in means and its Neyman SE; at 5
+    units per parameter (40) the adjustment is statsmodels' interacted OLS again."""
+    y, t, X = cell(4, n=600, k=7)
+    held = np.flatnonzero(t == 0)
+    for n0, adjusted in ((9, False), (40, True)):
+        keep = np.r_[np.flatnonzero(t == 1), held[:n0]]
+        yk, tk, Xk = y[keep], t[keep], X[keep]
+        got = lin_estimate(yk, tk, Xk)
+        if adjusted:
+            Xc = Xk - Xk.mean(axis=0)
+            design = np.column_stack([np.ones_like(yk), tk, Xc, tk[:, None] * Xc])
+            ref = sm.OLS(yk, design).fit(cov_type="HC2")
+            assert got.se == pytest.approx(ref.bse[1], rel=1e-8)
+        else:
+            a, b = yk[tk == 1], yk[tk == 0]
+            assert got.estimate == pytest.approx(a.mean() - b.mean(), rel=1e-12)
+            neyman = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+            assert got.se == pytest.approx(neyman, rel=1e-10)
+
+
+def test_totals_leave_out_the_cells_without_an_estimate():
+    """Group G: a cell of 900 policy customers measured, one with no held-out customer and
+    one with a single one (no SE). The group's total is the measured cell alone, not a
+    mean that counts the others as no effect; a group with no measured cell is NaN."""
+    rows = [("G", "A", 900, 50, 1.0, 0.2, 1.5), ("G", "B", 300, 0, np.nan, np.nan, 5.0),
+            ("G", "C", 300, 1, 5.0, np.nan, 5.0), ("H", "A", 100, 1, 2.0, np.nan, 2.0)]  # fmt: skip
+    cells = pd.DataFrame(rows, columns=["budget_group", "voucher_id", "n_policy", "n_holdout",
+                                        "estimate", "se", "predicted"])  # fmt: skip
+    cells = cells.assign(metric="objective", adjustment="none", mean_policy=1.0, mean_holdout=0.0)
+    totals = with_totals(cells).set_index(["budget_group", "voucher_id"])
+    g = totals.loc[("G", "*")]
+    assert (g["estimate"], g["se"], g["n_policy"], g["predicted"]) == (1.0, 0.2, 900, 1.5)
+    assert np.isnan(totals.loc[("H", "*"), "estimate"])
+    campaign = totals.loc[("*", "*")]
+    assert campaign["estimate"] == 1.0 and campaign["n_policy"] == 900

@@ -160,7 +160,10 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
         assert r["ci_low"] < truth < r["ci_high"], (r, truth)
     cuped, none = (total.set_index("adjustment").loc[a, "se"] for a in ("cuped", "none"))
     assert cuped < none  # the customers' pre-campaign columns predict the objective
-    assert summary["customers_policy"] == len(policy)
+    sizes = rows.groupby(["budget_group", "policy_voucher_id"])["arm"].value_counts().unstack()
+    small = sizes[(sizes.fillna(0) < 2).any(axis=1)]  # no estimate: left out of the totals
+    assert summary["unmeasured_policy_customers"] == small.get("policy", pd.Series()).sum()
+    assert summary["customers_policy"] == len(policy) - summary["unmeasured_policy_customers"]
     assert summary["incremental_objective"] == pytest.approx(
         total.set_index("adjustment").loc["cuped", "estimate"] * len(policy)
     )
@@ -217,16 +220,35 @@ def test_looks_during_the_window_get_group_sequential_bounds(warehouse, capsys):
 
 
 def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
-    warehouse, spark, capsys, monkeypatch
+    warehouse, spark, capsys, monkeypatch, tmp_path
 ):
     wh = warehouse
     later = RUN_DATE + dt.timedelta(days=14)
     spec = campaign(wh.parent)
     before = len(read_pandas(str(wh / "voucher_campaigns")))
-    checked_at = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables).version(
-        "voucher_campaigns"
-    )
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
+    checked_at = catalog.version("voucher_campaigns")
     capsys.readouterr()
+    # Refused, nothing appended: a customer's outcome twice (appended, it would stay for
+    # good), and a voucher list naming one that the explore arm never sent.
+    mine = catalog.read("campaign_outcomes", where=[("campaign_id", "=", "arms")]).toPandas()
+    schema = catalog.schema("campaign_outcomes")
+
+    def outcomes(frame: pd.DataFrame) -> None:
+        catalog.write("campaign_outcomes", spark.createDataFrame(frame, schema), mode="replace",
+                      replace_where={"campaign_id": "arms"})  # fmt: skip
+
+    outcomes(pd.concat([mine, mine.iloc[:2]]))
+    try:
+        assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 2
+        assert "more than one row" in capsys.readouterr().err
+    finally:
+        outcomes(mine)
+    sent = sorted(read_pandas(str(wh / "allocations"))["voucher_id"].dropna().unique())
+    wider = campaign(tmp_path, vouchers=[*sent, "V99"])
+    assert main(["feedback", *sets(wh, later), "--campaign", wider]) == 2
+    assert "its explore arm never sent ['V99']" in capsys.readouterr().err
+    assert catalog.version("voucher_campaigns") == checked_at
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
     summary = json.loads(capsys.readouterr().out)
     history = read_pandas(str(wh / "voucher_campaigns"))

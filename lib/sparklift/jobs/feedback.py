@@ -26,6 +26,7 @@ from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step
 from sparklift.jobs.measure import measured_run
 from sparklift.measure import feedback
+from sparklift.measure.campaign import check_outcomes
 from sparklift.uplift.checks import CONTROL, expected_shares
 
 HELP = "append a sent campaign's explore arm (and holdout) to voucher_campaigns"
@@ -56,18 +57,28 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         (r["budget_group"], r["treatment"]): int(r["count"])
         for r in rows.groupBy("budget_group", "treatment").count().collect()
     }
-    vouchers = sorted({a for _, a in counts} - {CONTROL})
-    if not vouchers or CONTROL not in {a for _, a in counts}:
-        lacks = "no explore customers sent a voucher" if not vouchers else "no holdout"
+    sent_vouchers = sorted({a for _, a in counts} - {CONTROL})
+    if not sent_vouchers or CONTROL not in {a for _, a in counts}:
+        lacks = "no explore customers sent a voucher" if not sent_vouchers else "no holdout"
         raise InputError(
             f"campaign {cid} sent on {sent} has {lacks}: nothing randomized to feed back "
             "(allocate it with explore_share and holdout_share > 0)"
+        )
+    # The explore arm drew among the campaign's vouchers: the shares are over all of them.
+    vouchers = sorted(campaign.vouchers) if campaign.vouchers else sent_vouchers
+    unsent = sorted(set(vouchers) - set(sent_vouchers))
+    if unsent:
+        raise InputError(
+            f"campaign {cid} sent on {sent}: its explore arm never sent {unsent}, so its rows "
+            "cannot stand for a draw among all its vouchers; nothing is fed back (a larger "
+            "explore_share or explore_budget_share sends every voucher)"
         )
     shares = expected_shares([CONTROL, *vouchers], conf.control_share, conf.arm_shares)
     keep = feedback.keep_shares(counts, shares)
     if not catalog.exists("campaign_outcomes"):
         raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
     outcomes = catalog.read("campaign_outcomes", where=[("campaign_id", "=", cid)])
+    check_outcomes(outcomes, allocations, cid)  # a duplicate would be appended for good
     snapshot = catalog.read("customers", where=[("snapshot_date", "=", sent)])
     if snapshot.limit(1).count() == 0:
         raise InputError(f"table customers has no snapshot of {sent}: the send date's features")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 
 import pandas as pd
 from pyspark.sql import functions as F
@@ -35,6 +36,7 @@ from sparklift.measure.campaign import (
     deciles,
     fit_cells,
     intervals,
+    measured,
     outcome_coverage,
     units,
     with_totals,
@@ -79,10 +81,23 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         rows = units(allocations, outcomes, covariates).persist()
         try:
             coverage = outcome_coverage(rows)
-            cells = with_totals(fit_cells(rows, names))
+            fitted = fit_cells(rows, names)
+            cells = with_totals(fitted)
             results = intervals(pd.concat([cells, deciles(rows)]), conf.confidence)
         finally:
             rows.unpersist()
+    left = fitted[(fitted["metric"] == "objective") & (fitted["adjustment"] == "none")]
+    left = left[~measured(left)]
+    if len(left):
+        log.warning(
+            "%d policy customers in %d cell(s) are not measured, as their holdout has fewer "
+            "than 2 customers: %s; the totals are over the other cells (a larger "
+            "holdout_share measures them)",
+            left["n_policy"].sum(),
+            len(left),
+            ", ".join(f"{g}/{v} ({n} held out)" for g, v, n in
+                      left[["budget_group", "voucher_id", "n_holdout"]].itertuples(index=False)),
+        )  # fmt: skip
     if coverage["p_value"] < SRM_P:
         log.warning(
             "sample-ratio mismatch: %.1f%% of the policy's units have outcomes, %.1f%% of the "
@@ -107,7 +122,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         records.append(r | where | {"computed_at": now, "decile": _int_or_none(decile)})
     version = write_records(catalog, "campaign_results", records, where)
     summary = _summary(results, cid, sent, ctx.run_date, version, names, args.interim)
-    return summary | {"outcome_coverage": coverage}
+    unmeasured = int(left["n_policy"].sum())
+    return summary | {"outcome_coverage": coverage, "unmeasured_policy_customers": unmeasured}
 
 
 def _prior_looks(ctx: JobContext, cid: str, sent: dt.date) -> list[float]:
@@ -199,7 +215,8 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
     total = campaign[campaign["adjustment"] == adjustment]
     by = total.set_index("metric")
     objective, cost = by.loc["objective"], by.loc["cost"]
-    realized_return = objective["estimate"] / cost["estimate"] if cost["estimate"] else None
+    ratio = objective["estimate"] / cost["estimate"] if cost["estimate"] else math.nan
+    realized_return = ratio if math.isfinite(ratio) else None
     out = {
         "campaign_id": cid,
         "allocated_on": str(sent),

@@ -192,14 +192,27 @@ def fit_cells(rows: DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
     return long.groupBy(*CELL).applyInPandas(fit, _FIT_SCHEMA).toPandas()
 
 
+def measured(cells: pd.DataFrame) -> pd.Series:
+    """The cells with an estimate and an SE (each arm 2 customers or more)."""
+    return np.isfinite(cells["estimate"]) & np.isfinite(cells["se"])
+
+
 def with_totals(cells: pd.DataFrame) -> pd.DataFrame:
     """``cells`` and their totals: per group over its vouchers (voucher_id '*') and over
     the campaign ('*', '*'), per customer of the policy (the cells are independent
-    samples, so their variances add)."""
+    samples, so their variances add). A total is over the measured cells only (their
+    policy customers, predictions and outcomes alike): a cell without an estimate is left
+    out, not counted as no effect; a total of no measured cell is NaN."""
     keys = ["metric", "adjustment"]
     parts = [cells]
     for by in (["budget_group"], []):
         for key, g in cells.groupby(by + keys):
+            g = g[measured(g)]
+            if g.empty:
+                row = {"budget_group": "*", **dict(zip(by + keys, key, strict=True))}
+                row |= {"voucher_id": "*", "n_policy": 0, "n_holdout": 0}
+                parts.append(pd.DataFrame([row]).reindex(columns=cells.columns))
+                continue
             n1, n0 = g["n_policy"].sum(), g["n_holdout"].sum()
             total = (g["estimate"] * g["n_policy"]).sum()
             row = {"budget_group": "*", **dict(zip(by + keys, key, strict=True)), "voucher_id": "*"}
