@@ -13,6 +13,7 @@ import pyfixest as pf
 import pytest
 from linearmodels import PanelOLS
 from pydantic import ValidationError
+from sklearn.base import clone
 
 from sparklift.config import load_config
 from sparklift.errors import InputError
@@ -20,6 +21,7 @@ from sparklift.geo.adjustment import (
     NO_HISTORY,
     check_pretreatment,
     covariate_column,
+    fit_models,
     metric_covariates,
     user_covariates,
 )
@@ -27,6 +29,7 @@ from sparklift.geo.cells import cell_stats
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.predict.history import feature_names
+from sparklift.predict.learners import regressor
 from sparklift.stats.ssc import FIXEST, LINEARMODELS
 from sparklift.stats.twfe import TwfeFit
 
@@ -200,3 +203,35 @@ def test_no_user_with_history_is_a_named_error(spark):
     first_day = only.head(1).assign(date=D0 + dt.timedelta(days=15), user_id=10**9)
     with pytest.raises(InputError, match="no user of its analysis rows has activity"):
         sparklift_fit(spark, pd.concat([first_day, only]), spec_of("cuped"))
+
+
+def test_cupac_fits_the_same_models_whatever_the_rows_order(spark):
+    """A sample of at most max_train_users: the users of the smallest hashes, sorted, so the
+    same data in another row order and partitioning fit the same models (on a cluster the
+    order after a shuffle varies from run to run); a pipeline learner gets its weights."""
+    df = user_rows(5)
+    spec = spec_of("cupac", cupac=spec_of("cupac").cupac.model_dump() | {"max_train_users": 300})
+    shuffled = df.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    X = np.random.default_rng(0).uniform(0, 10, size=(50, len(feature_names(["orders"]))))
+    a, b = (sparklift_fit(spark, frame, spec)[2]["orders"].predict(X) for frame in (df, shuffled))
+    np.testing.assert_allclose(a, b, rtol=1e-12)  # (sums in another order: the last bit)
+
+
+def test_cupac_weights_reach_a_pipeline_learner():
+    """The linear learner is a scaler-and-ridge pipeline: each user's weight (its active
+    days) must reach the ridge, as scikit-learn's routing of ``ridge__sample_weight`` does."""
+    conf = spec_of("cupac").cupac.model_copy(update={"learner": "linear", "learner_params": {}})
+    names = feature_names(["orders"])
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 5, size=(400, len(names)))
+    w = rng.integers(1, 15, 400).astype(float)
+    y = X[:, 0] + np.where(w > 7, 3.0, -3.0) * X[:, 1] + rng.normal(size=400)
+    pdf = pd.DataFrame(X, columns=names).assign(y__orders=y, weight=w)
+    models, _ = fit_models(pdf, names, ["orders"], conf)
+    held = np.random.default_rng(conf.seed).uniform(size=400) < 0.2
+    base = regressor("linear", {}, conf.seed, "cupac.learner")
+    last = base.steps[-1][0]
+    weighted = clone(base).fit(X[~held], y[~held], **{f"{last}__sample_weight": w[~held]})
+    np.testing.assert_allclose(models["orders"].predict(X), weighted.predict(X), rtol=1e-10)
+    unweighted = clone(base).fit(X[~held], y[~held]).predict(X)
+    assert np.abs(models["orders"].predict(X) - unweighted).max() > 0.1

@@ -39,14 +39,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from sklearn.base import RegressorMixin, clone
 from sklearn.metrics import r2_score
-from sklearn.utils.validation import has_fit_parameter
 
 from sparklift.config import CupacConfig
 from sparklift.errors import InputError
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.predict.history import feature_names, history_aggregates, history_features
-from sparklift.predict.learners import regressor
+from sparklift.predict.learners import regressor, weight_argument
 from sparklift.stats.twfe import CellStats
+from sparklift.synthetic.rand import uniform
 
 log = logging.getLogger("sparklift")
 
@@ -184,8 +184,9 @@ def cupac_covariates(
     names = feature_names(columns)
     targets = [(F.col(f"t_sum__{m}") / F.col("t_active_days")).alias(f"y__{m}") for m in metrics]
     targets.append(F.col("t_active_days").cast("double").alias("weight"))
+    key = uniform(conf.seed, "cupac.sample", F.col("user_id")).alias("_key")
     train = history.where(F.col("t_active_days") > 0).select(
-        *history_features(columns, *train_window, "f_"), *targets
+        key, *history_features(columns, *train_window, "f_"), *targets
     )
     n = train.count()
     if n < 20:
@@ -196,8 +197,9 @@ def cupac_covariates(
             f"zones; found {n}: the data does not reach back {conf.horizon_days} + "
             f"{(last - first).days + 1} days before {last} (or use cuped)"
         )
-    sample = train.sample(fraction=min(1.0, 1.2 * conf.max_train_users / n), seed=conf.seed)
-    pdf = sample.limit(conf.max_train_users).toPandas()  # bounded: max_train_users rows
+    # The users of the smallest hashes: a random sample that is the same whatever the
+    # rows' order, so the same data fit the same models on every look.
+    pdf = train.orderBy("_key").limit(conf.max_train_users).toPandas()  # bounded
     models, r2 = fit_models(pdf, names, metrics, conf)
     empty_history = pd.DataFrame(
         [[0.0, float((last - first).days + 2)] + [0.0] * (2 * len(columns))], columns=names
@@ -239,11 +241,11 @@ def fit_models(
     w = pdf["weight"].to_numpy(dtype=float)
     held_out = np.random.default_rng(conf.seed).uniform(size=len(pdf)) < 0.2
     base = regressor(conf.learner, conf.learner_params, conf.seed, "cupac.learner")
-    weighted = has_fit_parameter(base, "sample_weight")
+    weighted = weight_argument(base)  # a pipeline routes them to its last step
     models, r2 = {}, {}
     for m in metrics:
         y = pdf[f"y__{m}"].to_numpy(dtype=float)
-        fit_kw = {"sample_weight": w[~held_out]} if weighted else {}
+        fit_kw = {weighted: w[~held_out]} if weighted else {}
         models[m] = clone(base).fit(X[~held_out], y[~held_out], **fit_kw)
         r2[m] = (
             float(r2_score(y[held_out], models[m].predict(X[held_out]), sample_weight=w[held_out]))
