@@ -177,3 +177,9 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
     for extra, code, message in bad:
         assert main(["train-propensity", *sets(warehouse), *extra]) == code, extra
         assert message in capsys.readouterr().err, extra
+    # Scores of a day whose 56-day window starts before the table's first day (2026-04-07):
+    # refused, as the features would sum a shorter history than the model was trained on.
+    early = ["--run-date", "2026-05-20"]
+    for job in ("score-propensity", "user-history"):
+        assert main([job, *sets(warehouse), *early]) == 3, job
+        assert "no rows on 2026-03-26, the first day of model" in capsys.readouterr().err, job

@@ -102,6 +102,17 @@ def has_rows(activity: DataFrame, day: dt.date) -> bool:
     return activity.where(F.col("date") == F.lit(day)).limit(1).count() > 0
 
 
+def require_window(activity: DataFrame, first: dt.date, model_id: str) -> None:
+    """Refuse to summarize a history window whose first day has no rows (a table kept for
+    fewer days than the window): the features would cover a shorter history than the
+    model was trained on, and its scores would be off without a word."""
+    if not has_rows(activity, first):
+        raise InputNotReadyError(
+            f"table user_activity has no rows on {first}, the first day of model {model_id}'s "
+            "history window: its features need the whole window"
+        )
+
+
 def stored_state(
     ctx: JobContext, conf: PropensityConfig, day: dt.date
 ) -> tuple[DataFrame | None, str]:

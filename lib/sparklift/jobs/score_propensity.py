@@ -25,6 +25,7 @@ from sparklift.jobs.propensity_io import (
     model_row,
     models_to_score,
     read_activity,
+    require_window,
     stored_state,
 )
 from sparklift.pipeline.registry import PipelineStep
@@ -54,7 +55,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if state is None:
         first, _ = user_history.windows_of(conf, day)
         log.info("%s: aggregating user_activity %s..%s by user instead", source, first, day)
-        state = user_history.build(read_activity(ctx, model.model_id, conf, first, day), conf, day)
+        activity = read_activity(ctx, model.model_id, conf, first, day)
+        require_window(activity, first, model.model_id)
+        state = user_history.build(activity, conf, day)
         source = f"user_activity {first}..{day}"
     elif ctx.config.propensity.state_reader == "auto":
         files = ctx.catalog.parquet_files("user_history", where=[("as_of", "=", day)])

@@ -30,6 +30,7 @@ from sparklift.jobs.propensity_io import (
     model_row,
     models_to_score,
     read_activity,
+    require_window,
     stored_state,
 )
 from sparklift.pipeline.registry import PipelineStep
@@ -79,6 +80,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
 
     rebuild = f"rebuilt from user_activity {first}..{day}"
     if previous is None:
+        require_window(activity, first, model.model_id)
         version = write(f"{rebuild} ({why})", user_history.build(activity, conf, day))
     else:
         try:
@@ -89,6 +91,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         except Exception as e:  # the update's own check: nothing was written
             if MISMATCH not in str(e):
                 raise
+            require_window(activity, first, model.model_id)
             reason = str(e)[str(e).index(MISMATCH) + len(MISMATCH) + 2 :].splitlines()[0]
             reason = reason.split(" SQLSTATE")[0]
             log.warning("%s: rows of a day in the window changed since; rebuilding", reason)
