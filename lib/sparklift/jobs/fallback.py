@@ -4,8 +4,8 @@ is configured to fall back (``{max_age_days: N}``), the latest good partition at
 old, said in the job's summary and log, never silently. A partition never checked counts
 as good: the checks are a gate only where they run; in a pipeline run, a check step of
 the table that failed or was blocked (it may have crashed before writing a verdict) marks
-the run date's partition bad (``JobContext.unverified``). Which partitions exist comes from the
-Delta log's statistics: no data is read but the partition used.
+the run date's partition, when there is one, bad (``JobContext.unverified``). Which
+partitions exist comes from the Delta log's statistics: no data is read but the partition used.
 """
 
 from __future__ import annotations
@@ -59,8 +59,6 @@ def choose(
     day = ctx.run_date
     since = day - dt.timedelta(days=fallback.max_age_days) if fallback else day
     failed = failed_checks(ctx, table, since)
-    if table in ctx.unverified:  # its check did not pass in this run, verdict or not
-        failed.setdefault(day, []).append(ctx.unverified[table])
     if fallback is None:
         if day in failed:
             raise InputError(
@@ -71,6 +69,8 @@ def choose(
         return Partition(day)
     days = [day - dt.timedelta(days=k) for k in range(fallback.max_age_days + 1)]
     present = {d for d in days if ctx.catalog.count(table, where=[(date_column, "=", d)]) > 0}
+    if table in ctx.unverified and day in present:  # its check did not pass in this run
+        failed.setdefault(day, []).append(ctx.unverified[table])  # (verdict or not)
     if day in present and day not in failed:
         return Partition(day)
     why = (
