@@ -21,6 +21,10 @@ if ! [ "$JV" -ge 17 ] 2>/dev/null; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    echo "sparklift needs Python's venv module: install it (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+    exit 1
+  fi
   "$PY" -m venv .venv
 fi
 STAMP=.venv/.sparklift-installed

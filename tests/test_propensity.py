@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from sklearn.metrics import roc_auc_score
 
 from sparklift.cli import main
 from sparklift.config import load_config
+from sparklift.jobs import score_propensity
+from sparklift.predict.propensity import PropensityModel
 from sparklift.synthetic.geo import draw_world
 from sparklift.synthetic.purchase import purchase_probability
 from sparklift.tables import Catalog
@@ -144,15 +147,44 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     assert sorted(by_reader) == ["arrow", "spark"]
     pd.testing.assert_frame_equal(by_reader["arrow"], by_reader["spark"])
 
-    # A late row on the day that leaves the window: the update finds the state stale, and
-    # the job rebuilds it instead (nothing wrong written).
+    # A late row on the day that leaves the window, and a row of another day removed: the
+    # window's count is the same, but the update's own check finds the state stale, and the
+    # job rebuilds it instead (nothing wrong written).
     catalog = Catalog(spark, load_config(None, [f"tables.base_path={warehouse}"]).tables)
-    leaving = catalog.read("user_activity", where=[("date", "=", RUN_DATE - 56 * DAY)])
-    late = leaving.limit(1).withColumn("user_id", F.lit(10**9).cast("long")).toPandas()
-    catalog.write("user_activity", spark.createDataFrame(late, leaving.schema), mode="append")
+
+    def late_row(day: dt.date, user_id: int) -> None:
+        rows = catalog.read("user_activity", where=[("date", "=", day)])
+        late = rows.limit(1).withColumn("user_id", F.lit(user_id).cast("long")).toPandas()
+        catalog.write("user_activity", spark.createDataFrame(late, rows.schema), mode="append")
+
+    middle = RUN_DATE - 20 * DAY
+    gone = catalog.read("user_activity", where=[("date", "=", middle)]).first()["user_id"]
+    path = warehouse / "user_activity"
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE date = '{middle}' AND user_id = {gone}")
+    late_row(RUN_DATE - 56 * DAY, 10**9)
     assert main(["user-history", *sets(warehouse), *keep]) == 0
     rerun = json.loads(capsys.readouterr().out)
     assert rerun["mode"] == "rebuild" and "disagreed with user_activity" in rerun["reason"]
+    # A late row inside the window (a user active on other days of it), after the day
+    # before's state was rebuilt from the table: the update's own check cannot see it (the
+    # user's counts stay in range), but the rows counted differ from the table's by one,
+    # so the update rebuilds instead, naming both counts.
+    day_before = ["--run-date", str(RUN_DATE - DAY), "--rebuild"]
+    assert main(["user-history", *sets(warehouse), *keep, *day_before]) == 0
+    capsys.readouterr()
+    act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
+    window = act[(act["day"] > RUN_DATE - 57 * DAY) & (act["day"] < RUN_DATE)]
+    recent = window[window["day"] > RUN_DATE - 8 * DAY]
+    elsewhere = set(window["user_id"]) - set(act.loc[act["day"] == middle, "user_id"])
+    late_row(middle, int(min(elsewhere)))
+    assert main(["user-history", *sets(warehouse), *keep]) == 0
+    rerun = json.loads(capsys.readouterr().out)
+    assert rerun["mode"] == "rebuild" and rerun["reason"] == (
+        f"user_history as of {RUN_DATE - DAY} counted {len(window):,} rows of user_activity "
+        f"in {RUN_DATE - 56 * DAY}..{RUN_DATE - DAY} and {len(recent):,} in "
+        f"{RUN_DATE - 7 * DAY}..{RUN_DATE - DAY}; the table holds {len(window) + 1:,} and "
+        f"{len(recent):,}"
+    )
     assert main(["score-propensity", *sets(warehouse), "--model-id", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 
@@ -183,3 +215,32 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
     for job in ("score-propensity", "user-history"):
         assert main([job, *sets(warehouse), *early]) == 3, job
         assert "no rows on 2026-03-26, the first day of model" in capsys.readouterr().err, job
+
+
+class _Even:
+    """A classifier that says 1/2 to everyone: the log-odds are the drift term alone."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.full((len(X), 2), 0.5)
+
+
+def test_a_linear_drift_is_held_past_drift_max_days(caplog):
+    """``drift: linear`` moves the log-odds by its slope per day past the last training
+    snapshot up to ``drift_max_days``, then holds them there, and scoring says the model is
+    due; a model saved before the setting (None) follows its line without end."""
+    origin = dt.date(2026, 6, 16)
+    conf = load_config(None, ["propensity.drift=linear"]).propensity
+    assert conf.drift_max_days == 28
+    model = PropensityModel("x", ["f"], _Even(), 1.0, conf, origin, (0.1, 0.02), origin, 28)
+    X = np.zeros((1, 1))
+    for days, log_odds in ((10, 0.1 + 0.2), (28, 0.1 + 0.56), (400, 0.1 + 0.56)):
+        p = model.predict(X, origin + days * DAY)[0]
+        assert p == pytest.approx(1 / (1 + np.exp(-log_odds)), rel=1e-12), days
+    unbounded = replace(model, drift_max_days=None)
+    assert unbounded.predict(X, origin + 400 * DAY)[0] == pytest.approx(1 / (1 + np.exp(-8.1)))
+
+    assert not score_propensity._held_drift(model, origin + 28 * DAY)
+    assert score_propensity._held_drift(model, origin + 40 * DAY)
+    assert "40 days past its last training snapshot (2026-06-16)" in caplog.text
+    assert "held at 28 days (propensity.drift_max_days): retrain it" in caplog.text
+    assert not score_propensity._held_drift(replace(model, drift=(0.1, 0.0)), origin + 40 * DAY)

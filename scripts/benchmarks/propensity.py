@@ -6,7 +6,8 @@ model's history window and a day more, and times, each end to end on 2 cores:
   rows, one aggregation by user, predict in Arrow batches, write N rows);
 - ``user-history`` rebuilt as of the day before (the window's rows, one aggregation);
 - ``user-history`` updated to the run date from the day before's (3 days of rows and the
-  stored state, one join): the nightly cost;
+  stored state, one join): the nightly cost; its recount of the day before's state (one
+  aggregation of two count columns against the log's row counts) is also timed alone;
 - ``score-propensity`` from ``user_history`` (one row per customer): the scoring.
 
 sampling the peak memory of all processes. The limit it is compared with, in the same
@@ -118,6 +119,13 @@ def bench_propensity(sizes: list[int], history: int, workdir: str) -> None:
         assert runs["raw"][2]["features_from"].startswith("user_activity")
         assert runs["score"][2]["features_from"] == f"user_history as of {RUN_DATE}"
         assert runs["update"][2]["mode"] == "update"
+        ctx_n = JobContext(spark, size_conf, cat, RUN_DATE)
+        row = propensity_io.model_row(ctx_n, model["model_id"])
+        windows = propensity_io.load(ctx_n, row)[0].windows
+        before = cat.read("user_history", where=[("as_of", "=", RUN_DATE - DAY)])
+        why, t = timed(lambda: user_history.disagreement(ctx_n, before, windows, RUN_DATE - DAY))  # noqa: B023
+        assert why is None, why  # the state counts the table's rows
+        runs["recount"] = (t, 0, {})
         agree(cat)
         results.append((n, active, rows, runs))
         print(f"  {n:>11,} users ({active:,} customers, {rows:,} activity rows in the window; "
@@ -134,6 +142,7 @@ def bench_propensity(sizes: list[int], history: int, workdir: str) -> None:
         "raw": "score-propensity from the activity rows",
         "rebuild": "user-history rebuilt from the window's rows",
         "update": "user-history updated from the day before",
+        "recount": "  of which the recount of the day before's state",
         "score": "score-propensity from user_history",
     }
     fits = {}

@@ -23,6 +23,7 @@ class PropensityConfig(_Strict):
     learner_params: dict[str, Any]
     class_weight: Literal["balanced", "none"]
     drift: Literal["linear", "latest", "none"]  # the base rate's trend over the snapshots
+    drift_max_days: int = Field(ge=0)  # linear: extrapolated this far past the last snapshot
     max_train_rows: int = Field(ge=100)  # a uniform sample of the training snapshots' users
     max_validation_rows: int = Field(ge=100)
     precision_target: float = Field(gt=0, lt=1)  # recall is reported at this precision

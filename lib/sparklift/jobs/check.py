@@ -8,10 +8,11 @@ the anomaly checks compare them with the table's own
 history in ``quality_metrics`` (:mod:`sparklift.quality.rules`). Both tables are written
 before the verdict: a failed check of severity ``error`` then fails the job (exit 2, naming
 the checks; exit 3, not ready, when only freshness failed: the partition may land later),
-one of severity ``warn`` is logged. A re-run for the same date replaces that
-date's rows. A check killed between its two commits leaves that date's new metrics without
-their verdicts: later days do not train on them (:func:`_past`) until the date is checked
-again.
+one of severity ``warn`` is logged. The table is read at one version, which each checked
+date's row ``table_version`` of ``quality_results`` keeps: the verdicts hold for it
+(:mod:`sparklift.jobs.fallback`). A re-run for the same date replaces that date's rows. A
+check killed between its two commits leaves that date's new metrics without their
+verdicts: later days do not train on them (:func:`_past`) until the date is checked again.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     days = date_range(start, ctx.run_date) if start else [ctx.run_date]
     partitioned = spec.date_column in catalog.partition_columns(spec.table)
     pruned = [(spec.date_column, "in", days)] if partitioned else []  # those partitions only
-    df = catalog.read(spec.table, where=pruned)
+    checked = catalog.version(spec.table)  # the verdicts hold for this version's rows
+    df = catalog.read(spec.table, version=checked, where=pruned)
     missing = missing_columns(spec, df.columns)
     problems = _schema_problems(spec, df, missing)
     _refuse_non_numeric(spec, df)
@@ -85,7 +87,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     measured = [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
                  "computed_at": now} for d in days for k, v in metrics[d].items()]  # fmt: skip
     verdicts = [{"table_name": spec.table, "run_date": d} | asdict(r) | {"computed_at": now}
-                for d in days for r in results[d]]  # fmt: skip
+                for d in days for r in [*results[d], rules.version_row(checked)]]  # fmt: skip
     retry_on_conflict(
         lambda: write_records(catalog, "quality_metrics", measured, key), "quality_metrics"
     )
@@ -117,6 +119,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "rows": sum(int(metrics[d].get("row_count") or 0) for d in days),
         "checks": dict(counts),
         "warnings": [(f"{d} " if len(days) > 1 else "") + r.check_name for d, r in failures],
+        "table_version": checked,
         "results_version": version,
     }
 

@@ -1,11 +1,16 @@
 """Which partition of a checked input a job reads: the run date's, unless it failed an
 error check of ``sparklift check`` (``quality_results``) or is missing; then, when the job
-is configured to fall back (``{max_age_days: N}``), the latest good partition at most N days
-old, said in the job's summary and log, never silently. A partition never checked counts
-as good: the checks are a gate only where they run; in a pipeline run, a check step of
-the table that failed or was blocked (it may have crashed before writing a verdict) marks
-the run date's partition, when there is one, bad (``JobContext.unverified``). Which
-partitions exist comes from the Delta log's statistics: no data is read but the partition used.
+is configured to fall back (``{max_age_days: N}``), the latest good partition at most N
+days old, said in the job's summary and log, never silently.
+
+A partition never checked counts as good: the checks are a gate only where they run. A
+verdict holds for the table version its checks read: a partition whose rows changed since
+(a re-run of the job that wrote it, say) is read on its run date as unchecked, with a
+warning, and is never a fall-back (a check regime exists and the partition left it). In a
+pipeline run, a check step of the table that failed or was blocked (it may have crashed
+before writing a verdict) marks the run date's partition, when there is one, bad
+(``JobContext.unverified``). Which partitions exist comes from the Delta log's
+statistics, and which changed from its commits: no data is read but the partition used.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from pyspark.sql import functions as F
 from sparklift.config.models import FallbackConfig
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log
+from sparklift.quality.rules import VERSION_CHECK
+from sparklift.tables.changes import data_changes
+from sparklift.tables.schema import encode_partition_value
 
 
 @dataclass(frozen=True)
@@ -29,25 +37,57 @@ class Partition:
     fallback: dict[str, str] | None = None
 
 
-def failed_checks(ctx: JobContext, table: str, since: dt.date) -> dict[dt.date, list[str]]:
-    """The error checks of ``table`` that failed, per checked date from ``since`` to the run
-    date (a re-run of the check replaces its date's results)."""
+def verdicts(
+    ctx: JobContext, table: str, since: dt.date
+) -> tuple[dict[dt.date, list[str]], dict[dt.date, int]]:
+    """Per checked date of ``table`` from ``since`` to the run date, its error checks that
+    failed (a re-run of the check replaces its date's results), and the table version its
+    checks read (``table_version``, from checks since it was recorded)."""
     if not ctx.catalog.exists("quality_results"):
-        return {}
+        return {}, {}
     rows = (
         ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
-        .where(
-            F.col("run_date").between(F.lit(since), F.lit(ctx.run_date))
-            & (F.col("severity") == "error")
-            & (F.col("status") == "fail")
-        )
-        .select("run_date", "check_name", "message")
+        .where(F.col("run_date").between(F.lit(since), F.lit(ctx.run_date)))
+        .select("run_date", "check_name", "severity", "status", "statistic", "message")
         .collect()
     )
-    out: dict[dt.date, list[str]] = defaultdict(list)
+    failed: dict[dt.date, list[str]] = defaultdict(list)
+    checked: dict[dt.date, int] = {}
     for r in sorted(rows, key=lambda r: r["check_name"]):
-        out[r["run_date"]].append(f"{r['check_name']}: {r['message']}")
-    return dict(out)
+        if r["check_name"] == VERSION_CHECK and r["statistic"] is not None:
+            checked[r["run_date"]] = int(r["statistic"])
+        elif r["severity"] == "error" and r["status"] == "fail":
+            failed[r["run_date"]].append(f"{r['check_name']}: {r['message']}")
+    return dict(failed), checked
+
+
+def changed(
+    ctx: JobContext, table: str, date_column: str, checked: dict[dt.date, int]
+) -> dict[dt.date, str]:
+    """The dates whose partition changed after the table version their checks read
+    (``checked``): a later commit added or removed rows of it; a compaction does not
+    count. A date checked before the version was recorded is taken as it was."""
+    latest = ctx.catalog.version(table)
+    stale = {d: v for d, v in checked.items() if latest is not None and v < latest}
+    if not stale:
+        return {}
+    first = min(stale.values())
+    try:
+        commits = data_changes(ctx.catalog.path(table), first, latest, date_column)
+    except FileNotFoundError:
+        return {
+            d: f"its check read table version {v}; the log no longer holds the commits since"
+            for d, v in stale.items()
+        }
+    out = {}
+    for day, version in stale.items():
+        after = [f"version {n} ({op})" for n, op in commits.get(encode_partition_value(day), [])
+                 if n > version]  # fmt: skip
+        if after:
+            out[day] = (
+                f"rows changed after its check of table version {version}: {', '.join(after)}"
+            )
+    return out
 
 
 def choose(
@@ -58,7 +98,10 @@ def choose(
     fallback; a missing one is left to the job's own not-ready message."""
     day = ctx.run_date
     since = day - dt.timedelta(days=fallback.max_age_days) if fallback else day
-    failed = failed_checks(ctx, table, since)
+    failed, checked = verdicts(ctx, table, since)
+    stale = changed(ctx, table, date_column, checked)
+    if day in stale and day not in failed:  # as if never checked: the gate is where it runs
+        log.warning("%s of %s: %s; reading it as unchecked", table, day, stale[day])
     if fallback is None:
         if day in failed:
             raise InputError(
@@ -78,13 +121,19 @@ def choose(
         if day in failed
         else f"{table} has no rows for {date_column} {day}"
     )
-    good = sorted(d for d in present if d not in failed and d < day)
+    earlier = sorted((d for d in present if d < day), reverse=True)
+    good = [d for d in earlier if d not in failed and d not in stale]
     if not good:  # a bad partition needs a fix (2); a missing one may still land (3)
+        passed_over = "; ".join(f"{d}: {stale[d]}" for d in earlier if d in stale)
         raise (InputError if day in failed else InputNotReadyError)(
             f"{why}, and no earlier partition since {since} passed its checks "
             f"({key}.max_age_days {fallback.max_age_days})"
+            + (f"; passed over, as changed since checked: {passed_over}" if passed_over else "")
         )
-    log.warning("%s: falling back to %s of %s (%s)", key, table, good[-1], why)
+    for d in earlier[: earlier.index(good[0])]:
+        if d in stale:
+            log.warning("%s: passing over %s of %s: %s", key, table, d, stale[d])
+    log.warning("%s: falling back to %s of %s (%s)", key, table, good[0], why)
     return Partition(
-        good[-1], {"table": table, "used": str(good[-1]), "instead_of": str(day), "why": why}
+        good[0], {"table": table, "used": str(good[0]), "instead_of": str(day), "why": why}
     )

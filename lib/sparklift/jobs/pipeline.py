@@ -48,7 +48,10 @@ from sparklift.pipeline.runs import StepOutcome, render
 from sparklift.progress import spark_progress
 from sparklift.tables import TableIO
 
-HELP = "the nightly run: features, analyses, scores, allocations for a date or a range"
+HELP = (
+    "the nightly run for a date or a range: checks, features, analyses, user history and "
+    "propensity scores, uplift scores, allocations, reports"
+)
 PROGRESS_PER_STEP = True  # the CLI leaves progress reporting to each step
 log = logging.getLogger("sparklift.pipeline")
 

@@ -32,7 +32,9 @@ STEP = PipelineStep("score", order=30, checks=("customers",), outputs=("uplift_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-id", help="model_id in uplift_models (default: the latest)")
+    parser.add_argument(
+        "--model-id", help="model_id in uplift_models (default: score.model_id, else the latest)"
+    )
 
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:

@@ -18,6 +18,7 @@ of rows to Arrow costs more than the model.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from sparklift.jobs import JobContext, log, step
 from sparklift.jobs.propensity_io import (
@@ -30,6 +31,7 @@ from sparklift.jobs.propensity_io import (
 )
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.predict import user_history
+from sparklift.predict.propensity import PropensityModel
 from sparklift.predict.scoring import StateFiles, score
 
 HELP = "score every customer's propensity to purchase into propensity_scores"
@@ -43,7 +45,10 @@ STEP = PipelineStep(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-id", help="model_id in propensity_models (default: the latest)")
+    parser.add_argument(
+        "--model-id",
+        help="model_id in propensity_models (default: propensity.model_id, else the latest)",
+    )
 
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
@@ -64,6 +69,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         plain = StateFiles.of(ctx.spark, files or [])
         if plain is not None:
             state, reader = plain, f"arrow ({len(plain.files)} files, {plain.tasks} tasks)"
+    held = _held_drift(model, day)
     broadcast = ctx.spark.sparkContext.broadcast(blob)
     scores = score(state, broadcast, row["artifact_sha256"], model, day)
     with step(f"scoring the customers of {source} with {model.model_id}"):
@@ -78,5 +84,22 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "customers_scored": rows,
         "features_from": source,
         "reader": reader,
+        "drift_held": held,
         "version": version,
     }
+
+
+def _held_drift(model: PropensityModel, day: dt.date) -> bool:
+    """Whether the model's base-rate trend (``drift: linear``) stops short of the run date
+    (``drift_max_days``), said with a warning: the model is due for retraining."""
+    if model.drift[1] == 0.0 or model.drift_origin is None:
+        return False
+    past = (day - model.drift_origin).days
+    if past <= model.drift_days(day):
+        return False
+    log.warning(
+        "model %s: the run date is %d days past its last training snapshot (%s); its base-rate "
+        "trend (%+.4f log-odds a day) is held at %d days (propensity.drift_max_days): retrain it",
+        model.model_id, past, model.drift_origin, model.drift[1], model.drift_days(day),
+    )  # fmt: skip
+    return True

@@ -6,10 +6,12 @@ of ``user_activity`` (a new table) or the stored table's columns, so that a mode
 retrained on other columns finds its sums. The state as of the day before, if stored with
 the same windows, is updated by the rows of three days (the run date, and the days that
 leave the two windows); otherwise, or with ``--rebuild``, or when a leaving day has no rows
-(retention reached it), it is rebuilt from the history window's rows. A day whose rows
-changed after it entered the state (a late or removed row) is found when it leaves the
-window (the update's check fails, nothing is written) and the state is rebuilt then, with
-a warning; ``--rebuild`` takes a correction in at once. The run date's partition is
+(retention reached it), it is rebuilt from the history window's rows. A row added to or
+removed from a day of the window after the state counted it (a late row) is found the
+night after, by the rows counted (:func:`disagreement`), and the state is rebuilt, with a
+warning. A change that keeps the counts (a row moved to another user) may still be found
+when its day leaves the window (the update's own check fails, nothing is written); a
+corrected value is not: ``--rebuild`` takes a correction in. The run date's partition is
 written and partitions older than ``propensity.state_days`` are dropped in the same commit.
 """
 
@@ -22,6 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from sparklift.config import PropensityConfig
 from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step
 from sparklift.jobs.propensity_io import (
@@ -50,7 +53,9 @@ STEP = PipelineStep(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model-id", help="the propensity model whose windows (default: the latest)"
+        "--model-id",
+        help="the propensity model whose windows the state keeps (default: "
+        "propensity.model_id, else the latest)",
     )
     parser.add_argument(
         "--rebuild", action="store_true", help="rebuild from the window's rows, not the day before"
@@ -70,6 +75,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     leaving = days_read_by_update(conf, day)[1:]
     if previous is not None and not all(has_rows(activity, d) for d in leaving):
         previous, why = None, f"user_activity has no rows on one of {', '.join(map(str, leaving))}"
+    if previous is not None and (recounted := disagreement(ctx, previous, conf, day - DAY)):
+        log.warning("%s: rows of the window were added or removed since; rebuilding", recounted)
+        previous, why = None, recounted
     stale = stale_partitions(ctx, day)
 
     def write(how: str, state: DataFrame) -> int:
@@ -139,6 +147,31 @@ def summarized(
         if isinstance(f.dataType, NumericType) and f.name not in KEYS and f.name not in columns
     ]
     return [*columns, *numeric]
+
+
+def disagreement(
+    ctx: JobContext, state: DataFrame, conf: PropensityConfig, as_of: dt.date
+) -> str | None:
+    """Why the state as of ``as_of`` no longer counts user_activity's rows, or None. Each
+    window's active days, summed over its users, are the rows the state counted; the
+    table's log says how many the window holds now (no data read but the state's two count
+    columns). So a row added or removed on any day of the window is found the night after,
+    not when its day leaves the window; a correction that keeps every row is not
+    (``--rebuild`` takes it in)."""
+    held = state.agg(F.sum("w_active_days"), F.sum("r_active_days")).first()
+    counted = [int(held[0] or 0), int(held[1] or 0)]  # (None: no rows)
+    windows = user_history.windows_of(conf, as_of)
+    now = [
+        ctx.catalog.count("user_activity", where=[("date", ">=", first), ("date", "<=", as_of)])
+        for first in windows
+    ]
+    if counted == now:
+        return None
+    return (
+        f"user_history as of {as_of} counted {counted[0]:,} rows of user_activity in "
+        f"{windows[0]}..{as_of} and {counted[1]:,} in {windows[1]}..{as_of}; the table holds "
+        f"{now[0]:,} and {now[1]:,}"
+    )
 
 
 def stale_partitions(ctx: JobContext, day: dt.date) -> list[dt.date]:

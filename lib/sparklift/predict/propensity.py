@@ -111,7 +111,15 @@ class PropensityModel:
     trained_through: dt.date  # the last day of activity any training label saw
     drift: tuple[float, float] = (0.0, 0.0)  # log-odds shift at the last snapshot, per day
     drift_origin: dt.date | None = None  # the last training snapshot
+    drift_max_days: int | None = None  # the trend is held beyond (None: a model from before)
     model_id: str = ""
+
+    def drift_days(self, snapshot: dt.date) -> int:
+        """Days of the base rate's trend applied on ``snapshot``: its distance from the last
+        training snapshot, at most ``drift_max_days`` (a line fitted over a few weeks says
+        nothing of a year later)."""
+        days = (snapshot - self.drift_origin).days if self.drift_origin else 0
+        return days if self.drift_max_days is None else min(days, self.drift_max_days)
 
     def predict(self, X: np.ndarray, snapshot: dt.date | None = None) -> np.ndarray:
         """P(label) of each row of ``X``, for a snapshot on ``snapshot`` (the drift of the
@@ -119,7 +127,7 @@ class PropensityModel:
         p = np.asarray(self.estimator.predict_proba(X), dtype=float)[:, 1]
         shift = np.log(self.odds_factor)
         if snapshot is not None and self.drift_origin is not None:
-            shift += self.drift[0] + self.drift[1] * (snapshot - self.drift_origin).days
+            shift += self.drift[0] + self.drift[1] * self.drift_days(snapshot)
         if shift == 0.0:
             return p
         odds = np.exp(shift) * p
@@ -147,6 +155,7 @@ def fit(
     estimator = clone(base).fit(X, y, **kwargs)
     model = PropensityModel(conf.learner, names, estimator, factor, conf, trained_through)
     model.drift, model.drift_origin = drift(model, train, conf.drift)
+    model.drift_max_days = conf.drift_max_days
     return model
 
 

@@ -59,6 +59,19 @@ class Result:
     message: str
 
 
+VERSION_CHECK = "table_version"
+
+
+def version_row(version: int) -> Result:
+    """The row that ties a date's verdicts to the table version its checks read: a later
+    commit that adds or removes rows of the partition makes them stale (the fall-back
+    then passes over it, :mod:`sparklift.jobs.fallback`)."""
+    return Result(
+        VERSION_CHECK, "version", "error", float(version), "no later change of its rows",
+        PASS, f"the checks read table version {version}",
+    )  # fmt: skip
+
+
 def contract_checks(
     spec: TableSpec, metrics: Metrics, schema_problems: Sequence[str], missing: Sequence[str]
 ) -> list[Result]:
