@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparklift.allocation.arms import POLICY, arm, policy_arm
+from sparklift.allocation.arms import POLICY, arm, holdout_rows, policy_arm
 from sparklift.allocation.caps import CapSearch, cap_round
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
@@ -410,3 +410,34 @@ def test_bad_input_is_refused(spark, mutate, budgets, message, in_memory):
     with pytest.raises(InputError, match=re.escape(message)):
         df = spark.createDataFrame(mutate(rows), schema=spark.createDataFrame(rows).schema)
         solve(df, problem, rows=1000).release()
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
+def test_the_holdout_rule_gives_the_policy_s_customers_what_the_policy_sent(spark, in_memory):
+    """The rule a held-out customer gets (:class:`arms.Rule`), applied to the customers the
+    policy was solved for, gives each the voucher the solve sent it: the caps' cut and the
+    budget solve after it included. Two cap rounds leave the caps to the cut, as on the
+    demo's campaign (its V01 had 24% more choosers at the rounds' mu than its cap). What
+    it cannot give is the greedy fill: the few customers below the final lambda's margin
+    that the budget left over still pays for."""
+    u, c, group = instance(6000, 4)
+    rows = frame(u, c, group)
+    budgets = {g: 10 * b for g, b in CAPS_BUDGETS.items()}
+    problem = Problem(VOUCHERS, budgets, caps={"V01": 180, "V03": 90}, max_cap_rounds=2)
+    got, _, solution = run(spark, rows, problem, in_memory)
+    rule = solution.rule
+    assert set(rule.cut) == {"V01", "V03"}  # both caps cut their choosers
+    ruled = holdout_rows(spark.createDataFrame(rows), rule).toPandas().set_index("customer_id")
+    ruled = ruled["policy_voucher_id"].fillna("-")
+    sent = got.set_index("customer_id")["voucher_id"].reindex(ruled.index).fillna("-")
+    differ = ruled != sent
+    assert differ.sum() <= 10 and (ruled[differ] == "-").all(), pd.DataFrame(
+        {"rule": ruled[differ], "sent": sent[differ]}
+    )  # the fill only: 2 of 564 sent (Spark passes), 7 of 570 (in memory)
+    # The rule before, at the rounds' (lambda, mu) alone, missed the cut and the final
+    # multipliers: 76 and 81 customers.
+    lam = pd.Series(group).map(rule.lam).to_numpy()[:, None]
+    mu = np.array([rule.mu.get(v, 0.0) for v in VOUCHERS])
+    net = np.where(np.isfinite(u), u - lam * np.maximum(c, 0) - mu, -np.inf)
+    before = pd.Series(np.where(net.max(axis=1) > 0, np.array(VOUCHERS)[net.argmax(axis=1)], "-"))
+    assert (before.reindex(sent.index) != sent).sum() > 50

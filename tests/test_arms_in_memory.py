@@ -87,13 +87,23 @@ def test_explore_draws_and_queues_as_spark_does(scores):
     assert mine.num_rows < drawn
 
 
-@pytest.mark.parametrize("mu", [{}, {"V02": 0.5}])
-def test_holdout_takes_the_policy_rule_as_spark_does(scores, mu):
-    lam = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
+LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        arms.Rule(LAM, LAM),
+        arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}),  # capped, not cut
+        arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}),
+        arms.Rule(LAM, LAM, {"V01": 0.0, "V03": 1.0}, {"V01": math.inf, "V03": 0.5}),
+    ],
+)
+def test_holdout_takes_the_policy_rule_as_spark_does(scores, rule):
     collected = in_driver.collect(scores, VOUCHERS, CAMPAIGN, SEED)
-    mine = in_driver.holdout(collected, lam, mu)
+    mine = in_driver.holdout(collected, rule)
     held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
-    spark_rows = arms.holdout_rows(held, lam, mu)
+    spark_rows = arms.holdout_rows(held, rule)
     theirs = arms.union(spark_rows.limit(0).select(*_policy_columns()), spark_rows, None)
     theirs = theirs.toArrow()
     assert rows_of(mine) == rows_of(theirs)
@@ -112,7 +122,7 @@ def test_union_and_tally_match_spark(spark, scores):
             "expected_cost": [1.0, 0.0],
         }
     )
-    holdout = in_driver.holdout(collected, {"A": 0.5}, {})
+    holdout = in_driver.holdout(collected, arms.Rule({"A": 0.5}, {"A": 0.5}))
     explore = in_driver.explore(collected, VOUCHERS, {"A": 10.0})
     table = in_driver.union(policy, holdout, explore)
     assert table.num_rows == 2 + holdout.num_rows + explore.num_rows

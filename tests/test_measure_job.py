@@ -327,7 +327,8 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
     newer = {"run_date": RUN_DATE + dt.timedelta(days=10), "campaign_id": "arms"}
     write_records(catalog, "allocation_summary", [newer | {"budget_group": "NL"}], newer)
     assert main(["measure", *sets(wh, later), "--campaign", campaign(wh.parent)]) == 0
-    assert json.loads(capsys.readouterr().out)["allocated_on"] == str(RUN_DATE)
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["allocated_on"] == str(RUN_DATE)
     empty = spark.createDataFrame([], contract("allocation_summary").schema)
     catalog.write("allocation_summary", empty, mode="replace", replace_where=newer)
     # A campaign without holdout: nothing to measure against.
@@ -363,8 +364,30 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
         assert coverage["holdout_share"] == pytest.approx(0.5, abs=0.01)
         assert coverage["policy_share"] == 1.0 and coverage["p_value"] < 1e-6
         assert "sample-ratio mismatch" in out.err
+        # Each send of a daily campaign has its own outcomes: another send's (ten times
+        # larger) beside this one's change nothing; alone, this send is not ready (3).
+        other = mine.assign(sent_date=RUN_DATE - dt.timedelta(days=1),
+                            objective=mine["objective"] * 10)  # fmt: skip
+        outcomes(pd.concat([mine, other]))
+        assert main(["measure", *sets(wh, later), "--campaign", spec]) == 0
+        again = json.loads(capsys.readouterr().out)
+        assert again["incremental_objective"] == measured["incremental_objective"]
+        outcomes(other)
+        assert main(["measure", *sets(wh, later), "--campaign", spec]) == 3
+        assert (
+            f"table campaign_outcomes has no rows of campaign arms with sent_date {RUN_DATE} yet"
+            in capsys.readouterr().err
+        )
     finally:
         outcomes(mine)
+    # A table of the earlier layout (no sent_date): refused, saying what to write.
+    renamed = [f"tables.base_path={wh}", "tables.names.campaign_outcomes=outcomes_v1"]
+    old = Catalog(spark, load_config(None, renamed).tables)
+    old.write_uncontracted("campaign_outcomes", spark.createDataFrame(
+        mine.drop(columns="sent_date")), partition_by=["campaign_id"])  # fmt: skip
+    assert main(["measure", *sets(wh, later), "--campaign", spec,
+                 "--set", renamed[1]]) == 2  # fmt: skip
+    assert "table campaign_outcomes is not partitioned by sent_date" in capsys.readouterr().err
 
 
 def test_the_allocation_corrects_its_prediction_by_past_measurements(

@@ -11,12 +11,16 @@ keeps its arm on every run of the campaign.
   nothing and are not written. The sent ones are a random sample, as the order is random.
 - **Policy**: the solver allocates the policy customers alone, under each group's budget
   minus what its explore arm spends, so the targeted customers use the whole budget.
-- **Holdout**: held-out customers get the policy's own decision rule, with the multipliers
-  the solve found: the voucher j maximising u_j - lambda_g c_j - mu_j (mu_j: the cap
-  multiplier of a capped voucher; ties to the greatest voucher id), if that is positive (a
-  voucher whose margin is null, NaN or infinite is none). That is the voucher the policy
-  would have sent them (up to the solver's tie-break at its margin); it is recorded as
-  ``policy_voucher_id`` (null if none) and nothing is sent (``voucher_id`` is null). Every
+- **Holdout**: held-out customers get the policy's own decision rule (:class:`Rule`), with
+  the multipliers and cuts the solve found: the voucher j maximising u_j - lambda_g c_j
+  (ties to the greatest voucher id), if that is positive (a voucher whose margin is null,
+  NaN or infinite is none). With caps it is the solve's two steps: first at the cap
+  rounds' multipliers (u_j - lambda_g c_j - mu_j), where a capped voucher stays only to
+  the customer who chooses it there by at least the margin of the cap's last customer the
+  policy kept; then at the final budget multipliers among the vouchers left. That is the
+  voucher the policy would have sent them (up to the solver's greedy fill at its margin);
+  it is recorded as ``policy_voucher_id`` (null if none) and nothing is sent
+  (``voucher_id`` is null). Every
   held-out customer is written: those the policy targets are the measurement's control,
   and all of them the control of the explore arm's randomized campaign
   (:mod:`sparklift.measure.feedback`).
@@ -28,7 +32,7 @@ A campaign solved in the driver's memory gets the same arms there, by the same r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -126,27 +130,66 @@ def explore_rows(
     )
 
 
-def holdout_rows(scores: DataFrame, lam: Mapping[str, float], mu: Mapping[str, float]) -> DataFrame:
+@dataclass(frozen=True)
+class Rule:
+    """The policy's decision for a customer it was not solved for (a held-out one), from
+    the solve. Without caps: the voucher of greatest u - lambda c at ``final_lam``, if
+    positive. With caps, the solve's two steps: at the cap rounds' ``lam`` and ``mu`` each
+    customer chooses the voucher of greatest u - lambda c - mu; a capped voucher stays only
+    to the customer who chooses it there, and, when the cap cut its choosers, by a margin
+    over the next best (nothing = 0) of at least ``cut`` (the cap's last customer kept);
+    then the voucher of greatest u - lambda c at ``final_lam`` among those left."""
+
+    lam: Mapping[str, float]  # per budget group: the cap rounds' multiplier
+    final_lam: Mapping[str, float]  # per budget group: the final budget solve's
+    mu: Mapping[str, float] = field(default_factory=dict)  # per capped voucher
+    cut: Mapping[str, float] = field(default_factory=dict)  # per capped voucher it cut
+
+
+def _value_of(values: Mapping[str, float], key: str) -> Column:
+    """``values[key column]`` (null for a key not in it)."""
+    if not values:
+        return F.lit(None).cast("double")
+    pairs = [x for k, v in values.items() for x in (F.lit(k), F.lit(float(v)))]
+    return F.element_at(F.create_map(*pairs), F.col(key))
+
+
+def _finite(x: Column) -> Column:
+    return F.when(~F.isnan(x) & (F.abs(x) != float("inf")), x)  # else null
+
+
+def _allowed(scores: DataFrame, rule: Rule) -> Column:
+    """Per score row: whether its voucher is left to the customer after the cap step."""
+    if not rule.mu:
+        return F.lit(True)
+    cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
+    net = _finite(
+        F.col("uplift_objective")
+        - F.coalesce(_value_of(rule.lam, "budget_group"), F.lit(0.0)) * cost
+        - F.coalesce(_value_of(rule.mu, "voucher_id"), F.lit(0.0))
+    )
+    customer = Window.partitionBy("customer_id", "budget_group")
+    best = F.max(F.struct(net.alias("net"), F.col("voucher_id").alias("v"))).over(customer)
+    other = F.max(F.when(F.col("voucher_id") != best["v"], net)).over(customer)
+    lead = best["net"] - F.greatest(F.coalesce(other, F.lit(0.0)), F.lit(0.0))
+    cut = _value_of(rule.cut, "voucher_id")
+    chosen = (F.col("voucher_id") == best["v"]) & (best["net"] > 0)
+    capped = F.col("voucher_id").isin(list(rule.mu))
+    return ~capped | (chosen & (cut.isNull() | (lead >= cut)))
+
+
+def holdout_rows(scores: DataFrame, rule: Rule) -> DataFrame:
     """Every held-out customer: customer_id, budget_group, and the voucher the policy would
     have sent (policy_voucher_id) with its expected_uplift and expected_cost, all null when
     it would have sent none, from ``scores`` of the holdout customers and the solve's
-    ``lam`` per group and ``mu`` per capped voucher."""
-    lam_of = F.element_at(
-        F.create_map(*[x for g, v in lam.items() for x in (F.lit(g), F.lit(float(v)))]),
-        F.col("budget_group"),
-    )
-    mu_of = (
-        F.element_at(
-            F.create_map(*[x for v, m in mu.items() for x in (F.lit(v), F.lit(float(m)))]),
-            F.col("voucher_id"),
-        )
-        if mu
-        else F.lit(None)
-    )
+    ``rule``."""
+    scores = scores.withColumn("_allowed", _allowed(scores, rule))
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
-    margin = F.col("uplift_objective") - F.coalesce(lam_of, F.lit(0.0)) * cost
-    margin = margin - F.coalesce(mu_of, F.lit(0.0))
-    margin = F.when(~F.isnan(margin) & (F.abs(margin) != float("inf")), margin)  # else null
+    margin = (
+        F.col("uplift_objective")
+        - F.coalesce(_value_of(rule.final_lam, "budget_group"), F.lit(0.0)) * cost
+    )
+    margin = F.when(F.col("_allowed"), _finite(margin))  # else null
     best = F.max(
         F.struct(
             margin.alias("margin"),

@@ -98,28 +98,34 @@ def sends(rows: pa.Table) -> dict[str, int]:
     return {str(v): int(n) for v, n in named.value_counts().items()}
 
 
-def holdout(rows: pa.Table, lam: Mapping[str, float], mu: Mapping[str, float]) -> pa.Table:
+def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     """Every held-out customer (:data:`ROWS`), as :func:`.arms.holdout_rows`: the voucher
-    of greatest finite margin u - lambda c - mu (then greatest voucher id), recorded with
-    its expected uplift and cost when that margin is positive, nulls otherwise."""
+    the policy's ``rule`` gives it (of greatest finite margin, then greatest voucher id),
+    recorded with its expected uplift and cost when that margin is positive, nulls
+    otherwise."""
     rows = of_arm(rows, arms.HOLDOUT)
     if rows.num_rows == 0:
         return ROWS.empty_table()
     groups = np.asarray(rows["budget_group"].to_numpy(zero_copy_only=False), dtype=object)
     named = np.asarray(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
-    lam_i = pd.Series(groups).map(dict(lam)).fillna(0.0).to_numpy(dtype=float)
-    mu_i = pd.Series(named).map(dict(mu)).fillna(0.0).to_numpy(dtype=float)
     cost = _cost(rows["uplift_cost"])
     uplift = rows["uplift_objective"].to_numpy(zero_copy_only=False).astype(float)
-    with np.errstate(invalid="ignore"):
-        margin = uplift - lam_i * cost - mu_i
-    valid = np.isfinite(margin)
     ids = rows["customer_id"].to_numpy()
     group = pd.factorize(groups, use_na_sentinel=False)[0]
     rank = pd.Series(named).rank(method="dense", na_option="bottom").to_numpy()
-    order = np.lexsort((rank, np.where(valid, margin, -np.inf), valid, group, ids))
-    ids, group = ids[order], group[order]
-    last = order[np.r_[(ids[1:] != ids[:-1]) | (group[1:] != group[:-1]), True]]
+    allowed = np.ones(len(ids), dtype=bool)
+    if rule.mu:  # the cap step: a capped voucher stays only to its chooser, past the cut
+        margin = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
+        best = _Best(margin, rank, group, ids)
+        chosen = np.where(best.value > 0, named[best.rows], None)[best.key]
+        cut = pd.Series(named).map(dict(rule.cut)).to_numpy(dtype=float)
+        capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
+        lead = (best.value - np.maximum(best.runner_up, 0.0))[best.key]
+        allowed = ~capped | ((named == chosen) & (np.isnan(cut) | (lead >= cut)))
+    margin = _margin(uplift, cost, groups, named, rule.final_lam, {})
+    margin = np.where(allowed, margin, np.nan)
+    last = _Best(margin, rank, group, ids).rows
+    valid = np.isfinite(margin)
     best = rows.take(pa.array(last))
     untargeted = pa.array(~(valid[last] & (margin[last] > 0)))
 
@@ -151,6 +157,43 @@ def tally(rows: pa.Table) -> pd.DataFrame:
         n=("customer_id", "size"), value=("expected_uplift", "sum"), cost=("expected_cost", "sum")
     )
     return out.reset_index()
+
+
+def _margin(
+    uplift: np.ndarray,
+    cost: np.ndarray,
+    groups: np.ndarray,
+    named: np.ndarray,
+    lam: Mapping[str, float],
+    mu: Mapping[str, float],
+) -> np.ndarray:
+    """Per row u - lambda c - mu (NaN where not finite: no choice)."""
+    lam_i = pd.Series(groups).map(dict(lam)).fillna(0.0).to_numpy(dtype=float)
+    mu_i = pd.Series(named).map(dict(mu)).fillna(0.0).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        margin = uplift - lam_i * cost - mu_i
+    return np.where(np.isfinite(margin), margin, np.nan)
+
+
+class _Best:
+    """Per customer (id and budget group) of long rows: the row of greatest finite
+    ``margin`` (then greatest voucher ``rank``; one of them if none is finite), its value
+    (NaN: none finite) and the greatest finite margin of the customer's other rows
+    (``runner_up``, NaN: none), and each row's customer (``key``)."""
+
+    def __init__(self, margin: np.ndarray, rank: np.ndarray, group: np.ndarray, ids: np.ndarray):
+        valid = np.isfinite(margin)
+        order = np.lexsort((rank, np.where(valid, margin, -np.inf), valid, group, ids))
+        k_ids, k_group = ids[order], group[order]
+        start = np.r_[True, (k_ids[1:] != k_ids[:-1]) | (k_group[1:] != k_group[:-1])]
+        last = np.r_[np.flatnonzero(start)[1:] - 1, len(order) - 1]
+        self.rows = order[last]
+        self.value = np.where(valid[self.rows], margin[self.rows], np.nan)
+        second = order[np.maximum(last - 1, 0)]
+        has = ~start[last] & valid[second]
+        self.runner_up = np.where(has, margin[second], np.nan)
+        self.key = np.empty(len(order), dtype=np.int64)
+        self.key[order] = np.cumsum(start) - 1
 
 
 def _cost(costs: pa.ChunkedArray) -> np.ndarray:

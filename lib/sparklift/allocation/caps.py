@@ -146,12 +146,17 @@ class CapSearch:
         return new
 
 
-def within_caps(env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -> DataFrame:
+def within_caps(
+    env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]
+) -> tuple[DataFrame, dict[int, float]]:
     """The input columns of ``env`` (customers with their ``lam`` and ``_choice``, see
     :func:`sparklift.allocation.choices.with_choice`) with each capped option left only to
     the customers that choose it at (lambda, mu), and of those to the ``cap`` with the
     largest margin (ties by customer id): a problem every solution of which holds the caps,
-    so a budget solve of it spends what the trimmed customers free. One pass over ``env``
+    so a budget solve of it spends what the trimmed customers free; and, per capped option
+    with at least as many choosers as its cap, the margin of its last customer kept (the
+    cut a held-out customer is measured against, :class:`.arms.Rule`: one more chooser
+    below it would be cut). One pass over ``env``
     (the choosers of each capped option ranked) to find each cap's last customer kept."""
     df = env.withColumn("_margin", chosen_margin(n_opt, mu))
     capped = df.where(F.col("_choice").isin(list(caps))).select("customer_id", "_choice", "_margin")
@@ -173,4 +178,7 @@ def within_caps(env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, i
             keep = keep & first
         masked[L.objective(j)] = F.when(keep, F.col(L.objective(j)))
         masked[L.cost(j)] = F.when(keep, F.col(L.cost(j)))
-    return df.withColumns(masked).select(*L.input_columns(n_opt))
+    cuts = {j: float(m) for j, (m, _) in last.items()} | {
+        j: np.inf for j, q in caps.items() if not q
+    }
+    return df.withColumns(masked).select(*L.input_columns(n_opt)), cuts

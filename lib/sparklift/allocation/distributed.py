@@ -59,7 +59,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparklift.allocation import cache, in_memory
-from sparklift.allocation.arms import PolicyArm
+from sparklift.allocation.arms import PolicyArm, Rule
 from sparklift.allocation.budgets import (
     check_input,
     plan_groups,
@@ -139,6 +139,7 @@ class Solution:
     driver_rows: int  # the most breakpoints one pass brought to the driver (in memory: customers)
     cached: tuple[DataFrame, ...]  # the allocations read these
     reader: str  # how the customers' rows came together: "files", "shuffle" or "driver"
+    rule: Rule  # the policy's decision for a customer it was not solved for (the holdout)
     frame: pd.DataFrame | None = None  # solved in the driver's memory: the allocations there
 
     def release(self) -> None:
@@ -221,6 +222,7 @@ def _solve_in_memory(rows: pa.Table, scores: DataFrame, problem: Problem) -> Sol
         len(cust.ids),
         (),
         "driver",
+        solved.rule(vouchers),
         frame,
     )
 
@@ -287,11 +289,13 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         if previous is not base:
             previous.unpersist()
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
+    mu_out = {vouchers[j]: float(mu[j]) for j in caps}
     if not caps:
         allocations = choices(env, vouchers, plan, lam, forced)
+        rule = Rule(dict(lam), dict(lam))
     else:  # spend what the trimmed customers free: a budget solve within the caps
         chosen = with_choice(env, n_opt, plan, lam, forced)
-        within = within_caps(chosen, n_opt, mu, caps)
+        within, cuts = within_caps(chosen, n_opt, mu, caps)
         final, final_hist, _ = cache.build(spark, partial(envelopes, within, n_opt, None))
         fill = plan_groups(final_hist, problem, exact_ok=False)
         for frame in cached:  # final is cached now
@@ -301,6 +305,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         driver_rows = max(driver_rows, fill.driver_rows)
         allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
         cached = (final,)
+        rule = Rule(dict(lam), dict(fill_lam), mu_out, {vouchers[j]: m for j, m in cuts.items()})
     summaries = {
         g: GroupSummary(
             g,
@@ -312,7 +317,6 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         )
         for g in problem.budgets
     }
-    mu_out = {vouchers[j]: float(mu[j]) for j in caps}
     return Solution(
         allocations,
         summaries,
@@ -323,6 +327,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         driver_rows,
         cached,
         reader,
+        rule,
     )
 
 

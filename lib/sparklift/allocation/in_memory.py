@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sparklift.allocation import layout as L
+from sparklift.allocation.arms import Rule
 from sparklift.allocation.budgets import TOTALS
 from sparklift.allocation.caps import MU_RTOL, CapSearch
 from sparklift.allocation.envelope import NONE, envelope
@@ -61,6 +62,15 @@ class Solved:
     exact: list[str]  # the groups OR-Tools solved
     mu: np.ndarray
     rounds: int
+    final_lam: dict[str, float]  # the budget solve's within the caps (without caps: lam)
+    cuts: dict[int, float]  # per capped option the caps cut: its last kept margin
+    caps: dict[int, int]
+
+    def rule(self, vouchers: Sequence[str]) -> Rule:
+        """The policy's decision for a customer not solved for (:class:`.arms.Rule`)."""
+        mu = {vouchers[j]: float(self.mu[j]) for j in self.caps}
+        cut = {vouchers[j]: m for j, m in self.cuts.items()}
+        return Rule(dict(self.lam), dict(self.final_lam), mu, cut)
 
 
 def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
@@ -118,11 +128,12 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
         if tight or stalled or rounds >= problem.max_cap_rounds:
             break
         last_counts, mu = counts, next_mu
+    final_lam, cuts = lam, {}
     if caps:  # each capped voucher to its choosers of largest margin, then the budgets
-        u, c = _within_caps(cust, choice, _margins(cust, mu, lam), caps)
-        choice = _budgets(cust, u, c, None, members, problem, False)[0]
+        u, c, cuts = _within_caps(cust, choice, _margins(cust, mu, lam), caps)
+        choice, final_lam = _budgets(cust, u, c, None, members, problem, False)[:2]
     n = {g: len(i) for g, i in members.items()}
-    return Solved(choice, lam, dual, n, exact, mu, rounds)
+    return Solved(choice, lam, dual, n, exact, mu, rounds, final_lam, cuts, caps)
 
 
 def allocations(cust: Customers, solved: Solved, vouchers: Sequence[str]) -> pd.DataFrame:
@@ -185,16 +196,22 @@ def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.nd
 
 def _within_caps(
     cust: Customers, choice: np.ndarray, margins: np.ndarray, caps: Mapping[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
     """Objectives and costs with each capped option left only to the customers that choose
-    it, and of those to the ``cap`` with the largest margin, ties by customer id (as
+    it, and of those to the ``cap`` with the largest margin, ties by customer id; and the
+    margin of the last one kept of each option with at least ``cap`` choosers (as
     :func:`.caps.within_caps`)."""
     u, c = cust.u.copy(), cust.c.copy()
+    cuts = {}
     for j, q in caps.items():
         takers = np.flatnonzero(choice == j)
         order = np.lexsort((cust.ids[takers], -margins[takers, j]))
         keep = np.zeros(len(u), dtype=bool)
         keep[takers[order[:q]]] = True
+        if not q:  # keeps no one
+            cuts[j] = np.inf
+        elif len(takers) >= q:  # (one more chooser would be cut below it)
+            cuts[j] = float(margins[takers[order[q - 1]], j])
         u[~keep, j] = np.nan
         c[~keep, j] = np.nan
-    return u, c
+    return u, c, cuts

@@ -74,13 +74,14 @@ CAMPAIGN_OUTCOMES = TableContract(
     "campaign_outcomes",
     fields(
         ("campaign_id", StringType()),
+        ("sent_date", DateType()),  # the allocation's run date: one send of a daily campaign
         ("customer_id", LongType()),
         ("objective", DoubleType()),  # over the campaign's measurement window
         ("cost", DoubleType()),  # the voucher's cost to the business (0 if not redeemed)
     ),
-    partition_by=("campaign_id",),
-    key=("campaign_id", "customer_id"),
-    description="customer of a sent campaign (every arm); a missing customer counts as 0",
+    partition_by=("campaign_id", "sent_date"),
+    key=("campaign_id", "sent_date", "customer_id"),
+    description="customer of a campaign's send (every arm); a missing customer counts as 0",
 )
 
 VOUCHERS = TableContract(

@@ -148,9 +148,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             solution = solve(policy, problem, files)
         try:
             holdout_share = campaign.holdout_share > 0
-            lam = {g: s.lam for g, s in solution.groups.items()}
             if collected is not None:  # every arm's rows in the driver: one write, no query
-                held = in_driver.holdout(collected, lam, solution.mu) if holdout_share else None
+                held = in_driver.holdout(collected, solution.rule) if holdout_share else None
                 table = in_driver.union(solution.frame, held, explore)
                 runs.append(
                     ctx, campaign.campaign_id, run_id, models[0], ctx.spark.createDataFrame(table)
@@ -158,7 +157,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 counts = in_driver.tally(table)
             else:
                 held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
-                holdout = arms.holdout_rows(held, lam, solution.mu) if holdout_share else None
+                holdout = arms.holdout_rows(held, solution.rule) if holdout_share else None
                 rows = arms.union(solution.allocations, holdout, explore)
                 written = runs.append(ctx, campaign.campaign_id, run_id, models[0], rows)
                 targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")

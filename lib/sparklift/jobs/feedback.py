@@ -3,7 +3,7 @@ arm, with its holdout as control and their outcomes, appended to ``voucher_campa
 randomized campaign, so that the next ``train-uplift`` learns from old and new history.
 
 It reads the campaign's published allocation (the same run ``measure`` reads: by default
-the latest whose measurement window is over), its ``campaign_outcomes`` and the send
+the latest whose measurement window is over), that send's ``campaign_outcomes`` and the send
 date's customers snapshot (the features, as of the send). The appended campaign is
 ``<campaign_id>@<send date>``, subsampled per budget group to the history's configured arm
 shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign and run: a
@@ -22,9 +22,9 @@ from pyspark.sql.types import NumericType
 from sparklift.allocation.campaign import load_campaign
 from sparklift.allocation.tables import published_allocations
 from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
-from sparklift.errors import InputError, InputNotReadyError
+from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step
-from sparklift.jobs.measure import measured_run
+from sparklift.jobs.measure import measured_run, send_outcomes
 from sparklift.measure import feedback
 from sparklift.measure.campaign import check_outcomes
 from sparklift.uplift.checks import CONTROL, expected_shares
@@ -75,9 +75,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     shares = expected_shares([CONTROL, *vouchers], conf.control_share, conf.arm_shares)
     keep = feedback.keep_shares(counts, shares)
-    if not catalog.exists("campaign_outcomes"):
-        raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
-    outcomes = catalog.read("campaign_outcomes", where=[("campaign_id", "=", cid)])
+    outcomes = send_outcomes(ctx, cid, sent)
     check_outcomes(outcomes, allocations, cid)  # a duplicate would be appended for good
     snapshot = catalog.read("customers", where=[("snapshot_date", "=", sent)])
     if snapshot.limit(1).count() == 0:

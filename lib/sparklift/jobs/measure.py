@@ -2,9 +2,9 @@
 policy achieved against its random holdout -> ``campaign_results``.
 
 It reads the campaign's published allocation of ``--allocated-on`` (default: its latest
-run whose measurement window is over; with ``--interim``, its latest), the campaign's
-``campaign_outcomes`` and, for CUPED, the customers snapshot of the send date
-(pre-campaign columns). Per budget group x voucher
+run whose measurement window is over; with ``--interim``, its latest), that send's
+``campaign_outcomes`` (``sent_date`` its run date) and, for CUPED, the customers snapshot
+of the send date (pre-campaign columns). Per budget group x voucher
 (:mod:`sparklift.measure.campaign`), the incremental objective and cost per targeted
 customer with CIs, unadjusted and adjusted, then per group and for the campaign. The
 campaign's realized return (incremental objective per unit of incremental cost) and the
@@ -23,6 +23,7 @@ import datetime as dt
 import math
 
 import pandas as pd
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -71,9 +72,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             f"campaign {cid} sent on {sent} has no holdout arm: nothing to measure its policy "
             "against. Allocate it with holdout_share > 0 (e.g. 0.05)"
         )
-    if not catalog.exists("campaign_outcomes"):
-        raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
-    outcomes = catalog.read("campaign_outcomes", where=[("campaign_id", "=", cid)])
+    outcomes = send_outcomes(ctx, cid, sent)
     check_outcomes(outcomes, allocations, cid)
     covariates = _covariates(ctx, sent)
     names = [c for c in covariates.columns if c != "customer_id"] if covariates else []
@@ -152,6 +151,27 @@ def _prior_looks(ctx: JobContext, cid: str, sent: dt.date) -> list[float]:
 
 def _int_or_none(value: object) -> int | None:
     return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
+
+
+def send_outcomes(ctx: JobContext, cid: str, sent: dt.date) -> DataFrame:
+    """The outcomes of the campaign's send of ``sent`` (``campaign_outcomes`` of that
+    ``sent_date``). Not ready (exit 3) without any: every customer counts as 0 without a
+    row, so none at all means not loaded yet, not a campaign that did nothing."""
+    if not ctx.catalog.exists("campaign_outcomes"):
+        raise InputNotReadyError("no campaign_outcomes table yet: load the campaign's outcomes")
+    if "sent_date" not in ctx.catalog.partition_columns("campaign_outcomes"):
+        raise InputError(
+            "table campaign_outcomes is not partitioned by sent_date (its contract's key is "
+            "campaign_id, sent_date, customer_id: each send of a campaign has its own "
+            "outcomes); write it again with sent_date, the run date of the allocation sent"
+        )
+    where = [("campaign_id", "=", cid), ("sent_date", "=", sent)]
+    if ctx.catalog.count("campaign_outcomes", where=where) == 0:
+        raise InputNotReadyError(
+            f"table campaign_outcomes has no rows of campaign {cid} with sent_date {sent} yet: "
+            "load that send's outcomes (one row per customer of every arm)"
+        )
+    return ctx.catalog.read("campaign_outcomes", where=where)
 
 
 def measured_run(ctx: JobContext, cid: str, allocated_on: dt.date | None, interim: bool) -> dt.date:

@@ -1,8 +1,8 @@
 """``sparklift simulate-outcomes --campaign conf/campaigns/<name>.yaml``: the generator's
 stand-in for a campaign system's results. It reads the campaign's published allocation of
-the run date (every arm) and the customers snapshot of that date, and writes the
-campaign's ``campaign_outcomes`` (replacing its earlier ones), drawn from the generator's
-voucher model (:mod:`sparklift.synthetic.outcomes`)."""
+the run date (every arm) and the customers snapshot of that date, and writes that send's
+``campaign_outcomes`` (replacing its earlier ones: ``sent_date`` the run date), drawn from
+the generator's voucher model (:mod:`sparklift.synthetic.outcomes`)."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     }
     rows = allocated.select("customer_id", "voucher_id").join(customers, "customer_id")
     gen = ctx.config.generate
-    out = outcomes_frame(rows, faces, campaign.campaign_id, gen.seed, gen.voucher_effects)
-    with step(f"writing campaign_outcomes of {campaign.campaign_id}"):
+    out = outcomes_frame(rows, faces, campaign.campaign_id, day, gen.seed, gen.voucher_effects)
+    with step(f"writing campaign_outcomes of {campaign.campaign_id} sent on {day}"):
         version = catalog.write(
             "campaign_outcomes", out, mode="replace",
-            replace_where={"campaign_id": campaign.campaign_id},
+            replace_where={"campaign_id": campaign.campaign_id, "sent_date": day},
         )  # fmt: skip
     n = catalog.rows_added("campaign_outcomes", version)
     log.info("campaign_outcomes: %d customers of %s (version %d)", n, campaign.campaign_id, version)

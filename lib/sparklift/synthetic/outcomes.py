@@ -9,6 +9,8 @@ the truth of each arm and of the policy is known.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -20,11 +22,13 @@ def outcomes_frame(
     allocated: DataFrame,
     faces: dict[str, float],
     campaign_id: str,
+    sent_date: dt.date,
     seed: int,
     effects: str,
 ) -> DataFrame:
-    """campaign_outcomes (campaign_id, customer_id, objective, cost) of ``allocated``: the
-    allocations of one run with the customers' feature columns, ``voucher_id`` the voucher
+    """campaign_outcomes (campaign_id, sent_date, customer_id, objective, cost) of
+    ``allocated``: the allocations of the run of ``sent_date`` with the customers' feature
+    columns, ``voucher_id`` the voucher
     sent (null: none), ``faces`` each voucher's face value, ``effects`` the generator's
     world of voucher effects."""
     sent = F.col("voucher_id")
@@ -34,6 +38,7 @@ def outcomes_frame(
     redeemed = (objective >= 1) & (uniform(seed, f"outcome.redeem.{campaign_id}", cid) < redeem)
     return allocated.select(
         F.lit(campaign_id).alias("campaign_id"),
+        F.lit(sent_date).alias("sent_date"),
         cid.cast("long").alias("customer_id"),
         objective.cast("double").alias("objective"),
         F.when(redeemed & sent.isNotNull(), face).otherwise(0.0).alias("cost"),
