@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparklift.allocation.arms import POLICY, arm, holdout_rows, policy_arm
+from sparklift.allocation.arms import POLICY, arm, holdout_rows, policy_arm, tie_draw
 from sparklift.allocation.caps import CapSearch, cap_round
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
@@ -421,14 +421,8 @@ def test_the_holdout_rule_gives_the_policy_s_customers_what_the_policy_sent(spar
     it cannot give is the greedy fill: the few customers below the final lambda's margin
     that the budget left over still pays for."""
     u, c, group = instance(6000, 4)
-    rows = frame(u, c, group)
-    budgets = {g: 10 * b for g, b in CAPS_BUDGETS.items()}
-    problem = Problem(VOUCHERS, budgets, caps={"V01": 180, "V03": 90}, max_cap_rounds=2)
-    got, _, solution = run(spark, rows, problem, in_memory)
-    rule = solution.rule
+    got, rule, ruled = holdout_of_policy(spark, u, c, group, in_memory)
     assert set(rule.cut) == {"V01", "V03"}  # both caps cut their choosers
-    ruled = holdout_rows(spark.createDataFrame(rows), rule).toPandas().set_index("customer_id")
-    ruled = ruled["policy_voucher_id"].fillna("-")
     sent = got.set_index("customer_id")["voucher_id"].reindex(ruled.index).fillna("-")
     differ = ruled != sent
     assert differ.sum() <= 10 and (ruled[differ] == "-").all(), pd.DataFrame(
@@ -441,3 +435,40 @@ def test_the_holdout_rule_gives_the_policy_s_customers_what_the_policy_sent(spar
     net = np.where(np.isfinite(u), u - lam * np.maximum(c, 0) - mu, -np.inf)
     before = pd.Series(np.where(net.max(axis=1) > 0, np.array(VOUCHERS)[net.argmax(axis=1)], "-"))
     assert (before.reindex(sent.index) != sent).sum() > 50
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
+def test_the_holdout_rule_splits_a_tied_block_at_a_cap_as_the_policy_did(spark, in_memory):
+    """A block of customers prefer V01 to V02 by the same amount (identical scores, as a
+    tree model's leaves give), so V01's cap multiplier lands where the whole block is
+    indifferent, and the cap cuts through it: the solve keeps a share of the block by
+    customer id, the rule the same share by a draw. So, applied to the policy's own
+    customers, the rule sends V01 as often as the policy did, within the draws' noise;
+    by margin alone (the rounding noise of a tie) it sent it to the whole block or none."""
+    u, c, group = instance(6000, 5)
+    n = 600
+    u[:n], c[:n] = [0.36, 0.33, np.nan], 1.0  # V01 by 0.03 over V02; no V03
+    got, rule, ruled = holdout_of_policy(spark, u, c, group, in_memory)
+    sent = got.set_index("customer_id")["voucher_id"].reindex(ruled.index).fillna("-")
+    block = ruled.index < n
+    n_rule, n_sent = (ruled[block] == "V01").sum(), (sent[block] == "V01").sum()
+    share = rule.tie.get("V01", 1.0)
+    if in_memory:  # mu exactly where the block is indifferent: the cap cut through it
+        assert 0.05 < share < 0.95 and 0 < n_sent < n, (rule, n_sent)
+    else:  # the histogram's bucket put mu just past it: the block chose V02, no cut
+        assert "V01" not in rule.cut and n_sent == 0, (rule, n_sent)
+    assert abs(n_rule - n_sent) <= 4 * np.sqrt(n * share * (1 - share)), (n_rule, n_sent)
+    differ = ~block & (ruled != sent)  # elsewhere, as above: the greedy fill only
+    assert differ.sum() <= 20 and (ruled[differ] == "-").all(), (ruled[differ], sent[differ])
+
+
+def holdout_of_policy(spark, u, c, group, in_memory: bool):
+    """Allocate (two caps, two cap rounds), then apply the solve's holdout rule to the
+    same customers: the allocation, the rule, and each customer's voucher by the rule."""
+    rows = frame(u, c, group)
+    budgets = {g: 10 * b for g, b in CAPS_BUDGETS.items()}
+    problem = Problem(VOUCHERS, budgets, caps={"V01": 180, "V03": 90}, max_cap_rounds=2)
+    got, _, solution = run(spark, rows, problem, in_memory)
+    draw = tie_draw("c", 1)
+    ruled = holdout_rows(spark.createDataFrame(rows), solution.rule, draw).toPandas()
+    return got, solution.rule, ruled.set_index("customer_id")["policy_voucher_id"].fillna("-")

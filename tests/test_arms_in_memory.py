@@ -96,6 +96,7 @@ LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
         arms.Rule(LAM, LAM),
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}),  # capped, not cut
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}),
+        arms.Rule(LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}),  # ties split
         arms.Rule(LAM, LAM, {"V01": 0.0, "V03": 1.0}, {"V01": math.inf, "V03": 0.5}),
     ],
 )
@@ -103,7 +104,7 @@ def test_holdout_takes_the_policy_rule_as_spark_does(scores, rule):
     collected = in_driver.collect(scores, VOUCHERS, CAMPAIGN, SEED)
     mine = in_driver.holdout(collected, rule)
     held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
-    spark_rows = arms.holdout_rows(held, rule)
+    spark_rows = arms.holdout_rows(held, rule, arms.tie_draw(CAMPAIGN, SEED))
     theirs = arms.union(spark_rows.limit(0).select(*_policy_columns()), spark_rows, None)
     theirs = theirs.toArrow()
     assert rows_of(mine) == rows_of(theirs)

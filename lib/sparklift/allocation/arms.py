@@ -20,10 +20,9 @@ keeps its arm on every run of the campaign.
   policy kept; then at the final budget multipliers among the vouchers left. That is the
   voucher the policy would have sent them (up to the solver's greedy fill at its margin);
   it is recorded as ``policy_voucher_id`` (null if none) and nothing is sent
-  (``voucher_id`` is null). Every
-  held-out customer is written: those the policy targets are the measurement's control,
-  and all of them the control of the explore arm's randomized campaign
-  (:mod:`sparklift.measure.feedback`).
+  (``voucher_id`` is null). Every held-out customer is written: those the policy targets
+  are the measurement's control, and all of them the control of the explore arm's
+  randomized campaign (:mod:`sparklift.measure.feedback`).
 
 A campaign solved in the driver's memory gets the same arms there, by the same rules
 (:mod:`.arms_in_memory`): the hash draws come from Spark, in the pass that collects it.
@@ -130,6 +129,20 @@ def explore_rows(
     )
 
 
+TIE = 1e-9  # margins this close (times max(1, |cut|)) to a cap's cut tie with it
+
+
+def tie_width(cut: float) -> float:
+    """How close to a cap's cut a margin ties with it (rounding, or a block of customers
+    that value two vouchers alike at the rounds' mu)."""
+    return TIE * max(1.0, abs(cut))
+
+
+def tie_draw(campaign_id: str, seed: int) -> Column:
+    """A held-out customer's draw (``customer_id``) against a cap's ``tie`` share."""
+    return uniform(seed, f"holdout.tie.{campaign_id}", F.col("customer_id"))
+
+
 @dataclass(frozen=True)
 class Rule:
     """The policy's decision for a customer it was not solved for (a held-out one), from
@@ -137,13 +150,17 @@ class Rule:
     positive. With caps, the solve's two steps: at the cap rounds' ``lam`` and ``mu`` each
     customer chooses the voucher of greatest u - lambda c - mu; a capped voucher stays only
     to the customer who chooses it there, and, when the cap cut its choosers, by a margin
-    over the next best (nothing = 0) of at least ``cut`` (the cap's last customer kept);
-    then the voucher of greatest u - lambda c at ``final_lam`` among those left."""
+    over the next best (nothing = 0) above ``cut`` (the cap's last customer kept; 0 when
+    the cap cut none) — of the customers whose margin ties with it (:func:`tie_width`: a
+    voucher tied with the best is chosen too), the share ``tie`` the policy kept, by a draw
+    (:func:`tie_draw`); then the voucher of greatest u - lambda c at ``final_lam`` among
+    those left."""
 
     lam: Mapping[str, float]  # per budget group: the cap rounds' multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's
     mu: Mapping[str, float] = field(default_factory=dict)  # per capped voucher
     cut: Mapping[str, float] = field(default_factory=dict)  # per capped voucher it cut
+    tie: Mapping[str, float] = field(default_factory=dict)  # its share kept at the cut
 
 
 def _value_of(values: Mapping[str, float], key: str) -> Column:
@@ -155,10 +172,11 @@ def _value_of(values: Mapping[str, float], key: str) -> Column:
 
 
 def _finite(x: Column) -> Column:
-    return F.when(~F.isnan(x) & (F.abs(x) != float("inf")), x)  # else null
+    """``x`` where finite, else null (no choice)."""
+    return F.when(~F.isnan(x) & (F.abs(x) != float("inf")), x)
 
 
-def _allowed(scores: DataFrame, rule: Rule) -> Column:
+def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
     """Per score row: whether its voucher is left to the customer after the cap step."""
     if not rule.mu:
         return F.lit(True)
@@ -170,20 +188,25 @@ def _allowed(scores: DataFrame, rule: Rule) -> Column:
     )
     customer = Window.partitionBy("customer_id", "budget_group")
     best = F.max(F.struct(net.alias("net"), F.col("voucher_id").alias("v"))).over(customer)
-    other = F.max(F.when(F.col("voucher_id") != best["v"], net)).over(customer)
-    lead = best["net"] - F.greatest(F.coalesce(other, F.lit(0.0)), F.lit(0.0))
-    cut = _value_of(rule.cut, "voucher_id")
-    chosen = (F.col("voucher_id") == best["v"]) & (best["net"] > 0)
+    second = F.max(F.when(F.col("voucher_id") != best["v"], net)).over(customer)
+    other = F.when(F.col("voucher_id") == best["v"], second).otherwise(best["net"])
+    lead = net - F.greatest(F.coalesce(other, F.lit(0.0)), F.lit(0.0))  # over the next best
+    cut = F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0))
+    width = F.coalesce(
+        _value_of({v: tie_width(m) for v, m in rule.cut.items()}, "voucher_id"), F.lit(TIE)
+    )
+    share = F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0))
+    past = (lead > cut + width) | ((lead >= cut - width) & (draw < share))
     capped = F.col("voucher_id").isin(list(rule.mu))
-    return ~capped | (chosen & (cut.isNull() | (lead >= cut)))
+    return ~capped | ((net > 0) & past)
 
 
-def holdout_rows(scores: DataFrame, rule: Rule) -> DataFrame:
+def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
     """Every held-out customer: customer_id, budget_group, and the voucher the policy would
     have sent (policy_voucher_id) with its expected_uplift and expected_cost, all null when
-    it would have sent none, from ``scores`` of the holdout customers and the solve's
-    ``rule``."""
-    scores = scores.withColumn("_allowed", _allowed(scores, rule))
+    it would have sent none, from ``scores`` of the holdout customers, the solve's
+    ``rule`` and each customer's ``draw`` (:func:`tie_draw`)."""
+    scores = scores.withColumn("_allowed", _allowed(scores, rule, draw))
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
     margin = (
         F.col("uplift_objective")

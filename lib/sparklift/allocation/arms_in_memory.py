@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from sparklift.allocation import arms
 from sparklift.allocation import layout as L
 
-ARM, PICK, ORDER = "arm", "_pick", "_order"
+ARM, PICK, ORDER, TIE = "arm", "_pick", "_order", "_tie"
 ROWS = pa.schema(
     [
         ("customer_id", pa.int64()),
@@ -49,6 +49,7 @@ def collect(scores: DataFrame, vouchers: Sequence[str], campaign_id: str, seed: 
         F.col(ARM).cast("string").alias(ARM),
         arms.explore_pick(campaign_id, seed, len(vouchers)).alias(PICK),
         arms.explore_order(campaign_id, seed).alias(ORDER),
+        arms.tie_draw(campaign_id, seed).alias(TIE),
     ).toArrow()
 
 
@@ -115,13 +116,20 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     rank = pd.Series(named).rank(method="dense", na_option="bottom").to_numpy()
     allowed = np.ones(len(ids), dtype=bool)
     if rule.mu:  # the cap step: a capped voucher stays only to its chooser, past the cut
-        margin = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
-        best = _Best(margin, rank, group, ids)
-        chosen = np.where(best.value > 0, named[best.rows], None)[best.key]
-        cut = pd.Series(named).map(dict(rule.cut)).to_numpy(dtype=float)
+        net = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
+        best = _Best(net, rank, group, ids)
+        is_best = np.zeros(len(ids), dtype=bool)
+        is_best[best.rows] = True
+        other = np.where(is_best, best.runner_up[best.key], best.value[best.key])
+        lead = net - np.maximum(np.nan_to_num(other, nan=0.0), 0.0)  # over the next best
+        cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
+        width = arms.TIE * np.maximum(1.0, np.abs(cut))
+        share = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
+        draw = rows[TIE].to_numpy(zero_copy_only=False).astype(float)
         capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
-        lead = (best.value - np.maximum(best.runner_up, 0.0))[best.key]
-        allowed = ~capped | ((named == chosen) & (np.isnan(cut) | (lead >= cut)))
+        with np.errstate(invalid="ignore"):
+            past = (lead > cut + width) | ((lead >= cut - width) & (draw < share))
+            allowed = ~capped | ((net > 0) & past)
     margin = _margin(uplift, cost, groups, named, rule.final_lam, {})
     margin = np.where(allowed, margin, np.nan)
     last = _Best(margin, rank, group, ids).rows

@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
+from sparklift.allocation.arms import tie_width
 
 # A cap round whose step moves every mu by less than this share is the last; a target this
 # close under a bracket's high end is taken as that end.
@@ -148,16 +149,17 @@ class CapSearch:
 
 def within_caps(
     env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]
-) -> tuple[DataFrame, dict[int, float]]:
+) -> tuple[DataFrame, dict[int, tuple[float, float]]]:
     """The input columns of ``env`` (customers with their ``lam`` and ``_choice``, see
     :func:`sparklift.allocation.choices.with_choice`) with each capped option left only to
     the customers that choose it at (lambda, mu), and of those to the ``cap`` with the
     largest margin (ties by customer id): a problem every solution of which holds the caps,
     so a budget solve of it spends what the trimmed customers free; and, per capped option
-    with at least as many choosers as its cap, the margin of its last customer kept (the
-    cut a held-out customer is measured against, :class:`.arms.Rule`: one more chooser
-    below it would be cut). One pass over ``env``
-    (the choosers of each capped option ranked) to find each cap's last customer kept."""
+    with at least as many choosers as its cap, the margin of its last customer kept and
+    the share kept of the choosers tied with it (the cut a held-out customer is measured
+    against, :class:`.arms.Rule`: one more chooser below it would be cut). Two passes over
+    the choosers of the capped options, ranked: each cap's last customer kept, then the
+    choosers tied with it."""
     df = env.withColumn("_margin", chosen_margin(n_opt, mu))
     capped = df.where(F.col("_choice").isin(list(caps))).select("customer_id", "_choice", "_margin")
     rank = F.row_number().over(
@@ -165,9 +167,10 @@ def within_caps(
     )
     quota = F.array(*[F.lit(caps.get(j, 0)) for j in range(n_opt)])
     cap = F.element_at(quota, F.col("_choice") + 1)
+    ranked = capped.withColumn("_rank", rank)
     last = {
         r["_choice"]: (r["_margin"], r["customer_id"])
-        for r in capped.withColumn("_rank", rank).where(F.col("_rank") == cap).collect()
+        for r in ranked.where(F.col("_rank") == cap).collect()
     }
     masked = {}
     for j, q in caps.items():
@@ -178,7 +181,24 @@ def within_caps(
             keep = keep & first
         masked[L.objective(j)] = F.when(keep, F.col(L.objective(j)))
         masked[L.cost(j)] = F.when(keep, F.col(L.cost(j)))
-    cuts = {j: float(m) for j, (m, _) in last.items()} | {
-        j: np.inf for j, q in caps.items() if not q
-    }
+    cuts = _tie_shares(ranked, {j: m for j, (m, _) in last.items()}, caps)
+    cuts |= {j: (np.inf, 0.0) for j, q in caps.items() if not q}
     return df.withColumns(masked).select(*L.input_columns(n_opt)), cuts
+
+
+def _tie_shares(
+    ranked: DataFrame, cut: Mapping[int, float], caps: Mapping[int, int]
+) -> dict[int, tuple[float, float]]:
+    """Per cut option: its cut and the share of its choosers tied with it (``ranked``:
+    the choosers with their ``_margin`` and ``_rank``) that the cap kept."""
+    if not cut:
+        return {}
+    sums = []
+    for j, m in cut.items():
+        tied = (F.col("_choice") == j) & (F.abs(F.col("_margin") - m) <= tie_width(m))
+        sums += [F.count_if(tied), F.count_if(tied & (F.col("_rank") <= caps[j]))]
+    row = ranked.agg(*sums).first()
+    return {
+        j: (float(m), row[2 * k + 1] / row[2 * k] if row[2 * k] else 1.0)
+        for k, (j, m) in enumerate(cut.items())
+    }

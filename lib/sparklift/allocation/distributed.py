@@ -35,6 +35,8 @@ steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
 it as an option; that problem is solved for the budgets alone (1, 2 and 3 once more), so
 caps hold by construction whatever the rounds reached, and the budget the trimmed
 customers free goes to their next best options and to other customers (the greedy fill).
+The cuts (each cap's last customer kept, and the share kept of the choosers tied with it)
+and the final lambdas go to the held-out customers' rule (:class:`.arms.Rule`).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
@@ -301,11 +303,13 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         for frame in cached:  # final is cached now
             frame.unpersist()
         fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
-        passes += 2 + bool(fill.ranges) + fill.split_passes
+        passes += 3 + bool(fill.ranges) + fill.split_passes  # (the cut, its ties, the fill)
         driver_rows = max(driver_rows, fill.driver_rows)
         allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
         cached = (final,)
-        rule = Rule(dict(lam), dict(fill_lam), mu_out, {vouchers[j]: m for j, m in cuts.items()})
+        cut = {vouchers[j]: m for j, (m, _) in cuts.items()}
+        tie = {vouchers[j]: f for j, (_, f) in cuts.items()}
+        rule = Rule(dict(lam), dict(fill_lam), mu_out, cut, tie)
     summaries = {
         g: GroupSummary(
             g,

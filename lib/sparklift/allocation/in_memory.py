@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sparklift.allocation import layout as L
-from sparklift.allocation.arms import Rule
+from sparklift.allocation.arms import Rule, tie_width
 from sparklift.allocation.budgets import TOTALS
 from sparklift.allocation.caps import MU_RTOL, CapSearch
 from sparklift.allocation.envelope import NONE, envelope
@@ -63,14 +63,15 @@ class Solved:
     mu: np.ndarray
     rounds: int
     final_lam: dict[str, float]  # the budget solve's within the caps (without caps: lam)
-    cuts: dict[int, float]  # per capped option the caps cut: its last kept margin
+    cuts: dict[int, tuple[float, float]]  # per option the caps cut: last kept margin, tie share
     caps: dict[int, int]
 
     def rule(self, vouchers: Sequence[str]) -> Rule:
         """The policy's decision for a customer not solved for (:class:`.arms.Rule`)."""
         mu = {vouchers[j]: float(self.mu[j]) for j in self.caps}
-        cut = {vouchers[j]: m for j, m in self.cuts.items()}
-        return Rule(dict(self.lam), dict(self.final_lam), mu, cut)
+        cut = {vouchers[j]: m for j, (m, _) in self.cuts.items()}
+        tie = {vouchers[j]: f for j, (_, f) in self.cuts.items()}
+        return Rule(dict(self.lam), dict(self.final_lam), mu, cut, tie)
 
 
 def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
@@ -196,11 +197,11 @@ def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.nd
 
 def _within_caps(
     cust: Customers, choice: np.ndarray, margins: np.ndarray, caps: Mapping[int, int]
-) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, float]]]:
     """Objectives and costs with each capped option left only to the customers that choose
-    it, and of those to the ``cap`` with the largest margin, ties by customer id; and the
-    margin of the last one kept of each option with at least ``cap`` choosers (as
-    :func:`.caps.within_caps`)."""
+    it, and of those to the ``cap`` with the largest margin, ties by customer id; and, of
+    each option with at least ``cap`` choosers, the margin of the last one kept and the
+    share kept of the choosers tied with it (as :func:`.caps.within_caps`)."""
     u, c = cust.u.copy(), cust.c.copy()
     cuts = {}
     for j, q in caps.items():
@@ -209,9 +210,11 @@ def _within_caps(
         keep = np.zeros(len(u), dtype=bool)
         keep[takers[order[:q]]] = True
         if not q:  # keeps no one
-            cuts[j] = np.inf
+            cuts[j] = (np.inf, 0.0)
         elif len(takers) >= q:  # (one more chooser would be cut below it)
-            cuts[j] = float(margins[takers[order[q - 1]], j])
+            m = float(margins[takers[order[q - 1]], j])
+            tied = np.abs(margins[takers, j] - m) <= tie_width(m)
+            cuts[j] = (m, float(keep[takers][tied].mean()))
         u[~keep, j] = np.nan
         c[~keep, j] = np.nan
     return u, c, cuts

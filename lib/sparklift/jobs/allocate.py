@@ -157,7 +157,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 counts = in_driver.tally(table)
             else:
                 held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
-                holdout = arms.holdout_rows(held, solution.rule) if holdout_share else None
+                holdout = (
+                    arms.holdout_rows(
+                        held, solution.rule, arms.tie_draw(campaign.campaign_id, campaign.seed)
+                    )
+                    if holdout_share
+                    else None
+                )
                 rows = arms.union(solution.allocations, holdout, explore)
                 written = runs.append(ctx, campaign.campaign_id, run_id, models[0], rows)
                 targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
