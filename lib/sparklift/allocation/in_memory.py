@@ -214,7 +214,7 @@ def _within_caps(
         elif len(takers) >= q:  # (one more chooser would be cut below it)
             m = float(margins[takers[order[q - 1]], j])
             tied = np.abs(margins[takers, j] - m) <= tie_width(m)
-            cuts[j] = (m, float(keep[takers][tied].mean()))
+            cuts[j] = (m, float(keep[takers][tied].mean()) if tied.any() else 1.0)
         u[~keep, j] = np.nan
         c[~keep, j] = np.nan
     return u, c, cuts
