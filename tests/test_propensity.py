@@ -147,9 +147,9 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     assert sorted(by_reader) == ["arrow", "spark"]
     pd.testing.assert_frame_equal(by_reader["arrow"], by_reader["spark"])
 
-    # A late row on the day that leaves the window, and a row of another day removed: the
-    # window's count is the same, but the update's own check finds the state stale, and the
-    # job rebuilds it instead (nothing wrong written).
+    # The state records the user_activity version it counted. A late row on the day that
+    # leaves the window, and a row of another day deleted: the log says which days changed
+    # since, and the job rebuilds instead of updating.
     catalog = Catalog(spark, load_config(None, [f"tables.base_path={warehouse}"]).tables)
 
     def late_row(day: dt.date, user_id: int) -> None:
@@ -157,34 +157,64 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         late = rows.limit(1).withColumn("user_id", F.lit(user_id).cast("long")).toPandas()
         catalog.write("user_activity", spark.createDataFrame(late, rows.schema), mode="append")
 
+    def user_history(*more: str) -> dict:
+        assert main(["user-history", *sets(warehouse), *keep, *more]) == 0
+        return json.loads(capsys.readouterr().out)
+
     middle = RUN_DATE - 20 * DAY
+    counted = catalog.version("user_activity")
     gone = catalog.read("user_activity", where=[("date", "=", middle)]).first()["user_id"]
     path = warehouse / "user_activity"
     spark.sql(f"DELETE FROM delta.`{path}` WHERE date = '{middle}' AND user_id = {gone}")
     late_row(RUN_DATE - 56 * DAY, 10**9)
-    assert main(["user-history", *sets(warehouse), *keep]) == 0
-    rerun = json.loads(capsys.readouterr().out)
-    assert rerun["mode"] == "rebuild" and "disagreed with user_activity" in rerun["reason"]
-    # A late row inside the window (a user active on other days of it), after the day
-    # before's state was rebuilt from the table: the update's own check cannot see it (the
-    # user's counts stay in range), but the rows counted differ from the table's by one,
-    # so the update rebuilds instead, naming both counts.
-    day_before = ["--run-date", str(RUN_DATE - DAY), "--rebuild"]
-    assert main(["user-history", *sets(warehouse), *keep, *day_before]) == 0
-    capsys.readouterr()
-    act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
-    window = act[(act["day"] > RUN_DATE - 57 * DAY) & (act["day"] < RUN_DATE)]
-    recent = window[window["day"] > RUN_DATE - 8 * DAY]
-    elsewhere = set(window["user_id"]) - set(act.loc[act["day"] == middle, "user_id"])
-    late_row(middle, int(min(elsewhere)))
-    assert main(["user-history", *sets(warehouse), *keep]) == 0
-    rerun = json.loads(capsys.readouterr().out)
+    assert counted is not None and catalog.version("user_activity") == counted + 2
+    rerun = user_history()
     assert rerun["mode"] == "rebuild" and rerun["reason"] == (
-        f"user_history as of {RUN_DATE - DAY} counted {len(window):,} rows of user_activity "
-        f"in {RUN_DATE - 56 * DAY}..{RUN_DATE - DAY} and {len(recent):,} in "
-        f"{RUN_DATE - 7 * DAY}..{RUN_DATE - DAY}; the table holds {len(window) + 1:,} and "
-        f"{len(recent):,}"
+        f"user_activity's rows of {RUN_DATE - 56 * DAY}, {middle} changed after user_history "
+        f"as of {RUN_DATE - DAY} counted its version {counted}: by version {counted + 1} "
+        f"(DELETE), {counted + 2} ({catalog.history('user_activity')[0]['operation']})"
     )
+
+    # A corrected value (the same rows, one gmv changed): no count can see it, the log
+    # does, and the rebuilt state holds the corrected sum (recomputed with pandas).
+    assert user_history("--run-date", str(RUN_DATE - DAY), "--rebuild")["mode"] == "rebuild"
+    user = int(catalog.read("user_activity", where=[("date", "=", middle)]).first()["user_id"])
+    spark.sql(
+        f"UPDATE delta.`{path}` SET gmv = gmv + 100 WHERE date = '{middle}' AND user_id = {user}"
+    )
+    rerun = user_history()
+    assert rerun["mode"] == "rebuild" and f"rows of {middle} changed" in rerun["reason"]
+    assert "(UPDATE)" in rerun["reason"]
+    act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
+    window = act[(act["day"] > RUN_DATE - 56 * DAY) & (act["day"] <= RUN_DATE)]
+    state = read_pandas(str(warehouse / "user_history"))
+    state = state[pd.to_datetime(state["as_of"]).dt.date == RUN_DATE].set_index("user_id")
+    assert state.loc[user, "w_sum__gmv"] == pytest.approx(
+        window.loc[window["user_id"] == user, "gmv"].sum(), rel=1e-12
+    )
+
+    # A compaction (OPTIMIZE: no data change, here of the late row's day) leaves the state
+    # valid: the job updates it.
+    day_before = ["--run-date", str(RUN_DATE - DAY)]
+    assert user_history(*day_before, "--rebuild")["mode"] == "rebuild"
+    spark.sql(f"OPTIMIZE delta.`{path}`")
+    assert catalog.history("user_activity")[0]["operation"] == "OPTIMIZE"
+    assert user_history()["mode"] == "update"
+
+    # A state that lies (a customer active on the day leaving the window dropped, written
+    # with the version it claims to count): the update's own check finds it as it runs,
+    # nothing wrong is written, and the job rebuilds.
+    leaving = act.loc[act["day"] == RUN_DATE - 56 * DAY, "user_id"].min()
+    before = catalog.read("user_history", where=[("as_of", "=", RUN_DATE - DAY)])
+    catalog.write(
+        "user_history",
+        before.where(F.col("user_id") != int(leaving)),
+        mode="replace",
+        replace_where={"as_of": RUN_DATE - DAY},
+        user_metadata={"user_activity_version": catalog.version("user_activity")},
+    )
+    rerun = user_history()
+    assert rerun["mode"] == "rebuild" and "disagreed with user_activity" in rerun["reason"]
     assert main(["score-propensity", *sets(warehouse), "--model-id", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 

@@ -19,7 +19,14 @@ from sparklift.contracts import contract
 from sparklift.errors import TableConflictError
 from sparklift.jobs import check as check_job
 from sparklift.quality import rules
-from sparklift.quality.metrics import expressions, with_orphan_flags
+from sparklift.quality.metrics import (
+    BITMAP_BITS,
+    bitmaps_fit,
+    distinct_by_bitmaps,
+    duplicate_keys,
+    expressions,
+    with_orphan_flags,
+)
 from sparklift.quality.spec import table_spec
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
@@ -507,3 +514,27 @@ def test_the_generators_faults_are_caught_by_the_default_checks(spark, tmp_path,
     assert m[on["null_spike"], "null_count:gmv"] == day["gmv"].isna().sum() > 0.2 * len(day)
     for d in (on["drop_half"], str(first)):
         assert m[d, "row_count"] == (act["day"] == d).sum()
+
+
+def test_duplicate_keys_by_bitmaps_and_by_grouping_equal_pandas(spark):
+    """The repeated keys of an integer key, counted with bitmaps when its values are dense
+    (negative, zero, both sides of bucket edges, nulls: a null is a value) and by grouping
+    when they are sparse, and of a composite key, against pandas' ``duplicated``."""
+    b = BITMAP_BITS
+    edges = [-2 * b - 1, -2 * b, -b - 1, -b, -b + 1, -1, 0, 1, b - 1, b, b + 1, 2 * b, 2 * b + 1]
+    rng = np.random.default_rng(3)
+    dense = pd.DataFrame({"k": [*edges, *edges[::2], *rng.integers(-3 * b, 3 * b, 3000)]})
+    dense = pd.concat([dense, pd.DataFrame({"k": [None] * 3})], ignore_index=True)
+    sparse = pd.DataFrame({"k": [*(10**15 * rng.integers(-50, 50, 400)), None]})
+    schema = "k long"
+    for frame, bitmaps in ((dense, True), (sparse, False)):
+        values = frame["k"].dropna().astype("int64")
+        assert bitmaps_fit(len(values), int(values.min()), int(values.max())) is bitmaps
+        df = spark.createDataFrame(frame.astype(object).where(frame.notna(), None), schema)
+        assert duplicate_keys(df, ["k"]) == frame.duplicated().sum() > 0
+    df = spark.createDataFrame(dense.astype(object).where(dense.notna(), None), schema)
+    assert distinct_by_bitmaps(df, "k") == dense["k"].nunique()  # nulls apart
+    pair = pd.DataFrame({"a": rng.integers(0, 5, 300), "c": rng.integers(0, 20, 300)})
+    df = spark.createDataFrame(pair)
+    assert duplicate_keys(df, ["a", "c"]) == pair.duplicated().sum() > 0
+    assert duplicate_keys(df, []) == len(pair) - 1  # every key column constant

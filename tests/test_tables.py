@@ -34,6 +34,7 @@ from sparklift.contracts import contract
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
 from sparklift.tables.backends import DeltaRsBackend, NativeBackend
+from sparklift.tables.changes import last_change, user_metadata
 from sparklift.tables.commit import read_commit
 from sparklift.tables.local import read_pandas
 
@@ -124,6 +125,30 @@ def test_replace_partitions_is_one_commit_and_reads_prune(spark, catalog):
     assert catalog.read("user_activity", where=[("date", "in", [D1])]).count() == 30
     with pytest.raises(InputError, match="'user_id' is not a partition column"):
         catalog.read("user_activity", where=[("user_id", "=", 1)])
+
+
+def test_a_write_keeps_its_user_metadata_and_a_partition_s_last_change_is_found(spark, catalog):
+    """``user_metadata`` lands in the commit (both backends), and ``last_change`` finds the
+    newest commit that changed a partition's rows, past a compaction (no data change), or
+    None once the log no longer holds it."""
+    root = catalog.path("user_activity")
+    note = {"user_activity_version": 7, "day": D1}
+    write = catalog.write_uncontracted
+    write("user_activity", frame(spark, [D1, D2]), partition_by=["date"], user_metadata=note)
+    write("user_activity", frame(spark, [D2], n=4), mode="replace", replace_where={"date": [D2]})
+    write("user_activity", frame(spark, [D2], n=3, offset=50))
+    DeltaTable(root).optimize.compact()  # version 3: D2's two files in one, dataChange false
+    assert catalog.history("user_activity")[0]["operation"] == "OPTIMIZE"
+    found = last_change(root, "date", "2026-01-01")
+    assert found is not None and found[0] == 0
+    assert user_metadata(found[1]) == {"user_activity_version": 7, "day": str(D1)}
+    found = last_change(root, "date", "2026-01-02")
+    assert found is not None and found[0] == 2 and user_metadata(found[1]) == {}
+    assert last_change(root, "date", "2026-01-09") is None
+    DeltaTable(root).create_checkpoint()
+    os.remove(f"{root}/_delta_log/{0:020d}.json")  # cleaned up: the checkpoint holds it
+    assert last_change(root, "date", "2026-01-01") is None
+    assert last_change(root, "date", "2026-01-02")[0] == 2  # type: ignore[index]
 
 
 def test_plain_parquet_files_hold_the_partitions_rows_or_are_refused(spark, catalog):

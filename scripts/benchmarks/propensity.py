@@ -6,8 +6,9 @@ model's history window and a day more, and times, each end to end on 2 cores:
   rows, one aggregation by user, predict in Arrow batches, write N rows);
 - ``user-history`` rebuilt as of the day before (the window's rows, one aggregation);
 - ``user-history`` updated to the run date from the day before's (3 days of rows and the
-  stored state, one join): the nightly cost; its recount of the day before's state (one
-  aggregation of two count columns against the log's row counts) is also timed alone;
+  stored state, one join): the nightly cost; its check of the day before's state (the
+  commits of user_activity since the version the state counted, from the logs alone) is
+  also timed alone;
 - ``score-propensity`` from ``user_history`` (one row per customer): the scoring.
 
 sampling the peak memory of all processes. The limit it is compared with, in the same
@@ -122,10 +123,11 @@ def bench_propensity(sizes: list[int], history: int, workdir: str) -> None:
         ctx_n = JobContext(spark, size_conf, cat, RUN_DATE)
         row = propensity_io.model_row(ctx_n, model["model_id"])
         windows = propensity_io.load(ctx_n, row)[0].windows
-        before = cat.read("user_history", where=[("as_of", "=", RUN_DATE - DAY)])
-        why, t = timed(lambda: user_history.disagreement(ctx_n, before, windows, RUN_DATE - DAY))  # noqa: B023
-        assert why is None, why  # the state counts the table's rows
-        runs["recount"] = (t, 0, {})
+        source = cat.version("user_activity")
+        assert source is not None
+        why, t = timed(lambda: user_history.changed_since(ctx_n, windows, RUN_DATE - DAY, source))  # noqa: B023
+        assert why is None, why  # the state counted the table's latest version
+        runs["changes"] = (t, 0, {})
         agree(cat)
         results.append((n, active, rows, runs))
         print(f"  {n:>11,} users ({active:,} customers, {rows:,} activity rows in the window; "
@@ -142,7 +144,7 @@ def bench_propensity(sizes: list[int], history: int, workdir: str) -> None:
         "raw": "score-propensity from the activity rows",
         "rebuild": "user-history rebuilt from the window's rows",
         "update": "user-history updated from the day before",
-        "recount": "  of which the recount of the day before's state",
+        "changes": "  of which the logs' check of the day before's state",
         "score": "score-propensity from user_history",
     }
     fits = {}

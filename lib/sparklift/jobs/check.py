@@ -150,7 +150,8 @@ def _metrics(
     todo = list(days)
     while todo and (any(c not in edges for c in spec.checks.anomaly.psi) or len(days) == 1):
         first = todo.pop(0)  # alone, as in a daily run: it sets the edges (if it has rows)
-        out[first] = compute(spec, df.where(column == F.lit(first)), references, edges, bins)
+        part = df.where(column == F.lit(first))
+        out[first] = compute(spec, part, references, edges, bins, (spec.date_column,))
         for c in spec.checks.anomaly.psi:
             found = psi_edges(out[first], c, bins)
             if c not in edges and found is not None:
@@ -159,7 +160,7 @@ def _metrics(
         grouped = compute_days(spec, df.where(column.isin(todo)), references, edges, bins)
         for day in todo:
             out[day] = grouped.get(day) or compute(
-                spec, df.where(column == F.lit(day)), references, edges, bins
+                spec, df.where(column == F.lit(day)), references, edges, bins, (spec.date_column,)
             )
     return out
 

@@ -83,12 +83,17 @@ def load(ctx: JobContext, row: dict[str, Any]) -> tuple[PropensityModel, bytes]:
 
 
 def read_activity(
-    ctx: JobContext, model_id: str, conf: PropensityConfig, first: dt.date, last: dt.date
+    ctx: JobContext,
+    model_id: str,
+    conf: PropensityConfig,
+    first: dt.date,
+    last: dt.date,
+    version: int | None = None,
 ) -> DataFrame:
-    """``user_activity`` from ``first`` to ``last`` with the columns the model summarizes,
-    refused until the run date's rows are there."""
+    """``user_activity`` (at ``version``, default the latest) from ``first`` to ``last``
+    with the columns the model summarizes, refused until the run date's rows are there."""
     activity = ctx.catalog.read(
-        "user_activity", where=[("date", ">=", first), ("date", "<=", last)]
+        "user_activity", version=version, where=[("date", ">=", first), ("date", "<=", last)]
     )
     missing = [c for c in ("user_id", "date", *conf.columns) if c not in activity.columns]
     if missing:

@@ -6,12 +6,12 @@ of ``user_activity`` (a new table) or the stored table's columns, so that a mode
 retrained on other columns finds its sums. The state as of the day before, if stored with
 the same windows, is updated by the rows of three days (the run date, and the days that
 leave the two windows); otherwise, or with ``--rebuild``, or when a leaving day has no rows
-(retention reached it), it is rebuilt from the history window's rows. A row added to or
-removed from a day of the window after the state counted it (a late row) is found the
-night after, by the rows counted (:func:`disagreement`), and the state is rebuilt, with a
-warning. A change that keeps the counts (a row moved to another user) may still be found
-when its day leaves the window (the update's own check fails, nothing is written); a
-corrected value is not: ``--rebuild`` takes a correction in. The run date's partition is
+(retention reached it), it is rebuilt from the history window's rows. Each state records
+the version of user_activity it counted; a commit of user_activity since then that changed
+a day of the window (a late row, a deleted one, a corrected value) is found in the log the
+night after (:func:`changed_since`), and the state is rebuilt, with a warning. The update
+also checks itself as it runs: a day leaving the window whose rows the state never counted
+fails it (nothing is written) and the state is rebuilt. The run date's partition is
 written and partitions older than ``propensity.state_days`` are dropped in the same commit.
 """
 
@@ -39,9 +39,11 @@ from sparklift.jobs.propensity_io import (
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.predict import user_history
 from sparklift.predict.user_history import DAY, MISMATCH, days_read_by_update
+from sparklift.tables import changes
 
 HELP = "update user_history, the per-user history that score-propensity reads, for the run date"
 KEYS = ("date", "user_id", "zone_id")  # user_activity's columns that are not summed
+SOURCE_VERSION = "user_activity_version"  # in the userMetadata of user_history's commits
 STEP = PipelineStep(
     "user-history",
     order=25,
@@ -67,7 +69,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     model, _ = load(ctx, row)
     day = ctx.run_date
     first, _ = user_history.windows_of(model.windows, day)
-    activity = read_activity(ctx, model.model_id, model.windows, first - DAY, day)
+    source = ctx.catalog.version("user_activity")  # read at it, recorded with the state
+    activity = read_activity(ctx, model.model_id, model.windows, first - DAY, day, source)
     conf = model.windows.model_copy(
         update={"columns": summarized(ctx, model.model_id, model.windows.columns, activity)}
     )
@@ -75,15 +78,19 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     leaving = days_read_by_update(conf, day)[1:]
     if previous is not None and not all(has_rows(activity, d) for d in leaving):
         previous, why = None, f"user_activity has no rows on one of {', '.join(map(str, leaving))}"
-    if previous is not None and (recounted := disagreement(ctx, previous, conf, day - DAY)):
-        log.warning("%s: rows of the window were added or removed since; rebuilding", recounted)
-        previous, why = None, recounted
+    if previous is not None and (changed := changed_since(ctx, conf, day - DAY, source)):
+        log.warning("%s; rebuilding", changed)
+        previous, why = None, changed
     stale = stale_partitions(ctx, day)
 
     def write(how: str, state: DataFrame) -> int:
         with step(f"user_history as of {day}: {how}"):
             return ctx.catalog.write(
-                "user_history", state, mode="replace", replace_where={"as_of": [day, *stale]}
+                "user_history",
+                state,
+                mode="replace",
+                replace_where={"as_of": [day, *stale]},
+                user_metadata={SOURCE_VERSION: source},
             )
 
     rebuild = f"rebuilt from user_activity {first}..{day}"
@@ -149,28 +156,48 @@ def summarized(
     return [*columns, *numeric]
 
 
-def disagreement(
-    ctx: JobContext, state: DataFrame, conf: PropensityConfig, as_of: dt.date
+def changed_since(
+    ctx: JobContext, conf: PropensityConfig, as_of: dt.date, version: int
 ) -> str | None:
-    """Why the state as of ``as_of`` no longer counts user_activity's rows, or None. Each
-    window's active days, summed over its users, are the rows the state counted; the
-    table's log says how many the window holds now (no data read but the state's two count
-    columns). So a row added or removed on any day of the window is found the night after,
-    not when its day leaves the window; a correction that keeps every row is not
-    (``--rebuild`` takes it in)."""
-    held = state.agg(F.sum("w_active_days"), F.sum("r_active_days")).first()
-    counted = [int(held[0] or 0), int(held[1] or 0)]  # (None: no rows)
-    windows = user_history.windows_of(conf, as_of)
-    now = [
-        ctx.catalog.count("user_activity", where=[("date", ">=", first), ("date", "<=", as_of)])
-        for first in windows
-    ]
-    if counted == now:
+    """Why the state as of ``as_of`` no longer holds for user_activity at ``version``, or
+    None. The commit that wrote the state records the version of user_activity it counted
+    (:data:`SOURCE_VERSION`); a commit of user_activity since then that added or removed
+    rows of a day of the state's history window (a late row, a deletion, a corrected
+    value: Delta rewrites the file) makes it stale. Only the two logs are read."""
+    found = changes.last_change(ctx.catalog.path("user_history"), "as_of", str(as_of))
+    if found is None:
+        return f"the log of user_history no longer holds the commit that wrote as of {as_of}"
+    written, info = found
+    counted = changes.user_metadata(info).get(SOURCE_VERSION)
+    if not isinstance(counted, int):
+        return (
+            f"user_history as of {as_of} was last changed by its version {written} "
+            f"({info.get('operation', 'unknown operation')}), which does not record the "
+            "user_activity version it counted"
+        )
+    if counted > version:
+        return (
+            f"user_history as of {as_of} counted user_activity's version {counted}, but the "
+            f"table is at version {version} (was it recreated?)"
+        )
+    first, _ = user_history.windows_of(conf, as_of)
+    try:
+        changed = changes.data_changes(ctx.catalog.path("user_activity"), counted, version, "date")
+    except FileNotFoundError:
+        return f"the log of user_activity no longer holds its commits {counted + 1}..{version}"
+    inside = {
+        day: commits
+        for day, commits in changed.items()
+        if day is None or first <= dt.date.fromisoformat(day) <= as_of
+    }
+    if not inside:
         return None
+    days = sorted(str(day) for day in inside)
+    commits = sorted({c for by_day in inside.values() for c in by_day})
     return (
-        f"user_history as of {as_of} counted {counted[0]:,} rows of user_activity in "
-        f"{windows[0]}..{as_of} and {counted[1]:,} in {windows[1]}..{as_of}; the table holds "
-        f"{now[0]:,} and {now[1]:,}"
+        f"user_activity's rows of {', '.join(days)} changed after user_history as of {as_of} "
+        f"counted its version {counted}: by version "
+        + ", ".join(f"{v} ({operation})" for v, operation in commits)
     )
 
 

@@ -10,10 +10,11 @@ aggregates, which Spark cannot compile: in the same ``agg`` they made it evaluat
 other column interpreted too, 4.8 s against 1.3 s for the rest and 0.6 s for the sketch
 alone at 6.9M rows. So they are a second ``agg`` reading only their columns, run only when
 the table configures one. The exact count of duplicate keys needs the rows grouped by
-key, a shuffle: inside the first ``agg`` (a ``count(distinct)``) Spark would evaluate every
-other aggregate per key group, which made the check 100 times slower than a scan at 14M
-rows. So it is an aggregation of its own that reads only the key columns (as Deequ runs
-its grouping analyzers apart). The names are the ``metric`` column of ``quality_metrics``.
+key, a shuffle (of bitmaps, for a dense integer key: :func:`duplicate_keys`): inside the
+first ``agg`` (a ``count(distinct)``) Spark would evaluate every other aggregate per key
+group, which made the check 100 times slower than a scan at 14M rows. So it is an
+aggregation of its own that reads only the key columns (as Deequ runs its grouping
+analyzers apart). The names are the ``metric`` column of ``quality_metrics``.
 
 Population stability: each column's values are counted in fixed bins, whose edges are the
 deciles (``psi_bins`` quantiles) of the first partition checked, stored as ``psi_edge``
@@ -28,7 +29,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, FloatType, NumericType
+from pyspark.sql.types import DoubleType, FloatType, IntegralType, NumericType
 
 from sparklift.finite import nonfinite
 from sparklift.quality.contract import count_columns
@@ -132,9 +133,11 @@ def compute(
     references: Mapping[str, DataFrame],
     edges: Mapping[str, list[float]],
     bins: int,
+    constant: Sequence[str] = (),
 ) -> dict[str, float]:
     """The partition's metrics, by name, from one aggregation and one of the sketches if
-    any (a row each to the driver)."""
+    any (a row each to the driver). ``constant``: columns with one value in ``df`` (a dated
+    table's date in its partition), left out of the key when counting duplicates."""
     joined, flags = with_orphan_flags(df, references)
     metrics = expressions(spec, df, edges, bins, flags)
     out: dict[str, float | None] = {}
@@ -144,7 +147,7 @@ def compute(
             assert row is not None  # a global aggregation has one row
             out |= _as_metrics(row.asDict())
     if spec.key and set(spec.key) <= set(df.columns):
-        out["duplicate_keys"] = duplicate_keys(df, spec.key)
+        out["duplicate_keys"] = duplicate_keys(df, [k for k in spec.key if k not in constant])
     return out
 
 
@@ -183,6 +186,44 @@ def _as_metrics(row: Mapping[str, Any], skip: str | None = None) -> dict[str, fl
 
 
 def duplicate_keys(df: DataFrame, key: Sequence[str]) -> float:
-    """Rows beyond the first of each key (0: the key is unique); a null is a value."""
+    """Rows beyond the first of each key (0: the key is unique); a null is a value. A key
+    of one integer column whose values are dense enough is counted with bitmaps
+    (:func:`distinct_by_bitmaps`), any other by grouping the rows by key."""
+    if len(key) == 1 and isinstance(df.schema[key[0]].dataType, IntegralType):
+        column = F.col(key[0])
+        row = df.agg(F.count(F.lit(1)), F.count(column), F.min(column), F.max(column)).first()
+        rows, values, low, high = row  # type: ignore[misc]
+        if values and bitmaps_fit(values, low, high):
+            nulls = rows - values
+            return float(values - distinct_by_bitmaps(df, key[0]) + max(nulls - 1, 0))
+    if not key:  # every key column is constant: the rows beyond the first repeat it
+        return float(max(df.count() - 1, 0))
     repeats = df.groupBy(*key).count().where(F.col("count") > 1)
     return float(repeats.agg(F.sum(F.col("count") - 1)).first()[0] or 0)  # type: ignore[index]
+
+
+BITMAP_BITS = 32_768  # values per bitmap bucket (Spark's bitmap functions: 4 KiB each)
+MAX_BUCKETS = 16_384  # at most 64 MiB of bitmaps per task
+
+
+def bitmaps_fit(values: int, low: int, high: int) -> bool:
+    """Whether bitmaps count ``values`` integers in [``low``, ``high``] for less than a
+    shuffle of the values: their 4 KiB buckets weigh less than the values would (16
+    bytes each, with their counts), and a task holds at most :data:`MAX_BUCKETS`."""
+    buckets = (high - low) // BITMAP_BITS + 2  # a range may straddle one more bucket
+    return buckets <= MAX_BUCKETS and buckets * 4096 <= values * 16
+
+
+def distinct_by_bitmaps(df: DataFrame, column: str) -> int:
+    """The exact number of distinct non-null values of an integer column: each value sets
+    one bit of its bucket's bitmap (Spark's ``bitmap_*`` functions), the buckets' bitmaps
+    are OR-ed across the partition's rows, and their set bits counted. Each task shuffles
+    one bitmap per bucket it saw instead of its distinct values: half the time of the
+    grouping at 7M rows (bench/RESULTS.md, "quality")."""
+    value = F.col(column)
+    per_bucket = (
+        df.where(value.isNotNull())
+        .groupBy(F.bitmap_bucket_number(value).alias("bucket"))
+        .agg(F.bitmap_count(F.bitmap_construct_agg(F.bitmap_bit_position(value))).alias("n"))
+    )
+    return int(per_bucket.agg(F.sum("n")).first()[0] or 0)  # type: ignore[index]

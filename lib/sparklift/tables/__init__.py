@@ -8,6 +8,7 @@ each write as one Delta version; ``mode`` is ``append``, ``overwrite`` (all rows
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -265,18 +266,21 @@ class Catalog:
         mode: Literal["append", "overwrite", "replace"] = "append",
         replace_where: Mapping[str, Any] | None = None,
         txn: Txn | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Write ``df`` to table ``name`` under its contract and return the new version.
 
         The frame must have the contract's columns and types (any order; an open table's
         further columns too; an integer column of another width is cast, a value that does
         not fit fails); the table is partitioned as the contract says. ``mode``,
-        ``replace_where`` and ``txn`` as in :meth:`write_uncontracted`.
+        ``replace_where``, ``txn`` and ``user_metadata`` as in :meth:`write_uncontracted`.
         """
         table = contract(name)
         df = cast_integers(name, df, table.schema)
         check_schema(name, table.schema, df.schema, table.extra is not None, " under its contract")
-        return self.write_uncontracted(name, df, mode, table.partition_by, replace_where, txn)
+        return self.write_uncontracted(
+            name, df, mode, table.partition_by, replace_where, txn, user_metadata
+        )
 
     def write_uncontracted(
         self,
@@ -286,6 +290,7 @@ class Catalog:
         partition_by: Sequence[str] = (),
         replace_where: Mapping[str, Any] | None = None,
         txn: Txn | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Write ``df`` as one new version of table ``name``, whatever its contract says:
         the Delta layer's write, for its own tests and for tables of other shapes (a test's
@@ -299,6 +304,8 @@ class Catalog:
         recorded as Delta's application transaction: a write whose key the table already
         holds is not applied again and returns the version that applied it. Default: a
         fresh key, so the write finds its own commit whoever else commits meanwhile.
+        ``user_metadata`` (JSON-serializable) is kept as the commit's ``userMetadata``,
+        Delta's field for a writer's own record (see :mod:`sparklift.tables.changes`).
         """
         if mode not in ("append", "overwrite", "replace"):
             raise InputError(f"write mode must be append, overwrite or replace, got {mode!r}")
@@ -307,7 +314,8 @@ class Catalog:
         path = self.path(name)
         check_writable(name, path)
         with self._errors(name, path, writing=True):
-            return self._write(name, path, df, mode, partition_by, replace_where, txn)
+            note = json.dumps(user_metadata, default=str) if user_metadata else None
+            return self._write(name, path, df, mode, partition_by, replace_where, txn, note=note)
 
     def merge(self, name: str, df: DataFrame) -> int:
         """Upsert ``df``'s rows into table ``name`` on its contract's key in one commit: a
@@ -364,6 +372,7 @@ class Catalog:
         replace_where: Mapping[str, Any] | None,
         txn: Txn | None,
         on_creation_race: bool = True,
+        note: str | None = None,
     ) -> int:
         """The write; one that created the table and lost that race to another writer is
         written again onto the winner's table when :meth:`_lands_after_creator` allows."""
@@ -386,7 +395,7 @@ class Catalog:
         txn = txn or (f"sparklift-{uuid.uuid4().hex}", 0)
         try:
             version = self.backend.write(
-                df, path, name, mode, partition_by, replace, read_version, txn
+                df, path, name, mode, partition_by, replace, read_version, txn, note
             )
         except TableConflictError:
             if read_version is not None or not self._lands_after_creator(
@@ -394,7 +403,7 @@ class Catalog:
             ):
                 raise
             log.info("table %s was created by another writer meanwhile: writing onto it", name)
-            return self._write(name, path, df, mode, partition_by, replace_where, txn)
+            return self._write(name, path, df, mode, partition_by, replace_where, txn, note=note)
         for io in self._recorders:
             io.writes.append((name, version))
         return version

@@ -49,6 +49,7 @@ class Backend(Protocol):
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
         txn: delta_commit.Txn,
+        note: str | None = None,
     ) -> int: ...
     def merge(
         self,
@@ -198,6 +199,7 @@ class DeltaRsBackend:
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
         txn: delta_commit.Txn,
+        note: str | None = None,
     ) -> int:
         spec = WriteSpec(
             root=path,
@@ -208,6 +210,7 @@ class DeltaRsBackend:
             read_version=read_version,
             target_file_rows=self.target_file_rows,
             txn=txn,
+            note=note,
         )
         # A Python data source is found through the JVM thread's active session, which a
         # thread other than the one that built the session (a pool, Airflow) does not have.
@@ -384,6 +387,7 @@ class NativeBackend:
         replace: Mapping[str, list[str | None]] | None,
         read_version: int | None,
         txn: delta_commit.Txn,
+        note: str | None = None,
     ) -> int:
         writer = (
             df.write.format("delta")
@@ -392,6 +396,8 @@ class NativeBackend:
             .option("txnAppId", txn[0])
             .option("txnVersion", txn[1])
         )
+        if note is not None:
+            writer = writer.option("userMetadata", note)
         if replace:
             writer = writer.option("replaceWhere", replace_predicate(replace, df.schema))
         try:

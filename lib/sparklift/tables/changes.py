@@ -6,13 +6,18 @@ question for the commits since: one that adds or removes rows of the partition
 while a compaction (``OPTIMIZE``, ``dataChange=false``) does not. Each commit file keeps
 that flag on every action (checkpoints do not), so the commits are read one by one; a
 table's log keeps them for ``delta.logRetentionDuration`` (30 days by default).
+
+The same question serves a derived table: a write records the source version it read
+(the commit's ``userMetadata``), and the source's commits since say whether it is stale.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from typing import Any
 
-from sparklift.tables.commit import read_commit
+from sparklift.tables.commit import read_commit, table_version
 
 
 def data_changes(
@@ -34,3 +39,33 @@ def data_changes(
                 if what not in out[value]:
                     out[value].append(what)
     return dict(out)
+
+
+def last_change(root: str, column: str, value: str) -> tuple[int, dict[str, Any]] | None:
+    """The newest commit that added or removed rows of the partition where ``column`` is
+    ``value`` (as the log writes it): (version, its ``commitInfo``). None when no commit
+    the log still holds did (searched from the newest back to the first one cleaned up)."""
+    latest = table_version(root)
+    for version in range(latest if latest is not None else -1, -1, -1):
+        try:
+            actions = read_commit(root, version)
+        except FileNotFoundError:
+            return None
+        if any(
+            kind in ("add", "remove")
+            and body.get("dataChange", True)
+            and (body.get("partitionValues") or {}).get(column) == value
+            for action in actions
+            for kind, body in action.items()
+        ):
+            return version, next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+    return None
+
+
+def user_metadata(info: dict[str, Any]) -> dict[str, Any]:
+    """A commit's ``userMetadata`` (the JSON object a sparklift write recorded), or {}."""
+    try:
+        note = json.loads(info.get("userMetadata") or "{}")
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}

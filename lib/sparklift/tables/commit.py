@@ -229,11 +229,15 @@ def commit(
     read_version: int | None,
     txn: Txn,
     operation: str,
+    note: str | None = None,
 ) -> int | None:
     """Commit ``files`` as one new table version and return that version; None (and the
-    files deleted) when the table already holds ``txn``: a retried write, applied before."""
+    files deleted) when the table already holds ``txn``: a retried write, applied before.
+    ``note`` becomes the commit's ``userMetadata``, where Delta Spark puts its writers'."""
     actions = [f.add_action() for f in files]
     metadata = {"sparklift.operation": operation}
+    if note is not None:
+        metadata["userMetadata"] = note
     marker = [Transaction(app_id=txn[0], version=txn[1])]
     for _ in range(MAX_ATTEMPTS):
         if txn_version(root, txn[0]) >= txn[1]:  # applied before, or by a concurrent writer

@@ -49,6 +49,7 @@ class WriteSpec:
     read_version: int | None
     target_file_rows: int
     txn: tuple[str, int]  # the write's idempotency marker (Delta application transaction)
+    note: str | None = None  # the commit's userMetadata
     write_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # in its files' names
 
     def to_json(self) -> str:
@@ -242,6 +243,7 @@ class DeltaRsWriter(DataSourceArrowWriter):
                 read_version=spec.read_version,
                 txn=spec.txn,
                 operation=spec.mode.upper(),
+                note=spec.note,
             )
         except BaseException as e:
             _clean_up(spec.root, [f.path for f in files])
