@@ -139,16 +139,17 @@ def test_a_write_keeps_its_user_metadata_and_a_partition_s_last_change_is_found(
     write("user_activity", frame(spark, [D2], n=3, offset=50))
     DeltaTable(root).optimize.compact()  # version 3: D2's two files in one, dataChange false
     assert catalog.history("user_activity")[0]["operation"] == "OPTIMIZE"
-    found = last_change(root, "date", "2026-01-01")
+    assert catalog.version("user_activity") == 3
+    found = last_change(root, 3, "date", "2026-01-01")
     assert found is not None and found[0] == 0
     assert user_metadata(found[1]) == {"user_activity_version": 7, "day": str(D1)}
-    found = last_change(root, "date", "2026-01-02")
+    found = last_change(root, 3, "date", "2026-01-02")
     assert found is not None and found[0] == 2 and user_metadata(found[1]) == {}
-    assert last_change(root, "date", "2026-01-09") is None
+    assert last_change(root, 3, "date", "2026-01-09") is None
     DeltaTable(root).create_checkpoint()
     os.remove(f"{root}/_delta_log/{0:020d}.json")  # cleaned up: the checkpoint holds it
-    assert last_change(root, "date", "2026-01-01") is None
-    assert last_change(root, "date", "2026-01-02")[0] == 2  # type: ignore[index]
+    assert last_change(root, 3, "date", "2026-01-01") is None
+    assert last_change(root, 3, "date", "2026-01-02")[0] == 2  # type: ignore[index]
 
 
 def test_plain_parquet_files_hold_the_partitions_rows_or_are_refused(spark, catalog):

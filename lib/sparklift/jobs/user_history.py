@@ -164,7 +164,9 @@ def changed_since(
     (:data:`SOURCE_VERSION`); a commit of user_activity since then that added or removed
     rows of a day of the state's history window (a late row, a deletion, a corrected
     value: Delta rewrites the file) makes it stale. Only the two logs are read."""
-    found = changes.last_change(ctx.catalog.path("user_history"), "as_of", str(as_of))
+    latest = ctx.catalog.version("user_history")
+    root = ctx.catalog.path("user_history")
+    found = None if latest is None else changes.last_change(root, latest, "as_of", str(as_of))
     if found is None:
         return f"the log of user_history no longer holds the commit that wrote as of {as_of}"
     written, info = found

@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from sparklift.tables.commit import read_commit, table_version
+from sparklift.tables.commit import read_commit
 
 
 def data_changes(
@@ -41,12 +41,13 @@ def data_changes(
     return dict(out)
 
 
-def last_change(root: str, column: str, value: str) -> tuple[int, dict[str, Any]] | None:
-    """The newest commit that added or removed rows of the partition where ``column`` is
-    ``value`` (as the log writes it): (version, its ``commitInfo``). None when no commit
-    the log still holds did (searched from the newest back to the first one cleaned up)."""
-    latest = table_version(root)
-    for version in range(latest if latest is not None else -1, -1, -1):
+def last_change(
+    root: str, latest: int, column: str, value: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The newest commit up to ``latest`` that added or removed rows of the partition where
+    ``column`` is ``value`` (as the log writes it): (version, its ``commitInfo``). None when
+    no commit the log still holds did (searched back to the first one cleaned up)."""
+    for version in range(latest, -1, -1):
         try:
             actions = read_commit(root, version)
         except FileNotFoundError:
