@@ -109,7 +109,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             require_window(activity, first, model.model_id)
             reason = str(e)[str(e).index(MISMATCH) + len(MISMATCH) + 2 :].splitlines()[0]
             reason = reason.split(" SQLSTATE")[0]
-            log.warning("%s: rows of a day in the window changed since; rebuilding", reason)
+            log.warning(
+                "%s: the state disagrees with the user_activity version it records; rebuilding",
+                reason,
+            )
             previous, why = None, "the day before's disagreed with user_activity"
             version = write(f"{rebuild} ({why})", user_history.build(activity, conf, day))
     customers = ctx.catalog.rows_added("user_history", version)

@@ -218,8 +218,8 @@ def distinct_by_bitmaps(df: DataFrame, column: str) -> int:
     """The exact number of distinct non-null values of an integer column: each value sets
     one bit of its bucket's bitmap (Spark's ``bitmap_*`` functions), the buckets' bitmaps
     are OR-ed across the partition's rows, and their set bits counted. Each task shuffles
-    one bitmap per bucket it saw instead of its distinct values: half the time of the
-    grouping at 7M rows (bench/RESULTS.md, "quality")."""
+    one bitmap per bucket it saw instead of its distinct values: 2.8 times faster than
+    the grouping at 6.9M rows (bench/RESULTS.md, "quality")."""
     value = F.col(column)
     per_bucket = (
         df.where(value.isNotNull())
