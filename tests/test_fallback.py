@@ -5,6 +5,7 @@ naming the commit), a compaction does not, and a new check makes them current ag
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from sparklift.errors import InputError
 from sparklift.jobs import JobContext
 from sparklift.jobs import fallback as fallback_job
 from sparklift.jobs.fallback import Partition, changed, choose, verdicts
+from sparklift.tables.changes import table_id
 from sparklift.tables.maintenance import optimize
 from tests.test_quality import activity, check, warehouse
 
@@ -38,11 +40,12 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
         catalog.write("user_activity", spark.createDataFrame(part))
     assert check(wh, BEFORE) == 0 and check(wh, DAY) == 0, capsys.readouterr().err
     checked = catalog.version("user_activity")
+    first_id = table_id(catalog.path("user_activity"))
     ctx = JobContext(spark, load_config(None, [f"tables.base_path={wh}"]), catalog, DAY)
 
     def stale() -> dict[dt.date, str]:
         failed, versions = verdicts(ctx, "user_activity", BEFORE)
-        assert failed == {} and versions == dict.fromkeys((BEFORE, DAY), checked)
+        assert failed == {} and versions == dict.fromkeys((BEFORE, DAY), (checked, first_id))
         return changed(ctx, "user_activity", "date", versions)
 
     optimize(catalog, "user_activity")  # a new version, no row changed: both still hold
@@ -78,11 +81,30 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
         f"user_activity of {DAY} failed its checks (unique_key"
     )
 
+    # The table deleted and created again at its path with the same rows, its version
+    # brought past the checked one (property commits): its versions are another table's.
+    copy = str(tmp_path / "copy")
+    catalog.read("user_activity").write.parquet(copy)
+    shutil.rmtree(catalog.path("user_activity"))
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # as another process would
+    catalog.write("user_activity", spark.read.parquet(copy))
+    path = catalog.path("user_activity")
+    while catalog.version("user_activity") <= late + 1:  # type: ignore[operator]
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('sparklift.test' = 'pad')")
+    now = table_id(path)
+    _, versions = verdicts(ctx, "user_activity", BEFORE)
+    recreated = f"its check read table id {first_id}; the table was created again since (id {now})"
+    assert changed(ctx, "user_activity", "date", versions) == dict.fromkeys(
+        (BEFORE, DAY), recreated
+    )
+    with pytest.raises(InputError, match="passed over, as changed since checked"):
+        choose(ctx, "user_activity", "date", BACK, "k")
+    versions = {BEFORE: (checked, None)}  # checked before ids were recorded: as it was
+
     def cleaned(*args):  # the log's old commits cleaned up: nothing can be told
         raise FileNotFoundError(args[1])
 
     monkeypatch.setattr(fallback_job, "data_changes", cleaned)
-    versions = {BEFORE: checked}
     assert changed(ctx, "user_activity", "date", versions) == {
         BEFORE: f"its check read table version {checked}; the log no longer holds the commits since"
     }

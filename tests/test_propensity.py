@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sparklift.predict.propensity import PropensityModel
 from sparklift.synthetic.geo import draw_world
 from sparklift.synthetic.purchase import purchase_probability
 from sparklift.tables import Catalog
+from sparklift.tables.changes import table_id
 from sparklift.tables.local import read_pandas
 
 RUN_DATE = dt.date(2026, 6, 30)
@@ -211,10 +213,42 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         before.where(F.col("user_id") != int(leaving)),
         mode="replace",
         replace_where={"as_of": RUN_DATE - DAY},
-        user_metadata={"user_activity_version": catalog.version("user_activity")},
+        user_metadata={
+            "user_activity_version": catalog.version("user_activity"),
+            "user_activity_id": table_id(str(path)),
+        },
     )
     rerun = user_history()
     assert rerun["mode"] == "rebuild" and "disagreed with user_activity" in rerun["reason"]
+
+    # user_activity deleted and created again at its path, one gmv of the window corrected,
+    # and its version brought past the one the state counted (table property commits: no
+    # data change). Its versions are another table's: the recorded table id says so.
+    assert user_history(*day_before, "--rebuild")["mode"] == "rebuild"
+    counted, old_id = catalog.version("user_activity"), table_id(str(path))
+    copy = str(path.parent / "user_activity_copy")
+    catalog.read("user_activity").write.parquet(copy)
+    shutil.rmtree(path)
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # as another process would
+    fixed = F.when((F.col("date") == middle) & (F.col("user_id") == user), F.col("gmv") + 1)
+    catalog.write(
+        "user_activity", spark.read.parquet(copy).withColumn("gmv", fixed.otherwise(F.col("gmv")))
+    )
+    while catalog.version("user_activity") <= counted:  # type: ignore[operator]
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('sparklift.test' = 'pad')")
+    rerun = user_history()
+    assert rerun["mode"] == "rebuild" and rerun["reason"] == (
+        f"user_history as of {RUN_DATE - DAY} counted user_activity's version {counted} of "
+        f"table id {old_id}, but user_activity is now table id {table_id(str(path))} "
+        "(created again at its path)"
+    )
+    act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
+    window = act[(act["day"] > RUN_DATE - 56 * DAY) & (act["day"] <= RUN_DATE)]
+    state = read_pandas(str(warehouse / "user_history"))
+    state = state[pd.to_datetime(state["as_of"]).dt.date == RUN_DATE].set_index("user_id")
+    assert state.loc[user, "w_sum__gmv"] == pytest.approx(
+        window.loc[window["user_id"] == user, "gmv"].sum(), rel=1e-12
+    )
     assert main(["score-propensity", *sets(warehouse), "--model-id", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +35,13 @@ from sparklift.contracts import contract
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
 from sparklift.tables.backends import DeltaRsBackend, NativeBackend
-from sparklift.tables.changes import last_change, user_metadata
+from sparklift.tables.changes import (
+    data_changes,
+    last_change,
+    partition_key,
+    table_id,
+    user_metadata,
+)
 from sparklift.tables.commit import read_commit
 from sparklift.tables.local import read_pandas
 
@@ -150,6 +157,35 @@ def test_a_write_keeps_its_user_metadata_and_a_partition_s_last_change_is_found(
     os.remove(f"{root}/_delta_log/{0:020d}.json")  # cleaned up: the checkpoint holds it
     assert last_change(root, 3, "date", "2026-01-01") is None
     assert last_change(root, 3, "date", "2026-01-02")[0] == 2  # type: ignore[index]
+
+
+def test_the_log_s_changes_are_found_by_physical_names_under_column_mapping(spark, tmp_path):
+    """A table created with column mapping keys its log's partition values by physical
+    names (``col-<uuid>``): the changes are still found by the column's name; the table's
+    id is that of its metadata, and a table created again at the path has another."""
+    root = str(tmp_path / "mapped")
+    create = (
+        f"CREATE TABLE delta.`{root}` (date DATE, user_id BIGINT) USING delta "
+        "PARTITIONED BY (date) TBLPROPERTIES ('delta.columnMapping.mode' = 'name')"
+    )
+    spark.sql(create)
+    spark.sql(f"INSERT INTO delta.`{root}` VALUES (DATE'2026-01-01', 1), (DATE'2026-01-02', 2)")
+    spark.sql(f"DELETE FROM delta.`{root}` WHERE user_id = 2")
+    spark.sql(f"ALTER TABLE delta.`{root}` SET TBLPROPERTIES ('sparklift.test' = 'x')")
+    assert partition_key(root, "date").startswith("col-")
+    assert data_changes(root, 0, 3, "date") == {
+        "2026-01-01": [(1, "WRITE")],
+        "2026-01-02": [(1, "WRITE"), (2, "DELETE")],
+    }
+    assert last_change(root, 3, "date", "2026-01-02")[0] == 2  # type: ignore[index]
+    first = table_id(root)
+    assert first == DeltaTable(root).metadata().id == table_id(root, 0)
+    shutil.rmtree(root)
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    spark.sql(create)
+    assert table_id(root) != first
+    with pytest.raises(InputError, match="has no column 'day'"):
+        partition_key(root, "day")
 
 
 def test_plain_parquet_files_hold_the_partitions_rows_or_are_refused(spark, catalog):

@@ -34,6 +34,7 @@ from sparklift.jobs import JobContext, log, retry_on_conflict, step, write_recor
 from sparklift.quality import rules
 from sparklift.quality.metrics import compute, compute_days
 from sparklift.quality.spec import TableSpec, missing_columns, psi_edges, table_spec
+from sparklift.tables.changes import table_id
 from sparklift.tables.publish import utcnow
 from sparklift.tables.schema import check_schema
 
@@ -62,6 +63,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     partitioned = spec.date_column in catalog.partition_columns(spec.table)
     pruned = [(spec.date_column, "in", days)] if partitioned else []  # those partitions only
     checked = catalog.version(spec.table)  # the verdicts hold for this version's rows
+    checked_id = table_id(catalog.path(spec.table), checked)  # of this table
     df = catalog.read(spec.table, version=checked, where=pruned)
     missing = missing_columns(spec, df.columns)
     problems = _schema_problems(spec, df, missing)
@@ -86,8 +88,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     # user_activity, side by side under Airflow) may commit first: write again after it.
     measured = [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
                  "computed_at": now} for d in days for k, v in metrics[d].items()]  # fmt: skip
+    read = rules.version_row(checked, checked_id)
     verdicts = [{"table_name": spec.table, "run_date": d} | asdict(r) | {"computed_at": now}
-                for d in days for r in [*results[d], rules.version_row(checked)]]  # fmt: skip
+                for d in days for r in [*results[d], read]]  # fmt: skip
     retry_on_conflict(
         lambda: write_records(catalog, "quality_metrics", measured, key), "quality_metrics"
     )

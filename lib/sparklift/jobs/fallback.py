@@ -24,9 +24,11 @@ from pyspark.sql import functions as F
 from sparklift.config.models import FallbackConfig
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log
-from sparklift.quality.rules import VERSION_CHECK
-from sparklift.tables.changes import data_changes
+from sparklift.quality.rules import VERSION_CHECK, checked_table_id
+from sparklift.tables.changes import data_changes, table_id
 from sparklift.tables.schema import encode_partition_value
+
+Checked = tuple[int, str | None]  # the table version and id a date's checks read
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,10 @@ class Partition:
 
 def verdicts(
     ctx: JobContext, table: str, since: dt.date
-) -> tuple[dict[dt.date, list[str]], dict[dt.date, int]]:
+) -> tuple[dict[dt.date, list[str]], dict[dt.date, Checked]]:
     """Per checked date of ``table`` from ``since`` to the run date, its error checks that
-    failed (a re-run of the check replaces its date's results), and the table version its
-    checks read (``table_version``, from checks since it was recorded)."""
+    failed (a re-run of the check replaces its date's results), and the table version and
+    id its checks read (``table_version``, from checks since it was recorded)."""
     if not ctx.catalog.exists("quality_results"):
         return {}, {}
     rows = (
@@ -52,34 +54,42 @@ def verdicts(
         .collect()
     )
     failed: dict[dt.date, list[str]] = defaultdict(list)
-    checked: dict[dt.date, int] = {}
+    checked: dict[dt.date, Checked] = {}
     for r in sorted(rows, key=lambda r: r["check_name"]):
         if r["check_name"] == VERSION_CHECK and r["statistic"] is not None:
-            checked[r["run_date"]] = int(r["statistic"])
+            checked[r["run_date"]] = (int(r["statistic"]), checked_table_id(r["message"] or ""))
         elif r["severity"] == "error" and r["status"] == "fail":
             failed[r["run_date"]].append(f"{r['check_name']}: {r['message']}")
     return dict(failed), checked
 
 
 def changed(
-    ctx: JobContext, table: str, date_column: str, checked: dict[dt.date, int]
+    ctx: JobContext, table: str, date_column: str, checked: dict[dt.date, Checked]
 ) -> dict[dt.date, str]:
     """The dates whose partition changed after the table version their checks read
-    (``checked``): a later commit added or removed rows of it; a compaction does not
-    count. A date checked before the version was recorded is taken as it was."""
+    (``checked``): a later commit added or removed rows of it (a compaction does not
+    count), or the table was created again at its path since (another id). A date
+    checked before the version was recorded is taken as it was."""
     latest = ctx.catalog.version(table)
-    stale = {d: v for d, v in checked.items() if latest is not None and v < latest}
-    if not stale:
+    if latest is None:
         return {}
+    now = table_id(ctx.catalog.path(table))
+    out = {
+        d: f"its check read table id {was}; the table was created again since (id {now})"
+        for d, (_, was) in checked.items()
+        if was is not None and was != now
+    }
+    stale = {d: v for d, (v, _) in checked.items() if v < latest and d not in out}
+    if not stale:
+        return out
     first = min(stale.values())
     try:
         commits = data_changes(ctx.catalog.path(table), first, latest, date_column)
     except FileNotFoundError:
-        return {
+        return out | {
             d: f"its check read table version {v}; the log no longer holds the commits since"
             for d, v in stale.items()
         }
-    out = {}
     for day, version in stale.items():
         after = [f"version {n} ({op})" for n, op in commits.get(encode_partition_value(day), [])
                  if n > version]  # fmt: skip

@@ -43,7 +43,9 @@ from sparklift.tables import changes
 
 HELP = "update user_history, the per-user history that score-propensity reads, for the run date"
 KEYS = ("date", "user_id", "zone_id")  # user_activity's columns that are not summed
-SOURCE_VERSION = "user_activity_version"  # in the userMetadata of user_history's commits
+# In the userMetadata of user_history's commits: the user_activity version counted, and the
+# id of the table that had it (a table created again at the path counts versions anew).
+SOURCE_VERSION, SOURCE_ID = "user_activity_version", "user_activity_id"
 STEP = PipelineStep(
     "user-history",
     order=25,
@@ -70,6 +72,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     day = ctx.run_date
     first, _ = user_history.windows_of(model.windows, day)
     source = ctx.catalog.version("user_activity")  # read at it, recorded with the state
+    source_id = changes.table_id(ctx.catalog.path("user_activity"), source)
     activity = read_activity(ctx, model.model_id, model.windows, first - DAY, day, source)
     conf = model.windows.model_copy(
         update={"columns": summarized(ctx, model.model_id, model.windows.columns, activity)}
@@ -78,7 +81,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     leaving = days_read_by_update(conf, day)[1:]
     if previous is not None and not all(has_rows(activity, d) for d in leaving):
         previous, why = None, f"user_activity has no rows on one of {', '.join(map(str, leaving))}"
-    if previous is not None and (changed := changed_since(ctx, conf, day - DAY, source)):
+    if previous is not None and (changed := changed_since(ctx, conf, day - DAY, source, source_id)):
         log.warning("%s; rebuilding", changed)
         previous, why = None, changed
     stale = stale_partitions(ctx, day)
@@ -90,7 +93,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 state,
                 mode="replace",
                 replace_where={"as_of": [day, *stale]},
-                user_metadata={SOURCE_VERSION: source},
+                user_metadata={SOURCE_VERSION: source, SOURCE_ID: source_id},
             )
 
     rebuild = f"rebuilt from user_activity {first}..{day}"
@@ -160,30 +163,39 @@ def summarized(
 
 
 def changed_since(
-    ctx: JobContext, conf: PropensityConfig, as_of: dt.date, version: int
+    ctx: JobContext, conf: PropensityConfig, as_of: dt.date, version: int, source_id: str
 ) -> str | None:
-    """Why the state as of ``as_of`` no longer holds for user_activity at ``version``, or
-    None. The commit that wrote the state records the version of user_activity it counted
-    (:data:`SOURCE_VERSION`); a commit of user_activity since then that added or removed
-    rows of a day of the state's history window (a late row, a deletion, a corrected
-    value: Delta rewrites the file) makes it stale. Only the two logs are read."""
+    """Why the state as of ``as_of`` no longer holds for user_activity at ``version`` (of
+    table id ``source_id``), or None. The commit that wrote the state records the version
+    of user_activity it counted and the table's id (:data:`SOURCE_VERSION`,
+    :data:`SOURCE_ID`): another id is another table, created again at the path. A commit
+    of user_activity since that version that added or removed rows of a day of the
+    state's history window (a late row, a deletion, a corrected value: Delta rewrites the
+    file) makes it stale. Only the two logs are read."""
     latest = ctx.catalog.version("user_history")
     root = ctx.catalog.path("user_history")
     found = None if latest is None else changes.last_change(root, latest, "as_of", str(as_of))
     if found is None:
         return f"the log of user_history no longer holds the commit that wrote as of {as_of}"
     written, info = found
-    counted = changes.user_metadata(info).get(SOURCE_VERSION)
-    if not isinstance(counted, int):
+    note = changes.user_metadata(info)
+    counted, counted_id = note.get(SOURCE_VERSION), note.get(SOURCE_ID)
+    if not isinstance(counted, int) or not isinstance(counted_id, str):
         return (
             f"user_history as of {as_of} was last changed by its version {written} "
             f"({info.get('operation', 'unknown operation')}), which does not record the "
-            "user_activity version it counted"
+            "user_activity version and table id it counted"
+        )
+    if counted_id != source_id:
+        return (
+            f"user_history as of {as_of} counted user_activity's version {counted} of table "
+            f"id {counted_id}, but user_activity is now table id {source_id} (created again "
+            "at its path)"
         )
     if counted > version:
         return (
             f"user_history as of {as_of} counted user_activity's version {counted}, but the "
-            f"table is at version {version} (was it recreated?)"
+            f"table is at version {version} (was its log rewritten?)"
         )
     first, _ = user_history.windows_of(conf, as_of)
     try:

@@ -60,16 +60,23 @@ class Result:
 
 
 VERSION_CHECK = "table_version"
+TABLE_ID = " of table id "
 
 
-def version_row(version: int) -> Result:
-    """The row that ties a date's verdicts to the table version its checks read: a later
+def version_row(version: int, table_id: str) -> Result:
+    """The row that ties a date's verdicts to the table version its checks read, and to the
+    table's id (a table created again at the path counts its versions anew): a later
     commit that adds or removes rows of the partition makes them stale (the fall-back
     then passes over it, :mod:`sparklift.jobs.fallback`)."""
     return Result(
         VERSION_CHECK, "version", "error", float(version), "no later change of its rows",
-        PASS, f"the checks read table version {version}",
+        PASS, f"the checks read table version {version}{TABLE_ID}{table_id}",
     )  # fmt: skip
+
+
+def checked_table_id(message: str) -> str | None:
+    """The table id a :func:`version_row`'s message names (None: written before ids were)."""
+    return message.rsplit(TABLE_ID, 1)[1] if TABLE_ID in message else None
 
 
 def contract_checks(

@@ -7,6 +7,11 @@ while a compaction (``OPTIMIZE``, ``dataChange=false``) does not. Each commit fi
 that flag on every action (checkpoints do not), so the commits are read one by one; a
 table's log keeps them for ``delta.logRetentionDuration`` (30 days by default).
 
+A version means something only for the table that had it: one deleted and created again
+at the same path counts its versions anew, so a recorded version goes with the table's id
+(:func:`table_id`). Under column mapping the log keys partition values by the column's
+physical name (:func:`partition_key`).
+
 The same question serves a derived table: a write records the source version it read
 (the commit's ``userMetadata``), and the source's commits since say whether it is stale.
 """
@@ -17,7 +22,41 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from deltalake import DeltaTable
+
+from sparklift.errors import InputError
 from sparklift.tables.commit import read_commit
+
+PHYSICAL_NAME = "delta.columnMapping.physicalName"
+
+
+def table_id(root: str, version: int | None = None) -> str:
+    """The id of the table's metadata (at ``version``): fixed when the table is created, so
+    a table created again at the same path has another one."""
+    return str(DeltaTable(root, version=version).metadata().id)
+
+
+def partition_key(root: str, column: str) -> str:
+    """The key of partition ``column`` in the log's ``partitionValues``: its physical name
+    when the table maps columns (``delta.columnMapping.mode`` name or id), else the name."""
+    for field in DeltaTable(root).schema().fields:
+        if field.name == column:
+            return str(field.metadata.get(PHYSICAL_NAME, column))
+    raise InputError(f"table {root} has no column {column!r} (a partition column expected)")
+
+
+def _changed(actions: list[dict[str, Any]], key: str) -> set[str | None]:
+    """The values of partition ``key`` whose rows the commit's actions add or remove."""
+    return {
+        (body.get("partitionValues") or {}).get(key)
+        for action in actions
+        for kind, body in action.items()
+        if kind in ("add", "remove") and body.get("dataChange", True)
+    }
+
+
+def _info(actions: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
 
 
 def data_changes(
@@ -26,18 +65,13 @@ def data_changes(
     """Per value of partition ``column`` (as the log writes it), the commits in
     (``after``, ``latest``] that added or removed rows of it: (version, operation).
     Raises FileNotFoundError when a commit file is gone (the log was cleaned up)."""
+    key = partition_key(root, column)
     out: dict[str | None, list[tuple[int, str]]] = defaultdict(list)
     for version in range(after + 1, latest + 1):
         actions = read_commit(root, version)
-        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
-        what = (version, str(info.get("operation", "unknown operation")))
-        for action in actions:
-            kind = next(iter(action))
-            body = action[kind]
-            if kind in ("add", "remove") and body.get("dataChange", True):
-                value = (body.get("partitionValues") or {}).get(column)
-                if what not in out[value]:
-                    out[value].append(what)
+        operation = str(_info(actions).get("operation", "unknown operation"))
+        for value in _changed(actions, key):
+            out[value].append((version, operation))
     return dict(out)
 
 
@@ -47,19 +81,14 @@ def last_change(
     """The newest commit up to ``latest`` that added or removed rows of the partition where
     ``column`` is ``value`` (as the log writes it): (version, its ``commitInfo``). None when
     no commit the log still holds did (searched back to the first one cleaned up)."""
+    key = partition_key(root, column)
     for version in range(latest, -1, -1):
         try:
             actions = read_commit(root, version)
         except FileNotFoundError:
             return None
-        if any(
-            kind in ("add", "remove")
-            and body.get("dataChange", True)
-            and (body.get("partitionValues") or {}).get(column) == value
-            for action in actions
-            for kind, body in action.items()
-        ):
-            return version, next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        if value in _changed(actions, key):
+            return version, _info(actions)
     return None
 
 
