@@ -24,6 +24,7 @@ from sparklift.quality.metrics import (
     bitmaps_fit,
     distinct_by_bitmaps,
     duplicate_keys,
+    duplicate_keys_by,
     expressions,
     with_orphan_flags,
 )
@@ -529,11 +530,34 @@ def test_duplicate_keys_by_bitmaps_and_by_grouping_equal_pandas(spark):
     schema = "k long"
     for frame, bitmaps in ((dense, True), (sparse, False)):
         values = frame["k"].dropna().astype("int64")
-        assert bitmaps_fit(len(values), int(values.min()), int(values.max())) is bitmaps
+        assert bitmaps_fit([(len(values), int(values.min()), int(values.max()))]) is bitmaps
         df = spark.createDataFrame(frame.astype(object).where(frame.notna(), None), schema)
         assert duplicate_keys(df, ["k"]) == frame.duplicated().sum() > 0
     df = spark.createDataFrame(dense.astype(object).where(dense.notna(), None), schema)
-    assert distinct_by_bitmaps(df, "k") == dense["k"].nunique()  # nulls apart
+    assert distinct_by_bitmaps(df, "k") == {(): dense["k"].nunique()}  # nulls apart
+
+    # Per day, in one aggregation (a range of days checked at once): days of dense keys, of
+    # sparse keys, and one whose keys are all null; stats as the metrics' pass gives them.
+    days = [
+        dense.assign(d=1),
+        dense.sample(frac=0.5, random_state=1).assign(d=2),
+        pd.DataFrame({"k": [None] * 4, "d": 3}),
+    ]
+    for frames, bitmaps in ((days, True), ([*days[1:], sparse.assign(d=4)], False)):
+        frame = pd.concat(frames, ignore_index=True)
+        stats = {
+            d: (len(g), int(g["k"].notna().sum()), g["k"].min(), g["k"].max())
+            for d, g in frame.groupby("d")
+        }
+        stats = {d: (n, v, None if v == 0 else int(lo), None if v == 0 else int(hi))
+                 for d, (n, v, lo, hi) in stats.items()}  # fmt: skip
+        ranges = [(v, lo, hi) for _, v, lo, hi in stats.values() if v]
+        assert bitmaps_fit(ranges) is bitmaps  # type: ignore[arg-type]
+        df = spark.createDataFrame(frame.astype(object).where(frame.notna(), None), "k long, d int")
+        expected = {d: float(g.duplicated().sum()) for d, g in frame.groupby("d")}
+        got = duplicate_keys_by(df, "d", ["k"], stats)
+        assert {d: got.get(d, 0.0) for d in expected} == expected
+        assert expected[3] == 3 and min(expected.values()) >= 3
     pair = pd.DataFrame({"a": rng.integers(0, 5, 300), "c": rng.integers(0, 20, 300)})
     df = spark.createDataFrame(pair)
     assert duplicate_keys(df, ["a", "c"]) == pair.duplicated().sum() > 0

@@ -10,7 +10,8 @@ aggregates, which Spark cannot compile: in the same ``agg`` they made it evaluat
 other column interpreted too, 4.8 s against 1.3 s for the rest and 0.6 s for the sketch
 alone at 6.9M rows. So they are a second ``agg`` reading only their columns, run only when
 the table configures one. The exact count of duplicate keys needs the rows grouped by
-key, a shuffle (of bitmaps, for a dense integer key: :func:`duplicate_keys`): inside the
+key, a shuffle (of bitmaps, for a dense integer key: :func:`duplicate_keys`, whose count,
+min and max ride in the first ``agg`` to tell whether it is dense): inside the
 first ``agg`` (a ``count(distinct)``) Spark would evaluate every other aggregate per key
 group, which made the check 100 times slower than a scan at 14M rows. So it is an
 aggregation of its own that reads only the key columns (as Deequ runs its grouping
@@ -140,14 +141,17 @@ def compute(
     table's date in its partition), left out of the key when counting duplicates."""
     joined, flags = with_orphan_flags(df, references)
     metrics = expressions(spec, df, edges, bins, flags)
-    out: dict[str, float | None] = {}
-    for frame, columns in ((joined, metrics.sums), (df, metrics.sketches)):
-        if columns:
-            row = frame.agg(*columns).first()
-            assert row is not None  # a global aggregation has one row
-            out |= _as_metrics(row.asDict())
-    if spec.key and set(spec.key) <= set(df.columns):
-        out["duplicate_keys"] = duplicate_keys(df, [k for k in spec.key if k not in constant])
+    key = _key(spec, df, constant)
+    integer = _integer_key(df, key)
+    one = joined.agg(*metrics.sums, *key_stats(integer)).first()
+    assert one is not None  # a global aggregation has one row
+    row = one.asDict()
+    stats = (int(row["row_count"]), *(row.pop(n) for n in KEY_STATS)) if integer else None
+    out = _as_metrics(row)
+    if metrics.sketches:
+        out |= _as_metrics(df.agg(*metrics.sketches).first().asDict())  # type: ignore[union-attr]
+    if key is not None:
+        out["duplicate_keys"] = duplicate_keys(df, key, stats)
     return out
 
 
@@ -166,64 +170,122 @@ def compute_days(
     assert date is not None
     joined, flags = with_orphan_flags(df, references)
     metrics = expressions(spec, df, edges, bins, flags)
-    rows = joined.groupBy(date).agg(*metrics.sums).collect()
-    out = {r[date]: _as_metrics(r.asDict(), skip=date) for r in rows}
+    key = _key(spec, df, (date,))
+    integer = _integer_key(df, key)
+    rows = joined.groupBy(date).agg(*metrics.sums, *key_stats(integer)).collect()
+    out = {r[date]: _as_metrics(r.asDict(), skip=(date, *KEY_STATS)) for r in rows}
     if metrics.sketches:  # the same days: each has rows in both
         for r in df.groupBy(date).agg(*metrics.sketches).collect():
-            out[r[date]] |= _as_metrics(r.asDict(), skip=date)
-    if spec.key and set(spec.key) <= set(df.columns):
-        group = [date, *(k for k in spec.key if k != date)]
-        repeats = df.groupBy(*group).count().where(F.col("count") > 1)
-        dups = dict(repeats.groupBy(date).agg(F.sum(F.col("count") - 1)).collect())
+            out[r[date]] |= _as_metrics(r.asDict(), skip=(date,))
+    if key is not None:
+        stats = {r[date]: (r["row_count"], *(r[n] for n in KEY_STATS)) for r in rows}
+        dups = duplicate_keys_by(df, date, key, stats if integer else None)
         for day, metrics in out.items():
-            metrics["duplicate_keys"] = float(dups.get(day) or 0)
+            metrics["duplicate_keys"] = dups.get(day, 0.0)
     return out
 
 
-def _as_metrics(row: Mapping[str, Any], skip: str | None = None) -> dict[str, float | None]:
-    """An aggregation's row as metrics by name (numbers as floats), without column ``skip``."""
-    return {k: (None if v is None else float(v)) for k, v in row.items() if k != skip}
+def _as_metrics(row: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, float | None]:
+    """An aggregation's row as metrics by name (numbers as floats), without columns ``skip``."""
+    return {k: (None if v is None else float(v)) for k, v in row.items() if k not in skip}
 
 
-def duplicate_keys(df: DataFrame, key: Sequence[str]) -> float:
+def _key(spec: TableSpec, df: DataFrame, constant: Sequence[str]) -> list[str] | None:
+    """The key columns whose duplicates are counted (``constant`` ones left out: a dated
+    partition's date), or None when the table has no key or lacks one of its columns."""
+    if not spec.key or not set(spec.key) <= set(df.columns):
+        return None
+    return [k for k in spec.key if k not in constant]
+
+
+def _integer_key(df: DataFrame, key: Sequence[str] | None) -> str | None:
+    """The key's column when it is one integer column (bitmaps may count it), else None."""
+    if key and len(key) == 1 and isinstance(df.schema[key[0]].dataType, IntegralType):
+        return key[0]
+    return None
+
+
+KEY_STATS = ("_key_values", "_key_low", "_key_high")
+KeyStats = tuple[int, int | None, int | None, int | None]  # rows, non-null values, min, max
+
+
+def key_stats(column: str | None) -> list[Column]:
+    """An integer key's count of values, min and max (what :func:`bitmaps_fit` needs),
+    taken in the metrics' aggregation instead of a pass of their own; none without one."""
+    if column is None:
+        return []
+    c = F.col(column)
+    return [F.count(c).alias(KEY_STATS[0]), F.min(c).alias(KEY_STATS[1]),
+            F.max(c).alias(KEY_STATS[2])]  # fmt: skip
+
+
+def duplicate_keys(df: DataFrame, key: Sequence[str], stats: KeyStats | None = None) -> float:
     """Rows beyond the first of each key (0: the key is unique); a null is a value. A key
     of one integer column whose values are dense enough is counted with bitmaps
-    (:func:`distinct_by_bitmaps`), any other by grouping the rows by key."""
-    if len(key) == 1 and isinstance(df.schema[key[0]].dataType, IntegralType):
-        column = F.col(key[0])
-        row = df.agg(F.count(F.lit(1)), F.count(column), F.min(column), F.max(column)).first()
-        rows, values, low, high = row  # type: ignore[misc]
-        if values and bitmaps_fit(values, low, high):
-            nulls = rows - values
-            return float(values - distinct_by_bitmaps(df, key[0]) + max(nulls - 1, 0))
+    (:func:`distinct_by_bitmaps`), any other by grouping the rows by key. ``stats``: the
+    integer key's :func:`key_stats` with the row count, if already computed."""
+    column = _integer_key(df, key)
+    if column is not None:
+        if stats is None:
+            row = df.agg(F.count(F.lit(1)), *key_stats(column)).first()
+            assert row is not None  # a global aggregation has one row
+            stats = (row[0], row[1], row[2], row[3])
+        rows, values, low, high = stats
+        if values and low is not None and high is not None and bitmaps_fit([(values, low, high)]):
+            distinct = distinct_by_bitmaps(df, column).get((), 0)
+            return float(values - distinct + max(rows - values - 1, 0))
     if not key:  # every key column is constant: the rows beyond the first repeat it
         return float(max(df.count() - 1, 0))
     repeats = df.groupBy(*key).count().where(F.col("count") > 1)
     return float(repeats.agg(F.sum(F.col("count") - 1)).first()[0] or 0)  # type: ignore[index]
 
 
+def duplicate_keys_by(
+    df: DataFrame, by: str, key: Sequence[str], stats: Mapping[Any, KeyStats] | None
+) -> dict[Any, float]:
+    """:func:`duplicate_keys` per value of column ``by`` (a day), in one aggregation: with
+    bitmaps when ``stats`` (per value of ``by``) says the integer key is dense enough over
+    all of them, else by grouping the rows by ``by`` and key (values without rows absent)."""
+    column = _integer_key(df, key)
+    dense = [(v, lo, hi) for _, v, lo, hi in (stats or {}).values() if v and lo is not None]
+    if column is not None and stats and dense and bitmaps_fit(dense):
+        distinct = distinct_by_bitmaps(df, column, [by])
+        return {
+            day: float((v or 0) - distinct.get((day,), 0) + max(rows - (v or 0) - 1, 0))
+            for day, (rows, v, _, _) in stats.items()
+        }
+    repeats = df.groupBy(by, *key).count().where(F.col("count") > 1)
+    return dict(repeats.groupBy(by).agg(F.sum(F.col("count") - 1).cast("double")).collect())
+
+
 BITMAP_BITS = 32_768  # values per bitmap bucket (Spark's bitmap functions: 4 KiB each)
 MAX_BUCKETS = 16_384  # at most 64 MiB of bitmaps per task
 
 
-def bitmaps_fit(values: int, low: int, high: int) -> bool:
-    """Whether bitmaps count ``values`` integers in [``low``, ``high``] for less than a
-    shuffle of the values: their 4 KiB buckets weigh less than the values would (16
-    bytes each, with their counts), and a task holds at most :data:`MAX_BUCKETS`."""
-    buckets = (high - low) // BITMAP_BITS + 2  # a range may straddle one more bucket
+def bitmaps_fit(ranges: Sequence[tuple[int, int, int]]) -> bool:
+    """Whether bitmaps count integers for less than a shuffle of the values. ``ranges``:
+    (non-null values, min, max) of each group counted at once (one, or a day each). Their
+    4 KiB buckets must weigh less than the values would (16 bytes each, with their
+    counts), and a task holds at most :data:`MAX_BUCKETS`."""
+    buckets = sum((high - low) // BITMAP_BITS + 2 for _, low, high in ranges)  # + a straddle
+    values = sum(n for n, _, _ in ranges)
     return buckets <= MAX_BUCKETS and buckets * 4096 <= values * 16
 
 
-def distinct_by_bitmaps(df: DataFrame, column: str) -> int:
-    """The exact number of distinct non-null values of an integer column: each value sets
-    one bit of its bucket's bitmap (Spark's ``bitmap_*`` functions), the buckets' bitmaps
-    are OR-ed across the partition's rows, and their set bits counted. Each task shuffles
-    one bitmap per bucket it saw instead of its distinct values: 2.8 times faster than
-    the grouping at 6.9M rows (bench/RESULTS.md, "quality")."""
+def distinct_by_bitmaps(
+    df: DataFrame, column: str, by: Sequence[str] = ()
+) -> dict[tuple[Any, ...], int]:
+    """The exact number of distinct non-null values of an integer column per group of
+    ``by`` (keyed by the tuple of its values; ``()`` without groups): each value sets one
+    bit of its bucket's bitmap (Spark's ``bitmap_*`` functions), the buckets' bitmaps are
+    OR-ed across the rows, and their set bits counted. Each task shuffles one bitmap per
+    bucket it saw instead of its distinct values: 2.8 times faster than the grouping at
+    6.9M rows (bench/RESULTS.md, "quality")."""
     value = F.col(column)
     per_bucket = (
         df.where(value.isNotNull())
-        .groupBy(F.bitmap_bucket_number(value).alias("bucket"))
+        .groupBy(*by, F.bitmap_bucket_number(value).alias("bucket"))
         .agg(F.bitmap_count(F.bitmap_construct_agg(F.bitmap_bit_position(value))).alias("n"))
     )
-    return int(per_bucket.agg(F.sum("n")).first()[0] or 0)  # type: ignore[index]
+    rows = per_bucket.groupBy(*by).agg(F.sum("n")).collect()
+    return {tuple(r[: len(by)]): int(r[-1]) for r in rows}
