@@ -154,7 +154,9 @@ class Rule:
     the cap cut none) — of the customers whose margin ties with it (:func:`tie_width`: a
     voucher tied with the best is chosen too), the share ``tie`` the policy kept, by a draw
     (:func:`tie_draw`); then the voucher of greatest u - lambda c at ``final_lam`` among
-    those left."""
+    those left, if positive by more than a rounding (:data:`TIE` times max(1, |u|)): a
+    margin of 0 there is a customer whose voucher set a budget's multiplier, sent only as
+    the budget's remainder allows (the greedy fill, which the rule does not follow)."""
 
     lam: Mapping[str, float]  # per budget group: the cap rounds' multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's
@@ -221,7 +223,9 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
             cost.alias("expected_cost"),
         )
     )
-    targeted = F.col("_best.margin") > 0
+    targeted = F.col("_best.margin") > F.lit(TIE) * F.greatest(
+        F.lit(1.0), F.abs(F.col("_best.expected_uplift"))
+    )
     return (
         scores.groupBy("customer_id", "budget_group")
         .agg(best.alias("_best"))

@@ -102,8 +102,8 @@ def sends(rows: pa.Table) -> dict[str, int]:
 def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     """Every held-out customer (:data:`ROWS`), as :func:`.arms.holdout_rows`: the voucher
     the policy's ``rule`` gives it (of greatest finite margin, then greatest voucher id),
-    recorded with its expected uplift and cost when that margin is positive, nulls
-    otherwise."""
+    recorded with its expected uplift and cost when that margin is positive by more than a
+    rounding, nulls otherwise."""
     rows = of_arm(rows, arms.HOLDOUT)
     if rows.num_rows == 0:
         return ROWS.empty_table()
@@ -135,7 +135,8 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     last = _Best(margin, rank, group, ids).rows
     valid = np.isfinite(margin)
     best = rows.take(pa.array(last))
-    untargeted = pa.array(~(valid[last] & (margin[last] > 0)))
+    positive = margin[last] > arms.TIE * np.maximum(1.0, np.abs(uplift[last]))
+    untargeted = pa.array(~(valid[last] & positive))
 
     def when(values: pa.Array) -> pa.Array:
         """``values`` where the customer is targeted, null elsewhere."""

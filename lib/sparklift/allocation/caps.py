@@ -146,6 +146,21 @@ class CapSearch:
                 new[j] = (self.low[j] + mu[j]) / 2
         return new
 
+    def retreat(self, mu: np.ndarray, counts: Mapping[int, int]) -> np.ndarray | None:
+        """The rounds' last mu with each voucher that it leaves under its cap by more than
+        the tolerance (mu > 0: the cap had bound) moved back to its bracket's low end, a
+        mu that left it over its cap; None when there is none. The search can end just
+        past a jump of the count (a block of customers tied at the cap, or rounds run
+        out): taken as it is, the cap is left unused, while from the low end
+        :func:`within_caps` keeps the ``cap`` choosers of largest margin, the ones the
+        exact multiplier would keep (cutting through a tied block)."""
+        under = [j for j in self.caps if mu[j] > self.low[j] and not self.met(j, counts[j], mu[j])]
+        if not under:
+            return None
+        back = mu.copy()
+        back[under] = self.low[under]
+        return back
+
 
 def within_caps(
     env: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]

@@ -30,7 +30,8 @@ caps, each inside a bracket the rounds narrow (bisection once its count has cros
 cap; a voucher that meets its cap stays), until the relaxed solution respects the caps, a
 round leaves every capped count as it was or the next step would move no mu by 0.1% (the
 steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
-(:mod:`.caps`). Then, per capped voucher, only the customers that choose it at the last
+(:mod:`.caps`); a voucher that this leaves under its cap at mu > 0 gets one more round at
+its bracket's low end (:meth:`.caps.CapSearch.retreat`). Then, per capped voucher, only the customers that choose it at the last
 (lambda, mu), and of those the ``cap`` with the largest margin (ties by customer id), keep
 it as an option; that problem is solved for the budgets alone (1, 2 and 3 once more), so
 caps hold by construction whatever the rounds reached, and the budget the trimmed
@@ -238,6 +239,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     search = CapSearch(n_opt, caps, problem.cap_tolerance)
     passes = rounds = driver_rows = 0
     last_counts: dict[int, int] | None = None
+    retreated = False
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
     base, hist, passes = (None, None, 0)
@@ -282,7 +284,11 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         # no mu by MU_RTOL (a block of near-tied margins at the cap: counts then only jitter
         # with the budgets' settle).
         stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
-        if tight or stalled or rounds >= problem.max_cap_rounds:
+        done = retreated or tight or stalled or rounds >= problem.max_cap_rounds
+        if done and not retreated and (back := search.retreat(mu, counts)) is not None:
+            retreated, done, next_mu = True, False, back  # one more round, at the low ends
+            log.info("allocation: a cap left unused at the end; back to the brackets' low ends")
+        if done:
             break
         last_counts = counts
         mu = next_mu

@@ -110,7 +110,7 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
     members = {g: np.flatnonzero(cust.groups == g) for g in problem.budgets}
     mu = np.zeros(n_opt)
     search = CapSearch(n_opt, caps, problem.cap_tolerance)
-    rounds, last_counts = 0, None
+    rounds, last_counts, retreated = 0, None, False
     while True:
         choice, lam, dual, exact = _budgets(cust, cust.u, cust.c, mu, members, problem, not caps)
         if not caps:
@@ -126,7 +126,10 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
         tight = all(search.met(j, counts[j], mu[j]) for j in caps)
         next_mu = search.step(mu, counts, target)
         stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
-        if tight or stalled or rounds >= problem.max_cap_rounds:
+        done = retreated or tight or stalled or rounds >= problem.max_cap_rounds
+        if done and not retreated and (back := search.retreat(mu, counts)) is not None:
+            retreated, done, next_mu = True, False, back  # one more round, at the low ends
+        if done:
             break
         last_counts, mu = counts, next_mu
     final_lam, cuts = lam, {}
