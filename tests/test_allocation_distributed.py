@@ -201,6 +201,25 @@ def test_cap_search_keeps_a_met_cap_and_bisects_its_bracket():
     assert search.met(0, 9, 0.5) and not search.met(0, 8, 0.5) and search.met(0, 3, 0.0)
 
 
+def test_cap_search_retreats_to_the_last_mu_over_a_cap_it_left_unused():
+    """A search that ends with a voucher under its cap by more than the tolerance at mu > 0
+    goes back to the last mu that left it over its cap, even when a contradiction reset
+    the bracket's low end to 0; a met cap, a voucher over its cap or one never over stays."""
+    search = CapSearch(3, {0: 100, 2: 50}, 0.1)
+    assert search.retreat(np.zeros(3), {0: 10, 2: 5}) is None  # never over: mu stays 0
+    search.step(np.array([0.0, 0, 0.0]), {0: 300, 2: 80}, np.array([0.4, 0, 0.2]))
+    search.step(np.array([0.4, 0, 0.2]), {0: 30, 2: 60}, np.zeros(3))  # 0 under, 2 over
+    assert search.retreat(np.array([0.4, 0, 0.2]), {0: 30, 2: 60}).tolist() == [0.0, 0, 0.2]
+    assert search.retreat(np.array([0.4, 0, 0.2]), {0: 95, 2: 60}) is None  # 0 within 10%
+    search.step(np.array([0.2, 0, 0.3]), {0: 120, 2: 40}, np.array([0.3, 0, 0.3]))
+    search.step(np.array([0.15, 0, 0.3]), {0: 12, 2: 40}, np.zeros(3))
+    assert search.low[0] == 0.0  # over at 0.2, under at 0.15: the others moved; reset
+    # Voucher 0 is known over its cap at no mu below 0.15: it stays (back at the reset low
+    # end, 0, it would pull other vouchers' customers). Voucher 2, under its cap at 0.3,
+    # goes back to 0.2, where it was last over.
+    assert search.retreat(np.array([0.15, 0, 0.3]), {0: 12, 2: 40}).tolist() == [0.15, 0, 0.2]
+
+
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):
     """Cap 0 on V01: nobody gets it, and the budgets go where the same campaign without
     V01's scores (the uncapped solve of the other rows) sends them."""

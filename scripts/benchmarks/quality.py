@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, workdir: str) -> None:
             return float(repeats.agg(F.sum(F.col("count") - 1)).first()[0] or 0)
 
         row = part.agg(F.count(F.lit(1)), *key_stats("user_id")).first()
-        if not bitmaps_fit([(row[1], row[2], row[3])]):
+        if not row[1] or not bitmaps_fit([(row[1], row[2], row[3])]):
             raise SystemExit(f"user_id's values {tuple(row)} are not dense: no bitmaps would run")
         stats = (row[0], row[1], row[2], row[3])  # as the check's first aggregation gives them
         group = best("the unique-key count grouped by (date, user_id) (before 2026-12-05)",

@@ -120,6 +120,7 @@ class CapSearch:
         self.tolerance = tolerance
         self.low = np.zeros(n_opt)  # the largest mu seen with too many customers
         self.high = np.full(n_opt, np.inf)  # the smallest mu seen with few enough
+        self.over = np.full(n_opt, np.nan)  # the last mu seen with too many (kept)
 
     def met(self, j: int, count: int, mu: float) -> bool:
         """Whether voucher j's count meets its cap: at most the cap, and within the
@@ -131,6 +132,7 @@ class CapSearch:
         new = mu.copy()
         for j, q in self.caps.items():
             if counts[j] > q:
+                self.over[j] = mu[j]
                 if mu[j] >= self.high[j]:  # contradicted by the others' moves
                     self.high[j] = np.inf
                 self.low[j] = max(self.low[j], mu[j])
@@ -148,17 +150,23 @@ class CapSearch:
 
     def retreat(self, mu: np.ndarray, counts: Mapping[int, int]) -> np.ndarray | None:
         """The rounds' last mu with each voucher that it leaves under its cap by more than
-        the tolerance (mu > 0: the cap had bound) moved back to its bracket's low end, a
-        mu that left it over its cap; None when there is none. The search can end just
-        past a jump of the count (a block of customers tied at the cap, or rounds run
-        out): taken as it is, the cap is left unused, while from the low end
-        :func:`within_caps` keeps the ``cap`` choosers of largest margin, the ones the
-        exact multiplier would keep (cutting through a tied block)."""
-        under = [j for j in self.caps if mu[j] > self.low[j] and not self.met(j, counts[j], mu[j])]
+        the tolerance (mu > 0: the cap had bound) moved back to the last mu that left it
+        over its cap; None when there is none. The search can end just past a jump of the
+        count (a block of customers tied at the cap, or rounds run out): taken as it is,
+        the cap is left unused, while from a mu over it :func:`within_caps` keeps the
+        ``cap`` choosers of largest margin, the ones the exact multiplier would keep
+        (cutting through a tied block). The last mu over the cap, not the bracket's low
+        end: a contradiction by the others' moves resets that end to 0, which would pull
+        the customers of other capped vouchers to this one."""
+        under = [
+            j
+            for j, q in self.caps.items()
+            if counts[j] < (1 - self.tolerance) * q and self.over[j] < mu[j]  # False: NaN
+        ]
         if not under:
             return None
         back = mu.copy()
-        back[under] = self.low[under]
+        back[under] = self.over[under]
         return back
 
 

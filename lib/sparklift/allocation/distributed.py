@@ -31,11 +31,12 @@ cap; a voucher that meets its cap stays), until the relaxed solution respects th
 round leaves every capped count as it was or the next step would move no mu by 0.1% (the
 steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
 (:mod:`.caps`); a voucher that this leaves under its cap at mu > 0 gets one more round at
-its bracket's low end (:meth:`.caps.CapSearch.retreat`). Then, per capped voucher, only the customers that choose it at the last
-(lambda, mu), and of those the ``cap`` with the largest margin (ties by customer id), keep
-it as an option; that problem is solved for the budgets alone (1, 2 and 3 once more), so
-caps hold by construction whatever the rounds reached, and the budget the trimmed
-customers free goes to their next best options and to other customers (the greedy fill).
+the last mu that left it over its cap (:meth:`.caps.CapSearch.retreat`). Then, per capped
+voucher, only the customers that choose it at the last (lambda, mu), and of those the
+``cap`` with the largest margin (ties by customer id), keep it as an option; that problem
+is solved for the budgets alone (1, 2 and 3 once more), so caps hold by construction
+whatever the rounds reached, and the budget the trimmed customers free goes to their next
+best options and to other customers (the greedy fill).
 The cuts (each cap's last customer kept, and the share kept of the choosers tied with it)
 and the final lambdas go to the held-out customers' rule (:class:`.arms.Rule`).
 

@@ -71,9 +71,9 @@ def changed(
     count), or the table was created again at its path since (another id). A date
     checked before the version was recorded is taken as it was."""
     latest = ctx.catalog.version(table)
-    if latest is None:
+    if latest is None or not checked:
         return {}
-    now = table_id(ctx.catalog.path(table))
+    now = table_id(ctx.catalog.path(table), latest)
     out = {
         d: f"its check read table id {was}; the table was created again since (id {now})"
         for d, (_, was) in checked.items()

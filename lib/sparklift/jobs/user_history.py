@@ -72,8 +72,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     day = ctx.run_date
     first, _ = user_history.windows_of(model.windows, day)
     source = ctx.catalog.version("user_activity")  # read at it, recorded with the state
-    source_id = changes.table_id(ctx.catalog.path("user_activity"), source)
     activity = read_activity(ctx, model.model_id, model.windows, first - DAY, day, source)
+    source_id = changes.table_id(ctx.catalog.path("user_activity"), source)  # it exists
     conf = model.windows.model_copy(
         update={"columns": summarized(ctx, model.model_id, model.windows.columns, activity)}
     )

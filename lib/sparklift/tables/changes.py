@@ -10,7 +10,7 @@ table's log keeps them for ``delta.logRetentionDuration`` (30 days by default).
 A version means something only for the table that had it: one deleted and created again
 at the same path counts its versions anew, so a recorded version goes with the table's id
 (:func:`table_id`). Under column mapping the log keys partition values by the column's
-physical name (:func:`partition_key`).
+physical name (:func:`partition_key`, looked up only for such a table).
 
 The same question serves a derived table: a write records the source version it read
 (the commit's ``userMetadata``), and the source's commits since say whether it is stale.
@@ -45,14 +45,27 @@ def partition_key(root: str, column: str) -> str:
     raise InputError(f"table {root} has no column {column!r} (a partition column expected)")
 
 
-def _changed(actions: list[dict[str, Any]], key: str) -> set[str | None]:
-    """The values of partition ``key`` whose rows the commit's actions add or remove."""
-    return {
-        (body.get("partitionValues") or {}).get(key)
-        for action in actions
-        for kind, body in action.items()
-        if kind in ("add", "remove") and body.get("dataChange", True)
-    }
+class _Key:
+    """The key of a partition column in a table's log, looked up from the table's schema
+    (a snapshot load) only when the log does not use the column's name (column mapping)."""
+
+    def __init__(self, root: str, column: str) -> None:
+        self.root, self.column = root, column
+        self.key: str | None = None  # found with the first add or remove
+
+    def changed(self, actions: list[dict[str, Any]]) -> set[str | None]:
+        """The values of the partition column whose rows the commit's actions add or
+        remove."""
+        out: set[str | None] = set()
+        for action in actions:
+            for kind, body in action.items():
+                if kind in ("add", "remove") and body.get("dataChange", True):
+                    values = body.get("partitionValues") or {}
+                    if self.key is None and values:
+                        named = self.column in values
+                        self.key = self.column if named else partition_key(self.root, self.column)
+                    out.add(values.get(self.key or self.column))
+        return out
 
 
 def _info(actions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,12 +78,12 @@ def data_changes(
     """Per value of partition ``column`` (as the log writes it), the commits in
     (``after``, ``latest``] that added or removed rows of it: (version, operation).
     Raises FileNotFoundError when a commit file is gone (the log was cleaned up)."""
-    key = partition_key(root, column)
+    key = _Key(root, column)
     out: dict[str | None, list[tuple[int, str]]] = defaultdict(list)
     for version in range(after + 1, latest + 1):
         actions = read_commit(root, version)
         operation = str(_info(actions).get("operation", "unknown operation"))
-        for value in _changed(actions, key):
+        for value in key.changed(actions):
             out[value].append((version, operation))
     return dict(out)
 
@@ -81,13 +94,13 @@ def last_change(
     """The newest commit up to ``latest`` that added or removed rows of the partition where
     ``column`` is ``value`` (as the log writes it): (version, its ``commitInfo``). None when
     no commit the log still holds did (searched back to the first one cleaned up)."""
-    key = partition_key(root, column)
+    key = _Key(root, column)
     for version in range(latest, -1, -1):
         try:
             actions = read_commit(root, version)
         except FileNotFoundError:
             return None
-        if value in _changed(actions, key):
+        if value in key.changed(actions):
             return version, _info(actions)
     return None
 
