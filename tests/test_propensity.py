@@ -249,6 +249,12 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     assert state.loc[user, "w_sum__gmv"] == pytest.approx(
         window.loc[window["user_id"] == user, "gmv"].sum(), rel=1e-12
     )
+    # user_activity gone (moved away): not ready, exit 3, before any lookup in its log.
+    shutil.move(path, path.parent / "user_activity_away")
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    assert main(["user-history", *sets(warehouse), *keep]) == 3
+    assert "user_activity" in capsys.readouterr().err
+    shutil.move(path.parent / "user_activity_away", path)
     assert main(["score-propensity", *sets(warehouse), "--model-id", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 
