@@ -287,8 +287,8 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
         done = retreated or tight or stalled or rounds >= problem.max_cap_rounds
         if done and not retreated and (back := search.retreat(mu, counts)) is not None:
-            retreated, done, next_mu = True, False, back  # one more round, at the low ends
-            log.info("allocation: a cap left unused at the end; back to the brackets' low ends")
+            retreated, done, next_mu = True, False, back  # one more round, back over the cap
+            log.info("allocation: a cap left unused at the end; back to the last mu over it")
         if done:
             break
         last_counts = counts

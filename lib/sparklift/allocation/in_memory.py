@@ -128,7 +128,7 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
         stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
         done = retreated or tight or stalled or rounds >= problem.max_cap_rounds
         if done and not retreated and (back := search.retreat(mu, counts)) is not None:
-            retreated, done, next_mu = True, False, back  # one more round, at the low ends
+            retreated, done, next_mu = True, False, back  # one more round, back over the cap
         if done:
             break
         last_counts, mu = counts, next_mu
