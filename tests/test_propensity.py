@@ -163,6 +163,19 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         assert main(["user-history", *sets(warehouse), *keep, *more]) == 0
         return json.loads(capsys.readouterr().out)
 
+    def state_sums_the_window(user: int) -> pd.DataFrame:
+        """The user's gmv sum in the state as of the run date equals pandas' over the
+        window's rows of user_activity as it is now; returns user_activity's rows (with
+        their ``day``)."""
+        act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
+        window = act[(act["day"] > RUN_DATE - 56 * DAY) & (act["day"] <= RUN_DATE)]
+        state = read_pandas(str(warehouse / "user_history"))
+        state = state[pd.to_datetime(state["as_of"]).dt.date == RUN_DATE].set_index("user_id")
+        assert state.loc[user, "w_sum__gmv"] == pytest.approx(
+            window.loc[window["user_id"] == user, "gmv"].sum(), rel=1e-12
+        )
+        return act
+
     middle = RUN_DATE - 20 * DAY
     counted = catalog.version("user_activity")
     gone = catalog.read("user_activity", where=[("date", "=", middle)]).first()["user_id"]
@@ -187,13 +200,7 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     rerun = user_history()
     assert rerun["mode"] == "rebuild" and f"rows of {middle} changed" in rerun["reason"]
     assert "(UPDATE)" in rerun["reason"]
-    act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
-    window = act[(act["day"] > RUN_DATE - 56 * DAY) & (act["day"] <= RUN_DATE)]
-    state = read_pandas(str(warehouse / "user_history"))
-    state = state[pd.to_datetime(state["as_of"]).dt.date == RUN_DATE].set_index("user_id")
-    assert state.loc[user, "w_sum__gmv"] == pytest.approx(
-        window.loc[window["user_id"] == user, "gmv"].sum(), rel=1e-12
-    )
+    act = state_sums_the_window(user)
 
     # A compaction (OPTIMIZE: no data change, here of the late row's day) leaves the state
     # valid: the job updates it.
@@ -242,13 +249,7 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         f"table id {old_id}, but user_activity is now table id {table_id(str(path))} "
         "(created again at its path)"
     )
-    act = read_pandas(str(path)).assign(day=lambda d: pd.to_datetime(d["date"]).dt.date)
-    window = act[(act["day"] > RUN_DATE - 56 * DAY) & (act["day"] <= RUN_DATE)]
-    state = read_pandas(str(warehouse / "user_history"))
-    state = state[pd.to_datetime(state["as_of"]).dt.date == RUN_DATE].set_index("user_id")
-    assert state.loc[user, "w_sum__gmv"] == pytest.approx(
-        window.loc[window["user_id"] == user, "gmv"].sum(), rel=1e-12
-    )
+    state_sums_the_window(user)
     # user_activity gone (moved away): not ready, exit 3, before any lookup in its log.
     shutil.move(path, path.parent / "user_activity_away")
     spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
