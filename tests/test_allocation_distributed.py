@@ -220,6 +220,27 @@ def test_cap_search_retreats_to_the_last_mu_over_a_cap_it_left_unused():
     assert search.retreat(np.array([0.15, 0, 0.3]), {0: 12, 2: 40}).tolist() == [0.15, 0, 0.2]
 
 
+def test_cap_search_advances_until_met_stalled_or_out_of_rounds_then_retreats_once():
+    """The search goes on while a cap is unmet; it ends when every cap is met, when a
+    round repeats the counts, or at the last round; an end that leaves a cap unused runs
+    one round back over it, and the round after that ends the search whatever it found."""
+    met = CapSearch(3, {0: 100}, 0.1)
+    assert met.advance(np.array([0.5, 0, 0]), {0: 95}, np.zeros(3), False) is None
+    going = CapSearch(3, {0: 100}, 0.1)
+    nxt = going.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
+    assert nxt.tolist() == [0.4, 0, 0]
+    assert going.advance(nxt, {0: 300}, np.array([0.8, 0, 0]), False) is None  # stalled
+    out = CapSearch(3, {0: 100}, 0.1)
+    assert out.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), True) is None
+    back = CapSearch(3, {0: 100}, 0.1)
+    back.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)  # over at 0
+    back.advance(np.array([0.4, 0, 0]), {0: 150}, np.array([0.6, 0, 0]), False)  # over at 0.4
+    # Under its cap at 0.6 in the last round: back to 0.4, once.
+    assert back.advance(np.array([0.6, 0, 0]), {0: 20}, np.zeros(3), True).tolist() == [0.4, 0, 0]
+    assert back.retreated
+    assert back.advance(np.array([0.4, 0, 0]), {0: 150}, np.zeros(3), False) is None
+
+
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):
     """Cap 0 on V01: nobody gets it, and the budgets go where the same campaign without
     V01's scores (the uncapped solve of the other rows) sends them."""

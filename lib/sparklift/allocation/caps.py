@@ -121,12 +121,35 @@ class CapSearch:
         self.low = np.zeros(n_opt)  # the largest mu seen with too many customers
         self.high = np.full(n_opt, np.inf)  # the smallest mu seen with few enough
         self.over = np.full(n_opt, np.nan)  # the last mu seen with too many (kept)
+        self.last_counts: Mapping[int, int] | None = None
+        self.retreated = False  # the one round back over a cap left unused has run
 
     def met(self, j: int, count: int, mu: float) -> bool:
         """Whether voucher j's count meets its cap: at most the cap, and within the
         tolerance of it unless mu is 0 (the cap does not bind)."""
         q = self.caps[j]
         return count <= q and (mu == 0 or count >= (1 - self.tolerance) * q)
+
+    def advance(
+        self, mu: np.ndarray, counts: Mapping[int, int], target: np.ndarray, last_round: bool
+    ) -> np.ndarray | None:
+        """The next round's mu after a round at ``mu`` found ``counts`` (and ``target``,
+        as :meth:`step` takes it), or None when the search is done. It ends when every cap
+        is met, when a round leaves every capped count as it was or the step would move no
+        mu by MU_RTOL (a block of near-tied margins at the cap: the counts then only jitter
+        with the budgets' settle), or at ``last_round``; once, an end that leaves a cap
+        unused runs one more round back over it (:meth:`retreat`)."""
+        if self.retreated:
+            return None
+        tight = all(self.met(j, counts[j], mu[j]) for j in self.caps)
+        new = self.step(mu, counts, target)
+        stalled = counts == self.last_counts or np.allclose(new, mu, rtol=MU_RTOL, atol=0.0)
+        self.last_counts = dict(counts)
+        if not (tight or stalled or last_round):
+            return new
+        back = self.retreat(mu, counts)
+        self.retreated = back is not None
+        return back
 
     def step(self, mu: np.ndarray, counts: Mapping[int, int], target: np.ndarray) -> np.ndarray:
         new = mu.copy()

@@ -70,7 +70,7 @@ from sparklift.allocation.budgets import (
     settle_groups,
     solve_exact_groups,
 )
-from sparklift.allocation.caps import MU_RTOL, CapSearch, cap_round, within_caps
+from sparklift.allocation.caps import CapSearch, cap_round, within_caps
 from sparklift.allocation.choices import choices, with_choice
 from sparklift.allocation.layout import customers, envelopes, typed
 from sparklift.errors import InputError, reraise_marked
@@ -239,8 +239,6 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     mu = np.zeros(n_opt)
     search = CapSearch(n_opt, caps, problem.cap_tolerance)
     passes = rounds = driver_rows = 0
-    last_counts: dict[int, int] | None = None
-    retreated = False
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
     base, hist, passes = (None, None, 0)
@@ -273,25 +271,17 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         counts, new_mu = cap_round(env, lam, mu, caps, n_opt)
         passes += 1
         rounds += 1
-        tight = all(search.met(j, counts[j], mu[j]) for j in caps)
         log.info(
             "allocation: cap round %d, counts %s, mu %s",
             rounds,
             {vouchers[j]: n for j, n in counts.items()},
             {vouchers[j]: round(float(mu[j]), 6) for j in caps},
         )
-        next_mu = search.step(mu, counts, new_mu)
-        # Stalled: the rounds no longer move any capped count, or the next step would move
-        # no mu by MU_RTOL (a block of near-tied margins at the cap: counts then only jitter
-        # with the budgets' settle).
-        stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
-        done = retreated or tight or stalled or rounds >= problem.max_cap_rounds
-        if done and not retreated and (back := search.retreat(mu, counts)) is not None:
-            retreated, done, next_mu = True, False, back  # one more round, back over the cap
-            log.info("allocation: a cap left unused at the end; back to the last mu over it")
-        if done:
+        next_mu = search.advance(mu, counts, new_mu, rounds >= problem.max_cap_rounds)
+        if next_mu is None:
             break
-        last_counts = counts
+        if search.retreated:
+            log.info("allocation: a cap left unused at the end; back to the last mu over it")
         mu = next_mu
         previous = env
         env, hist, _ = cache.build(spark, partial(envelopes, base, n_opt, mu))

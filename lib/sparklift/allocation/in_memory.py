@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from sparklift.allocation import layout as L
 from sparklift.allocation.arms import Rule, tie_width
 from sparklift.allocation.budgets import TOTALS
-from sparklift.allocation.caps import MU_RTOL, CapSearch
+from sparklift.allocation.caps import CapSearch
 from sparklift.allocation.envelope import NONE, envelope
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
@@ -110,7 +110,7 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
     members = {g: np.flatnonzero(cust.groups == g) for g in problem.budgets}
     mu = np.zeros(n_opt)
     search = CapSearch(n_opt, caps, problem.cap_tolerance)
-    rounds, last_counts, retreated = 0, None, False
+    rounds = 0
     while True:
         choice, lam, dual, exact = _budgets(cust, cust.u, cust.c, mu, members, problem, not caps)
         if not caps:
@@ -123,15 +123,10 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
             # mu raised by the (q + 1)-th margin leaves j to those above it: at most q.
             target[j] = mu[j] + chosen[q] if len(chosen) > q else 0.0
         rounds += 1
-        tight = all(search.met(j, counts[j], mu[j]) for j in caps)
-        next_mu = search.step(mu, counts, target)
-        stalled = counts == last_counts or np.allclose(next_mu, mu, rtol=MU_RTOL, atol=0.0)
-        done = retreated or tight or stalled or rounds >= problem.max_cap_rounds
-        if done and not retreated and (back := search.retreat(mu, counts)) is not None:
-            retreated, done, next_mu = True, False, back  # one more round, back over the cap
-        if done:
+        next_mu = search.advance(mu, counts, target, rounds >= problem.max_cap_rounds)
+        if next_mu is None:
             break
-        last_counts, mu = counts, next_mu
+        mu = next_mu
     final_lam, cuts = lam, {}
     if caps:  # each capped voucher to its choosers of largest margin, then the budgets
         u, c, cuts = _within_caps(cust, choice, _margins(cust, mu, lam), caps)

@@ -232,8 +232,7 @@ def duplicate_keys(df: DataFrame, key: Sequence[str], stats: KeyStats | None = N
             stats = (row[0], row[1], row[2], row[3])
         rows, values, low, high = stats
         if values and low is not None and high is not None and bitmaps_fit([(values, low, high)]):
-            distinct = distinct_by_bitmaps(df, column).get((), 0)
-            return float(values - distinct + max(rows - values - 1, 0))
+            return _beyond_first(rows, values, distinct_by_bitmaps(df, column).get((), 0))
     if not key:  # every key column is constant: the rows beyond the first repeat it
         return float(max(df.count() - 1, 0))
     repeats = df.groupBy(*key).count().where(F.col("count") > 1)
@@ -251,11 +250,18 @@ def duplicate_keys_by(
     if column is not None and stats and dense and bitmaps_fit(dense):
         distinct = distinct_by_bitmaps(df, column, [by])
         return {
-            day: float((v or 0) - distinct.get((day,), 0) + max(rows - (v or 0) - 1, 0))
+            day: _beyond_first(rows, v or 0, distinct.get((day,), 0))
             for day, (rows, v, _, _) in stats.items()
         }
     repeats = df.groupBy(by, *key).count().where(F.col("count") > 1)
     return dict(repeats.groupBy(by).agg(F.sum(F.col("count") - 1).cast("double")).collect())
+
+
+def _beyond_first(rows: int, values: int, distinct: int) -> float:
+    """Rows beyond the first of each key, from the rows, their non-null keys and the
+    distinct ones: the non-null keys beyond the distinct, and the null keys (one value)
+    beyond the first."""
+    return float(values - distinct + max(rows - values - 1, 0))
 
 
 BITMAP_BITS = 32_768  # values per bitmap bucket (Spark's bitmap functions: 4 KiB each)
