@@ -1,7 +1,7 @@
 """personal: does the allocation pick the right voucher for each customer? On the
-generator's history (286k rows, 30% held out: 200k to train, 3 vouchers) and 100k
-customers, in the ``distinct`` world (each voucher appeals to customers of its own) and,
-for comparison, the ``scaled`` one (one shape for every voucher), each learner is trained
+generator's history (286k rows by default, 30% held out: 200k to train, 3 vouchers) and
+100k customers, in the ``distinct`` world (each voucher appeals to customers of its own)
+and, for comparison, the ``scaled`` one (one shape for every voucher), each learner is trained
 by the ``train-uplift`` job and its saved model scores every customer; then at a fixed
 budget the allocation computed from its scores is valued by the planted effects, against
 the allocation computed from the planted u and c themselves (the oracle) and against the
@@ -11,7 +11,8 @@ top 20% by planted effect; the worst voucher's share) and its predict time on th
 customers (both responses, one process), against the default learner's in the same run.
 One trained model's noise moves its share by many points, so
 ``--seeds`` repeats it over several generated worlds and the summary gives each policy's
-mean, worst and how many worlds reach 85% of the oracle.
+mean, worst and how many worlds reach 85% of the oracle; ``--history`` sets the
+randomized history's rows, to show how much of it a learner needs.
 
 The allocation here is the Lagrangian rule the solver certifies (each customer takes the
 voucher with the largest u - lambda c when it is positive), computed in NumPy for every
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.measure import same_work, timed
-from benchmarks.uplift import CUSTOMERS, VOUCHERS, generated_world
+from benchmarks.uplift import CUSTOMERS, HISTORY, VOUCHERS, generated_world
 from sparklift.jobs import train_uplift
 from sparklift.synthetic import vouchers
 from sparklift.uplift import model
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-share", type=float, default=1 / 3)
     parser.add_argument("--seeds", default="7", help="the generator's seeds, comma-separated")
     parser.add_argument("--worlds", default="distinct,scaled", help="comma-separated")
+    parser.add_argument("--history", type=int, default=HISTORY, help="randomized rows")
+    parser.add_argument("--learners", default=",".join(LEARNERS), help="comma-separated")
 
 
 def choose(u: np.ndarray, c: np.ndarray, lam: float) -> np.ndarray:
@@ -85,9 +88,10 @@ def run(args: argparse.Namespace, workdir: str) -> None:
     results = []
     for world in args.worlds.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            out = bench_world(Path(workdir) / f"{world}{seed}", world, args.budget_share, seed)
+            out = bench_world(Path(workdir) / f"{world}{seed}", world, seed, args)
             results += [(world, seed, *r) for r in out]
-    print("\nRESULT personal voucher choice: planted value at the same planted spend")
+    print(f"\nRESULT personal voucher choice ({args.history:,} history rows): planted value "
+          "at the same planted spend")  # fmt: skip
     print("  world     seed  policy                                  value   share of oracle")
     for world, seed, policy, value, oracle, _ in results:
         print(f"  {world:9s} {seed:4d}  {policy:38s} {value:9.1f}   {value / oracle:6.3f}")
@@ -106,11 +110,11 @@ def run(args: argparse.Namespace, workdir: str) -> None:
             )
 
 
-def bench_world(workdir: Path, world: str, budget_share: float, seed: int) -> list[tuple]:
+def bench_world(workdir: Path, world: str, seed: int, args: argparse.Namespace) -> list[tuple]:
     """(policy, planted value, oracle's planted value, the worst voucher's top-20% share;
     NaN where it does not apply) of every policy in one world."""
     world_sets = [f"generate.voucher_effects={world}", f"generate.seed={seed}"]
-    ctx = generated_world(str(workdir), *world_sets)
+    ctx = generated_world(str(workdir), *world_sets, history=args.history)
     ids = vouchers.voucher_ids(VOUCHERS)
     faces = {v: vouchers.FACE_VALUES[j] for j, v in enumerate(ids)}
     truth = vouchers.true_uplift(ctx.catalog.read("customers"), faces, world)
@@ -118,14 +122,14 @@ def bench_world(workdir: Path, world: str, budget_share: float, seed: int) -> li
     tau = truth.pivot(index="customer_id", columns="voucher_id", values="tau_objective")[ids]
     cost = truth.pivot(index="customer_id", columns="voucher_id", values="tau_cost")[ids]
     tau_m, cost_m = tau.to_numpy(), cost.to_numpy()
-    budget = budget_share * true_totals(choose(tau_m, cost_m, 0.0), tau_m, cost_m)[1]
+    budget = args.budget_share * true_totals(choose(tau_m, cost_m, 0.0), tau_m, cost_m)[1]
     oracle, _, lam = allocate(tau_m, cost_m, tau_m, cost_m, budget)
     print(f"{world}: budget {budget:.1f}, oracle value {oracle:.1f} (lambda {lam:.4f})")
     out = [("oracle (planted u and c)", oracle, oracle, 1.0)]
     singles = [allocate(*only(j, tau_m, cost_m), tau_m, cost_m, budget)[0] for j in range(3)]
     out.append(("oracle, its best single voucher", max(singles), oracle, np.nan))
     print(f"  the oracle's best single voucher: {ids[int(np.argmax(singles))]}")
-    for name in LEARNERS:
+    for name in args.learners.split(","):
         trained, t_train = timed(
             lambda n=name: train_uplift.run(ctx, SimpleNamespace(learner=n, override_checks=False))
         )

@@ -25,6 +25,7 @@ from sparklift.uplift.learners import BUILT_IN
 
 HELP = "every built-in learner against the planted per-customer effects"
 CUSTOMERS, VOUCHERS = 100_000, 3
+HISTORY = 286_000  # randomized history rows (70% to train)
 RUN_DATE = dt.date(2026, 10, 31)
 
 
@@ -50,16 +51,16 @@ def uplift_conf(workdir: str, *extra: str) -> Config:
     )
 
 
-def generated_world(workdir: str, *sets: str) -> JobContext:
+def generated_world(workdir: str, *sets: str, history: int = HISTORY) -> JobContext:
     """A job context (and its session) over a freshly generated voucher world: CUSTOMERS
-    customers and 286,000 randomized history rows, run date 2026-10-31 (``sets``: config
-    overrides, e.g. the world's effects and seed)."""
+    customers and ``history`` randomized history rows, run date 2026-10-31 (``sets``:
+    config overrides, e.g. the world's effects and seed)."""
     conf = uplift_conf(workdir, *sets)
     spark = build_session(conf.spark, conf.tables.backend)
     ctx = JobContext(spark, conf, Catalog(spark, conf.tables), RUN_DATE)
     gen = SimpleNamespace(
         seed=None, users=1000, zones=10, days=7, customers=CUSTOMERS, vouchers=None,
-        campaign_rows=286_000, fault=[],
+        campaign_rows=history, fault=[],
     )  # fmt: skip
     generate_job.run(ctx, gen)
     return ctx
