@@ -230,6 +230,10 @@ def test_cap_search_advances_until_met_stalled_or_out_of_rounds_then_retreats_on
     nxt = going.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
     assert nxt.tolist() == [0.4, 0, 0]
     assert going.advance(nxt, {0: 300}, np.array([0.8, 0, 0]), False) is None  # stalled
+    # Other counts, but a step of less than MU_RTOL: stalled too (still over: no retreat).
+    near = CapSearch(3, {0: 100}, 0.1)
+    near.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
+    assert near.advance(np.array([0.4, 0, 0]), {0: 150}, np.array([0.40001, 0, 0]), False) is None
     out = CapSearch(3, {0: 100}, 0.1)
     assert out.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), True) is None
     back = CapSearch(3, {0: 100}, 0.1)
@@ -239,6 +243,13 @@ def test_cap_search_advances_until_met_stalled_or_out_of_rounds_then_retreats_on
     assert back.advance(np.array([0.6, 0, 0]), {0: 20}, np.zeros(3), True).tolist() == [0.4, 0, 0]
     assert back.retreated
     assert back.advance(np.array([0.4, 0, 0]), {0: 150}, np.zeros(3), False) is None
+    # The same cap left unused by a stall before the last round: back to 0.4 as well.
+    stall = CapSearch(3, {0: 100}, 0.1)
+    stall.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
+    stall.advance(np.array([0.4, 0, 0]), {0: 150}, np.array([0.6, 0, 0]), False)
+    half = stall.advance(np.array([0.6, 0, 0]), {0: 20}, np.zeros(3), False)
+    assert half.tolist() == [0.5, 0, 0]  # under at 0.6, over at 0.4: bisected
+    assert stall.advance(half, {0: 20}, np.zeros(3), False).tolist() == [0.4, 0, 0]
 
 
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):

@@ -8,7 +8,7 @@ the allocation computed from the planted u and c themselves (the oracle) and aga
 best single-voucher policy. Per learner it also reports how well each voucher's customers
 are ranked (the planted effect of the voucher's top 20% by prediction, as a share of the
 top 20% by planted effect; the worst voucher's share) and its predict time on the 100k
-customers (both responses, one process), against the default learner's in the same run.
+customers (both responses, one process), to compare with the default learner's.
 One trained model's noise moves its share by many points, so
 ``--seeds`` repeats it over several generated worlds and the summary gives each policy's
 mean, worst and how many worlds reach 85% of the oracle; ``--history`` sets the
