@@ -27,27 +27,13 @@ from sparklift.errors import (
     InputError,
     InputNotReadyError,
     SchemaMismatchError,
-    SparkliftError,
     TableConflictError,
 )
 from sparklift.session import delta_jvm_available
-from sparklift.tables.backends import (
-    Backend,
-    DeltaRsBackend,
-    NativeBackend,
-    PartitionFilter,
-    partition_values,
-    plain_parquet_files,
-)
+from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend
 from sparklift.tables.commit import Txn
-from sparklift.tables.diagnose import (
-    NOT_WRITABLE,
-    broken_log_file,
-    check_writable,
-    first_line,
-    not_a_table,
-    real_path,
-)
+from sparklift.tables.delta_log import PartitionFilter, partition_values, plain_parquet_files
+from sparklift.tables.diagnose import check_writable, explained, not_a_table, real_path
 from sparklift.tables.schema import (
     as_values,
     cast_integers,
@@ -104,32 +90,6 @@ class Catalog:
         self._recorders: list[TableIO] = []
 
     @contextmanager
-    def _errors(self, name: str, path: str, writing: bool = False) -> Iterator[None]:
-        """Turn a backend's failure into one line naming the table when it can say why:
-        an unreadable log file (exit 1), a path that cannot be written (exit 2)."""
-        try:
-            yield
-        except SparkliftError:
-            raise
-        except Exception as e:
-            text = str(e)
-            # Only a refusal to write under this table's path: an input the frame reads
-            # may be refused too, and that is not this table's fault.
-            bare = path.split("://", 1)[-1]
-            if writing and bare in text and any(w in text for w in NOT_WRITABLE):
-                raise InputError(
-                    f"cannot write table {name} at {path}: permission denied or a read-only "
-                    f"file system ({first_line(e, NOT_WRITABLE)})"
-                ) from e
-            broken = broken_log_file(path, e)
-            if broken:
-                raise SparkliftError(
-                    f"table {name} at {path} cannot be read: its Delta {broken}; restore that "
-                    "file (or the table) from a backup"
-                ) from e
-            raise
-
-    @contextmanager
     def recording(self) -> Iterator[TableIO]:
         """Record every read and write through this catalog while the block runs."""
         io = TableIO()
@@ -145,7 +105,7 @@ class Catalog:
         """Rows of a snapshot's partitions ``where``, from the log's file statistics where
         the backend keeps them (no data read)."""
         path = self._existing(name)
-        with self._errors(name, path):
+        with explained(name, path):
             return self.backend.count(path, version, where)
 
     def path(self, name: str) -> str:
@@ -158,28 +118,28 @@ class Catalog:
 
     def version(self, name: str) -> int | None:
         path = self.path(name)
-        with self._errors(name, path):
+        with explained(name, path):
             return self.backend.version(path)
 
     def schema(self, name: str) -> StructType:
         path = self._existing(name)
-        with self._errors(name, path):
+        with explained(name, path):
             return self.backend.schema(path)
 
     def partition_columns(self, name: str) -> list[str]:
         path = self._existing(name)
-        with self._errors(name, path):
+        with explained(name, path):
             return self.backend.partition_columns(path)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         path = self.path(name)
-        with self._errors(name, path):
+        with explained(name, path):
             return self.backend.history(path)
 
     def rows_added(self, name: str, version: int) -> int:
         """Rows written by the commit that made ``version`` (from the log, no data read)."""
         path = self.path(name)
-        with self._errors(name, path):
+        with explained(name, path):
             return self.backend.rows_added(path, version)
 
     def _existing(self, name: str) -> str:
@@ -201,7 +161,7 @@ class Catalog:
     ) -> DataFrame:
         """The latest snapshot, or ``version`` (time travel), pruned to partitions ``where``."""
         path = self._existing(name)
-        with self._errors(name, path):
+        with explained(name, path):
             parts = self.backend.partition_columns(path) if where else []
             for col, _, _ in where:
                 if col not in parts:
@@ -220,7 +180,7 @@ class Catalog:
         partition columns), else None: for a Python reader that skips Spark's row-to-Arrow
         conversion."""
         path = self._existing(name)
-        with self._errors(name, path):
+        with explained(name, path):
             version = self.backend.version(path) if version is None else version
             files = plain_parquet_files(path, version, where)
             if files is not None:
@@ -233,7 +193,7 @@ class Catalog:
         """The values of partition column ``column`` in the latest snapshot's partitions
         ``where``: from the log where delta-rs reads it (no data read), else by a query."""
         path = self._existing(name)
-        with self._errors(name, path):
+        with explained(name, path):
             parts = self.backend.partition_columns(path)
             if column not in parts:
                 raise InputError(f"table {name}: {column!r} is not a partition column ({parts})")
@@ -313,7 +273,7 @@ class Catalog:
             raise InputError("replace_where is required with mode='replace' and only with it")
         path = self.path(name)
         check_writable(name, path)
-        with self._errors(name, path, writing=True):
+        with explained(name, path, writing=True):
             note = json.dumps(user_metadata, default=str) if user_metadata else None
             return self._write(name, path, df, mode, partition_by, replace_where, txn, note=note)
 
@@ -331,7 +291,7 @@ class Catalog:
         check_writable(name, path)
         if self.backend.version(path) is None:
             try:
-                with self._errors(name, path, writing=True):
+                with explained(name, path, writing=True):
                     return self._write(
                         name,
                         path,
@@ -345,7 +305,7 @@ class Catalog:
             except TableConflictError:  # another writer created it: merge into theirs
                 log.info("table %s was created by another writer meanwhile: merging", name)
         txn = (f"sparklift-{uuid.uuid4().hex}", 0)
-        with self._errors(name, path, writing=True):
+        with explained(name, path, writing=True):
             expected = self.backend.schema(path)
             check_schema(name, expected, df.schema)
             df = df.select(*expected.fieldNames())

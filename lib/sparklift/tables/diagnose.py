@@ -1,7 +1,8 @@
 """What is at a table's path when it is not a readable, writable Delta table, said in one
 line: a symbolic link (resolved once, as delta-rs resolves it), a file or a directory of
 Parquet files (exit 2, not "not ready"), a truncated log file (named), an unwritable
-directory (exit 2, checked before any file is written). Diagnoses never raise themselves.
+directory (exit 2, checked before any file is written). Diagnoses never raise themselves;
+:func:`explained` raises a backend's failure again as the one line they give.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from urllib.parse import unquote, urlparse
 
 import pyarrow.fs as pafs
 
-from sparklift.errors import InputError
+from sparklift.errors import InputError, SparkliftError
 
 
 def local_path(path: str) -> str | None:
@@ -172,3 +174,31 @@ def check_writable(name: str, path: str) -> None:
                 f"{where}: directory {d} is not writable (permission denied or a read-only "
                 "file system); check tables.base_path and the job's user"
             )
+
+
+@contextmanager
+def explained(name: str, path: str, writing: bool = False) -> Iterator[None]:
+    """Turn a backend's failure on table ``name`` at ``path`` into one line naming the
+    table when a diagnosis says why: an unreadable log file (exit 1), a path that cannot
+    be written (exit 2); any other failure passes unchanged."""
+    try:
+        yield
+    except SparkliftError:
+        raise
+    except Exception as e:
+        text = str(e)
+        # Only a refusal to write under this table's path: an input the frame reads
+        # may be refused too, and that is not this table's fault.
+        bare = path.split("://", 1)[-1]
+        if writing and bare in text and any(w in text for w in NOT_WRITABLE):
+            raise InputError(
+                f"cannot write table {name} at {path}: permission denied or a read-only "
+                f"file system ({first_line(e, NOT_WRITABLE)})"
+            ) from e
+        broken = broken_log_file(path, e)
+        if broken:
+            raise SparkliftError(
+                f"table {name} at {path} cannot be read: its Delta {broken}; restore that "
+                "file (or the table) from a backup"
+            ) from e
+        raise
