@@ -66,6 +66,7 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
 
     # The run date's checked again, and failing: the changed earlier day is no fall-back.
     catalog.write("user_activity", spark.createDataFrame(late_rows(DAY)))  # keys twice
+    failing = catalog.version("user_activity")
     assert check(wh, DAY) == 2
     with pytest.raises(InputError) as e:
         choose(ctx, "user_activity", "date", BACK, "k")
@@ -80,6 +81,19 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     assert part.day == BEFORE and part.fallback["why"].startswith(
         f"user_activity of {DAY} failed its checks (unique_key"
     )
+
+    # The failed run date written again but not checked again: still refused (its rows may
+    # be as bad as before), and the message says its verdict is older than its rows.
+    more = late_rows(DAY).assign(user_id=lambda d: d["user_id"] + 1000)
+    catalog.write("user_activity", spark.createDataFrame(more))
+    again = catalog.version("user_activity")
+    with pytest.raises(InputError) as e:
+        choose(ctx, "user_activity", "date", None, "k")
+    assert (
+        f"that verdict is older than its rows (rows changed after its check of table version "
+        f"{failing}: version {again} (WRITE)): check it again with sparklift check --table "
+        f"user_activity --run-date {DAY}"
+    ) in str(e.value)
 
     # The table deleted and created again at its path with the same rows, its version
     # brought past the checked one (property commits): its versions are another table's.

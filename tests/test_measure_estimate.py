@@ -95,3 +95,40 @@ def test_totals_leave_out_the_cells_without_an_estimate():
     assert np.isnan(totals.loc[("H", "*"), "estimate"])
     campaign = totals.loc[("*", "*")]
     assert campaign["estimate"] == 1.0 and campaign["n_policy"] == 900
+
+
+def test_a_covariate_constant_within_one_arm_is_dropped_so_the_effect_is_identified():
+    """A rare flag that no held-out customer has varies in the cell but is collinear with
+    the holdout's intercept: kept, the effect would depend on how y and the flag are coded.
+    Dropped, the estimate is statsmodels' Lin regression on the other covariates, and it
+    stays the same when y is shifted or the flag rescaled. Two columns equal within the
+    holdout (but not in the policy arm) leave the cell unadjusted."""
+    y, t, X = cell(5, n=1200)
+    rng = np.random.default_rng(5)
+    flag = np.where(t == 1, rng.uniform(size=len(t)) < 0.05, 0.0)
+    Xc = X - X.mean(axis=0)
+    ref = sm.OLS(y, np.column_stack([np.ones_like(y), t, Xc, t[:, None] * Xc])).fit(cov_type="HC2")
+    for yy, ff, shift in ((y, flag, 0.0), (y - 50.0, flag, -50.0), (y, 100.0 * flag, 0.0)):
+        got = lin_estimate(yy, t, np.column_stack([X, ff]))
+        assert got.estimate == pytest.approx(ref.params[1], rel=1e-8)
+        assert got.se == pytest.approx(ref.bse[1], rel=1e-8)
+        assert got.mean_holdout == pytest.approx(y[t == 0].mean() + shift)
+    twin = np.where(t == 0, X[:, 0], X[:, 0] + rng.normal(size=len(t)))
+    got = lin_estimate(y, t, np.column_stack([X, twin]))
+    plain = lin_estimate(y, t)
+    assert (got.estimate, got.se) == pytest.approx((plain.estimate, plain.se), rel=1e-12)
+
+
+def test_a_total_holdout_mean_is_weighted_as_its_estimate():
+    """Two cells, each with an effect of 1 but different holdout sizes: the total's means
+    differ by its estimate (both weighted by the policy customers), not by 0.44 as a
+    holdout mean weighted by the held-out customers would."""
+    cells = pd.DataFrame(
+        {"budget_group": "G", "voucher_id": ["A", "B"], "n_policy": [290, 710],
+         "n_holdout": [36, 64], "mean_policy": [11.0, 3.0], "mean_holdout": [10.0, 2.0],
+         "estimate": 1.0, "se": 0.1, "predicted": 1.0, "metric": "objective",
+         "adjustment": "none"}
+    )  # fmt: skip
+    total = with_totals(cells).set_index(["budget_group", "voucher_id"]).loc[("G", "*")]
+    assert total["mean_policy"] == pytest.approx(5.32)
+    assert total["mean_policy"] - total["mean_holdout"] == pytest.approx(total["estimate"])

@@ -8,7 +8,7 @@ import pytest
 from statsmodels.stats.proportion import proportions_ztest
 
 from sparklift.errors import InputError
-from sparklift.measure.campaign import check_outcomes, outcome_coverage
+from sparklift.measure.campaign import check_outcomes, deciles, outcome_coverage
 
 
 def test_duplicated_and_unknown_customers_are_refused_naming_them(spark):
@@ -37,3 +37,13 @@ def test_outcome_coverage_is_the_chi_square_of_the_arms_shares(spark, holdout_wi
     assert got["policy_share"] == 0.95 and got["holdout_share"] == holdout_with / 100
     assert got["p_value"] == pytest.approx(p, rel=1e-9)
     assert (got["p_value"] < 0.001) == (holdout_with == 60)  # the job's SRM warning
+
+
+def test_deciles_without_held_out_units_are_an_empty_frame(spark):
+    """The rule targeted none of the held-out customers (a small holdout): no decile has
+    both arms, so the predicted-against-realized table is empty, not an error."""
+    schema = "customer_id long, expected_uplift double, treated int, objective double"
+    policy = spark.createDataFrame([(c, c / 10, 1, 1.0) for c in range(50)], schema)
+    for rows in (policy, policy.limit(0)):
+        frame = deciles(rows)
+        assert frame.empty and {"decile", "estimate", "se", "predicted"} <= set(frame.columns)

@@ -85,6 +85,34 @@ def test_id_hash_is_the_hash_of_the_stored_bytes(saved):
     assert model.predict(X)["cost"] == pytest.approx(fitted_model().predict(X)["cost"])
 
 
+class ObjectStore:
+    """A local filesystem that behaves as S3's: it cannot move a directory."""
+
+    type_name = "s3"
+
+    def __init__(self, fs) -> None:
+        self.fs = fs
+
+    def __getattr__(self, name: str):
+        return getattr(self.fs, name)
+
+    def move(self, src: str, dest: str) -> None:
+        raise OSError(f"Cannot move directory {src}: S3 has no renames")
+
+
+def test_an_object_store_gets_the_artefact_without_renaming_a_directory(tmp_path, monkeypatch):
+    """On S3 the files go straight into the model's directory, meta.json last; the
+    artefact then verifies and loads as a local one, and nothing else is left there."""
+    real = artefact.filesystem
+    monkeypatch.setattr(artefact, "filesystem", lambda p: (ObjectStore(real(p)[0]), real(p)[1]))
+    out = save(fitted_model(), tmp_path)
+    monkeypatch.undo()
+    meta, _ = artefact.verify(out.path, out.model_id, out.sha256)
+    assert meta["model_id"] == out.model_id
+    assert sorted(os.listdir(Path(out.path).parent)) == [out.model_id]
+    assert artefact.load(out.path, FEATURES, VOUCHERS).features == FEATURES
+
+
 @pytest.mark.parametrize(
     "field, value",
     [("features", FEATURES[::-1]), ("vouchers", VOUCHERS[::-1]), ("features", ["x1"])],

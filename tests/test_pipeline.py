@@ -201,11 +201,19 @@ def test_pipeline_runs_every_step_and_records_counts(spark, warehouse, capsys):
     assert (runs["app_id"].str.startswith("local-")).all()
     assert runs["pipeline_run_id"].nunique() == 1
 
-    # A re-run skips every step: no new run rows, no new table versions.
+    # A re-run skips every step: no new run rows, no new table versions; even after the
+    # next day's customers landed (a new version of the checked table, not of DAY's
+    # partition: DAY is not re-scored and re-allocated).
+    catalog = Catalog(spark, load_config(None, sets(wh)[1::2]).tables)
+    nxt = DAY + dt.timedelta(days=1)
+    day = catalog.read("customers", where=[("snapshot_date", "=", DAY)])
+    catalog.write("customers", day.withColumn("snapshot_date", F.lit(nxt)), mode="replace",
+                  replace_where={"snapshot_date": nxt})  # fmt: skip
     before = {n: DeltaTable(str(wh / n)).version() for n in ("pipeline_runs", "allocations")}
     code, out = pipeline(capsys, wh)
-    assert code == 0 and out.count("skipped") == len(steps)
+    assert code == 0 and out.count("skipped") == len(steps), out
     assert before == {n: DeltaTable(str(wh / n)).version() for n in before}
+    catalog.write("customers", day.limit(0), mode="replace", replace_where={"snapshot_date": nxt})
 
 
 @pytest.mark.e2e

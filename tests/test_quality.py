@@ -98,6 +98,22 @@ def test_same_weekday_and_relative_change():
     assert r.statistic < 3 and r.status == rules.FAIL
 
 
+def test_a_growing_series_without_last_week_s_value_is_no_anomaly():
+    """Rows growing 1% a day with noise: today's value on the trend, the same weekday of last
+    week missing (its check did not run). Against the value 14 days before, today's change
+    is two weeks' growth, and so is what it is compared with: no alarm (compared with one
+    week's mean change it would be z of about 7)."""
+    rng = np.random.default_rng(3)
+    days = [DAY - dt.timedelta(days=k) for k in range(1, 36)]
+    trend = {d: 50_000 * 1.01 ** -(DAY - d).days for d in [DAY, *days]}
+    history = {d: {"row_count": trend[d] + rng.normal(0, 300)} for d in days}
+    del history[DAY - dt.timedelta(days=7)]
+    spec = table_spec("user_activity", conf())
+    r = rules.anomaly_checks(spec, {"row_count": trend[DAY]}, history, DAY, conf())[0]
+    assert r.status == rules.PASS and r.statistic < 2, (r.statistic, r.threshold)
+    assert "from 14 days before" in r.threshold
+
+
 def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
     """A weekend peak 30% above weekdays: a weekend day at 70% of its usual level is within
     3 sd of the last 14 days' values, but far outside their changes from 7 days before
@@ -119,13 +135,16 @@ def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
     z = abs(x - level[today - dt.timedelta(days=7)] - changes.mean()) / changes.std(ddof=1)
     assert r.statistic == pytest.approx(z, rel=1e-12) and z > 10 and r.status == rules.FAIL
     assert "from 7 days before" in r.threshold and "n 13" in r.threshold
-    # The same weekday's value 7 days before failed too: the one 14 days before stands in.
+    # The same weekday's value 7 days before failed too: the one 14 days before stands in,
+    # its change the sum of two weekly changes (twice their mean, sqrt(2) times their sd).
     both = failed | {today - dt.timedelta(days=7): {"anomaly:row_count"}}
     r = rules.anomaly_checks(spec, {"row_count": x}, history, today, conf(), both)[0]
     window2 = [d for d in window if d != today - dt.timedelta(days=7)]
     changes = np.array([level[d] - level[d - dt.timedelta(days=7)] for d in window2])
-    z = abs(x - level[today - dt.timedelta(days=14)] - changes.mean()) / changes.std(ddof=1)
+    two = x - level[today - dt.timedelta(days=14)]
+    z = abs(two - 2 * changes.mean()) / (np.sqrt(2) * changes.std(ddof=1))
     assert r.statistic == pytest.approx(z, rel=1e-12) and r.status == rules.FAIL
+    assert "from 14 days before" in r.threshold and "from 14 days before" in r.message
     flat = conf("quality.season_days=0")
     plain = rules.anomaly_checks(spec, {"row_count": x}, history, today, flat, failed)[0]
     values = np.array([level[d] for d in window])

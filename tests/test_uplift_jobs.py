@@ -167,6 +167,11 @@ BAD = [
         "sample ratio mismatch",
     ),
     ("imbalance", t_shift, "covariate imbalance in arm V01"),
+    (  # a post-treatment column (a redemption amount): null for every control row
+        "missing by arm",
+        lambda f: f.assign(x2=f["x2"].where(f["treatment"] != "control")),
+        "standardized mean differences {'x2 (non-null share)': ",
+    ),
 ]
 
 
@@ -202,6 +207,34 @@ def test_automatic_features_drop_constant_columns_with_a_warning(spark, tmp_path
     assert dropped in caplog.text
     models = read_pandas(str(wh / "uplift_models"))
     assert list(models["features"].iloc[0]) == ["x1", "x2"]
+
+
+def test_a_small_arm_keeps_min_arm_rows_in_a_sampled_history(spark, tmp_path, capsys):
+    """V02 has about 300 of 2,800 rows and the sample is capped at 1,000 rows (a fraction
+    of 0.36): at that fraction V02 would bring about 107 rows, below min_arm_rows=200, so
+    it is sampled at 2/3 instead and trains on about 140 (the other 60 held out)."""
+    wh = tmp_path / "wh"
+    frame = history()
+    write_history(spark, wh, frame[(frame["treatment"] != "V02") | (frame.index % 5 == 0)])
+    sets = ["--set", "uplift.min_arm_rows=200", "--set", "uplift.max_train_rows=1000"]
+    sets += ["--learner", "t_linear", "--override-checks"]  # the shares differ on purpose
+    per_arm = run_json(capsys, ["train-uplift", *args(wh, *sets)])["train_rows_per_arm"]
+    assert 115 <= per_arm["V02"] <= 165, per_arm  # 140 +- 4.5 SE; the old fraction: ~75
+    assert 220 <= per_arm["control"] <= 300 and 330 <= per_arm["V01"] <= 430, per_arm
+
+
+def test_the_same_history_in_another_row_order_trains_the_same_model(spark, tmp_path, capsys):
+    """The sample (3,000 of 4,000 rows) is drawn by the key's hash and put in key order, so
+    the holdout, the DR folds and the fitted bytes do not depend on the order the table's
+    files hold the rows in: both histories give one model id (the hash of model.pkl)."""
+    frame = history()
+    ids = []
+    for name, rows in (("a", frame), ("b", frame.sample(frac=1.0, random_state=1))):
+        wh = tmp_path / name
+        write_history(spark, wh, rows)
+        sets = ["--set", "uplift.min_arm_rows=200", "--set", "uplift.max_train_rows=3000"]
+        ids.append(run_json(capsys, ["train-uplift", *args(wh, *sets)])["model_id"])
+    assert ids[0] == ids[1]
 
 
 def test_randomization_override_trains_and_records_the_failure(spark, tmp_path, capsys):

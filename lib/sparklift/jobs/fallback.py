@@ -6,7 +6,9 @@ days old, said in the job's summary and log, never silently.
 A partition never checked counts as good: the checks are a gate only where they run. A
 verdict holds for the table version its checks read: a partition whose rows changed since
 (a re-run of the job that wrote it, say) is read on its run date as unchecked, with a
-warning, and is never a fall-back (a check regime exists and the partition left it). In a
+warning, when its checks passed; when they failed it is still refused (rows that failed
+may be written again unfixed), and the message says to check it again. A changed
+partition is never a fall-back (a check regime exists and the partition left it). In a
 pipeline run, a check step of the table that failed or was blocked (it may have crashed
 before writing a verdict) marks the run date's partition, when there is one, bad
 (``JobContext.unverified``). Which partitions exist comes from the Delta log's
@@ -110,7 +112,12 @@ def choose(
     since = day - dt.timedelta(days=fallback.max_age_days) if fallback else day
     failed, checked = verdicts(ctx, table, since)
     stale = changed(ctx, table, date_column, checked)
-    if day in stale and day not in failed:  # as if never checked: the gate is where it runs
+    if day in stale and day in failed:  # refused still, but the message says to check again
+        failed[day].append(
+            f"that verdict is older than its rows ({stale[day]}): check it again with "
+            f"sparklift check --table {table} --run-date {day}"
+        )
+    elif day in stale:  # as if never checked: the gate is where it runs
         log.warning("%s of %s: %s; reading it as unchecked", table, day, stale[day])
     if fallback is None:
         if day in failed:

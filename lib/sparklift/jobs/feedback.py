@@ -7,8 +7,10 @@ the latest whose measurement window is over), that send's ``campaign_outcomes`` 
 date's customers snapshot (the features, as of the send). The appended campaign is
 ``<campaign_id>@<send date>``, subsampled per budget group to the history's configured arm
 shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign and run: a
-second run finds it there and writes nothing, and two runs at once append it once (one
-idempotency key for the campaign and the history's version both checked).
+second run finds it there and writes nothing, and two runs at once append it once: both
+write under one idempotency key, the campaign's label with the version after the last
+one the history applied for it (read with the check, so another campaign's commit
+in between changes nothing; rows of the label deleted on purpose are appended again).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sparklift.jobs import JobContext, log, step
 from sparklift.jobs.measure import measured_run, send_outcomes
 from sparklift.measure import feedback
 from sparklift.measure.campaign import check_outcomes
+from sparklift.tables.commit import txn_version
 from sparklift.uplift.checks import CONTROL, expected_shares
 
 HELP = "append a sent campaign's explore arm (and holdout) to voucher_campaigns"
@@ -47,10 +50,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog, cid, conf = ctx.catalog, campaign.campaign_id, ctx.config.uplift
     sent = measured_run(ctx, cid, args.allocated_on, interim=False)
     label = f"{cid}@{sent}"
-    checked_at = catalog.version(HISTORY) if catalog.exists(HISTORY) else None
-    if checked_at is not None and already_there(ctx, label):
+    app_id = f"sparklift.feedback:{label}"
+    exists = catalog.exists(HISTORY)
+    if exists and already_there(ctx, label):
         log.info("%s already has campaign %s: nothing to append", HISTORY, label)
         return {"campaign_id": label, "appended": 0, "already_there": True}
+    key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
     allocations = published_allocations(catalog, sent, cid)
     rows = feedback.arm_rows(allocations)
     counts = {
@@ -92,10 +97,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             # Once per campaign and run even when two runs race past the check above: both
             # write under one key, and Delta applies it once (the other run is skipped, or
             # fails with a conflict, exit 4, and its re-run finds the rows).
-            key = (
-                f"sparklift.feedback:{label}",
-                (checked_at if checked_at is not None else -1) + 1,
-            )
             catalog.write(HISTORY, out, mode="append", txn=key)
         finally:
             out.unpersist()
@@ -107,6 +108,11 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "target_shares": shares,
         "already_there": False,
     }
+
+
+def applied(ctx: JobContext, app_id: str) -> int:
+    """The last version of idempotency key ``app_id`` the history applied (-1: none)."""
+    return txn_version(ctx.catalog.path(HISTORY), app_id)
 
 
 def already_there(ctx: JobContext, label: str) -> bool:

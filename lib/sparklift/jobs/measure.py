@@ -89,13 +89,14 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     left = left[~measured(left)]
     if len(left):
         log.warning(
-            "%d policy customers in %d cell(s) are not measured, as their holdout has fewer "
-            "than 2 customers: %s; the totals are over the other cells (a larger "
+            "%d policy customers in %d cell(s) are not measured, as an arm of the cell has "
+            "fewer than 2 customers: %s; the totals are over the other cells (a larger "
             "holdout_share measures them)",
             left["n_policy"].sum(),
             len(left),
-            ", ".join(f"{g}/{v} ({n} held out)" for g, v, n in
-                      left[["budget_group", "voucher_id", "n_holdout"]].itertuples(index=False)),
+            ", ".join(f"{g}/{v} ({n1} in the policy arm, {n0} held out)" for g, v, n1, n0 in
+                      left[["budget_group", "voucher_id", "n_policy", "n_holdout"]]
+                      .itertuples(index=False)),
         )  # fmt: skip
     if coverage["p_value"] < SRM_P:
         log.warning(

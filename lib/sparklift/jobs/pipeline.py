@@ -46,7 +46,10 @@ from sparklift.pipeline.plan import (
 )
 from sparklift.pipeline.runs import StepOutcome, render
 from sparklift.progress import spark_progress
+from sparklift.quality.spec import table_spec
 from sparklift.tables import TableIO
+from sparklift.tables.changes import data_changes
+from sparklift.tables.schema import encode_partition_value
 
 HELP = (
     "the nightly run for a date or a range: checks, features, analyses, user history and "
@@ -297,10 +300,25 @@ def _succeeded(ctx: JobContext) -> dict[str, dict[str, int]]:
 
 
 def _stale(ctx: JobContext, step: Step, versions: Mapping[str, int]) -> bool:
-    """A check that succeeded on an earlier version of its table (written since, e.g. by a
-    score run of another invocation): its verdict is not the table's, so it runs again."""
+    """A check that succeeded on a version of its table whose run-date partition was
+    written since (e.g. by a score run of another invocation): its verdict is not the
+    partition's, so it runs again. Commits to other dates, or compactions, leave it: a
+    re-run of a past date must not re-score and re-publish it because later days landed.
+    A table without a date column runs again on any new version."""
+    if step.kind != CHECK:
+        return False
     table = step.target or ""
-    return step.kind == CHECK and ctx.catalog.version(table) != versions.get(table)
+    latest, read = ctx.catalog.version(table), versions.get(table)
+    if latest == read:
+        return False
+    date_column = table_spec(table, ctx.config.quality).date_column
+    if latest is None or read is None or latest < read or date_column is None:
+        return True
+    try:
+        changed = data_changes(ctx.catalog.path(table), read, latest, date_column)
+    except FileNotFoundError:  # the log no longer holds the commits since
+        return True
+    return encode_partition_value(ctx.run_date) in changed
 
 
 def _targets(ctx: JobContext, kinds: Sequence[str]) -> dict[str, Mapping[str, tuple[str, ...]]]:

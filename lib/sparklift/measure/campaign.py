@@ -111,9 +111,11 @@ def deciles(rows: DataFrame, bins: int = 10) -> pd.DataFrame:
     prediction of its policy units, the difference in means and its Neyman SE. Ties
     (a tree model predicts a few distinct values: a quarter of the units may share one)
     are ranked by a hash of the customer (:func:`rank_key`), so the deciles are of equal
-    size."""
+    size. A decile without units of both arms is left out (none: an empty frame)."""
     rows = rows.withColumn("_key", rank_key())
     edges = rows.approxQuantile("_key", [k / bins for k in range(1, bins)], 1e-4)
+    if not edges:  # no units at all
+        return _decile_frame([])
     decile = F.lit(bins)
     for k in range(bins - 1, 0, -1):
         decile = F.when(F.col("_key") <= edges[k - 1], F.lit(k)).otherwise(decile)
@@ -146,7 +148,13 @@ def deciles(rows: DataFrame, bins: int = 10) -> pd.DataFrame:
                 "predicted": float(t["predicted"]),
             }
         )
-    frame = pd.DataFrame(out).sort_values("decile", ignore_index=True)
+    return _decile_frame(out)
+
+
+def _decile_frame(records: list[dict]) -> pd.DataFrame:
+    columns = ["decile", "n_policy", "n_holdout", "mean_policy", "mean_holdout", "estimate"]
+    frame = pd.DataFrame(records, columns=[*columns, "se", "predicted"])
+    frame = frame.sort_values("decile", ignore_index=True)
     return frame.assign(budget_group="*", voucher_id="*", metric="objective", adjustment="none")
 
 
@@ -220,7 +228,9 @@ def with_totals(cells: pd.DataFrame) -> pd.DataFrame:
                 "n_policy": int(n1),
                 "n_holdout": int(n0),
                 "mean_policy": float((g["mean_policy"] * g["n_policy"]).sum() / n1),
-                "mean_holdout": float((g["mean_holdout"] * g["n_holdout"]).sum() / n0),
+                # weighted as the estimate, so mean_policy - mean_holdout is the
+                # unadjusted total
+                "mean_holdout": float((g["mean_holdout"] * g["n_policy"]).sum() / n1),
                 "estimate": float(total / n1),
                 "se": float(np.sqrt(((g["se"] * g["n_policy"]) ** 2).sum()) / n1),
                 "predicted": float((g["predicted"] * g["n_policy"]).sum() / n1),

@@ -6,11 +6,14 @@ pre-campaign covariates X (CUPED), it is Lin's (2013) regression adjustment: OLS
 y ~ 1 + t + Xc + t Xc with X centred on the cell's mean, whose t coefficient estimates
 the same average effect with the variance X explains removed, consistent however wrong
 the linear model is (the arms are randomized), with the HC2 standard error. Columns of X
-that are constant in the cell are dropped (they explain nothing). Each arm fits its own
-slopes, so an arm with few units per parameter is nearly interpolated: its residuals, and
-the HC2 standard error with them, shrink towards 0 (7 covariates, 3 held-out customers:
-an SE of 1e-10). A cell whose smaller arm has fewer than ``MIN_UNITS_PER_PARAMETER`` units
-per parameter of its arm's fit (k covariates + 1) is therefore left unadjusted.
+that are constant within either arm are dropped: each arm fits its own slopes, and a
+column constant in one arm (a rare flag no held-out customer has) would be collinear with
+that arm's intercept, leaving the effect unidentified; columns still collinear within an
+arm leave the cell unadjusted. An arm with few units per parameter is nearly
+interpolated: its residuals, and the HC2 standard error with them, shrink towards 0 (7
+covariates, 3 held-out customers: an SE of 1e-10). A cell whose smaller arm has fewer
+than ``MIN_UNITS_PER_PARAMETER`` units per parameter of its arm's fit (k covariates + 1)
+is therefore left unadjusted.
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ def lin_estimate(y: np.ndarray, t: np.ndarray, X: np.ndarray | None = None) -> E
     columns = [np.ones_like(y), t]
     if X is not None and X.size:
         X = np.asarray(X, dtype=float)
-        X = X[:, X.std(axis=0) > 0]
+        X = X[:, (X[t == 1].std(axis=0) > 0) & (X[t == 0].std(axis=0) > 0)]
         if min(n1, n0) >= MIN_UNITS_PER_PARAMETER * (X.shape[1] + 1):
             Xc = X - X.mean(axis=0)
             columns += [Xc, t[:, None] * Xc]
     D = np.column_stack(columns)
+    if np.linalg.matrix_rank(D) < D.shape[1]:  # columns collinear within an arm
+        D = np.column_stack(columns[:2])
     bread = np.linalg.pinv(D.T @ D)
     beta = bread @ (D.T @ y)
     resid = y - D @ beta

@@ -15,9 +15,10 @@ is an anomaly too (expected: the mean, or with ``season_days`` the value one sea
 plus the mean change). With ``season_days`` (7: a weekly pattern) x and the window's
 values are each one's change from the value ``season_days`` before (a seasonal naive
 forecast's error: the weekly swing, which would inflate the sd, and a trend cancel out);
-without that day's value, the values themselves; when that day's value failed its check,
-the value 14 days before stands in (a loss repeated on the same weekday is measured against
-a good week). A value that is not finite fails; past ones are left out, and so are past
+when that day's value is missing or failed its check, the value 14 days before stands in
+(a loss repeated on the same weekday is measured against a good week), its change then two
+weekly changes: against twice their mean, with sqrt(2) times their sd; without either, the
+values themselves. A value that is not finite fails; past ones are left out, and so are past
 values that failed their own check while they are fewer than half of the window (a lost
 half of a day must not become the baseline that hides the next loss; a lasting change
 becomes the new baseline after ``window_days / 2`` days of alarms). With fewer than
@@ -197,14 +198,15 @@ def anomaly_checks(
             if d not in bad and (v := m.get(name)) is not None and math.isfinite(v)
         }
         window = [levels[d] for d in days if d in levels]
-        base = None  # the same weekday's last good value: 7 days before, else 14
+        base, seasons = None, 1  # the same weekday's last good value: 7 days before, else 14
         if conf.season_days:
-            base = levels.get(day - season, levels.get(day - 2 * season))
+            seasons = 1 if day - season in levels else 2
+            base = levels.get(day - seasons * season)
         changes = [
             levels[d] - levels[d - season] for d in days if d in levels and d - season in levels
         ]
         floor = _share_floor(name, x, window, metrics.get("row_count"))
-        out.append(_z_check(check, x, window, severity, conf, base, changes, floor))
+        out.append(_z_check(check, x, window, severity, conf, base, changes, floor, seasons))
     for column in spec.checks.anomaly.psi:
         bad = _failed_days(days, f"anomaly:psi:{column}", failed)
         kept = [history[d] for d in days if d not in bad]
@@ -250,10 +252,12 @@ def _z_check(
     base: float | None = None,
     changes: Sequence[float] = (),
     floor: float = 0.0,
+    seasons: int = 1,
 ) -> Result:
-    """|z| of today's value against the window's values, or with ``base`` (the value one
-    season before today) of today's change against the window days' changes; ``floor``: the
-    least sd (a share's binomial sd)."""
+    """|z| of today's value against the window's values, or with ``base`` (the value
+    ``seasons`` seasons before today) of today's change against the window days' changes
+    over one season (``seasons`` of them: their mean times ``seasons``, their sd times its
+    square root); ``floor``: the least sd (a share's binomial sd)."""
     bound = f"|z| <= {conf.sensitivity:g} sigma"
     if x is not None and not math.isfinite(x):
         return Result(name, "anomaly", severity, None, bound, FAIL, f"{x} is not finite")
@@ -265,23 +269,25 @@ def _z_check(
         return Result(name, "anomaly", severity, None, bound, SKIPPED, why)
     level = sum(window) / len(window)
     target = x - base if seasonal else x  # type: ignore[operator]
-    mean = sum(sample) / n
-    spread = math.sqrt(sum((v - mean) ** 2 for v in sample) / (n - 1))
-    sd = max(spread, SD_FLOOR * abs(level), floor)
+    k = seasons if seasonal else 1
+    mean = k * sum(sample) / n
+    spread = math.sqrt(sum((v - mean / k) ** 2 for v in sample) / (n - 1))
+    sd = math.sqrt(k) * max(spread, SD_FLOOR * abs(level), floor)
     z = abs(target - mean) / sd if sd > 0 else (0.0 if target == mean else math.inf)
     limit = z_bound(conf.sensitivity, n)
-    what = f"the change from {conf.season_days} days before, " if seasonal else ""
+    lag = k * conf.season_days
+    what = f"the change from {lag} days before, " if seasonal else ""
     threshold = f"|z| <= {limit:.3g} ({what}mean {mean:.6g}, sd {sd:.6g}, n {n})"
     failed = z > limit
     expected = base + mean if seasonal else level  # type: ignore[operator]
     change = abs(x / expected - 1) if expected else None
     if conf.relative_change is not None and change is not None:
-        what = f"{conf.season_days} days before + the mean change" if seasonal else "mean"
+        what = f"{lag} days before + the mean change" if seasonal else "mean"
         threshold += f"; |x / ({what}) - 1| <= {conf.relative_change:g}"
         failed = failed or change > conf.relative_change
     message = ""
     if failed and seasonal:
-        message = (f"{x:.6g}, {target:+.6g} from {conf.season_days} days before, against "
+        message = (f"{x:.6g}, {target:+.6g} from {lag} days before, against "
                    f"a mean change of {mean:+.6g} (z {z:.2f})")  # fmt: skip
     elif failed:
         message = f"{x:.6g} against a mean of {mean:.6g} (z {z:.2f})"

@@ -197,13 +197,22 @@ def check_history(
             f"< {srm_alpha})"
         )
     smd = {}
-    c0 = arms[CONTROL]
+    c0, r0 = arms[CONTROL], by_arm[CONTROL]
     for a, s in arms.items():
         if a == CONTROL:
             continue
-        smd[a] = {
-            c: (s.mean[c] - c0.mean[c]) / np.sqrt((s.var[c] + c0.var[c]) / 2) for c in features
-        }
+        smd[a] = {}
+        for i, c in enumerate(features):
+            if np.isfinite(s.mean[c]) and np.isfinite(c0.mean[c]):
+                smd[a][c] = _smd(s.mean[c] - c0.mean[c], (s.var[c] + c0.var[c]) / 2)
+            # Where a feature is missing differs by arm too (a post-treatment column is
+            # null for every control row): the SMD of its non-null indicator, whose
+            # variance is the two arms' pooled share's, finite even when one arm has none.
+            n1, n0 = by_arm[a][f"n{i}"], r0[f"n{i}"]
+            if n1 != s.rows or n0 != c0.rows:
+                p1, p0 = n1 / s.rows, n0 / c0.rows
+                p = (n1 + n0) / (s.rows + c0.rows)
+                smd[a][f"{c} (non-null share)"] = _smd(p1 - p0, p * (1 - p))
         bad = {c: round(float(v), 3) for c, v in smd[a].items() if abs(v) > max_smd}
         if bad:
             problems.append(
@@ -211,6 +220,13 @@ def check_history(
                 f"exceed uplift.max_smd={max_smd}"
             )
     return HistoryReport(arms, srm_p, shares, smd, problems)
+
+
+def _smd(difference: float, variance: float) -> float:
+    """A standardized mean difference; 0 for no difference, whatever the variance."""
+    if difference == 0:
+        return 0.0
+    return difference / np.sqrt(variance) if variance > 0 else float("inf")
 
 
 def _check_features(rows: list[dict[str, Any]], table: str, features: Sequence[str]) -> None:

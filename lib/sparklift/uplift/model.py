@@ -115,13 +115,19 @@ def save_artifact(
     if fs.get_file_info(f"{path}/meta.json").is_file:
         verify(target, model.model_id, digest, kind)  # the same model, already saved: intact?
         return Artifact(model.model_id, target, digest, blob)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.create_dir(tmp, recursive=True)
-    with fs.open_output_stream(f"{tmp}/model.pkl") as f:
+    # Locally the files are written apart and the directory renamed into place, so a
+    # reader sees all of it or nothing. An object store cannot rename a directory (S3's
+    # move is one object's copy and delete), but each object appears whole: there
+    # model.pkl is written first and meta.json, which readers look for first, last.
+    local = fs.type_name == "local"
+    into = f"{path}.tmp-{uuid.uuid4().hex[:8]}" if local else path
+    fs.create_dir(into, recursive=True)
+    with fs.open_output_stream(f"{into}/model.pkl") as f:
         f.write(blob)
-    with fs.open_output_stream(f"{tmp}/meta.json") as f:
+    with fs.open_output_stream(f"{into}/meta.json") as f:
         f.write(json.dumps(meta, indent=2).encode())
-    fs.move(tmp, path)
+    if local:
+        fs.move(into, path)
     return Artifact(model.model_id, target, digest, blob)
 
 

@@ -53,9 +53,9 @@ def train(
     holdout_share: float,
     seed: int,
     fractions: Sequence[float],
-) -> tuple[UpliftModel, dict[str, Any], dict[str, int]]:
+) -> tuple[UpliftModel, dict[str, Any], dict[str, Any]]:
     """The fitted model, per voucher and response its held-out metrics, and the number of
-    training and held-out rows."""
+    training and held-out rows (and of training rows per arm)."""
     X = feature_matrix(sample, features)
     arm = arm_codes(sample["treatment"], vouchers)
     held = holdout_mask(arm, holdout_share, seed)
@@ -66,8 +66,8 @@ def train(
         if not allows_nan(learner) and np.isnan(X[~held]).any():
             raise InputError(
                 f"learner {name} cannot handle missing feature values, and "
-                f"{int(np.isnan(X).any(axis=1).sum())} rows of the training sample have some "
-                "(use a gbm learner, or fill them upstream)"
+                f"{int(np.isnan(X[~held]).any(axis=1).sum())} rows of the training sample "
+                "have some (use a gbm learner, or fill them upstream)"
             )
         log.info("fitting %s for %s on %d rows", name, response, int((~held).sum()))
         fitted[response] = learner.fit(X[~held], y[~held], arm[~held])
@@ -87,4 +87,6 @@ def train(
             )
             for response in RESPONSES
         }
-    return model, metrics, {"train": int((~held).sum()), "holdout": int(held.sum())}
+    per_arm = {a: int(((arm == k) & ~held).sum()) for k, a in enumerate([CONTROL, *vouchers])}
+    rows = {"train": int((~held).sum()), "holdout": int(held.sum()), "train_per_arm": per_arm}
+    return model, metrics, rows
