@@ -113,8 +113,11 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     # kept), and the pipeline's scoring from it equals the scoring from the raw rows.
     keep = ["--set", "propensity.state_days=2"]
     for back, mode in ((2, "rebuild"), (1, "update")):
-        day = str(RUN_DATE - dt.timedelta(days=back))
-        assert main(["user-history", *sets(warehouse), *keep, "--run-date", day]) == 0
+        day = ["--run-date", str(RUN_DATE - dt.timedelta(days=back))]
+        assert main(["user-history", *sets(warehouse), *keep, *day]) == 3  # no model that day
+        assert "no model trained for" in capsys.readouterr().err
+        day += ["--model-id", summary["model_id"]]  # the model of the run date: its windows
+        assert main(["user-history", *sets(warehouse), *keep, *day]) == 0
         assert json.loads(capsys.readouterr().out)["mode"] == mode
     steps = ["--steps", "user-history,score-propensity"]
     unchecked = ["--set", "pipeline.checks=false", "--set", "pipeline.reports=false"]
@@ -160,7 +163,8 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
         catalog.write("user_activity", spark.createDataFrame(late, rows.schema), mode="append")
 
     def user_history(*more: str) -> dict:
-        assert main(["user-history", *sets(warehouse), *keep, *more]) == 0
+        named = ["--model-id", summary["model_id"]]  # also on the day before the model's
+        assert main(["user-history", *sets(warehouse), *keep, *named, *more]) == 0
         return json.loads(capsys.readouterr().out)
 
     def state_sums_the_window(user: int) -> pd.DataFrame:
@@ -280,9 +284,16 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
     for extra, code, message in bad:
         assert main(["train-propensity", *sets(warehouse), *extra]) == code, extra
         assert message in capsys.readouterr().err, extra
-    # Scores of a day whose 56-day window starts before the table's first day (2026-04-07):
-    # refused, as the features would sum a shorter history than the model was trained on.
+    # A day before every model's: no model of its past, so not ready (exit 3).
     early = ["--run-date", "2026-05-20"]
+    for job in ("score-propensity", "user-history"):
+        assert main([job, *sets(warehouse), *early]) == 3, job
+        err = capsys.readouterr().err
+        assert "propensity_models has no model trained for 2026-05-20 or before" in err, job
+    # Named, the model is used, but that day's 56-day window starts before the table's first
+    # day (2026-04-07): refused, as the features would sum a shorter history than the model
+    # was trained on.
+    early += ["--model-id", read_pandas(str(warehouse / "propensity_models"))["model_id"][0]]
     for job in ("score-propensity", "user-history"):
         assert main([job, *sets(warehouse), *early]) == 3, job
         assert "no rows on 2026-03-26, the first day of model" in capsys.readouterr().err, job

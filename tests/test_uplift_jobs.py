@@ -314,3 +314,40 @@ def test_missing_features_need_a_learner_that_handles_them(spark, tmp_path, caps
     assert not (wh / "uplift_models").exists()
     out = run_json(capsys, ["train-uplift", *args(wh, *sets, "--learner", "t_gbm")])
     assert out["train_rows"] + out["holdout_rows"] == 4000
+
+
+def test_a_backfill_learns_and_scores_only_from_its_past(spark, tmp_path, capsys, caplog):
+    """C002 was sent after the run date: a model of the run date leaves it out (and says
+    so), a model of a later date learns from both; score of the run date picks the model
+    of that date, not the newer one, refuses a date before every model (exit 3), and uses
+    a later model only when named, with a warning."""
+    wh = tmp_path / "wh"
+    later = history(seed=1).assign(
+        campaign_id="C002", sent_date=pd.Timestamp("2026-09-10").date(), customer_id=lambda f:
+        f["customer_id"] + 10_000)  # fmt: skip
+    write_history(spark, wh, pd.concat([history(), later], ignore_index=True))
+    sets = ["--set", "uplift.min_arm_rows=200", "--learner", "t_linear"]
+    mine = run_json(capsys, ["train-uplift", *args(wh, *sets)])
+    assert (
+        mine["campaigns_sent_later"] == ["C002"] and "campaigns ['C002'] were sent" in caplog.text
+    )
+    assert abs(mine["train_rows"] - 2800) <= 5  # 70% of C001's 4,000 rows
+    newer_args = [*args(wh, *sets)[2:], "--run-date", "2026-09-20"]
+    newer = run_json(capsys, ["train-uplift", *newer_args])
+    assert newer["campaigns_sent_later"] == [] and abs(newer["train_rows"] - 5600) <= 5
+
+    customers = history(10).drop(columns=["campaign_id", "sent_date", "treatment"])
+    customers = customers.assign(snapshot_date=pd.Timestamp(RUN_DATE).date(), budget_group="NL")
+    Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables).write(
+        "customers", spark.createDataFrame(customers)
+    )
+    assert run_json(capsys, ["score", *args(wh)])["model_id"] == mine["model_id"]
+    capsys.readouterr()
+    assert main(["score", *args(wh)[2:], "--run-date", "2026-08-15"]) == 3
+    err = capsys.readouterr().err
+    assert "uplift_models has no model trained for 2026-08-15 or before" in err
+    assert f"(the earliest is for {RUN_DATE})" in err
+    caplog.clear()
+    named = run_json(capsys, ["score", *args(wh, "--model-id", newer["model_id"])])
+    assert named["model_id"] == newer["model_id"]
+    assert f"was trained for 2026-09-20, after the run date {RUN_DATE}" in caplog.text

@@ -2,8 +2,8 @@
 verified artefact, the activity rows it needs and the stored per-user history.
 
 Both steps run for the model that scores the run date (``propensity.model_id``, else the
-latest of ``propensity_models``) and build the features with that model's own windows and
-columns, whatever the config says now.
+latest of ``propensity_models`` trained for the run date or before it) and build the
+features with that model's own windows and columns, whatever the config says now.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from sparklift.config import PropensityConfig
 from sparklift.errors import InputError, InputNotReadyError
-from sparklift.jobs import JobContext
+from sparklift.jobs import JobContext, model_choice
 from sparklift.predict.propensity import PropensityModel, model_features
 from sparklift.predict.user_history import state_columns
 from sparklift.uplift import model as artefact
@@ -28,32 +28,22 @@ ROW = ("model_id", "artifact_path", "artifact_sha256", "features")
 
 def models_to_score(ctx: JobContext) -> dict[str, tuple[str, ...]]:
     """The pipeline's propensity target of the run date: the configured model, else the
-    latest (-> its ``--model-id``); none before a model is trained and none is configured."""
+    latest as of the run date (-> its ``--model-id``); none before a model is trained for
+    the run date or before it and none is configured."""
     chosen = ctx.config.propensity.model_id
     if chosen:
         return {chosen: ("--model-id", chosen)}
     if not ctx.catalog.exists("propensity_models"):
         return {}
-    latest = ctx.catalog.read("propensity_models").orderBy(F.desc("trained_at")).first()
+    models = ctx.catalog.read("propensity_models")
+    latest = model_choice.latest_as_of(models, ctx.run_date, ["model_id"])
     return {} if latest is None else {latest["model_id"]: ("--model-id", latest["model_id"])}
 
 
-def model_row(ctx: JobContext, model_id: str | None) -> dict[str, Any]:
-    """The ``propensity_models`` row (ROW's columns) of the given or the latest model."""
-    if not ctx.catalog.exists("propensity_models"):
-        raise InputNotReadyError(
-            "no propensity_models table yet: run sparklift train-propensity first"
-        )
-    models = ctx.catalog.read("propensity_models")
-    if model_id:
-        found = models.filter(F.col("model_id") == model_id).select(*ROW).collect()
-        if not found:
-            raise InputError(f"unknown model {model_id!r}: not in propensity_models")
-        return found[0].asDict()
-    latest = models.orderBy(F.desc("trained_at")).select(*ROW).first()
-    if latest is None:
-        raise InputNotReadyError("propensity_models is empty: run sparklift train-propensity")
-    return latest.asDict()
+def model_row(ctx: JobContext, model_id: str | None, predicts: bool = True) -> dict[str, Any]:
+    """The ``propensity_models`` row (ROW's columns) of the given model, else of the
+    latest as of the run date (``predicts``: see :func:`model_choice.model_row`)."""
+    return model_choice.model_row(ctx, "propensity_models", model_id, ROW, predicts)
 
 
 def load(ctx: JobContext, row: dict[str, Any]) -> tuple[PropensityModel, bytes]:

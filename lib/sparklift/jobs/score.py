@@ -3,12 +3,13 @@ active voucher, scored with an uplift model into ``uplift_scores`` (the run date
 partition replaced in one commit).
 
 The model is the one given (``--model-id`` or ``score.model_id``) or the latest in
-``uplift_models``. Its ``model.pkl`` is unpickled only after its sha256 has matched the
-row's ``artifact_sha256``, the hash in its id and its meta.json (see
-:func:`sparklift.uplift.model.verify`); the unpickled model's own features and vouchers must
-equal meta.json's and the row's, and are the ones used. It must know the snapshot's features
-and every active voucher. An artefact saved under other scikit-learn or numpy versions is
-refused, or loaded with a warning (``score.on_version_mismatch``).
+``uplift_models`` trained for the run date or before it (a backfill never scores with a
+model of its future: :mod:`sparklift.jobs.model_choice`). Its ``model.pkl`` is unpickled
+only after its sha256 has matched the row's ``artifact_sha256``, the hash in its id and its
+meta.json (see :func:`sparklift.uplift.model.verify`); the unpickled model's own features
+and vouchers must equal meta.json's and the row's, and are the ones used. It must know the
+snapshot's features and every active voucher. An artefact saved under other scikit-learn or
+numpy versions is refused, or loaded with a warning (``score.on_version_mismatch``).
 Customers with missing features are scored if the learner handles them, otherwise
 counted, reported and skipped.
 """
@@ -22,7 +23,7 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.finite import require_finite
-from sparklift.jobs import JobContext, log, step
+from sparklift.jobs import JobContext, log, model_choice, step
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.uplift import model as artefact
 from sparklift.uplift.scoring import any_missing, score
@@ -33,7 +34,9 @@ STEP = PipelineStep("score", order=30, checks=("customers",), outputs=("uplift_s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model-id", help="model_id in uplift_models (default: score.model_id, else the latest)"
+        "--model-id",
+        help="model_id in uplift_models (default: score.model_id, else the latest trained "
+        "for the run date or before)",
     )
 
 
@@ -95,26 +98,20 @@ ROW = ("model_id", "artifact_path", "artifact_sha256", "features", "vouchers")
 
 
 def _model_row(ctx: JobContext, model_id: str | None) -> dict[str, Any]:
-    """The ``uplift_models`` row (ROW's columns) of the given or the latest model."""
-    if not ctx.catalog.exists("uplift_models"):
-        raise InputNotReadyError("no uplift_models table yet: run sparklift train-uplift first")
-    models = ctx.catalog.read("uplift_models")
-    if "artifact_sha256" not in models.columns:
+    """The ``uplift_models`` row (ROW's columns) of the given model, else of the latest
+    as of the run date; refused without ``artifact_sha256``."""
+    tables = ctx.catalog
+    if (
+        tables.exists("uplift_models")
+        and "artifact_sha256" not in tables.schema("uplift_models").fieldNames()
+    ):
         raise InputError(
-            "table uplift_models has no artifact_sha256 column (written by a sparklift from "
-            "before model artefacts were verified), so no model in it can be checked before "
-            "unpickling: move the table aside and retrain with sparklift train-uplift"
+            "table uplift_models has no artifact_sha256 column (written by a sparklift "
+            "from before model artefacts were verified), so no model in it can be "
+            "checked before unpickling: move the table aside and retrain with "
+            "sparklift train-uplift"
         )
-    if model_id:
-        found = models.filter(F.col("model_id") == model_id).select(*ROW).collect()
-        if not found:
-            raise InputError(f"unknown model {model_id!r}: not in uplift_models")
-        row = found[0].asDict()
-    else:
-        latest = models.orderBy(F.desc("trained_at")).select(*ROW).first()
-        if latest is None:
-            raise InputNotReadyError("uplift_models is empty: run sparklift train-uplift first")
-        row = latest.asDict()
+    row = model_choice.model_row(ctx, "uplift_models", model_id, ROW)
     if not row["artifact_sha256"]:
         raise InputError(
             f"model {row['model_id']} has no artifact_sha256 in uplift_models, so its "

@@ -47,7 +47,8 @@ STEP = PipelineStep(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-id",
-        help="model_id in propensity_models (default: propensity.model_id, else the latest)",
+        help="model_id in propensity_models (default: propensity.model_id, else the latest "
+        "trained for the run date or before)",
     )
 
 

@@ -1,5 +1,6 @@
 """``sparklift train-uplift``: a multi-voucher, two-response uplift model from the
-randomized history in ``voucher_campaigns``.
+randomized history in ``voucher_campaigns``: the campaigns sent before the run date, so
+that a backfill learns only from its past (and ``score`` of a date uses a model of it).
 
 One Spark aggregation checks the input and the randomization
 (:mod:`sparklift.uplift.checks`); then a sample bounded by ``uplift.max_train_rows``,
@@ -20,6 +21,7 @@ import json
 import math
 from typing import Any
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -56,6 +58,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     history = ctx.catalog.read(HISTORY)
     if conf.campaigns:
         history = history.filter(F.col("campaign_id").isin(conf.campaigns))
+    history, later = _sent_before(history, ctx.run_date)
     features = conf.features or [
         f.name
         for f in history.schema.fields
@@ -72,7 +75,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         spec = table_spec(HISTORY, ctx.config.quality)
         aggregates = checks.arm_aggregates(history, HISTORY, features, spec)
         if not aggregates:
-            raise InputError(f"table {HISTORY} has no rows (campaigns {conf.campaigns or 'all'})")
+            raise InputError(
+                f"table {HISTORY} has no rows sent before {ctx.run_date} (campaigns "
+                f"{conf.campaigns or 'all'})"
+            )
         if conf.features is None:  # chosen here: drop what cannot inform, and say so
             aggregates, features = _drop_uninformative(aggregates, features)
         report = checks.check_history(
@@ -174,6 +180,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "train_rows": rows["train"],
         "holdout_rows": rows["holdout"],
         "train_rows_per_arm": rows["train_per_arm"],
+        "campaigns_sent_later": later,  # left out: sent on the run date or after it
         "qini_objective": {v: round(m["objective"]["qini"], 6) for v, m in metrics.items()},
         "artifact_path": path,
         "version": version,
@@ -204,6 +211,22 @@ def _drop_uninformative(
         described,
     )
     return checks.keep_features(aggregates, features, kept), kept
+
+
+def _sent_before(history: DataFrame, run_date: dt.date) -> tuple[DataFrame, list[str]]:
+    """The history's campaigns sent before ``run_date`` (what a run of that date could
+    know: a backfill never learns from a later campaign), and the campaigns left out."""
+    if "sent_date" not in history.columns:
+        raise InputError(f"table {HISTORY} has no column sent_date")
+    sent = F.col("sent_date") >= F.lit(run_date)  # Delta's file statistics skip the rest
+    later = sorted(r[0] for r in history.where(sent).select("campaign_id").distinct().collect())
+    if later:
+        log.warning(
+            "%s: campaigns %s were sent on %s or later, so a model of that date does not "
+            "learn from them",
+            HISTORY, later, run_date,
+        )  # fmt: skip
+    return history.where(~sent), later
 
 
 def _check_models_table(ctx: JobContext) -> None:

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-id",
         help="the propensity model whose windows the state keeps (default: "
-        "propensity.model_id, else the latest)",
+        "propensity.model_id, else the latest trained for the run date or before)",
     )
     parser.add_argument(
         "--rebuild", action="store_true", help="rebuild from the window's rows, not the day before"
@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
-    row = model_row(ctx, args.model_id or ctx.config.propensity.model_id)
+    # Only the model's windows and columns are used: a later model may prepare a state.
+    row = model_row(ctx, args.model_id or ctx.config.propensity.model_id, predicts=False)
     model, _ = load(ctx, row)
     day = ctx.run_date
     first, _ = user_history.windows_of(model.windows, day)
