@@ -248,6 +248,24 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     wider = campaign(tmp_path, vouchers=[*sent, "V99"])
     assert main(["feedback", *sets(wh, later), "--campaign", wider]) == 2
     assert "its explore arm never sent ['V99']" in capsys.readouterr().err
+    # The same with the default list (every active voucher): the run's summary counts
+    # each voucher it offered, here V99 with none chosen.
+    where = {"run_date": RUN_DATE, "campaign_id": "arms"}
+    published = catalog.read("allocation_summary", where=[(k, "=", v) for k, v in where.items()])
+    published, summary_schema = published.collect(), catalog.schema("allocation_summary")
+    assert {v for r in published for v in r["voucher_counts"]} == {"V01", "V02", "V03"}
+
+    def offered(extra: dict[str, int]) -> None:
+        rows = [r.asDict() | {"voucher_counts": r["voucher_counts"] | extra} for r in published]
+        frame = spark.createDataFrame(rows, summary_schema)
+        catalog.write("allocation_summary", frame, mode="replace", replace_where=where)
+
+    offered({"V99": 0})
+    try:
+        assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 2
+        assert "its explore arm never sent ['V99']" in capsys.readouterr().err
+    finally:
+        offered({})
     assert catalog.version("voucher_campaigns") == checked_at
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -301,7 +319,7 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     # campaign's commit to the history (here an empty one) moved its version on.
     empty = catalog.read("voucher_campaigns").limit(0)
     catalog.write_uncontracted("voucher_campaigns", empty, mode="append")
-    monkeypatch.setattr(feedback_job, "already_there", lambda ctx, label: False)
+    monkeypatch.setattr(feedback_job, "fed_back_sends", lambda ctx, cid: [])
     monkeypatch.setattr(feedback_job, "applied", lambda ctx, app_id: -1)
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
     monkeypatch.undo()
@@ -310,6 +328,13 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     assert main(["train-uplift", *sets(wh, later), "--set", "uplift.min_arm_rows=500"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["train_rows"] + trained["holdout_rows"] == len(history)
+    # Another send of the campaign in the history (here the fed-back rows relabelled as
+    # sent on 2026-08-18): the same customers with the same vouchers, so refused.
+    spark.sql(f"UPDATE delta.`{wh / 'voucher_campaigns'}` SET campaign_id = 'arms@2026-08-18' "
+              "WHERE campaign_id = 'arms@2026-09-01'")  # fmt: skip
+    assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 2
+    assert "already holds campaign arms as arms@2026-08-18" in capsys.readouterr().err
+    assert len(read_pandas(str(wh / "voucher_campaigns"))) == len(history)
 
 
 def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):

@@ -346,9 +346,12 @@ def tally(allocations: DataFrame, *by: str | Column) -> pd.DataFrame:
     )
 
 
-def summarize(allocations: DataFrame | pd.DataFrame, solution: Solution) -> list[GroupSummary]:
+def summarize(
+    allocations: DataFrame | pd.DataFrame, solution: Solution, vouchers: Sequence[str] = ()
+) -> list[GroupSummary]:
     """Complete the group summaries from the allocations as written (or their
-    :func:`tally`): spent, objective, customers allocated and per-voucher counts. With
+    :func:`tally`): spent, objective, customers allocated and per-voucher counts (every one
+    of ``vouchers``, the run's choice, counted: 0 records that it was offered). With
     caps, the campaign's cap term sum_j mu_j Q_j is shared out to the groups by their
     share of each capped voucher's allocations, so the group bounds add up to the
     campaign's (certified) bound."""
@@ -361,7 +364,8 @@ def summarize(allocations: DataFrame | pd.DataFrame, solution: Solution) -> list
         s.spent = float(r["cost"].sum())
         s.objective = float(r["value"].sum())
         s.n_allocated = int(r["n"].sum())
-        s.voucher_counts = {str(v): int(n) for v, n in zip(r["voucher_id"], r["n"], strict=True)}
+        s.voucher_counts = {str(v): 0 for v in vouchers}
+        s.voucher_counts |= {str(v): int(n) for v, n in zip(r["voucher_id"], r["n"], strict=True)}
         for v, m in solution.mu.items():
             total = int(per_voucher.get(v, 0))
             share = s.voucher_counts.get(v, 0) / total if total else 1 / len(solution.groups)

@@ -88,7 +88,7 @@ ALLOCATION_SUMMARY = TableContract(
         ("lambda", DoubleType()),
         ("n_customers", LongType()),
         ("n_allocated", LongType()),
-        ("voucher_counts", MapType(StringType(), LongType())),
+        ("voucher_counts", MapType(StringType(), LongType())),  # every voucher offered (0: none)
         ("cap_multipliers", MapType(StringType(), DoubleType())),
         ("solver", StringType()),
         ("passes", LongType()),

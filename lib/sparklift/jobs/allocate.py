@@ -168,7 +168,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 written = runs.append(ctx, campaign.campaign_id, run_id, models[0], rows)
                 targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
                 counts = tally(written, "arm", targeted)  # the rows as written, every arm
-            groups = summarize(counts[counts["arm"] == arms.POLICY], solution)
+            groups = summarize(counts[counts["arm"] == arms.POLICY], solution, vouchers)
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
                                full, counts, calibration)  # fmt: skip
             version = write_records(

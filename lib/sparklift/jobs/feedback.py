@@ -6,8 +6,9 @@ It reads the campaign's published allocation (the same run ``measure`` reads: by
 the latest whose measurement window is over), that send's ``campaign_outcomes`` and the send
 date's customers snapshot (the features, as of the send). The appended campaign is
 ``<campaign_id>@<send date>``, subsampled per budget group to the history's configured arm
-shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign and run: a
-second run finds it there and writes nothing, and two runs at once append it once: both
+shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign: a second run
+finds it there and writes nothing, another send of the campaign is refused (its arms repeat
+the first's customers and vouchers), and two runs at once append it once: both
 write under one idempotency key, the campaign's label with the version after the last
 one the history applied for it (read with the check, so another campaign's commit
 in between changes nothing; rows of the label deleted on purpose are appended again).
@@ -22,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from sparklift.allocation.campaign import load_campaign
-from sparklift.allocation.tables import published_allocations
+from sparklift.allocation.tables import offered_vouchers, published_allocations
 from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
 from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step
@@ -52,9 +53,18 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     label = f"{cid}@{sent}"
     app_id = f"sparklift.feedback:{label}"
     exists = catalog.exists(HISTORY)
-    if exists and already_there(ctx, label):
+    sends = fed_back_sends(ctx, cid) if exists else []
+    if label in sends:
         log.info("%s already has campaign %s: nothing to append", HISTORY, label)
         return {"campaign_id": label, "appended": 0, "already_there": True}
+    if sends:
+        raise InputError(
+            f"table {HISTORY} already holds campaign {cid} as {sends[0]}: every send of a "
+            f"campaign draws its arms and explore vouchers from (seed, campaign_id, "
+            f"customer), so the send of {sent} repeats those customers with the same "
+            "vouchers and would count them twice; nothing is fed back (feed back other "
+            "campaigns; a new campaign_id draws new arms)"
+        )
     key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
     allocations = published_allocations(catalog, sent, cid)
     rows = feedback.arm_rows(allocations)
@@ -69,8 +79,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             f"campaign {cid} sent on {sent} has {lacks}: nothing randomized to feed back "
             "(allocate it with explore_share and holdout_share > 0)"
         )
-    # The explore arm drew among the campaign's vouchers: the shares are over all of them.
-    vouchers = sorted(campaign.vouchers) if campaign.vouchers else sent_vouchers
+    # The explore arm drew among the vouchers the run offered: the shares are over all of
+    # them (its summary counts each; the campaign file's list, for a summary that did not).
+    offered = offered_vouchers(catalog, sent, cid) | set(campaign.vouchers or ())
+    vouchers = sorted(offered | set(sent_vouchers))
     unsent = sorted(set(vouchers) - set(sent_vouchers))
     if unsent:
         raise InputError(
@@ -115,10 +127,10 @@ def applied(ctx: JobContext, app_id: str) -> int:
     return txn_version(ctx.catalog.path(HISTORY), app_id)
 
 
-def already_there(ctx: JobContext, label: str) -> bool:
-    """Whether the history holds campaign ``label``."""
-    rows = ctx.catalog.read(HISTORY).where(F.col("campaign_id") == label)
-    return rows.limit(1).count() > 0
+def fed_back_sends(ctx: JobContext, campaign_id: str) -> list[str]:
+    """The labels (``<campaign_id>@<send date>``) of the campaign's sends in the history."""
+    rows = ctx.catalog.read(HISTORY).where(F.col("campaign_id").startswith(f"{campaign_id}@"))
+    return sorted(r[0] for r in rows.select("campaign_id").distinct().collect())
 
 
 def _features(ctx: JobContext, snapshot) -> list[str]:
