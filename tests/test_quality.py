@@ -404,6 +404,23 @@ def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, c
     two = counts[:2]  # their sd is under the floor of 1% of their mean
     z = abs(250 - two.mean()) / max(two.std(ddof=1), 0.01 * two.mean())
     assert results(wh, DAY).loc["anomaly:row_count", "statistic"] == pytest.approx(z)
+    # Delivered again with 510 rows and checked by two jobs at once that read one table
+    # version, whose commits interleaved: the other job's metrics landed after this one's
+    # verdicts. They measured the same rows, so today's check trains on them: its z is
+    # that of three days again.
+    catalog.write("user_activity", spark.createDataFrame(activity(days[2], 510, seed=98)),
+                  mode="replace", replace_where={"date": [days[2]]})  # fmt: skip
+    assert check(wh, days[2]) == 0
+    part = {"table_name": "user_activity", "run_date": [days[2]]}
+    mine = catalog.read("quality_metrics", where=[(k, "in" if k == "run_date" else "=", v)
+                                                  for k, v in part.items()])  # fmt: skip
+    other = mine.withColumn("computed_at", mine["computed_at"] + dt.timedelta(seconds=1))
+    other = spark.createDataFrame(other.collect(), mine.schema)
+    catalog.write("quality_metrics", other, mode="replace", replace_where=part)
+    assert check(wh, DAY) == 0
+    three = np.array([*counts[:2], 510])
+    z = abs(250 - three.mean()) / max(three.std(ddof=1), 0.01 * three.mean())
+    assert results(wh, DAY).loc["anomaly:row_count", "statistic"] == pytest.approx(z)
 
     # The next day has not landed: freshness fails and the anomaly checks are skipped (no
     # rows is lateness, not an anomaly), so it is not ready (3) even with anomalies errors.

@@ -39,6 +39,7 @@ from sparklift.tables.publish import utcnow
 from sparklift.tables.schema import check_schema
 
 HELP = "check a table's partition of the run date into quality_metrics and quality_results"
+READ_METRIC = "table_version"  # stored with a date's metrics: the version they measured
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +88,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     # A check of the same partitions by another job (features and user-history both check
     # user_activity, side by side under Airflow) may commit first: write again after it.
     measured = [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
-                 "computed_at": now} for d in days for k, v in metrics[d].items()]  # fmt: skip
+                 "computed_at": now} for d in days
+                for k, v in (metrics[d] | {READ_METRIC: float(checked)}).items()]  # fmt: skip
     read = rules.version_row(checked, checked_id)
     verdicts = [{"table_name": spec.table, "run_date": d} | asdict(r) | {"computed_at": now}
                 for d in days for r in [*results[d], read]]  # fmt: skip
@@ -229,20 +231,25 @@ def _past(
     """The table's stored metrics by checked date before ``first`` (the training windows'
     days and every day's PSI edges: a few thousand numbers per table and year), and the
     checks that failed on the windows' days. A window day's metrics count only beside the
-    verdicts of the same run (the same ``computed_at`` in ``quality_results``): a check
-    killed between its two commits leaves metrics without their verdicts, and no later day
-    trains on them until that date is checked again."""
+    verdicts of the same run (the same ``computed_at`` in ``quality_results``) or of the
+    same table version (two checks of one version at once, whose commits interleaved,
+    measured the same rows): a check killed between its two commits after the table changed
+    leaves metrics without their verdicts, and no later day trains on them until that date
+    is checked again."""
     if not ctx.catalog.exists("quality_metrics"):
         return {}, {}
     since = min(rules.history_days(first, ctx.config.quality))
     window = (F.col("run_date") < F.lit(first)) & (F.col("run_date") >= F.lit(since))
     stamps: dict[dt.date, set] = defaultdict(set)
+    read: dict[dt.date, float] = {}  # the table version each date's verdicts hold for
     failed: dict[dt.date, set[str]] = defaultdict(set)
     if ctx.catalog.exists("quality_results"):
         verdicts = ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
         for r in verdicts.where(window).select("run_date", "check_name", "status",
-                                               "computed_at").collect():  # fmt: skip
+                                               "statistic", "computed_at").collect():  # fmt: skip
             stamps[r["run_date"]].add(r["computed_at"])
+            if r["check_name"] == rules.VERSION_CHECK:
+                read[r["run_date"]] = r["statistic"]
             if r["status"] == rules.FAIL:
                 failed[r["run_date"]].add(r["check_name"])
     rows = (
@@ -252,12 +259,17 @@ def _past(
         .select("run_date", "metric", "value", "computed_at")
         .collect()
     )  # fmt: skip
-    history: dict[dt.date, dict[str, float | None]] = defaultdict(dict)
+    by_day: dict[dt.date, list] = defaultdict(list)  # one run's rows per date
     for r in rows:
-        day = r["run_date"]
-        if day < since or r["computed_at"] in stamps[day]:
-            history[day][r["metric"]] = r["value"]
-    return dict(history), dict(failed)
+        by_day[r["run_date"]].append(r)
+    history: dict[dt.date, dict[str, float | None]] = {}
+    for day, day_rows in by_day.items():
+        stored = {r["metric"]: r["value"] for r in day_rows}
+        version = stored.pop(READ_METRIC, None)
+        same_run = any(r["computed_at"] in stamps[day] for r in day_rows)
+        if day < since or same_run or (version is not None and version == read.get(day)):
+            history[day] = stored
+    return history, dict(failed)
 
 
 def _edges(
