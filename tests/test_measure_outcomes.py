@@ -1,14 +1,22 @@
 """A campaign's outcomes before measurement: refused when a customer has two rows or is not
 in the allocation, and the sample-ratio check of the arms' outcome coverage, against
-statsmodels' two-proportion z-test (its square is the uncorrected chi-square)."""
+statsmodels' two-proportion z-test (its square is the uncorrected chi-square); the
+generator's outcomes of two sends are two draws."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import numpy as np
 import pytest
+from pyspark.sql import functions as F
 from statsmodels.stats.proportion import proportions_ztest
 
+from sparklift.config import load_config
 from sparklift.errors import InputError
 from sparklift.measure.campaign import check_outcomes, deciles, outcome_coverage
+from sparklift.synthetic.outcomes import outcomes_frame
+from sparklift.synthetic.vouchers import FACE_VALUES, customers_frame
 
 
 def test_duplicated_and_unknown_customers_are_refused_naming_them(spark):
@@ -47,3 +55,25 @@ def test_deciles_without_held_out_units_are_an_empty_frame(spark):
     for rows in (policy, policy.limit(0)):
         frame = deciles(rows)
         assert frame.empty and {"decile", "estimate", "se", "predicted"} <= set(frame.columns)
+
+
+def test_each_send_of_a_campaign_draws_its_own_outcome_noise(spark):
+    """Two sends of one allocation (the same customers, arms and vouchers): the same send
+    drawn again is the same, another send's objectives are another draw (correlated only
+    through the customers' means), so a daily campaign's sends are not copies."""
+    conf = load_config(None, ["generate.customers=4000"]).generate
+    customers = customers_frame(spark, conf, dt.date(2026, 9, 1))
+    allocated = customers.withColumn("voucher_id", F.lit("V01"))
+    faces = {"V01": FACE_VALUES[0]}
+
+    def send(day: dt.date) -> np.ndarray:
+        frame = outcomes_frame(allocated, faces, "c1", day, seed=3, effects="scaled")
+        return frame.orderBy("customer_id").toPandas()["objective"].to_numpy()
+
+    first, again, second = send(dt.date(2026, 9, 1)), send(dt.date(2026, 9, 1)), send(
+        dt.date(2026, 9, 2))  # fmt: skip
+    assert (first == again).all()
+    assert (first != second).mean() > 0.3
+    r = np.corrcoef(first, second)[0, 1]
+    assert 0.05 < r < 0.9, r  # the means are shared, the noise is not
+    assert abs(first.mean() - second.mean()) < 4 * np.sqrt(2 * first.var() / len(first))

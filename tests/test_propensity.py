@@ -307,15 +307,17 @@ class _Even:
 
 
 def test_a_linear_drift_is_held_past_drift_max_days(caplog):
-    """``drift: linear`` moves the log-odds by its slope per day past the last training
-    snapshot up to ``drift_max_days``, then holds them there, and scoring says the model is
-    due; a model saved before the setting (None) follows its line without end."""
+    """``drift: linear`` moves the log-odds by its slope per day from the last training
+    snapshot up to ``drift_max_days`` either way, then holds them there, and scoring says
+    the model is due; a model saved before the setting (None) follows its line without
+    end."""
     origin = dt.date(2026, 6, 16)
     conf = load_config(None, ["propensity.drift=linear"]).propensity
     assert conf.drift_max_days == 28
     model = PropensityModel("x", ["f"], _Even(), 1.0, conf, origin, (0.1, 0.02), origin, 28)
     X = np.zeros((1, 1))
-    for days, log_odds in ((10, 0.1 + 0.2), (28, 0.1 + 0.56), (400, 0.1 + 0.56)):
+    held = ((28, 0.1 + 0.56), (400, 0.1 + 0.56), (-400, 0.1 - 0.56))  # before it, too
+    for days, log_odds in ((10, 0.1 + 0.2), (-10, 0.1 - 0.2), *held):
         p = model.predict(X, origin + days * DAY)[0]
         assert p == pytest.approx(1 / (1 + np.exp(-log_odds)), rel=1e-12), days
     unbounded = replace(model, drift_max_days=None)

@@ -115,11 +115,12 @@ class PropensityModel:
     model_id: str = ""
 
     def drift_days(self, snapshot: dt.date) -> int:
-        """Days of the base rate's trend applied on ``snapshot``: its distance from the last
-        training snapshot, at most ``drift_max_days`` (a line fitted over a few weeks says
-        nothing of a year later)."""
+        """Days of the base rate's trend applied on ``snapshot``: its signed distance from
+        the last training snapshot, at most ``drift_max_days`` either way (a line fitted
+        over a few weeks says nothing of a year later, nor of a year before)."""
         days = (snapshot - self.drift_origin).days if self.drift_origin else 0
-        return days if self.drift_max_days is None else min(days, self.drift_max_days)
+        limit = self.drift_max_days
+        return days if limit is None else max(-limit, min(days, limit))
 
     def predict(self, X: np.ndarray, snapshot: dt.date | None = None) -> np.ndarray:
         """P(label) of each row of ``X``, for a snapshot on ``snapshot`` (the drift of the

@@ -34,8 +34,9 @@ def outcomes_frame(
     sent = F.col("voucher_id")
     mean, redeem, face = sent_model(sent, faces, effects)
     cid = F.col("customer_id")
-    objective = geometric(mean, uniform(seed, f"outcome.{campaign_id}", cid))
-    redeemed = (objective >= 1) & (uniform(seed, f"outcome.redeem.{campaign_id}", cid) < redeem)
+    send = f"{campaign_id}.{sent_date}"  # each send of a daily campaign has its own noise
+    objective = geometric(mean, uniform(seed, f"outcome.{send}", cid))
+    redeemed = (objective >= 1) & (uniform(seed, f"outcome.redeem.{send}", cid) < redeem)
     return allocated.select(
         F.lit(campaign_id).alias("campaign_id"),
         F.lit(sent_date).alias("sent_date"),
