@@ -23,7 +23,7 @@ import sklearn
 
 from sparklift.cli import main
 from sparklift.config import load_config
-from sparklift.errors import InputError
+from sparklift.errors import InputError, InputNotReadyError
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 from sparklift.uplift import model as artefact
@@ -111,6 +111,37 @@ def test_an_object_store_gets_the_artefact_without_renaming_a_directory(tmp_path
     assert meta["model_id"] == out.model_id
     assert sorted(os.listdir(Path(out.path).parent)) == [out.model_id]
     assert artefact.load(out.path, FEATURES, VOUCHERS).features == FEATURES
+
+
+class KilledBeforeMeta(ObjectStore):
+    """The object store of a job killed after model.pkl, before meta.json."""
+
+    def open_output_stream(self, path: str):
+        if path.endswith("/meta.json"):
+            raise SystemExit("killed between model.pkl and meta.json")
+        return self.fs.open_output_stream(path)
+
+
+def test_an_object_store_write_killed_before_meta_json_is_not_there_until_saved_again(
+    tmp_path, monkeypatch
+):
+    """Killed between its two objects: model.pkl alone is no artefact (readers look for
+    meta.json first: not there yet, exit 3), and the re-run writes it whole."""
+    real = artefact.filesystem
+    killed = lambda p: (KilledBeforeMeta(real(p)[0]), real(p)[1])  # noqa: E731
+    monkeypatch.setattr(artefact, "filesystem", killed)
+    with pytest.raises(SystemExit):
+        save(fitted_model(), tmp_path)
+    monkeypatch.undo()
+    [left] = list(tmp_path.rglob("model.pkl"))
+    assert sorted(os.listdir(left.parent)) == ["model.pkl"]
+    with pytest.raises(InputNotReadyError, match="does not exist"):
+        artefact.verify(str(left.parent))
+    monkeypatch.setattr(artefact, "filesystem", lambda p: (ObjectStore(real(p)[0]), real(p)[1]))
+    out = save(fitted_model(), tmp_path)
+    monkeypatch.undo()
+    assert out.path.endswith(left.parent.name)
+    assert artefact.verify(out.path, out.model_id, out.sha256)[0]["model_id"] == out.model_id
 
 
 @pytest.mark.parametrize(
