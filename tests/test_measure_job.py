@@ -319,7 +319,13 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     # campaign's commit to the history (here an empty one) moved its version on.
     empty = catalog.read("voucher_campaigns").limit(0)
     catalog.write_uncontracted("voucher_campaigns", empty, mode="append")
-    monkeypatch.setattr(feedback_job, "fed_back_sends", lambda ctx, cid: [])
+    real_sends, looks = feedback_job.fed_back_sends, []
+
+    def raced(ctx, cid: str) -> list[str]:  # before the first run appended; then the truth
+        looks.append(cid)
+        return [] if len(looks) == 1 else real_sends(ctx, cid)
+
+    monkeypatch.setattr(feedback_job, "fed_back_sends", raced)
     monkeypatch.setattr(feedback_job, "applied", lambda ctx, app_id: -1)
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
     monkeypatch.undo()
@@ -333,6 +339,14 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     spark.sql(f"UPDATE delta.`{wh / 'voucher_campaigns'}` SET campaign_id = 'arms@2026-08-18' "
               "WHERE campaign_id = 'arms@2026-09-01'")  # fmt: skip
     assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 2
+    assert "already holds campaign arms as arms@2026-08-18" in capsys.readouterr().err
+    # The same when the two sends' runs raced: the key is the campaign's, so the second
+    # run's append is not applied, and it says why.
+    looks.clear()
+    monkeypatch.setattr(feedback_job, "fed_back_sends", raced)
+    monkeypatch.setattr(feedback_job, "applied", lambda ctx, app_id: -1)
+    assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 2
+    monkeypatch.undo()
     assert "already holds campaign arms as arms@2026-08-18" in capsys.readouterr().err
     assert len(read_pandas(str(wh / "voucher_campaigns"))) == len(history)
 

@@ -114,7 +114,7 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     keep = ["--set", "propensity.state_days=2"]
     for back, mode in ((2, "rebuild"), (1, "update")):
         day = ["--run-date", str(RUN_DATE - dt.timedelta(days=back))]
-        assert main(["user-history", *sets(warehouse), *keep, *day]) == 3  # no model that day
+        assert main(["user-history", *sets(warehouse), *keep, *day]) == 2  # no model that day
         assert "no model trained for" in capsys.readouterr().err
         day += ["--model-id", summary["model_id"]]  # the model of the run date: its windows
         assert main(["user-history", *sets(warehouse), *keep, *day]) == 0
@@ -284,10 +284,10 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
     for extra, code, message in bad:
         assert main(["train-propensity", *sets(warehouse), *extra]) == code, extra
         assert message in capsys.readouterr().err, extra
-    # A day before every model's: no model of its past, so not ready (exit 3).
+    # A day before every model's: no model of its past (exit 2).
     early = ["--run-date", "2026-05-20"]
     for job in ("score-propensity", "user-history"):
-        assert main([job, *sets(warehouse), *early]) == 3, job
+        assert main([job, *sets(warehouse), *early]) == 2, job
         err = capsys.readouterr().err
         assert "propensity_models has no model trained for 2026-05-20 or before" in err, job
     # Named, the model is used, but that day's 56-day window starts before the table's first
@@ -326,5 +326,8 @@ def test_a_linear_drift_is_held_past_drift_max_days(caplog):
     assert not score_propensity._held_drift(model, origin + 28 * DAY)
     assert score_propensity._held_drift(model, origin + 40 * DAY)
     assert "40 days past its last training snapshot (2026-06-16)" in caplog.text
-    assert "held at 28 days (propensity.drift_max_days): retrain it" in caplog.text
+    assert "is held at 28 days (propensity.drift_max_days): retrain it" in caplog.text
     assert not score_propensity._held_drift(replace(model, drift=(0.1, 0.0)), origin + 40 * DAY)
+    assert not score_propensity._held_drift(model, origin - 28 * DAY)
+    assert score_propensity._held_drift(model, origin - 40 * DAY)
+    assert "40 days before its last training snapshot (2026-06-16)" in caplog.text

@@ -167,6 +167,11 @@ BAD = [
         "sample ratio mismatch",
     ),
     ("imbalance", t_shift, "covariate imbalance in arm V01"),
+    (
+        "no send date",
+        lambda f: f.assign(sent_date=f["sent_date"].where(f.index != 9, None)),
+        "campaigns ['C001'] have rows without sent_date",
+    ),
     (  # a post-treatment column (a redemption amount): null for every control row
         "missing by arm",
         lambda f: f.assign(x2=f["x2"].where(f["treatment"] != "control")),
@@ -318,9 +323,10 @@ def test_missing_features_need_a_learner_that_handles_them(spark, tmp_path, caps
 
 def test_a_backfill_learns_and_scores_only_from_its_past(spark, tmp_path, capsys, caplog):
     """C002 was sent after the run date: a model of the run date leaves it out (and says
-    so), a model of a later date learns from both; score of the run date picks the model
-    of that date, not the newer one, refuses a date before every model (exit 3), and uses
-    a later model only when named, with a warning."""
+    so), as does one of a date before its outcomes are final (14 days after the send), a
+    model of a later date learns from both; score of the run date picks the model of that
+    date, not the newer one, refuses a date before every model (exit 2), and uses a later
+    model only when named, with a warning."""
     wh = tmp_path / "wh"
     later = history(seed=1).assign(
         campaign_id="C002", sent_date=pd.Timestamp("2026-09-10").date(), customer_id=lambda f:
@@ -328,13 +334,13 @@ def test_a_backfill_learns_and_scores_only_from_its_past(spark, tmp_path, capsys
     write_history(spark, wh, pd.concat([history(), later], ignore_index=True))
     sets = ["--set", "uplift.min_arm_rows=200", "--learner", "t_linear"]
     mine = run_json(capsys, ["train-uplift", *args(wh, *sets)])
-    assert (
-        mine["campaigns_sent_later"] == ["C002"] and "campaigns ['C002'] were sent" in caplog.text
-    )
+    assert mine["campaigns_left_out"] == ["C002"] and "campaigns ['C002'] were sent" in caplog.text
     assert abs(mine["train_rows"] - 2800) <= 5  # 70% of C001's 4,000 rows
-    newer_args = [*args(wh, *sets)[2:], "--run-date", "2026-09-20"]
+    edge = run_json(capsys, ["train-uplift", *args(wh, *sets)[2:], "--run-date", "2026-09-23"])
+    assert edge["campaigns_left_out"] == ["C002"]  # its outcomes are final on 2026-09-24
+    newer_args = [*args(wh, *sets)[2:], "--run-date", "2026-09-30"]
     newer = run_json(capsys, ["train-uplift", *newer_args])
-    assert newer["campaigns_sent_later"] == [] and abs(newer["train_rows"] - 5600) <= 5
+    assert newer["campaigns_left_out"] == [] and abs(newer["train_rows"] - 5600) <= 5
 
     customers = history(10).drop(columns=["campaign_id", "sent_date", "treatment"])
     customers = customers.assign(snapshot_date=pd.Timestamp(RUN_DATE).date(), budget_group="NL")
@@ -343,11 +349,11 @@ def test_a_backfill_learns_and_scores_only_from_its_past(spark, tmp_path, capsys
     )
     assert run_json(capsys, ["score", *args(wh)])["model_id"] == mine["model_id"]
     capsys.readouterr()
-    assert main(["score", *args(wh)[2:], "--run-date", "2026-08-15"]) == 3
+    assert main(["score", *args(wh)[2:], "--run-date", "2026-08-15"]) == 2
     err = capsys.readouterr().err
     assert "uplift_models has no model trained for 2026-08-15 or before" in err
-    assert f"(the earliest is for {RUN_DATE})" in err
+    assert f"(the earliest is for {RUN_DATE}; 3 model(s))" in err
     caplog.clear()
     named = run_json(capsys, ["score", *args(wh, "--model-id", newer["model_id"])])
     assert named["model_id"] == newer["model_id"]
-    assert f"was trained for 2026-09-20, after the run date {RUN_DATE}" in caplog.text
+    assert f"was trained for 2026-09-30, after the run date {RUN_DATE}" in caplog.text

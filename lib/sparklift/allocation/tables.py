@@ -49,8 +49,8 @@ def published_allocations(catalog: Catalog, run_date: dt.date, campaign_id: str)
 
 def offered_vouchers(catalog: Catalog, run_date: dt.date, campaign_id: str) -> set[str]:
     """The vouchers the published run of the date and campaign chose among (its explore arm
-    drew from them): the keys of its summary's ``voucher_counts``, which count every one
-    (a summary written before that counted only the vouchers chosen)."""
+    drew from them): the keys of its summary's ``voucher_counts``, which count every one,
+    0 included (a summary written before that counted only the vouchers chosen)."""
     summary = catalog.read("allocation_summary", where=summary_where(run_date, campaign_id))
     keys = summary.select(F.explode(F.map_keys("voucher_counts"))).distinct().collect()
     return {r[0] for r in keys}

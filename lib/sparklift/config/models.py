@@ -28,7 +28,7 @@ class PropensityConfig(_Strict):
     max_validation_rows: int = Field(ge=100)
     precision_target: float = Field(gt=0, lt=1)  # recall is reported at this precision
     seed: int
-    model_id: str | None  # score-propensity: the model (null: the latest trained)
+    model_id: str | None  # score-propensity: the model (null: the latest as of the run date)
     state_days: int = Field(ge=2)  # user_history partitions kept (a rerun needs the day before)
     state_reader: Literal["auto", "spark"]  # score-propensity: how user_history's files are read
 
@@ -76,7 +76,7 @@ class ScoreConfig(_Strict):
     """Which model ``sparklift score`` uses, and what to do with one saved under other
     scikit-learn or numpy versions than the running ones."""
 
-    model_id: str | None  # null = the latest in uplift_models
+    model_id: str | None  # null = the latest in uplift_models as of the run date
     on_version_mismatch: Literal["refuse", "warn"]
 
 

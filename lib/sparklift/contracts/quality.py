@@ -12,8 +12,8 @@ QUALITY_METRICS = TableContract(
     fields(
         ("table_name", StringType()),
         ("run_date", DateType()),  # the partition checked (a table without one: as of then)
-        # e.g. row_count, null_count:zone_id, mean:gmv, psi_bin:gmv:3; table_version: the
-        # version of the table measured
+        # e.g. row_count, null_count:zone_id, mean:gmv, psi_bin:gmv:3;
+        # table_version:<table id>: the version of the table measured
         ("metric", StringType()),
         ("value", DoubleType()),
         ("computed_at", TimestampType()),

@@ -39,7 +39,8 @@ from sparklift.tables.publish import utcnow
 from sparklift.tables.schema import check_schema
 
 HELP = "check a table's partition of the run date into quality_metrics and quality_results"
-READ_METRIC = "table_version"  # stored with a date's metrics: the version they measured
+# Stored with a date's metrics, table_version:<table id> = the version they measured.
+READ_METRIC = f"{rules.VERSION_CHECK}:"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +90,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     # user_activity, side by side under Airflow) may commit first: write again after it.
     measured = [{"table_name": spec.table, "run_date": d, "metric": k, "value": v,
                  "computed_at": now} for d in days
-                for k, v in (metrics[d] | {READ_METRIC: float(checked)}).items()]  # fmt: skip
+                for k, v in (metrics[d] | {READ_METRIC + checked_id: float(checked)}).items()
+                ]  # fmt: skip
     read = rules.version_row(checked, checked_id)
     verdicts = [{"table_name": spec.table, "run_date": d} | asdict(r) | {"computed_at": now}
                 for d in days for r in [*results[d], read]]  # fmt: skip
@@ -241,15 +243,16 @@ def _past(
     since = min(rules.history_days(first, ctx.config.quality))
     window = (F.col("run_date") < F.lit(first)) & (F.col("run_date") >= F.lit(since))
     stamps: dict[dt.date, set] = defaultdict(set)
-    read: dict[dt.date, float] = {}  # the table version each date's verdicts hold for
+    read: dict[dt.date, tuple] = {}  # the table version (and id) each date's verdicts hold for
     failed: dict[dt.date, set[str]] = defaultdict(set)
     if ctx.catalog.exists("quality_results"):
         verdicts = ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
         for r in verdicts.where(window).select("run_date", "check_name", "status",
-                                               "statistic", "computed_at").collect():  # fmt: skip
+                                               "statistic", "message",
+                                               "computed_at").collect():  # fmt: skip
             stamps[r["run_date"]].add(r["computed_at"])
             if r["check_name"] == rules.VERSION_CHECK:
-                read[r["run_date"]] = r["statistic"]
+                read[r["run_date"]] = (r["statistic"], rules.checked_table_id(r["message"]))
             if r["status"] == rules.FAIL:
                 failed[r["run_date"]].add(r["check_name"])
     rows = (
@@ -265,9 +268,11 @@ def _past(
     history: dict[dt.date, dict[str, float | None]] = {}
     for day, day_rows in by_day.items():
         stored = {r["metric"]: r["value"] for r in day_rows}
-        version = stored.pop(READ_METRIC, None)
+        versions = [(stored.pop(k), k[len(READ_METRIC) :]) for k in list(stored)
+                    if k.startswith(READ_METRIC)]  # fmt: skip
         same_run = any(r["computed_at"] in stamps[day] for r in day_rows)
-        if day < since or same_run or (version is not None and version == read.get(day)):
+        same_version = bool(versions) and versions[0] == read.get(day)
+        if day < since or same_run or same_version:
             history[day] = stored
     return history, dict(failed)
 

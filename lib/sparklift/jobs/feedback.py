@@ -8,8 +8,8 @@ date's customers snapshot (the features, as of the send). The appended campaign 
 ``<campaign_id>@<send date>``, subsampled per budget group to the history's configured arm
 shares (:mod:`sparklift.measure.feedback`). Appending is once per campaign: a second run
 finds it there and writes nothing, another send of the campaign is refused (its arms repeat
-the first's customers and vouchers), and two runs at once append it once: both
-write under one idempotency key, the campaign's label with the version after the last
+the first's customers and vouchers), and two runs at once append one send once: both
+write under one idempotency key, the campaign's id with the version after the last
 one the history applied for it (read with the check, so another campaign's commit
 in between changes nothing; rows of the label deleted on purpose are appended again).
 """
@@ -51,20 +51,14 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog, cid, conf = ctx.catalog, campaign.campaign_id, ctx.config.uplift
     sent = measured_run(ctx, cid, args.allocated_on, interim=False)
     label = f"{cid}@{sent}"
-    app_id = f"sparklift.feedback:{label}"
+    app_id = f"sparklift.feedback:{cid}"  # per campaign: two of its sends at once append one
     exists = catalog.exists(HISTORY)
     sends = fed_back_sends(ctx, cid) if exists else []
     if label in sends:
         log.info("%s already has campaign %s: nothing to append", HISTORY, label)
         return {"campaign_id": label, "appended": 0, "already_there": True}
     if sends:
-        raise InputError(
-            f"table {HISTORY} already holds campaign {cid} as {sends[0]}: every send of a "
-            f"campaign draws its arms and explore vouchers from (seed, campaign_id, "
-            f"customer), so the send of {sent} repeats those customers with the same "
-            "vouchers and would count them twice; nothing is fed back (feed back other "
-            "campaigns; a new campaign_id draws new arms)"
-        )
+        raise _another_send(cid, sends[0], sent)
     key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
     allocations = published_allocations(catalog, sent, cid)
     rows = feedback.arm_rows(allocations)
@@ -80,7 +74,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             "(allocate it with explore_share and holdout_share > 0)"
         )
     # The explore arm drew among the vouchers the run offered: the shares are over all of
-    # them (its summary counts each; the campaign file's list, for a summary that did not).
+    # them. Its summary counts each, 0 when none was chosen (one written before counted
+    # only those chosen), and the campaign file lists them: a voucher either names that
+    # the explore arm never sent refuses the send (wrong shares would be silent).
     offered = offered_vouchers(catalog, sent, cid) | set(campaign.vouchers or ())
     vouchers = sorted(offered | set(sent_vouchers))
     unsent = sorted(set(vouchers) - set(sent_vouchers))
@@ -112,6 +108,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             catalog.write(HISTORY, out, mode="append", txn=key)
         finally:
             out.unpersist()
+    there = fed_back_sends(ctx, cid)
+    if there and label not in there:  # another send of the campaign took the key first
+        raise _another_send(cid, there[0], sent)
     log.info("appended %s: %s rows per arm (target shares %s)", label, by_arm, shares)
     return {
         "campaign_id": label,
@@ -125,6 +124,16 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
 def applied(ctx: JobContext, app_id: str) -> int:
     """The last version of idempotency key ``app_id`` the history applied (-1: none)."""
     return txn_version(ctx.catalog.path(HISTORY), app_id)
+
+
+def _another_send(campaign_id: str, there: str, sent: dt.date) -> InputError:
+    return InputError(
+        f"table {HISTORY} already holds campaign {campaign_id} as {there}: every send of a "
+        f"campaign draws its arms and explore vouchers from (seed, campaign_id, customer), "
+        f"so the send of {sent} repeats those customers with the same vouchers and would "
+        "count them twice; nothing is fed back (feed back other campaigns; a new "
+        "campaign_id draws new arms)"
+    )
 
 
 def fed_back_sends(ctx: JobContext, campaign_id: str) -> list[str]:

@@ -50,7 +50,7 @@ def model_row(
         if not found:
             raise InputError(f"unknown model {model_id!r}: not in {table}")
         row = found[0].asDict()
-        if predicts and row["run_date"] > ctx.run_date:
+        if predicts and row["run_date"] is not None and row["run_date"] > ctx.run_date:
             log.warning(
                 "model %s (%s) was trained for %s, after the run date %s: it may have "
                 "learnt from data that date did not have; used because it was named",
@@ -60,11 +60,13 @@ def model_row(
     latest = latest_as_of(models, ctx.run_date, wanted)
     if latest is not None:
         return latest.asDict()
-    first = models.agg(F.min("run_date")).first()[0]
-    if first is None:
+    first, count = models.agg(F.min("run_date"), F.count(F.lit(1))).first()
+    if count == 0:
         raise InputNotReadyError(f"{table} is empty: run sparklift {train} first")
-    raise InputNotReadyError(
+    # Waiting does not make a model of a past date: an error, not "not ready".
+    raise InputError(
         f"{table} has no model trained for {ctx.run_date} or before (the earliest is for "
-        f"{first}): a date is scored only with a model of its own past; train one with "
-        f"sparklift {train} --run-date {ctx.run_date}, or name one with --model-id"
+        f"{first}; {count} model(s)): a date is scored only with a model of its own past; "
+        f"train one with sparklift {train} --run-date {ctx.run_date}, or name one with "
+        "--model-id"
     )

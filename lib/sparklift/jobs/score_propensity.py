@@ -3,16 +3,17 @@ model's history window ending on it) scored into ``propensity_scores`` (the run 
 partition replaced in one commit).
 
 The model is the one given (``--model-id`` or ``propensity.model_id``) or the latest in
-``propensity_models``; its ``model.pkl`` is unpickled only after its sha256 has matched the
-row's, the id's and meta.json's (:func:`sparklift.uplift.model.verify`), and an artefact
-saved under other scikit-learn or numpy versions is refused or loaded with a warning
-(``score.on_version_mismatch``, shared with ``score``). The features are built with the
-model's own windows and columns, whatever the config says now: from ``user_history`` as of
-the run date (one row per customer, kept by ``user-history``) when it holds them, else from
-the window's ``user_activity`` rows (one aggregation by user). The state's files are read
-by Python itself when they are plain Parquet (``reader`` in the summary: ``arrow``), else
-(or with ``propensity.state_reader: spark``) through Spark (``spark``): Spark's conversion
-of rows to Arrow costs more than the model.
+``propensity_models`` trained for the run date or before it; its ``model.pkl`` is
+unpickled only after its sha256 has matched the row's, the id's and meta.json's
+(:func:`sparklift.uplift.model.verify`), and an artefact saved under other scikit-learn or
+numpy versions is refused or loaded with a warning (``score.on_version_mismatch``, shared
+with ``score``). The features are built with the model's own windows and columns,
+whatever the config says now: from ``user_history`` as of the run date (one row per
+customer, kept by ``user-history``) when it holds them, else from the window's
+``user_activity`` rows (one aggregation by user). The state's files are read by Python
+itself when they are plain Parquet (``reader`` in the summary: ``arrow``), else (or with
+``propensity.state_reader: spark``) through Spark (``spark``): Spark's conversion of rows
+to Arrow costs more than the model.
 """
 
 from __future__ import annotations
@@ -92,15 +93,18 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
 
 def _held_drift(model: PropensityModel, day: dt.date) -> bool:
     """Whether the model's base-rate trend (``drift: linear``) stops short of the run date
-    (``drift_max_days``), said with a warning: the model is due for retraining."""
+    (``drift_max_days`` either way), said with a warning: the model is due for retraining
+    (or, before its snapshots, not the date's model)."""
     if model.drift[1] == 0.0 or model.drift_origin is None:
         return False
-    past = (day - model.drift_origin).days
-    if past <= model.drift_days(day):
+    past, held = (day - model.drift_origin).days, model.drift_days(day)
+    if abs(past) <= abs(held):
         return False
+    where = f"{past} days past" if past > 0 else f"{-past} days before"
+    advice = "retrain it" if past > 0 else "score that date with a model of its own past"
     log.warning(
-        "model %s: the run date is %d days past its last training snapshot (%s); its base-rate "
-        "trend (%+.4f log-odds a day) is held at %d days (propensity.drift_max_days): retrain it",
-        model.model_id, past, model.drift_origin, model.drift[1], model.drift_days(day),
+        "model %s: the run date is %s its last training snapshot (%s); its base-rate trend "
+        "(%+.4f log-odds a day) is held at %d days (propensity.drift_max_days): %s",
+        model.model_id, where, model.drift_origin, model.drift[1], held, advice,
     )  # fmt: skip
     return True

@@ -1,6 +1,7 @@
 """``sparklift train-uplift``: a multi-voucher, two-response uplift model from the
-randomized history in ``voucher_campaigns``: the campaigns sent before the run date, so
-that a backfill learns only from its past (and ``score`` of a date uses a model of it).
+randomized history in ``voucher_campaigns``: the rows whose outcomes were final on the run
+date (sent ``measure.window_days`` or more before it), so that a backfill learns only from
+its past (and ``score`` of a date uses a model of it).
 
 One Spark aggregation checks the input and the randomization
 (:mod:`sparklift.uplift.checks`); then a sample bounded by ``uplift.max_train_rows``,
@@ -58,7 +59,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     history = ctx.catalog.read(HISTORY)
     if conf.campaigns:
         history = history.filter(F.col("campaign_id").isin(conf.campaigns))
-    history, later = _sent_before(history, ctx.run_date)
+    history, later = _known_by(history, ctx.run_date, ctx.config.measure.window_days)
     features = conf.features or [
         f.name
         for f in history.schema.fields
@@ -76,8 +77,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         aggregates = checks.arm_aggregates(history, HISTORY, features, spec)
         if not aggregates:
             raise InputError(
-                f"table {HISTORY} has no rows sent before {ctx.run_date} (campaigns "
-                f"{conf.campaigns or 'all'})"
+                f"table {HISTORY} has no rows whose outcomes were known on {ctx.run_date} "
+                f"(campaigns {conf.campaigns or 'all'}; left out as too recent: {later})"
             )
         if conf.features is None:  # chosen here: drop what cannot inform, and say so
             aggregates, features = _drop_uninformative(aggregates, features)
@@ -180,7 +181,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "train_rows": rows["train"],
         "holdout_rows": rows["holdout"],
         "train_rows_per_arm": rows["train_per_arm"],
-        "campaigns_sent_later": later,  # left out: sent on the run date or after it
+        "campaigns_left_out": later,  # outcomes not final on the run date
         "qini_objective": {v: round(m["objective"]["qini"], 6) for v, m in metrics.items()},
         "artifact_path": path,
         "version": version,
@@ -213,20 +214,34 @@ def _drop_uninformative(
     return checks.keep_features(aggregates, features, kept), kept
 
 
-def _sent_before(history: DataFrame, run_date: dt.date) -> tuple[DataFrame, list[str]]:
-    """The history's campaigns sent before ``run_date`` (what a run of that date could
-    know: a backfill never learns from a later campaign), and the campaigns left out."""
+def _known_by(
+    history: DataFrame, run_date: dt.date, window_days: int
+) -> tuple[DataFrame, list[str]]:
+    """The history's rows whose outcomes were final on ``run_date`` (sent ``window_days``
+    or more before it: what a run of that date could know, so a backfill never learns from
+    its future), and the campaigns left out; rows without a send date are refused."""
     if "sent_date" not in history.columns:
         raise InputError(f"table {HISTORY} has no column sent_date")
-    sent = F.col("sent_date") >= F.lit(run_date)  # Delta's file statistics skip the rest
-    later = sorted(r[0] for r in history.where(sent).select("campaign_id").distinct().collect())
+    last = run_date - dt.timedelta(days=window_days)
+    sent = F.col("sent_date")
+    unknown = sent.isNull() | (sent > F.lit(last))  # Delta's file statistics skip the rest
+    rows = history.where(unknown).select("campaign_id", sent.isNull().alias("undated"))
+    left_out = rows.distinct().collect()
+    undated = sorted({r["campaign_id"] for r in left_out if r["undated"]})
+    if undated:
+        raise InputError(
+            f"table {HISTORY}: campaigns {undated} have rows without sent_date, so when "
+            "their outcomes were known cannot be told: fill it in"
+        )
+    later = sorted({r["campaign_id"] for r in left_out})
     if later:
         log.warning(
-            "%s: campaigns %s were sent on %s or later, so a model of that date does not "
-            "learn from them",
-            HISTORY, later, run_date,
+            "%s: campaigns %s were sent after %s, so their outcomes (final "
+            "measure.window_days=%d after the send) were not known on %s: a model of that "
+            "date does not learn from them",
+            HISTORY, later, last, window_days, run_date,
         )  # fmt: skip
-    return history.where(~sent), later
+    return history.where(~unknown), later
 
 
 def _check_models_table(ctx: JobContext) -> None:

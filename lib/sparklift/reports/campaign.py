@@ -112,7 +112,7 @@ def _vouchers(page: Page, s: pd.DataFrame) -> None:
     for m in s.get("voucher_counts", pd.Series(dtype=object)):
         for v, n in dict(m or {}).items():
             counts[v] = counts.get(v, 0) + int(n)
-    if not counts:
+    if not any(counts.values()):  # every offered voucher is counted, 0 when not given
         page.section("Vouchers given", note("No voucher given."), anchor="vouchers")
         return
     names = sorted(counts)

@@ -213,7 +213,8 @@ def campaigns_frame(spark: SparkSession, conf: GenerateConfig, end_date: dt.date
     base = spark.range(conf.campaign_rows, numPartitions=conf.partitions).select(
         rid,
         F.concat(F.lit("C"), F.lpad((campaign + 1).cast("string"), 3, "0")).alias("campaign_id"),
-        F.date_sub(F.lit(end_date), 14 * (campaign + 1)).alias("sent_date"),
+        # two weeks apart, each one's outcomes (14 days) final at least 14 days before the end
+        F.date_sub(F.lit(end_date), 14 * (campaign + 2)).alias("sent_date"),
         (1 + F.floor(uniform(seed, "who", rid) * conf.customers)).cast("long").alias("customer_id"),
         treatment.otherwise(F.lit(ids[-1])).alias("treatment"),
         *_features(seed, "history", rid),
