@@ -75,8 +75,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     # The explore arm drew among the vouchers the run offered: the shares are over all of
     # them. Its summary counts each, 0 when none was chosen (one written before counted
-    # only those chosen), and the campaign file lists them: a voucher either names that
-    # the explore arm never sent refuses the send (wrong shares would be silent).
+    # only those chosen), and the campaign file lists them: a voucher named by either
+    # that the explore arm never sent refuses the send (wrong shares would be silent).
     offered = offered_vouchers(catalog, sent, cid) | set(campaign.vouchers or ())
     vouchers = sorted(offered | set(sent_vouchers))
     unsent = sorted(set(vouchers) - set(sent_vouchers))
