@@ -15,13 +15,13 @@ predecessor, and the last one's rows stay.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.errors import InputNotReadyError
 from sparklift.tables import Catalog, PartitionFilter
-from sparklift.tables.publish import named_id
 
 
 def summary_where(run_date: dt.date, campaign_id: str) -> list[PartitionFilter]:
@@ -29,28 +29,44 @@ def summary_where(run_date: dt.date, campaign_id: str) -> list[PartitionFilter]:
     return [("run_date", "=", run_date), ("campaign_id", "=", campaign_id)]
 
 
-def published_allocations(catalog: Catalog, run_date: dt.date, campaign_id: str) -> DataFrame:
-    """The allocations of the run that ``allocation_summary`` publishes for the date and
-    campaign (what campaign systems should read)."""
-    run_id = named_id(catalog, "allocation_summary", "run_id", summary_where(run_date, campaign_id))
-    if run_id is None:
+@dataclass(frozen=True)
+class PublishedRun:
+    """The run ``allocation_summary`` publishes for a date and campaign, read in one query:
+    its id, the vouchers it chose among (the keys of its summary's ``voucher_counts``, which
+    count every one, 0 included; a summary written before that counted only those chosen;
+    its explore arm drew from them) and its allocations (what campaign systems read)."""
+
+    run_id: str
+    offered: frozenset[str]
+    allocations: DataFrame
+
+
+def published_run(catalog: Catalog, run_date: dt.date, campaign_id: str) -> PublishedRun:
+    """The published run of the date and campaign. Its id and vouchers come from one read of
+    the summary, so a run publishing meanwhile cannot pair one run's id with another's
+    vouchers."""
+    where = summary_where(run_date, campaign_id)
+    rows = []
+    if catalog.exists("allocation_summary"):
+        rows = (
+            catalog.read("allocation_summary", where=where)
+            .select("run_id", F.map_keys("voucher_counts").alias("vouchers"))
+            .collect()  # one row per budget group of one run
+        )
+    if not rows:
         raise InputNotReadyError(
             f"allocation_summary has no run of campaign {campaign_id} on {run_date}"
         )
-    return catalog.read(
+    run_id = rows[0]["run_id"]
+    allocations = catalog.read(
         "allocations",
-        where=[
-            ("run_date", "=", run_date),
-            ("campaign_id", "=", campaign_id),
-            ("run_id", "=", run_id),
-        ],
+        where=[*where, ("run_id", "=", run_id)],
     )
+    offered = frozenset(v for r in rows for v in (r["vouchers"] or ()))
+    return PublishedRun(run_id, offered, allocations)
 
 
-def offered_vouchers(catalog: Catalog, run_date: dt.date, campaign_id: str) -> set[str]:
-    """The vouchers the published run of the date and campaign chose among (its explore arm
-    drew from them): the keys of its summary's ``voucher_counts``, which count every one,
-    0 included (a summary written before that counted only the vouchers chosen)."""
-    summary = catalog.read("allocation_summary", where=summary_where(run_date, campaign_id))
-    keys = summary.select(F.explode(F.map_keys("voucher_counts"))).distinct().collect()
-    return {r[0] for r in keys}
+def published_allocations(catalog: Catalog, run_date: dt.date, campaign_id: str) -> DataFrame:
+    """The allocations of the run that ``allocation_summary`` publishes for the date and
+    campaign (what campaign systems should read)."""
+    return published_run(catalog, run_date, campaign_id).allocations

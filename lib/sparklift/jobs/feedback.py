@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from sparklift.allocation.campaign import load_campaign
-from sparklift.allocation.tables import offered_vouchers, published_allocations
+from sparklift.allocation.tables import published_run
 from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
 from sparklift.errors import InputError
 from sparklift.jobs import JobContext, log, step
@@ -60,7 +60,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if sends:
         raise _another_send(cid, sends[0], sent)
     key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
-    allocations = published_allocations(catalog, sent, cid)
+    published = published_run(catalog, sent, cid)  # its id and vouchers in one read
+    allocations = published.allocations
     rows = feedback.arm_rows(allocations)
     counts = {
         (r["budget_group"], r["treatment"]): int(r["count"])
@@ -74,10 +75,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             "(allocate it with explore_share and holdout_share > 0)"
         )
     # The explore arm drew among the vouchers the run offered: the shares are over all of
-    # them. Its summary counts each, 0 when none was chosen (one written before counted
-    # only those chosen), and the campaign file lists them: a voucher named by either
+    # them. The run's summary and the campaign file name them: a voucher named by either
     # that the explore arm never sent refuses the send (wrong shares would be silent).
-    offered = offered_vouchers(catalog, sent, cid) | set(campaign.vouchers or ())
+    offered = published.offered | set(campaign.vouchers or ())
     vouchers = sorted(offered | set(sent_vouchers))
     unsent = sorted(set(vouchers) - set(sent_vouchers))
     if unsent:
