@@ -14,9 +14,11 @@ from scipy import stats
 
 from sparklift.cli import main
 from sparklift.config import load_config
+from sparklift.errors import InputError
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs.design import experiment_row, write_design
+from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 
@@ -241,3 +243,35 @@ def test_cuped_and_cupac_cover_the_planted_effect_with_smaller_standard_errors(w
     seq = read_pandas(str(warehouse / "geo_sequential"))
     seq = {(r["experiment_id"], r["metric"]): r["se"] for r in seq.to_dict("records")}
     assert seq[("adj_cuped", "orders")] != seq[("adj_none", "orders")]
+
+
+def test_a_constant_metric_is_refused_from_the_cells():
+    # 4 zones x 6 days of unbalanced cells: orders varies, gmv is 3.7 on every row (its
+    # fit would give a round-off standard error, not exactly zero).
+    rng = np.random.default_rng(0)
+    zone, days = np.repeat(np.arange(1, 5), 6), np.arange(6)
+    day = np.tile(np.datetime64("2026-03-17") + days, 4)
+    n = rng.integers(1, 30, len(zone)).astype(float)
+    orders = rng.poisson(2.0, (len(zone), 30)) * (np.arange(30) < n[:, None])
+    sums = np.column_stack([orders.sum(1), 3.7 * n])
+    cross = np.zeros((len(zone), 2, 2))
+    cross[:, 0, 0], cross[:, 1, 1] = (orders**2).sum(1), 3.7**2 * n
+    cross[:, 0, 1] = cross[:, 1, 0] = 3.7 * orders.sum(1)
+    cells = CellStats(zone, day, n, ("orders", "gmv"), sums, cross)
+    spec = ExperimentConfig.model_validate(
+        load_config().design.model_dump()
+        | {
+            "experiment_id": "flat",
+            "variants": ["control", "treatment"],
+            "zones_per_variant": 2,
+            "start": dt.date(2026, 3, 20),
+            "end": dt.date(2026, 3, 31),
+            "metrics": [{"name": "orders"}, {"name": "gmv"}],
+            "seed": 1,
+        }
+    )
+    first, last = dt.date(2026, 3, 17), dt.date(2026, 3, 22)
+    with pytest.raises(InputError, match=r"flat: metric 'gmv' is constant \(3.7 on every"):
+        analyze_job.check_variation(cells, spec, first, last)
+    varying = spec.model_copy(update={"metrics": spec.metrics[:1]})
+    analyze_job.check_variation(cells, varying, first, last)  # orders alone passes

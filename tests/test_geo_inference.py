@@ -15,6 +15,7 @@ from sparklift.config import load_config
 from sparklift.geo.analysis import analyze
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.post import wild_bootstrap
+from sparklift.post.event_study import event_study
 from sparklift.post.wild_bootstrap import wild_cluster_bootstrap
 from tests.test_twfe import fit_cells, pandas_cells, panel
 
@@ -58,6 +59,13 @@ def test_wild_cluster_bootstrap_equals_refitting(zones, linear_map, monkeypatch)
     assert got.weights == ("webb" if zones < 12 else "rademacher")
     assert got.p_value == brute_force_wcr_p(df, "x1", 99, 3, zones)
     assert got.ci_low < fit.params[0] < got.ci_high
+
+
+def test_wild_cluster_bootstrap_of_a_constant_outcome_is_nan():
+    # Balanced cells of a constant y: every residual and so the standard error is exactly 0.
+    df = panel(2, zones=8, days=12, arms=2, balanced=True).assign(y=5.0)
+    got = wild_cluster_bootstrap(fit_cells(df, ["d1"], ()), "d1", draws=99, seed=3)
+    assert np.isnan([got.p_value, got.ci_low, got.ci_high]).all()
 
 
 def spec(**over) -> ExperimentConfig:
@@ -140,3 +148,59 @@ def test_analysis_rows_equal_row_level_references():
         b = es.coef().to_numpy()[pre]
         f = b @ np.linalg.solve(es._vcov[np.ix_(pre, pre)], b) / 2
         assert att.loc[v, "pretrend_p"] == pytest.approx(stats.f.sf(f, 2, g - 1), rel=1e-6)
+
+
+def few_zone_rows(pre_days: int, seed: int) -> pd.DataFrame:
+    """User-day rows of 6 zones (3 control, 3 t1), 4 users a cell, zone-day shocks and a
+    pre-period drift of the treated zones; 14 post days from START."""
+    rng = np.random.default_rng(seed)
+    days = np.arange(-pre_days, 14)
+    zone, day = np.repeat(np.arange(6), len(days) * 4), np.tile(np.repeat(days, 4), 6)
+    shock = rng.normal(0, 0.3, (6, len(days)))[zone, day + pre_days]
+    drift = 0.01 * (zone >= 3) * day
+    y = rng.normal(size=6)[zone] + rng.normal(size=len(days))[day + pre_days] + shock + drift
+    date = pd.Timestamp(START) + pd.to_timedelta(day, "D")
+    return pd.DataFrame({"zone": zone, "day": date, "y": y + rng.normal(size=len(zone))})
+
+
+def row_level_pretrend(df: pd.DataFrame) -> tuple[float, int]:
+    """Wald F of the treated zones' pre-weeks (< -1) with explicit dummies, the zone-clustered
+    sandwich scaled as linearmodels does (N / (N - columns)), a pseudo-inverse; and its rank."""
+    week = (df["day"] - pd.Timestamp(START)).dt.days // 7
+    treated = df["zone"].to_numpy() >= 3
+    weeks = [w for w in sorted(week.unique()) if w != -1]
+    cols = np.column_stack([treated & (week == w) for w in weeks]).astype(float)
+    dummies = pd.get_dummies(df[["zone", "day"]].astype(str), drop_first=True).astype(float)
+    x = np.column_stack([cols, np.ones(len(df)), dummies])
+    bread = np.linalg.pinv(x.T @ x)
+    beta = bread @ x.T @ df["y"].to_numpy()
+    scores = pd.DataFrame(x * (df["y"].to_numpy() - x @ beta)[:, None]).groupby(df["zone"]).sum()
+    n = len(df)
+    cov = bread @ scores.T.to_numpy() @ scores.to_numpy() @ bread * n / (n - x.shape[1])
+    pre = [i for i, w in enumerate(weeks) if w < -1]
+    v = cov[np.ix_(pre, pre)]
+    tol = 1e-8 * np.linalg.norm(v, 2)
+    rank = np.linalg.matrix_rank(v, tol=tol)
+    b = beta[pre]
+    return float(b @ np.linalg.pinv(v, rcond=1e-8) @ b) / rank, rank
+
+
+@pytest.mark.parametrize("pre_days,full_rank", [(28, True), (56, False)])
+def test_pretrend_f_is_referred_to_fewest_clusters(pre_days, full_rank):
+    # Under linearmodels the t df is N - k; the joint test must use G - 1 = 5 anyway. With 7
+    # pre-weeks and 6 zones the pre-week covariance is singular: its rank replaces q.
+    df = few_zone_rows(pre_days, seed=4)
+    variant_of_zone = {g: "t1" if g >= 3 else "control" for g in range(6)}
+    experiment = spec(
+        variants=["control", "t1"],
+        zones_per_variant=3,
+        end=START + dt.timedelta(days=13),
+        pre_days=pre_days,
+        covariates=[],
+        convention="linearmodels",
+    )
+    got = event_study(pandas_cells(df, ["y"]), variant_of_zone, experiment, "y", "zone")
+    f, rank = row_level_pretrend(df)
+    q = pre_days // 7 - 1
+    assert (rank == q) == full_rank
+    assert got.pretrend_p["t1"] == pytest.approx(stats.f.sf(f, rank, 5), rel=1e-6)

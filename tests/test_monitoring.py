@@ -6,25 +6,30 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 from pydantic import ValidationError
 from scipy import stats
 
 from sparklift.config import load_config
+from sparklift.errors import InputError
 from sparklift.geo.experiment import ExperimentConfig
-from sparklift.geo.gates import Gate, traffic_gate
+from sparklift.geo.gates import MIX_PREFIX, Gate, mix_gates, traffic_gate
 from sparklift.geo.monitoring import (
     History,
     Observation,
     conclusion,
     decide,
+    mde_drift,
     planned_fractions,
     sequential_plan,
     variant_decisions,
     z_score,
 )
+from sparklift.stats.ssc import LINEARMODELS
 from sparklift.stats.twfe import CellStats
+from tests.test_twfe import pandas_cells
 
 START = dt.date(2026, 3, 1)
 
@@ -254,3 +259,53 @@ def test_traffic_gate_is_the_quasi_binomial_test_of_the_post_share():
         assert gate.statistic == pytest.approx(x_between / phi, rel=1e-9)
         assert gate.p_value == pytest.approx(stats.f.sf(x_between / phi / 2, 2, 33), rel=1e-9)
         assert gate.passed == (shift == 1.0)
+
+
+def test_mix_gate_refers_its_t_to_g_minus_one():
+    # 6 zones; linearmodels' t df would be N - k (over 1000): the gate must use G - 1 = 5.
+    rng = np.random.default_rng(5)
+    days = np.arange(-14, 14)
+    zone, day = np.repeat(np.arange(6), len(days) * 5), np.tile(np.repeat(days, 5), 6)
+    d = ((zone >= 3) & (day >= 0)).astype(float)
+    shock = rng.normal(0, 0.5, (6, len(days)))[zone, day + 14]
+    mix = rng.normal(size=6)[zone] + shock + 0.3 * d + rng.normal(size=len(zone))
+    date = pd.Timestamp(START) + pd.to_timedelta(day, "D")
+    rows = pd.DataFrame({"zone": zone, "day": date, MIX_PREFIX + "tenure": mix})
+    variant = {z: "t1" if z >= 3 else "control" for z in range(6)}
+    cells = pandas_cells(rows, [MIX_PREFIX + "tenure"])
+    gate = mix_gates(cells, variant, ["t1"], START, ["tenure"], LINEARMODELS, 0.001)["t1"][0]
+    # Row level: explicit dummies, zone-clustered sandwich scaled N / (N - columns).
+    dummies = pd.get_dummies(rows[["zone", "day"]].astype(str), drop_first=True).astype(float)
+    x = np.column_stack([d, np.ones(len(rows)), dummies])
+    bread = np.linalg.inv(x.T @ x)
+    beta = bread @ x.T @ mix
+    scores = pd.DataFrame(x * (mix - x @ beta)[:, None]).groupby(zone).sum().to_numpy()
+    n = len(rows)
+    se = np.sqrt((bread @ scores.T @ scores @ bread)[0, 0] * n / (n - x.shape[1]))
+    assert gate.statistic == pytest.approx(beta[0] / se, rel=1e-8)
+    assert gate.p_value == pytest.approx(2 * stats.t.sf(abs(beta[0] / se), 5), rel=1e-8)
+
+
+def test_mde_drift_with_one_degree_of_freedom():
+    # Fixed horizon, two-sided: efficacy when t >= c = t_{1 - alpha/2}(df), so with the t
+    # statistic N(drift, 1) the MDE drift is c + Phi^-1(power). df 1 puts it beyond 40.
+    s = spec(sequential=None, alpha=0.0125)
+    p = sequential_plan(s, [1.0])
+    expected = stats.t.isf(0.0125 / 2, 1) + stats.norm.ppf(s.power)
+    assert expected > 40
+    assert mde_drift(p, 1.0, s.power) == pytest.approx(expected, rel=1e-6)
+    tiny = spec(sequential=None, alpha=0.0005)  # c = 1273 standard errors: no usable MDE
+    with pytest.raises(
+        InputError, match=r"1 degrees of freedom, G\* - 1 with G\* = 2 .*more zones"
+    ):
+        mde_drift(sequential_plan(tiny, [1.0]), 1.0, tiny.power)
+
+
+def test_repeated_ci_stays_finite_beyond_a_normal_bound_of_8_3():
+    # An early obf look spends nothing: bound u = 20, where Phi(u) rounds to 1 (from 8.3 on)
+    # and F_t^-1(Phi(u)) would be inf.
+    row = decide(spec(), day(7), obs(2.0, 0.5, 5.0), None, [0.05, 0.4, 0.7, 1.0], History())
+    u, q = row["efficacy_bound"], (row["rci_high"] - 2.0) / 0.5
+    assert u == 20.0 and np.isfinite(q)
+    assert stats.t.sf(q, 5.0) == pytest.approx(stats.norm.sf(u), rel=1e-9)
+    assert (2.0 - row["rci_low"]) / 0.5 == pytest.approx(q, rel=1e-12)

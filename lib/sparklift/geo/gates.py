@@ -12,7 +12,8 @@ on it; someone has to look). Each gate records its statistic, p-value and thresh
   F = X_b / (V - 1) / phi ~ F(V - 1, sum_v (K_v - 1)); with phi <= 1 it is X_b ~ chi2(V - 1).
 - **mix:<name>**: the treatment's DiD effect on a per user-day composition expression
   (e.g. tenure, the share of new users), zone-clustered, the same TWFE fit as the metrics:
-  post against pre, treated against control; its t and p.
+  post against pre, treated against control; its t and p against t(G - 1), G zones, as the
+  decisions use (the convention's N - k over-rejects with few zones).
 - **pretrend**: the event study's joint test that the pre-period leads are zero.
 """
 
@@ -101,10 +102,12 @@ def mix_gates(
     effects, labels = effect_columns(cells, variant_of_zone, treatments, start)
     out: dict[str, list[Gate]] = {v: [] for v in treatments}
     for name in names:
-        res = TwfeFit(cells, effects, labels, MIX_PREFIX + name).result("zone", ssc)
+        fit = TwfeFit(cells, effects, labels, MIX_PREFIX + name)
+        res = fit.result("zone", ssc)
         for v in treatments:  # a constant expression has no shift (and no finite p)
-            p = res[v].p_value if np.isfinite(res[v].p_value) else None
-            out[v].append(Gate(f"mix:{name}", res[v].t, p, threshold))
+            t = res[v].t
+            p = float(2 * stats.t.sf(abs(t), fit.n_zones - 1)) if np.isfinite(t) else None
+            out[v].append(Gate(f"mix:{name}", t, p, threshold))
     return out
 
 

@@ -67,6 +67,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import brentq
 
+from sparklift.errors import InputError
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.gates import Gate
 from sparklift.stats.clusters import effective_clusters
@@ -85,6 +86,7 @@ from sparklift.stats.twfe import TwfeFit
 
 TERMINAL = ("efficacy", "harm", "futility", "no_effect")
 MIN_STEP = 1e-3
+MAX_DRIFT = 1e3  # standard errors: a plan that needs more has no usable MDE
 
 
 def sequential_plan(spec: ExperimentConfig, t: Sequence[float]) -> Plan:
@@ -119,14 +121,17 @@ def look_days(spec: ExperimentConfig) -> list[int]:
     return [(d - spec.start).days + 1 for d in spec.look_dates]
 
 
+def t_quantile(z: np.ndarray | float, df: float) -> np.ndarray:
+    """F_t^-1(Phi(z); df) = sign(z) F_t^-1(1 - Phi(|z|); df), from the tail: Phi(z) rounds
+    to 1 from z = 8.3 on, the tail is exact up to the plans' largest bound (20)."""
+    z = np.asarray(z, dtype=float)
+    return np.sign(z) * stats.t.isf(stats.norm.sf(np.abs(z)), df)
+
+
 def t_scale(p: Plan, df: float) -> tuple[np.ndarray, np.ndarray]:
     """The plan's bounds on the scale of the t statistic a decision reads them on:
     z >= u  <=>  t >= F_t^-1(Phi(u); df) (see the module docstring)."""
-
-    def scale(b: np.ndarray) -> np.ndarray:
-        return np.where(np.isfinite(b), stats.t.ppf(stats.norm.cdf(b), df), b)
-
-    return scale(p.upper), scale(p.lower)
+    return t_quantile(p.upper, df), t_quantile(p.lower, df)
 
 
 def plan_power(p: Plan, drift: float, df: float) -> float:
@@ -146,8 +151,22 @@ def expected_days(p: Plan, days: Sequence[int], drift: float, df: float) -> floa
 
 
 def mde_drift(p: Plan, df: float, power: float) -> float:
-    """The drift theta / se_K at which the plan decides efficacy with probability ``power``."""
-    return float(brentq(lambda d: plan_power(p, d, df) - power, 0.0, 40.0, xtol=1e-8))
+    """The drift theta / se_K at which the plan decides efficacy with probability ``power``.
+    Few degrees of freedom put the t bounds far out (df 1 and alpha 0.0125: 51 standard
+    errors at a fixed horizon), so the search bracket doubles from 40 up to MAX_DRIFT;
+    beyond, the plan has no usable MDE and the design is refused."""
+    high = 40.0
+    while plan_power(p, high, df) < power:
+        if high >= MAX_DRIFT:
+            raise InputError(
+                f"the sequential plan does not reach power {power} below a drift of "
+                f"{MAX_DRIFT:g} standard errors: its decisions' t has {df:g} degrees of "
+                f"freedom, G* - 1 with G* = {df + 1:g} (the zones, or their effective number "
+                "with sequential.inference effective_clusters); use more zones (or zones of "
+                "more even size), fewer sequential looks or a larger alpha"
+            )
+        high = min(2 * high, MAX_DRIFT)
+    return float(brentq(lambda d: plan_power(p, d, df) - power, 0.0, high, xtol=1e-8))
 
 
 def decision_inference(fit: TwfeFit, variant: str, spec: ExperimentConfig) -> tuple[float, float]:
@@ -271,7 +290,7 @@ def decide(
     if failed:
         reason = f"{decision} withheld: " + "; ".join(g.describe() for g in failed)
         decision = "invalid"
-    q = float(stats.t.ppf(stats.norm.cdf(min(u, 37.0)), obs.df))
+    q = float(t_quantile(u, obs.df))
     share = p.alpha / p.sides  # each side spends the function at alpha / sides
     spent = 1.0 if final else p.sides * float(p.efficacy.cumulative([t_k], share)[0]) / p.alpha
     row |= {

@@ -36,6 +36,7 @@ from sparklift.pipeline.registry import PipelineStep
 from sparklift.quality.spec import table_spec
 from sparklift.stats import covariance
 from sparklift.stats.ssc import convention
+from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
 
 HELP = "analyse a geo experiment: two-way FE DiD per metric and variant into geo_results"
@@ -101,6 +102,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             contract=table_spec("user_activity", ctx.config.quality),
         )
     check_coverage(cells, zones, date_range(first, last), spec)
+    check_variation(cells, spec, first, last)
     if spec.variance_reduction != "none":
         window = spec.covariate_days()
         log.info(
@@ -358,6 +360,24 @@ def check_coverage(cells, zones: list[int], days: list[dt.date], spec: Experimen
         raise InputNotReadyError(
             f"table user_activity: no rows for the experiment's zones on {gaps[:10]}"
         )
+
+
+def check_variation(
+    cells: CellStats, spec: ExperimentConfig, first: dt.date, last: dt.date
+) -> None:
+    """Every metric varies over the window's rows, as the design requires of its history: a
+    constant one has zero (or round-off) standard errors and nothing to test. From the
+    cells' sums and squares, so no pass over the rows."""
+    n = cells.n.sum()
+    for metric in spec.metrics:
+        j = cells.index(metric.name)
+        total, squares = cells.sums[:, j].sum(), cells.cross[:, j, j].sum()
+        if squares - total * total / n <= 1e-12 * max(squares, 1e-300):
+            raise InputError(
+                f"experiment {spec.experiment_id}: metric {metric.name!r} is constant "
+                f"({total / n:g} on every user_activity row of {first}..{last}): it cannot "
+                "be tested; drop it from the experiment's metrics"
+            )
 
 
 def _fmt(value: float | None) -> str:

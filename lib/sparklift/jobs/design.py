@@ -307,12 +307,23 @@ def plan_json(spec: ExperimentConfig) -> str:
 
 
 def check_plan_fixed(catalog: Catalog, spec: ExperimentConfig) -> None:
-    """Refuse a new plan for an experiment whose sequential looks have begun: the alpha
-    already spent was spent under the old one."""
+    """Refuse to design an experiment again once it has been analysed (a new assignment
+    would be fitted over days run under the old one), and a new plan once its sequential
+    looks have begun (the alpha already spent was spent under the old one)."""
+    where = [("experiment_id", "=", spec.experiment_id)]
+    if catalog.exists("geo_results"):
+        first = catalog.read("geo_results", where=where).agg(F.min("run_date")).first()[0]
+        if first is not None:
+            raise InputError(
+                f"experiment {spec.experiment_id} has been analysed since {first} "
+                "(geo_results): its design is fixed, as a new assignment would be fitted "
+                "over the days run under the old one (a new design is a new experiment: give "
+                "it a new experiment_id)"
+            )
     if not (catalog.exists("geo_sequential") and catalog.exists("geo_experiments")):
         return
     looks = (
-        catalog.read("geo_sequential", where=[("experiment_id", "=", spec.experiment_id)])
+        catalog.read("geo_sequential", where=where)
         .where(F.col("decision_point"))
         .agg(F.count(F.lit(1)).alias("n"), F.min("run_date").alias("first"))
         .first()

@@ -16,7 +16,8 @@ effects as dummies (as pyfixest's ``wildboottest`` runs it). With a_g = B_j' s*_
 bootstrap t is t* = (b*_j - b0) / sqrt(sum_g a_g^2); it is compared with
 the observed t(b0) = (b_j - b0) / se_j computed the same way (the small-sample factors of
 the two cancel). p(b0) = share of |t*| >= |t(b0)|; the confidence interval is
-{b0 : p(b0) > alpha}, found by bisection on each side with the same draws.
+{b0 : p(b0) > alpha}, found by bisection on each side with the same draws. A coefficient
+with se_j = 0 (a constant outcome) has no t to compare: p and the interval are NaN.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class WildBootstrap:
 def wild_cluster_bootstrap(
     fit: TwfeFit, name: str, draws: int = 999, seed: int = 0, alpha: float = 0.05
 ) -> WildBootstrap:
-    """WCR p-value of H0: coefficient ``name`` = 0 and its test-inversion CI, by zone."""
+    """WCR p-value of H0: coefficient ``name`` = 0 and its test-inversion CI, by zone (NaN
+    when its standard error is zero)."""
     j = fit.names.index(name)
     k, g = fit.k, fit.n_zones
     rng = np.random.default_rng(seed)
@@ -66,6 +68,8 @@ def wild_cluster_bootstrap(
     others = [i for i in range(k) if i != j]
     b_hat = fit.params[j]
     se = np.sqrt(np.sum(((sy - h @ fit.params) @ bj) ** 2))
+    if not se > 0:
+        return WildBootstrap(np.nan, np.nan, np.nan, draws, weights, g)
 
     def restricted(b0: float) -> np.ndarray:
         out = np.zeros(k)
