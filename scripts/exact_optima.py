@@ -32,7 +32,7 @@ NO_TIME_LIMIT = 0  # OR-Tools' MPSolver reads a time limit of 0 ms as none
 
 def optimum(instance: Instance) -> float:
     """The proven optimum; solve_exact raises unless SCIP reports OPTIMAL."""
-    _, best = solve_exact(
+    _, best, _ = solve_exact(
         instance.u,
         instance.c,
         instance.budget,

@@ -18,6 +18,7 @@ from sparklift.allocation import arms
 from sparklift.allocation.tables import published_allocations, summary_where
 from sparklift.cli import main
 from sparklift.config import load_config
+from sparklift.contracts.inputs import VOUCHERS as VOUCHERS_TABLE
 from sparklift.contracts.vouchers import ALLOCATIONS, UPLIFT_SCORES
 from sparklift.jobs import allocate as allocate_job
 from sparklift.tables import Catalog
@@ -276,6 +277,57 @@ def test_budgets_and_caps_from_tables(spark, tmp_path):
     assert dict(zip(summary["budget_group"], summary["budget"], strict=True)) == BUDGETS
     assert (alloc["voucher_id"] == "V02").sum() <= 5
     assert set(dict(summary["cap_multipliers"].iloc[0])) == {"V02"}
+
+
+@pytest.mark.parametrize("driver_max_rows", [0, None])  # Spark passes; the driver's memory
+def test_vouchers_max_quantity_caps_every_arm(spark, tmp_path, driver_max_rows):
+    """Table vouchers' max_quantity is a cap too, the smaller of it and the campaign's: V01
+    max_quantity 3 (no campaign cap), V02 the campaign's 5 under max_quantity 40, V03 null
+    (none). The explore arm draws V01 for some 40 customers, yet the campaign sends it at
+    most 3 times over every arm."""
+    wh = tmp_path / "wh"
+    u, c, group = instance(600, 3)
+    setup(spark, wh, scores_frame(u, c, group))
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    rows = [("V01", 1.0, 3, True), ("V02", 2.0, 40, True), ("V03", 4.0, None, True)]
+    catalog.write("vouchers", spark.createDataFrame(rows, VOUCHERS_TABLE.schema))
+    reader = {} if driver_max_rows is None else {"driver_max_rows": driver_max_rows}
+    shares = {"explore_share": 0.2, "explore_budget_share": 0.3}
+    spec = campaign_file(tmp_path, budgets=BUDGETS, caps={"V02": 5}, max_cap_rounds=5, seed=2,
+                         **shares, **reader)  # fmt: skip
+    assert allocate(wh, spec) == 0
+    alloc, summary = published(spark, wh)
+    sent = alloc.groupby("voucher_id").size()
+    assert sent.get("V01", 0) <= 3 and sent.get("V02", 0) <= 5, sent
+    assert set(dict(summary["cap_multipliers"].iloc[0])) == {"V01", "V02"}
+
+
+@pytest.mark.parametrize(
+    "table, rows, message",
+    [
+        ("campaign_budgets", [("c1", "NL", None), ("c1", "DE", 60.0), ("c1", "BE", 25.0)],
+         "table campaign_budgets, campaign c1, budget_group NL: column budget is null"),
+        ("campaign_budgets", [("c1", None, 5.0), ("c1", "NL", 1.0)],
+         "table campaign_budgets, campaign c1: a row has a null budget_group"),
+        ("campaign_caps", [("c1", "V02", None)],
+         "table campaign_caps, campaign c1, voucher_id V02: column cap is null"),
+    ],
+)  # fmt: skip
+def test_null_budget_and_cap_rows_are_refused(spark, tmp_path, capsys, table, rows, message):
+    wh = tmp_path / "wh"
+    u, c, group = instance(100, 3)
+    setup(spark, wh, scores_frame(u, c, group))
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    schema = {
+        "campaign_budgets": "campaign_id string, budget_group string, budget double",
+        "campaign_caps": "campaign_id string, voucher_id string, cap int",
+    }[table]
+    catalog.write(table, spark.createDataFrame(rows, schema))
+    spec = {"budgets": "table"} if table == "campaign_budgets" else {"caps": "table"}
+    capsys.readouterr()
+    assert allocate(wh, campaign_file(tmp_path, **({"budgets": BUDGETS} | spec))) == 2
+    assert message in capsys.readouterr().err
+    assert not (wh / "allocations").exists() and not (wh / "allocation_summary").exists()
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,16 @@ tests/fixtures/exact_optima.json by scripts/exact_optima.py)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from ortools.linear_solver import pywraplp
 
+from sparklift.allocation.distributed import Problem
 from sparklift.allocation.envelope import NONE, envelope
+from sparklift.allocation.exact import solve_exact
+from sparklift.allocation.in_memory import Customers, solve_in_memory
 from sparklift.allocation.lagrange import solve_group
 from tests.exact_optima import Instance, stored_optimum
 
@@ -79,3 +85,66 @@ def test_deterministic_and_free_options_taken():
     assert a.choice.tolist() == [0, 0, NONE] and a.spent == 0.0
     b = solve_group(envelope(u, c), 0.0, np.arange(3))
     assert b.choice.tolist() == a.choice.tolist()
+
+
+def gap_instance():
+    """A group SCIP solves only to its relative MIP gap of 1e-7, at once: a free customer
+    worth 1e8 dwarfs 10 customers competing for a budget a third of their cheapest costs,
+    so the gap closes before the search proves their optimum."""
+    rng = np.random.default_rng(0)
+    c = rng.uniform(0.5, 2.0, (10, 2))
+    u = c * rng.uniform(0.5, 1.0, (10, 2))
+    u, c = np.vstack([[1e8, np.nan], u]), np.vstack([[0.0, np.nan], c])
+    return u, c, float(c[1:].min(axis=1).sum() / 3)
+
+
+def ortools_best_bound(u: np.ndarray, c: np.ndarray, budget: float) -> float:
+    """OR-Tools' (SCIP) best bound of the multiple-choice knapsack, modelled here."""
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    x = {
+        (i, j): solver.BoolVar(f"x{i}_{j}")
+        for i, j in zip(*np.nonzero(np.nan_to_num(u) > 0), strict=True)
+    }
+    for i in range(len(u)):
+        row = [v for (k, _), v in x.items() if k == i]
+        if row:
+            solver.Add(sum(row) <= 1)
+    solver.Add(sum(c[i, j] * v for (i, j), v in x.items() if c[i, j] > 0) <= budget)
+    solver.Maximize(sum(u[i, j] * v for (i, j), v in x.items()))
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 1e-7)
+    assert solver.Solve(params) == pywraplp.Solver.OPTIMAL
+    return solver.Objective().BestBound()
+
+
+def enumerated_optimum(u: np.ndarray, c: np.ndarray, budget: float) -> float:
+    """The optimum by trying every choice (none or an option) of every customer."""
+    n, n_opt = u.shape
+    value = np.column_stack([np.nan_to_num(u, nan=-np.inf), np.zeros(n)])
+    cost = np.column_stack([np.nan_to_num(c), np.zeros(n)])
+    choices = np.array(list(itertools.product(range(n_opt + 1), repeat=n)))
+    rows = np.arange(n)
+    total = value[rows, choices].sum(axis=1)
+    feasible = cost[rows, choices].sum(axis=1) <= budget
+    return float(total[feasible].max())
+
+
+def test_the_exact_bound_is_scips_best_bound_not_its_incumbent():
+    """The exact solver's bound is OR-Tools' BestBound of the same model: above the
+    incumbent here, and at least the optimum (enumerated), itself at least the objective;
+    the driver's solve reports it as the group's dual bound, so the gap certifies."""
+    u, c, budget = gap_instance()
+    done = solve_exact(u, c, budget, time_limit_s=600)
+    bound = ortools_best_bound(u, c, budget)
+    best = 1e8 + enumerated_optimum(u[1:], c[1:], budget)
+    assert done.bound == pytest.approx(bound, rel=1e-15)
+    assert done.objective <= best + 1e-6 and best <= done.bound + 1e-6
+    assert done.bound > done.objective + 0.01  # SCIP's incumbent is no bound here
+    cust = Customers(np.arange(len(u)), np.full(len(u), "G", dtype=object), u, c)
+    problem = Problem(["V01", "V02"], {"G": budget}, exact_max_customers=50)
+    solved = solve_in_memory(cust, problem)
+    assert solved.exact == ["G"] and solved.dual["G"] == pytest.approx(bound, rel=1e-15)
+    taken = solved.choice != NONE
+    objective = u[taken, solved.choice[taken]].sum()
+    assert objective == pytest.approx(done.objective, rel=1e-12)
+    assert objective <= solved.dual["G"]

@@ -118,3 +118,28 @@ def test_the_policy_arm_drawn_in_numpy_is_sparks(spark):
     assert np.array_equal(keep, draws["policy"].to_numpy())
     assert 0.83 < keep.mean() < 0.87
     assert policy_arm(spark, "c1", 7, 0.0, 0.0).mask(ids).all()
+
+
+def test_the_fill_below_the_crossing_bucket_stays_under_its_row_limit():
+    """The buckets below the crossing one go to the driver for the fill until their cost is
+    twice the budget left, but never past FILL_STEPS breakpoints: a block of 10 million
+    tied steps right below is left out (before, it went whole), while a small bucket that
+    reaches twice the budget is still taken, and one wholly needed is taken below it."""
+    from sparklift.allocation.budgets import FILL_STEPS, plan_groups
+    from sparklift.allocation.distributed import Problem
+
+    def hist(rows: list[tuple[int, float, int]]) -> pd.DataFrame:
+        body = [("g", b, c, 2.0 * c, n, *[0] * len(FLAGS)) for b, c, n in rows]
+        totals = ("g", TOTALS, 0.0, 0.0, sum(n for _, _, n in rows), *[0] * len(FLAGS))
+        return pd.DataFrame([*body, totals], columns=["budget_group", "bucket", "d_cost",
+                                                      "d_value", "n", *FLAGS])  # fmt: skip
+
+    problem = Problem(["V1"], {"g": 5.0})
+    tied = plan_groups(hist([(100, 10.0, 10), (99, 1e7, 10_000_000)]), problem, False)
+    assert tied.ranges["g"][:2] == (100, 100) and tied.crossing_n["g"] == 10
+    # Bucket 99 costs 3 against twice the 5 left (10): wholly needed; 98 reaches 10: taken.
+    small = plan_groups(hist([(100, 10.0, 10), (99, 3.0, 30), (98, 9.0, 90), (97, 9.0, 90)]),
+                        problem, False)  # fmt: skip
+    assert small.ranges["g"][:2] == (98, 100)
+    crowded = hist([(100, 10.0, 10), (99, 3.0, FILL_STEPS - 100), (98, 9.0, 200)])
+    assert plan_groups(crowded, problem, False).ranges["g"][:2] == (99, 100)

@@ -97,3 +97,23 @@ def test_quality_settings_that_would_silence_a_check_are_refused():
         load_config(None, ["quality.min_history=20"])
     with pytest.raises(ConfigError, match=r"accepted\.arm: an empty list accepts no value"):
         load_config(None, ["quality.tables.allocations.accepted={arm: []}"])
+    for key in ("psi_threshold", "relative_change", "sensitivity"):
+        with pytest.raises(ConfigError, match=rf"quality\.{key}: Input should be a finite number"):
+            load_config(None, [f"quality.{key}=.inf"])
+
+
+def test_a_misspelt_checked_table_is_refused_in_one_short_line(tmp_path: Path):
+    """A quality.tables entry that names no table would leave the real one on its defaults;
+    a check across a section's keys prints its reason, not the whole section."""
+    f = tmp_path / "c.yaml"
+    f.write_text("quality:\n  tables:\n    uplift_score:\n      not_null: [model_id]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert str(e.value).splitlines()[1] == (
+        "  quality.tables: ['uplift_score'] name no table of tables.names; known: "
+        + str(sorted(load_config(None).tables.names))
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["quality.same_weekday=true"])
+    line = str(e.value).splitlines()[1]
+    assert line.startswith("  quality: season_days and same_weekday") and "{" not in line

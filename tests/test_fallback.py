@@ -1,6 +1,7 @@
 """A partition's verdicts hold for the table version its checks read: a later commit that
 adds rows to it makes them stale (read on its run date as unchecked, never a fall-back,
-naming the commit), a compaction does not, and a new check makes them current again."""
+naming the commit), a compaction does not, and a new check makes them current again. A
+fall-back must have passed its checks; a run date missing when checked is not ready."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 
 from sparklift.config import load_config
 from sparklift.config.models import FallbackConfig
-from sparklift.errors import InputError
+from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext
 from sparklift.jobs import fallback as fallback_job
 from sparklift.jobs.fallback import Partition, changed, choose, verdicts
+from sparklift.tables import Catalog
 from sparklift.tables.changes import table_id
 from sparklift.tables.maintenance import optimize
 from tests.test_quality import activity, check, warehouse
@@ -28,6 +30,12 @@ BACK = FallbackConfig(max_age_days=1)
 def late_rows(day: dt.date) -> pd.DataFrame:
     """Ten users of ``day`` not in its partition yet."""
     return activity(day, 10, seed=9).assign(user_id=lambda d: d["user_id"] + 1000)
+
+
+def pick(ctx: JobContext, fallback: FallbackConfig | None, version: int | None = None) -> Partition:
+    """The partition of user_activity to read, at ``version`` (default: the latest)."""
+    v = ctx.catalog.version("user_activity") if version is None else version
+    return choose(ctx, "user_activity", "date", fallback, "k", v)  # type: ignore[arg-type]
 
 
 def test_a_verdict_is_stale_once_its_partition_s_rows_change(
@@ -46,7 +54,7 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     def stale() -> dict[dt.date, str]:
         failed, versions = verdicts(ctx, "user_activity", BEFORE)
         assert failed == {} and versions == dict.fromkeys((BEFORE, DAY), (checked, first_id))
-        return changed(ctx, "user_activity", "date", versions)
+        return changed(ctx, "user_activity", "date", versions, catalog.version("user_activity"))
 
     optimize(catalog, "user_activity")  # a new version, no row changed: both still hold
     assert catalog.version("user_activity") == checked + 1 and stale() == {}
@@ -56,11 +64,11 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     late = catalog.version("user_activity")
     why = f"rows changed after its check of table version {checked}: version {late} (WRITE)"
     assert stale() == {BEFORE: why}
-    assert choose(ctx, "user_activity", "date", BACK, "k") == Partition(DAY)
+    assert pick(ctx, BACK) == Partition(DAY)
 
     # Then the run date's: read as unchecked, with a warning (checks gate where they run).
     catalog.write("user_activity", spark.createDataFrame(late_rows(DAY)))
-    assert choose(ctx, "user_activity", "date", None, "k") == Partition(DAY)
+    assert pick(ctx, None) == Partition(DAY)
     assert f"user_activity of {DAY}: rows changed after its check" in caplog.text
     assert "reading it as unchecked" in caplog.text
 
@@ -69,7 +77,7 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     failing = catalog.version("user_activity")
     assert check(wh, DAY) == 2
     with pytest.raises(InputError) as e:
-        choose(ctx, "user_activity", "date", BACK, "k")
+        pick(ctx, BACK)
     assert str(e.value).startswith(f"user_activity of {DAY} failed its checks (unique_key")
     assert str(e.value).endswith(
         f"no earlier partition since {BEFORE} passed its checks (k.max_age_days 1); passed "
@@ -77,7 +85,7 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     )
 
     assert check(wh, BEFORE) == 0  # checked again: a good fall-back again
-    part = choose(ctx, "user_activity", "date", BACK, "k")
+    part = pick(ctx, BACK)
     assert part.day == BEFORE and part.fallback["why"].startswith(
         f"user_activity of {DAY} failed its checks (unique_key"
     )
@@ -88,7 +96,7 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     catalog.write("user_activity", spark.createDataFrame(more))
     again = catalog.version("user_activity")
     with pytest.raises(InputError) as e:
-        choose(ctx, "user_activity", "date", None, "k")
+        pick(ctx, None)
     assert (
         f"that verdict is older than its rows (rows changed after its check of table version "
         f"{failing}: version {again} (WRITE)): check it again with sparklift check --table "
@@ -108,17 +116,55 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     now = table_id(path)
     _, versions = verdicts(ctx, "user_activity", BEFORE)
     recreated = f"its check read table id {first_id}; the table was created again since (id {now})"
-    assert changed(ctx, "user_activity", "date", versions) == dict.fromkeys(
+    latest = catalog.version("user_activity")
+    assert changed(ctx, "user_activity", "date", versions, latest) == dict.fromkeys(
         (BEFORE, DAY), recreated
     )
     with pytest.raises(InputError, match="passed over, as changed since checked"):
-        choose(ctx, "user_activity", "date", BACK, "k")
+        pick(ctx, BACK)
     versions = {BEFORE: (checked, None)}  # checked before ids were recorded: as it was
 
     def cleaned(*args):  # the log's old commits cleaned up: nothing can be told
         raise FileNotFoundError(args[1])
 
     monkeypatch.setattr(fallback_job, "data_changes", cleaned)
-    assert changed(ctx, "user_activity", "date", versions) == {
+    assert changed(ctx, "user_activity", "date", versions, latest) == {
         BEFORE: f"its check read table version {checked}; the log no longer holds the commits since"
     }
+
+
+def test_a_fall_back_has_passed_its_checks_and_a_day_missing_when_checked_may_land(
+    spark, tmp_path, capsys
+):
+    """Once the table's checks run, an earlier partition without a verdict (its check
+    crashed, or never ran) is no fall-back, and the refusal names it. A run date without
+    rows when checked (freshness failed) is not ready (3: it may land), not bad (2); without
+    a fall-back it is left to the job's own not-ready message. Which days are there is read
+    at the version the job reads."""
+    wh = tmp_path / "wh"
+    catalog: Catalog = warehouse(spark, wh)
+    ctx = JobContext(spark, load_config(None, [f"tables.base_path={wh}"]), catalog, DAY)
+    catalog.write("user_activity", spark.createDataFrame(activity(BEFORE, 200, seed=1)))
+    before_day = catalog.version("user_activity")
+    assert check(wh, DAY) == 3, capsys.readouterr().err  # nothing of DAY yet
+    assert pick(ctx, None) == Partition(DAY)
+    with pytest.raises(InputNotReadyError) as missing:
+        pick(ctx, BACK)
+    assert str(missing.value).startswith(f"user_activity has no rows for date {DAY}")
+    assert str(missing.value).endswith(f"passed over, never checked: {BEFORE}")
+
+    rows = activity(DAY, 200, seed=2)
+    catalog.write("user_activity", spark.createDataFrame(pd.concat([rows, rows[:5]])))
+    assert check(wh, DAY) == 2  # five keys twice
+    with pytest.raises(InputError, match=f"passed over, never checked: {BEFORE}$"):
+        pick(ctx, BACK)
+    assert check(wh, BEFORE) == 0
+    part = pick(ctx, BACK)
+    assert part.day == BEFORE and part.fallback["why"].startswith(
+        f"user_activity of {DAY} failed its checks (unique_key"
+    )
+    # At the version before DAY's rows landed, DAY is missing there (not failed).
+    part = pick(ctx, BACK, before_day)
+    assert (
+        part.day == BEFORE and part.fallback["why"] == f"user_activity has no rows for date {DAY}"
+    )

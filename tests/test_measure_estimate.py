@@ -4,12 +4,15 @@ totals over cells."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy import stats
 
-from sparklift.measure.campaign import with_totals
+from sparklift.measure.campaign import intervals, with_totals
 from sparklift.measure.estimate import lin_estimate
 
 
@@ -132,3 +135,43 @@ def test_a_total_holdout_mean_is_weighted_as_its_estimate():
     total = with_totals(cells).set_index(["budget_group", "voucher_id"]).loc[("G", "*")]
     assert total["mean_policy"] == pytest.approx(5.32)
     assert total["mean_policy"] - total["mean_holdout"] == pytest.approx(total["estimate"])
+
+
+def test_a_cells_ci_is_welchs_t_interval_and_the_totals_stay_normal():
+    """A cell of 40 policy and 3 held-out customers: its CI and p-value are scipy's Welch
+    t-test's (df about 2), not the normal's; its group's total stays normal."""
+    rng = np.random.default_rng(6)
+    y = np.r_[rng.normal(1.0, 1.0, 40), rng.normal(0.0, 2.0, 3)]
+    t = np.r_[np.ones(40), np.zeros(3)]
+    e = lin_estimate(y, t)
+    welch = stats.ttest_ind(y[t == 1], y[t == 0], equal_var=False)
+    assert e.df == pytest.approx(welch.df, rel=1e-10)
+    cells = pd.DataFrame(
+        [{**asdict(e), "budget_group": "G", "voucher_id": "A", "metric": "objective",
+          "adjustment": "none", "predicted": 1.0}]
+    )  # fmt: skip
+    out = intervals(with_totals(cells), 0.95).set_index(["budget_group", "voucher_id"])
+    ci, cell = welch.confidence_interval(0.95), out.loc[("G", "A")]
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    assert cell["p_value"] == pytest.approx(welch.pvalue, rel=1e-10)
+    total, z = out.loc[("G", "*")], stats.norm.ppf(0.975)
+    assert total["ci_high"] - total["estimate"] == pytest.approx(z * total["se"], rel=1e-12)
+    assert total["p_value"] == pytest.approx(2 * stats.norm.sf(abs(e.estimate / e.se)))
+
+
+def test_the_adjusted_df_is_satterthwaites_over_each_arms_own_fit():
+    """Lin's fit is each arm's own: the HC2 variance is the sum of each arm's intercept
+    variance at the cell's covariate means (statsmodels' OLS of that arm alone), and the
+    df Satterthwaite's over those parts with n_a - (k + 1) each."""
+    y, t, X = cell(7, n=400, k=2)
+    got = lin_estimate(y, t, X)
+    centre = X.mean(axis=0)
+    parts, residual_df = [], []
+    for a in (1, 0):
+        arm = t == a
+        fit = sm.OLS(y[arm], sm.add_constant(X[arm] - centre)).fit(cov_type="HC2")
+        parts.append(fit.bse[0] ** 2)
+        residual_df.append(arm.sum() - 3)
+    df = sum(parts) ** 2 / sum(p**2 / m for p, m in zip(parts, residual_df, strict=True))
+    assert got.se**2 == pytest.approx(sum(parts), rel=1e-8)
+    assert got.df == pytest.approx(df, rel=1e-8)

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import yaml
+from pyspark.sql import functions as F
+from scipy import stats
 
 from sparklift.cli import main
 from sparklift.config import load_config
@@ -49,6 +51,12 @@ def warehouse(spark, tmp_path_factory) -> Path:
     assert main(["generate", *sets(wh), *scale, "--campaign-rows", "30000"]) == 0
     assert main(["train-uplift", *sets(wh), "--set", "uplift.min_arm_rows=500"]) == 0
     assert main(["score", *sets(wh)]) == 0
+    # Vouchers without max_quantity: a campaign without caps (caps with the arms:
+    # tests/test_allocate_job.py).
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
+    vouchers = catalog.read("vouchers").toPandas().assign(max_quantity=None)
+    catalog.write("vouchers", spark.createDataFrame(vouchers, catalog.schema("vouchers")),
+                  mode="overwrite")  # fmt: skip
     spec = campaign(wh.parent)
     assert main(["allocate", *sets(wh), "--campaign", spec]) == 0
     assert main(["simulate-outcomes", *sets(wh), "--campaign", spec]) == 0
@@ -138,6 +146,10 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
         se = np.sqrt(t.var() / len(t) + c.var() / len(c))
         assert r["se"] == pytest.approx(se, rel=1e-8)
         assert (r["n_policy"], r["n_holdout"]) == (len(t), len(c))
+        welch = stats.ttest_ind(t, c, equal_var=False)  # a cell's CI: Welch's t interval
+        ci = welch.confidence_interval(0.95)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-8)
+        assert r["p_value"] == pytest.approx(welch.pvalue, rel=1e-8)
 
     # The planted truth: the mean true effect of the policy's voucher over the customers
     # the policy picks for it (policy and holdout alike), per targeted customer.
@@ -169,9 +181,13 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
     )
     assert summary["outcome_coverage"] == {"policy_share": 1.0, "holdout_share": 1.0,
                                            "p_value": 1.0}  # fmt: skip
-    # One look, at the window's end: the fixed-sample test, its repeated CI the plain CI.
+    # One look, at the window's end: the fixed-sample test, its repeated CI the plain
+    # (normal) CI of the totals; a cell's t interval is wider.
     assert (summary["look"], summary["information_fraction"]) == (1, 1.0)
-    np.testing.assert_allclose(cells["rci_low"], cells["ci_low"], rtol=1e-9)
+    totals = cells[cells["voucher_id"] == "*"]
+    np.testing.assert_allclose(totals["rci_low"], totals["ci_low"], rtol=1e-9)
+    per_cell = cells[(cells["voucher_id"] != "*") & (cells["se"] > 0)]
+    assert (per_cell["ci_low"] < per_cell["rci_low"]).all()
     assert summary["decision"] in ("efficacy", "no_effect")
 
     # Predicted against realized per decile of the predicted uplift, against pandas'
@@ -425,6 +441,22 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
     assert main(["measure", *sets(wh, later), "--campaign", spec,
                  "--set", renamed[1]]) == 2  # fmt: skip
     assert "table campaign_outcomes is not partitioned by sent_date" in capsys.readouterr().err
+    # No customers snapshot of the send date: measured without CUPED, labelled and warned
+    # (its covariates would be zeros under the name cuped); with covariates listed, refused.
+    moved = ["--set", "tables.names.customers=customers_moved"]
+    shifted = catalog.read("customers", where=[("snapshot_date", "=", RUN_DATE)]).withColumn(
+        "snapshot_date", F.date_sub("snapshot_date", 1)
+    )
+    Catalog(spark, load_config(None, [f"tables.base_path={wh}", moved[1]]).tables).write(
+        "customers", shifted
+    )
+    assert main(["measure", *sets(wh, later), "--campaign", spec, *moved]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["adjustment"] == "none"
+    assert f"table customers has no snapshot of {RUN_DATE}, the send date" in out.err
+    listed = ["--set", "measure.covariates=[tenure_days]"]
+    assert main(["measure", *sets(wh, later), "--campaign", spec, *moved, *listed]) == 2
+    assert "measure.covariates ['tenure_days'] cannot be read" in capsys.readouterr().err
 
 
 def test_the_allocation_corrects_its_prediction_by_past_measurements(

@@ -492,6 +492,48 @@ def test_a_constant_history_and_a_value_that_is_not_finite():
     assert bad.status == rules.FAIL and "not finite" in bad.message
 
 
+def test_an_outage_never_becomes_the_norm_and_a_metric_gone_today_fails():
+    """Half of the window lost (the checks saw no rows on 7 of 14 days): those days stay out
+    of the window, so a day at a tenth of the usual rows is compared with the 7 days that
+    had rows (numpy's z), not with a window half of zeros. A mean that is null today (every
+    value null or not finite) and a distribution without a finite value fail against their
+    history instead of being skipped. A configured not_null adds to the key's columns."""
+    q = conf("quality.season_days=0")
+    spec = table_spec("user_activity", q)
+    rng = np.random.default_rng(4)
+    counts = 50_000 + rng.normal(0, 500, 30)
+    history = {DAY - dt.timedelta(days=k): {"row_count": float(counts[k])} for k in range(1, 30)}
+    lost = {DAY - dt.timedelta(days=k) for k in range(1, 8)}
+    history |= {d: {"row_count": 0.0} for d in lost}
+    late = {d: {"freshness"} for d in lost}
+    r = rules.anomaly_checks(spec, {"row_count": 5_000.0}, history, DAY, q, late)[0]
+    kept = counts[8:15]
+    assert r.statistic == pytest.approx(abs(5_000 - kept.mean()) / kept.std(ddof=1), rel=1e-12)
+    assert r.status == rules.FAIL and "n 7" in r.threshold
+
+    past = {DAY - dt.timedelta(days=k): {"row_count": 1000.0, "mean:gmv": 30.0 + k % 3}
+            for k in range(1, 15)}  # fmt: skip
+    got = {x.check_name: x for x in rules.anomaly_checks(spec, {"row_count": 1000.0}, past,
+                                                         DAY, q)}  # fmt: skip
+    assert got["anomaly:mean:gmv"].status == rules.FAIL
+    assert got["anomaly:mean:gmv"].message == "no value today, against 14 past values"
+    assert got["anomaly:mean:visits"].status == rules.SKIPPED  # never had a value
+
+    bins = {f"psi_bin:gmv:{i}": 100.0 for i in range(10)}
+    edges = {f"psi_edge:gmv:{i}": float(i) for i in range(1, 10)}
+    days = {DAY - dt.timedelta(days=k): {"row_count": 1000.0, **bins, **edges}
+            for k in range(1, 15)}  # fmt: skip
+    today = {"row_count": 1000.0, **dict.fromkeys(bins, 0.0), **edges}
+    got = {x.check_name: x for x in rules.anomaly_checks(spec, today, days, DAY, q)}
+    assert got["anomaly:psi:gmv"].status == rules.FAIL
+    assert got["anomaly:psi:gmv"].message == "no finite value of gmv today, against 14 past days"
+
+    base = conf()
+    listed = base.tables["allocations"].model_copy(update={"not_null": ["arm"]})
+    arm = table_spec("allocations", base.model_copy(update={"tables": {"allocations": listed}}))
+    assert arm.not_null == (*contract("allocations").key, "arm")
+
+
 def test_the_generators_faults_are_caught_by_the_default_checks(spark, tmp_path, capsys):
     """A generated world of 20 days (weekly seasonality, trend, long-tailed zones) with a
     fault on each of its last six days, checked from its first day in one pass

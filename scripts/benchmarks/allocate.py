@@ -212,7 +212,7 @@ def bench_allocate(n: int, exact_sizes: list[int], workdir: str, cap_share: floa
         budget = m * float(np.exp(0.32)) * 2.0 * 0.35 / 3
         res, t_lag = timed(lambda: solve_group(envelope(u, c), budget, np.arange(m)))  # noqa: B023
         try:
-            (_, best), t_ex = timed(lambda: solve_exact(u, c, budget, time_limit_s=300))  # noqa: B023
+            (_, best, _), t_ex = timed(lambda: solve_exact(u, c, budget, time_limit_s=300))  # noqa: B023
         except Exception as e:  # report it and stop at the first size it fails
             print(f"  {m:>9,} customers: SCIP did not finish: {e}")
             break

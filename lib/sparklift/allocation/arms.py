@@ -6,9 +6,15 @@ So the arms are random within every budget group, reproducible per seed, and a c
 keeps its arm on every run of the campaign.
 
 - **Explore**: each explore customer is drawn one of the campaign's vouchers uniformly.
-  Within a group, they are sent in the order of a second hash while their expected cost
-  fits the group's explore slice (``explore_budget_share`` of its budget); the rest get
-  nothing and are not written. The sent ones are a random sample, as the order is random.
+  They queue in the order of a second hash. A capped voucher goes only to the first
+  ``cap`` in the queue of those drawn it (over all groups; a cap of 0: none); then, within
+  a group, they are sent in queue order while their expected cost fits the group's
+  explore slice (``explore_budget_share`` of its budget). The rest get nothing and are
+  not written, like customers never drawn: an explore row is a voucher sent. The sent ones
+  of each voucher are a random sample of those drawn it, as the order is random, so the
+  fed-back campaign (:mod:`sparklift.measure.feedback`) stays randomized: it subsamples
+  each group's arms to the configured shares, so a cap shrinks its sample, not its shares
+  (a voucher the explore arm never sends, as with a cap of 0, makes it refuse the send).
 - **Policy**: the solver allocates the policy customers alone, under each group's budget
   minus what its explore arm spends, so the targeted customers use the whole budget.
 - **Holdout**: held-out customers get the policy's own decision rule (:class:`Rule`), with
@@ -95,12 +101,14 @@ def explore_rows(
     scores: DataFrame,
     vouchers: Sequence[str],
     slices: Mapping[str, float],
+    caps: Mapping[str, int],
     campaign_id: str,
     seed: int,
 ) -> DataFrame:
     """The explore customers sent a voucher: customer_id, budget_group, voucher_id,
     expected_uplift, expected_cost, from ``scores`` (long: one row per customer and
-    voucher) of the explore customers, within each group's ``slices`` of the budget."""
+    voucher) of the explore customers, each capped voucher to the first of its ``caps``
+    in the queue, then within each group's ``slices`` of the budget."""
     drawn = F.element_at(
         F.array(*[F.lit(v) for v in vouchers]), explore_pick(campaign_id, seed, len(vouchers)) + 1
     )
@@ -117,6 +125,7 @@ def explore_rows(
         F.greatest(F.col("uplift_cost"), F.lit(0.0)).alias("expected_cost"),
         order.alias("_order"),
     )
+    rows = _within_caps(rows, {v: q for v, q in caps.items() if v in vouchers})
     spent = F.sum("expected_cost").over(
         Window.partitionBy("budget_group")
         .orderBy("_order", "customer_id")
@@ -126,6 +135,21 @@ def explore_rows(
         rows.withColumn("_spent", spent)
         .where(F.col("_spent") <= F.coalesce(budget, F.lit(0.0)))
         .drop("_order", "_spent")
+    )
+
+
+def _within_caps(rows: DataFrame, caps: Mapping[str, int]) -> DataFrame:
+    """``rows`` (one per explore customer: its drawn voucher, ``_order``) but each capped
+    voucher's past its cap in queue order (``_order``, customer_id) over every group."""
+    if not caps:
+        return rows
+    limits = F.create_map(*[x for v, q in caps.items() for x in (F.lit(v), F.lit(int(q)))])
+    place = F.row_number().over(Window.partitionBy("voucher_id").orderBy("_order", "customer_id"))
+    limit = F.element_at(limits, F.col("voucher_id"))
+    return (
+        rows.withColumn("_place", place)
+        .where(limit.isNull() | (F.col("_place") <= limit))
+        .drop("_place")
     )
 
 

@@ -58,14 +58,21 @@ def of_arm(rows: pa.Table, arm: str) -> pa.Table:
     return rows.filter(pc.fill_null(pc.equal(rows[ARM], arm), False))
 
 
-def explore(rows: pa.Table, vouchers: Sequence[str], slices: Mapping[str, float]) -> pa.Table:
+def explore(
+    rows: pa.Table,
+    vouchers: Sequence[str],
+    slices: Mapping[str, float],
+    caps: Mapping[str, int],
+) -> pa.Table:
     """The explore customers sent a voucher (:data:`ROWS`), as :func:`.arms.explore_rows`:
-    each customer's drawn voucher, sent in queue order while its group's running expected
-    cost stays within its slice (no slice: 0)."""
+    each customer's drawn voucher, a capped one only to the first of its ``caps`` in the
+    queue over every group (a cap of 0: none), then sent in queue order while its group's
+    running expected cost stays within its slice (no slice: 0)."""
     rows = of_arm(rows, arms.EXPLORE)
     drawn = np.asarray(vouchers, dtype=object)[rows[PICK].to_numpy()]
     named = np.asarray(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
     rows = rows.filter(pa.array(named == drawn, pa.bool_()))
+    rows = _within_caps(rows, {v: q for v, q in caps.items() if v in vouchers})
     if rows.num_rows == 0:
         return ROWS.empty_table()
     cost = _cost(rows["uplift_cost"])
@@ -83,6 +90,19 @@ def explore(rows: pa.Table, vouchers: Sequence[str], slices: Mapping[str, float]
     sent = rows.filter(pa.array(keep))
     return _rows(sent, sent["voucher_id"], sent["uplift_objective"], cost[keep], arms.EXPLORE,
                  pa.nulls(sent.num_rows, pa.string()))  # fmt: skip
+
+
+def _within_caps(rows: pa.Table, caps: Mapping[str, int]) -> pa.Table:
+    """``rows`` (one per explore customer: its drawn voucher) but each capped voucher's past
+    its cap in queue order (order draw, then customer id) over every group."""
+    if not caps or rows.num_rows == 0:
+        return rows
+    named = np.asarray(rows["voucher_id"].to_numpy(zero_copy_only=False), dtype=object)
+    queue = np.lexsort((rows["customer_id"].to_numpy(), rows[ORDER].to_numpy()))
+    keep = np.ones(rows.num_rows, dtype=bool)
+    for v, cap in caps.items():
+        keep[queue[named[queue] == v][max(int(cap), 0) :]] = False
+    return rows.filter(pa.array(keep))
 
 
 def spend(rows: pa.Table) -> dict[str, float]:

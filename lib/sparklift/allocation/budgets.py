@@ -155,16 +155,27 @@ def plan_groups(hist: pd.DataFrame, problem: Problem, exact_ok: bool) -> Plan:
         q = int(over[0])
         spent_above = float(cum[q - 1]) if q else 0.0
         value_above = float(h["d_value"].iloc[:q].sum())
-        # The fill may use breakpoints below the crossing bucket: take buckets down until
-        # their cost is twice the budget left after the ones above (or FILL_STEPS).
-        below = h.iloc[q + 1 :]
-        need = np.cumsum(below["d_cost"].to_numpy()) < 2 * (budget - spent_above)
-        need &= np.cumsum(below["n"].to_numpy()) < FILL_STEPS
         hi = int(h["bucket"].iloc[q])
         out.crossing_n[g] = int(h["n"].iloc[q])
-        lo = int(below["bucket"].iloc[min(int(need.sum()), len(below) - 1)]) if len(below) else hi
-        out.ranges[g] = (lo, hi, spent_above, value_above)
+        out.ranges[g] = (fill_floor(h.iloc[q + 1 :], budget - spent_above, hi), hi,
+                         spent_above, value_above)  # fmt: skip
     return out
+
+
+def fill_floor(below: pd.DataFrame, left: float, hi: int) -> int:
+    """The lowest bucket the fill may use, of the buckets ``below`` the crossing bucket
+    ``hi`` (highest first): down to the first whose cumulative cost reaches twice the
+    budget ``left`` after the buckets above, so the fill has enough; but the breakpoints
+    brought to the driver stay under FILL_STEPS, so a bucket that would pass it (a block
+    of tied scores) is left out, even the first."""
+    if below.empty:
+        return hi
+    steps = np.cumsum(below["n"].to_numpy())
+    short = np.cumsum(below["d_cost"].to_numpy()) < 2 * left
+    k = int((short & (steps < FILL_STEPS)).sum())  # buckets wholly needed, and fitting
+    if k < len(below) and steps[k] < FILL_STEPS:
+        k += 1  # the one that reaches twice the budget left
+    return int(below["bucket"].iloc[k - 1]) if k else hi
 
 
 def settle_groups(
@@ -227,7 +238,8 @@ def settle_groups(
 def solve_exact_groups(
     env: DataFrame, plan: Plan, problem: Problem, n_opt: int
 ) -> tuple[dict[str, float], dict[int, int]]:
-    """Optimal choices of the small groups (one pass); their dual bound is the optimum."""
+    """Optimal choices of the small groups (one pass); their dual bound is SCIP's best
+    bound, which the optimum (to the MIP gap) never exceeds."""
     spark = env.sparkSession
     groups = spark.createDataFrame([(g,) for g in plan.exact], "budget_group string")
     objectives = [L.objective(j) for j in range(n_opt)]
@@ -243,9 +255,7 @@ def solve_exact_groups(
         r = rows[rows["budget_group"] == g].sort_values("customer_id")
         u = r[objectives].to_numpy(dtype=float)
         c = r[costs].to_numpy(dtype=float)
-        choice, best = solve_exact(
-            u, c, problem.budgets[g], time_limit_s=problem.exact_time_limit_s
-        )
-        dual[g] = best
-        forced.update(zip(r["customer_id"].tolist(), choice.tolist(), strict=True))
+        done = solve_exact(u, c, problem.budgets[g], time_limit_s=problem.exact_time_limit_s)
+        dual[g] = done.bound
+        forced.update(zip(r["customer_id"].tolist(), done.choice.tolist(), strict=True))
     return dual, forced

@@ -169,9 +169,8 @@ def _budgets(
     for g, rows in members.items():
         budget = float(problem.budgets[g])
         if exact_ok and 0 < len(rows) <= problem.exact_max_customers:
-            choice[rows], dual[g] = solve_exact(
-                u[rows], c[rows], budget, time_limit_s=problem.exact_time_limit_s
-            )
+            done = solve_exact(u[rows], c[rows], budget, time_limit_s=problem.exact_time_limit_s)
+            choice[rows], dual[g] = done.choice, done.bound  # SCIP's bound, not its incumbent
             lam[g] = 0.0
             exact.append(g)
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from sparklift.config.base import (
     FAULT_KINDS,
@@ -108,6 +108,16 @@ class Config(_Strict):
     maintain: MaintainConfig
     quality: QualityConfig
 
+    @model_validator(mode="after")
+    def _checked_tables_exist(self) -> Config:
+        unknown = sorted(set(self.quality.tables) - set(self.tables.names))
+        if unknown:  # a misspelt name would leave the real table on its defaults, silently
+            raise ValueError(
+                f"quality.tables: {unknown} name no table of tables.names; known: "
+                f"{sorted(self.tables.names)}"
+            )
+        return self
+
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
@@ -176,7 +186,9 @@ def format_errors(
         if e["type"] == "extra_forbidden":
             text = "unknown key"
         else:
-            text = f"{e['msg']} (got {e.get('input')!r})"
+            got = e.get("input")  # a whole section (a cross-field check's) says nothing
+            msg = e["msg"].removeprefix("Value error, ")
+            text = msg if isinstance(got, Mapping) else f"{msg} (got {got!r})"
         found.append((key, text, assignment))
     blamed = list(dict.fromkeys(a for _, _, a in found if a))
     from_set = ", ".join(f"--set {a}" for a in blamed)
@@ -188,7 +200,8 @@ def format_errors(
     lines = [f"invalid configuration ({where}):"]
     for key, text, assignment in found:
         origin = f"--set {assignment}" if assignment else source
-        lines.append(f"  {key}: {text}" + (f" [from {origin}]" if tag else ""))
+        named = f"{key}: {text}" if key else text  # a check across sections names its keys
+        lines.append(f"  {named}" + (f" [from {origin}]" if tag else ""))
     return "\n".join(lines)
 
 

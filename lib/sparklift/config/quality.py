@@ -42,7 +42,7 @@ class TableChecks(_Strict):
 
     date_column: str | None = None  # the partition checked is the run date's (null: the
     # contract's first date partition column; a table without one is checked whole)
-    not_null: list[str] | None = None  # default: the contract's key
+    not_null: list[str] | None = None  # beyond the contract's key (always checked)
     ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     accepted: dict[str, list[str | int | bool]] = Field(default_factory=dict)
     references: dict[str, str] = Field(default_factory=dict)  # column -> "table.column"
@@ -74,12 +74,16 @@ class QualityConfig(_Strict):
 
     window_days: int = Field(ge=2)  # the history each anomaly metric is compared with
     min_history: int = Field(ge=2)  # fewer past values: the anomaly check is skipped
-    sensitivity: float = Field(gt=0)  # |z| above this is an anomaly
+    sensitivity: float = Field(gt=0, allow_inf_nan=False)  # |z| above this is an anomaly
     same_weekday: bool  # compare with the same weekday of past weeks only
     season_days: int = Field(ge=0)  # 7: the z rule on changes from 7 days before (0: levels)
-    relative_change: float | None = Field(default=None, gt=0)  # also: |today / mean - 1| above
+    relative_change: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False
+    )  # also: |today / mean - 1| above
     psi_bins: int = Field(ge=2, le=100)
-    psi_threshold: float = Field(gt=0)  # PSI above this: the distribution shifted
+    psi_threshold: float = Field(
+        gt=0, allow_inf_nan=False
+    )  # PSI above this: the distribution shifted
     severity: dict[str, Severity]  # check kind -> default severity
     tables: dict[str, TableChecks]
 

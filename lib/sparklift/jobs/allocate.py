@@ -36,6 +36,12 @@ from sparklift.allocation.distributed import (
     summarize,
     tally,
 )
+from sparklift.allocation.limits import (
+    budgets_from_rows,
+    caps_from_rows,
+    max_quantities,
+    smaller_caps,
+)
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs import allocation_runs as runs
@@ -93,8 +99,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog, day = ctx.catalog, ctx.run_date
     if not catalog.exists("uplift_scores"):
         raise InputNotReadyError("no uplift_scores table yet: run sparklift score first")
-    part = choose(ctx, "uplift_scores", "run_date", campaign.fallback, "allocate.fallback")
-    version = catalog.version("uplift_scores")  # the files read below are this snapshot's
+    version = catalog.version("uplift_scores")  # chosen and read at this snapshot
+    part = choose(ctx, "uplift_scores", "run_date", campaign.fallback, "allocate.fallback", version)
     scores = catalog.read("uplift_scores", version, where=[("run_date", "=", part.day)])
     models = [r[0] for r in scores.select("model_id").distinct().limit(3).collect()]
     if not models:
@@ -109,18 +115,19 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn("arm", arm)
     collected = _collected(ctx, campaign, scores, vouchers, part.day, version)
     explore: DataFrame | pa.Table | None = None
-    caps = _caps(ctx, campaign)
+    caps = _caps(ctx, campaign, vouchers)
     if campaign.explore_share > 0:
         with step("drawing the explore arm"):
             slices = {g: b * campaign.explore_budget_share for g, b in budgets.items()}
             if collected is not None:
-                explore = in_driver.explore(collected, vouchers, slices)
+                explore = in_driver.explore(collected, vouchers, slices, caps)
                 paid, sent = in_driver.spend(explore), in_driver.sends(explore)
             else:
                 explore = arms.explore_rows(
                     scores.where(F.col("arm") == arms.EXPLORE),
                     vouchers,
                     slices,
+                    caps,
                     campaign.campaign_id,
                     campaign.seed,
                 )  # deterministic: the rows written are the rows paid for here
@@ -360,24 +367,37 @@ def _budgets(ctx: JobContext, campaign: CampaignConfig) -> dict[str, float]:
     if isinstance(campaign.budgets, dict):
         return dict(campaign.budgets)
     rows = _campaign_rows(ctx, "campaign_budgets", campaign.campaign_id, "budget_group", "budget")
-    budgets = {str(g): float(b) for g, b in rows}
-    bad = {g: b for g, b in budgets.items() if not b >= 0}
-    if bad or len(budgets) != len(rows):
-        raise InputError(
-            f"table campaign_budgets, campaign {campaign.campaign_id}: budgets must be >= 0 "
-            f"and given once per budget_group, got {rows}"
-        )
-    return budgets
+    return budgets_from_rows(rows, campaign.campaign_id)
 
 
-def _caps(ctx: JobContext, campaign: CampaignConfig) -> dict[str, int]:
+def _caps(ctx: JobContext, campaign: CampaignConfig, vouchers: list[str]) -> dict[str, int]:
+    """Each voucher's cap: the smaller of the campaign's (its file, or table campaign_caps)
+    and table vouchers' max_quantity (:mod:`.allocation.limits`)."""
     if isinstance(campaign.caps, dict):
-        return dict(campaign.caps)
-    rows = _campaign_rows(ctx, "campaign_caps", campaign.campaign_id, "voucher_id", "cap")
-    caps = {str(v): int(q) for v, q in rows}
-    if len(caps) != len(rows):
-        raise InputError(f"table campaign_caps lists a voucher twice for {campaign.campaign_id}")
-    return caps
+        caps = dict(campaign.caps)
+    else:
+        rows = _campaign_rows(ctx, "campaign_caps", campaign.campaign_id, "voucher_id", "cap")
+        caps = caps_from_rows(rows, campaign.campaign_id)
+    quantities = _max_quantities(ctx, vouchers)
+    if quantities and campaign.solver == "exact":
+        raise InputError(
+            f"campaign {campaign.campaign_id} has solver: exact, but table vouchers caps "
+            f"{quantities} (max_quantity): caps couple the groups; use solver: lagrangian"
+        )
+    return smaller_caps(caps, quantities)
+
+
+def _max_quantities(ctx: JobContext, vouchers: list[str]) -> dict[str, int]:
+    """max_quantity of the campaign's vouchers, from their few rows of table vouchers (a
+    dimension table; none without it: a campaign that names its vouchers needs none)."""
+    if not ctx.catalog.exists("vouchers"):
+        return {}
+    table = ctx.catalog.read("vouchers")
+    missing = [c for c in ("voucher_id", "max_quantity") if c not in table.columns]
+    if missing:
+        raise InputError(f"table vouchers has no column(s) {missing} (max_quantity: null = no cap)")
+    rows = table.where(F.col("voucher_id").isin(list(vouchers)))
+    return max_quantities(tuple(r) for r in rows.select("voucher_id", "max_quantity").collect())
 
 
 def _campaign_rows(ctx: JobContext, table: str, campaign_id: str, key: str, value: str) -> list:

@@ -3,7 +3,9 @@ error check of ``sparklift check`` (``quality_results``) or is missing; then, wh
 is configured to fall back (``{max_age_days: N}``), the latest good partition at most N
 days old, said in the job's summary and log, never silently.
 
-A partition never checked counts as good: the checks are a gate only where they run. A
+A run date's partition never checked counts as good: the checks are a gate only where
+they run. A fall-back must be known good: once the table has verdicts in the window, an
+earlier partition without one (its check crashed, or never ran) is passed over. A
 verdict holds for the table version its checks read: a partition whose rows changed since
 (a re-run of the job that wrote it, say) is read on its run date as unchecked, with a
 warning, when its checks passed; when they failed it is still refused (rows that failed
@@ -13,6 +15,8 @@ pipeline run, a check step of the table that failed or was blocked (it may have 
 before writing a verdict) marks the run date's partition, when there is one, bad
 (``JobContext.unverified``). Which partitions exist comes from the Delta log's
 statistics, and which changed from its commits: no data is read but the partition used.
+All of it is read at the table version the job then reads (``version``), so a commit in
+between cannot slip in unchecked.
 """
 
 from __future__ import annotations
@@ -66,14 +70,13 @@ def verdicts(
 
 
 def changed(
-    ctx: JobContext, table: str, date_column: str, checked: dict[dt.date, Checked]
+    ctx: JobContext, table: str, date_column: str, checked: dict[dt.date, Checked], latest: int
 ) -> dict[dt.date, str]:
-    """The dates whose partition changed after the table version their checks read
-    (``checked``): a later commit added or removed rows of it (a compaction does not
-    count), or the table was created again at its path since (another id). A date
+    """The dates whose partition changed between the table version their checks read
+    (``checked``) and ``latest``: a commit added or removed rows of it (a compaction does
+    not count), or the table was created again at its path since (another id). A date
     checked before the version was recorded is taken as it was."""
-    latest = ctx.catalog.version(table)
-    if latest is None or not checked:
+    if not checked:
         return {}
     now = table_id(ctx.catalog.path(table), latest)
     out = {
@@ -102,16 +105,28 @@ def changed(
     return out
 
 
+def _missing_at_check(messages: list[str]) -> bool:
+    """Whether a date's failed checks are only its freshness (no rows when checked)."""
+    return all(m.startswith("freshness: ") for m in messages)
+
+
 def choose(
-    ctx: JobContext, table: str, date_column: str, fallback: FallbackConfig | None, key: str
+    ctx: JobContext,
+    table: str,
+    date_column: str,
+    fallback: FallbackConfig | None,
+    key: str,
+    version: int,
 ) -> Partition:
-    """The partition of ``table`` to read on the run date (``key``: the config key of the
-    fallback, for messages). Refuses a partition that failed its checks when there is no
-    fallback; a missing one is left to the job's own not-ready message."""
+    """The partition of ``table`` to read on the run date at table ``version`` (``key``:
+    the config key of the fallback, for messages). Refuses a partition that failed its
+    checks when there is no fallback; a missing one (checked or not) is left to the job's
+    own not-ready message."""
     day = ctx.run_date
     since = day - dt.timedelta(days=fallback.max_age_days) if fallback else day
     failed, checked = verdicts(ctx, table, since)
-    stale = changed(ctx, table, date_column, checked)
+    regime = bool(failed or checked)  # the table's checks run: a fall-back needs a verdict
+    stale = changed(ctx, table, date_column, checked, version)
     if day in stale and day in failed:  # refused still, but the message says to check again
         failed[day].append(
             f"that verdict is older than its rows ({stale[day]}): check it again with "
@@ -120,7 +135,7 @@ def choose(
     elif day in stale:  # as if never checked: the gate is where it runs
         log.warning("%s of %s: %s; reading it as unchecked", table, day, stale[day])
     if fallback is None:
-        if day in failed:
+        if day in failed and not _missing_at_check(failed[day]):
             raise InputError(
                 f"{table} of {day} failed its checks ({'; '.join(failed[day])}): nothing is "
                 f"allocated on it; fix it and re-run, or set {key} to use an earlier good "
@@ -128,28 +143,36 @@ def choose(
             )
         return Partition(day)
     days = [day - dt.timedelta(days=k) for k in range(fallback.max_age_days + 1)]
-    present = {d for d in days if ctx.catalog.count(table, where=[(date_column, "=", d)]) > 0}
+    present = {
+        d for d in days if ctx.catalog.count(table, version, where=[(date_column, "=", d)]) > 0
+    }
     if table in ctx.unverified and day in present:  # its check did not pass in this run
         failed.setdefault(day, []).append(ctx.unverified[table])  # (verdict or not)
     if day in present and day not in failed:
         return Partition(day)
-    why = (
+    why = (  # a partition missing when its freshness was checked is missing still
         f"{table} of {day} failed its checks ({'; '.join(failed[day])})"
-        if day in failed
+        if day in present
         else f"{table} has no rows for {date_column} {day}"
     )
     earlier = sorted((d for d in present if d < day), reverse=True)
-    good = [d for d in earlier if d not in failed and d not in stale]
+    good = [
+        d for d in earlier if d not in failed and d not in stale and (d in checked or not regime)
+    ]
     if not good:  # a bad partition needs a fix (2); a missing one may still land (3)
         passed_over = "; ".join(f"{d}: {stale[d]}" for d in earlier if d in stale)
-        raise (InputError if day in failed else InputNotReadyError)(
+        unverified = [str(d) for d in earlier if d not in checked and d not in failed]
+        raise (InputError if day in present else InputNotReadyError)(
             f"{why}, and no earlier partition since {since} passed its checks "
             f"({key}.max_age_days {fallback.max_age_days})"
             + (f"; passed over, as changed since checked: {passed_over}" if passed_over else "")
+            + (f"; passed over, never checked: {', '.join(unverified)}" if unverified else "")
         )
     for d in earlier[: earlier.index(good[0])]:
         if d in stale:
             log.warning("%s: passing over %s of %s: %s", key, table, d, stale[d])
+        elif d not in failed:
+            log.warning("%s: passing over %s of %s: never checked", key, table, d)
     log.warning("%s: falling back to %s of %s (%s)", key, table, good[0], why)
     return Partition(
         good[0], {"table": table, "used": str(good[0]), "instead_of": str(day), "why": why}

@@ -210,11 +210,18 @@ def _latest_run(ctx: JobContext, campaign_id: str, until: dt.date) -> dt.date | 
 
 def _covariates(ctx: JobContext, sent: dt.date):
     """customer_id and the CUPED columns of the send date's customers snapshot (None: no
-    snapshot, or no columns)."""
+    snapshot, or no columns). A missing snapshot is an error when covariates are listed,
+    else a warning: measured unadjusted, and labelled so (its zeros would say "cuped")."""
     conf = ctx.config.measure
     if not ctx.catalog.exists("customers"):
         return None
     snap = ctx.catalog.read("customers", where=[("snapshot_date", "=", sent)])
+    if snap.limit(1).count() == 0:
+        why = f"table customers has no snapshot of {sent}, the send date"
+        if conf.covariates:
+            raise InputError(f"{why}: measure.covariates {conf.covariates} cannot be read")
+        log.warning("%s: the campaign is measured without CUPED", why)
+        return None
     numeric = [
         f.name
         for f in snap.schema.fields

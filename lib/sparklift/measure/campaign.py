@@ -28,7 +28,7 @@ CELL = ["budget_group", "voucher_id", "metric"]
 _FIT_SCHEMA = (
     "budget_group string, voucher_id string, metric string, adjustment string, "
     "n_policy long, n_holdout long, mean_policy double, mean_holdout double, "
-    "estimate double, se double, predicted double"
+    "estimate double, se double, predicted double, df double"
 )
 
 
@@ -160,7 +160,8 @@ def _decile_frame(records: list[dict]) -> pd.DataFrame:
 
 def fit_cells(rows: DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
     """Per cell and adjustment (none; cuped when ``covariates``): counts, means, the
-    estimate, its HC2 SE and the mean prediction of the policy customers."""
+    estimate, its HC2 SE and Welch-Satterthwaite df, and the mean prediction of the policy
+    customers."""
     long = None
     for metric, predicted in METRICS.items():
         part = rows.select(
@@ -193,6 +194,7 @@ def fit_cells(rows: DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
                     "estimate": e.estimate,
                     "se": e.se,
                     "predicted": float(treated.mean()) if len(treated) else np.nan,
+                    "df": e.df,
                 }
             )
         return pd.DataFrame(out)
@@ -240,11 +242,20 @@ def with_totals(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def intervals(results: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """CIs (normal), two-sided p-values and the incremental total of each row."""
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    """CIs, two-sided p-values and the incremental total of each row. A cell's (a row with
+    a ``df``) are Student t's at its Welch-Satterthwaite df, as a cell may hold a few
+    customers of an arm. The rows without stay normal: the group and campaign totals pool
+    the cells, their decision is on the z scale of the looks' bounds (:mod:`.looks`), and
+    the deciles split the campaign's units in ten."""
     out = results.copy()
-    out["ci_low"] = out["estimate"] - z * out["se"]
-    out["ci_high"] = out["estimate"] + z * out["se"]
-    out["p_value"] = 2 * stats.norm.sf(np.abs(out["estimate"] / out["se"]))
+    level = 0.5 + confidence / 2
+    df = out["df"] if "df" in out else pd.Series(np.nan, index=out.index)
+    cell = np.isfinite(df)
+    df = df.where(cell, 1.0)  # a placeholder where the normal is taken
+    ratio = np.abs(out["estimate"] / out["se"])
+    quantile = np.where(cell, stats.t.ppf(level, df), stats.norm.ppf(level))
+    out["ci_low"] = out["estimate"] - quantile * out["se"]
+    out["ci_high"] = out["estimate"] + quantile * out["se"]
+    out["p_value"] = np.where(cell, 2 * stats.t.sf(ratio, df), 2 * stats.norm.sf(ratio))
     out["incremental_total"] = out["estimate"] * out["n_policy"]
     return out

@@ -14,6 +14,13 @@ interpolated: its residuals, and the HC2 standard error with them, shrink toward
 covariates, 3 held-out customers: an SE of 1e-10). A cell whose smaller arm has fewer
 than ``MIN_UNITS_PER_PARAMETER`` units per parameter of its arm's fit (k covariates + 1)
 is therefore left unadjusted.
+
+Each arm's rows add their own part to the HC2 variance (the fit is each arm's own: the
+effect is the treated fit's intercept less the held-out one's), V = V1 + V0, and the
+estimate's degrees of freedom are Welch-Satterthwaite's over those parts,
+df = V^2 / (V1^2 / (n1 - p) + V0^2 / (n0 - p)) with p the parameters per arm (1 without
+covariates: Welch's t-test's df, V_a = s_a^2 / n_a), so that a cell of a few held-out
+customers gets a t interval, not a normal one.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Estimate:
     n_holdout: int
     mean_policy: float
     mean_holdout: float
+    df: float = np.nan  # Welch-Satterthwaite (NaN: no SE, or no variance in either arm)
 
 
 def lin_estimate(y: np.ndarray, t: np.ndarray, X: np.ndarray | None = None) -> Estimate:
@@ -57,6 +65,9 @@ def lin_estimate(y: np.ndarray, t: np.ndarray, X: np.ndarray | None = None) -> E
     resid = y - D @ beta
     leverage = np.einsum("ij,jk,ik->i", D, bread, D)
     w = resid**2 / np.clip(1.0 - leverage, 1e-12, None)
-    meat = (D * w[:, None]).T @ D
-    cov = bread @ meat @ bread
-    return Estimate(float(beta[1]), float(np.sqrt(cov[1, 1])), n1, n0, *means)
+    parts = [(bread @ ((D * (w * (t == a))[:, None]).T @ D) @ bread)[1, 1] for a in (1, 0)]
+    per_arm = D.shape[1] // 2  # the design is each arm's intercept and slopes
+    var = parts[0] + parts[1]
+    spread = parts[0] ** 2 / (n1 - per_arm) + parts[1] ** 2 / (n0 - per_arm)
+    df = var**2 / spread if spread > 0 else np.nan
+    return Estimate(float(beta[1]), float(np.sqrt(var)), n1, n0, *means, float(df))

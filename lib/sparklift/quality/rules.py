@@ -227,11 +227,13 @@ def _share_floor(name: str, x: float | None, window: Sequence[float], rows: floa
 def _failed_days(
     days: Sequence[dt.date], check: str, failed: Mapping[dt.date, Collection[str]]
 ) -> set[dt.date]:
-    """The past days whose value of the check is not trained on: those it failed, and
-    those that had no rows (freshness failed: their anomaly checks were skipped), unless
-    they are half of the window or more (then the change has lasted: none)."""
-    bad = {d for d, checks in failed.items() if check in checks or "freshness" in checks}
-    return bad if 2 * len(bad & set(days)) < len(days) else set()
+    """The past days whose value of the check is not trained on: those that had no rows
+    (freshness failed: their anomaly checks were skipped; never, however many, so that an
+    outage does not make an empty table the norm), and those it failed, unless they are
+    half of the window or more (then the change has lasted)."""
+    empty = {d for d, checks in failed.items() if "freshness" in checks}
+    own = {d for d, checks in failed.items() if check in checks} - empty
+    return empty | (own if 2 * len(own & set(days)) < len(days) else set())
 
 
 def z_bound(sensitivity: float, n: int) -> float:
@@ -264,9 +266,12 @@ def _z_check(
     seasonal = base is not None and len(changes) >= conf.min_history
     sample = changes if seasonal else window
     n = len(sample)
-    if x is None or n < conf.min_history:
-        why = "no value today" if x is None else f"{n} past values, {conf.min_history} needed"
+    if n < conf.min_history:
+        why = f"{n} past values, {conf.min_history} needed"
         return Result(name, "anomaly", severity, None, bound, SKIPPED, why)
+    if x is None:  # e.g. a mean of a column null or not finite in every row today
+        why = f"no value today, against {n} past values"
+        return Result(name, "anomaly", severity, None, bound, FAIL, why)
     level = sum(window) / len(window)
     target = x - base if seasonal else x  # type: ignore[operator]
     k = seasons if seasonal else 1
@@ -317,8 +322,9 @@ def _psi_check(
             why = f"no value of {column} fell in a bin on the {days} past days"
         return Result(name, "anomaly", severity, None, threshold, SKIPPED, why)
     total = sum(today)  # type: ignore[arg-type]
-    if not total:
-        return Result(name, "anomaly", severity, None, threshold, SKIPPED, "no values today")
+    if not total:  # every value null or not finite today, against past days' bins
+        why = f"no finite value of {column} today, against {days} past days"
+        return Result(name, "anomaly", severity, None, threshold, FAIL, why)
     psi = population_stability(
         [v / total for v in today],  # type: ignore[operator]
         [v / sum(pooled) for v in pooled],

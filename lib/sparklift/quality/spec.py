@@ -47,7 +47,7 @@ def table_spec(table: str, conf: QualityConfig) -> TableSpec:
         dates = [p for p in c.partition_by if isinstance(types.get(p), DateType)]
         date_column = dates[0] if dates else None
     key = c.key if c is not None else ()
-    not_null = tuple(checks.not_null) if checks.not_null is not None else key
+    not_null = tuple(dict.fromkeys([*key, *(checks.not_null or ())]))  # the key always
     return TableSpec(
         table=table,
         schema=c.schema if c is not None else None,

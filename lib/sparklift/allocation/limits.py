@@ -1,0 +1,93 @@
+"""A campaign's budgets and caps from the rows of their input tables, checked before any
+solve: ``campaign_budgets`` (budget_group, budget), ``campaign_caps`` (voucher_id, cap) and
+the ``vouchers`` table's ``max_quantity`` (null: no cap). A voucher's cap is the smaller of
+the campaign's and its max_quantity, as both bound how many customers may get it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sparklift.errors import InputError
+
+
+def budgets_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, float]:
+    """campaign_budgets' (budget_group, budget) rows of ``campaign_id`` as its budgets:
+    each group once, with a budget >= 0 (a null group or budget is refused, not read as
+    the group "None" or a crash)."""
+    where = f"table campaign_budgets, campaign {campaign_id}"
+    budgets: dict[str, float] = {}
+    for group, budget in rows:
+        if group is None:
+            raise InputError(
+                f"{where}: a row has a null budget_group (budget {budget}): "
+                "a budget group name expected"
+            )
+        if budget is None:
+            raise InputError(
+                f"{where}, budget_group {group}: column budget is null: a number >= 0 expected"
+            )
+        if str(group) in budgets:
+            raise InputError(
+                f"{where}: budget_group {group} is given twice: one row per budget_group expected"
+            )
+        if not float(budget) >= 0:
+            raise InputError(f"{where}, budget_group {group}: budgets must be >= 0, got {budget}")
+        budgets[str(group)] = float(budget)
+    return budgets
+
+
+def caps_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, int]:
+    """campaign_caps' (voucher_id, cap) rows of ``campaign_id`` as its caps: each voucher
+    once, with a cap >= 0 (a null voucher_id or cap is refused)."""
+    where = f"table campaign_caps, campaign {campaign_id}"
+    caps: dict[str, int] = {}
+    for voucher, cap in rows:
+        if voucher is None:
+            raise InputError(
+                f"{where}: a row has a null voucher_id (cap {cap}): a voucher id expected"
+            )
+        if cap is None:
+            raise InputError(
+                f"{where}, voucher_id {voucher}: column cap is null: a count "
+                ">= 0 expected (a voucher without a cap has no row)"
+            )
+        if str(voucher) in caps:
+            raise InputError(
+                f"table campaign_caps lists voucher {voucher} twice for "
+                f"{campaign_id}: one row per voucher_id expected"
+            )
+        if int(cap) < 0:
+            raise InputError(f"{where}, voucher_id {voucher}: caps must be >= 0, got {cap}")
+        caps[str(voucher)] = int(cap)
+    return caps
+
+
+def max_quantities(rows: Iterable[tuple]) -> dict[str, int]:
+    """The vouchers table's (voucher_id, max_quantity) rows as caps: a null max_quantity is
+    none; each voucher once, with a max_quantity >= 0."""
+    seen: set[str] = set()
+    caps: dict[str, int] = {}
+    for voucher, quantity in rows:
+        if voucher in seen:
+            raise InputError(
+                f"table vouchers lists voucher_id {voucher} twice: one row per voucher expected"
+            )
+        seen.add(voucher)
+        if quantity is None:
+            continue
+        if int(quantity) < 0:
+            raise InputError(
+                f"table vouchers, voucher_id {voucher}: max_quantity must be "
+                f">= 0 (null: no cap), got {quantity}"
+            )
+        caps[str(voucher)] = int(quantity)
+    return caps
+
+
+def smaller_caps(caps: Mapping[str, int], quantities: Mapping[str, int]) -> dict[str, int]:
+    """Per voucher the smaller of its campaign cap and its max_quantity (either alone when
+    the other is none)."""
+    out = dict(caps)
+    for voucher, quantity in quantities.items():
+        out[voucher] = min(out.get(voucher, quantity), quantity)
+    return out

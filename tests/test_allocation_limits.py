@@ -1,0 +1,74 @@
+"""A campaign's budgets and caps from their tables' rows: nulls refused naming the table,
+column and campaign; each voucher's cap the smaller of the campaign's and the vouchers
+table's max_quantity (null: none)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sparklift.allocation.limits import (
+    budgets_from_rows,
+    caps_from_rows,
+    max_quantities,
+    smaller_caps,
+)
+from sparklift.errors import InputError
+
+
+def test_budget_and_cap_rows_are_read():
+    assert budgets_from_rows([("NL", 120), ("DE", 0.0)], "c1") == {"NL": 120.0, "DE": 0.0}
+    assert caps_from_rows([("V02", 5), ("V03", 0)], "c1") == {"V02": 5, "V03": 0}
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("NL", None)], "campaign_budgets, campaign c1, budget_group NL: column budget is null"),
+        ([(None, 5.0)], "table campaign_budgets, campaign c1: a row has a null budget_group"),
+        ([("NL", -1.0)], "campaign c1, budget_group NL: budgets must be >= 0, got -1.0"),
+        ([("NL", float("nan"))], "budget_group NL: budgets must be >= 0, got nan"),
+        ([("NL", 1.0), ("NL", 2.0)], "budget_group NL is given twice"),
+    ],
+)  # fmt: skip
+def test_bad_budget_rows_are_refused_by_name(rows, message):
+    with pytest.raises(InputError) as e:
+        budgets_from_rows(rows, "c1")
+    assert message in str(e.value) and e.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("V02", None)], "table campaign_caps, campaign c1, voucher_id V02: column cap is null"),
+        ([(None, 5)], "table campaign_caps, campaign c1: a row has a null voucher_id"),
+        ([("V02", -1)], "voucher_id V02: caps must be >= 0, got -1"),
+        ([("V02", 1), ("V02", 2)], "lists voucher V02 twice for c1"),
+    ],
+)  # fmt: skip
+def test_bad_cap_rows_are_refused_by_name(rows, message):
+    with pytest.raises(InputError) as e:
+        caps_from_rows(rows, "c1")
+    assert message in str(e.value)
+
+
+def test_a_cap_is_the_smaller_of_the_campaigns_and_max_quantity():
+    """V01: max_quantity 4 alone; V02: the campaign's 5 under max_quantity 30; V03: the
+    campaign's 7 alone (max_quantity null); V04: max_quantity 0 sends none."""
+    quantities = max_quantities([("V01", 4), ("V02", 30), ("V03", None), ("V04", 0)])
+    assert quantities == {"V01": 4, "V02": 30, "V04": 0}
+    merged = smaller_caps({"V02": 5, "V03": 7}, quantities)
+    assert merged == {"V01": 4, "V02": 5, "V03": 7, "V04": 0}
+    assert smaller_caps({"V02": 50}, {"V02": 30}) == {"V02": 30}
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("V01", -2)], "table vouchers, voucher_id V01: max_quantity must be >= 0"),
+        ([("V01", 3), ("V01", None)], "table vouchers lists voucher_id V01 twice"),
+    ],
+)
+def test_bad_max_quantities_are_refused_by_name(rows, message):
+    with pytest.raises(InputError) as e:
+        max_quantities(rows)
+    assert message in str(e.value)
