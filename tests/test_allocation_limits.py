@@ -10,6 +10,7 @@ from sparklift.allocation.limits import (
     budgets_from_rows,
     caps_from_rows,
     max_quantities,
+    offered,
     smaller_caps,
 )
 from sparklift.errors import InputError
@@ -72,3 +73,16 @@ def test_bad_max_quantities_are_refused_by_name(rows, message):
     with pytest.raises(InputError) as e:
         max_quantities(rows)
     assert message in str(e.value)
+
+
+def test_a_voucher_capped_at_0_is_not_offered(caplog):
+    """Out of stock (or capped at 0 by the campaign): not drawn by the explore arm either,
+    so feedback finds every offered voucher sent; a cap naming no campaign voucher stays
+    for the solver's check to refuse."""
+    assert offered(["V01", "V02", "V03"], {"V02": 0, "V03": 7, "V09": 1}, "c1") == (
+        ["V01", "V03"],
+        {"V03": 7, "V09": 1},
+    )
+    assert "campaign c1: vouchers ['V02'] have a cap of 0: not offered" in caplog.text
+    with pytest.raises(InputError, match=r"campaign c1: every voucher \['V01'\] has a cap of 0"):
+        offered(["V01"], {"V01": 0}, "c1")

@@ -245,7 +245,8 @@ def test_cuped_and_cupac_cover_the_planted_effect_with_smaller_standard_errors(w
     assert seq[("adj_cuped", "orders")] != seq[("adj_none", "orders")]
 
 
-def test_a_constant_metric_is_refused_from_the_cells():
+def test_a_constant_metric_is_refused_or_left_out_from_the_cells():
+    """A constant primary metric is refused; a secondary one is left out of the analysis."""
     # 4 zones x 6 days of unbalanced cells: orders varies, gmv is 3.7 on every row (its
     # fit would give a round-off standard error, not exactly zero).
     rng = np.random.default_rng(0)
@@ -272,6 +273,9 @@ def test_a_constant_metric_is_refused_from_the_cells():
     )
     first, last = dt.date(2026, 3, 17), dt.date(2026, 3, 22)
     with pytest.raises(InputError, match=r"flat: metric 'gmv' is constant \(3.7 on every"):
-        analyze_job.check_variation(cells, spec, first, last)
+        analyze_job.constant_metrics(cells, spec, first, last)
+    secondary = [spec.metrics[0], spec.metrics[1].model_copy(update={"primary": False})]
+    left_out = spec.model_copy(update={"metrics": secondary})
+    assert analyze_job.constant_metrics(cells, left_out, first, last) == {"gmv"}
     varying = spec.model_copy(update={"metrics": spec.metrics[:1]})
-    analyze_job.check_variation(cells, varying, first, last)  # orders alone passes
+    assert analyze_job.constant_metrics(cells, varying, first, last) == set()

@@ -154,17 +154,20 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, sp
     err = capsys.readouterr().err
     assert "its sequential looks began on 2026-05-10" in err and "a plan is fixed" in err
     assert versions(warehouse) == before
-    # Once analysed, its design is fixed even with the same plan: a new assignment would be
-    # fitted over the days run under the old one.
-    result = {"experiment_id": "exp_a", "run_date": dt.date(2026, 5, 10), "metric": "orders",
+    # Once analysed, its assignment is fixed even with the same plan: a new one would be
+    # fitted over the days run under the old one. A re-run (same inputs, same seed) is not.
+    result = {"experiment_id": "exp_b", "run_date": dt.date(2026, 5, 10), "metric": "orders",
               "variant": "treat", "term": "att"}  # fmt: skip
     write_records(catalog, "geo_results", [result])
     before = versions(warehouse)
-    assert design(warehouse, experiment(tmp_path)) == 2
-    assert "experiment exp_a has been analysed since 2026-05-10" in capsys.readouterr().err
+    assert design(warehouse, experiment(tmp_path, experiment_id="exp_b", seed=11)) == 2
+    err = capsys.readouterr().err
+    assert "experiment exp_b has been analysed since 2026-05-10" in err
+    assert "its assignment is fixed" in err
     assert versions(warehouse) == before
-    none = catalog.read("geo_results").limit(0)  # the later tests design exp_a again
-    catalog.write("geo_results", none, mode="replace", replace_where={"experiment_id": "exp_a"})
+    assert design(warehouse, experiment(tmp_path, experiment_id="exp_b", seed=9)) == 0
+    none = catalog.read("geo_results").limit(0)  # the later tests design again
+    catalog.write("geo_results", none, mode="replace", replace_where={"experiment_id": "exp_b"})
 
 
 @pytest.mark.e2e

@@ -366,7 +366,8 @@ def test_bad_scores_block_the_allocation_unless_it_falls_back(
     key, the allocation is blocked, naming the check, and the published allocation stays;
     allocate run alone refuses them too. With allocate.fallback the allocation runs on
     yesterday's good scores and says so: its summary, pipeline_runs and the run's table.
-    When the check dies before writing a verdict, the allocation falls back all the same."""
+    When the check dies before writing a verdict, the allocation falls back all the same. A
+    fall-back must have passed its checks: yesterday's, never checked, is passed over."""
     wh = warehouse
     catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
     today = catalog.read("uplift_scores").where(F.col("run_date") == DAY).cache()
@@ -396,8 +397,14 @@ def test_bad_scores_block_the_allocation_unless_it_falls_back(
     )
     assert DeltaTable(str(wh / "allocation_summary")).version() == published
 
-    code, out = pipeline(capsys, wh, "--steps", "allocate",
-                         "--set", "allocate.fallback={max_age_days: 1}")  # fmt: skip
+    # A fall-back must have passed its checks: yesterday's scores, written but never
+    # checked, are passed over; checked, they are used.
+    back = ["--set", "allocate.fallback={max_age_days: 1}"]
+    code, out = pipeline(capsys, wh, "--steps", "allocate", *back)
+    assert code == 2 and latest(wh).loc["allocate:winback", "status"] == "failed", out
+    assert f"passed over, never checked: {yesterday}" in latest(wh).loc["allocate:winback", "error"]
+    assert main(["check", "--table", "uplift_scores", "--run-date", str(yesterday), *sets(wh)]) == 0
+    code, out = pipeline(capsys, wh, "--steps", "allocate", *back)
     assert code == 2, out  # the bad partition still needs a person; the allocation ran
     runs = latest(wh)
     assert runs.loc["allocate:winback", "status"] == "succeeded"
@@ -412,7 +419,8 @@ def test_bad_scores_block_the_allocation_unless_it_falls_back(
 
     # Today's verdict gone (never checked), and the check crashes before writing one: the
     # partition is unverified in this run, so the allocation still falls back, saying why.
-    spark.sql(f"DELETE FROM delta.`{wh}/quality_results` WHERE table_name = 'uplift_scores'")
+    spark.sql(f"DELETE FROM delta.`{wh}/quality_results` WHERE table_name = 'uplift_scores' "
+              f"AND run_date = '{DAY}'")  # fmt: skip
 
     def crash(ctx, args):
         raise RuntimeError("executor lost")

@@ -14,7 +14,7 @@ keeps its arm on every run of the campaign.
   of each voucher are a random sample of those drawn it, as the order is random, so the
   fed-back campaign (:mod:`sparklift.measure.feedback`) stays randomized: it subsamples
   each group's arms to the configured shares, so a cap shrinks its sample, not its shares
-  (a voucher the explore arm never sends, as with a cap of 0, makes it refuse the send).
+  (a voucher capped at 0 is not offered at all: :func:`.limits.offered`).
 - **Policy**: the solver allocates the policy customers alone, under each group's budget
   minus what its explore arm spends, so the targeted customers use the whole budget.
 - **Holdout**: held-out customers get the policy's own decision rule (:class:`Rule`), with

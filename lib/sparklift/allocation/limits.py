@@ -5,9 +5,12 @@ the campaign's and its max_quantity, as both bound how many customers may get it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 
 from sparklift.errors import InputError
+
+log = logging.getLogger("sparklift")
 
 
 def budgets_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, float]:
@@ -91,3 +94,21 @@ def smaller_caps(caps: Mapping[str, int], quantities: Mapping[str, int]) -> dict
     for voucher, quantity in quantities.items():
         out[voucher] = min(out.get(voucher, quantity), quantity)
     return out
+
+
+def offered(
+    vouchers: Sequence[str], caps: Mapping[str, int], campaign_id: str
+) -> tuple[list[str], dict[str, int]]:
+    """The vouchers the campaign offers, and their caps: one capped at 0 (the campaign's
+    cap, or out of stock) is not offered, so the explore arm never draws a voucher it
+    cannot send (feedback needs every offered voucher sent), with a warning."""
+    out = [v for v in vouchers if caps.get(v) != 0]
+    gone = [v for v in vouchers if v not in out]
+    if not out:
+        raise InputError(
+            f"campaign {campaign_id}: every voucher {gone} has a cap of 0 (the campaign's caps "
+            "or table vouchers' max_quantity): nothing to offer"
+        )
+    if gone:
+        log.warning("campaign %s: vouchers %s have a cap of 0: not offered", campaign_id, gone)
+    return out, {v: q for v, q in caps.items() if v not in gone}

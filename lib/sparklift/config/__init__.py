@@ -164,12 +164,13 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> str:
 def _blame(loc: str, set_keys: Mapping[str, str]) -> str | None:
     """The ``--set`` assignment an error at dotted ``loc`` comes from: one that set ``loc``
     or a section containing it, else one that set a key inside ``loc`` (a section's own
-    check); None when no --set touched it (the file or the defaults did)."""
+    check); None when no --set touched it (the file or the defaults did), and for a check
+    across sections (``loc`` empty), which a --set cannot be told to have caused alone."""
     for key, assignment in reversed(list(set_keys.items())):  # the last --set wins
         if loc == key or loc.startswith(f"{key}."):
             return assignment
     for key, assignment in reversed(list(set_keys.items())):
-        if key.startswith(f"{loc}.") or not loc:
+        if loc and key.startswith(f"{loc}."):
             return assignment
     return None
 

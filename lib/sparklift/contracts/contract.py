@@ -19,7 +19,9 @@ class TableContract:
     ``schema`` is every column of a table sparklift owns; of an *open* table (``extra``
     says what else it may hold, e.g. feature columns) it is the columns sparklift needs,
     and further columns are allowed. ``partition_by`` is how ``Catalog.write`` lays the
-    table out; ``key`` the columns that identify a row; ``description`` its grain.
+    table out; ``key`` the columns that identify a row (``nullable_key``: those of them
+    null on some rows, as a row's place in a dimension only some rows have, such as the
+    event week of a week's effect); ``description`` its grain.
     """
 
     name: str
@@ -28,12 +30,15 @@ class TableContract:
     key: tuple[str, ...]
     description: str
     extra: str | None = None
+    nullable_key: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         columns = set(self.schema.fieldNames())
         unknown = [c for c in (*self.partition_by, *self.key) if c not in columns]
         if unknown:
             raise ValueError(f"contract {self.name}: columns {unknown} are not in its schema")
+        if not set(self.nullable_key) <= set(self.key):
+            raise ValueError(f"contract {self.name}: nullable_key {self.nullable_key} not in key")
 
     @property
     def columns(self) -> list[str]:

@@ -160,6 +160,7 @@ GEO_RESULTS = TableContract(
     ),
     partition_by=("experiment_id", "run_date"),
     key=("experiment_id", "run_date", "metric", "variant", "term", "event_week", "cov_type"),
+    nullable_key=("event_week",),  # of term week only
     description="experiment x run date x metric x variant x term (att, lift, week) x covariance",
 )
 

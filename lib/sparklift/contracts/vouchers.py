@@ -150,6 +150,7 @@ CAMPAIGN_RESULTS = TableContract(
         "adjustment",
         "decile",
     ),
+    nullable_key=("decile",),  # of the decile rows only
     description="campaign x look x budget group x voucher x metric x adjustment (and decile of "
     "the predicted uplift): the policy against the holdout",
 )

@@ -40,6 +40,7 @@ from sparklift.allocation.limits import (
     budgets_from_rows,
     caps_from_rows,
     max_quantities,
+    offered,
     smaller_caps,
 )
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError
@@ -108,6 +109,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if len(models) > 1:
         raise InputError(f"uplift_scores of {part.day} mixes models {sorted(models)}; re-run score")
     vouchers = campaign.vouchers or _active_vouchers(ctx)
+    vouchers, caps = offered(vouchers, _caps(ctx, campaign, vouchers), campaign.campaign_id)
     full = budgets = _budgets(ctx, campaign)
     arm = arms.arm(
         campaign.campaign_id, campaign.seed, campaign.holdout_share, campaign.explore_share
@@ -115,7 +117,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn("arm", arm)
     collected = _collected(ctx, campaign, scores, vouchers, part.day, version)
     explore: DataFrame | pa.Table | None = None
-    caps = _caps(ctx, campaign, vouchers)
     if campaign.explore_share > 0:
         with step("drawing the explore arm"):
             slices = {g: b * campaign.explore_budget_share for g, b in budgets.items()}

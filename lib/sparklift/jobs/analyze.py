@@ -102,7 +102,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             contract=table_spec("user_activity", ctx.config.quality),
         )
     check_coverage(cells, zones, date_range(first, last), spec)
-    check_variation(cells, spec, first, last)
+    metrics = [m for m in metrics if m not in constant_metrics(cells, spec, first, last)]
     if spec.variance_reduction != "none":
         window = spec.covariate_days()
         log.info(
@@ -362,22 +362,29 @@ def check_coverage(cells, zones: list[int], days: list[dt.date], spec: Experimen
         )
 
 
-def check_variation(
+def constant_metrics(
     cells: CellStats, spec: ExperimentConfig, first: dt.date, last: dt.date
-) -> None:
-    """Every metric varies over the window's rows, as the design requires of its history: a
-    constant one has zero (or round-off) standard errors and nothing to test. From the
-    cells' sums and squares, so no pass over the rows."""
+) -> set[str]:
+    """The secondary metrics constant over the window's rows, left out with a warning; a
+    constant primary one is refused, as the design refuses it on its history: it has zero
+    (or round-off) standard errors and nothing to test. From the cells' sums and squares,
+    so no pass over the rows."""
     n = cells.n.sum()
+    out = set()
     for metric in spec.metrics:
         j = cells.index(metric.name)
         total, squares = cells.sums[:, j].sum(), cells.cross[:, j, j].sum()
-        if squares - total * total / n <= 1e-12 * max(squares, 1e-300):
-            raise InputError(
-                f"experiment {spec.experiment_id}: metric {metric.name!r} is constant "
-                f"({total / n:g} on every user_activity row of {first}..{last}): it cannot "
-                "be tested; drop it from the experiment's metrics"
-            )
+        if squares - total * total / n > 1e-12 * max(squares, 1e-300):
+            continue
+        what = (
+            f"experiment {spec.experiment_id}: metric {metric.name!r} is constant "
+            f"({total / n:g} on every user_activity row of {first}..{last})"
+        )
+        if metric.primary:
+            raise InputError(f"{what}: it cannot be tested; drop it from the primary metrics")
+        log.warning("%s: left out of this analysis, as it cannot be tested", what)
+        out.add(metric.name)
+    return out
 
 
 def _fmt(value: float | None) -> str:

@@ -33,7 +33,7 @@ from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.quality.spec import TableSpec, table_spec
 from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
-from sparklift.tables.publish import new_id, superseded, utcnow
+from sparklift.tables.publish import named_id, new_id, superseded, utcnow
 
 HELP = "design a geo experiment: match zones, randomize variants, power and AA check"
 
@@ -99,6 +99,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         ratio,
     )
     assignment = randomize(matching, spec.variants, spec.zones_per_variant, spec.seed)
+    check_assignment_fixed(catalog, spec, assignment)
     history = date_range(
         ctx.run_date - dt.timedelta(days=spec.pre_days + spec.post_days - 1), ctx.run_date
     )
@@ -306,20 +307,35 @@ def plan_json(spec: ExperimentConfig) -> str:
     )
 
 
-def check_plan_fixed(catalog: Catalog, spec: ExperimentConfig) -> None:
-    """Refuse to design an experiment again once it has been analysed (a new assignment
-    would be fitted over days run under the old one), and a new plan once its sequential
-    looks have begun (the alpha already spent was spent under the old one)."""
+def check_assignment_fixed(
+    catalog: Catalog, spec: ExperimentConfig, assignment: pd.DataFrame
+) -> None:
+    """Refuse a new assignment for an experiment that has been analysed: it would be
+    fitted over the days run under the old one. The same assignment (a re-run with the
+    same inputs and seed) is designed again."""
     where = [("experiment_id", "=", spec.experiment_id)]
-    if catalog.exists("geo_results"):
-        first = catalog.read("geo_results", where=where).agg(F.min("run_date")).first()[0]
-        if first is not None:
-            raise InputError(
-                f"experiment {spec.experiment_id} has been analysed since {first} "
-                "(geo_results): its design is fixed, as a new assignment would be fitted "
-                "over the days run under the old one (a new design is a new experiment: give "
-                "it a new experiment_id)"
-            )
+    if not catalog.exists("geo_results"):
+        return
+    first = catalog.read("geo_results", where=where).agg(F.min("run_date")).first()[0]
+    if first is None:
+        return
+    design_id = named_id(catalog, "geo_experiments", "design_id", where)
+    old = catalog.read("geo_assignments", where=[*where, ("design_id", "=", design_id)])
+    was = {(int(r[0]), r[1]) for r in old.select("zone_id", "variant").collect()}  # its zones
+    now = {(int(z), v) for z, v in zip(assignment["zone_id"], assignment["variant"], strict=True)}
+    if now != was:
+        raise InputError(
+            f"experiment {spec.experiment_id} has been analysed since {first} (geo_results): "
+            f"its assignment is fixed, and this design assigns {len(now - was)} zone(s) "
+            "otherwise; a new assignment would be fitted over the days run under the old one "
+            "(a new design is a new experiment: give it a new experiment_id)"
+        )
+
+
+def check_plan_fixed(catalog: Catalog, spec: ExperimentConfig) -> None:
+    """Refuse a new plan for an experiment whose sequential looks have begun: the alpha
+    already spent was spent under the old one."""
+    where = [("experiment_id", "=", spec.experiment_id)]
     if not (catalog.exists("geo_sequential") and catalog.exists("geo_experiments")):
         return
     looks = (

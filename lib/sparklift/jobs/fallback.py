@@ -125,7 +125,9 @@ def choose(
     day = ctx.run_date
     since = day - dt.timedelta(days=fallback.max_age_days) if fallback else day
     failed, checked = verdicts(ctx, table, since)
-    regime = bool(failed or checked)  # the table's checks run: a fall-back needs a verdict
+    # The table's checks run (a verdict in the window, or its check step in this run): a
+    # fall-back needs a verdict that passed.
+    regime = bool(failed or checked) or table in ctx.unverified
     stale = changed(ctx, table, date_column, checked, version)
     if day in stale and day in failed:  # refused still, but the message says to check again
         failed[day].append(

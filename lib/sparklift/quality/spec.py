@@ -47,7 +47,9 @@ def table_spec(table: str, conf: QualityConfig) -> TableSpec:
         dates = [p for p in c.partition_by if isinstance(types.get(p), DateType)]
         date_column = dates[0] if dates else None
     key = c.key if c is not None else ()
-    not_null = tuple(dict.fromkeys([*key, *(checks.not_null or ())]))  # the key always
+    nulls = set(c.nullable_key) if c is not None else set()
+    always = [k for k in key if k not in nulls]  # the key, but for a dimension some rows lack
+    not_null = tuple(dict.fromkeys([*always, *(checks.not_null or ())]))
     return TableSpec(
         table=table,
         schema=c.schema if c is not None else None,
