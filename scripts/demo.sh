@@ -16,6 +16,10 @@ CHECKED=$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat(
 SL=".venv/bin/sparklift"
 SETS=(--config conf/sparklift.yaml --set "tables.base_path=$DIR" --set "tables.model_path=$DIR/models")
 
+if [ -e "$DIR/generate.run.json" ]; then  # an earlier demo's tables: start afresh (its
+  echo "== removing the earlier demo's tables in $DIR"  # experiment, analysed, keeps its design)
+  rm -rf "$DIR"
+fi
 mkdir -p "$DIR"
 echo "== 1/9 generate: synthetic raw tables with a planted truth, customers of $PREV and $RUN_DATE"
 $SL generate "${SETS[@]}" --run-date "$RUN_DATE" --users "${DEMO_USERS:-100000}" --zones 200 --days 70 \
