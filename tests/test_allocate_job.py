@@ -366,3 +366,39 @@ def test_bad_input_fails_clearly_and_writes_nothing(
     assert allocate(wh, campaign_file(tmp_path, **spec)) == code, case
     assert message in capsys.readouterr().err
     assert not (wh / "allocations").exists() and not (wh / "allocation_summary").exists()
+
+
+@pytest.mark.parametrize("driver_max_rows", [0, None])  # Spark passes; the driver's memory
+@pytest.mark.parametrize(
+    "arm, defect, message",
+    [
+        ("explore", "nan cost", "1 (customer, voucher) scores that are null, NaN or infinite "
+                                "in the holdout and explore arms, e.g. customer_id={id}"),
+        ("holdout", "duplicate", "1 duplicate (customer_id, voucher_id) rows in the holdout "
+                                 "and explore arms, e.g. customer_id={id}"),
+    ],
+)  # fmt: skip
+def test_defective_scores_of_the_holdout_and_explore_arms_are_refused(
+    spark, tmp_path, capsys, driver_max_rows, arm, defect, message
+):
+    """The arms the solver does not read are checked as its own customers are: a NaN cost
+    would stop the explore queue of its group unseen, a duplicate be sent or held twice."""
+    wh = tmp_path / "wh"
+    u, c, group = instance(300, 5)
+    frame = scores_frame(u, c, group)
+    customers = spark.createDataFrame(frame[["customer_id"]].drop_duplicates())
+    drawn = customers.withColumn("arm", arms.arm("c1", 6, 0.2, 0.2)).toPandas()
+    one = int(drawn.loc[drawn["arm"] == arm, "customer_id"].min())
+    row = frame.index[frame["customer_id"] == one][1]
+    if defect == "nan cost":
+        frame.loc[row, "uplift_cost"] = np.nan
+    else:
+        frame = pd.concat([frame, frame.loc[[row]]])
+    setup(spark, wh, frame)
+    reader = {} if driver_max_rows is None else {"driver_max_rows": driver_max_rows}
+    spec = campaign_file(tmp_path, budgets=BUDGETS, seed=6, holdout_share=0.2, explore_share=0.2,
+                         explore_budget_share=0.1, **reader)  # fmt: skip
+    capsys.readouterr()
+    assert allocate(wh, spec) == 2
+    assert message.format(id=one) in capsys.readouterr().err
+    assert not (wh / "allocations").exists() and not (wh / "allocation_summary").exists()

@@ -30,7 +30,7 @@ from sparklift.allocation import layout as L
 from sparklift.allocation.crossing import Region, in_region, refine, step_rows
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.settle import settle
-from sparklift.allocation.sums import TOTALS
+from sparklift.allocation.sums import FLAGS, TOTALS
 from sparklift.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,16 +52,19 @@ def check_input(
     budgets: Mapping[str, float],
     scores: DataFrame | None = None,
     vouchers: Sequence[str] = (),
+    arms: str = "",
 ) -> None:
     """Fail on scores the allocation cannot use, naming what is wrong, how often and (given
-    the ``scores`` and campaign ``vouchers``) one offending key."""
+    the ``scores`` and campaign ``vouchers``) one offending key. ``arms``: the arms the
+    rows are of, named in the message (empty: the customers solved for, which must exist)."""
     totals = hist[hist["bucket"] == TOTALS]
-    if totals.empty:
+    if totals.empty and not arms:
         raise InputError("uplift_scores has no rows for this run date: nothing to allocate")
-    unknown = sorted(str(g) for g in set(totals["budget_group"]) - set(budgets))
+    where = f" in the {arms}" if arms else ""
+    unknown = sorted(str(g) for g in set(totals["budget_group"].dropna()) - set(budgets))
     if unknown:
         raise InputError(
-            f"uplift_scores has budget groups {unknown} with no budget in the campaign "
+            f"uplift_scores has budget groups {unknown}{where} with no budget in the campaign "
             f"(budgets are given for {sorted(budgets)})"
         )
     problems = {
@@ -75,7 +78,35 @@ def check_input(
         n = int(totals[col].sum())
         if n:
             example = _example(scores, vouchers, col) if scores is not None else ""
-            raise InputError(f"uplift_scores has {n} {what}{example}")
+            raise InputError(f"uplift_scores has {n} {what}{where}{example}")
+
+
+def arm_totals(rows: DataFrame) -> pd.DataFrame:
+    """The per-group totals rows of :func:`check_input` (customers and defect counts, as
+    the solver's pass sums them for its own customers) of score ``rows`` that the solver
+    does not read: the holdout and explore arms'. One aggregation, whose shuffle moves
+    only these rows."""
+    ok = _finite("uplift_objective") & _finite("uplift_cost")
+    per_customer = (
+        L.typed(rows)
+        .groupBy("customer_id")
+        .agg(  # sets, not count_distinct: two distinct counts would double the rows
+            F.min("budget_group").alias("budget_group"),
+            (F.count(F.lit(1)) - F.size(F.collect_set("voucher_id"))).alias("dup"),
+            F.count_if(~ok).alias("bad"),
+            (F.size(F.collect_set("budget_group")) > 1).cast("long").alias("multi"),
+            F.count_if(F.col("budget_group").isNull()).alias("nogroup"),
+        )
+    )
+    flags = [F.sum(f).alias(f) for f in FLAGS if f != "other"]
+    totals = (
+        per_customer.groupBy("budget_group").agg(F.count(F.lit(1)).alias("n"), *flags).toPandas()
+    )
+    return totals.assign(bucket=TOTALS, other=0, d_cost=0.0, d_value=0.0)
+
+
+def _finite(c: str) -> Column:
+    return F.col(c).isNotNull() & ~F.isnan(c) & (F.abs(F.col(c)) != float("inf"))
 
 
 def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
@@ -84,16 +115,12 @@ def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
     if there is none or it cannot be found."""
     rows = L.typed(scores)
     known = F.coalesce(F.col("voucher_id").isin(list(vouchers)), F.lit(False))
-
-    def finite(c: str) -> Column:
-        return F.col(c).isNotNull() & ~F.isnan(c) & (F.abs(F.col(c)) != float("inf"))
-
     key = ["customer_id", "voucher_id"]
     if defect == "dup":
         found = rows.where(known).groupBy(*key).agg(F.count(F.lit(1)).alias("rows"))
         found, show = found.where(F.col("rows") > 1), [*key, "rows"]
     elif defect == "bad":
-        found = rows.where(known & ~(finite("uplift_objective") & finite("uplift_cost")))
+        found = rows.where(known & ~(_finite("uplift_objective") & _finite("uplift_cost")))
         show = [*key, "uplift_objective", "uplift_cost"]
     elif defect == "other":
         found, show = rows.where(~known), key

@@ -7,8 +7,8 @@ under a new run_id, replace the summary of (run date, campaign) in one commit, t
 the allocations of the run that commit replaced and of abandoned runs. The predicted
 objective and spend are also reported corrected for selection by the campaigns measured
 before (:mod:`sparklift.measure.calibration`). Bad input
-(unknown budget group, duplicate rows, NaN scores, negative budgets) fails before
-anything is written.
+(unknown budget group, duplicate rows, NaN scores, negative budgets), in any arm, fails
+before anything is written.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparklift.allocation import arms
+from sparklift.allocation import arms, in_memory
 from sparklift.allocation import arms_in_memory as in_driver
+from sparklift.allocation.budgets import arm_totals, check_input
 from sparklift.allocation.campaign import CampaignConfig, falls_back, load_campaign
 from sparklift.allocation.distributed import (
     GroupSummary,
@@ -116,6 +117,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     )
     scores = scores.where(F.col("voucher_id").isin(vouchers)).withColumn("arm", arm)
     collected = _collected(ctx, campaign, scores, vouchers, part.day, version)
+    _check_arms(campaign, scores, collected, vouchers, budgets)
     explore: DataFrame | pa.Table | None = None
     if campaign.explore_share > 0:
         with step("drawing the explore arm"):
@@ -251,6 +253,30 @@ def _collected(
         return None
     with step(f"bringing {rows:,} score rows to the driver (at most {limit:,})"):
         return in_driver.collect(scores, vouchers, campaign.campaign_id, campaign.seed)
+
+
+def _check_arms(
+    campaign: CampaignConfig,
+    scores: DataFrame,
+    collected: pa.Table | None,
+    vouchers: list[str],
+    budgets: dict[str, float],
+) -> None:
+    """Refuse defective scores of the holdout and explore arms as the solve refuses its
+    own (policy) customers': the explore arm would stop a group's queue at a NaN cost and
+    send a duplicated customer twice. In the driver's memory when the rows are there, else
+    one Spark aggregation over these arms' rows."""
+    if campaign.holdout_share == 0 and campaign.explore_share == 0:
+        return
+    others = scores.where(F.col("arm") != arms.POLICY).drop("arm")
+    if collected is not None:
+        rows = pa.concat_tables(
+            [in_driver.of_arm(collected, arms.HOLDOUT), in_driver.of_arm(collected, arms.EXPLORE)]
+        )
+        totals = in_memory.totals(*in_memory.customers(rows, vouchers))
+    else:
+        totals = arm_totals(others)
+    check_input(totals, budgets, others, vouchers, arms="holdout and explore arms")
 
 
 def _score_files(
