@@ -1,6 +1,7 @@
 """Benchmarks. ``python scripts/bench.py features [--rows N]`` | ``design [--zones G]`` |
 ``did [--rows N] [--no-peer]`` | ``score [--sizes 1e6,3e6,1e7]`` | ``uplift`` |
 ``allocate [--customers N] [--exact-sizes 1e4,3e4,1e5]`` |
+``caps [--warehouse DIR] [--run-date D] [--campaign F] [--rounds 10,20,40]`` |
 ``write [--rows N] [--repeats R] [--diagnose]`` |
 ``sequential [--worlds W] [--zones G] [--users U]`` |
 ``adjustment [--worlds W] [--zones G] [--users U] [--lift L]`` |
@@ -29,6 +30,7 @@ from benchmarks import (
     allocate,
     calibration,
     campaign,
+    caps,
     codegen,
     design,
     did,
@@ -51,6 +53,7 @@ BENCHMARKS = {
     "score": score,
     "uplift": uplift,
     "allocate": allocate,
+    "caps": caps,
     "write": write,
     "sequential": sequential,
     "adjustment": adjustment,

@@ -349,5 +349,15 @@ def test_zone_jackknife_names_a_zone_it_cannot_leave_out():
     df["d1"] = ((df["zone"] == 3) & (df["day"] >= 13)).astype(float)
     fit = fit_cells(df, ["d1"], ())
     assert fit.result("zone", FIXEST)["d1"].se > 0  # the clustered covariance exists
-    with pytest.raises(InputError, match="cannot leave zone 3 out"):
+    with pytest.raises(InputError, match=r"cannot leave zone 3 out: .*a variant with one zone"):
+        fit.result("zone-jackknife", FIXEST)
+
+
+def test_zone_jackknife_names_a_day_only_the_zone_left_out_has():
+    """A day with rows in one zone only: without that zone the day's dummy, not a variant's
+    effect, is unidentified, and the message says so."""
+    df = panel(5, zones=12, days=20, arms=2, balanced=True)
+    df = df[(df["day"] != 7) | (df["zone"] == 5)]
+    fit = fit_cells(df, ["d1"], ())
+    with pytest.raises(InputError, match=r"cannot leave zone 5 out: only zone 5 has rows on 7;"):
         fit.result("zone-jackknife", FIXEST)

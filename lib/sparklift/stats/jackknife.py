@@ -60,10 +60,17 @@ def _unidentified(fit: TwfeFit, lhs: np.ndarray, lo: int) -> str:
     """The error of a zone whose removal leaves a regressor unidentified."""
     g = next(i for i, m in enumerate(lhs) if np.linalg.matrix_rank(m) < len(m))
     zone = np.unique(fit.cells.zone)[lo + g]
+    others = fit.zone_codes != lo + g
+    alone = sorted(set(np.unique(fit.cells.day)) - set(np.unique(fit.cells.day[others])))
+    if alone:  # a day dummy, not an effect, is what the zone alone identifies
+        why = f"only zone {zone} has rows on {', '.join(str(d) for d in alone[:3])}"
+        fix = "give those days rows in other zones, or drop them from the analysis"
+    else:
+        why = f"{fit.names} are not all identified without it (a variant with one zone?)"
+        fix = "give every variant at least two zones"
     return (
-        f"the zone jackknife cannot leave zone {zone} out: without it {fit.names} are not all "
-        "identified (a variant with one zone?); give every variant at least two zones, or "
-        "set sequential.inference to effective_clusters"
+        f"the zone jackknife cannot leave zone {zone} out: {why}; {fix}, or set "
+        "sequential.inference to effective_clusters"
     )
 
 
