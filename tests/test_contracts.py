@@ -117,7 +117,7 @@ def test_write_casts_ids_of_another_integer_width_and_refuses_what_does_not_fit(
     assert catalog.schema("zones")["zone_id"].dataType == IntegerType()
     assert sorted(r.zone_id for r in catalog.read("zones").collect()) == [-(2**31), 2**31 - 1]
     too_big = spark.createDataFrame([(2**31, "R03", True)], zones.schema)
-    with pytest.raises(Exception, match=r"table zones: zone_id = 2147483648 does not fit"):
+    with pytest.raises(InputError, match=r"^table zones: zone_id = 2147483648 does not fit"):
         catalog.write("zones", too_big)
     assert catalog.read("zones").count() == 2
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sparklift.config import load_config
 from sparklift.errors import InputError
-from sparklift.geo.design import Matching, design_checks, randomize
+from sparklift.geo.design import Matching, design_checks, match_zones, randomize
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.geo.matching import distances, greedy_groups, pca
 from sparklift.stats.equivalence import tost_p
@@ -190,6 +190,31 @@ def test_constant_metric_is_refused_by_name():
     const = CellStats(const.zone, days.to_numpy(), const.n, const.names, const.sums, const.cross)
     with pytest.raises(InputError, match="metric 'y' is constant"):
         design_checks(const, assignment, spec(), dt.date(2026, 1, 6))
+
+
+def test_a_metric_of_mean_zero_and_constant_matching_features_are_refused_by_name():
+    """The AA margin and the target are shares of the metric's mean: 0 for a metric that
+    averages 0 (a net change, say); PCA has nothing to match zones on when every feature
+    is the same in every zone."""
+    rng = np.random.default_rng(2)
+    cells = simulated_cells(rng, 20, 10, 0.0, np.zeros(20, bool))
+    centred = cells.sums - cells.n[:, None] * (cells.sums.sum() / cells.n.sum())
+    days = (pd.to_datetime("2026-01-01") + pd.to_timedelta(cells.day, "D")).to_numpy()
+    zero = CellStats(cells.zone, days, cells.n, cells.names, centred, cells.cross)
+    assignment = pd.DataFrame(
+        {
+            "zone_id": np.arange(20),
+            "variant": ["control", "treat"] * 10,
+            "group_id": np.repeat(np.arange(10), 2),
+        }
+    )
+    with pytest.raises(InputError, match="metric 'y': its mean over the history window is 0"):
+        design_checks(zero, assignment, spec(), dt.date(2026, 1, 6))
+    flat = pd.DataFrame(np.ones((6, 4)), columns=[f"visits@{d}" for d in range(4)])
+    with pytest.raises(
+        InputError, match=r"every matching feature \(4 columns.*is the same in all 6"
+    ):
+        match_zones(flat, 3, 2)
 
 
 @pytest.mark.parametrize("convention", ["linearmodels", "fixest"])

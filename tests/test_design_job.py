@@ -168,6 +168,15 @@ def test_design_writes_matched_randomized_checked_design(warehouse, tmp_path, sp
     assert design(warehouse, experiment(tmp_path, experiment_id="exp_b", seed=9)) == 0
     none = catalog.read("geo_results").limit(0)  # the later tests design again
     catalog.write("geo_results", none, mode="replace", replace_where={"experiment_id": "exp_b"})
+    # Started on or before the run date, not analysed yet: its zones are being treated, so
+    # its assignment is fixed too.
+    started = {"experiment_id": "exp_b", "start": RUN_DATE, "end": "2026-05-13"}
+    before = versions(warehouse)
+    capsys.readouterr()
+    assert design(warehouse, experiment(tmp_path, **started, seed=11)) == 2
+    err = capsys.readouterr().err
+    assert f"experiment exp_b started on {RUN_DATE}, on or before the run date {RUN_DATE}" in err
+    assert versions(warehouse) == before
 
 
 @pytest.mark.e2e

@@ -76,6 +76,13 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
     catalog.write("user_activity", spark.createDataFrame(late_rows(DAY)))  # keys twice
     failing = catalog.version("user_activity")
     assert check(wh, DAY) == 2
+    # A job that pinned the version before these rows, checked after it read them: the
+    # verdict is on other rows than the job's.
+    _, versions = verdicts(ctx, "user_activity", BEFORE)
+    assert changed(ctx, "user_activity", "date", {DAY: versions[DAY]}, failing - 1) == {
+        DAY: f"its check read table version {failing}, and rows changed after version "
+        f"{failing - 1} read here: version {failing} (WRITE)"
+    }
     with pytest.raises(InputError) as e:
         pick(ctx, BACK)
     assert str(e.value).startswith(f"user_activity of {DAY} failed its checks (unique_key")
@@ -129,7 +136,8 @@ def test_a_verdict_is_stale_once_its_partition_s_rows_change(
 
     monkeypatch.setattr(fallback_job, "data_changes", cleaned)
     assert changed(ctx, "user_activity", "date", versions, latest) == {
-        BEFORE: f"its check read table version {checked}; the log no longer holds the commits since"
+        BEFORE: f"its check read table version {checked}; the log no longer holds the commits "
+        f"between it and version {latest}"
     }
 
 

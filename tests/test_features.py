@@ -77,6 +77,18 @@ def test_features_match_hand_computation(spark):
     assert z2["items_per_order"] == 0.0  # no orders: 0, not null
 
 
+def test_means_and_shares_are_over_the_rows_where_the_value_is_known(spark):
+    """A null tenure (no not_null check on it) is left out of the mean and of the share's
+    denominator, not counted as 0 and as "no"."""
+    rows = [*ROWS, (D1, 5, 1, 1, 0, 0, 0.0, None, None, None)]
+    z1 = features(spark, rows)[(D1, 1)]
+    assert z1["active_users"] == 4  # the row counts
+    assert z1["mean_tenure_days"] == pytest.approx(150.0)  # (10 + 400 + 40) / 3, not / 4
+    assert z1["new_user_share"] == pytest.approx(1 / 3)
+    assert z1["mean_prior_orders_28d"] == pytest.approx(2.0)
+    assert z1["repeat_user_share"] == pytest.approx(2 / 3)
+
+
 def test_every_zone_every_day_zero_activity_gives_zeros(spark):
     out = features(spark, ROWS, zones=(1, 2, 3))
     assert len(out) == 6  # 3 zones x 2 days

@@ -19,7 +19,7 @@ from sparklift.errors import ConfigError
 from sparklift.tables import Catalog
 from sparklift.tables.backends import DeltaRsBackend, NativeBackend
 from sparklift.tables.local import read_pandas
-from sparklift.tables.maintenance import maintain_table
+from sparklift.tables.maintenance import interval_hours, maintain_table
 
 from .conftest import parquet_files
 
@@ -149,6 +149,36 @@ def test_retention_shorter_than_window_is_refused_before_anything(spark, config,
         maintain_table(catalog, "user_activity", conf)
     assert str(refused.value) == REFUSAL
     assert (catalog.version("user_activity"), log_files(path), parquet_files(path)) == state
+
+
+def test_a_window_longer_than_the_table_keeps_tombstones_is_refused(spark, config, backend):
+    """A checkpoint drops tombstones older than delta.deletedFileRetentionDuration, and
+    VACUUM then deletes their files whatever its retention: a longer window is refused."""
+    catalog = make_catalog(spark, config, backend)
+    path = write_small_appends(spark, catalog)
+    spark.sql(
+        f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
+        "('delta.deletedFileRetentionDuration' = 'interval 2 days')"
+    )
+    state = catalog.version("user_activity"), parquet_files(path)
+    with pytest.raises(ConfigError) as refused:
+        maintain_table(catalog, "user_activity", maintain_conf(config))
+    assert str(refused.value).startswith(
+        "table user_activity: maintain.time_travel_hours (168) is longer than its "
+        "delta.deletedFileRetentionDuration (interval 2 days = 48 h)"
+    )
+    assert (catalog.version("user_activity"), parquet_files(path)) == state
+    fits = maintain_conf(config, time_travel_hours=48, vacuum_retention_hours=48)
+    assert maintain_table(catalog, "user_activity", fits)["version_after"] > state[0]
+
+
+@pytest.mark.parametrize(
+    "text, hours",
+    [("interval 1 weeks", 168), ("interval 36 hours", 36), ("INTERVAL 2 DAYS", 48),
+     ("interval 90 minutes", 1.5), ("1 fortnight", None), ("soon", None)],
+)  # fmt: skip
+def test_delta_interval_properties_in_hours(text, hours):
+    assert interval_hours(text) == hours
 
 
 @pytest.mark.e2e

@@ -113,6 +113,55 @@ def test_an_object_store_gets_the_artefact_without_renaming_a_directory(tmp_path
     assert artefact.load(out.path, FEATURES, VOUCHERS).features == FEATURES
 
 
+class Racing:
+    """A local filesystem on which another run saves the same model just before this
+    run's rename, or on which the write fails after the model's bytes."""
+
+    type_name = "local"
+
+    def __init__(self, fs, before_move=None, fail_meta: bool = False) -> None:
+        self.fs, self.before_move, self.fail_meta = fs, before_move, fail_meta
+
+    def __getattr__(self, name: str):
+        return getattr(self.fs, name)
+
+    def open_output_stream(self, path: str):
+        if self.fail_meta and path.endswith("/meta.json"):
+            raise OSError("disk full")
+        return self.fs.open_output_stream(path)
+
+    def move(self, src: str, dest: str) -> None:
+        if self.before_move is not None:
+            self.before_move()
+        self.fs.move(src, dest)
+
+
+@pytest.mark.parametrize("case", ["saved meanwhile", "write fails"])
+def test_a_local_save_leaves_no_temporary_directory(tmp_path, monkeypatch, case):
+    """Two runs saving the same model at once: the second finds the first's copy (the same
+    bytes) and verifies it; a failed write leaves nothing behind either."""
+    real = artefact.filesystem
+
+    def other_run() -> None:  # once: the other run's save, on the real filesystem
+        racing.before_move = None
+        with monkeypatch.context() as m:
+            m.setattr(artefact, "filesystem", real)
+            save(fitted_model(), tmp_path)
+
+    racing = Racing(real(str(tmp_path))[0], fail_meta=case == "write fails")
+    racing.before_move = other_run if case == "saved meanwhile" else None
+    monkeypatch.setattr(artefact, "filesystem", lambda p: (racing, real(p)[1]))
+    if case == "write fails":
+        with pytest.raises(OSError, match="disk full"):
+            save(fitted_model(), tmp_path)
+        assert os.listdir(tmp_path / "models" / "uplift") == []
+        return
+    out = save(fitted_model(), tmp_path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(Path(out.path).parent)) == [out.model_id]
+    assert artefact.verify(out.path, out.model_id, out.sha256)[0]["model_id"] == out.model_id
+
+
 class KilledBeforeMeta(ObjectStore):
     """The object store of a job killed after model.pkl, before meta.json."""
 

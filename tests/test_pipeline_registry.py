@@ -14,6 +14,7 @@ import yaml
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError, InputError
+from sparklift.jobs import pipeline
 from sparklift.pipeline import registry
 from sparklift.pipeline.plan import plan_steps
 from sparklift.pipeline.registry import PipelineStep
@@ -151,3 +152,22 @@ def test_running_experiments_of_a_run_date():
     }
     none = SimpleNamespace(exists=lambda name: False)
     assert targets(SimpleNamespace(catalog=none, run_date=day)) == {}
+
+
+def test_a_date_whose_steps_cannot_be_planned_fails_alone(monkeypatch):
+    """A backfill goes on past a date whose plan fails (a campaign defined twice, a table
+    that cannot be read): the date gets one failed 'plan' row, with the error's exit code."""
+
+    def broken(ctx, kinds):
+        raise InputError("campaign always is defined twice: a.yaml and b.yaml")
+
+    recorded = []
+    monkeypatch.setattr(pipeline, "_targets", broken)
+    monkeypatch.setattr(pipeline, "_record", lambda ctx, outcome, run_id: recorded.append(outcome))
+    ctx = SimpleNamespace(run_date=dt.date(2026, 6, 30), config=load_config(None))
+    (out,) = pipeline._run_date(ctx, ["allocate"], False, "r1")
+    assert (out.step, out.status, out.exit_code) == ("plan", "failed", 2)
+    assert out.error == (
+        "the steps could not be planned: campaign always is defined twice: a.yaml and b.yaml"
+    )
+    assert recorded == [out]

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.jobs import score_propensity
-from sparklift.predict.propensity import PropensityModel
+from sparklift.predict.propensity import PropensityModel, shift_to
 from sparklift.synthetic.geo import draw_world
 from sparklift.synthetic.purchase import purchase_probability
 from sparklift.tables import Catalog
@@ -271,6 +271,12 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
         (["--set", "propensity.columns=[visits,basket]"], 2, "no columns ['basket']"),
         (["--set", "propensity.recent_days=60"], 2, "recent_days 60 exceeds history_days 56"),
         (["--set", "propensity.learner=nope"], 2, "propensity.learner: unknown learner 'nope'"),
+        (  # the default learner_params are the GBM's
+            ["--set", "propensity.learner=linear"],
+            2,
+            "propensity.learner_params {'max_iter': 200, 'learning_rate': 0.3, "
+            "'max_leaf_nodes': 15, 'min_samples_leaf': 200} do not fit learner linear",
+        ),
         (
             [
                 *("--set", "propensity.learner=sklearn.neighbors:KNeighborsClassifier"),
@@ -297,6 +303,21 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
     for job in ("score-propensity", "user-history"):
         assert main([job, *sets(warehouse), *early]) == 3, job
         assert "no rows on 2026-03-26, the first day of model" in capsys.readouterr().err, job
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.01, 0.2, 0.22, 0.3, 0.95, 1.0])
+def test_the_drift_shift_brings_the_mean_prediction_to_the_observed_rate(rate):
+    """Spread predictions (mean 0.2): logit(rate) - logit(mean p) leaves about half of the
+    gap; the shift is the root of mean(sigmoid(logit(p) + s)) = rate, checked here by
+    applying it."""
+    p = np.random.default_rng(3).beta(0.5, 2.0, 20_000)
+    s = shift_to(p, rate)
+    shifted = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + s)))
+    assert shifted.mean() == pytest.approx(min(max(rate, 1e-9), 1 - 1e-9), abs=1e-7)
+    if 0 < rate < 1:  # the naive shift falls short of the rate whenever it moves
+        naive = np.log(rate / (1 - rate)) - np.log(p.mean() / (1 - p.mean()))
+        moved = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + naive)))
+        assert abs(moved.mean() - rate) > 1e-3 or abs(rate - p.mean()) < 0.01
 
 
 class _Even:

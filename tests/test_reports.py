@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ def experiment() -> ExperimentData:
         "end": START + dt.timedelta(days=27),
         "pre_start": START - dt.timedelta(days=28),
         "pre_end": START - dt.timedelta(days=1),
+        "variants": ["control", "treatment"],
         "metrics": ["orders", "gmv"],
         "alpha": 0.05,
         "look_dates": [START + dt.timedelta(days=d) for d in (9, 18, 27)],
@@ -86,6 +88,9 @@ def experiment() -> ExperimentData:
                 "zones_needed": 16,
                 "variance_reduction": "none",
                 "target_effect": 0.05,
+                "sequential_mde": 3.7 * se,
+                "sequential_power": 0.713,
+                "expected_days_target": 17.25,
             }
             for m, b, se in (("orders", 0.31, 0.0041), ("gmv", 9.8, 0.21))
         ]
@@ -263,15 +268,15 @@ def campaign() -> CampaignData:
             "n_policy": 1800,
             "n_holdout": 500,
             "estimate": 0.61,
-            "se": 0.2,
-            "ci_low": 0.22,
-            "ci_high": 1.0,
+            "se": se,
+            "ci_low": 0.61 - 1.96 * se,
+            "ci_high": 0.61 + 1.96 * se,
             "p_value": 0.0023,
             "incremental_total": 1098.0,
             "predicted": 0.6743,
             "decision": None,
         }
-        for a in ("none", "cuped")
+        for a, se in (("none", 0.2), ("cuped", 0.15))
     ]
     rows += [
         {
@@ -324,7 +329,18 @@ def test_experiment_page_shows_every_section_and_the_tables_numbers():
     assert f"<td>{fmt(forecast['forecast_shrunk'])}</td>" in html
     assert f"<td>{fmt(forecast['forecast_winners_curse'])}</td>" in html
     assert "Path of z: orders, treatment against control" in html
+    # the sequential plan's MDE, power and expected days: what decisions are taken with
+    assert all(fmt(v) in shown for v in (3.7 * 0.0041, 0.713, 17.25))
+    assert "MDE, sequential plan" in html
     assert "std. diff treatment" in html  # the balance of features
+    # the control is the experiment's first variant, whatever its name
+    held = replace(
+        data,
+        experiment={**data.experiment, "variants": ["holdout", "treatment"]},
+        balance=data.balance.replace({"variant": {"control": "holdout"}}),
+    )
+    renamed = experiment_page(held)
+    assert "std. diff treatment" in renamed and "std. diff holdout" not in renamed
     assert "zones: control" in html and ">20<" in html
 
 
@@ -371,7 +387,11 @@ def test_campaign_page_shows_budget_model_and_measurement():
     assert fmt(0.6743 * 1800) in html  # the prediction of the measured customers, in total
     # budget bars, voucher bars, qini and uplift curves, 2 calibrations, the deciles
     assert html.count('<figure class="chart">') == 7
-    assert "adjustment none" in html  # the unadjusted difference in means is the one shown
+    # CUPED's interval, measure's headline, is the one shown; the deciles are unadjusted
+    assert "adjustment cuped" in html and fmt(0.61 - 1.96 * 0.15) in shown
+    assert fmt(0.61 - 1.96 * 0.2) not in html
+    unadjusted = campaign_page(replace(data, results=data.results.query("adjustment == 'none'")))
+    assert "adjustment none" in unadjusted and fmt(0.61 - 1.96 * 0.2) in cells(unadjusted)
     empty = campaign_page(CampaignData("c", data.summary, None, pd.DataFrame(), START))
     assert "Not measured yet" in empty and "model&#x27;s row was not found" in empty
 
@@ -440,4 +460,13 @@ def test_pages_render_in_a_real_browser_offline(tmp_path: Path):
     ],
 )
 def test_numbers_are_formatted_for_reading(value, shown):
+    assert fmt(value) == shown
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(9999.6, "10,000"), (-9999.7, "-10,000"), (12345.6, "12,346"), (1234.56, "1,235"),
+     (0.0123456, "0.01235"), (3e-5, "3.00e-05"), (7.0, "7")],
+)  # fmt: skip
+def test_numbers_are_never_in_scientific_notation_above_1e_4(value, shown):
     assert fmt(value) == shown

@@ -132,6 +132,18 @@ def t_shift(f: pd.DataFrame) -> pd.DataFrame:
     return f
 
 
+def pooled(f: pd.DataFrame) -> pd.DataFrame:
+    """Two campaigns, control shares 0.10 and 0.40: pooled, the configured 0.25."""
+    rng = np.random.default_rng(5)
+    first = f.index < len(f) // 2
+    p = np.where(first, 0.10, 0.40)
+    control = rng.random(len(f)) < p
+    voucher = np.where(rng.random(len(f)) < 0.5, "V01", "V02")
+    return f.assign(
+        campaign_id=np.where(first, "C001", "C002"), treatment=np.where(control, "control", voucher)
+    )
+
+
 BAD = [
     (
         "no control",
@@ -167,6 +179,7 @@ BAD = [
         "sample ratio mismatch",
     ),
     ("imbalance", t_shift, "covariate imbalance in arm V01"),
+    ("campaigns confounded", pooled, "sample ratio mismatch within campaigns"),
     (
         "no send date",
         lambda f: f.assign(sent_date=f["sent_date"].where(f.index != 9, None)),
@@ -301,8 +314,46 @@ def test_score_refuses_mismatch_and_skips_missing_features(spark, tmp_path, caps
     scored = run_json(capsys, ["score", *args(wh)])
     assert scored["model_id"] == out["model_id"]
     assert (scored["customers_scored"], scored["customers_skipped"]) == (9, 1)
+    assert scored["features_missing"] == {"x1": 1}
     rows = read_pandas(str(wh / "uplift_scores"))
     assert len(rows) == 18 and 1 not in set(rows["customer_id"])
+
+    # An upstream column lost: null for every customer, refused by name (not scored
+    # without it, nor replaced by an empty partition).
+    schema = "snapshot_date date, customer_id long, budget_group string, x1 double, x2 double"
+    day = {"snapshot_date": pd.Timestamp(RUN_DATE).date()}
+    for lost in (customers.assign(x2=None), customers.assign(x1=None)):
+        frame = spark.createDataFrame(lost, schema)
+        catalog.write("customers", frame, mode="replace", replace_where=day)
+        capsys.readouterr()
+        assert main(["score", *args(wh)]) == 2
+        assert "are null in all 10 rows" in capsys.readouterr().err
+    assert len(read_pandas(str(wh / "uplift_scores"))) == 18
+
+
+def test_features_only_the_history_has_are_left_out_or_refused(spark, tmp_path, capsys, caplog):
+    """A numeric column of voucher_campaigns that customers lacks (the campaign's discount)
+    is no feature: the model could score no one."""
+    wh = tmp_path / "wh"
+    frame = history()
+    write_history(spark, wh, frame.assign(discount_pct=np.where(frame.index % 2, 10.0, 20.0)))
+    customers = (
+        frame[["customer_id", "x1", "x2"]]
+        .head(20)
+        .assign(snapshot_date=pd.Timestamp(RUN_DATE).date(), budget_group="NL")
+    )
+    catalog = Catalog(spark, load_config(None, [f"tables.base_path={wh}"]).tables)
+    catalog.write("customers", spark.createDataFrame(customers))
+    small = ("--set", "uplift.min_arm_rows=200", "--learner", "t_linear")
+    out = run_json(capsys, ["train-uplift", *args(wh, *small)])
+    assert out["features"] == ["x1", "x2"]
+    assert "features ['discount_pct'] of voucher_campaigns are left out" in caplog.text
+    listed = ("--set", "uplift.features=[x1, x2, discount_pct]")
+    assert main(["train-uplift", *args(wh, *small, *listed)]) == 2
+    assert (
+        "uplift.features ['discount_pct'] are columns of voucher_campaigns but not of table "
+        "customers"
+    ) in capsys.readouterr().err
 
 
 def test_missing_features_need_a_learner_that_handles_them(spark, tmp_path, capsys):

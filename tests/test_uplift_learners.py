@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator
 
 from sparklift.config import load_config
-from sparklift.errors import ConfigError
+from sparklift.errors import ConfigError, InputError
 from sparklift.uplift.learners import BUILT_IN, allows_nan, make_learner
+from sparklift.uplift.training import train
 
 GBM = {"max_iter": 60, "max_leaf_nodes": 7, "min_samples_leaf": 200}
 CONF = load_config(None).uplift.model_copy(update={"gbm": GBM, "gbm_final": GBM})
@@ -69,6 +71,27 @@ def test_plug_in_learner_by_module_and_class():
     pred = learner.fit(X, y, arm).predict(X[:3])
     assert pred[0] == pytest.approx(0.5 * tau.mean(axis=0), abs=0.03)
     assert allows_nan(learner) and learner.get_params() == {"shrink": 0.5}
+
+
+class OneColumn(MeanDifference):
+    """A plug-in learner that predicts one column, whatever the vouchers."""
+
+    def predict(self, X):
+        return np.full(len(X), self.effect_[0])
+
+
+def test_a_plug_in_learner_s_bad_params_and_shapes_are_refused_by_name():
+    with pytest.raises(ConfigError, match=r"uplift.learner_params \{'shrnk': 0.5\} do not fit"):
+        make_learner(
+            f"{__name__}:MeanDifference", CONF.model_copy(update={"learner_params": {"shrnk": 0.5}})
+        )
+    X, y, arm, _ = world(2000)
+    sample = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    sample = sample.assign(treatment=np.array(["control", "V1", "V2"])[arm], objective=y, cost=y)
+    with pytest.raises(InputError, match=r"the .*OneColumn model fitted predicts shapes"):
+        train(sample, list(sample.columns[: X.shape[1]]), ["V1", "V2"],
+              lambda: make_learner(f"{__name__}:OneColumn", CONF), f"{__name__}:OneColumn",
+              0.3, 0, [0.1, 0.5])  # fmt: skip
 
 
 def test_an_average_is_the_mean_of_its_members_fitted_alone():

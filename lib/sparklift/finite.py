@@ -60,12 +60,18 @@ def refuse(table: str, counts: Mapping[str, int], rows: DataFrame, keys: Sequenc
 
 
 def require_finite(
-    rows: DataFrame, table: str, keys: Sequence[str], columns: Sequence[str] | None = None
-) -> None:
-    """One aggregation over ``rows``: refuse NaN or infinity in its float ``columns``."""
+    rows: DataFrame,
+    table: str,
+    keys: Sequence[str],
+    columns: Sequence[str] | None = None,
+    nulls: Sequence[str] = (),
+) -> tuple[int, dict[str, int]]:
+    """One aggregation over ``rows``: refuse NaN or infinity in its float ``columns``; in
+    the same aggregation, the row count and the nulls of each of ``nulls``."""
     floats = float_columns(rows, columns)
-    if not floats:
-        return
-    counts = rows.agg(*nonfinite_counts(floats)).first()
+    counted = [F.count(F.lit(1)).alias("_rows"), *[F.count_if(F.col(c).isNull()) for c in nulls]]
+    counts = rows.agg(*nonfinite_counts(floats), *counted).first()
     assert counts is not None
     refuse(table, {c: counts[f"{PREFIX}{c}"] for c in floats}, rows, keys)
+    n = len(floats) + 1
+    return int(counts["_rows"]), {c: int(counts[n + i]) for i, c in enumerate(nulls)}

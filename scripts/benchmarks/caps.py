@@ -30,7 +30,7 @@ from sparklift.allocation.layout import typed
 from sparklift.allocation.limits import offered
 from sparklift.config import load_config
 from sparklift.jobs import JobContext
-from sparklift.jobs import allocate as allocate_job
+from sparklift.jobs import campaign_limits as limits
 from sparklift.session import build_session
 from sparklift.tables import Catalog
 
@@ -51,9 +51,9 @@ def run(args: argparse.Namespace, workdir: str) -> None:
     catalog = Catalog(spark, conf.tables)
     ctx = JobContext(spark, conf, catalog, day)
     campaign = load_campaign(args.campaign, conf.allocate)
-    vouchers = campaign.vouchers or allocate_job._active_vouchers(ctx)
-    vouchers, caps = offered(vouchers, allocate_job._caps(ctx, campaign, vouchers), "bench")
-    budgets = allocate_job._budgets(ctx, campaign)
+    vouchers = campaign.vouchers or limits.active_vouchers(ctx)
+    vouchers, caps = offered(vouchers, limits.caps(ctx, campaign, vouchers), "bench")
+    budgets = limits.budgets(ctx, campaign)
     scores = catalog.read("uplift_scores", where=[("run_date", "=", day)])
     rows = typed(scores.where(scores["voucher_id"].isin(vouchers))).toArrow()
     spark.stop()

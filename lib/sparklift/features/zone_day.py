@@ -67,11 +67,15 @@ def check_activity_schema(activity: DataFrame, defs: Sequence[FeatureDef]) -> No
 
 def _base_aggs(defs: Sequence[FeatureDef]) -> list[Column]:
     aggs: dict[str, Column] = {"_rows": F.count(F.lit(1))}
-    for d in defs:
+    for d in defs:  # a mean or share is over the rows where the value is known
         if d.agg in ("sum", "mean"):
             aggs[f"_sum_{d.column}"] = F.sum(d.column)
+        if d.agg == "mean":
+            aggs[f"_n_{d.column}"] = F.count(d.column)
         elif d.agg in ("count_if", "share"):
             aggs[f"_if_{d.name}"] = F.count_if(F.expr(d.where))
+        if d.agg == "share":
+            aggs[f"_known_{d.name}"] = F.count(F.expr(d.where))
     return [c.alias(name) for name, c in aggs.items()]
 
 
@@ -161,11 +165,11 @@ def _feature_column(d: FeatureDef) -> Column:
     if d.agg == "sum":
         return F.col(f"_sum_{d.column}")
     if d.agg == "mean":
-        return safe(F.col(f"_sum_{d.column}").cast("double"), rows)
+        return safe(F.col(f"_sum_{d.column}").cast("double"), F.col(f"_n_{d.column}"))
     if d.agg == "count_if":
         return F.col(f"_if_{d.name}")
     if d.agg == "share":
-        return safe(F.col(f"_if_{d.name}").cast("double"), rows)
+        return safe(F.col(f"_if_{d.name}").cast("double"), F.col(f"_known_{d.name}"))
     return safe(F.col(str(d.numerator)).cast("double"), F.col(str(d.denominator)))
 
 
@@ -181,7 +185,7 @@ def complete_grid(
         [(d,) for d in dates], StructType([StructField("date", DateType())])
     )
     grid = zones.select("zone_id").distinct().crossJoin(F.broadcast(date_df))
-    base = [c for c in agg.columns if c.startswith(("_rows", "_sum_", "_if_"))]
+    base = [c for c in agg.columns if c.startswith(("_rows", "_sum_", "_if_", "_n_", "_known_"))]
     out = grid.join(agg.select(*KEYS, *base), list(KEYS), "left").fillna(0, subset=base)
     for d in defs:  # in order, so ratios see the features they refer to
         out = out.withColumn(d.name, _feature_column(d))

@@ -52,7 +52,14 @@ class Matching:
 
 def match_zones(vectors: pd.DataFrame, n_components: int, n_variants: int) -> Matching:
     """Groups of ``n_variants`` similar zones from one vector per zone (index: zone_id)."""
-    fit = pca(vectors.to_numpy(dtype=float), n_components)
+    x = vectors.to_numpy(dtype=float)
+    if not (x.std(axis=0) > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0))).any():
+        raise InputError(
+            f"zone_day_features: every matching feature ({len(vectors.columns)} columns, e.g. "
+            f"{list(vectors.columns[:3])}) is the same in all {len(vectors)} eligible zones "
+            "over the lookback: nothing to match zones on; choose design.features that vary"
+        )
+    fit = pca(x, n_components)
     dist = distances(fit.scores)
     return Matching(
         vectors.index.to_numpy(),
@@ -102,6 +109,13 @@ def design_checks(
             raise InputError(
                 f"metric {metric.name!r} is constant ({mean:g} on every row of the history "
                 "window): it cannot be tested; drop it from the experiment's metrics"
+            )
+        if abs(mean) <= 1e-9 * np.sqrt(ss / n):  # margin and target are shares of the mean
+            raise InputError(
+                f"experiment {spec.experiment_id}, metric {metric.name!r}: its mean over the "
+                f"history window is 0 ({mean:.3g}, against an SD of {np.sqrt(ss / n):.3g}), so "
+                "the AA margin and the target effect (shares of it) would be 0; choose a "
+                "metric with a non-zero mean"
             )
         covariates = metric_covariates(spec, metric.name, cells)
         fit = TwfeFit(cells, effects, names, metric.name, covariates)

@@ -9,7 +9,8 @@ experiment, metric and variant, from:
   the metric (empirical Bayes, :func:`sparklift.stats.shrinkage.shrink`; every variant's
   row with a finite lift and a positive SE; left as it is, with a null prior, while fewer
   than ``min_experiments`` other experiments have one);
-- the lift less its winner's-curse bias when it was significant, p < alpha (Lee and Shen,
+- the lift less its winner's-curse bias when it was significant, p below the alpha per test
+  its decisions were taken at (Lee and Shen,
   :func:`sparklift.stats.shrinkage.winners_curse`). The selection is the p-value's: the
   bias is computed on its normal scale, with the SE |lift| / z_{p/2} that gives the lift
   that p under a normal reference (the analysis' p comes from a t reference with few

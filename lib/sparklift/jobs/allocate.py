@@ -37,16 +37,11 @@ from sparklift.allocation.distributed import (
     summarize,
     tally,
 )
-from sparklift.allocation.limits import (
-    budgets_from_rows,
-    caps_from_rows,
-    max_quantities,
-    offered,
-    smaller_caps,
-)
+from sparklift.allocation.limits import offered
 from sparklift.errors import InputError, InputNotReadyError, SparkliftError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs import allocation_runs as runs
+from sparklift.jobs import campaign_limits as limits
 from sparklift.jobs.fallback import choose
 from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
@@ -109,9 +104,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         raise InputNotReadyError(f"uplift_scores has no rows for run_date {day}: run score first")
     if len(models) > 1:
         raise InputError(f"uplift_scores of {part.day} mixes models {sorted(models)}; re-run score")
-    vouchers = campaign.vouchers or _active_vouchers(ctx)
-    vouchers, caps = offered(vouchers, _caps(ctx, campaign, vouchers), campaign.campaign_id)
-    full = budgets = _budgets(ctx, campaign)
+    vouchers = campaign.vouchers or limits.active_vouchers(ctx)
+    vouchers, caps = offered(vouchers, limits.caps(ctx, campaign, vouchers), campaign.campaign_id)
+    full = budgets = limits.budgets(ctx, campaign)
     arm = arms.arm(
         campaign.campaign_id, campaign.seed, campaign.holdout_share, campaign.explore_share
     )
@@ -381,58 +376,3 @@ def _records(
         }
         for s in groups
     ]
-
-
-def _active_vouchers(ctx: JobContext) -> list[str]:
-    rows = ctx.catalog.read("vouchers").where(F.col("active")).select("voucher_id").collect()
-    if not rows:
-        raise InputError("table vouchers has no active voucher; nothing to allocate")
-    return sorted(r[0] for r in rows)
-
-
-def _budgets(ctx: JobContext, campaign: CampaignConfig) -> dict[str, float]:
-    if isinstance(campaign.budgets, dict):
-        return dict(campaign.budgets)
-    rows = _campaign_rows(ctx, "campaign_budgets", campaign.campaign_id, "budget_group", "budget")
-    return budgets_from_rows(rows, campaign.campaign_id)
-
-
-def _caps(ctx: JobContext, campaign: CampaignConfig, vouchers: list[str]) -> dict[str, int]:
-    """Each voucher's cap: the smaller of the campaign's (its file, or table campaign_caps)
-    and table vouchers' max_quantity (:mod:`.allocation.limits`)."""
-    if isinstance(campaign.caps, dict):
-        caps = dict(campaign.caps)
-    else:
-        rows = _campaign_rows(ctx, "campaign_caps", campaign.campaign_id, "voucher_id", "cap")
-        caps = caps_from_rows(rows, campaign.campaign_id)
-    quantities = _max_quantities(ctx, vouchers)
-    if quantities and campaign.solver == "exact":
-        raise InputError(
-            f"campaign {campaign.campaign_id} has solver: exact, but table vouchers caps "
-            f"{quantities} (max_quantity): caps couple the groups; use solver: lagrangian"
-        )
-    return smaller_caps(caps, quantities)
-
-
-def _max_quantities(ctx: JobContext, vouchers: list[str]) -> dict[str, int]:
-    """max_quantity of the campaign's vouchers, from their few rows of table vouchers (a
-    dimension table; none without it: a campaign that names its vouchers needs none)."""
-    if not ctx.catalog.exists("vouchers"):
-        return {}
-    table = ctx.catalog.read("vouchers")
-    missing = [c for c in ("voucher_id", "max_quantity") if c not in table.columns]
-    if missing:
-        raise InputError(f"table vouchers has no column(s) {missing} (max_quantity: null = no cap)")
-    rows = table.where(F.col("voucher_id").isin(list(vouchers)))
-    return max_quantities(tuple(r) for r in rows.select("voucher_id", "max_quantity").collect())
-
-
-def _campaign_rows(ctx: JobContext, table: str, campaign_id: str, key: str, value: str) -> list:
-    df = ctx.catalog.read(table)
-    missing = [c for c in ("campaign_id", key, value) if c not in df.columns]
-    if missing:
-        raise InputError(f"table {table} has no column(s) {missing}")
-    rows = df.where(F.col("campaign_id") == campaign_id).select(key, value).collect()
-    if not rows:
-        raise InputError(f"table {table} has no rows for campaign {campaign_id}")
-    return [tuple(r) for r in rows]

@@ -99,7 +99,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         ratio,
     )
     assignment = randomize(matching, spec.variants, spec.zones_per_variant, spec.seed)
-    check_assignment_fixed(catalog, spec, assignment)
+    check_assignment_fixed(catalog, spec, assignment, ctx.run_date)
     history = date_range(
         ctx.run_date - dt.timedelta(days=spec.pre_days + spec.post_days - 1), ctx.run_date
     )
@@ -308,24 +308,32 @@ def plan_json(spec: ExperimentConfig) -> str:
 
 
 def check_assignment_fixed(
-    catalog: Catalog, spec: ExperimentConfig, assignment: pd.DataFrame
+    catalog: Catalog, spec: ExperimentConfig, assignment: pd.DataFrame, run_date: dt.date
 ) -> None:
-    """Refuse a new assignment for an experiment that has been analysed: it would be
-    fitted over the days run under the old one. The same assignment (a re-run with the
-    same inputs and seed) is designed again."""
+    """Refuse a new assignment for an experiment that has started (on or before the run
+    date) or been analysed: its zones have been treated, or it would be fitted over the
+    days run under the old one. The same assignment (a re-run with the same inputs and
+    seed) is designed again."""
     where = [("experiment_id", "=", spec.experiment_id)]
-    if not catalog.exists("geo_results"):
-        return
-    first = catalog.read("geo_results", where=where).agg(F.min("run_date")).first()[0]
-    if first is None:
+    first = None
+    if catalog.exists("geo_results"):
+        first = catalog.read("geo_results", where=where).agg(F.min("run_date")).first()[0]
+    if first is None and spec.start > run_date:
         return
     design_id = named_id(catalog, "geo_experiments", "design_id", where)
+    if design_id is None:  # nothing published yet: the first design
+        return
+    since = (
+        f"has been analysed since {first} (geo_results)"
+        if first is not None
+        else f"started on {spec.start}, on or before the run date {run_date}"
+    )
     old = catalog.read("geo_assignments", where=[*where, ("design_id", "=", design_id)])
     was = {(int(r[0]), r[1]) for r in old.select("zone_id", "variant").collect()}  # its zones
     now = {(int(z), v) for z, v in zip(assignment["zone_id"], assignment["variant"], strict=True)}
     if now != was:
         raise InputError(
-            f"experiment {spec.experiment_id} has been analysed since {first} (geo_results): "
+            f"experiment {spec.experiment_id} {since}: "
             f"its assignment is fixed, and this design assigns {len(now - was)} zone(s) "
             "otherwise; a new assignment would be fitted over the days run under the old one "
             "(a new design is a new experiment: give it a new experiment_id)"

@@ -74,8 +74,10 @@ def changed(
 ) -> dict[dt.date, str]:
     """The dates whose partition changed between the table version their checks read
     (``checked``) and ``latest``: a commit added or removed rows of it (a compaction does
-    not count), or the table was created again at its path since (another id). A date
-    checked before the version was recorded is taken as it was."""
+    not count), or the table was created again at its path since (another id). A check
+    may also have read a version after ``latest`` (the job pinned its version before the
+    check committed): then the commits between the two count alike. A date checked before
+    the version was recorded is taken as it was."""
     if not checked:
         return {}
     now = table_id(ctx.catalog.path(table), latest)
@@ -84,23 +86,33 @@ def changed(
         for d, (_, was) in checked.items()
         if was is not None and was != now
     }
-    stale = {d: v for d, (v, _) in checked.items() if v < latest and d not in out}
-    if not stale:
+    apart = {d: v for d, (v, _) in checked.items() if v != latest and d not in out}
+    if not apart:
         return out
-    first = min(stale.values())
+    low = min(min(v, latest) for v in apart.values())
+    high = max(max(v, latest) for v in apart.values())
     try:
-        commits = data_changes(ctx.catalog.path(table), first, latest, date_column)
+        commits = data_changes(ctx.catalog.path(table), low, high, date_column)
     except FileNotFoundError:
         return out | {
-            d: f"its check read table version {v}; the log no longer holds the commits since"
-            for d, v in stale.items()
+            d: f"its check read table version {v}; the log no longer holds the commits between "
+            f"it and version {latest}"
+            for d, v in apart.items()
         }
-    for day, version in stale.items():
-        after = [f"version {n} ({op})" for n, op in commits.get(encode_partition_value(day), [])
-                 if n > version]  # fmt: skip
-        if after:
+    for day, version in apart.items():
+        lo, hi = min(version, latest), max(version, latest)
+        between = [f"version {n} ({op})" for n, op in commits.get(encode_partition_value(day), [])
+                   if lo < n <= hi]  # fmt: skip
+        if not between:
+            continue
+        if version < latest:
             out[day] = (
-                f"rows changed after its check of table version {version}: {', '.join(after)}"
+                f"rows changed after its check of table version {version}: {', '.join(between)}"
+            )
+        else:
+            out[day] = (
+                f"its check read table version {version}, and rows changed after version "
+                f"{latest} read here: {', '.join(between)}"
             )
     return out
 

@@ -48,14 +48,17 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
 
 def final_lifts(ctx: JobContext) -> tuple[pd.DataFrame, dict[str, float]]:
     """Each concluded experiment's final lift per metric and variant (columns ``INPUT``),
-    and each one's alpha: a join of two small tables, collected."""
+    and each one's alpha per test, at which its decisions were taken (its alpha for rows
+    written before it was recorded): a join of two small tables, collected."""
     catalog = ctx.catalog
     if not (catalog.exists("geo_experiments") and catalog.exists("geo_results")):
         return pd.DataFrame(columns=list(INPUT)), {}
     concluded = (
         catalog.read("geo_experiments")
         .where(F.col("status") == "concluded")
-        .select("experiment_id", "concluded_on", "alpha")
+        .select(  # decisions were taken at the alpha per test (over the comparisons)
+            "experiment_id", "concluded_on", F.coalesce("alpha_per_test", "alpha").alias("alpha")
+        )
     )
     cov = ctx.config.analysis.covariances[0]
     results = catalog.read("geo_results").where(

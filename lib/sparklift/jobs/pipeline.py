@@ -143,7 +143,16 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
         return rule is not None and rule(ctx.config, args)
 
     try:
-        steps = plan_steps(kinds, _targets(ctx, kinds), ctx.config.pipeline.checks, falls_back)
+        targets = _targets(ctx, kinds)
+    except SparkliftError as e:  # the date's plan failed: recorded, and the next date runs
+        log.error("pipeline for %s: its steps could not be planned: %s", ctx.run_date, e)
+        now, why = _now(), f"the steps could not be planned: {e}"
+        failed = StepOutcome(ctx.run_date, "plan", "plan", None, FAILED, (), now, now,
+                             exit_code=e.exit_code, error=why)  # fmt: skip
+        _record(ctx, failed, run_id)
+        return [failed]
+    try:
+        steps = plan_steps(kinds, targets, ctx.config.pipeline.checks, falls_back)
     except ValueError as e:
         raise InputError(f"--steps: {e}") from None
     done = {} if force else _succeeded(ctx)

@@ -63,11 +63,29 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         raise InputError("table vouchers has no active voucher; nothing to score")
     artefact.check_compatible(fitted, customers.columns, active)
     features = fitted.features
-    require_finite(customers, "customers", ["snapshot_date", "customer_id"], features)
+    keys = ["snapshot_date", "customer_id"]
+    total, nulls = require_finite(customers, "customers", keys, features, nulls=features)
+    empty = [c for c in features if total and nulls[c] == total]
+    if empty:  # an upstream column lost: every customer would be scored without it
+        raise InputError(
+            f"table customers of {ctx.run_date}: feature(s) {empty} of model {model_id} are "
+            f"null in all {total} rows; expected values (fix the upstream column, or "
+            "retrain without it)"
+        )
+    missing_counts = {c: n for c, n in nulls.items() if n}
+    if missing_counts:
+        log.info("customers with a missing feature (feature: rows of %d): %s", total,
+                 missing_counts)  # fmt: skip
     skipped = 0
     if not fitted.handles_missing:
         missing = any_missing(features)
         skipped = customers.filter(missing).count()
+        if skipped == total and total:
+            raise InputError(
+                f"table customers of {ctx.run_date}: every one of its {total} customers has a "
+                f"missing feature ({missing_counts}) and learner {fitted.learner} cannot "
+                "score them; expected values, or a learner that handles missing ones"
+            )
         if skipped:
             log.warning(
                 "%d customers have missing features and learner %s cannot score them; skipped",
@@ -89,6 +107,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "vouchers": active,
         "customers_scored": rows // len(active),
         "customers_skipped": skipped,
+        "features_missing": missing_counts,
         "rows": rows,
         "version": version,
     }

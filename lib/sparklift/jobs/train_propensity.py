@@ -43,8 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     conf = ctx.config.propensity
-    if args.learner:
-        conf = conf.model_copy(update={"learner": args.learner})
+    if args.learner and args.learner != conf.learner:  # the configured params are the other's
+        log.info("--learner %s: propensity.learner_params (for %s) left out", args.learner,
+                 conf.learner)  # fmt: skip
+        conf = conf.model_copy(update={"learner": args.learner, "learner_params": {}})
     learner = classifier(conf.learner, conf.learner_params, conf.seed, "propensity.learner")
     check_weighting(conf, learner)  # bad config fails before any work
     valid_day, train_days = snapshot_days(conf, ctx.run_date)

@@ -65,6 +65,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         for f in history.schema.fields
         if f.name not in NOT_FEATURES and isinstance(f.dataType, NumericType)
     ]
+    features = _scorable(ctx, features, explicit=conf.features is not None)
     if not features:
         raise InputError(f"table {HISTORY} has no numeric feature columns")
     checks.check_columns(history, HISTORY, features)
@@ -212,6 +213,27 @@ def _drop_uninformative(
         described,
     )
     return checks.keep_features(aggregates, features, kept), kept
+
+
+def _scorable(ctx: JobContext, features: list[str], explicit: bool) -> list[str]:
+    """The features that ``score`` can read from table customers, when it exists: a
+    column of the history alone (a campaign's discount, say) would give a model that no
+    customer can be scored with. Listed ones (``uplift.features``) must all be there;
+    chosen ones that are not are left out, with a warning."""
+    if not ctx.catalog.exists("customers"):
+        return features
+    columns = set(ctx.catalog.schema("customers").fieldNames())
+    absent = [c for c in features if c not in columns]
+    if absent and explicit:
+        raise InputError(
+            f"uplift.features {absent} are columns of {HISTORY} but not of table customers, "
+            "which score reads: a model trained on them could score no one; list features "
+            "both tables have"
+        )
+    if absent:
+        log.warning("features %s of %s are left out: table customers, which score reads, "
+                    "has no such columns", absent, HISTORY)  # fmt: skip
+    return [c for c in features if c in columns]
 
 
 def _known_by(

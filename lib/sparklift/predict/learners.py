@@ -49,7 +49,10 @@ def _build(name: str, params: Mapping[str, Any], seed: int, key: str, method: st
             extra = {} if method == "predict" else {"max_iter": 1000}
             return make_pipeline(StandardScaler(), linear(**extra | dict(params)))
     except TypeError as e:
-        raise ConfigError(f"{key}: {e}") from None
+        raise ConfigError(
+            f"{key}_params {dict(params)} do not fit learner {name}: {e}; give {key}_params "
+            f"for {name}"
+        ) from None
     if ":" not in name:
         raise ConfigError(
             f"{key}: unknown learner {name!r} (built in: {', '.join(BUILT_IN)}; or "

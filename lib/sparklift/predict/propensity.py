@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from scipy import stats
+from scipy import optimize, special, stats
 from sklearn.base import ClassifierMixin, clone
 from sklearn.metrics import (
     average_precision_score,
@@ -190,9 +190,8 @@ def drift(
     days, shifts, weights = [], [], []
     for s in snapshots:
         at = (train["snapshot"] == s).to_numpy()
-        rate, mean = train["label"].to_numpy()[at].mean(), p[at].mean()
         days.append((s - last).days)
-        shifts.append(_logit(rate) - _logit(mean))
+        shifts.append(shift_to(p[at], train["label"].to_numpy()[at].mean()))
         weights.append(at.sum())
     if kind == "latest" or len(snapshots) < 2:
         return (shifts[-1], 0.0), last
@@ -200,9 +199,20 @@ def drift(
     return (float(intercept), float(slope)), last
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return float(np.log(p / (1 - p)))
+def shift_to(p: np.ndarray, rate: float) -> float:
+    """The s with mean(sigmoid(logit(p) + s)) = ``rate``: one shift of every log-odds that
+    brings the mean prediction to the observed rate (logit(rate) - logit(mean p) falls
+    short of it when the predictions are spread; the mean is monotone in s)."""
+    eps = 1e-9
+    z = special.logit(np.clip(p, eps, 1 - eps))
+    target = min(max(rate, eps), 1 - eps)
+    gap = lambda s: float(special.expit(z + s).mean()) - target  # noqa: E731
+    lo, hi = -60.0, 60.0  # beyond, every p is within 1e-26 of 0 or 1
+    if gap(lo) >= 0:
+        return lo
+    if gap(hi) <= 0:
+        return hi
+    return float(optimize.brentq(gap, lo, hi, xtol=1e-12))
 
 
 @dataclass

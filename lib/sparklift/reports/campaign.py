@@ -204,10 +204,11 @@ def _measured(page: Page, r: pd.DataFrame) -> None:
         )
         return
     objective = r[r["metric"] == "objective"]
-    adjustment = (
-        "none" if (objective["adjustment"] == "none").any() else objective["adjustment"].iloc[0]
-    )
-    rows = objective[(objective["adjustment"] == adjustment) & objective["decile"].isna()]
+    # measure's headline (and the calibration's): CUPED when it ran; the deciles exist
+    # unadjusted only
+    cells = objective[objective["decile"].isna()]
+    adjustment = "cuped" if (cells["adjustment"] == "cuped").any() else "none"
+    rows = cells[cells["adjustment"] == adjustment]
     whole = rows[(rows["budget_group"] == EVERY) & (rows["voucher_id"] == EVERY)]
     body = [
         note(
@@ -248,11 +249,11 @@ def _measured(page: Page, r: pd.DataFrame) -> None:
             },
         )
     )
-    deciles = objective[(objective["adjustment"] == adjustment) & objective["decile"].notna()]
+    deciles = objective[(objective["adjustment"] == "none") & objective["decile"].notna()]
     if not deciles.empty:
         deciles = deciles.sort_values("decile")
         svg = charts.scatter_diagonal(
-            "Predicted against realized, per decile of predicted uplift",
+            "Predicted against realized, per decile of predicted uplift (unadjusted)",
             deciles["predicted"],
             deciles["estimate"],
             deciles["se"],

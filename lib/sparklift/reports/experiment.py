@@ -22,8 +22,6 @@ from sparklift.reports.forecast import forecast_section
 from sparklift.reports.page import Page, cards, figure, note, status, table
 from sparklift.stats.power import power_at
 
-CONTROL = "control"
-
 
 @dataclass
 class ExperimentData:
@@ -193,10 +191,11 @@ def _design(page: Page, data: ExperimentData) -> None:
     if not b.empty:
         wide = b.pivot_table(index="feature", columns="variant", values="mean").reset_index()
         sd = b.groupby("feature")["sd"].mean()
-        treated = [v for v in wide.columns if v not in ("feature", CONTROL)]
-        if CONTROL in wide.columns:
+        control = data.experiment["variants"][0]  # geo_experiments: the control first
+        treated = [v for v in wide.columns if v not in ("feature", control)]
+        if control in wide.columns:
             for v in treated:
-                wide[f"std. diff {v}"] = (wide[v] - wide[CONTROL]) / wide["feature"].map(sd)
+                wide[f"std. diff {v}"] = (wide[v] - wide[control]) / wide["feature"].map(sd)
         body += ["<h3>Balance of features before the start (mean per zone-day)</h3>", table(wide)]
     page.section("Design", *body, anchor="design")
 
@@ -206,8 +205,11 @@ def _power(page: Page, data: ExperimentData) -> None:
     body = [
         note(
             "AA check: the design's pre-period as a pseudo experiment. TOST p below alpha: "
-            "the arms are equivalent within the margin. Power and MDE at the design's "
-            "alpha."
+            "the arms are equivalent within the margin. MDE, power and zones needed: one "
+            "test at the end, at the design's alpha. Decisions are taken at the looks, at "
+            "the alpha per test (alpha over the comparisons), with the sequential "
+            "boundaries: the sequential plan's MDE, power and expected days are the last "
+            "columns, and the ones to plan by."
         )
     ]
     columns = {
@@ -230,6 +232,12 @@ def _power(page: Page, data: ExperimentData) -> None:
             "mde_relative_unadjusted": "MDE unadjusted",
             "zones_needed_unadjusted": "zones unadjusted",
         }
+    planned = {
+        "sequential_mde": "MDE, sequential plan",
+        "sequential_power": "power, sequential plan",
+        "expected_days_target": "expected days at the target",
+    }
+    columns |= {k: v for k, v in planned.items() if k in c}
     body.append(table(c, columns))
     alpha = float(data.experiment.get("alpha") or 0.05)
     for r in c[c["primary"]].to_dict("records") if not c.empty else []:
@@ -240,7 +248,7 @@ def _power(page: Page, data: ExperimentData) -> None:
         base = r.get("baseline_mean") or 1.0
         curve = [power_at(x, se, alpha, df) for x in effects]  # the design's own test
         svg = charts.lines(
-            f"Power against the true effect: {r['metric']}, {r['variant']}",
+            f"Power against the true effect, one test at the end: {r['metric']}, {r['variant']}",
             list(100 * effects / base),
             {"power": curve},
             xlabel="true effect (% of the baseline mean)",

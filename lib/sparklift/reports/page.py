@@ -81,7 +81,7 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if value != 0 and abs(value) < 1e-4:
             return f"{value:.2e}"
-        if abs(value) >= 10**digits:
+        if abs(float(f"{value:.{digits}g}")) >= 10**digits:  # 9999.6 too, not 1e+04
             return f"{value:,.0f}"
         return f"{value:,.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}g}"
     if isinstance(value, (dt.date, pd.Timestamp)):

@@ -347,6 +347,7 @@ class NativeBackend:
                     f"cannot write to table {table}: a row lies outside the partitions being "
                     f"replaced {dict(replace or {})}"
                 ) from None
+            errors.reraise_marked(e)  # a value its contract refuses, found in a task
             raise
         return _committed(path, txn)
 
@@ -378,6 +379,7 @@ class NativeBackend:
         except Exception as e:
             if is_conflict(e):
                 raise merge_conflict(table, e) from None
+            errors.reraise_marked(e)
             raise
         return _committed(path, txn)
 

@@ -161,7 +161,7 @@ def removes(
     root: str, read_version: int, mode: Mode, replace: Mapping[str, Sequence[str | None]] | None
 ) -> list[RemoveAction]:
     """The files an overwrite (all) or replace (those in the replaced partitions) removes:
-    the ones the writer read, at ``read_version``, as Delta Spark does."""
+    those of table version ``read_version``."""
     if mode == "append":
         return []
     now = int(time.time() * 1000)
@@ -240,13 +240,14 @@ def commit(
         metadata["userMetadata"] = note
     marker = [Transaction(app_id=txn[0], version=txn[1])]
     for _ in range(MAX_ATTEMPTS):
-        if txn_version(root, txn[0]) >= txn[1]:  # applied before, or by a concurrent writer
-            delete_files(root, [f.path for f in files])
-            return None
-        try:
-            table = DeltaTable(root)
+        try:  # one snapshot for the marker and the conflicts: a commit between two loads
+            table = DeltaTable(root)  # could hold the marker unseen and be committed over
         except TableNotFoundError:
             table = None
+        applied = table.transaction_version(txn[0]) if table is not None else None
+        if applied is not None and int(applied) >= txn[1]:  # applied before, or concurrently
+            delete_files(root, [f.path for f in files])
+            return None
         if table is None:
             if read_version is not None:
                 raise TableConflictError(f"table {root} was deleted while this write ran")
@@ -275,9 +276,10 @@ def commit(
                 f"table {root} was created by another writer while this write ran; re-run it"
             )
         check_conflicts(root, read_version, latest, mode, replace)
-        try:
+        try:  # the files at latest: a compaction since read_version (no data change, so no
+            # conflict) moved the rows read into files the read version does not list
             table.create_write_transaction(
-                [*removes(root, read_version, mode, replace), *actions],
+                [*removes(root, latest, mode, replace), *actions],
                 mode="append",
                 schema=schema,
                 partition_by=list(partition_by) or None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import sys
 import uuid
 from collections.abc import Iterator
@@ -75,14 +76,24 @@ class _Stats:
         self.mins: dict[str, Any] = {}
         self.maxs: dict[str, Any] = {}
         self.ranged = [f.name for f in schema if any(t(f.type) for t in _STAT_TYPES)]
+        self.unbounded: set[str] = set()  # a NaN or infinite value seen: no range
 
     def update(self, table: pa.Table) -> None:
         self.rows += table.num_rows
         for name in self.nulls:
             self.nulls[name] += table.column(name).null_count
         for name in self.ranged:
+            if name in self.unbounded:
+                continue
             mm = pc.min_max(table.column(name)).as_py()
             if mm["min"] is None:
+                continue
+            if not all(map(_finite, (mm["min"], mm["max"]))):
+                # NaN and infinity have no JSON: the file's range of the column is left
+                # unknown (readers then prune nothing by it), never written as Infinity
+                self.unbounded.add(name)
+                self.mins.pop(name, None)
+                self.maxs.pop(name, None)
                 continue
             lo, hi = self.mins.get(name), self.maxs.get(name)
             self.mins[name] = mm["min"] if lo is None else min(lo, mm["min"])
@@ -98,8 +109,13 @@ class _Stats:
                 "minValues": {k: enc(v) for k, v in self.mins.items()},
                 "maxValues": {k: enc(v) for k, v in self.maxs.items()},
                 "nullCount": self.nulls,
-            }
+            },
+            allow_nan=False,
         )
+
+
+def _finite(v: Any) -> bool:
+    return not isinstance(v, float) or math.isfinite(v)
 
 
 class _FileWriter:

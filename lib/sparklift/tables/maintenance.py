@@ -8,7 +8,10 @@ the files that no version of the last ``vacuum_retention_hours`` references, and
 failed writes (never in the log) older than that.
 
 Reading the table as of any moment of the last ``time_travel_hours`` needs that snapshot's
-files, so a retention shorter than the window is refused here, before any table is touched.
+files, so a retention shorter than the window is refused here, before any table is touched;
+and so is a window longer than the table keeps the tombstones of removed files
+(``delta.deletedFileRetentionDuration``), since VACUUM deletes a file whose tombstone a
+checkpoint has dropped as unreferenced.
 This rule replaces Delta's own check (a retention of at least the table's
 ``delta.deletedFileRetentionDuration``, 7 days by default), which both backends switch off
 for the call: the configured window, not Delta's default, decides.
@@ -56,6 +59,48 @@ def check_retention(conf: MaintainConfig) -> None:
         )
 
 
+TOMBSTONES = "delta.deletedFileRetentionDuration"
+DEFAULT_TOMBSTONE_HOURS = 168.0  # Delta's default: interval 1 weeks
+_UNIT_HOURS = {"week": 168.0, "day": 24.0, "hour": 1.0, "minute": 1 / 60, "second": 1 / 3600}
+
+
+def interval_hours(text: str) -> float | None:
+    """Hours of a Delta interval property (``interval 2 weeks``, ``interval 36 hours``);
+    None when it cannot be read."""
+    words = text.lower().replace("interval", "").split()
+    if len(words) != 2:
+        return None
+    try:
+        count = float(words[0])
+    except ValueError:
+        return None
+    unit = _UNIT_HOURS.get(words[1].rstrip("s"))
+    return None if unit is None else count * unit
+
+
+def check_tombstones(name: str, properties: dict[str, str], conf: MaintainConfig) -> None:
+    """Refuse a time-travel window longer than the table keeps its removed files' tombstones
+    (``delta.deletedFileRetentionDuration``): a checkpoint drops older tombstones, and
+    VACUUM then deletes their files as unreferenced, however long its own retention."""
+    text = properties.get(TOMBSTONES)
+    hours = DEFAULT_TOMBSTONE_HOURS if text is None else interval_hours(text)
+    if hours is not None and conf.time_travel_hours > hours:
+        raise ConfigError(
+            f"table {name}: maintain.time_travel_hours ({conf.time_travel_hours}) is longer "
+            f"than its {TOMBSTONES} ({text or 'the default, interval 1 weeks'} = {hours:g} "
+            "h): VACUUM after a checkpoint would delete files that time travel within the "
+            f"window reads; set the table's {TOMBSTONES} to at least the window, or shorten "
+            "maintain.time_travel_hours"
+        )
+
+
+def _properties(catalog: Catalog, path: str) -> dict[str, str]:
+    if catalog.backend.name == "native":
+        detail = SparkDeltaTable.forPath(catalog.spark, path).detail().first()
+        return dict(detail["properties"] or {})
+    return dict(DeltaTable(path).metadata().configuration or {})
+
+
 def table_state(catalog: Catalog, name: str) -> TableState:
     """The table's version and active files, from the log (no data read)."""
     path = catalog.path(name)
@@ -87,6 +132,7 @@ def vacuum(catalog: Catalog, name: str, conf: MaintainConfig) -> tuple[int | Non
     ``spark.databricks.delta.vacuum.logging.enabled``)."""
     check_retention(conf)
     path = catalog.path(name)
+    check_tombstones(name, _properties(catalog, path), conf)
     hours = conf.vacuum_retention_hours
     if catalog.backend.name == "native":
         return _native_vacuum(catalog.spark, path, hours)
@@ -103,6 +149,8 @@ def vacuum(catalog: Catalog, name: str, conf: MaintainConfig) -> tuple[int | Non
 def maintain_table(catalog: Catalog, name: str, conf: MaintainConfig) -> dict[str, Any]:
     """Compact, then vacuum, one table as ``conf`` says; return what changed."""
     check_retention(conf)
+    if conf.vacuum:  # refused before the compaction too
+        check_tombstones(name, _properties(catalog, catalog.path(name)), conf)
     before = table_state(catalog, name)
     if conf.optimize:
         optimize(catalog, name)

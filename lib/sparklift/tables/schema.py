@@ -26,6 +26,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from sparklift import errors
 from sparklift.errors import InputError, SchemaMismatchError
 
 PARTITION_TYPES = (DateType, StringType, IntegerType, LongType, ShortType, ByteType, BooleanType)
@@ -102,9 +103,10 @@ def cast_integers(table: str, df: DataFrame, expected: StructType) -> DataFrame:
         low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         col = F.col(f.name)
         fits = col.isNull() | col.between(F.lit(low), F.lit(high))
+        head, tail = errors.marked("InputError", "\0").split("\0")  # exit 2 from the task
         message = F.concat(
-            F.lit(f"table {table}: {f.name} = "), col.cast("string"),
-            F.lit(f" does not fit its contract's {to.simpleString()}"),
+            F.lit(f"{head}table {table}: {f.name} = "), col.cast("string"),
+            F.lit(f" does not fit its contract's {to.simpleString()}{tail}"),
         )  # fmt: skip
         df = df.withColumn(f.name, F.when(fits, col.cast(to)).otherwise(F.raise_error(message)))
     return df

@@ -9,7 +9,9 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
   arm with fewer than ``min_arm_rows`` rows, a voucher not in ``vouchers``, a non-numeric
   or constant feature, NaN or null objectives, null or negative costs;
 - randomization (an error unless overridden): the sample-ratio test, a chi-square
-  goodness-of-fit test of the arm counts against the configured shares at ``srm_alpha``;
+  goodness-of-fit test of the arm counts against the configured shares at ``srm_alpha``,
+  pooled and per campaign (against the shares of the arms it has, Bonferroni over the
+  campaigns);
   and covariate balance, the standardized mean difference of every feature between each
   voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``.
 """
@@ -54,12 +56,14 @@ class HistoryReport:
     expected_shares: dict[str, float]
     smd: dict[str, dict[str, float]]
     problems: list[str] = field(default_factory=list)
+    campaign_srm_p: dict[str, float] = field(default_factory=dict)  # per campaign tested
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "arm_rows": {a: s.rows for a, s in self.arms.items()},
             "expected_shares": self.expected_shares,
             "srm_p": self.srm_p,
+            "campaign_srm_p_min": min(self.campaign_srm_p.values(), default=None),
             "max_abs_smd": {a: max(abs(v) for v in d.values()) for a, d in self.smd.items()},
             "problems": self.problems,
         }
@@ -88,7 +92,8 @@ def check_columns(df: DataFrame, table: str, features: Sequence[str]) -> None:
 def arm_aggregates(
     df: DataFrame, table: str, features: Sequence[str], spec: TableSpec
 ) -> list[dict[str, Any]]:
-    """One row per arm with every count and moment the checks need (one Spark pass). The
+    """One row per arm (and campaign, when the table has ``campaign_id``) with every count
+    and moment the checks need (one Spark pass). The
     table's own error checks (``spec``: nulls, ranges such as a cost below 0, accepted
     values) are counted in the same pass and refused as a :class:`ContractError`; NaN or
     infinity in a feature, objective or cost without a range is refused, naming a row."""
@@ -111,7 +116,8 @@ def arm_aggregates(
         F.count(F.when(c.isNull(), 1)).alias("null_cost"),
         F.count(F.when(c < 0, 1)).alias("negative_cost"),
     ]
-    rows = [r.asDict() for r in df.groupBy("treatment").agg(*aggs).collect()]
+    by = ["campaign_id", "treatment"] if "campaign_id" in df.columns else ["treatment"]
+    rows = [r.asDict() for r in df.groupBy(*by).agg(*aggs).collect()]
     keys = [k for k in ("campaign_id", "customer_id", "treatment") if k in df.columns]
     refuse(table, {c: sum(r[f"{PREFIX}{c}"] for r in rows) for c in unranged}, df, keys)
     counts = {f"{k}:{x}": float(sum(r[f"{k}:{x}"] for r in rows)) for k, x in counted(spec, df)}
@@ -149,7 +155,7 @@ def check_history(
     max_smd: float,
 ) -> HistoryReport:
     """Raise InputError on bad input; return the randomization report (with problems)."""
-    by_arm = {str(r["treatment"]): r for r in rows}
+    by_arm = {str(a): r for a, r in _per_arm(rows).items()}
     if None in {r["treatment"] for r in rows} or "None" in by_arm:
         raise InputError(
             f"table {table}: null treatment in {by_arm.get('None', {}).get('rows')} rows"
@@ -196,6 +202,7 @@ def check_history(
             f"{ {a: round(s, 4) for a, s in shares.items()} } (chi-square p = {srm_p:.2g} "
             f"< {srm_alpha})"
         )
+    campaign_p = _campaign_ratios(rows, control_share, arm_shares, srm_alpha, problems)
     smd = {}
     c0, r0 = arms[CONTROL], by_arm[CONTROL]
     for a, s in arms.items():
@@ -219,7 +226,66 @@ def check_history(
                 f"covariate imbalance in arm {a}: standardized mean differences {bad} "
                 f"exceed uplift.max_smd={max_smd}"
             )
-    return HistoryReport(arms, srm_p, shares, smd, problems)
+    return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p)
+
+
+def _per_arm(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """:func:`arm_aggregates`' rows summed over campaigns: one per arm."""
+    out: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        merged = out.setdefault(r["treatment"], {"treatment": r["treatment"]})
+        for k, v in r.items():
+            if k not in ("campaign_id", "treatment") and v is not None:
+                merged[k] = merged.get(k, 0) + v
+    for merged in out.values():  # a moment no row had (all null) stays null
+        for k in {k for r in rows for k in r} - {"campaign_id", "treatment"}:
+            merged.setdefault(k, None)
+    return out
+
+
+def _campaign_ratios(
+    rows: list[dict[str, Any]],
+    control_share: float,
+    arm_shares: Mapping[str, float],
+    srm_alpha: float,
+    problems: list[str],
+) -> dict[str, float]:
+    """The sample-ratio test of each campaign's arms against the configured shares of the
+    arms it has (Bonferroni over the campaigns), appending its failures to ``problems``.
+    Pooled counts can match the shares while campaigns with different control shares and
+    base rates confound the arms; the learners take the configured shares for every row."""
+    campaigns: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if "campaign_id" in r:
+            campaigns.setdefault(str(r["campaign_id"]), {})[str(r["treatment"])] = int(r["rows"])
+    tested = {c: arms for c, arms in campaigns.items() if CONTROL in arms and len(arms) > 1}
+    p_values: dict[str, float] = {}
+    failed = [  # its rows compare with another campaign's: nothing randomized them
+        f"campaign {c} has arms {sorted(arms)}: a campaign needs control and a voucher"
+        for c, arms in sorted(campaigns.items())
+        if c not in tested
+    ]
+    for c, arms in sorted(tested.items()):
+        names = sorted(arms)
+        shares = expected_shares(names, control_share, arm_shares)
+        counts = np.array([arms[a] for a in names], dtype=float)
+        p = float(
+            stats.chisquare(counts, counts.sum() * np.array([shares[a] for a in names])).pvalue
+        )
+        p_values[c] = p
+        if p < srm_alpha / len(tested):
+            observed = {a: round(arms[a] / counts.sum(), 4) for a in names}
+            expected = {a: round(shares[a], 4) for a in names}
+            failed.append(
+                f"campaign {c}: arm shares {observed} vs configured {expected} (p = {p:.2g})"
+            )
+    if failed:
+        shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+        problems.append(
+            f"sample ratio mismatch within campaigns (chi-square, Bonferroni over "
+            f"{len(tested)} campaign(s) at {srm_alpha}): {shown}"
+        )
+    return p_values
 
 
 def _smd(difference: float, variance: float) -> float:

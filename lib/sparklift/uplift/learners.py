@@ -180,7 +180,10 @@ class DRLearner(_MultiArm):
         self.n_vouchers_ = n_vouchers
         if self.pool:
             stacked = np.vstack([_with_voucher(X, j) for j in range(1, n_vouchers + 1)])
-            self.models_ = [clone(self.final).fit(stacked, np.concatenate(phi))]
+            final = clone(self.final)
+            if "early_stopping" in final.get_params():  # its random validation rows would
+                final.set_params(early_stopping=False)  # be copies of training customers
+            self.models_ = [final.fit(stacked, np.concatenate(phi))]
             # Per voucher, the mean of phi_j (the DR average effect) less the pooled model's
             # mean: the trees may not split on j where vouchers differ mostly in level.
             self.offsets_ = np.array(
@@ -290,7 +293,12 @@ def make_learner(
         cls = getattr(importlib.import_module(module_name), cls_name)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"uplift.learner: cannot import {name!r}: {e}") from None
-    learner = cls(**conf.learner_params)
+    try:
+        learner = cls(**conf.learner_params)
+    except TypeError as e:
+        raise ConfigError(
+            f"uplift.learner_params {dict(conf.learner_params)} do not fit {name}: {e}"
+        ) from None
     missing = [m for m in ("fit", "predict") if not callable(getattr(learner, m, None))]
     if missing:
         raise ConfigError(f"uplift.learner: {name} has no method(s) {missing}")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import pyarrow.fs as pafs
 import sklearn
 
 from sparklift.errors import InputError, InputNotReadyError
@@ -121,13 +122,22 @@ def save_artifact(
     # model.pkl is written first and meta.json, which readers look for first, last.
     local = fs.type_name == "local"
     into = f"{path}.tmp-{uuid.uuid4().hex[:8]}" if local else path
-    fs.create_dir(into, recursive=True)
-    with fs.open_output_stream(f"{into}/model.pkl") as f:
-        f.write(blob)
-    with fs.open_output_stream(f"{into}/meta.json") as f:
-        f.write(json.dumps(meta, indent=2).encode())
-    if local:
-        fs.move(into, path)
+    try:
+        fs.create_dir(into, recursive=True)
+        with fs.open_output_stream(f"{into}/model.pkl") as f:
+            f.write(blob)
+        with fs.open_output_stream(f"{into}/meta.json") as f:
+            f.write(json.dumps(meta, indent=2).encode())
+        if local:
+            try:
+                fs.move(into, path)
+            except OSError:  # another run saved the same model (same bytes, same id) first
+                if not fs.get_file_info(f"{path}/meta.json").is_file:
+                    raise
+                verify(target, model.model_id, digest, kind)
+    finally:
+        if local and fs.get_file_info(into).type != pafs.FileType.NotFound:
+            fs.delete_dir(into)  # moved into place, or a failed write's debris
     return Artifact(model.model_id, target, digest, blob)
 
 
@@ -261,18 +271,19 @@ def check_agrees(model: UpliftModel, features: object, vouchers: object, where: 
 
 def check_predicts(model: UpliftModel) -> None:
     """One prediction on a row of zeros: each response must give (1, len(vouchers))."""
+    who = f"model {model.model_id}" if model.model_id else f"the {model.learner} model fitted"
     try:
         pred = model.predict(np.zeros((1, len(model.features))))
         shapes = {r: np.shape(pred.get(r)) for r in RESPONSES}
     except Exception as e:  # the learner is the model's own code: any failure
         raise InputError(
-            f"model {model.model_id} cannot predict from its {len(model.features)} features "
+            f"{who} cannot predict from its {len(model.features)} features "
             f"{model.features}: {type(e).__name__}: {e}"
         ) from None
     bad = {r: s for r, s in shapes.items() if s != (1, len(model.vouchers))}
     if bad:
         raise InputError(
-            f"model {model.model_id} predicts shapes {bad} for one row, expected "
+            f"{who} predicts shapes {bad} for one row, expected "
             f"(1, {len(model.vouchers)}) for its vouchers {model.vouchers}"
         )
 

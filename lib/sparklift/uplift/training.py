@@ -19,7 +19,7 @@ from sparklift.errors import InputError
 from sparklift.uplift.checks import CONTROL
 from sparklift.uplift.evaluation import evaluate
 from sparklift.uplift.learners import UpliftLearner, allows_nan
-from sparklift.uplift.model import RESPONSES, UpliftModel
+from sparklift.uplift.model import RESPONSES, UpliftModel, check_predicts
 
 log = logging.getLogger("sparklift")
 
@@ -72,6 +72,7 @@ def train(
         log.info("fitting %s for %s on %d rows", name, response, int((~held).sum()))
         fitted[response] = learner.fit(X[~held], y[~held], arm[~held])
     model = UpliftModel(name, list(features), list(vouchers), fitted)
+    check_predicts(model)  # a learner of one's own: its shapes, before they index anything
     keep = held & (~np.isnan(X).any(axis=1) | model.handles_missing)
     pred = model.predict(X[keep])
     metrics: dict[str, Any] = {}
