@@ -80,7 +80,9 @@ def test_a_marker_committed_between_two_loads_of_the_log_is_seen(tmp_path, monke
     assert rows(root) == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("values", [[float("nan")] * 2, [1.0, float("inf")], [-float("inf")]])
+@pytest.mark.parametrize(
+    "values", [[float("nan")] * 2, [1.0, float("nan"), 3.0], [1.0, float("inf")], [-float("inf")]]
+)
 def test_nan_and_infinite_values_leave_the_log_readable(tmp_path, values):
     """Their file's range of the column is left out of its statistics (JSON has no NaN):
     the partition is still listed, counted and replaced."""

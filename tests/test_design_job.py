@@ -233,6 +233,12 @@ def test_failed_aa_check_rejects_unless_accepted_anyway(warehouse, tmp_path, cap
     assert design(warehouse, path, "--accept-anyway") == 0
     exp = table(warehouse, "geo_experiments").set_index("experiment_id")
     assert exp.loc["exp_tight", "status"] == "accepted_anyway"
+    # A rejected design that would have started is not run: another assignment may follow.
+    late = {"experiment_id": "exp_late", "margin": 0.0001, "start": RUN_DATE, "end": "2026-05-13"}
+    assert design(warehouse, experiment(tmp_path, **late)) == 5
+    capsys.readouterr()
+    assert design(warehouse, experiment(tmp_path, **late, seed=8)) == 5  # designed, not refused
+    assert "its assignment is fixed" not in capsys.readouterr().err
 
 
 @pytest.mark.e2e

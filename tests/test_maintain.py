@@ -175,7 +175,8 @@ def test_a_window_longer_than_the_table_keeps_tombstones_is_refused(spark, confi
 @pytest.mark.parametrize(
     "text, hours",
     [("interval 1 weeks", 168), ("interval 36 hours", 36), ("INTERVAL 2 DAYS", 48),
-     ("interval 90 minutes", 1.5), ("1 fortnight", None), ("soon", None)],
+     ("interval 90 minutes", 1.5), ("interval 1 week 2 days", 216), ("1 fortnight", None),
+     ("soon", None), ("interval 3", None)],
 )  # fmt: skip
 def test_delta_interval_properties_in_hours(text, hours):
     assert interval_hours(text) == hours
@@ -211,3 +212,15 @@ def test_cli_maintains_every_existing_table_or_the_named_ones(spark, config, bac
     assert main(["maintain", *sets, "--set", "maintain.vacuum_retention_hours=24"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {REFUSAL}"
     assert catalog.version("zones") == version
+    # The last table keeps tombstones 2 days: refused before the first is touched.
+    write_small_appends(spark, catalog)  # something for a compaction to do, in both
+    catalog.write_uncontracted("zones", zones)
+    path = catalog.path("zones")
+    spark.sql(
+        f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
+        "('delta.deletedFileRetentionDuration' = 'interval 2 days')"
+    )
+    before = catalog.version("user_activity"), catalog.version("zones")
+    assert main(["maintain", *sets, "--table", "user_activity,zones"]) == 2
+    assert "table zones: maintain.time_travel_hours (168) is longer" in capsys.readouterr().err
+    assert (catalog.version("user_activity"), catalog.version("zones")) == before

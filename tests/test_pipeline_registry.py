@@ -154,20 +154,24 @@ def test_running_experiments_of_a_run_date():
     assert targets(SimpleNamespace(catalog=none, run_date=day)) == {}
 
 
-def test_a_date_whose_steps_cannot_be_planned_fails_alone(monkeypatch):
-    """A backfill goes on past a date whose plan fails (a campaign defined twice, a table
-    that cannot be read): the date gets one failed 'plan' row, with the error's exit code."""
+@pytest.mark.parametrize(
+    "error, code",
+    [(InputError("campaign always is defined twice: a.yaml and b.yaml"), 2),
+     (OSError("geo_experiments: connection reset"), 1)],
+)  # fmt: skip
+def test_a_date_whose_steps_cannot_be_planned_fails_alone(monkeypatch, error, code):
+    """A date whose plan fails (a campaign defined twice; a table that cannot be read) gets
+    one failed 'plan' row, with the error's exit code (1: not a sparklift error), and
+    _run_date returns it rather than raising, so a backfill's next date runs."""
 
     def broken(ctx, kinds):
-        raise InputError("campaign always is defined twice: a.yaml and b.yaml")
+        raise error
 
     recorded = []
     monkeypatch.setattr(pipeline, "_targets", broken)
     monkeypatch.setattr(pipeline, "_record", lambda ctx, outcome, run_id: recorded.append(outcome))
     ctx = SimpleNamespace(run_date=dt.date(2026, 6, 30), config=load_config(None))
     (out,) = pipeline._run_date(ctx, ["allocate"], False, "r1")
-    assert (out.step, out.status, out.exit_code) == ("plan", "failed", 2)
-    assert out.error == (
-        "the steps could not be planned: campaign always is defined twice: a.yaml and b.yaml"
-    )
+    assert (out.step, out.status, out.exit_code) == ("plan", "failed", code)
+    assert out.error == f"the steps could not be planned: {error}"
     assert recorded == [out]

@@ -271,11 +271,10 @@ def test_bad_input_is_refused_clearly(warehouse, capsys):
         (["--set", "propensity.columns=[visits,basket]"], 2, "no columns ['basket']"),
         (["--set", "propensity.recent_days=60"], 2, "recent_days 60 exceeds history_days 56"),
         (["--set", "propensity.learner=nope"], 2, "propensity.learner: unknown learner 'nope'"),
-        (  # the default learner_params are the GBM's
-            ["--set", "propensity.learner=linear"],
+        (  # each learner's parameters in its own section
+            ["--set", "propensity.learner=linear", "--set", "propensity.linear={depth: 3}"],
             2,
-            "propensity.learner_params {'max_iter': 200, 'learning_rate': 0.3, "
-            "'max_leaf_nodes': 15, 'min_samples_leaf': 200} do not fit learner linear",
+            "propensity.linear {'depth': 3} do not fit learner linear",
         ),
         (
             [

@@ -20,7 +20,9 @@ class PropensityConfig(_Strict):
     label_column: str  # the label: this column > 0 on some day of the next H days
     train_snapshots: int = Field(ge=1)  # K snapshots, H days apart, before the validation one
     learner: str  # gbm | linear | module:Class (a scikit-learn classifier)
-    learner_params: dict[str, Any]
+    gbm: dict[str, Any]  # HistGradientBoostingClassifier keyword arguments
+    linear: dict[str, Any]  # LogisticRegression keyword arguments
+    learner_params: dict[str, Any]  # keyword arguments of a module:Class learner
     class_weight: Literal["balanced", "none"]
     drift: Literal["linear", "latest", "none"]  # the base rate's trend over the snapshots
     drift_max_days: int = Field(ge=0)  # linear: extrapolated this far past the last snapshot

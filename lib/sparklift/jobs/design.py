@@ -311,9 +311,9 @@ def check_assignment_fixed(
     catalog: Catalog, spec: ExperimentConfig, assignment: pd.DataFrame, run_date: dt.date
 ) -> None:
     """Refuse a new assignment for an experiment that has started (on or before the run
-    date) or been analysed: its zones have been treated, or it would be fitted over the
-    days run under the old one. The same assignment (a re-run with the same inputs and
-    seed) is designed again."""
+    date; unless its published design was rejected, so never run) or been analysed: its
+    zones have been treated, or it would be fitted over the days run under the old one.
+    The same assignment (a re-run with the same inputs and seed) is designed again."""
     where = [("experiment_id", "=", spec.experiment_id)]
     first = None
     if catalog.exists("geo_results"):
@@ -323,6 +323,8 @@ def check_assignment_fixed(
     design_id = named_id(catalog, "geo_experiments", "design_id", where)
     if design_id is None:  # nothing published yet: the first design
         return
+    if first is None and named_id(catalog, "geo_experiments", "status", where) == "rejected":
+        return  # a rejected design is not run: its zones were never treated
     since = (
         f"has been analysed since {first} (geo_results)"
         if first is not None

@@ -141,7 +141,12 @@ def choose(
     # fall-back needs a verdict that passed.
     regime = bool(failed or checked) or table in ctx.unverified
     stale = changed(ctx, table, date_column, checked, version)
-    if day in stale and day in failed:  # refused still, but the message says to check again
+    if day in stale and day in failed and checked[day][0] > version:  # a later version's
+        failed[day].append(
+            f"that verdict is on a later version than this job read ({stale[day]}): run "
+            "the job again, so that it reads the version checked"
+        )
+    elif day in stale and day in failed:  # refused still, but the message says to check again
         failed[day].append(
             f"that verdict is older than its rows ({stale[day]}): check it again with "
             f"sparklift check --table {table} --run-date {day}"

@@ -7,7 +7,12 @@ import argparse
 from sparklift.errors import InputNotReadyError
 from sparklift.jobs import JobContext, log, step
 from sparklift.tables import Catalog
-from sparklift.tables.maintenance import check_retention, maintain_table
+from sparklift.tables.maintenance import (
+    check_retention,
+    check_tombstones,
+    maintain_table,
+    table_properties,
+)
 
 HELP = (
     "compact (OPTIMIZE) and VACUUM Delta tables: --table T (repeatable or a comma list), "
@@ -39,8 +44,12 @@ def selected_tables(catalog: Catalog, given: list[str]) -> list[str]:
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     conf = ctx.config.maintain
     check_retention(conf)
+    names = selected_tables(ctx.catalog, args.table)
+    if conf.vacuum:  # every table's tombstones, before any table is touched
+        for name in names:
+            check_tombstones(name, table_properties(ctx.catalog, name), conf)
     tables = {}
-    for name in selected_tables(ctx.catalog, args.table):
+    for name in names:
         with step(f"maintaining {name}"):
             tables[name] = out = maintain_table(ctx.catalog, name, conf)
         log.info(

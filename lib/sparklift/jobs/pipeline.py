@@ -144,11 +144,13 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
 
     try:
         targets = _targets(ctx, kinds)
-    except SparkliftError as e:  # the date's plan failed: recorded, and the next date runs
-        log.error("pipeline for %s: its steps could not be planned: %s", ctx.run_date, e)
+    except Exception as e:  # the date's plan failed: recorded, and the next date runs
+        log.error("pipeline for %s: its steps could not be planned: %s", ctx.run_date, e,
+                  exc_info=not isinstance(e, SparkliftError))  # fmt: skip
         now, why = _now(), f"the steps could not be planned: {e}"
+        code = e.exit_code if isinstance(e, SparkliftError) else 1
         failed = StepOutcome(ctx.run_date, "plan", "plan", None, FAILED, (), now, now,
-                             exit_code=e.exit_code, error=why)  # fmt: skip
+                             exit_code=code, error=why)  # fmt: skip
         _record(ctx, failed, run_id)
         return [failed]
     try:

@@ -22,13 +22,13 @@ from pyspark.sql import functions as F
 
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step, write_records
-from sparklift.predict.learners import classifier
 from sparklift.predict.propensity import (
     DAY,
     check_weighting,
     evaluate,
     fit,
     model_features,
+    propensity_learner,
     snapshot_days,
     snapshot_frame,
 )
@@ -43,11 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     conf = ctx.config.propensity
-    if args.learner and args.learner != conf.learner:  # the configured params are the other's
-        log.info("--learner %s: propensity.learner_params (for %s) left out", args.learner,
-                 conf.learner)  # fmt: skip
-        conf = conf.model_copy(update={"learner": args.learner, "learner_params": {}})
-    learner = classifier(conf.learner, conf.learner_params, conf.seed, "propensity.learner")
+    if args.learner:
+        conf = conf.model_copy(update={"learner": args.learner})
+    learner = propensity_learner(conf, conf.seed)
     check_weighting(conf, learner)  # bad config fails before any work
     valid_day, train_days = snapshot_days(conf, ctx.run_date)
     first = train_days[0] - (conf.history_days - 1) * DAY

@@ -230,6 +230,11 @@ def _scorable(ctx: JobContext, features: list[str], explicit: bool) -> list[str]
             "which score reads: a model trained on them could score no one; list features "
             "both tables have"
         )
+    if absent and len(absent) == len(features):
+        raise InputError(
+            f"none of the numeric columns of {HISTORY} ({absent}) is a column of table "
+            f"customers, which score reads ({sorted(columns)}): no feature to train on"
+        )
     if absent:
         log.warning("features %s of %s are left out: table customers, which score reads, "
                     "has no such columns", absent, HISTORY)  # fmt: skip

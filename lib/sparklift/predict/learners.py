@@ -31,12 +31,22 @@ def regressor(name: str, params: Mapping[str, Any], seed: int, key: str) -> Regr
     return _build(name, params, seed, key, "predict")
 
 
-def classifier(name: str, params: Mapping[str, Any], seed: int, key: str) -> ClassifierMixin:
-    """The classifier called ``name`` with ``params`` (``key``: its config key)."""
-    return _build(name, params, seed, key, "predict_proba")
+def classifier(
+    name: str, params: Mapping[str, Any], seed: int, key: str, params_key: str | None = None
+) -> ClassifierMixin:
+    """The classifier called ``name`` with ``params`` (``key``: its config key;
+    ``params_key``: that of ``params``, default ``<key>_params``)."""
+    return _build(name, params, seed, key, "predict_proba", params_key)
 
 
-def _build(name: str, params: Mapping[str, Any], seed: int, key: str, method: str) -> Any:
+def _build(
+    name: str,
+    params: Mapping[str, Any],
+    seed: int,
+    key: str,
+    method: str,
+    params_key: str | None = None,
+) -> Any:
     gbm, linear = (
         (HistGradientBoostingRegressor, Ridge)
         if method == "predict"
@@ -49,10 +59,8 @@ def _build(name: str, params: Mapping[str, Any], seed: int, key: str, method: st
             extra = {} if method == "predict" else {"max_iter": 1000}
             return make_pipeline(StandardScaler(), linear(**extra | dict(params)))
     except TypeError as e:
-        raise ConfigError(
-            f"{key}_params {dict(params)} do not fit learner {name}: {e}; give {key}_params "
-            f"for {name}"
-        ) from None
+        where = params_key or f"{key}_params"
+        raise ConfigError(f"{where} {dict(params)} do not fit learner {name}: {e}") from None
     if ":" not in name:
         raise ConfigError(
             f"{key}: unknown learner {name!r} (built in: {', '.join(BUILT_IN)}; or "

@@ -145,7 +145,7 @@ def fit(
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         raise ValueError(f"every training label is {y[0]}: nothing to learn")
-    base = classifier(conf.learner, conf.learner_params, learner_seed, "propensity.learner")
+    base = propensity_learner(conf, learner_seed)
     kwargs: dict[str, Any] = {}
     factor = 1.0
     weights = check_weighting(conf, base)  # None unless class_weight: balanced
@@ -158,6 +158,15 @@ def fit(
     model.drift, model.drift_origin = drift(model, train, conf.drift)
     model.drift_max_days = conf.drift_max_days
     return model
+
+
+def propensity_learner(conf: PropensityConfig, seed: int) -> ClassifierMixin:
+    """The classifier ``propensity.learner`` names, with its own section's parameters
+    (``propensity.gbm``, ``propensity.linear``, or ``learner_params`` for a module:Class):
+    each learner's defaults stay apart, so choosing another never inherits them."""
+    section = conf.learner if conf.learner in ("gbm", "linear") else "learner_params"
+    params = getattr(conf, section)
+    return classifier(conf.learner, params, seed, "propensity.learner", f"propensity.{section}")
 
 
 def check_weighting(conf: PropensityConfig, learner: ClassifierMixin) -> str | None:

@@ -85,12 +85,15 @@ class _Stats:
         for name in self.ranged:
             if name in self.unbounded:
                 continue
-            mm = pc.min_max(table.column(name)).as_py()
+            column = table.column(name)
+            mm = pc.min_max(column).as_py()
             if mm["min"] is None:
                 continue
-            if not all(map(_finite, (mm["min"], mm["max"]))):
-                # NaN and infinity have no JSON: the file's range of the column is left
-                # unknown (readers then prune nothing by it), never written as Infinity
+            nan = pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py()
+            if nan or not all(map(_finite, (mm["min"], mm["max"]))):
+                # NaN and infinity have no JSON, and min_max skips a NaN that Spark orders
+                # above every number: the file's range of the column is left unknown
+                # (readers then prune nothing by it)
                 self.unbounded.add(name)
                 self.mins.pop(name, None)
                 self.maxs.pop(name, None)

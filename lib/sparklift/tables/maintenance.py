@@ -19,6 +19,7 @@ for the call: the configured window, not Delta's default, decides.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from sparklift.errors import ConfigError, InputNotReadyError, TableConflictError
 from sparklift.tables import Catalog
 from sparklift.tables.backends import is_conflict, session_conf
 
+log = logging.getLogger("sparklift")
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
@@ -61,21 +63,30 @@ def check_retention(conf: MaintainConfig) -> None:
 
 TOMBSTONES = "delta.deletedFileRetentionDuration"
 DEFAULT_TOMBSTONE_HOURS = 168.0  # Delta's default: interval 1 weeks
-_UNIT_HOURS = {"week": 168.0, "day": 24.0, "hour": 1.0, "minute": 1 / 60, "second": 1 / 3600}
+_UNIT_HOURS = {
+    "week": 168.0,
+    "day": 24.0,
+    "hour": 1.0,
+    "minute": 1 / 60,
+    "second": 1 / 3600,
+    "millisecond": 1 / 3.6e6,
+    "microsecond": 1 / 3.6e9,
+}
 
 
 def interval_hours(text: str) -> float | None:
-    """Hours of a Delta interval property (``interval 2 weeks``, ``interval 36 hours``);
-    None when it cannot be read."""
+    """Hours of a Delta interval property (``interval 2 weeks``, ``interval 1 week 2
+    days``, ``interval 36 hours``); None when it cannot be read."""
     words = text.lower().replace("interval", "").split()
-    if len(words) != 2:
+    if not words or len(words) % 2:
         return None
-    try:
-        count = float(words[0])
-    except ValueError:
-        return None
-    unit = _UNIT_HOURS.get(words[1].rstrip("s"))
-    return None if unit is None else count * unit
+    hours = 0.0
+    for count, unit in zip(words[::2], words[1::2], strict=True):
+        try:
+            hours += float(count) * _UNIT_HOURS[unit.rstrip("s")]
+        except (ValueError, KeyError):
+            return None
+    return hours
 
 
 def check_tombstones(name: str, properties: dict[str, str], conf: MaintainConfig) -> None:
@@ -84,7 +95,10 @@ def check_tombstones(name: str, properties: dict[str, str], conf: MaintainConfig
     VACUUM then deletes their files as unreferenced, however long its own retention."""
     text = properties.get(TOMBSTONES)
     hours = DEFAULT_TOMBSTONE_HOURS if text is None else interval_hours(text)
-    if hours is not None and conf.time_travel_hours > hours:
+    if hours is None:
+        log.warning("table %s: %s = %r is not an interval sparklift reads; the time-travel "
+                    "window is not checked against it", name, TOMBSTONES, text)  # fmt: skip
+    elif conf.time_travel_hours > hours:
         raise ConfigError(
             f"table {name}: maintain.time_travel_hours ({conf.time_travel_hours}) is longer "
             f"than its {TOMBSTONES} ({text or 'the default, interval 1 weeks'} = {hours:g} "
@@ -94,7 +108,9 @@ def check_tombstones(name: str, properties: dict[str, str], conf: MaintainConfig
         )
 
 
-def _properties(catalog: Catalog, path: str) -> dict[str, str]:
+def table_properties(catalog: Catalog, name: str) -> dict[str, str]:
+    """The table's Delta properties (``delta.*`` and others set on it)."""
+    path = catalog.path(name)
     if catalog.backend.name == "native":
         detail = SparkDeltaTable.forPath(catalog.spark, path).detail().first()
         return dict(detail["properties"] or {})
@@ -132,7 +148,7 @@ def vacuum(catalog: Catalog, name: str, conf: MaintainConfig) -> tuple[int | Non
     ``spark.databricks.delta.vacuum.logging.enabled``)."""
     check_retention(conf)
     path = catalog.path(name)
-    check_tombstones(name, _properties(catalog, path), conf)
+    check_tombstones(name, table_properties(catalog, name), conf)
     hours = conf.vacuum_retention_hours
     if catalog.backend.name == "native":
         return _native_vacuum(catalog.spark, path, hours)
@@ -150,7 +166,7 @@ def maintain_table(catalog: Catalog, name: str, conf: MaintainConfig) -> dict[st
     """Compact, then vacuum, one table as ``conf`` says; return what changed."""
     check_retention(conf)
     if conf.vacuum:  # refused before the compaction too
-        check_tombstones(name, _properties(catalog, catalog.path(name)), conf)
+        check_tombstones(name, table_properties(catalog, name), conf)
     before = table_state(catalog, name)
     if conf.optimize:
         optimize(catalog, name)

@@ -196,7 +196,7 @@ def check_history(
     srm_p = float(stats.chisquare(counts, expected).pvalue)
     problems = []
     if srm_p < srm_alpha:
-        observed = {a: round(arms[a].rows / counts.sum(), 4) for a in sorted(by_arm)}
+        observed = {a: round(float(arms[a].rows / counts.sum()), 4) for a in sorted(by_arm)}
         problems.append(
             f"sample ratio mismatch: arm shares {observed} vs configured "
             f"{ {a: round(s, 4) for a, s in shares.items()} } (chi-square p = {srm_p:.2g} "
@@ -243,6 +243,9 @@ def _per_arm(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     return out
 
 
+MIN_EXPECTED = 5  # rows expected in each arm for a campaign's chi-square to be read
+
+
 def _campaign_ratios(
     rows: list[dict[str, Any]],
     control_share: float,
@@ -251,21 +254,38 @@ def _campaign_ratios(
     problems: list[str],
 ) -> dict[str, float]:
     """The sample-ratio test of each campaign's arms against the configured shares of the
-    arms it has (Bonferroni over the campaigns), appending its failures to ``problems``.
-    Pooled counts can match the shares while campaigns with different control shares and
-    base rates confound the arms; the learners take the configured shares for every row."""
+    arms it has (Bonferroni over the campaigns tested), appending its failures to
+    ``problems``. Pooled counts can match the shares while campaigns with different control
+    shares and base rates confound the arms; the learners take the configured shares for
+    every row. A campaign too small to expect ``MIN_EXPECTED`` rows in each of its arms is
+    not tested (a chance of missing an arm is no evidence); one large enough to expect that
+    many controls but without any is a problem of its own: its treated rows would be
+    compared with other campaigns' controls."""
     campaigns: dict[str, dict[str, int]] = {}
     for r in rows:
         if "campaign_id" in r:
             campaigns.setdefault(str(r["campaign_id"]), {})[str(r["treatment"])] = int(r["rows"])
-    tested = {c: arms for c, arms in campaigns.items() if CONTROL in arms and len(arms) > 1}
+    tested: dict[str, dict[str, int]] = {}
+    no_control = []
+    for c, arms in sorted(campaigns.items()):
+        n = sum(arms.values())
+        everyone = expected_shares(sorted({*arms, CONTROL}), control_share, arm_shares)
+        if CONTROL not in arms:
+            if n * everyone[CONTROL] >= MIN_EXPECTED:
+                no_control.append(f"{c} ({n} rows, arms {sorted(arms)})")
+        elif len(arms) > 1:
+            shares = expected_shares(sorted(arms), control_share, arm_shares)
+            if n * min(shares.values()) >= MIN_EXPECTED:
+                tested[c] = arms
+    if no_control:
+        problems.append(
+            f"campaigns without a control arm: {', '.join(no_control[:3])}"
+            + (f" and {len(no_control) - 3} more" if len(no_control) > 3 else "")
+            + ": their treated rows would be compared with other campaigns' controls"
+        )
     p_values: dict[str, float] = {}
-    failed = [  # its rows compare with another campaign's: nothing randomized them
-        f"campaign {c} has arms {sorted(arms)}: a campaign needs control and a voucher"
-        for c, arms in sorted(campaigns.items())
-        if c not in tested
-    ]
-    for c, arms in sorted(tested.items()):
+    failed = []
+    for c, arms in tested.items():
         names = sorted(arms)
         shares = expected_shares(names, control_share, arm_shares)
         counts = np.array([arms[a] for a in names], dtype=float)
@@ -274,7 +294,7 @@ def _campaign_ratios(
         )
         p_values[c] = p
         if p < srm_alpha / len(tested):
-            observed = {a: round(arms[a] / counts.sum(), 4) for a in names}
+            observed = {a: round(float(arms[a] / counts.sum()), 4) for a in names}
             expected = {a: round(shares[a], 4) for a in names}
             failed.append(
                 f"campaign {c}: arm shares {observed} vs configured {expected} (p = {p:.2g})"

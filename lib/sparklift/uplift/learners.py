@@ -181,8 +181,8 @@ class DRLearner(_MultiArm):
         if self.pool:
             stacked = np.vstack([_with_voucher(X, j) for j in range(1, n_vouchers + 1)])
             final = clone(self.final)
-            if "early_stopping" in final.get_params():  # its random validation rows would
-                final.set_params(early_stopping=False)  # be copies of training customers
+            if final.get_params().get("early_stopping") == "auto":  # its random validation
+                final.set_params(early_stopping=False)  # rows: copies of training customers
             self.models_ = [final.fit(stacked, np.concatenate(phi))]
             # Per voucher, the mean of phi_j (the DR average effect) less the pooled model's
             # mean: the trees may not split on j where vouchers differ mostly in level.
