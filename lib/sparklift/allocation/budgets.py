@@ -32,6 +32,7 @@ from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.settle import settle
 from sparklift.allocation.sums import FLAGS, TOTALS
 from sparklift.errors import InputError
+from sparklift.finite import nonfinite
 
 if TYPE_CHECKING:
     from sparklift.allocation.distributed import Problem
@@ -106,7 +107,7 @@ def arm_totals(rows: DataFrame) -> pd.DataFrame:
 
 
 def _finite(c: str) -> Column:
-    return F.col(c).isNotNull() & ~F.isnan(c) & (F.abs(F.col(c)) != float("inf"))
+    return F.col(c).isNotNull() & ~nonfinite(c)
 
 
 def _example(scores: DataFrame, vouchers: Sequence[str], defect: str) -> str:
