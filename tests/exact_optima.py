@@ -79,3 +79,37 @@ def stored_optimum(instance: Instance) -> float:
             f"({', '.join(changed)} differ): {RECOMPUTE}"
         )
     return entry["optimum"]
+
+
+def lp_optimum(instance: Instance) -> float:
+    """The LP relaxation's optimum of a joint instance (budgets per group, caps), by HiGHS:
+    each customer at most one option, fractions allowed. It bounds the integer optimum
+    from above, and the Lagrangian dual bound's best value equals it."""
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    u = np.nan_to_num(instance.u, nan=0.0)
+    c = np.maximum(np.nan_to_num(instance.c, nan=0.0), 0.0)
+    n, n_opt = u.shape
+    budgets = dict(instance.budget) if isinstance(instance.budget, Mapping) else {}
+    groups = instance.groups if instance.groups is not None else np.full(n, "all")
+    if not budgets:
+        budgets = {"all": float(instance.budget)}
+    idx = np.flatnonzero((u > 0).ravel())  # the options a solver may choose
+    i, j = np.divmod(idx, n_opt)
+    cols = np.arange(len(idx))
+    names = list(budgets)
+    g = np.array([names.index(x) for x in groups])[i]
+    caps = [(k, q) for k, q in enumerate(instance.caps or ()) if np.isfinite(q)]
+    rows = [
+        sp.csr_matrix((np.ones(len(idx)), (i, cols)), shape=(n, len(idx))),
+        sp.csr_matrix((c.ravel()[idx], (g, cols)), shape=(len(names), len(idx))),
+    ]
+    for k, _ in caps:
+        rows.append(sp.csr_matrix(((j == k).astype(float), (np.zeros(len(idx)), cols)),
+                                  shape=(1, len(idx))))  # fmt: skip
+    b = np.r_[np.ones(n), [budgets[x] for x in names], [q for _, q in caps]]
+    out = linprog(-u.ravel()[idx], A_ub=sp.vstack(rows).tocsr(), b_ub=b, bounds=(0, 1),
+                  method="highs")  # fmt: skip
+    assert out.status == 0, out.message
+    return float(-out.fun)

@@ -12,15 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sparklift.allocation import in_memory
+from sparklift.allocation.acceptance import accepted
 from sparklift.allocation.arms import POLICY, arm, holdout_rows, policy_arm, tie_draw
-from sparklift.allocation.caps import CapSearch, cap_round
+from sparklift.allocation.caps import cap_round
+from sparklift.allocation.cut_planes import CutSearch
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
 from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.layout import customers
 from sparklift.allocation.sums import Sums
 from sparklift.errors import InputError
-from tests.exact_optima import Instance, by_group, stored_optimum
+from tests.exact_optima import Instance, by_group, lp_optimum, stored_optimum
 
 Case = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Instance]]
 VOUCHERS = ["V01", "V02", "V03"]
@@ -137,31 +140,38 @@ def test_matches_local_solver_and_exact_optimum(spark, seed, kind, in_memory):
         assert best - s.objective <= np.nanmax(u[in_g])  # within the largest single u_ij
 
 
-@pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
-@pytest.mark.parametrize("seed, kind", CAPS_CASES)
+@pytest.mark.parametrize(
+    "seed, kind, in_memory",
+    # Spark passes on two of the three (each round is 3 Spark jobs: ~20 s a case)
+    [(s, k, m) for s, k in CAPS_CASES for m in (False, True) if m or (s, k) != (1, "random")],
+)
 def test_caps_hold_and_objective_near_optimum(spark, seed, kind, in_memory):
     # The joint optimum of 3 groups and 2 caps is stored: SCIP takes 10-50 s to prove it at
     # 600 customers; without caps the groups are independent and tested at 3,000 above.
     exact = caps_case(seed, kind)
     u, c, group = exact.u, exact.c, exact.groups
-    problem = Problem(VOUCHERS, CAPS_BUDGETS, caps=CAPS, max_cap_rounds=15)
+    problem = Problem(VOUCHERS, CAPS_BUDGETS, caps=CAPS, max_cap_rounds=40)
     got, summary, solution = run(spark, frame(u, c, group), problem, in_memory)
+    assert solution.cap_rounds < problem.max_cap_rounds  # converged
     check_feasible(got, summary, u, c, CAPS)
-    # Both caps bind, but at seed 0 V03 meets its cap at mu = 0 once V01's binds (it was
-    # once "bound" there at mu = 5e-16, a rounding).
-    binding = {v for v, m in solution.mu.items() if m > 1e-9}
-    assert binding == ({"V01"} if (seed, kind) == (0, "random") else {"V01", "V03"})
-    # The rounds converge: with steps damped on each reversal but a met cap pulled back
-    # towards 0, the adversarial case cycled (period 6) to the limit of 15 rounds.
-    assert solution.cap_rounds <= 5
     best = stored_optimum(exact)
     objective = sum(s.objective for s in summary)
     bound = sum(s.dual_bound for s in summary)
     assert objective <= best + 1e-6 <= bound + 2e-6  # within the reported gap
+    # The cutting planes bring the bound near the LP optimum (HiGHS), the best a Lagrangian
+    # bound can be: within their tolerance (0.1%) but where a plane is inexact. Its slope
+    # counts the customers that choose each voucher, and customers tied between options
+    # (a quarter in the adversarial case) or at a budget's crossing count for none, so a
+    # plane can end the search early: in Spark passes 72.90 against an LP of 72.82. (The
+    # bracket search before: within 0.2% here, but 36% above the LP on the demo.)
+    lp = lp_optimum(exact)
+    assert lp - 1e-6 <= bound <= lp * 1.002, (bound, lp)
+    print(f"caps {seed} {kind} {in_memory}: objective {objective:.3f}, optimum {best:.3f}, "
+          f"bound {bound:.3f}, LP {lp:.3f}, rounds {solution.cap_rounds}")  # fmt: skip
     # Within the largest single u_ij of the optimum, also when ties make every multiplier
     # miss the caps (adversarial: a quarter of the customers value every voucher alike, so
     # whole blocks switch at one mu): the budget solve within the caps spends what the
-    # trimmed customers free (before it: losses of 4-18 of 43-73, budgets 31-99% spent).
+    # refused customers free.
     assert best - objective <= np.nanmax(u)
     for s in summary:
         assert s.spent >= 0.95 * s.budget, s
@@ -183,73 +193,87 @@ def test_a_cap_round_aims_at_the_multiplier_that_meets_the_cap(spark):
     assert kth <= target[0] <= kth * 2 ** (1 / 512) + 1e-12, target
 
 
-def test_cap_search_keeps_a_met_cap_and_bisects_its_bracket():
-    """Caps 10 and 20, tolerance 10%: a voucher at 9 of 10 stays; one over its cap goes to
-    its target while that is below every mu known to be high enough, else half-way."""
-    search = CapSearch(3, {0: 10, 2: 20}, 0.1)
-    mu = np.array([0.5, 0.0, 0.2])
-    assert search.step(mu, {0: 9, 2: 30}, np.array([0.0, 0.0, 0.3])).tolist() == [0.5, 0, 0.3]
-    # Voucher 2 under its cap at 0.3 (high end), over at 0.2 (low end): the middle.
-    assert search.step(np.array([0.5, 0, 0.3]), {0: 9, 2: 5}, np.zeros(3))[2] == 0.25
-    assert search.step(np.array([0.5, 0, 0.25]), {0: 9, 2: 25}, np.array([0, 0, 0.4]))[2] == 0.275
-    # A target a rounding below the high end (a tied block of margins at the cap) would
-    # repeat the round at 0.3: the middle instead.
-    at_high = np.array([0, 0, 0.3 * (1 - 1e-12)])
-    assert search.step(np.array([0.5, 0, 0.25]), {0: 9, 2: 25}, at_high)[2] == 0.275
-    # The others' moves put voucher 2 over its cap at its high end: that end is dropped.
-    assert search.step(np.array([0.5, 0, 0.3]), {0: 9, 2: 21}, np.array([0, 0, 0.4]))[2] == 0.4
-    assert search.met(0, 9, 0.5) and not search.met(0, 8, 0.5) and search.met(0, 3, 0.0)
+def test_cut_planes_find_the_cap_multiplier_of_a_known_dual():
+    """One voucher, cap q, no budget: D(mu) = sum_i max(0, u_i - mu) + mu q, whose minimum
+    is the sum of the q largest u (the optimum: the q best customers), at mu between the
+    q-th and (q+1)-th largest. Fed D and the count of u_i > mu per round, the planes reach
+    it within their tolerance; at the last round they stop, however far."""
+    u = np.random.default_rng(3).lognormal(0, 1, 5000)
+    q = 700
+    optimum = np.sort(u)[::-1][:q].sum()
+
+    def search(rounds: int) -> CutSearch:
+        planes = CutSearch({0: q}, 1e-6)
+        mu = np.zeros(1)
+        for r in range(1, rounds + 1):
+            bound = np.maximum(u - mu[0], 0).sum() + planes.cap_term(mu)
+            counts = {0: int((u > mu[0]).sum())}
+            target = np.array([np.sort(u)[::-1][q]]) if r == 1 else mu
+            mu = planes.advance(mu, bound, counts, target, r == rounds)
+            if mu is None:
+                break
+        return planes
+
+    planes = search(40)
+    assert planes.best_bound == pytest.approx(optimum, rel=1e-6)
+    assert len(planes.planes) < 40  # it stopped on its own
+    kth = np.sort(u)[::-1][[q, q - 1]]  # the optimal mu lie between these
+    assert kth[0] * (1 - 1e-4) <= planes.best_mu[0] <= kth[1] * (1 + 1e-4)
+    assert search(2).best_bound > optimum * 1.001  # two rounds are not enough
+    # The primal's mu: 1% under the best; when deferred acceptance leaves the binding cap
+    # short there, every mu 4% under it, then 16%, then no more.
+    assert planes.primal_mu()[0] == pytest.approx(0.99 * planes.best_mu[0])
+    assert planes.lower({0: q}) is None  # full
+    assert planes.lower({0: q - 1})[0] == pytest.approx(0.96 * planes.best_mu[0])
+    assert planes.lower({0: q - 1})[0] == pytest.approx(0.84 * planes.best_mu[0])
+    assert planes.lower({0: q - 1}) is None  # tried twice
+    unbound = CutSearch({0: q, 1: 10}, 1e-3)  # a cap whose mu stayed 0 is not binding
+    unbound.advance(np.zeros(2), 1.0, {0: q, 1: 0}, np.zeros(2), True)
+    assert unbound.lower({0: q, 1: 0}) is None
 
 
-def test_cap_search_retreats_to_the_last_mu_over_a_cap_it_left_unused():
-    """A search that ends with a voucher under its cap by more than the tolerance at mu > 0
-    goes back to the last mu that left it over its cap, even when a contradiction reset
-    the bracket's low end to 0; a met cap, a voucher over its cap or one never over stays."""
-    search = CapSearch(3, {0: 100, 2: 50}, 0.1)
-    assert search.retreat(np.zeros(3), {0: 10, 2: 5}) is None  # never over: mu stays 0
-    search.step(np.array([0.0, 0, 0.0]), {0: 300, 2: 80}, np.array([0.4, 0, 0.2]))
-    search.step(np.array([0.4, 0, 0.2]), {0: 30, 2: 60}, np.zeros(3))  # 0 under, 2 over
-    assert search.retreat(np.array([0.4, 0, 0.2]), {0: 30, 2: 60}).tolist() == [0.0, 0, 0.2]
-    assert search.retreat(np.array([0.4, 0, 0.2]), {0: 95, 2: 60}) is None  # 0 within 10%
-    search.step(np.array([0.2, 0, 0.3]), {0: 120, 2: 40}, np.array([0.3, 0, 0.3]))
-    search.step(np.array([0.15, 0, 0.3]), {0: 12, 2: 40}, np.zeros(3))
-    assert search.low[0] == 0.0  # over at 0.2, under at 0.15: the others moved; reset
-    # Voucher 0 is known over its cap at no mu below 0.15: it stays (back at the reset low
-    # end, 0, it would pull other vouchers' customers). Voucher 2, under its cap at 0.3,
-    # goes back to 0.2, where it was last over.
-    assert search.retreat(np.array([0.15, 0, 0.3]), {0: 12, 2: 40}).tolist() == [0.15, 0, 0.2]
+def test_deferred_acceptance_lets_a_customer_refused_by_one_cap_fill_another():
+    """V01 cap 1, V02 cap 1, V03 uncapped; lambda = mu = 0. Customers 0 and 1 both want
+    V01 most; 0 by the larger lead keeps it, 1 is refused and asks for its next best, V02,
+    which it gets over customer 2 (lead 0.05 against 0.01); 2 is refused and takes V03,
+    its next best. A cut of V02's first choosers alone would have kept 2 there and left 1
+    only V03 or nothing. The cut of each cap that refused someone is its last kept lead."""
+    u = np.array([[1.0, 0.2, 0.1], [0.9, 0.8, np.nan], [np.nan, 0.31, 0.3]])
+    c = np.ones_like(u)
+    cust = in_memory.Customers(np.arange(3), np.array(["NL"] * 3, dtype=object), u, c)
+    left, _, cuts = in_memory._accepted(cust, np.zeros(3), {"NL": 0.0}, {0: 1, 1: 1})
+    held = np.isfinite(left)
+    assert held[:, 0].tolist() == [True, False, False]  # V01: customer 0 only
+    assert held[:, 1].tolist() == [False, True, False]  # V02: customer 1 only
+    assert held[:, 2].tolist() == [True, False, True]  # V03 uncapped: left to all who have it
+    assert cuts[0] == pytest.approx((0.8, 1.0))  # 0's lead over V02
+    assert cuts[1] == pytest.approx((0.8, 1.0))  # 1's lead over nothing (V03 absent)
 
 
-def test_cap_search_advances_until_met_stalled_or_out_of_rounds_then_retreats_once():
-    """The search goes on while a cap is unmet; it ends when every cap is met, when a
-    round repeats the counts, or at the last round; an end that leaves a cap unused runs
-    one round back over it, and the round after that ends the search whatever it found."""
-    met = CapSearch(3, {0: 100}, 0.1)
-    assert met.advance(np.array([0.5, 0, 0]), {0: 95}, np.zeros(3), False) is None
-    going = CapSearch(3, {0: 100}, 0.1)
-    nxt = going.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
-    assert nxt.tolist() == [0.4, 0, 0]
-    assert going.advance(nxt, {0: 300}, np.array([0.8, 0, 0]), False) is None  # stalled
-    # Other counts, but a step of less than MU_RTOL: stalled too (still over: no retreat).
-    near = CapSearch(3, {0: 100}, 0.1)
-    near.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
-    assert near.advance(np.array([0.4, 0, 0]), {0: 150}, np.array([0.40001, 0, 0]), False) is None
-    out = CapSearch(3, {0: 100}, 0.1)
-    assert out.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), True) is None
-    back = CapSearch(3, {0: 100}, 0.1)
-    back.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)  # over at 0
-    back.advance(np.array([0.4, 0, 0]), {0: 150}, np.array([0.6, 0, 0]), False)  # over at 0.4
-    # Under its cap at 0.6 in the last round: back to 0.4, once.
-    assert back.advance(np.array([0.6, 0, 0]), {0: 20}, np.zeros(3), True).tolist() == [0.4, 0, 0]
-    assert back.retreated
-    assert back.advance(np.array([0.4, 0, 0]), {0: 150}, np.zeros(3), False) is None
-    # The same cap left unused by a stall before the last round: back to 0.4 as well.
-    stall = CapSearch(3, {0: 100}, 0.1)
-    stall.advance(np.zeros(3), {0: 300}, np.array([0.4, 0, 0]), False)
-    stall.advance(np.array([0.4, 0, 0]), {0: 150}, np.array([0.6, 0, 0]), False)
-    half = stall.advance(np.array([0.6, 0, 0]), {0: 20}, np.zeros(3), False)
-    assert half.tolist() == [0.5, 0, 0]  # under at 0.6, over at 0.4: bisected
-    assert stall.advance(half, {0: 20}, np.zeros(3), False).tolist() == [0.4, 0, 0]
+@pytest.mark.parametrize("kind", ["random", "adversarial"])
+def test_deferred_acceptance_in_spark_keeps_whom_the_driver_keeps(spark, kind):
+    """The Spark steps (:func:`acceptance.accepted`) and the driver's (``_accepted``) give
+    the same customers each capped voucher and the same cuts, with tied blocks (the
+    adversarial case) and a zero cap."""
+    u, c, group = instance(2000, 7, kind)
+    lam = {"NL": 0.25, "DE": 0.3, "BE": 0.2}
+    mu = np.array([0.05, 0.0, 0.1])
+    caps = {0: 120, 1: 0, 2: 60}
+    env = customers(spark.createDataFrame(frame(u, c, group)), VOUCHERS, None, Sums(spark).acc)
+    done = accepted(env, 3, lam, mu, caps)
+    got = done.frame.toPandas().set_index("customer_id").sort_index()
+    done.release()
+    cuts = done.cuts
+    ids = np.arange(len(group))
+    cust = in_memory.Customers(ids, np.asarray(group, dtype=object), u, c)
+    u_left, _, cuts_memory = in_memory._accepted(cust, mu, lam, caps)
+    for j in caps:
+        spark_holds = got[f"objective_{j}"].notna().reindex(ids, fill_value=False).to_numpy()
+        assert (spark_holds == np.isfinite(u_left[:, j])).all(), j
+        assert spark_holds.sum() == done.held[j] <= caps[j]
+    assert set(cuts) == set(cuts_memory) and 1 in cuts and len(cuts) >= 2  # one refused
+    for j in cuts:
+        assert cuts[j] == pytest.approx(cuts_memory[j]), j
 
 
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):
@@ -466,34 +490,33 @@ def test_bad_input_is_refused(spark, mutate, budgets, message, in_memory):
 @pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
 def test_the_holdout_rule_gives_the_policy_s_customers_what_the_policy_sent(spark, in_memory):
     """The rule a held-out customer gets (:class:`arms.Rule`), applied to the customers the
-    policy was solved for, gives each the voucher the solve sent it: the caps' cut and the
-    budget solve after it included. Two cap rounds leave the caps to the cut, as on the
-    demo's campaign (its V01 had 24% more choosers at the rounds' mu than its cap). What
-    it cannot give is the greedy fill: the few customers below the final lambda's margin
-    that the budget left over still pays for."""
+    policy was solved for, gives each the voucher the solve sent it: deferred acceptance
+    at the primal's mu (1% under the best, so V01 has more askers than its cap) and the
+    budget solve after it included. What it cannot give is the greedy fill: the few
+    customers below the final lambda's margin that the budget left over still pays for."""
     u, c, group = instance(6000, 4)
     got, rule, ruled = holdout_of_policy(spark, u, c, group, in_memory)
-    assert set(rule.cut) == {"V01", "V03"}  # both caps cut their choosers
+    assert "V01" in rule.cut  # V01's cap refused customers
     sent = got.set_index("customer_id")["voucher_id"].reindex(ruled.index).fillna("-")
     differ = ruled != sent
     assert differ.sum() <= 10 and (ruled[differ] == "-").all(), pd.DataFrame(
         {"rule": ruled[differ], "sent": sent[differ]}
     )  # the fill only: 2 of 564 sent (Spark passes), 7 of 570 (in memory)
-    # The rule before, at the rounds' (lambda, mu) alone, missed the cut and the final
-    # multipliers: 76 and 81 customers.
+    # A rule at the primal's (lambda, mu) alone, without deferred acceptance and the final
+    # multipliers, misses 15 and 21 customers.
     lam = pd.Series(group).map(rule.lam).to_numpy()[:, None]
     mu = np.array([rule.mu.get(v, 0.0) for v in VOUCHERS])
     net = np.where(np.isfinite(u), u - lam * np.maximum(c, 0) - mu, -np.inf)
     before = pd.Series(np.where(net.max(axis=1) > 0, np.array(VOUCHERS)[net.argmax(axis=1)], "-"))
-    assert (before.reindex(sent.index) != sent).sum() > 50
+    assert (before.reindex(sent.index) != sent).sum() > 10
 
 
 @pytest.mark.parametrize("in_memory", [False, True], ids=["spark", "in_memory"])
 def test_the_holdout_rule_splits_a_tied_block_at_a_cap_as_the_policy_did(spark, in_memory):
     """A block of customers prefer V01 to V02 by the same amount (identical scores, as a
-    tree model's leaves give), so V01's cap multiplier lands where the whole block is
-    indifferent, and the cap cuts through it: the solve keeps a share of the block by
-    customer id, the rule the same share by a draw. So, applied to the policy's own
+    tree model's leaves give), so V01's optimal cap multiplier is where the whole block is
+    indifferent; a little under it the block asks for V01 and the cap cuts through it: the
+    solve keeps a share of the block by customer id, the rule the same share by a draw. So, applied to the policy's own
     customers, the rule sends V01 as often as the policy did, within the draws' noise;
     by margin alone (the rounding noise of a tie) it sent it to the whole block or none."""
     u, c, group = instance(6000, 5)
@@ -504,9 +527,9 @@ def test_the_holdout_rule_splits_a_tied_block_at_a_cap_as_the_policy_did(spark, 
     block = ruled.index < n
     n_rule, n_sent = (ruled[block] == "V01").sum(), (sent[block] == "V01").sum()
     share = rule.tie.get("V01", 1.0)
-    # The cap cut through the block: V01 went to its cap. (Spark's histogram put mu just
-    # past the block's indifference, where the whole block chose V02 and V01 stayed at 69
-    # of 180, until the search went back to the bracket's low end.)
+    # The cap cut through the block: V01 went to its cap. (The best mu of the search lies
+    # 3% past the block's indifference, where the whole block chose V02: 1% under it V01
+    # held too few, and deferred acceptance ran again with mu 4% under.)
     assert 0.05 < share < 0.95 and 0 < n_sent < n, (rule, n_sent)
     assert (got["voucher_id"] == "V01").sum() == 180
     assert abs(n_rule - n_sent) <= 4 * np.sqrt(n * share * (1 - share)), (n_rule, n_sent)
@@ -519,7 +542,7 @@ def holdout_of_policy(spark, u, c, group, in_memory: bool):
     same customers: the allocation, the rule, and each customer's voucher by the rule."""
     rows = frame(u, c, group)
     budgets = {g: 10 * b for g, b in CAPS_BUDGETS.items()}
-    problem = Problem(VOUCHERS, budgets, caps={"V01": 180, "V03": 90}, max_cap_rounds=2)
+    problem = Problem(VOUCHERS, budgets, caps={"V01": 180, "V03": 90})
     got, _, solution = run(spark, rows, problem, in_memory)
     draw = tie_draw("c", 1)
     ruled = holdout_rows(spark.createDataFrame(rows), solution.rule, draw).toPandas()

@@ -99,10 +99,20 @@ LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
     "rule",
     [
         arms.Rule(LAM, LAM),
-        arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}),  # capped, not cut
-        arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}),
-        arms.Rule(LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}),  # ties split
-        arms.Rule(LAM, LAM, {"V01": 0.0, "V03": 1.0}, {"V01": math.inf, "V03": 0.5}),
+        arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, order=VOUCHERS),  # capped, not cut
+        arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}, order=VOUCHERS),
+        arms.Rule(LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}, VOUCHERS),  # ties
+        arms.Rule(LAM, LAM, {"V01": 0.0, "V03": 1.0}, {"V01": math.inf, "V03": 0.5}, {}, VOUCHERS),
+        # Two caps that refuse: a customer refused by one asks for its next best, which may
+        # be the other capped voucher; the order breaks ties between equal nets.
+        arms.Rule(
+            LAM,
+            LAM,
+            {"V01": 0.0, "V02": 0.5},
+            {"V01": 1.0, "V02": 0.5},
+            {"V01": 0.5},
+            tuple(reversed(VOUCHERS)),
+        ),  # fmt: skip
     ],
 )
 def test_holdout_takes_the_policy_rule_as_spark_does(scores, rule):

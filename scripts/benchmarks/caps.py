@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warehouse", default="data/demo", help="tables.base_path")
     parser.add_argument("--run-date", default="2026-12-01")
     parser.add_argument("--campaign", default="conf/campaigns/demo_winback.yaml")
-    parser.add_argument("--rounds", default="10,20,40", help="max_cap_rounds to try")
+    parser.add_argument("--rounds", default="5,10,20,40", help="max_cap_rounds to try")
 
 
 def run(args: argparse.Namespace, workdir: str) -> None:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, workdir: str) -> None:
         same_work(f"{r} rounds, customers solved", sum(solved.n_customers.values()), n)
         sent = np.flatnonzero(solved.choice != NONE)
         objective = float(cust.u[sent, solved.choice[sent]].sum())
-        bound = sum(solved.dual.values()) + sum(solved.mu[vouchers.index(v)] * q
+        bound = sum(solved.dual.values()) + sum(solved.bound_mu[vouchers.index(v)] * q
                                                 for v, q in caps.items())  # fmt: skip
         counts = {v: int((solved.choice == j).sum()) for j, v in enumerate(vouchers)}
         results.append((r, solved.rounds, objective, bound, t, rss.peak, counts, solved.lam))

@@ -162,6 +162,12 @@ def tie_width(cut: float) -> float:
     return TIE * max(1.0, abs(cut))
 
 
+def rounding(u: Column) -> Column:
+    """A rounding of a net value u - ... (:data:`TIE` times max(1, |u|)): a voucher is
+    chosen only by more than this."""
+    return F.lit(TIE) * F.greatest(F.lit(1.0), F.abs(u))
+
+
 def tie_draw(campaign_id: str, seed: int) -> Column:
     """A held-out customer's draw (``customer_id``) against a cap's ``tie`` share."""
     return uniform(seed, f"holdout.tie.{campaign_id}", F.col("customer_id"))
@@ -171,22 +177,30 @@ def tie_draw(campaign_id: str, seed: int) -> Column:
 class Rule:
     """The policy's decision for a customer it was not solved for (a held-out one), from
     the solve. Without caps: the voucher of greatest u - lambda c at ``final_lam``, if
-    positive. With caps, the solve's two steps: at the cap rounds' ``lam`` and ``mu`` each
-    customer chooses the voucher of greatest u - lambda c - mu; a capped voucher stays only
-    to the customer who chooses it there, and, when the cap cut its choosers, by a margin
-    over the next best (nothing = 0) above ``cut`` (the cap's last customer kept; 0 when
-    the cap cut none) — of the customers whose margin ties with it (:func:`tie_width`: a
-    voucher tied with the best is chosen too), the share ``tie`` the policy kept, by a draw
-    (:func:`tie_draw`); then the voucher of greatest u - lambda c at ``final_lam`` among
-    those left, if positive by more than a rounding (:data:`TIE` times max(1, |u|)): a
-    margin of 0 there is a customer whose voucher set a budget's multiplier, sent only as
-    the budget's remainder allows (the greedy fill, which the rule does not follow)."""
+    positive. With caps, the solve's two steps. First deferred acceptance at the primal's
+    ``lam`` and ``mu`` (:mod:`.acceptance`), walked for the one customer: it asks for its
+    vouchers by u - lambda c - mu (positive by more than a rounding; the first in ``order``
+    among equals); an
+    uncapped one ends the walk, a capped one keeps it when its lead over the next best
+    (nothing = 0) is above ``cut`` (the cap's last customer kept; 0 when the cap refused
+    none), or ties with it (:func:`tie_width`) and its draw (:func:`tie_draw`) is below the
+    share ``tie`` the policy kept of the tied, else refuses it and the walk goes on. A
+    capped voucher stays only to the customer it kept. Then the voucher of greatest
+    u - lambda c at ``final_lam`` among those left, if positive by more than a rounding
+    (:data:`TIE` times max(1, |u|)): a margin of 0 there is a customer whose voucher set a
+    budget's multiplier, sent only as the budget's remainder allows (the greedy fill,
+    which the rule does not follow)."""
 
-    lam: Mapping[str, float]  # per budget group: the cap rounds' multiplier
+    lam: Mapping[str, float]  # per budget group: the deferred acceptance's multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's
     mu: Mapping[str, float] = field(default_factory=dict)  # per capped voucher
-    cut: Mapping[str, float] = field(default_factory=dict)  # per capped voucher it cut
+    cut: Mapping[str, float] = field(default_factory=dict)  # per capped voucher that refused
     tie: Mapping[str, float] = field(default_factory=dict)  # its share kept at the cut
+    order: Sequence[str] = ()  # the campaign's vouchers, in the solver's option order
+
+    def __post_init__(self) -> None:
+        if self.mu and not set(self.mu) <= set(self.order):
+            raise ValueError(f"a rule with caps needs its vouchers' order, got {self.order}")
 
 
 def _value_of(values: Mapping[str, float], key: str) -> Column:
@@ -203,7 +217,8 @@ def _finite(x: Column) -> Column:
 
 
 def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
-    """Per score row: whether its voucher is left to the customer after the cap step."""
+    """Per score row: whether its voucher is left to the customer after the cap step (the
+    deferred acceptance that :mod:`.acceptance` runs, walked for one customer)."""
     if not rule.mu:
         return F.lit(True)
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
@@ -212,19 +227,40 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
         - F.coalesce(_value_of(rule.lam, "budget_group"), F.lit(0.0)) * cost
         - F.coalesce(_value_of(rule.mu, "voucher_id"), F.lit(0.0))
     )
-    customer = Window.partitionBy("customer_id", "budget_group")
-    best = F.max(F.struct(net.alias("net"), F.col("voucher_id").alias("v"))).over(customer)
-    second = F.max(F.when(F.col("voucher_id") != best["v"], net)).over(customer)
-    other = F.when(F.col("voucher_id") == best["v"], second).otherwise(best["net"])
-    lead = net - F.greatest(F.coalesce(other, F.lit(0.0)), F.lit(0.0))  # over the next best
-    cut = F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0))
-    width = F.coalesce(
-        _value_of({v: tie_width(m) for v, m in rule.cut.items()}, "voucher_id"), F.lit(TIE)
+    order = _value_of({v: -float(i) for i, v in enumerate(rule.order)}, "voucher_id")
+    width = _value_of({v: tie_width(m) for v, m in rule.cut.items()}, "voucher_id")
+    option = F.struct(
+        net.alias("net"),
+        order.alias("first"),  # among equal nets, the lowest index asks first
+        F.col("voucher_id").alias("v"),
+        F.col("voucher_id").isin(list(rule.mu)).alias("capped"),
+        F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)).alias("cut"),
+        F.coalesce(width, F.lit(TIE)).alias("width"),
+        F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("share"),
     )
-    share = F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0))
-    past = (lead > cut + width) | ((lead >= cut - width) & (draw < share))
+    customer = Window.partitionBy("customer_id", "budget_group")
+    positive = net > rounding(F.col("uplift_objective"))
+    asks = F.sort_array(F.collect_list(F.when(positive, option)).over(customer), asc=False)
+    # Each option with the next one's net: the lead over the next best (nothing = 0).
+    asks = F.transform(
+        asks, lambda o, i: o.withField("next", F.coalesce(F.get(asks, i + 1)["net"], F.lit(0.0)))
+    )
+
+    def ask(state: Column, o: Column) -> Column:
+        lead = o["net"] - F.greatest(o["next"], F.lit(0.0))
+        past = (lead > o["cut"] + o["width"]) | (
+            (lead >= o["cut"] - o["width"]) & (draw < o["share"])
+        )
+        held = F.struct(F.lit(True).alias("done"), o["v"].alias("held"))
+        free = F.struct(F.lit(True).alias("done"), F.lit(None).cast("string").alias("held"))
+        return (
+            F.when(state["done"], state).when(~o["capped"], free).when(past, held).otherwise(state)
+        )
+
+    start = F.struct(F.lit(False).alias("done"), F.lit(None).cast("string").alias("held"))
+    held = F.aggregate(asks, start, ask)["held"]
     capped = F.col("voucher_id").isin(list(rule.mu))
-    return ~capped | ((net > 0) & past)
+    return ~capped | (F.col("voucher_id") == held).eqNullSafe(True)
 
 
 def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
@@ -247,9 +283,7 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
             cost.alias("expected_cost"),
         )
     )
-    targeted = F.col("_best.margin") > F.lit(TIE) * F.greatest(
-        F.lit(1.0), F.abs(F.col("_best.expected_uplift"))
-    )
+    targeted = F.col("_best.margin") > rounding(F.col("_best.expected_uplift"))
     return (
         scores.groupBy("customer_id", "budget_group")
         .agg(best.alias("_best"))

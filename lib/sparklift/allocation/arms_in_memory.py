@@ -135,21 +135,8 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     group = pd.factorize(groups, use_na_sentinel=False)[0]
     rank = pd.Series(named).rank(method="dense", na_option="bottom").to_numpy()
     allowed = np.ones(len(ids), dtype=bool)
-    if rule.mu:  # the cap step: a capped voucher stays only to its chooser, past the cut
-        net = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
-        best = _Best(net, rank, group, ids)
-        is_best = np.zeros(len(ids), dtype=bool)
-        is_best[best.rows] = True
-        other = np.where(is_best, best.runner_up[best.key], best.value[best.key])
-        lead = net - np.maximum(np.nan_to_num(other, nan=0.0), 0.0)  # over the next best
-        cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
-        width = arms.TIE * np.maximum(1.0, np.abs(cut))
-        share = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
-        draw = rows[TIE].to_numpy(zero_copy_only=False).astype(float)
-        capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
-        with np.errstate(invalid="ignore"):
-            past = (lead > cut + width) | ((lead >= cut - width) & (draw < share))
-            allowed = ~capped | ((net > 0) & past)
+    if rule.mu:  # the cap step: deferred acceptance, walked for each customer
+        allowed = _walk(rule, rows, uplift, cost, groups, named, group, ids)
     margin = _margin(uplift, cost, groups, named, rule.final_lam, {})
     margin = np.where(allowed, margin, np.nan)
     last = _Best(margin, rank, group, ids).rows
@@ -166,6 +153,53 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
                  when(best["uplift_objective"].combine_chunks()),
                  when(pa.array(cost[last], pa.float64())), arms.HOLDOUT,
                  when(best["voucher_id"].combine_chunks()))  # fmt: skip
+
+
+def _walk(
+    rule: arms.Rule,
+    rows: pa.Table,
+    uplift: np.ndarray,
+    cost: np.ndarray,
+    groups: np.ndarray,
+    named: np.ndarray,
+    group: np.ndarray,
+    ids: np.ndarray,
+) -> np.ndarray:
+    """Per row: whether its voucher is left to the customer after the cap step, as
+    :func:`.arms._allowed` walks it: each customer asks for its best voucher not refused
+    (the first in ``rule.order`` among equal nets); an uncapped one ends its walk, a capped
+    one keeps it past the cut or refuses it."""
+    net = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
+    with np.errstate(invalid="ignore"):
+        net = np.where(net > arms.TIE * np.maximum(1.0, np.abs(uplift)), net, np.nan)
+    first = -pd.Series(named).map({v: i for i, v in enumerate(rule.order)}).fillna(np.inf)
+    first = first.to_numpy(dtype=float)
+    cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
+    width = arms.TIE * np.maximum(1.0, np.abs(cut))
+    share = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
+    draw = rows[TIE].to_numpy(zero_copy_only=False).astype(float)
+    capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
+    held = np.zeros(len(ids), dtype=bool)
+    walking = None  # per customer (as _Best orders them): still asking
+    for _ in range(len(rule.order)):  # a customer asks for each voucher at most once
+        best = _Best(net, first, group, ids)
+        if walking is None:
+            walking = np.ones(len(best.rows), dtype=bool)
+        walking &= np.isfinite(best.value)  # nothing left to ask for: done
+        row = best.rows[walking]
+        next_best = np.maximum(np.nan_to_num(best.runner_up[walking], nan=0.0), 0.0)
+        lead = net[row] - next_best
+        with np.errstate(invalid="ignore"):  # a cut of inf (a zero cap): inf - inf
+            past = (lead > cut[row] + width[row]) | (
+                (lead >= cut[row] - width[row]) & (draw[row] < share[row])
+            )
+        keeps = capped[row] & past
+        held[row[keeps]] = True
+        net[row[capped[row] & ~past]] = np.nan  # refused: the next best is asked for
+        walking[np.flatnonzero(walking)[~capped[row] | keeps]] = False
+        if not walking.any():
+            break
+    return ~capped | held
 
 
 def union(policy: pd.DataFrame, holdout: pa.Table | None, explore: pa.Table | None) -> pa.Table:

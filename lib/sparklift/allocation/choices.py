@@ -4,7 +4,7 @@ A customer takes its breakpoints above its group's crossing bucket, and in a cro
 those before the region the driver settled (:mod:`.crossing`) (its option after the last
 of them, or its base option), unless the driver decided for it (``forced``: the
 customers it settled or solved exactly). Caps are met before: the problem solved last
-leaves each capped voucher to at most ``cap`` customers (:func:`.caps.within_caps`).
+leaves each capped voucher to at most ``cap`` customers (:mod:`.acceptance`).
 """
 
 from __future__ import annotations

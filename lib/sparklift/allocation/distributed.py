@@ -24,26 +24,24 @@
    group's crossing bucket, or what the driver decided for it (:mod:`.choices`).
 
 With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by one pass
-that histograms, per capped voucher, the margin by which each customer prefers it; all mu
-are then moved at once (synchronous coordinate descent) towards where the counts meet the
-caps, each inside a bracket the rounds narrow (bisection once its count has crossed the
-cap; a voucher that meets its cap stays), until the relaxed solution respects the caps, a
-round leaves every capped count as it was or the next step would move no mu by 0.1% (the
-steps no longer cross a customer's margin), or ``max_cap_rounds`` is reached
-(:mod:`.caps`); a voucher that this leaves under its cap at mu > 0 gets one more round at
-the last mu that left it over its cap (:meth:`.caps.CapSearch.retreat`). Then, per capped
-voucher, only the customers that choose it at the last (lambda, mu), and of those the
-``cap`` with the largest margin (ties by customer id), keep it as an option; that problem
-is solved for the budgets alone (1, 2 and 3 once more), so caps hold by construction
-whatever the rounds reached, and the budget the trimmed customers free goes to their next
-best options and to other customers (the greedy fill).
-The cuts (each cap's last customer kept, and the share kept of the choosers tied with it)
-and the final lambdas go to the held-out customers' rule (:class:`.arms.Rule`).
+that histograms, per capped voucher, the margin by which each customer prefers it
+(:mod:`.caps`): its count of choosers. Each round's bound and counts (a subgradient) add
+a cutting plane, and the next mu minimizes the planes inside a box (:mod:`.cut_planes`),
+until the bound is within ``cap_tolerance`` of the planes' minimum, the caps are met, or
+``max_cap_rounds`` is reached. One more round runs at the best mu lowered by 1% (the
+primal's), and deferred acceptance there (:mod:`.acceptance`) leaves each capped voucher
+to at most ``cap`` customers: each customer asks for its best option not yet refused, and
+an over-full cap keeps the askers of largest lead over their next best (ties by customer
+id). That problem is solved for the budgets alone (1, 2 and 3 once more), so caps hold by
+construction, and the budget the refused customers free goes to their next best options
+and to other customers (the greedy fill). The cuts (each cap's last customer kept, and the
+share kept of the customers tied with it) and the primal's multipliers go to the held-out
+customers' rule (:class:`.arms.Rule`).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
-last round's (lambda, mu), which the summaries report (not the final solve's lambda, which
-bounds only the restricted problem).
+round's (lambda, mu) of smallest bound, which the summaries report (not the final solve's
+lambda, which bounds only the restricted problem).
 
 A campaign of at most ``driver_max_rows`` score rows skips the passes: one brings it to
 the driver, where the same steps run in NumPy (:mod:`.in_memory`).
@@ -63,6 +61,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from sparklift.allocation import cache, in_memory
+from sparklift.allocation.acceptance import accepted
 from sparklift.allocation.arms import PolicyArm, Rule
 from sparklift.allocation.budgets import (
     check_input,
@@ -70,8 +69,9 @@ from sparklift.allocation.budgets import (
     settle_groups,
     solve_exact_groups,
 )
-from sparklift.allocation.caps import CapSearch, cap_round, within_caps
-from sparklift.allocation.choices import choices, with_choice
+from sparklift.allocation.caps import cap_round
+from sparklift.allocation.choices import choices
+from sparklift.allocation.cut_planes import CutSearch
 from sparklift.allocation.layout import customers, envelopes, typed
 from sparklift.errors import InputError, reraise_marked
 
@@ -91,8 +91,8 @@ class Problem:
     caps: Mapping[str, int] = field(default_factory=dict)
     exact_max_customers: int = 0  # groups this small are solved exactly (no caps allowed)
     exact_time_limit_s: float = 60.0
-    max_cap_rounds: int = 10
-    cap_tolerance: float = 0.01  # a round may stop when bound caps are met within this share
+    max_cap_rounds: int = 20
+    cap_tolerance: float = 0.001  # the rounds stop when the bound is this near its best
     driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
     driver_max_rows: int = 0  # at most this many score rows: solved in the driver's memory
 
@@ -206,14 +206,14 @@ def _solve_in_memory(rows: pa.Table, scores: DataFrame, problem: Problem) -> Sol
         g: GroupSummary(
             g,
             float(b),
-            solved.lam.get(g, 0.0),
+            solved.bound_lam.get(g, 0.0),
             solved.dual.get(g, 0.0),
             solved.n_customers[g],
             "exact" if g in solved.exact else "lagrangian",
         )
         for g, b in problem.budgets.items()
     }
-    mu = {v: float(solved.mu[vouchers.index(v)]) for v in problem.caps}
+    mu = {v: float(solved.bound_mu[vouchers.index(v)]) for v in problem.caps}
     log.info("allocation: %d customers solved in the driver's memory (%d cap rounds)",
              len(cust.ids), solved.rounds)  # fmt: skip
     return Solution(
@@ -236,9 +236,11 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     vouchers = list(problem.vouchers)
     n_opt = len(vouchers)
     caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
-    mu = np.zeros(n_opt)
-    search = CapSearch(n_opt, caps, problem.cap_tolerance)
+    search = CutSearch(caps, problem.cap_tolerance)
+    mu = search.start(n_opt)
     passes = rounds = driver_rows = 0
+    primal = False
+    best: tuple[float, np.ndarray, dict[str, float], dict[str, float]] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
     base, hist, passes = (None, None, 0)
@@ -268,45 +270,60 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
             forced.update(exact_forced)
         if not caps:
             break
-        counts, new_mu = cap_round(env, lam, mu, caps, n_opt)
-        passes += 1
-        rounds += 1
-        log.info(
-            "allocation: cap round %d, counts %s, mu %s",
-            rounds,
-            {vouchers[j]: n for j, n in counts.items()},
-            {vouchers[j]: round(float(mu[j]), 6) for j in caps},
-        )
-        next_mu = search.advance(mu, counts, new_mu, rounds >= problem.max_cap_rounds)
-        if next_mu is None:
-            break
-        if search.retreated:
-            log.info("allocation: a cap left unused at the end; back to the last mu over it")
-        mu = next_mu
+        bound = sum(dual.values()) + search.cap_term(mu)
+        if best is None or bound < best[0]:
+            best = (bound, mu, lam, dual)
+        if primal:  # deferred acceptance; again lower while it leaves a binding cap short
+            done = accepted(env, n_opt, lam, mu, caps)
+            passes += done.passes
+            lowered = search.lower(done.held)
+            if lowered is None:
+                break
+            log.info("allocation: a binding cap left short (%s held), mu lowered", done.held)
+            done.release()
+            mu = lowered
+        else:
+            counts, target = cap_round(env, lam, mu, caps, n_opt)
+            passes += 1
+            rounds += 1
+            next_mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
+            log.info(
+                "allocation: cap round %d, bound %.6g (within %.3g of the planes' minimum), "
+                "counts %s, mu %s",
+                rounds,
+                bound,
+                search.gap,
+                {vouchers[j]: n for j, n in counts.items()},
+                {vouchers[j]: round(float(mu[j]), 6) for j in caps},
+            )
+            mu, primal = (search.primal_mu(), True) if next_mu is None else (next_mu, False)
         previous = env
         env, hist, _ = cache.build(spark, partial(envelopes, base, n_opt, mu))
         if previous is not base:
             previous.unpersist()
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
-    mu_out = {vouchers[j]: float(mu[j]) for j in caps}
     if not caps:
         allocations = choices(env, vouchers, plan, lam, forced)
         rule = Rule(dict(lam), dict(lam))
-    else:  # spend what the trimmed customers free: a budget solve within the caps
-        chosen = with_choice(env, n_opt, plan, lam, forced)
-        within, cuts = within_caps(chosen, n_opt, mu, caps)
-        final, final_hist, _ = cache.build(spark, partial(envelopes, within, n_opt, None))
-        fill = plan_groups(final_hist, problem, exact_ok=False)
-        for frame in cached:  # final is cached now
+        mu_out: dict[str, float] = {}
+    else:  # deferred acceptance at the primal's (lambda, mu), then the budgets within it
+        _, bound_mu, bound_lam, dual = best
+        mu_out = {vouchers[j]: float(bound_mu[j]) for j in caps}
+        final, final_hist, _ = cache.build(spark, partial(envelopes, done.frame, n_opt, None))
+        for frame in cached:  # final is cached
             frame.unpersist()
+        done.release()
+        fill = plan_groups(final_hist, problem, exact_ok=False)
         fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
-        passes += 3 + bool(fill.ranges) + fill.split_passes  # (the cut, its ties, the fill)
+        passes += 1 + bool(fill.ranges) + fill.split_passes  # (1: the fill's cache)
         driver_rows = max(driver_rows, fill.driver_rows)
         allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
         cached = (final,)
-        cut = {vouchers[j]: m for j, (m, _) in cuts.items()}
-        tie = {vouchers[j]: f for j, (_, f) in cuts.items()}
-        rule = Rule(dict(lam), dict(fill_lam), mu_out, cut, tie)
+        cut = {vouchers[j]: m for j, (m, _) in done.cuts.items()}
+        tie = {vouchers[j]: f for j, (_, f) in done.cuts.items()}
+        primal_mu = {vouchers[j]: float(mu[j]) for j in caps}
+        rule = Rule(dict(lam), dict(fill_lam), primal_mu, cut, tie, tuple(vouchers))
+        lam = bound_lam
     summaries = {
         g: GroupSummary(
             g,
@@ -367,6 +384,8 @@ def summarize(
         s.voucher_counts = {str(v): 0 for v in vouchers}
         s.voucher_counts |= {str(v): int(n) for v, n in zip(r["voucher_id"], r["n"], strict=True)}
         for v, m in solution.mu.items():
+            if not solution.caps[v]:  # a zero cap: mu is infinite, its term mu Q is 0
+                continue
             total = int(per_voucher.get(v, 0))
             share = s.voucher_counts.get(v, 0) / total if total else 1 / len(solution.groups)
             s.dual_bound += share * m * solution.caps[v]

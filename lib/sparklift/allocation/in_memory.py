@@ -9,13 +9,13 @@ one pass and solved there by the same rules:
 - the rows pivoted to one per customer with the same input checks (:mod:`.layout`);
 - per budget group, the exact multiplier, the rounded solution and the greedy fill from
   every breakpoint (:func:`.lagrange.solve_group`), or OR-Tools for ``exact`` groups;
-- with caps, rounds of the same bracket search (:class:`.caps.CapSearch`), each voucher's
-  target being mu plus the exact margin of its (cap + 1)-th chooser (the distributed
-  rounds take the top of that margin's histogram bucket), the same stopping rules; then
-  each capped voucher left to its ``cap`` choosers of largest margin (ties by customer
-  id) and the budgets solved again within that.
+- with caps, the same cutting-plane rounds (:class:`.cut_planes.CutSearch`), each count
+  being the customers whose margin for the capped voucher is positive (the distributed
+  rounds histogram those margins), the primal's round at the best mu lowered by 1%, and
+  deferred acceptance there (:func:`_accepted`, the same steps as
+  :func:`.acceptance.accepted`); then the budgets solved again within it.
 
-The dual bound is the same: at the last round's (lambda, mu).
+The dual bound is the same: at the round's (lambda, mu) of smallest bound.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sparklift.allocation import layout as L
-from sparklift.allocation.arms import Rule, tie_width
+from sparklift.allocation.acceptance import MAX_STEPS
+from sparklift.allocation.arms import TIE, Rule, tie_width
 from sparklift.allocation.budgets import TOTALS
-from sparklift.allocation.caps import CapSearch
+from sparklift.allocation.cut_planes import CutSearch
 from sparklift.allocation.envelope import NONE, envelope
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
@@ -56,22 +57,24 @@ class Customers:
 @dataclass
 class Solved:
     choice: np.ndarray  # (n,) option or NONE
-    lam: dict[str, float]  # the last round's, per group
-    dual: dict[str, float]  # value part of the bound (net of mu), per group
+    lam: dict[str, float]  # per group, at the primal's mu (the deferred acceptance's)
+    dual: dict[str, float]  # value part of the bound (net of bound_mu), per group
     n_customers: dict[str, int]
     exact: list[str]  # the groups OR-Tools solved
-    mu: np.ndarray
+    mu: np.ndarray  # the primal's (the deferred acceptance's)
     rounds: int
     final_lam: dict[str, float]  # the budget solve's within the caps (without caps: lam)
-    cuts: dict[int, tuple[float, float]]  # per option the caps cut: last kept margin, tie share
+    cuts: dict[int, tuple[float, float]]  # per capped option: last kept margin, tie share
     caps: dict[int, int]
+    bound_mu: np.ndarray  # the multipliers of the best bound (without caps: 0)
+    bound_lam: dict[str, float]  # per group, at bound_mu
 
     def rule(self, vouchers: Sequence[str]) -> Rule:
         """The policy's decision for a customer not solved for (:class:`.arms.Rule`)."""
         mu = {vouchers[j]: float(self.mu[j]) for j in self.caps}
         cut = {vouchers[j]: m for j, (m, _) in self.cuts.items()}
         tie = {vouchers[j]: f for j, (_, f) in self.cuts.items()}
-        return Rule(dict(self.lam), dict(self.final_lam), mu, cut, tie)
+        return Rule(dict(self.lam), dict(self.final_lam), mu, cut, tie, tuple(vouchers))
 
 
 def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
@@ -108,13 +111,25 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
     n_opt = len(vouchers)
     caps = {vouchers.index(v): int(q) for v, q in problem.caps.items()}
     members = {g: np.flatnonzero(cust.groups == g) for g in problem.budgets}
-    mu = np.zeros(n_opt)
-    search = CapSearch(n_opt, caps, problem.cap_tolerance)
-    rounds = 0
+    search = CutSearch(caps, problem.cap_tolerance)
+    mu = search.start(n_opt)
+    rounds, primal = 0, False
+    best: tuple[float, np.ndarray, dict[str, float], dict[str, float]] | None = None
+    cuts: dict[int, tuple[float, float]] = {}
     while True:
         choice, lam, dual, exact = _budgets(cust, cust.u, cust.c, mu, members, problem, not caps)
         if not caps:
             break
+        bound = sum(dual.values()) + search.cap_term(mu)
+        if best is None or bound < best[0]:
+            best = (bound, mu, lam, dual)
+        if primal:  # deferred acceptance; again lower while it leaves a binding cap short
+            u, c, cuts = _accepted(cust, mu, lam, caps)
+            lowered = search.lower({j: int(np.isfinite(u[:, j]).sum()) for j in caps})
+            if lowered is None:
+                break
+            mu = lowered
+            continue
         margins = _margins(cust, mu, lam)
         counts, target = {}, mu.copy()
         for j, q in caps.items():
@@ -123,16 +138,16 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
             # mu raised by the (q + 1)-th margin leaves j to those above it: at most q.
             target[j] = mu[j] + chosen[q] if len(chosen) > q else 0.0
         rounds += 1
-        next_mu = search.advance(mu, counts, target, rounds >= problem.max_cap_rounds)
-        if next_mu is None:
-            break
-        mu = next_mu
-    final_lam, cuts = lam, {}
-    if caps:  # each capped voucher to its choosers of largest margin, then the budgets
-        u, c, cuts = _within_caps(cust, choice, _margins(cust, mu, lam), caps)
+        next_mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
+        mu, primal = (search.primal_mu(), True) if next_mu is None else (next_mu, False)
+    final_lam, bound_mu, bound_lam = lam, mu, lam
+    if caps:  # the budgets within what deferred acceptance left
+        _, bound_mu, bound_lam, dual = best
         choice, final_lam = _budgets(cust, u, c, None, members, problem, False)[:2]
     n = {g: len(i) for g, i in members.items()}
-    return Solved(choice, lam, dual, n, exact, mu, rounds, final_lam, cuts, caps)
+    return Solved(
+        choice, lam, dual, n, exact, mu, rounds, final_lam, cuts, caps, bound_mu, bound_lam
+    )
 
 
 def allocations(cust: Customers, solved: Solved, vouchers: Sequence[str]) -> pd.DataFrame:
@@ -192,26 +207,59 @@ def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.nd
     return out
 
 
-def _within_caps(
-    cust: Customers, choice: np.ndarray, margins: np.ndarray, caps: Mapping[int, int]
+def _accepted(
+    cust: Customers, mu: np.ndarray, lam: Mapping[str, float], caps: Mapping[int, int]
 ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, float]]]:
-    """Objectives and costs with each capped option left only to the customers that choose
-    it, and of those to the ``cap`` with the largest margin, ties by customer id; and, of
-    each option with at least ``cap`` choosers, the margin of the last one kept and the
-    share kept of the choosers tied with it (as :func:`.caps.within_caps`)."""
+    """Objectives and costs with each capped option left only to the customers deferred
+    acceptance gives it at (lambda, mu), and per capped option that turned customers away
+    its cut: the lead of the last one kept, and the share kept of those whose lead tied
+    with it (as :func:`.acceptance.accepted`).
+
+    Each customer asks for its best option not yet refused (u - lambda c - mu, positive;
+    the lowest index among equals); a capped option over its cap keeps the ``cap`` askers
+    of largest lead over their next best (nothing = 0), ties by customer id, and refuses
+    the others, who ask for their next best in the next step; until none is refused, or
+    for :data:`.acceptance.MAX_STEPS` steps (the last one's cut then holds the caps)."""
+    lam_i = np.array([lam.get(g, 0.0) for g in cust.groups], dtype=float)[:, None]
+    with np.errstate(invalid="ignore"):
+        net = cust.u - mu[None, :] - lam_i * np.maximum(cust.c, 0.0)
+    ok = np.isfinite(net) & (cust.u > 0) & np.isfinite(cust.c)
+    with np.errstate(invalid="ignore"):  # within a rounding of 0: not asked for
+        ok &= net > TIE * np.maximum(1.0, np.abs(cust.u))
+    net = np.where(ok, net, -np.inf)
+    refused = np.zeros(net.shape, dtype=bool)
+    refused[:, [j for j, q in caps.items() if not q]] = True  # a zero cap: from the start
+    lead_refused = np.full(net.shape, np.nan)
+    rows = np.arange(len(net))
+    for step in range(MAX_STEPS):
+        avail = np.where(refused, -np.inf, net)
+        best = np.argmax(avail, axis=1)
+        top = avail[rows, best]
+        choice = np.where(top > 0, best, NONE)
+        others = avail.copy()
+        others[rows, best] = -np.inf
+        lead = top - np.maximum(others.max(axis=1, initial=-np.inf), 0.0)
+        kept = np.ones(len(net), dtype=bool)
+        for j, q in caps.items():
+            askers = np.flatnonzero(choice == j)
+            order = askers[np.lexsort((cust.ids[askers], -lead[askers]))]
+            kept[order[q:]] = False
+        if kept.all() or step == MAX_STEPS - 1:  # run out: this step's cut holds the caps
+            break
+        refused[~kept, choice[~kept]] = True
+        lead_refused[~kept, choice[~kept]] = lead[~kept]
     u, c = cust.u.copy(), cust.c.copy()
     cuts = {}
     for j, q in caps.items():
-        takers = np.flatnonzero(choice == j)
-        order = np.lexsort((cust.ids[takers], -margins[takers, j]))
-        keep = np.zeros(len(u), dtype=bool)
-        keep[takers[order[:q]]] = True
-        if not q:  # keeps no one
+        holds = (choice == j) & kept
+        u[~holds, j] = np.nan
+        c[~holds, j] = np.nan
+        if not q:
             cuts[j] = (np.inf, 0.0)
-        elif len(takers) >= q:  # (one more chooser would be cut below it)
-            m = float(margins[takers[order[q - 1]], j])
-            tied = np.abs(margins[takers, j] - m) <= tie_width(m)
-            cuts[j] = (m, float(keep[takers][tied].mean()) if tied.any() else 1.0)
-        u[~keep, j] = np.nan
-        c[~keep, j] = np.nan
+        elif np.isfinite(lead_refused[:, j]).any():  # it turned customers away: full
+            m = float(lead[holds].min())
+            w = tie_width(m)
+            tied_kept = int((np.abs(lead[holds] - m) <= w).sum())
+            tied_out = int((np.abs(lead_refused[:, j] - m) <= w).sum())
+            cuts[j] = (m, tied_kept / (tied_kept + tied_out))
     return u, c, cuts
