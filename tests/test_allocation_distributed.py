@@ -516,9 +516,10 @@ def test_the_holdout_rule_splits_a_tied_block_at_a_cap_as_the_policy_did(spark, 
     """A block of customers prefer V01 to V02 by the same amount (identical scores, as a
     tree model's leaves give), so V01's optimal cap multiplier is where the whole block is
     indifferent; a little under it the block asks for V01 and the cap cuts through it: the
-    solve keeps a share of the block by customer id, the rule the same share by a draw. So, applied to the policy's own
-    customers, the rule sends V01 as often as the policy did, within the draws' noise;
-    by margin alone (the rounding noise of a tie) it sent it to the whole block or none."""
+    solve keeps a share of the block by customer id, the rule the same share by a draw.
+    So, applied to the policy's own customers, the rule sends V01 as often as the policy
+    did, within the draws' noise; by margin alone (the rounding noise of a tie) it sent it
+    to the whole block or none."""
     u, c, group = instance(6000, 5)
     n = 600
     u[:n], c[:n] = [0.36, 0.33, np.nan], 1.0  # V01 by 0.03 over V02; no V03

@@ -112,7 +112,7 @@ LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
             {"V01": 1.0, "V02": 0.5},
             {"V01": 0.5},
             tuple(reversed(VOUCHERS)),
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_holdout_takes_the_policy_rule_as_spark_does(scores, rule):
