@@ -18,6 +18,7 @@ bench/RESULTS.md).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from sparklift.allocation.arms import rounding, tie_width
 from sparklift.allocation.caps import lambda_frame, net
 from sparklift.allocation.envelope import NONE
 
+log = logging.getLogger("sparklift")
 MAX_STEPS = 30  # steps of asking: in practice a handful (the demo: 5)
 
 
@@ -131,6 +133,7 @@ def accepted(
         state = _state(df, n_opt, mu, caps)
         last = _last_kept(state, caps)
         passes += 1
+        log.info("allocation: deferred acceptance, step %d: %d caps over", k + 1, len(last))
         if not last or k == MAX_STEPS - 1:  # run out: the last step's cut holds the caps
             break
         refusals = {
