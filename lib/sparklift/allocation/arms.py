@@ -175,21 +175,20 @@ def tie_draw(campaign_id: str, seed: int) -> Column:
 
 @dataclass(frozen=True)
 class Rule:
-    """The policy's decision for a customer it was not solved for (a held-out one), from
-    the solve. Without caps: the voucher of greatest u - lambda c at ``final_lam``, if
-    positive. With caps, the solve's two steps. First deferred acceptance at the primal's
-    ``lam`` and ``mu`` (:mod:`.acceptance`), walked for the one customer: it asks for its
-    vouchers by u - lambda c - mu (positive by more than a rounding; the first in ``order``
-    among equals); an
-    uncapped one ends the walk, a capped one keeps it when its lead over the next best
-    (nothing = 0) is above ``cut`` (the cap's last customer kept; 0 when the cap refused
-    none), or ties with it (:func:`tie_width`) and its draw (:func:`tie_draw`) is below the
-    share ``tie`` the policy kept of the tied, else refuses it and the walk goes on. A
-    capped voucher stays only to the customer it kept. Then the voucher of greatest
-    u - lambda c at ``final_lam`` among those left, if positive by more than a rounding
-    (:data:`TIE` times max(1, |u|)): a margin of 0 there is a customer whose voucher set a
-    budget's multiplier, sent only as the budget's remainder allows (the greedy fill,
-    which the rule does not follow)."""
+    """The policy's decision for a customer it was not solved for (a held-out one), from the
+    solve. Without caps: the voucher of greatest u - lambda c at ``final_lam``, if
+    positive. With caps, the solve's two steps. First deferred acceptance at the
+    primal's ``lam`` and ``mu`` (:mod:`.acceptance`), walked for the one customer: it
+    asks for its vouchers by u - lambda c - mu (positive by more than a rounding; the
+    first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
+    it when its lead over the next best (nothing = 0) is above ``cut`` (the cap's last
+    customer kept; 0 when the cap refused none), or ties with it (:func:`tie_width`) and
+    its draw (:func:`tie_draw`) is below the share ``tie`` the policy kept of the tied,
+    else refuses it and the walk goes on. A capped voucher stays only to the customer it
+    kept. Then the voucher of greatest u - lambda c at ``final_lam`` among those left,
+    if positive by more than a rounding (:data:`TIE` times max(1, |u|)): a margin of 0
+    there is a customer whose voucher set a budget's multiplier, sent only as the
+    budget's remainder allows (the greedy fill, which the rule does not follow)."""
 
     lam: Mapping[str, float]  # per budget group: the deferred acceptance's multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's

@@ -136,7 +136,8 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     rank = pd.Series(named).rank(method="dense", na_option="bottom").to_numpy()
     allowed = np.ones(len(ids), dtype=bool)
     if rule.mu:  # the cap step: deferred acceptance, walked for each customer
-        allowed = _walk(rule, rows, uplift, cost, groups, named, group, ids)
+        draw = rows[TIE].to_numpy(zero_copy_only=False).astype(float)
+        allowed = _walk(rule, draw, uplift, cost, groups, named, group, ids)
     margin = _margin(uplift, cost, groups, named, rule.final_lam, {})
     margin = np.where(allowed, margin, np.nan)
     last = _Best(margin, rank, group, ids).rows
@@ -157,7 +158,7 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
 
 def _walk(
     rule: arms.Rule,
-    rows: pa.Table,
+    draw: np.ndarray,
     uplift: np.ndarray,
     cost: np.ndarray,
     groups: np.ndarray,
@@ -166,7 +167,8 @@ def _walk(
     ids: np.ndarray,
 ) -> np.ndarray:
     """Per row: whether its voucher is left to the customer after the cap step, as
-    :func:`.arms._allowed` walks it: each customer asks for its best voucher not refused
+    :func:`.arms._allowed` walks it (``draw``: each row's customer's tie draw): each
+    customer asks for its best voucher not refused
     (the first in ``rule.order`` among equal nets); an uncapped one ends its walk, a capped
     one keeps it past the cut or refuses it."""
     net = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
@@ -177,7 +179,6 @@ def _walk(
     cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
     width = arms.TIE * np.maximum(1.0, np.abs(cut))
     share = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
-    draw = rows[TIE].to_numpy(zero_copy_only=False).astype(float)
     capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
     held = np.zeros(len(ids), dtype=bool)
     walking = None  # per customer (as _Best orders them): still asking

@@ -25,18 +25,19 @@
 
 With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by one pass
 that histograms, per capped voucher, the margin by which each customer prefers it
-(:mod:`.caps`): its count of choosers. Each round's bound and counts (a subgradient) add
-a cutting plane, and the next mu minimizes the planes inside a box (:mod:`.cut_planes`),
-until the bound is within ``cap_tolerance`` of the planes' minimum, the caps are met, or
-``max_cap_rounds`` is reached. One more round runs at the best mu lowered by 1% (the
-primal's), and deferred acceptance there (:mod:`.acceptance`) leaves each capped voucher
-to at most ``cap`` customers: each customer asks for its best option not yet refused, and
-an over-full cap keeps the askers of largest lead over their next best (ties by customer
-id). That problem is solved for the budgets alone (1, 2 and 3 once more), so caps hold by
-construction, and the budget the refused customers free goes to their next best options
-and to other customers (the greedy fill). The cuts (each cap's last customer kept, and the
-share kept of the customers tied with it) and the primal's multipliers go to the held-out
-customers' rule (:class:`.arms.Rule`).
+(:mod:`.caps`): its count of choosers. Each round's bound and counts (a subgradient) add a
+cutting plane, and the next mu minimizes the planes inside a box (:mod:`.cut_planes`),
+until the bound is within ``cap_tolerance`` of the planes' minimum or ``max_cap_rounds``
+is reached. One more round runs at the best mu lowered by 1% (the primal's), and deferred
+acceptance there (:mod:`.acceptance`) leaves each capped voucher to at most ``cap``
+customers: each customer asks for its best option not yet refused, and an over-full cap
+keeps the askers of largest lead over their next best (ties by customer id); when that
+leaves a binding cap short, mu is lowered 4% (then 16%) and it runs again. That problem is
+solved for the budgets alone (1, 2 and 3 once more), so caps hold by construction, and the
+budget the refused customers free goes to their next best options and to other customers
+(the greedy fill). The cuts (each cap's last customer kept, and the share kept of the
+customers tied with it) and the primal's multipliers go to the held-out customers' rule
+(:class:`.arms.Rule`).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
