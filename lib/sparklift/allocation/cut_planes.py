@@ -25,7 +25,8 @@ from scipy.optimize import linprog
 
 log = logging.getLogger("sparklift")
 
-# The primal is taken at the best mu lowered by this share: at the optimum a block of
+# The primal (deferred acceptance at the best round's lambda) is taken at the best mu
+# lowered by this share: at the optimum a block of
 # customers tied at a cap's margin is just indifferent, and lowered it asks for the
 # voucher, so deferred acceptance fills the cap from it instead of leaving it unused. The
 # best mu is known only to the search's accuracy: on the demo, lowered by 0.1% it left one
@@ -132,9 +133,10 @@ class CutSearch:
 
     def _minimum(self, low: np.ndarray, high: np.ndarray) -> tuple[float, np.ndarray]:
         """The planes' maximum minimized in the box [low, high]: its value and point."""
+        planes = self.planes
         # variables (t, mu): min t s.t. D_k + g_k (mu - mu_k) - t <= 0 for every plane k
-        a = np.array([[-1.0, *g] for _, g, _ in self.planes])
-        b = np.array([float(g @ m) - d for d, g, m in self.planes])
+        a = np.array([[-1.0, *g] for _, g, _ in planes])
+        b = np.array([float(g @ m) - d for d, g, m in planes])
         bounds = [(None, None), *zip(low, high, strict=True)]
         cost = np.r_[1.0, np.zeros(len(self.options))]
         out = linprog(cost, A_ub=a, b_ub=b, bounds=bounds, method="highs")

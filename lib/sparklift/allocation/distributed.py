@@ -28,8 +28,8 @@ that histograms, per capped voucher, the margin by which each customer prefers i
 (:mod:`.caps`): its count of choosers. Each round's bound and counts (a subgradient) add a
 cutting plane, and the next mu minimizes the planes inside a box (:mod:`.cut_planes`),
 until the bound is within ``cap_tolerance`` of the planes' minimum or ``max_cap_rounds``
-is reached. One more round runs at the best mu lowered by 1% (the primal's), and deferred
-acceptance there (:mod:`.acceptance`) leaves each capped voucher to at most ``cap``
+is reached. Then deferred acceptance at the best round's lambda and its mu lowered by 1%
+(the primal's; :mod:`.acceptance`) leaves each capped voucher to at most ``cap``
 customers: each customer asks for its best option not yet refused, and an over-full cap
 keeps the askers of largest lead over their next best (ties by customer id); when that
 leaves a binding cap short, mu is lowered 4% (then 16%) and it runs again. That problem is
@@ -240,7 +240,6 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     search = CutSearch(caps, problem.cap_tolerance)
     mu = search.start(n_opt)
     passes = rounds = driver_rows = 0
-    primal = False
     best: tuple[float, np.ndarray, dict[str, float], dict[str, float]] | None = None
     # With caps, each round's envelopes derive from the first ones, which stay cached: a
     # chain of rounds would grow the plan, and its planning time, with every round.
@@ -274,30 +273,22 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         bound = sum(dual.values()) + search.cap_term(mu)
         if best is None or bound < best[0]:
             best = (bound, mu, lam, dual)
-        if primal:  # deferred acceptance; again lower while it leaves a binding cap short
-            done = accepted(env, n_opt, lam, mu, caps)
-            passes += done.passes
-            lowered = search.lower(done.held)
-            if lowered is None:
-                break
-            log.info("allocation: a binding cap left short (%s held), mu lowered", done.held)
-            done.release()
-            mu = lowered
-        else:
-            counts, target = cap_round(env, lam, mu, caps, n_opt)
-            passes += 1
-            rounds += 1
-            next_mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
-            log.info(
-                "allocation: cap round %d, bound %.6g (within %.3g of the planes' minimum), "
-                "counts %s, mu %s",
-                rounds,
-                bound,
-                search.gap,
-                {vouchers[j]: n for j, n in counts.items()},
-                {vouchers[j]: round(float(mu[j]), 6) for j in caps},
-            )
-            mu, primal = (search.primal_mu(), True) if next_mu is None else (next_mu, False)
+        counts, target = cap_round(env, lam, mu, caps, n_opt)
+        passes += 1
+        rounds += 1
+        next_mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
+        log.info(
+            "allocation: cap round %d, bound %.6g (within %.3g of the planes' minimum), "
+            "counts %s, mu %s",
+            rounds,
+            bound,
+            search.gap,
+            {vouchers[j]: n for j, n in counts.items()},
+            {vouchers[j]: round(float(mu[j]), 6) for j in caps},
+        )
+        if next_mu is None:
+            break
+        mu = next_mu
         previous = env
         env, hist, _ = cache.build(spark, partial(envelopes, base, n_opt, mu))
         if previous is not base:
@@ -307,9 +298,19 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         allocations = choices(env, vouchers, plan, lam, forced)
         rule = Rule(dict(lam), dict(lam))
         mu_out: dict[str, float] = {}
-    else:  # deferred acceptance at the primal's (lambda, mu), then the budgets within it
+    else:  # deferred acceptance at the best lambda, then the budgets within it
         _, bound_mu, bound_lam, dual = best
         mu_out = {vouchers[j]: float(bound_mu[j]) for j in caps}
+        mu, lam = search.primal_mu(), bound_lam
+        while True:  # again, lower, while it leaves a binding cap short
+            done = accepted(env, n_opt, lam, mu, caps)
+            passes += done.passes
+            lowered = search.lower(done.held)
+            if lowered is None:
+                break
+            log.info("allocation: a binding cap left short (%s held), mu lowered", done.held)
+            done.release()
+            mu = lowered
         final, final_hist, _ = cache.build(spark, partial(envelopes, done.frame, n_opt, None))
         for frame in cached:  # final is cached
             frame.unpersist()
@@ -324,7 +325,6 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         tie = {vouchers[j]: f for j, (_, f) in done.cuts.items()}
         primal_mu = {vouchers[j]: float(mu[j]) for j in caps}
         rule = Rule(dict(lam), dict(fill_lam), primal_mu, cut, tie, tuple(vouchers))
-        lam = bound_lam
     summaries = {
         g: GroupSummary(
             g,

@@ -11,8 +11,8 @@ one pass and solved there by the same rules:
   every breakpoint (:func:`.lagrange.solve_group`), or OR-Tools for ``exact`` groups;
 - with caps, the same cutting-plane rounds (:class:`.cut_planes.CutSearch`), each count
   being the customers whose margin for the capped voucher is positive (the distributed
-  rounds histogram those margins), the primal's round at the best mu lowered by 1%, and
-  deferred acceptance there (:func:`_accepted`, the same steps as
+  rounds histogram those margins), then deferred acceptance at the best round's lambda
+  and its mu lowered by 1% (:func:`_accepted`, the same steps as
   :func:`.acceptance.accepted`); then the budgets solved again within it.
 
 The dual bound is the same: at the round's (lambda, mu) of smallest bound.
@@ -57,7 +57,7 @@ class Customers:
 @dataclass
 class Solved:
     choice: np.ndarray  # (n,) option or NONE
-    lam: dict[str, float]  # per group, at the primal's mu (the deferred acceptance's)
+    lam: dict[str, float]  # per group, the deferred acceptance's (the best bound's)
     dual: dict[str, float]  # value part of the bound (net of bound_mu), per group
     n_customers: dict[str, int]
     exact: list[str]  # the groups OR-Tools solved
@@ -113,9 +113,8 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
     members = {g: np.flatnonzero(cust.groups == g) for g in problem.budgets}
     search = CutSearch(caps, problem.cap_tolerance)
     mu = search.start(n_opt)
-    rounds, primal = 0, False
+    rounds = 0
     best: tuple[float, np.ndarray, dict[str, float], dict[str, float]] | None = None
-    cuts: dict[int, tuple[float, float]] = {}
     while True:
         choice, lam, dual, exact = _budgets(cust, cust.u, cust.c, mu, members, problem, not caps)
         if not caps:
@@ -123,13 +122,6 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
         bound = sum(dual.values()) + search.cap_term(mu)
         if best is None or bound < best[0]:
             best = (bound, mu, lam, dual)
-        if primal:  # deferred acceptance; again lower while it leaves a binding cap short
-            u, c, cuts = _accepted(cust, mu, lam, caps)
-            lowered = search.lower({j: int(np.isfinite(u[:, j]).sum()) for j in caps})
-            if lowered is None:
-                break
-            mu = lowered
-            continue
         margins = _margins(cust, mu, lam)
         counts, target = {}, mu.copy()
         for j, q in caps.items():
@@ -138,11 +130,19 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
             # mu raised by the (q + 1)-th margin leaves j to those above it: at most q.
             target[j] = mu[j] + chosen[q] if len(chosen) > q else 0.0
         rounds += 1
-        next_mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
-        mu, primal = (search.primal_mu(), True) if next_mu is None else (next_mu, False)
-    final_lam, bound_mu, bound_lam = lam, mu, lam
-    if caps:  # the budgets within what deferred acceptance left
+        mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
+        if mu is None:
+            break
+    final_lam, bound_mu, bound_lam, cuts = lam, np.zeros(n_opt), lam, {}
+    if caps:  # deferred acceptance at the best lambda, then the budgets within it
         _, bound_mu, bound_lam, dual = best
+        mu, lam = search.primal_mu(), bound_lam
+        while True:  # again, lower, while it leaves a binding cap short
+            u, c, cuts = _accepted(cust, mu, lam, caps)
+            lowered = search.lower({j: int(np.isfinite(u[:, j]).sum()) for j in caps})
+            if lowered is None:
+                break
+            mu = lowered
         choice, final_lam = _budgets(cust, u, c, None, members, problem, False)[:2]
     n = {g: len(i) for g, i in members.items()}
     return Solved(
