@@ -1,19 +1,20 @@
 """Which customers keep a capped voucher: deferred acceptance at the primal's (lambda, mu).
 
-Each customer asks for its best option not yet refused (u - lambda c - mu, positive; the
-lowest index among equals). A capped option with more askers than its cap keeps the
-``cap`` of largest lead over their next best (nothing = 0), ties by customer id, and
-refuses the others, who ask for their next best in the next step. A customer kept never
-leaves (its next options are not better), so a cap once full stays full, and the steps end
-when no option refuses anyone, or at :data:`MAX_STEPS` (whose cut then holds the caps).
-Then each capped option is left only to the customers holding it;
-the budget solve within that (:mod:`.distributed`) holds the caps by construction.
+Each customer asks for its best option not yet refused (u - lambda c - mu, positive by
+more than a rounding; the lowest index among equals). A capped option with more askers
+than its cap keeps the ``cap`` of largest lead over their next best (nothing = 0), ties
+by customer id, and refuses the others, who ask for their next best in the next step (a
+customer kept so far may be refused later, for askers of larger lead). A cap once full
+stays full, and the steps end when no option refuses anyone, or at :data:`MAX_STEPS`
+(whose cut then holds the caps). Then each capped option is left only to the customers
+holding it; the budget solve within that (:mod:`.distributed`) holds the caps by
+construction.
 
 It replaced a cut of each capped voucher's choosers at the cap rounds' last mu, whose
 refused customers could only take an uncapped voucher: a customer refused by one cap
 could not fill another, and at the optimal mu, where blocks of tied customers are just
-indifferent, caps were left unused (the demo reached 0.957 of its bound; now 0.999,
-bench/RESULTS.md).
+indifferent, caps were left unused (the demo reached 0.957 of its LP optimum; now
+0.9998, bench/RESULTS.md).
 """
 
 from __future__ import annotations

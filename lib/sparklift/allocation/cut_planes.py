@@ -11,8 +11,8 @@ its best bound can still fall, and stops when that is within ``tolerance``.
 
 It replaced a bracket search that moved each mu towards where its count met its cap: on
 tree models' scores, blocks of customers with equal scores tie at the optimum, a count
-jumps over its cap there, and the brackets stalled far from it (the demo's bound was 36%
-above the LP optimum; these planes reach it within 0.01%, bench/RESULTS.md).
+jumps over its cap there, and the brackets stalled far from it (on the demo the bound was
+36-42% above the LP optimum; these planes end 0.02% above it, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from scipy.optimize import linprog
 log = logging.getLogger("sparklift")
 
 # The primal (deferred acceptance at the best round's lambda) is taken at the best mu
-# lowered by this share: at the optimum a block of
-# customers tied at a cap's margin is just indifferent, and lowered it asks for the
-# voucher, so deferred acceptance fills the cap from it instead of leaving it unused. The
-# best mu is known only to the search's accuracy: on the demo, lowered by 0.1% it left one
-# cap 80% unused in one of two searches; by 0.5% to 2%, it filled every cap in both and
-# kept 99.6-99.9% of the bound (bench/RESULTS.md). When deferred acceptance there leaves a
-# binding cap short, mu is lowered 4 times as far (4%, then 16%), up to LOWER_TRIES times.
+# lowered by this share: at the optimum a block of customers tied at a cap's margin is
+# just indifferent, and lowered it asks for the voucher, so deferred acceptance fills the
+# cap from it instead of leaving it unused. The best mu is known only to the search's
+# accuracy: on the demo, lowered by 0.1% it left one cap 80% unused in one of two
+# searches; by 0.5% to 2%, it filled every cap in both and kept 99.6-99.9% of the bound
+# (bench/RESULTS.md). When deferred acceptance there leaves a binding cap short, mu is
+# lowered 4 times as far (4%, then 16%), up to LOWER_TRIES times.
 MU_RTOL = 0.01
 LOWER_TRIES = 2
 
@@ -133,10 +133,9 @@ class CutSearch:
 
     def _minimum(self, low: np.ndarray, high: np.ndarray) -> tuple[float, np.ndarray]:
         """The planes' maximum minimized in the box [low, high]: its value and point."""
-        planes = self.planes
         # variables (t, mu): min t s.t. D_k + g_k (mu - mu_k) - t <= 0 for every plane k
-        a = np.array([[-1.0, *g] for _, g, _ in planes])
-        b = np.array([float(g @ m) - d for d, g, m in planes])
+        a = np.array([[-1.0, *g] for _, g, _ in self.planes])
+        b = np.array([float(g @ m) - d for d, g, m in self.planes])
         bounds = [(None, None), *zip(low, high, strict=True)]
         cost = np.r_[1.0, np.zeros(len(self.options))]
         out = linprog(cost, A_ub=a, b_ub=b, bounds=bounds, method="highs")
