@@ -91,7 +91,7 @@ def test_a_plug_in_learner_s_bad_params_and_shapes_are_refused_by_name():
     with pytest.raises(InputError, match=r"the .*OneColumn model fitted predicts shapes"):
         train(sample, list(sample.columns[: X.shape[1]]), ["V1", "V2"],
               lambda: make_learner(f"{__name__}:OneColumn", CONF), f"{__name__}:OneColumn",
-              0.3, 0, [0.1, 0.5])  # fmt: skip
+              np.arange(len(X)) % 3 == 0, [0.1, 0.5])  # fmt: skip
 
 
 def test_an_average_is_the_mean_of_its_members_fitted_alone():
@@ -130,3 +130,15 @@ def test_bad_hyper_parameters_name_the_section():
     conf = CONF.model_copy(update={"gbm": {"max_iters": 10}})
     with pytest.raises(ConfigError, match=r"uplift\.gbm / uplift\.gbm_final.*max_iters"):
         make_learner("dr_gbm", conf)
+
+
+def test_an_arm_without_held_out_rows_is_named():
+    X, y, arm, _ = world(2000)
+    sample = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    held = np.random.default_rng(3).random(len(X)) < 0.3
+    arm[np.flatnonzero(~held)[:3]] = 3  # a voucher of three customers, none held out
+    sample = sample.assign(treatment=np.array(["control", "V1", "V2", "V3"])[arm], objective=y,
+                           cost=y)  # fmt: skip
+    with pytest.raises(InputError, match=r"hold-out has no rows of arms \['V3'\]"):
+        train(sample, list(sample.columns[: X.shape[1]]), ["V1", "V2", "V3"],
+              lambda: make_learner("t_linear", CONF), "t_linear", held, [0.1, 0.5])  # fmt: skip

@@ -40,6 +40,7 @@ HELP = "train an uplift model (incremental objective and cost per voucher) on vo
 HISTORY = "voucher_campaigns"
 NOT_FEATURES = VOUCHER_CAMPAIGNS.columns  # every other numeric column is a feature
 KEY = VOUCHER_CAMPAIGNS.key
+HELD = "__held_out"  # the sample's hold-out flag (not a history column)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +118,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         log.info("arms sampled at larger fractions %s, to keep about uplift.min_arm_rows=%d "
                  "rows each", raised, conf.min_arm_rows)  # fmt: skip
     with step("collecting the training sample"):
-        sample = history.select(*KEY, "treatment", *features, "objective", "cost")
+        # The hold-out by a hash of the customer: all of its rows on one side, and the same
+        # side whatever else the sample holds.
+        held = uniform(conf.seed, "train-uplift.holdout", "customer_id") < conf.holdout_share
+        sample = history.select(*KEY, "treatment", *features, "objective", "cost", held.alias(HELD))
         if fraction < 1:  # drawn by the key's hash: the same rows however the table is split
             share = F.coalesce(*[F.when(F.col("treatment") == a, f) for a, f in fractions.items()])
             sample = sample.where(uniform(conf.seed, "train-uplift.sample", *KEY) < share)
@@ -132,13 +136,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     with step(f"training {learner} on {len(frame)} rows, {len(vouchers)} vouchers"):
         fitted, metrics, rows = train(
-            frame,
+            frame.drop(columns=HELD),
             features,
             vouchers,
             make,
             learner,
-            conf.holdout_share,
-            conf.seed,
+            frame[HELD].to_numpy(dtype=bool),
             conf.policy_fractions,
         )
     for v, m in metrics.items():

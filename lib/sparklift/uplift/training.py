@@ -1,8 +1,10 @@
 """Fit an uplift model on a driver-side sample and evaluate it on a held-out split.
 
-The sample is split per arm (``holdout_share`` of each arm held out, seeded), one learner
-per response is fitted on the rest, and every voucher x response is evaluated on the
-held-out rows of that voucher's arm and control (see :mod:`sparklift.uplift.evaluation`).
+The sample comes split by customer: the job holds each customer out with probability
+``uplift.holdout_share`` (a seeded hash of its id), with all its rows, so a customer of
+several campaigns is never on both sides. One learner per response is fitted on the rest,
+and every voucher x response is evaluated on the held-out rows of that voucher's arm and
+control (see :mod:`sparklift.uplift.evaluation`).
 The model kept is the one the metrics describe.
 """
 
@@ -30,16 +32,6 @@ def arm_codes(treatment: pd.Series, vouchers: Sequence[str]) -> np.ndarray:
     return treatment.map(codes).to_numpy(dtype=np.int64)
 
 
-def holdout_mask(arm: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """True for the held-out rows: ``share`` of every arm, drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(arm), dtype=bool)
-    for k in np.unique(arm):
-        rows = np.flatnonzero(arm == k)
-        held[rng.choice(rows, round(share * len(rows)), replace=False)] = True
-    return held
-
-
 def feature_matrix(df: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     return df[list(features)].to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -50,15 +42,20 @@ def train(
     vouchers: Sequence[str],
     make: Callable[[], UpliftLearner],
     name: str,
-    holdout_share: float,
-    seed: int,
+    held: np.ndarray,
     fractions: Sequence[float],
 ) -> tuple[UpliftModel, dict[str, Any], dict[str, Any]]:
     """The fitted model, per voucher and response its held-out metrics, and the number of
-    training and held-out rows (and of training rows per arm)."""
+    training and held-out rows (and of training rows per arm). ``held`` marks the held-out
+    rows of ``sample``."""
     X = feature_matrix(sample, features)
     arm = arm_codes(sample["treatment"], vouchers)
-    held = holdout_mask(arm, holdout_share, seed)
+    short = [a for k, a in enumerate([CONTROL, *vouchers]) if not held[arm == k].any()]
+    if short:
+        raise InputError(
+            f"the training sample's hold-out has no rows of arms {short}; raise "
+            "uplift.holdout_share or uplift.min_arm_rows"
+        )
     fitted = {}
     for response in RESPONSES:
         y = sample[response].to_numpy(dtype=np.float64)
