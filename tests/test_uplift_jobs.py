@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -261,7 +262,7 @@ class Recording(BaseEstimator):
     """A plug-in learner that keeps the rows it is fitted on; its effect is the first
     feature's hundredth."""
 
-    fitted: list[np.ndarray] = []
+    fitted: ClassVar[list[np.ndarray]] = []
 
     def fit(self, X, y, arm):
         Recording.fitted.append(X.copy())
