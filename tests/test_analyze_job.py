@@ -14,8 +14,9 @@ from scipy import stats
 
 from sparklift.cli import main
 from sparklift.config import load_config
-from sparklift.errors import InputError
+from sparklift.errors import InputError, TableConflictError
 from sparklift.geo.experiment import ExperimentConfig
+from sparklift.jobs import JobContext
 from sparklift.jobs import analyze as analyze_job
 from sparklift.jobs.design import experiment_row, write_design
 from sparklift.stats.twfe import CellStats
@@ -167,6 +168,43 @@ def register(wh: Path, experiment_id: str, assignment: pd.DataFrame, **over) -> 
 
 def assignment(zones: list[int], variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"zone_id": zones, "variant": variants, "group_id": 1})
+
+
+class Read:
+    """What ``read_experiments`` returned at an earlier read."""
+
+    def __init__(self, rows: list) -> None:
+        self.rows = rows
+
+    def collect(self) -> list:
+        return self.rows
+
+
+def test_a_conclusion_never_overwrites_a_design_published_after_its_read(
+    spark, tmp_path, monkeypatch
+):
+    """The analysis reads the experiment's row, a re-design publishes another one, then the
+    analysis concludes: the conclusion is refused (exit 4) and the new design's row stays.
+    A conclusion of the current design lands."""
+    wh = tmp_path / "wh"
+    register(wh, "race", assignment(list(range(1, 11)), ["control", "treatment"] * 5))
+    conf = load_config(None, [f"tables.base_path={wh}"])
+    ctx = JobContext(spark, conf, Catalog(spark, conf.tables), dt.date(2026, 3, 25))
+    first = analyze_job.load_design(ctx, "race")
+    read = analyze_job.read_experiments(ctx.catalog, [("experiment_id", "=", "race")]).collect()
+    register(wh, "race", assignment(list(range(11, 21)), ["control", "treatment"] * 5))
+    second = analyze_job.load_design(ctx, "race")
+    assert second.design_id != first.design_id and read[0]["design_id"] == first.design_id
+    monkeypatch.setattr(analyze_job, "read_experiments", lambda *a: Read(read))
+    with pytest.raises(TableConflictError, match="race: its design changed while it was anal"):
+        analyze_job.conclude(ctx, first, "treatment: efficacy on 2026-03-24", dt.date(2026, 3, 24))
+    monkeypatch.undo()
+    row = read_pandas(str(wh / "geo_experiments")).set_index("experiment_id").loc["race"]
+    assert (row["design_id"], row["status"]) == (second.design_id, "accepted")
+    analyze_job.conclude(ctx, second, "treatment: efficacy on 2026-03-24", dt.date(2026, 3, 24))
+    row = read_pandas(str(wh / "geo_experiments")).set_index("experiment_id").loc["race"]
+    assert (row["design_id"], row["status"]) == (second.design_id, "concluded")
+    assert str(row["concluded_on"])[:10] == "2026-03-24"
 
 
 @pytest.mark.e2e

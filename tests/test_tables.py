@@ -474,10 +474,10 @@ def test_overwrite_conflicts_with_any_concurrent_change(spark, catalog, tmp_path
     assert catalog.read("user_activity").count() == 31
 
 
-def verdicts(spark, checks: dict[str, str], table: str = "t") -> DataFrame:
+def verdicts(spark, checks: dict[str, str], table: str = "t", threshold: str = "= 0") -> DataFrame:
     """``quality_results`` rows of ``table`` on D1: check name -> status."""
     now = dt.datetime(2026, 1, 2, 3, 4, 5)
-    rows = [(table, D1, c, "range", "error", 1.0, "= 0", s, "", now) for c, s in checks.items()]
+    rows = [(table, D1, c, "range", "error", 1.0, threshold, s, "", now) for c, s in checks.items()]
     return spark.createDataFrame(rows, contract("quality_results").schema)
 
 
@@ -520,6 +520,48 @@ def test_merge_upserts_on_the_key_and_never_loses_a_concurrent_commit(spark, cat
     assert race(record, other, check_run, tmp_path / "gate2")[1].result() == 5
     assert statuses(catalog) == {("t", "a"): "warn", ("t", "b"): "pass", ("u", "a"): "pass",
                                  ("u", "b"): "fail"}  # fmt: skip
+
+
+def test_update_writes_only_rows_unchanged_since_their_read(spark, catalog, tmp_path):
+    """An update (the analysis concluding its experiment: a read-modify-write) replaces a
+    row only where the table's row still holds the values it read, here the threshold, and
+    adds none. A replace of the row committed while the update runs is never overwritten:
+    the update conflicts (its snapshot predates the replace) or finds the row changed."""
+    assert catalog.update("quality_results", verdicts(spark, {"a": "fail"}), ["threshold"]) is None
+    assert not catalog.exists("quality_results")  # no table: nothing to update, none created
+    catalog.write("quality_results", verdicts(spark, {"a": "pass", "b": "pass"}))
+    read = verdicts(spark, {"a": "fail"}).union(verdicts(spark, {"b": "fail"}, threshold="= 1"))
+    read = read.union(verdicts(spark, {"c": "fail"}))  # b changed since its read; c is new
+    assert catalog.update("quality_results", read, ["threshold"]) == 1
+    assert statuses(catalog) == {("t", "a"): "fail", ("t", "b"): "pass"}
+    stale = verdicts(spark, {"b": "warn"}, threshold="= 1")
+    assert catalog.update("quality_results", stale, ["threshold"]) is None
+    assert statuses(catalog)[("t", "b")] == "pass"
+    # delta-rs commits nothing; native Delta commits the update's transaction id alone
+    assert catalog.version("quality_results") == (2 if catalog.backend.name == "native" else 1)
+    before = catalog.version("quality_results")
+
+    def check_run() -> int:  # a new threshold for a, committed while the update runs
+        checked = verdicts(spark, {"a": "pass", "b": "pass"}, threshold="= 5")
+        where = {"table_name": "t", "run_date": D1}
+        return catalog.write("quality_results", checked, mode="replace", replace_where=where)
+
+    def conclude(df: DataFrame) -> int | None:
+        return catalog.update("quality_results", df, ["threshold"])
+
+    fast_v, future = race(conclude, verdicts(spark, {"a": "warn"}), check_run, tmp_path / "gate")
+    assert fast_v == before + 1
+    try:
+        assert future.result() is None  # on top of the replace: a's threshold changed
+    except TableConflictError as err:  # its snapshot predates the replace: nothing written
+        assert err.exit_code == 4
+    rows = catalog.read("quality_results").collect()
+    assert {(r.check_name, r.status, r.threshold) for r in rows} == {
+        ("a", "pass", "= 5"),
+        ("b", "pass", "= 5"),
+    }
+    with pytest.raises(InputError, match=r"quality_results: an update's unchanged columns"):
+        catalog.update("quality_results", verdicts(spark, {"a": "fail"}), ["thresholds"])
 
 
 def test_writers_racing_to_create_a_table(spark, catalog, tmp_path):

@@ -79,6 +79,15 @@ def merge_records(catalog: Catalog, table: str, records: Sequence[Mapping[str, A
     return catalog.merge(table, _frame(catalog, table, records))
 
 
+def update_records(
+    catalog: Catalog, table: str, records: Sequence[Mapping[str, Any]], unchanged: Sequence[str]
+) -> int | None:
+    """Replace a few driver-side records of ``table`` on its key where the table's rows
+    still hold their ``unchanged`` columns, in one commit (:meth:`Catalog.update`); the
+    new version, or None when no row did."""
+    return catalog.update(table, _frame(catalog, table, records), unchanged)
+
+
 def _frame(catalog: Catalog, table: str, records: Sequence[Mapping[str, Any]]) -> DataFrame:
     """``records`` as a frame of ``table``'s contract columns."""
     schema = contract(table).schema

@@ -30,7 +30,7 @@ from sparklift.geo.monitoring import (
     decide,
     variant_decisions,
 )
-from sparklift.jobs import JobContext, log, step, write_records
+from sparklift.jobs import JobContext, log, step, update_records, write_records
 from sparklift.jobs.design import read_experiments
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.quality.spec import table_spec
@@ -265,17 +265,20 @@ def conclude(ctx: JobContext, design: Design, reason: str, on: dt.date) -> None:
     stops analysing it), unless a new design replaced the one analysed meanwhile. The
     last commit of an analysis: killed before it, the next run concludes (same date)."""
     catalog, experiment_id = ctx.catalog, design.spec.experiment_id
+    changed = TableConflictError(
+        f"experiment {experiment_id}: its design changed while it was analysed; re-run the analysis"
+    )
     found = read_experiments(catalog, [("experiment_id", "=", experiment_id)]).collect()
     if not found or found[0]["design_id"] != design.design_id:
-        raise TableConflictError(
-            f"experiment {experiment_id}: its design changed while it was analysed; "
-            "re-run the analysis"
-        )
+        raise changed
     row = found[0].asDict(recursive=True)
     if row["status"] == "concluded" and row["concluded_on"] <= on:
         return
     row.update(status="concluded", reason=reason, concluded_on=on)
-    write_records(catalog, "geo_experiments", [row], replace_where={"experiment_id": experiment_id})
+    # Written only where the row still names the design analysed, checked in the commit
+    # that writes: a re-design published since the read above is never overwritten.
+    if update_records(catalog, "geo_experiments", [row], unchanged=["design_id"]) is None:
+        raise changed
     log.info("experiment %s concluded on %s: %s", experiment_id, on, reason)
 
 

@@ -304,6 +304,38 @@ class Catalog:
                     )
             except TableConflictError:  # another writer created it: merge into theirs
                 log.info("table %s was created by another writer meanwhile: merging", name)
+        version = self._merge(name, path, df, table.key, None)
+        assert version is not None  # an unguarded merge always commits
+        return version
+
+    def update(self, name: str, df: DataFrame, unchanged: Sequence[str]) -> int | None:
+        """Replace the rows of ``df``'s keys in table ``name`` in one commit, each only
+        where the table's row still holds ``df``'s values in the ``unchanged`` columns:
+        a read-modify-write whose read is checked by the transaction that writes. A row
+        changed before the update is not written (None: no row was); a commit to the rows
+        it reads while it runs fails it (TableConflictError), as :meth:`merge`. Adds no
+        row. Returns the new version, or None (native Delta still commits the update's
+        transaction id then, with no data change)."""
+        table = contract(name)
+        df = cast_integers(name, df, table.schema)
+        check_schema(name, table.schema, df.schema, table.extra is not None, " under its contract")
+        missing = [c for c in unchanged if c not in df.columns]
+        if not unchanged or missing:
+            raise InputError(
+                f"table {name}: an update's unchanged columns must be columns of its rows, "
+                f"got {list(unchanged)}"
+            )
+        path = self.path(name)
+        check_writable(name, path)
+        if self.backend.version(path) is None:
+            return None
+        guard = " AND ".join(f"(t.`{c}` IS NOT DISTINCT FROM s.`{c}`)" for c in unchanged)
+        return self._merge(name, path, df, table.key, guard)
+
+    def _merge(
+        self, name: str, path: str, df: DataFrame, key: Sequence[str], guard: str | None
+    ) -> int | None:
+        """The MERGE of :meth:`merge` and :meth:`update` on an existing table."""
         txn = (f"sparklift-{uuid.uuid4().hex}", 0)
         with explained(name, path, writing=True):
             expected = self.backend.schema(path)
@@ -317,9 +349,10 @@ class Catalog:
                     name, parts, {c: [r[c] for r in rows] for c in parts}
                 )
                 scope = replace_predicate(where, expected, qualifier="t.")
-            version = self.backend.merge(df, path, name, table.key, scope, txn)
-        for io in self._recorders:
-            io.writes.append((name, version))
+            version = self.backend.merge(df, path, name, key, scope, txn, guard)
+        if version is not None:
+            for io in self._recorders:
+                io.writes.append((name, version))
         return version
 
     def _write(

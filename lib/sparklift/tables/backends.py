@@ -62,7 +62,8 @@ class Backend(Protocol):
         key: Sequence[str],
         scope: str,
         txn: delta_commit.Txn,
-    ) -> int: ...
+        guard: str | None = None,
+    ) -> int | None: ...
     def history(self, path: str) -> list[dict[str, Any]]: ...
     def rows_added(self, path: str, version: int) -> int: ...
     def count(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> int: ...
@@ -174,20 +175,25 @@ class DeltaRsBackend:
         key: Sequence[str],
         scope: str,
         txn: delta_commit.Txn,
-    ) -> int:
-        """delta-rs' MERGE of the frame's rows, collected to the driver (a few records)."""
+        guard: str | None = None,
+    ) -> int | None:
+        """delta-rs' MERGE of the frame's rows, collected to the driver (a few records);
+        with ``guard``, an update of the matched rows where it holds (None: none)."""
         source = df.toArrow()
         commit = CommitProperties(app_transactions=[Transaction(txn[0], txn[1])])
+        merger = self._table(path).merge(
+            source, merge_predicate(key, scope), "s", "t", commit_properties=commit
+        )
+        if guard is None:
+            merger = merger.when_matched_update_all().when_not_matched_insert_all()
+        else:
+            merger = merger.when_matched_update_all(predicate=guard)
         try:
-            (
-                self._table(path)
-                .merge(source, merge_predicate(key, scope), "s", "t", commit_properties=commit)
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute()
-            )
+            metrics = merger.execute()
         except CommitFailedError as e:
             raise merge_conflict(table, e) from None
+        if guard is not None and not metrics["num_target_rows_updated"]:
+            return None
         return _committed(path, txn)
 
     def rows_added(self, path: str, version: int) -> int:
@@ -359,28 +365,34 @@ class NativeBackend:
         key: Sequence[str],
         scope: str,
         txn: delta_commit.Txn,
-    ) -> int:
+        guard: str | None = None,
+    ) -> int | None:
         """Delta Lake's MERGE, marked with ``txn`` through the session's idempotent-write
-        settings (DML takes no writer options)."""
+        settings (DML takes no writer options); with ``guard``, an update of the matched
+        rows where it holds (None: none)."""
         marker = {
             "spark.databricks.delta.write.txnAppId": txn[0],
             "spark.databricks.delta.write.txnVersion": str(txn[1]),
         }
+        merger = (
+            self._dt.forPath(self.spark, path)
+            .alias("t")
+            .merge(df.alias("s"), merge_predicate(key, scope))
+        )
+        if guard is None:
+            merger = merger.whenMatchedUpdateAll().whenNotMatchedInsertAll()
+        else:
+            merger = merger.whenMatchedUpdateAll(condition=guard)
         try:
             with session_conf(self.spark, marker):
-                (
-                    self._dt.forPath(self.spark, path)
-                    .alias("t")
-                    .merge(df.alias("s"), merge_predicate(key, scope))
-                    .whenMatchedUpdateAll()
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )
+                metrics = merger.execute().first()
         except Exception as e:
             if is_conflict(e):
                 raise merge_conflict(table, e) from None
             errors.reraise_marked(e)
             raise
+        if guard is not None and not metrics["num_updated_rows"]:
+            return None
         return _committed(path, txn)
 
     def history(self, path: str) -> list[dict[str, Any]]:
