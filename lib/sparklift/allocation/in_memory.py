@@ -194,12 +194,20 @@ def _budgets(
     return choice, lam, dual, exact
 
 
+def _net(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.ndarray:
+    """Per customer and option u - mu - lambda max(c, 0) at its group's lambda; NaN where
+    the option cannot be chosen (u not positive, or a score missing)."""
+    lam_i = np.array([lam.get(g, 0.0) for g in cust.groups], dtype=float)[:, None]
+    with np.errstate(invalid="ignore"):
+        net = cust.u - mu[None, :] - lam_i * np.maximum(cust.c, 0.0)
+        return np.where((cust.u > 0) & np.isfinite(cust.c), net, np.nan)
+
+
 def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.ndarray:
     """Per customer and option: how far it beats the customer's best alternative (nothing
     = 0) at its group's lambda and ``mu``; NaN where the option cannot be chosen (as
     :func:`.caps.margin`)."""
-    lam_i = np.array([lam.get(g, 0.0) for g in cust.groups], dtype=float)[:, None]
-    net = np.where(cust.u > 0, cust.u - mu[None, :] - lam_i * np.maximum(cust.c, 0.0), np.nan)
+    net = _net(cust, mu, lam)
     out = np.full_like(net, np.nan)
     for j in range(net.shape[1]):
         best_other = np.fmax(np.delete(net, j, axis=1), 0.0).max(axis=1, initial=0.0)
@@ -220,12 +228,9 @@ def _accepted(
     of largest lead over their next best (nothing = 0), ties by customer id, and refuses
     the others, who ask for their next best in the next step; until none is refused, or
     for :data:`.acceptance.MAX_STEPS` steps (the last one's cut then holds the caps)."""
-    lam_i = np.array([lam.get(g, 0.0) for g in cust.groups], dtype=float)[:, None]
-    with np.errstate(invalid="ignore"):
-        net = cust.u - mu[None, :] - lam_i * np.maximum(cust.c, 0.0)
-    ok = np.isfinite(net) & (cust.u > 0) & np.isfinite(cust.c)
+    net = _net(cust, mu, lam)
     with np.errstate(invalid="ignore"):  # within a rounding of 0: not asked for
-        ok &= net > TIE * np.maximum(1.0, np.abs(cust.u))
+        ok = np.isfinite(net) & (net > TIE * np.maximum(1.0, np.abs(cust.u)))
     net = np.where(ok, net, -np.inf)
     refused = np.zeros(net.shape, dtype=bool)
     refused[:, [j for j, q in caps.items() if not q]] = True  # a zero cap: from the start
