@@ -18,7 +18,7 @@ from sparklift.errors import InputError, TableConflictError
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.jobs import JobContext
 from sparklift.jobs import analyze as analyze_job
-from sparklift.jobs.design import experiment_row, write_design
+from sparklift.jobs.published_designs import experiment_row, write_design
 from sparklift.stats.twfe import CellStats
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas

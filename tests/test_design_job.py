@@ -18,8 +18,7 @@ from pyspark.sql import SparkSession
 from sparklift.cli import main
 from sparklift.config import load_config
 from sparklift.errors import InputError
-from sparklift.jobs import JobContext, write_records
-from sparklift.jobs import design as design_job
+from sparklift.jobs import JobContext, published_designs, write_records
 from sparklift.jobs.analyze import load_design
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
@@ -303,7 +302,7 @@ def test_killed_redesign_never_mixes_two_designs(warehouse, tmp_path, monkeypatc
     assert old[0] == 3
 
     redesign = experiment(tmp_path, experiment_id=eid, seed=9, **window)
-    writes = design_job.write_records
+    writes = published_designs.write_records
     for commits in (1, 3):  # killed after the assignments (before the checks), the publish
 
         def dies(*args, _calls=[], _after=commits, **kwargs):  # noqa: B006 (one per loop)
@@ -315,9 +314,9 @@ def test_killed_redesign_never_mixes_two_designs(warehouse, tmp_path, monkeypatc
         def dead(*_a, **_k):
             raise Killed
 
-        monkeypatch.setattr(design_job, "write_records", dies)
-        monkeypatch.setattr(design_job, "drop_designs", lambda *a, **k: None)  # no clean-up
-        monkeypatch.setattr(design_job, "superseded", dead)  # killed right after publishing
+        monkeypatch.setattr(published_designs, "write_records", dies)
+        monkeypatch.setattr(published_designs, "drop_designs", lambda *a, **k: None)  # no clean-up
+        monkeypatch.setattr(published_designs, "superseded", dead)  # killed right after publishing
         with pytest.raises(Killed):
             design(warehouse, redesign, *common)
         seed, assignment = published_design(warehouse, eid, backend)
@@ -351,4 +350,4 @@ def test_design_tables_from_before_design_ids_are_refused_clearly(spark, catalog
     old = spark.createDataFrame([("exp_old", "accepted")], "experiment_id string, status string")
     catalog.write_uncontracted("geo_experiments", old, partition_by=["experiment_id"])
     with pytest.raises(InputError, match=r"no design_id column .* move geo_experiments"):
-        design_job.read_experiments(catalog)
+        published_designs.read_experiments(catalog)

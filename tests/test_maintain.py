@@ -17,9 +17,10 @@ from sparklift.cli import main
 from sparklift.config import Config
 from sparklift.errors import ConfigError
 from sparklift.tables import Catalog
-from sparklift.tables.backends import DeltaRsBackend, NativeBackend
+from sparklift.tables.backends import DeltaRsBackend
 from sparklift.tables.local import read_pandas
 from sparklift.tables.maintenance import interval_hours, maintain_table
+from sparklift.tables.native import NativeBackend
 
 from .conftest import parquet_files
 

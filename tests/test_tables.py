@@ -34,7 +34,7 @@ from sparklift.config import TablesConfig
 from sparklift.contracts import contract
 from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError, TableConflictError
 from sparklift.tables import Catalog
-from sparklift.tables.backends import DeltaRsBackend, NativeBackend
+from sparklift.tables.backends import DeltaRsBackend
 from sparklift.tables.changes import (
     data_changes,
     last_change,
@@ -44,6 +44,7 @@ from sparklift.tables.changes import (
 )
 from sparklift.tables.commit import read_commit
 from sparklift.tables.local import read_pandas
+from sparklift.tables.native import NativeBackend
 
 from .conftest import parquet_files
 

@@ -48,7 +48,8 @@ from sparklift.config import load_config
 from sparklift.session import build_session
 from sparklift.synthetic import geo
 from sparklift.tables import Catalog
-from sparklift.tables.backends import DeltaRsBackend, NativeBackend
+from sparklift.tables.backends import DeltaRsBackend
+from sparklift.tables.native import NativeBackend
 
 HELP = "native Delta, delta-rs and Spark's Parquet writer on the same cached frame"
 TARGET = 1.3  # native Delta full write / Parquet full write

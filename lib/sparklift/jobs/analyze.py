@@ -31,7 +31,7 @@ from sparklift.geo.monitoring import (
     variant_decisions,
 )
 from sparklift.jobs import JobContext, log, step, update_records, write_records
-from sparklift.jobs.design import read_experiments
+from sparklift.jobs.published_designs import read_experiments
 from sparklift.pipeline.registry import PipelineStep
 from sparklift.quality.spec import table_spec
 from sparklift.stats import covariance

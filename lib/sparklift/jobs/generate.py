@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from sparklift.config import FAULT_KINDS, FaultConfig, GenerateConfig
 from sparklift.errors import ConfigError
 from sparklift.jobs import JobContext, log, step
-from sparklift.jobs.design import experiment_row, write_design
+from sparklift.jobs.published_designs import experiment_row, write_design
 from sparklift.synthetic import faults, geo, vouchers
 from sparklift.tables import resolve_path
 

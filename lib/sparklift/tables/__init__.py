@@ -30,10 +30,11 @@ from sparklift.errors import (
     TableConflictError,
 )
 from sparklift.session import delta_jvm_available
-from sparklift.tables.backends import Backend, DeltaRsBackend, NativeBackend
+from sparklift.tables.backends import Backend, DeltaRsBackend
 from sparklift.tables.commit import Txn
 from sparklift.tables.delta_log import PartitionFilter, partition_values, plain_parquet_files
 from sparklift.tables.diagnose import check_writable, explained, not_a_table, real_path
+from sparklift.tables.native import NativeBackend
 from sparklift.tables.schema import (
     as_values,
     cast_integers,

@@ -1,4 +1,5 @@
-"""The two Delta backends behind one interface: native Delta Spark, and delta-rs."""
+"""The two Delta backends behind one interface, the delta-rs one, and what both share;
+the native Delta Spark one is :mod:`sparklift.tables.native`."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from sparklift.tables.delta_log import (
 )
 from sparklift.tables.deltars_source import SOURCE_NAME, DeltaRsDataSource, WriteSpec
 from sparklift.tables.diagnose import first_line, real_path
-from sparklift.tables.schema import arrow_to_spark, replace_predicate
+from sparklift.tables.schema import arrow_to_spark
 
 # Delta's error classes of a commit that lost to a concurrent one.
 CONFLICT_CLASSES = ("DELTA_CONCURRENT", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED")
@@ -165,7 +166,7 @@ class DeltaRsBackend:
                 )
             errors.reraise_marked(e)
             raise
-        return _committed(path, txn)
+        return committed_version(path, txn)
 
     def merge(
         self,
@@ -194,7 +195,7 @@ class DeltaRsBackend:
             raise merge_conflict(table, e) from None
         if guard is not None and not metrics["num_target_rows_updated"]:
             return None
-        return _committed(path, txn)
+        return committed_version(path, txn)
 
     def rows_added(self, path: str, version: int) -> int:
         """Rows in the files a commit added, from their statistics: no data is read."""
@@ -246,7 +247,7 @@ def merge_conflict(table: str, e: BaseException) -> errors.TableConflictError:
     )
 
 
-def _committed(path: str, txn: delta_commit.Txn) -> int:
+def committed_version(path: str, txn: delta_commit.Txn) -> int:
     """The version a write of application transaction ``txn`` made."""
     version = delta_commit.find_txn_commit(path, txn)
     if version is None:
@@ -274,143 +275,3 @@ def is_conflict(exc: BaseException) -> bool:
         return True
     head = str(exc)[:500]
     return any(k in head for k in CONFLICT_CLASSES)
-
-
-class NativeBackend:
-    """Delta Lake's own Spark data source, used when its JVM classes are on the classpath."""
-
-    name = "native"
-
-    def __init__(self, spark: SparkSession) -> None:
-        from delta.tables import DeltaTable as SparkDeltaTable
-
-        self.spark = spark
-        self._dt = SparkDeltaTable
-
-    # The version, partition columns and a commit's row count come from the log through
-    # delta-rs, as the write's own commit lookup does: Delta Spark's history() and detail()
-    # run a Spark job each (0.1-0.5 s), and a job asks for them dozens of times.
-    def version(self, path: str) -> int | None:
-        return log_version(path)
-
-    def schema(self, path: str) -> StructType:
-        return self.spark.read.format("delta").load(path).schema
-
-    def partition_columns(self, path: str) -> list[str]:
-        return list(DeltaTable(path).metadata().partition_columns)
-
-    def read(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> DataFrame:
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", version)
-        df = reader.load(path)
-        for col, op, value in where:
-            c = F.col(col)
-            if op == "in":
-                df = df.filter(c.isin(list(value)))
-            elif op == "not in":
-                df = df.filter(~c.isin(list(value)))
-            else:
-                ops = {"=": c == value, "!=": c != value, "<": c < value, "<=": c <= value}
-                ops |= {">": c > value, ">=": c >= value}
-                df = df.filter(ops[op])
-        return df
-
-    def write(
-        self,
-        df: DataFrame,
-        path: str,
-        table: str,
-        mode: str,
-        partition_by: Sequence[str],
-        replace: Mapping[str, list[str | None]] | None,
-        read_version: int | None,
-        txn: delta_commit.Txn,
-        note: str | None = None,
-    ) -> int:
-        writer = (
-            df.write.format("delta")
-            .partitionBy(*partition_by)
-            .mode("append" if mode == "append" else "overwrite")
-            .option("txnAppId", txn[0])
-            .option("txnVersion", txn[1])
-        )
-        if note is not None:
-            writer = writer.option("userMetadata", note)
-        if replace:
-            writer = writer.option("replaceWhere", replace_predicate(replace, df.schema))
-        try:
-            writer.save(path)
-        except Exception as e:
-            if is_conflict(e):
-                raise errors.TableConflictError(
-                    f"table {table}: a concurrent write conflicts with this {mode} "
-                    f"(based on version {read_version}): {first_line(e)}; the other writer "
-                    "won, this write was discarded; re-run it"
-                ) from None
-            if "DELTA_REPLACE_WHERE_MISMATCH" in str(e):
-                raise errors.InputError(
-                    f"cannot write to table {table}: a row lies outside the partitions being "
-                    f"replaced {dict(replace or {})}"
-                ) from None
-            errors.reraise_marked(e)  # a value its contract refuses, found in a task
-            raise
-        return _committed(path, txn)
-
-    def merge(
-        self,
-        df: DataFrame,
-        path: str,
-        table: str,
-        key: Sequence[str],
-        scope: str,
-        txn: delta_commit.Txn,
-        guard: str | None = None,
-    ) -> int | None:
-        """Delta Lake's MERGE, marked with ``txn`` through the session's idempotent-write
-        settings (DML takes no writer options); with ``guard``, an update of the matched
-        rows where it holds (None: none)."""
-        marker = {
-            "spark.databricks.delta.write.txnAppId": txn[0],
-            "spark.databricks.delta.write.txnVersion": str(txn[1]),
-        }
-        merger = (
-            self._dt.forPath(self.spark, path)
-            .alias("t")
-            .merge(df.alias("s"), merge_predicate(key, scope))
-        )
-        if guard is None:
-            merger = merger.whenMatchedUpdateAll().whenNotMatchedInsertAll()
-        else:
-            merger = merger.whenMatchedUpdateAll(condition=guard)
-        try:
-            with session_conf(self.spark, marker):
-                metrics = merger.execute().first()
-        except Exception as e:
-            if is_conflict(e):
-                raise merge_conflict(table, e) from None
-            errors.reraise_marked(e)
-            raise
-        if guard is not None and not metrics["num_updated_rows"]:
-            return None
-        return _committed(path, txn)
-
-    def history(self, path: str) -> list[dict[str, Any]]:
-        if not self._dt.isDeltaTable(self.spark, path):
-            return []
-        rows = self._dt.forPath(self.spark, path).history().collect()
-        return [r.asDict(recursive=True) for r in rows]
-
-    def count(self, path: str, version: int | None, where: Sequence[PartitionFilter]) -> int:
-        """From the files' statistics in the log, read by delta-rs without a Spark job;
-        else Delta's own count (which also uses them where it can)."""
-        counted = stats_count(path, version, where)
-        return counted if counted is not None else self.read(path, version, where).count()
-
-    def rows_added(self, path: str, version: int) -> int:
-        """The commit's own operation metrics (Delta Spark records its output rows)."""
-        info = next(
-            (a["commitInfo"] for a in delta_commit.read_commit(path, version) if "commitInfo" in a),
-            {},
-        )
-        return int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
