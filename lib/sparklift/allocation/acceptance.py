@@ -3,12 +3,12 @@
 Each customer asks for its best option not yet refused (u - lambda c - mu, positive by
 more than a rounding; the lowest index among equals). A capped option with more askers
 than its cap keeps the ``cap`` of largest lead over their next best (nothing = 0), ties
-by customer id, and refuses the others, who ask for their next best in the next step (a
-customer kept so far may be refused later, for askers of larger lead). A cap once full
-stays full, and the steps end when no option refuses anyone, or at :data:`MAX_STEPS`
-(whose cut then holds the caps). Then each capped option is left only to the customers
-holding it; the budget solve within that (:mod:`.distributed`) holds the caps by
-construction.
+(leads equal to :data:`.arms.TIE_GRID`'s step) by customer id, and refuses the others,
+who ask for their next best in the next step (a customer kept so far may be refused
+later, for askers of larger lead). A cap once full stays full, and the steps end when no
+option refuses anyone, or at :data:`MAX_STEPS` (whose cut then holds the caps). Then
+each capped option is left only to the customers holding it; the budget solve within that
+(:mod:`.distributed`) holds the caps by construction.
 
 It replaced a cut of each capped voucher's choosers at the cap rounds' last mu, whose
 refused customers could only take an uncapped voucher: a customer refused by one cap
@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from sparklift.allocation import layout as L
-from sparklift.allocation.arms import rounding, tie_width
+from sparklift.allocation.arms import TIE_GRID, rounding, tie_width
 from sparklift.allocation.caps import lambda_frame, net
 from sparklift.allocation.envelope import NONE
 
@@ -84,22 +84,24 @@ def _state(df: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -
 
 
 def _last_kept(df: DataFrame, caps: Mapping[int, int]) -> dict[int, tuple[float, int]]:
-    """Per capped option with more askers than its cap: the lead and id of the last one it
-    keeps (its ``cap``-th by lead, then id). One pass over the askers of capped options."""
+    """Per capped option with more askers than its cap: the lead's rank key
+    (:func:`_key`) and id of the last one it keeps (its ``cap``-th by key, then id). One
+    pass over the askers of capped options."""
     binding = {j: q for j, q in caps.items() if q}
     if not binding:
         return {}
     quota = F.create_map(*[x for j, q in binding.items() for x in (F.lit(j), F.lit(q))])
-    order = Window.partitionBy("_choice").orderBy(F.desc("_lead"), "customer_id")
+    order = Window.partitionBy("_choice").orderBy(F.desc("_key"), "customer_id")
     rows = (
         df.where(F.col("_choice").isin(list(binding)))
-        .select("customer_id", "_choice", "_lead", F.row_number().over(order).alias("_rank"))
+        .select("customer_id", "_choice", _key().alias("_key"))
+        .withColumn("_rank", F.row_number().over(order))
         .where(F.col("_rank").between(quota[F.col("_choice")], quota[F.col("_choice")] + 1))
         .collect()
     )
     over = {r["_choice"] for r in rows if r["_rank"] == binding[r["_choice"]] + 1}
     return {
-        r["_choice"]: (r["_lead"], r["customer_id"])
+        r["_choice"]: (r["_key"], r["customer_id"])
         for r in rows
         if r["_choice"] in over and r["_rank"] == binding[r["_choice"]]
     }
@@ -110,8 +112,14 @@ def _outside(last: Mapping[int, tuple[float, int]], j: int) -> Column:
     if j not in last:
         return F.lit(False)
     m, i = last[j]
-    lead, cid = F.col("_lead"), F.col("customer_id")
-    return (F.col("_choice") == j) & ((lead < m) | ((lead == m) & (cid > i)))
+    key, cid = _key(), F.col("customer_id")
+    return (F.col("_choice") == j) & ((key < m) | ((key == m) & (cid > i)))
+
+
+def _key() -> Column:
+    """The rank of a customer's ``_lead`` at a cap: floor(lead x :data:`.arms.TIE_GRID`),
+    as the driver's acceptance ranks it."""
+    return F.floor(F.col("_lead") * F.lit(TIE_GRID))
 
 
 def accepted(

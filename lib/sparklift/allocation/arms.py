@@ -154,6 +154,12 @@ def _within_caps(rows: DataFrame, caps: Mapping[str, int]) -> DataFrame:
 
 
 TIE = 1e-9  # margins this close (times max(1, |cut|)) to a cap's cut tie with it
+# A cap keeps its askers by floor(lead x TIE_GRID), then customer id: leads equal but for
+# float noise (a tree model's scores differ between vouchers by the same amount on many
+# leaves) tie, as the held-out rule reads them, instead of all going to one block of
+# customers. (Ranked by exact float lead, the demo's V03 went to one leaf's customers
+# and none of another's with the same lead.)
+TIE_GRID = 1e9
 
 
 def tie_width(cut: float) -> float:
@@ -169,8 +175,13 @@ def rounding(u: Column) -> Column:
 
 
 def tie_draw(campaign_id: str, seed: int) -> Column:
-    """A held-out customer's draw (``customer_id``) against a cap's ``tie`` share."""
-    return uniform(seed, f"holdout.tie.{campaign_id}", F.col("customer_id"))
+    """A held-out customer's draw against a cap's ``tie`` share, one per voucher
+    (``customer_id``, ``voucher_id``): a customer tied at one cap's cut and refused asks
+    the next cap with a draw of its own. (One draw for all of them kept at the second cap
+    only customers whose draw was above the first cap's share, and on the demo's three
+    tied caps gave V01 to 18 held-out customers where the policy's share gives 286; now
+    254.)"""
+    return uniform(seed, f"holdout.tie.{campaign_id}", F.col("customer_id"), F.col("voucher_id"))
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ class Rule:
     first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
     it when its lead over the next best (nothing = 0) is above ``cut`` (the cap's last
     customer kept; 0 when the cap refused none), or ties with it (:func:`tie_width`) and
-    its draw (:func:`tie_draw`) is below the share ``tie`` the policy kept of the tied,
+    its draw for it (:func:`tie_draw`) is below the share ``tie`` the policy kept of the tied,
     else refuses it and the walk goes on. A capped voucher stays only to the customer it
     kept. Then the voucher of greatest u - lambda c at ``final_lam`` among those left,
     if positive by more than a rounding (:data:`TIE` times max(1, |u|)): a margin of 0
@@ -236,6 +247,7 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
         F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)).alias("cut"),
         F.coalesce(width, F.lit(TIE)).alias("width"),
         F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("share"),
+        draw.alias("draw"),  # the customer's draw for this voucher
     )
     customer = Window.partitionBy("customer_id", "budget_group")
     positive = net > rounding(F.col("uplift_objective"))
@@ -248,7 +260,7 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
     def ask(state: Column, o: Column) -> Column:
         lead = o["net"] - F.greatest(o["next"], F.lit(0.0))
         past = (lead > o["cut"] + o["width"]) | (
-            (lead >= o["cut"] - o["width"]) & (draw < o["share"])
+            (lead >= o["cut"] - o["width"]) & (o["draw"] < o["share"])
         )
         held = F.struct(F.lit(True).alias("done"), o["v"].alias("held"))
         free = F.struct(F.lit(True).alias("done"), F.lit(None).cast("string").alias("held"))
@@ -266,7 +278,7 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
     """Every held-out customer: customer_id, budget_group, and the voucher the policy would
     have sent (policy_voucher_id) with its expected_uplift and expected_cost, all null when
     it would have sent none, from ``scores`` of the holdout customers, the solve's
-    ``rule`` and each customer's ``draw`` (:func:`tie_draw`)."""
+    ``rule`` and each row's ``draw`` (:func:`tie_draw`: per customer and voucher)."""
     scores = scores.withColumn("_allowed", _allowed(scores, rule, draw))
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
     margin = (

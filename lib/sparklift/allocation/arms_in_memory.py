@@ -167,7 +167,8 @@ def _walk(
     ids: np.ndarray,
 ) -> np.ndarray:
     """Per row: whether its voucher is left to the customer after the cap step, as
-    :func:`.arms._allowed` walks it (``draw``: each row's customer's tie draw): each
+    :func:`.arms._allowed` walks it (``draw``: each row's tie draw, per customer and
+    voucher): each
     customer asks for its best voucher not refused
     (the first in ``rule.order`` among equal nets); an uncapped one ends its walk, a capped
     one keeps it past the cut or refuses it."""

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from sparklift.allocation import layout as L
 from sparklift.allocation.acceptance import MAX_STEPS
-from sparklift.allocation.arms import TIE, Rule, tie_width
+from sparklift.allocation.arms import TIE, TIE_GRID, Rule, tie_width
 from sparklift.allocation.budgets import TOTALS
 from sparklift.allocation.cut_planes import CutSearch
 from sparklift.allocation.envelope import NONE, envelope
@@ -225,9 +225,10 @@ def _accepted(
 
     Each customer asks for its best option not yet refused (u - lambda c - mu, positive;
     the lowest index among equals); a capped option over its cap keeps the ``cap`` askers
-    of largest lead over their next best (nothing = 0), ties by customer id, and refuses
-    the others, who ask for their next best in the next step; until none is refused, or
-    for :data:`.acceptance.MAX_STEPS` steps (the last one's cut then holds the caps)."""
+    of largest lead over their next best (nothing = 0), ties (to :data:`.arms.TIE_GRID`)
+    by customer id, and refuses the others, who ask for their next best in the next step;
+    until none is refused, or for :data:`.acceptance.MAX_STEPS` steps (the last one's cut
+    then holds the caps)."""
     net = _net(cust, mu, lam)
     with np.errstate(invalid="ignore"):  # within a rounding of 0: not asked for
         ok = np.isfinite(net) & (net > TIE * np.maximum(1.0, np.abs(cust.u)))
@@ -247,7 +248,7 @@ def _accepted(
         kept = np.ones(len(net), dtype=bool)
         for j, q in caps.items():
             askers = np.flatnonzero(choice == j)
-            order = askers[np.lexsort((cust.ids[askers], -lead[askers]))]
+            order = askers[np.lexsort((cust.ids[askers], -np.floor(lead[askers] * TIE_GRID)))]
             kept[order[q:]] = False
         if kept.all() or step == MAX_STEPS - 1:  # run out: this step's cut holds the caps
             break
