@@ -159,7 +159,7 @@ TIE = 1e-9  # margins this close (times max(1, |cut|)) to a cap's cut tie with i
 # leaves) tie, as the held-out rule reads them, instead of all going to one block of
 # customers. (Ranked by exact float lead, the demo's V03 went to one leaf's customers
 # and none of another's with the same lead.)
-TIE_GRID = 1e9
+TIE_GRID = round(1 / TIE)  # 10^9, the ranks' step: TIE
 
 
 def tie_width(cut: float) -> float:
