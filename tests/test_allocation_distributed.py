@@ -16,7 +16,7 @@ from sparklift.allocation import in_memory
 from sparklift.allocation.acceptance import accepted
 from sparklift.allocation.arms import POLICY, arm, holdout_rows, policy_arm, tie_draw
 from sparklift.allocation.caps import cap_round
-from sparklift.allocation.cut_planes import CutSearch
+from sparklift.allocation.cut_planes import CutSearch, crossing_counts
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
 from sparklift.allocation.envelope import envelope
 from sparklift.allocation.lagrange import solve_group
@@ -165,7 +165,7 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind, in_memory):
     # plane can end the search early: in Spark passes 72.90 against an LP of 72.82. (The
     # bracket search before: within 0.2% here, but 36% above the LP on the demo.)
     lp = lp_optimum(exact)
-    assert lp - 1e-6 <= bound <= lp * 1.002, (bound, lp)
+    assert lp - 1e-6 <= bound <= lp * 1.001, (bound, lp)
     print(f"caps {seed} {kind} {in_memory}: objective {objective:.3f}, optimum {best:.3f}, "
           f"bound {bound:.3f}, LP {lp:.3f}, rounds {solution.cap_rounds}")  # fmt: skip
     # Within the largest single u_ij of the optimum, also when ties make every multiplier
@@ -191,9 +191,10 @@ def tree_scored(n: int, seed: int, leaves: int = 40):
 def test_three_caps_on_tree_scores_reach_the_lp_with_budgets_just_slack(seed):
     """Three caps bind; each budget is 5% above what the capped optimum spends, so it binds
     without the caps and not with them (as on the demo). Every cap is filled and the
-    allocation is within 2% of the LP optimum (HiGHS). The bracket search with its trim
+    allocation is within 0.5% of the LP optimum (HiGHS). The bracket search with its trim
     reached 0.937-0.987 here; deferred acceptance at mu's own lambda re-solved, which
-    overstates what the caps leave of the budgets, 0.885-0.949."""
+    overstates what the caps leave of the budgets, 0.885-0.949; the cut planes with slopes
+    that left out tied customers, 0.987-1.000 (0.987 and 0.992 for seeds 1 and 2)."""
     u, c, group = tree_scored(6000, seed)
     caps = {"V01": 300, "V02": 600, "V03": 400}
     cust = in_memory.Customers(np.arange(len(u)), np.asarray(group, dtype=object), u, c)
@@ -207,10 +208,53 @@ def test_three_caps_on_tree_scores_reach_the_lp_with_budgets_just_slack(seed):
     objective = u[sent, solved.choice[sent]].sum()
     lp = lp_optimum(Instance("tree", u, c, budgets, group, (300, 600, 400)))
     assert all((solved.choice == j).sum() >= 0.98 * q for j, q in enumerate(caps.values()))
-    assert objective >= 0.98 * lp, (objective / lp, solved.rounds)
+    assert objective >= 0.995 * lp, (objective / lp, solved.rounds)
+    # The best bound within the planes' tolerance (0.1%) of the LP optimum, which is the
+    # Lagrangian dual's minimum. With planes whose slopes left out the customers tied at a
+    # budget's crossing or between options: 0.13%, 0.53%, 4.5% and 0.02% above.
+    bound = sum(solved.dual.values()) + float(np.dot(solved.bound_mu, list(caps.values())))
+    assert lp - 1e-9 <= bound <= lp * 1.001, (bound / lp, solved.rounds)
     for g, b in budgets.items():
         rows = sent[group[sent] == g]
         assert c[rows, solved.choice[rows]].sum() <= b + 1e-9
+
+
+def lp_dual(u, c, group, budgets, caps, mu) -> float:
+    """D(mu) by HiGHS, independently of the solver: the LP optimum of the budgets alone with
+    objectives u - mu, plus mu . Q (LP duality: the budgets' Lagrangian at its best lambda)."""
+    net = np.where(u - mu > 0, u - mu, np.nan)
+    return lp_optimum(Instance("dual", net, c, budgets, group)) + float(np.dot(mu, caps))
+
+
+def test_a_round_s_plane_lies_under_the_dual_in_the_driver_and_in_spark(spark):
+    """A plane D(mu0) + g (mu - mu0), g = Q - x, must lie under D everywhere, or the search
+    can cut its minimum off. On tree-model scores whole leaves tie at each budget's lambda:
+    x must count them as the relaxed optimum that spends the budget does (a share of the
+    leaf). Counted as the customers that strictly prefer each voucher (before: here none,
+    as the one leaf at the budgets' crossing was left out), the plane passed above D at 5
+    of the 9 points below, by up to 62% of D's change from mu0, and on tree scores the
+    search ended with its bound 4.5% above the LP (seed 2 of the test above)."""
+    u, c, group = tree_scored(3000, 2)
+    caps = np.array([150.0, 300.0, 200.0])
+    budgets = {"NL": 40.0, "DE": 25.0}
+    mu0 = np.array([0.02, 0.01, 0.03])
+    cust = in_memory.Customers(np.arange(len(u)), np.asarray(group, dtype=object), u, c)
+    members = {g: np.flatnonzero(group == g) for g in budgets}
+    problem = Problem(VOUCHERS, budgets)
+    _, lam, dual, _, sides = in_memory._budgets(cust, u, c, mu0, members, problem, False)
+    assert all(v > 0 for v in lam.values())  # both budgets bind
+    d0 = sum(dual.values()) + float(np.dot(mu0, caps))
+    assert d0 == pytest.approx(lp_dual(u, c, group, budgets, caps, mu0), rel=1e-9)
+    x = crossing_counts(sides, budgets, range(3))
+    scores = spark.createDataFrame(frame(u, c, group))
+    env = customers(scores, VOUCHERS, mu0, Sums(spark).acc)
+    x_spark, _ = cap_round(env, lam, mu0, dict(enumerate(caps)), 3, budgets)
+    assert x_spark == pytest.approx(x, abs=1e-6)
+    g = caps - np.array([x[j] for j in range(3)])
+    rng = np.random.default_rng(0)
+    for mu in [*(mu0 * f for f in (0.0, 0.5, 1.5)), *(mu0 * rng.uniform(0, 2, (6, 3)))]:
+        d = lp_dual(u, c, group, budgets, caps, mu)
+        assert d0 + g @ (mu - mu0) <= d + 1e-9 * abs(d), (mu, d0 + g @ (mu - mu0), d)
 
 
 def test_a_cap_round_aims_at_the_multiplier_that_meets_the_cap(spark):
@@ -222,8 +266,9 @@ def test_a_cap_round_aims_at_the_multiplier_that_meets_the_cap(spark):
     u = np.column_stack([np.arange(1, n + 1) * 0.001, np.full((n, 2), np.nan)])
     c = np.column_stack([np.ones(n), np.full((n, 2), np.nan)])
     scores = spark.createDataFrame(frame(u, c, np.full(n, "NL")))
-    env = customers(scores, VOUCHERS, None, Sums(spark).acc)
-    counts, target = cap_round(env, {"NL": 0.0}, np.array([0.2, 0.0, 0.0]), {0: 100}, 3)
+    mu = np.array([0.2, 0.0, 0.0])
+    env = customers(scores, VOUCHERS, mu, Sums(spark).acc)  # a round's envelopes are at its mu
+    counts, target = cap_round(env, {"NL": 0.0}, mu, {0: 100}, 3, {"NL": 1e9})
     assert counts == {0: int((u[:, 0] > 0.2 + 1e-12).sum())} == {0: 800}
     kth = np.sort(u[:, 0])[::-1][100]  # the 101st largest: above it, exactly 100
     assert kth <= target[0] <= kth * 2 ** (1 / 512) + 1e-12, target

@@ -24,20 +24,21 @@
    group's crossing bucket, or what the driver decided for it (:mod:`.choices`).
 
 With voucher caps, rounds of (1, 2) run at cap multipliers mu, each followed by one pass
-that histograms, per capped voucher, the margin by which each customer prefers it
-(:mod:`.caps`): its count of choosers. Each round's bound and counts (a subgradient) add a
-cutting plane, and the next mu minimizes the planes inside a box (:mod:`.cut_planes`),
-until the bound is within ``cap_tolerance`` of the planes' minimum or ``max_cap_rounds``
-is reached. Then deferred acceptance at the best round's lambda and its mu lowered by 1%
-(the primal's; :mod:`.acceptance`) leaves each capped voucher to at most ``cap``
-customers: each customer asks for its best option not yet refused, and an over-full cap
-keeps the askers of largest lead over their next best (ties by customer id); when that
-leaves a binding cap short, mu is lowered 4% (then 16%) and it runs again. That problem is
-solved for the budgets alone (1, 2 and 3 once more), so caps hold by construction, and the
-budget the refused customers free goes to their next best options and to other customers
-(the greedy fill). The cuts (each cap's last customer kept, and the share kept of the
-customers tied with it) and the primal's multipliers go to the held-out customers' rule
-(:class:`.arms.Rule`).
+(:mod:`.caps`) that counts, per capped voucher, its choosers in the relaxed solution that
+spends each budget (the customers at a budget's crossing shared by the budget's split),
+and histograms the margins by which customers prefer it. Each round's bound and counts
+(a subgradient) add a cutting plane, and the next mu minimizes the planes inside a box
+(:mod:`.cut_planes`), until the bound is within ``cap_tolerance`` of the planes' minimum
+or ``max_cap_rounds`` is reached. Then deferred acceptance at the best round's lambda and
+its mu lowered by 1% (the primal's; :mod:`.acceptance`) leaves each capped voucher to at
+most ``cap`` customers: each customer asks for its best option not yet refused, and an
+over-full cap keeps the askers of largest lead over their next best (ties by customer id);
+when that leaves a binding cap short, mu is lowered 4% (then 16%) and it runs again. That
+problem is solved for the budgets alone (1, 2 and 3 once more), so caps hold by
+construction, and the budget the refused customers free goes to their next best options
+and to other customers (the greedy fill). The cuts (each cap's last customer kept, and
+the share kept of the customers tied with it) and the primal's multipliers go to the
+held-out customers' rule (:class:`.arms.Rule`).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
@@ -273,7 +274,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         bound = sum(dual.values()) + search.cap_term(mu)
         if best is None or bound < best[0]:
             best = (bound, mu, lam, dual)
-        counts, target = cap_round(env, lam, mu, caps, n_opt)
+        counts, target = cap_round(env, lam, mu, caps, n_opt, problem.budgets)
         passes += 1
         rounds += 1
         next_mu = search.advance(mu, bound, counts, target, rounds >= problem.max_cap_rounds)
@@ -283,7 +284,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
             rounds,
             bound,
             search.gap,
-            {vouchers[j]: n for j, n in counts.items()},
+            {vouchers[j]: round(n, 1) for j, n in counts.items()},
             {vouchers[j]: round(float(mu[j]), 6) for j in caps},
         )
         if next_mu is None:

@@ -102,3 +102,14 @@ def envelope(u: np.ndarray, c: np.ndarray, mu: np.ndarray | None = None) -> Enve
         to[k, idx] = nxt
         cur_a, cur_c, last = nxt_a, nxt_c, top
     return Envelope(base, base_value, lam.T, d_value.T, d_cost.T, to.T)
+
+
+def taken(env: Envelope, lam: float, above: bool) -> np.ndarray:
+    """Each customer's option at multiplier ``lam`` (NONE: nothing): just above it
+    (``above``: the breakpoints above ``lam``) or just below it (those at or above it). They
+    differ for the customers whose breakpoint is ``lam``, where both options are optimal."""
+    n = (env.lam > lam).sum(axis=1) if above else (env.lam >= lam).sum(axis=1)
+    choice = env.base.copy()
+    moved = n > 0
+    choice[moved] = env.to[moved, n[moved] - 1]
+    return choice

@@ -9,10 +9,10 @@ one pass and solved there by the same rules:
 - the rows pivoted to one per customer with the same input checks (:mod:`.layout`);
 - per budget group, the exact multiplier, the rounded solution and the greedy fill from
   every breakpoint (:func:`.lagrange.solve_group`), or OR-Tools for ``exact`` groups;
-- with caps, the same cutting-plane rounds (:class:`.cut_planes.CutSearch`), each count
-  being the customers whose margin for the capped voucher is positive (the distributed
-  rounds histogram those margins), then deferred acceptance at the best round's lambda
-  and its mu lowered by 1% (:func:`_accepted`, the same steps as
+- with caps, the same cutting-plane rounds (:class:`.cut_planes.CutSearch`), each
+  round's counts from the options just above and below each budget's lambda
+  (:func:`.cut_planes.crossing_counts`), then deferred acceptance at the best round's
+  lambda and its mu lowered by 1% (:func:`_accepted`, the same steps as
   :func:`.acceptance.accepted`); then the budgets solved again within it.
 
 The dual bound is the same: at the round's (lambda, mu) of smallest bound.
@@ -33,8 +33,8 @@ from sparklift.allocation import layout as L
 from sparklift.allocation.acceptance import MAX_STEPS
 from sparklift.allocation.arms import TIE, TIE_GRID, Rule, tie_width
 from sparklift.allocation.budgets import TOTALS
-from sparklift.allocation.cut_planes import CutSearch
-from sparklift.allocation.envelope import NONE, envelope
+from sparklift.allocation.cut_planes import ABOVE, SIDES, CutSearch, crossing_counts
+from sparklift.allocation.envelope import NONE, envelope, taken
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.sums import FLAGS
@@ -116,17 +116,19 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
     rounds = 0
     best: tuple[float, np.ndarray, dict[str, float], dict[str, float]] | None = None
     while True:
-        choice, lam, dual, exact = _budgets(cust, cust.u, cust.c, mu, members, problem, not caps)
+        choice, lam, dual, exact, sides = _budgets(
+            cust, cust.u, cust.c, mu, members, problem, not caps
+        )
         if not caps:
             break
         bound = sum(dual.values()) + search.cap_term(mu)
         if best is None or bound < best[0]:
             best = (bound, mu, lam, dual)
+        counts = crossing_counts(sides, problem.budgets, caps)
         margins = _margins(cust, mu, lam)
-        counts, target = {}, mu.copy()
+        target = mu.copy()
         for j, q in caps.items():
             chosen = np.sort(margins[:, j][margins[:, j] > 0])[::-1]
-            counts[j] = len(chosen)
             # mu raised by the (q + 1)-th margin leaves j to those above it: at most q.
             target[j] = mu[j] + chosen[q] if len(chosen) > q else 0.0
         rounds += 1
@@ -174,13 +176,15 @@ def _budgets(
     members: Mapping[str, np.ndarray],
     problem: Problem,
     exact_ok: bool,
-) -> tuple[np.ndarray, dict[str, float], dict[str, float], list[str]]:
+) -> tuple[np.ndarray, dict[str, float], dict[str, float], list[str], pd.DataFrame]:
     """Every group solved for its budget at cap multipliers ``mu``: choices, lambda, the
-    bound's value part, and the groups solved exactly."""
+    bound's value part, the groups solved exactly, and the options just above and below
+    each lambda (the ``sides`` of :func:`.cut_planes.crossing_counts`)."""
     choice = np.full(len(cust.ids), NONE, dtype=np.int64)
     lam: dict[str, float] = {}
     dual: dict[str, float] = {}
     exact: list[str] = []
+    sides = []
     for g, rows in members.items():
         budget = float(problem.budgets[g])
         if exact_ok and 0 < len(rows) <= problem.exact_max_customers:
@@ -189,9 +193,28 @@ def _budgets(
             lam[g] = 0.0
             exact.append(g)
             continue
-        done = solve_group(envelope(u[rows], c[rows], mu), budget, cust.ids[rows])
+        env = envelope(u[rows], c[rows], mu)
+        done = solve_group(env, budget, cust.ids[rows])
         choice[rows], lam[g], dual[g] = done.choice, done.lam, done.dual_bound
-    return choice, lam, dual, exact
+        sides += [_side(g, side, taken(env, done.lam, side == ABOVE), c[rows]) for side in SIDES]
+    columns = ["budget_group", "side", "option", "n", "cost"]
+    return choice, lam, dual, exact, pd.concat(sides) if sides else pd.DataFrame(columns=columns)
+
+
+def _side(group: str, side: str, choice: np.ndarray, c: np.ndarray) -> pd.DataFrame:
+    """One side of a group's lambda (:func:`.cut_planes.crossing_counts`): per option
+    (NONE included) its customers in ``choice`` and their spend (costs ``c``)."""
+    n_opt = c.shape[1]
+    spend = np.where(choice == NONE, 0.0, np.maximum(c[np.arange(len(c)), choice], 0.0))
+    return pd.DataFrame(
+        {
+            "budget_group": group,
+            "side": side,
+            "option": np.arange(NONE, n_opt),
+            "n": np.bincount(choice - NONE, minlength=n_opt + 1),
+            "cost": np.bincount(choice - NONE, weights=spend, minlength=n_opt + 1),
+        }
+    )
 
 
 def _net(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.ndarray:
