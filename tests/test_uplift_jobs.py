@@ -259,13 +259,13 @@ def test_the_same_history_in_another_row_order_trains_the_same_model(spark, tmp_
 
 
 class Recording(BaseEstimator):
-    """A plug-in learner that keeps the rows it is fitted on; its effect is the first
-    feature's hundredth."""
+    """A plug-in learner that keeps the rows it is fitted on and their customers (its fit
+    takes ``groups``); its effect is the first feature's hundredth."""
 
-    fitted: ClassVar[list[np.ndarray]] = []
+    fitted: ClassVar[list[tuple[np.ndarray, np.ndarray]]] = []
 
-    def fit(self, X, y, arm):
-        Recording.fitted.append(X.copy())
+    def fit(self, X, y, arm, groups):
+        Recording.fitted.append((X.copy(), groups.copy()))
         return self
 
     def predict(self, X):
@@ -275,7 +275,8 @@ class Recording(BaseEstimator):
 def test_the_hold_out_takes_every_row_of_a_customer_or_none(spark, tmp_path, capsys):
     """Two campaigns of the same 2,000 customers (the feature `who` is the customer): a
     customer's rows are all fitted or all held out, and about holdout_share (0.3) of the
-    customers are held out (a split by row would put 2 x 0.3 x 0.7 = 42% on both sides)."""
+    customers are held out (a split by row would put 2 x 0.3 x 0.7 = 42% on both sides).
+    A learner whose fit takes ``groups`` gets each fitted row's customer."""
     f = history()
     who = f.index % 2000
     f = f.assign(campaign_id=np.where(f.index < 2000, "C001", "C002"), customer_id=who, who=who)
@@ -285,7 +286,9 @@ def test_the_hold_out_takes_every_row_of_a_customer_or_none(spark, tmp_path, cap
     sets = ["--set", "uplift.min_arm_rows=200", "--learner", f"{__name__}:Recording"]
     out = run_json(capsys, ["train-uplift", *args(wh, *sets)])
     assert out["features"][0] == "who" and len(Recording.fitted) == 2
-    fitted = Recording.fitted[0][:, 0].astype(int)
+    X, groups = Recording.fitted[0]
+    fitted = X[:, 0].astype(int)
+    np.testing.assert_array_equal(groups, fitted)  # the customer of each row
     assert np.isin(who, fitted).sum() == len(fitted) == out["train_rows"]
     assert len(np.unique(fitted)) / 2000 == pytest.approx(0.7, abs=0.035)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import Ridge
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError, InputError
-from sparklift.uplift.learners import BUILT_IN, allows_nan, make_learner
+from sparklift.uplift.learners import BUILT_IN, DRLearner, allows_nan, make_learner
 from sparklift.uplift.training import train
 
 GBM = {"max_iter": 60, "max_leaf_nodes": 7, "min_samples_leaf": 200}
@@ -142,3 +145,45 @@ def test_an_arm_without_held_out_rows_is_named():
     with pytest.raises(InputError, match=r"hold-out has no rows of arms \['V3'\]"):
         train(sample, list(sample.columns[: X.shape[1]]), ["V1", "V2", "V3"],
               lambda: make_learner("t_linear", CONF), "t_linear", held, [0.1, 0.5])  # fmt: skip
+
+
+class Recorder(BaseEstimator, RegressorMixin):
+    """An outcome model that records the customers (feature 0) it is fitted on and those it
+    then predicts for; it predicts 0."""
+
+    calls: ClassVar[list[tuple[np.ndarray, np.ndarray]]] = []
+
+    def fit(self, X, y):
+        self.fitted_ = X[:, 0].copy()
+        return self
+
+    def predict(self, X):
+        Recorder.calls.append((self.fitted_, X[:, 0].copy()))
+        return np.zeros(len(X))
+
+
+def test_the_dr_learner_cross_fits_by_customer():
+    """Customers with three rows each (several campaigns): the outcome models that give a
+    row its pseudo-outcome never saw that customer's other rows. train() passes each row's
+    customer to a learner whose fit takes ``groups``. Folds split by row (before) put 3 in 4
+    of the customers on both sides of a 2-fold split (1 - 2 x (1/2)^3), so the model of an
+    arm of share p was fitted on the customer of a share 1 - (1 - p/2)^2 of the rows it
+    predicts for: 0.19-0.44 here."""
+    X, y, arm, _ = world(3000)
+    customer = np.arange(3000) // 3
+    X[:, 0] = customer
+    sample = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    sample = sample.assign(treatment=np.array(["control", "V1", "V2"])[arm], objective=y, cost=y)
+    held = np.isin(customer, np.arange(0, 1000, 5))  # a fifth of the customers
+    Recorder.calls = []
+    make = lambda: DRLearner(Recorder(), Ridge(), folds=2, pool=False)  # noqa: E731
+    train(sample, list(sample.columns[:4]), ["V1", "V2"], make, "dr", held, [0.5],
+          customers=customer)  # fmt: skip
+    assert len(Recorder.calls) == 2 * 2 * 3  # responses x folds x arms
+    for fitted, predicted in Recorder.calls:
+        assert len(predicted) > 1000 and not np.isin(predicted, fitted).any()
+        assert not np.isin(predicted, customer[held]).any()  # the hold-out stays out
+    Recorder.calls = []
+    DRLearner(Recorder(), Ridge(), folds=2, pool=False).fit(X, y, arm)  # no groups: by row
+    shared = [np.isin(p, f).mean() for f, p in Recorder.calls]
+    assert min(shared) > 0.1  # the defect the groups avoid

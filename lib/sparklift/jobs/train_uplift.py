@@ -127,7 +127,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             sample = sample.where(uniform(conf.seed, "train-uplift.sample", *KEY) < share)
         # In key order: the holdout draw and the DR learner's folds then depend on the rows,
         # not on the order the backend's reader returns them in.
-        frame = sample.toPandas().sort_values(list(KEY), ignore_index=True).drop(columns=list(KEY))
+        frame = sample.toPandas().sort_values(list(KEY), ignore_index=True)
+        customers = frame.pop("customer_id").to_numpy()  # the DR folds keep a customer whole
+        frame = frame.drop(columns=[k for k in KEY if k != "customer_id"])
     lost = sorted(set(report.arms) - set(frame["treatment"].unique()))
     if lost:
         raise InputError(
@@ -143,6 +145,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             learner,
             frame[HELD].to_numpy(dtype=bool),
             conf.policy_fractions,
+            customers,
         )
     for v, m in metrics.items():
         log.info(

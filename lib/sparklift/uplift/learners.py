@@ -16,7 +16,8 @@ Built in, chosen by name in ``uplift.learner``:
 
 - ``t_gbm`` / ``t_linear``: the T-learner, one outcome model per arm, effect = mu_j - mu_0;
 - ``dr_gbm`` / ``dr_linear``: the doubly robust (DR) learner (Kennedy 2023). Outcome
-  models mu_k are cross-fitted over ``folds`` folds; with the randomized arm shares e_k as
+  models mu_k are cross-fitted over ``folds`` folds (of customers, given ``groups``); with
+  the randomized arm shares e_k as
   propensities, each row gets the pseudo-outcome
   ``phi_j = mu_j - mu_0 + 1[arm=j] (y - mu_j) / e_j - 1[arm=0] (y - mu_0) / e_0``,
   whose conditional mean is tau_j(x) whatever the errors of mu. With ``pool`` (the
@@ -44,6 +45,7 @@ which on vouchers that appeal to different customers makes the voucher choice st
 from __future__ import annotations
 
 import importlib
+import inspect
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -69,9 +71,24 @@ BUILT_IN = ("t_gbm", "dr_gbm", "t_linear", "dr_linear")
 
 
 class UpliftLearner(Protocol):
+    """``fit(X, y, arm)``; a learner whose ``fit`` also takes ``groups`` gets each row's
+    customer there (:func:`fit_grouped`), so that whatever it splits keeps a customer's rows
+    together."""
+
     def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> UpliftLearner: ...
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
+def fit_grouped(
+    learner: Any, X: np.ndarray, y: np.ndarray, arm: np.ndarray, groups: np.ndarray | None
+) -> Any:
+    """``learner`` fitted on the rows, with their ``groups`` (customers) if its ``fit``
+    takes them (as scikit-learn's splitters do); plug-ins written for ``fit(X, y, arm)``
+    keep working."""
+    if groups is not None and "groups" in inspect.signature(learner.fit).parameters:
+        return learner.fit(X, y, arm, groups=groups)
+    return learner.fit(X, y, arm)
 
 
 def allows_nan(estimator: Any) -> bool:
@@ -160,12 +177,22 @@ class DRLearner(_MultiArm):
         self.seed = seed
         self.pool = pool
 
-    def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> DRLearner:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, arm: np.ndarray, groups: np.ndarray | None = None
+    ) -> DRLearner:
+        """Fitted on the rows; ``groups`` (each row's customer) keeps a customer's rows in
+        one fold, so no row's outcome models were fitted on its customer's other rows."""
         if not isinstance(self.folds, numbers.Integral) or self.folds < 2:
             raise ValueError(f"the DR learner needs folds >= 2 for cross-fitting, got {self.folds}")
         X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
         share = np.bincount(arm, minlength=n_vouchers + 1) / len(arm)
-        fold = np.random.default_rng(self.seed).permutation(len(arm)) % self.folds
+        rng = np.random.default_rng(self.seed)
+        if groups is None:
+            fold = rng.permutation(len(arm)) % self.folds
+        else:
+            names, group = np.unique(column_or_1d(groups), return_inverse=True)
+            check_consistent_length(arm, group)
+            fold = (rng.permutation(len(names)) % self.folds)[group]
         mu = np.empty((len(arm), n_vouchers + 1))
         for f in range(self.folds):
             train, held = fold != f, fold == f
@@ -220,11 +247,13 @@ class Average(_MultiArm):
         tags.input_tags.allow_nan = all(allows_nan(m) for m in self.learners)
         return tags
 
-    def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> Average:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, arm: np.ndarray, groups: np.ndarray | None = None
+    ) -> Average:
         if len(self.learners) < 2:
             raise ValueError(f"an average needs at least 2 learners, got {len(self.learners)}")
         X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
-        self.learners_ = [clone(m).fit(X, y, arm) for m in self.learners]
+        self.learners_ = [fit_grouped(clone(m), X, y, arm, groups) for m in self.learners]
         self.n_vouchers_ = n_vouchers
         return self
 

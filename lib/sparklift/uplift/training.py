@@ -20,7 +20,7 @@ import pandas as pd
 from sparklift.errors import InputError
 from sparklift.uplift.checks import CONTROL
 from sparklift.uplift.evaluation import evaluate
-from sparklift.uplift.learners import UpliftLearner, allows_nan
+from sparklift.uplift.learners import UpliftLearner, allows_nan, fit_grouped
 from sparklift.uplift.model import RESPONSES, UpliftModel, check_predicts
 
 log = logging.getLogger("sparklift")
@@ -44,10 +44,12 @@ def train(
     name: str,
     held: np.ndarray,
     fractions: Sequence[float],
+    customers: np.ndarray | None = None,
 ) -> tuple[UpliftModel, dict[str, Any], dict[str, Any]]:
     """The fitted model, per voucher and response its held-out metrics, and the number of
     training and held-out rows (and of training rows per arm). ``held`` marks the held-out
-    rows of ``sample``."""
+    rows of ``sample``; ``customers``, each row's customer, goes to a learner whose fit
+    takes ``groups`` (:func:`.learners.fit_grouped`)."""
     X = feature_matrix(sample, features)
     arm = arm_codes(sample["treatment"], vouchers)
     short = [a for k, a in enumerate([CONTROL, *vouchers]) if not held[arm == k].any()]
@@ -67,7 +69,8 @@ def train(
                 "have some (use a gbm learner, or fill them upstream)"
             )
         log.info("fitting %s for %s on %d rows", name, response, int((~held).sum()))
-        fitted[response] = learner.fit(X[~held], y[~held], arm[~held])
+        groups = None if customers is None else customers[~held]
+        fitted[response] = fit_grouped(learner, X[~held], y[~held], arm[~held], groups)
     model = UpliftModel(name, list(features), list(vouchers), fitted)
     check_predicts(model)  # a learner of one's own: its shapes, before they index anything
     keep = held & (~np.isnan(X).any(axis=1) | model.handles_missing)
