@@ -16,9 +16,8 @@ Built in, chosen by name in ``uplift.learner``:
 
 - ``t_gbm`` / ``t_linear``: the T-learner, one outcome model per arm, effect = mu_j - mu_0;
 - ``dr_gbm`` / ``dr_linear``: the doubly robust (DR) learner (Kennedy 2023). Outcome
-  models mu_k are cross-fitted over ``folds`` folds (of customers, given ``groups``); with
-  the randomized arm shares e_k as
-  propensities, each row gets the pseudo-outcome
+  models mu_k are cross-fitted over ``folds`` folds (of customers, given ``groups``);
+  with the randomized arm shares e_k as propensities, each row gets the pseudo-outcome
   ``phi_j = mu_j - mu_0 + 1[arm=j] (y - mu_j) / e_j - 1[arm=0] (y - mu_0) / e_0``,
   whose conditional mean is tau_j(x) whatever the errors of mu. With ``pool`` (the
   default) ONE final model regresses the stacked phi_1..phi_J on (x, j) over all rows, so
