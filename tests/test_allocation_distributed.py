@@ -11,10 +11,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 
 from sparklift.allocation import in_memory
 from sparklift.allocation.acceptance import accepted
-from sparklift.allocation.arms import POLICY, arm, holdout_rows, policy_arm, tie_draw
+from sparklift.allocation.arms import (
+    POLICY,
+    arm,
+    holdout_rows,
+    policy_arm,
+    tie_draw,
+    tie_order,
+)
 from sparklift.allocation.caps import cap_round
 from sparklift.allocation.cut_planes import CutSearch, crossing_counts
 from sparklift.allocation.distributed import Problem, ScoreFiles, solve, summarize
@@ -23,6 +31,7 @@ from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.layout import customers
 from sparklift.allocation.sums import Sums
 from sparklift.errors import InputError
+from sparklift.synthetic.rand import uniform
 from tests.exact_optima import Instance, by_group, lp_optimum, stored_optimum
 
 Case = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Instance]]
@@ -375,6 +384,38 @@ def test_a_cap_ranks_leads_equal_but_for_float_noise_as_ties(spark):
     done.release()
     for holds in (np.isfinite(left[:, 0]), got["objective_0"].notna().to_numpy()):
         assert holds.tolist() == (np.arange(n) < n // 2).tolist()
+
+
+def test_a_cap_keeps_a_random_sample_of_a_tied_block_by_the_campaign_s_hash(spark):
+    """400 customers with the same scores (a tree model's leaf), V01 capped at 100: with the
+    campaign's tie order the cap keeps the 100 of smallest hash of their id (drawn here by
+    Spark's xxhash64, independently of the solvers' code), in the driver and in Spark; not
+    the 100 lowest ids, which it kept before, so that the policy's customers of a cut leaf
+    were its oldest ids while the held-out rule draws at random."""
+    n, q = 400, 100
+    u = np.tile([0.3, 0.1, np.nan], (n, 1))
+    c, group = np.ones_like(u), np.array(["NL"] * n)
+    order = tie_order(spark, "C1", 7)
+    hashed = (
+        spark.range(n)
+        .select(F.col("id").alias("customer_id"))
+        .select("customer_id", uniform(7, "acceptance.tie.C1", F.col("customer_id")).alias("h"))
+        .toPandas()
+        .sort_values("h")
+    )
+    due = np.sort(hashed["customer_id"].to_numpy()[:q])
+    cust = in_memory.Customers(np.arange(n), group.astype(object), u, c)
+    left = in_memory._accepted(cust, np.zeros(3), {"NL": 0.0}, {0: q}, order)[0]
+    env = customers(spark.createDataFrame(frame(u, c, group)), VOUCHERS, None, Sums(spark).acc)
+    done = accepted(env, 3, {"NL": 0.0}, np.zeros(3), {0: q}, order)
+    got = done.frame.toPandas().set_index("customer_id").sort_index()
+    done.release()
+    for holds in (np.isfinite(left[:, 0]), got["objective_0"].notna().to_numpy()):
+        np.testing.assert_array_equal(np.flatnonzero(holds), due)
+    assert 0.15 * n < due.mean() < 0.85 * n and due.max() > 2 * q  # not the lowest ids
+    # Without an order (the solver's default), by id: the lowest.
+    left = in_memory._accepted(cust, np.zeros(3), {"NL": 0.0}, {0: q})[0]
+    np.testing.assert_array_equal(np.flatnonzero(np.isfinite(left[:, 0])), np.arange(q))
 
 
 def test_a_zero_cap_solves_the_campaign_without_that_voucher(spark):

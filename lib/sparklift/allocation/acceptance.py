@@ -3,7 +3,8 @@
 Each customer asks for its best option not yet refused (u - lambda c - mu, positive by
 more than a rounding; the lowest index among equals). A capped option with more askers
 than its cap keeps the ``cap`` of largest lead over their next best (nothing = 0), ties
-(leads equal to :data:`.arms.TIE_GRID`'s step) by customer id, and refuses the others,
+(leads equal to :data:`.arms.TIE_GRID`'s step) by the campaign's hash of the customer
+(:class:`.arms.TieOrder`; without one by customer id), and refuses the others,
 who ask for their next best in the next step (a customer kept so far may be refused
 later, for askers of larger lead). A cap once full stays full, and the steps end when no
 option refuses anyone, or at :data:`MAX_STEPS` (whose cut then holds the caps). Then
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from sparklift.allocation import layout as L
-from sparklift.allocation.arms import TIE_GRID, rounding, tie_width
+from sparklift.allocation.arms import TIE_GRID, TieOrder, rounding, tie_width
 from sparklift.allocation.caps import lambda_frame, net
 from sparklift.allocation.envelope import NONE
 
@@ -83,37 +84,41 @@ def _state(df: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -
     )
 
 
-def _last_kept(df: DataFrame, caps: Mapping[int, int]) -> dict[int, tuple[float, int]]:
+Last = tuple[float, float, int]  # the last kept: lead's rank key, tie order, id
+
+
+def _last_kept(df: DataFrame, caps: Mapping[int, int]) -> dict[int, Last]:
     """Per capped option with more askers than its cap: the lead's rank key
-    (:func:`_key`) and id of the last one it keeps (its ``cap``-th by key, then id). One
-    pass over the askers of capped options."""
+    (:func:`_key`), tie order (``_order``) and id of the last one it keeps (its ``cap``-th
+    by key, then order, then id). One pass over the askers of capped options."""
     binding = {j: q for j, q in caps.items() if q}
     if not binding:
         return {}
     quota = F.create_map(*[x for j, q in binding.items() for x in (F.lit(j), F.lit(q))])
-    order = Window.partitionBy("_choice").orderBy(F.desc("_key"), "customer_id")
+    order = Window.partitionBy("_choice").orderBy(F.desc("_key"), "_order", "customer_id")
     rows = (
         df.where(F.col("_choice").isin(list(binding)))
-        .select("customer_id", "_choice", _key().alias("_key"))
+        .select("customer_id", "_choice", "_order", _key().alias("_key"))
         .withColumn("_rank", F.row_number().over(order))
         .where(F.col("_rank").between(quota[F.col("_choice")], quota[F.col("_choice")] + 1))
         .collect()
     )
     over = {r["_choice"] for r in rows if r["_rank"] == binding[r["_choice"]] + 1}
     return {
-        r["_choice"]: (r["_key"], r["customer_id"])
+        r["_choice"]: (r["_key"], r["_order"], r["customer_id"])
         for r in rows
         if r["_choice"] in over and r["_rank"] == binding[r["_choice"]]
     }
 
 
-def _outside(last: Mapping[int, tuple[float, int]], j: int) -> Column:
+def _outside(last: Mapping[int, Last], j: int) -> Column:
     """Whether a customer asking for capped option j is refused by this step's cut."""
     if j not in last:
         return F.lit(False)
-    m, i = last[j]
-    key, cid = _key(), F.col("customer_id")
-    return (F.col("_choice") == j) & ((key < m) | ((key == m) & (cid > i)))
+    m, o, i = last[j]
+    key, order, cid = _key(), F.col("_order"), F.col("customer_id")
+    after = (order > o) | ((order == o) & (cid > i))
+    return (F.col("_choice") == j) & ((key < m) | ((key == m) & after))
 
 
 def _key() -> Column:
@@ -128,14 +133,17 @@ def accepted(
     lam: Mapping[str, float],
     mu: np.ndarray,
     caps: Mapping[int, int],
+    tie_order: TieOrder | None = None,
 ) -> Accepted:
     """Deferred acceptance of ``env``'s customers (cached rows) at (``lam``, ``mu``).
     Each step is one pass for the cut of the capped options' askers, and one more to
     cache its refusals when it refused anyone. A zero cap refuses everyone from the
-    start."""
+    start. Ties at a cut go by ``tie_order`` (None: by customer id)."""
     nothing = F.lit(None).cast("double")
+    order = tie_order.column() if tie_order is not None else F.lit(0.0)
     df = env.join(F.broadcast(lambda_frame(env, lam)), "budget_group").withColumns(
-        {_refused(j): nothing if q else F.lit(float("nan")) for j, q in caps.items()}
+        {"_order": order}
+        | {_refused(j): nothing if q else F.lit(float("nan")) for j, q in caps.items()}
     )
     step, passes = None, 0
     for k in range(MAX_STEPS):

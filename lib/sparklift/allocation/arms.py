@@ -185,6 +185,33 @@ def tie_draw(campaign_id: str, seed: int) -> Column:
 
 
 @dataclass(frozen=True)
+class TieOrder:
+    """The order in which a cap keeps the customers whose leads tie at its cut: a hash of
+    the customer (``seed``, ``salt``), so that those kept are a random sample of the tied
+    ones, as the held-out customers' rule takes them, not those of lowest id (ids often
+    follow sign-up dates, and the policy's cell would then hold older customers than the
+    holdout's). ``state``: the hash's state for NumPy (:func:`.uniform_state`)."""
+
+    seed: int
+    salt: str
+    state: int
+
+    def column(self) -> Column:
+        """Each row's place (``customer_id``), in Spark."""
+        return uniform(self.seed, self.salt, F.col("customer_id"))
+
+    def of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """The same places in NumPy, bit for bit."""
+        return uniform_of_ids(self.state, ids)
+
+
+def tie_order(spark: SparkSession, campaign_id: str, seed: int) -> TieOrder:
+    """The campaign's :class:`TieOrder`."""
+    salt = f"acceptance.tie.{campaign_id}"
+    return TieOrder(seed, salt, uniform_state(spark, seed, salt))
+
+
+@dataclass(frozen=True)
 class Rule:
     """The policy's decision for a customer it was not solved for (a held-out one), from the
     solve. Without caps: the voucher of greatest u - lambda c at ``final_lam``, if

@@ -64,7 +64,7 @@ from pyspark.sql import functions as F
 
 from sparklift.allocation import cache, in_memory
 from sparklift.allocation.acceptance import accepted
-from sparklift.allocation.arms import PolicyArm, Rule
+from sparklift.allocation.arms import PolicyArm, Rule, TieOrder
 from sparklift.allocation.budgets import (
     check_input,
     plan_groups,
@@ -97,6 +97,7 @@ class Problem:
     cap_tolerance: float = 0.001  # the rounds stop when the bound is this near its best
     driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
     driver_max_rows: int = 0  # at most this many score rows: solved in the driver's memory
+    tie_order: TieOrder | None = None  # ties at a cap's cut by this hash (None: by id)
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         mu_out = {vouchers[j]: float(bound_mu[j]) for j in caps}
         mu, lam = search.primal_mu(), bound_lam
         while True:  # again, lower, while it leaves a binding cap short
-            done = accepted(env, n_opt, lam, mu, caps)
+            done = accepted(env, n_opt, lam, mu, caps, problem.tie_order)
             passes += done.passes
             lowered = search.lower(done.held)
             if lowered is None:

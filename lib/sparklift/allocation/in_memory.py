@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from sparklift.allocation import layout as L
 from sparklift.allocation.acceptance import MAX_STEPS
-from sparklift.allocation.arms import TIE, TIE_GRID, Rule, tie_width
+from sparklift.allocation.arms import TIE, TIE_GRID, Rule, TieOrder, tie_width
 from sparklift.allocation.budgets import TOTALS
 from sparklift.allocation.cut_planes import ABOVE, SIDES, CutSearch, crossing_counts
 from sparklift.allocation.envelope import NONE, envelope, taken
@@ -140,7 +140,7 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
         _, bound_mu, bound_lam, dual = best
         mu, lam = search.primal_mu(), bound_lam
         while True:  # again, lower, while it leaves a binding cap short
-            u, c, cuts = _accepted(cust, mu, lam, caps)
+            u, c, cuts = _accepted(cust, mu, lam, caps, problem.tie_order)
             lowered = search.lower({j: int(np.isfinite(u[:, j]).sum()) for j in caps})
             if lowered is None:
                 break
@@ -239,7 +239,11 @@ def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.nd
 
 
 def _accepted(
-    cust: Customers, mu: np.ndarray, lam: Mapping[str, float], caps: Mapping[int, int]
+    cust: Customers,
+    mu: np.ndarray,
+    lam: Mapping[str, float],
+    caps: Mapping[int, int],
+    tie_order: TieOrder | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, float]]]:
     """Objectives and costs with each capped option left only to the customers deferred
     acceptance gives it at (lambda, mu), and per capped option that turned customers away
@@ -249,9 +253,9 @@ def _accepted(
     Each customer asks for its best option not yet refused (u - lambda c - mu, positive;
     the lowest index among equals); a capped option over its cap keeps the ``cap`` askers
     of largest lead over their next best (nothing = 0), ties (to :data:`.arms.TIE_GRID`)
-    by customer id, and refuses the others, who ask for their next best in the next step;
-    until none is refused, or for :data:`.acceptance.MAX_STEPS` steps (the last one's cut
-    then holds the caps)."""
+    by ``tie_order`` (None: by customer id), and refuses the others, who ask for their
+    next best in the next step; until none is refused, or for
+    :data:`.acceptance.MAX_STEPS` steps (the last one's cut then holds the caps)."""
     net = _net(cust, mu, lam)
     with np.errstate(invalid="ignore"):  # within a rounding of 0: not asked for
         ok = np.isfinite(net) & (net > TIE * np.maximum(1.0, np.abs(cust.u)))
@@ -260,6 +264,7 @@ def _accepted(
     refused[:, [j for j, q in caps.items() if not q]] = True  # a zero cap: from the start
     lead_refused = np.full(net.shape, np.nan)
     rows = np.arange(len(net))
+    place = tie_order.of_ids(cust.ids) if tie_order is not None else np.zeros(len(net))
     for step in range(MAX_STEPS):
         avail = np.where(refused, -np.inf, net)
         best = np.argmax(avail, axis=1)
@@ -271,7 +276,8 @@ def _accepted(
         kept = np.ones(len(net), dtype=bool)
         for j, q in caps.items():
             askers = np.flatnonzero(choice == j)
-            order = askers[np.lexsort((cust.ids[askers], -np.floor(lead[askers] * TIE_GRID)))]
+            rank = (cust.ids[askers], place[askers], -np.floor(lead[askers] * TIE_GRID))
+            order = askers[np.lexsort(rank)]
             kept[order[q:]] = False
         if kept.all() or step == MAX_STEPS - 1:  # run out: this step's cut holds the caps
             break

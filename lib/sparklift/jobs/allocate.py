@@ -141,6 +141,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
         driver_steps=campaign.driver_steps,
+        tie_order=arms.tie_order(ctx.spark, campaign.campaign_id, campaign.seed),
     )
     calibration = _calibration(ctx, campaign)
     run_id = new_id(utcnow())
