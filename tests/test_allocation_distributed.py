@@ -167,12 +167,12 @@ def test_caps_hold_and_objective_near_optimum(spark, seed, kind, in_memory):
     objective = sum(s.objective for s in summary)
     bound = sum(s.dual_bound for s in summary)
     assert objective <= best + 1e-6 <= bound + 2e-6  # within the reported gap
-    # The cutting planes bring the bound near the LP optimum (HiGHS), the best a Lagrangian
-    # bound can be: within their tolerance (0.1%) but where a plane is inexact. Its slope
-    # counts the customers that choose each voucher, and customers tied between options
-    # (a quarter in the adversarial case) or at a budget's crossing count for none, so a
-    # plane can end the search early: in Spark passes 72.90 against an LP of 72.82. (The
-    # bracket search before: within 0.2% here, but 36% above the LP on the demo.)
+    # The cutting planes bring the bound within their tolerance (0.1%) of the LP optimum
+    # (HiGHS), the best a Lagrangian bound can be. When their slopes left out the
+    # customers tied between options (a quarter in the adversarial case) or at a budget's
+    # crossing, a plane could end the search early: in Spark passes 72.90 against an LP
+    # of 72.82; now 72.83. (The bracket search before: within 0.2% here, but 36% above
+    # the LP on the demo.)
     lp = lp_optimum(exact)
     assert lp - 1e-6 <= bound <= lp * 1.001, (bound, lp)
     print(f"caps {seed} {kind} {in_memory}: objective {objective:.3f}, optimum {best:.3f}, "
