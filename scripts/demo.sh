@@ -176,9 +176,10 @@ for table, rows in quality.groupby("table_name"):
     print(f"  {table:18s} {counts.get('pass', 0):3d} passed {counts.get('fail', 0):2d} failed "
           f"{counts.get('skipped', 0):2d} skipped" + "".join(
               f"\n    {r.check_name} ({r.severity}): {r.message}" for r in bad.itertuples()))
+cut = meas.get('se_reduction_objective', 0)  # negative: the adjustment widened the SE
 print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy against "
       f"{meas['customers_holdout']:,} holdout customers, {meas['adjustment']} adjustment, SE "
-      f"{meas.get('se_reduction_objective', 0):.0%} below the unadjusted one): incremental objective "
+      f"{abs(cut):.0%} {'below' if cut >= 0 else 'above'} the unadjusted one): incremental objective "
       f"{meas['incremental_objective']:.1f} (95% CI {lo:.1f} .. {hi:.1f}); the allocation predicted "
       f"{meas['predicted_objective']:.1f}; planted truth {planted:.1f}. Incremental cost "
       f"{meas['incremental_cost']:.1f} (predicted {meas['predicted_cost']:.1f}); return "
