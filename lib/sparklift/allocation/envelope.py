@@ -108,7 +108,11 @@ def taken(env: Envelope, lam: float, above: bool) -> np.ndarray:
     """Each customer's option at multiplier ``lam`` (NONE: nothing): just above it
     (``above``: the breakpoints above ``lam``) or just below it (those at or above it). They
     differ for the customers whose breakpoint is ``lam``, where both options are optimal."""
-    n = (env.lam > lam).sum(axis=1) if above else (env.lam >= lam).sum(axis=1)
+    return after_steps(env, (env.lam > lam).sum(axis=1) if above else (env.lam >= lam).sum(axis=1))
+
+
+def after_steps(env: Envelope, n: np.ndarray) -> np.ndarray:
+    """Each customer's option after taking its first ``n`` breakpoints (0: its base)."""
     choice = env.base.copy()
     moved = n > 0
     choice[moved] = env.to[moved, n[moved] - 1]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparklift.allocation.envelope import Envelope
+from sparklift.allocation.envelope import Envelope, after_steps
 from sparklift.allocation.settle import settle
 
 
@@ -52,8 +52,5 @@ def solve_group(env: Envelope, budget: float, customer_ids: np.ndarray) -> Group
         step,
         np.zeros(len(lam), dtype=np.int64),
     )
-    count = np.bincount(cust[done.taken], minlength=len(customer_ids))
-    choice = env.base.copy()
-    moved = count > 0
-    choice[moved] = env.to[moved, count[moved] - 1]
+    choice = after_steps(env, np.bincount(cust[done.taken], minlength=len(customer_ids)))
     return GroupResult(done.lam, choice, done.objective, done.spent, done.dual_bound)
