@@ -1,11 +1,12 @@
 """The histogram the Python workers sum while they build the solver's cache (sums.py)
 against the same histogram summed again in pandas from the rows they cached; and the
-policy arm drawn in NumPy against Spark's own draw."""
+policy arm and the tie draws drawn in NumPy against Spark's own draws."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
@@ -118,6 +119,27 @@ def test_the_policy_arm_drawn_in_numpy_is_sparks(spark):
     assert np.array_equal(keep, draws["policy"].to_numpy())
     assert 0.83 < keep.mean() < 0.87
     assert policy_arm(spark, "c1", 7, 0.0, 0.0).mask(ids).all()
+
+
+def test_a_draw_of_a_customer_and_a_string_in_numpy_is_sparks(spark):
+    """Spark's xxhash64 of (seed, salt, long, string), bit for bit, for strings of every
+    length path (bytes, a 4-byte word, 8-byte words) up to 31 bytes, and UTF-8."""
+    rng = np.random.default_rng(4)
+    ids = np.r_[rng.integers(-(2**63), 2**63 - 1, 2_000), 0, -1].astype(np.int64)
+    keys = ["", "V", "V01", "V012", "V0123", "voucher", "voucher1", "voucher_12", "é€",
+            "a" * 16, "winback_voucher_20", "x" * 31]  # fmt: skip
+    frame = spark.createDataFrame(pd.DataFrame({"customer_id": ids}))
+    draws = frame.select(
+        *[
+            uniform(7, "tie.c1", F.col("customer_id"), F.lit(k)).alias(str(n))
+            for n, k in enumerate(keys)
+        ]
+    ).toPandas()
+    state = uniform_state(spark, 7, "tie.c1")
+    for n, k in enumerate(keys):
+        assert np.array_equal(uniform_of_ids(state, ids, k), draws[str(n)].to_numpy()), k
+    with pytest.raises(ValueError, match="32 bytes"):
+        uniform_of_ids(state, ids, "y" * 32)
 
 
 def test_the_fill_below_the_crossing_bucket_stays_under_its_row_limit():

@@ -9,6 +9,13 @@ customer at most one voucher, a fraction allowed; budgets; caps). Its optimum is
 the integer optimum, so objective / LP is a lower bound on how near the allocation is to
 the best one, and bound / LP says how loose the reported (dual) bound is.
 
+``--arm policy`` solves what ``sparklift allocate`` solved for the campaign's policy arm
+instead: its customers only, under each group's budget less what the published run's
+explore arm spent and each cap less the explore arm's sends of it (run ``sparklift
+allocate`` first), and applies the solve's held-out rule to the policy's own customers:
+per voucher, the customers the policy sent it, those the rule gives it, and how many of
+them are the same.
+
 Checked: every customer of the date was solved, and HiGHS reports an optimal LP.
 """
 
@@ -18,12 +25,15 @@ import argparse
 import datetime as dt
 
 import numpy as np
+import pyarrow as pa
 import scipy.sparse as sp
+from pyspark.sql import functions as F
 from scipy.optimize import linprog
 
 from benchmarks.measure import PeakRss, same_work, timed
-from sparklift.allocation import in_memory
-from sparklift.allocation.campaign import load_campaign
+from sparklift.allocation import arms, in_memory
+from sparklift.allocation import arms_in_memory as in_driver
+from sparklift.allocation.campaign import CampaignConfig, load_campaign
 from sparklift.allocation.distributed import Problem
 from sparklift.allocation.envelope import NONE
 from sparklift.allocation.layout import typed
@@ -42,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-date", default="2026-12-01")
     parser.add_argument("--campaign", default="conf/campaigns/demo_winback.yaml")
     parser.add_argument("--rounds", default="5,10,20,40", help="max_cap_rounds to try")
+    parser.add_argument(
+        "--arm", choices=("all", "policy"), default="all",
+        help="every customer, or the policy arm's problem of the published run",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace, workdir: str) -> None:
@@ -55,15 +69,26 @@ def run(args: argparse.Namespace, workdir: str) -> None:
     vouchers, caps = offered(vouchers, limits.caps(ctx, campaign, vouchers), "bench")
     budgets = limits.budgets(ctx, campaign)
     scores = catalog.read("uplift_scores", where=[("run_date", "=", day)])
-    rows = typed(scores.where(scores["voucher_id"].isin(vouchers))).toArrow()
+    scores = scores.where(scores["voucher_id"].isin(vouchers))
+    rows = typed(scores).toArrow()
+    keep = held = None
+    if args.arm == "policy":
+        budgets, caps, keep = _policy_problem(ctx, campaign, budgets, caps)
+        arm = arms.arm(campaign.campaign_id, campaign.seed, campaign.holdout_share,
+                       campaign.explore_share)  # fmt: skip
+        policy = scores.withColumn("arm", F.when(arm == arms.POLICY, F.lit(arms.HOLDOUT)))
+        held = in_driver.collect(policy, vouchers, campaign.campaign_id, campaign.seed)
+    order = arms.tie_order(spark, campaign.campaign_id, campaign.seed)
     spark.stop()
     cust, _ = in_memory.customers(rows, vouchers)
+    if keep is not None:
+        cust = _subset(cust, keep.mask(cust.ids))
     n = len(cust.ids)
     print(f"{n:,} customers x {len(vouchers)} vouchers of {day}; budgets {budgets}; caps {caps}")
     results = []
     for r in [int(x) for x in args.rounds.split(",")]:
         problem = Problem(vouchers, budgets, caps, max_cap_rounds=r,
-                          cap_tolerance=campaign.cap_tolerance)  # fmt: skip
+                          cap_tolerance=campaign.cap_tolerance, tie_order=order)  # fmt: skip
         with PeakRss() as rss:
             solved, t = timed(lambda: in_memory.solve_in_memory(cust, problem))  # noqa: B023
         same_work(f"{r} rounds, customers solved", sum(solved.n_customers.values()), n)
@@ -73,6 +98,8 @@ def run(args: argparse.Namespace, workdir: str) -> None:
                                                 for v, q in caps.items())  # fmt: skip
         counts = {v: int((solved.choice == j).sum()) for j, v in enumerate(vouchers)}
         results.append((r, solved.rounds, objective, bound, t, rss.peak, counts, solved.lam))
+        if held is not None:
+            _rule_agreement(cust, solved, held, vouchers)
     lp, t_lp, duals = _lp_optimum(cust, vouchers, budgets, caps)
     print(f"\nLP optimum (HiGHS, {t_lp:.0f}s): {lp:,.1f}; budget multipliers {duals[0]}; "
           f"cap multipliers {duals[1]}")  # fmt: skip
@@ -81,6 +108,41 @@ def run(args: argparse.Namespace, workdir: str) -> None:
         print(f"{r} | {ran} | {objective:,.1f} | {objective / lp:.4f} | {bound:,.1f} | "
               f"{bound / lp:.4f} | {t:.1f}s | {peak / 2**30:.2f} GiB | {counts} "
               f"(lambda max {max(lam.values()):.4f})")  # fmt: skip
+
+
+def _policy_problem(
+    ctx: JobContext, campaign: CampaignConfig, budgets: dict, caps: dict
+) -> tuple[dict, dict, arms.PolicyArm]:
+    """The policy arm's budgets and caps in the published run of the campaign (what its
+    explore arm left), and the arm's customers."""
+    where = [("run_date", "=", ctx.run_date), ("campaign_id", "=", campaign.campaign_id)]
+    summary = ctx.catalog.read("allocation_summary", where=where)
+    run_ids = {r["run_id"] for r in summary.select("run_id").distinct().collect()}
+    if len(run_ids) != 1:
+        raise SystemExit(f"expected one published run of {campaign.campaign_id}, got {run_ids}")
+    rows = ctx.catalog.read("allocations", where=[*where, ("run_id", "=", run_ids.pop())])
+    paid, sent = arms.explore_totals(rows.where(F.col("arm") == arms.EXPLORE))
+    keep = arms.policy_arm(ctx.spark, campaign.campaign_id, campaign.seed,
+                           campaign.holdout_share, campaign.explore_share)  # fmt: skip
+    budgets = {g: b - paid.get(g, 0.0) for g, b in budgets.items()}
+    return budgets, arms.caps_left(caps, sent), keep
+
+
+def _rule_agreement(
+    cust: in_memory.Customers, solved: in_memory.Solved, held: pa.Table, vouchers: list[str]
+) -> None:
+    """Print, per voucher, the policy's customers sent it, those the solve's held-out rule
+    gives it when applied to them (``held``: their rows as held-out ones), and both."""
+    ruled = in_driver.holdout(held, solved.rule(vouchers)).to_pandas()
+    by_rule = ruled.set_index("customer_id")["policy_voucher_id"].reindex(cust.ids)
+    sent = np.where(solved.choice == NONE, None, np.asarray(vouchers, dtype=object)[solved.choice])
+    for v in vouchers:
+        mine, rule = sent == v, (by_rule == v).to_numpy()
+        print(f"  {v}: policy {mine.sum():,}, rule {rule.sum():,}, both {(mine & rule).sum():,}")
+
+
+def _subset(cust: in_memory.Customers, rows: np.ndarray) -> in_memory.Customers:
+    return in_memory.Customers(cust.ids[rows], cust.groups[rows], cust.u[rows], cust.c[rows])
 
 
 def _lp_optimum(

@@ -3,8 +3,9 @@
 Each customer asks for its best option not yet refused (u - lambda c - mu, positive by
 more than a rounding; the lowest index among equals). A capped option with more askers
 than its cap keeps the ``cap`` of largest lead over their next best (nothing = 0), ties
-(leads equal to :data:`.arms.TIE_GRID`'s step) by the campaign's hash of the customer
-(:class:`.arms.TieOrder`; without one by customer id), and refuses the others,
+(leads equal to :data:`.arms.TIE_GRID`'s step) by the campaign's hash of the customer and
+the option (:class:`.arms.TieOrder`, the held-out customers' tie draw; without one by
+customer id), and refuses the others,
 who ask for their next best in the next step (a customer kept so far may be refused
 later, for askers of larger lead). A cap once full stays full, and the steps end when no
 option refuses anyone, or at :data:`MAX_STEPS` (whose cut then holds the caps). Then
@@ -21,7 +22,7 @@ indifferent, caps were left unused (the demo reached 0.957 of its LP optimum; no
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,8 +43,9 @@ MAX_STEPS = 30  # steps of asking: in practice a handful (the demo: 5)
 class Accepted:
     """What deferred acceptance left: ``frame``, the input columns of the customer rows
     with each capped option left only to the customers holding it; per capped option that
-    refused customers, its ``cut``: the lead of the last one kept and the share kept of
-    those whose lead tied with it (:func:`.arms.tie_width`), which the held-out
+    refused customers, its ``cut``: the lead of the last one kept and its ``tie`` (the
+    largest tie draw kept among those whose lead ties with it, by the campaign's
+    :class:`.arms.TieOrder`; without one, the share kept of them), which the held-out
     customers' rule follows (:class:`.arms.Rule`); per capped option, the customers
     ``held`` by it; the last step's frame, cached (``step``; release it once ``frame`` is
     cached or dropped; None: no step refused anyone); and the ``passes`` made."""
@@ -63,9 +65,12 @@ def _refused(j: int) -> str:
     return f"_refused_{j}"  # the customer's lead when option j refused it (null: never)
 
 
-def _state(df: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -> DataFrame:
-    """``df`` with each customer's ``_choice`` (its best option not refused, NONE) and
-    ``_lead`` over its next best. An option whose net is within a rounding of 0 is not
+def _state(
+    df: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int], orders: Mapping[int, Column]
+) -> DataFrame:
+    """``df`` with each customer's ``_choice`` (its best option not refused, NONE),
+    ``_lead`` over its next best and ``_order``, its tie order for that option (``orders``
+    per capped option; 0 for the others). An option whose net is within a rounding of 0 is not
     asked for (:func:`.arms.rounding`): the customers that set a budget's lambda have
     net 0, which the held-out customers' rule, computing it in another order, would
     read as a rounding above or below."""
@@ -77,10 +82,12 @@ def _state(df: DataFrame, n_opt: int, mu: np.ndarray, caps: Mapping[int, int]) -
     best = F.greatest(*avail) if n_opt > 1 else avail[0]
     first = F.coalesce(*[F.when(a == F.col("_top"), F.lit(j)) for j, a in enumerate(avail)])
     others = [F.when(F.col("_choice") != j, a) for j, a in enumerate(avail)]
+    order = F.coalesce(*[F.when(F.col("_choice") == j, o) for j, o in orders.items()], F.lit(0.0))
     return (
         df.withColumn("_top", best)
         .withColumn("_choice", F.when(F.col("_top") > 0, first).otherwise(F.lit(NONE)))
         .withColumn("_lead", F.col("_top") - F.greatest(F.lit(0.0), *others))
+        .withColumn("_order", order)
     )
 
 
@@ -134,20 +141,25 @@ def accepted(
     mu: np.ndarray,
     caps: Mapping[int, int],
     tie_order: TieOrder | None = None,
+    vouchers: Sequence[str] = (),
 ) -> Accepted:
     """Deferred acceptance of ``env``'s customers (cached rows) at (``lam``, ``mu``).
     Each step is one pass for the cut of the capped options' askers, and one more to
     cache its refusals when it refused anyone. A zero cap refuses everyone from the
-    start. Ties at a cut go by ``tie_order`` (None: by customer id)."""
+    start. Ties at a cut go by ``tie_order`` of the customer and the option's voucher (of
+    ``vouchers``, in option order; None: by customer id)."""
     nothing = F.lit(None).cast("double")
-    order = tie_order.column() if tie_order is not None else F.lit(0.0)
+    orders = {j: F.lit(0.0) for j in caps}
+    if tie_order is not None:
+        if len(vouchers) != n_opt:
+            raise ValueError(f"a tie order needs the {n_opt} options' vouchers, got {vouchers}")
+        orders = {j: tie_order.column(vouchers[j]) for j in caps}
     df = env.join(F.broadcast(lambda_frame(env, lam)), "budget_group").withColumns(
-        {"_order": order}
-        | {_refused(j): nothing if q else F.lit(float("nan")) for j, q in caps.items()}
+        {_refused(j): nothing if q else F.lit(float("nan")) for j, q in caps.items()}
     )
     step, passes = None, 0
     for k in range(MAX_STEPS):
-        state = _state(df, n_opt, mu, caps)
+        state = _state(df, n_opt, mu, caps, orders)
         last = _last_kept(state, caps)
         passes += 1
         log.info("allocation: deferred acceptance, step %d: %d caps over", k + 1, len(last))
@@ -158,7 +170,7 @@ def accepted(
             for j in caps
         }
         previous = step
-        step = state.withColumns(refusals).drop("_top", "_choice", "_lead")
+        step = state.withColumns(refusals).drop("_top", "_choice", "_lead", "_order")
         step = step.persist(StorageLevel.MEMORY_AND_DISK)
         step.count()
         passes += 1
@@ -170,17 +182,19 @@ def accepted(
     for j in caps:
         masked[L.objective(j)] = F.when(holds[j], F.col(L.objective(j)))
         masked[L.cost(j)] = F.when(holds[j], F.col(L.cost(j)))
-    cuts, held, cut_passes = _cuts(state, holds, caps)
+    cuts, held, cut_passes = _cuts(state, holds, caps, tie_order is not None)
     frame = state.withColumns(masked).select(*L.input_columns(n_opt))
     return Accepted(frame, cuts, held, step, passes + cut_passes)
 
 
 def _cuts(
-    state: DataFrame, holds: Mapping[int, Column], caps: Mapping[int, int]
+    state: DataFrame, holds: Mapping[int, Column], caps: Mapping[int, int], ordered: bool
 ) -> tuple[dict[int, tuple[float, float]], dict[int, int], int]:
     """Per capped option that refused customers, its lead of the last customer kept and
-    the share kept of those tied with it; per capped option, the customers holding it; and
-    the passes made (the holders and cuts, then the ties)."""
+    its tie: when ties went by a tie order (``ordered``), the largest order kept among
+    the holders whose lead's rank is the last one's (:func:`_key`), else the share kept of
+    those whose lead ties with it (:func:`.arms.tie_width`); per capped option, the
+    customers holding it; and the passes made (the holders and cuts, then the ties)."""
     aggs = [F.count_if(holds[j]) for j in caps]
     aggs += [F.min(F.when(holds[j], F.col("_lead"))) for j in caps]
     aggs += [F.count(F.col(_refused(j))) for j in caps]  # NaN for a zero cap: counted
@@ -195,6 +209,13 @@ def _cuts(
     }
     if not cut:
         return cuts, held, 1
+    if ordered:
+        last = {
+            j: holds[j] & (_key() == F.floor(F.lit(m) * F.lit(TIE_GRID))) for j, m in cut.items()
+        }
+        ties = state.agg(*[F.max(F.when(last[j], F.col("_order"))) for j in cut]).first()
+        cuts |= {j: (m, float(ties[n])) for n, (j, m) in enumerate(cut.items())}
+        return cuts, held, 2
     sums = []
     for j, m in cut.items():
         w = tie_width(m)

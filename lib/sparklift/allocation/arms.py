@@ -22,8 +22,10 @@ keeps its arm on every run of the campaign.
   (ties to the greatest voucher id), if that is positive (a voucher whose margin is null,
   NaN or infinite is none). With caps it is the solve's two steps: first at the cap
   rounds' multipliers (u_j - lambda_g c_j - mu_j), where a capped voucher stays only to
-  the customer who chooses it there by at least the margin of the cap's last customer the
-  policy kept; then at the final budget multipliers among the vouchers left. That is the
+  the customer who chooses it there by more than the margin of the cap's last customer
+  the policy kept, or by as much and with a tie draw no greater than that customer's (the
+  policy ranks tied customers by the same draws); then at the final budget multipliers
+  among the vouchers left. That is the
   voucher the policy would have sent them (up to the solver's greedy fill at its margin);
   it is recorded as ``policy_voucher_id`` (null if none) and nothing is sent
   (``voucher_id`` is null). Every held-out customer is written: those the policy targets
@@ -174,40 +176,45 @@ def rounding(u: Column) -> Column:
     return F.lit(TIE) * F.greatest(F.lit(1.0), F.abs(u))
 
 
+def _tie_salt(campaign_id: str) -> str:
+    return f"tie.{campaign_id}"
+
+
 def tie_draw(campaign_id: str, seed: int) -> Column:
-    """A held-out customer's draw against a cap's ``tie`` share, one per voucher
-    (``customer_id``, ``voucher_id``): a customer tied at one cap's cut and refused asks
-    the next cap with a draw of its own. (One draw for all of them kept at the second cap
-    only customers whose draw was above the first cap's share, and on the demo's three
-    tied caps gave V01 to 18 held-out customers where the policy's share gives 286; now
-    254.)"""
-    return uniform(seed, f"holdout.tie.{campaign_id}", F.col("customer_id"), F.col("voucher_id"))
+    """A customer's tie draw for a voucher (``customer_id``, ``voucher_id``): the policy's
+    caps rank tied customers by it (:func:`tie_order`), and the held-out customers' rule
+    compares it with the draw of the cap's last customer kept. One per voucher: with one
+    draw for all caps, a customer refused at one cap's tie is refused at the next one's
+    too, which the policy and the rule both do, but it makes the kept customers of
+    consecutive cut caps depend on each other."""
+    return uniform(seed, _tie_salt(campaign_id), F.col("customer_id"), F.col("voucher_id"))
 
 
 @dataclass(frozen=True)
 class TieOrder:
     """The order in which a cap keeps the customers whose leads tie at its cut: a hash of
-    the customer (``seed``, ``salt``), so that those kept are a random sample of the tied
-    ones, as the held-out customers' rule takes them, not those of lowest id (ids often
-    follow sign-up dates, and the policy's cell would then hold older customers than the
-    holdout's). ``state``: the hash's state for NumPy (:func:`.uniform_state`)."""
+    the customer and the voucher (``seed``, ``salt``; :func:`tie_draw`), so that those kept
+    are a random sample of the tied ones, and the held-out customers' rule keeps the same
+    ones, not those of lowest id (ids often follow sign-up dates, and the policy's cell
+    would then hold older customers than the holdout's). ``state``: the hash's state for
+    NumPy (:func:`.uniform_state`)."""
 
     seed: int
     salt: str
     state: int
 
-    def column(self) -> Column:
-        """Each row's place (``customer_id``), in Spark."""
-        return uniform(self.seed, self.salt, F.col("customer_id"))
+    def column(self, voucher: str) -> Column:
+        """Each row's place (``customer_id``) at ``voucher``'s cap, in Spark."""
+        return uniform(self.seed, self.salt, F.col("customer_id"), F.lit(voucher))
 
-    def of_ids(self, ids: np.ndarray) -> np.ndarray:
+    def of_ids(self, ids: np.ndarray, voucher: str) -> np.ndarray:
         """The same places in NumPy, bit for bit."""
-        return uniform_of_ids(self.state, ids)
+        return uniform_of_ids(self.state, ids, voucher)
 
 
 def tie_order(spark: SparkSession, campaign_id: str, seed: int) -> TieOrder:
-    """The campaign's :class:`TieOrder`."""
-    salt = f"acceptance.tie.{campaign_id}"
+    """The campaign's :class:`TieOrder`: its customers' :func:`tie_draw`."""
+    salt = _tie_salt(campaign_id)
     return TieOrder(seed, salt, uniform_state(spark, seed, salt))
 
 
@@ -221,8 +228,12 @@ class Rule:
     first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
     it when its lead over the next best (nothing = 0) is above ``cut`` (the cap's last
     customer kept; 0 when the cap refused none), or ties with it (:func:`tie_width`) and
-    its draw for it (:func:`tie_draw`) is below the share ``tie`` the policy kept of the tied,
-    else refuses it and the walk goes on. A capped voucher stays only to the customer it
+    its draw for it (:func:`tie_draw`) is at most ``tie``, else refuses it and the walk
+    goes on. ``tie`` is the largest draw the policy kept among the customers whose lead
+    ranked with the last one's: a policy whose caps rank ties by the same draws
+    (:class:`TieOrder`) then gives each of its own customers what the rule gives it; a
+    policy that ranked ties by id records the share it kept of them instead, which the
+    uniform draws keep in expectation. A capped voucher stays only to the customer it
     kept. Then the voucher of greatest u - lambda c at ``final_lam`` among those left,
     if positive by more than a rounding (:data:`TIE` times max(1, |u|)): a margin of 0
     there is a customer whose voucher set a budget's multiplier, sent only as the
@@ -232,7 +243,7 @@ class Rule:
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's
     mu: Mapping[str, float] = field(default_factory=dict)  # per capped voucher
     cut: Mapping[str, float] = field(default_factory=dict)  # per capped voucher that refused
-    tie: Mapping[str, float] = field(default_factory=dict)  # its share kept at the cut
+    tie: Mapping[str, float] = field(default_factory=dict)  # its largest tie draw kept
     order: Sequence[str] = ()  # the campaign's vouchers, in the solver's option order
 
     def __post_init__(self) -> None:
@@ -273,7 +284,7 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
         F.col("voucher_id").isin(list(rule.mu)).alias("capped"),
         F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)).alias("cut"),
         F.coalesce(width, F.lit(TIE)).alias("width"),
-        F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("share"),
+        F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("tie"),
         draw.alias("draw"),  # the customer's draw for this voucher
     )
     customer = Window.partitionBy("customer_id", "budget_group")
@@ -287,7 +298,7 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
     def ask(state: Column, o: Column) -> Column:
         lead = o["net"] - F.greatest(o["next"], F.lit(0.0))
         past = (lead > o["cut"] + o["width"]) | (
-            (lead >= o["cut"] - o["width"]) & (o["draw"] < o["share"])
+            (lead >= o["cut"] - o["width"]) & (o["draw"] <= o["tie"])
         )
         held = F.struct(F.lit(True).alias("done"), o["v"].alias("held"))
         free = F.struct(F.lit(True).alias("done"), F.lit(None).cast("string").alias("held"))

@@ -179,7 +179,7 @@ def _walk(
     first = first.to_numpy(dtype=float)
     cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
     width = arms.TIE * np.maximum(1.0, np.abs(cut))
-    share = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
+    tie = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
     capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
     held = np.zeros(len(ids), dtype=bool)
     walking = None  # per customer (as _Best orders them): still asking
@@ -193,7 +193,7 @@ def _walk(
         lead = net[row] - next_best
         with np.errstate(invalid="ignore"):  # a cut of inf (a zero cap): inf - inf
             past = (lead > cut[row] + width[row]) | (
-                (lead >= cut[row] - width[row]) & (draw[row] < share[row])
+                (lead >= cut[row] - width[row]) & (draw[row] <= tie[row])
             )
         keeps = capped[row] & past
         held[row[keeps]] = True

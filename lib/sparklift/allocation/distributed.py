@@ -30,15 +30,16 @@ and histograms the margins by which customers prefer it. Each round's bound and 
 (a subgradient) add a cutting plane, and the next mu minimizes the planes inside a box
 (:mod:`.cut_planes`), until the bound is within ``cap_tolerance`` of the planes' minimum
 or ``max_cap_rounds`` is reached. Then deferred acceptance at the best round's lambda and
-its mu lowered by 1% (the primal's; :mod:`.acceptance`) leaves each capped voucher to at
+its mu lowered by 0.1% (the primal's; :mod:`.acceptance`) leaves each capped voucher to at
 most ``cap`` customers: each customer asks for its best option not yet refused, and an
-over-full cap keeps the askers of largest lead over their next best (ties by customer id);
-when that leaves a binding cap short, mu is lowered 4% (then 16%) and it runs again. That
-problem is solved for the budgets alone (1, 2 and 3 once more), so caps hold by
-construction, and the budget the refused customers free goes to their next best options
-and to other customers (the greedy fill). The cuts (each cap's last customer kept, and
-the share kept of the customers tied with it) and the primal's multipliers go to the
-held-out customers' rule (:class:`.arms.Rule`).
+over-full cap keeps the askers of largest lead over their next best (ties by the
+campaign's tie draws, :class:`.arms.TieOrder`, or by customer id); when that leaves a
+binding cap short, mu is lowered 0.4% (then 1.6%, 6.4%) and it runs again. That problem
+is solved for the budgets alone (1, 2 and 3 once more), so caps hold by construction,
+and the budget the refused customers free goes to their next best options and to other
+customers (the greedy fill). The cuts (each cap's last customer kept, and
+the largest tie draw it kept among the customers tied with it) and the primal's
+multipliers go to the held-out customers' rule (:class:`.arms.Rule`).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
@@ -93,8 +94,8 @@ class Problem:
     caps: Mapping[str, int] = field(default_factory=dict)
     exact_max_customers: int = 0  # groups this small are solved exactly (no caps allowed)
     exact_time_limit_s: float = 60.0
-    max_cap_rounds: int = 20
-    cap_tolerance: float = 0.001  # the rounds stop when the bound is this near its best
+    max_cap_rounds: int = 30
+    cap_tolerance: float = 0.0001  # the rounds stop when the bound is this near its best
     driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
     driver_max_rows: int = 0  # at most this many score rows: solved in the driver's memory
     tie_order: TieOrder | None = None  # ties at a cap's cut by this hash (None: by id)
@@ -305,7 +306,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         mu_out = {vouchers[j]: float(bound_mu[j]) for j in caps}
         mu, lam = search.primal_mu(), bound_lam
         while True:  # again, lower, while it leaves a binding cap short
-            done = accepted(env, n_opt, lam, mu, caps, problem.tie_order)
+            done = accepted(env, n_opt, lam, mu, caps, problem.tie_order, vouchers)
             passes += done.passes
             lowered = search.lower(done.held)
             if lowered is None:

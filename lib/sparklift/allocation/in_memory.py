@@ -12,7 +12,7 @@ one pass and solved there by the same rules:
 - with caps, the same cutting-plane rounds (:class:`.cut_planes.CutSearch`), each
   round's counts from the options just above and below each budget's lambda
   (:func:`.cut_planes.crossing_counts`), then deferred acceptance at the best round's
-  lambda and its mu lowered by 1% (:func:`_accepted`, the same steps as
+  lambda and its mu lowered by 0.1% (:func:`_accepted`, the same steps as
   :func:`.acceptance.accepted`); then the budgets solved again within it.
 
 The dual bound is the same: at the round's (lambda, mu) of smallest bound.
@@ -64,7 +64,7 @@ class Solved:
     mu: np.ndarray  # the primal's (the deferred acceptance's)
     rounds: int
     final_lam: dict[str, float]  # the budget solve's within the caps (without caps: lam)
-    cuts: dict[int, tuple[float, float]]  # per capped option: last kept margin, tie share
+    cuts: dict[int, tuple[float, float]]  # per capped option: last kept margin, its tie
     caps: dict[int, int]
     bound_mu: np.ndarray  # the multipliers of the best bound (without caps: 0)
     bound_lam: dict[str, float]  # per group, at bound_mu
@@ -140,7 +140,7 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
         _, bound_mu, bound_lam, dual = best
         mu, lam = search.primal_mu(), bound_lam
         while True:  # again, lower, while it leaves a binding cap short
-            u, c, cuts = _accepted(cust, mu, lam, caps, problem.tie_order)
+            u, c, cuts = _accepted(cust, mu, lam, caps, problem.tie_order, problem.vouchers)
             lowered = search.lower({j: int(np.isfinite(u[:, j]).sum()) for j in caps})
             if lowered is None:
                 break
@@ -244,16 +244,17 @@ def _accepted(
     lam: Mapping[str, float],
     caps: Mapping[int, int],
     tie_order: TieOrder | None = None,
+    vouchers: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, float]]]:
     """Objectives and costs with each capped option left only to the customers deferred
     acceptance gives it at (lambda, mu), and per capped option that turned customers away
-    its cut: the lead of the last one kept, and the share kept of those whose lead tied
-    with it (as :func:`.acceptance.accepted`).
+    its cut: the lead of the last one kept, and its tie (as :func:`.acceptance.accepted`).
 
     Each customer asks for its best option not yet refused (u - lambda c - mu, positive;
     the lowest index among equals); a capped option over its cap keeps the ``cap`` askers
     of largest lead over their next best (nothing = 0), ties (to :data:`.arms.TIE_GRID`)
-    by ``tie_order`` (None: by customer id), and refuses the others, who ask for their
+    by ``tie_order`` of the customer and the option's voucher (of ``vouchers``; None: by
+    customer id), and refuses the others, who ask for their
     next best in the next step; until none is refused, or for
     :data:`.acceptance.MAX_STEPS` steps (the last one's cut then holds the caps)."""
     net = _net(cust, mu, lam)
@@ -264,7 +265,10 @@ def _accepted(
     refused[:, [j for j, q in caps.items() if not q]] = True  # a zero cap: from the start
     lead_refused = np.full(net.shape, np.nan)
     rows = np.arange(len(net))
-    place = tie_order.of_ids(cust.ids) if tie_order is not None else np.zeros(len(net))
+    place = np.zeros(net.shape)
+    if tie_order is not None:
+        for j in caps:
+            place[:, j] = tie_order.of_ids(cust.ids, vouchers[j])
     for step in range(MAX_STEPS):
         avail = np.where(refused, -np.inf, net)
         best = np.argmax(avail, axis=1)
@@ -276,7 +280,7 @@ def _accepted(
         kept = np.ones(len(net), dtype=bool)
         for j, q in caps.items():
             askers = np.flatnonzero(choice == j)
-            rank = (cust.ids[askers], place[askers], -np.floor(lead[askers] * TIE_GRID))
+            rank = (cust.ids[askers], place[askers, j], -np.floor(lead[askers] * TIE_GRID))
             order = askers[np.lexsort(rank)]
             kept[order[q:]] = False
         if kept.all() or step == MAX_STEPS - 1:  # run out: this step's cut holds the caps
@@ -293,6 +297,10 @@ def _accepted(
             cuts[j] = (np.inf, 0.0)
         elif np.isfinite(lead_refused[:, j]).any():  # it turned customers away: full
             m = float(lead[holds].min())
+            if tie_order is not None:  # the largest order kept at the last one's rank
+                last = holds & (np.floor(lead * TIE_GRID) == np.floor(m * TIE_GRID))
+                cuts[j] = (m, float(place[last, j].max()))
+                continue
             w = tie_width(m)
             tied_kept = int((np.abs(lead[holds] - m) <= w).sum())
             tied_out = int((np.abs(lead_refused[:, j] - m) <= w).sum())

@@ -30,21 +30,48 @@ def uniform_state(spark: SparkSession, seed: int, salt: str) -> int:
     return int(spark.range(1).select(F.xxhash64(F.lit(seed), F.lit(salt))).first()[0])
 
 
-def uniform_of_ids(state: int, ids: np.ndarray) -> np.ndarray:
-    """:func:`uniform` (seed, salt, one long key) in NumPy, bit for bit: Spark's XXH64 of
-    a long (``hashLong``) seeded with :func:`uniform_state`, for readers that see the ids
-    outside Spark."""
+def uniform_of_ids(state: int, ids: np.ndarray, key: str | None = None) -> np.ndarray:
+    """:func:`uniform` (seed, salt, one long key[, one string key]) in NumPy, bit for bit:
+    Spark's XXH64 of a long (``hashLong``) seeded with :func:`uniform_state`, then of the
+    string's UTF-8 bytes (``hashUnsafeBytes``) seeded with that, for readers that see the
+    ids outside Spark."""
     with np.errstate(over="ignore"):
         x = np.asarray(ids, dtype=np.int64).view(np.uint64)
         h = np.uint64((state + _P5 + 8) & (2**64 - 1))
         k = _rotl(x * np.uint64(_P2), 31) * np.uint64(_P1)
-        h = _rotl(h ^ k, 27) * np.uint64(_P1) + np.uint64(_P4)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(_P2)
-        h ^= h >> np.uint64(29)
-        h *= np.uint64(_P3)
-        h ^= h >> np.uint64(32)
+        h = _fmix(_rotl(h ^ k, 27) * np.uint64(_P1) + np.uint64(_P4))
+        if key is not None:
+            h = _hash_bytes(h, key.encode())
     return ((h & np.uint64(_MASK)).astype(np.float64) + 0.5) / float(_MASK + 1)
+
+
+def _hash_bytes(seeds: np.ndarray, data: bytes) -> np.ndarray:
+    """XXH64 of ``data`` under each of ``seeds``, as Spark's ``hashUnsafeBytes`` (for
+    inputs under 32 bytes; little-endian words)."""
+    if len(data) >= 32:
+        raise ValueError(f"a string key of {len(data)} bytes: at most 31 are supported")
+    p1, p2, p3, p4, p5 = (np.uint64(p) for p in (_P1, _P2, _P3, _P4, _P5))
+    h = seeds + p5 + np.uint64(len(data))
+    end = len(data) - len(data) % 8
+    for at in range(0, end, 8):
+        k = _rotl(np.uint64(int.from_bytes(data[at : at + 8], "little")) * p2, 31) * p1
+        h = _rotl(h ^ k, 27) * p1 + p4
+    if end + 4 <= len(data):
+        h ^= np.uint64(int.from_bytes(data[end : end + 4], "little")) * p1
+        h = _rotl(h, 23) * p2 + p3
+        end += 4
+    for b in data[end:]:
+        h ^= np.uint64(b) * p5
+        h = _rotl(h, 11) * p1
+    return _fmix(h)
+
+
+def _fmix(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(_P2)
+    h = h ^ (h >> np.uint64(29))
+    h = h * np.uint64(_P3)
+    return h ^ (h >> np.uint64(32))
 
 
 def _rotl(x: np.ndarray, r: int) -> np.ndarray:
