@@ -13,7 +13,7 @@ from sparklift.allocation import layout as L
 from sparklift.allocation.arms import POLICY, arm, policy_arm
 from sparklift.allocation.layout import customers
 from sparklift.allocation.sums import FLAGS, TOTALS, FileIds, Sums, overlapping
-from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state
+from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state, uniform_state_of
 
 VOUCHERS = ["V01", "V02", "V03"]
 
@@ -140,6 +140,11 @@ def test_a_draw_of_a_customer_and_a_string_in_numpy_is_sparks(spark):
         assert np.array_equal(uniform_of_ids(state, ids, k), draws[str(n)].to_numpy()), k
     with pytest.raises(ValueError, match="32 bytes"):
         uniform_of_ids(state, ids, "y" * 32)
+    # The state itself without Spark: seeds of 32 bits, salts under 32 bytes.
+    for seed, salt in [(0, "tie"), (7, "tie.c1"), (-5, ""), (2**31 - 1, "x" * 31), (3, "é")]:
+        assert uniform_state_of(seed, salt) == uniform_state(spark, seed, salt), (seed, salt)
+    with pytest.raises(ValueError, match="32 bits"):
+        uniform_state_of(2**31, "tie")
 
 
 def test_the_fill_below_the_crossing_bucket_stays_under_its_row_limit():

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from sparklift.allocation import arms
+from sparklift.allocation import arms, ties
 from sparklift.allocation import arms_in_memory as in_driver
 from sparklift.allocation.distributed import tally
 
@@ -102,6 +102,10 @@ LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, order=VOUCHERS),  # capped, not cut
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}, order=VOUCHERS),
         arms.Rule(LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}, VOUCHERS),  # ties
+        # tied leads ranked by net value first: above 0.5 kept, below refused, at it drawn
+        arms.Rule(
+            LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}, VOUCHERS, {"V02": 0.5}
+        ),
         arms.Rule(LAM, LAM, {"V01": 0.0, "V03": 1.0}, {"V01": math.inf, "V03": 0.5}, {}, VOUCHERS),
         # Two caps that refuse: a customer refused by one asks for its next best, which may
         # be the other capped voucher; the order breaks ties between equal nets.
@@ -119,7 +123,7 @@ def test_holdout_takes_the_policy_rule_as_spark_does(scores, rule):
     collected = in_driver.collect(scores, VOUCHERS, CAMPAIGN, SEED)
     mine = in_driver.holdout(collected, rule)
     held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
-    spark_rows = arms.holdout_rows(held, rule, arms.tie_draw(CAMPAIGN, SEED))
+    spark_rows = arms.holdout_rows(held, rule, ties.tie_draw(CAMPAIGN, SEED))
     theirs = arms.union(spark_rows.limit(0).select(*_policy_columns()), spark_rows, None)
     theirs = theirs.toArrow()
     assert rows_of(mine) == rows_of(theirs)

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from scipy.optimize import linprog
 
 from benchmarks.measure import PeakRss, same_work, timed
-from sparklift.allocation import arms, in_memory
+from sparklift.allocation import arms, in_memory, ties
 from sparklift.allocation import arms_in_memory as in_driver
 from sparklift.allocation.campaign import CampaignConfig, load_campaign
 from sparklift.allocation.distributed import Problem
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, workdir: str) -> None:
                        campaign.explore_share)  # fmt: skip
         policy = scores.withColumn("arm", F.when(arm == arms.POLICY, F.lit(arms.HOLDOUT)))
         held = in_driver.collect(policy, vouchers, campaign.campaign_id, campaign.seed)
-    order = arms.tie_order(spark, campaign.campaign_id, campaign.seed)
+    order = ties.tie_order(spark, campaign.campaign_id, campaign.seed)
     spark.stop()
     cust, _ = in_memory.customers(rows, vouchers)
     if keep is not None:

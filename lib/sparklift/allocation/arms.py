@@ -45,6 +45,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from sparklift.allocation.ties import TIE, rounding, tie_width
 from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state
 
 POLICY, HOLDOUT, EXPLORE = "policy", "holdout", "explore"
@@ -155,69 +156,6 @@ def _within_caps(rows: DataFrame, caps: Mapping[str, int]) -> DataFrame:
     )
 
 
-TIE = 1e-9  # margins this close (times max(1, |cut|)) to a cap's cut tie with it
-# A cap keeps its askers by floor(lead x TIE_GRID), then customer id: leads equal but for
-# float noise (a tree model's scores differ between vouchers by the same amount on many
-# leaves) tie, as the held-out rule reads them, instead of all going to one block of
-# customers. (Ranked by exact float lead, the demo's V03 went to one leaf's customers
-# and none of another's with the same lead.)
-TIE_GRID = round(1 / TIE)  # 10^9, the ranks' step: TIE
-
-
-def tie_width(cut: float) -> float:
-    """How close to a cap's cut a margin ties with it (rounding, or a block of customers
-    that value two vouchers alike at the rounds' mu)."""
-    return TIE * max(1.0, abs(cut))
-
-
-def rounding(u: Column) -> Column:
-    """A rounding of a net value u - ... (:data:`TIE` times max(1, |u|)): a voucher is
-    chosen only by more than this."""
-    return F.lit(TIE) * F.greatest(F.lit(1.0), F.abs(u))
-
-
-def _tie_salt(campaign_id: str) -> str:
-    return f"tie.{campaign_id}"
-
-
-def tie_draw(campaign_id: str, seed: int) -> Column:
-    """A customer's tie draw for a voucher (``customer_id``, ``voucher_id``): the policy's
-    caps rank tied customers by it (:func:`tie_order`), and the held-out customers' rule
-    compares it with the draw of the cap's last customer kept. One per voucher: with one
-    draw for all caps, a customer refused at one cap's tie is refused at the next one's
-    too, which the policy and the rule both do, but it makes the kept customers of
-    consecutive cut caps depend on each other."""
-    return uniform(seed, _tie_salt(campaign_id), F.col("customer_id"), F.col("voucher_id"))
-
-
-@dataclass(frozen=True)
-class TieOrder:
-    """The order in which a cap keeps the customers whose leads tie at its cut: a hash of
-    the customer and the voucher (``seed``, ``salt``; :func:`tie_draw`), so that those kept
-    are a random sample of the tied ones, and the held-out customers' rule keeps the same
-    ones, not those of lowest id (ids often follow sign-up dates, and the policy's cell
-    would then hold older customers than the holdout's). ``state``: the hash's state for
-    NumPy (:func:`.uniform_state`)."""
-
-    seed: int
-    salt: str
-    state: int
-
-    def column(self, voucher: str) -> Column:
-        """Each row's place (``customer_id``) at ``voucher``'s cap, in Spark."""
-        return uniform(self.seed, self.salt, F.col("customer_id"), F.lit(voucher))
-
-    def of_ids(self, ids: np.ndarray, voucher: str) -> np.ndarray:
-        """The same places in NumPy, bit for bit."""
-        return uniform_of_ids(self.state, ids, voucher)
-
-
-def tie_order(spark: SparkSession, campaign_id: str, seed: int) -> TieOrder:
-    """The campaign's :class:`TieOrder`: its customers' :func:`tie_draw`."""
-    salt = _tie_salt(campaign_id)
-    return TieOrder(seed, salt, uniform_state(spark, seed, salt))
-
-
 @dataclass(frozen=True)
 class Rule:
     """The policy's decision for a customer it was not solved for (a held-out one), from the
@@ -226,16 +164,16 @@ class Rule:
     primal's ``lam`` and ``mu`` (:mod:`.acceptance`), walked for the one customer: it
     asks for its vouchers by u - lambda c - mu (positive by more than a rounding; the
     first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
-    it when its lead over the next best (nothing = 0) is above ``cut`` (the cap's last
-    customer kept; 0 when the cap refused none), or ties with it (:func:`tie_width`) and
-    its draw for it (:func:`tie_draw`) is at most ``tie``, else refuses it and the walk
-    goes on. ``tie`` is the largest draw the policy kept among the customers whose lead
-    ranked with the last one's: a policy whose caps rank ties by the same draws
-    (:class:`TieOrder`) then gives each of its own customers what the rule gives it; a
-    policy that ranked ties by id records the share it kept of them instead, which the
-    uniform draws keep in expectation. A capped voucher stays only to the customer it
-    kept. Then the voucher of greatest u - lambda c at ``final_lam`` among those left,
-    if positive by more than a rounding (:data:`TIE` times max(1, |u|)): a margin of 0
+    it as the policy's cap ranked its askers: when its lead over the next best (nothing =
+    0) is above ``cut`` (the lead of the cap's last customer kept; 0 when the cap refused
+    none), or ties with it (:func:`.ties.tie_width`) and its net value (u - lambda c - mu) is
+    above ``cut_net`` (that customer's), or ties with that too and its draw for the
+    voucher (:func:`.ties.tie_draw`) is at most ``tie`` (the largest draw the policy kept among
+    the customers tied with it in both); else the cap refuses it and the walk goes on. So
+    the rule gives each of the policy's own customers what the policy gave it, and a
+    held-out customer what the policy would have. A capped voucher stays only to the
+    customer it kept. Then the voucher of greatest u - lambda c at ``final_lam`` among those left,
+    if positive by more than a rounding (:data:`.ties.TIE` times max(1, |u|)): a margin of 0
     there is a customer whose voucher set a budget's multiplier, sent only as the
     budget's remainder allows (the greedy fill, which the rule does not follow)."""
 
@@ -245,10 +183,33 @@ class Rule:
     cut: Mapping[str, float] = field(default_factory=dict)  # per capped voucher that refused
     tie: Mapping[str, float] = field(default_factory=dict)  # its largest tie draw kept
     order: Sequence[str] = ()  # the campaign's vouchers, in the solver's option order
+    cut_net: Mapping[str, float] = field(default_factory=dict)  # its last one's net (none: tie)
 
     def __post_init__(self) -> None:
         if self.mu and not set(self.mu) <= set(self.order):
             raise ValueError(f"a rule with caps needs its vouchers' order, got {self.order}")
+
+    @classmethod
+    def of_caps(
+        cls,
+        lam: Mapping[str, float],
+        final_lam: Mapping[str, float],
+        mu: Mapping[str, float],
+        cuts: Mapping[int, tuple[float, float, float]],
+        vouchers: Sequence[str],
+    ) -> Rule:
+        """The rule of a capped solve, from its cuts per option (lead, net value and tie
+        draw of each cap's last customer kept: :data:`.acceptance.Cut`)."""
+        named = {vouchers[j]: cut for j, cut in cuts.items()}
+        return cls(
+            dict(lam),
+            dict(final_lam),
+            dict(mu),
+            {v: c[0] for v, c in named.items()},
+            {v: c[2] for v, c in named.items()},
+            tuple(vouchers),
+            {v: c[1] for v, c in named.items()},
+        )
 
 
 def _value_of(values: Mapping[str, float], key: str) -> Column:
@@ -284,6 +245,7 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
         F.col("voucher_id").isin(list(rule.mu)).alias("capped"),
         F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)).alias("cut"),
         F.coalesce(width, F.lit(TIE)).alias("width"),
+        F.coalesce(_value_of(rule.cut_net, "voucher_id"), net).alias("cut_net"),
         F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("tie"),
         draw.alias("draw"),  # the customer's draw for this voucher
     )
@@ -297,8 +259,10 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
 
     def ask(state: Column, o: Column) -> Column:
         lead = o["net"] - F.greatest(o["next"], F.lit(0.0))
+        net_width = F.lit(TIE) * F.greatest(F.lit(1.0), F.abs(o["cut_net"]))
+        tied = (o["net"] >= o["cut_net"] - net_width) & (o["draw"] <= o["tie"])
         past = (lead > o["cut"] + o["width"]) | (
-            (lead >= o["cut"] - o["width"]) & (o["draw"] <= o["tie"])
+            (lead >= o["cut"] - o["width"]) & ((o["net"] > o["cut_net"] + net_width) | tied)
         )
         held = F.struct(F.lit(True).alias("done"), o["v"].alias("held"))
         free = F.struct(F.lit(True).alias("done"), F.lit(None).cast("string").alias("held"))
@@ -316,7 +280,7 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
     """Every held-out customer: customer_id, budget_group, and the voucher the policy would
     have sent (policy_voucher_id) with its expected_uplift and expected_cost, all null when
     it would have sent none, from ``scores`` of the holdout customers, the solve's
-    ``rule`` and each row's ``draw`` (:func:`tie_draw`: per customer and voucher)."""
+    ``rule`` and each row's ``draw`` (:func:`.ties.tie_draw`: per customer and voucher)."""
     scores = scores.withColumn("_allowed", _allowed(scores, rule, draw))
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
     margin = (

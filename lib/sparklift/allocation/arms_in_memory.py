@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparklift.allocation import arms
+from sparklift.allocation import arms, ties
 from sparklift.allocation import layout as L
 
 ARM, PICK, ORDER, TIE = "arm", "_pick", "_order", "_tie"
@@ -49,7 +49,7 @@ def collect(scores: DataFrame, vouchers: Sequence[str], campaign_id: str, seed: 
         F.col(ARM).cast("string").alias(ARM),
         arms.explore_pick(campaign_id, seed, len(vouchers)).alias(PICK),
         arms.explore_order(campaign_id, seed).alias(ORDER),
-        arms.tie_draw(campaign_id, seed).alias(TIE),
+        ties.tie_draw(campaign_id, seed).alias(TIE),
     ).toArrow()
 
 
@@ -143,7 +143,7 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     last = _Best(margin, rank, group, ids).rows
     valid = np.isfinite(margin)
     best = rows.take(pa.array(last))
-    positive = margin[last] > arms.TIE * np.maximum(1.0, np.abs(uplift[last]))
+    positive = margin[last] > ties.TIE * np.maximum(1.0, np.abs(uplift[last]))
     untargeted = pa.array(~(valid[last] & positive))
 
     def when(values: pa.Array) -> pa.Array:
@@ -168,18 +168,18 @@ def _walk(
 ) -> np.ndarray:
     """Per row: whether its voucher is left to the customer after the cap step, as
     :func:`.arms._allowed` walks it (``draw``: each row's tie draw, per customer and
-    voucher): each
-    customer asks for its best voucher not refused
-    (the first in ``rule.order`` among equal nets); an uncapped one ends its walk, a capped
-    one keeps it past the cut or refuses it."""
+    voucher): each customer asks for its best voucher not refused (the first in
+    ``rule.order`` among equal nets); an uncapped one ends its walk, a capped one keeps it
+    past the cut (lead, then net value, then draw) or refuses it."""
     net = _margin(uplift, cost, groups, named, rule.lam, rule.mu)
     with np.errstate(invalid="ignore"):
-        net = np.where(net > arms.TIE * np.maximum(1.0, np.abs(uplift)), net, np.nan)
+        net = np.where(net > ties.TIE * np.maximum(1.0, np.abs(uplift)), net, np.nan)
     first = -pd.Series(named).map({v: i for i, v in enumerate(rule.order)}).fillna(np.inf)
     first = first.to_numpy(dtype=float)
     cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
-    width = arms.TIE * np.maximum(1.0, np.abs(cut))
+    width = ties.TIE * np.maximum(1.0, np.abs(cut))
     tie = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
+    cut_net = pd.Series(named).map(dict(rule.cut_net)).to_numpy(dtype=float)  # NaN: a tie
     capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
     held = np.zeros(len(ids), dtype=bool)
     walking = None  # per customer (as _Best orders them): still asking
@@ -191,9 +191,13 @@ def _walk(
         row = best.rows[walking]
         next_best = np.maximum(np.nan_to_num(best.runner_up[walking], nan=0.0), 0.0)
         lead = net[row] - next_best
+        mine = net[row]
+        last = np.where(np.isnan(cut_net[row]), mine, cut_net[row])
+        net_width = ties.TIE * np.maximum(1.0, np.abs(last))
         with np.errstate(invalid="ignore"):  # a cut of inf (a zero cap): inf - inf
+            tied = (mine >= last - net_width) & (draw[row] <= tie[row])
             past = (lead > cut[row] + width[row]) | (
-                (lead >= cut[row] - width[row]) & (draw[row] <= tie[row])
+                (lead >= cut[row] - width[row]) & ((mine > last + net_width) | tied)
             )
         keeps = capped[row] & past
         held[row[keeps]] = True

@@ -32,14 +32,14 @@ and histograms the margins by which customers prefer it. Each round's bound and 
 or ``max_cap_rounds`` is reached. Then deferred acceptance at the best round's lambda and
 its mu lowered by 0.1% (the primal's; :mod:`.acceptance`) leaves each capped voucher to at
 most ``cap`` customers: each customer asks for its best option not yet refused, and an
-over-full cap keeps the askers of largest lead over their next best (ties by the
-campaign's tie draws, :class:`.arms.TieOrder`, or by customer id); when that leaves a
+over-full cap keeps the askers of largest lead over their next best (equal leads by net
+value, then by the campaign's tie draws, :class:`.ties.TieOrder`); when that leaves a
 binding cap short, mu is lowered 0.4% (then 1.6%, 6.4%) and it runs again. That problem
 is solved for the budgets alone (1, 2 and 3 once more), so caps hold by construction,
 and the budget the refused customers free goes to their next best options and to other
-customers (the greedy fill). The cuts (each cap's last customer kept, and
-the largest tie draw it kept among the customers tied with it) and the primal's
-multipliers go to the held-out customers' rule (:class:`.arms.Rule`).
+customers (the greedy fill). The cuts (the lead, net value and tie draw of each cap's
+last customer kept) and the primal's multipliers go to the held-out customers' rule
+(:class:`.arms.Rule`).
 
 The dual bound is L(lambda, mu) = sum_i max(0, max_j (u_ij - mu_j - lambda_b c_ij))
 + sum_b lambda_b B_b + sum_j mu_j Q_j, valid for any multipliers >= 0: with caps, at the
@@ -65,7 +65,7 @@ from pyspark.sql import functions as F
 
 from sparklift.allocation import cache, in_memory
 from sparklift.allocation.acceptance import accepted
-from sparklift.allocation.arms import PolicyArm, Rule, TieOrder
+from sparklift.allocation.arms import PolicyArm, Rule
 from sparklift.allocation.budgets import (
     check_input,
     plan_groups,
@@ -76,6 +76,7 @@ from sparklift.allocation.caps import cap_round
 from sparklift.allocation.choices import choices
 from sparklift.allocation.cut_planes import CutSearch
 from sparklift.allocation.layout import customers, envelopes, typed
+from sparklift.allocation.ties import TieOrder
 from sparklift.errors import InputError, reraise_marked
 
 log = logging.getLogger("sparklift")
@@ -98,7 +99,7 @@ class Problem:
     cap_tolerance: float = 0.0001  # the rounds stop when the bound is this near its best
     driver_steps: int = 1_000_000  # more breakpoints in a crossing bucket: split in Spark
     driver_max_rows: int = 0  # at most this many score rows: solved in the driver's memory
-    tie_order: TieOrder | None = None  # ties at a cap's cut by this hash (None: by id)
+    tie_order: TieOrder = field(default_factory=TieOrder.default)  # ties at a cap's cut
 
 
 @dataclass(frozen=True)
@@ -324,10 +325,8 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         driver_rows = max(driver_rows, fill.driver_rows)
         allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
         cached = (final,)
-        cut = {vouchers[j]: m for j, (m, _) in done.cuts.items()}
-        tie = {vouchers[j]: f for j, (_, f) in done.cuts.items()}
         primal_mu = {vouchers[j]: float(mu[j]) for j in caps}
-        rule = Rule(dict(lam), dict(fill_lam), primal_mu, cut, tie, tuple(vouchers))
+        rule = Rule.of_caps(lam, fill_lam, primal_mu, done.cuts, vouchers)
     summaries = {
         g: GroupSummary(
             g,

@@ -30,14 +30,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sparklift.allocation import layout as L
-from sparklift.allocation.acceptance import MAX_STEPS
-from sparklift.allocation.arms import TIE, TIE_GRID, Rule, TieOrder, tie_width
+from sparklift.allocation.acceptance import MAX_STEPS, Cut
+from sparklift.allocation.arms import Rule
 from sparklift.allocation.budgets import TOTALS
 from sparklift.allocation.cut_planes import ABOVE, SIDES, CutSearch, crossing_counts
 from sparklift.allocation.envelope import NONE, envelope, taken
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.sums import FLAGS
+from sparklift.allocation.ties import TIE, TIE_GRID, TieOrder
 
 if TYPE_CHECKING:
     from sparklift.allocation.distributed import Problem
@@ -64,7 +65,7 @@ class Solved:
     mu: np.ndarray  # the primal's (the deferred acceptance's)
     rounds: int
     final_lam: dict[str, float]  # the budget solve's within the caps (without caps: lam)
-    cuts: dict[int, tuple[float, float]]  # per capped option: last kept margin, its tie
+    cuts: dict[int, Cut]  # per capped option that refused: its last customer kept
     caps: dict[int, int]
     bound_mu: np.ndarray  # the multipliers of the best bound (without caps: 0)
     bound_lam: dict[str, float]  # per group, at bound_mu
@@ -72,9 +73,7 @@ class Solved:
     def rule(self, vouchers: Sequence[str]) -> Rule:
         """The policy's decision for a customer not solved for (:class:`.arms.Rule`)."""
         mu = {vouchers[j]: float(self.mu[j]) for j in self.caps}
-        cut = {vouchers[j]: m for j, (m, _) in self.cuts.items()}
-        tie = {vouchers[j]: f for j, (_, f) in self.cuts.items()}
-        return Rule(dict(self.lam), dict(self.final_lam), mu, cut, tie, tuple(vouchers))
+        return Rule.of_caps(self.lam, self.final_lam, mu, self.cuts, vouchers)
 
 
 def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
@@ -238,24 +237,29 @@ def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.nd
     return out
 
 
+def _key(x: np.ndarray | float) -> np.ndarray:
+    """The rank of a lead or net value at a cap: floor(x times :data:`.ties.TIE_GRID`)."""
+    return np.floor(np.asarray(x) * TIE_GRID)
+
+
 def _accepted(
     cust: Customers,
     mu: np.ndarray,
     lam: Mapping[str, float],
     caps: Mapping[int, int],
-    tie_order: TieOrder | None = None,
-    vouchers: Sequence[str] = (),
-) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, float]]]:
+    tie_order: TieOrder,
+    vouchers: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, dict[int, Cut]]:
     """Objectives and costs with each capped option left only to the customers deferred
     acceptance gives it at (lambda, mu), and per capped option that turned customers away
-    its cut: the lead of the last one kept, and its tie (as :func:`.acceptance.accepted`).
+    its :data:`.acceptance.Cut` (as :func:`.acceptance.accepted`).
 
     Each customer asks for its best option not yet refused (u - lambda c - mu, positive;
     the lowest index among equals); a capped option over its cap keeps the ``cap`` askers
-    of largest lead over their next best (nothing = 0), ties (to :data:`.arms.TIE_GRID`)
-    by ``tie_order`` of the customer and the option's voucher (of ``vouchers``; None: by
-    customer id), and refuses the others, who ask for their
-    next best in the next step; until none is refused, or for
+    of largest lead over their next best (nothing = 0), among equal leads (to
+    :data:`.ties.TIE_GRID`) those of larger net value, then by ``tie_order`` of the
+    customer and the option's voucher (of ``vouchers``), and refuses the others, who ask
+    for their next best in the next step; until none is refused, or for
     :data:`.acceptance.MAX_STEPS` steps (the last one's cut then holds the caps)."""
     net = _net(cust, mu, lam)
     with np.errstate(invalid="ignore"):  # within a rounding of 0: not asked for
@@ -263,12 +267,10 @@ def _accepted(
     net = np.where(ok, net, -np.inf)
     refused = np.zeros(net.shape, dtype=bool)
     refused[:, [j for j, q in caps.items() if not q]] = True  # a zero cap: from the start
-    lead_refused = np.full(net.shape, np.nan)
     rows = np.arange(len(net))
     place = np.zeros(net.shape)
-    if tie_order is not None:
-        for j in caps:
-            place[:, j] = tie_order.of_ids(cust.ids, vouchers[j])
+    for j in caps:
+        place[:, j] = tie_order.of_ids(cust.ids, vouchers[j])
     for step in range(MAX_STEPS):
         avail = np.where(refused, -np.inf, net)
         best = np.argmax(avail, axis=1)
@@ -280,13 +282,12 @@ def _accepted(
         kept = np.ones(len(net), dtype=bool)
         for j, q in caps.items():
             askers = np.flatnonzero(choice == j)
-            rank = (cust.ids[askers], place[askers, j], -np.floor(lead[askers] * TIE_GRID))
+            rank = (cust.ids[askers], place[askers, j], -_key(top[askers]), -_key(lead[askers]))
             order = askers[np.lexsort(rank)]
             kept[order[q:]] = False
         if kept.all() or step == MAX_STEPS - 1:  # run out: this step's cut holds the caps
             break
         refused[~kept, choice[~kept]] = True
-        lead_refused[~kept, choice[~kept]] = lead[~kept]
     u, c = cust.u.copy(), cust.c.copy()
     cuts = {}
     for j, q in caps.items():
@@ -294,15 +295,10 @@ def _accepted(
         u[~holds, j] = np.nan
         c[~holds, j] = np.nan
         if not q:
-            cuts[j] = (np.inf, 0.0)
-        elif np.isfinite(lead_refused[:, j]).any():  # it turned customers away: full
+            cuts[j] = (np.inf, np.inf, 0.0)
+        elif refused[:, j].any():  # it turned customers away: full
             m = float(lead[holds].min())
-            if tie_order is not None:  # the largest order kept at the last one's rank
-                last = holds & (np.floor(lead * TIE_GRID) == np.floor(m * TIE_GRID))
-                cuts[j] = (m, float(place[last, j].max()))
-                continue
-            w = tie_width(m)
-            tied_kept = int((np.abs(lead[holds] - m) <= w).sum())
-            tied_out = int((np.abs(lead_refused[:, j] - m) <= w).sum())
-            cuts[j] = (m, tied_kept / (tied_kept + tied_out))
+            last = holds & (_key(lead) == _key(m))  # the last one's lead rank, then net rank
+            n = float(top[last].min())
+            cuts[j] = (m, n, float(place[last & (_key(top) == _key(n)), j].max()))
     return u, c, cuts

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparklift.allocation import arms, in_memory
+from sparklift.allocation import arms, in_memory, ties
 from sparklift.allocation import arms_in_memory as in_driver
 from sparklift.allocation.budgets import arm_totals, check_input
 from sparklift.allocation.campaign import CampaignConfig, falls_back, load_campaign
@@ -141,7 +141,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         max_cap_rounds=campaign.max_cap_rounds,
         cap_tolerance=campaign.cap_tolerance,
         driver_steps=campaign.driver_steps,
-        tie_order=arms.tie_order(ctx.spark, campaign.campaign_id, campaign.seed),
+        tie_order=ties.tie_order(ctx.spark, campaign.campaign_id, campaign.seed),
     )
     calibration = _calibration(ctx, campaign)
     run_id = new_id(utcnow())
@@ -165,7 +165,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 held = scores.where(F.col("arm") == arms.HOLDOUT).drop("arm")
                 holdout = (
                     arms.holdout_rows(
-                        held, solution.rule, arms.tie_draw(campaign.campaign_id, campaign.seed)
+                        held, solution.rule, ties.tie_draw(campaign.campaign_id, campaign.seed)
                     )
                     if holdout_share
                     else None

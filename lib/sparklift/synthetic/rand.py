@@ -13,6 +13,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 _MASK = (1 << 53) - 1
+_M64 = (1 << 64) - 1
 _P1, _P2, _P3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
 _P4, _P5 = 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5
 
@@ -28,6 +29,24 @@ def uniform_state(spark: SparkSession, seed: int, salt: str) -> int:
     """The hash state :func:`uniform` reaches before its last key (Spark's ``xxhash64``
     of the seed and salt, computed by Spark): the seed of :func:`uniform_of_ids`."""
     return int(spark.range(1).select(F.xxhash64(F.lit(seed), F.lit(salt))).first()[0])
+
+
+def uniform_state_of(seed: int, salt: str) -> int:
+    """:func:`uniform_state` without Spark, bit for bit: Spark's ``xxhash64`` (seed 42) of
+    a 32-bit seed (``hashInt``), then of the salt's UTF-8 bytes (under 32 of them)."""
+    if not -(2**31) <= seed < 2**31:
+        raise ValueError(f"a seed of 32 bits is needed, got {seed}")
+    h = (42 + _P5 + 4) & _M64
+    h ^= ((seed & 0xFFFFFFFF) * _P1) & _M64
+    h = (_rotl_int(h, 23) * _P2 + _P3) & _M64
+    with np.errstate(over="ignore"):
+        state = _hash_bytes(_fmix(np.array([h], dtype=np.uint64)), salt.encode())
+    value = int(state[0])
+    return value - 2**64 if value >= 2**63 else value  # Spark's long
+
+
+def _rotl_int(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & _M64
 
 
 def uniform_of_ids(state: int, ids: np.ndarray, key: str | None = None) -> np.ndarray:
