@@ -166,16 +166,17 @@ class Rule:
     first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
     it as the policy's cap ranked its askers: when its lead over the next best (nothing =
     0) is above ``cut`` (the lead of the cap's last customer kept; 0 when the cap refused
-    none), or ties with it (:func:`.ties.tie_width`) and its net value (u - lambda c - mu) is
-    above ``cut_net`` (that customer's), or ties with that too and its draw for the
-    voucher (:func:`.ties.tie_draw`) is at most ``tie`` (the largest draw the policy kept among
-    the customers tied with it in both); else the cap refuses it and the walk goes on. So
-    the rule gives each of the policy's own customers what the policy gave it, and a
-    held-out customer what the policy would have. A capped voucher stays only to the
-    customer it kept. Then the voucher of greatest u - lambda c at ``final_lam`` among those left,
-    if positive by more than a rounding (:data:`.ties.TIE` times max(1, |u|)): a margin of 0
-    there is a customer whose voucher set a budget's multiplier, sent only as the
-    budget's remainder allows (the greedy fill, which the rule does not follow)."""
+    none), or ties with it (:func:`.ties.tie_width`) and its net value (u - lambda c -
+    mu) is above ``cut_net`` (that customer's), or ties with that too and its draw for
+    the voucher (:func:`.ties.tie_draw`) is at most ``tie`` (the largest draw the policy
+    kept among the customers tied with it in both); else the cap refuses it and the walk
+    goes on. So the rule gives each of the policy's own customers what the policy gave
+    it, and a held-out customer what the policy would have. A capped voucher stays only
+    to the customer it kept. Then the voucher of greatest u - lambda c at ``final_lam``
+    among those left, if positive by more than a rounding (:data:`.ties.TIE` times
+    max(1, |u|)): a margin of 0 there is a customer whose voucher set a budget's
+    multiplier, sent only as the budget's remainder allows (the greedy fill, which the
+    rule does not follow)."""
 
     lam: Mapping[str, float]  # per budget group: the deferred acceptance's multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's

@@ -50,11 +50,7 @@ def tie_draw(campaign_id: str, seed: int) -> Column:
     draw for all caps, a customer refused at one cap's tie is refused at the next one's
     too, which the policy and the rule both do, but it makes the kept customers of
     consecutive cut caps depend on each other."""
-    return _long_draw(seed, _tie_salt(campaign_id))
-
-
-def _long_draw(seed: int, salt: str) -> Column:
-    return uniform(seed, salt, F.col("customer_id"), F.col("voucher_id"))
+    return uniform(seed, _tie_salt(campaign_id), F.col("customer_id"), F.col("voucher_id"))
 
 
 @dataclass(frozen=True)
@@ -77,11 +73,6 @@ class TieOrder:
     def of_ids(self, ids: np.ndarray, voucher: str) -> np.ndarray:
         """The same places in NumPy, bit for bit."""
         return uniform_of_ids(self.state, ids, voucher)
-
-    def draw(self) -> Column:
-        """Each long score row's place (``customer_id``, ``voucher_id``): the held-out
-        rule's draw (:func:`.arms.holdout_rows`)."""
-        return _long_draw(self.seed, self.salt)
 
     @classmethod
     def default(cls) -> TieOrder:
