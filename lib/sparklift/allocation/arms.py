@@ -45,7 +45,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from sparklift.allocation.ties import TIE, rounding, tie_width
+from sparklift.allocation.ties import TIE_GRID, rounding
 from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state
 
 POLICY, HOLDOUT, EXPLORE = "policy", "holdout", "explore"
@@ -164,14 +164,15 @@ class Rule:
     primal's ``lam`` and ``mu`` (:mod:`.acceptance`), walked for the one customer: it
     asks for its vouchers by u - lambda c - mu (positive by more than a rounding; the
     first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
-    it as the policy's cap ranked its askers: when its lead over the next best (nothing =
-    0) is above ``cut`` (the lead of the cap's last customer kept; 0 when the cap refused
-    none), or ties with it (:func:`.ties.tie_width`) and its net value (u - lambda c -
-    mu) is above ``cut_net`` (that customer's), or ties with that too and its draw for
-    the voucher (:func:`.ties.tie_draw`) is at most ``tie`` (the largest draw the policy
-    kept among the customers tied with it in both); else the cap refuses it and the walk
-    goes on. So the rule gives each of the policy's own customers what the policy gave
-    it, and a held-out customer what the policy would have. A capped voucher stays only
+    it as the policy's cap ranked its askers, on the same rank keys
+    (:data:`.ties.TIE_GRID`): when its lead over the next best (nothing = 0) ranks above
+    ``cut`` (the lead of the cap's last customer kept; 0 when the cap refused none), or
+    with it and its net value (u - mu - lambda c) ranks above ``cut_net`` (that
+    customer's), or with that too and its draw for the voucher (:func:`.ties.tie_draw`)
+    is at most ``tie`` (the largest draw the policy kept among the customers tied with it
+    in both); else the cap refuses it and the walk goes on. So the rule gives each of the
+    policy's own customers what the policy gave it, and a held-out customer what the
+    policy would have. A capped voucher stays only
     to the customer it kept. Then the voucher of greatest u - lambda c at ``final_lam``
     among those left, if positive by more than a rounding (:data:`.ties.TIE` times
     max(1, |u|)): a margin of 0 there is a customer whose voucher set a budget's
@@ -232,21 +233,21 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
     if not rule.mu:
         return F.lit(True)
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
-    net = _finite(
+    net = _finite(  # in the acceptance's order of operations: the same floats, the same keys
         F.col("uplift_objective")
-        - F.coalesce(_value_of(rule.lam, "budget_group"), F.lit(0.0)) * cost
         - F.coalesce(_value_of(rule.mu, "voucher_id"), F.lit(0.0))
+        - F.coalesce(_value_of(rule.lam, "budget_group"), F.lit(0.0)) * cost
     )
     order = _value_of({v: -float(i) for i, v in enumerate(rule.order)}, "voucher_id")
-    width = _value_of({v: tie_width(m) for v, m in rule.cut.items()}, "voucher_id")
+    grid = F.lit(TIE_GRID)
     option = F.struct(
         net.alias("net"),
         order.alias("first"),  # among equal nets, the lowest index asks first
         F.col("voucher_id").alias("v"),
         F.col("voucher_id").isin(list(rule.mu)).alias("capped"),
-        F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)).alias("cut"),
-        F.coalesce(width, F.lit(TIE)).alias("width"),
-        F.coalesce(_value_of(rule.cut_net, "voucher_id"), net).alias("cut_net"),
+        # the rank keys of the cut's lead and net value (no cut: 0; no net: the customer's)
+        F.floor(F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)) * grid).alias("cut"),
+        F.floor(F.coalesce(_value_of(rule.cut_net, "voucher_id"), net) * grid).alias("cut_net"),
         F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("tie"),
         draw.alias("draw"),  # the customer's draw for this voucher
     )
@@ -259,12 +260,10 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
     )
 
     def ask(state: Column, o: Column) -> Column:
-        lead = o["net"] - F.greatest(o["next"], F.lit(0.0))
-        net_width = F.lit(TIE) * F.greatest(F.lit(1.0), F.abs(o["cut_net"]))
-        tied = (o["net"] >= o["cut_net"] - net_width) & (o["draw"] <= o["tie"])
-        past = (lead > o["cut"] + o["width"]) | (
-            (lead >= o["cut"] - o["width"]) & ((o["net"] > o["cut_net"] + net_width) | tied)
-        )
+        lead = F.floor((o["net"] - F.greatest(o["next"], F.lit(0.0))) * grid)
+        value = F.floor(o["net"] * grid)
+        tied = (value == o["cut_net"]) & (o["draw"] <= o["tie"])
+        past = (lead > o["cut"]) | ((lead == o["cut"]) & ((value > o["cut_net"]) | tied))
         held = F.struct(F.lit(True).alias("done"), o["v"].alias("held"))
         free = F.struct(F.lit(True).alias("done"), F.lit(None).cast("string").alias("held"))
         return (

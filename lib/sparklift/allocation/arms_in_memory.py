@@ -177,9 +177,10 @@ def _walk(
     first = -pd.Series(named).map({v: i for i, v in enumerate(rule.order)}).fillna(np.inf)
     first = first.to_numpy(dtype=float)
     cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
-    width = ties.TIE * np.maximum(1.0, np.abs(cut))
+    cut = np.floor(cut * ties.TIE_GRID)  # rank keys, as the acceptance's (inf: a zero cap)
     tie = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
     cut_net = pd.Series(named).map(dict(rule.cut_net)).to_numpy(dtype=float)  # NaN: a tie
+    cut_net = np.floor(cut_net * ties.TIE_GRID)
     capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
     held = np.zeros(len(ids), dtype=bool)
     walking = None  # per customer (as _Best orders them): still asking
@@ -191,14 +192,11 @@ def _walk(
         row = best.rows[walking]
         next_best = np.maximum(np.nan_to_num(best.runner_up[walking], nan=0.0), 0.0)
         lead = net[row] - next_best
-        mine = net[row]
-        last = np.where(np.isnan(cut_net[row]), mine, cut_net[row])
-        net_width = ties.TIE * np.maximum(1.0, np.abs(last))
-        with np.errstate(invalid="ignore"):  # a cut of inf (a zero cap): inf - inf
-            tied = (mine >= last - net_width) & (draw[row] <= tie[row])
-            past = (lead > cut[row] + width[row]) | (
-                (lead >= cut[row] - width[row]) & ((mine > last + net_width) | tied)
-            )
+        lead = np.floor(lead * ties.TIE_GRID)
+        value = np.floor(net[row] * ties.TIE_GRID)
+        last = np.where(np.isnan(cut_net[row]), value, cut_net[row])
+        tied = (value == last) & (draw[row] <= tie[row])
+        past = (lead > cut[row]) | ((lead == cut[row]) & ((value > last) | tied))
         keeps = capped[row] & past
         held[row[keeps]] = True
         net[row[capped[row] & ~past]] = np.nan  # refused: the next best is asked for
@@ -236,11 +234,12 @@ def _margin(
     lam: Mapping[str, float],
     mu: Mapping[str, float],
 ) -> np.ndarray:
-    """Per row u - lambda c - mu (NaN where not finite: no choice)."""
+    """Per row u - mu - lambda c, in the acceptance's order of operations (the same floats,
+    so the same rank keys); NaN where not finite: no choice."""
     lam_i = pd.Series(groups).map(dict(lam)).fillna(0.0).to_numpy(dtype=float)
     mu_i = pd.Series(named).map(dict(mu)).fillna(0.0).to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
-        margin = uplift - lam_i * cost - mu_i
+        margin = uplift - mu_i - lam_i * cost
     return np.where(np.isfinite(margin), margin, np.nan)
 
 

@@ -18,19 +18,16 @@ from pyspark.sql import functions as F
 
 from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state, uniform_state_of
 
-TIE = 1e-9  # margins this close (times max(1, |cut|)) to a cap's cut tie with it
+TIE = 1e-9  # a net value must pass 0 by this (times max(1, |u|)) to count as positive
 # A cap ranks its askers by floor(lead x TIE_GRID), then floor(net x TIE_GRID), then the
-# tie draw: leads equal but for float noise (a tree model's scores differ between
-# vouchers by the same amount on many leaves) tie, as the held-out rule reads them,
-# instead of all going to one block of customers. (Ranked by exact float lead, the demo's
-# V03 went to one leaf's customers and none of another's with the same lead.)
-TIE_GRID = round(1 / TIE)  # 10^9, the ranks' step: TIE
-
-
-def tie_width(cut: float) -> float:
-    """How close to a cap's cut a margin ties with it (rounding, or a block of customers
-    that value two vouchers alike at the rounds' mu)."""
-    return TIE * max(1.0, abs(cut))
+# tie draw, and the held-out rule compares the same keys: leads equal to 1e-7 tie. A tree
+# model's scores differ between vouchers by the same amount on many leaves, but only up
+# to the rounding of its per-voucher offsets: on the demo the leads of two such leaves
+# differed by 1.1e-8, so ranked to 1e-9 the marginal leaf (worth 0.0002 a customer) took
+# V03 from customers worth 0.0107 more (0.9973 of the LP optimum; to 1e-7, 0.99999).
+# Ranked by exact float lead, the demo's V03 once went to one leaf's customers and none
+# of another's with the same lead.
+TIE_GRID = 10**7  # the ranks' step: 1e-7
 
 
 def rounding(u: Column) -> Column:
