@@ -21,12 +21,13 @@ keeps its arm on every run of the campaign.
   the multipliers and cuts the solve found: the voucher j maximising u_j - lambda_g c_j
   (ties to the greatest voucher id), if that is positive (a voucher whose margin is null,
   NaN or infinite is none). With caps it is the solve's two steps: first at the cap
-  rounds' multipliers (u_j - lambda_g c_j - mu_j), where a capped voucher stays only to
+  rounds' multipliers (u_j - mu_j - lambda_g c_j), where a capped voucher stays only to
   the customer who chooses it there by more than the margin of the cap's last customer
-  the policy kept, or by as much and with a tie draw no greater than that customer's (the
-  policy ranks tied customers by the same draws); then at the final budget multipliers
-  among the vouchers left. That is the
-  voucher the policy would have sent them (up to the solver's greedy fill at its margin);
+  the policy kept, or by as much (to :data:`.ties.TIE_GRID`'s step) with a larger net
+  value, or as large a one and a tie draw no greater than that customer's (the policy's
+  caps rank their askers by the same keys and draws); then at the final budget
+  multipliers among the vouchers left. That is the voucher the policy would have sent
+  them (up to the solver's greedy fill at its margin);
   it is recorded as ``policy_voucher_id`` (null if none) and nothing is sent
   (``voucher_id`` is null). Every held-out customer is written: those the policy targets
   are the measurement's control, and all of them the control of the explore arm's
