@@ -41,7 +41,7 @@ from pyspark.storagelevel import StorageLevel
 from sparklift.allocation import layout as L
 from sparklift.allocation.caps import lambda_frame, net
 from sparklift.allocation.envelope import NONE
-from sparklift.allocation.ties import TIE_GRID, TieOrder, rounding
+from sparklift.allocation.ties import TieOrder, rank_column, rounding
 
 log = logging.getLogger("sparklift")
 Cut = tuple[float, float, float]  # a cap's last customer kept: lead, net value, tie draw
@@ -147,9 +147,9 @@ def _outside(last: Mapping[int, Last], j: int) -> Column:
 
 
 def _key(column: str) -> Column:
-    """The rank of a customer's ``_lead`` or ``_top`` (net value) at a cap:
-    floor(x times :data:`.ties.TIE_GRID`), as the driver's acceptance ranks it."""
-    return F.floor(F.col(column) * F.lit(TIE_GRID))
+    """The rank of a customer's ``_lead`` or ``_top`` (net value) at a cap
+    (:func:`.ties.rank_column`), as the driver's acceptance ranks it."""
+    return rank_column(F.col(column))
 
 
 def accepted(
@@ -227,7 +227,7 @@ def _cuts(
         return cuts, held, 1
     aggs = []
     for j, m in cut.items():
-        last = holds[j] & (_key("_lead") == F.floor(F.lit(m) * F.lit(TIE_GRID)))
+        last = holds[j] & (_key("_lead") == rank_column(F.lit(m)))
         # the smallest (net's rank, -order): the last one's net rank and its largest order
         aggs += [
             F.min(F.when(last, F.col("_top"))),

@@ -46,7 +46,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from sparklift.allocation.ties import TIE_GRID, rounding
+from sparklift.allocation.ties import rank_column, rounding
 from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state
 
 POLICY, HOLDOUT, EXPLORE = "policy", "holdout", "explore"
@@ -240,15 +240,14 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
         - F.coalesce(_value_of(rule.lam, "budget_group"), F.lit(0.0)) * cost
     )
     order = _value_of({v: -float(i) for i, v in enumerate(rule.order)}, "voucher_id")
-    grid = F.lit(TIE_GRID)
     option = F.struct(
         net.alias("net"),
         order.alias("first"),  # among equal nets, the lowest index asks first
         F.col("voucher_id").alias("v"),
         F.col("voucher_id").isin(list(rule.mu)).alias("capped"),
         # the rank keys of the cut's lead and net value (no cut: 0; no net: the customer's)
-        F.floor(F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0)) * grid).alias("cut"),
-        F.floor(F.coalesce(_value_of(rule.cut_net, "voucher_id"), net) * grid).alias("cut_net"),
+        rank_column(F.coalesce(_value_of(rule.cut, "voucher_id"), F.lit(0.0))).alias("cut"),
+        rank_column(F.coalesce(_value_of(rule.cut_net, "voucher_id"), net)).alias("cut_net"),
         F.coalesce(_value_of(rule.tie, "voucher_id"), F.lit(1.0)).alias("tie"),
         draw.alias("draw"),  # the customer's draw for this voucher
     )
@@ -261,8 +260,8 @@ def _allowed(scores: DataFrame, rule: Rule, draw: Column) -> Column:
     )
 
     def ask(state: Column, o: Column) -> Column:
-        lead = F.floor((o["net"] - F.greatest(o["next"], F.lit(0.0))) * grid)
-        value = F.floor(o["net"] * grid)
+        lead = rank_column(o["net"] - F.greatest(o["next"], F.lit(0.0)))
+        value = rank_column(o["net"])
         tied = (value == o["cut_net"]) & (o["draw"] <= o["tie"])
         past = (lead > o["cut"]) | ((lead == o["cut"]) & ((value > o["cut_net"]) | tied))
         held = F.struct(F.lit(True).alias("done"), o["v"].alias("held"))

@@ -177,10 +177,10 @@ def _walk(
     first = -pd.Series(named).map({v: i for i, v in enumerate(rule.order)}).fillna(np.inf)
     first = first.to_numpy(dtype=float)
     cut = pd.Series(named).map(dict(rule.cut)).fillna(0.0).to_numpy(dtype=float)
-    cut = np.floor(cut * ties.TIE_GRID)  # rank keys, as the acceptance's (inf: a zero cap)
+    cut = ties.rank_key(cut)  # rank keys, as the acceptance's (inf: a zero cap)
     tie = pd.Series(named).map(dict(rule.tie)).fillna(1.0).to_numpy(dtype=float)
     cut_net = pd.Series(named).map(dict(rule.cut_net)).to_numpy(dtype=float)  # NaN: a tie
-    cut_net = np.floor(cut_net * ties.TIE_GRID)
+    cut_net = ties.rank_key(cut_net)
     capped = pd.Series(named).isin(list(rule.mu)).to_numpy()
     held = np.zeros(len(ids), dtype=bool)
     walking = None  # per customer (as _Best orders them): still asking
@@ -192,8 +192,8 @@ def _walk(
         row = best.rows[walking]
         next_best = np.maximum(np.nan_to_num(best.runner_up[walking], nan=0.0), 0.0)
         lead = net[row] - next_best
-        lead = np.floor(lead * ties.TIE_GRID)
-        value = np.floor(net[row] * ties.TIE_GRID)
+        lead = ties.rank_key(lead)
+        value = ties.rank_key(net[row])
         last = np.where(np.isnan(cut_net[row]), value, cut_net[row])
         tied = (value == last) & (draw[row] <= tie[row])
         past = (lead > cut[row]) | ((lead == cut[row]) & ((value > last) | tied))

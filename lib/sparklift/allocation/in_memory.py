@@ -38,7 +38,7 @@ from sparklift.allocation.envelope import NONE, envelope, taken
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.lagrange import solve_group
 from sparklift.allocation.sums import FLAGS
-from sparklift.allocation.ties import TIE, TIE_GRID, TieOrder
+from sparklift.allocation.ties import TIE, TieOrder, rank_key
 
 if TYPE_CHECKING:
     from sparklift.allocation.distributed import Problem
@@ -237,11 +237,6 @@ def _margins(cust: Customers, mu: np.ndarray, lam: Mapping[str, float]) -> np.nd
     return out
 
 
-def _key(x: np.ndarray | float) -> np.ndarray:
-    """The rank of a lead or net value at a cap: floor(x times :data:`.ties.TIE_GRID`)."""
-    return np.floor(np.asarray(x) * TIE_GRID)
-
-
 def _accepted(
     cust: Customers,
     mu: np.ndarray,
@@ -282,7 +277,12 @@ def _accepted(
         kept = np.ones(len(net), dtype=bool)
         for j, q in caps.items():
             askers = np.flatnonzero(choice == j)
-            rank = (cust.ids[askers], place[askers, j], -_key(top[askers]), -_key(lead[askers]))
+            rank = (
+                cust.ids[askers],
+                place[askers, j],
+                -rank_key(top[askers]),
+                -rank_key(lead[askers]),
+            )
             order = askers[np.lexsort(rank)]
             kept[order[q:]] = False
         if kept.all() or step == MAX_STEPS - 1:  # run out: this step's cut holds the caps
@@ -298,7 +298,9 @@ def _accepted(
             cuts[j] = (np.inf, np.inf, 0.0)
         elif refused[:, j].any():  # it turned customers away: full
             m = float(lead[holds].min())
-            last = holds & (_key(lead) == _key(m))  # the last one's lead rank, then net rank
+            last = holds & (
+                rank_key(lead) == rank_key(m)
+            )  # the last one's lead rank, then net rank
             n = float(top[last].min())
-            cuts[j] = (m, n, float(place[last & (_key(top) == _key(n)), j].max()))
+            cuts[j] = (m, n, float(place[last & (rank_key(top) == rank_key(n)), j].max()))
     return u, c, cuts

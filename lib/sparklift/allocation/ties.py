@@ -30,6 +30,16 @@ TIE = 1e-9  # a net value must pass 0 by this (times max(1, |u|)) to count as po
 TIE_GRID = 10**7  # the ranks' step: 1e-7
 
 
+def rank_key(x: np.ndarray | float) -> np.ndarray:
+    """A lead's or net value's rank at a cap, in NumPy: floor(x times :data:`TIE_GRID`)."""
+    return np.floor(np.asarray(x) * TIE_GRID)
+
+
+def rank_column(x: Column) -> Column:
+    """The same rank in Spark (the same floats give the same keys)."""
+    return F.floor(x * F.lit(TIE_GRID))
+
+
 def rounding(u: Column) -> Column:
     """A rounding of a net value u - ... (:data:`TIE` times max(1, |u|)): a voucher is
     chosen only by more than this."""
