@@ -71,7 +71,7 @@ class Accepted:
 
 
 def _refused(j: int) -> str:
-    return f"_refused_{j}"  # the customer's lead when option j refused it (null: never)
+    return f"_refused_{j}"  # true once option j refused the customer (null: never)
 
 
 def _state(
@@ -166,12 +166,12 @@ def accepted(
     cache its refusals when it refused anyone. A zero cap refuses everyone from the
     start. Ties at a cut go by ``tie_order`` of the customer and the option's voucher (of
     ``vouchers``, in option order)."""
-    nothing = F.lit(None).cast("double")
+    nothing = F.lit(None).cast("boolean")
     if len(vouchers) != n_opt:
         raise ValueError(f"a tie order needs the {n_opt} options' vouchers, got {vouchers}")
     orders = {j: tie_order.column(vouchers[j]) for j in caps}
     df = env.join(F.broadcast(lambda_frame(env, lam)), "budget_group").withColumns(
-        {_refused(j): nothing if q else F.lit(float("nan")) for j, q in caps.items()}
+        {_refused(j): nothing if q else F.lit(True) for j, q in caps.items()}
     )
     step, passes = None, 0
     for k in range(MAX_STEPS):
@@ -182,7 +182,7 @@ def accepted(
         if not last or k == MAX_STEPS - 1:  # run out: the last step's cut holds the caps
             break
         refusals = {
-            _refused(j): F.when(_outside(last, j), F.col("_lead")).otherwise(F.col(_refused(j)))
+            _refused(j): F.when(_outside(last, j), F.lit(True)).otherwise(F.col(_refused(j)))
             for j in caps
         }
         previous = step
@@ -213,7 +213,7 @@ def _cuts(
     cuts, then the ties)."""
     aggs = [F.count_if(holds[j]) for j in caps]
     aggs += [F.min(F.when(holds[j], F.col("_lead"))) for j in caps]
-    aggs += [F.count(F.col(_refused(j))) for j in caps]  # NaN for a zero cap: counted
+    aggs += [F.count(F.col(_refused(j))) for j in caps]  # a zero cap's: all counted
     row = state.agg(*aggs).first()
     k = len(caps)
     held = {j: int(row[n]) for n, j in enumerate(caps)}

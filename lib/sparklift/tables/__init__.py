@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,19 +21,17 @@ from pyspark.sql.types import StructType
 
 from sparklift.config import TablesConfig
 from sparklift.contracts import contract
-from sparklift.delta_jars import FETCH_HINT, coordinate
 from sparklift.errors import (
     InputError,
     InputNotReadyError,
     SchemaMismatchError,
     TableConflictError,
 )
-from sparklift.session import delta_jvm_available
-from sparklift.tables.backends import Backend, DeltaRsBackend
+from sparklift.tables.backends import Backend
 from sparklift.tables.commit import Txn
 from sparklift.tables.delta_log import PartitionFilter, partition_values, plain_parquet_files
 from sparklift.tables.diagnose import check_writable, explained, not_a_table, real_path
-from sparklift.tables.native import NativeBackend
+from sparklift.tables.locate import choose_backend, resolve_path
 from sparklift.tables.schema import (
     as_values,
     cast_integers,
@@ -45,29 +42,9 @@ from sparklift.tables.schema import (
     table_schema,
 )
 
-__all__ = ["Catalog", "PartitionFilter", "TableIO", "choose_backend"]
+__all__ = ["Catalog", "PartitionFilter", "TableIO", "choose_backend", "resolve_path"]
 
 log = logging.getLogger(__name__)
-
-
-def choose_backend(spark: SparkSession, conf: TablesConfig) -> Backend:
-    if conf.backend == "native" or (conf.backend == "auto" and delta_jvm_available(spark)):
-        if not delta_jvm_available(spark):
-            raise InputError(
-                "tables.backend is 'native' but the Delta JVM classes are not on the classpath: "
-                f"{FETCH_HINT}, or spark-submit with --packages {coordinate()} (or --jars)"
-            )
-        return NativeBackend(spark)
-    return DeltaRsBackend(spark, conf.target_file_rows)
-
-
-def resolve_path(base_path: str, name: str) -> str:
-    """Table location: a URI or absolute path as is, else relative to the base path."""
-    if "://" in name or name.startswith("/"):
-        return name
-    if "://" in base_path:
-        return f"{base_path.rstrip('/')}/{name}"
-    return os.path.abspath(os.path.join(base_path, name))
 
 
 @dataclass
