@@ -204,7 +204,11 @@ def test_train_refuses_bad_history(spark, tmp_path, capsys, case, corrupt, messa
     sets = ["--set", "uplift.min_arm_rows=200", "--set", "uplift.features=[x1, x2]"]
     code = main(["train-uplift", *args(wh, *sets)])
     assert code == 2, case
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    # a pooled ratio off the configured shares names the settings of a trial's own shares
+    hint = "by design, configure them (uplift.control_share, or uplift.arm_shares per arm)"
+    assert (hint in err) == (case == "sample ratio")
     assert not (wh / "uplift_models").exists() and not (wh / "models").exists()
     if "check " in message:  # a failed check of the table's own: recorded as data too
         r = read_pandas(str(wh / "quality_results")).set_index("check_name")

@@ -294,9 +294,16 @@ def _randomization_verdict(report: checks.HistoryReport, override: bool) -> None
     for line in report.problems:
         log.warning("randomization check failed: %s", line)
     if report.problems and not override:
+        shares = (
+            "; if the history was randomized at other shares by design, configure them "
+            "(uplift.control_share, or uplift.arm_shares per arm)"
+            if any(p.startswith("sample ratio mismatch: arm shares") for p in report.problems)
+            else ""
+        )
         raise checks.RandomizationError(
             f"table {HISTORY} fails the randomization checks: "
             + "; ".join(report.problems)
+            + shares
             + " (set uplift.override_checks=true or pass --override-checks to train anyway)"
         )
     log.info(
