@@ -10,7 +10,8 @@
 ``campaign [--campaigns C] [--customers N] [--holdout H]`` |
 ``personal [--budget-share S] [--seeds 7,8] [--worlds distinct,scaled]`` |
 ``forecast [--portfolios P]`` |
-``codegen [--users U] [--zones G] [--days D]``.
+``codegen [--users U] [--zones G] [--days D]`` |
+``trial --csv F --treatment T --control C --objective Y [--positive L] [--arm-costs A=1]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -42,6 +43,7 @@ from benchmarks import (
     quality,
     score,
     sequential,
+    trial,
     uplift,
     write,
 )
@@ -65,6 +67,7 @@ BENCHMARKS = {
     "faults": faults,
     "forecast": forecast,
     "codegen": codegen,
+    "trial": trial,
 }
 
 
