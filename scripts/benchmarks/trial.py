@@ -48,7 +48,6 @@ from sparklift.allocation.envelope import NONE
 from sparklift.allocation.in_memory import Customers, solve_in_memory
 from sparklift.jobs import JobContext, train_uplift
 from sparklift.session import build_session
-from sparklift.synthetic.rand import uniform
 from sparklift.tables import Catalog
 from sparklift.uplift import model
 
@@ -108,6 +107,8 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], dict[str, f
     costs = dict.fromkeys(vouchers, 1.0)
     for item in filter(None, args.arm_costs.split(",")):
         label, value = item.split("=")
+        if arm_id(label) not in costs:
+            raise SystemExit(f"--arm-costs: {label!r} is not a treated arm; they are {vouchers}")
         costs[arm_id(label)] = float(value)
     frame = pd.DataFrame(
         {
@@ -119,7 +120,11 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], dict[str, f
             "cost": arms.map(lambda a: costs.get(a, 0.0)),
         }
     )
-    return pd.concat([frame, encode(raw)], axis=1), vouchers, costs
+    features = encode(raw)
+    taken = sorted(set(features.columns) & set(frame.columns))
+    if taken:
+        raise SystemExit(f"{args.csv}: feature columns {taken} would take a history column's name")
+    return pd.concat([frame, features], axis=1), vouchers, costs
 
 
 def run(args: argparse.Namespace, workdir: str) -> None:
@@ -136,9 +141,8 @@ def run(args: argparse.Namespace, workdir: str) -> None:
     schema = "voucher_id string, face_value double, max_quantity bigint, active boolean"
     rows = [(v, costs[v], None, True) for v in vouchers]
     catalog.write("vouchers", spark.createDataFrame(rows, schema))
-    held = uniform(conf.uplift.seed, "train-uplift.holdout", "customer_id")
     flags = catalog.read("voucher_campaigns").select(
-        "customer_id", (held < conf.uplift.holdout_share).alias("held")
+        "customer_id", train_uplift.held_out(conf.uplift).alias("held")
     )
     held_ids = set(flags.where("held").toPandas()["customer_id"])
     is_held = frame["customer_id"].isin(held_ids)

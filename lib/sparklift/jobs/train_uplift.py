@@ -22,10 +22,11 @@ import json
 import math
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from sparklift.config import UpliftConfig
 from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
 from sparklift.contracts.vouchers import UPLIFT_MODELS
 from sparklift.errors import InputError
@@ -118,10 +119,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         log.info("arms sampled at larger fractions %s, to keep about uplift.min_arm_rows=%d "
                  "rows each", raised, conf.min_arm_rows)  # fmt: skip
     with step("collecting the training sample"):
-        # The hold-out by a hash of the customer: all of its rows on one side, and the same
-        # side whatever else the sample holds.
-        held = uniform(conf.seed, "train-uplift.holdout", "customer_id") < conf.holdout_share
-        sample = history.select(*KEY, "treatment", *features, "objective", "cost", held.alias(HELD))
+        sample = history.select(
+            *KEY, "treatment", *features, "objective", "cost", held_out(conf).alias(HELD)
+        )
         if fraction < 1:  # drawn by the key's hash: the same rows however the table is split
             share = F.coalesce(*[F.when(F.col("treatment") == a, f) for a, f in fractions.items()])
             sample = sample.where(uniform(conf.seed, "train-uplift.sample", *KEY) < share)
@@ -288,6 +288,12 @@ def _check_models_table(ctx: JobContext) -> None:
             "before model artefacts were verified; sparklift score refuses its models): move "
             f"the table aside, then train again to create it with columns {UPLIFT_MODELS.columns}"
         )
+
+
+def held_out(conf: UpliftConfig) -> Column:
+    """Whether a history row's customer is held out for the evaluation metrics: a hash of
+    the customer, so all of its rows fall on one side whatever else the sample holds."""
+    return uniform(conf.seed, "train-uplift.holdout", "customer_id") < conf.holdout_share
 
 
 def _randomization_verdict(report: checks.HistoryReport, override: bool) -> None:
