@@ -206,9 +206,12 @@ def test_train_refuses_bad_history(spark, tmp_path, capsys, case, corrupt, messa
     assert code == 2, case
     err = capsys.readouterr().err
     assert message in err
-    # a pooled ratio off the configured shares names the settings of a trial's own shares
+    # a pooled ratio off the configured shares names the settings of a trial's own shares,
+    # an imbalanced feature the setting of the features
     hint = "by design, configure them (uplift.control_share, or uplift.arm_shares per arm)"
     assert (hint in err) == (case == "sample ratio")
+    hint = "list the features known before the send in uplift.features"
+    assert (hint in err) == (case in ("imbalance", "missing by arm"))
     assert not (wh / "uplift_models").exists() and not (wh / "models").exists()
     if "check " in message:  # a failed check of the table's own: recorded as data too
         r = read_pandas(str(wh / "quality_results")).set_index("check_name")

@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", required=True, help="the control arm's label")
     parser.add_argument("--objective", required=True, help="the outcome's column")
     parser.add_argument("--positive", help="for a label outcome: the label counted as 1")
+    parser.add_argument("--drop", default="", help="columns not to use as features (outcomes)")
     parser.add_argument("--arm-costs", default="", help="e.g. 'Self=0.5,Neighbors=0.6' (1)")
     parser.add_argument("--budget-share", type=float, default=0.2)
     parser.add_argument("--learners", default="dr_gbm,t_gbm", help="comma-separated")
@@ -97,6 +98,11 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], dict[str, f
     for c in (args.treatment, args.objective):
         if c not in raw.columns:
             raise SystemExit(f"{args.csv}: no column {c!r}; it has {list(raw.columns)}")
+    dropped = [c for c in args.drop.split(",") if c]
+    unknown = sorted(set(dropped) - set(raw.columns))
+    if unknown:
+        raise SystemExit(f"--drop: {args.csv} has no columns {unknown}")
+    raw = raw.drop(columns=dropped)
     labels = raw.pop(args.treatment).astype(str).str.strip()
     if args.control not in set(labels):
         raise SystemExit(f"{args.csv}: no row of control arm {args.control!r}")

@@ -300,16 +300,20 @@ def _randomization_verdict(report: checks.HistoryReport, override: bool) -> None
     for line in report.problems:
         log.warning("randomization check failed: %s", line)
     if report.problems and not override:
-        shares = (
-            "; if the history was randomized at other shares by design, configure them "
-            "(uplift.control_share, or uplift.arm_shares per arm)"
-            if any(p.startswith("sample ratio mismatch: arm shares") for p in report.problems)
-            else ""
-        )
+        hints = {  # what a user can fix, beside overriding the check
+            "sample ratio mismatch: arm shares": "if the history was randomized at other "
+            "shares by design, configure them (uplift.control_share, or uplift.arm_shares "
+            "per arm)",
+            "covariate imbalance": "a column the voucher itself moves (an outcome, or "
+            "anything recorded after the send) is no feature: list the features known "
+            "before the send in uplift.features",
+        }
+        found = [
+            h for start, h in hints.items() if any(p.startswith(start) for p in report.problems)
+        ]
         raise checks.RandomizationError(
             f"table {HISTORY} fails the randomization checks: "
-            + "; ".join(report.problems)
-            + shares
+            + "; ".join(report.problems + found)
             + " (set uplift.override_checks=true or pass --override-checks to train anyway)"
         )
     log.info(
