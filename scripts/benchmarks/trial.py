@@ -61,12 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", required=True, help="the control arm's label")
     parser.add_argument("--objective", required=True, help="the outcome's column")
     parser.add_argument("--positive", help="for a label outcome: the label counted as 1")
-    parser.add_argument("--drop", default="", help="columns not to use as features (outcomes)")
+    parser.add_argument("--drop", default="", help="columns that are no features (the outcomes)")
     parser.add_argument("--arm-costs", default="", help="e.g. 'Self=0.5,Neighbors=0.6' (1)")
     parser.add_argument("--budget-share", type=float, default=0.2)
     parser.add_argument("--learners", default="dr_gbm,t_gbm", help="comma-separated")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's")
+    parser.add_argument("--set", action="append", default=[], help="config override, KEY=VALUE")
 
 
 def arm_id(label: str) -> str:
@@ -98,7 +99,7 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], dict[str, f
     for c in (args.treatment, args.objective):
         if c not in raw.columns:
             raise SystemExit(f"{args.csv}: no column {c!r}; it has {list(raw.columns)}")
-    dropped = [c for c in args.drop.split(",") if c]
+    dropped = [c for c in args.drop.split(",") if c and c not in (args.objective, args.treatment)]
     unknown = sorted(set(dropped) - set(raw.columns))
     if unknown:
         raise SystemExit(f"--drop: {args.csv} has no columns {unknown}")
@@ -136,7 +137,7 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], dict[str, f
 def run(args: argparse.Namespace, workdir: str) -> None:
     frame, vouchers, costs = load(args)
     shares = frame["treatment"].value_counts(normalize=True).round(6).to_dict()
-    conf = uplift_conf(workdir, "uplift.arm_shares=" + repr(shares).replace("'", '"'))
+    conf = uplift_conf(workdir, "uplift.arm_shares=" + repr(shares).replace("'", '"'), *args.set)
     spark = build_session(conf.spark, conf.tables.backend)
     catalog = Catalog(spark, conf.tables)
     ctx = JobContext(spark, conf, catalog, RUN_DATE)
