@@ -46,6 +46,28 @@ def test_learner_recovers_planted_effects(name, pool):
     assert allows_nan(learner) == name.endswith("gbm")
 
 
+@pytest.mark.parametrize("name", ["t_gbm", "dr_gbm"])
+def test_a_leaf_size_below_one_is_a_share_of_the_training_rows(name):
+    """The defaults' leaves: 0.5% of the rows for the outcome models, 1% for the DR final
+    stage, so a small history's trees get as many leaves as a large one's; a count stays a
+    count."""
+    X, y, arm, _ = world(12_000)
+    conf = CONF.model_copy(
+        update={
+            "gbm": {**GBM, "min_samples_leaf": 0.005},
+            "gbm_final": {**GBM, "min_samples_leaf": 0.01},
+        }
+    )
+    fitted = make_learner(name, conf).fit(X, y, arm)
+    assert [m.min_samples_leaf for m in fitted.models_] == ([60] * 3 if name == "t_gbm" else [120])
+    assert conf.gbm["min_samples_leaf"] == 0.005  # the configuration is left as it was
+    counted = make_learner(name, CONF).fit(X, y, arm)
+    assert {m.min_samples_leaf for m in counted.models_} == {200}
+    defaults = load_config(None).uplift
+    assert defaults.gbm["min_samples_leaf"] * 200_000 == 1000  # as counted before, at 200k
+    assert defaults.gbm_final["min_samples_leaf"] * 200_000 == 2000
+
+
 class MeanDifference(BaseEstimator):
     """A plug-in learner: the constant difference in means, per voucher; NaN features
     do not matter to it, and its tags say so."""

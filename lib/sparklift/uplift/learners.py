@@ -30,7 +30,8 @@ Built in, chosen by name in ``uplift.learner``:
 
 ``gbm`` is scikit-learn's HistGradientBoostingRegressor with ``uplift.gbm`` for outcome
 models and ``uplift.gbm_final`` for the DR final stage (its target, the pseudo-outcome,
-is several times noisier than y, so it needs larger leaves); it handles NaN natively.
+is several times noisier than y, so it needs larger leaves); it handles NaN natively. A
+``min_samples_leaf`` below 1 is a share of the training rows (:func:`sized`).
 ``linear`` is a standardized ridge regression with ``uplift.linear`` (never pooled: a
 linear final model could not let the effect's slopes differ by voucher). Any other
 learner is given as ``module:Class``, a ``BaseEstimator`` built with
@@ -147,9 +148,8 @@ class TLearner(_MultiArm):
 
     def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> TLearner:
         X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
-        self.models_ = [
-            clone(self.base).fit(X[arm == k], y[arm == k]) for k in range(n_vouchers + 1)
-        ]
+        base = sized(self.base, len(X))
+        self.models_ = [clone(base).fit(X[arm == k], y[arm == k]) for k in range(n_vouchers + 1)]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -193,11 +193,12 @@ class DRLearner(_MultiArm):
             check_consistent_length(arm, group)
             fold = (rng.permutation(len(names)) % self.folds)[group]
         mu = np.empty((len(arm), n_vouchers + 1))
+        outcome, final = sized(self.outcome, len(X)), sized(self.final, len(X))
         for f in range(self.folds):
             train, held = fold != f, fold == f
             for k in range(n_vouchers + 1):
                 rows = train & (arm == k)
-                mu[held, k] = clone(self.outcome).fit(X[rows], y[rows]).predict(X[held])
+                mu[held, k] = clone(outcome).fit(X[rows], y[rows]).predict(X[held])
         resid0 = np.where(arm == 0, (y - mu[:, 0]) / share[0], 0.0)
         phi = [
             mu[:, j] - mu[:, 0] + np.where(arm == j, (y - mu[:, j]) / share[j], 0.0) - resid0
@@ -206,7 +207,7 @@ class DRLearner(_MultiArm):
         self.n_vouchers_ = n_vouchers
         if self.pool:
             stacked = np.vstack([_with_voucher(X, j) for j in range(1, n_vouchers + 1)])
-            final = clone(self.final)
+            final = clone(final)
             if final.get_params().get("early_stopping") == "auto":  # its random validation
                 final.set_params(early_stopping=False)  # rows: copies of training customers
             self.models_ = [final.fit(stacked, np.concatenate(phi))]
@@ -219,7 +220,7 @@ class DRLearner(_MultiArm):
                 ]
             )
         else:
-            self.models_ = [clone(self.final).fit(X, p) for p in phi]
+            self.models_ = [clone(final).fit(X, p) for p in phi]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -259,6 +260,16 @@ class Average(_MultiArm):
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = self._validate_predict(X)
         return np.mean([m.predict(X) for m in self.learners_], axis=0)
+
+
+def sized(model: RegressorMixin, n: int) -> RegressorMixin:
+    """``model`` with a ``min_samples_leaf`` below 1 taken as a share of the ``n`` training
+    rows (at least 1): leaves then hold the same share of a small history as of a large
+    one, where a count tuned on a large one would leave a small one's trees few leaves."""
+    leaf = model.get_params().get("min_samples_leaf")
+    if isinstance(leaf, float) and 0 < leaf < 1:
+        return clone(model).set_params(min_samples_leaf=max(1, round(leaf * n)))
+    return model
 
 
 def _with_voucher(X: np.ndarray, j: int) -> np.ndarray:
