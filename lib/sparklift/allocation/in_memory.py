@@ -298,9 +298,8 @@ def _accepted(
             cuts[j] = (np.inf, np.inf, 0.0)
         elif refused[:, j].any():  # it turned customers away: full
             m = float(lead[holds].min())
-            last = holds & (
-                rank_key(lead) == rank_key(m)
-            )  # the last one's lead rank, then net rank
+            # the last one's lead rank, then net rank
+            last = holds & (rank_key(lead) == rank_key(m))
             n = float(top[last].min())
             cuts[j] = (m, n, float(place[last & (rank_key(top) == rank_key(n)), j].max()))
     return u, c, cuts
