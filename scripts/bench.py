@@ -11,7 +11,8 @@
 ``personal [--budget-share S] [--seeds 7,8] [--worlds distinct,scaled]`` |
 ``forecast [--portfolios P]`` |
 ``codegen [--users U] [--zones G] [--days D]`` |
-``trial --csv F --treatment T --control C --objective Y [--positive L] [--arm-costs A=1]``.
+``trial --csv F --treatment T --control C --objective Y [--positive L] [--arm-costs A=1]`` |
+``purchases --csv F [--customer C] [--date D] [--amount A] [--set K=V]``.
 
 Each benchmark is a module of ``scripts/benchmarks/`` (its docstring says what it times and
 against what) and fails unless the work it timed is the work it reports. Data go to a fresh
@@ -40,6 +41,7 @@ from benchmarks import (
     forecast,
     personal,
     propensity,
+    purchases,
     quality,
     score,
     sequential,
@@ -68,6 +70,7 @@ BENCHMARKS = {
     "forecast": forecast,
     "codegen": codegen,
     "trial": trial,
+    "purchases": purchases,
 }
 
 
