@@ -8,17 +8,23 @@ customers acquired by the CD retailer in the first quarter of 1997, up to June 1
 shipped with the ``lifetimes`` package as ``lifetimes/datasets/CDNOW_master.txt``). It is
 loaded as ``user_activity`` (one row per customer and day of purchase: orders, items, gmv,
 tenure and the prior 28 days' orders and gmv, as the daily feed would hold; visits = orders,
-the log has no visits) and the ``train-propensity`` job runs on it as a user would, at its
-defaults unless ``--set`` says otherwise.
+the log has no visits; and ``orders_to_date``, the customer's orders before the day, a
+lifetime column a model may list in ``propensity.columns``) and the ``train-propensity``
+job runs on it as a user would, at its defaults unless ``--set`` says otherwise.
 
 The peer is the textbook model of "will this customer buy again": Pareto/NBD (Schmittlein,
 Morrison and Colombo, 1987; the ``lifetimes`` package's fit), fitted on every customer's
 whole history up to the validation snapshot (repeat purchase days, recency, age), giving
-P(at least one purchase in the next H days) = 1 - P(none | history). The base rate (every
-customer the validation snapshot's training-day rate) is printed for scale. Both are
-valued on exactly the job's validation customers with the job's own metrics (ROC-AUC,
-PR-AUC, Brier score, the reliability table and Hosmer-Lemeshow). Checked: the model's
-ROC-AUC recomputed here from its artefact is the job's stored one (the same rows).
+P(at least one purchase in the next H days) = 1 - P(none | history). Both are valued on
+exactly the job's validation customers with the job's own metrics (ROC-AUC, PR-AUC, Brier
+score and its skill against the validation's own base rate, the reliability table and
+Hosmer-Lemeshow), and each model's ROC-AUC difference from the peer's gets a paired
+bootstrap interval. Checked: the model's ROC-AUC recomputed here from its artefact is the
+job's stored one (the same rows).
+
+Then (``--quality-days``, 60 by default) the default data quality checks of
+``user_activity`` run day by day over the log's last days, as the nightly ``check`` step
+would: every alarm is printed with its day (a real log is not known to be clean).
 """
 
 from __future__ import annotations
@@ -235,7 +241,9 @@ def checked_days(ctx: JobContext, rows: pd.DataFrame, days: int) -> dict:
     return alarms
 
 
-def report(scores: dict, y: np.ndarray, target: float, day: dt.date, peak: int, args) -> None:
+def report(
+    scores: dict, y: np.ndarray, target: float, day: dt.date, peak: int, args: argparse.Namespace
+) -> None:
     """Each score's metrics on the validation customers, its reliability table, and its
     ROC-AUC's difference from the peer's with a paired bootstrap 95% interval."""
     print(
