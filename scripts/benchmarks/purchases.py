@@ -147,8 +147,13 @@ def pareto_nbd(purchases: pd.DataFrame, snapshot: dt.date, horizon: int) -> pd.S
     )
     p = 1.0 - pd.Series(np.asarray(none, dtype=float), index=rfm.index)
     lost = ~np.isfinite(p)  # lifetimes overflows for the heaviest buyers (CDNOW: 1 customer)
-    if lost.any():  # they bought on the snapshot day (recency = age): alive for certain, and
+    if lost.any():  # who bought on the snapshot day (recency = age) are alive for certain, and
         # P(none in t | alive) = ((alpha + T) / (alpha + T + t))^(r + x), death within t aside
+        other = lost & (rfm["recency"] != rfm["T"])
+        if other.any():  # not alive for certain: that formula would not be the peer's
+            raise AssertionError(
+                f"Pareto/NBD: no probability for customers {list(rfm.index[other])}"
+            )
         r, alpha = fitter.params_["r"], fitter.params_["alpha"]
         x, age = rfm.loc[lost, "frequency"], rfm.loc[lost, "T"]
         p[lost] = 1.0 - ((alpha + age) / (alpha + age + horizon)) ** (r + x)

@@ -326,10 +326,10 @@ def _psi_check(
     if not n:  # every value null or not finite today, against past days' bins
         why = f"no finite value of {column} today, against {days} past days"
         return Result(name, "anomaly", severity, None, threshold, FAIL, why)
-    half = conf.psi_bins / 2  # every bin's count plus a half
+    added = 0.5 * conf.psi_bins  # every bin's count plus a half
     psi = population_stability(
-        [(v + 0.5) / (n + half) for v in today],  # type: ignore[operator]
-        [(v + 0.5) / (m + half) for v in pooled],
+        [(v + 0.5) / (n + added) for v in today],  # type: ignore[operator]
+        [(v + 0.5) / (m + added) for v in pooled],
     )
     bound = psi_bound(conf, n, m)
     if bound > conf.psi_threshold:
