@@ -13,10 +13,13 @@ import pytest
 
 from sparklift.config import load_config
 from sparklift.config.models import FallbackConfig
+from sparklift.contracts import contract
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext
 from sparklift.jobs import fallback as fallback_job
+from sparklift.jobs import pipeline as pipeline_job
 from sparklift.jobs.fallback import Partition, changed, choose, verdicts
+from sparklift.pipeline.plan import CHECK, Step
 from sparklift.tables import Catalog
 from sparklift.tables.changes import table_id
 from sparklift.tables.maintenance import optimize
@@ -176,3 +179,39 @@ def test_a_fall_back_has_passed_its_checks_and_a_day_missing_when_checked_may_la
     assert (
         part.day == BEFORE and part.fallback["why"] == f"user_activity has no rows for date {DAY}"
     )
+
+
+def test_a_pipeline_checks_again_a_table_created_again_or_not_partitioned_by_date(
+    spark, tmp_path, capsys
+):
+    """A pipeline re-run skips a check that succeeded unless its verdict no longer holds.
+    ``zones`` deleted and created again with the same rows is back at the version checked,
+    but it is another table (its id); ``user_activity`` delivered by an upstream writer
+    that does not partition it by date: late rows of the run date change its verdict
+    although the log names no date, and rows of another day cannot be told apart."""
+    wh = tmp_path / "wh"
+    catalog = warehouse(spark, wh)
+    ctx = JobContext(spark, load_config(None, [f"tables.base_path={wh}"]), catalog, DAY)
+    upstream = spark.createDataFrame(activity(DAY, 200, seed=2), contract("user_activity").schema)
+    upstream.write.format("delta").save(catalog.path("user_activity"))  # no partitions
+    assert catalog.partition_columns("user_activity") == []
+    assert check(wh, DAY, "zones") == 0 and check(wh, DAY) == 0, capsys.readouterr().err
+    zones, users = Step(CHECK, "zones"), Step(CHECK, "user_activity")
+    assert not pipeline_job._stale(ctx, zones) and not pipeline_job._stale(ctx, users)
+    checked = catalog.version("user_activity")
+
+    version, rows = catalog.version("zones"), catalog.read("zones").toPandas()
+    shutil.rmtree(catalog.path("zones"))
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # as another process would
+    catalog.write("zones", spark.createDataFrame(rows))
+    assert catalog.version("zones") == version and pipeline_job._stale(ctx, zones)
+
+    late = spark.createDataFrame(late_rows(DAY), contract("user_activity").schema)
+    late.write.format("delta").mode("append").save(catalog.path("user_activity"))
+    assert pipeline_job._stale(ctx, users)
+    _, versions = verdicts(ctx, "user_activity", DAY)
+    assert changed(ctx, "user_activity", "date", versions, checked + 1) == {
+        DAY: f"rows changed after its check of table version {checked}: version {checked + 1} "
+        "(WRITE)"
+    }
+    assert check(wh, DAY) == 0 and not pipeline_job._stale(ctx, users)  # checked again

@@ -12,7 +12,10 @@ customers (both responses, one process), to compare with the default learner's.
 One trained model's noise moves its share by many points, so
 ``--seeds`` repeats it over several generated worlds and the summary gives each policy's
 mean, worst and how many worlds reach 85% of the oracle; ``--history`` sets the
-randomized history's rows, to show how much of it a learner needs.
+randomized history's rows, to show how much of it a learner needs. A learner may carry
+config overrides of its own (``name[key=value;key=value]``), to compare settings on the
+same worlds in one run: ``--learners 'dr_gbm,dr_gbm[uplift.gbm.min_samples_leaf=1000]'``
+trains ``dr_gbm`` with its default outcome models' leaves, then with leaves of 1,000 rows.
 
 The allocation here is the Lagrangian rule the solver certifies (each customer takes the
 voucher with the largest u - lambda c when it is positive), computed in NumPy for every
@@ -27,6 +30,8 @@ Checked: each model scored every customer, whose planted effects value its alloc
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.measure import same_work, timed
-from benchmarks.uplift import CUSTOMERS, HISTORY, VOUCHERS, generated_world
+from benchmarks.uplift import CUSTOMERS, HISTORY, VOUCHERS, generated_world, uplift_conf
 from sparklift.jobs import train_uplift
 from sparklift.synthetic import vouchers
 from sparklift.uplift import model
@@ -50,7 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="7", help="the generator's seeds, comma-separated")
     parser.add_argument("--worlds", default="distinct,scaled", help="comma-separated")
     parser.add_argument("--history", type=int, default=HISTORY, help="randomized rows")
-    parser.add_argument("--learners", default=",".join(LEARNERS), help="comma-separated")
+    parser.add_argument(
+        "--learners",
+        default=",".join(LEARNERS),
+        help="comma-separated; each may carry config overrides: name[key=value;key=value]",
+    )
+
+
+def learner_spec(spec: str) -> tuple[str, list[str]]:
+    """A ``--learners`` entry's learner and its config overrides: ``name[k=v;k=v]``."""
+    found = re.fullmatch(r"([^\[\]]+)(?:\[([^\[\]]*)\])?", spec)
+    if found is None:
+        raise SystemExit(f"--learners: {spec!r} is not name or name[key=value;...]")
+    name, sets = found.groups()
+    return name, [x for x in (sets or "").split(";") if x]
 
 
 def choose(u: np.ndarray, c: np.ndarray, lam: float) -> np.ndarray:
@@ -129,9 +147,14 @@ def bench_world(workdir: Path, world: str, seed: int, args: argparse.Namespace) 
     singles = [allocate(*only(j, tau_m, cost_m), tau_m, cost_m, budget)[0] for j in range(3)]
     out.append(("oracle, its best single voucher", max(singles), oracle, np.nan))
     print(f"  the oracle's best single voucher: {ids[int(np.argmax(singles))]}")
-    for name in args.learners.split(","):
+    for spec in args.learners.split(","):
+        name, sets = learner_spec(spec)
+        conf = uplift_conf(str(workdir), *world_sets, *sets) if sets else ctx.config
+        job = dataclasses.replace(ctx, config=conf)
         trained, t_train = timed(
-            lambda n=name: train_uplift.run(ctx, SimpleNamespace(learner=n, override_checks=False))
+            lambda n=name, j=job: train_uplift.run(
+                j, SimpleNamespace(learner=n, override_checks=False)
+            )
         )
         fitted = model.load(trained["artifact_path"], trained["features"], ids)
         rows = ctx.catalog.read("customers").select("customer_id", *fitted.features)
@@ -145,12 +168,12 @@ def bench_world(workdir: Path, world: str, seed: int, args: argparse.Namespace) 
         scored["voucher_id"] = np.tile(ids, len(u))
         ranks = [r["captured"] for r in vouchers.truth_report(scored).values()]
         value = allocate(u, c, tau_m, cost_m, budget)[0]
-        out.append((name, value, oracle, min(ranks)))
+        out.append((spec, value, oracle, min(ranks)))
         singles = [allocate(*only(j, u, c), tau_m, cost_m, budget)[0] for j in range(3)]
         best = int(np.argmax(singles))
-        out.append((f"{name}: its best single voucher", singles[best], oracle, np.nan))
+        out.append((f"{spec}: its best single voucher", singles[best], oracle, np.nan))
         print(
-            f"  {world} {seed} {name}: trained in {t_train:.0f} s, value {value:.1f} = "
+            f"  {world} {seed} {spec}: trained in {t_train:.0f} s, value {value:.1f} = "
             f"{value / oracle:.3f} of the oracle; its best single voucher {ids[best]} "
             f"{singles[best]:.1f}; top 20% per voucher {np.round(ranks, 3).tolist()}; "
             f"predict {t_predict:.2f} s ({CUSTOMERS / t_predict / 1e3:.0f} k customers/s)",

@@ -73,8 +73,9 @@ def changed(
     ctx: JobContext, table: str, date_column: str, checked: dict[dt.date, Checked], latest: int
 ) -> dict[dt.date, str]:
     """The dates whose partition changed between the table version their checks read
-    (``checked``) and ``latest``: a commit added or removed rows of it (a compaction does
-    not count), or the table was created again at its path since (another id). A check
+    (``checked``) and ``latest``: a commit added or removed rows of it (of any date, when
+    the table is not partitioned by ``date_column``; a compaction does not count), or the
+    table was created again at its path since (another id). A check
     may also have read a version after ``latest`` (the job pinned its version before the
     check committed): then the commits between the two count alike. A date checked before
     the version was recorded is taken as it was."""
@@ -101,8 +102,7 @@ def changed(
         }
     for day, version in apart.items():
         lo, hi = min(version, latest), max(version, latest)
-        between = [f"version {n} ({op})" for n, op in commits.get(encode_partition_value(day), [])
-                   if lo < n <= hi]  # fmt: skip
+        between = [f"version {n} ({op})" for n, op in touching(commits, day) if lo < n <= hi]
         if not between:
             continue
         if version < latest:
@@ -115,6 +115,15 @@ def changed(
                 f"{latest} read here: {', '.join(between)}"
             )
     return out
+
+
+def touching(
+    commits: dict[str | None, list[tuple[int, str]]], day: dt.date
+) -> list[tuple[int, str]]:
+    """The commits of :func:`data_changes` that may have changed ``day``'s rows: those of its
+    partition, and those whose rows the log gives no value of the date column (a table not
+    partitioned by it: any commit may have changed any day), in version order."""
+    return sorted(commits.get(encode_partition_value(day), []) + commits.get(None, []))
 
 
 def _missing_at_check(messages: list[str]) -> bool:

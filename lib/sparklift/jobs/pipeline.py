@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from sparklift import __version__
 from sparklift.errors import InputError, SparkliftError
 from sparklift.features.zone_day import date_range
-from sparklift.jobs import JobContext, forecast, report, write_records
+from sparklift.jobs import JobContext, fallback, forecast, report, write_records
 from sparklift.jobs.refusals import recorded
 from sparklift.pipeline import registry
 from sparklift.pipeline.plan import (
@@ -48,8 +48,7 @@ from sparklift.pipeline.runs import StepOutcome, render
 from sparklift.progress import spark_progress
 from sparklift.quality.spec import table_spec
 from sparklift.tables import TableIO
-from sparklift.tables.changes import data_changes
-from sparklift.tables.schema import encode_partition_value
+from sparklift.tables.changes import table_id
 
 HELP = (
     "the nightly run for a date or a range: checks, features, analyses, user history and "
@@ -157,7 +156,7 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
         steps = plan_steps(kinds, targets, ctx.config.pipeline.checks, falls_back)
     except ValueError as e:
         raise InputError(f"--steps: {e}") from None
-    done = {} if force else _succeeded(ctx)
+    done = set() if force else _succeeded(ctx)
     statuses: dict[str, str] = {}
     errors: dict[str, str] = {}
     outcomes = []
@@ -171,7 +170,7 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
             base.error = _blocked(blockers, statuses, errors)
             base.started_at = base.ended_at = _now()
             outcome = base
-        elif step.name in done and not rerun_inputs and not _stale(ctx, step, done[step.name]):
+        elif step.name in done and not rerun_inputs and not _stale(ctx, step):
             outcome = base
         else:
             log.info("[%d/%d] %s for %s ...", i, len(steps), step.name, ctx.run_date)
@@ -293,43 +292,43 @@ def _record(ctx: JobContext, outcome: StepOutcome, run_id: str) -> None:
     write_records(ctx.catalog, "pipeline_runs", [outcome.record(run_id, app_id, __version__)])
 
 
-def _succeeded(ctx: JobContext) -> dict[str, dict[str, int]]:
-    """The steps whose latest run for the date succeeded, with the table versions read."""
+def _succeeded(ctx: JobContext) -> set[str]:
+    """The steps whose latest run for the date succeeded."""
     if not ctx.catalog.exists("pipeline_runs"):
-        return {}
+        return set()
     rows = (
         ctx.catalog.read("pipeline_runs", where=[("run_date", "=", ctx.run_date)])
         .groupBy("step")
-        .agg(
-            F.max_by("status", "ended_at").alias("status"),
-            F.max_by("input_versions", "ended_at").alias("input_versions"),
-        )
+        .agg(F.max_by("status", "ended_at").alias("status"))
         .where(F.col("status") == SUCCEEDED)
         .collect()
     )
-    return {r["step"]: dict(r["input_versions"] or {}) for r in rows}
+    return {r["step"] for r in rows}
 
 
-def _stale(ctx: JobContext, step: Step, versions: Mapping[str, int]) -> bool:
-    """A check that succeeded on a version of its table whose run-date partition was
-    written since (e.g. by a score run of another invocation): its verdict is not the
-    partition's, so it runs again. Commits to other dates, or compactions, leave it: a
-    re-run of a past date must not re-score and re-publish it because later days landed.
-    A table without a date column runs again on any new version."""
+def _stale(ctx: JobContext, step: Step) -> bool:
+    """A check that succeeded earlier whose verdict of the run date no longer holds: its
+    partition's rows changed since the table version the check read (e.g. a score run of
+    another invocation wrote it; :func:`fallback.changed`: of a table not partitioned by
+    its date column, any change of rows), the table was created again at its path, or the
+    check recorded no verdict. Commits to other dates, or compactions, leave it: a re-run
+    of a past date must not re-score and re-publish it because later days landed. A table
+    without a date column runs again on any new version."""
     if step.kind != CHECK:
         return False
     table = step.target or ""
-    latest, read = ctx.catalog.version(table), versions.get(table)
-    if latest == read:
-        return False
+    latest = ctx.catalog.version(table)
+    _, checked = fallback.verdicts(ctx, table, ctx.run_date)
+    verdict = checked.get(ctx.run_date)
+    if latest is None or verdict is None:
+        return True
     date_column = table_spec(table, ctx.config.quality).date_column
-    if latest is None or read is None or latest < read or date_column is None:
-        return True
-    try:
-        changed = data_changes(ctx.catalog.path(table), read, latest, date_column)
-    except FileNotFoundError:  # the log no longer holds the commits since
-        return True
-    return encode_partition_value(ctx.run_date) in changed
+    if date_column is None:
+        same_table = verdict[1] in (None, table_id(ctx.catalog.path(table), latest))
+        return verdict[0] != latest or not same_table
+    return ctx.run_date in fallback.changed(
+        ctx, table, date_column, {ctx.run_date: verdict}, latest
+    )
 
 
 def _targets(ctx: JobContext, kinds: Sequence[str]) -> dict[str, Mapping[str, tuple[str, ...]]]:
