@@ -18,11 +18,12 @@ from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext
 from sparklift.jobs import fallback as fallback_job
 from sparklift.jobs import pipeline as pipeline_job
-from sparklift.jobs.fallback import Partition, changed, choose, verdicts
+from sparklift.jobs.fallback import Partition, changed, choose, touching, verdicts
 from sparklift.pipeline.plan import CHECK, Step
 from sparklift.tables import Catalog
-from sparklift.tables.changes import table_id
+from sparklift.tables.changes import ANY_VALUE, table_id
 from sparklift.tables.maintenance import optimize
+from sparklift.tables.schema import encode_partition_value
 from tests.test_quality import activity, check, warehouse
 
 DAY = dt.date(2026, 9, 14)
@@ -186,9 +187,10 @@ def test_a_pipeline_checks_again_a_table_created_again_or_not_partitioned_by_dat
 ):
     """A pipeline re-run skips a check that succeeded unless its verdict no longer holds.
     ``zones`` deleted and created again with the same rows is back at the version checked,
-    but it is another table (its id); ``user_activity`` delivered by an upstream writer
-    that does not partition it by date: late rows of the run date change its verdict
-    although the log names no date, and rows of another day cannot be told apart."""
+    but it is another table (its id). ``user_activity`` delivered by an upstream writer
+    that does not partition it by date: the log names no date for a commit's rows, so late
+    rows of any day, the run date's or another's, may have changed the run date's; a
+    compaction has not. A later check of the date that failed makes the verdict stale too."""
     wh = tmp_path / "wh"
     catalog = warehouse(spark, wh)
     ctx = JobContext(spark, load_config(None, [f"tables.base_path={wh}"]), catalog, DAY)
@@ -206,8 +208,11 @@ def test_a_pipeline_checks_again_a_table_created_again_or_not_partitioned_by_dat
     catalog.write("zones", spark.createDataFrame(rows))
     assert catalog.version("zones") == version and pipeline_job._stale(ctx, zones)
 
-    late = spark.createDataFrame(late_rows(DAY), contract("user_activity").schema)
-    late.write.format("delta").mode("append").save(catalog.path("user_activity"))
+    def append(part: pd.DataFrame) -> None:
+        late = spark.createDataFrame(part, contract("user_activity").schema)
+        late.write.format("delta").mode("append").save(catalog.path("user_activity"))
+
+    append(late_rows(DAY))
     assert pipeline_job._stale(ctx, users)
     _, versions = verdicts(ctx, "user_activity", DAY)
     assert changed(ctx, "user_activity", "date", versions, checked + 1) == {
@@ -215,3 +220,23 @@ def test_a_pipeline_checks_again_a_table_created_again_or_not_partitioned_by_dat
         "(WRITE)"
     }
     assert check(wh, DAY) == 0 and not pipeline_job._stale(ctx, users)  # checked again
+    optimize(catalog, "user_activity")  # no row changed
+    assert catalog.version("user_activity") == checked + 2
+    assert not pipeline_job._stale(ctx, users)
+    append(late_rows(BEFORE))  # another day's rows: the log cannot tell
+    assert pipeline_job._stale(ctx, users)
+    append(late_rows(DAY))  # the run date's keys twice
+    assert check(wh, DAY) == 2 and pipeline_job._stale(ctx, users)  # checked: it failed
+
+
+def test_the_commits_that_may_have_changed_a_day():
+    """A day's own partition's commits and those of no known date (a table not partitioned
+    by it), once each in version order; a null date's partition is not the day's."""
+    commits = {
+        encode_partition_value(DAY): [(4, "WRITE"), (2, "MERGE")],
+        encode_partition_value(BEFORE): [(3, "WRITE")],
+        None: [(5, "WRITE")],
+        ANY_VALUE: [(2, "MERGE"), (1, "DELETE")],
+    }
+    assert touching(commits, DAY) == [(1, "DELETE"), (2, "MERGE"), (4, "WRITE")]
+    assert touching({None: [(5, "WRITE")]}, DAY) == []

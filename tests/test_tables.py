@@ -36,6 +36,7 @@ from sparklift.errors import InputError, InputNotReadyError, SchemaMismatchError
 from sparklift.tables import Catalog
 from sparklift.tables.backends import DeltaRsBackend
 from sparklift.tables.changes import (
+    ANY_VALUE,
     data_changes,
     last_change,
     partition_key,
@@ -187,6 +188,19 @@ def test_the_log_s_changes_are_found_by_physical_names_under_column_mapping(spar
     assert table_id(root) != first
     with pytest.raises(InputError, match="has no column 'day'"):
         partition_key(root, "day")
+
+
+def test_the_log_s_changes_tell_a_null_date_from_a_table_not_partitioned_by_it(spark, tmp_path):
+    """Rows of a null date are the null partition's (None); a table not partitioned by the
+    column gives no value of it (``ANY_VALUE``: rows of any date may have changed)."""
+    dated, flat = str(tmp_path / "dated"), str(tmp_path / "flat")
+    columns = "(date DATE, user_id BIGINT) USING delta"
+    spark.sql(f"CREATE TABLE delta.`{dated}` {columns} PARTITIONED BY (date)")
+    spark.sql(f"CREATE TABLE delta.`{flat}` {columns}")
+    for root in (dated, flat):
+        spark.sql(f"INSERT INTO delta.`{root}` VALUES (DATE'2026-01-01', 1), (NULL, 2)")
+    assert data_changes(dated, 0, 1, "date") == {"2026-01-01": [(1, "WRITE")], None: [(1, "WRITE")]}
+    assert data_changes(flat, 0, 1, "date") == {ANY_VALUE: [(1, "WRITE")]}
 
 
 def test_plain_parquet_files_hold_the_partitions_rows_or_are_refused(spark, catalog):

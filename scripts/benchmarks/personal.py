@@ -13,9 +13,11 @@ One trained model's noise moves its share by many points, so
 ``--seeds`` repeats it over several generated worlds and the summary gives each policy's
 mean, worst and how many worlds reach 85% of the oracle; ``--history`` sets the
 randomized history's rows, to show how much of it a learner needs. A learner may carry
-config overrides of its own (``name[key=value;key=value]``), to compare settings on the
-same worlds in one run: ``--learners 'dr_gbm,dr_gbm[uplift.gbm.min_samples_leaf=1000]'``
-trains ``dr_gbm`` with its default outcome models' leaves, then with leaves of 1,000 rows.
+config overrides of its own (``name[key=value;key=value]``, values without commas or
+brackets; the models' keys, ``uplift.*``: the tables and the session stay the world's),
+to compare settings on the same worlds in one run:
+``--learners 'dr_gbm,dr_gbm[uplift.gbm.min_samples_leaf=1000]'`` trains ``dr_gbm`` with
+its default outcome models' leaves, then with leaves of 1,000 rows.
 
 The allocation here is the Lagrangian rule the solver certifies (each customer takes the
 voucher with the largest u - lambda c when it is positive), computed in NumPy for every
@@ -110,9 +112,10 @@ def run(args: argparse.Namespace, workdir: str) -> None:
             results += [(world, seed, *r) for r in out]
     print(f"\nRESULT personal voucher choice ({args.history:,} history rows): planted value "
           "at the same planted spend")  # fmt: skip
-    print("  world     seed  policy                                  value   share of oracle")
+    width = max(38, *(len(r[2]) for r in results))
+    print(f"  world     seed  {'policy':{width}s}   value   share of oracle")
     for world, seed, policy, value, oracle, _ in results:
-        print(f"  {world:9s} {seed:4d}  {policy:38s} {value:9.1f}   {value / oracle:6.3f}")
+        print(f"  {world:9s} {seed:4d}  {policy:{width}s} {value:9.1f}   {value / oracle:6.3f}")
     print(f"\nRESULT summary over seeds: share of the oracle (mean, worst, worlds >= {TARGET})")
     for world in args.worlds.split(","):
         policies = dict.fromkeys(p for w, _, p, *_ in results if w == world)
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace, workdir: str) -> None:
             shares, ranks = rows[:, 0], rows[:, 1]
             ranked = "" if np.isnan(ranks).all() else f"  top 20% worst voucher {ranks.mean():.3f}"
             print(
-                f"  {world:9s} {policy:38s} mean {shares.mean():.3f}  worst {shares.min():.3f}"
+                f"  {world:9s} {policy:{width}s} mean {shares.mean():.3f}  worst {shares.min():.3f}"
                 f"  >= {TARGET}: {int((shares >= TARGET).sum())}/{len(shares)}{ranked}"
             )
 

@@ -31,7 +31,7 @@ from sparklift.config.models import FallbackConfig
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log
 from sparklift.quality.rules import VERSION_CHECK, checked_table_id
-from sparklift.tables.changes import data_changes, table_id
+from sparklift.tables.changes import ANY_VALUE, data_changes, table_id
 from sparklift.tables.schema import encode_partition_value
 
 Checked = tuple[int, str | None]  # the table version and id a date's checks read
@@ -75,10 +75,10 @@ def changed(
     """The dates whose partition changed between the table version their checks read
     (``checked``) and ``latest``: a commit added or removed rows of it (of any date, when
     the table is not partitioned by ``date_column``; a compaction does not count), or the
-    table was created again at its path since (another id). A check
-    may also have read a version after ``latest`` (the job pinned its version before the
-    check committed): then the commits between the two count alike. A date checked before
-    the version was recorded is taken as it was."""
+    table was created again at its path since (another id). A check may also have read a
+    version after ``latest`` (the job pinned its version before the check committed): then
+    the commits between the two count alike. A date checked before the version was
+    recorded is taken as it was."""
     if not checked:
         return {}
     now = table_id(ctx.catalog.path(table), latest)
@@ -120,10 +120,10 @@ def changed(
 def touching(
     commits: dict[str | None, list[tuple[int, str]]], day: dt.date
 ) -> list[tuple[int, str]]:
-    """The commits of :func:`data_changes` that may have changed ``day``'s rows: those of its
-    partition, and those whose rows the log gives no value of the date column (a table not
-    partitioned by it: any commit may have changed any day), in version order."""
-    return sorted(commits.get(encode_partition_value(day), []) + commits.get(None, []))
+    """The commits of :func:`data_changes` that may have changed ``day``'s rows, in version
+    order: those of its partition, and those for which the log gives no value of the date
+    column (a table not partitioned by it: any commit may have changed any day)."""
+    return sorted(set(commits.get(encode_partition_value(day), []) + commits.get(ANY_VALUE, [])))
 
 
 def _missing_at_check(messages: list[str]) -> bool:

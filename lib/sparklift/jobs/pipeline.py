@@ -307,25 +307,27 @@ def _succeeded(ctx: JobContext) -> set[str]:
 
 
 def _stale(ctx: JobContext, step: Step) -> bool:
-    """A check that succeeded earlier whose verdict of the run date no longer holds: its
-    partition's rows changed since the table version the check read (e.g. a score run of
-    another invocation wrote it; :func:`fallback.changed`: of a table not partitioned by
-    its date column, any change of rows), the table was created again at its path, or the
-    check recorded no verdict. Commits to other dates, or compactions, leave it: a re-run
-    of a past date must not re-score and re-publish it because later days landed. A table
-    without a date column runs again on any new version."""
+    """A check that succeeded earlier whose verdict of the run date no longer holds: the
+    date's rows changed since the table version the check read (e.g. a score run of
+    another invocation wrote them; :func:`fallback.changed`), the table was created again
+    at its path, a later check of the date failed, or none recorded a verdict. Of a table
+    partitioned by its date column, commits to other dates and compactions leave it: a
+    re-run of a past date must not re-score and re-publish it because later days landed.
+    A table without a date column runs again on any new version."""
     if step.kind != CHECK:
         return False
     table = step.target or ""
     latest = ctx.catalog.version(table)
-    _, checked = fallback.verdicts(ctx, table, ctx.run_date)
+    failed, checked = fallback.verdicts(ctx, table, ctx.run_date)
     verdict = checked.get(ctx.run_date)
-    if latest is None or verdict is None:
+    if latest is None or verdict is None or ctx.run_date in failed:
         return True
     date_column = table_spec(table, ctx.config.quality).date_column
     if date_column is None:
-        same_table = verdict[1] in (None, table_id(ctx.catalog.path(table), latest))
-        return verdict[0] != latest or not same_table
+        version, was = verdict
+        return version != latest or (
+            was is not None and was != table_id(ctx.catalog.path(table), latest)
+        )
     return ctx.run_date in fallback.changed(
         ctx, table, date_column, {ctx.run_date: verdict}, latest
     )

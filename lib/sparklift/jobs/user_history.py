@@ -206,7 +206,7 @@ def changed_since(
     inside = {
         day: commits
         for day, commits in changed.items()
-        if day is None or first <= dt.date.fromisoformat(day) <= as_of
+        if day in (None, changes.ANY_VALUE) or first <= dt.date.fromisoformat(day) <= as_of
     }
     if not inside:
         return None

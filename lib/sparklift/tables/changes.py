@@ -28,6 +28,9 @@ from sparklift.errors import InputError
 from sparklift.tables.commit import read_commit
 
 PHYSICAL_NAME = "delta.columnMapping.physicalName"
+# data_changes' key for rows whose value the log does not give: the column is not a
+# partition column of the table (an upstream writer's), so they may be of any value
+ANY_VALUE = "(any: not a partition column)"
 
 
 def table_id(root: str, version: int | None = None) -> str:
@@ -64,7 +67,8 @@ class _Key:
                     if self.key is None and values:
                         named = self.column in values
                         self.key = self.column if named else partition_key(self.root, self.column)
-                    out.add(values.get(self.key or self.column))
+                    key = self.key or self.column
+                    out.add(values.get(key, ANY_VALUE))  # None: a null value
         return out
 
 
@@ -75,9 +79,10 @@ def _info(actions: list[dict[str, Any]]) -> dict[str, Any]:
 def data_changes(
     root: str, after: int, latest: int, column: str
 ) -> dict[str | None, list[tuple[int, str]]]:
-    """Per value of partition ``column`` (as the log writes it), the commits in
-    (``after``, ``latest``] that added or removed rows of it: (version, operation).
-    Raises FileNotFoundError when a commit file is gone (the log was cleaned up)."""
+    """Per value of partition ``column`` (as the log writes it; None: null), the commits
+    in (``after``, ``latest``] that added or removed rows of it: (version, operation).
+    Rows of a table not partitioned by ``column`` are under :data:`ANY_VALUE`. Raises
+    FileNotFoundError when a commit file is gone (the log was cleaned up)."""
     key = _Key(root, column)
     out: dict[str | None, list[tuple[int, str]]] = defaultdict(list)
     for version in range(after + 1, latest + 1):
