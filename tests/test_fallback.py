@@ -18,10 +18,10 @@ from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext
 from sparklift.jobs import fallback as fallback_job
 from sparklift.jobs import pipeline as pipeline_job
-from sparklift.jobs.fallback import Partition, changed, choose, touching, verdicts
+from sparklift.jobs.fallback import Partition, changed, choose, verdicts
 from sparklift.pipeline.plan import CHECK, Step
 from sparklift.tables import Catalog
-from sparklift.tables.changes import ANY_VALUE, table_id
+from sparklift.tables.changes import ANY_VALUE, table_id, touching
 from sparklift.tables.maintenance import optimize
 from sparklift.tables.schema import encode_partition_value
 from tests.test_quality import activity, check, warehouse
@@ -238,5 +238,9 @@ def test_the_commits_that_may_have_changed_a_day():
         None: [(5, "WRITE")],
         ANY_VALUE: [(2, "MERGE"), (1, "DELETE")],
     }
-    assert touching(commits, DAY) == [(1, "DELETE"), (2, "MERGE"), (4, "WRITE")]
-    assert touching({None: [(5, "WRITE")]}, DAY) == []
+    assert touching(commits, encode_partition_value(DAY)) == [
+        (1, "DELETE"),
+        (2, "MERGE"),
+        (4, "WRITE"),
+    ]
+    assert touching({None: [(5, "WRITE")]}, encode_partition_value(DAY)) == []

@@ -31,7 +31,7 @@ from sparklift.config.models import FallbackConfig
 from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log
 from sparklift.quality.rules import VERSION_CHECK, checked_table_id
-from sparklift.tables.changes import ANY_VALUE, data_changes, table_id
+from sparklift.tables.changes import data_changes, table_id, touching
 from sparklift.tables.schema import encode_partition_value
 
 Checked = tuple[int, str | None]  # the table version and id a date's checks read
@@ -102,7 +102,8 @@ def changed(
         }
     for day, version in apart.items():
         lo, hi = min(version, latest), max(version, latest)
-        between = [f"version {n} ({op})" for n, op in touching(commits, day) if lo < n <= hi]
+        of_day = touching(commits, encode_partition_value(day))
+        between = [f"version {n} ({op})" for n, op in of_day if lo < n <= hi]
         if not between:
             continue
         if version < latest:
@@ -115,15 +116,6 @@ def changed(
                 f"{latest} read here: {', '.join(between)}"
             )
     return out
-
-
-def touching(
-    commits: dict[str | None, list[tuple[int, str]]], day: dt.date
-) -> list[tuple[int, str]]:
-    """The commits of :func:`data_changes` that may have changed ``day``'s rows, in version
-    order: those of its partition, and those for which the log gives no value of the date
-    column (a table not partitioned by it: any commit may have changed any day)."""
-    return sorted(set(commits.get(encode_partition_value(day), []) + commits.get(ANY_VALUE, [])))
 
 
 def _missing_at_check(messages: list[str]) -> bool:

@@ -93,6 +93,14 @@ def data_changes(
     return dict(out)
 
 
+def touching(commits: dict[str | None, list[tuple[int, str]]], value: str) -> list[tuple[int, str]]:
+    """The commits of :func:`data_changes` that may have changed the rows where the column
+    is ``value`` (as the log writes it), in version order, each once: those of its
+    partition, and those of :data:`ANY_VALUE` (a table not partitioned by the column: any
+    commit may have changed any value's rows)."""
+    return sorted(set(commits.get(value, []) + commits.get(ANY_VALUE, [])))
+
+
 def last_change(
     root: str, latest: int, column: str, value: str
 ) -> tuple[int, dict[str, Any]] | None:
