@@ -53,10 +53,26 @@ def test_a_pilot_too_small_to_expect_every_arm_is_not_tested():
 def test_a_campaign_large_enough_to_expect_controls_but_without_any_is_a_problem():
     report = check({"MAIN": {"control": 2500, "V01": 3750, "V02": 3750}, "X": {"V01": 400}})
     assert report.problems[-1] == (
-        "campaigns without a control arm: X (400 rows, arms ['V01']): their treated rows "
-        "would be compared with other campaigns' controls"
+        "campaigns without every arm of the history: X (400 rows, lacks ['V02', 'control']): "
+        "an arm drawn in some campaigns only would be compared with other campaigns' rows, so "
+        "a difference between campaigns would read as its effect (train on campaigns with the "
+        "same arms: uplift.campaigns)"
     )
     # the pooled shares moved too; every share in the messages is a plain number
     assert report.problems[0].startswith(
         "sample ratio mismatch: arm shares {'V01': 0.399, 'V02': 0.3606, 'control': 0.2404}"
+    )
+
+
+def test_campaigns_that_each_test_one_voucher_confound_it_with_the_campaign():
+    """A tests V01 and B tests V02, each at the configured shares of its own arms, and the
+    pool has the configured shares: every sample-ratio test would pass, yet V01's rows are all
+    A's while the controls are half B's, so B's base rate would read as V01's effect."""
+    a, b = {"control": 2500, "V01": 7500}, {"control": 2500, "V02": 7500}
+    report = check({"A": a, "B": b})
+    assert report.srm_p == pytest.approx(1.0)
+    (problem,) = report.problems
+    assert problem.startswith(
+        "campaigns without every arm of the history: A (10000 rows, lacks ['V02']), "
+        "B (10000 rows, lacks ['V01'])"
     )

@@ -68,6 +68,23 @@ def test_a_leaf_size_below_one_is_a_share_of_the_training_rows(name):
     assert defaults.gbm_final["min_samples_leaf"] * 200_000 == 2000
 
 
+def test_a_voucher_with_few_rows_still_gets_an_outcome_model_that_splits():
+    """A new voucher's 200 rows among 20,200: a leaf of 0.5% of all rows (101) is more
+    than half its rows, so its tree could not split and its effect would be a constant
+    less mu_0(x); a share-sized leaf is capped so that its rows fill the tree's 7 leaves."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20_200, 4))
+    arm = np.repeat([0, 1, 2], [12_000, 8_000, 200])
+    tau = np.column_stack([0.5 * X[:, 0], 2.0 * (X[:, 0] > 0)])
+    y = X[:, 2] + rng.normal(0, 0.5, len(X)) + np.where(arm > 0, tau[np.arange(len(X)), arm - 1], 0)
+    conf = CONF.model_copy(update={"gbm": {**GBM, "min_samples_leaf": 0.005}})
+    fitted = make_learner("t_gbm", conf).fit(X, y, arm)
+    assert [m.min_samples_leaf for m in fitted.models_] == [101, 101, 200 // 7]
+    Xt = rng.normal(size=(5000, 4))
+    new_voucher = fitted.predict(Xt)[:, 1]
+    assert np.corrcoef(new_voucher, 2.0 * (Xt[:, 0] > 0))[0, 1] > 0.8
+
+
 class MeanDifference(BaseEstimator):
     """A plug-in learner: the constant difference in means, per voucher; NaN features
     do not matter to it, and its tags say so."""

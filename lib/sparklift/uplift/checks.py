@@ -255,33 +255,37 @@ def _campaign_ratios(
 ) -> dict[str, float]:
     """The sample-ratio test of each campaign's arms against the configured shares of the
     arms it has (Bonferroni over the campaigns tested), appending its failures to
-    ``problems``. Pooled counts can match the shares while campaigns with different control
-    shares and base rates confound the arms; the learners take the configured shares for
-    every row. A campaign too small to expect ``MIN_EXPECTED`` rows in each of its arms is
-    not tested (a chance of missing an arm is no evidence); one large enough to expect that
-    many controls but without any is a problem of its own: its treated rows would be
-    compared with other campaigns' controls."""
+    ``problems``. Pooled counts can match the shares while campaigns with different shares
+    and base rates confound the arms; the learners take one share per arm for every row.
+    So every campaign must draw every arm of the history: one large enough to expect
+    ``MIN_EXPECTED`` rows of an arm it lacks is a problem of its own (that arm's rows, or
+    the controls, would come from other campaigns only, and a difference between the
+    campaigns would read as an effect). A campaign too small to expect that many rows in
+    each of its arms is not tested (a chance of missing an arm is no evidence)."""
     campaigns: dict[str, dict[str, int]] = {}
     for r in rows:
         if "campaign_id" in r:
             campaigns.setdefault(str(r["campaign_id"]), {})[str(r["treatment"])] = int(r["rows"])
+    history = sorted({a for arms in campaigns.values() for a in arms} | {CONTROL})
+    everyone = expected_shares(history, control_share, arm_shares)
     tested: dict[str, dict[str, int]] = {}
-    no_control = []
+    lacking = []
     for c, arms in sorted(campaigns.items()):
         n = sum(arms.values())
-        everyone = expected_shares(sorted({*arms, CONTROL}), control_share, arm_shares)
-        if CONTROL not in arms:
-            if n * everyone[CONTROL] >= MIN_EXPECTED:
-                no_control.append(f"{c} ({n} rows, arms {sorted(arms)})")
-        elif len(arms) > 1:
+        missing = [a for a in history if a not in arms and n * everyone[a] >= MIN_EXPECTED]
+        if missing:
+            lacking.append(f"{c} ({n} rows, lacks {missing})")
+        elif CONTROL in arms and len(arms) > 1:
             shares = expected_shares(sorted(arms), control_share, arm_shares)
             if n * min(shares.values()) >= MIN_EXPECTED:
                 tested[c] = arms
-    if no_control:
+    if lacking:
         problems.append(
-            f"campaigns without a control arm: {', '.join(no_control[:3])}"
-            + (f" and {len(no_control) - 3} more" if len(no_control) > 3 else "")
-            + ": their treated rows would be compared with other campaigns' controls"
+            f"campaigns without every arm of the history: {', '.join(lacking[:3])}"
+            + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+            + ": an arm drawn in some campaigns only would be compared with other "
+            "campaigns' rows, so a difference between campaigns would read as its effect "
+            "(train on campaigns with the same arms: uplift.campaigns)"
         )
     p_values: dict[str, float] = {}
     failed = []

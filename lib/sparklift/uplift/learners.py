@@ -148,8 +148,10 @@ class TLearner(_MultiArm):
 
     def fit(self, X: np.ndarray, y: np.ndarray, arm: np.ndarray) -> TLearner:
         X, y, arm, n_vouchers = self._validate_fit(X, y, arm)
-        base = sized(self.base, len(X))
-        self.models_ = [clone(base).fit(X[arm == k], y[arm == k]) for k in range(n_vouchers + 1)]
+        self.models_ = [
+            clone(sized(self.base, len(X), int((arm == k).sum()))).fit(X[arm == k], y[arm == k])
+            for k in range(n_vouchers + 1)
+        ]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -193,12 +195,13 @@ class DRLearner(_MultiArm):
             check_consistent_length(arm, group)
             fold = (rng.permutation(len(names)) % self.folds)[group]
         mu = np.empty((len(arm), n_vouchers + 1))
-        outcome, final = sized(self.outcome, len(X)), sized(self.final, len(X))
+        final = sized(self.final, len(X))
         for f in range(self.folds):
             train, held = fold != f, fold == f
             for k in range(n_vouchers + 1):
                 rows = train & (arm == k)
-                mu[held, k] = clone(outcome).fit(X[rows], y[rows]).predict(X[held])
+                outcome = clone(sized(self.outcome, len(X), int(rows.sum())))
+                mu[held, k] = outcome.fit(X[rows], y[rows]).predict(X[held])
         resid0 = np.where(arm == 0, (y - mu[:, 0]) / share[0], 0.0)
         phi = [
             mu[:, j] - mu[:, 0] + np.where(arm == j, (y - mu[:, j]) / share[j], 0.0) - resid0
@@ -262,14 +265,24 @@ class Average(_MultiArm):
         return np.mean([m.predict(X) for m in self.learners_], axis=0)
 
 
-def sized(model: RegressorMixin, n: int) -> RegressorMixin:
+def sized(model: RegressorMixin, n: int, fitted_on: int | None = None) -> RegressorMixin:
     """``model`` with a ``min_samples_leaf`` below 1 taken as a share of the ``n`` training
     rows (at least 1): leaves then hold the same share of a small history as of a large
-    one, where a count tuned on a large one would leave a small one's trees few leaves."""
+    one, where a count tuned on a large one would leave a small one's trees few leaves.
+    A model fitted on ``fitted_on`` rows only (one arm's) keeps leaves small enough for
+    those rows to fill its ``max_leaf_nodes`` leaves: a new voucher's few rows among many
+    would otherwise get a tree that never splits, a flat outcome model."""
     leaf = model.get_params().get("min_samples_leaf")
-    if isinstance(leaf, float) and 0 < leaf < 1:
-        return clone(model).set_params(min_samples_leaf=max(1, round(leaf * n)))
-    return model
+    if not (isinstance(leaf, float) and 0 < leaf < 1):
+        return model
+    size = round(leaf * n)
+    if fitted_on is not None:
+        leaves = model.get_params().get("max_leaf_nodes") or DEFAULT_LEAVES
+        size = min(size, fitted_on // leaves)
+    return clone(model).set_params(min_samples_leaf=max(1, size))
+
+
+DEFAULT_LEAVES = 31  # HistGradientBoostingRegressor's max_leaf_nodes when it is None
 
 
 def _with_voucher(X: np.ndarray, j: int) -> np.ndarray:
