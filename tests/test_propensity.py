@@ -88,7 +88,7 @@ def test_propensity_ranks_like_the_oracle_is_calibrated_and_scores_everyone(
     # shocks). The issue asks for 2 se in every decile. Ten 2-se checks at once fail often
     # even for the truth: over 40 worlds (scripts/bench.py calibration) the oracle has all
     # ten within 2 se in 27, the default model in 18 (92% of its deciles). So the test
-    # holds every decile to 3 se, at least 7 to 2 se, and the Hosmer-Lemeshow p above
+    # holds every decile to 3 se, at least 7 to 2 se, and the joint calibration p above
     # 0.001 (README: Propensity).
     table = pd.DataFrame(json.loads(row["reliability"]))
     assert len(table) == 10 and table["rows"].sum() == len(users)

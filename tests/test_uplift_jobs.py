@@ -399,6 +399,11 @@ def test_features_only_the_history_has_are_left_out_or_refused(spark, tmp_path, 
         "uplift.features ['discount_pct'] are columns of voucher_campaigns but not of table "
         "customers"
     ) in capsys.readouterr().err
+    typo = ("--set", "uplift.features=[x1, x_2]")  # in neither table: the history's name
+    assert main(["train-uplift", *args(wh, *small, *typo)]) == 2
+    assert "table voucher_campaigns has no columns ['x_2']" in capsys.readouterr().err
+    assert main(["train-uplift", *args(wh, *small, "--set", "uplift.features=[]")]) == 2
+    assert "uplift.features is an empty list" in capsys.readouterr().err
 
 
 def test_missing_features_need_a_learner_that_handles_them(spark, tmp_path, capsys):

@@ -121,7 +121,7 @@ def one_world(spark, world, gen, pc, valid_day, train_days, names) -> dict:
             f"{who}_2se": int((z <= 2).sum()),
             f"{who}_max_z": float(z.max()),
             f"{who}_mean_z": float(signed.mean()),
-            f"{who}_hl_p": ev.metrics["calibration_p"],
+            f"{who}_calibration_p": ev.metrics["calibration_p"],
         }
     return out
 
@@ -144,14 +144,17 @@ def summarize(r: pd.DataFrame, peak: int) -> None:
         f"{r['seconds'].mean():.0f}s per world, peak memory {peak / 2**30:.2f} GiB"
     )
     header = ["score", "ROC-AUC (mean)", "deciles within 2 SE", "worlds: all 10 within 2 SE"]
-    header += [f"worlds: all 10 within {BONFERRONI:.2f} SE", "Hosmer-Lemeshow p < 0.05"]
+    header += [f"worlds: all 10 within {BONFERRONI:.2f} SE", "joint calibration test p < 0.05"]
     header += ["mean z over deciles: sd over worlds"]
     print("| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
     for who in ("model", "level", "oracle"):
         within, max_z = r[f"{who}_2se"], r[f"{who}_max_z"]
         cells = [LABELS[who], f"{r[f'auc_{who}'].mean():.4f}", f"{within.sum() / (10 * n):.1%}"]
         cells += [f"{(within == 10).sum()}/{n}", f"{(max_z <= BONFERRONI).sum()}/{n}"]
-        cells += [f"{(r[f'{who}_hl_p'] < 0.05).sum()}/{n}", f"{r[f'{who}_mean_z'].std():.2f}"]
+        cells += [
+            f"{(r[f'{who}_calibration_p'] < 0.05).sum()}/{n}",
+            f"{r[f'{who}_mean_z'].std():.2f}",
+        ]
         print("| " + " | ".join(cells) + " |")
     gap = (r["auc_oracle"] - r["auc_model"]).max()
     print(f"largest ROC-AUC gap to the oracle: {gap:.4f} (target: within 0.03)")

@@ -29,7 +29,7 @@ from pyspark.sql.types import NumericType
 from sparklift.config import UpliftConfig
 from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
 from sparklift.contracts.vouchers import UPLIFT_MODELS
-from sparklift.errors import InputError
+from sparklift.errors import ConfigError, InputError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.quality.spec import table_spec
 from sparklift.synthetic.rand import uniform
@@ -62,6 +62,13 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if conf.campaigns:
         history = history.filter(F.col("campaign_id").isin(conf.campaigns))
     history, later = _known_by(history, ctx.run_date, ctx.config.measure.window_days)
+    if conf.features is not None:  # listed: each must be a numeric column of the history
+        if not conf.features:
+            raise ConfigError(
+                "uplift.features is an empty list: list the features, or leave it null for "
+                f"every numeric column of {HISTORY} that table customers also has"
+            )
+        checks.check_columns(history, HISTORY, conf.features)
     features = conf.features or [
         f.name
         for f in history.schema.fields
