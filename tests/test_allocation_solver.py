@@ -4,6 +4,7 @@ tests/fixtures/exact_optima.json by scripts/exact_optima.py)."""
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from sparklift.allocation.envelope import NONE, envelope
 from sparklift.allocation.exact import solve_exact
 from sparklift.allocation.in_memory import Customers, solve_in_memory
 from sparklift.allocation.lagrange import solve_group
-from tests.exact_optima import Instance, stored_optimum
+from tests.exact_optima import Instance, lp_optimum, stored_optimum
 
 KINDS = ["random", "ties", "adversarial"]
 SEEDS = [0, 1, 2]
@@ -148,3 +149,53 @@ def test_the_exact_bound_is_scips_best_bound_not_its_incumbent():
     objective = u[taken, solved.choice[taken]].sum()
     assert objective == pytest.approx(done.objective, rel=1e-12)
     assert objective <= solved.dual["G"]
+
+
+def exact_spend(c: np.ndarray, choice: np.ndarray) -> Fraction:
+    """The spend of ``choice`` in exact arithmetic (no float rounding can hide 1e-7)."""
+    rows = np.flatnonzero(choice != NONE)
+    return sum((Fraction(float(x)) for x in c[rows, choice[rows]]), Fraction(0))
+
+
+def test_the_exact_solver_never_overspends_within_scips_tolerance():
+    """SCIP accepts a row within its feasibility tolerance: three customers worth 1 at
+    10/3 + 1e-7 each under a budget of 10 were all taken (spend 10.0000003), and a cap of
+    2 - 1e-7 let 2 through. Repaired, the budget and the cap hold exactly; the objectives
+    are the optima enumerated by hand (2 of the 3; the best 1 of 3), and SCIP's bound
+    still bounds them (the reported gap covers the truth)."""
+    u, c = np.ones((3, 1)), np.full((3, 1), 10 / 3 + 1e-7)
+    done = solve_exact(u, c, 10.0)
+    assert exact_spend(c, done.choice) <= 10
+    assert done.objective == enumerated_optimum(u, c, 10.0) == 2.0
+    assert done.bound >= 2.0
+    assert (done.choice != NONE).sum() == 2
+    # The same group solved through the driver's exact path: what it sends fits too.
+    cust = Customers(np.arange(3), np.full(3, "G", dtype=object), u, c)
+    solved = solve_in_memory(cust, Problem(["V01"], {"G": 10.0}, exact_max_customers=50))
+    assert solved.exact == ["G"] and exact_spend(c, solved.choice) <= 10
+    assert solved.dual["G"] >= 2.0
+    # A cap: of u = 3, 2, 1 (cost 1, budget 10), at most 2 - 1e-7 customers, i.e. 1: 3.
+    u = np.array([[3.0, np.nan], [2.0, np.nan], [1.0, np.nan]])
+    done = solve_exact(u, np.ones((3, 2)), 10.0, caps=[2 - 1e-7, np.nan])
+    assert done.choice.tolist() == [0, NONE, NONE] and done.objective == 3.0
+    assert done.bound >= 3.0
+
+
+def test_a_cap_that_never_binds_ends_the_search_in_one_round():
+    """A cap above every voucher's choosers at mu = 0: no cap binds, so mu = 0 is optimal
+    and the search stops after its first round (it doubled a box 2e-12 wide for 13 more
+    rounds, each a budget solve and, in Spark, 3 passes), with the bound at the budgets'
+    LP optimum (HiGHS) and mu 0."""
+    rng = np.random.default_rng(0)
+    c = rng.uniform(1.0, 3.0, (500, 3))
+    u = c * rng.uniform(0.0, 0.3, (500, 3))
+    group = np.full(500, "NL", dtype=object)
+    cust = Customers(np.arange(500), group, u, c)
+    vouchers = ["V01", "V02", "V03"]
+    for caps in ({"V01": 10_000}, {"V01": 10_000, "V02": 0}):
+        solved = solve_in_memory(cust, Problem(vouchers, {"NL": 100.0}, caps))
+        assert solved.rounds == 1, caps
+        assert solved.bound_mu[0] == solved.bound_mu[2] == 0.0
+        q = tuple(float(caps.get(v, np.nan)) for v in vouchers)
+        lp = lp_optimum(Instance("slack", u, c, 100.0, None, q))
+        assert sum(solved.dual.values()) == pytest.approx(lp, rel=1e-9)

@@ -123,11 +123,12 @@ def test_the_policy_arm_drawn_in_numpy_is_sparks(spark):
 
 def test_a_draw_of_a_customer_and_a_string_in_numpy_is_sparks(spark):
     """Spark's xxhash64 of (seed, salt, long, string), bit for bit, for strings of every
-    length path (bytes, a 4-byte word, 8-byte words) up to 31 bytes, and UTF-8."""
+    length path (bytes, a 4-byte word, 8-byte words, 32-byte stripes), and UTF-8."""
     rng = np.random.default_rng(4)
     ids = np.r_[rng.integers(-(2**63), 2**63 - 1, 2_000), 0, -1].astype(np.int64)
     keys = ["", "V", "V01", "V012", "V0123", "voucher", "voucher1", "voucher_12", "é€",
-            "a" * 16, "winback_voucher_20", "x" * 31]  # fmt: skip
+            "a" * 16, "winback_voucher_20", "x" * 31, "y" * 32,
+            "WINBACK_2026_Q3_FREE_DELIVERY_5EUR", "z" * 70]  # fmt: skip
     frame = spark.createDataFrame(pd.DataFrame({"customer_id": ids}))
     draws = frame.select(
         *[
@@ -138,10 +139,9 @@ def test_a_draw_of_a_customer_and_a_string_in_numpy_is_sparks(spark):
     state = uniform_state(spark, 7, "tie.c1")
     for n, k in enumerate(keys):
         assert np.array_equal(uniform_of_ids(state, ids, k), draws[str(n)].to_numpy()), k
-    with pytest.raises(ValueError, match="32 bytes"):
-        uniform_of_ids(state, ids, "y" * 32)
-    # The state itself without Spark: seeds of 32 bits, salts under 32 bytes.
-    for seed, salt in [(0, "tie"), (7, "tie.c1"), (-5, ""), (2**31 - 1, "x" * 31), (3, "é")]:
+    # The state itself without Spark: seeds of 32 bits, salts of any length.
+    for seed, salt in [(0, "tie"), (7, "tie.c1"), (-5, ""), (2**31 - 1, "x" * 31), (3, "é"),
+                       (1, "feedback.a_long_campaign_label_2026")]:  # fmt: skip
         assert uniform_state_of(seed, salt) == uniform_state(spark, seed, salt), (seed, salt)
     with pytest.raises(ValueError, match="32 bits"):
         uniform_state_of(2**31, "tie")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
 from sparklift.config import load_config
 from sparklift.synthetic import geo, vouchers
+from sparklift.synthetic.rand import uniform, uniform_of_ids, uniform_state, uniform_state_of
 
 END = dt.date(2026, 6, 30)
 
@@ -121,3 +123,24 @@ def test_voucher_truth_matches_the_randomized_outcomes(spark, effects):
     else:
         assert np.abs(corr).max() < 0.8, corr
     truth.unpersist()
+
+
+def test_the_numpy_draw_of_a_string_of_any_length_is_sparks(spark):
+    """Spark's xxhash64 of (seed, salt, long, string) and of (seed, salt), bit for bit in
+    NumPy, for strings and salts of 0 to 100 bytes: every path of XXH64 (the 32-byte
+    stripes from 32 bytes on, then 8-byte words, a 4-byte word, single bytes), and UTF-8.
+    A voucher id of 32 bytes or more was refused (a ValueError, exit 1)."""
+    rng = np.random.default_rng(5)
+    ids = np.r_[rng.integers(-(2**63), 2**63 - 1, 200), 0, -1].astype(np.int64)
+    keys = ["".join(chr(ord("a") + (i * 7 + n) % 26) for i in range(n)) for n in range(101)]
+    keys += ["WINBACK_2026_Q3_FREE_DELIVERY_5EUR", "é€" * 12]
+    frame = spark.createDataFrame(pd.DataFrame({"customer_id": ids}))
+    draws = frame.select(
+        *[uniform(7, "tie.c1", F.col("customer_id"), F.lit(k)).alias(str(n))
+          for n, k in enumerate(keys)]
+    ).toPandas()  # fmt: skip
+    state = uniform_state(spark, 7, "tie.c1")
+    for n, k in enumerate(keys):
+        assert np.array_equal(uniform_of_ids(state, ids, k), draws[str(n)].to_numpy()), k
+    for salt in keys[::9] + keys[-2:]:
+        assert uniform_state_of(3, salt) == uniform_state(spark, 3, salt), salt

@@ -522,3 +522,24 @@ def test_the_allocation_corrects_its_prediction_by_past_measurements(
     groups = read_pandas(str(wh / "allocation_summary"))
     groups = groups[groups["campaign_id"] == "calib"]
     assert groups["objective_corrected"].isna().all() and groups["calibration_runs"].isna().all()
+
+
+def test_feedback_leaves_out_a_voucher_the_campaign_capped_at_0(warehouse, spark, capsys):
+    """A campaign naming V01-V03 with V03 capped at 0: allocate does not offer V03, so its
+    explore arm never draws it, and feedback appends the send over V01 and V02 (it
+    refused, saying that a larger explore_share would send V03, which cannot help)."""
+    wh = warehouse
+    spec = campaign(wh.parent, "zeroed", vouchers=["V01", "V02", "V03"], caps={"V03": 0})
+    assert main(["allocate", *sets(wh), "--campaign", spec]) == 0
+    assert main(["simulate-outcomes", *sets(wh), "--campaign", spec]) == 0
+    capsys.readouterr()
+    later = RUN_DATE + dt.timedelta(days=14)
+    assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert set(summary["target_shares"]) == {"control", "V01", "V02"}
+    assert "campaign zeroed: vouchers ['V03'] are capped at 0, not offered: left out" in out.err
+    history = read_pandas(str(wh / "voucher_campaigns"))
+    new = history[history["campaign_id"] == f"zeroed@{RUN_DATE}"]
+    assert set(new["treatment"]) == {"control", "V01", "V02"}
+    assert len(new) == summary["appended"] > 50

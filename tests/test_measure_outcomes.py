@@ -1,11 +1,14 @@
-"""A campaign's outcomes before measurement: refused when a customer has two rows or is not
-in the allocation, and the sample-ratio check of the arms' outcome coverage, against
+"""A campaign's outcomes before measurement: refused when a customer has two rows, is not
+in the allocation or has a null, NaN or infinite outcome; CUPED's customers table missing;
+and the sample-ratio check of the arms' outcome coverage, against
 statsmodels' two-proportion z-test (its square is the uncorrected chi-square); the
 generator's outcomes of two sends are two draws."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from sparklift.config import load_config
 from sparklift.errors import InputError
+from sparklift.jobs import measure as measure_job
 from sparklift.measure.campaign import check_outcomes, deciles, outcome_coverage
 from sparklift.synthetic.outcomes import outcomes_frame
 from sparklift.synthetic.vouchers import FACE_VALUES, customers_frame
@@ -31,6 +35,50 @@ def test_duplicated_and_unknown_customers_are_refused_naming_them(spark):
     with pytest.raises(InputError, match=r"2 customers are not in .* e\.g\. \[7, 99\]"):
         check_outcomes(strangers, allocations, "c7")
     check_outcomes(dupes.dropDuplicates(["customer_id"]), allocations, "c7")  # clean: passes
+
+
+@pytest.mark.parametrize(
+    "objective, cost, message",
+    [
+        (None, 1.0, r"column objective: 1 rows, e\.g\. customer_id 3\)"),
+        (float("nan"), 1.0, r"column objective: 1 rows, e\.g\. customer_id 3\)"),
+        (2.0, float("inf"), r"column cost: 1 rows, e\.g\. customer_id 3\)"),
+        (float("-inf"), None, r"column objective: 1 rows, .*; column cost: 1 rows, e\.g\. cus"),
+    ],
+)  # fmt: skip
+def test_null_nan_and_infinite_outcomes_are_refused_naming_a_customer(
+    spark, objective, cost, message
+):
+    """Such a row was filled with 0 (and counted as delivered) or, infinite, went into the
+    estimates and (by feedback) into voucher_campaigns for good; the README promises exit 2.
+    Customer 3 is the bad row among finite ones; a customer without a row stays fine."""
+    allocations = spark.createDataFrame([(c,) for c in range(1, 6)], "customer_id long")
+    rows = [(1, 1.0, 0.5), (2, 0.0, 0.0), (3, objective, cost), (5, -1.0, 2.0)]
+    schema = "customer_id long, objective double, cost double"
+    with pytest.raises(InputError, match=r"table campaign_outcomes, campaign c7: null, NaN or "
+                       r"infinite outcomes \(" + message) as e:  # fmt: skip
+        check_outcomes(spark.createDataFrame(rows, schema), allocations, "c7")
+    assert e.value.exit_code == 2
+    check_outcomes(spark.createDataFrame([rows[0], rows[3]], schema), allocations, "c7")
+
+
+def test_cuped_covariates_without_a_customers_table_are_refused(caplog):
+    """measure.covariates listed but no table customers at all: refused (exit 2), as for a
+    table without the send date's snapshot; it was measured unadjusted without a word.
+    Not listed (null: every numeric column): unadjusted, with a warning."""
+
+    def ctx(covariates: list[str] | None) -> SimpleNamespace:
+        catalog = SimpleNamespace(exists=lambda table: False)
+        return SimpleNamespace(config=SimpleNamespace(measure=SimpleNamespace(
+            covariates=covariates)), catalog=catalog)  # fmt: skip
+
+    with pytest.raises(InputError) as e:
+        measure_job._covariates(ctx(["tenure_days"]), dt.date(2026, 9, 1))
+    assert str(e.value) == "no table customers: measure.covariates ['tenure_days'] cannot be read"
+    assert e.value.exit_code == 2
+    with caplog.at_level(logging.WARNING, logger="sparklift"):
+        assert measure_job._covariates(ctx(None), dt.date(2026, 9, 1)) is None
+    assert "no table customers: the campaign is measured without CUPED" in caplog.text
 
 
 @pytest.mark.parametrize("holdout_with", [92, 60])

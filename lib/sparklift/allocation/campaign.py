@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,9 +43,9 @@ class CampaignConfig(AllocateConfig):
             if isinstance(value, str) and value != "table":
                 raise ValueError(f"{key} must be a mapping or the word 'table', got {value!r}")
         if isinstance(self.budgets, dict):
-            negative = {g: b for g, b in self.budgets.items() if not b >= 0}
-            if negative:
-                raise ValueError(f"budgets must be >= 0, got {negative}")
+            bad = {g: b for g, b in self.budgets.items() if not (math.isfinite(b) and b >= 0)}
+            if bad:
+                raise ValueError(f"budgets must be >= 0 and finite, got {bad}")
             if not self.budgets:
                 raise ValueError("budgets: give at least one budget group")
         if isinstance(self.caps, dict):
@@ -73,6 +74,11 @@ class CampaignConfig(AllocateConfig):
                 "explore_share and explore_budget_share go together: an explore arm needs "
                 f"a slice of the budget and a slice needs the arm (got {self.explore_share} "
                 f"and {self.explore_budget_share})"
+            )
+        if self.vouchers == []:
+            raise ValueError(
+                "vouchers: [] names no voucher: list the campaign's vouchers, or leave "
+                "vouchers out (null) for every active voucher of table vouchers"
             )
         if self.vouchers is not None and len(set(self.vouchers)) != len(self.vouchers):
             raise ValueError(f"vouchers are listed twice: {self.vouchers}")

@@ -45,6 +45,10 @@ log = logging.getLogger("sparklift")
 # 4 times as far (0.4%, 1.6%, then 6.4%), up to LOWER_TRIES times.
 MU_RTOL = 0.001
 LOWER_TRIES = 3
+# The planes' minimum lies on the box's face when within this share of the box's half
+# width of it: relative, as the box may start 2e-12 wide (no cap binding in the first
+# round), where an absolute 1e-8 put every point on the face.
+FACE_RTOL = 1e-6
 ABOVE, BELOW = "above", "below"  # the sides of a budget's lambda (:func:`crossing_counts`)
 SIDES = (ABOVE, BELOW)
 
@@ -56,7 +60,9 @@ class CutSearch:
     brings a voucher to its cap) and doubles while the planes' minimum lies on its face.
     The search ends when the best bound is within ``tolerance`` (relative) of the planes'
     minimum inside the box, or at the last round. (Counts that meet the caps end it
-    through the planes: their plane is flat, so the planes' minimum is the bound.)"""
+    through the planes: their plane is flat, so the planes' minimum is the bound.) A round
+    at mu = 0 whose counts are all within their caps ends it at once: no cap binds, and
+    D(mu) >= D(0) + g mu >= D(0) for every mu >= 0."""
 
     def __init__(self, caps: Mapping[int, int], tolerance: float) -> None:
         self.caps = {j: q for j, q in caps.items() if q}  # a zero cap is not searched
@@ -97,6 +103,9 @@ class CutSearch:
         self.planes.append((float(bound), g, mu[self.options].astype(float)))
         if bound < self.best_bound:
             self.best_bound, self.best_mu = float(bound), mu.copy()
+        if not np.any(mu[self.options]) and np.all(g >= 0):  # no cap binds: 0 is optimal
+            self.gap = 0.0
+            return None
         if self.width is None:
             self.width = 2.0 * max(float(np.max(target[self.options], initial=0.0)), 1e-12)
         center = self.best_mu[self.options]
@@ -104,7 +113,8 @@ class CutSearch:
         high = center + self.width
         model, point = self._minimum(low, high)
         self.gap = (self.best_bound - model) / max(abs(self.best_bound), 1e-12)
-        on_face = np.any(np.isclose(point, high) | (np.isclose(point, low) & (low > 0)))
+        near = FACE_RTOL * self.width
+        on_face = np.any((high - point <= near) | ((point - low <= near) & (low > 0)))
         if last_round:
             if on_face or self.gap > self.tolerance:
                 log.warning(

@@ -53,6 +53,7 @@ the driver, where the same steps run in NumPy (:mod:`.in_memory`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -183,8 +184,8 @@ def solve(
 def _check_problem(problem: Problem) -> None:
     vouchers = list(problem.vouchers)
     for g, b in problem.budgets.items():
-        if not b >= 0:
-            raise InputError(f"budget of group {g!r} must be a number >= 0, got {b}")
+        if not (math.isfinite(b) and b >= 0):  # an infinite budget makes the bound NaN
+            raise InputError(f"budget of group {g!r} must be a finite number >= 0, got {b}")
     unknown = sorted(set(problem.caps) - set(vouchers))
     if unknown:
         raise InputError(f"caps name vouchers {unknown} that are not in the campaign {vouchers}")

@@ -6,6 +6,7 @@ the campaign's and its max_quantity, as both bound how many customers may get it
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from sparklift.errors import InputError
@@ -15,8 +16,8 @@ log = logging.getLogger("sparklift")
 
 def budgets_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, float]:
     """campaign_budgets' (budget_group, budget) rows of ``campaign_id`` as its budgets:
-    each group once, with a budget >= 0 (a null group or budget is refused, not read as
-    the group "None" or a crash)."""
+    each group once, with a finite budget >= 0 (a null group or budget is refused, not
+    read as the group "None" or a crash; an infinite one would make the bound NaN)."""
     where = f"table campaign_budgets, campaign {campaign_id}"
     budgets: dict[str, float] = {}
     for group, budget in rows:
@@ -33,15 +34,18 @@ def budgets_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, floa
             raise InputError(
                 f"{where}: budget_group {group} is given twice: one row per budget_group expected"
             )
-        if not float(budget) >= 0:
-            raise InputError(f"{where}, budget_group {group}: budgets must be >= 0, got {budget}")
+        if not (math.isfinite(float(budget)) and float(budget) >= 0):
+            raise InputError(
+                f"{where}, budget_group {group}: budgets must be >= 0, got {budget}: a finite "
+                "number expected"
+            )
         budgets[str(group)] = float(budget)
     return budgets
 
 
 def caps_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, int]:
     """campaign_caps' (voucher_id, cap) rows of ``campaign_id`` as its caps: each voucher
-    once, with a cap >= 0 (a null voucher_id or cap is refused)."""
+    once, with a whole cap >= 0 (a null voucher_id or cap is refused)."""
     where = f"table campaign_caps, campaign {campaign_id}"
     caps: dict[str, int] = {}
     for voucher, cap in rows:
@@ -59,8 +63,11 @@ def caps_from_rows(rows: Iterable[tuple], campaign_id: str) -> dict[str, int]:
                 f"table campaign_caps lists voucher {voucher} twice for "
                 f"{campaign_id}: one row per voucher_id expected"
             )
-        if int(cap) < 0:
-            raise InputError(f"{where}, voucher_id {voucher}: caps must be >= 0, got {cap}")
+        if not _count(cap):
+            raise InputError(
+                f"{where}, voucher_id {voucher}: caps must be >= 0, got {cap}: a whole number "
+                "of customers expected"
+            )
         caps[str(voucher)] = int(cap)
     return caps
 
@@ -78,13 +85,19 @@ def max_quantities(rows: Iterable[tuple]) -> dict[str, int]:
         seen.add(voucher)
         if quantity is None:
             continue
-        if int(quantity) < 0:
+        if not _count(quantity):
             raise InputError(
-                f"table vouchers, voucher_id {voucher}: max_quantity must be "
-                f">= 0 (null: no cap), got {quantity}"
+                f"table vouchers, voucher_id {voucher}: max_quantity must be >= 0 (null: no "
+                f"cap), got {quantity}: a whole number of customers expected"
             )
         caps[str(voucher)] = int(quantity)
     return caps
+
+
+def _count(value: object) -> bool:
+    """Whether a cap is a whole number >= 0 (a float column's NaN, infinity or 2.5 is not)."""
+    x = float(value)  # type: ignore[arg-type]
+    return math.isfinite(x) and x >= 0 and x == int(x)
 
 
 def smaller_caps(caps: Mapping[str, int], quantities: Mapping[str, int]) -> dict[str, int]:

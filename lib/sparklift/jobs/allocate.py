@@ -49,6 +49,7 @@ from sparklift.tables.commit import arrow_cannot_open
 from sparklift.tables.publish import new_id, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
+MAX_PAIRS = 10_000  # (model, voucher) pairs of a day read: one model x a few vouchers
 
 
 def active_campaigns(ctx: JobContext) -> dict[str, tuple[str, ...]]:
@@ -87,6 +88,12 @@ STEP = PipelineStep(
 )
 
 
+def _few(names: list[str], n: int = 20) -> str:
+    """``names`` for a message: the first ``n`` and how many more."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return f"{names[:n]}{more}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", required=True, help="conf/campaigns/<name>.yaml")
 
@@ -99,12 +106,21 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     version = catalog.version("uplift_scores")  # chosen and read at this snapshot
     part = choose(ctx, "uplift_scores", "run_date", campaign.fallback, "allocate.fallback", version)
     scores = catalog.read("uplift_scores", version, where=[("run_date", "=", part.day)])
-    models = [r[0] for r in scores.select("model_id").distinct().limit(3).collect()]
+    # The day's (model, voucher) pairs, a few: one model expected, and the campaign's vouchers.
+    pairs = scores.select("model_id", "voucher_id").distinct().limit(MAX_PAIRS).collect()
+    models = sorted({r[0] for r in pairs}, key=str)
     if not models:
         raise InputNotReadyError(f"uplift_scores has no rows for run_date {day}: run score first")
     if len(models) > 1:
-        raise InputError(f"uplift_scores of {part.day} mixes models {sorted(models)}; re-run score")
+        raise InputError(f"uplift_scores of {part.day} mixes models {models[:3]}; re-run score")
     vouchers = campaign.vouchers or limits.active_vouchers(ctx)
+    scored = sorted({r[1] for r in pairs if r[1] is not None})
+    if not set(vouchers) & set(scored):
+        raise InputError(
+            f"uplift_scores of {part.day} has no rows for campaign {campaign.campaign_id}'s "
+            f"vouchers {vouchers}; it scores {_few(scored)} (score the campaign's vouchers, or "
+            "name scored ones in its vouchers)"
+        )
     vouchers, caps = offered(vouchers, limits.caps(ctx, campaign, vouchers), campaign.campaign_id)
     full = budgets = limits.budgets(ctx, campaign)
     arm = arms.arm(

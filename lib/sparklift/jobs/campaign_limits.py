@@ -14,7 +14,7 @@ from sparklift.allocation.limits import (
     smaller_caps,
 )
 from sparklift.errors import InputError
-from sparklift.jobs import JobContext
+from sparklift.jobs import JobContext, log
 
 
 def active_vouchers(ctx: JobContext) -> list[str]:
@@ -28,6 +28,11 @@ def budgets(ctx: JobContext, campaign: CampaignConfig) -> dict[str, float]:
     if isinstance(campaign.budgets, dict):
         return dict(campaign.budgets)
     rows = _campaign_rows(ctx, "campaign_budgets", campaign.campaign_id, "budget_group", "budget")
+    if not rows:
+        raise InputError(
+            f"table campaign_budgets has no rows for campaign {campaign.campaign_id}: "
+            "one row per budget group expected"
+        )
     return budgets_from_rows(rows, campaign.campaign_id)
 
 
@@ -38,6 +43,10 @@ def caps(ctx: JobContext, campaign: CampaignConfig, vouchers: list[str]) -> dict
         caps = dict(campaign.caps)
     else:
         rows = _campaign_rows(ctx, "campaign_caps", campaign.campaign_id, "voucher_id", "cap")
+        if not rows:  # a voucher without a cap has no row: none has one
+            log.info(
+                "table campaign_caps has no rows for campaign %s: no caps", campaign.campaign_id
+            )
         caps = caps_from_rows(rows, campaign.campaign_id)
     quantities = _max_quantities(ctx, vouchers)
     if quantities and campaign.solver == "exact":
@@ -67,6 +76,4 @@ def _campaign_rows(ctx: JobContext, table: str, campaign_id: str, key: str, valu
     if missing:
         raise InputError(f"table {table} has no column(s) {missing}")
     rows = df.where(F.col("campaign_id") == campaign_id).select(key, value).collect()
-    if not rows:
-        raise InputError(f"table {table} has no rows for campaign {campaign_id}")
     return [tuple(r) for r in rows]

@@ -22,11 +22,11 @@ import datetime as dt
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
-from sparklift.allocation.campaign import load_campaign
+from sparklift.allocation.campaign import CampaignConfig, load_campaign
 from sparklift.allocation.tables import published_run
 from sparklift.contracts.inputs import VOUCHER_CAMPAIGNS
 from sparklift.errors import InputError
-from sparklift.jobs import JobContext, log, step
+from sparklift.jobs import JobContext, campaign_limits, log, step
 from sparklift.jobs.measure import measured_run, send_outcomes
 from sparklift.measure import feedback
 from sparklift.measure.campaign import check_outcomes
@@ -76,8 +76,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         )
     # The explore arm drew among the vouchers the run offered: the shares are over all of
     # them. The run's summary and the campaign file name them: a voucher named by either
-    # that the explore arm never sent refuses the send (wrong shares would be silent).
-    offered = published.offered | set(campaign.vouchers or ())
+    # that the explore arm never sent refuses the send (wrong shares would be silent),
+    # but for one capped at 0, which allocate does not offer.
+    offered = published.offered | _named(ctx, campaign, published.offered)
     vouchers = sorted(offered | set(sent_vouchers))
     unsent = sorted(set(vouchers) - set(sent_vouchers))
     if unsent:
@@ -119,6 +120,23 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "target_shares": shares,
         "already_there": False,
     }
+
+
+def _named(ctx: JobContext, campaign: CampaignConfig, offered: frozenset[str]) -> set[str]:
+    """The campaign file's vouchers less those the run did not offer as they are capped at 0
+    (the campaign's caps or table vouchers' max_quantity): the explore arm never draws
+    those, so they cannot count as unsent."""
+    named = set(campaign.vouchers or ())
+    absent = sorted(named - offered)
+    caps = campaign_limits.caps(ctx, campaign, absent) if absent else {}
+    zero = sorted(v for v in absent if caps.get(v) == 0)
+    if zero:
+        log.info(
+            "campaign %s: vouchers %s are capped at 0, not offered: left out",
+            campaign.campaign_id,
+            zero,
+        )
+    return named - set(zero)
 
 
 def applied(ctx: JobContext, app_id: str) -> int:

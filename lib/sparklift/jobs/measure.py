@@ -208,26 +208,33 @@ def _latest_run(ctx: JobContext, campaign_id: str, until: dt.date) -> dt.date | 
     raise InputNotReadyError(f"campaign {campaign_id} has no allocation up to {until}")
 
 
-def _covariates(ctx: JobContext, sent: dt.date):
+def _covariates(ctx: JobContext, sent: dt.date) -> DataFrame | None:
     """customer_id and the CUPED columns of the send date's customers snapshot (None: no
-    snapshot, or no columns). A missing snapshot is an error when covariates are listed,
-    else a warning: measured unadjusted, and labelled so (its zeros would say "cuped")."""
+    table or snapshot, or no columns). A missing table or snapshot is an error when
+    covariates are listed, else a warning: measured unadjusted, and labelled so (its zeros
+    would say "cuped")."""
     conf = ctx.config.measure
-    if not ctx.catalog.exists("customers"):
-        return None
-    snap = ctx.catalog.read("customers", where=[("snapshot_date", "=", sent)])
-    if snap.limit(1).count() == 0:
+    why = "no table customers"
+    if ctx.catalog.exists("customers"):
+        snap = ctx.catalog.read("customers", where=[("snapshot_date", "=", sent)])
+        if snap.limit(1).count():
+            return _snapshot_covariates(snap, conf.covariates)
         why = f"table customers has no snapshot of {sent}, the send date"
-        if conf.covariates:
-            raise InputError(f"{why}: measure.covariates {conf.covariates} cannot be read")
-        log.warning("%s: the campaign is measured without CUPED", why)
-        return None
+    if conf.covariates:
+        raise InputError(f"{why}: measure.covariates {conf.covariates} cannot be read")
+    log.warning("%s: the campaign is measured without CUPED", why)
+    return None
+
+
+def _snapshot_covariates(snap: DataFrame, covariates: list[str] | None) -> DataFrame | None:
+    """customer_id and the CUPED columns of a snapshot: ``covariates``, or (None) every
+    numeric column but its keys (None: no column)."""
     numeric = [
         f.name
         for f in snap.schema.fields
         if isinstance(f.dataType, NumericType) and f.name not in KEYS
     ]
-    names = numeric if conf.covariates is None else conf.covariates
+    names = numeric if covariates is None else covariates
     missing = sorted(set(names) - set(snap.columns))
     if missing:
         raise InputError(f"table customers has no column(s) {missing} (measure.covariates)")

@@ -3,7 +3,8 @@
 The units of a voucher v in group g are the policy customers sent v and the held-out
 customers the policy would have sent v (``policy_voucher_id``): both random samples of the
 customers the policy picks for v, so their difference estimates what sending v to them
-achieved. A customer without an outcome row had none (objective and cost 0). Each cell
+achieved. A customer without an outcome row had none (objective and cost 0); a row with a
+null, NaN or infinite outcome is refused (:func:`check_outcomes`), never filled. Each cell
 (group, voucher, metric) is fitted where its rows are, in one ``applyInPandas``, by
 :func:`sparklift.measure.estimate.lin_estimate`, unadjusted and with CUPED covariates.
 """
@@ -20,6 +21,7 @@ from scipy import stats
 
 from sparklift.allocation.arms import HOLDOUT, POLICY
 from sparklift.errors import InputError
+from sparklift.finite import float_columns, nonfinite
 from sparklift.measure.estimate import lin_estimate
 from sparklift.synthetic.rand import uniform
 
@@ -59,7 +61,9 @@ def units(
 
 
 def check_outcomes(outcomes: DataFrame, allocations: DataFrame, campaign_id: str) -> None:
-    """Refuse duplicated outcomes and outcomes of customers the campaign does not have."""
+    """Refuse null, NaN or infinite outcomes, duplicated outcomes and outcomes of customers
+    the campaign does not have."""
+    _check_values(outcomes, campaign_id)
     dupes = outcomes.groupBy("customer_id").count().where(F.col("count") > 1)
     first = dupes.orderBy("customer_id").limit(5).collect()
     if first:
@@ -73,6 +77,31 @@ def check_outcomes(outcomes: DataFrame, allocations: DataFrame, campaign_id: str
         raise InputError(
             f"table campaign_outcomes, campaign {campaign_id}: {strangers.count()} customers "
             f"are not in the campaign's allocation (any arm), e.g. {[r[0] for r in first]}"
+        )
+
+
+def _check_values(outcomes: DataFrame, campaign_id: str) -> None:
+    """Refuse outcome rows whose objective or cost is null, NaN or infinite: filled with 0
+    (as a customer without a row is) they would pass as delivered outcomes of 0, unseen by
+    the coverage check, and an infinity would reach every estimate. One aggregation: per
+    column the bad rows and the smallest customer_id among them."""
+    columns = [m for m in METRICS if m in outcomes.columns]
+    floats = set(float_columns(outcomes, columns))
+    bad = {m: F.col(m).isNull() | (nonfinite(m) if m in floats else F.lit(False)) for m in columns}
+    row = outcomes.agg(
+        *[F.count_if(b).alias(f"n_{m}") for m, b in bad.items()],
+        *[F.min(F.when(b, F.col("customer_id"))).alias(f"e_{m}") for m, b in bad.items()],
+    ).first()
+    assert row is not None
+    found = {m: (int(row[f"n_{m}"]), row[f"e_{m}"]) for m in columns if row[f"n_{m}"]}
+    if found:
+        what = "; ".join(
+            f"column {m}: {n} rows, e.g. customer_id {e}" for m, (n, e) in found.items()
+        )
+        raise InputError(
+            f"table campaign_outcomes, campaign {campaign_id}: null, NaN or infinite outcomes "
+            f"({what}); a finite number expected in every row (a customer without outcomes "
+            "has no row, which counts as 0)"
         )
 
 

@@ -6,12 +6,12 @@ nothing: together, a randomized experiment of the campaign's vouchers against co
 history's learners and checks expect every campaign to follow the configured arm shares
 (``uplift.control_share`` or ``uplift.arm_shares``: the same constant propensities in every
 row), while here the shares differ between budget groups (each group's explore arm is cut
-by its own budget slice). So per group each arm is subsampled, by a hash of the customer,
-to the largest sample with exactly the configured shares: with ``n_a`` customers of arm a
-and target shares ``s_a``, the group keeps ``t s_a`` of each arm, ``t = min_a n_a / s_a``.
-Within a group every kept customer's arm was random, and the kept shares are the
-configured ones in every group, so the appended campaign is randomized with the history's
-propensities.
+by its own budget slice). So per group each arm is subsampled: with ``n_a`` customers of
+arm a and target shares ``s_a``, each customer is kept, by a hash of the customer, with
+probability ``t s_a / n_a``, ``t = min_a n_a / s_a``, so the group keeps ``t s_a`` of each
+arm in expectation (a binomial count around it, not exactly). Within a group every kept
+customer's arm was random, and the kept shares are the configured ones in expectation in
+every group, so the appended campaign is randomized with the history's propensities.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def keep_shares(
     counts: Mapping[tuple[str, str], int], shares: Mapping[str, float]
 ) -> dict[tuple[str, str], float]:
     """Per (budget group, arm) the probability of keeping a customer, so that each group
-    keeps ``t s_a`` of arm a (``t = min_a n_a / s_a``; a group without every arm keeps
-    nothing)."""
+    keeps ``t s_a`` of arm a in expectation (``t = min_a n_a / s_a``; a group without every
+    arm keeps nothing)."""
     keep = {}
     for g in sorted({g for g, _ in counts}):
         n = {a: counts.get((g, a), 0) for a in shares}

@@ -33,7 +33,7 @@ def uniform_state(spark: SparkSession, seed: int, salt: str) -> int:
 
 def uniform_state_of(seed: int, salt: str) -> int:
     """:func:`uniform_state` without Spark, bit for bit: Spark's ``xxhash64`` (seed 42) of
-    a 32-bit seed (``hashInt``), then of the salt's UTF-8 bytes (under 32 of them)."""
+    a 32-bit seed (``hashInt``), then of the salt's UTF-8 bytes."""
     if not -(2**31) <= seed < 2**31:
         raise ValueError(f"a seed of 32 bits is needed, got {seed}")
     h = (42 + _P5 + 4) & _M64
@@ -65,21 +65,31 @@ def uniform_of_ids(state: int, ids: np.ndarray, key: str | None = None) -> np.nd
 
 
 def _hash_bytes(seeds: np.ndarray, data: bytes) -> np.ndarray:
-    """XXH64 of ``data`` under each of ``seeds``, as Spark's ``hashUnsafeBytes`` (for
-    inputs under 32 bytes; little-endian words)."""
-    if len(data) >= 32:
-        raise ValueError(f"a string key of {len(data)} bytes: at most 31 are supported")
+    """XXH64 of ``data`` under each of ``seeds``, as Spark's ``hashUnsafeBytes``
+    (little-endian words; inputs of 32 bytes or more through the four-lane stripe loop)."""
     p1, p2, p3, p4, p5 = (np.uint64(p) for p in (_P1, _P2, _P3, _P4, _P5))
-    h = seeds + p5 + np.uint64(len(data))
-    end = len(data) - len(data) % 8
-    for at in range(0, end, 8):
+    end = len(data) - len(data) % 32
+    if end:
+        lanes = [seeds + p1 + p2, seeds + p2, seeds + np.uint64(0), seeds - p1]
+        for at in range(0, end, 32):
+            for n in range(4):
+                word = np.uint64(int.from_bytes(data[at + 8 * n : at + 8 * n + 8], "little"))
+                lanes[n] = _rotl(lanes[n] + word * p2, 31) * p1
+        h = _rotl(lanes[0], 1) + _rotl(lanes[1], 7) + _rotl(lanes[2], 12) + _rotl(lanes[3], 18)
+        for v in lanes:
+            h = (h ^ (_rotl(v * p2, 31) * p1)) * p1 + p4
+    else:
+        h = seeds + p5
+    h = h + np.uint64(len(data))
+    words = len(data) - len(data) % 8
+    for at in range(end, words, 8):
         k = _rotl(np.uint64(int.from_bytes(data[at : at + 8], "little")) * p2, 31) * p1
         h = _rotl(h ^ k, 27) * p1 + p4
-    if end + 4 <= len(data):
-        h ^= np.uint64(int.from_bytes(data[end : end + 4], "little")) * p1
+    if words + 4 <= len(data):
+        h ^= np.uint64(int.from_bytes(data[words : words + 4], "little")) * p1
         h = _rotl(h, 23) * p2 + p3
-        end += 4
-    for b in data[end:]:
+        words += 4
+    for b in data[words:]:
         h ^= np.uint64(b) * p5
         h = _rotl(h, 11) * p1
     return _fmix(h)
