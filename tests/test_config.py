@@ -1,4 +1,5 @@
 import os
+import re
 from importlib.metadata import version
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError, SparkliftError
+from sparklift.geo.experiment import load_experiment
 from sparklift.session import delta_session_conf, local_cores
 
 from .conftest import REPO
@@ -117,3 +119,43 @@ def test_a_misspelt_checked_table_is_refused_in_one_short_line(tmp_path: Path):
         load_config(None, ["quality.same_weekday=true"])
     line = str(e.value).splitlines()[1]
     assert line.startswith("  quality: season_days and same_weekday") and "{" not in line
+
+
+@pytest.mark.parametrize(
+    "sets,line",
+    [
+        ({"spending": "obf", "param": "2"}, "sequential.param: 'obf' takes no parameter (got 2)"),
+        ({"spending": "pocock", "param": "1"}, "sequential.param: 'pocock' takes no parameter"),
+        ({"spending": "power", "param": "-1"}, "sequential.param: 'power' needs rho > 0 (got -1)"),
+        ({"spending": "hsd", "param": ".nan"}, "sequential.param: 'hsd' needs a finite parameter"),
+        (
+            {"futility": "{spending: power, param: 0}"},
+            "sequential.futility.param: 'power' needs rho > 0 (got 0)",
+        ),
+    ],
+)
+def test_a_spending_parameter_the_function_does_not_take_is_refused_on_loading(
+    tmp_path: Path, sets: dict[str, str], line: str
+):
+    """Checked when the config or the experiment file is read (exit 2, the key named), not
+    first when the design computes its plan after the Spark work."""
+    overrides = [f"design.sequential.{k}={v}" for k, v in sets.items()]
+    with pytest.raises(ConfigError, match=rf"\n  design\.{re.escape(line)}") as e:
+        load_config(None, overrides)
+    assert e.value.exit_code == 2 and len(str(e.value).splitlines()) == 2  # only that key
+    f = tmp_path / "e.yaml"
+    section = ", ".join(f"{k}: {v}" for k, v in sets.items())
+    f.write_text(
+        "experiment_id: e\nvariants: [c, t]\nzones_per_variant: 4\nstart: 2026-03-01\n"
+        f"end: 2026-03-14\nmetrics: [{{name: orders}}]\nseed: 1\nsequential: {{{section}}}\n"
+    )
+    with pytest.raises(ConfigError, match=rf"\n  {re.escape(line)}"):
+        load_experiment(f, load_config(None).design)
+
+
+def test_spending_parameters_the_functions_take_are_accepted():
+    for spending, param in [("hsd", "0"), ("hsd", "1.5"), ("power", "2.5"), ("obf", "null")]:
+        sets = [f"design.sequential.spending={spending}", f"design.sequential.param={param}"]
+        assert load_config(None, sets).design.sequential.spending == spending
+    futility = "design.sequential.futility={spending: power, param: 0.5}"
+    assert load_config(None, [futility]).design.sequential.futility.param == 0.5

@@ -237,6 +237,49 @@ def test_design_checks_speak_the_covariance_vocabulary(convention):
     assert checks["df"].tolist() == [want]
 
 
+def test_power_figures_are_at_the_alpha_per_test_of_the_decisions():
+    """Two treatments x two primary metrics: every decision is a test at 0.05 / 4 (the
+    fixed horizon's t test, and the sequential plan's alpha), so the MDE, the power at the
+    target and the zones needed are the t(df) test's at 0.0125 (scipy), not at 0.05."""
+    rng = np.random.default_rng(5)
+    cells = simulated_cells(rng, 30, 10, 0.0, np.zeros(30, bool))
+    days = (pd.to_datetime("2026-01-01") + pd.to_timedelta(cells.day, "D")).to_numpy()
+    # A second metric w = 2 y on every row: its sums and cross-products follow.
+    c = cells.cross[:, 0, 0]
+    cells = CellStats(
+        cells.zone,
+        days,
+        cells.n,
+        ("y", "w"),
+        np.column_stack([cells.sums[:, 0], 2 * cells.sums[:, 0]]),
+        np.stack([np.stack([c, 2 * c], 1), np.stack([2 * c, 4 * c], 1)], 1),
+    )
+    assignment = pd.DataFrame(
+        {
+            "zone_id": np.arange(30),
+            "variant": ["control", "t1", "t2"] * 10,
+            "group_id": np.repeat(np.arange(10), 3),
+        }
+    )
+    experiment = spec(variants=["control", "t1", "t2"], metrics=[{"name": "y"}, {"name": "w"}])
+    assert experiment.alpha_per_test == 0.0125
+    checks = design_checks(cells, assignment, experiment, dt.date(2026, 1, 6))
+    assert len(checks) == 4
+    for r in checks.itertuples():
+        dist = stats.t(r.df)
+        q = dist.isf(0.0125 / 2)
+        mde_ref = (q + dist.ppf(0.8)) * r.aa_se
+        assert r.mde == pytest.approx(mde_ref, rel=1e-10)
+        assert dist.cdf(mde_ref / r.aa_se - q) + dist.cdf(-mde_ref / r.aa_se - q) == (
+            pytest.approx(0.8, abs=1e-6)
+        )
+        target = 0.05 * abs(r.baseline_mean)
+        power_ref = dist.cdf(target / r.aa_se - q) + dist.cdf(-target / r.aa_se - q)
+        assert r.power == pytest.approx(power_ref, rel=1e-10)
+        assert r.zones_needed == max(2, int(np.ceil(10 * (mde_ref / target) ** 2)))
+        assert r.zones_needed_unadjusted == r.zones_needed  # no covariates: the same fit
+
+
 @pytest.mark.parametrize(
     "over,message",
     [
@@ -245,6 +288,12 @@ def test_design_checks_speak_the_covariance_vocabulary(convention):
         ({"margin": -0.1}, "margin"),
         ({"end": dt.date(2026, 2, 1)}, "before start"),
         ({"variants": ["a", "a"]}, "distinct"),
+        ({"covariates": ["x1", "x2", "x1"]}, r"covariates: \['x1'\] listed twice"),
+        ({"covariates": ["x1", "y"]}, r"covariates: \['y'\] are metrics of the experiment"),
+        (
+            {"metrics": [{"name": "y"}, {"name": "v", "primary": False}], "covariates": ["v"]},
+            r"covariates: \['v'\] are metrics of the experiment",
+        ),
     ],
 )
 def test_bad_experiment_specs_name_the_value(over, message):

@@ -4,6 +4,9 @@ against Monte Carlo, and both corrections by simulation against the planted trut
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +14,13 @@ from scipy import stats
 from statsmodels.stats.meta_analysis import combine_effects
 
 from sparklift.config import load_config
+from sparklift.errors import ConfigError
 from sparklift.geo.forecast import forecasts
+from sparklift.jobs import JobContext, write_records
+from sparklift.jobs import forecast as forecast_job
 from sparklift.stats.shrinkage import prior, selection_bias, shrink
+from sparklift.tables import Catalog
+from sparklift.tables.local import read_pandas
 
 CONF = load_config(
     None,
@@ -130,3 +138,38 @@ def test_both_corrections_cut_the_forecast_error_against_the_truth():
 
 def revenue(lift):
     return lift * 0.5 * 0.8 * 2_000_000 * 0.75
+
+
+def test_the_job_reads_the_lift_of_the_first_clustered_covariance(spark, tmp_path):
+    """The analysis writes lift rows only for clustered covariances: with
+    analysis.covariances [zone-jackknife, zone] the final lift is zone's (the jackknife's
+    att is not a lift); with no clustered covariance the job is refused, naming the key."""
+    day = dt.date(2026, 3, 14)
+    money = ["forecast.platform_revenue={gmv: 2000000}", "forecast.platform_factor=0.5",
+             "forecast.success_probability=0.8", "forecast.haircut=0.25"]  # fmt: skip
+    config = load_config(None, [f"tables.base_path={tmp_path}", *money])
+    catalog = Catalog(spark, config.tables)
+    experiment = {"experiment_id": "e", "status": "concluded", "concluded_on": day,
+                  "alpha": 0.05, "alpha_per_test": 0.025}  # fmt: skip
+    write_records(catalog, "geo_experiments", [experiment], {"experiment_id": ["e"]})
+    common = {"experiment_id": "e", "run_date": day, "metric": "gmv", "variant": "t1"}
+    lift = {"term": "lift", "cov_type": "zone", "estimate": 0.03, "se": 0.01, "p_value": 0.2}
+    results = [
+        common | {"term": "att", "cov_type": "zone-jackknife", "estimate": 2.0, "se": 0.9},
+        common | {"term": "att", "cov_type": "zone", "estimate": 2.0, "se": 0.8},
+        common | lift,
+    ]
+    write_records(catalog, "geo_results", results, {"experiment_id": ["e"]})
+
+    def run(*covariances: str) -> dict:
+        analysis = config.analysis.model_copy(update={"covariances": list(covariances)})
+        conf = config.model_copy(update={"analysis": analysis})
+        return forecast_job.run(JobContext(spark, conf, catalog, day), argparse.Namespace())
+
+    assert run("zone-jackknife", "zone")["experiments"] == 1
+    row = read_pandas(str(tmp_path / "forecasts")).iloc[0]
+    assert row["cov_type"] == "zone" and row["lift"] == 0.03
+    assert row["forecast_raw"] == pytest.approx(0.03 * 0.5 * 0.8 * 2_000_000 * 0.75)
+    for covariances in (("zone-jackknife",), ("robust", "unadjusted")):
+        with pytest.raises(ConfigError, match=r"analysis\.covariances .*clustered covariance"):
+            run(*covariances)

@@ -16,7 +16,9 @@ from sparklift.geo.analysis import analyze
 from sparklift.geo.experiment import ExperimentConfig
 from sparklift.post import wild_bootstrap
 from sparklift.post.event_study import event_study
+from sparklift.post.lift import relative_lift
 from sparklift.post.wild_bootstrap import wild_cluster_bootstrap
+from sparklift.stats.ssc import FIXEST
 from tests.test_twfe import fit_cells, pandas_cells, panel
 
 START = dt.date(2026, 1, 1)
@@ -204,3 +206,45 @@ def test_pretrend_f_is_referred_to_fewest_clusters(pre_days, full_rank):
     q = pre_days // 7 - 1
     assert (rank == q) == full_rank
     assert got.pretrend_p["t1"] == pytest.approx(stats.f.sf(f, rank, 5), rel=1e-6)
+
+
+def test_two_way_lift_of_an_indefinite_covariance_is_psd_fixed_with_its_own_flag():
+    """zone+day: V_zone + V_day - V_zone-day of (b, m) can be indefinite, g' V g < 0. The
+    lift's V then has its negative eigenvalues set to zero (Cameron, Gelbach and Miller
+    2011, as fixest does), by numpy's eigh on row-level scores here, and is flagged on its
+    own: the coefficients' covariance of this fit needs no fix."""
+    df = panel(25, zones=6, days=6, arms=2, balanced=True)  # post: days 4 and 5
+    fit = fit_cells(df, ["d1"], ())
+    cells = fit.cells
+    treated = set(df.loc[df["d1"] > 0, "zone"])
+    base = ~np.isin(cells.zone, list(treated)) & (cells.day >= 4)
+    got = relative_lift(fit, "d1", base, "zone+day", FIXEST, 0.05)
+
+    in_cp = (~df["zone"].isin(treated) & (df["day"] >= 4)).to_numpy()
+    m = df.loc[in_cp, "y"].mean()
+    dummies = pd.get_dummies(df[["zone", "day"]].astype(str), drop_first=True).astype(float)
+    design = np.column_stack([df["d1"], np.ones(len(df)), dummies])
+    beta, *_ = np.linalg.lstsq(design, df["y"], rcond=None)
+    e = (df["y"] - design @ beta).to_numpy()
+    psi_b = (design * e[:, None]) @ np.linalg.pinv(design.T @ design)[0]
+    psi = pd.DataFrame({"b": psi_b, "m": np.where(in_cp, (df["y"] - m) / in_cp.sum(), 0.0)})
+
+    def meat(*keys):
+        s = psi.groupby([df[k] for k in keys]).sum().to_numpy()
+        return s.T @ s
+
+    n = len(df)
+    factor = (n - 1) / (n - 2) * 6 / 5  # fixest CRV1, both fixed effects nested: k = K + 1
+    v = (meat("zone") + meat("day") - meat("zone", "day")) * factor
+    grad = np.array([1 / m, -beta[0] / m**2])
+    assert grad @ v @ grad < 0  # the case: the raw variance of the lift is negative
+    w, u = np.linalg.eigh(v)
+    se = np.sqrt(grad @ (u * np.maximum(w, 0)) @ u.T @ grad)
+    assert got.estimate == pytest.approx(beta[0] / m, rel=1e-8)
+    assert got.se == pytest.approx(se, rel=1e-8) and got.se > 0
+    q = stats.t.isf(0.025, 5)  # t(G_min - 1)
+    assert got.ci_high - got.ci_low == pytest.approx(2 * q * se, rel=1e-8)
+    assert got.p_value == pytest.approx(2 * stats.t.sf(abs(beta[0] / m) / se, 5), rel=1e-8)
+    assert got.psd_fixed and not fit.result("zone+day", FIXEST).psd_fixed
+    # One-way clustering needs no fix.
+    assert not relative_lift(fit, "d1", base, "zone", FIXEST, 0.05).psd_fixed

@@ -11,6 +11,7 @@ import pytest
 import statsmodels.api as sm
 from pydantic import ValidationError
 from scipy import stats
+from scipy.optimize import brentq
 
 from sparklift.config import load_config
 from sparklift.errors import InputError
@@ -21,6 +22,7 @@ from sparklift.geo.monitoring import (
     Observation,
     conclusion,
     decide,
+    decision_inference,
     mde_drift,
     planned_fractions,
     sequential_plan,
@@ -29,7 +31,7 @@ from sparklift.geo.monitoring import (
 )
 from sparklift.stats.ssc import LINEARMODELS
 from sparklift.stats.twfe import CellStats
-from tests.test_twfe import pandas_cells
+from tests.test_twfe import fit_cells, pandas_cells, panel
 
 START = dt.date(2026, 3, 1)
 
@@ -168,6 +170,61 @@ def test_futility_plan_is_gsdesigns_default_at_one_sided_alpha():
     assert p.inflation == pytest.approx(1.1013, abs=1e-4)
     row = decide(s, day(6), obs(-1.0), None, [0.2, 0.4, 0.6, 0.8, 1.0], History())
     assert row["decision"] == "futility" and row["harm_bound"] is None
+
+
+def test_one_sided_stop_below_zero_takes_p_and_estimate_on_the_upper_side():
+    """A one-sided plan tests an effect above 0 only: a stop at z < 0 has a stage-wise p
+    near 1 (not the p of -z) and a negative median unbiased estimate, against scipy's
+    normal and bivariate normal (Z_1, Z_2 with correlation sqrt(t_1 / t_2))."""
+    futility = {"spending": "hsd", "param": -2, "beta": 0.1}
+    seq = {"spending": "obf", "sides": 1, "looks": [day(14)], "futility": futility}
+    s = spec(alpha=0.025, sequential=seq)
+    row = decide(s, day(14), obs(-2.5), None, [0.5, 1.0], History())
+    assert row["decision"] == "futility"
+    # Stopped at the first look: p = P_0(Z_1 >= z), the MUE the estimate itself.
+    assert row["final_p"] == pytest.approx(stats.norm.cdf(2.5), rel=1e-6)
+    assert row["median_unbiased"] == pytest.approx(-2.5, abs=1e-4)
+
+    s = spec(alpha=0.025, sequential=seq | {"futility": None})
+    row = decide(s, day(28), obs(-2.5), None, [0.5, 1.0], History((0.5,)))
+    assert row["decision"] == "no_effect"
+    # OBF-type spending at 0.025 (one comparison, one side): 1 - Phi(u_1) = f(0.5). Any
+    # outcome but (Z_1 < u_1, Z_2 < z) is at least as extreme as the stop.
+    u1 = stats.norm.isf(2 - 2 * stats.norm.cdf(stats.norm.isf(0.025 / 2) / np.sqrt(0.5)))
+    rho = np.sqrt(0.5)
+
+    def p_value(drift: float) -> float:
+        mean = drift * np.array([np.sqrt(0.5), 1.0])
+        both = stats.multivariate_normal(mean, [[1, rho], [rho, 1]], abseps=1e-10, releps=0)
+        return 1 - both.cdf([u1, -2.5])
+
+    assert row["final_p"] == pytest.approx(p_value(0.0), abs=1e-6)
+    assert row["final_p"] > 0.99
+    # se 1 at t = 1: the MUE is the drift at which that p is 1/2.
+    mue = brentq(lambda d: p_value(d) - 0.5, -5.0, 0.0, xtol=1e-8)
+    assert row["median_unbiased"] == pytest.approx(mue, abs=1e-4)
+
+
+def test_a_jackknife_that_cannot_leave_a_zone_out_says_how_to_decide_without_it():
+    """Decisions use the zone jackknife by default, and always with ``sequential: null``,
+    where sequential.inference does not exist: the message names what to set in each case,
+    and the one-look plan it suggests is the fixed horizon's t test at alpha per test."""
+    df = panel(5, zones=12, days=20, arms=2, balanced=True)
+    df["d1"] = ((df["zone"] == 3) & (df["day"] >= 13)).astype(float)  # t1 has one zone
+    fit = fit_cells(df, ["d1"], ())
+    with pytest.raises(InputError, match=r"cannot leave zone 3 out: .* set sequential\."
+                       r"inference to effective_clusters$"):  # fmt: skip
+        decision_inference(fit, "d1", spec())
+    with pytest.raises(InputError, match="cannot leave zone 3 out") as e:
+        decision_inference(fit, "d1", spec(sequential=None))
+    assert "sequential.inference" not in str(e.value)
+    assert "give the experiment a sequential section with inference: effective_clusters and " \
+        "looks: 28 (one look, at the end)" in str(e.value)  # fmt: skip
+    one_look = spec().sequential.model_dump() | {"inference": "effective_clusters", "looks": 28}
+    s = spec(sequential=one_look)
+    assert s.look_dates == [day(28)] and decision_inference(fit, "d1", s)[0] > 0
+    upper = sequential_plan(s, [1.0]).upper
+    assert upper == pytest.approx([stats.norm.isf(0.05 / 2)], abs=1e-6)
 
 
 def test_failing_gate_makes_a_decision_invalid():

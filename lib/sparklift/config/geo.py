@@ -7,10 +7,11 @@ import datetime as dt
 import itertools
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sparklift.config.base import _Strict
 from sparklift.stats.covariance import COVARIANCES
+from sparklift.stats.sequential import parameter_error
 from sparklift.stats.ssc import CONVENTIONS
 
 
@@ -71,6 +72,17 @@ class FeaturesConfig(_Strict):
 SPENDING_FUNCTIONS = ("obf", "pocock", "hsd", "power")
 
 
+def _spending_param(param: float | None, info: ValidationInfo) -> float | None:
+    """``param`` if the spending function takes it (obf and pocock take none, power needs
+    rho > 0, hsd a finite gamma): checked on loading, not first when a plan is computed
+    after the Spark work."""
+    name = info.data.get("spending")  # absent: the spending itself is invalid, and named
+    problem = parameter_error(name, param) if name is not None else None
+    if problem:
+        raise ValueError(problem)
+    return param
+
+
 class FutilityConfig(_Strict):
     """A futility band from beta spending: stop a variant that will not reach efficacy."""
 
@@ -78,6 +90,8 @@ class FutilityConfig(_Strict):
     param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)
     beta: float | None = Field(default=None, gt=0, lt=1)  # spent on futility; null: 1 - power
     binding: bool = False  # non-binding: efficacy bounds ignore futility (stopping optional)
+
+    _param = field_validator("param")(_spending_param)
 
 
 class SequentialConfig(_Strict):
@@ -97,6 +111,8 @@ class SequentialConfig(_Strict):
     # The information fraction at a look: the design's planned one (the share of the
     # information the experiment will have at its end), or (se_K / se_now)^2 observed.
     information: Literal["planned", "observed"] = "planned"
+
+    _param = field_validator("param")(_spending_param)
 
     @field_validator("looks")
     @classmethod

@@ -11,6 +11,7 @@ import datetime as dt
 import pandas as pd
 
 from sparklift.config import AnalysisConfig
+from sparklift.errors import InputError
 from sparklift.geo.adjustment import metric_covariates
 from sparklift.geo.did import effect_columns
 from sparklift.geo.experiment import ExperimentConfig
@@ -21,8 +22,8 @@ from sparklift.post.randomization import randomization_p
 from sparklift.post.wild_bootstrap import wild_cluster_bootstrap
 from sparklift.stats import covariance
 from sparklift.stats.inference import Estimate
-from sparklift.stats.ssc import convention
-from sparklift.stats.twfe import CellStats, TwfeFit
+from sparklift.stats.ssc import SmallSample, convention
+from sparklift.stats.twfe import CellStats, TwfeFit, TwfeResult
 
 
 def analyze(
@@ -72,14 +73,14 @@ def analyze(
             "n_days": fit.n_days,
         }
         for label in settings.covariances:
-            res = fit.result(label, ssc, spec.alpha)
+            res = _result(fit, label, ssc, spec.alpha)
             att = _row(common, "att", None, res[variant], label, res.psd_fixed)
             if label == first:  # the decisions' inference goes with the first covariance
                 att |= {"decision_se": decision_se, "decision_df": decision_df}
             rows.append(att)
             if covariance.parse(label).kind == "cluster":
                 lift = relative_lift(fit, variant, control_post, label, ssc, spec.alpha)
-                rows.append(_row(common, "lift", None, lift, label, res.psd_fixed))
+                rows.append(_row(common, "lift", None, lift, label, lift.psd_fixed))
         if events:
             psd_fixed = events.result.psd_fixed
             rows += [
@@ -88,6 +89,17 @@ def analyze(
                 if v == variant
             ]
     return rows
+
+
+def _result(fit: TwfeFit, label: str, ssc: SmallSample, alpha: float) -> TwfeResult:
+    """``fit``'s inference under covariance ``label``; a zone jackknife that cannot leave a
+    zone out says that the configuration asked for it."""
+    try:
+        return fit.result(label, ssc, alpha)
+    except InputError as e:
+        if label != "zone-jackknife":
+            raise
+        raise InputError(f"{e}; or drop zone-jackknife from analysis.covariances") from None
 
 
 def _row(

@@ -7,8 +7,10 @@ The steps (inputs are small driver-side frames; the job does the I/O):
    random, so each variant gets K zones;
 3. :func:`design_checks` - on history cells with a pseudo pre/post split, the DiD fit of
    each metric with this assignment (zone-clustered): its standard error gives the MDE, the
-   power at the target effect and the zones needed (:mod:`sparklift.stats.power`), and its
-   estimate must be equivalent to zero within the margin (TOST,
+   power at the target effect and the zones needed (:mod:`sparklift.stats.power`) of one
+   test at the end at the alpha per test (``alpha_per_test``, Bonferroni over the
+   comparisons, the level every decision is taken at), and its estimate must be
+   equivalent to zero within the margin (TOST at ``alpha``: one check of the design,
    :mod:`sparklift.stats.equivalence`); the same fit at each planned look's duration gives
    the sequential plan's information fractions (:mod:`sparklift.geo.monitoring`).
 """
@@ -93,12 +95,14 @@ def design_checks(
     cells: CellStats, assignment: pd.DataFrame, spec: ExperimentConfig, pseudo_start: dt.date
 ) -> pd.DataFrame:
     """Per metric and treatment: the AA estimate on history cells (post from
-    ``pseudo_start``), its TOST equivalence verdict and the power figures."""
+    ``pseudo_start``), its TOST equivalence verdict and the power figures (at the alpha
+    per test, module docstring)."""
     variant_of_zone = dict(zip(assignment["zone_id"], assignment["variant"], strict=True))
     cells = cells.select(np.isin(cells.zone, assignment["zone_id"].to_numpy()))
     effects, names = effect_columns(cells, variant_of_zone, spec.treatments, pseudo_start)
     day = pd.to_datetime(pd.Series(cells.day)).dt.date.to_numpy()
     post_day = np.array([(d - pseudo_start).days + 1 for d in day])
+    alpha = spec.alpha_per_test  # of the power figures: the decisions' level
     rows = []
     for metric in spec.metrics:
         j = cells.index(metric.name)
@@ -140,9 +144,9 @@ def design_checks(
             se_k, decision_df = decision_inference(fit, variant, spec)
             ses = [decision_inference(f, variant, spec)[0] for f in looks] + [se_k]
             plan = design_plan(spec, ses, target, decision_df)
-            mde_abs = mde(e.se, spec.alpha, spec.power, res.df)
+            mde_abs = mde(e.se, alpha, spec.power, res.df)
             se_plain = unadjusted[variant].se
-            mde_plain = mde(se_plain, spec.alpha, spec.power, unadjusted.df)
+            mde_plain = mde(se_plain, alpha, spec.power, unadjusted.df)
             p_tost = tost_p(e.estimate, e.se, margin, res.df)
             rows.append(
                 {
@@ -159,9 +163,9 @@ def design_checks(
                     "mde": mde_abs,
                     "mde_relative": mde_abs / abs(mean),
                     "target_effect": spec.target_effect,
-                    "power": power_at(target, e.se, spec.alpha, res.df),
+                    "power": power_at(target, e.se, alpha, res.df),
                     "zones_needed": zones_needed(
-                        target, e.se, spec.zones_per_variant, spec.alpha, spec.power, res.df
+                        target, e.se, spec.zones_per_variant, alpha, spec.power, res.df
                     ),
                     "variance_reduction": spec.variance_reduction,
                     "aa_se_unadjusted": se_plain,
@@ -171,7 +175,7 @@ def design_checks(
                         target,
                         se_plain,
                         spec.zones_per_variant,
-                        spec.alpha,
+                        alpha,
                         spec.power,
                         unadjusted.df,
                     ),

@@ -44,6 +44,17 @@ class ExperimentConfig(DesignConfig):
             raise ValueError(f"metrics are listed twice: {names}")
         if not any(m.primary for m in self.metrics):
             raise ValueError(f"metrics: at least one must be primary, got {names}")
+        twice = sorted({c for c in self.covariates if self.covariates.count(c) > 1})
+        if twice:
+            raise ValueError(f"covariates: {twice} listed twice, in {self.covariates}")
+        outcomes = [c for c in self.covariates if c in names]
+        if outcomes:
+            raise ValueError(
+                f"covariates: {outcomes} are metrics of the experiment: a metric moves with "
+                "the treatment, so as its own covariate (or another metric's) it would absorb "
+                "the effect; drop them from covariates (variance_reduction adjusts a metric "
+                "by its pre-experiment history)"
+            )
         window_end = self.covariate_window.end
         if self.variance_reduction != "none" and window_end and window_end >= self.pre_start:
             raise ValueError(

@@ -55,6 +55,8 @@ treatment has stopped.
 two-sided plan all of them cover the effect at once with probability 1 - alpha (per
 comparison), with a one-sided one 1 - 2 alpha. At a stop, the stage-wise ordering p-value
 (two-sided: doubled) and the median unbiased estimate (Jennison and Turnbull 2000, ch. 8).
+A two-sided plan takes them on the side z fell on; a one-sided plan on the upper side only,
+the side its test is of, so a futility or no_effect stop at z < 0 has a p-value above 1/2.
 """
 
 from __future__ import annotations
@@ -174,10 +176,26 @@ def decision_inference(fit: TwfeFit, variant: str, spec: ExperimentConfig) -> tu
     decisions use (module docstring, **Decision**)."""
     seq = spec.sequential
     if seq is None or seq.inference == "jackknife":
-        res = fit.result("zone-jackknife", convention(spec.convention), spec.alpha)
+        try:
+            res = fit.result("zone-jackknife", convention(spec.convention), spec.alpha)
+        except InputError as e:
+            raise InputError(f"{e}; {_jackknife_alternative(spec)}") from None
         return res[variant].se, res.df
     e = fit.result("zone", convention(spec.convention), spec.alpha)[variant]
     return e.se, max(1.0, effective_clusters(fit, variant) - 1)
+
+
+def _jackknife_alternative(spec: ExperimentConfig) -> str:
+    """How the experiment can decide without the zone jackknife: the key to set when it
+    has a sequential plan; a one-look plan in place of ``sequential: null``, which always
+    decides with the jackknife."""
+    if spec.sequential is not None:
+        return "or set sequential.inference to effective_clusters"
+    return (
+        "a fixed horizon (sequential: null) decides with the zone jackknife: to decide with "
+        "effective_clusters instead, give the experiment a sequential section with "
+        f"inference: effective_clusters and looks: {spec.post_days} (one look, at the end)"
+    )
 
 
 def design_plan(
@@ -308,7 +326,9 @@ def decide(
         "gates": [g.__dict__ for g in gates],
     }
     if decision in TERMINAL:
-        sign = {"efficacy": 1.0, "harm": -1.0}.get(decision, 1.0 if z >= 0 else -1.0)
+        # A two-sided plan orders outcomes on the side z fell on (the p-value then doubled);
+        # a one-sided one only on the upper side, so a low z has a large p.
+        sign = -1.0 if p.sides == 2 and z < 0 else 1.0
         k = len(t_all)
         one_sided = stagewise_p(t_all, upper, k, sign * z)
         row["final_p"] = min(1.0, p.sides * one_sided)

@@ -3,7 +3,8 @@ variant -> ``forecasts`` (raw, shrunk towards past experiments, and corrected fo
 winner's curse: :mod:`sparklift.geo.forecast`).
 
 The lift is the experiment's final one: ``geo_results``' ``lift`` term on its
-``concluded_on`` date, with the first covariance of ``analysis.covariances``. Every
+``concluded_on`` date, with the first clustered covariance of ``analysis.covariances`` (the
+analysis writes lift rows only for those: :mod:`sparklift.post.lift`). Every
 concluded experiment is forecast again on each run, because each new one changes the others'
 shrinkage prior; the rows replace those experiments' partitions in one commit.
 """
@@ -15,8 +16,10 @@ import argparse
 import pandas as pd
 from pyspark.sql import functions as F
 
+from sparklift.errors import ConfigError
 from sparklift.geo.forecast import INPUT, forecasts
 from sparklift.jobs import JobContext, log, write_records
+from sparklift.stats import covariance
 from sparklift.tables.publish import utcnow
 
 HELP = "revenue forecasts of concluded experiments, raw and corrected, into forecasts"
@@ -28,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog = ctx.catalog
-    lifts, alphas = final_lifts(ctx)
+    lifts, alphas = final_lifts(ctx, lift_covariance(ctx.config.analysis.covariances))
     if lifts.empty:
         log.info("no concluded experiment with a final lift: nothing to forecast")
         return {"experiments": 0, "rows": 0}
@@ -46,10 +49,22 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     }
 
 
-def final_lifts(ctx: JobContext) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Each concluded experiment's final lift per metric and variant (columns ``INPUT``),
-    and each one's alpha per test, at which its decisions were taken (its alpha for rows
-    written before it was recorded): a join of two small tables, collected."""
+def lift_covariance(covariances: list[str]) -> str:
+    """The first clustered covariance of ``analysis.covariances``: the first with lift rows."""
+    clustered = [c for c in covariances if covariance.parse(c).kind == "cluster"]
+    if not clustered:
+        raise ConfigError(
+            f"analysis.covariances {covariances}: the forecast needs the relative lift, which "
+            "the analysis computes only with a clustered covariance; list zone, day or zone+day"
+        )
+    return clustered[0]
+
+
+def final_lifts(ctx: JobContext, cov: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Each concluded experiment's final lift with covariance ``cov`` per metric and variant
+    (columns ``INPUT``), and each one's alpha per test, at which its decisions were taken
+    (its alpha for rows written before it was recorded): a join of two small tables,
+    collected."""
     catalog = ctx.catalog
     if not (catalog.exists("geo_experiments") and catalog.exists("geo_results")):
         return pd.DataFrame(columns=list(INPUT)), {}
@@ -60,7 +75,6 @@ def final_lifts(ctx: JobContext) -> tuple[pd.DataFrame, dict[str, float]]:
             "experiment_id", "concluded_on", F.coalesce("alpha_per_test", "alpha").alias("alpha")
         )
     )
-    cov = ctx.config.analysis.covariances[0]
     results = catalog.read("geo_results").where(
         (F.col("term") == "lift") & (F.col("cov_type") == cov)
     )

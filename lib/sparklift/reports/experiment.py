@@ -206,8 +206,8 @@ def _power(page: Page, data: ExperimentData) -> None:
         note(
             "AA check: the design's pre-period as a pseudo experiment. TOST p below alpha: "
             "the arms are equivalent within the margin. MDE, power and zones needed: one "
-            "test at the end, at the design's alpha. Decisions are taken at the looks, at "
-            "the alpha per test (alpha over the comparisons), with the sequential "
+            "test at the end, at the alpha per test (alpha over the comparisons), the level "
+            "decisions are taken at. Decisions are taken at the looks, with the sequential "
             "boundaries: the sequential plan's MDE, power and expected days are the last "
             "columns, and the ones to plan by."
         )
@@ -239,7 +239,8 @@ def _power(page: Page, data: ExperimentData) -> None:
     }
     columns |= {k: v for k, v in planned.items() if k in c}
     body.append(table(c, columns))
-    alpha = float(data.experiment.get("alpha") or 0.05)
+    e = data.experiment  # the design's power figures are at the alpha per test
+    alpha = float(e.get("alpha_per_test") or e.get("alpha") or 0.05)
     for r in c[c["primary"]].to_dict("records") if not c.empty else []:
         se, df, mde = r.get("aa_se"), r.get("df"), r.get("mde")
         if not se or not df or not mde or not np.isfinite(se):

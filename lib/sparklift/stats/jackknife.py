@@ -68,10 +68,7 @@ def _unidentified(fit: TwfeFit, lhs: np.ndarray, lo: int) -> str:
     else:
         why = f"{fit.names} are not all identified without it (a variant with one zone?)"
         fix = "give every variant at least two zones"
-    return (
-        f"the zone jackknife cannot leave zone {zone} out: {why}; {fix}, or set "
-        "sequential.inference to effective_clusters"
-    )
+    return f"the zone jackknife cannot leave zone {zone} out: {why}; {fix}"
 
 
 class _ZoneGrams:

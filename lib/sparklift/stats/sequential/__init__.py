@@ -5,6 +5,7 @@ Import everything from this package (the module split may change; these names wi
     Spending(name: str, param: float | None = None)        # "obf" | "pocock" | "hsd" | "power"
         .cumulative(t: ArrayLike, level: float) -> np.ndarray
     spending(name: str, param: float | None = None) -> Spending
+    parameter_error(name: str, param: float | None) -> str | None   # what param must be
 
     crossing_probabilities(t, upper, lower, drift: float) -> tuple[np.ndarray, np.ndarray]
     efficacy_bounds(t, alpha: float, spending: Spending, sides: int = 1) -> np.ndarray
@@ -33,7 +34,7 @@ from sparklift.stats.sequential.boundaries import efficacy_bounds
 from sparklift.stats.sequential.design import Plan, bounds_at, plan
 from sparklift.stats.sequential.inference import median_unbiased, repeated_ci, stagewise_p
 from sparklift.stats.sequential.integration import crossing_probabilities
-from sparklift.stats.sequential.spending import Spending, spending
+from sparklift.stats.sequential.spending import Spending, parameter_error, spending
 
 __all__ = [
     "Plan",
@@ -42,6 +43,7 @@ __all__ = [
     "crossing_probabilities",
     "efficacy_bounds",
     "median_unbiased",
+    "parameter_error",
     "plan",
     "repeated_ci",
     "spending",

@@ -39,15 +39,11 @@ class Spending:
         if self.name not in DEFAULT_PARAMS:
             valid = ", ".join(DEFAULT_PARAMS)
             raise ValueError(f"spending: unknown name {self.name!r}, expected one of {valid}")
+        problem = parameter_error(self.name, self.param)
+        if problem:
+            raise ValueError(f"spending: {problem}, got {self.param}")
         default = DEFAULT_PARAMS[self.name]
-        if default is None and self.param is not None:
-            raise ValueError(f"spending: {self.name!r} takes no parameter, got {self.param}")
-        param = default if self.param is None else float(self.param)
-        if param is not None and not math.isfinite(param):
-            raise ValueError(f"spending: {self.name!r} needs a finite parameter, got {param}")
-        if self.name == "power" and param is not None and param <= 0:
-            raise ValueError(f"spending: 'power' needs rho > 0, got {param}")
-        object.__setattr__(self, "param", param)
+        object.__setattr__(self, "param", default if self.param is None else float(self.param))
 
     def cumulative(self, t: ArrayLike, level: float) -> np.ndarray:
         """Error spent by information fraction ``t`` (clipped to [0, 1]) out of ``level``."""
@@ -63,6 +59,20 @@ class Spending:
         else:
             spent = level * x ** float(self.param)  # type: ignore[arg-type]
         return np.where(x >= 1.0, level, spent)
+
+
+def parameter_error(name: str, param: float | None) -> str | None:
+    """What the known family ``name`` expects of ``param`` when it is not that (None if it
+    is): :class:`Spending` checks its parameter with it, the config on loading."""
+    default = DEFAULT_PARAMS[name]
+    if default is None:
+        return None if param is None else f"{name!r} takes no parameter"
+    value = default if param is None else float(param)
+    if not math.isfinite(value):
+        return f"{name!r} needs a finite parameter"
+    if name == "power" and value <= 0:
+        return "'power' needs rho > 0"
+    return None
 
 
 def spending(name: str, param: float | None = None) -> Spending:
