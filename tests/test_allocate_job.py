@@ -209,8 +209,7 @@ def test_a_failed_run_leaves_the_published_one(spark, tmp_path, monkeypatch):
         raise RuntimeError("executor lost")
 
     monkeypatch.setattr(allocate_job, "summarize", boom)  # dies after appending its rows
-    with pytest.raises(RuntimeError):
-        allocate(wh, campaign)
+    assert allocate(wh, campaign) == 1  # an internal error
     after, summary_after = published(spark, wh)
     pd.testing.assert_frame_equal(summary, summary_after)
     assert set(read_pandas(str(wh / "allocations"))["run_id"]) == {summary["run_id"].iloc[0]}
@@ -279,6 +278,30 @@ def test_budgets_and_caps_from_tables(spark, tmp_path):
     assert set(dict(summary["cap_multipliers"].iloc[0])) == {"V02"}
 
 
+def test_a_caps_table_without_the_campaign_s_rows_means_no_caps(spark, tmp_path, capsys):
+    """`caps: table` and campaign_caps holds only another campaign's rows: a voucher
+    without a cap has no row, so none has one and the campaign is allocated without caps,
+    saying so (it exited 2). The allocation is the one of the same campaign with no caps."""
+    wh = tmp_path / "wh"
+    u, c, group = instance(100, 3)
+    setup(spark, wh, scores_frame(u, c, group))
+    catalog = Catalog(spark, load_config(overrides=[f"tables.base_path={wh}"]).tables)
+    schema = "campaign_id string, voucher_id string, cap int"
+    catalog.write("campaign_caps", spark.createDataFrame([("other", "V02", 1)], schema))
+    capsys.readouterr()
+    assert allocate(wh, campaign_file(tmp_path, budgets=BUDGETS, caps="table")) == 0
+    assert "table campaign_caps has no rows for campaign c1: no caps" in capsys.readouterr().err
+    tabled, summary = published(spark, wh)
+    assert not dict(summary["cap_multipliers"].iloc[0] or {})
+    assert allocate(wh, campaign_file(tmp_path, budgets=BUDGETS)) == 0
+    plain, _ = published(spark, wh)
+    key = ["customer_id", "voucher_id"]
+    assert (
+        tabled[key].sort_values(key).values.tolist() == plain[key].sort_values(key).values.tolist()
+    )
+    assert (tabled["voucher_id"] == "V02").sum() > 1  # the other campaign's cap is not read
+
+
 @pytest.mark.parametrize("driver_max_rows", [0, None])  # Spark passes; the driver's memory
 def test_vouchers_max_quantity_caps_every_arm(spark, tmp_path, driver_max_rows):
     """Table vouchers' max_quantity is a cap too, the smaller of it and the campaign's: V01
@@ -334,6 +357,28 @@ def test_null_budget_and_cap_rows_are_refused(spark, tmp_path, capsys, table, ro
     "case, spec, rows, code, message",
     [
         ("negative budget", {"budgets": {**BUDGETS, "BE": -5.0}}, "ok", 2, "budgets must be >= 0"),
+        (
+            "infinite budget",
+            {"budgets": {**BUDGETS, "BE": float("inf")}},
+            "ok",
+            2,
+            "budgets must be >= 0 and finite, got {'BE': inf}",
+        ),
+        (
+            "empty voucher list",
+            {"budgets": BUDGETS, "vouchers": []},
+            "ok",
+            2,
+            "vouchers: [] names no voucher",
+        ),
+        (
+            "unscored vouchers",
+            {"budgets": BUDGETS, "vouchers": ["V07", "V08"]},
+            "ok",
+            2,
+            "uplift_scores of 2026-09-01 has no rows for campaign c1's vouchers ['V07', 'V08']; "
+            "it scores ['V01', 'V02', 'V03']",
+        ),
         ("unknown group", {"budgets": {"NL": 1.0, "DE": 1.0}}, "ok", 2, "budget groups ['BE']"),
         ("duplicates", {"budgets": BUDGETS}, "dup", 2, "duplicate (customer_id, voucher_id)"),
         ("NaN score", {"budgets": BUDGETS}, "nan", 2, "null, NaN or infinite"),

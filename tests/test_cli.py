@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sparklift import cli
 from sparklift.errors import SparkliftError
 from sparklift.session import check_java
 
@@ -55,3 +57,24 @@ def test_spark_submit_entry_points_exist():
         path = os.path.join(os.path.dirname(__file__), "..", "jobs", f"{job.replace('-', '_')}.py")
         assert os.path.isfile(path), job
         assert f'main(["{job}", *sys.argv[1:]])' in Path(path).read_text(), job
+
+
+def test_an_internal_error_is_one_json_log_line_with_exit_code_1(monkeypatch, capsys):
+    """A bug (not a SparkliftError) exits 1 with the JSON log line every failure gets:
+    exit_code 1, the error in the message and its traceback in ``exception``."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no session today")
+
+    monkeypatch.setattr(cli, "build_session", broken)
+    assert cli.main(["features", "--set", "logging.format=json"]) == 1
+    err = capsys.readouterr().err
+    records = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]
+    (failed,) = [r for r in records if "exit_code" in r]
+    assert failed["exit_code"] == 1 and failed["level"] == "ERROR"
+    assert (
+        failed["message"]
+        == "features failed with an internal error: RuntimeError: no session today"
+    )
+    assert failed["exception"].startswith("Traceback") and "in broken" in failed["exception"]
+    assert "error: internal error: RuntimeError: no session today" in err.splitlines()

@@ -32,8 +32,9 @@ BACKENDS = ["native", "deltars"]
 CONF = str(REPO / "conf" / "sparklift.yaml")
 
 
-class SparkStarted(Exception):
-    """Raised by the stand-in for build_session: the CLI got as far as starting Spark."""
+class SparkStarted(BaseException):
+    """Raised by the stand-in for build_session: the CLI got as far as starting Spark (not
+    an Exception, which the CLI would log as an internal error and exit 1 on)."""
 
 
 @pytest.fixture
@@ -76,6 +77,44 @@ def test_validation_error_from_a_set_names_the_set_not_the_file(no_spark, capsys
     msg = str(e.value)
     assert "--set generate.users=x" in msg and "--set generate.zones=1" in msg
     assert "generate.users: " in msg and "[from --set generate.users=x]" in msg
+
+
+def test_set_takes_every_key_a_config_file_takes():
+    """--set keys are those of the config's models, not only those the defaults spell out:
+    a table's checks not in the defaults, a whole table's, an optional section left null
+    (allocate.fallback) or absent (design.sequential.futility); truly unknown keys are
+    refused naming the keys known there, and a key below a value is no section."""
+    config = load_config(None, [
+        "quality.tables.zones.ranges={region: [0, 1]}",
+        "quality.tables.zones.severity={anomaly: error}",
+        "quality.tables.geo_results.not_null=[x]",
+        "allocate.fallback.max_age_days=2",
+        "design.sequential.futility.spending=pocock",
+    ])  # fmt: skip
+    zones = config.quality.tables["zones"]
+    assert zones.ranges == {"region": (0.0, 1.0)} and zones.severity == {"anomaly": "error"}
+    assert zones.not_null == ["zone_id", "region", "eligible"]  # the defaults' stay
+    assert config.quality.tables["geo_results"].not_null == ["x"]
+    assert config.allocate.fallback is not None and config.allocate.fallback.max_age_days == 2
+    futility = config.design.sequential.futility
+    assert futility is not None and futility.spending == "pocock" and futility.beta is None
+    with pytest.raises(
+        ConfigError,
+        match=r"--set quality.tables.zones.rangs: unknown key "
+        r"'rangs' in quality.tables.zones \(known: \['accepted', 'anomaly', "
+        r"'date_column', 'not_null', 'ranges', 'references', 'severity'\]\)",
+    ):
+        load_config(None, ["quality.tables.zones.rangs={region: [0, 1]}"])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'max_age' in allocate.fallback "
+        r"\(known: \['max_age_days'\]\)",
+    ):
+        load_config(None, ["allocate.fallback.max_age=2"])
+    with pytest.raises(ConfigError, match=r"--set spark.master.x: spark.master is not a config"):
+        load_config(None, ["spark.master.x=1"])
+    with pytest.raises(ConfigError, match=r"quality.tables: \['nope'\] name no table"):
+        load_config(None, ["quality.tables.nope.not_null=[x]"])
 
 
 DEMO_EXPERIMENT = REPO / "conf" / "experiments" / "demo_banner.yaml"

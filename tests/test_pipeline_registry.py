@@ -14,7 +14,7 @@ import yaml
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError, InputError
-from sparklift.jobs import pipeline
+from sparklift.jobs import JobContext, pipeline
 from sparklift.pipeline import registry
 from sparklift.pipeline.plan import plan_steps
 from sparklift.pipeline.registry import PipelineStep
@@ -127,6 +127,47 @@ def test_active_campaigns_of_a_run_date(tmp_path):
     (tmp_path / "copy.yaml").write_text(yaml.safe_dump(files["always"]))
     with pytest.raises(InputError, match="campaign always is defined twice"):
         active(dt.date(2026, 6, 30))
+
+
+def test_campaign_patterns_of_a_config_file_are_its_directory_s(tmp_path, monkeypatch):
+    """A config file's relative pipeline.campaigns are searched from its directory, so a
+    driver started elsewhere (cluster mode) finds the campaigns; the defaults' and a
+    --set's from the working directory. A run with allocations refuses a pattern that
+    matches nothing (exit 2, naming the key and the directory searched) rather than plan no
+    allocation and succeed; an empty list, or a run without allocate, is not refused."""
+    conf = tmp_path / "conf"
+    (conf / "campaigns").mkdir(parents=True)
+    spec = {"campaign_id": "winback", "budgets": {"NL": 100.0}}
+    (conf / "campaigns" / "winback.yaml").write_text(yaml.safe_dump(spec))
+    (conf / "sparklift.yaml").write_text("pipeline: {campaigns: [campaigns/*.yaml]}\n")
+    elsewhere = tmp_path / "driver"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(conf / "sparklift.yaml")
+    assert config.pipeline.campaigns == [str(conf / "campaigns" / "*.yaml")]
+    allocate = registry.job("allocate").STEP.targets
+    day = dt.date(2026, 6, 30)
+    found = {"winback": ("--campaign", str(conf / "campaigns" / "winback.yaml"))}
+    assert allocate(SimpleNamespace(config=config, run_date=day)) == found
+
+    ran = []
+    monkeypatch.setattr(pipeline, "_run_date", lambda ctx, kinds, *rest: ran.append(kinds) or [])
+
+    def run(config, steps: str | None = None) -> dict:
+        args = SimpleNamespace(start=None, end=None, steps=steps, force=False)
+        return pipeline.run(JobContext(None, config, None, day), args)  # type: ignore[arg-type]
+
+    run(config)
+    defaults = load_config(None, ["pipeline.reports=false"])  # conf/campaigns/*.yaml
+    searched = re.escape(str(elsewhere / "conf" / "campaigns"))
+    with pytest.raises(ConfigError, match=rf"^pipeline.campaigns: 'conf/campaigns/\*.yaml' "
+                       rf"matches no campaign file in {searched} "):  # fmt: skip
+        run(defaults)
+    with pytest.raises(ConfigError, match="matches no campaign file"):
+        run(load_config(None, ["pipeline.campaigns=[conf/campaigns/winback.yaml]"]))
+    run(defaults, "features,analyze")
+    run(load_config(None, ["pipeline.campaigns=[]"]))
+    assert len(ran) == 3 and ran[1] == ["features", "analyze"]
 
 
 def test_running_experiments_of_a_run_date():

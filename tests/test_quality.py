@@ -56,7 +56,7 @@ def test_z_rule_leaves_the_value_under_test_out_of_its_window():
     assert r.severity == "warn"
     # A day without rows (its freshness failed, its anomaly checks skipped) is not trained on.
     empty = history | {DAY - dt.timedelta(days=2): {"row_count": 0.0}}
-    late = {DAY - dt.timedelta(days=2): {"freshness"}}
+    late = {DAY - dt.timedelta(days=2): {"freshness": "error"}}
     r = rules.anomaly_checks(spec, today, empty, DAY, q, late)[0]
     kept = counts[[1, *range(3, 15)]]
     assert r.statistic == pytest.approx(abs(900 - kept.mean()) / kept.std(ddof=1), rel=1e-12)
@@ -126,7 +126,7 @@ def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
     level = {d: 1000 * (1.3 if d.weekday() >= 5 else 1.0) + rng.normal(0, 20) for d in days}
     x = 0.7 * level[today - dt.timedelta(days=7)]
     history = {d: {"row_count": v} for d, v in level.items()}
-    failed = {today - dt.timedelta(days=3): {"anomaly:row_count"}}
+    failed = {today - dt.timedelta(days=3): {"anomaly:row_count": "warn"}}
     history[today - dt.timedelta(days=3)] = {"row_count": 400.0}  # yesterday's lost feed...
     spec = table_spec("user_activity", conf())
     r = rules.anomaly_checks(spec, {"row_count": x}, history, today, conf(), failed)[0]
@@ -137,7 +137,7 @@ def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
     assert "from 7 days before" in r.threshold and "n 13" in r.threshold
     # The same weekday's value 7 days before failed too: the one 14 days before stands in,
     # its change the sum of two weekly changes (twice their mean, sqrt(2) times their sd).
-    both = failed | {today - dt.timedelta(days=7): {"anomaly:row_count"}}
+    both = failed | {today - dt.timedelta(days=7): {"anomaly:row_count": "warn"}}
     r = rules.anomaly_checks(spec, {"row_count": x}, history, today, conf(), both)[0]
     window2 = [d for d in window if d != today - dt.timedelta(days=7)]
     changes = np.array([level[d] - level[d - dt.timedelta(days=7)] for d in window2])
@@ -151,7 +151,7 @@ def test_weekly_changes_expose_a_drop_the_weekly_swing_hides():
     assert plain.statistic == pytest.approx(abs(x - values.mean()) / values.std(ddof=1))
     assert plain.status == rules.PASS  # the swing's sd hides the drop
     # ...not left out once the failures are half of the window: the change has lasted.
-    lasting = {today - dt.timedelta(days=k): {"anomaly:row_count"} for k in range(1, 8)}
+    lasting = {today - dt.timedelta(days=k): {"anomaly:row_count": "warn"} for k in range(1, 8)}
     kept = rules.anomaly_checks(spec, {"row_count": x}, history, today, flat, lasting)[0]
     assert "n 14" in kept.threshold
     with pytest.raises(Exception, match="season_days and same_weekday"):
@@ -477,6 +477,39 @@ def test_history_flags_a_half_feed_and_a_shifted_distribution(spark, tmp_path, c
     assert set(anomalies["message"]) == {"no rows for the run date (see freshness)"}
 
 
+def test_a_partition_delivered_twice_in_a_tables_first_days_is_not_trained_on(
+    spark, tmp_path, capsys
+):
+    """Day 2 of a new table delivered twice: its unique_key check (error) fails while its
+    anomaly checks still lack history. Day 5, with half the rows, is compared with days 1, 3
+    and 4 only (numpy's z), whether checked alone (the verdicts read back with their
+    severities) or in one pass from day 1 (``--start``); with day 2 it would pass (z 1.5)."""
+    wh = tmp_path / "wh"
+    catalog = warehouse(spark, wh)
+    first = DAY - dt.timedelta(days=4)
+    days = [first + dt.timedelta(days=k) for k in range(5)]
+    counts = {days[0]: 500, days[2]: 507, days[3]: 514, days[4]: 250}
+    for i, day in enumerate(days):
+        once = activity(day, counts.get(day, 500), seed=20 + i)
+        frame = pd.concat([once, once]) if day == days[1] else once
+        catalog.write("user_activity", spark.createDataFrame(frame))
+    sets = ["--table", "user_activity", "--set", f"tables.base_path={wh}",
+            "--set", "quality.window_days=4", "--set", "quality.min_history=3",
+            "--set", "quality.season_days=0"]  # fmt: skip
+    clean = np.array([500.0, 507.0, 514.0])
+    z = abs(250 - clean.mean()) / max(clean.std(ddof=1), 0.01 * clean.mean())
+    assert main(["check", "--start", str(first), "--run-date", str(days[3]), *sets]) == 2
+    assert f"{days[1]} unique_key: 500 rows repeat a key" in capsys.readouterr().err
+    assert results(wh, days[1]).loc["anomaly:row_count", "status"] == rules.SKIPPED
+    assert main(["check", "--run-date", str(days[4]), *sets]) == 0  # a warning
+    alone = results(wh, days[4]).loc["anomaly:row_count"]
+    assert alone["statistic"] == pytest.approx(z, rel=1e-12) and alone["status"] == rules.FAIL
+    assert main(["check", "--start", str(first), "--run-date", str(days[4]), *sets]) == 2
+    in_one_pass = results(wh, days[4]).loc["anomaly:row_count"]
+    assert in_one_pass["statistic"] == pytest.approx(z, rel=1e-12)
+    assert "n 3" in in_one_pass["threshold"]
+
+
 def test_a_null_share_from_zero_and_a_seasonal_relative_change():
     """A column never null before: its null share's sd is 0, so the sd is floored at the
     binomial sd of one row's share (1 / rows): one stray null in 50,000 rows is z 1, 500
@@ -534,6 +567,32 @@ def test_a_constant_history_and_a_value_that_is_not_finite():
     assert bad.status == rules.FAIL and "not finite" in bad.message
 
 
+def test_a_day_refused_by_an_error_check_is_never_trained_on():
+    """A table's first ten days, about 1,000 rows each; the third delivered twice (1,992
+    rows): its unique_key check (error) failed while anomaly:row_count was skipped (too
+    little history), so no anomaly failure marks it. On day 10, 600 rows (40% lost) must be
+    compared with the eight clean days: z of about 40 (numpy, the sd at its floor of 1% of
+    the mean), not 1.55 against a window
+    inflated by the duplicate. A warn check's failure (accepted data) is trained on."""
+    q = conf()
+    spec = table_spec("user_activity", q)
+    first = dt.date(2026, 1, 1)
+    rows = [1000.0, 1010.0, 1992.0, 990.0, 1005.0, 995.0, 1003.0, 1002.0, 1001.0]
+    history = {first + dt.timedelta(days=i): {"row_count": v} for i, v in enumerate(rows)}
+    day = first + dt.timedelta(days=9)
+    twice = {first + dt.timedelta(days=2): {"unique_key": "error", "range:gmv": "warn"}}
+    r = rules.anomaly_checks(spec, {"row_count": 600.0}, history, day, q, twice)[0]
+    clean = np.array(rows[:2] + rows[3:])
+    sd = max(clean.std(ddof=1), 0.01 * clean.mean())  # the floor: 1% of the mean level
+    assert r.statistic == pytest.approx(abs(600 - clean.mean()) / sd, rel=1e-12)
+    assert r.statistic > 39 and r.status == rules.FAIL and "n 8" in r.threshold
+    warned = {first + dt.timedelta(days=2): {"unique_key": "warn"}}
+    kept = rules.anomaly_checks(spec, {"row_count": 600.0}, history, day, q, warned)[0]
+    every = np.array(rows)
+    assert kept.statistic == pytest.approx(abs(600 - every.mean()) / every.std(ddof=1))
+    assert kept.status == rules.PASS and "n 9" in kept.threshold
+
+
 def test_an_outage_never_becomes_the_norm_and_a_metric_gone_today_fails():
     """Half of the window lost (the checks saw no rows on 7 of 14 days): those days stay out
     of the window, so a day at a tenth of the usual rows is compared with the 7 days that
@@ -547,7 +606,7 @@ def test_an_outage_never_becomes_the_norm_and_a_metric_gone_today_fails():
     history = {DAY - dt.timedelta(days=k): {"row_count": float(counts[k])} for k in range(1, 30)}
     lost = {DAY - dt.timedelta(days=k) for k in range(1, 8)}
     history |= {d: {"row_count": 0.0} for d in lost}
-    late = {d: {"freshness"} for d in lost}
+    late = {d: {"freshness": "error"} for d in lost}
     r = rules.anomaly_checks(spec, {"row_count": 5_000.0}, history, DAY, q, late)[0]
     kept = counts[8:15]
     assert r.statistic == pytest.approx(abs(5_000 - kept.mean()) / kept.std(ddof=1), rel=1e-12)

@@ -16,11 +16,14 @@ import pytest
 
 from sparklift.config import load_config
 from sparklift.geo.forecast import forecasts
+from sparklift.jobs import JobContext, write_records
+from sparklift.jobs import report as report_job
 from sparklift.reports.campaign import CampaignData, campaign_page
 from sparklift.reports.experiment import ExperimentData, experiment_page
 from sparklift.reports.index import index_page
 from sparklift.reports.page import fmt
 from sparklift.stats.power import power_at
+from sparklift.tables import Catalog
 from tests.browser import need_chromium, open_pages
 
 START = dt.date(2026, 5, 1)
@@ -259,6 +262,7 @@ def campaign() -> CampaignData:
     )
     rows = [
         {
+            "run_date": START,
             "measured_on": START + dt.timedelta(days=14),
             "metric": "objective",
             "adjustment": a,
@@ -280,6 +284,7 @@ def campaign() -> CampaignData:
     ]
     rows += [
         {
+            "run_date": START,
             "measured_on": START + dt.timedelta(days=14),
             "metric": "objective",
             "adjustment": "none",
@@ -394,6 +399,50 @@ def test_campaign_page_shows_budget_model_and_measurement():
     assert "adjustment none" in unadjusted and fmt(0.61 - 1.96 * 0.2) in cells(unadjusted)
     empty = campaign_page(CampaignData("c", data.summary, None, pd.DataFrame(), START))
     assert "Not measured yet" in empty and "model&#x27;s row was not found" in empty
+
+
+def test_campaign_page_names_the_send_its_measurement_is_of():
+    """The measurement's note names its look and the send (allocation run date) it
+    measured, which may be another than the allocation the page's header names."""
+    data = campaign()
+    html = campaign_page(data)
+    assert "Measured on 2026-05-15, of the send of 2026-05-01:" in html
+    earlier = data.results.assign(run_date=START - dt.timedelta(days=7))
+    html = campaign_page(replace(data, results=earlier))
+    assert "allocation of 2026-05-01;" in html
+    assert "Measured on 2026-05-15, of the send of 2026-04-24:" in html
+
+
+def test_a_campaign_report_shows_one_send_s_measurement_as_of_its_date(spark, tmp_path):
+    """Two sends measured on one day (the first's final look, the second's interim) and,
+    after the report's date, a third allocation and a later look: the page of that date
+    shows the allocation of the second send, and the measurement of that day of the
+    second send only (the latest send measured on the latest look up to the date)."""
+    config = load_config(None, [f"tables.base_path={tmp_path / 'wh'}"])
+    catalog = Catalog(spark, config.tables)
+    first, second, third = (START + dt.timedelta(days=d) for d in (0, 7, 19))
+    look, later = START + dt.timedelta(days=14), START + dt.timedelta(days=21)
+    as_of = START + dt.timedelta(days=15)
+    write_records(catalog, "allocation_summary", [
+        {"run_date": d, "campaign_id": "winback", "run_id": f"r{i}", "budget_group": "NL",
+         "budget": 100.0 * (i + 1), "spent": 90.0 * (i + 1), "n_allocated": 10, "passes": 1,
+         "model_id": "m1"}
+        for i, d in enumerate((first, second, third))
+    ])  # fmt: skip
+    measured = [(first, look, 0.5), (second, look, 0.7), (second, later, 0.9)]
+    write_records(catalog, "campaign_results", [
+        {"campaign_id": "winback", "run_date": sent, "measured_on": on, "budget_group": g,
+         "voucher_id": "*", "metric": "objective", "adjustment": "none", "estimate": e}
+        for sent, on, e in measured for g in ("*", "NL")
+    ])  # fmt: skip
+    data = report_job.campaign_data(JobContext(spark, config, catalog, as_of), "winback")
+    assert list(data.summary["run_date"]) == [second] and list(data.summary["budget"]) == [200.0]
+    r = data.results
+    assert len(r) == 2 and set(r["run_date"]) == {second} and set(r["measured_on"]) == {look}
+    assert sorted(r["estimate"]) == [0.7, 0.7]
+    html = campaign_page(data)
+    assert "allocation of 2026-05-08;" in html
+    assert "Measured on 2026-05-15, of the send of 2026-05-08:" in html
 
 
 def test_pages_render_in_a_real_browser_offline(tmp_path: Path):

@@ -2,7 +2,8 @@
 
 ``spark-submit jobs/<job>.py`` passes the same arguments here, so both run the same code.
 Exit codes: 0 success, 2 bad input or config, 3 input not ready (retry later),
-4 write conflict (re-run), 5 design rejected, 1 anything else (an internal error). The
+4 write conflict (re-run), 5 design rejected, 1 anything else (an internal error: logged
+with its traceback like any failure, with its exit code, never a bare traceback). The
 pipeline exits with its most serious step failure's code. Logs go to stderr (plain or
 JSON, ``logging.format``); stdout holds the job's summary only.
 """
@@ -118,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(render(e.summary))
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # a bug, not the input: the same log line, with the traceback
+        log.error("%s failed with an internal error: %s: %s", args.job, type(e).__name__, e,
+                  exc_info=True, extra={"exit_code": 1})  # fmt: skip
+        print(f"error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     if render:
         print(render(summary))
     else:

@@ -11,7 +11,8 @@ import copy
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError, model_validator
@@ -129,21 +130,55 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return out
 
 
+def _section(annotation: Any) -> Any:
+    """A field's type with ``None`` taken out: an optional section (``X | None``, null in
+    the defaults) takes keys as ``X`` does."""
+    if get_origin(annotation) in (Union, UnionType):
+        kept = [a for a in get_args(annotation) if a is not type(None)]
+        if len(kept) == 1:
+            return kept[0]
+    return annotation
+
+
+def _key_type(kind: Any, part: str, key: str, where: str) -> Any:
+    """The type of ``part`` inside a value of type ``kind`` at dotted ``where``: a model's
+    field, or a dict's value type (any key); a ConfigError naming the known keys for a
+    model's unknown one, and saying that ``where`` is no section when it holds a value."""
+    kind = _section(kind)
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        fields = kind.model_fields
+        if part not in fields:
+            inside = f" in {where}" if where else ""
+            raise ConfigError(
+                f"--set {key}: unknown key {part!r}{inside} (known: {sorted(fields)})"
+            )
+        return fields[part].annotation
+    if get_origin(kind) is dict:
+        return get_args(kind)[1]
+    raise ConfigError(f"--set {key}: {where} is not a config section")
+
+
 def _apply_set(raw: dict[str, Any], assignment: str) -> str:
     """Apply one ``--set KEY=VALUE`` to ``raw`` (``spark.conf={...}`` merges into the
-    defaults' Spark settings); return the dotted key it set."""
+    defaults' Spark settings); return the dotted key it set. The key is checked against the
+    config's models, as a file's keys are (a table's checks, an optional section left null
+    in the defaults): the sections on its way that ``raw`` lacks are created."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
     key, _, text = assignment.partition("=")
     parts = key.strip().split(".")
+    kind: Any = Config
+    for i, part in enumerate(parts):
+        kind = _key_type(kind, part, key, ".".join(parts[:i]))
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a config section")
+        if child is None:  # absent, or an optional section left null
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {key}: {where} is {child!r} in the config, not a section")
         node = child
-    if parts[-1] not in node:
-        raise ConfigError(f"--set {key}: unknown key {parts[-1]!r} (known: {sorted(node)})")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as e:
@@ -157,7 +192,7 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> str:
     # Spark settings add to the defaults' (which tune Delta for small machines); any other
     # value replaces (learner_params belong to one learner: another needs its own).
     merge = key.strip() == "spark.conf" and isinstance(value, dict)
-    node[parts[-1]] = deep_merge(node[parts[-1]], value) if merge else value
+    node[parts[-1]] = deep_merge(node.get(parts[-1]) or {}, value) if merge else value
     return ".".join(parts)
 
 
@@ -224,12 +259,27 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     return data
 
 
+def _from_its_directory(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A config file's mapping with its relative ``pipeline.campaigns`` patterns made
+    relative to the file's directory, so that they find the same files from any working
+    directory (a cluster-mode driver's has no ``conf/``). The defaults' patterns and a
+    ``--set``'s stay relative to the working directory."""
+    pipeline = data.get("pipeline")
+    patterns = pipeline.get("campaigns") if isinstance(pipeline, dict) else None
+    if not isinstance(patterns, list):
+        return data  # not set here, or not a list (validation names it)
+    here = path.absolute().parent
+    moved = [str(here / p) if isinstance(p, str) and not Path(p).is_absolute() else p
+             for p in patterns]  # fmt: skip
+    return deep_merge(data, {"pipeline": {"campaigns": moved}})
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Load defaults, merge the file at ``path`` (if any) and ``--set`` overrides, validate."""
     raw = yaml.safe_load(default_config_text())
     source = "defaults"
     if path is not None:
-        raw = deep_merge(raw, read_yaml_mapping(path))
+        raw = deep_merge(raw, _from_its_directory(read_yaml_mapping(path), Path(path)))
         source = str(path)
     set_keys: dict[str, str] = {}
     for assignment in overrides:

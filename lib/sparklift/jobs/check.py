@@ -83,7 +83,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         results[day] = rules.contract_checks(spec, metrics[day], problems, missing)
         results[day] += rules.anomaly_checks(spec, metrics[day], history, day, conf, failed)
         history[day] = metrics[day]
-        failed[day] = {r.check_name for r in results[day] if r.status == rules.FAIL}
+        failed[day] = {r.check_name: r.severity for r in results[day] if r.status == rules.FAIL}
     now = utcnow()
     key = {"table_name": spec.table, "run_date": days}
     # A check of the same partitions by another job (features and user-history both check
@@ -229,32 +229,33 @@ def _references(
 
 def _past(
     ctx: JobContext, table: str, first: dt.date
-) -> tuple[dict[dt.date, dict[str, float | None]], dict[dt.date, set[str]]]:
+) -> tuple[dict[dt.date, dict[str, float | None]], dict[dt.date, dict[str, str]]]:
     """The table's stored metrics by checked date before ``first`` (the training windows'
     days and every day's PSI edges: a few thousand numbers per table and year), and the
-    checks that failed on the windows' days. A window day's metrics count only beside the
-    verdicts of the same run (the same ``computed_at`` in ``quality_results``) or of the
-    same table version (two checks of one version at once, whose commits interleaved,
-    measured the same rows): a check killed between its two commits after the table changed
-    leaves metrics without their verdicts, and no later day trains on them until that date
-    is checked again."""
+    checks that failed on the windows' days with their severities (a day that failed an
+    error check is not trained on, :func:`rules.anomaly_checks`). A window day's metrics
+    count only beside the verdicts of the same run (the same ``computed_at`` in
+    ``quality_results``) or of the same table version (two checks of one version at once,
+    whose commits interleaved, measured the same rows): a check killed between its two
+    commits after the table changed leaves metrics without their verdicts, and no later day
+    trains on them until that date is checked again."""
     if not ctx.catalog.exists("quality_metrics"):
         return {}, {}
     since = min(rules.history_days(first, ctx.config.quality))
     window = (F.col("run_date") < F.lit(first)) & (F.col("run_date") >= F.lit(since))
     stamps: dict[dt.date, set] = defaultdict(set)
     read: dict[dt.date, tuple] = {}  # the table version (and id) each date's verdicts hold for
-    failed: dict[dt.date, set[str]] = defaultdict(set)
+    failed: dict[dt.date, dict[str, str]] = defaultdict(dict)  # check -> its severity
     if ctx.catalog.exists("quality_results"):
         verdicts = ctx.catalog.read("quality_results", where=[("table_name", "=", table)])
-        for r in verdicts.where(window).select("run_date", "check_name", "status",
-                                               "statistic", "message",
+        for r in verdicts.where(window).select("run_date", "check_name", "severity",
+                                               "status", "statistic", "message",
                                                "computed_at").collect():  # fmt: skip
             stamps[r["run_date"]].add(r["computed_at"])
             if r["check_name"] == rules.VERSION_CHECK:
                 read[r["run_date"]] = (r["statistic"], rules.checked_table_id(r["message"]))
             if r["status"] == rules.FAIL:
-                failed[r["run_date"]].add(r["check_name"])
+                failed[r["run_date"]][r["check_name"]] = r["severity"]
     rows = (
         ctx.catalog.read("quality_metrics", where=[("table_name", "=", table)])
         .where((F.col("run_date") < F.lit(first))

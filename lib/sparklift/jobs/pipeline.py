@@ -10,7 +10,8 @@ for the date is skipped unless ``--force``, one of its dependencies ran again in
 (its inputs changed), or, for a check, its table was written since; a failed step blocks
 the steps that depend on it (also those that succeeded earlier) and no others. The exit
 code is that of the most serious failure (1 internal, 2 bad input, 4 conflict, 3 not
-ready), 0 if none.
+ready), 0 if none. A run with allocations refuses (2) a ``pipeline.campaigns`` pattern that
+matches no file rather than allocate nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import glob
 import json
 import logging
+import os
 import time
 import traceback
 import uuid
@@ -28,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import functions as F
 
 from sparklift import __version__
-from sparklift.errors import InputError, SparkliftError
+from sparklift.errors import ConfigError, InputError, SparkliftError
 from sparklift.features.zone_day import date_range
 from sparklift.jobs import JobContext, fallback, forecast, report, write_records
 from sparklift.jobs.refusals import recorded
@@ -55,6 +58,7 @@ HELP = (
     "propensity scores, uplift scores, allocations, reports"
 )
 PROGRESS_PER_STEP = True  # the CLI leaves progress reporting to each step
+ALLOCATE = "allocate"  # the step kind of pipeline.campaigns' files
 log = logging.getLogger("sparklift.pipeline")
 
 
@@ -86,6 +90,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if args.start and args.start > args.end:
         raise InputError(f"--start {args.start} is after --end {args.end}")
     kinds = args.steps.split(",") if args.steps else list(ctx.config.pipeline.steps)
+    if ALLOCATE in kinds:
+        check_campaign_files(ctx.config.pipeline.campaigns)
     dates = date_range(args.start, args.end) if args.start else [ctx.run_date]
     run_id = uuid.uuid4().hex[:16]
     log.info(
@@ -106,13 +112,28 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     return summary
 
 
+def check_campaign_files(patterns: Sequence[str]) -> None:
+    """Refuse a ``pipeline.campaigns`` pattern that matches no file: the run would plan no
+    allocation and succeed, silently (e.g. a cluster-mode driver, whose working directory
+    has no ``conf/``). An empty list, set on purpose, allocates nothing."""
+    for pattern in patterns:
+        if not any(os.path.isfile(p) for p in glob.glob(pattern)):
+            searched = os.path.abspath(os.path.dirname(pattern))
+            raise ConfigError(
+                f"pipeline.campaigns: {pattern!r} matches no campaign file in {searched} (a "
+                "relative pattern is searched from the directory of the config file that "
+                "sets it, else from the working directory); give the files' path, or set "
+                "pipeline.campaigns=[] to allocate nothing"
+            )
+
+
 def _refresh_reports(ctx: JobContext, outcomes: Sequence[StepOutcome]) -> None:
     """The forecasts, the reports of the experiments analysed and campaigns allocated in
     this run, and the index (as of the last date). They are for people: a failure is
     logged, the run goes on."""
     ran = [o for o in outcomes if o.status == SUCCEEDED and o.target]
     experiments = sorted({o.target for o in ran if o.kind == "analyze"})
-    campaigns = sorted({o.target for o in ran if o.kind == "allocate"})
+    campaigns = sorted({o.target for o in ran if o.kind == ALLOCATE})
     if not experiments and not campaigns:
         return
     last = dataclasses.replace(ctx, run_date=max(o.run_date for o in ran))
@@ -152,6 +173,9 @@ def _run_date(ctx: JobContext, kinds: Sequence[str], force: bool, run_id: str) -
                              exit_code=code, error=why)  # fmt: skip
         _record(ctx, failed, run_id)
         return [failed]
+    if ALLOCATE in targets and not targets[ALLOCATE]:
+        log.info("no campaign of pipeline.campaigns %s is active on %s: nothing to allocate",
+                 ctx.config.pipeline.campaigns, ctx.run_date)  # fmt: skip
     try:
         steps = plan_steps(kinds, targets, ctx.config.pipeline.checks, falls_back)
     except ValueError as e:

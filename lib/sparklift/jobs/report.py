@@ -12,6 +12,7 @@ written to a temporary file and renamed, so a reader never sees half a page.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -135,7 +136,7 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     design = [*where, ("design_id", "=", e["design_id"])]
     assignment = catalog.read("geo_assignments", where=design).toPandas()
     checks = catalog.read("geo_design_checks", where=design).toPandas()
-    results = _latest(catalog, "geo_results", where)
+    results = _latest(catalog, "geo_results", where, ctx.run_date)
     sequential = (
         catalog.read("geo_sequential", where=where).toPandas()
         if catalog.exists("geo_sequential")
@@ -152,11 +153,12 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     )
 
 
-def _latest(catalog, table: str, where: list) -> pd.DataFrame:
-    """The rows of ``table`` of the latest run date (``where``: its partition filter)."""
+def _latest(catalog, table: str, where: list, as_of: dt.date) -> pd.DataFrame:
+    """The rows of ``table`` of its latest run date up to ``as_of``, the report's (a
+    backfill's page shows what was known then); ``where``: its partition filter."""
     if not catalog.exists(table):
         return pd.DataFrame()
-    df = catalog.read(table, where=where)
+    df = catalog.read(table, where=[*where, ("run_date", "<=", as_of)])
     last = df.agg(F.max("run_date")).first()[0]
     return pd.DataFrame() if last is None else df.where(F.col("run_date") == F.lit(last)).toPandas()
 
@@ -216,11 +218,13 @@ def _zone_days(
 
 def campaign_data(ctx: JobContext, campaign_id: str) -> CampaignData:
     """The campaign's latest published allocation summary, its model and its latest
-    measurement."""
+    measurement, as of the report's run date."""
     catalog = ctx.catalog
     if not catalog.exists("allocation_summary"):
         raise InputNotReadyError("no allocation_summary table yet: run sparklift allocate first")
-    summary = _latest(catalog, "allocation_summary", [("campaign_id", "=", campaign_id)])
+    summary = _latest(
+        catalog, "allocation_summary", [("campaign_id", "=", campaign_id)], ctx.run_date
+    )
     if summary.empty:
         raise InputError(f"unknown campaign {campaign_id!r}: not in allocation_summary")
     model = None
@@ -228,13 +232,26 @@ def campaign_data(ctx: JobContext, campaign_id: str) -> CampaignData:
         model_id = str(summary["model_id"].iloc[0])
         rows = catalog.read("uplift_models", where=[("model_id", "=", model_id)]).toPandas()
         model = rows.iloc[0].to_dict() if not rows.empty else None
-    results = pd.DataFrame()
-    if catalog.exists("campaign_results"):
-        df = catalog.read("campaign_results", where=[("campaign_id", "=", campaign_id)])
-        last = df.agg(F.max("measured_on")).first()[0]
-        if last is not None:
-            results = df.where(F.col("measured_on") == F.lit(last)).toPandas()
+    results = _measurement(catalog, campaign_id, ctx.run_date)
     return CampaignData(campaign_id, summary, model, results, ctx.run_date)
+
+
+def _measurement(catalog, campaign_id: str, as_of: dt.date) -> pd.DataFrame:
+    """The campaign's ``campaign_results`` rows of one measurement: its latest look
+    (``measured_on``) up to ``as_of`` and, of the sends (``run_date``) measured that day,
+    the latest. Two sends measured on one day (one's final look, another's interim) would
+    otherwise mix, unlabelled, in one page."""
+    if not catalog.exists("campaign_results"):
+        return pd.DataFrame()
+    where = [("campaign_id", "=", campaign_id), ("measured_on", "<=", as_of)]
+    df = catalog.read("campaign_results", where=where)
+    last = df.agg(F.max(F.struct("measured_on", "run_date"))).first()[0]
+    if last is None:
+        return pd.DataFrame()
+    one = (F.col("measured_on") == F.lit(last["measured_on"])) & (
+        F.col("run_date") == F.lit(last["run_date"])
+    )
+    return df.where(one).toPandas()
 
 
 def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -21,7 +21,10 @@ weekly changes: against twice their mean, with sqrt(2) times their sd; without e
 values themselves. A value that is not finite fails; past ones are left out, and so are past
 values that failed their own check while they are fewer than half of the window (a lost
 half of a day must not become the baseline that hides the next loss; a lasting change
-becomes the new baseline after ``window_days / 2`` days of alarms). With fewer than
+becomes the new baseline after ``window_days / 2`` days of alarms), and, always, the days
+whose partition was refused: no rows, or a failed check of severity ``error`` other than an
+anomaly check (a partition delivered twice fails its key check in a table's first days,
+before its anomaly checks have the history to fail, and must not be the norm). With fewer than
 ``min_history`` past values the check is skipped, never passed. The population stability
 index of a binned column is sum (p - q) ln(p / q) over the bins, p today's shares and q the
 window's pooled shares over the days binned with today's edges, each bin's count plus a
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scipy import stats
@@ -172,10 +175,11 @@ def anomaly_checks(
     history: Mapping[dt.date, Metrics],
     day: dt.date,
     conf: QualityConfig,
-    failed: Mapping[dt.date, Collection[str]] | None = None,
+    failed: Mapping[dt.date, Mapping[str, str]] | None = None,
 ) -> list[Result]:
     """Each anomaly metric and each PSI column against its training window; ``failed``:
-    per past day, the checks that failed then (their values are not trained on)."""
+    per past day, the checks that failed then and their severities (:func:`_failed_days`
+    says which of its values are not trained on)."""
     severity = spec.severity_of("anomaly")
     if spec.date_column and not metrics.get("row_count"):  # freshness fails: not an anomaly
         why, z = "no rows for the run date (see freshness)", f"|z| <= {conf.sensitivity:g} sigma"
@@ -226,15 +230,23 @@ def _share_floor(name: str, x: float | None, window: Sequence[float], rows: floa
 
 
 def _failed_days(
-    days: Sequence[dt.date], check: str, failed: Mapping[dt.date, Collection[str]]
+    days: Sequence[dt.date], check: str, failed: Mapping[dt.date, Mapping[str, str]]
 ) -> set[dt.date]:
-    """The past days whose value of the check is not trained on: those that had no rows
-    (freshness failed: their anomaly checks were skipped; never, however many, so that an
-    outage does not make an empty table the norm), and those it failed, unless they are
-    half of the window or more (then the change has lasted)."""
-    empty = {d for d, checks in failed.items() if "freshness" in checks}
-    own = {d for d, checks in failed.items() if check in checks} - empty
-    return empty | (own if 2 * len(own & set(days)) < len(days) else set())
+    """The past days whose value of the check is not trained on: those whose partition was
+    refused, never, however many (an outage must not make an empty table the norm, nor a
+    faulty delivery a normal one): no rows (freshness failed: their anomaly checks were
+    skipped) or a failed check of severity error that is not an anomaly check (whose own
+    failures stay under the next rule, so that a lasting change can become the baseline);
+    and those the check failed, unless they are half of the window or more (then the change
+    has lasted)."""
+    refused = {
+        d
+        for d, checks in failed.items()
+        if "freshness" in checks
+        or any(s == "error" and not c.startswith("anomaly:") for c, s in checks.items())
+    }
+    own = {d for d, checks in failed.items() if check in checks} - refused
+    return refused | (own if 2 * len(own & set(days)) < len(days) else set())
 
 
 def z_bound(sensitivity: float, n: int) -> float:

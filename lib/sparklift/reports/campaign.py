@@ -25,7 +25,7 @@ EVERY = "*"  # campaign_results' label of all groups or all vouchers
 class CampaignData:
     """A campaign's published ``allocation_summary`` rows of its latest run date, the
     ``uplift_models`` row of the model it used (None: not found) and its
-    ``campaign_results`` rows of the latest measurement (empty: not measured)."""
+    ``campaign_results`` rows of one measurement, of one send (empty: not measured)."""
 
     campaign_id: str
     summary: pd.DataFrame
@@ -210,9 +210,10 @@ def _measured(page: Page, r: pd.DataFrame) -> None:
     adjustment = "cuped" if (cells["adjustment"] == "cuped").any() else "none"
     rows = cells[cells["adjustment"] == adjustment]
     whole = rows[(rows["budget_group"] == EVERY) & (rows["voucher_id"] == EVERY)]
+    measured_on, sent = (str(r[c].iloc[0])[:10] for c in ("measured_on", "run_date"))
     body = [
         note(
-            f"Measured on {str(r['measured_on'].iloc[0])[:10]}: the policy's customers "
+            f"Measured on {measured_on}, of the send of {sent}: the policy's customers "
             "against the random holdout who would have received the same voucher "
             f"(difference in means, adjustment {adjustment}, CI at measure.confidence)."
         )
