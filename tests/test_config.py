@@ -153,6 +153,16 @@ def test_a_spending_parameter_the_function_does_not_take_is_refused_on_loading(
         load_experiment(f, load_config(None).design)
 
 
+def test_the_measurement_s_spending_parameter_is_checked_on_loading():
+    """measure's looks spend alpha as the designs do: a parameter the function does not
+    take is refused on loading, not first at an interim look after the Spark work."""
+    with pytest.raises(ConfigError, match="measure: spending_param: 'obf' takes no parameter"):
+        load_config(None, ["measure.spending=obf", "measure.spending_param=2"])
+    with pytest.raises(ConfigError, match="'power' needs rho > 0"):
+        load_config(None, ["measure.spending=power", "measure.spending_param=0"])
+    assert load_config(None, ["measure.spending=hsd", "measure.spending_param=-2"])
+
+
 def test_spending_parameters_the_functions_take_are_accepted():
     for spending, param in [("hsd", "0"), ("hsd", "1.5"), ("power", "2.5"), ("obf", "null")]:
         sets = [f"design.sequential.spending={spending}", f"design.sequential.param={param}"]

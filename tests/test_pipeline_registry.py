@@ -132,9 +132,7 @@ def test_active_campaigns_of_a_run_date(tmp_path):
 def test_campaign_patterns_of_a_config_file_are_its_directory_s(tmp_path, monkeypatch):
     """A config file's relative pipeline.campaigns are searched from its directory, so a
     driver started elsewhere (cluster mode) finds the campaigns; the defaults' and a
-    --set's from the working directory. A run with allocations refuses a pattern that
-    matches nothing (exit 2, naming the key and the directory searched) rather than plan no
-    allocation and succeed; an empty list, or a run without allocate, is not refused."""
+    --set's from the working directory; an empty list allocates nothing."""
     conf = tmp_path / "conf"
     (conf / "campaigns").mkdir(parents=True)
     spec = {"campaign_id": "winback", "budgets": {"NL": 100.0}}
@@ -150,24 +148,23 @@ def test_campaign_patterns_of_a_config_file_are_its_directory_s(tmp_path, monkey
     found = {"winback": ("--campaign", str(conf / "campaigns" / "winback.yaml"))}
     assert allocate(SimpleNamespace(config=config, run_date=day)) == found
 
-    ran = []
-    monkeypatch.setattr(pipeline, "_run_date", lambda ctx, kinds, *rest: ran.append(kinds) or [])
-
-    def run(config, steps: str | None = None) -> dict:
-        args = SimpleNamespace(start=None, end=None, steps=steps, force=False)
-        return pipeline.run(JobContext(None, config, None, day), args)  # type: ignore[arg-type]
-
-    run(config)
+    # A pattern that matches nothing is a step of its own that fails (exit 2, naming the
+    # key and the directory searched) rather than no allocation and success.
     defaults = load_config(None, ["pipeline.reports=false"])  # conf/campaigns/*.yaml
+    assert allocate(SimpleNamespace(config=defaults, run_date=day)) == {
+        "*": ("--campaign", "conf/campaigns/*.yaml")
+    }
+    job = registry.job("allocate")
     searched = re.escape(str(elsewhere / "conf" / "campaigns"))
     with pytest.raises(ConfigError, match=rf"^pipeline.campaigns: 'conf/campaigns/\*.yaml' "
                        rf"matches no campaign file in {searched} "):  # fmt: skip
-        run(defaults)
-    with pytest.raises(ConfigError, match="matches no campaign file"):
-        run(load_config(None, ["pipeline.campaigns=[conf/campaigns/winback.yaml]"]))
-    run(defaults, "features,analyze")
-    run(load_config(None, ["pipeline.campaigns=[]"]))
-    assert len(ran) == 3 and ran[1] == ["features", "analyze"]
+        job.run(
+            JobContext(None, defaults, None, day), SimpleNamespace(campaign="conf/campaigns/*.yaml")
+        )
+    assert (
+        allocate(SimpleNamespace(config=load_config(None, ["pipeline.campaigns=[]"]), run_date=day))
+        == {}
+    )
 
 
 def test_running_experiments_of_a_run_date():

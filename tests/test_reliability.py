@@ -77,3 +77,15 @@ def test_without_zones_the_calibration_test_is_hosmer_lemeshow():
     statistic, p = calibration_test(y, q, 10)
     assert statistic == pytest.approx(hl, rel=1e-12)
     assert p == pytest.approx(stats.chi2.sf(hl, 10), rel=1e-12)
+
+
+def test_with_no_more_zones_than_deciles_there_is_no_joint_test():
+    """Eight zones cannot test ten deciles jointly (their covariance has rank 7 at most), and
+    one decile's clustered z-score is at most sqrt(7) = 2.65, short of Bonferroni's 2.81: a
+    p-value there could never reject, so none is given; fifteen zones give one."""
+    rng = np.random.default_rng(5)
+    q = rng.uniform(0.05, 0.5, 4000)
+    y = (rng.random(4000) < 2 * q).astype(int)  # twice the scores: far from calibrated
+    statistic, p = calibration_test(y, q, 10, rng.integers(0, 8, 4000))
+    assert np.isnan(statistic) and np.isnan(p)
+    assert calibration_test(y, q, 10, rng.integers(0, 15, 4000))[1] < 0.05

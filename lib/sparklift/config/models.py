@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from sparklift.config.base import _Strict
 from sparklift.config.geo import SPENDING_FUNCTIONS
+from sparklift.stats.sequential import parameter_error
 
 
 class PropensityConfig(_Strict):
@@ -117,3 +118,11 @@ class MeasureConfig(_Strict):
     # Looks during the window (--interim): Lan-DeMets spending of alpha = 1 - confidence
     spending: Literal[SPENDING_FUNCTIONS]  # type: ignore[valid-type]
     spending_param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)
+
+    @model_validator(mode="after")
+    def _spending(self) -> MeasureConfig:
+        """The spending parameter checked on loading, not first at an interim look."""
+        problem = parameter_error(self.spending, self.spending_param)
+        if problem:
+            raise ValueError(f"spending_param: {problem} (got {self.spending_param})")
+        return self

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import glob
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -38,7 +39,7 @@ from sparklift.allocation.distributed import (
     tally,
 )
 from sparklift.allocation.limits import offered
-from sparklift.errors import InputError, InputNotReadyError, SparkliftError
+from sparklift.errors import ConfigError, InputError, InputNotReadyError, SparkliftError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs import allocation_runs as runs
 from sparklift.jobs import campaign_limits as limits
@@ -55,11 +56,16 @@ MAX_PAIRS = 10_000  # (model, voucher) pairs of a day read: one model x a few vo
 def active_campaigns(ctx: JobContext) -> dict[str, tuple[str, ...]]:
     """The pipeline's allocations of the run date: the campaign files matched by
     ``pipeline.campaigns`` that are active on it (campaign_id -> its ``--campaign``). A
-    file that does not load is kept under its file name, so that it fails its own step."""
+    file that does not load is kept under its file name, so that it fails its own step;
+    so is a pattern that matches no file (a driver started where it finds none would
+    otherwise allocate nothing and succeed)."""
     seen: dict[str, str] = {}
     active: dict[str, tuple[str, ...]] = {}
     for pattern in ctx.config.pipeline.campaigns:
-        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        paths = sorted(glob.glob(pattern)) if _is_glob(pattern) else [pattern]
+        if not paths:
+            log.error("%s", unmatched(pattern))
+            paths = [pattern]
         for path in paths:
             try:
                 campaign = load_campaign(path, ctx.config.allocate)
@@ -98,7 +104,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", required=True, help="conf/campaigns/<name>.yaml")
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def unmatched(pattern: str) -> str:
+    """What a ``pipeline.campaigns`` pattern that matches no file says."""
+    searched = os.path.abspath(os.path.dirname(pattern))
+    return (
+        f"pipeline.campaigns: {pattern!r} matches no campaign file in {searched} (a relative "
+        "pattern is searched from the directory of the config file that sets it, else from "
+        "the working directory); give the files' path, or set pipeline.campaigns=[] to "
+        "allocate nothing"
+    )
+
+
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
+    if _is_glob(args.campaign) and not glob.glob(args.campaign):
+        raise ConfigError(unmatched(args.campaign))
     campaign = load_campaign(args.campaign, ctx.config.allocate)
     catalog, day = ctx.catalog, ctx.run_date
     if not catalog.exists("uplift_scores"):

@@ -10,8 +10,7 @@ for the date is skipped unless ``--force``, one of its dependencies ran again in
 (its inputs changed), or, for a check, its table was written since; a failed step blocks
 the steps that depend on it (also those that succeeded earlier) and no others. The exit
 code is that of the most serious failure (1 internal, 2 bad input, 4 conflict, 3 not
-ready), 0 if none. A run with allocations refuses (2) a ``pipeline.campaigns`` pattern that
-matches no file rather than allocate nothing.
+ready), 0 if none.
 """
 
 from __future__ import annotations
@@ -19,10 +18,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import glob
 import json
 import logging
-import os
 import time
 import traceback
 import uuid
@@ -31,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import functions as F
 
 from sparklift import __version__
-from sparklift.errors import ConfigError, InputError, SparkliftError
+from sparklift.errors import InputError, SparkliftError
 from sparklift.features.zone_day import date_range
 from sparklift.jobs import JobContext, fallback, forecast, report, write_records
 from sparklift.jobs.refusals import recorded
@@ -90,8 +87,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if args.start and args.start > args.end:
         raise InputError(f"--start {args.start} is after --end {args.end}")
     kinds = args.steps.split(",") if args.steps else list(ctx.config.pipeline.steps)
-    if ALLOCATE in kinds:
-        check_campaign_files(ctx.config.pipeline.campaigns)
     dates = date_range(args.start, args.end) if args.start else [ctx.run_date]
     run_id = uuid.uuid4().hex[:16]
     log.info(
@@ -110,21 +105,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         names = ", ".join(f"{o.run_date} {o.step}" for o in failed)
         raise PipelineFailed(f"{len(failed)} step(s) failed: {names}", code, summary)
     return summary
-
-
-def check_campaign_files(patterns: Sequence[str]) -> None:
-    """Refuse a ``pipeline.campaigns`` pattern that matches no file: the run would plan no
-    allocation and succeed, silently (e.g. a cluster-mode driver, whose working directory
-    has no ``conf/``). An empty list, set on purpose, allocates nothing."""
-    for pattern in patterns:
-        if not any(os.path.isfile(p) for p in glob.glob(pattern)):
-            searched = os.path.abspath(os.path.dirname(pattern))
-            raise ConfigError(
-                f"pipeline.campaigns: {pattern!r} matches no campaign file in {searched} (a "
-                "relative pattern is searched from the directory of the config file that "
-                "sets it, else from the working directory); give the files' path, or set "
-                "pipeline.campaigns=[] to allocate nothing"
-            )
 
 
 def _refresh_reports(ctx: JobContext, outcomes: Sequence[StepOutcome]) -> None:

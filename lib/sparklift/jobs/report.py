@@ -138,7 +138,7 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     checks = catalog.read("geo_design_checks", where=design).toPandas()
     results = _latest(catalog, "geo_results", where, ctx.run_date)
     sequential = (
-        catalog.read("geo_sequential", where=where).toPandas()
+        catalog.read("geo_sequential", where=[*where, ("run_date", "<=", ctx.run_date)]).toPandas()
         if catalog.exists("geo_sequential")
         else pd.DataFrame()
     )

@@ -196,6 +196,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "holdout_rows": rows["holdout"],
         "train_rows_per_arm": rows["train_per_arm"],
         "campaigns_left_out": later,  # outcomes not final on the run date
+        "warnings": report.warnings,  # also in uplift_models.metrics' randomization
         "qini_objective": {v: round(m["objective"]["qini"], 6) for v, m in metrics.items()},
         "artifact_path": path,
         "version": version,
@@ -304,6 +305,8 @@ def held_out(conf: UpliftConfig) -> Column:
 
 
 def _randomization_verdict(report: checks.HistoryReport, override: bool) -> None:
+    for line in report.warnings:
+        log.warning("%s: %s", HISTORY, line)
     for line in report.problems:
         log.warning("randomization check failed: %s", line)
     if report.problems and not override:

@@ -240,7 +240,8 @@ def _power(page: Page, data: ExperimentData) -> None:
     columns |= {k: v for k, v in planned.items() if k in c}
     body.append(table(c, columns))
     e = data.experiment  # the design's power figures are at the alpha per test
-    alpha = float(e.get("alpha_per_test") or e.get("alpha") or 0.05)
+    known = [a for a in (e.get("alpha_per_test"), e.get("alpha")) if a is not None and pd.notna(a)]
+    alpha = float(known[0]) if known else 0.05  # rows written before it have no alpha_per_test
     for r in c[c["primary"]].to_dict("records") if not c.empty else []:
         se, df, mde = r.get("aa_se"), r.get("df"), r.get("mde")
         if not se or not df or not mde or not np.isfinite(se):

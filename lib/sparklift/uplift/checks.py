@@ -11,9 +11,12 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
 - randomization (an error unless overridden): the sample-ratio test, a chi-square
   goodness-of-fit test of the arm counts against the configured shares at ``srm_alpha``,
   pooled and per campaign (against the shares of the arms it has, Bonferroni over the
-  campaigns);
+  campaigns), a campaign without control large enough to expect one;
   and covariate balance, the standardized mean difference of every feature between each
-  voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``.
+  voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``;
+- warnings: campaigns that lack a voucher of the history (a voucher added or retired
+  between campaigns): its rows then come from some campaigns only while the controls come
+  from all, so a difference between the campaigns would read as its effect.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ class ArmStats:
 
 @dataclass
 class HistoryReport:
-    """What the checks found; ``problems`` are randomization failures (overridable)."""
+    """What the checks found; ``problems`` are randomization failures (overridable),
+    ``warnings`` what may bias the effects without failing randomization."""
 
     arms: dict[str, ArmStats]
     srm_p: float
@@ -57,6 +61,7 @@ class HistoryReport:
     smd: dict[str, dict[str, float]]
     problems: list[str] = field(default_factory=list)
     campaign_srm_p: dict[str, float] = field(default_factory=dict)  # per campaign tested
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +71,7 @@ class HistoryReport:
             "campaign_srm_p_min": min(self.campaign_srm_p.values(), default=None),
             "max_abs_smd": {a: max(abs(v) for v in d.values()) for a, d in self.smd.items()},
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
 
@@ -202,7 +208,8 @@ def check_history(
             f"{ {a: round(s, 4) for a, s in shares.items()} } (chi-square p = {srm_p:.2g} "
             f"< {srm_alpha})"
         )
-    campaign_p = _campaign_ratios(rows, control_share, arm_shares, srm_alpha, problems)
+    warnings: list[str] = []
+    campaign_p = _campaign_ratios(rows, control_share, arm_shares, srm_alpha, problems, warnings)
     smd = {}
     c0, r0 = arms[CONTROL], by_arm[CONTROL]
     for a, s in arms.items():
@@ -226,7 +233,7 @@ def check_history(
                 f"covariate imbalance in arm {a}: standardized mean differences {bad} "
                 f"exceed uplift.max_smd={max_smd}"
             )
-    return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p)
+    return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p, warnings)
 
 
 def _per_arm(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
@@ -252,16 +259,19 @@ def _campaign_ratios(
     arm_shares: Mapping[str, float],
     srm_alpha: float,
     problems: list[str],
+    warnings: list[str],
 ) -> dict[str, float]:
     """The sample-ratio test of each campaign's arms against the configured shares of the
     arms it has (Bonferroni over the campaigns tested), appending its failures to
     ``problems``. Pooled counts can match the shares while campaigns with different shares
     and base rates confound the arms; the learners take one share per arm for every row.
-    So every campaign must draw every arm of the history: one large enough to expect
-    ``MIN_EXPECTED`` rows of an arm it lacks is a problem of its own (that arm's rows, or
-    the controls, would come from other campaigns only, and a difference between the
-    campaigns would read as an effect). A campaign too small to expect that many rows in
-    each of its arms is not tested (a chance of missing an arm is no evidence)."""
+    A campaign too small to expect ``MIN_EXPECTED`` rows in each of its arms is not tested
+    (a chance of missing an arm is no evidence). One large enough to expect that many rows
+    of an arm of the history it lacks: without control, a problem (its treated rows would
+    be compared with other campaigns' controls only); without a voucher, a warning (that
+    voucher's rows come from other campaigns, whose differences from this one would read
+    as its effect: a voucher added later is the usual case, which only the campaigns that
+    drew it can measure without that risk)."""
     campaigns: dict[str, dict[str, int]] = {}
     for r in rows:
         if "campaign_id" in r:
@@ -269,23 +279,31 @@ def _campaign_ratios(
     history = sorted({a for arms in campaigns.values() for a in arms} | {CONTROL})
     everyone = expected_shares(history, control_share, arm_shares)
     tested: dict[str, dict[str, int]] = {}
-    lacking = []
+    no_control, lacking = [], []
     for c, arms in sorted(campaigns.items()):
         n = sum(arms.values())
         missing = [a for a in history if a not in arms and n * everyone[a] >= MIN_EXPECTED]
+        if CONTROL in missing:
+            no_control.append(f"{c} ({n} rows, arms {sorted(arms)})")
+            continue
         if missing:
             lacking.append(f"{c} ({n} rows, lacks {missing})")
-        elif CONTROL in arms and len(arms) > 1:
+        if CONTROL in arms and len(arms) > 1:
             shares = expected_shares(sorted(arms), control_share, arm_shares)
             if n * min(shares.values()) >= MIN_EXPECTED:
                 tested[c] = arms
-    if lacking:
+    if no_control:
         problems.append(
-            f"campaigns without every arm of the history: {', '.join(lacking[:3])}"
-            + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
-            + ": an arm drawn in some campaigns only would be compared with other "
-            "campaigns' rows, so a difference between campaigns would read as its effect "
-            "(train on campaigns with the same arms: uplift.campaigns)"
+            f"campaigns without a control arm: {_few(no_control)}: their treated rows would be "
+            "compared with other campaigns' controls"
+        )
+    if lacking:
+        warnings.append(
+            f"campaigns without every voucher of the history: {_few(lacking)}: a voucher drawn "
+            "in some campaigns only is compared with every campaign's controls, so a "
+            "difference between the campaigns (their customers, their season) would read as "
+            "its effect; to rule that out, train on campaigns with the same arms "
+            "(uplift.campaigns)"
         )
     p_values: dict[str, float] = {}
     failed = []
@@ -310,6 +328,12 @@ def _campaign_ratios(
             f"{len(tested)} campaign(s) at {srm_alpha}): {shown}"
         )
     return p_values
+
+
+def _few(items: list[str]) -> str:
+    """The first three of ``items`` and how many more."""
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return ", ".join(items[:3]) + more
 
 
 def _smd(difference: float, variance: float) -> float:

@@ -282,7 +282,7 @@ def sized(model: RegressorMixin, n: int, fitted_on: int | None = None) -> Regres
     return clone(model).set_params(min_samples_leaf=max(1, size))
 
 
-DEFAULT_LEAVES = 31  # HistGradientBoostingRegressor's max_leaf_nodes when it is None
+DEFAULT_LEAVES = 31  # assumed for max_leaf_nodes=None (no limit): scikit-learn's default
 
 
 def _with_voucher(X: np.ndarray, j: int) -> np.ndarray:
