@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import glob
-import os
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -39,10 +37,11 @@ from sparklift.allocation.distributed import (
     tally,
 )
 from sparklift.allocation.limits import offered
-from sparklift.errors import ConfigError, InputError, InputNotReadyError, SparkliftError
+from sparklift.errors import ConfigError, InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs import allocation_runs as runs
 from sparklift.jobs import campaign_limits as limits
+from sparklift.jobs.campaign_files import active_campaigns, is_glob, unmatched
 from sparklift.jobs.fallback import choose
 from sparklift.measure.calibration import Calibration, calibrate, corrected, final_looks
 from sparklift.pipeline.registry import PipelineStep
@@ -51,36 +50,6 @@ from sparklift.tables.publish import new_id, utcnow
 
 HELP = "allocate vouchers to customers under budgets and caps into allocations"
 MAX_PAIRS = 10_000  # (model, voucher) pairs of a day read: one model x a few vouchers
-
-
-def active_campaigns(ctx: JobContext) -> dict[str, tuple[str, ...]]:
-    """The pipeline's allocations of the run date: the campaign files matched by
-    ``pipeline.campaigns`` that are active on it (campaign_id -> its ``--campaign``). A
-    file that does not load is kept under its file name, so that it fails its own step;
-    so is a pattern that matches no file (a driver started where it finds none would
-    otherwise allocate nothing and succeed)."""
-    seen: dict[str, str] = {}
-    active: dict[str, tuple[str, ...]] = {}
-    for pattern in ctx.config.pipeline.campaigns:
-        paths = sorted(glob.glob(pattern)) if _is_glob(pattern) else [pattern]
-        if not paths:
-            log.error("%s", unmatched(pattern))
-            paths = [pattern]
-        for path in paths:
-            try:
-                campaign = load_campaign(path, ctx.config.allocate)
-            except SparkliftError:  # a broken file fails its own step, not the run
-                active[Path(path).stem] = ("--campaign", path)
-                continue
-            if campaign.campaign_id in seen:
-                raise InputError(
-                    f"campaign {campaign.campaign_id} is defined twice: "
-                    f"{seen[campaign.campaign_id]} and {path}"
-                )
-            seen[campaign.campaign_id] = path
-            if campaign.active_on(ctx.run_date):
-                active[campaign.campaign_id] = ("--campaign", path)
-    return active
 
 
 STEP = PipelineStep(
@@ -104,23 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", required=True, help="conf/campaigns/<name>.yaml")
 
 
-def _is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
-def unmatched(pattern: str) -> str:
-    """What a ``pipeline.campaigns`` pattern that matches no file says."""
-    searched = os.path.abspath(os.path.dirname(pattern))
-    return (
-        f"pipeline.campaigns: {pattern!r} matches no campaign file in {searched} (a relative "
-        "pattern is searched from the directory of the config file that sets it, else from "
-        "the working directory); give the files' path, or set pipeline.campaigns=[] to "
-        "allocate nothing"
-    )
-
-
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
-    if _is_glob(args.campaign) and not glob.glob(args.campaign):
+    if is_glob(args.campaign) and not glob.glob(args.campaign):
         raise ConfigError(unmatched(args.campaign))
     campaign = load_campaign(args.campaign, ctx.config.allocate)
     catalog, day = ctx.catalog, ctx.run_date
