@@ -56,9 +56,28 @@ def test_a_campaign_large_enough_to_expect_controls_but_without_any_is_a_problem
         "campaigns without a control arm: X (400 rows, arms ['V01']): their treated rows "
         "would be compared with other campaigns' controls"
     )
-    # the pooled shares moved too; every share in the messages is a plain number
-    assert report.problems[0].startswith(
-        "sample ratio mismatch: arm shares {'V01': 0.399, 'V02': 0.3606, 'control': 0.2404}"
+    # X was designed without V02 (it lacks 150 expected rows), so the pooled test expects
+    # its 400 rows at control 0.25 / V01 0.75, and only X's missing controls move the pool
+    assert len(report.problems) == 1
+    observed, expected = [4150, 3750, 2500], [3750 + 300, 3750, 2500 + 100]
+    assert report.srm_p == pytest.approx(stats.chisquare(observed, expected).pvalue)
+
+
+def test_a_voucher_added_in_a_later_campaign_is_no_pooled_mismatch():
+    """C1 drew control and V01 at the configured 25/75 (one voucher: it gets the rest), C2
+    every arm at 25/37.5/37.5: the pool is tested against the sum of the campaigns'
+    expected rows (scipy's chi-square on them), not against 25/37.5/37.5 (p ~ 0 here)."""
+    rng = np.random.default_rng(1)
+    c1 = dict(zip(["control", "V01"], rng.multinomial(8000, [0.25, 0.75]).tolist(), strict=True))
+    c2 = dict(zip(SHARES, rng.multinomial(12_000, list(SHARES.values())).tolist(), strict=True))
+    report = check({"C1": c1, "C2": c2})
+    observed = [c1["control"] + c2["control"], c1["V01"] + c2["V01"], c2["V02"]]
+    expected = [0.25 * 20_000, 0.75 * 8000 + 0.375 * 12_000, 0.375 * 12_000]
+    assert report.srm_p == pytest.approx(stats.chisquare(observed, expected).pvalue)
+    assert report.srm_p > 0.001 > stats.chisquare(observed, [5000, 7500, 7500]).pvalue
+    assert report.problems == [] and len(report.warnings) == 1  # C1 lacks V02: a warning
+    assert report.expected_shares == pytest.approx(
+        {"control": 0.25, "V01": 10_500 / 20_000, "V02": 4500 / 20_000}
     )
 
 

@@ -458,3 +458,26 @@ def test_a_backfill_learns_and_scores_only_from_its_past(spark, tmp_path, capsys
     named = run_json(capsys, ["score", *args(wh, "--model-id", newer["model_id"])])
     assert named["model_id"] == newer["model_id"]
     assert f"was trained for 2026-09-30, after the run date {RUN_DATE}" in caplog.text
+
+
+def test_a_voucher_tried_in_one_campaign_is_measured_within_it(spark, tmp_path, capsys):
+    """C001 drew control and V01 only; C002, whose customers buy 1.0 more whatever they
+    get, drew V02 too. The job warns, and the DR learner measures V02 against C002's
+    controls alone: its effect is the planted 0.2 x P(x1 > 0) = 0.1, where one share per
+    arm for all rows would read C002's +1.0 into it (about +0.5)."""
+    wh = tmp_path / "wh"
+    first = history(seed=2).replace({"treatment": {"V02": "V01"}})
+    later = history(seed=3).assign(
+        campaign_id="C002", customer_id=lambda f: f["customer_id"] + 10_000,
+        objective=lambda f: f["objective"] + 1.0)  # fmt: skip
+    write_history(spark, wh, pd.concat([first, later], ignore_index=True))
+    sets = ["--set", "uplift.min_arm_rows=200", "--learner", "dr_linear"]
+    out = run_json(capsys, ["train-uplift", *args(wh, *sets)])
+    (warning,) = out["warnings"]
+    assert warning.startswith("campaigns without every voucher of the history: C001")
+    models = read_pandas(str(wh / "uplift_models"))
+    v02 = json.loads(models["metrics"].iloc[0])["vouchers"]["V02"]["objective"]
+    assert v02["average_effect"] < 0.35  # held out: C002's 30% (about 0.1 +- 0.09)
+    model = artefact.load(models["artifact_path"].iloc[0], ["x1", "x2"], ["V02"])
+    effect = model.predict(later[["x1", "x2"]].to_numpy())["objective"][:, 1]
+    assert abs(effect.mean() - 0.1) < 0.15  # +- 3 SE of the DR mean

@@ -226,3 +226,62 @@ def test_the_dr_learner_cross_fits_by_customer():
     DRLearner(Recorder(), Ridge(), folds=2, pool=False).fit(X, y, arm)  # no groups: by row
     shared = [np.isin(p, f).mean() for f, p in Recorder.calls]
     assert min(shared) > 0.1  # the defect the groups avoid
+
+
+def campaigns_world(n: int = 20_000, seed: int = 5):
+    """Campaign A drew control and V1 (25/75), campaign B, a season later, control, V1 and
+    V2 (25/37.5/37.5), and B's customers buy 1.0 more whatever they get, which no feature
+    shows: V2's rows are all B's while half the controls are A's."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    campaign = np.where(np.arange(n) < n // 2, "A", "B")
+    arm = np.where(
+        campaign == "A",
+        rng.choice(3, n, p=[0.25, 0.75, 0.0]),
+        rng.choice(3, n, p=[0.25, 0.375, 0.375]),
+    )
+    tau = np.column_stack([0.5 * X[:, 0], -0.3 + 0.4 * X[:, 1]])
+    y = X[:, 2] + 1.0 * (campaign == "B") + rng.normal(0, 0.5, n)
+    y += np.where(arm > 0, tau[np.arange(n), np.maximum(arm, 1) - 1], 0)
+    return X, y, arm, tau, campaign
+
+
+@pytest.mark.parametrize("name", ["dr_gbm", "dr_linear"])
+def test_the_dr_learner_measures_a_voucher_within_the_campaigns_that_drew_it(name):
+    """With each row's campaign (its arm shares) the DR learner, pooled (gbm) or per
+    voucher (linear), recovers the planted effects; with one share per arm for every row,
+    B's higher base reads as V2's effect (about +0.5) and A's lower one lowers V1's."""
+    X, y, arm, _, campaign = campaigns_world()
+    stratified = make_learner(name, CONF).fit(X, y, arm, strata=campaign)
+    pooled = make_learner(name, CONF).fit(X, y, arm)
+    Xt, _, _, tt, _ = campaigns_world(5000, seed=6)
+    good, bad = stratified.predict(Xt), pooled.predict(Xt)
+    for j in range(2):
+        assert abs(good[:, j].mean() - tt[:, j].mean()) < 0.05, (name, j)
+        assert np.corrcoef(good[:, j], tt[:, j])[0, 1] > 0.8, (name, j)
+    assert bad[:, 1].mean() - tt[:, 1].mean() > 0.3  # the defect the strata avoid
+
+
+def test_train_evaluates_a_voucher_against_the_controls_of_its_campaigns():
+    """train() passes each row's campaign to the learner and evaluates V2 on the held-out
+    rows of campaign B only: its held-out average effect is B's difference in means (the
+    planted -0.3), not one against A's controls too (-0.3 + 0.5)."""
+    X, y, arm, tau, campaign = campaigns_world()
+    sample = pd.DataFrame(X, columns=[f"x{i}" for i in range(4)])
+    sample = sample.assign(treatment=np.array(["control", "V1", "V2"])[arm], objective=y, cost=y)
+    held = np.arange(len(y)) % 5 == 0
+    make = lambda: make_learner("dr_linear", CONF)  # noqa: E731
+    model, metrics, _ = train(sample, list(sample.columns[:4]), ["V1", "V2"], make, "dr",
+                              held, [0.5], campaigns=campaign)  # fmt: skip
+    v2 = metrics["V2"]["objective"]
+    assert v2["n_control"] == int((held & (arm == 0) & (campaign == "B")).sum())
+    assert v2["n_treated"] == int((held & (arm == 2)).sum())
+    assert abs(v2["average_effect"] - tau[held & (campaign == "B"), 1].mean()) < 0.2
+    v1 = metrics["V1"]["objective"]
+    assert v1["n_control"] == int((held & (arm == 0)).sum())  # A and B both drew V1
+    assert abs(model.predict(X[:2000])["objective"][:, 1].mean() + 0.3) < 0.05
+    lone = sample.copy()
+    lone.loc[(campaign == "B") & (arm == 0), "treatment"] = "V1"  # B: no control left
+    with pytest.raises(InputError, match=r"vouchers \['V2'\] were never drawn in a campaign"):
+        train(lone, list(sample.columns[:4]), ["V1", "V2"], make, "dr", held, [0.5],
+              campaigns=campaign)  # fmt: skip

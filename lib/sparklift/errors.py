@@ -52,3 +52,10 @@ def reraise_marked(exc: BaseException) -> None:
         cls = globals().get(match.group(1))
         cls = cls if isinstance(cls, type) and issubclass(cls, SparkliftError) else SparkliftError
         raise cls(match.group(2)) from None
+
+
+def few(items: list[str], n: int = 3, sep: str = ", ") -> str:
+    """The first ``n`` of ``items`` joined by ``sep``, and how many more: a message names
+    some, never thousands."""
+    more = f"{sep.rstrip()} and {len(items) - n} more" if len(items) > n else ""
+    return sep.join(items[:n]) + more

@@ -37,7 +37,7 @@ from sparklift.allocation.distributed import (
     tally,
 )
 from sparklift.allocation.limits import offered
-from sparklift.errors import ConfigError, InputError, InputNotReadyError
+from sparklift.errors import ConfigError, InputError, InputNotReadyError, few
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.jobs import allocation_runs as runs
 from sparklift.jobs import campaign_limits as limits
@@ -61,12 +61,6 @@ STEP = PipelineStep(
     checks=("uplift_scores",),
     falls_back=lambda conf, args: falls_back(args, conf.allocate),
 )
-
-
-def _few(names: list[str], n: int = 20) -> str:
-    """``names`` for a message: the first ``n`` and how many more."""
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return f"{names[:n]}{more}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +87,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     vouchers = campaign.vouchers or limits.active_vouchers(ctx)
     scored = sorted({r[1] for r in pairs if r[1] is not None})
     if not set(vouchers) & set(scored):
+        named = few([repr(v) for v in scored], 20)
         raise InputError(
             f"uplift_scores of {part.day} has no rows for campaign {campaign.campaign_id}'s "
-            f"vouchers {vouchers}; it scores {_few(scored)} (score the campaign's vouchers, or "
+            f"vouchers {vouchers}; it scores [{named}] (score the campaign's vouchers, or "
             "name scored ones in its vouchers)"
         )
     vouchers, caps = offered(vouchers, limits.caps(ctx, campaign, vouchers), campaign.campaign_id)

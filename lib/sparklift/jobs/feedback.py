@@ -31,7 +31,7 @@ from sparklift.jobs.measure import measured_run, send_outcomes
 from sparklift.measure import feedback
 from sparklift.measure.campaign import check_outcomes
 from sparklift.tables.commit import txn_version
-from sparklift.uplift.checks import CONTROL, expected_shares
+from sparklift.uplift.arms import CONTROL, expected_shares
 
 HELP = "append a sent campaign's explore arm (and holdout) to voucher_campaigns"
 HISTORY = "voucher_campaigns"

@@ -136,7 +136,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         # not on the order the backend's reader returns them in.
         frame = sample.toPandas().sort_values(list(KEY), ignore_index=True)
         customers = frame.pop("customer_id").to_numpy()  # the DR folds keep a customer whole
-        frame = frame.drop(columns=[k for k in KEY if k != "customer_id"])
+        campaigns = frame.pop("campaign_id").to_numpy()  # the DR learner: their arm shares
     lost = sorted(set(report.arms) - set(frame["treatment"].unique()))
     if lost:
         raise InputError(
@@ -153,6 +153,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             frame[HELD].to_numpy(dtype=bool),
             conf.policy_fractions,
             customers,
+            campaigns,
         )
     for v, m in metrics.items():
         log.info(

@@ -3,13 +3,14 @@
 The explore customers sent a voucher are a random sample of the campaign's customers, each
 sent a voucher drawn at random; the held-out customers are another random sample, sent
 nothing: together, a randomized experiment of the campaign's vouchers against control. The
-history's learners and checks expect every campaign to follow the configured arm shares
-(``uplift.control_share`` or ``uplift.arm_shares``: the same constant propensities in every
-row), while here the shares differ between budget groups (each group's explore arm is cut
-by its own budget slice). So per group each arm is subsampled: with ``n_a`` customers of
-arm a and target shares ``s_a``, each customer is kept, by a hash of the customer, with
-probability ``t s_a / n_a``, ``t = min_a n_a / s_a``, so the group keeps ``t s_a`` of each
-arm in expectation (a binomial count around it, not exactly). Within a group every kept
+history's checks expect every campaign to follow the configured arm shares
+(``uplift.control_share`` or ``uplift.arm_shares``), and the DR learners take one set of
+propensities per campaign (not per budget group), while here the shares differ between
+budget groups (each group's explore arm is cut by its own budget slice). So per group
+each arm is subsampled: with ``n_a`` customers of arm a and target shares ``s_a``, each
+customer is kept, by a hash of the customer, with probability ``t s_a / n_a``,
+``t = min_a n_a / s_a``, so the group keeps ``t s_a`` of each arm in expectation (a
+binomial count around it, not exactly). Within a group every kept
 customer's arm was random, and the kept shares are the configured ones in expectation in
 every group, so the appended campaign is randomized with the history's propensities.
 """
@@ -23,7 +24,7 @@ from pyspark.sql import functions as F
 
 from sparklift.allocation.arms import EXPLORE, HOLDOUT
 from sparklift.synthetic.rand import uniform
-from sparklift.uplift.checks import CONTROL
+from sparklift.uplift.arms import CONTROL
 
 
 def arm_rows(allocations: DataFrame) -> DataFrame:

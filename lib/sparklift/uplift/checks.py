@@ -10,8 +10,9 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
   or constant feature, NaN or null objectives, null or negative costs;
 - randomization (an error unless overridden): the sample-ratio test, a chi-square
   goodness-of-fit test of the arm counts against the configured shares at ``srm_alpha``,
-  pooled and per campaign (against the shares of the arms it has, Bonferroni over the
-  campaigns), a campaign without control large enough to expect one;
+  per campaign against the shares of the arms it has (Bonferroni over the campaigns), and
+  pooled against the sum of the campaigns' expected counts (so a voucher added in a later
+  campaign is no mismatch); a campaign without control large enough to expect one;
   and covariate balance, the standardized mean difference of every feature between each
   voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``;
 - warnings: campaigns that lack a voucher of the history (a voucher added or retired
@@ -35,8 +36,12 @@ from sparklift.errors import InputError
 from sparklift.finite import PREFIX, float_columns, nonfinite_counts, refuse
 from sparklift.quality.contract import ContractError, count_columns, counted, example, failures
 from sparklift.quality.spec import TableSpec
-
-CONTROL = "control"
+from sparklift.uplift.arms import (
+    CONTROL,
+    campaign_arms,
+    campaign_ratios,
+    expected_rows,
+)
 
 
 class RandomizationError(InputError):
@@ -133,21 +138,6 @@ def arm_aggregates(
     return rows
 
 
-def expected_shares(
-    arms: Sequence[str], control_share: float, arm_shares: Mapping[str, float]
-) -> dict[str, float]:
-    """The configured share of each arm: explicit ``arm_shares``, else ``control_share``
-    for control and the rest split evenly over the vouchers."""
-    if arm_shares:
-        unknown = sorted(set(arms) - set(arm_shares))
-        if unknown:
-            raise InputError(f"uplift.arm_shares has no share for arms {unknown} of the history")
-        total = sum(arm_shares[a] for a in arms)
-        return {a: arm_shares[a] / total for a in arms}
-    vouchers = [a for a in arms if a != CONTROL]
-    return {a: control_share if a == CONTROL else (1 - control_share) / len(vouchers) for a in arms}
-
-
 def check_history(
     rows: list[dict[str, Any]],
     table: str,
@@ -196,20 +186,22 @@ def check_history(
             var[c] = (r[f"q{i}"] - n * m * m) / (n - 1) if n > 1 else float("nan")
         arms[a] = ArmStats(int(r["rows"]), mean, var)
     _check_features(rows, table, features)
-    shares = expected_shares(sorted(by_arm), control_share, arm_shares)
-    counts = np.array([arms[a].rows for a in sorted(by_arm)], dtype=float)
-    expected = counts.sum() * np.array([shares[a] for a in sorted(by_arm)])
+    names = sorted(by_arm)
+    counts = np.array([arms[a].rows for a in names], dtype=float)
+    campaigns = campaign_arms(rows) or {"": {a: arms[a].rows for a in names}}  # or just one
+    expected = expected_rows(campaigns, names, control_share, arm_shares)
+    shares = {a: float(e / expected.sum()) for a, e in zip(names, expected, strict=True)}
     srm_p = float(stats.chisquare(counts, expected).pvalue)
     problems = []
     if srm_p < srm_alpha:
-        observed = {a: round(float(arms[a].rows / counts.sum()), 4) for a in sorted(by_arm)}
+        observed = {a: round(float(arms[a].rows / counts.sum()), 4) for a in names}
         problems.append(
             f"sample ratio mismatch: arm shares {observed} vs configured "
             f"{ {a: round(s, 4) for a, s in shares.items()} } (chi-square p = {srm_p:.2g} "
             f"< {srm_alpha})"
         )
     warnings: list[str] = []
-    campaign_p = _campaign_ratios(rows, control_share, arm_shares, srm_alpha, problems, warnings)
+    campaign_p = campaign_ratios(rows, control_share, arm_shares, srm_alpha, problems, warnings)
     smd = {}
     c0, r0 = arms[CONTROL], by_arm[CONTROL]
     for a, s in arms.items():
@@ -248,92 +240,6 @@ def _per_arm(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
         for k in {k for r in rows for k in r} - {"campaign_id", "treatment"}:
             merged.setdefault(k, None)
     return out
-
-
-MIN_EXPECTED = 5  # rows expected in each arm for a campaign's chi-square to be read
-
-
-def _campaign_ratios(
-    rows: list[dict[str, Any]],
-    control_share: float,
-    arm_shares: Mapping[str, float],
-    srm_alpha: float,
-    problems: list[str],
-    warnings: list[str],
-) -> dict[str, float]:
-    """The sample-ratio test of each campaign's arms against the configured shares of the
-    arms it has (Bonferroni over the campaigns tested), appending its failures to
-    ``problems``. Pooled counts can match the shares while campaigns with different shares
-    and base rates confound the arms; the learners take one share per arm for every row.
-    A campaign too small to expect ``MIN_EXPECTED`` rows in each of its arms is not tested
-    (a chance of missing an arm is no evidence). One large enough to expect that many rows
-    of an arm of the history it lacks: without control, a problem (its treated rows would
-    be compared with other campaigns' controls only); without a voucher, a warning (that
-    voucher's rows come from other campaigns, whose differences from this one would read
-    as its effect: a voucher added later is the usual case, which only the campaigns that
-    drew it can measure without that risk)."""
-    campaigns: dict[str, dict[str, int]] = {}
-    for r in rows:
-        if "campaign_id" in r:
-            campaigns.setdefault(str(r["campaign_id"]), {})[str(r["treatment"])] = int(r["rows"])
-    history = sorted({a for arms in campaigns.values() for a in arms} | {CONTROL})
-    everyone = expected_shares(history, control_share, arm_shares)
-    tested: dict[str, dict[str, int]] = {}
-    no_control, lacking = [], []
-    for c, arms in sorted(campaigns.items()):
-        n = sum(arms.values())
-        missing = [a for a in history if a not in arms and n * everyone[a] >= MIN_EXPECTED]
-        if CONTROL in missing:
-            no_control.append(f"{c} ({n} rows, arms {sorted(arms)})")
-            continue
-        if missing:
-            lacking.append(f"{c} ({n} rows, lacks {missing})")
-        if CONTROL in arms and len(arms) > 1:
-            shares = expected_shares(sorted(arms), control_share, arm_shares)
-            if n * min(shares.values()) >= MIN_EXPECTED:
-                tested[c] = arms
-    if no_control:
-        problems.append(
-            f"campaigns without a control arm: {_few(no_control)}: their treated rows would be "
-            "compared with other campaigns' controls"
-        )
-    if lacking:
-        warnings.append(
-            f"campaigns without every voucher of the history: {_few(lacking)}: a voucher drawn "
-            "in some campaigns only is compared with every campaign's controls, so a "
-            "difference between the campaigns (their customers, their season) would read as "
-            "its effect; to rule that out, train on campaigns with the same arms "
-            "(uplift.campaigns)"
-        )
-    p_values: dict[str, float] = {}
-    failed = []
-    for c, arms in tested.items():
-        names = sorted(arms)
-        shares = expected_shares(names, control_share, arm_shares)
-        counts = np.array([arms[a] for a in names], dtype=float)
-        p = float(
-            stats.chisquare(counts, counts.sum() * np.array([shares[a] for a in names])).pvalue
-        )
-        p_values[c] = p
-        if p < srm_alpha / len(tested):
-            observed = {a: round(float(arms[a] / counts.sum()), 4) for a in names}
-            expected = {a: round(shares[a], 4) for a in names}
-            failed.append(
-                f"campaign {c}: arm shares {observed} vs configured {expected} (p = {p:.2g})"
-            )
-    if failed:
-        shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
-        problems.append(
-            f"sample ratio mismatch within campaigns (chi-square, Bonferroni over "
-            f"{len(tested)} campaign(s) at {srm_alpha}): {shown}"
-        )
-    return p_values
-
-
-def _few(items: list[str]) -> str:
-    """The first three of ``items`` and how many more."""
-    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
-    return ", ".join(items[:3]) + more
 
 
 def _smd(difference: float, variance: float) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sparklift.errors import InputError
-from sparklift.uplift.checks import CONTROL
+from sparklift.uplift.arms import CONTROL
 from sparklift.uplift.evaluation import evaluate
 from sparklift.uplift.learners import UpliftLearner, allows_nan, fit_grouped
 from sparklift.uplift.model import RESPONSES, UpliftModel, check_predicts
@@ -45,18 +45,36 @@ def train(
     held: np.ndarray,
     fractions: Sequence[float],
     customers: np.ndarray | None = None,
+    campaigns: np.ndarray | None = None,
 ) -> tuple[UpliftModel, dict[str, Any], dict[str, Any]]:
     """The fitted model, per voucher and response its held-out metrics, and the number of
     training and held-out rows (and of training rows per arm). ``held`` marks the held-out
     rows of ``sample``; ``customers``, each row's customer, goes to a learner whose fit
-    takes ``groups`` (:func:`.learners.fit_grouped`)."""
+    takes ``groups``, and ``campaigns``, each row's campaign, to one whose fit takes
+    ``strata`` (:func:`.learners.fit_grouped`). A voucher is evaluated on the held-out rows
+    of the campaigns that drew it and control, so no other campaign's customers pose as its
+    control group."""
     X = feature_matrix(sample, features)
     arm = arm_codes(sample["treatment"], vouchers)
+    drew = _drawn_with_control(arm, len(vouchers), campaigns)
+    never = [v for j, v in enumerate(vouchers) if not drew[j].any()]
+    if never:
+        raise InputError(
+            f"vouchers {never} were never drawn in a campaign that has control rows in the "
+            "training sample, so their effect cannot be measured; train on campaigns "
+            "(uplift.campaigns) that hold out a control arm"
+        )
     short = [a for k, a in enumerate([CONTROL, *vouchers]) if not held[arm == k].any()]
+    short += [
+        v
+        for j, v in enumerate(vouchers)
+        if v not in short and not all((held & drew[j] & (arm == k)).any() for k in (0, j + 1))
+    ]
     if short:
         raise InputError(
-            f"the training sample's hold-out has no rows of arms {short}; raise "
-            "uplift.holdout_share or uplift.min_arm_rows"
+            f"the training sample's hold-out has no rows of arms {short} (a voucher's: in "
+            "the campaigns that drew it and control); raise uplift.holdout_share or "
+            "uplift.min_arm_rows"
         )
     fitted = {}
     for response in RESPONSES:
@@ -70,14 +88,15 @@ def train(
             )
         log.info("fitting %s for %s on %d rows", name, response, int((~held).sum()))
         groups = None if customers is None else customers[~held]
-        fitted[response] = fit_grouped(learner, X[~held], y[~held], arm[~held], groups)
+        strata = None if campaigns is None else campaigns[~held]
+        fitted[response] = fit_grouped(learner, X[~held], y[~held], arm[~held], groups, strata)
     model = UpliftModel(name, list(features), list(vouchers), fitted)
     check_predicts(model)  # a learner of one's own: its shapes, before they index anything
     keep = held & (~np.isnan(X).any(axis=1) | model.handles_missing)
     pred = model.predict(X[keep])
     metrics: dict[str, Any] = {}
     for j, voucher in enumerate(vouchers):
-        rows = np.isin(arm[keep], (0, j + 1))
+        rows = np.isin(arm[keep], (0, j + 1)) & drew[j][keep]
         treated = arm[keep][rows] == j + 1
         metrics[voucher] = {
             response: evaluate(
@@ -91,3 +110,19 @@ def train(
     per_arm = {a: int(((arm == k) & ~held).sum()) for k, a in enumerate([CONTROL, *vouchers])}
     rows = {"train": int((~held).sum()), "holdout": int(held.sum()), "train_per_arm": per_arm}
     return model, metrics, rows
+
+
+def _drawn_with_control(
+    arm: np.ndarray, n_vouchers: int, campaigns: np.ndarray | None
+) -> list[np.ndarray]:
+    """Per voucher, the rows of the campaigns that have rows of it and of control (every
+    row, without campaigns)."""
+    if campaigns is None:
+        return [np.ones(len(arm), dtype=bool)] * n_vouchers
+    code = pd.factorize(campaigns, use_na_sentinel=False)[0]
+
+    def has(k: int) -> np.ndarray:  # the rows of the campaigns with rows of arm k
+        return np.bincount(code[arm == k], minlength=code.max() + 1)[code] > 0
+
+    control = has(0)
+    return [control & has(j + 1) for j in range(n_vouchers)]
