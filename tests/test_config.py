@@ -156,7 +156,8 @@ def test_a_spending_parameter_the_function_does_not_take_is_refused_on_loading(
 def test_the_measurement_s_spending_parameter_is_checked_on_loading():
     """measure's looks spend alpha as the designs do: a parameter the function does not
     take is refused on loading, not first at an interim look after the Spark work."""
-    with pytest.raises(ConfigError, match="measure: spending_param: 'obf' takes no parameter"):
+    line = r"\n  measure\.spending_param: 'obf' takes no parameter \(got 2\)"
+    with pytest.raises(ConfigError, match=line):
         load_config(None, ["measure.spending=obf", "measure.spending_param=2"])
     with pytest.raises(ConfigError, match="'power' needs rho > 0"):
         load_config(None, ["measure.spending=power", "measure.spending_param=0"])

@@ -143,7 +143,8 @@ def revenue(lift):
 def test_the_job_reads_the_lift_of_the_first_clustered_covariance(spark, tmp_path):
     """The analysis writes lift rows only for clustered covariances: with
     analysis.covariances [zone-jackknife, zone] the final lift is zone's (the jackknife's
-    att is not a lift); with no clustered covariance the job is refused, naming the key."""
+    att is not a lift); with no clustered covariance the job is refused, naming the key,
+    unless no experiment has concluded (a nightly run with nothing to forecast)."""
     day = dt.date(2026, 3, 14)
     money = ["forecast.platform_revenue={gmv: 2000000}", "forecast.platform_factor=0.5",
              "forecast.success_probability=0.8", "forecast.haircut=0.25"]  # fmt: skip
@@ -173,3 +174,6 @@ def test_the_job_reads_the_lift_of_the_first_clustered_covariance(spark, tmp_pat
     for covariances in (("zone-jackknife",), ("robust", "unadjusted")):
         with pytest.raises(ConfigError, match=r"analysis\.covariances .*clustered covariance"):
             run(*covariances)
+    running = experiment | {"status": "running", "concluded_on": None}
+    write_records(catalog, "geo_experiments", [running], {"experiment_id": ["e"]})
+    assert run("robust") == {"experiments": 0, "rows": 0}  # nothing to forecast: no refusal

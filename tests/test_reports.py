@@ -519,3 +519,54 @@ def test_numbers_are_formatted_for_reading(value, shown):
 )  # fmt: skip
 def test_numbers_are_never_in_scientific_notation_above_1e_4(value, shown):
     assert fmt(value) == shown
+
+
+def test_a_backfill_s_experiment_page_and_index_show_what_was_known_then(spark, tmp_path):
+    """geo_experiments keeps only the current status: an experiment concluded after the
+    report's date shows as running then (with its conclusion's date), without the forecast
+    made at its conclusion; the index takes the decision of the last look and the latest
+    allocation up to that date, and marks a campaign measured only once it was."""
+    config = load_config(None, [f"tables.base_path={tmp_path / 'wh'}"])
+    catalog = Catalog(spark, config.tables)
+    look, concluded = START + dt.timedelta(days=10), START + dt.timedelta(days=20)
+    as_of = START + dt.timedelta(days=15)
+    experiment = {"experiment_id": "e", "design_id": "d", "status": "concluded",
+                  "reason": "t1: efficacy", "concluded_on": concluded, "start": START,
+                  "end": concluded}  # fmt: skip
+    write_records(catalog, "geo_experiments", [experiment], {"experiment_id": ["e"]})
+    design = {"experiment_id": "e", "design_id": "d"}
+    write_records(catalog, "geo_assignments", [design | {"zone_id": 1, "variant": "t1"}])
+    write_records(catalog, "geo_design_checks", [design | {"check": "aa"}])
+    write_records(catalog, "geo_sequential", [
+        {"experiment_id": "e", "run_date": d, "metric": "gmv", "variant": "t1", "primary": True,
+         "variant_decision": decision}
+        for d, decision in ((look, "continue"), (concluded, "efficacy"))
+    ], {"experiment_id": ["e"]})  # fmt: skip
+    write_records(catalog, "forecasts", [
+        {"experiment_id": "e", "metric": "gmv", "variant": "t1", "concluded_on": concluded,
+         "lift": 0.03, "forecast_raw": 1000.0}
+    ], {"experiment_id": ["e"]})  # fmt: skip
+    write_records(catalog, "allocation_summary", [
+        {"run_date": d, "campaign_id": "winback", "run_id": f"r{i}", "budget_group": "NL",
+         "budget": 100.0, "spent": spent, "n_allocated": 10, "passes": 1, "model_id": "m1"}
+        for i, (d, spent) in enumerate(((START, 90.0), (concluded, 50.0)))
+    ])  # fmt: skip
+    write_records(catalog, "campaign_results", [
+        {"campaign_id": "winback", "run_date": START, "measured_on": concluded,
+         "budget_group": "*", "voucher_id": "*", "metric": "objective", "adjustment": "none",
+         "estimate": 1.0}
+    ])  # fmt: skip
+    ctx = JobContext(spark, config, catalog, as_of)
+    data = report_job.experiment_data(ctx, "e")
+    assert data.experiment["status"] == "running"
+    assert data.experiment["reason"] == "as of 2026-05-16; concluded on 2026-05-21"
+    assert data.forecasts.empty and list(data.sequential["run_date"]) == [look]
+    out = tmp_path / "site"
+    for page in ("experiments/e.html", "campaigns/winback.html"):
+        (out / page).parent.mkdir(parents=True, exist_ok=True)
+        (out / page).write_text("")
+    experiments, campaigns = report_job._index_rows(ctx, out)
+    assert experiments[["status", "decision"]].values.tolist() == [["running", "continue"]]
+    assert campaigns[["run_date", "spent", "measured"]].values.tolist() == [[START, 90.0, False]]
+    later = report_job.experiment_data(replace(ctx, run_date=concluded), "e")
+    assert later.experiment["status"] == "concluded" and len(later.forecasts) == 1

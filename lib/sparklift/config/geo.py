@@ -72,7 +72,7 @@ class FeaturesConfig(_Strict):
 SPENDING_FUNCTIONS = ("obf", "pocock", "hsd", "power")
 
 
-def _spending_param(param: float | None, info: ValidationInfo) -> float | None:
+def valid_spending_param(param: float | None, info: ValidationInfo) -> float | None:
     """``param`` if the spending function takes it (obf and pocock take none, power needs
     rho > 0, hsd a finite gamma): checked on loading, not first when a plan is computed
     after the Spark work."""
@@ -91,7 +91,7 @@ class FutilityConfig(_Strict):
     beta: float | None = Field(default=None, gt=0, lt=1)  # spent on futility; null: 1 - power
     binding: bool = False  # non-binding: efficacy bounds ignore futility (stopping optional)
 
-    _param = field_validator("param")(_spending_param)
+    _param = field_validator("param")(valid_spending_param)
 
 
 class SequentialConfig(_Strict):
@@ -112,7 +112,7 @@ class SequentialConfig(_Strict):
     # information the experiment will have at its end), or (se_K / se_now)^2 observed.
     information: Literal["planned", "observed"] = "planned"
 
-    _param = field_validator("param")(_spending_param)
+    _param = field_validator("param")(valid_spending_param)
 
     @field_validator("looks")
     @classmethod

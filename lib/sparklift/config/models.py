@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sparklift.config.base import _Strict
-from sparklift.config.geo import SPENDING_FUNCTIONS
-from sparklift.stats.sequential import parameter_error
+from sparklift.config.geo import SPENDING_FUNCTIONS, valid_spending_param
 
 
 class PropensityConfig(_Strict):
@@ -119,10 +118,5 @@ class MeasureConfig(_Strict):
     spending: Literal[SPENDING_FUNCTIONS]  # type: ignore[valid-type]
     spending_param: float | None = None  # gamma of hsd (default -4), rho of power (default 3)
 
-    @model_validator(mode="after")
-    def _spending(self) -> MeasureConfig:
-        """The spending parameter checked on loading, not first at an interim look."""
-        problem = parameter_error(self.spending, self.spending_param)
-        if problem:
-            raise ValueError(f"spending_param: {problem} (got {self.spending_param})")
-        return self
+    # checked on loading, not first at an interim look
+    _param = field_validator("spending_param")(valid_spending_param)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     catalog = ctx.catalog
-    lifts, alphas = final_lifts(ctx, lift_covariance(ctx.config.analysis.covariances))
+    lifts, alphas = final_lifts(ctx)
     if lifts.empty:
         log.info("no concluded experiment with a final lift: nothing to forecast")
         return {"experiments": 0, "rows": 0}
@@ -60,14 +60,16 @@ def lift_covariance(covariances: list[str]) -> str:
     return clustered[0]
 
 
-def final_lifts(ctx: JobContext, cov: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Each concluded experiment's final lift with covariance ``cov`` per metric and variant
-    (columns ``INPUT``), and each one's alpha per test, at which its decisions were taken
-    (its alpha for rows written before it was recorded): a join of two small tables,
+def final_lifts(ctx: JobContext) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Each concluded experiment's final lift per metric and variant with the first
+    clustered covariance (columns ``INPUT``; none configured is an error only when there is
+    an experiment to forecast), and each one's alpha per test, at which its decisions were
+    taken (its alpha for rows written before it was recorded): a join of two small tables,
     collected."""
     catalog = ctx.catalog
+    nothing = pd.DataFrame(columns=list(INPUT)), {}
     if not (catalog.exists("geo_experiments") and catalog.exists("geo_results")):
-        return pd.DataFrame(columns=list(INPUT)), {}
+        return nothing
     concluded = (
         catalog.read("geo_experiments")
         .where(F.col("status") == "concluded")
@@ -75,6 +77,9 @@ def final_lifts(ctx: JobContext, cov: str) -> tuple[pd.DataFrame, dict[str, floa
             "experiment_id", "concluded_on", F.coalesce("alpha_per_test", "alpha").alias("alpha")
         )
     )
+    if concluded.isEmpty():
+        return nothing
+    cov = lift_covariance(ctx.config.analysis.covariances)
     results = catalog.read("geo_results").where(
         (F.col("term") == "lift") & (F.col("cov_type") == cov)
     )

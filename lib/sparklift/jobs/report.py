@@ -132,6 +132,7 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     found = catalog.read("geo_experiments", where=where).toPandas()
     if found.empty:
         raise InputError(f"unknown experiment {experiment_id!r}: not in geo_experiments")
+    found = _as_of(found, ctx.run_date)
     e = {k: list(v) if isinstance(v, np.ndarray) else v for k, v in found.iloc[0].items()}
     design = [*where, ("design_id", "=", e["design_id"])]
     assignment = catalog.read("geo_assignments", where=design).toPandas()
@@ -143,14 +144,32 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
         else pd.DataFrame()
     )
     daily, balance = _zone_days(ctx, e, assignment)
-    forecasts = (
-        catalog.read("forecasts", where=where).toPandas()
+    forecasts = (  # made once concluded (recomputed on each run: the latest is kept)
+        catalog.read("forecasts", where=where)
+        .where(F.col("concluded_on") <= F.lit(ctx.run_date))
+        .toPandas()
         if catalog.exists("forecasts")
         else pd.DataFrame()
     )
     return ExperimentData(
         e, assignment, checks, results, sequential, daily, balance, ctx.run_date, forecasts
     )
+
+
+def _as_of(experiments: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """``geo_experiments`` rows as of ``day``: the table keeps only the current status, so
+    one that concluded after ``day`` shows as running then, with its conclusion's date."""
+    later = (experiments["status"] == "concluded") & experiments["concluded_on"].map(
+        lambda d: d is not None and not pd.isna(d) and d > day
+    )
+    if not later.any():
+        return experiments
+    out = experiments.copy()
+    out.loc[later, "reason"] = (
+        "as of " + str(day) + "; concluded on " + out.loc[later, "concluded_on"].astype(str)
+    )
+    out.loc[later, "status"] = "running"
+    return out
 
 
 def _latest(catalog, table: str, where: list, as_of: dt.date) -> pd.DataFrame:
@@ -255,18 +274,20 @@ def _measurement(catalog, campaign_id: str, as_of: dt.date) -> pd.DataFrame:
 
 
 def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per experiment and per campaign whose page exists, with its status."""
-    catalog = ctx.catalog
+    """One row per experiment and per campaign whose page exists, with its status, as of
+    the run date (a backfill's index shows what was known then)."""
+    catalog, day = ctx.catalog, ctx.run_date
     experiments = pd.DataFrame()
     if catalog.exists("geo_experiments"):
-        e = (
-            catalog.read("geo_experiments")
-            .select("experiment_id", "status", "start", "end")
-            .toPandas()
+        e = catalog.read("geo_experiments").select(
+            "experiment_id", "status", "reason", "concluded_on", "start", "end"
         )
+        e = _as_of(e.toPandas(), day)[["experiment_id", "status", "start", "end"]]
         decision = pd.DataFrame(columns=["experiment_id", "decision"])
         if catalog.exists("geo_sequential"):
-            seq = catalog.read("geo_sequential").where(F.col("primary"))
+            seq = catalog.read("geo_sequential").where(
+                F.col("primary") & (F.col("run_date") <= day)
+            )
             last = seq.groupBy("experiment_id").agg(F.max("run_date").alias("run_date"))
             decision = (
                 seq.join(last, ["experiment_id", "run_date"])
@@ -283,7 +304,7 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
         experiments = experiments[[(out / h).is_file() for h in experiments["href"]]]
     campaigns = pd.DataFrame()
     if catalog.exists("allocation_summary"):
-        s = catalog.read("allocation_summary")
+        s = catalog.read("allocation_summary").where(F.col("run_date") <= day)
         last = s.groupBy("campaign_id").agg(F.max("run_date").alias("run_date"))
         campaigns = (
             s.join(last, ["campaign_id", "run_date"])
@@ -295,7 +316,11 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
         if catalog.exists("campaign_results"):
             measured = {
                 r[0]
-                for r in catalog.read("campaign_results").select("campaign_id").distinct().collect()
+                for r in catalog.read("campaign_results")
+                .where(F.col("measured_on") <= day)
+                .select("campaign_id")
+                .distinct()
+                .collect()
             }
         campaigns["measured"] = campaigns["campaign_id"].isin(measured)
         campaigns["href"] = "campaigns/" + campaigns["campaign_id"].map(_safe) + ".html"
