@@ -98,3 +98,41 @@ def test_campaigns_that_each_test_one_voucher_are_warned_of():
         "B (10000 rows, lacks ['V01']): a voucher drawn in some campaigns only"
     )
     assert report.as_dict()["warnings"] == [warning]
+
+
+def test_a_voucher_added_in_another_season_is_compared_with_its_campaign_s_controls():
+    """x has mean 0 in C1 (control, V01) and 0.5 in C2 (control, V01, V02), variance 1 in
+    both: against the pooled controls (mean 0.3, variance 1.06) V02's SMD would be
+    (0.5 - 0.3) / sqrt(1.03) = 0.197, above max_smd. Each arm is compared with the controls
+    of the campaigns that drew it, weighed by its rows in each: V02 with C2's (SMD 0), V01
+    with 6000/10500 of C1's and 4500/10500 of C2's (SMD 0 too). A shift within a campaign
+    is still one."""
+
+    def rows(campaign: str, arm: str, n: int, mu: float, shift: float = 0.0) -> dict:
+        m = mu + shift
+        return {"campaign_id": campaign, "treatment": arm, "rows": n, "n0": n, "s0": n * m,
+                "q0": n * (1 + m * m), "bad_objective": 0, "null_cost": 0,
+                "negative_cost": 0}  # fmt: skip
+
+    def report(shift: float):
+        history = [rows("C1", "control", 2000, 0.0), rows("C1", "V01", 6000, 0.0),
+                   rows("C2", "control", 3000, 0.5), rows("C2", "V01", 4500, 0.5),
+                   rows("C2", "V02", 4500, 0.5, shift)]  # fmt: skip
+        return check_history(
+            history, "voucher_campaigns", ["x"], {"V01", "V02"}, min_arm_rows=1,
+            control_share=0.25, arm_shares={}, srm_alpha=0.001, max_smd=0.1,
+        )  # fmt: skip
+
+    aligned = report(0.0)
+    assert aligned.problems == []
+    assert aligned.smd["V02"]["x"] == pytest.approx(0.0, abs=1e-9)
+    assert aligned.smd["V01"]["x"] == pytest.approx(0.0, abs=1e-9)
+    pooled_var = (2000 * 1 + 3000 * 1.25) / 5000 - 0.3**2  # the old reference's variance
+    old = (0.5 - 0.3) / np.sqrt((1 + pooled_var) / 2)
+    assert old > 0.1  # what the pooled controls would have refused
+    shifted = report(0.2)  # V02 shifted by 0.2 within C2 (sample variances n / (n - 1))
+    assert shifted.smd["V02"]["x"] == pytest.approx(0.2 / np.sqrt((4500 / 4499 + 3000 / 2999) / 2))
+    assert shifted.problems == [
+        "covariate imbalance in arm V02: standardized mean differences {'x': 0.2} exceed "
+        "uplift.max_smd=0.1"
+    ]

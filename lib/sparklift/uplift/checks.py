@@ -14,14 +14,18 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
   pooled against the sum of the campaigns' expected counts (so a voucher added in a later
   campaign is no mismatch); a campaign without control large enough to expect one;
   and covariate balance, the standardized mean difference of every feature between each
-  voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``;
+  voucher arm and control, ``(m_j - m_0) / sqrt((s_j^2 + s_0^2) / 2)``, within ``max_smd``
+  (control: the controls of the campaigns that drew the arm, each campaign's weighed by
+  its share of the arm's rows);
 - warnings: campaigns that lack a voucher of the history (a voucher added or retired
-  between campaigns): its rows then come from some campaigns only while the controls come
-  from all, so a difference between the campaigns would read as its effect.
+  between campaigns): its rows then come from some campaigns only, so a learner that
+  compares them with every campaign's controls (the T-learners) reads a difference between
+  the campaigns as its effect.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,15 +180,7 @@ def check_history(
         n = sum(r[col] for r in rows)
         if n:
             raise InputError(f"table {table}: {n} rows with {what}")
-    arms: dict[str, ArmStats] = {}
-    for a, r in by_arm.items():
-        mean, var = {}, {}
-        for i, c in enumerate(features):
-            n = r[f"n{i}"]
-            m = r[f"s{i}"] / n if n else float("nan")
-            mean[c] = m
-            var[c] = (r[f"q{i}"] - n * m * m) / (n - 1) if n > 1 else float("nan")
-        arms[a] = ArmStats(int(r["rows"]), mean, var)
+    arms = {a: _arm_stats(r, features) for a, r in by_arm.items()}
     _check_features(rows, table, features)
     names = sorted(by_arm)
     counts = np.array([arms[a].rows for a in names], dtype=float)
@@ -203,10 +199,11 @@ def check_history(
     warnings: list[str] = []
     campaign_p = campaign_ratios(rows, control_share, arm_shares, srm_alpha, problems, warnings)
     smd = {}
-    c0, r0 = arms[CONTROL], by_arm[CONTROL]
     for a, s in arms.items():
         if a == CONTROL:
             continue
+        r0 = _controls_like(rows, a, len(features)) or by_arm[CONTROL]
+        c0 = _arm_stats(r0, features)
         smd[a] = {}
         for i, c in enumerate(features):
             if np.isfinite(s.mean[c]) and np.isfinite(c0.mean[c]):
@@ -215,9 +212,9 @@ def check_history(
             # null for every control row): the SMD of its non-null indicator, whose
             # variance is the two arms' pooled share's, finite even when one arm has none.
             n1, n0 = by_arm[a][f"n{i}"], r0[f"n{i}"]
-            if n1 != s.rows or n0 != c0.rows:
-                p1, p0 = n1 / s.rows, n0 / c0.rows
-                p = (n1 + n0) / (s.rows + c0.rows)
+            if n1 != s.rows or not math.isclose(n0, r0["rows"], rel_tol=1e-9):
+                p1, p0 = n1 / s.rows, n0 / r0["rows"]
+                p = (n1 + n0) / (s.rows + r0["rows"])
                 smd[a][f"{c} (non-null share)"] = _smd(p1 - p0, p * (1 - p))
         bad = {c: round(float(v), 3) for c, v in smd[a].items() if abs(v) > max_smd}
         if bad:
@@ -226,6 +223,44 @@ def check_history(
                 f"exceed uplift.max_smd={max_smd}"
             )
     return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p, warnings)
+
+
+def _arm_stats(r: Mapping[str, Any], features: Sequence[str]) -> ArmStats:
+    """Rows, mean and variance of each feature, from an aggregate row's moments."""
+    mean, var = {}, {}
+    for i, c in enumerate(features):
+        n = r[f"n{i}"]
+        m = r[f"s{i}"] / n if n else float("nan")
+        mean[c] = m
+        var[c] = (r[f"q{i}"] - n * m * m) / (n - 1) if n > 1 else float("nan")
+    return ArmStats(int(r["rows"]), mean, var)
+
+
+def _controls_like(
+    rows: list[dict[str, Any]], arm: str, n_features: int
+) -> dict[str, float] | None:
+    """The control rows of the campaigns that drew ``arm`` and control, each campaign's
+    weighed by its share of the arm's rows (as moments of an aggregate row with their
+    count): the controls the arm's rows are compared with, so that campaigns that differ
+    (a voucher added in a later season) are no imbalance of the arm. None without
+    campaigns that drew both."""
+    campaigns: dict[Any, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        campaigns.setdefault(r.get("campaign_id"), {})[str(r["treatment"])] = r
+    drew = [t for t in campaigns.values() if arm in t and CONTROL in t]
+    if not drew:
+        return None
+    n_arm = sum(t[arm]["rows"] for t in drew)
+    n0 = sum(t[CONTROL]["rows"] for t in drew)
+    # each control row of a campaign with a share w of the arm's rows stands for w n0 / n0_c
+    weight = [n0 * t[arm]["rows"] / n_arm / t[CONTROL]["rows"] for t in drew]
+    out: dict[str, float] = {"rows": n0}
+    for i in range(n_features):
+        for k in ("n", "s", "q"):
+            out[f"{k}{i}"] = sum(
+                w * (t[CONTROL][f"{k}{i}"] or 0) for w, t in zip(weight, drew, strict=True)
+            )
+    return out
 
 
 def _per_arm(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
