@@ -136,3 +136,15 @@ def test_a_voucher_added_in_another_season_is_compared_with_its_campaign_s_contr
         "covariate imbalance in arm V02: standardized mean differences {'x': 0.2} exceed "
         "uplift.max_smd=0.1"
     ]
+
+
+def test_a_campaign_of_controls_only_is_expected_to_hold_controls_only():
+    """A pure holdout campaign H (1,000 controls, designed without vouchers): its rows are
+    expected in control alone (the configured shares over its one arm), not at 25%, which
+    would leave the expected counts short of the observed ones."""
+    report = check({"A": {"control": 2460, "V01": 3790, "V02": 3750}, "H": {"control": 1000}})
+    observed, expected = [3790, 3750, 3460], [3750, 3750, 2500 + 1000]
+    assert report.srm_p == pytest.approx(stats.chisquare(observed, expected).pvalue)
+    assert report.problems == [] and report.warnings[0].startswith(
+        "campaigns without every voucher of the history: H (1000 rows, lacks ['V01', 'V02'])"
+    )

@@ -12,6 +12,7 @@ from sparklift.uplift.evaluation import (
     area_over_random,
     calibration,
     calibration_line,
+    campaign_weights,
     evaluate,
     gain_curve,
     policy_values,
@@ -90,3 +91,42 @@ def test_calibration_line_is_the_interacted_regression_and_finds_the_planted_shr
     assert line["slope"] == pytest.approx(0.5, abs=4 * line["slope_se"])
     assert line["intercept"] == pytest.approx(0.5, abs=4 * line["intercept_se"])
     assert calibration_line(s[:4], y[:4], np.array([1, 1, 0, 0], bool)) is None
+
+
+def test_controls_weighed_to_the_treated_rows_campaigns():
+    """Campaign A holds 10% controls, B 50%, and B's customers respond 1.0 more: the
+    controls are mostly B's, the treated mostly A's. Weighed (campaign_weights), the
+    average effect is the treated rows' mix of each campaign's difference in means (by
+    hand), the calibration line is statsmodels' weighted least squares with HC0, and
+    a bin's standard error is that of weighted means."""
+    rng = np.random.default_rng(4)
+    n = 20_000
+    campaign = np.where(np.arange(n) < n // 2, "A", "B")
+    t = rng.random(n) < np.where(campaign == "A", 0.9, 0.5)
+    s = rng.normal(0, 1, n)
+    y = 1.0 * (campaign == "B") + t * (0.2 + 0.3 * s) + rng.normal(0, 1, n)
+    w = campaign_weights(t, campaign)
+    by_hand = sum(
+        (t & (campaign == c)).sum()
+        / t.sum()
+        * (y[t & (campaign == c)].mean() - y[~t & (campaign == c)].mean())
+        for c in ("A", "B")
+    )
+    weighed = evaluate(s, y, t, weight=w)
+    assert weighed["average_effect"] == pytest.approx(by_hand, rel=1e-9)
+    assert weighed["average_effect"] == pytest.approx(0.2, abs=0.06)  # the planted mean
+    assert evaluate(s, y, t)["average_effect"] < 0.2 - 0.3  # unweighed: B's +1.0 leaks in
+    line = calibration_line(s, y, t, w)
+    X = np.column_stack([np.ones(n), t, s, t * s])
+    ref = sm.WLS(y, X, weights=w).fit(cov_type="HC0")
+    assert [line["intercept"], line["slope"]] == pytest.approx(ref.params[[1, 3]], rel=1e-9)
+    assert [line["intercept_se"], line["slope_se"]] == pytest.approx(ref.bse[[1, 3]], rel=1e-9)
+    (only,) = calibration(s, y, t, bins=1, weight=w)
+    yc, wc = y[~t], w[~t]
+    mc = np.sum(wc * yc) / wc.sum()
+    var_c = np.sum(wc**2 * (yc - mc) ** 2) / wc.sum() ** 2 * len(yc) / (len(yc) - 1)
+    assert only["observed"] == pytest.approx(y[t].mean() - mc, rel=1e-12)
+    assert only["observed_se"] == pytest.approx(
+        math.sqrt(y[t].var(ddof=1) / t.sum() + var_c), rel=1e-12
+    )
+    assert np.all(campaign_weights(t, np.zeros(n)) == 1.0)  # one campaign: unweighed

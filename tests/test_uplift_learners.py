@@ -279,9 +279,14 @@ def test_train_evaluates_a_voucher_against_the_controls_of_its_campaigns():
     assert abs(v2["average_effect"] - tau[held & (campaign == "B"), 1].mean()) < 0.2
     v1 = metrics["V1"]["objective"]
     assert v1["n_control"] == int((held & (arm == 0)).sum())  # A and B both drew V1
+    # V1's treated are 2/3 A's, its controls 1/2: weighed to the treated rows' mix, the
+    # held-out effect is the planted 0.5 x0 (unweighed, B's +1.0 would pull it down)
+    assert abs(v1["average_effect"] - tau[held & (arm == 1), 0].mean()) < 0.1
     assert abs(model.predict(X[:2000])["objective"][:, 1].mean() + 0.3) < 0.05
     lone = sample.copy()
     lone.loc[(campaign == "B") & (arm == 0), "treatment"] = "V1"  # B: no control left
+    integer = make_learner("dr_linear", CONF).fit(X, np.round(y).astype(int), arm, strata=campaign)
+    assert integer.predict(X[:5]).shape == (5, 2)  # an integer response is a response too
     with pytest.raises(InputError, match=r"vouchers \['V2'\] were never drawn in a campaign"):
         train(lone, list(sample.columns[:4]), ["V1", "V2"], make, "dr", held, [0.5],
               campaigns=campaign)  # fmt: skip

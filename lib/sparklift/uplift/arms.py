@@ -19,7 +19,8 @@ def expected_shares(
     arms: Sequence[str], control_share: float, arm_shares: Mapping[str, float]
 ) -> dict[str, float]:
     """The configured share of each arm: explicit ``arm_shares``, else ``control_share``
-    for control and the rest split evenly over the vouchers."""
+    for control and the rest split evenly over the vouchers (all of it to control when
+    there is no voucher: a campaign of controls only)."""
     if arm_shares:
         unknown = sorted(set(arms) - set(arm_shares))
         if unknown:
@@ -27,6 +28,8 @@ def expected_shares(
         total = sum(arm_shares[a] for a in arms)
         return {a: arm_shares[a] / total for a in arms}
     vouchers = [a for a in arms if a != CONTROL]
+    if not vouchers:
+        return dict.fromkeys(arms, 1.0)
     return {a: control_share if a == CONTROL else (1 - control_share) / len(vouchers) for a in arms}
 
 

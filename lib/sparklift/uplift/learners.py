@@ -231,7 +231,7 @@ class DRLearner(_MultiArm):
 
         def ipw(k: int) -> np.ndarray:  # 1[arm=k] (y - mu_k) / e_k
             resid = np.where(arm == k, y - mu[:, k], 0.0)
-            return np.divide(resid, share[:, k], out=np.zeros_like(y), where=share[:, k] > 0)
+            return np.divide(resid, share[:, k], out=np.zeros(len(y)), where=share[:, k] > 0)
 
         # phi_j on the rows of the strata that drew voucher j and control (all, unstratified)
         phi = [
@@ -256,8 +256,9 @@ class DRLearner(_MultiArm):
                 ]
             )
         else:
-            self.models_ = [
-                clone(final).fit(X[rows], p) for rows, p in zip(drawn, phi, strict=True)
+            self.models_ = [  # each sized on its own rows, as the outcome models are
+                clone(sized(self.final, len(X), int(rows.sum()))).fit(X[rows], p)
+                for rows, p in zip(drawn, phi, strict=True)
             ]
         return self
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from sparklift.errors import InputError
 from sparklift.uplift.arms import CONTROL
-from sparklift.uplift.evaluation import evaluate
+from sparklift.uplift.evaluation import campaign_weights, evaluate
 from sparklift.uplift.learners import UpliftLearner, allows_nan, fit_grouped
 from sparklift.uplift.model import RESPONSES, UpliftModel, check_predicts
 
@@ -52,28 +52,33 @@ def train(
     rows of ``sample``; ``customers``, each row's customer, goes to a learner whose fit
     takes ``groups``, and ``campaigns``, each row's campaign, to one whose fit takes
     ``strata`` (:func:`.learners.fit_grouped`). A voucher is evaluated on the held-out rows
-    of the campaigns that drew it and control, so no other campaign's customers pose as its
-    control group."""
+    of the campaigns with rows of it and of control there, the controls weighed to the
+    treated rows' mix of campaigns (:func:`.evaluation.campaign_weights`), so no other
+    campaign's customers pose as its control group."""
     X = feature_matrix(sample, features)
     arm = arm_codes(sample["treatment"], vouchers)
-    drew = _drawn_with_control(arm, len(vouchers), campaigns)
-    never = [v for j, v in enumerate(vouchers) if not drew[j].any()]
+    code = (
+        np.zeros(len(arm), dtype=np.int64)
+        if campaigns is None
+        else pd.factorize(campaigns, use_na_sentinel=False)[0]
+    )
+    never = [v for j, v in enumerate(vouchers) if not _paired(arm, j + 1, code, ~held).any()]
     if never:
         raise InputError(
-            f"vouchers {never} were never drawn in a campaign that has control rows in the "
-            "training sample, so their effect cannot be measured; train on campaigns "
-            "(uplift.campaigns) that hold out a control arm"
+            f"vouchers {never} were never drawn in a campaign that has control rows among "
+            "the training sample's training rows, so their effect cannot be learned; train "
+            "on campaigns (uplift.campaigns) that hold out a control arm"
         )
     short = [a for k, a in enumerate([CONTROL, *vouchers]) if not held[arm == k].any()]
     short += [
         v
         for j, v in enumerate(vouchers)
-        if v not in short and not all((held & drew[j] & (arm == k)).any() for k in (0, j + 1))
+        if v not in short and not _paired(arm, j + 1, code, held).any()
     ]
     if short:
         raise InputError(
             f"the training sample's hold-out has no rows of arms {short} (a voucher's: in "
-            "the campaigns that drew it and control); raise uplift.holdout_share or "
+            "a campaign with control rows there too); raise uplift.holdout_share or "
             "uplift.min_arm_rows"
         )
     fitted = {}
@@ -96,14 +101,16 @@ def train(
     pred = model.predict(X[keep])
     metrics: dict[str, Any] = {}
     for j, voucher in enumerate(vouchers):
-        rows = np.isin(arm[keep], (0, j + 1)) & drew[j][keep]
+        rows = _paired(arm, j + 1, code, keep)[keep]
         treated = arm[keep][rows] == j + 1
+        weight = campaign_weights(treated, code[keep][rows])
         metrics[voucher] = {
             response: evaluate(
                 pred[response][rows, j],
                 sample[response].to_numpy(dtype=np.float64)[keep][rows],
                 treated,
                 fractions,
+                weight=weight,
             )
             for response in RESPONSES
         }
@@ -112,17 +119,11 @@ def train(
     return model, metrics, rows
 
 
-def _drawn_with_control(
-    arm: np.ndarray, n_vouchers: int, campaigns: np.ndarray | None
-) -> list[np.ndarray]:
-    """Per voucher, the rows of the campaigns that have rows of it and of control (every
-    row, without campaigns)."""
-    if campaigns is None:
-        return [np.ones(len(arm), dtype=bool)] * n_vouchers
-    code = pd.factorize(campaigns, use_na_sentinel=False)[0]
-
-    def has(k: int) -> np.ndarray:  # the rows of the campaigns with rows of arm k
-        return np.bincount(code[arm == k], minlength=code.max() + 1)[code] > 0
-
-    control = has(0)
-    return [control & has(j + 1) for j in range(n_vouchers)]
+def _paired(arm: np.ndarray, j: int, code: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """The rows of ``within`` in control or voucher ``j`` whose campaign (``code``) has
+    rows of both there."""
+    rows = within & np.isin(arm, (0, j))
+    k = code.max() + 1
+    treated = np.bincount(code[rows & (arm == j)], minlength=k) > 0
+    control = np.bincount(code[rows & (arm == 0)], minlength=k) > 0
+    return rows & (treated & control)[code]
