@@ -27,7 +27,7 @@ from sparklift.errors import InputError, InputNotReadyError
 from sparklift.tables import Catalog
 from sparklift.tables.local import read_pandas
 from sparklift.uplift import model as artefact
-from sparklift.uplift.learners import make_learner
+from sparklift.uplift.registry import make_learner
 from sparklift.uplift.training import arm_codes
 from tests.test_uplift_jobs import RUN_DATE, args, history, run_json, write_history
 

@@ -21,14 +21,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError
-from sparklift.uplift.learners import (
-    Average,
-    DRLearner,
-    TLearner,
-    allows_nan,
-    linear,
-    make_learner,
-)
+from sparklift.uplift.learners import Average, DRLearner, TLearner, allows_nan
+from sparklift.uplift.registry import linear, make_learner
 
 GBM = HistGradientBoostingRegressor(max_iter=5)
 

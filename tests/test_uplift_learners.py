@@ -12,7 +12,8 @@ from sklearn.linear_model import Ridge
 
 from sparklift.config import load_config
 from sparklift.errors import ConfigError, InputError
-from sparklift.uplift.learners import BUILT_IN, DRLearner, allows_nan, make_learner
+from sparklift.uplift.learners import DRLearner, allows_nan
+from sparklift.uplift.registry import BUILT_IN, make_learner
 from sparklift.uplift.training import train
 
 GBM = {"max_iter": 60, "max_leaf_nodes": 7, "min_samples_leaf": 200}

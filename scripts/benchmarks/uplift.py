@@ -21,7 +21,7 @@ from sparklift.jobs import score as score_job
 from sparklift.session import build_session
 from sparklift.synthetic import vouchers
 from sparklift.tables import Catalog
-from sparklift.uplift.learners import BUILT_IN
+from sparklift.uplift.registry import BUILT_IN
 
 HELP = "every built-in learner against the planted per-customer effects"
 CUSTOMERS, VOUCHERS = 100_000, 3

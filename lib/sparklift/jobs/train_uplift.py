@@ -34,7 +34,7 @@ from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.quality.spec import table_spec
 from sparklift.synthetic.rand import uniform
 from sparklift.uplift import checks, model
-from sparklift.uplift.learners import make_learner
+from sparklift.uplift.registry import make_learner
 from sparklift.uplift.training import train
 
 HELP = "train an uplift model (incremental objective and cost per voucher) on voucher_campaigns"
