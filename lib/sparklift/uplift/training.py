@@ -93,7 +93,7 @@ def train(
             )
         log.info("fitting %s for %s on %d rows", name, response, int((~held).sum()))
         groups = None if customers is None else customers[~held]
-        strata = None if campaigns is None else campaigns[~held]
+        strata = None if campaigns is None else code[~held]  # factorized once, above
         fitted[response] = fit_grouped(learner, X[~held], y[~held], arm[~held], groups, strata)
     model = UpliftModel(name, list(features), list(vouchers), fitted)
     check_predicts(model)  # a learner of one's own: its shapes, before they index anything
