@@ -247,11 +247,13 @@ def campaigns_world(n: int = 20_000, seed: int = 5):
     return X, y, arm, tau, campaign
 
 
-@pytest.mark.parametrize("name", ["dr_gbm", "dr_linear"])
-def test_the_dr_learner_measures_a_voucher_within_the_campaigns_that_drew_it(name):
-    """With each row's campaign (its arm shares) the DR learner, pooled (gbm) or per
-    voucher (linear), recovers the planted effects; with one share per arm for every row,
-    B's higher base reads as V2's effect (about +0.5) and A's lower one lowers V1's."""
+@pytest.mark.parametrize("name", ["dr_gbm", "dr_linear", "t_gbm", "t_linear"])
+def test_a_learner_measures_a_voucher_within_the_campaigns_that_drew_it(name):
+    """With each row's campaign the DR learner (its arm shares), pooled (gbm) or per
+    voucher (linear), and the T-learner (V2 against B's controls, V1 against controls
+    weighed to V1's 2/3 of A's rows; unweighed, -0.17) recover the planted effects; with
+    one share per arm for every row, or every control pooled, B's higher base reads as
+    V2's effect (about +0.5) and A's lower one lowers V1's."""
     X, y, arm, _, campaign = campaigns_world()
     stratified = make_learner(name, CONF).fit(X, y, arm, strata=campaign)
     pooled = make_learner(name, CONF).fit(X, y, arm)

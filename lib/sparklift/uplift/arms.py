@@ -47,16 +47,15 @@ def campaign_ratios(
     """The sample-ratio test of each campaign's arms against the configured shares of the
     arms it has (Bonferroni over the campaigns tested), appending its failures to
     ``problems``. Pooled counts can match the shares while campaigns with different shares
-    and base rates confound the arms (the DR learners take each campaign's own shares;
-    the T-learners do not).
+    and base rates confound the arms (the DR learners take each campaign's own shares).
     A campaign too small to expect ``MIN_EXPECTED`` rows in each of its arms is not tested
     (a chance of missing an arm is no evidence). One large enough to expect that many rows
     of an arm of the history it lacks: without control, a problem (its treated rows would
     be compared with other campaigns' controls only); without a voucher, a warning (a
-    learner that pools every campaign's controls, as the T-learners do, reads the
-    campaigns' differences as that voucher's effect; the DR learners and the held-out
-    evaluation compare it within the campaigns that drew it: a voucher added later is the
-    usual case)."""
+    learner that pools every campaign's controls, as one's own whose fit takes no strata
+    may, reads the campaigns' differences as that voucher's effect; the built-in learners
+    and the held-out evaluation compare it with the controls of the campaigns that drew
+    it: a voucher added later is the usual case)."""
     campaigns = campaign_arms(rows)
     history = sorted({a for arms in campaigns.values() for a in arms} | {CONTROL})
     everyone = expected_shares(history, control_share, arm_shares)
@@ -83,11 +82,10 @@ def campaign_ratios(
         warnings.append(
             f"campaigns without every voucher of the history: {few(lacking)}: a voucher drawn "
             "in some campaigns only is measured against the controls of the campaigns that "
-            "drew it by the DR learners (dr_*), but against every campaign's controls by the "
-            "T-learners (t_*) and your own learners whose fit takes no strata, so a "
-            "difference between the campaigns (their customers, their season) would read as "
-            "its effect there; use a dr_ learner alone, or train on campaigns with the same "
-            "arms (uplift.campaigns)"
+            "drew it by the built-in learners, but against every campaign's controls by your "
+            "own learners whose fit takes no strata, so a difference between the campaigns "
+            "(their customers, their season) would read as its effect there; give yours a "
+            "strata argument, or train on campaigns with the same arms (uplift.campaigns)"
         )
     p_values: dict[str, float] = {}
     failed = []

@@ -19,8 +19,8 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
   its share of the arm's rows);
 - warnings: campaigns that lack a voucher of the history (a voucher added or retired
   between campaigns): its rows then come from some campaigns only, so a learner that
-  compares them with every campaign's controls (the T-learners) reads a difference between
-  the campaigns as its effect.
+  compares them with every campaign's controls (one's own without strata) reads a
+  difference between the campaigns as its effect.
 """
 
 from __future__ import annotations
