@@ -47,7 +47,9 @@ def campaign_ratios(
     """The sample-ratio test of each campaign's arms against the configured shares of the
     arms it has (Bonferroni over the campaigns tested), appending its failures to
     ``problems``. Pooled counts can match the shares while campaigns with different shares
-    and base rates confound the arms (the DR learners take each campaign's own shares).
+    and base rates confound the arms (the DR learners take each campaign's own shares; the
+    T-learners weigh controls to each voucher's mix only where a campaign lacks an arm, so
+    they rely on this test where every campaign drew every arm).
     A campaign too small to expect ``MIN_EXPECTED`` rows in each of its arms is not tested
     (a chance of missing an arm is no evidence). One large enough to expect that many rows
     of an arm of the history it lacks: without control, a problem (its treated rows would

@@ -153,9 +153,11 @@ class TLearner(_MultiArm):
     voucher j's mu_0 is fitted on the controls of the campaigns that drew j, each row
     weighed by ``(n_j,c / n_j) / (n_0,c / n_0)`` so that their mix of campaigns is j's
     (:func:`.strata.control_weights`): pooled controls would read a difference between the
-    campaigns as j's effect. Vouchers drawn in the same campaigns share one such model, so
-    its errors cancel in the choice between them; when every campaign drew every arm, the
-    controls are pooled, as without strata."""
+    campaigns as j's effect. Each voucher then has its own control model, whose errors no
+    longer cancel in the choice between vouchers (the DR learner's pooled final stage
+    keeps that). When every campaign drew every arm, the controls are pooled, as without
+    strata: the per-campaign sample-ratio test holds every campaign to the configured
+    shares, so the arms' mixes of campaigns agree by design."""
 
     def __init__(self, base: RegressorMixin) -> None:
         self.base = base
@@ -186,17 +188,16 @@ class TLearner(_MultiArm):
             fitted((arm == j) & drawn[stratum, j]) for j in range(1, n_vouchers + 1)
         ]
         self.controls_ = None  # pooled: models_[0]
-        if uneven:
-            by_strata: dict[bytes, RegressorMixin] = {}
+        if uneven:  # vouchers whose campaigns' weights are equal share a model
+            by_weights: dict[bytes, RegressorMixin] = {}
+            self.controls_ = []
             for j in range(1, n_vouchers + 1):
-                key = drawn[:, j].tobytes()
-                if key not in by_strata:
-                    same = [
-                        v for v in range(1, n_vouchers + 1) if (drawn[:, v] == drawn[:, j]).all()
-                    ]
-                    weight = np.where(arm == 0, control_weights(counts, same)[stratum], 0.0)
-                    by_strata[key] = fitted(weight > 0, weight)
-            self.controls_ = [by_strata[drawn[:, j].tobytes()] for j in range(1, n_vouchers + 1)]
+                weights = control_weights(counts, j)
+                key = weights.tobytes()
+                if key not in by_weights:
+                    weight = np.where(arm == 0, weights[stratum], 0.0)
+                    by_weights[key] = fitted(weight > 0, weight)
+                self.controls_.append(by_weights[key])
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -5,8 +5,6 @@ compare a voucher's rows with controls of the same campaigns, in the same mix.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_consistent_length, column_or_1d
@@ -35,12 +33,11 @@ def propensities(counts: np.ndarray, stratum: np.ndarray) -> np.ndarray:
     return (counts / counts.sum(axis=1, keepdims=True))[stratum]
 
 
-def control_weights(counts: np.ndarray, vouchers: Sequence[int]) -> np.ndarray:
+def control_weights(counts: np.ndarray, voucher: int) -> np.ndarray:
     """Per stratum, the weight of a control row that gives the controls of the strata with
-    ``vouchers`` and control their mix of strata, ``(n_v,c / n_v) / (n_0,c / n_0)``
-    (0 where a stratum has none of them or no control)."""
-    treated = counts[:, list(vouchers)].sum(axis=1)
-    treated = np.where(counts[:, 0] > 0, treated, 0.0)
+    ``voucher`` and control the voucher's mix of strata, ``(n_j,c / n_j) / (n_0,c / n_0)``
+    (0 where a stratum lacks either)."""
+    treated = np.where(counts[:, 0] > 0, counts[:, voucher], 0.0)
     control = np.where(treated > 0, counts[:, 0], 0.0)
     return np.divide(
         treated / treated.sum(),
