@@ -174,6 +174,6 @@ def test_the_job_reads_the_lift_of_the_first_clustered_covariance(spark, tmp_pat
     for covariances in (("zone-jackknife",), ("robust", "unadjusted")):
         with pytest.raises(ConfigError, match=r"analysis\.covariances .*clustered covariance"):
             run(*covariances)
-    running = experiment | {"status": "running", "concluded_on": None}
+    running = experiment | {"status": "accepted", "concluded_on": None}
     write_records(catalog, "geo_experiments", [running], {"experiment_id": ["e"]})
     assert run("robust") == {"experiments": 0, "rows": 0}  # nothing to forecast: no refusal

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from sparklift.config import load_config
+from sparklift.errors import InputError
 from sparklift.geo.forecast import forecasts
 from sparklift.jobs import JobContext, write_records
 from sparklift.jobs import report as report_job
@@ -50,7 +51,7 @@ def experiment() -> ExperimentData:
     e = {
         "experiment_id": "banner",
         "design_id": "d1",
-        "status": "running",
+        "status": "accepted",
         "reason": None,
         "start": START,
         "end": START + dt.timedelta(days=27),
@@ -459,7 +460,7 @@ def test_pages_render_in_a_real_browser_offline(tmp_path: Path):
         [
             {
                 "experiment_id": "banner",
-                "status": "running",
+                "status": "accepted",
                 "start": START,
                 "end": START,
                 "decision": "continue",
@@ -523,20 +524,29 @@ def test_numbers_are_never_in_scientific_notation_above_1e_4(value, shown):
 
 def test_a_backfill_s_experiment_page_and_index_show_what_was_known_then(spark, tmp_path):
     """geo_experiments keeps only the current status: an experiment concluded after the
-    report's date shows as running then (with its conclusion's date), without the forecast
+    report's date shows its design's status then (with its conclusion's date: e's primary
+    metric failed its AA check, so accepted_anyway; g's passed: accepted), without the forecast
     made at its conclusion; the index takes the decision of the last look and the latest
-    allocation up to that date, and marks a campaign measured only once it was."""
+    allocation up to that date, and marks a campaign measured only once it was; an
+    experiment designed, or a campaign allocated, after that date is not there yet."""
     config = load_config(None, [f"tables.base_path={tmp_path / 'wh'}"])
     catalog = Catalog(spark, config.tables)
     look, concluded = START + dt.timedelta(days=10), START + dt.timedelta(days=20)
     as_of = START + dt.timedelta(days=15)
     experiment = {"experiment_id": "e", "design_id": "d", "status": "concluded",
                   "reason": "t1: efficacy", "concluded_on": concluded, "start": START,
-                  "end": concluded}  # fmt: skip
-    write_records(catalog, "geo_experiments", [experiment], {"experiment_id": ["e"]})
+                  "end": concluded, "design_run_date": START}  # fmt: skip
+    future = experiment | {"experiment_id": "f", "status": "accepted", "concluded_on": None,
+                           "design_run_date": concluded}  # fmt: skip
+    passed = experiment | {"experiment_id": "g"}
+    write_records(catalog, "geo_experiments", [experiment, future, passed])
     design = {"experiment_id": "e", "design_id": "d"}
     write_records(catalog, "geo_assignments", [design | {"zone_id": 1, "variant": "t1"}])
-    write_records(catalog, "geo_design_checks", [design | {"check": "aa"}])
+    write_records(catalog, "geo_design_checks", [
+        {"experiment_id": e, "design_id": "d", "metric": m, "variant": "t1",
+         "primary": m == "gmv", "equivalent": m != "gmv" or e == "g"}
+        for e in ("e", "g") for m in ("gmv", "orders")
+    ])  # fmt: skip
     write_records(catalog, "geo_sequential", [
         {"experiment_id": "e", "run_date": d, "metric": "gmv", "variant": "t1", "primary": True,
          "variant_decision": decision}
@@ -547,9 +557,11 @@ def test_a_backfill_s_experiment_page_and_index_show_what_was_known_then(spark, 
          "lift": 0.03, "forecast_raw": 1000.0}
     ], {"experiment_id": ["e"]})  # fmt: skip
     write_records(catalog, "allocation_summary", [
-        {"run_date": d, "campaign_id": "winback", "run_id": f"r{i}", "budget_group": "NL",
+        {"run_date": d, "campaign_id": c, "run_id": f"r{i}", "budget_group": "NL",
          "budget": 100.0, "spent": spent, "n_allocated": 10, "passes": 1, "model_id": "m1"}
-        for i, (d, spent) in enumerate(((START, 90.0), (concluded, 50.0)))
+        for i, (d, spent, c) in enumerate(
+            ((START, 90.0, "winback"), (concluded, 50.0, "winback"), (concluded, 5.0, "later"))
+        )
     ])  # fmt: skip
     write_records(catalog, "campaign_results", [
         {"campaign_id": "winback", "run_date": START, "measured_on": concluded,
@@ -558,15 +570,24 @@ def test_a_backfill_s_experiment_page_and_index_show_what_was_known_then(spark, 
     ])  # fmt: skip
     ctx = JobContext(spark, config, catalog, as_of)
     data = report_job.experiment_data(ctx, "e")
-    assert data.experiment["status"] == "running"
+    assert data.experiment["status"] == "accepted_anyway"
     assert data.experiment["reason"] == "as of 2026-05-16; concluded on 2026-05-21"
     assert data.forecasts.empty and list(data.sequential["run_date"]) == [look]
+    with pytest.raises(InputError, match="'f' was designed on 2026-05-21, after the report's"):
+        report_job.experiment_data(ctx, "f")
+    assert report_job._experiment_ids(ctx) == ["e", "g"]
+    assert report_job._campaign_ids(ctx) == ["winback"]
+    with pytest.raises(InputError, match="'later' was first allocated on 2026-05-21, after"):
+        report_job.campaign_data(ctx, "later")
     out = tmp_path / "site"
-    for page in ("experiments/e.html", "campaigns/winback.html"):
+    for page in ("experiments/e.html", "experiments/f.html", "experiments/g.html",
+                 "campaigns/winback.html"):  # fmt: skip
         (out / page).parent.mkdir(parents=True, exist_ok=True)
         (out / page).write_text("")
     experiments, campaigns = report_job._index_rows(ctx, out)
-    assert experiments[["status", "decision"]].values.tolist() == [["running", "continue"]]
+    shown = experiments.set_index("experiment_id")
+    assert shown["status"].to_dict() == {"e": "accepted_anyway", "g": "accepted"}
+    assert shown.loc["e", "decision"] == "continue"
     assert campaigns[["run_date", "spent", "measured"]].values.tolist() == [[START, 90.0, False]]
     later = report_job.experiment_data(replace(ctx, run_date=concluded), "e")
     assert later.experiment["status"] == "concluded" and len(later.forecasts) == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -28,6 +29,7 @@ from sparklift.jobs import JobContext, log, step
 from sparklift.reports.campaign import CampaignData, campaign_page
 from sparklift.reports.experiment import ExperimentData, experiment_page
 from sparklift.reports.index import index_page
+from sparklift.tables import Catalog
 
 HELP = "write the HTML report of an experiment, a campaign or all of them, and the index"
 MAX_BYTES = 2_000_000  # a page above this is logged: it should stay light to open and mail
@@ -104,17 +106,24 @@ def _write(path: Path, html: str) -> Path:
 
 
 def _experiment_ids(ctx: JobContext) -> list[str]:
+    """The experiments designed by the run date."""
     if not ctx.catalog.exists("geo_experiments"):
         return []
-    rows = ctx.catalog.read("geo_experiments").select("experiment_id").collect()
-    return sorted(r[0] for r in rows)
+    e = ctx.catalog.read("geo_experiments").where(_designed_by(ctx.run_date))
+    return sorted(r[0] for r in e.select("experiment_id").collect())
+
+
+def _designed_by(day: dt.date) -> Column:
+    """Designed on or before ``day`` (a design written before the date was recorded is)."""
+    return F.col("design_run_date").isNull() | (F.col("design_run_date") <= F.lit(day))
 
 
 def _campaign_ids(ctx: JobContext) -> list[str]:
+    """The campaigns allocated by the run date."""
     if not ctx.catalog.exists("allocation_summary"):
         return []
-    rows = ctx.catalog.read("allocation_summary").select("campaign_id").distinct().collect()
-    return sorted(r[0] for r in rows)
+    s = ctx.catalog.read("allocation_summary").where(F.col("run_date") <= F.lit(ctx.run_date))
+    return sorted(r[0] for r in s.select("campaign_id").distinct().collect())
 
 
 def _campaign_id(ctx: JobContext, given: str) -> str:
@@ -132,7 +141,13 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     found = catalog.read("geo_experiments", where=where).toPandas()
     if found.empty:
         raise InputError(f"unknown experiment {experiment_id!r}: not in geo_experiments")
-    found = _as_of(found, ctx.run_date)
+    designed = found["design_run_date"].iloc[0]
+    if designed is not None and not pd.isna(designed) and designed > ctx.run_date:
+        raise InputError(
+            f"experiment {experiment_id!r} was designed on {designed}, after the report's "
+            f"date {ctx.run_date}: give a --run-date on or after it"
+        )
+    found = _as_of(catalog, found, ctx.run_date)
     e = {k: list(v) if isinstance(v, np.ndarray) else v for k, v in found.iloc[0].items()}
     design = [*where, ("design_id", "=", e["design_id"])]
     assignment = catalog.read("geo_assignments", where=design).toPandas()
@@ -156,23 +171,47 @@ def experiment_data(ctx: JobContext, experiment_id: str) -> ExperimentData:
     )
 
 
-def _as_of(experiments: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+def _as_of(catalog: Catalog, experiments: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     """``geo_experiments`` rows as of ``day``: the table keeps only the current status, so
-    one that concluded after ``day`` shows as running then, with its conclusion's date."""
+    one that concluded after ``day`` shows the status its design had then, with its
+    conclusion's date: ``accepted_anyway`` where a primary metric of the design failed its
+    AA check (only such a design, or an accepted one, is ever analysed), else
+    ``accepted``."""
     later = (experiments["status"] == "concluded") & experiments["concluded_on"].map(
         lambda d: d is not None and not pd.isna(d) and d > day
     )
     if not later.any():
         return experiments
     out = experiments.copy()
+    designs = set(zip(out.loc[later, "experiment_id"], out.loc[later, "design_id"], strict=True))
+    failed = _failed_aa(catalog, designs)
     out.loc[later, "reason"] = (
         "as of " + str(day) + "; concluded on " + out.loc[later, "concluded_on"].astype(str)
     )
-    out.loc[later, "status"] = "running"
+    out.loc[later, "status"] = [
+        "accepted_anyway" if d in failed else "accepted"
+        for d in zip(out.loc[later, "experiment_id"], out.loc[later, "design_id"], strict=True)
+    ]
     return out
 
 
-def _latest(catalog, table: str, where: list, as_of: dt.date) -> pd.DataFrame:
+def _failed_aa(catalog: Catalog, designs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (experiment_id, design_id) of ``designs`` with a primary metric whose AA check
+    failed (not equivalent) in ``geo_design_checks``."""
+    if not catalog.exists("geo_design_checks"):
+        return set()
+    rows = (
+        catalog.read("geo_design_checks")
+        .where(F.col("experiment_id").isin(sorted({e for e, _ in designs})))
+        .where(F.col("primary") & ~F.col("equivalent"))
+        .select("experiment_id", "design_id")
+        .distinct()
+        .collect()
+    )
+    return {(r[0], r[1]) for r in rows} & designs
+
+
+def _latest(catalog: Catalog, table: str, where: list, as_of: dt.date) -> pd.DataFrame:
     """The rows of ``table`` of its latest run date up to ``as_of``, the report's (a
     backfill's page shows what was known then); ``where``: its partition filter."""
     if not catalog.exists(table):
@@ -245,7 +284,17 @@ def campaign_data(ctx: JobContext, campaign_id: str) -> CampaignData:
         catalog, "allocation_summary", [("campaign_id", "=", campaign_id)], ctx.run_date
     )
     if summary.empty:
-        raise InputError(f"unknown campaign {campaign_id!r}: not in allocation_summary")
+        first = (
+            catalog.read("allocation_summary", where=[("campaign_id", "=", campaign_id)])
+            .agg(F.min("run_date"))
+            .first()[0]
+        )
+        if first is None:
+            raise InputError(f"unknown campaign {campaign_id!r}: not in allocation_summary")
+        raise InputError(
+            f"campaign {campaign_id!r} was first allocated on {first}, after the report's "
+            f"date {ctx.run_date}: give a --run-date on or after it"
+        )
     model = None
     if catalog.exists("uplift_models"):
         model_id = str(summary["model_id"].iloc[0])
@@ -255,7 +304,7 @@ def campaign_data(ctx: JobContext, campaign_id: str) -> CampaignData:
     return CampaignData(campaign_id, summary, model, results, ctx.run_date)
 
 
-def _measurement(catalog, campaign_id: str, as_of: dt.date) -> pd.DataFrame:
+def _measurement(catalog: Catalog, campaign_id: str, as_of: dt.date) -> pd.DataFrame:
     """The campaign's ``campaign_results`` rows of one measurement: its latest look
     (``measured_on``) up to ``as_of`` and, of the sends (``run_date``) measured that day,
     the latest. Two sends measured on one day (one's final look, another's interim) would
@@ -279,10 +328,14 @@ def _index_rows(ctx: JobContext, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]
     catalog, day = ctx.catalog, ctx.run_date
     experiments = pd.DataFrame()
     if catalog.exists("geo_experiments"):
-        e = catalog.read("geo_experiments").select(
-            "experiment_id", "status", "reason", "concluded_on", "start", "end"
+        e = (
+            catalog.read("geo_experiments")
+            .where(_designed_by(day))
+            .select(
+                "experiment_id", "design_id", "status", "reason", "concluded_on", "start", "end"
+            )
         )
-        e = _as_of(e.toPandas(), day)[["experiment_id", "status", "start", "end"]]
+        e = _as_of(catalog, e.toPandas(), day)[["experiment_id", "status", "start", "end"]]
         decision = pd.DataFrame(columns=["experiment_id", "decision"])
         if catalog.exists("geo_sequential"):
             seq = catalog.read("geo_sequential").where(

@@ -36,7 +36,7 @@ th{background:#fafbfc;font-weight:600} td:first-child,th:first-child{text-align:
 figure{margin:8px 0} svg{max-width:100%;height:auto} .scroll{overflow-x:auto}
 a{color:#0b5cad}
 """
-GOOD = {"efficacy", "running", "accepted", "concluded", "pass", "measured"}
+GOOD = {"efficacy", "accepted", "concluded", "pass", "measured"}
 BAD = {"harm", "invalid", "rejected", "fail", "futility"}
 
 
