@@ -62,35 +62,43 @@ def units(
 
 def check_outcomes(outcomes: DataFrame, allocations: DataFrame, campaign_id: str) -> None:
     """Refuse null, NaN or infinite outcomes, duplicated outcomes and outcomes of customers
-    the campaign does not have."""
-    _check_values(outcomes, campaign_id)
-    dupes = outcomes.groupBy("customer_id").count().where(F.col("count") > 1)
-    first = dupes.orderBy("customer_id").limit(5).collect()
-    if first:
+    the campaign does not have: the values and the duplicates in one aggregation (per
+    customer, then over them), the customers in one join with the allocation."""
+    table = f"table campaign_outcomes, campaign {campaign_id}"
+    per_customer, dupes = _per_customer(outcomes, table)
+    if dupes:
+        first = per_customer.where(F.col("rows") > 1).orderBy("customer_id").limit(5).collect()
         raise InputError(
-            f"table campaign_outcomes, campaign {campaign_id}: {dupes.count()} customers have "
-            f"more than one row, e.g. {[r[0] for r in first]}: one row per customer expected"
+            f"{table}: {dupes} customers have more than one row, e.g. "
+            f"{[r[0] for r in first]}: one row per customer expected"
         )
     strangers = outcomes.join(allocations.select("customer_id"), "customer_id", "left_anti")
     first = strangers.orderBy("customer_id").limit(5).collect()
     if first:
         raise InputError(
-            f"table campaign_outcomes, campaign {campaign_id}: {strangers.count()} customers "
-            f"are not in the campaign's allocation (any arm), e.g. {[r[0] for r in first]}"
+            f"{table}: {strangers.count()} customers are not in the campaign's allocation "
+            f"(any arm), e.g. {[r[0] for r in first]}"
         )
 
 
-def _check_values(outcomes: DataFrame, campaign_id: str) -> None:
-    """Refuse outcome rows whose objective or cost is null, NaN or infinite: filled with 0
+def _per_customer(outcomes: DataFrame, table: str) -> tuple[DataFrame, int]:
+    """The rows per customer (``rows``) and how many customers have more than one, having
+    refused outcome rows whose objective or cost is null, NaN or infinite: filled with 0
     (as a customer without a row is) they would pass as delivered outcomes of 0, unseen by
-    the coverage check, and an infinity would reach every estimate. One aggregation: per
-    column the bad rows and the smallest customer_id among them."""
+    the coverage check, and an infinity would reach every estimate."""
     columns = [m for m in METRICS if m in outcomes.columns]
     floats = set(float_columns(outcomes, columns))
     bad = {m: F.col(m).isNull() | (nonfinite(m) if m in floats else F.lit(False)) for m in columns}
-    row = outcomes.agg(
-        *[F.count_if(b).alias(f"n_{m}") for m, b in bad.items()],
-        *[F.min(F.when(b, F.col("customer_id"))).alias(f"e_{m}") for m, b in bad.items()],
+    per_customer = outcomes.groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("rows"), *[F.count_if(b).alias(f"n_{m}") for m, b in bad.items()]
+    )
+    row = per_customer.agg(
+        F.count_if(F.col("rows") > 1).alias("dupes"),
+        *[F.sum(f"n_{m}").alias(f"n_{m}") for m in columns],
+        *[
+            F.min(F.when(F.col(f"n_{m}") > 0, F.col("customer_id"))).alias(f"e_{m}")
+            for m in columns
+        ],
     ).first()
     assert row is not None
     found = {m: (int(row[f"n_{m}"]), row[f"e_{m}"]) for m in columns if row[f"n_{m}"]}
@@ -99,10 +107,10 @@ def _check_values(outcomes: DataFrame, campaign_id: str) -> None:
             f"column {m}: {n} rows, e.g. customer_id {e}" for m, (n, e) in found.items()
         )
         raise InputError(
-            f"table campaign_outcomes, campaign {campaign_id}: null, NaN or infinite outcomes "
-            f"({what}); a finite number expected in every row (a customer without outcomes "
-            "has no row, which counts as 0)"
+            f"{table}: null, NaN or infinite outcomes ({what}); a finite number expected in "
+            "every row (a customer without outcomes has no row, which counts as 0)"
         )
+    return per_customer, int(row["dupes"])
 
 
 def outcome_coverage(rows: DataFrame) -> dict[str, float]:
