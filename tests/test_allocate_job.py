@@ -377,7 +377,7 @@ def test_null_budget_and_cap_rows_are_refused(spark, tmp_path, capsys, table, ro
             "ok",
             2,
             "uplift_scores of 2026-09-01 has no rows for campaign c1's vouchers ['V07', 'V08']; "
-            "it scores ['V01', 'V02', 'V03']",
+            "it scores 'V01', 'V02', 'V03' (score",
         ),
         ("unknown group", {"budgets": {"NL": 1.0, "DE": 1.0}}, "ok", 2, "budget groups ['BE']"),
         ("duplicates", {"budgets": BUDGETS}, "dup", 2, "duplicate (customer_id, voucher_id)"),

@@ -90,7 +90,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         named = few([repr(v) for v in scored], 20)
         raise InputError(
             f"uplift_scores of {part.day} has no rows for campaign {campaign.campaign_id}'s "
-            f"vouchers {vouchers}; it scores [{named}] (score the campaign's vouchers, or "
+            f"vouchers {vouchers}; it scores {named} (score the campaign's vouchers, or "
             "name scored ones in its vouchers)"
         )
     vouchers, caps = offered(vouchers, limits.caps(ctx, campaign, vouchers), campaign.campaign_id)
