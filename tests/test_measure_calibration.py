@@ -16,9 +16,11 @@ from sparklift.measure.calibration import Calibration, calibrate, corrected, fin
 DAY = dt.date(2026, 9, 1)
 
 
-def frame(estimate, se, predicted, metric="objective") -> pd.DataFrame:
-    return pd.DataFrame({"metric": metric, "estimate": estimate, "se": se,
-                         "predicted": predicted})  # fmt: skip
+def frame(estimate, se, predicted, metric="objective", campaigns=None) -> pd.DataFrame:
+    """One send of its own campaign per row, unless ``campaigns`` names them."""
+    campaigns = [f"c{i}" for i in range(len(estimate))] if campaigns is None else campaigns
+    return pd.DataFrame({"metric": metric, "campaign_id": campaigns, "estimate": estimate,
+                         "se": se, "predicted": predicted})  # fmt: skip
 
 
 @pytest.mark.parametrize("scatter", [0.2, 5.0])
@@ -34,7 +36,7 @@ def test_ratio_and_se_equal_statsmodels_wls_through_the_origin(scatter):
     fit = sm.WLS(e, p[:, None], weights=1 / se**2)
     scaled, fixed = fit.fit(), fit.fit(cov_type="fixed scale")
     assert got.ratio == pytest.approx(scaled.params[0], rel=1e-12)
-    assert got.runs == 12
+    assert got.runs == got.campaigns == 12
     if scatter < 1:
         assert scaled.scale < 1
         assert got.se == pytest.approx(fixed.bse[0], rel=1e-10)
@@ -50,6 +52,26 @@ def test_one_campaign_is_its_own_ratio_and_metrics_are_apart():
     assert got["objective"].se == pytest.approx(0.2)  # se / p: no dispersion from one run
     assert got["cost"].ratio == pytest.approx(1.5) and got["cost"].se == pytest.approx(0.25)
     assert calibrate(frame([0.1], [0.02], [0.0])) == {}  # nothing predicted: no ratio
+
+
+def test_a_campaign_s_sends_are_one_measurement():
+    """A campaign sent daily (its customers keep their arms, the outcome windows overlap)
+    measured 60 times alike counts as one campaign, not 60 independent ones: the ratio and
+    SE of the two campaigns' points (statsmodels, as above), where pooling the 61 rows as
+    independent gave an SE sqrt(60) times smaller on daily's side and daily 60 times the
+    weight. Sends that differ enter as their 1/se^2-weighted mean, with that mean's SE
+    were their errors one (the weighted mean of their SEs)."""
+    daily = frame([0.04] * 60, [0.01] * 60, [0.1] * 60, campaigns=["daily"] * 60)
+    once = frame([0.09], [0.02], [0.1], campaigns=["once"])
+    got = calibrate(pd.concat([daily, once]))["objective"]
+    fit = sm.WLS([0.04, 0.09], [[0.1], [0.1]], weights=[1 / 0.01**2, 1 / 0.02**2]).fit()
+    assert (got.ratio, got.se) == pytest.approx((fit.params[0], fit.bse[0]), rel=1e-10)
+    assert (got.runs, got.campaigns) == (61, 2)
+    sends = frame([0.03, 0.06], [0.01, 0.02], [0.1, 0.2], campaigns=["d", "d"])
+    one = calibrate(sends)["objective"]
+    w = np.array([1 / 0.01**2, 1 / 0.02**2])
+    e, p, se = (np.average(v, weights=w) for v in ([0.03, 0.06], [0.1, 0.2], [0.01, 0.02]))
+    assert (one.ratio, one.se) == pytest.approx((e / p, se / p), rel=1e-12)
 
 
 def test_final_looks_known_on_the_run_date_one_per_run(spark):
@@ -87,7 +109,7 @@ def test_final_looks_known_on_the_run_date_one_per_run(spark):
 
 
 def test_corrected_figures_and_the_ci_of_their_expected_value():
-    cal = {"objective": Calibration(0.6, 0.1, 4), "cost": Calibration(0.9, 0.05, 4)}
+    cal = {"objective": Calibration(0.6, 0.1, 4, 3), "cost": Calibration(0.9, 0.05, 4, 3)}
     got = corrected(200.0, 50.0, cal, 0.95)
     assert got["objective_corrected"] == pytest.approx(120.0)
     assert got["spent_corrected"] == pytest.approx(45.0)
@@ -95,5 +117,5 @@ def test_corrected_figures_and_the_ci_of_their_expected_value():
     assert (low, high) == pytest.approx(
         (200 * (0.6 - 1.959964 * 0.1), 200 * (0.6 + 1.959964 * 0.1))
     )
-    assert got["calibration"]["objective"] == {"ratio": 0.6, "se": 0.1, "runs": 4}
+    assert got["calibration"]["objective"] == {"ratio": 0.6, "se": 0.1, "runs": 4, "campaigns": 3}
     assert set(corrected(200.0, 50.0, {}, 0.95).values()) == {None}

@@ -142,7 +142,9 @@ def honest(r: pd.DataFrame) -> None:
     """Each campaign's prediction corrected as ``allocate`` corrects it, by realized over
     predicted of the campaigns measured before it (``calibrate``, CUPED estimates), against
     its planted truth, by the number of past campaigns pooled."""
-    past = r.assign(metric="objective", estimate=r["cuped_est"], se=r["cuped_se"])
+    past = r.assign(
+        metric="objective", campaign_id=r["campaign"], estimate=r["cuped_est"], se=r["cuped_se"]
+    )
     rows = []
     for k in range(1, len(r)):
         cal = calibrate(past.iloc[:k])["objective"]

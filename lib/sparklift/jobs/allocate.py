@@ -296,7 +296,7 @@ def _calibration(ctx: JobContext, campaign: CampaignConfig) -> dict[str, Calibra
         return {}
     only = campaign.campaign_id if campaign.calibration_scope == "campaign" else None
     looks = final_looks(ctx.catalog.read("campaign_results"), ctx.run_date, days, only)
-    found = calibrate(looks.toPandas())  # one row per measured run and metric: small
+    found = calibrate(looks.toPandas())  # one row per measured send and metric: small
     if "objective" not in found:
         log.info("no campaign measured in the %d days to %s: the predicted value stays "
                  "uncorrected", days, ctx.run_date)  # fmt: skip
@@ -307,8 +307,9 @@ def _logged(figures: dict) -> dict:
     """The corrected figures, logged beside the ratio they come from."""
     if figures["calibration"]:
         obj = figures["calibration"]["objective"]
-        log.info("predicted objective corrected by %d measured runs x %.3f (se %.3f): %.1f "
-                 "(CI of its expected value %.1f .. %.1f)", obj["runs"], obj["ratio"],
+        log.info("predicted objective corrected by %d measured sends of %d campaigns x %.3f "
+                 "(se %.3f): %.1f (CI of its expected value %.1f .. %.1f)", obj["runs"],
+                 obj["campaigns"], obj["ratio"],
                  obj["se"], figures["objective_corrected"],
                  *figures["objective_corrected_ci"])  # fmt: skip
     return figures

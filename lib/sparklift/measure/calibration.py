@@ -8,8 +8,15 @@ realized to predicted is the weighted least-squares slope of e on p through the 
 weights 1 / se^2 (a precision-weighted ratio of sums: a campaign measured precisely counts
 more), and the allocation's predicted objective (and cost) times r is its honest value.
 
-r's standard error is 1 / sqrt(sum p^2 / se^2), widened by the dispersion of the
-campaigns around the line (the weighted residual sum of squares over k - 1) when they
+A campaign's sends are one measurement, not many: each customer keeps its arm on every
+send and the outcome windows of daily sends overlap, so their errors move together. Each
+campaign enters as one point: its sends' 1 / se^2-weighted means of e and p, with the same
+weighted mean of their SEs (the SE of that mean were the sends' errors one and the same:
+an upper bound, so never too narrow). Pooled as independent, 60 daily sends of one
+campaign would shrink r's SE by sqrt(60) and outweigh 60 one-off campaigns.
+
+r's standard error is 1 / sqrt(sum p^2 / se^2) over the campaigns, widened by their
+dispersion around the line (the weighted residual sum of squares over k - 1) when they
 scatter more than their SEs allow, as a multiplicative-dispersion meta-analysis does. It
 assumes the ratio is common to the campaigns pooled: same models and similar budgets.
 """
@@ -32,11 +39,13 @@ METRICS = ("objective", "cost")
 
 @dataclass(frozen=True)
 class Calibration:
-    """Realized over predicted for one metric, from ``runs`` measured campaign runs."""
+    """Realized over predicted for one metric, from ``runs`` measured sends of
+    ``campaigns`` campaigns."""
 
     ratio: float
     se: float
     runs: int
+    campaigns: int
 
 
 def final_looks(
@@ -74,20 +83,27 @@ def final_looks(
 
 
 def calibrate(rows: pd.DataFrame) -> dict[str, Calibration]:
-    """Per metric of ``rows`` (columns metric, estimate, se, predicted: one per campaign
-    run), realized over predicted and its SE (see the module docstring). A metric whose
-    predictions sum to 0 gets none."""
+    """Per metric of ``rows`` (columns metric, campaign_id, estimate, se, predicted: one
+    per campaign run), realized over predicted and its SE, each campaign one point (see
+    the module docstring). A metric whose predictions sum to 0 gets none."""
     out = {}
     for metric, m in rows.groupby("metric"):
-        e, p = m["estimate"].to_numpy(float), m["predicted"].to_numpy(float)
         w = 1.0 / m["se"].to_numpy(float) ** 2
+        sums = (
+            m.assign(_w=w, _we=w * m["estimate"], _wp=w * m["predicted"], _ws=w * m["se"])
+            .groupby("campaign_id")[["_w", "_we", "_wp", "_ws"]]
+            .sum()
+        )
+        e, p = (sums["_we"] / sums["_w"]).to_numpy(), (sums["_wp"] / sums["_w"]).to_numpy()
+        w = 1.0 / (sums["_ws"] / sums["_w"]).to_numpy() ** 2
         info = float(np.sum(w * p * p))
         if not info > 0:
             continue
         ratio = float(np.sum(w * p * e)) / info
-        k = len(m)
+        k = len(sums)
         dispersion = float(np.sum(w * (e - ratio * p) ** 2)) / (k - 1) if k > 1 else 1.0
-        out[str(metric)] = Calibration(ratio, float(np.sqrt(max(1.0, dispersion) / info)), k)
+        se = float(np.sqrt(max(1.0, dispersion) / info))
+        out[str(metric)] = Calibration(ratio, se, len(m), k)
     return out
 
 
