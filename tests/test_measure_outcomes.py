@@ -18,7 +18,7 @@ from statsmodels.stats.proportion import proportions_ztest
 from sparklift.config import load_config
 from sparklift.errors import InputError
 from sparklift.jobs import measure as measure_job
-from sparklift.measure.campaign import check_outcomes, deciles, outcome_coverage
+from sparklift.measure.campaign import check_outcomes, check_snapshot, deciles, outcome_coverage
 from sparklift.synthetic.outcomes import outcomes_frame
 from sparklift.synthetic.vouchers import FACE_VALUES, customers_frame
 
@@ -35,6 +35,18 @@ def test_duplicated_and_unknown_customers_are_refused_naming_them(spark):
     with pytest.raises(InputError, match=r"2 customers are not in .* e\.g\. \[7, 99\]"):
         check_outcomes(strangers, allocations, "c7")
     check_outcomes(dupes.dropDuplicates(["customer_id"]), allocations, "c7")  # clean: passes
+
+
+def test_a_send_date_snapshot_with_a_customer_twice_is_refused(spark):
+    """Joined to the campaign's customers it would count customer 2 twice (measure) or
+    append it twice to voucher_campaigns (feedback)."""
+    snap = spark.createDataFrame(
+        [(1, 3.0), (2, 1.0), (2, 1.0), (4, 0.0)], "customer_id long, x double"
+    )
+    with pytest.raises(InputError, match=r"snapshot 2026-09-01: 1 customers have more than one "
+                       r"row, e\.g\. \[2\]"):  # fmt: skip
+        check_snapshot(snap, dt.date(2026, 9, 1))
+    check_snapshot(snap.dropDuplicates(["customer_id"]), dt.date(2026, 9, 1))
 
 
 @pytest.mark.parametrize(

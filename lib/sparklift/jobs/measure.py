@@ -34,6 +34,7 @@ from sparklift.errors import InputError, InputNotReadyError
 from sparklift.jobs import JobContext, log, step, write_records
 from sparklift.measure.campaign import (
     check_outcomes,
+    check_snapshot,
     deciles,
     fit_cells,
     intervals,
@@ -218,6 +219,7 @@ def _covariates(ctx: JobContext, sent: dt.date) -> DataFrame | None:
     if ctx.catalog.exists("customers"):
         snap = ctx.catalog.read("customers", where=[("snapshot_date", "=", sent)])
         if snap.limit(1).count():
+            check_snapshot(snap, sent)
             return _snapshot_covariates(snap, conf.covariates)
         why = f"table customers has no snapshot of {sent}, the send date"
     if conf.covariates:

@@ -81,6 +81,20 @@ def check_outcomes(outcomes: DataFrame, allocations: DataFrame, campaign_id: str
         )
 
 
+def check_snapshot(snapshot: DataFrame, sent: object) -> None:
+    """Refuse a customers snapshot of the send date with a customer twice: joined to the
+    campaign's customers, it would count one twice in the estimates (and append two rows
+    of one customer to ``voucher_campaigns`` for good). The allocation refused it when it
+    ran, but a snapshot may be reloaded before the measurement, weeks later."""
+    dupes = snapshot.groupBy("customer_id").count().where(F.col("count") > 1)
+    first = dupes.orderBy("customer_id").limit(5).collect()
+    if first:
+        raise InputError(
+            f"table customers, snapshot {sent}: {dupes.count()} customers have more than one "
+            f"row, e.g. {[r[0] for r in first]}: one row per customer expected"
+        )
+
+
 def _per_customer(outcomes: DataFrame, table: str) -> tuple[DataFrame, int]:
     """The rows per customer (``rows``) and how many customers have more than one, having
     refused outcome rows whose objective or cost is null, NaN or infinite: filled with 0
