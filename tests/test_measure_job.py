@@ -364,11 +364,16 @@ def test_feedback_appends_the_explore_arm_as_a_randomized_campaign(
     trained = json.loads(capsys.readouterr().out)
     assert trained["train_rows"] + trained["holdout_rows"] == len(history)
     # Another send of the campaign in the history (here the fed-back rows relabelled as
-    # sent on 2026-08-18): the same customers with the same vouchers, so refused.
+    # sent on 2026-08-18): the same customers with the same vouchers, so refused when named;
+    # a nightly run (no --allocated-on) finds the campaign fed back and writes nothing.
     spark.sql(f"UPDATE delta.`{wh / 'voucher_campaigns'}` SET campaign_id = 'arms@2026-08-18' "
               "WHERE campaign_id = 'arms@2026-09-01'")  # fmt: skip
-    assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 2
+    named = ["--allocated-on", "2026-09-01"]
+    assert main(["feedback", *sets(wh, later), "--campaign", spec, *named]) == 2
     assert "already holds campaign arms as arms@2026-08-18" in capsys.readouterr().err
+    assert main(["feedback", *sets(wh, later), "--campaign", spec]) == 0
+    nightly = json.loads(capsys.readouterr().out)
+    assert (nightly["campaign_id"], nightly["already_there"]) == ("arms@2026-08-18", True)
     # The same when the two sends' runs raced: the key is the campaign's, so the second
     # run's append is not applied, and it says why.
     looks.clear()

@@ -29,7 +29,7 @@ from sparklift.errors import InputError
 from sparklift.jobs import JobContext, campaign_limits, log, step
 from sparklift.jobs.measure import measured_run, send_outcomes
 from sparklift.measure import feedback
-from sparklift.measure.campaign import check_outcomes
+from sparklift.measure.campaign import check_outcomes, check_snapshot
 from sparklift.tables.commit import txn_version
 from sparklift.uplift.arms import CONTROL, expected_shares
 
@@ -57,6 +57,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if label in sends:
         log.info("%s already has campaign %s: nothing to append", HISTORY, label)
         return {"campaign_id": label, "appended": 0, "already_there": True}
+    if sends and args.allocated_on is None:  # a nightly run: the campaign is fed back
+        log.info("%s already has campaign %s as %s (one send per campaign): nothing to "
+                 "append", HISTORY, cid, sends[0])  # fmt: skip
+        return {"campaign_id": sends[0], "appended": 0, "already_there": True}
     if sends:
         raise _another_send(cid, sends[0], sent)
     key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
@@ -94,6 +98,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     snapshot = catalog.read("customers", where=[("snapshot_date", "=", sent)])
     if snapshot.limit(1).count() == 0:
         raise InputError(f"table customers has no snapshot of {sent}: the send date's features")
+    check_snapshot(snapshot, sent)
     features = _features(ctx, snapshot)
     with step(f"appending campaign {label} to {HISTORY} ({len(features)} features)"):
         out = feedback.history_rows(
