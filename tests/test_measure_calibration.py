@@ -74,6 +74,19 @@ def test_a_campaign_s_sends_are_one_measurement():
     assert (one.ratio, one.se) == pytest.approx((e / p, se / p), rel=1e-12)
 
 
+def test_sends_that_disagree_widen_their_campaign_s_se():
+    """Two sends at 0.02 and 0.10 (se 0.005 each) are no single measurement: the campaign's
+    SE, 0.005, is widened by the square root of their dispersion around its ratio 0.6
+    (40000 x (0.04^2 + 0.04^2) / 1 = 128), so r's SE is at least statsmodels' for two
+    independent sends (0.4); the weighted mean of the SEs alone gave 0.05."""
+    got = calibrate(frame([0.02, 0.10], [0.005] * 2, [0.1] * 2, campaigns=["d", "d"]))
+    got = got["objective"]
+    assert got.ratio == pytest.approx(0.6)
+    assert got.se == pytest.approx(0.005 * np.sqrt(128) / 0.1, rel=1e-12)
+    independent = sm.WLS([0.02, 0.10], [[0.1], [0.1]], weights=[1 / 0.005**2] * 2).fit()
+    assert got.se >= independent.bse[0] == pytest.approx(0.4)
+
+
 def test_final_looks_known_on_the_run_date_one_per_run(spark):
     base = {"budget_group": "*", "voucher_id": "*", "decile": None, "metric": "objective",
             "information_fraction": 1.0, "predicted": 0.1, "se": 0.02}  # fmt: skip

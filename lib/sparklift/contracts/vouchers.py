@@ -98,7 +98,8 @@ ALLOCATION_SUMMARY = TableContract(
         ("explore_customers", LongType()),  # sent a random voucher
         ("explore_spent", DoubleType()),  # their expected cost, from the explore slice
         # objective and spent x realized / predicted of past measured campaigns (null:
-        # none measured; sparklift.measure.calibration), and how many runs that ratio pools
+        # none measured; sparklift.measure.calibration), and how many measured sends that
+        # ratio pools (each campaign's sends as one point)
         ("objective_corrected", DoubleType()),
         ("spent_corrected", DoubleType()),
         ("calibration_runs", LongType()),

@@ -53,6 +53,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     label = f"{cid}@{sent}"
     app_id = f"sparklift.feedback:{cid}"  # per campaign: two of its sends at once append one
     exists = catalog.exists(HISTORY)
+    # the key before the sends: a run committing between the two reads then takes it
+    key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
     sends = fed_back_sends(ctx, cid) if exists else []
     if label in sends:
         log.info("%s already has campaign %s: nothing to append", HISTORY, label)
@@ -63,7 +65,6 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         return {"campaign_id": sends[0], "appended": 0, "already_there": True}
     if sends:
         raise _another_send(cid, sends[0], sent)
-    key = (app_id, (applied(ctx, app_id) if exists else -1) + 1)
     published = published_run(catalog, sent, cid)  # its id and vouchers in one read
     allocations = published.allocations
     rows = feedback.arm_rows(allocations)
@@ -116,6 +117,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             out.unpersist()
     there = fed_back_sends(ctx, cid)
     if there and label not in there:  # another send of the campaign took the key first
+        if args.allocated_on is None:  # a nightly run, as above
+            log.info("%s has campaign %s as %s, appended meanwhile: nothing appended",
+                     HISTORY, cid, there[0])  # fmt: skip
+            return {"campaign_id": there[0], "appended": 0, "already_there": True}
         raise _another_send(cid, there[0], sent)
     log.info("appended %s: %s rows per arm (target shares %s)", label, by_arm, shares)
     return {

@@ -219,8 +219,7 @@ def _covariates(ctx: JobContext, sent: dt.date) -> DataFrame | None:
     if ctx.catalog.exists("customers"):
         snap = ctx.catalog.read("customers", where=[("snapshot_date", "=", sent)])
         if snap.limit(1).count():
-            check_snapshot(snap, sent)
-            return _snapshot_covariates(snap, conf.covariates)
+            return _snapshot_covariates(snap, conf.covariates, sent)
         why = f"table customers has no snapshot of {sent}, the send date"
     if conf.covariates:
         raise InputError(f"{why}: measure.covariates {conf.covariates} cannot be read")
@@ -228,9 +227,12 @@ def _covariates(ctx: JobContext, sent: dt.date) -> DataFrame | None:
     return None
 
 
-def _snapshot_covariates(snap: DataFrame, covariates: list[str] | None) -> DataFrame | None:
-    """customer_id and the CUPED columns of a snapshot: ``covariates``, or (None) every
-    numeric column but its keys (None: no column)."""
+def _snapshot_covariates(
+    snap: DataFrame, covariates: list[str] | None, sent: dt.date
+) -> DataFrame | None:
+    """customer_id and the CUPED columns of the snapshot of ``sent``: ``covariates``, or
+    (None) every numeric column but its keys (None: no column), once it is known to hold
+    each customer once (it is joined to the campaign's customers)."""
     numeric = [
         f.name
         for f in snap.schema.fields
@@ -242,6 +244,7 @@ def _snapshot_covariates(snap: DataFrame, covariates: list[str] | None) -> DataF
         raise InputError(f"table customers has no column(s) {missing} (measure.covariates)")
     if not names:
         return None
+    check_snapshot(snap, sent)
     return snap.select("customer_id", *names)
 
 

@@ -11,9 +11,12 @@ more), and the allocation's predicted objective (and cost) times r is its honest
 A campaign's sends are one measurement, not many: each customer keeps its arm on every
 send and the outcome windows of daily sends overlap, so their errors move together. Each
 campaign enters as one point: its sends' 1 / se^2-weighted means of e and p, with the same
-weighted mean of their SEs (the SE of that mean were the sends' errors one and the same:
-an upper bound, so never too narrow). Pooled as independent, 60 daily sends of one
-campaign would shrink r's SE by sqrt(60) and outweigh 60 one-off campaigns.
+weighted mean of their SEs (the SE of that mean were the sends' errors one and the same,
+the most they can be correlated), widened by the sends' own dispersion around the
+campaign's ratio (its weighted residual sum of squares over n - 1) when they scatter more
+than their SEs allow: sends that disagree are not one measurement either. Pooled as
+independent, 60 daily sends of one campaign would shrink r's SE by sqrt(60) and outweigh
+60 one-off campaigns.
 
 r's standard error is 1 / sqrt(sum p^2 / se^2) over the campaigns, widened by their
 dispersion around the line (the weighted residual sum of squares over k - 1) when they
@@ -88,23 +91,42 @@ def calibrate(rows: pd.DataFrame) -> dict[str, Calibration]:
     the module docstring). A metric whose predictions sum to 0 gets none."""
     out = {}
     for metric, m in rows.groupby("metric"):
-        w = 1.0 / m["se"].to_numpy(float) ** 2
-        sums = (
-            m.assign(_w=w, _we=w * m["estimate"], _wp=w * m["predicted"], _ws=w * m["se"])
-            .groupby("campaign_id")[["_w", "_we", "_wp", "_ws"]]
-            .sum()
-        )
-        e, p = (sums["_we"] / sums["_w"]).to_numpy(), (sums["_wp"] / sums["_w"]).to_numpy()
-        w = 1.0 / (sums["_ws"] / sums["_w"]).to_numpy() ** 2
-        info = float(np.sum(w * p * p))
-        if not info > 0:
+        points = [_campaign_point(c) for _, c in m.groupby("campaign_id")]
+        e, p, se = (np.array(v) for v in zip(*points, strict=True))
+        fit = _through_origin(e, p, 1.0 / se**2)
+        if fit is None:
             continue
-        ratio = float(np.sum(w * p * e)) / info
-        k = len(sums)
-        dispersion = float(np.sum(w * (e - ratio * p) ** 2)) / (k - 1) if k > 1 else 1.0
-        se = float(np.sqrt(max(1.0, dispersion) / info))
-        out[str(metric)] = Calibration(ratio, se, len(m), k)
+        ratio, info, dispersion = fit
+        se_ratio = float(np.sqrt(dispersion / info))
+        out[str(metric)] = Calibration(ratio, se_ratio, len(m), len(points))
     return out
+
+
+def _through_origin(
+    e: np.ndarray, p: np.ndarray, w: np.ndarray
+) -> tuple[float, float, float] | None:
+    """The weighted least-squares slope of e on p through the origin, its information
+    sum w p^2, and the points' dispersion around it (their weighted residual sum of squares
+    over k - 1, at least 1; 1 for one point). None when nothing is predicted."""
+    info = float(np.sum(w * p * p))
+    if not info > 0:
+        return None
+    ratio = float(np.sum(w * p * e)) / info
+    k = len(e)
+    dispersion = float(np.sum(w * (e - ratio * p) ** 2)) / (k - 1) if k > 1 else 1.0
+    return ratio, info, max(1.0, dispersion)
+
+
+def _campaign_point(sends: pd.DataFrame) -> tuple[float, float, float]:
+    """One campaign's (e, p, se) from its sends: their 1/se^2-weighted means, and the
+    weighted mean of their SEs times the square root of the sends' dispersion around the
+    campaign's own ratio (see the module docstring)."""
+    e, p, se = (sends[c].to_numpy(float) for c in ("estimate", "predicted", "se"))
+    w = 1.0 / se**2
+    mean_se = float(np.average(se, weights=w))
+    fit = _through_origin(e, p, w)
+    widen = 1.0 if fit is None else float(np.sqrt(fit[2]))
+    return float(np.average(e, weights=w)), float(np.average(p, weights=w)), mean_se * widen
 
 
 def corrected(
