@@ -59,12 +59,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     if label in sends:
         log.info("%s already has campaign %s: nothing to append", HISTORY, label)
         return {"campaign_id": label, "appended": 0, "already_there": True}
-    if sends and args.allocated_on is None:  # a nightly run: the campaign is fed back
-        log.info("%s already has campaign %s as %s (one send per campaign): nothing to "
-                 "append", HISTORY, cid, sends[0])  # fmt: skip
-        return {"campaign_id": sends[0], "appended": 0, "already_there": True}
-    if sends:
-        raise _another_send(cid, sends[0], sent)
+    other = _other_send(sends, cid, sent, nightly=args.allocated_on is None)
+    if other:
+        return other
     published = published_run(catalog, sent, cid)  # its id and vouchers in one read
     allocations = published.allocations
     rows = feedback.arm_rows(allocations)
@@ -115,13 +112,10 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             catalog.write(HISTORY, out, mode="append", txn=key)
         finally:
             out.unpersist()
-    there = fed_back_sends(ctx, cid)
-    if there and label not in there:  # another send of the campaign took the key first
-        if args.allocated_on is None:  # a nightly run, as above
-            log.info("%s has campaign %s as %s, appended meanwhile: nothing appended",
-                     HISTORY, cid, there[0])  # fmt: skip
-            return {"campaign_id": there[0], "appended": 0, "already_there": True}
-        raise _another_send(cid, there[0], sent)
+    # another send of the campaign may have taken the key first
+    other = _other_send(fed_back_sends(ctx, cid), cid, sent, nightly=args.allocated_on is None)
+    if other:
+        return other
     log.info("appended %s: %s rows per arm (target shares %s)", label, by_arm, shares)
     return {
         "campaign_id": label,
@@ -152,6 +146,19 @@ def _named(ctx: JobContext, campaign: CampaignConfig, offered: frozenset[str]) -
 def applied(ctx: JobContext, app_id: str) -> int:
     """The last version of idempotency key ``app_id`` the history applied (-1: none)."""
     return txn_version(ctx.catalog.path(HISTORY), app_id)
+
+
+def _other_send(sends: list[str], cid: str, sent: dt.date, nightly: bool) -> dict | None:
+    """None unless the history holds another send of campaign ``cid`` than ``sent``: then,
+    for a nightly run (no --allocated-on), the summary of a run that finds it there;
+    for a send named, refused."""
+    if not sends or f"{cid}@{sent}" in sends:
+        return None
+    if not nightly:
+        raise _another_send(cid, sends[0], sent)
+    log.info("%s already has campaign %s as %s (one send per campaign): nothing to append",
+             HISTORY, cid, sends[0])  # fmt: skip
+    return {"campaign_id": sends[0], "appended": 0, "already_there": True}
 
 
 def _another_send(campaign_id: str, there: str, sent: dt.date) -> InputError:

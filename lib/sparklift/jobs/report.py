@@ -183,15 +183,12 @@ def _as_of(catalog: Catalog, experiments: pd.DataFrame, day: dt.date) -> pd.Data
     if not later.any():
         return experiments
     out = experiments.copy()
-    designs = set(zip(out.loc[later, "experiment_id"], out.loc[later, "design_id"], strict=True))
-    failed = _failed_aa(catalog, designs)
+    designs = list(zip(out.loc[later, "experiment_id"], out.loc[later, "design_id"], strict=True))
+    failed = _failed_aa(catalog, set(designs))
     out.loc[later, "reason"] = (
         "as of " + str(day) + "; concluded on " + out.loc[later, "concluded_on"].astype(str)
     )
-    out.loc[later, "status"] = [
-        "accepted_anyway" if d in failed else "accepted"
-        for d in zip(out.loc[later, "experiment_id"], out.loc[later, "design_id"], strict=True)
-    ]
+    out.loc[later, "status"] = ["accepted_anyway" if d in failed else "accepted" for d in designs]
     return out
 
 
