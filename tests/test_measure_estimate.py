@@ -13,7 +13,8 @@ import statsmodels.api as sm
 from scipy import stats
 
 from sparklift.measure.campaign import intervals, with_totals
-from sparklift.measure.estimate import lin_estimate
+from sparklift.measure.estimate import lin_estimate, lin_fit
+from sparklift.measure.ratio import COV
 
 
 def cell(seed: int, n: int = 3000, k: int = 3):
@@ -91,7 +92,9 @@ def test_totals_leave_out_the_cells_without_an_estimate():
             ("G", "C", 300, 1, 5.0, np.nan, 5.0), ("H", "A", 100, 1, 2.0, np.nan, 2.0)]  # fmt: skip
     cells = pd.DataFrame(rows, columns=["budget_group", "voucher_id", "n_policy", "n_holdout",
                                         "estimate", "se", "predicted"])  # fmt: skip
-    cells = cells.assign(metric="objective", adjustment="none", mean_policy=1.0, mean_holdout=0.0)
+    cells = cells.assign(
+        metric="objective", adjustment="none", mean_policy=1.0, mean_holdout=0.0, **{COV: 0.0}
+    )
     totals = with_totals(cells).set_index(["budget_group", "voucher_id"])
     g = totals.loc[("G", "*")]
     assert (g["estimate"], g["se"], g["n_policy"], g["predicted"]) == (1.0, 0.2, 900, 1.5)
@@ -130,7 +133,7 @@ def test_a_total_holdout_mean_is_weighted_as_its_estimate():
         {"budget_group": "G", "voucher_id": ["A", "B"], "n_policy": [290, 710],
          "n_holdout": [36, 64], "mean_policy": [11.0, 3.0], "mean_holdout": [10.0, 2.0],
          "estimate": 1.0, "se": 0.1, "predicted": 1.0, "metric": "objective",
-         "adjustment": "none"}
+         "adjustment": "none", COV: 0.0}
     )  # fmt: skip
     total = with_totals(cells).set_index(["budget_group", "voucher_id"]).loc[("G", "*")]
     assert total["mean_policy"] == pytest.approx(5.32)
@@ -148,7 +151,7 @@ def test_a_cells_ci_is_welchs_t_interval_and_the_totals_stay_normal():
     assert e.df == pytest.approx(welch.df, rel=1e-10)
     cells = pd.DataFrame(
         [{**asdict(e), "budget_group": "G", "voucher_id": "A", "metric": "objective",
-          "adjustment": "none", "predicted": 1.0}]
+          "adjustment": "none", "predicted": 1.0, COV: 0.0}]
     )  # fmt: skip
     out = intervals(with_totals(cells), 0.95).set_index(["budget_group", "voucher_id"])
     ci, cell = welch.confidence_interval(0.95), out.loc[("G", "A")]
@@ -175,3 +178,21 @@ def test_the_adjusted_df_is_satterthwaites_over_each_arms_own_fit():
     df = sum(parts) ** 2 / sum(p**2 / m for p, m in zip(parts, residual_df, strict=True))
     assert got.se**2 == pytest.approx(sum(parts), rel=1e-8)
     assert got.df == pytest.approx(df, rel=1e-8)
+
+
+def test_the_covariance_of_two_outcomes_effects_is_statsmodels_hc2_of_their_sum():
+    """Objective and cost of the same customers: Var(O + C) = V_O + V_C + 2 V_OC, each
+    term statsmodels' HC2 variance of its own Lin regression."""
+    y, t, X = cell(8)
+    cost = 0.3 * y + np.random.default_rng(8).exponential(1.0, len(y)) * t
+    Xc = X - X.mean(axis=0)
+    design = np.column_stack([np.ones_like(y), t, Xc, t[:, None] * Xc])
+    for D, covariates in ((sm.add_constant(t), None), (design, X)):
+        got = lin_fit(np.column_stack([y, cost]), t, covariates)
+        var = [sm.OLS(v, D).fit(cov_type="HC2").bse[1] ** 2 for v in (y, cost, y + cost)]
+        assert got.cov[0, 1] == pytest.approx((var[2] - var[0] - var[1]) / 2, rel=1e-7)
+        assert np.diag(got.cov) == pytest.approx(var[:2], rel=1e-8)
+        assert got.cov[0, 1] > 0  # the cost grows with the objective
+        alone = lin_estimate(cost, t, covariates)
+        pair = (got.estimates[1].estimate, got.estimates[1].se)
+        assert pair == pytest.approx((alone.estimate, alone.se), rel=1e-12)

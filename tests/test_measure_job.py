@@ -3,7 +3,9 @@ simulate-outcomes, measure; checked against pandas on the tables and the planted
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import itertools
 import json
 from pathlib import Path
@@ -59,7 +61,10 @@ def warehouse(spark, tmp_path_factory) -> Path:
     catalog.write("vouchers", spark.createDataFrame(vouchers, catalog.schema("vouchers")),
                   mode="overwrite")  # fmt: skip
     spec = campaign(wh.parent)
-    assert main(["allocate", *sets(wh), "--campaign", spec]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["allocate", *sets(wh), "--campaign", spec]) == 0
+    (wh.parent / "allocate.json").write_text(out.getvalue())  # its summary
     assert main(["simulate-outcomes", *sets(wh), "--campaign", spec]) == 0
     return wh
 
@@ -117,6 +122,16 @@ def test_arms_holdout_gets_the_policy_rule_and_the_budget_is_used(warehouse):
     targeted_share = len(policy) / (n * (1 - ARMS["holdout_share"] - ARMS["explore_share"]))
     held_share = len(targeted) / (n * ARMS["holdout_share"])
     assert abs(targeted_share - held_share) < 0.1, (targeted_share, held_share)
+    # ... which allocate checks per group: the rule's targeted share of the holdout (as
+    # the table has it) against the solve's of the policy's customers, no mismatch.
+    match = json.loads((wh.parent / "allocate.json").read_text())["holdout_match"]
+    assert set(match) == set(BUDGETS)
+    for g, m in match.items():
+        h = holdout[holdout["budget_group"] == g]
+        assert m["holdout_targeted_share"] == pytest.approx(h["policy_voucher_id"].notna().mean())
+        s = summary.loc[g]
+        assert m["policy_targeted_share"] == pytest.approx(s["n_allocated"] / s["n_customers"])
+        assert m["p_value"] > 0.001, (g, m)
 
 
 def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, capsys):
@@ -159,19 +174,34 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
     customers = customers[pd.to_datetime(customers["snapshot_date"]).dt.date == RUN_DATE]
     faces = {v: FACE_VALUES[j] for j, v in enumerate(voucher_ids(conf.generate.vouchers))}
     tau = true_uplift(spark.createDataFrame(customers), faces, conf.generate.voucher_effects)
-    tau = tau.toPandas()
-    tau = tau.set_index(["customer_id", "voucher_id"])["tau_objective"]
-    rows["tau"] = tau.loc[
-        list(zip(rows["customer_id"], rows["policy_voucher_id"], strict=True))
-    ].to_numpy()
+    tau = tau.toPandas().set_index(["customer_id", "voucher_id"])
+    keys = list(zip(rows["customer_id"], rows["policy_voucher_id"], strict=True))
+    rows["tau"] = tau.loc[keys, "tau_objective"].to_numpy()
+    rows["tau_cost"] = tau.loc[keys, "tau_cost"].to_numpy()
     policy = rows[rows["arm"] == "policy"]
     weights = policy.groupby(["budget_group", "policy_voucher_id"]).size()
-    cell_truth = rows.groupby(["budget_group", "policy_voucher_id"])["tau"].mean()
-    truth = float((cell_truth * weights).sum() / weights.sum())
+    cell_truth = rows.groupby(["budget_group", "policy_voucher_id"])[["tau", "tau_cost"]].mean()
+    truth = float((cell_truth["tau"] * weights).sum() / weights.sum())
+    true_return = truth / float((cell_truth["tau_cost"] * weights).sum() / weights.sum())
     total = cells[(cells["budget_group"] == "*") & (cells["metric"] == "objective")]
     for r in total.to_dict("records"):
         assert r["ci_low"] < truth < r["ci_high"], (r, truth)
     cuped, none = (total.set_index("adjustment").loc[a, "se"] for a in ("cuped", "none"))
+    # The realized return: the campaign's objective over its cost, its Fieller CI about
+    # the planted return (the return rows' own checks: tests/test_measure_ratio.py).
+    whole = cells[(cells["budget_group"] == "*") & (cells["adjustment"] == "cuped")]
+    whole = whole.set_index("metric")
+    ratio = whole.loc["objective", "estimate"] / whole.loc["cost", "estimate"]
+    assert whole.loc["return", "estimate"] == pytest.approx(ratio, rel=1e-12)
+    assert summary["realized_return"] == pytest.approx(ratio, rel=1e-12)
+    low, high = summary["realized_return_ci"]
+    assert low < true_return < high and low < ratio < high, (low, true_return, high)
+    assert summary["predicted_return"] == pytest.approx(
+        summary["predicted_objective"] / summary["predicted_cost"], rel=1e-9
+    )
+    returns = cells[cells["metric"] == "return"]
+    pairs = cells[cells["metric"] == "objective"][["budget_group", "voucher_id", "adjustment"]]
+    assert len(returns) == len(pairs)  # one per cell and total, as the metrics'
     assert cuped < none  # the customers' pre-campaign columns predict the objective
     sizes = rows.groupby(["budget_group", "policy_voucher_id"])["arm"].value_counts().unstack()
     small = sizes[(sizes.fillna(0) < 2).any(axis=1)]  # no estimate: left out of the totals
@@ -188,6 +218,7 @@ def test_measure_matches_pandas_and_covers_the_planted_truth(warehouse, spark, c
     totals = cells[cells["voucher_id"] == "*"]
     np.testing.assert_allclose(totals["rci_low"], totals["ci_low"], rtol=1e-9)
     per_cell = cells[(cells["voucher_id"] != "*") & (cells["se"] > 0)]
+    per_cell = per_cell[per_cell["metric"] != "return"]
     assert (per_cell["ci_low"] < per_cell["rci_low"]).all()
     assert summary["decision"] in ("efficacy", "no_effect")
 
@@ -240,6 +271,7 @@ def test_looks_during_the_window_get_group_sequential_bounds(warehouse, capsys):
         res = res[pd.to_datetime(res["measured_on"]).dt.date == on]
         assert (res["information_fraction"] == day / 8).all() and (res["look"] == k + 1).all()
         top = res[(res["budget_group"] == "*") & res["decile"].isna()]
+        top = top[top["metric"] != "return"]  # a ratio: no z, no decision
         for r in top.to_dict("records"):
             z = r["estimate"] / r["se"]
             expected = "efficacy" if z >= bound else "harm" if z <= -bound else None
@@ -480,6 +512,20 @@ def test_bad_input_is_refused_clearly(warehouse, spark, capsys, tmp_path):
     listed = ["--set", "measure.covariates=[tenure_days]"]
     assert main(["measure", *sets(wh, later), "--campaign", spec, *moved, *listed]) == 2
     assert "measure.covariates ['tenure_days'] cannot be read" in capsys.readouterr().err
+    # A send-date snapshot with a customer twice: simulate-outcomes would draw two outcomes
+    # for them, measure count them twice; both refuse it, nothing written.
+    twice = ["--set", "tables.names.customers=customers_twice"]
+    snapshot = catalog.read("customers", where=[("snapshot_date", "=", RUN_DATE)])
+    Catalog(spark, load_config(None, [f"tables.base_path={wh}", twice[1]]).tables).write(
+        "customers", snapshot.unionByName(snapshot.limit(3))
+    )
+    outcomes_at = catalog.version("campaign_outcomes")
+    for job, day in (("simulate-outcomes", RUN_DATE), ("measure", later)):
+        assert main([job, *sets(wh, day), "--campaign", spec, *twice]) == 2
+        assert f"table customers, snapshot {RUN_DATE}: 3 customers have more than one row" in (
+            capsys.readouterr().err
+        )
+    assert catalog.version("campaign_outcomes") == outcomes_at
 
 
 def test_the_allocation_corrects_its_prediction_by_past_measurements(

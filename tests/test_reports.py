@@ -305,6 +305,28 @@ def campaign() -> CampaignData:
         }
         for d in range(1, 11)
     ]
+    money = [  # metric, group, estimate, CI, predicted
+        ("cost", "*", 0.52, 0.47, 0.57, 0.49),
+        ("return", "*", 1.173, 0.6, 1.9, 1.376),
+        ("cost", "NL", 0.03, -0.01, 0.07, 0.04),
+        ("return", "NL", 2.5, None, None, 1.2),
+    ]
+    rows += [
+        {
+            "run_date": START,
+            "measured_on": START + dt.timedelta(days=14),
+            "metric": m,
+            "adjustment": "cuped",
+            "budget_group": g,
+            "voucher_id": "*",
+            "decile": None,
+            "estimate": e,
+            "ci_low": lo,
+            "ci_high": hi,
+            "predicted": p,
+        }
+        for m, g, e, lo, hi, p in money
+    ]
     model = {"model_id": "m1", "learner": "dr_gbm", "metrics": json.dumps(metrics)}
     return CampaignData(
         "winback", summary, model, pd.DataFrame(rows), START + dt.timedelta(days=14)
@@ -396,6 +418,20 @@ def test_campaign_page_shows_budget_model_and_measurement():
     # CUPED's interval, measure's headline, is the one shown; the deciles are unadjusted
     assert "adjustment cuped" in html and fmt(0.61 - 1.96 * 0.15) in shown
     assert fmt(0.61 - 1.96 * 0.2) not in html
+    # the cost and the return per group, a return without a finite CI shown as '-'
+    assert "Fieller" in html
+    assert [fmt(v) for v in (0.52, 0.47, 0.57, 1.173, 0.6, 1.9, 1.376)] == shown[
+        shown.index(fmt(0.52)) : shown.index(fmt(0.52)) + 7
+    ]
+    nl = shown.index(fmt(0.03))
+    assert shown[nl - 2 : nl + 7] == [
+        "NL",
+        "*",
+        *map(fmt, (0.03, -0.01, 0.07, 2.5)),
+        "-",
+        "-",
+        "1.2",
+    ]
     unadjusted = campaign_page(replace(data, results=data.results.query("adjustment == 'none'")))
     assert "adjustment none" in unadjusted and fmt(0.61 - 1.96 * 0.2) in cells(unadjusted)
     empty = campaign_page(CampaignData("c", data.summary, None, pd.DataFrame(), START))

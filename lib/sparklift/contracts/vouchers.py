@@ -117,7 +117,7 @@ CAMPAIGN_RESULTS = TableContract(
         ("measured_on", DateType()),  # the look: the day the outcomes were read
         ("budget_group", StringType()),  # '*' for the campaign
         ("voucher_id", StringType()),  # '*' for every voucher of the group
-        ("metric", StringType()),  # objective | cost
+        ("metric", StringType()),  # objective | cost | return (objective / cost)
         ("adjustment", StringType()),  # none | cuped
         ("decile", IntegerType()),  # of the predicted uplift (1-10; null: not a decile row)
         ("n_policy", LongType()),
@@ -125,7 +125,9 @@ CAMPAIGN_RESULTS = TableContract(
         ("mean_policy", DoubleType()),
         ("mean_holdout", DoubleType()),
         ("estimate", DoubleType()),  # incremental per targeted customer
-        ("se", DoubleType()),  # heteroskedasticity-robust (HC2, = Neyman unadjusted)
+        # heteroskedasticity-robust (HC2, = Neyman unadjusted); return: the delta method's
+        ("se", DoubleType()),
+        # return rows: Fieller's CI (null where unbounded), and no p_value, total or z
         ("ci_low", DoubleType()),
         ("ci_high", DoubleType()),
         ("p_value", DoubleType()),

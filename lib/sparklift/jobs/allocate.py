@@ -22,7 +22,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparklift.allocation import arms, in_memory, ties
+from sparklift.allocation import arms, in_memory, match, ties
 from sparklift.allocation import arms_in_memory as in_driver
 from sparklift.allocation.budgets import arm_totals, check_input
 from sparklift.allocation.campaign import CampaignConfig, falls_back, load_campaign
@@ -163,6 +163,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
                 counts = tally(written, "arm", targeted)  # the rows as written, every arm
             groups = summarize(counts[counts["arm"] == arms.POLICY], solution, vouchers)
+            balance = match.targeting(groups, counts) if holdout_share else {}
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
                                full, counts, calibration)  # fmt: skip
             version = write_records(
@@ -195,6 +196,15 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
             s.n_customers,
             s.voucher_counts,
         )
+    bad = match.mismatched(balance)
+    if bad:
+        log.warning(
+            "the holdout is not the policy's match in %d group(s): %s; measure would compare "
+            "the policy with customers it would not have picked. Check that the holdout's "
+            "scores are the policy's (same model and run) before sending",
+            len(bad),
+            "; ".join(bad),
+        )
     objective = sum(s.objective for s in groups)
     bound = sum(s.dual_bound for s in groups)
     spent = sum(s.spent for s in groups)
@@ -207,6 +217,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "holdout_customers": sum(r["holdout_customers"] for r in records),
         "explore_customers": sum(r["explore_customers"] for r in records),
         "explore_spent": sum(r["explore_spent"] for r in records),
+        "holdout_match": balance,  # per group: the arms' targeted shares and their p
         "spent": spent,
         "objective": objective,
         "dual_bound": bound,

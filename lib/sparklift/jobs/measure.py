@@ -6,9 +6,10 @@ run whose measurement window is over; with ``--interim``, its latest), that send
 ``campaign_outcomes`` (``sent_date`` its run date) and, for CUPED, the customers snapshot
 of the send date (pre-campaign columns). Per budget group x voucher
 (:mod:`sparklift.measure.campaign`), the incremental objective and cost per targeted
-customer with CIs, unadjusted and adjusted, then per group and for the campaign. The
-campaign's realized return (incremental objective per unit of incremental cost) and the
-predicted figures beside the realized ones go to the summary.
+customer with CIs, unadjusted and adjusted, then per group and for the campaign, and the
+return of each (incremental objective per unit of incremental cost, with Fieller's CI:
+:mod:`sparklift.measure.ratio`). The campaign's figures, the predicted beside the realized,
+go to the summary.
 
 The outcomes are final ``measure.window_days`` after the send: before that the run is
 refused (exit 3, not ready) unless ``--interim`` says it is a look during the campaign.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -44,6 +44,7 @@ from sparklift.measure.campaign import (
     with_totals,
 )
 from sparklift.measure.looks import fraction, look, with_look
+from sparklift.measure.ratio import CARRIED, RETURN, returns
 from sparklift.tables.publish import utcnow
 
 HELP = "measure a sent campaign: its policy against its holdout, into campaign_results"
@@ -115,6 +116,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         conf.spending_param,
     )
     results = with_look(results, at)
+    results = pd.concat([results, returns(results, conf.confidence)], ignore_index=True)
+    results = results.drop(columns=CARRIED)
     now = utcnow()
     where = {"campaign_id": cid, "run_date": sent, "measured_on": ctx.run_date}
     records = []
@@ -153,6 +156,22 @@ def _prior_looks(ctx: JobContext, cid: str, sent: dt.date) -> list[float]:
 
 def _int_or_none(value: object) -> int | None:
     return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
+
+
+def _return_text(summary: dict) -> str:
+    """The realized return with its CI, or why it has none, and the predicted one."""
+    value, (low, high) = summary["realized_return"], summary["realized_return_ci"]
+    if value is None:
+        return "n/a (no measured incremental cost)"
+    unbounded = "CI unbounded: the incremental cost is not distinguishable from 0"
+    ci = f"CI {low:.3f} .. {high:.3f}" if low is not None else unbounded
+    text = f"{value:.3f} ({ci}"
+    predicted = summary["predicted_return"]
+    return text + (f"; predicted {predicted:.3f})" if predicted is not None else ")")
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
 
 
 def send_outcomes(ctx: JobContext, cid: str, sent: dt.date) -> DataFrame:
@@ -254,9 +273,9 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
     campaign = results[(results["budget_group"] == "*") & results["decile"].isna()]
     total = campaign[campaign["adjustment"] == adjustment]
     by = total.set_index("metric")
-    objective, cost = by.loc["objective"], by.loc["cost"]
-    ratio = objective["estimate"] / cost["estimate"] if cost["estimate"] else math.nan
-    realized_return = ratio if math.isfinite(ratio) else None
+    objective, cost, ratio = by.loc["objective"], by.loc["cost"], by.loc[RETURN]
+    realized_return = _float_or_none(ratio["estimate"])
+    return_ci = [_float_or_none(ratio["ci_low"]), _float_or_none(ratio["ci_high"])]
     out = {
         "campaign_id": cid,
         "allocated_on": str(sent),
@@ -280,8 +299,15 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
             float(objective["rci_high"] * objective["n_policy"]),
         ],
         "incremental_cost": float(cost["incremental_total"]),
+        "incremental_cost_ci": [
+            float(cost["ci_low"] * cost["n_policy"]),
+            float(cost["ci_high"] * cost["n_policy"]),
+        ],
         "predicted_cost": float(cost["predicted"] * cost["n_policy"]),
         "realized_return": realized_return,
+        # null bounds: the incremental cost is not distinguishable from 0 (ratio module)
+        "realized_return_ci": return_ci,
+        "predicted_return": _float_or_none(ratio["predicted"]),
         "results_version": version,
     }
     if names:
@@ -300,6 +326,6 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
         out["predicted_objective"],
         out["incremental_cost"],
         out["predicted_cost"],
-        f"{realized_return:.3f}" if realized_return is not None else "n/a",
+        _return_text(out),
     )
     return out

@@ -11,6 +11,7 @@ import argparse
 from sparklift.allocation.campaign import load_campaign
 from sparklift.allocation.tables import published_allocations
 from sparklift.jobs import JobContext, log, step
+from sparklift.measure.campaign import check_snapshot
 from sparklift.synthetic.outcomes import outcomes_frame
 
 HELP = "simulate a campaign's outcomes (synthetic data: the generator's voucher model)"
@@ -27,6 +28,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     customers = catalog.read("customers", where=[("snapshot_date", "=", day)]).drop(
         "snapshot_date", "budget_group"
     )
+    check_snapshot(customers, day)  # a customer twice would draw two outcomes
     faces = {
         r[0]: float(r[1])
         for r in catalog.read("vouchers").select("voucher_id", "face_value").collect()

@@ -5,8 +5,10 @@ customers the policy would have sent v (``policy_voucher_id``): both random samp
 customers the policy picks for v, so their difference estimates what sending v to them
 achieved. A customer without an outcome row had none (objective and cost 0); a row with a
 null, NaN or infinite outcome is refused (:func:`check_outcomes`), never filled. Each cell
-(group, voucher, metric) is fitted where its rows are, in one ``applyInPandas``, by
-:func:`sparklift.measure.estimate.lin_estimate`, unadjusted and with CUPED covariates.
+(group, voucher) is fitted where its rows are, in one ``applyInPandas``, by
+:func:`sparklift.measure.estimate.lin_fit`, unadjusted and with CUPED covariates: both
+metrics on one design, so that their covariance is known for the return
+(:mod:`sparklift.measure.ratio`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ from scipy import stats
 from sparklift.allocation.arms import HOLDOUT, POLICY
 from sparklift.errors import InputError
 from sparklift.finite import float_columns, nonfinite
-from sparklift.measure.estimate import lin_estimate
+from sparklift.measure.estimate import lin_fit
+from sparklift.measure.ratio import COV, DF
 from sparklift.synthetic.rand import uniform
 
 METRICS = {"objective": "expected_uplift", "cost": "expected_cost"}  # outcome: prediction
-CELL = ["budget_group", "voucher_id", "metric"]
 _FIT_SCHEMA = (
     "budget_group string, voucher_id string, metric string, adjustment string, "
     "n_policy long, n_holdout long, mean_policy double, mean_holdout double, "
-    "estimate double, se double, predicted double, df double"
+    f"estimate double, se double, predicted double, df double, {COV} double, {DF} double"
 )
 
 
@@ -210,47 +212,49 @@ def _decile_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def fit_cells(rows: DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
-    """Per cell and adjustment (none; cuped when ``covariates``): counts, means, the
-    estimate, its HC2 SE and Welch-Satterthwaite df, and the mean prediction of the policy
-    customers."""
-    long = None
-    for metric, predicted in METRICS.items():
-        part = rows.select(
-            "budget_group",
-            "voucher_id",
-            F.lit(metric).alias("metric"),
-            "treated",
-            F.col(metric).cast("double").alias("y"),
-            F.col(predicted).cast("double").alias("predicted"),
-            *[F.col(c).cast("double").alias(c) for c in covariates],
-        )
-        long = part if long is None else long.unionByName(part)
-    names = list(covariates)
+    """Per cell, metric and adjustment (none; cuped when ``covariates``): counts, means,
+    the estimate, its HC2 SE and Welch-Satterthwaite df, the mean prediction of the policy
+    customers, and what the return's CI needs (:data:`sparklift.measure.ratio.CARRIED`,
+    in each metric's row): the covariance of the cell's objective and cost estimates and
+    the df of their ratio's statistic."""
+    names, metrics = list(covariates), list(METRICS)
 
     def fit(pdf: pd.DataFrame) -> pd.DataFrame:
-        y, t = pdf["y"].to_numpy(), pdf["treated"].to_numpy()
+        t = pdf["treated"].to_numpy()
         out = []
         for adjustment in ("none", "cuped") if names else ("none",):
-            X = pdf[names].to_numpy() if adjustment == "cuped" else None
-            e = lin_estimate(y, t, X)
-            treated = pdf.loc[pdf["treated"] == 1, "predicted"]
-            out.append(
-                {
-                    **{c: pdf[c].iloc[0] for c in CELL},
-                    "adjustment": adjustment,
-                    "n_policy": e.n_policy,
-                    "n_holdout": e.n_holdout,
-                    "mean_policy": e.mean_policy,
-                    "mean_holdout": e.mean_holdout,
-                    "estimate": e.estimate,
-                    "se": e.se,
-                    "predicted": float(treated.mean()) if len(treated) else np.nan,
-                    "df": e.df,
-                }
-            )
+            X = pdf[names].to_numpy(dtype=float) if adjustment == "cuped" else None
+            f = lin_fit(pdf[metrics].to_numpy(dtype=float), t, X)
+            for metric, e in zip(metrics, f.estimates, strict=True):
+                treated = pdf.loc[pdf["treated"] == 1, METRICS[metric]]
+                out.append(
+                    {
+                        "budget_group": pdf["budget_group"].iloc[0],
+                        "voucher_id": pdf["voucher_id"].iloc[0],
+                        "metric": metric,
+                        "adjustment": adjustment,
+                        "n_policy": e.n_policy,
+                        "n_holdout": e.n_holdout,
+                        "mean_policy": e.mean_policy,
+                        "mean_holdout": e.mean_holdout,
+                        "estimate": e.estimate,
+                        "se": e.se,
+                        "predicted": float(treated.mean()) if len(treated) else np.nan,
+                        "df": e.df,
+                        COV: float(f.cov[0, 1]),
+                        DF: f.ratio_df(),
+                    }
+                )
         return pd.DataFrame(out)
 
-    return long.groupBy(*CELL).applyInPandas(fit, _FIT_SCHEMA).toPandas()
+    columns = ["budget_group", "voucher_id", "treated", *metrics, *METRICS.values(), *names]
+    cast = [F.col(c).cast("double").alias(c) for c in columns[3:]]
+    return (
+        rows.select(*columns[:3], *cast)
+        .groupBy("budget_group", "voucher_id")
+        .applyInPandas(fit, _FIT_SCHEMA)
+        .toPandas()
+    )
 
 
 def measured(cells: pd.DataFrame) -> pd.Series:
@@ -287,6 +291,7 @@ def with_totals(cells: pd.DataFrame) -> pd.DataFrame:
                 "estimate": float(total / n1),
                 "se": float(np.sqrt(((g["se"] * g["n_policy"]) ** 2).sum()) / n1),
                 "predicted": float((g["predicted"] * g["n_policy"]).sum() / n1),
+                COV: float((g[COV] * g["n_policy"] ** 2).sum() / n1**2),
             }
             parts.append(pd.DataFrame([row]))
     return pd.concat(parts, ignore_index=True)

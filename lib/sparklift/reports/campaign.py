@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from sparklift.measure.ratio import RETURN
 from sparklift.reports import charts
 from sparklift.reports.page import Page, cards, figure, note, table
 
@@ -250,6 +251,7 @@ def _measured(page: Page, r: pd.DataFrame) -> None:
             },
         )
     )
+    body += _cost_and_return(r[r["decile"].isna() & (r["adjustment"] == adjustment)])
     deciles = objective[(objective["adjustment"] == "none") & objective["decile"].notna()]
     if not deciles.empty:
         deciles = deciles.sort_values("decile")
@@ -263,3 +265,34 @@ def _measured(page: Page, r: pd.DataFrame) -> None:
         )
         body.append(figure(svg))
     page.section(heading, *body, anchor="measured")
+
+
+def _cost_and_return(r: pd.DataFrame) -> list[str]:
+    """Per group and voucher: the incremental cost per customer and the return (objective
+    per unit of cost) with their CIs; nothing for results measured before returns were."""
+    keys = ["budget_group", "voucher_id"]
+    ratio = r[r["metric"] == RETURN]
+    if ratio.empty:
+        return []
+    cost = r[r["metric"] == "cost"].set_index(keys)[["estimate", "ci_low", "ci_high"]]
+    both = ratio.set_index(keys).join(cost.add_prefix("cost_"), how="left").reset_index()
+    columns = {
+        "budget_group": "group",
+        "voucher_id": "voucher",
+        "cost_estimate": "cost per customer",
+        "cost_ci_low": "cost CI low",
+        "cost_ci_high": "cost CI high",
+        "estimate": "return",
+        "ci_low": "return CI low",
+        "ci_high": "return CI high",
+        "predicted": "predicted return",
+    }
+    return [
+        note(
+            "The incremental cost, and the return: incremental objective per unit of "
+            "incremental cost, with Fieller's CI ('-' where the incremental cost is not "
+            "distinguishable from 0, so that no finite interval covers the return, or where "
+            "an arm has fewer than 2 customers)."
+        ),
+        table(both, columns),
+    ]
