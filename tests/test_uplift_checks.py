@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from sparklift.uplift.checks import check_history
+from sparklift.uplift.strata import control_weights
 
 SHARES = {"control": 0.25, "V01": 0.375, "V02": 0.375}
 
@@ -148,3 +149,31 @@ def test_a_campaign_of_controls_only_is_expected_to_hold_controls_only():
     assert report.problems == [] and report.warnings[0].startswith(
         "campaigns without every voucher of the history: H (1000 rows, lacks ['V01', 'V02'])"
     )
+
+
+def test_controls_worth_few_once_weighed_to_a_vouchers_campaigns_are_warned_of():
+    """V01 drawn 600 times in C1 beside 2,000 controls and 6,000 times in C2 beside 300:
+    weighed to V01's mix of campaigns, C2's 300 controls carry nine tenths of the weight,
+    so the 2,300 count as about 360 (Kish's effective size of the learners' own row
+    weights, strata.control_weights). V02, drawn in C2 alone, keeps all of C2's."""
+    campaigns = {
+        "C1": {"control": 2000, "V01": 600},
+        "C2": {"control": 300, "V01": 6000, "V02": 450},
+    }
+    report = check(campaigns)
+    arms = ["control", "V01", "V02"]
+    counts = np.array([[c.get(a, 0) for a in arms] for c in campaigns.values()], dtype=float)
+    for j, voucher in ((1, "V01"), (2, "V02")):
+        w = control_weights(counts, j)
+        rows = np.repeat(w, counts[:, 0].astype(int))  # each control row's weight
+        rows = rows[rows > 0]
+        kish = rows.sum() ** 2 / (rows**2).sum() / len(rows)
+        assert report.control_ess[voucher] == pytest.approx(kish, rel=1e-12)
+    assert report.control_ess["V01"] == pytest.approx(0.158, abs=1e-3)
+    assert report.control_ess["V02"] == pytest.approx(1.0)
+    (warning,) = [w for w in report.warnings if w.startswith("vouchers whose controls")]
+    assert "{'V01': '16%'}" in warning
+    assert report.as_dict()["control_ess_share"] == report.control_ess
+    even = check({"A": {"control": 2500, "V01": 3750, "V02": 3750}})
+    assert even.control_ess == {"V01": 1.0, "V02": 1.0}
+    assert not any(w.startswith("vouchers whose controls") for w in even.warnings)

@@ -20,7 +20,10 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
 - warnings: campaigns that lack a voucher of the history (a voucher added or retired
   between campaigns): its rows then come from some campaigns only, so a learner that
   compares them with every campaign's controls (one's own without strata) reads a
-  difference between the campaigns as its effect.
+  difference between the campaigns as its effect; and a voucher whose controls, weighed
+  to its mix of campaigns, are worth less than :data:`MIN_ESS_SHARE` of their number (Kish's
+  effective size): a voucher drawn mostly in a campaign with few controls rests its
+  effect on those few, though the counts look ample.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class RandomizationError(InputError):
     """The history does not look randomized as configured (override to train anyway)."""
 
 
+MIN_ESS_SHARE = 0.5
+
+
 @dataclass
 class ArmStats:
     rows: int
@@ -71,6 +77,7 @@ class HistoryReport:
     problems: list[str] = field(default_factory=list)
     campaign_srm_p: dict[str, float] = field(default_factory=dict)  # per campaign tested
     warnings: list[str] = field(default_factory=list)
+    control_ess: dict[str, float] = field(default_factory=dict)  # per voucher: ESS / controls
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +88,7 @@ class HistoryReport:
             "max_abs_smd": {a: max(abs(v) for v in d.values()) for a, d in self.smd.items()},
             "problems": self.problems,
             "warnings": self.warnings,
+            "control_ess_share": self.control_ess,
         }
 
 
@@ -222,7 +230,34 @@ def check_history(
                 f"covariate imbalance in arm {a}: standardized mean differences {bad} "
                 f"exceed uplift.max_smd={max_smd}"
             )
-    return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p, warnings)
+    ess = control_ess(campaign_arms(rows))
+    few_controls = {a: f"{e:.0%}" for a, e in ess.items() if e < MIN_ESS_SHARE}
+    if few_controls:
+        warnings.append(
+            f"vouchers whose controls are worth little once weighed to the voucher's mix of "
+            f"campaigns (effective size over their number: {few_controls}): the voucher is "
+            "drawn mostly in campaigns with few controls, so its effect rests on those few; "
+            "more controls in those campaigns, or campaigns that draw the voucher evenly, help"
+        )
+    return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p, warnings, ess)
+
+
+def control_ess(campaigns: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+    """Per voucher: Kish's effective size of the controls of the campaigns that drew it and
+    control, each campaign's weighed by (n_j,c / n_j) / (n_0,c / n_0) so that they have the
+    voucher's mix of campaigns (as the learners' control models and the balance check
+    weigh them: :func:`sparklift.uplift.strata.control_weights`), over their number:
+    (sum w)^2 / sum w^2 / n_0, 1 when every campaign has the same share of both."""
+    out = {}
+    for arm in sorted({a for c in campaigns.values() for a in c} - {CONTROL}):
+        drew = [c for c in campaigns.values() if c.get(arm) and c.get(CONTROL)]
+        if not drew:
+            continue
+        n_arm, n0 = sum(c[arm] for c in drew), sum(c[CONTROL] for c in drew)
+        weights = [(c[arm] / n_arm) / (c[CONTROL] / n0) for c in drew]
+        squares = sum(c[CONTROL] * w**2 for c, w in zip(drew, weights, strict=True))
+        out[arm] = n0 / squares  # sum of the weights over the controls is n0
+    return out
 
 
 def _arm_stats(r: Mapping[str, Any], features: Sequence[str]) -> ArmStats:
