@@ -5,11 +5,15 @@ ones it targets are a random sample of the customers the policy would pick: ``me
 compares each voucher's policy customers with them. Both arms are random draws of the
 scored customers of each budget group, so the share the policy targets (its solve's
 customers over its arm's) and the share the rule targets in the holdout differ only by
-sampling noise, and by the few customers the solve's greedy fill adds at its margin. A
-larger difference means the holdout is no longer the policy's match (a rule that drifted
-from the solve, scores that differ between the arms), and every measurement of the
-campaign would be biased: the sample-ratio check of the matched control, per group,
-the chi-square test of the two shares (= the two-proportion z-test).
+sampling noise, and by the customers the solve's greedy fill adds at its margin. Those
+are few unless many customers' scores tie with the budget's multiplier (a tree model
+gives whole leaves one score): the fill then takes part of the tied block, in customer
+order, and the rule, whose margin for them is 0, none of its held-out twins. A larger
+difference means the holdout is no longer the policy's match (that tied block, or scores
+that differ between the arms), and every measurement of the campaign would be biased:
+the sample-ratio check of the matched control, per group, the chi-square test of the two
+shares (= the two-proportion z-test). It sees the targeted share only, not the mix of
+vouchers within it.
 """
 
 from __future__ import annotations

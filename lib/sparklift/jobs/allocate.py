@@ -199,9 +199,12 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
     bad = match.mismatched(balance)
     if bad:
         log.warning(
-            "the holdout is not the policy's match in %d group(s): %s; measure would compare "
-            "the policy with customers it would not have picked. Check that the holdout's "
-            "scores are the policy's (same model and run) before sending",
+            "the holdout is not the policy's match in %d group(s): %s; measure compares each "
+            "voucher's policy customers with the held-out ones the rule targets, so its "
+            "estimates would be biased. A higher policy share is the solver's greedy fill "
+            "at the budget's margin: customers whose score ties with the multiplier (many "
+            "identical scores, a tree model's leaves) that the rule, at a margin of 0, does "
+            "not target; a lower one, or a large gap, means the arms' scores differ",
             len(bad),
             "; ".join(bad),
         )
