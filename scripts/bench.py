@@ -9,7 +9,7 @@
 ``calibration [--worlds W] [--users U] [--zones G]`` |
 ``campaign [--campaigns C] [--customers N] [--holdout H]`` |
 ``personal [--budget-share S] [--seeds 7,8] [--worlds distinct,scaled]`` |
-``forecast [--portfolios P]`` |
+``forecast [--portfolios P]`` | ``ties [--customers N] [--seeds S] [--leaves 12,50,200,0]`` |
 ``codegen [--users U] [--zones G] [--days D]`` |
 ``trial --csv F --treatment T --control C --objective Y [--positive L] [--arm-costs A=1]`` |
 ``purchases --csv F [--customer C] [--date D] [--amount A] [--set K=V]``.
@@ -45,6 +45,7 @@ from benchmarks import (
     quality,
     score,
     sequential,
+    ties,
     trial,
     uplift,
     write,
@@ -70,6 +71,7 @@ BENCHMARKS = {
     "forecast": forecast,
     "codegen": codegen,
     "trial": trial,
+    "ties": ties,
     "purchases": purchases,
 }
 
