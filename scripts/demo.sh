@@ -178,6 +178,7 @@ for table, rows in quality.groupby("table_name"):
               f"\n    {r.check_name} ({r.severity}): {r.message}" for r in bad.itertuples()))
 cut = meas.get('se_reduction_objective', 0)  # negative: the adjustment widened the SE
 rlo, rhi = meas["realized_return_ci"]  # null: the incremental cost is not distinguishable from 0
+num = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
 ret_ci = f"95% CI {rlo:.2f} .. {rhi:.2f}" if rlo is not None else "95% CI unbounded"
 print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy against "
       f"{meas['customers_holdout']:,} holdout customers, {meas['adjustment']} adjustment, SE "
@@ -185,8 +186,8 @@ print(f"\nMeasured on {meas['measured_on']} ({meas['customers_policy']:,} policy
       f"{meas['incremental_objective']:.1f} (95% CI {lo:.1f} .. {hi:.1f}); the allocation predicted "
       f"{meas['predicted_objective']:.1f}; planted truth {planted:.1f}. Incremental cost "
       f"{meas['incremental_cost']:.1f} (predicted {meas['predicted_cost']:.1f}); return "
-      f"{meas['realized_return']:.2f} objective per unit of cost ({ret_ci}; predicted "
-      f"{meas['predicted_return'] or float('nan'):.2f})")
+      f"{num(meas['realized_return'])} objective per unit of cost ({ret_ci}; predicted "
+      f"{num(meas['predicted_return'])})")
 fed = json.load(open(f"{d}/feedback.run.json"))
 print(f"Fed back to voucher_campaigns as {fed['campaign_id']}: {fed['appended']:,} rows "
       f"{fed.get('rows_per_arm', {})} (the next train-uplift learns from them)")

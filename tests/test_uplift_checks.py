@@ -152,16 +152,20 @@ def test_a_campaign_of_controls_only_is_expected_to_hold_controls_only():
 
 
 def test_controls_worth_few_once_weighed_to_a_vouchers_campaigns_are_warned_of():
-    """V01 drawn 600 times in C1 beside 2,000 controls and 6,000 times in C2 beside 300:
-    weighed to V01's mix of campaigns, C2's 300 controls carry nine tenths of the weight,
-    so the 2,300 count as about 360 (Kish's effective size of the learners' own row
-    weights, strata.control_weights). V02, drawn in C2 alone, keeps all of C2's."""
-    campaigns = {
-        "C1": {"control": 2000, "V01": 600},
-        "C2": {"control": 300, "V01": 6000, "V02": 450},
-    }
-    report = check(campaigns)
-    arms = ["control", "V01", "V02"]
+    """Campaign A draws V01 alone (250 controls, 750 V01), B draws V01..V10 (2,500
+    controls, 750 each), both at the configured shares. V01 is drawn 750 times in each,
+    but weighed to its mix of campaigns A's 250 controls carry half the weight, so the
+    2,750 count as about 909 (Kish's effective size of the learners' own row weights,
+    strata.control_weights). V02, drawn in B alone, keeps all of B's."""
+    vouchers = [f"V{j:02d}" for j in range(1, 11)]
+    campaigns = {"A": {"control": 250, "V01": 750},
+                 "B": {"control": 2500, **dict.fromkeys(vouchers, 750)}}  # fmt: skip
+    report = check_history(
+        aggregates(campaigns), "voucher_campaigns", ["x"], set(vouchers), min_arm_rows=1,
+        control_share=0.25, arm_shares={}, srm_alpha=0.001, max_smd=0.1,
+    )  # fmt: skip
+    assert report.problems == []  # every campaign at the configured shares
+    arms = ["control", *vouchers]
     counts = np.array([[c.get(a, 0) for a in arms] for c in campaigns.values()], dtype=float)
     for j, voucher in ((1, "V01"), (2, "V02")):
         w = control_weights(counts, j)
@@ -169,10 +173,10 @@ def test_controls_worth_few_once_weighed_to_a_vouchers_campaigns_are_warned_of()
         rows = rows[rows > 0]
         kish = rows.sum() ** 2 / (rows**2).sum() / len(rows)
         assert report.control_ess[voucher] == pytest.approx(kish, rel=1e-12)
-    assert report.control_ess["V01"] == pytest.approx(0.158, abs=1e-3)
+    assert report.control_ess["V01"] == pytest.approx(2750 / (250 * 5.5**2 + 2500 * 0.55**2))
     assert report.control_ess["V02"] == pytest.approx(1.0)
     (warning,) = [w for w in report.warnings if w.startswith("vouchers whose controls")]
-    assert "{'V01': '16%'}" in warning
+    assert "{'V01': '33.1%'}" in warning
     assert report.as_dict()["control_ess_share"] == report.control_ess
     even = check({"A": {"control": 2500, "V01": 3750, "V02": 3750}})
     assert even.control_ess == {"V01": 1.0, "V02": 1.0}

@@ -5,7 +5,7 @@ customer's predicted uplift and cost per voucher come from ``--leaves`` distinct
 tree model's leaves: whole blocks of customers with one score; 0: every customer its own).
 The policy's customers are solved by the in-memory Lagrangian solver
 (:func:`sparklift.allocation.lagrange.solve_group`, the settle step the distributed solver
-shares) at a budget of 15% of what the cheapest voucher for all would cost; the held-out
+shares) at a budget of 15% of what the first voucher for all would cost; the held-out
 customers get the uncapped rule of :func:`sparklift.allocation.arms_in_memory.holdout`
 (the voucher of greatest u - lambda c, targeted when positive by more than a rounding).
 Per number of leaves, over ``--seeds`` worlds: the share each arm targets, the share of the
@@ -63,7 +63,10 @@ def one_world(seed: int, n: int, leaves: int) -> dict[str, float]:
     u, c = scores(rng, n, leaves)
     held = rng.uniform(size=n) < 0.2
     up, cp = u[~held], c[~held]
-    result = solve_group(envelope(up, cp), 0.15 * cp[:, 0].sum(), np.arange(len(up)))
+    budget = 0.15 * cp[:, 0].sum()
+    result = solve_group(envelope(up, cp), budget, np.arange(len(up)))
+    if result.spent > budget * (1 + 1e-12):
+        raise AssertionError(f"the solve spent {result.spent} of a budget of {budget}")
     solved = result.choice >= 0
     w0 = int(targeted_by_rule(u[held], c[held], result.lam).sum())
     fill = int((solved & ~targeted_by_rule(up, cp, result.lam)).sum())

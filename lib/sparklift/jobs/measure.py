@@ -300,8 +300,8 @@ def _summary(results, cid, sent, measured_on, version, names, interim) -> dict:
         ],
         "incremental_cost": float(cost["incremental_total"]),
         "incremental_cost_ci": [
-            float(cost["ci_low"] * cost["n_policy"]),
-            float(cost["ci_high"] * cost["n_policy"]),
+            _float_or_none(cost["ci_low"] * cost["n_policy"]),
+            _float_or_none(cost["ci_high"] * cost["n_policy"]),
         ],
         "predicted_cost": float(cost["predicted"] * cost["n_policy"]),
         "realized_return": realized_return,

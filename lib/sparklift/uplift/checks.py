@@ -22,8 +22,9 @@ negative costs, and NaN or infinite values of every number (refused at once). Fr
   compares them with every campaign's controls (one's own without strata) reads a
   difference between the campaigns as its effect; and a voucher whose controls, weighed
   to its mix of campaigns, are worth less than :data:`MIN_ESS_SHARE` of their number (Kish's
-  effective size): a voucher drawn mostly in a campaign with few controls rests its
-  effect on those few, though the counts look ample.
+  effective size): a voucher drawn at a much higher ratio to control in some campaigns
+  than in others (one that draws it alone beside one that draws ten vouchers) is compared
+  mostly with the few controls of the first, though the counts look ample.
 """
 
 from __future__ import annotations
@@ -231,13 +232,15 @@ def check_history(
                 f"exceed uplift.max_smd={max_smd}"
             )
     ess = control_ess(campaign_arms(rows))
-    few_controls = {a: f"{e:.0%}" for a, e in ess.items() if e < MIN_ESS_SHARE}
+    few_controls = {a: f"{e:.1%}" for a, e in ess.items() if e < MIN_ESS_SHARE}
     if few_controls:
         warnings.append(
             f"vouchers whose controls are worth little once weighed to the voucher's mix of "
             f"campaigns (effective size over their number: {few_controls}): the voucher is "
-            "drawn mostly in campaigns with few controls, so its effect rests on those few; "
-            "more controls in those campaigns, or campaigns that draw the voucher evenly, help"
+            "drawn at a much higher ratio to control in some campaigns than in others, so "
+            "the held-out metrics (and the T-learner, where a campaign lacks an arm) compare "
+            "it mostly with those campaigns' few controls; the same arms in every campaign, "
+            "or explicit uplift.arm_shares, keep the ratio even"
         )
     return HistoryReport(arms, srm_p, shares, smd, problems, campaign_p, warnings, ess)
 
@@ -245,8 +248,9 @@ def check_history(
 def control_ess(campaigns: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
     """Per voucher: Kish's effective size of the controls of the campaigns that drew it and
     control, each campaign's weighed by (n_j,c / n_j) / (n_0,c / n_0) so that they have the
-    voucher's mix of campaigns (as the learners' control models and the balance check
-    weigh them: :func:`sparklift.uplift.strata.control_weights`), over their number:
+    voucher's mix of campaigns (as the held-out metrics and the balance check weigh them,
+    and the T-learner's control models where a campaign lacks an arm:
+    :func:`sparklift.uplift.strata.control_weights`), over their number:
     (sum w)^2 / sum w^2 / n_0, 1 when every campaign has the same share of both."""
     out = {}
     for arm in sorted({a for c in campaigns.values() for a in c} - {CONTROL}):
