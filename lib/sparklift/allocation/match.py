@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from sparklift.allocation.arms import HOLDOUT
 from sparklift.allocation.distributed import GroupSummary
+from sparklift.stats.proportions import two_shares_p
 
 MISMATCH_P = 0.001  # as measure's sample-ratio check of the outcomes
 
@@ -41,14 +40,10 @@ def targeting(groups: Iterable[GroupSummary], counts: pd.DataFrame) -> dict[str,
         n0 = int(held.get(s.budget_group, pd.Series(dtype=int)).sum())
         w0 = int(held.get((s.budget_group, True), 0))
         n1, w1 = s.n_customers, s.n_allocated
-        table = np.array([[w1, n1 - w1], [w0, n0 - w0]])
-        p = 1.0
-        if n1 and n0 and table.sum(axis=0).all():
-            p = float(stats.chi2_contingency(table, correction=False).pvalue)
         out[s.budget_group] = {
             "policy_targeted_share": w1 / n1 if n1 else None,
             "holdout_targeted_share": w0 / n0 if n0 else None,
-            "p_value": p,
+            "p_value": two_shares_p(w1, n1, w0, n0),
         }
     return out
 

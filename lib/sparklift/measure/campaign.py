@@ -26,6 +26,7 @@ from sparklift.errors import InputError
 from sparklift.finite import float_columns, nonfinite
 from sparklift.measure.estimate import lin_fit
 from sparklift.measure.ratio import COV, DF
+from sparklift.stats.proportions import two_shares_p
 from sparklift.synthetic.rand import uniform
 
 METRICS = {"objective": "expected_uplift", "cost": "expected_cost"}  # outcome: prediction
@@ -139,14 +140,10 @@ def outcome_coverage(rows: DataFrame) -> dict[str, float]:
     )
     got = {int(r["treated"]): (int(r["n"]), int(r["with"])) for r in counts.collect()}
     (n1, w1), (n0, w0) = got.get(1, (0, 0)), got.get(0, (0, 0))
-    table = np.array([[w1, n1 - w1], [w0, n0 - w0]])
-    p = 1.0
-    if n1 and n0 and table.sum(axis=0).all():
-        p = float(stats.chi2_contingency(table, correction=False).pvalue)
     return {
         "policy_share": w1 / n1 if n1 else np.nan,
         "holdout_share": w0 / n0 if n0 else np.nan,
-        "p_value": p,
+        "p_value": two_shares_p(w1, n1, w0, n0),
     }
 
 
