@@ -17,7 +17,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKLIFT_CHROMIUM:-}${SPARK
   echo "note: no chromium on PATH, so the browser tests of the HTML reports will be skipped" \
     "(install Debian's: apt-get install chromium, or set SPARKLIFT_CHROMIUM to a Chromium binary)"
 fi
-PYTEST=(.venv/bin/python -m pytest -m "")
+PYTEST=(.venv/bin/python -m pytest -m "" --durations=25)  # the slowest: keep CI under 30 min
 for arg in "$@"; do
   if [[ $arg != -* ]]; then  # tests named: one run of just those
     bash scripts/airflow_env.sh
