@@ -744,6 +744,57 @@ def test_the_holdout_rule_follows_the_policy_through_tied_caps_in_a_row(spark, i
     assert not differ.any(), pd.DataFrame({"rule": ruled[differ], "sent": sent[differ]})
 
 
+def test_the_holdout_rule_follows_the_greedy_fill_through_a_tied_block(spark):
+    """Scores of 12 leaves (blocks of identical customers) and no caps: each budget's
+    multiplier is set by a block's step, from nothing to a voucher (DE) or up to a
+    costlier voucher (NL), and the greedy fill takes that block's steps in customer id
+    order while the budget lasts. Applied to the policy's customers, the rule gives each
+    block customer what the policy sent it (the fill's cut, ``Rule.fill``: the costlier
+    option up to it, the cheaper above), with the same cuts in the Spark passes, with
+    the crossing bucket split in Spark by id (at most 50 breakpoints to the driver), and
+    in memory. Without the cut the rule gives a whole block the cheaper option (before
+    it: none, or the vouchers' float noise); the fill's few customers below the margin are
+    what it still misses."""
+    u, c, group = tree_scored(6000, 2, leaves=12)
+    rows = frame(u, c, group)
+    problem = Problem(VOUCHERS, {"NL": 2500.0, "DE": 2000.0})
+    fills, passes = [], []
+    for path, driver_steps, in_driver in [("spark", 10**6, False), ("split", 50, False),
+                                          ("in_memory", 10**6, True)]:  # fmt: skip
+        got, summary, solution = run(spark, rows, replace(problem, driver_steps=driver_steps),
+                                     in_driver)  # fmt: skip
+        assert [s.spent / s.budget for s in summary] == pytest.approx([1.0, 1.0], abs=0.01)
+        fills.append(dict(solution.rule.fill))
+        passes.append(solution.passes)
+        sent = pd.Series("-", index=np.arange(len(u)), dtype=object)
+        sent[got["customer_id"].to_numpy()] = got["voucher_id"].to_numpy()
+        lam = pd.Series(group).map(solution.rule.final_lam).to_numpy()[:, None]
+        margin = np.where(np.isfinite(u), u - lam * np.maximum(c, 0), -np.inf)
+        # the block: customers with two options (none one of margin 0) tied at lambda
+        best = np.maximum(margin.max(axis=1), 0.0)
+        near = np.abs(margin - best[:, None]) <= 1e-9
+        block = near.sum(axis=1) + (best <= 1e-9) >= 2
+        for g, kind in (("NL", "upgrade"), ("DE", "entering")):  # the fill split each block
+            mine = sent[block & (group == g)]
+            assert mine.nunique() == 2 and (("-" in set(mine)) == (kind == "entering")), (g, path)
+
+        def ruled(rule) -> pd.Series:
+            out = holdout_rows(spark.createDataFrame(rows), rule, tie_draw("c", 1)).toPandas()
+            return out.set_index("customer_id")["policy_voucher_id"].fillna("-").sort_index()
+
+        by_rule = ruled(solution.rule)
+        pd.testing.assert_series_equal(by_rule[block], sent[block], check_names=False)
+        differ = ~block & (by_rule != sent).to_numpy()
+        assert differ.sum() <= 10, (path, by_rule[differ], sent[differ])
+        without = ruled(replace(solution.rule, fill={}))
+        assert (without[block] != sent[block]).sum() >= 100, path
+    assert fills[0] == fills[2] and set(fills[0]) == {"NL", "DE"}
+    assert passes[1] > passes[0]  # the split ran
+    for g, cut in fills[0].items():  # the split's cut (the region's first id - 1) lies
+        ids = np.flatnonzero(block & (group == g))  # in the same gap between block ids
+        assert cut <= fills[1][g] and not ((ids > cut) & (ids <= fills[1][g])).any()
+
+
 def holdout_of_policy(spark, u, c, group, in_memory: bool):
     """Allocate (two caps, two cap rounds; ties at a cap by the campaign's tie order), then
     apply the solve's holdout rule to the same customers: the allocation, the rule, and

@@ -199,3 +199,27 @@ def test_a_cap_that_never_binds_ends_the_search_in_one_round():
         q = tuple(float(caps.get(v, np.nan)) for v in vouchers)
         lp = lp_optimum(Instance("slack", u, c, 100.0, None, q))
         assert sum(solved.dual.values()) == pytest.approx(lp, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "budget, cut",
+    [
+        (0.5, None),  # customer 20's step does not fit: it sets lambda, no tied block
+        (1.5, None),  # 20 fits, then the block's first (10) does not: the fill took none
+        (2.5, 10),  # 20, then 10; 30 does not fit
+        (3.5, 30),  # 20, 10, 30; 40 does not
+    ],
+)
+def test_the_fill_cut_is_the_last_id_taken_of_the_tied_block(budget, cut):
+    """Customers 10, 30, 40 and 50 tie: one voucher each, u = 1 at cost 1 (ratio 1);
+    customer 20 has u = 3 at cost 1 (ratio 3) and comes first. The fill takes the tied
+    block in id order while the budget lasts (cuts by hand)."""
+    ids = np.array([10, 20, 30, 40, 50])
+    u = np.array([[1.0], [3.0], [1.0], [1.0], [1.0]])
+    c = np.ones((5, 1))
+    done = solve_group(envelope(u, c), budget, ids)
+    assert done.fill_cut == cut
+    taken = {int(i) for i in ids[done.choice != NONE]}
+    assert taken == ({20} if budget > 1 else set()) | {
+        i for i in (10, 30, 40, 50) if i <= (cut or 0)
+    }

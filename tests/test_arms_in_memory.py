@@ -99,6 +99,8 @@ LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
     "rule",
     [
         arms.Rule(LAM, LAM),
+        # margins of 0 (ties at B's and C's multipliers) targeted up to the fill's cuts
+        arms.Rule(LAM, LAM, fill={"B": 5_000, "C": 2**63 - 1}),
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, order=VOUCHERS),  # capped, not cut
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}, order=VOUCHERS),
         arms.Rule(LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}, VOUCHERS),  # ties
@@ -147,9 +149,8 @@ def test_union_and_tally_match_spark(spark, scores):
     table = in_driver.union(policy, holdout, explore)
     assert table.num_rows == 2 + holdout.num_rows + explore.num_rows
     mine = in_driver.tally(table)
-    targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
-    theirs = tally(spark.createDataFrame(table), "arm", targeted)
-    key = ["budget_group", "voucher_id", "arm", "targeted"]
+    theirs = tally(spark.createDataFrame(table), "arm", "policy_voucher_id")
+    key = ["budget_group", "voucher_id", "arm", "policy_voucher_id"]
     merged = mine.merge(theirs, on=key, how="outer", suffixes=("", "_spark"), indicator=True)
     assert (merged["_merge"] == "both").all() and (merged["n"] == merged["n_spark"]).all()
     sent = merged[merged["arm"] != arms.HOLDOUT]

@@ -131,6 +131,10 @@ def test_arms_holdout_gets_the_policy_rule_and_the_budget_is_used(warehouse):
         assert m["holdout_targeted_share"] == pytest.approx(h["policy_voucher_id"].notna().mean())
         s = summary.loc[g]
         assert m["policy_targeted_share"] == pytest.approx(s["n_allocated"] / s["n_customers"])
+        given = h["policy_voucher_id"].value_counts() / len(h)
+        for v, (sent, ruled) in m["voucher_shares"].items():  # each voucher in both arms
+            assert sent == pytest.approx(dict(s["voucher_counts"])[v] / s["n_customers"])
+            assert ruled == pytest.approx(given.get(v, 0.0))
         assert m["p_value"] > 0.001, (g, m)
 
 

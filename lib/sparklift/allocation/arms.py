@@ -18,16 +18,21 @@ keeps its arm on every run of the campaign.
 - **Policy**: the solver allocates the policy customers alone, under each group's budget
   minus what its explore arm spends, so the targeted customers use the whole budget.
 - **Holdout**: held-out customers get the policy's own decision rule (:class:`Rule`), with
-  the multipliers and cuts the solve found: the voucher j maximising u_j - lambda_g c_j
-  (ties to the greatest voucher id), if that is positive (a voucher whose margin is null,
-  NaN or infinite is none). With caps it is the solve's two steps: first at the cap
+  the multipliers and cuts the solve found: the voucher j maximising u_j - lambda_g c_j,
+  if that is positive (a voucher whose margin is null, NaN or infinite is none; ties:
+  below). With caps it is the solve's two steps: first at the cap
   rounds' multipliers (u_j - mu_j - lambda_g c_j), where a capped voucher stays only to
   the customer who chooses it there by more than the margin of the cap's last customer
   the policy kept, or by as much (to :data:`.ties.TIE_GRID`'s step) with a larger net
   value, or as large a one and a tie draw no greater than that customer's (the policy's
   caps rank their askers by the same keys and draws); then at the final budget
-  multipliers among the vouchers left. That is the voucher the policy would have sent
-  them (up to the solver's greedy fill at its margin);
+  multipliers among the vouchers left. A customer with two options tied there (to a
+  rounding; none counts as an option of margin 0) is one of those whose step between
+  them set the budget's multiplier: the solver's greedy fill gives the tied customers
+  the costlier option in id order up to an id (the rule's ``fill``), the rest keep the
+  cheaper, and so does the rule (then the greatest voucher id). That is the voucher the
+  policy would have sent them (but for a fill that skips a tied customer and takes a
+  cheaper one below the margin);
   it is recorded as ``policy_voucher_id`` (null if none) and nothing is sent
   (``voucher_id`` is null). Every held-out customer is written: those the policy targets
   are the measurement's control, and all of them the control of the explore arm's
@@ -176,9 +181,12 @@ class Rule:
     policy would have. A capped voucher stays only
     to the customer it kept. Then the voucher of greatest u - lambda c at ``final_lam``
     among those left, if positive by more than a rounding (:data:`.ties.TIE` times
-    max(1, |u|)): a margin of 0 there is a customer whose voucher set a budget's
-    multiplier, sent only as the budget's remainder allows (the greedy fill, which the
-    rule does not follow)."""
+    max(1, |u|)). Options tied with the best (to that rounding; none an option of margin 0
+    when no voucher is positive) are a customer whose step between them set its budget's
+    multiplier, taken only as the budget's remainder allows: the solver's greedy fill
+    takes those tied steps in customer id order, so the rule gives the costliest tied
+    option up to the id it stopped at (``fill``, per budget group; none: the fill took
+    none of them) and the cheapest above it."""
 
     lam: Mapping[str, float]  # per budget group: the deferred acceptance's multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's
@@ -187,6 +195,7 @@ class Rule:
     tie: Mapping[str, float] = field(default_factory=dict)  # its largest tie draw kept
     order: Sequence[str] = ()  # the campaign's vouchers, in the solver's option order
     cut_net: Mapping[str, float] = field(default_factory=dict)  # its last one's net (none: tie)
+    fill: Mapping[str, int] = field(default_factory=dict)  # per budget group: the fill's cut
 
     def __post_init__(self) -> None:
         if self.mu and not set(self.mu) <= set(self.order):
@@ -200,9 +209,11 @@ class Rule:
         mu: Mapping[str, float],
         cuts: Mapping[int, tuple[float, float, float]],
         vouchers: Sequence[str],
+        fill: Mapping[str, int],
     ) -> Rule:
         """The rule of a capped solve, from its cuts per option (lead, net value and tie
-        draw of each cap's last customer kept: :data:`.acceptance.Cut`)."""
+        draw of each cap's last customer kept: :data:`.acceptance.Cut`) and the final
+        budget solve's ``fill`` cuts."""
         named = {vouchers[j]: cut for j, cut in cuts.items()}
         return cls(
             dict(lam),
@@ -212,6 +223,7 @@ class Rule:
             {v: c[2] for v, c in named.items()},
             tuple(vouchers),
             {v: c[1] for v, c in named.items()},
+            dict(fill),
         )
 
 
@@ -280,7 +292,11 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
     """Every held-out customer: customer_id, budget_group, and the voucher the policy would
     have sent (policy_voucher_id) with its expected_uplift and expected_cost, all null when
     it would have sent none, from ``scores`` of the holdout customers, the solve's
-    ``rule`` and each row's ``draw`` (:func:`.ties.tie_draw`: per customer and voucher)."""
+    ``rule`` and each row's ``draw`` (:func:`.ties.tie_draw`: per customer and voucher).
+    At ``final_lam`` the options tied with the best margin (to a rounding; none is an
+    option of margin 0 when no voucher is positive by more than one) are the costliest
+    for a customer whose id is up to its group's fill cut, else the cheapest, then the
+    greatest voucher id (:class:`Rule`)."""
     scores = scores.withColumn("_allowed", _allowed(scores, rule, draw))
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
     margin = (
@@ -288,29 +304,38 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
         - F.coalesce(_value_of(rule.final_lam, "budget_group"), F.lit(0.0)) * cost
     )
     margin = F.when(F.col("_allowed"), _finite(margin))  # else null
-    best = F.max(
-        F.struct(
-            margin.alias("margin"),
-            F.col("voucher_id").alias("voucher_id"),
-            F.col("uplift_objective").alias("expected_uplift"),
-            cost.alias("expected_cost"),
-        )
+    option = F.struct(  # ordered as the picks compare them: cost, then voucher id
+        cost.alias("expected_cost"),
+        F.col("voucher_id").alias("voucher_id"),
+        F.col("uplift_objective").alias("expected_uplift"),
+        margin.alias("margin"),
+        rounding(F.col("uplift_objective")).alias("tolerance"),
     )
-    targeted = F.col("_best.margin") > rounding(F.col("_best.expected_uplift"))
+    options = F.col("_options")
+    top = F.array_max(F.transform(options, lambda o: o["margin"]))
+    positive = F.exists(options, lambda o: o["margin"] > o["tolerance"])
+    floor = F.greatest(top, F.lit(0.0))  # none's margin, when no voucher is positive
+    tied = F.filter(
+        options,
+        lambda o: (o["margin"] >= floor - o["tolerance"]) & (positive | (o["expected_cost"] > 0)),
+    )
+    cheapest = F.array_min(F.transform(tied, lambda o: o["expected_cost"]))
+    pick = F.when(positive, F.array_max(F.filter(tied, lambda o: o["expected_cost"] == cheapest)))
+    if rule.fill:  # the fill took the tied customers up to its cut: their costliest option
+        cuts = F.create_map(
+            *[x for g, i in rule.fill.items() for x in (F.lit(g), F.lit(int(i)).cast("long"))]
+        )
+        filled = F.col("customer_id") <= F.element_at(cuts, F.col("budget_group"))
+        pick = F.when(filled, F.array_max(tied)).otherwise(pick)
     return (
         scores.groupBy("customer_id", "budget_group")
-        .agg(best.alias("_best"))
+        .agg(F.collect_list(F.when(margin.isNotNull(), option)).alias("_options"))
         .select(
             "customer_id",
             "budget_group",
-            *(
-                F.when(targeted, F.col(f"_best.{c}")).alias(name)
-                for c, name in (
-                    ("voucher_id", "policy_voucher_id"),
-                    ("expected_uplift", "expected_uplift"),
-                    ("expected_cost", "expected_cost"),
-                )
-            ),
+            pick["voucher_id"].alias("policy_voucher_id"),
+            pick["expected_uplift"].alias("expected_uplift"),
+            pick["expected_cost"].alias("expected_cost"),
         )
     )
 

@@ -7,8 +7,8 @@ arm, an explore customer's voucher and its place in the queue) are Spark's own, 
 in that pass: both paths draw the same customers. The rest follows Spark's semantics
 where the input is odd: a null cost counts as 0 and a NaN one is NaN (``greatest``); the
 explore queue is a running sum in (order, customer) order per group, NaN poisoning the
-rest of its group; the holdout's best voucher is the greatest (margin, voucher id), null
-margins below all others. ``tests/test_arms_in_memory.py`` checks both paths on such
+rest of its group; the holdout's voucher is picked among the options tied with the best
+finite margin, null margins left out. ``tests/test_arms_in_memory.py`` checks both paths on such
 rows.
 """
 
@@ -121,9 +121,8 @@ def sends(rows: pa.Table) -> dict[str, int]:
 
 def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
     """Every held-out customer (:data:`ROWS`), as :func:`.arms.holdout_rows`: the voucher
-    the policy's ``rule`` gives it (of greatest finite margin, then greatest voucher id),
-    recorded with its expected uplift and cost when that margin is positive by more than a
-    rounding, nulls otherwise."""
+    the policy's ``rule`` gives it (:func:`_pick`), recorded with its expected uplift and
+    cost; nulls where it gives none."""
     rows = of_arm(rows, arms.HOLDOUT)
     if rows.num_rows == 0:
         return ROWS.empty_table()
@@ -140,11 +139,10 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
         allowed = _walk(rule, draw, uplift, cost, groups, named, group, ids)
     margin = _margin(uplift, cost, groups, named, rule.final_lam, {})
     margin = np.where(allowed, margin, np.nan)
-    last = _Best(margin, rank, group, ids).rows
-    valid = np.isfinite(margin)
-    best = rows.take(pa.array(last))
-    positive = margin[last] > ties.TIE * np.maximum(1.0, np.abs(uplift[last]))
-    untargeted = pa.array(~(valid[last] & positive))
+    customer = _Best(margin, rank, group, ids)
+    pick, targeted = _pick(margin, cost, uplift, rank, customer, groups, ids, rule.fill)
+    best = rows.take(pa.array(pick))
+    untargeted = pa.array(~targeted)
 
     def when(values: pa.Array) -> pa.Array:
         """``values`` where the customer is targeted, null elsewhere."""
@@ -152,8 +150,50 @@ def holdout(rows: pa.Table, rule: arms.Rule) -> pa.Table:
 
     return _rows(best, pa.nulls(best.num_rows, pa.string()),
                  when(best["uplift_objective"].combine_chunks()),
-                 when(pa.array(cost[last], pa.float64())), arms.HOLDOUT,
+                 when(pa.array(cost[pick], pa.float64())), arms.HOLDOUT,
                  when(best["voucher_id"].combine_chunks()))  # fmt: skip
+
+
+def _pick(
+    margin: np.ndarray,
+    cost: np.ndarray,
+    uplift: np.ndarray,
+    rank: np.ndarray,
+    customer: _Best,
+    groups: np.ndarray,
+    ids: np.ndarray,
+    fill: Mapping[str, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer: the row of the voucher the rule gives it and whether it gives one,
+    as :func:`.arms.holdout_rows` picks among the options tied with the best margin
+    (none among them, at margin 0, when no voucher is positive by more than a rounding):
+    the costliest up to the group's ``fill`` cut, else the cheapest, then the greatest
+    voucher ``rank``."""
+    key = customer.key
+    valid = np.isfinite(margin)
+    tolerance = ties.TIE * np.maximum(1.0, np.abs(uplift))
+    with np.errstate(invalid="ignore"):
+        positive = np.bincount(key, weights=margin > tolerance, minlength=len(customer.rows)) > 0
+        floor = np.maximum(np.nan_to_num(customer.value, nan=0.0), 0.0)[key]
+        tied = valid & (margin >= floor - tolerance) & (positive[key] | (cost > 0))
+    costliest = _last(key, tied, np.where(tied, cost, 0.0), rank)
+    cheapest = _last(key, tied, np.where(tied, -cost, 0.0), rank)
+    filled = np.zeros(len(customer.rows), dtype=bool)
+    if fill:
+        first = customer.rows  # any row of each customer: its id and group
+        codes, names = pd.factorize(groups[first], use_na_sentinel=False)
+        has = np.array([g in fill for g in names], dtype=bool)[codes]
+        cut = np.array([fill.get(g, 0) for g in names], dtype=np.int64)[codes]
+        filled = has & (ids[first] <= cut)
+    pick = np.where(filled, costliest, cheapest)
+    return pick, tied[pick] & (filled | positive)
+
+
+def _last(key: np.ndarray, first: np.ndarray, then: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Per customer (``key``): its row greatest in (``first``, ``then``, ``rank``)."""
+    order = np.lexsort((rank, then, first, key))
+    ends = np.r_[np.flatnonzero(np.diff(key[order])), len(order) - 1]
+    return order[ends]
 
 
 def _walk(
@@ -216,10 +256,9 @@ def union(policy: pd.DataFrame, holdout: pa.Table | None, explore: pa.Table | No
 
 
 def tally(rows: pa.Table) -> pd.DataFrame:
-    """:func:`.distributed.tally` of ``rows`` by arm and targeted, in pandas."""
+    """:func:`.distributed.tally` of ``rows`` by arm and policy_voucher_id, in pandas."""
     frame = rows.to_pandas()
-    frame["targeted"] = frame["policy_voucher_id"].notna()
-    by = ["budget_group", "voucher_id", "arm", "targeted"]
+    by = ["budget_group", "voucher_id", "arm", "policy_voucher_id"]
     out = frame.groupby(by, dropna=False).agg(
         n=("customer_id", "size"), value=("expected_uplift", "sum"), cost=("expected_cost", "sum")
     )

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from sparklift.allocation import layout as L
 from sparklift.allocation.crossing import Region, in_region, refine, step_rows
 from sparklift.allocation.exact import solve_exact
-from sparklift.allocation.settle import settle
+from sparklift.allocation.settle import ID_MIN, settle
 from sparklift.allocation.sums import FLAGS, TOTALS
 from sparklift.errors import InputError
 from sparklift.finite import nonfinite
@@ -206,20 +206,28 @@ def fill_floor(below: pd.DataFrame, left: float, hi: int) -> int:
     return int(below["bucket"].iloc[k - 1]) if k else hi
 
 
-def settle_groups(
-    env: DataFrame, plan: Plan, problem: Problem, n_opt: int
-) -> tuple[dict[str, float], dict[str, float], dict[int, int]]:
-    """Per group lambda and dual bound (value part, net of mu); the driver's choices for
-    the customers it settled (customer_id -> option or NONE). One pass over ``env``."""
+@dataclass
+class Settlement:
+    """Per group lambda, dual bound (value part, net of mu) and :attr:`fill` (the greatest
+    customer id whose step tied at lambda the greedy fill took, all below it too:
+    :meth:`.settle.Settled.fill_cut`); the driver's choices for the customers it settled
+    (``forced``: customer_id -> option or NONE)."""
+
+    lam: dict[str, float] = field(default_factory=dict)
+    dual: dict[str, float] = field(default_factory=dict)
+    forced: dict[int, int] = field(default_factory=dict)
+    fill: dict[str, int] = field(default_factory=dict)
+
+
+def settle_groups(env: DataFrame, plan: Plan, problem: Problem, n_opt: int) -> Settlement:
+    """Every group of ``plan`` settled (:class:`Settlement`). One pass over ``env``."""
     spark = env.sparkSession
-    lam: dict[str, float] = {}
-    dual: dict[str, float] = {}
-    forced: dict[int, int] = {}
+    out = Settlement()
     for g, value in plan.all_steps.items():
-        lam[g] = 0.0
-        dual[g] = plan.base_value[g] + value
+        out.lam[g] = 0.0
+        out.dual[g] = plan.base_value[g] + value
     if not plan.ranges:
-        return lam, dual, forced
+        return out
     plan.split_passes = refine(env, plan, n_opt, dict(problem.budgets), problem.driver_steps)
     rows = []
     for g, (lo, hi, _, _) in plan.ranges.items():
@@ -256,11 +264,29 @@ def settle_groups(
             s["step"].to_numpy(),
             first,
         )
-        lam[g] = done.lam
-        dual[g] = plan.base_value[g] + done.dual_bound
+        out.lam[g] = done.lam
+        out.dual[g] = plan.base_value[g] + done.dual_bound
         taken = s[done.taken].sort_values("step")
-        forced.update(zip(taken["customer_id"].tolist(), taken["to"].tolist(), strict=True))
-    return lam, dual, forced
+        out.forced.update(zip(taken["customer_id"].tolist(), taken["to"].tolist(), strict=True))
+        cut = _fill_cut(done.fill_cut(s["customer_id"].to_numpy()), plan.region(g), done.lam)
+        if cut is not None:
+            out.fill[g] = cut
+    return out
+
+
+def _fill_cut(cut: int | None, region: Region, lam: float) -> int | None:
+    """The fill's cut of :meth:`.settle.Settled.fill_cut` over the whole crossing bucket:
+    a tied region (:class:`.crossing.Region`) at ``lam`` holds only ids from ``id_lo`` to
+    ``id_hi``: those below were taken before it (with none of the region's: up to
+    ``id_lo - 1``, where the whole bucket's fill would say up to the last tied id below
+    it; the ids between are no policy customer's, so it reads the policy alike, and a
+    held-out customer among them, about one in a whole block, counts as taken), those
+    above were not (with all of it: up to ``id_hi``)."""
+    if not region.tied or region.lam_hi != lam:
+        return cut
+    if cut is None:
+        return region.id_lo - 1 if region.id_lo > ID_MIN else None
+    return min(cut, region.id_hi)
 
 
 def solve_exact_groups(

@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from sparklift.allocation import layout as L
+from sparklift.allocation.settle import ID_MAX, ID_MIN
 from sparklift.errors import SparkliftError
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 SPLIT = 4096  # parts per pass: a bucket of a billion breakpoints needs three passes
 MAX_PASSES = 32  # log lambda resolves a double's 52 bits in <= 5, a 64-bit id in <= 6
-ID_MIN, ID_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)

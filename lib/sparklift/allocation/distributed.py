@@ -259,7 +259,8 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
         passes += 1  # the pass that built env and its histogram
         check_input(hist, problem.budgets, scores, vouchers)
         plan = plan_groups(hist, problem, exact_ok=not caps)
-        lam, dual, forced = settle_groups(env, plan, problem, n_opt)
+        settled = settle_groups(env, plan, problem, n_opt)
+        lam, dual, forced = settled.lam, settled.dual, settled.forced
         passes += bool(plan.ranges) + plan.split_passes
         driver_rows = max(driver_rows, plan.driver_rows)
         log.info(
@@ -301,7 +302,7 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
     cached: tuple[DataFrame, ...] = (env,) if env is base else (env, base)
     if not caps:
         allocations = choices(env, vouchers, plan, lam, forced)
-        rule = Rule(dict(lam), dict(lam))
+        rule = Rule(dict(lam), dict(lam), fill=settled.fill)
         mu_out: dict[str, float] = {}
     else:  # deferred acceptance at the best lambda, then the budgets within it
         _, bound_mu, bound_lam, dual = best
@@ -321,13 +322,13 @@ def _solve(scores: DataFrame, problem: Problem, files: ScoreFiles | None) -> Sol
             frame.unpersist()
         done.release()
         fill = plan_groups(final_hist, problem, exact_ok=False)
-        fill_lam, _, fill_forced = settle_groups(final, fill, problem, n_opt)
+        within = settle_groups(final, fill, problem, n_opt)
         passes += 1 + bool(fill.ranges) + fill.split_passes  # (1: the fill's cache)
         driver_rows = max(driver_rows, fill.driver_rows)
-        allocations = choices(final, vouchers, fill, fill_lam, fill_forced)
+        allocations = choices(final, vouchers, fill, within.lam, within.forced)
         cached = (final,)
         primal_mu = {vouchers[j]: float(mu[j]) for j in caps}
-        rule = Rule.of_caps(lam, fill_lam, primal_mu, done.cuts, vouchers)
+        rule = Rule.of_caps(lam, within.lam, primal_mu, done.cuts, vouchers, within.fill)
     summaries = {
         g: GroupSummary(
             g,

@@ -69,11 +69,12 @@ class Solved:
     caps: dict[int, int]
     bound_mu: np.ndarray  # the multipliers of the best bound (without caps: 0)
     bound_lam: dict[str, float]  # per group, at bound_mu
+    fill: dict[str, int]  # per group, the final solve's fill cut (:class:`.arms.Rule`)
 
     def rule(self, vouchers: Sequence[str]) -> Rule:
         """The policy's decision for a customer not solved for (:class:`.arms.Rule`)."""
         mu = {vouchers[j]: float(self.mu[j]) for j in self.caps}
-        return Rule.of_caps(self.lam, self.final_lam, mu, self.cuts, vouchers)
+        return Rule.of_caps(self.lam, self.final_lam, mu, self.cuts, vouchers, self.fill)
 
 
 def customers(rows: pa.Table, vouchers: Sequence[str]) -> tuple[Customers, dict[str, np.ndarray]]:
@@ -115,7 +116,7 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
     rounds = 0
     best: tuple[float, np.ndarray, dict[str, float], dict[str, float]] | None = None
     while True:
-        choice, lam, dual, exact, sides = _budgets(
+        choice, lam, dual, exact, sides, fill = _budgets(
             cust, cust.u, cust.c, mu, members, problem, not caps
         )
         if not caps:
@@ -144,10 +145,10 @@ def solve_in_memory(cust: Customers, problem: Problem) -> Solved:
             if lowered is None:
                 break
             mu = lowered
-        choice, final_lam = _budgets(cust, u, c, None, members, problem, False)[:2]
+        choice, final_lam, _, _, _, fill = _budgets(cust, u, c, None, members, problem, False)
     n = {g: len(i) for g, i in members.items()}
     return Solved(
-        choice, lam, dual, n, exact, mu, rounds, final_lam, cuts, caps, bound_mu, bound_lam
+        choice, lam, dual, n, exact, mu, rounds, final_lam, cuts, caps, bound_mu, bound_lam, fill
     )
 
 
@@ -175,15 +176,17 @@ def _budgets(
     members: Mapping[str, np.ndarray],
     problem: Problem,
     exact_ok: bool,
-) -> tuple[np.ndarray, dict[str, float], dict[str, float], list[str], pd.DataFrame]:
+) -> tuple[np.ndarray, dict[str, float], dict[str, float], list[str], pd.DataFrame, dict[str, int]]:
     """Every group solved for its budget at cap multipliers ``mu``: choices, lambda, the
-    bound's value part, the groups solved exactly, and the options just above and below
-    each lambda (the ``sides`` of :func:`.cut_planes.crossing_counts`)."""
+    bound's value part, the groups solved exactly, the options just above and below each
+    lambda (the ``sides`` of :func:`.cut_planes.crossing_counts`) and the fill's cuts
+    (:meth:`.settle.Settled.fill_cut`)."""
     choice = np.full(len(cust.ids), NONE, dtype=np.int64)
     lam: dict[str, float] = {}
     dual: dict[str, float] = {}
     exact: list[str] = []
     sides = []
+    fill: dict[str, int] = {}
     for g, rows in members.items():
         budget = float(problem.budgets[g])
         if exact_ok and 0 < len(rows) <= problem.exact_max_customers:
@@ -195,9 +198,12 @@ def _budgets(
         env = envelope(u[rows], c[rows], mu)
         done = solve_group(env, budget, cust.ids[rows])
         choice[rows], lam[g], dual[g] = done.choice, done.lam, done.dual_bound
+        if done.fill_cut is not None:
+            fill[g] = done.fill_cut
         sides += [_side(g, side, taken(env, done.lam, side == ABOVE), c[rows]) for side in SIDES]
     columns = ["budget_group", "side", "option", "n", "cost"]
-    return choice, lam, dual, exact, pd.concat(sides) if sides else pd.DataFrame(columns=columns)
+    sides_frame = pd.concat(sides) if sides else pd.DataFrame(columns=columns)
+    return choice, lam, dual, exact, sides_frame, fill
 
 
 def _side(group: str, side: str, choice: np.ndarray, c: np.ndarray) -> pd.DataFrame:

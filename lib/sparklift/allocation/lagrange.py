@@ -29,6 +29,7 @@ class GroupResult:
     objective: float
     spent: float
     dual_bound: float
+    fill_cut: int | None  # the fill took the entering steps tied at lam up to this id
 
     @property
     def gap(self) -> float:
@@ -53,4 +54,11 @@ def solve_group(env: Envelope, budget: float, customer_ids: np.ndarray) -> Group
         np.zeros(len(lam), dtype=np.int64),
     )
     choice = after_steps(env, np.bincount(cust[done.taken], minlength=len(customer_ids)))
-    return GroupResult(done.lam, choice, done.objective, done.spent, done.dual_bound)
+    return GroupResult(
+        done.lam,
+        choice,
+        done.objective,
+        done.spent,
+        done.dual_bound,
+        done.fill_cut(customer_ids[cust]),
+    )

@@ -160,8 +160,8 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
                 )
                 rows = arms.union(solution.allocations, holdout, explore)
                 written = runs.append(ctx, campaign.campaign_id, run_id, models[0], rows)
-                targeted = F.col("policy_voucher_id").isNotNull().alias("targeted")
-                counts = tally(written, "arm", targeted)  # the rows as written, every arm
+                counts = tally(written, "arm", "policy_voucher_id")  # as written, every arm
+            counts = counts.assign(targeted=counts["policy_voucher_id"].notna())
             groups = summarize(counts[counts["arm"] == arms.POLICY], solution, vouchers)
             balance = match.targeting(groups, counts) if holdout_share else {}
             records = _records(ctx, campaign.campaign_id, run_id, models[0], solution, groups,
@@ -201,10 +201,9 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         log.warning(
             "the holdout is not the policy's match in %d group(s): %s; measure compares each "
             "voucher's policy customers with the held-out ones the rule targets, so its "
-            "estimates would be biased. A higher policy share is the solver's greedy fill "
-            "at the budget's margin: customers whose score ties with the multiplier (many "
-            "identical scores, a tree model's leaves) that the rule, at a margin of 0, does "
-            "not target; a lower one, or a large gap, means the arms' scores differ",
+            "estimates would be biased. A small gap can be the solver's greedy fill below "
+            "the budget's margin, which the rule does not follow; a large one means the "
+            "arms' scores differ",
             len(bad),
             "; ".join(bad),
         )
@@ -220,7 +219,7 @@ def run(ctx: JobContext, args: argparse.Namespace) -> dict:
         "holdout_customers": sum(r["holdout_customers"] for r in records),
         "explore_customers": sum(r["explore_customers"] for r in records),
         "explore_spent": sum(r["explore_spent"] for r in records),
-        "holdout_match": balance,  # per group: the arms' targeted shares and their p
+        "holdout_match": balance,  # per group: the arms' shares of each voucher, and p
         "spent": spent,
         "objective": objective,
         "dual_bound": bound,
@@ -341,9 +340,9 @@ def _records(
     calibration: dict[str, Calibration],
 ) -> list[dict]:
     """allocation_summary's rows: per group the policy's solve, the arms' counts (from
-    the written rows' :func:`tally` by arm and targeted) and the explore arm's spend, the
-    group's whole budget (the policy's plus the slice), and the objective and spend
-    corrected by past measurements (null without)."""
+    the written rows' :func:`tally` by arm and policy_voucher_id, and targeted) and the
+    explore arm's spend, the group's whole budget (the policy's plus the slice), and the
+    objective and spend corrected by past measurements (null without)."""
     now = utcnow()
     obj, cost = calibration.get("objective"), calibration.get("cost")
     arm = counts["arm"]
