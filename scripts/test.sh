@@ -6,9 +6,10 @@
 # local-cluster executors), which are mostly JVM and process start-up, run in a second
 # pytest beside the others (each with its own Spark session), at lower priority, with the
 # propensity and campaign measurement end-to-end tests, the design and DiD acceptance tests,
-# the table maintenance tests, the distributed allocation's and generate-then-features' to
-# balance the two runs; their output follows the main run's. .venv-airflow is installed
-# meanwhile: the Airflow tests run last and wait for it.
+# the table maintenance tests, the distributed allocation's, generate-then-features' and
+# the adjusted fits' to balance the two runs; their output follows the main run's.
+# .venv-airflow is installed meanwhile: the Airflow tests run last and wait for it. Each
+# run prints its 25 slowest tests, to keep CI's wall time (under 30 minutes) in view.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,7 +18,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKLIFT_CHROMIUM:-}${SPARK
   echo "note: no chromium on PATH, so the browser tests of the HTML reports will be skipped" \
     "(install Debian's: apt-get install chromium, or set SPARKLIFT_CHROMIUM to a Chromium binary)"
 fi
-PYTEST=(.venv/bin/python -m pytest -m "" --durations=25)  # the slowest: keep CI under 30 min
+PYTEST=(.venv/bin/python -m pytest -m "" --durations=25)
 for arg in "$@"; do
   if [[ $arg != -* ]]; then  # tests named: one run of just those
     bash scripts/airflow_env.sh
@@ -26,8 +27,8 @@ for arg in "$@"; do
 done
 PROCESS_TESTS=(tests/test_cluster.py tests/test_propensity.py tests/test_design_acceptance.py
   tests/test_did_acceptance.py tests/test_measure_job.py tests/test_maintain.py
-  tests/test_allocation_distributed.py tests/test_e2e.py tests/test_airflow_dag.py
-  tests/test_standalone.py)  # the Airflow ones last: see below
+  tests/test_allocation_distributed.py tests/test_e2e.py tests/test_adjustment.py
+  tests/test_airflow_dag.py tests/test_standalone.py)  # the Airflow ones last: see below
 log=$(mktemp)
 airflow_setup="$log.airflow"  # its exit code once done (its output: $airflow_setup.log)
 {

@@ -278,7 +278,7 @@ def test_a_round_s_plane_lies_under_the_dual_in_the_driver_and_in_spark(spark):
     cust = in_memory.Customers(np.arange(len(u)), np.asarray(group, dtype=object), u, c)
     members = {g: np.flatnonzero(group == g) for g in budgets}
     problem = Problem(VOUCHERS, budgets)
-    _, lam, dual, _, sides = in_memory._budgets(cust, u, c, mu0, members, problem, False)
+    _, lam, dual, _, sides, _ = in_memory._budgets(cust, u, c, mu0, members, problem, False)
     assert all(v > 0 for v in lam.values())  # both budgets bind
     d0 = sum(dual.values()) + float(np.dot(mu0, caps))
     assert d0 == pytest.approx(lp_dual(u, c, group, budgets, caps, mu0), rel=1e-9)
