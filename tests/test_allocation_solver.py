@@ -204,7 +204,7 @@ def test_a_cap_that_never_binds_ends_the_search_in_one_round():
 @pytest.mark.parametrize(
     "budget, cut",
     [
-        (0.5, None),  # customer 20's step does not fit: it sets lambda, no tied block
+        (0.5, None),  # customer 20's step does not fit: it sets lambda, the fill took none
         (1.5, None),  # 20 fits, then the block's first (10) does not: the fill took none
         (2.5, 10),  # 20, then 10; 30 does not fit
         (3.5, 30),  # 20, 10, 30; 40 does not

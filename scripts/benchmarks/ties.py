@@ -103,7 +103,7 @@ def one_world(seed: int, n: int, leaves: int, share: float) -> dict[str, dict[st
                        ("none", Rule({"g": result.lam}, {"g": result.lam}))):  # fmt: skip
         given = by_rule(ids[held], u[held], c[held], rule)
         own = by_rule(ids[~held], up, cp, rule).to_numpy()
-        missed = int((sent.notna().to_numpy() & (own != sent.to_numpy())).sum())
+        missed = int((pd.Series(own).fillna("-") != sent.fillna("-")).sum())
         counts = given.value_counts(dropna=False).rename_axis("policy_voucher_id")
         counts = counts.rename("n").reset_index().assign(budget_group="g", arm="holdout")
         check = targeting([group], counts)["g"]

@@ -166,7 +166,7 @@ def _within_caps(rows: DataFrame, caps: Mapping[str, int]) -> DataFrame:
 class Rule:
     """The policy's decision for a customer it was not solved for (a held-out one), from the
     solve. Without caps: the voucher of greatest u - lambda c at ``final_lam``, if
-    positive. With caps, the solve's two steps. First deferred acceptance at the
+    positive (ties: below). With caps, the solve's two steps. First deferred acceptance at the
     primal's ``lam`` and ``mu`` (:mod:`.acceptance`), walked for the one customer: it
     asks for its vouchers by u - lambda c - mu (positive by more than a rounding; the
     first in ``order`` among equals); an uncapped one ends the walk, a capped one keeps
@@ -185,8 +185,8 @@ class Rule:
     when no voucher is positive) are a customer whose step between them set its budget's
     multiplier, taken only as the budget's remainder allows: the solver's greedy fill
     takes those tied steps in customer id order, so the rule gives the costliest tied
-    option up to the id it stopped at (``fill``, per budget group; none: the fill took
-    none of them) and the cheapest above it."""
+    option up to the last id it took there (``fill``, per budget group; none: the fill
+    took none of them) and the cheapest above it."""
 
     lam: Mapping[str, float]  # per budget group: the deferred acceptance's multiplier
     final_lam: Mapping[str, float]  # per budget group: the final budget solve's
@@ -294,9 +294,9 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
     it would have sent none, from ``scores`` of the holdout customers, the solve's
     ``rule`` and each row's ``draw`` (:func:`.ties.tie_draw`: per customer and voucher).
     At ``final_lam`` the options tied with the best margin (to a rounding; none is an
-    option of margin 0 when no voucher is positive by more than one) are the costliest
-    for a customer whose id is up to its group's fill cut, else the cheapest, then the
-    greatest voucher id (:class:`Rule`)."""
+    option of margin 0 when the best is not positive by more than its rounding) give the
+    costliest for a customer whose id is up to its group's fill cut, else the cheapest,
+    then the greatest voucher id (:class:`Rule`)."""
     scores = scores.withColumn("_allowed", _allowed(scores, rule, draw))
     cost = F.greatest(F.col("uplift_cost"), F.lit(0.0))
     margin = (
@@ -313,7 +313,7 @@ def holdout_rows(scores: DataFrame, rule: Rule, draw: Column) -> DataFrame:
     )
     options = F.col("_options")
     top = F.array_max(F.transform(options, lambda o: o["margin"]))
-    positive = F.exists(options, lambda o: o["margin"] > o["tolerance"])
+    positive = F.exists(options, lambda o: (o["margin"] == top) & (o["margin"] > o["tolerance"]))
     floor = F.greatest(top, F.lit(0.0))  # none's margin, when no voucher is positive
     tied = F.filter(
         options,

@@ -166,14 +166,16 @@ def _pick(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per customer: the row of the voucher the rule gives it and whether it gives one,
     as :func:`.arms.holdout_rows` picks among the options tied with the best margin
-    (none among them, at margin 0, when no voucher is positive by more than a rounding):
+    (none among them, at margin 0, when the best is not positive by more than its
+    rounding):
     the costliest up to the group's ``fill`` cut, else the cheapest, then the greatest
     voucher ``rank``."""
     key = customer.key
     valid = np.isfinite(margin)
     tolerance = ties.TIE * np.maximum(1.0, np.abs(uplift))
     with np.errstate(invalid="ignore"):
-        positive = np.bincount(key, weights=margin > tolerance, minlength=len(customer.rows)) > 0
+        best = (margin == customer.value[key]) & (margin > tolerance)
+        positive = np.bincount(key, weights=best, minlength=len(customer.rows)) > 0
         floor = np.maximum(np.nan_to_num(customer.value, nan=0.0), 0.0)[key]
         tied = valid & (margin >= floor - tolerance) & (positive[key] | (cost > 0))
     costliest = _last(key, tied, np.where(tied, cost, 0.0), rank)

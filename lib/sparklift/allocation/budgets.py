@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from sparklift.allocation import layout as L
 from sparklift.allocation.crossing import Region, in_region, refine, step_rows
 from sparklift.allocation.exact import solve_exact
-from sparklift.allocation.settle import ID_MIN, settle
+from sparklift.allocation.settle import settle
 from sparklift.allocation.sums import FLAGS, TOTALS
 from sparklift.errors import InputError
 from sparklift.finite import nonfinite
@@ -277,16 +277,11 @@ def settle_groups(env: DataFrame, plan: Plan, problem: Problem, n_opt: int) -> S
 def _fill_cut(cut: int | None, region: Region, lam: float) -> int | None:
     """The fill's cut of :meth:`.settle.Settled.fill_cut` over the whole crossing bucket:
     a tied region (:class:`.crossing.Region`) at ``lam`` holds only ids from ``id_lo`` to
-    ``id_hi``: those below were taken before it (with none of the region's: up to
-    ``id_lo - 1``, where the whole bucket's fill would say up to the last tied id below
-    it; the ids between are no policy customer's, so it reads the policy alike, and a
-    held-out customer among them, about one in a whole block, counts as taken), those
-    above were not (with all of it: up to ``id_hi``)."""
+    ``id_hi``: those below were taken before it (with none of the region's: up to its
+    ``before``), those above were not (with all of it: up to ``id_hi``)."""
     if not region.tied or region.lam_hi != lam:
         return cut
-    if cut is None:
-        return region.id_lo - 1 if region.id_lo > ID_MIN else None
-    return min(cut, region.id_hi)
+    return region.before if cut is None else min(cut, region.id_hi)
 
 
 def solve_exact_groups(

@@ -44,6 +44,7 @@ class Region:
     lam_hi: float = math.inf
     id_lo: int = ID_MIN
     id_hi: int = ID_MAX
+    before: int | None = None  # a tied region's: the last id taken below it at its lambda
 
     @property
     def tied(self) -> bool:
@@ -105,11 +106,17 @@ def refine(env: DataFrame, plan: Plan, n_opt: int, budgets: dict[str, float], li
                 value_above + float(h["d_value"].iloc[:q].sum()),
             )
             tied = row["lam_min"] == row["lam_max"]
+            # Split by id, the parts before it hold the ids below, taken; split by lambda,
+            # none shares its lambda.
+            before = (
+                (int(h["id_max"].iloc[q - 1]) if q else todo[g].before) if todo[g].tied else None
+            )
             region = Region(
                 float(row["lam_min"]),
                 float(row["lam_max"]),
                 int(row["id_min"]) if tied else ID_MIN,
                 int(row["id_max"]) if tied else ID_MAX,
+                before if tied else None,
             )
             plan.regions[g] = region
             plan.crossing_n[g] = int(row["n"])

@@ -29,7 +29,7 @@ class GroupResult:
     objective: float
     spent: float
     dual_bound: float
-    fill_cut: int | None  # the fill took the entering steps tied at lam up to this id
+    fill_cut: int | None  # the fill took the steps tied at lam up to this id
 
     @property
     def gap(self) -> float:

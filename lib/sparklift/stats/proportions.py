@@ -16,7 +16,7 @@ def shares_p(counts: np.ndarray) -> float:
     where an arm expects fewer than :data:`MIN_EXPECTED` are pooled (and the pool, if
     still that rare, with the category of fewest customers), as the chi-square's
     approximation is poor there: a voucher the policy sent a handful of times would
-    otherwise flag a match."""
+    otherwise flag a mismatch."""
     table = np.asarray(counts, dtype=float)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] > 2:
