@@ -101,6 +101,16 @@ LAM = {"A": 0.5, "B": 1.0, "C": 0.0}  # 1.0 and 0.0: integer margins, many ties
         arms.Rule(LAM, LAM),
         # margins of 0 (ties at B's and C's multipliers) targeted up to the fill's cuts
         arms.Rule(LAM, LAM, fill={"B": 5_000, "C": 2**63 - 1}),
+        # ... after a cap's walk that cut through tied askers
+        arms.Rule(
+            LAM,
+            {"A": 0.25, "B": 1.0},
+            {"V02": 0.5},
+            {"V02": 1.0},
+            {"V02": 0.5},
+            VOUCHERS,
+            fill={"A": 4_000, "B": 9_000},
+        ),
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, order=VOUCHERS),  # capped, not cut
         arms.Rule(LAM, {"A": 0.25, "B": 1.0}, {"V02": 0.5}, {"V02": 1.0}, order=VOUCHERS),
         arms.Rule(LAM, {"A": 0.25}, {"V02": 0.5}, {"V02": 1.0}, {"V02": 0.5}, VOUCHERS),  # ties
